@@ -1,0 +1,349 @@
+"""Layer stacks as plain JSON-able data, presets, the shape table, and ``build_model``.
+
+The shape/parameter table is computed here in pure Python (no TensorFlow), so
+the model panel can update it on every keystroke; a test checks it against
+Keras' own ``count_params`` and output shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ArchitectureError, UserError
+
+#: the final Dense layer's ``units`` value meaning "as many as there are classes"
+CLASSES = "classes"
+
+ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh", "elu", "gelu", "swish", "softmax")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
+LOSSES = ("categorical_crossentropy",)
+
+#: the parameters of each layer kind, with their defaults; the editor shows these
+LAYER_KINDS: dict[str, dict[str, Any]] = {
+    "Conv2D": {"filters": 16, "kernel_size": 3, "strides": 1, "padding": "valid", "activation": "relu"},
+    "MaxPool2D": {"pool_size": 2, "strides": 0, "padding": "valid"},
+    "AveragePooling2D": {"pool_size": 2, "strides": 0, "padding": "valid"},
+    "BatchNormalization": {},
+    "Dropout": {"rate": 0.25},
+    "Flatten": {},
+    "GlobalAveragePooling2D": {},
+    "Dense": {"units": 64, "activation": "relu"},
+}
+
+#: a sentence per layer kind, for learners
+EXPLANATIONS: dict[str, str] = {
+    "Conv2D": ("A convolution slides small filters (kernels) over the image. Each filter learns to "
+               "respond to one pattern - an edge, a colour blob, later a texture or part - and makes one "
+               "output channel, a map of where that pattern is. ReLU then keeps the positive responses "
+               "and zeroes the rest."),
+    "MaxPool2D": ("Max pooling shrinks each channel by keeping the largest value in every small window "
+                  "(2x2 by default): the network keeps 'the pattern is here somewhere' and becomes cheaper "
+                  "and less sensitive to exact position."),
+    "AveragePooling2D": "Average pooling shrinks each channel by averaging every small window.",
+    "BatchNormalization": ("Batch normalisation rescales each channel to a steady range during training, "
+                           "which makes training faster and less sensitive to the learning rate."),
+    "Dropout": ("Dropout switches off a random share of values during training only, so the network cannot "
+                "rely on any single feature; it fights overfitting."),
+    "Flatten": "Flatten lays the 3-D stack of feature maps out as one long vector so Dense layers can read it.",
+    "GlobalAveragePooling2D": ("Global average pooling turns each channel into one number, its mean: a "
+                               "compact summary with no weights, often used instead of Flatten."),
+    "Dense": ("A dense (fully connected) layer connects every input to every output. The last one has one "
+              "output per class; softmax turns its outputs into probabilities that sum to 1."),
+}
+
+
+@dataclass
+class LayerSpec:
+    """One layer of the stack.
+
+    Args:
+        kind: a key of ``LAYER_KINDS``.
+        params: that kind's parameters; missing ones take the defaults.
+    """
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def full_params(self) -> dict[str, Any]:
+        p = dict(LAYER_KINDS.get(self.kind, {}))
+        p.update(self.params)
+        return p
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "params": dict(self.params)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "LayerSpec":
+        return cls(str(d["kind"]), dict(d.get("params", {})))
+
+    def describe(self) -> str:
+        p = self.full_params()
+        if self.kind == "Conv2D":
+            return f"Conv2D({p['filters']}, {p['kernel_size']}, {p['activation']})"
+        if self.kind in ("MaxPool2D", "AveragePooling2D"):
+            return f"{self.kind}({p['pool_size']})"
+        if self.kind == "Dropout":
+            return f"Dropout({p['rate']})"
+        if self.kind == "Dense":
+            return f"Dense({p['units']}, {p['activation']})"
+        return self.kind
+
+
+@dataclass
+class TrainingSettings:
+    """Settings of ``fit``.
+
+    Args:
+        optimizer: a name from ``OPTIMIZERS``. Defaults to "adam".
+        learning_rate: Defaults to 1e-3.
+        loss: Defaults to categorical cross-entropy.
+        batch_size: Defaults to 32.
+        epochs: Defaults to 10.
+        patience: early-stopping patience in epochs on val_loss; 0 turns it off. Defaults to 3.
+        restore_best: keep the weights of the best epoch (by val_loss). Defaults to True.
+        device: "cpu", "gpu:N" or "gpu:0,1" (several GPUs, mirrored). Defaults to "cpu".
+        seed: seeds weights, shuffles and augmentation. Defaults to 1337.
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    loss: str = "categorical_crossentropy"
+    batch_size: int = 32
+    epochs: int = 10
+    patience: int = 3
+    restore_best: bool = True
+    device: str = "cpu"
+    seed: int = 1337
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainingSettings":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"Unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}.")
+        if not (0 < self.learning_rate < 10):
+            raise UserError(f"The learning rate must be a positive number below 10 (got {self.learning_rate}).")
+        if self.batch_size < 1:
+            raise UserError("The batch size must be at least 1.")
+        if self.epochs < 1:
+            raise UserError("Train for at least 1 epoch.")
+        if self.patience < 0:
+            raise UserError("Early-stopping patience cannot be negative.")
+
+
+# ---------------------------------------------------------------------------
+# presets
+
+def _conv(filters, k=3, act="relu", padding="valid"):
+    return LayerSpec("Conv2D", {"filters": filters, "kernel_size": k, "activation": act, "padding": padding})
+
+
+def _out():
+    return LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})
+
+
+PRESETS: dict[str, tuple[str, list[LayerSpec]]] = {
+    "seed": ("Seed - the classic small Keras CNN: Conv2D(10,3) x2, MaxPool, Conv2D(10,3) x2, MaxPool, Flatten, Dense",
+             [_conv(10), _conv(10), LayerSpec("MaxPool2D", {"pool_size": 2}),
+              _conv(10), _conv(10), LayerSpec("MaxPool2D", {"pool_size": 2}),
+              LayerSpec("Flatten"), _out()]),
+    "tinyvgg": ("TinyVGG - the CNN Explainer network, two blocks of 'same' convolutions",
+                [_conv(10, padding="same"), _conv(10, padding="same"), LayerSpec("MaxPool2D", {"pool_size": 2}),
+                 _conv(10, padding="same"), _conv(10, padding="same"), LayerSpec("MaxPool2D", {"pool_size": 2}),
+                 LayerSpec("Flatten"), _out()]),
+    "deeper": ("Deeper - three conv blocks with BatchNorm and Dropout, global average pooling",
+               [_conv(32, padding="same"), LayerSpec("BatchNormalization"), LayerSpec("MaxPool2D", {"pool_size": 2}),
+                _conv(64, padding="same"), LayerSpec("BatchNormalization"), LayerSpec("MaxPool2D", {"pool_size": 2}),
+                _conv(128, padding="same"), LayerSpec("BatchNormalization"), LayerSpec("MaxPool2D", {"pool_size": 2}),
+                LayerSpec("Dropout", {"rate": 0.3}), LayerSpec("GlobalAveragePooling2D"),
+                LayerSpec("Dense", {"units": 64, "activation": "relu"}), LayerSpec("Dropout", {"rate": 0.3}), _out()]),
+}
+
+
+def preset(name: str) -> list[LayerSpec]:
+    """A fresh copy of the named preset's layer stack."""
+    if name not in PRESETS:
+        raise UserError(f"Unknown preset {name!r}; choose from {', '.join(PRESETS)}.")
+    return copy.deepcopy(PRESETS[name][1])
+
+
+# ---------------------------------------------------------------------------
+# shape table
+
+@dataclass
+class LayerRow:
+    index: int  # index in the stack; -1 for the input/rescaling rows
+    name: str
+    kind: str
+    output_shape: tuple
+    params: int
+
+
+def layer_name(index: int, spec: LayerSpec) -> str:
+    """The Keras name of the stack's ``index``-th layer (stable, so taps are stable)."""
+    return f"{spec.kind.lower()}_{index + 1}"
+
+
+def _int_param(spec: LayerSpec, index: int, key: str, minimum: int) -> int:
+    v = spec.full_params()[key]
+    try:
+        iv = int(v)
+    except (TypeError, ValueError):
+        raise ArchitectureError(f"Layer {index + 1} ({spec.kind}): {key} must be a whole number, not {v!r}.", index)
+    if iv != v or iv < minimum:
+        raise ArchitectureError(f"Layer {index + 1} ({spec.kind}): {key} must be a whole number ≥ {minimum}, not {v!r}.", index)
+    return iv
+
+
+def _conv_out(size: int, k: int, s: int, padding: str) -> int:
+    if padding == "same":
+        return math.ceil(size / s)
+    return (size - k) // s + 1 if size >= k else 0
+
+
+def layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_classes: int) -> list[LayerRow]:
+    """Output shape and parameter count of every layer, without building it.
+
+    The first row is the input with its rescaling. Raises ``ArchitectureError``
+    naming the first layer that cannot be built (size below 1, a Dense or
+    pooling layer on a tensor of the wrong rank, an unknown kind or a bad
+    parameter).
+    """
+    h, w, c = input_shape
+    if min(h, w) < 1 or c not in (1, 3, 4):
+        raise ArchitectureError(f"The input shape {input_shape} is not an image shape.", None)
+    if num_classes < 2:
+        raise ArchitectureError("A classifier needs at least 2 classes.", None)
+    shape: tuple = (h, w, c)
+    rows = [LayerRow(-1, "rescaling", "Rescaling", shape, 0)]
+    if not layers:
+        raise ArchitectureError("The model has no layers. Add at least a Flatten and a Dense layer.", None)
+    for i, spec in enumerate(layers):
+        name = layer_name(i, spec)
+        p = spec.full_params()
+        where = f"Layer {i + 1} ({spec.kind})"
+        params = 0
+        if spec.kind not in LAYER_KINDS:
+            raise ArchitectureError(f"{where}: unknown layer type.", i)
+        if spec.kind in ("Conv2D", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D") and len(shape) != 3:
+            raise ArchitectureError(f"{where} needs an image-shaped (3-D) input, but gets a flat vector of {shape[0]}. "
+                                    "Move it before Flatten/GlobalAveragePooling.", i)
+        if spec.kind == "Conv2D":
+            f = _int_param(spec, i, "filters", 1)
+            k = _int_param(spec, i, "kernel_size", 1)
+            s = _int_param(spec, i, "strides", 1)
+            pad = p["padding"]
+            if pad not in ("valid", "same"):
+                raise ArchitectureError(f"{where}: padding must be 'valid' or 'same'.", i)
+            if p["activation"] not in ACTIVATIONS:
+                raise ArchitectureError(f"{where}: unknown activation {p['activation']!r}.", i)
+            oh, ow = _conv_out(shape[0], k, s, pad), _conv_out(shape[1], k, s, pad)
+            if oh < 1 or ow < 1:
+                raise ArchitectureError(
+                    f"{where}: its {k}x{k} kernel does not fit the {shape[0]}x{shape[1]} input; the output would be "
+                    "smaller than 1 pixel. Use a larger image size, fewer pooling layers, a smaller kernel or 'same' padding.", i)
+            params = k * k * shape[2] * f + f
+            shape = (oh, ow, f)
+        elif spec.kind in ("MaxPool2D", "AveragePooling2D"):
+            k = _int_param(spec, i, "pool_size", 1)
+            s = _int_param(spec, i, "strides", 0) or k
+            pad = p["padding"]
+            if pad not in ("valid", "same"):
+                raise ArchitectureError(f"{where}: padding must be 'valid' or 'same'.", i)
+            oh, ow = _conv_out(shape[0], k, s, pad), _conv_out(shape[1], k, s, pad)
+            if oh < 1 or ow < 1:
+                raise ArchitectureError(
+                    f"{where}: a {k}x{k} pool does not fit the {shape[0]}x{shape[1]} input; the output would be smaller "
+                    "than 1 pixel. Use a larger image size or remove a pooling layer.", i)
+            shape = (oh, ow, shape[2])
+        elif spec.kind == "BatchNormalization":
+            params = 4 * shape[-1]
+        elif spec.kind == "Dropout":
+            r = p["rate"]
+            if not isinstance(r, (int, float)) or not 0 <= r < 1:
+                raise ArchitectureError(f"{where}: rate must be at least 0 and below 1, not {r!r}.", i)
+        elif spec.kind == "Flatten":
+            shape = (math.prod(shape),)
+        elif spec.kind == "GlobalAveragePooling2D":
+            shape = (shape[2],)
+        elif spec.kind == "Dense":
+            if len(shape) != 1:
+                raise ArchitectureError(
+                    f"{where} gets a {len(shape)}-D input {shape}; add Flatten or GlobalAveragePooling2D before it.", i)
+            units = num_classes if p["units"] == CLASSES else _int_param(spec, i, "units", 1)
+            if p["activation"] not in ACTIVATIONS:
+                raise ArchitectureError(f"{where}: unknown activation {p['activation']!r}.", i)
+            params = shape[0] * units + units
+            shape = (units,)
+        rows.append(LayerRow(i, name, spec.kind, shape, params))
+    last = layers[-1]
+    if last.kind != "Dense" or len(shape) != 1 or shape[0] != num_classes or last.full_params()["activation"] != "softmax":
+        raise ArchitectureError(
+            f"Layer {len(layers)} ({last.kind}): the last layer must be Dense with one unit per class "
+            f"({num_classes}) and softmax activation.", len(layers) - 1)
+    return rows
+
+
+def total_params(rows: list[LayerRow]) -> int:
+    return sum(r.params for r in rows)
+
+
+# ---------------------------------------------------------------------------
+# Keras
+
+def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_classes: int,
+                scale_inside: bool = True):
+    """Build the Keras Sequential for the stack (after checking it with ``layer_table``).
+
+    Pixel scaling (``Rescaling(1/255)``) is the first layer, so the model
+    takes 0-255 pixels and its exports need no separate preprocessing.
+    """
+    import keras
+
+    layer_table(layers, input_shape, num_classes)
+    model_layers = [keras.Input(shape=input_shape, name="image")]
+    if scale_inside:
+        model_layers.append(keras.layers.Rescaling(1.0 / 255, name="rescaling"))
+    for i, spec in enumerate(layers):
+        p = spec.full_params()
+        name = layer_name(i, spec)
+        if spec.kind == "Conv2D":
+            layer = keras.layers.Conv2D(int(p["filters"]), int(p["kernel_size"]), strides=int(p["strides"]),
+                                        padding=p["padding"], activation=p["activation"], name=name)
+        elif spec.kind == "MaxPool2D":
+            layer = keras.layers.MaxPooling2D(int(p["pool_size"]), strides=int(p["strides"]) or None,
+                                              padding=p["padding"], name=name)
+        elif spec.kind == "AveragePooling2D":
+            layer = keras.layers.AveragePooling2D(int(p["pool_size"]), strides=int(p["strides"]) or None,
+                                                  padding=p["padding"], name=name)
+        elif spec.kind == "BatchNormalization":
+            layer = keras.layers.BatchNormalization(name=name)
+        elif spec.kind == "Dropout":
+            layer = keras.layers.Dropout(float(p["rate"]), name=name)
+        elif spec.kind == "Flatten":
+            layer = keras.layers.Flatten(name=name)
+        elif spec.kind == "GlobalAveragePooling2D":
+            layer = keras.layers.GlobalAveragePooling2D(name=name)
+        else:  # Dense
+            units = num_classes if p["units"] == CLASSES else int(p["units"])
+            layer = keras.layers.Dense(units, activation=p["activation"], name=name)
+        model_layers.append(layer)
+    return keras.Sequential(model_layers, name="cnndesk_model")
+
+
+def compile_model(model, settings: TrainingSettings) -> None:
+    import keras
+
+    opt = {
+        "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
+        "adamw": keras.optimizers.AdamW, "nadam": keras.optimizers.Nadam,
+    }[settings.optimizer](learning_rate=settings.learning_rate)
+    model.compile(optimizer=opt, loss=settings.loss, metrics=["accuracy"], steps_per_execution=1)

@@ -1,0 +1,505 @@
+"""Scan a class-folder tree, decode its images once, split it, feed ``fit``.
+
+The layout is the one of ``keras.utils.image_dataset_from_directory``::
+
+    root/<class name>/<image files>
+
+Everything here but :func:`make_tf_dataset` is TensorFlow-free, so a GUI
+worker thread may scan while another thread owns TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import DatasetError, UserError
+from .tasks import TaskState
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+COLOR_MODES = ("rgb", "grayscale")
+AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast", "brightness")
+
+#: a class with fewer than this share of the largest class's images is "imbalanced"
+IMBALANCE_RATIO = 0.5
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a file becomes the array a model sees.
+
+    Args:
+        image_size: (height, width) in pixels.
+        color_mode: "rgb" (3 channels) or "grayscale" (1 channel).
+        scale: factor applied to the 0-255 pixels before the model. Models
+            built by cnndesk scale inside the model, so this is 1.0; a model
+            from elsewhere may expect 1/255. Defaults to 1.0.
+    """
+
+    image_size: tuple[int, int] = (64, 64)
+    color_mode: str = "rgb"
+    scale: float = 1.0
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.color_mode == "rgb" else 1
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.image_size[0], self.image_size[1], self.channels)
+
+    def to_json(self) -> dict:
+        return {"image_size": list(self.image_size), "color_mode": self.color_mode, "scale": self.scale}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Preprocessing":
+        return cls(tuple(int(v) for v in d["image_size"]), d.get("color_mode", "rgb"), float(d.get("scale", 1.0)))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Settings of the dataset panel.
+
+    Args:
+        preprocessing: image size and colour mode.
+        val_split: share of each class kept for validation. Defaults to 0.2.
+        seed: seed of the split and the shuffle. Defaults to 1337.
+        augment: names from ``AUGMENTATIONS`` applied in training only.
+        class_weights: weight the loss by inverse class frequency.
+    """
+
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    val_split: float = 0.2
+    seed: int = 1337
+    augment: tuple[str, ...] = ()
+    class_weights: bool = False
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["preprocessing"] = self.preprocessing.to_json()
+        d["augment"] = list(self.augment)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "DatasetConfig":
+        return cls(
+            preprocessing=Preprocessing.from_json(d["preprocessing"]),
+            val_split=float(d.get("val_split", 0.2)),
+            seed=int(d.get("seed", 1337)),
+            augment=tuple(d.get("augment", ())),
+            class_weights=bool(d.get("class_weights", False)),
+        )
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class DatasetScan:
+    """The files of a dataset folder, before decoding."""
+
+    root: Path
+    class_names: list[str]
+    files: list[tuple[Path, int]]
+    skipped: list[SkippedFile]
+
+
+@dataclass
+class LoadedDataset:
+    """Decoded images of a dataset: a uint8 cache and the split.
+
+    ``images`` has shape (N, H, W, C), dtype uint8; ``labels`` (N,) int32.
+    """
+
+    root: Path
+    class_names: list[str]
+    preprocessing: Preprocessing
+    images: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    skipped: list[SkippedFile]
+    train_index: np.ndarray
+    val_index: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(self.labels.tolist())
+        return {name: c.get(i, 0) for i, name in enumerate(self.class_names)}
+
+    def imbalance_warning(self) -> str | None:
+        """A sentence if the smallest class is much smaller than the largest."""
+        counts = self.counts()
+        most = max(counts.values())
+        small = [n for n, c in counts.items() if c < IMBALANCE_RATIO * most]
+        if not small:
+            return None
+        names = ", ".join(f"{n} ({counts[n]})" for n in small)
+        return (f"Classes are imbalanced: {names} have less than half the images of the "
+                f"largest class ({most}). Consider adding images or turning on class weights.")
+
+    def class_weight(self) -> dict[int, float]:
+        """Inverse-frequency weights over the training split, mean 1."""
+        c = Counter(self.labels[self.train_index].tolist())
+        n = len(self.train_index)
+        k = self.num_classes
+        return {i: n / (k * max(c.get(i, 0), 1)) for i in range(k)}
+
+    def subset(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[index], self.labels[index]
+
+
+# ---------------------------------------------------------------------------
+# scanning
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def scan_dataset(root: str | os.PathLike, state: TaskState | None = None) -> DatasetScan:
+    """List the class folders and image files of ``root`` without decoding.
+
+    Hidden files and folders are skipped, symlinked folders are followed once
+    (a loop is never followed), files with other extensions are listed as
+    skipped.
+
+    Raises:
+        DatasetError: the folder is missing, is a file, or has no class folders.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"The folder {root} does not exist. Choose a folder that holds one subfolder per class.")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is a file, not a folder. Choose the folder that holds one subfolder per class.")
+    try:
+        class_dirs = sorted(
+            (p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)), key=lambda p: p.name
+        )
+    except PermissionError:
+        raise DatasetError(f"cnndesk may not read the folder {root}. Check its permissions.") from None
+    if not class_dirs:
+        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        hint = " It holds images directly: put each class's images in a subfolder named after the class." if loose else ""
+        raise DatasetError(f"{root} has no class subfolders.{hint} The expected layout is {root.name}/<class>/<images>.")
+
+    files: list[tuple[Path, int]] = []
+    skipped: list[SkippedFile] = []
+    for label, class_dir in enumerate(class_dirs):
+        if state is not None and state.is_interruption_requested():
+            from .errors import Cancelled
+            raise Cancelled()
+        for path in _walk_files(class_dir, skipped):
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append((path, label))
+            else:
+                skipped.append(SkippedFile(str(path), f"not an image file type cnndesk reads ({path.suffix or 'no extension'})"))
+    return DatasetScan(root, [p.name for p in class_dirs], files, skipped)
+
+
+def _walk_files(folder: Path, skipped: list[SkippedFile]) -> Iterable[Path]:
+    """Files under ``folder`` in sorted order, skipping hidden entries and loops."""
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    out: list[Path] = []
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+        except OSError as e:
+            skipped.append(SkippedFile(str(d), f"cannot read folder: {e.strerror}"))
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            skipped.append(SkippedFile(str(d), "folder link loops back to a folder already read; not followed"))
+            continue
+        seen.add(key)
+        try:
+            entries = sorted(d.iterdir(), key=lambda p: p.name)
+        except OSError as e:
+            skipped.append(SkippedFile(str(d), f"cannot read folder: {e.strerror}"))
+            continue
+        subdirs = []
+        for e in entries:
+            if _is_hidden(e.name):
+                continue
+            if e.is_dir():
+                subdirs.append(e)
+            elif e.is_file():
+                out.append(e)
+        stack.extend(reversed(subdirs))
+    return sorted(out)
+
+
+# ---------------------------------------------------------------------------
+# decoding
+
+def decode_image(source, preprocessing: Preprocessing) -> np.ndarray:
+    """Open an image file (or PIL image, or array) and prepare it for the model.
+
+    EXIF orientation is applied; GIFs give their first frame; palette, RGBA
+    (composited on white), 16-bit and CMYK images are converted to the colour
+    mode; the result is resized (bilinear) to ``preprocessing.image_size``.
+    This is the one function that prepares images for training and for
+    prediction, so both see the same pixels.
+
+    Returns:
+        uint8 array of shape (H, W, C).
+
+    Raises:
+        UserError: with a reason a person understands.
+    """
+    img = _open(source, preprocessing)
+    return np.asarray(img, dtype=np.uint8).reshape(preprocessing.input_shape)
+
+
+def _open(source, preprocessing: Preprocessing) -> Image.Image:
+    h, w = preprocessing.image_size
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
+    elif isinstance(source, Image.Image):
+        img = source
+    else:
+        path = str(source)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(path)
+                if img.format == "JPEG":
+                    # decode at a reduced scale when it is much larger than needed
+                    img.draft("RGB" if preprocessing.color_mode == "rgb" else "L", (w * 2, h * 2))
+                img.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UserError("image is too large (over Pillow's decompression-bomb limit); refused") from None
+        except FileNotFoundError:
+            raise UserError("file not found") from None
+        except PermissionError:
+            raise UserError("permission denied") from None
+        except IsADirectoryError:
+            raise UserError("is a folder, not an image") from None
+        except Image.UnidentifiedImageError:
+            raise UserError("not a readable image (unknown or damaged format)") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise UserError(f"damaged image: {e}") from None
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+        img = ImageOps.exif_transpose(img)
+        img = _to_mode(img, preprocessing.color_mode)
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.Resampling.BILINEAR)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"damaged image: {e}") from None
+    return img
+
+
+def _to_mode(img: Image.Image, color_mode: str) -> Image.Image:
+    target = "RGB" if color_mode == "rgb" else "L"
+    mode = img.mode
+    if mode == target:
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+        return img if target == "L" else img.convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert(target)
+
+
+def _decode_or_reason(path: Path, preprocessing: Preprocessing) -> np.ndarray | str:
+    try:
+        return decode_image(path, preprocessing)
+    except UserError as e:
+        return str(e)
+    except Exception as e:  # a decoder bug must not stop a whole scan
+        return f"cannot decode: {type(e).__name__}: {e}"
+
+
+def load_dataset(
+    root: str | os.PathLike,
+    config: DatasetConfig | None = None,
+    state: TaskState | None = None,
+    workers: int | None = None,
+) -> LoadedDataset:
+    """Scan ``root``, decode every image once, and split it.
+
+    This is the one function that turns a folder into training data; the
+    pipeline that feeds ``fit`` is :func:`make_tf_dataset` on its result.
+
+    Args:
+        root: the dataset folder.
+        config: image size, colour mode, split and seed. Defaults to ``DatasetConfig()``.
+        state: receives progress; its interruption request cancels the load.
+        workers: decoding threads. Defaults to the number of CPUs (Pillow
+            releases the GIL while decoding).
+
+    Raises:
+        DatasetError: the folder cannot be used, with what to do about it.
+        Cancelled: ``state`` asked to stop.
+    """
+    from .errors import Cancelled
+
+    config = config or DatasetConfig()
+    scan = scan_dataset(root, state)
+    pre = config.preprocessing
+    n = len(scan.files)
+    images = np.empty((n,) + pre.input_shape, dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    skipped = list(scan.skipped)
+    workers = workers or min(8, os.cpu_count() or 2)
+    if state is not None:
+        state.set_status(f"Reading {n} images…")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunk = 64
+        for start in range(0, n, chunk):
+            if state is not None and state.is_interruption_requested():
+                raise Cancelled()
+            part = scan.files[start:start + chunk]
+            for i, result in enumerate(pool.map(lambda f: _decode_or_reason(f[0], pre), part), start):
+                if isinstance(result, str):
+                    skipped.append(SkippedFile(str(scan.files[i][0]), result))
+                else:
+                    images[i] = result
+                    ok[i] = True
+            if state is not None:
+                state.set_progress_value(100.0 * min(start + chunk, n) / max(n, 1))
+
+    labels_all = np.array([lab for _, lab in scan.files], dtype=np.int32)
+    idx = np.flatnonzero(ok)
+    images = images[idx] if len(idx) < n else images
+    labels = labels_all[idx]
+    paths = [str(scan.files[i][0]) for i in idx]
+
+    counts = Counter(labels.tolist())
+    empty = [name for i, name in enumerate(scan.class_names) if counts.get(i, 0) == 0]
+    usable = len(scan.class_names) - len(empty)
+    if usable < 2:
+        raise DatasetError(
+            f"{scan.root} has {usable} class with usable images; at least 2 are needed. "
+            "Add a subfolder of images for each class you want to recognise.")
+    if empty:
+        raise DatasetError(
+            f"The class folder(s) {', '.join(repr(e) for e in empty)} have no usable image. "
+            "Add images to them or remove them from the dataset folder.")
+
+    train_index, val_index = split_indices(labels, config.val_split, config.seed)
+    return LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, train_index, val_index)
+
+
+def split_indices(labels: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified split: each class keeps ``val_split`` for validation.
+
+    Every class with at least 2 images gets at least one validation and one
+    training image when ``val_split`` > 0.
+    """
+    if not 0.0 <= val_split < 1.0:
+        raise UserError(f"The validation split must be between 0 and 1 (got {val_split}).")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rng.shuffle(members)
+        k = int(round(len(members) * val_split))
+        if val_split > 0 and len(members) >= 2:
+            k = min(max(k, 1), len(members) - 1)
+        val.append(members[:k])
+        train.append(members[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+# ---------------------------------------------------------------------------
+# tf.data
+
+def make_tf_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    augment: Sequence[str] = (),
+    repeat: bool = False,
+):
+    """The one pipeline from the uint8 cache to ``fit``.
+
+    Batches of (float32 images in 0-255, one-hot labels). In training the
+    data is shuffled every pass and the augmentation layers run (only there,
+    never in the saved model). Autotune is off and prefetch fixed: on small
+    CPUs autotune stalled epoch starts by seconds (see DESIGN.md).
+
+    Args:
+        repeat: repeat forever (use with ``steps_per_epoch``) so ``fit`` keeps
+            one iterator across epochs.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if training:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size)
+    aug = augmentation_layers(augment, seed) if training and augment else None
+
+    def prepare(x, y):
+        x = tf.cast(x, tf.float32)
+        if aug is not None:
+            x = aug(x, training=True)
+            x = tf.clip_by_value(x, 0.0, 255.0)
+        return x, tf.one_hot(y, num_classes)
+
+    ds = ds.map(prepare, num_parallel_calls=2 if aug is not None else 1)
+    ds = ds.prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = True
+    return ds.with_options(options)
+
+
+def augmentation_layers(augment: Sequence[str], seed: int = 0):
+    """A Keras Sequential of the chosen random preprocessing layers."""
+    import keras
+
+    unknown = set(augment) - set(AUGMENTATIONS)
+    if unknown:
+        raise UserError(f"Unknown augmentation {', '.join(sorted(unknown))}; choose from {', '.join(AUGMENTATIONS)}.")
+    layers = []
+    if "flip" in augment:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if "rotate" in augment:
+        layers.append(keras.layers.RandomRotation(0.08, fill_mode="reflect", seed=seed))
+    if "zoom" in augment:
+        layers.append(keras.layers.RandomZoom(0.15, fill_mode="reflect", seed=seed))
+    if "contrast" in augment:
+        layers.append(keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed))
+    if "brightness" in augment:
+        layers.append(keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def steps_for(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))

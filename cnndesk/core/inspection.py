@@ -1,0 +1,390 @@
+"""Look inside a trained model: top-k, activation maps, Grad-CAM, evaluation.
+
+``Inspector`` wraps any flat Sequential/Functional Keras image classifier. It
+rebuilds the model's graph on a fresh ``keras.Input`` (a reloaded
+Sequential's ``layer.output`` is stale and gives no gradients, see DESIGN.md)
+and compiles one ``tf.function`` per question, so a warm call for one image
+takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .dataset import Preprocessing, decode_image
+from .errors import ModelFileError, UserError
+
+_TAP_TYPES = ("Conv", "Pool")
+
+
+@dataclass
+class Prediction:
+    path: str | None
+    top: list[tuple[str, float]]  # (class name, probability), best first
+    probabilities: np.ndarray
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
+
+
+@dataclass
+class ClassMetrics:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class Misclassified:
+    index: int  # index into the evaluated arrays
+    path: str | None
+    true_class: str
+    predicted_class: str
+    confidence: float
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    class_names: list[str]
+    per_class: list[ClassMetrics]
+    confusion: np.ndarray  # rows: true class, columns: predicted class
+    misclassified: list[Misclassified] = field(default_factory=list)
+    labels: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+
+    def cell(self, true_index: int, predicted_index: int) -> list[int]:
+        """Indices of the evaluated images with this true and predicted class."""
+        return np.flatnonzero((self.labels == true_index) & (self.predicted == predicted_index)).tolist()
+
+    def to_json(self) -> dict:
+        return {
+            "accuracy": self.accuracy,
+            "classes": self.class_names,
+            "per_class": [{"class": m.name, "precision": m.precision, "recall": m.recall, "f1": m.f1,
+                           "support": m.support} for m in self.per_class],
+            "confusion_matrix": self.confusion.tolist(),
+            "misclassified": [{"path": m.path, "true": m.true_class, "predicted": m.predicted_class,
+                               "confidence": m.confidence} for m in self.misclassified],
+        }
+
+
+def check_model(model) -> None:
+    """Refuse, with a message, a model cnndesk cannot classify with or look inside."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelFileError(f"The model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+                             "cnndesk opens image classifiers with one image input and one output.")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] not in (1, 3, 4):
+        raise ModelFileError(f"The model's input has shape {shape}; cnndesk needs an image input "
+                             "(batch, height, width, 1 or 3 channels).")
+    out = tuple(model.outputs[0].shape)
+    if len(out) != 2 or not out[-1] or out[-1] < 2:
+        raise ModelFileError(f"The model's output has shape {out}; cnndesk needs a classifier with one "
+                             "probability per class (batch, classes).")
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            raise ModelFileError(
+                f"The model contains a nested model ('{layer.name}', e.g. a pretrained backbone). cnndesk "
+                "can look inside flat models only: save the model with its layers unnested.")
+
+
+def preprocessing_for_model(model, image_size: tuple[int, int] | None = None) -> Preprocessing:
+    """Read input size and colour mode from the model; guess the pixel scale.
+
+    A model with a ``Rescaling`` or ``Normalization`` layer takes 0-255
+    pixels (scale 1); one without is assumed to expect 0-1 (scale 1/255),
+    as in most Keras tutorials.
+    """
+    _, h, w, c = tuple(model.inputs[0].shape)
+    if h is None or w is None:
+        h, w = image_size or (224, 224)
+    scales_inside = any(type(l).__name__ in ("Rescaling", "Normalization") for l in model.layers)
+    return Preprocessing((int(h), int(w)), "grayscale" if c == 1 else "rgb", 1.0 if scales_inside else 1.0 / 255)
+
+
+def _is_tap(layer) -> bool:
+    name = type(layer).__name__
+    return any(t in name for t in _TAP_TYPES) and "Global" not in name
+
+
+def _is_chain(model) -> bool:
+    if isinstance(model, keras.Sequential):
+        return True
+    # a Functional model whose layers form one chain can be rebuilt the same way
+    try:
+        for layer in model.layers[1:]:
+            if len(layer._inbound_nodes) != 1 or len(layer._inbound_nodes[0].input_tensors) != 1:
+                return False
+    except AttributeError:
+        return False
+    return True
+
+
+class Inspector:
+    """Predictions, activation maps and Grad-CAM for one model.
+
+    Args:
+        model: a Keras image classifier (checked with ``check_model``).
+        class_names: names of the outputs; "class 0…N" when None.
+        preprocessing: how files are prepared; read from the model when None.
+    """
+
+    def __init__(self, model, class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None):
+        check_model(model)
+        self.model = model
+        n = int(model.outputs[0].shape[-1])
+        self.class_names = list(class_names) if class_names else [f"class {i}" for i in range(n)]
+        if len(self.class_names) != n:
+            raise ModelFileError(f"The model has {n} outputs but the project names {len(self.class_names)} classes.")
+        self.preprocessing = preprocessing or preprocessing_for_model(model)
+        self._build_taps()
+        self._predict_fn = tf.function(lambda x: self._outputs(x, training=False)[-1], reduce_retracing=True)
+        self._maps_fn = tf.function(lambda x: self._outputs(x, training=False), reduce_retracing=True)
+        self._cam_fns: dict[int, object] = {}
+
+    # -- graph -------------------------------------------------------------
+    def _build_taps(self) -> None:
+        model = self.model
+        shape = tuple(model.inputs[0].shape[1:])
+        if _is_chain(model):
+            inp = keras.Input(shape=shape, name="image")
+            x = inp
+            layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
+            taps, names = [], []
+            penultimate = x
+            for layer in layers:
+                penultimate = x
+                x = layer(x)
+                if _is_tap(layer) and len(x.shape) == 4:
+                    taps.append(x)
+                    names.append(layer.name)
+            last = layers[-1]
+        else:
+            inp = model.inputs[0]
+            tapped_layers = [l for l in model.layers if _is_tap(l) and len(l.output.shape) == 4]
+            taps = [l.output for l in tapped_layers]
+            names = [l.name for l in tapped_layers]
+            x = model.outputs[0]
+            last = model.layers[-1]
+            penultimate = last.input if isinstance(last, keras.layers.Dense) else x
+        if not taps:
+            raise ModelFileError("The model has no convolution or pooling layer to look inside.")
+        self.layer_names: list[str] = names
+        self.conv_layer_names = [n for n in names if "Conv" in type(model.get_layer(n)).__name__]
+        # Grad-CAM uses the class score before softmax when the last layer is a softmax Dense
+        self._logit_layer = last if (isinstance(last, keras.layers.Dense)
+                                     and getattr(last.activation, "__name__", "") == "softmax") else None
+        outs = taps + ([penultimate] if self._logit_layer is not None else []) + [x]
+        self._tapped = keras.Model(inp, outs, name="cnndesk_taps")
+
+    def _outputs(self, x, training=False):
+        outs = self._tapped(x, training=training)
+        if self._logit_layer is not None:
+            return list(outs[:-2]) + [outs[-1]]
+        return list(outs)
+
+    # -- preparation -------------------------------------------------------
+    def prepare(self, source) -> np.ndarray:
+        """A file path, PIL image or array -> the uint8 array the model sees (H, W, C)."""
+        return decode_image(source, self.preprocessing)
+
+    def _model_input(self, images_uint8: np.ndarray) -> tf.Tensor:
+        x = np.asarray(images_uint8, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if self.preprocessing.scale != 1.0:
+            x = x * np.float32(self.preprocessing.scale)
+        return tf.convert_to_tensor(x)
+
+    # -- questions -----------------------------------------------------------
+    def probabilities(self, images_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities for a batch of prepared images (N, H, W, C)."""
+        images_uint8 = np.asarray(images_uint8)
+        if images_uint8.ndim == 3:
+            images_uint8 = images_uint8[None]
+        out = [self._predict_fn(self._model_input(images_uint8[i:i + batch_size])).numpy()
+               for i in range(0, len(images_uint8), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-probabilities)[: max(1, min(k, len(self.class_names)))]
+        return [(self.class_names[i], float(probabilities[i])) for i in order]
+
+    def predict_files(self, paths: Sequence[str], k: int = 5) -> list[Prediction | tuple[str, str]]:
+        """Top-k for each file; an unreadable file gives (path, reason) instead."""
+        results: list = []
+        good, arrays = [], []
+        for p in paths:
+            try:
+                arrays.append(self.prepare(p))
+                good.append(len(results))
+                results.append(None)
+            except UserError as e:
+                results.append((str(p), str(e)))
+        if arrays:
+            probs = self.probabilities(np.stack(arrays))
+            for slot, pr in zip(good, probs):
+                results[slot] = Prediction(str(paths[slot]), self.top_k(pr, k), pr)
+        return results
+
+    def activation_maps(self, image_uint8: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
+        """The maps of every conv/pool layer for one prepared image, and its probabilities.
+
+        Returns:
+            [(layer name, array (H, W, channels)), …] in network order, and the probabilities.
+        """
+        outs = self._maps_fn(self._model_input(image_uint8))
+        maps = [(n, o.numpy()[0]) for n, o in zip(self.layer_names, outs[:-1])]
+        return maps, outs[-1].numpy()[0]
+
+    def gradcam(self, image_uint8: np.ndarray, class_index: int, layer_name: str | None = None) -> np.ndarray:
+        """Grad-CAM heat map (layer's H, W), in [0, 1], for ``class_index``.
+
+        Args:
+            layer_name: a name from ``layer_names``. Defaults to the last conv layer.
+        """
+        layer_name = layer_name or (self.conv_layer_names or self.layer_names)[-1]
+        if layer_name not in self.layer_names:
+            raise UserError(f"No conv/pool layer named {layer_name!r}; choose from {', '.join(self.layer_names)}.")
+        li = self.layer_names.index(layer_name)
+        fn = self._cam_fns.get(li)
+        if fn is None:
+            fn = tf.function(lambda x, c: self._gradcam(x, c, li), reduce_retracing=True)
+            self._cam_fns[li] = fn
+        cam = fn(self._model_input(image_uint8), tf.constant(int(class_index))).numpy()
+        return cam
+
+    def _gradcam(self, x, class_index, li):
+        with tf.GradientTape() as tape:
+            outs = self._tapped(x, training=False)
+            fmap = outs[li]
+            if self._logit_layer is not None:
+                layer = self._logit_layer
+                score_all = tf.matmul(outs[-2], layer.kernel)
+                if layer.use_bias:
+                    score_all = score_all + layer.bias
+            else:
+                score_all = outs[-1]
+            score = tf.gather(score_all, class_index, axis=-1)
+        grads = tape.gradient(score, fmap)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))[0]
+        top = tf.reduce_max(cam)
+        return tf.where(top > 0, cam / top, tf.zeros_like(cam))
+
+    def first_layer_kernels(self) -> np.ndarray | None:
+        """The first conv layer's kernels (k, k, in_channels, filters), or None."""
+        for layer in self.model.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                return np.asarray(layer.kernel)
+        return None
+
+    def warm_up(self) -> None:
+        """Trace the compiled functions once (the first call takes ~0.5 s)."""
+        dummy = np.zeros(self.preprocessing.input_shape, np.uint8)
+        self.activation_maps(dummy)
+        self.probabilities(dummy)
+
+    # -- evaluation --------------------------------------------------------
+    def evaluate(self, images_uint8: np.ndarray, labels: np.ndarray,
+                 paths: Sequence[str] | None = None) -> Evaluation:
+        """Accuracy, per-class precision/recall/F1, confusion matrix, misclassified images."""
+        k = len(self.class_names)
+        probs = self.probabilities(images_uint8)
+        pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
+        conf = probs.max(axis=1) if len(probs) else np.zeros(0)
+        labels = np.asarray(labels)
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (labels, pred), 1)
+        per_class = []
+        for i, name in enumerate(self.class_names):
+            tp = cm[i, i]
+            precision = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
+            recall = tp / cm[i, :].sum() if cm[i, :].sum() else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            per_class.append(ClassMetrics(name, float(precision), float(recall), float(f1), int(cm[i, :].sum())))
+        wrong = np.flatnonzero(pred != labels)
+        mis = [Misclassified(int(i), None if paths is None else str(paths[i]), self.class_names[labels[i]],
+                             self.class_names[pred[i]], float(conf[i])) for i in wrong]
+        mis.sort(key=lambda m: -m.confidence)
+        return Evaluation(float((pred == labels).mean()) if len(labels) else 0.0, list(self.class_names),
+                          per_class, cm, mis, labels, pred, conf)
+
+
+# ---------------------------------------------------------------------------
+# pictures (pure NumPy, shared by the CLI's PNGs and the GUI)
+
+_VIRIDIS = np.array([
+    [68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], [38, 130, 142],
+    [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]], dtype=np.float64)
+_JET = np.array([[0, 0, 131], [0, 60, 255], [0, 200, 255], [90, 255, 165], [255, 255, 0],
+                 [255, 130, 0], [220, 0, 0], [128, 0, 0]], dtype=np.float64)
+
+
+def _lut(anchors: np.ndarray) -> np.ndarray:
+    xs = np.linspace(0, 1, len(anchors))
+    t = np.linspace(0, 1, 256)
+    return np.stack([np.interp(t, xs, anchors[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+
+
+COLORMAPS = {"viridis": _lut(_VIRIDIS), "jet": _lut(_JET)}
+
+
+def normalize(a: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the array's own range (constant arrays give zeros)."""
+    a = np.asarray(a, dtype=np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def colorize(a: np.ndarray, colormap: str = "viridis", already_normalized: bool = False) -> np.ndarray:
+    """A 2-D array -> uint8 RGB image through a colour map."""
+    n = a if already_normalized else normalize(a)
+    return COLORMAPS[colormap][np.clip((np.asarray(n) * 255).round(), 0, 255).astype(np.uint8)]
+
+
+def resize_map(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2-D float map to (height, width)."""
+    from PIL import Image
+
+    h, w = size
+    return np.asarray(Image.fromarray(np.asarray(a, np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
+
+
+def gradcam_overlay(image_uint8: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """Blend a Grad-CAM map (any size, [0, 1]) over an image (H, W, 1 or 3)."""
+    img = np.asarray(image_uint8, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    heat = colorize(np.clip(resize_map(cam, img.shape[:2]), 0, 1), "jet", already_normalized=True).astype(np.float32)
+    return np.clip((1 - opacity) * img + opacity * heat, 0, 255).astype(np.uint8)
+
+
+def channel_grid(maps: np.ndarray, columns: int | None = None, cell: int = 64, gap: int = 2,
+                 colormap: str = "viridis") -> np.ndarray:
+    """All channels of one layer's maps (H, W, C) as one RGB image, each scaled to its own range."""
+    from PIL import Image
+
+    h, w, c = maps.shape
+    columns = columns or int(np.ceil(np.sqrt(c)))
+    rows = int(np.ceil(c / columns))
+    scale = max(1, cell // max(h, w))
+    ch, cw = h * scale, w * scale
+    out = np.full((rows * (ch + gap) + gap, columns * (cw + gap) + gap, 3), 255, np.uint8)
+    for i in range(c):
+        r, col = divmod(i, columns)
+        tile = Image.fromarray(colorize(maps[..., i], colormap)).resize((cw, ch), Image.Resampling.NEAREST)
+        y, x = gap + r * (ch + gap), gap + col * (cw + gap)
+        out[y:y + ch, x:x + cw] = np.asarray(tile)
+    return out

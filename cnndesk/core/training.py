@@ -1,0 +1,282 @@
+"""Train a model on a loaded dataset, reporting every batch and epoch.
+
+``train`` runs Keras ``fit`` on the calling thread. It reports through a
+plain ``TrainingListener`` (the GUI turns the calls into Qt signals, the CLI
+prints them) and stops within one batch when its ``TaskState`` is
+interrupted, keeping the weights trained so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+
+from .architecture import LayerSpec, TrainingSettings, build_model, compile_model
+from .dataset import LoadedDataset, make_tf_dataset, steps_for
+from .errors import UserError
+from .tasks import TaskState
+
+
+@dataclass
+class BatchReport:
+    epoch: int  # 1-based
+    epochs: int
+    batch: int  # 1-based, within the epoch
+    steps: int
+    loss: float
+    accuracy: float
+    images_per_s: float
+    eta_s: float
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 1-based
+    epochs: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    images_per_s: float
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"epoch": self.epoch, "loss": self.loss, "accuracy": self.accuracy, "val_loss": self.val_loss,
+                "val_accuracy": self.val_accuracy, "images_per_s": self.images_per_s, "seconds": self.seconds}
+
+
+@dataclass
+class TrainResult:
+    model: object
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None  # 1-based epoch whose weights the model holds, if restored
+    stopped_early: bool = False
+    cancelled: bool = False
+
+    @property
+    def final_val_accuracy(self) -> float | None:
+        if not self.history:
+            return None
+        row = self.history[(self.best_epoch or len(self.history)) - 1]
+        return row.get("val_accuracy")
+
+
+class TrainingListener:
+    """Receives training reports; override what you need. Called on the training thread."""
+
+    def on_batch(self, report: BatchReport) -> None:
+        pass
+
+    def on_epoch(self, report: EpochReport) -> None:
+        pass
+
+
+class _Reporter(keras.callbacks.Callback):
+    """Per-batch progress, ETA, images/s and cancel within one batch."""
+
+    def __init__(self, listener: TrainingListener, state: TaskState | None, epochs: int, steps: int,
+                 n_train: int, batch_size: int, first_epoch: int):
+        super().__init__()
+        self.listener, self.state = listener, state
+        self.epochs, self.steps, self.n_train, self.batch_size = epochs, steps, n_train, batch_size
+        self.first_epoch = first_epoch
+        self.cancelled = False
+        self.reports: list[EpochReport] = []
+
+    def on_train_begin(self, logs=None):
+        self.cancelled = False
+        self._train_start = time.perf_counter()
+        self._steps_done = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._batch_time = 0.0
+
+    def _images_seen(self, batch: int) -> int:
+        return min((batch + 1) * self.batch_size, self.n_train)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.state is not None and self.state.is_interruption_requested():
+            self.model.stop_training = True
+            self.cancelled = True
+        logs = logs or {}
+        now = time.perf_counter()
+        self._steps_done += 1
+        elapsed = now - self._epoch_start
+        ips = self._images_seen(batch) / elapsed if elapsed > 0 else 0.0
+        per_step = (now - self._train_start) / self._steps_done
+        epoch_idx = self._current_epoch
+        remaining = (self.steps - (batch + 1)) + (self.epochs - epoch_idx) * self.steps
+        self.listener.on_batch(BatchReport(
+            epoch=epoch_idx, epochs=self.epochs, batch=batch + 1, steps=self.steps,
+            loss=float(logs.get("loss", math.nan)), accuracy=float(logs.get("accuracy", math.nan)),
+            images_per_s=ips, eta_s=remaining * per_step))
+
+    @property
+    def _current_epoch(self) -> int:
+        return self.first_epoch + len(self.reports) + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - self._epoch_start
+        val_loss = logs.get("val_loss")
+        val_acc = logs.get("val_accuracy")
+        report = EpochReport(
+            epoch=self._current_epoch, epochs=self.epochs,
+            loss=float(logs.get("loss", math.nan)), accuracy=float(logs.get("accuracy", math.nan)),
+            val_loss=None if val_loss is None else float(val_loss),
+            val_accuracy=None if val_acc is None else float(val_acc),
+            images_per_s=self.n_train / seconds if seconds > 0 else 0.0, seconds=seconds)
+        self.reports.append(report)
+        self.listener.on_epoch(report)
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Keep the weights of the best epoch in memory (the "best checkpoint")."""
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            self.best_epoch = epoch
+            self.best_weights = self.model.get_weights()
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(id, description) of each device training can run on: "cpu", "gpu:0", …"""
+    import tensorflow as tf
+
+    devices = [("cpu", "CPU")]
+    for i, gpu in enumerate(tf.config.list_physical_devices("GPU")):
+        try:
+            name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        except Exception:
+            name = gpu.name
+        devices.append((f"gpu:{i}", f"GPU {i}: {name}"))
+    return devices
+
+
+def distribution_scope(device: str = "cpu", strategy=None):
+    """The context to build and train in: a device, or a ``tf.distribute`` strategy.
+
+    Args:
+        device: "cpu", "gpu:N" or "gpu:N,M,…" (several GPUs: ``MirroredStrategy``).
+        strategy: any ``tf.distribute.Strategy``; overrides ``device``.
+    """
+    import tensorflow as tf
+
+    if strategy is not None:
+        return strategy.scope()
+    device = (device or "cpu").strip().lower()
+    if device == "cpu":
+        return tf.device("/CPU:0")
+    if not device.startswith("gpu:"):
+        raise UserError(f"Unknown device {device!r}: use 'cpu', 'gpu:N' or 'gpu:N,M'.")
+    try:
+        ids = [int(part) for part in device[4:].split(",")]
+    except ValueError:
+        raise UserError(f"Unknown device {device!r}: use 'cpu', 'gpu:N' or 'gpu:N,M'.") from None
+    gpus = tf.config.list_logical_devices("GPU")
+    missing = [i for i in ids if i >= len(gpus)]
+    if missing:
+        found = f"{len(gpus)} GPU(s)" if gpus else "no GPU"
+        raise UserError(f"GPU {missing[0]} is not available: TensorFlow found {found}. Train on the CPU or install "
+                        "the 'gpu' extra with a supported NVIDIA driver.")
+    if len(ids) == 1:
+        return tf.device(f"/GPU:{ids[0]}")
+    return tf.distribute.MirroredStrategy([f"/GPU:{i}" for i in ids]).scope()
+
+
+def train(
+    data: LoadedDataset,
+    layers: list[LayerSpec],
+    settings: TrainingSettings,
+    listener: TrainingListener | None = None,
+    state: TaskState | None = None,
+    model=None,
+    augment: tuple[str, ...] = (),
+    class_weights: bool = False,
+    strategy=None,
+    initial_epoch: int = 0,
+) -> TrainResult:
+    """Build (or continue) the model and fit it on ``data``'s training split.
+
+    Args:
+        data: the loaded dataset with its split.
+        layers: the layer stack (ignored when ``model`` is given).
+        settings: optimizer, learning rate, batch size, epochs, patience, device, seed.
+        listener: receives a report per batch and per epoch.
+        state: its interruption request stops training within one batch.
+        model: a model to continue training; a fresh one is built when None.
+        augment: augmentation names applied in the input pipeline only.
+        class_weights: weight the loss by inverse class frequency.
+        strategy: a ``tf.distribute.Strategy`` to run under instead of ``settings.device``.
+        initial_epoch: epochs already trained (numbers the reports when continuing).
+
+    Returns:
+        the model (best epoch's weights when ``settings.restore_best`` and not
+        cancelled) and the history.
+    """
+    settings.validate()
+    listener = listener or TrainingListener()
+    keras.utils.set_random_seed(settings.seed)
+    x_train, y_train = data.subset(data.train_index)
+    x_val, y_val = data.subset(data.val_index)
+    if len(y_train) == 0:
+        raise UserError("The training split is empty: lower the validation split or add images.")
+    has_val = len(y_val) > 0
+    bs = settings.batch_size
+    steps = steps_for(len(y_train), bs)
+
+    with distribution_scope(settings.device, strategy):
+        if model is None:
+            model = build_model(layers, data.preprocessing.input_shape, data.num_classes)
+        compile_model(model, settings)
+        train_ds = make_tf_dataset(x_train, y_train, data.num_classes, bs, training=True, seed=settings.seed,
+                                   augment=augment, repeat=True)
+        val_ds = make_tf_dataset(x_val, y_val, data.num_classes, bs, training=False) if has_val else None
+        monitor = "val_loss" if has_val else "loss"
+        reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, len(y_train), bs, initial_epoch)
+        best = _BestWeights(monitor)
+        callbacks = [reporter, best]
+        if settings.patience > 0:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience))
+        with _quiet_tf():
+            model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, steps_per_epoch=steps,
+                      callbacks=callbacks, verbose=0, shuffle=False,
+                      class_weight=data.class_weight() if class_weights else None)
+
+    history = [r.to_json() for r in reporter.reports]
+    result = TrainResult(model=model, history=history, cancelled=reporter.cancelled)
+    result.stopped_early = (not reporter.cancelled) and len(history) < settings.epochs
+    if settings.restore_best and not reporter.cancelled and best.best_weights is not None:
+        if best.best_epoch != len(history) - 1:
+            model.set_weights(best.best_weights)
+        result.best_epoch = initial_epoch + best.best_epoch + 1
+    return result
+
+
+@contextlib.contextmanager
+def _quiet_tf():
+    """Keep TF/absl warnings about the input pipeline out of the user's terminal."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
