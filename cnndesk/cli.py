@@ -1,0 +1,348 @@
+"""``cnndesk-cli``: the headless command line, on the same core as the app.
+
+User errors (bad path, bad option, unreadable dataset, bad model file) print
+one line to stderr and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .core.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        if "x" in text.lower():
+            h, w = (int(v) for v in text.lower().split("x"))
+        else:
+            h = w = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size must be N or HxW, e.g. 64 or 96x128 (got {text!r})") from None
+    if not (8 <= h <= 2048 and 8 <= w <= 2048):
+        raise argparse.ArgumentTypeError("image size must be between 8 and 2048 pixels")
+    return h, w
+
+
+def _parse_augment(text: str) -> tuple[str, ...]:
+    from .core.dataset import AUGMENTATIONS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    aliases = {"rotation": "rotate", "flips": "flip"}
+    names = tuple(aliases.get(n, n) for n in names)
+    bad = [n for n in names if n not in AUGMENTATIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; choose from {','.join(AUGMENTATIONS)}")
+    return names
+
+
+def _fraction(text: str) -> float:
+    v = float(text)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError("must be at least 0 and below 1")
+    return v
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .core.architecture import OPTIMIZERS, PRESETS
+    from .core.export import FORMATS
+
+    p = argparse.ArgumentParser(prog="cnndesk-cli", description="Train and inspect CNN image classifiers headless.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("samples", help="write the built-in sample dataset")
+    s.add_argument("out_dir")
+    s.add_argument("--per-class", type=_positive, default=400)
+
+    t = sub.add_parser("train", help="train a model on a dataset folder and save a project")
+    t.add_argument("dataset", help="folder with one subfolder of images per class")
+    t.add_argument("--project", required=True, help="project folder to write")
+    t.add_argument("--preset", choices=list(PRESETS), default="seed")
+    t.add_argument("--image-size", type=_parse_size, default=(64, 64), metavar="N|HxW")
+    t.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
+    t.add_argument("--epochs", type=_positive, default=10)
+    t.add_argument("--batch-size", type=_positive, default=32)
+    t.add_argument("--learning-rate", type=float, default=1e-3)
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    t.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs; 0 = off")
+    t.add_argument("--val-split", type=_fraction, default=0.2)
+    t.add_argument("--augment", type=_parse_augment, default=(), metavar="flip,rotate,zoom,contrast,brightness")
+    t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    t.add_argument("--device", default="cpu", help="cpu, gpu:N, or gpu:N,M for several GPUs (mirrored)")
+    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+
+    pr = sub.add_parser("predict", help="classify images")
+    pr.add_argument("model", metavar="PROJECT_OR_MODEL")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top-k", type=_positive, default=3)
+    pr.add_argument("--json", action="store_true")
+
+    ins = sub.add_parser("inspect", help="write activation-map grids and a Grad-CAM overlay as PNGs")
+    ins.add_argument("model", metavar="PROJECT_OR_MODEL")
+    ins.add_argument("image")
+    ins.add_argument("--out", required=True, help="folder for the PNGs")
+    ins.add_argument("--class", dest="class_name", help="Grad-CAM class (default: the predicted one)")
+
+    ev = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the validation split")
+    ev.add_argument("project")
+    ev.add_argument("--dataset", help="dataset folder, if it moved since training")
+    ev.add_argument("--json", action="store_true")
+
+    ex = sub.add_parser("export", help="export the trained model")
+    ex.add_argument("project", metavar="PROJECT_OR_MODEL")
+    ex.add_argument("--format", choices=list(FORMATS), required=True)
+    ex.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_tensorflow()
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"cnndesk-cli: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("cnndesk-cli: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+def cmd_samples(args) -> int:
+    from .core.samples import write_sample_dataset
+
+    out = write_sample_dataset(args.out_dir, per_class=args.per_class)
+    print(out)
+    return 0
+
+
+class _Bar:
+    """A one-line terminal progress bar on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def show(self, text: str, fraction: float) -> None:
+        if not self.enabled:
+            return
+        width = 28
+        filled = int(width * max(0.0, min(1.0, fraction)))
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+
+
+def _emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def cmd_train(args) -> int:
+    from .core.architecture import TrainingSettings, preset
+    from .core.dataset import DatasetConfig, Preprocessing, load_dataset
+    from .core.project import Project, save_project
+    from .core.tasks import TaskState
+
+    config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed, args.augment,
+                           args.class_weights)
+    settings = TrainingSettings(optimizer=args.optimizer, learning_rate=args.learning_rate,
+                                batch_size=args.batch_size, epochs=args.epochs, patience=max(0, args.patience),
+                                device=args.device, seed=args.seed)
+    settings.validate()
+    bar = _Bar(not args.json)
+
+    class LoadState(TaskState):
+        def on_progress(self, percent):
+            bar.show(f"reading images {percent:.0f}%", percent / 100)
+
+    data = load_dataset(args.dataset, config, LoadState())
+    bar.done()
+    if not args.json:
+        counts = ", ".join(f"{k}: {v}" for k, v in data.counts().items())
+        print(f"{len(data.labels)} images in {data.num_classes} classes ({counts}); "
+              f"{len(data.train_index)} for training, {len(data.val_index)} for validation", file=sys.stderr)
+        for s in data.skipped:
+            print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        warning = data.imbalance_warning()
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+
+    from .core.training import TrainingListener, train
+
+    class Listener(TrainingListener):
+        def on_batch(self, r):
+            bar.show(f"epoch {r.epoch}/{r.epochs} batch {r.batch}/{r.steps} loss {r.loss:.4f} "
+                     f"acc {r.accuracy:.3f} {r.images_per_s:.0f} img/s ETA {r.eta_s:.0f}s",
+                     (r.batch / r.steps))
+
+        def on_epoch(self, r):
+            if args.json:
+                _emit({"event": "epoch", **r.to_json()})
+            else:
+                bar.done()
+                val = "" if r.val_loss is None else f" val_loss {r.val_loss:.4f} val_acc {r.val_accuracy:.3f}"
+                print(f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} acc {r.accuracy:.3f}{val} "
+                      f"({r.images_per_s:.0f} img/s, {r.seconds:.1f}s)", file=sys.stderr)
+
+    layers = preset(args.preset)
+    result = train(data, layers, settings, Listener(), augment=args.augment, class_weights=args.class_weights)
+    bar.done()
+    project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
+                      preset=args.preset, layers=layers, settings=settings, history=result.history,
+                      best_epoch=result.best_epoch)
+    folder = save_project(args.project, project, result.model)
+    skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
+    if args.json:
+        _emit({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
+               "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "skipped": skipped})
+    else:
+        acc = result.final_val_accuracy
+        best = f" (weights of epoch {result.best_epoch})" if result.best_epoch else ""
+        print(f"saved {folder}; validation accuracy {acc:.3f}{best}" if acc is not None else f"saved {folder}")
+    return 0
+
+
+def _open_inspector(path: str):
+    """A project folder or a .keras file -> Inspector (+ Project or None)."""
+    from .core.inspection import Inspector
+    from .core.project import is_project, load_keras_model, open_project
+
+    p = Path(path).expanduser()
+    if is_project(p):
+        project, model = open_project(p)
+        if model is None:
+            raise UserError(f"The project {p} has no trained model yet: train it first.")
+        return Inspector(model, project.class_names, project.preprocessing), project
+    if not p.exists():
+        raise UserError(f"{p} does not exist: give a project folder or a .keras model file.")
+    return Inspector(load_keras_model(p)), None
+
+
+def cmd_predict(args) -> int:
+    ins, _ = _open_inspector(args.model)
+    failed = False
+    for result in ins.predict_files(args.images, k=args.top_k):
+        if isinstance(result, tuple):
+            failed = True
+            path, reason = result
+            if args.json:
+                _emit({"path": path, "error": reason})
+            else:
+                print(f"{path}: error: {reason}", file=sys.stderr)
+        elif args.json:
+            _emit(result.to_json())
+        else:
+            tops = ", ".join(f"{c} {p:.1%}" for c, p in result.top)
+            print(f"{result.path}: {tops}")
+    return 1 if failed else 0
+
+
+def cmd_inspect(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from .core.inspection import channel_grid, gradcam_overlay
+
+    ins, _ = _open_inspector(args.model)
+    image = ins.prepare(args.image)
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    maps, probs = ins.activation_maps(image)
+    if args.class_name is not None:
+        if args.class_name not in ins.class_names:
+            raise UserError(f"Unknown class {args.class_name!r}; the model knows {', '.join(ins.class_names)}.")
+        ci = ins.class_names.index(args.class_name)
+    else:
+        ci = int(np.argmax(probs))
+    written = []
+    for i, (name, m) in enumerate(maps, 1):
+        path = out / f"{i:02d}_{name}.png"
+        Image.fromarray(channel_grid(m)).save(path)
+        written.append(path)
+    cam = ins.gradcam(image, ci)
+    path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
+    Image.fromarray(gradcam_overlay(image, cam, 0.5)).save(path)
+    written.append(path)
+    for w in written:
+        print(w)
+    print(f"predicted {ins.class_names[int(np.argmax(probs))]} ({float(np.max(probs)):.1%})", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .core.dataset import load_dataset
+    from .core.project import open_project
+
+    project, model = open_project(args.project)
+    if model is None:
+        raise UserError(f"The project {args.project} has no trained model yet: train it first.")
+    dataset = args.dataset or project.dataset_path
+    if not dataset:
+        raise UserError("The project names no dataset folder; pass --dataset.")
+    data = load_dataset(dataset, project.dataset)
+    if data.class_names != project.class_names:
+        raise UserError(f"The dataset's classes ({', '.join(data.class_names)}) differ from the project's "
+                        f"({', '.join(project.class_names)}).")
+    from .core.inspection import Inspector
+
+    ins = Inspector(model, project.class_names, project.preprocessing)
+    x, y = data.subset(data.val_index)
+    ev = ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
+    if args.json:
+        _emit(ev.to_json())
+        return 0
+    print(f"accuracy {ev.accuracy:.3f} on {len(y)} validation images")
+    width = max(len(n) for n in ev.class_names)
+    print(f"{'class':<{width}}  precision  recall     f1  support")
+    for m in ev.per_class:
+        print(f"{m.name:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
+    print("confusion matrix (rows: true, columns: predicted)")
+    print(" " * width + "  " + " ".join(f"{n[:6]:>6}" for n in ev.class_names))
+    for name, row in zip(ev.class_names, ev.confusion):
+        print(f"{name:<{width}}  " + " ".join(f"{v:6d}" for v in row))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .core.export import export_model
+
+    ins, _ = _open_inspector(args.project)
+    out = export_model(ins.model, args.format, args.out)
+    print(out)
+    return 0
+
+
+COMMANDS = {"samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
+            "evaluate": cmd_evaluate, "export": cmd_export}
+
+if __name__ == "__main__":
+    sys.exit(main())
