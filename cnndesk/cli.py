@@ -26,6 +26,33 @@ def _quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
 
 
+def _load_tensorflow() -> None:
+    """Import TensorFlow with its start-up log lines kept off stderr.
+
+    TensorFlow 2.21 prints C++ log lines ("oneDNN custom operations are on",
+    "Could not find cuda drivers") while it is imported, before it reads
+    ``TF_CPP_MIN_LOG_LEVEL``; they would bury the one-line error messages.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a file (captured, redirected in-process)
+        fd = None
+    if fd is None:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         if "x" in text.lower():
@@ -52,24 +79,41 @@ def _parse_augment(text: str) -> tuple[str, ...]:
 
 
 def _fraction(text: str) -> float:
-    v = float(text)
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number at least 0 and below 1 (got {text!r})") from None
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError("must be at least 0 and below 1")
     return v
 
 
 def _positive(text: str) -> int:
-    v = int(text)
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})") from None
     if v < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return v
+
+
+class _UsageError(UserError):
+    """A bad command line (unknown option, bad value)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose mistakes are one line on stderr and exit 2, like every user error."""
+
+    def error(self, message):
+        raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .core.architecture import OPTIMIZERS, PRESETS
     from .core.export import FORMATS
 
-    p = argparse.ArgumentParser(prog="cnndesk-cli", description="Train and inspect CNN image classifiers headless.")
+    p = _Parser(prog="cnndesk-cli", description="Train and inspect CNN image classifiers headless.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("samples", help="write the built-in sample dataset")
@@ -120,7 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(f"cnndesk-cli: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     _quiet_tensorflow()
     try:
         return COMMANDS[args.command](args)
@@ -196,6 +244,7 @@ def cmd_train(args) -> int:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
 
+    _load_tensorflow()
     from .core.training import TrainingListener, train
 
     class Listener(TrainingListener):
@@ -233,17 +282,19 @@ def cmd_train(args) -> int:
 
 def _open_inspector(path: str):
     """A project folder or a .keras file -> Inspector (+ Project or None)."""
-    from .core.inspection import Inspector
     from .core.project import is_project, load_keras_model, open_project
 
     p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"{p} does not exist: give a project folder or a .keras model file.")
+    _load_tensorflow()
+    from .core.inspection import Inspector
+
     if is_project(p):
         project, model = open_project(p)
         if model is None:
             raise UserError(f"The project {p} has no trained model yet: train it first.")
         return Inspector(model, project.class_names, project.preprocessing), project
-    if not p.exists():
-        raise UserError(f"{p} does not exist: give a project folder or a .keras model file.")
     return Inspector(load_keras_model(p)), None
 
 
@@ -302,6 +353,8 @@ def cmd_evaluate(args) -> int:
     from .core.dataset import load_dataset
     from .core.project import open_project
 
+    project, _ = open_project(args.project, load_model=False)  # a damaged project.json fails before TF loads
+    _load_tensorflow()
     project, model = open_project(args.project)
     if model is None:
         raise UserError(f"The project {args.project} has no trained model yet: train it first.")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -198,11 +197,15 @@ def scan_dataset(root: str | os.PathLike, state: TaskState | None = None) -> Dat
 
     files: list[tuple[Path, int]] = []
     skipped: list[SkippedFile] = []
+    # a folder link must not lead back to the dataset folder, one of its parents,
+    # or another class folder: that would loop, or file one class's images under another
+    outside = _folder_keys([root, *root.resolve().parents])
     for label, class_dir in enumerate(class_dirs):
         if state is not None and state.is_interruption_requested():
             from .errors import Cancelled
             raise Cancelled()
-        for path in _walk_files(class_dir, skipped):
+        others = _folder_keys(d for d in class_dirs if d != class_dir)
+        for path in _walk_files(class_dir, skipped, outside | others):
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 files.append((path, label))
             else:
@@ -210,8 +213,23 @@ def scan_dataset(root: str | os.PathLike, state: TaskState | None = None) -> Dat
     return DatasetScan(root, [p.name for p in class_dirs], files, skipped)
 
 
-def _walk_files(folder: Path, skipped: list[SkippedFile]) -> Iterable[Path]:
-    """Files under ``folder`` in sorted order, skipping hidden entries and loops."""
+def _folder_keys(folders: Iterable[Path]) -> set[tuple[int, int]]:
+    keys = set()
+    for d in folders:
+        try:
+            st = d.stat()
+        except OSError:
+            continue
+        keys.add((st.st_dev, st.st_ino))
+    return keys
+
+
+def _walk_files(folder: Path, skipped: list[SkippedFile], excluded: set[tuple[int, int]] = frozenset()) -> Iterable[Path]:
+    """Files under ``folder`` in sorted order, skipping hidden entries and loops.
+
+    A folder (reached through a link) that was already read, or whose key is in
+    ``excluded``, is listed as skipped and not entered.
+    """
     seen: set[tuple[int, int]] = set()
     stack = [folder]
     out: list[Path] = []
@@ -223,8 +241,9 @@ def _walk_files(folder: Path, skipped: list[SkippedFile]) -> Iterable[Path]:
             skipped.append(SkippedFile(str(d), f"cannot read folder: {e.strerror}"))
             continue
         key = (st.st_dev, st.st_ino)
-        if key in seen:
-            skipped.append(SkippedFile(str(d), "folder link loops back to a folder already read; not followed"))
+        if key in seen or key in excluded:
+            skipped.append(SkippedFile(str(d), "folder link leads back to the dataset, one of its parents or a "
+                                               "folder already read; not followed"))
             continue
         seen.add(key)
         try:
@@ -267,46 +286,59 @@ def decode_image(source, preprocessing: Preprocessing) -> np.ndarray:
 
 
 def _open(source, preprocessing: Preprocessing) -> Image.Image:
-    h, w = preprocessing.image_size
     if isinstance(source, np.ndarray):
         arr = source
         if arr.dtype != np.uint8:
             arr = np.clip(arr, 0, 255).astype(np.uint8)
-        img = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
-    elif isinstance(source, Image.Image):
-        img = source
-    else:
-        path = str(source)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(path)
-                if img.format == "JPEG":
-                    # decode at a reduced scale when it is much larger than needed
-                    img.draft("RGB" if preprocessing.color_mode == "rgb" else "L", (w * 2, h * 2))
-                img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UserError("image is too large (over Pillow's decompression-bomb limit); refused") from None
-        except FileNotFoundError:
-            raise UserError("file not found") from None
-        except PermissionError:
-            raise UserError("permission denied") from None
-        except IsADirectoryError:
-            raise UserError("is a folder, not an image") from None
-        except Image.UnidentifiedImageError:
-            raise UserError("not a readable image (unknown or damaged format)") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise UserError(f"damaged image: {e}") from None
+        return _prepare(Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr), preprocessing)
+    if isinstance(source, Image.Image):
+        return _prepare(source, preprocessing)
+    h, w = preprocessing.image_size
+    path = str(source)
+    try:
+        # Pillow itself refuses images over twice its limit; between one and two times it only
+        # warns. Check the size here instead of turning the warning into an error with
+        # warnings.catch_warnings, which is not thread-safe (decoding runs in threads) and
+        # left the "error" filter installed for the whole process.
+        with Image.open(path) as img:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and img.size[0] * img.size[1] > limit:
+                raise Image.DecompressionBombError(path)
+            if img.format == "JPEG":
+                # decode at a reduced scale when it is much larger than needed
+                img.draft("RGB" if preprocessing.color_mode == "rgb" else "L", (w * 2, h * 2))
+            img.load()
+            # everything that reads the file happens inside ``with``, so no file stays open
+            return _prepare(img, preprocessing, copy=True)
+    except Image.DecompressionBombError:
+        raise UserError("image is too large (over Pillow's decompression-bomb limit); refused") from None
+    except FileNotFoundError:
+        raise UserError("file not found") from None
+    except PermissionError:
+        raise UserError("permission denied") from None
+    except IsADirectoryError:
+        raise UserError("is a folder, not an image") from None
+    except Image.UnidentifiedImageError:
+        raise UserError("not a readable image (unknown or damaged format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"damaged image: {e}") from None
+
+
+def _prepare(img: Image.Image, preprocessing: Preprocessing, copy: bool = False) -> Image.Image:
+    """First frame, EXIF orientation, colour mode and size; ``copy`` detaches the result from its file."""
+    h, w = preprocessing.image_size
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
-        img = ImageOps.exif_transpose(img)
-        img = _to_mode(img, preprocessing.color_mode)
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.Resampling.BILINEAR)
+        out = ImageOps.exif_transpose(img)
+        out = _to_mode(out, preprocessing.color_mode)
+        if out.size != (w, h):
+            out = out.resize((w, h), Image.Resampling.BILINEAR)
+        if copy and out is img:
+            out = img.copy()
     except (OSError, ValueError, SyntaxError) as e:
         raise UserError(f"damaged image: {e}") from None
-    return img
+    return out
 
 
 def _to_mode(img: Image.Image, color_mode: str) -> Image.Image:

@@ -5,13 +5,16 @@
 - ``litert``: a LiteRT (TFLite) flat buffer, ``.tflite``.
 - ``onnx``: needs the ``onnx`` extra (tf2onnx and onnx).
 
-Every export takes 0-255 pixels: cnndesk models rescale inside. Augmentation
-never lives in the model (it runs in the input pipeline), so exports are
-deterministic.
+Every export takes 0-255 pixels: cnndesk models rescale inside. cnndesk keeps
+augmentation in the input pipeline, but a model opened from elsewhere may hold
+``Random*`` layers, which run in training mode unless told otherwise: the
+SavedModel and ONNX exports therefore wrap the model in an inference-only
+graph (``model(x, training=False)``), so every export is deterministic.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -24,12 +27,21 @@ from .errors import UserError
 FORMATS = ("keras", "saved_model", "litert", "onnx")
 SUFFIX = {"keras": ".keras", "litert": ".tflite", "onnx": ".onnx", "saved_model": ""}
 
+#: spatial size used to call a model whose input height/width are not fixed
+_FALLBACK_SIZE = 224
+
 
 def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
     """Write ``model`` as ``fmt`` to ``out`` (a file, or a folder for SavedModel).
 
-    The export is written to a temporary path beside ``out`` and moved into
-    place when complete.
+    The file suffix is added when missing (``model`` -> ``model.keras``). The
+    export is written to a temporary path beside ``out`` and moved into place
+    when complete, so a failed export leaves an earlier file at ``out`` as it
+    was. An existing SavedModel folder is replaced; any other existing folder
+    is refused rather than deleted.
+
+    Returns:
+        the path written.
 
     Raises:
         UserError: unknown format, missing extra, or the destination cannot be written.
@@ -37,6 +49,8 @@ def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
     if fmt not in FORMATS:
         raise UserError(f"Unknown export format {fmt!r}; choose from {', '.join(FORMATS)}.")
     out = Path(out).expanduser()
+    if not out.name:
+        raise UserError(f"Cannot export to {out}: give a file or folder name to write.")
     if SUFFIX[fmt] and out.suffix.lower() != SUFFIX[fmt]:
         out = out.with_name(out.name + SUFFIX[fmt])
     if fmt == "onnx":
@@ -45,34 +59,99 @@ def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
             import tf2onnx  # noqa: F401
         except ImportError:
             raise UserError("ONNX export needs the onnx extra: pip install 'cnndesk[onnx]'.") from None
+    _check_destination(out, fmt)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"Cannot create {out.parent}: {e.strerror}.") from None
+        raise UserError(f"Cannot create the folder {out.parent}: {_reason(e)}.") from None
     _ensure_called(model)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".cnndesk-export-", dir=out.parent))
+    tmpdir: Path | None = None
     try:
-        tmp = tmpdir / (out.name or "model")
+        tmpdir = Path(tempfile.mkdtemp(prefix=".cnndesk-export-", dir=out.parent))
+        tmp = tmpdir / out.name
         if fmt == "keras":
             model.save(tmp)
         elif fmt == "saved_model":
-            model.export(str(tmp), format="tf_saved_model", verbose=False)
+            _inference_model(model).export(str(tmp), format="tf_saved_model", verbose=False)
         elif fmt == "litert":
+            # Keras' LiteRT export already traces model(x, training=False)
             model.export(str(tmp), format="litert", verbose=False)
         else:
-            model.export(str(tmp), format="onnx", verbose=False)
-        if out.is_dir() and fmt == "saved_model":
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+            _inference_model(model).export(str(tmp), format="onnx", verbose=False)
+        if not tmp.exists():
+            raise UserError(f"Could not export to {out}: the {fmt} exporter wrote nothing.")
+        if fmt == "saved_model" and out.is_dir():
+            # keep the old SavedModel until the new one is in place
+            old = tmpdir / "previous"
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                os.replace(old, out)
+                raise
+        else:
+            os.replace(tmp, out)
     except OSError as e:
-        reason = "the disk is full" if e.errno == 28 else (e.strerror or str(e))
-        raise UserError(f"Could not export to {out}: {reason}.") from None
+        raise UserError(f"Could not export to {out}: {_reason(e)}.") from None
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def _check_destination(out: Path, fmt: str) -> None:
+    """Refuse destinations that cannot or must not be replaced, before any work."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"Cannot export to {out}: {parent} is a file, not a folder.")
+            break
+    if fmt == "saved_model":
+        if out.exists() and not out.is_dir():
+            raise UserError(f"Cannot export a SavedModel to {out}: it is a file; a SavedModel is a folder. "
+                            "Choose a new folder name.")
+        if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
+            raise UserError(f"Cannot export a SavedModel to {out}: the folder exists and is not a SavedModel. "
+                            "Choose a new folder name (cnndesk replaces only an earlier SavedModel).")
+    elif out.is_dir():
+        raise UserError(f"Cannot export to {out}: a folder of that name is in the way. Choose another file name.")
+
+
+def _reason(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "the disk is full"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; choose a folder you may write to"
+    if e.errno == errno.EROFS:
+        return "the disk is read-only; choose another folder"
+    return (e.strerror or str(e)).rstrip(".")
+
+
+def _input_shape(model) -> tuple[int, ...]:
+    return tuple(_FALLBACK_SIZE if d is None else int(d) for d in model.inputs[0].shape[1:])
 
 
 def _ensure_called(model) -> None:
     """Exports need a model that has been called once (not true right after load_model)."""
-    shape = (1,) + tuple(int(d) for d in model.inputs[0].shape[1:])
-    model(np.zeros(shape, np.float32), training=False)
+    model(np.zeros((1,) + _input_shape(model), np.float32), training=False)
+
+
+def _inference_model(model):
+    """A functional model computing ``model(x, training=False)``, sharing its weights.
+
+    SavedModel and ONNX exports call the model without ``training``; random
+    augmentation layers then default to training mode (random outputs, and
+    ops onnxruntime refuses). The wrapper pins inference mode.
+    """
+    import keras
+
+    spec = model.inputs[0]
+    inp = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype, name=_input_name(model))
+    wrapper = keras.Model(inp, model(inp, training=False), name=model.name)
+    _ensure_called(wrapper)  # the ONNX exporter refuses a model never called
+    return wrapper
+
+
+def _input_name(model) -> str:
+    name = getattr(model.inputs[0], "name", None) or "image"
+    return name.split(":")[0].replace("/", "_") or "image"

@@ -93,20 +93,37 @@ def migrate(d: dict) -> dict:
     return d
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``target``, then move it into place."""
+def _write_temp(target: Path, write) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``target``, flushed to disk; return its path.
+
+    The temporary file is removed again if ``write`` fails.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     try:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return Path(tmp)
+
+
+def _remove_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _atomic_write(target: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``target``, then move it into place."""
+    tmp = _write_temp(target, write)
+    try:
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove_quietly(tmp)
         raise
 
 
@@ -121,16 +138,26 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
         ProjectError: the folder cannot be written (permissions, disk full, …).
     """
     folder = Path(folder).expanduser()
+    temps: list[Path] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
         project.saved_at = time.time()
         text = json.dumps(project.to_json(), indent=2, allow_nan=True)
+        moves = []
         if model is not None:
-            _atomic_write(folder / MODEL_FILE, lambda p: model.save(p))
-        _atomic_write(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+            temps.append(_write_temp(folder / MODEL_FILE, lambda p: model.save(p)))
+            moves.append((temps[-1], folder / MODEL_FILE))
+        temps.append(_write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8")))
+        moves.append((temps[-1], folder / PROJECT_FILE))
+        for tmp, target in moves:
+            os.replace(tmp, target)
     except OSError as e:
         reason = "the disk is full" if getattr(e, "errno", None) == 28 else (e.strerror or str(e))
         raise ProjectError(f"Could not save the project in {folder}: {reason}. The previous save is unchanged.") from None
+    finally:
+        for tmp in temps:
+            if tmp.exists():
+                _remove_quietly(tmp)
     return folder
 
 
@@ -162,7 +189,7 @@ def open_project(path: str | os.PathLike, load_model: bool = True):
         project = Project.from_json(d)
     except ProjectError:
         raise
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ProjectError(f"{pj} is damaged: {type(e).__name__}: {e}.") from None
     model = None
     if load_model and (folder / MODEL_FILE).exists():

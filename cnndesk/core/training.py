@@ -61,8 +61,9 @@ class TrainResult:
     def final_val_accuracy(self) -> float | None:
         if not self.history:
             return None
-        row = self.history[(self.best_epoch or len(self.history)) - 1]
-        return row.get("val_accuracy")
+        # ``best_epoch`` counts epochs trained before this run too; history rows carry their number
+        rows = [r for r in self.history if r.get("epoch") == self.best_epoch] if self.best_epoch else []
+        return (rows or self.history[-1:])[0].get("val_accuracy")
 
 
 class TrainingListener:

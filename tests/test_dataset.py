@@ -1,0 +1,349 @@
+"""A dataset folder as the user drops it: scanning, decoding, refusing, splitting, feeding ``fit``."""
+
+from __future__ import annotations
+
+import gc
+import os
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnndesk.core.dataset import (
+    DatasetConfig,
+    Preprocessing,
+    decode_image,
+    load_dataset,
+    make_tf_dataset,
+    scan_dataset,
+    split_indices,
+)
+from cnndesk.core.errors import DatasetError, UserError
+
+from conftest import make_image, write_dataset
+
+RGB32 = DatasetConfig(Preprocessing((32, 32), "rgb"))
+
+
+def _reasons(data) -> dict[str, str]:
+    return {os.path.basename(s.path): s.reason for s in data.skipped}
+
+
+# ---------------------------------------------------------------------------
+# layout
+
+
+def test_a_class_folder_tree_shows_its_classes_and_counts(tiny_dataset):
+    scan = scan_dataset(tiny_dataset)
+    assert scan.class_names == ["centre", "left", "top"]
+    assert len(scan.files) == 60
+    assert scan.skipped == []
+
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.counts() == {"centre": 20, "left": 20, "top": 20}
+    assert data.images.shape == (60, 32, 32, 3) and data.images.dtype == np.uint8
+    assert data.imbalance_warning() is None
+    # every decoded image is the file it came from
+    i = data.paths.index(str(tiny_dataset / "left" / "left_03.png"))
+    assert np.array_equal(data.images[i], np.asarray(Image.open(tiny_dataset / "left" / "left_03.png")))
+    assert data.class_names[data.labels[i]] == "left"
+
+
+def test_images_in_nested_subfolders_count_for_their_class(tiny_dataset):
+    sub = tiny_dataset / "left" / "more" / "deeper"
+    sub.mkdir(parents=True)
+    make_image("left", np.random.default_rng(5)).save(sub / "extra.png")
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.counts()["left"] == 21
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"])
+def test_every_supported_format_is_read(tmp_path, fmt):
+    root = write_dataset(tmp_path / "ds", classes=("left", "top"), per_class=3, fmt=fmt)
+    data = load_dataset(root, RGB32)
+    assert data.counts() == {"left": 3, "top": 3}
+    assert data.skipped == []
+    # the pixels are the image's: compare one decoded file with what was written
+    original = make_image("left", np.random.default_rng(0))
+    decoded = decode_image(root / "left" / f"left_00.{fmt}", Preprocessing((32, 32)))
+    diff = np.abs(decoded.astype(int) - np.asarray(original, dtype=int)).mean()
+    lossless = fmt in ("png", "bmp", "tif", "tiff")
+    assert diff == 0 if lossless else diff < 12
+
+
+def test_an_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(tmp_path / "anim.gif") as im:
+        assert im.n_frames == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        out = decode_image(tmp_path / "anim.gif", Preprocessing((8, 8)))
+        gc.collect()
+    assert tuple(out[4, 4]) == (255, 0, 0)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # the file was closed
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # stored 16 wide x 8 high, left half black, right half white, tagged "rotate 90 clockwise"
+    arr = np.zeros((8, 16, 3), np.uint8)
+    arr[:, 8:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+
+    out = decode_image(tmp_path / "phone.jpg", Preprocessing((16, 8)))
+    # shown upright: 8 wide x 16 high, the black half now on top
+    assert out.shape == (16, 8, 3)
+    assert out[:6].mean() < 20
+    assert out[-6:].mean() > 235
+
+
+def _red_palette_image():
+    img = Image.new("P", (8, 8), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    img.putpixel((0, 0), 1)  # one blue pixel
+    return img
+
+
+@pytest.mark.parametrize("kind", ["palette", "rgba", "16bit", "cmyk-jpeg", "cmyk-tiff", "palette-transparent"])
+def test_special_modes_are_converted_to_rgb_and_grayscale(tmp_path, kind):
+    if kind == "palette":
+        path = tmp_path / "p.png"
+        _red_palette_image().save(path)
+        rgb, grey = (255, 0, 0), 76  # ITU-R 601 luma of pure red
+    elif kind == "palette-transparent":
+        path = tmp_path / "pt.gif"
+        img = _red_palette_image()
+        img.info["transparency"] = 0  # the red index is transparent: composited on white
+        img.save(path, transparency=0)
+        rgb, grey = (255, 255, 255), 255
+    elif kind == "rgba":
+        path = tmp_path / "a.png"
+        img = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
+        img.putpixel((0, 0), (0, 0, 255, 0))  # a fully transparent pixel becomes white
+        img.save(path)
+        rgb, grey = (255, 0, 0), 76
+        assert tuple(decode_image(path, Preprocessing((8, 8)))[0, 0]) == (255, 255, 255)
+    elif kind == "16bit":
+        path = tmp_path / "deep.png"
+        a = np.full((8, 8), 65535, np.uint16)
+        a[0, 0] = 0
+        Image.fromarray(a).save(path)
+        assert Image.open(path).mode.startswith("I")
+        rgb, grey = (255, 255, 255), 255
+        assert decode_image(path, Preprocessing((8, 8), "grayscale"))[0, 0, 0] == 0
+    else:
+        path = tmp_path / ("c.jpg" if kind == "cmyk-jpeg" else "c.tif")
+        Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(path)  # red in ink
+        assert Image.open(path).mode == "CMYK"
+        rgb, grey = (255, 0, 0), 76
+
+    tol = 6 if path.suffix == ".jpg" else 1
+    out = decode_image(path, Preprocessing((8, 8), "rgb"))
+    assert out.shape == (8, 8, 3) and out.dtype == np.uint8
+    assert np.abs(out[4, 4].astype(int) - rgb).max() <= tol
+    g = decode_image(path, Preprocessing((8, 8), "grayscale"))
+    assert g.shape == (8, 8, 1)
+    assert abs(int(g[4, 4, 0]) - grey) <= tol
+
+
+def test_hidden_files_and_folders_are_ignored(tiny_dataset):
+    make_image("left", np.random.default_rng(1)).save(tiny_dataset / "left" / ".secret.png")
+    (tiny_dataset / ".git").mkdir()
+    make_image("left", np.random.default_rng(1)).save(tiny_dataset / ".git" / "x.png")
+    (tiny_dataset / "__MACOSX").mkdir()
+    make_image("left", np.random.default_rng(1)).save(tiny_dataset / "__MACOSX" / "y.png")
+    (tiny_dataset / "top" / ".thumbnails").mkdir()
+    make_image("top", np.random.default_rng(1)).save(tiny_dataset / "top" / ".thumbnails" / "t.png")
+
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.class_names == ["centre", "left", "top"]
+    assert data.counts() == {"centre": 20, "left": 20, "top": 20}
+    assert not any("secret" in p or ".git" in p or "thumbnails" in p for p in data.paths)
+
+
+def test_a_folder_link_loop_is_not_followed(tiny_dataset, tmp_path):
+    os.symlink(tiny_dataset, tiny_dataset / "left" / "back_to_root")  # loops to the dataset folder
+    os.symlink(".", tiny_dataset / "top" / "myself")  # loops to its own folder
+    os.symlink(tiny_dataset / "top", tiny_dataset / "centre" / "other_class")  # into another class
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for i in range(2):
+        make_image("left", np.random.default_rng(i)).save(outside / f"o{i}.png")
+    os.symlink(outside, tiny_dataset / "left" / "linked")  # a plain link to a folder elsewhere is followed
+
+    data = load_dataset(tiny_dataset, RGB32)
+    # no class picked up another class's images through a link, and nothing was read twice
+    assert data.counts() == {"centre": 20, "left": 22, "top": 20}
+    assert len(set(data.paths)) == len(data.paths)
+    reasons = _reasons(data)
+    for name in ("back_to_root", "myself", "other_class"):
+        assert "not followed" in reasons[name]
+
+
+def test_a_decompression_bomb_is_refused_with_a_message(tiny_dataset, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 32x32 = 1024 pixels stays allowed
+    Image.new("RGB", (50, 50)).save(tiny_dataset / "left" / "warn_range.png")  # 1-2x the limit
+    Image.new("RGB", (70, 70)).save(tiny_dataset / "left" / "error_range.png")  # over 2x
+    with pytest.raises(UserError, match="decompression-bomb"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        decode_image(tiny_dataset / "left" / "warn_range.png", Preprocessing((32, 32)))
+
+    filters_before = list(warnings.filters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        filters_inside = list(warnings.filters)
+        data = load_dataset(tiny_dataset, RGB32, workers=3)
+        assert warnings.filters == filters_inside  # decoding threads leave the process's warning filters alone
+    assert warnings.filters == filters_before
+    reasons = _reasons(data)
+    assert "decompression-bomb" in reasons["warn_range.png"]
+    assert "decompression-bomb" in reasons["error_range.png"]
+    assert data.counts() == {"centre": 20, "left": 20, "top": 20}
+
+
+def test_unreadable_files_are_skipped_and_listed_with_a_reason(tiny_dataset):
+    (tiny_dataset / "left" / "notes.png").write_text("this is not a picture")
+    good = (tiny_dataset / "top" / "top_00.png").read_bytes()
+    (tiny_dataset / "top" / "cut.png").write_bytes(good[: len(good) // 2])
+    (tiny_dataset / "top" / "readme.txt").write_text("hello")
+
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.counts() == {"centre": 20, "left": 20, "top": 20}
+    skipped = {s.path: s.reason for s in data.skipped}
+    assert set(skipped) == {str(tiny_dataset / "left" / "notes.png"), str(tiny_dataset / "top" / "cut.png"),
+                            str(tiny_dataset / "top" / "readme.txt")}
+    assert "not a readable image" in skipped[str(tiny_dataset / "left" / "notes.png")]
+    assert "truncated" in skipped[str(tiny_dataset / "top" / "cut.png")]
+    assert "not an image file type" in skipped[str(tiny_dataset / "top" / "readme.txt")]
+
+
+def test_decoding_a_missing_file_says_so(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        decode_image(tmp_path / "nope.png", Preprocessing((8, 8)))
+
+
+# ---------------------------------------------------------------------------
+# refusals
+
+
+def test_a_missing_folder_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_a_file_instead_of_a_folder_is_refused(tmp_path):
+    f = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4)).save(f)
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        load_dataset(f)
+
+
+def test_a_folder_without_class_subfolders_is_refused_with_the_layout(tmp_path):
+    for i in range(3):
+        Image.new("RGB", (4, 4)).save(tmp_path / f"{i}.png")
+    with pytest.raises(DatasetError) as e:
+        load_dataset(tmp_path)
+    assert "no class subfolders" in str(e.value)
+    assert "put each class's images in a subfolder" in str(e.value)
+
+
+def test_a_single_class_is_refused(tmp_path):
+    root = write_dataset(tmp_path / "ds", classes=("left",), per_class=4)
+    with pytest.raises(DatasetError, match="at least 2 are needed"):
+        load_dataset(root, RGB32)
+
+
+def test_two_classes_with_one_unusable_is_refused(tmp_path):
+    root = write_dataset(tmp_path / "ds", classes=("left",), per_class=4)
+    (root / "broken").mkdir()
+    (root / "broken" / "x.png").write_text("not an image")
+    with pytest.raises(DatasetError, match="at least 2 are needed"):
+        load_dataset(root, RGB32)
+
+
+def test_a_class_with_no_usable_image_is_named(tiny_dataset):
+    (tiny_dataset / "empty").mkdir()
+    (tiny_dataset / "empty" / "x.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(DatasetError) as e:
+        load_dataset(tiny_dataset, RGB32)
+    assert "'empty'" in str(e.value) and "no usable image" in str(e.value)
+
+
+# ---------------------------------------------------------------------------
+# counts, split
+
+
+def test_an_imbalanced_dataset_gets_a_warning_naming_the_small_class(tmp_path):
+    root = write_dataset(tmp_path / "ds", classes=("left", "top"), per_class=20)
+    write_dataset(root, classes=("centre",), per_class=6, seed=3)
+    data = load_dataset(root, RGB32)
+    assert data.counts() == {"centre": 6, "left": 20, "top": 20}
+    warning = data.imbalance_warning()
+    assert warning is not None and "centre (6)" in warning and "class weights" in warning
+    assert "left" not in warning
+    w = data.class_weight()
+    assert w[0] > w[1] and w[1] == pytest.approx(w[2])
+
+
+def test_the_split_is_stratified_and_deterministic(tiny_dataset):
+    a = load_dataset(tiny_dataset, DatasetConfig(Preprocessing((32, 32)), val_split=0.2, seed=7))
+    b = load_dataset(tiny_dataset, DatasetConfig(Preprocessing((32, 32)), val_split=0.2, seed=7))
+    c = load_dataset(tiny_dataset, DatasetConfig(Preprocessing((32, 32)), val_split=0.2, seed=8))
+    assert np.array_equal(a.train_index, b.train_index) and np.array_equal(a.val_index, b.val_index)
+    assert not np.array_equal(a.val_index, c.val_index)
+    assert sorted(np.concatenate([a.train_index, a.val_index]).tolist()) == list(range(60))
+    # each class keeps 20 % for validation
+    assert np.bincount(a.labels[a.val_index], minlength=3).tolist() == [4, 4, 4]
+
+
+def test_a_tiny_class_still_gets_a_validation_and_a_training_image():
+    labels = np.array([0] * 2 + [1] * 30)
+    train, val = split_indices(labels, 0.1, seed=1)
+    assert set(labels[val]) == {0, 1} and set(labels[train]) == {0, 1}
+    with pytest.raises(UserError, match="validation split"):
+        split_indices(labels, 1.0, seed=1)
+
+
+# ---------------------------------------------------------------------------
+# tf.data
+
+
+def test_the_pipeline_gives_float_pixels_in_0_255_and_one_hot_labels(tiny_dataset):
+    data = load_dataset(tiny_dataset, RGB32)
+    x, y = data.subset(data.val_index)
+    batches = list(make_tf_dataset(x, y, data.num_classes, 5, training=False))
+    assert [len(b[0]) for b in batches] == [5, 5, 2]
+    xb, yb = batches[0]
+    assert xb.dtype.name == "float32" and tuple(xb.shape) == (5, 32, 32, 3)
+    assert float(xb.numpy().min()) >= 0 and float(xb.numpy().max()) > 200  # not scaled to 0-1
+    assert np.array_equal(xb.numpy(), x[:5].astype(np.float32))  # validation is not shuffled or changed
+    assert tuple(yb.shape) == (5, 3)
+    assert np.array_equal(yb.numpy(), np.eye(3)[y[:5]])
+
+
+def test_augmentation_changes_training_batches_but_stays_out_of_the_model(tiny_dataset):
+    from cnndesk.core.architecture import build_model, preset
+
+    data = load_dataset(tiny_dataset, RGB32)
+    x, y = data.subset(data.train_index)
+    originals = {img.tobytes() for img in x.astype(np.float32)}
+
+    def images(augment):
+        ds = make_tf_dataset(x, y, 3, 16, training=True, seed=3, augment=augment)
+        return np.concatenate([b[0].numpy() for b in ds])
+
+    plain = images(())
+    assert len(plain) == len(x)
+    assert all(img.tobytes() in originals for img in plain)  # shuffled, untouched
+    augmented = images(("flip", "rotate", "zoom", "contrast", "brightness"))
+    changed = sum(img.tobytes() not in originals for img in augmented)
+    assert changed > len(x) // 2
+    assert augmented.min() >= 0 and augmented.max() <= 255
+
+    model = build_model(preset("seed"), (32, 32, 3), 3)
+    assert not any(type(layer).__name__.startswith("Random") for layer in model.layers)
+    with pytest.raises(UserError, match="Unknown augmentation"):
+        make_tf_dataset(x, y, 3, 16, training=True, augment=("sparkle",))

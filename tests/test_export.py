@@ -1,0 +1,257 @@
+"""Exported models give the same predictions as the model in cnndesk, in plain runtimes.
+
+Each format is reloaded with its own runtime (Keras, TensorFlow SavedModel,
+LiteRT, onnxruntime), never through cnndesk, and compared with the original
+model on random 0-255 images.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from cnndesk.core.architecture import TrainingSettings, build_model, compile_model, preset
+from cnndesk.core.errors import UserError
+from cnndesk.core.export import FORMATS, export_model
+
+SIZE = 32
+CLASSES = 3
+TOLERANCE = 1e-5
+
+
+def _images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def _learnable_batch(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0 dark left half, 1 dark top half, 2 bright centre."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for c in range(CLASSES):
+        x = rng.uniform(90, 140, (n_per_class, SIZE, SIZE, 3)).astype(np.float32)
+        if c == 0:
+            x[:, :, : SIZE // 2] = 20
+        elif c == 1:
+            x[:, : SIZE // 2] = 20
+        else:
+            x[:, SIZE // 4: 3 * SIZE // 4, SIZE // 4: 3 * SIZE // 4] = 250
+        xs.append(x)
+        ys.append(np.full(n_per_class, c))
+    return np.concatenate(xs), keras.utils.to_categorical(np.concatenate(ys), CLASSES)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The seed preset at 32x32 for 3 classes, trained one short epoch (fixed seed)."""
+    keras.utils.set_random_seed(7)
+    m = build_model(preset("seed"), (SIZE, SIZE, 3), CLASSES)
+    compile_model(m, TrainingSettings(epochs=1, batch_size=16))
+    x, y = _learnable_batch(16, seed=1)
+    m.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def inputs(model):
+    x = _images(4, seed=3)
+    expected = np.asarray(model(x, training=False))
+    # the comparison means something only if the outputs differ between images
+    assert np.ptp(expected, axis=0).max() > 1e-3
+    return x, expected
+
+
+# ---------------------------------------------------------------------------
+# each format, reloaded with its own runtime
+
+def test_keras_export_reloads_in_plain_keras_with_the_same_predictions(model, inputs, tmp_path):
+    x, expected = inputs
+    path = export_model(model, "keras", tmp_path / "model")
+    assert path == tmp_path / "model.keras" and path.is_file()
+    reloaded = keras.saving.load_model(path)  # safe_mode=True by default
+    np.testing.assert_allclose(np.asarray(reloaded(x, training=False)), expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, atol=TOLERANCE, rtol=0)
+
+
+def test_saved_model_export_serves_the_same_predictions(model, inputs, tmp_path):
+    x, expected = inputs
+    path = export_model(model, "saved_model", tmp_path / "served")
+    assert (path / "saved_model.pb").is_file()
+    loaded = tf.saved_model.load(str(path))  # keep a reference: its variables live in it
+    got = loaded.serve(tf.constant(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+
+
+def _litert_interpreter(path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # the package ships wheels only for some platforms
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path))
+
+
+def test_litert_export_runs_in_the_litert_interpreter_with_the_same_predictions(model, inputs, tmp_path):
+    x, expected = inputs
+    path = export_model(model, "litert", tmp_path / "model")
+    assert path.name == "model.tflite"
+    interpreter = _litert_interpreter(path)
+    inp = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(inp["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_onnx_export_runs_in_onnxruntime_with_the_same_predictions(model, inputs, tmp_path):
+    import onnxruntime
+
+    x, expected = inputs
+    path = export_model(model, "onnx", tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    got = session.run(None, {inp.name: x})[0]
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_a_model_with_augmentation_layers_exports_deterministic_inference(tmp_path):
+    """A .keras model from elsewhere may hold Random* layers; exports must not serve random outputs."""
+    import onnxruntime
+
+    keras.utils.set_random_seed(11)
+    m = keras.Sequential([
+        keras.Input((SIZE, SIZE, 3), name="image"),
+        keras.layers.RandomFlip("horizontal"), keras.layers.RandomContrast(0.5),
+        keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.Flatten(), keras.layers.Dense(CLASSES, activation="softmax"),
+    ])
+    x = _images(3, seed=5)
+    expected = np.asarray(m(x, training=False))
+
+    served = tf.saved_model.load(str(export_model(m, "saved_model", tmp_path / "sm")))
+    for _ in range(2):
+        np.testing.assert_allclose(served.serve(tf.constant(x)).numpy(), expected, atol=TOLERANCE, rtol=0)
+
+    session = onnxruntime.InferenceSession(str(export_model(m, "onnx", tmp_path / "aug")),
+                                           providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_exported_keras_file_loads_in_a_process_without_cnndesk(model, inputs, tmp_path):
+    x, expected = inputs
+    path = export_model(model, "keras", tmp_path / "standalone.keras")
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+
+        class NoCnndesk(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "cnndesk":
+                    raise ImportError("this process must not need cnndesk")
+
+        sys.meta_path.insert(0, NoCnndesk())
+        import numpy as np
+        import keras
+
+        model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+        np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))
+        assert not [m for m in sys.modules if m.split(".")[0] == "cnndesk"]
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=TOLERANCE, rtol=0)
+
+
+# ---------------------------------------------------------------------------
+# destinations and mistakes
+
+def test_every_format_is_offered():
+    assert FORMATS == ("keras", "saved_model", "litert", "onnx")
+
+
+def test_an_unknown_format_is_refused_with_the_formats_to_choose_from(model, tmp_path):
+    with pytest.raises(UserError) as info:
+        export_model(model, "pytorch", tmp_path / "model")
+    message = str(info.value)
+    assert "Unknown export format 'pytorch'" in message
+    for fmt in FORMATS:
+        assert fmt in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_destination_under_a_file_is_refused_with_a_clear_message(model, tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError) as info:
+        export_model(model, "keras", blocker / "sub" / "model.keras")
+    assert "notes.txt is a file, not a folder" in str(info.value)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_folder_in_the_way_of_a_model_file_is_left_alone(model, tmp_path):
+    folder = tmp_path / "model.keras"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="a folder of that name is in the way"):
+        export_model(model, "keras", folder)
+    assert (folder / "keep.txt").read_text() == "mine"
+
+
+def test_a_saved_model_export_never_deletes_an_unrelated_folder(model, tmp_path):
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("precious")
+    with pytest.raises(UserError, match="not a SavedModel"):
+        export_model(model, "saved_model", documents)
+    assert (documents / "thesis.txt").read_text() == "precious"
+
+
+def test_a_saved_model_export_replaces_an_earlier_one(model, inputs, tmp_path):
+    x, expected = inputs
+    first = export_model(model, "saved_model", tmp_path / "served")
+    (first / "stale.txt").write_text("from the first export")
+    second = export_model(model, "saved_model", tmp_path / "served")
+    assert second == first and not (second / "stale.txt").exists()
+    loaded = tf.saved_model.load(str(second))
+    np.testing.assert_allclose(loaded.serve(tf.constant(x)).numpy(), expected, atol=TOLERANCE, rtol=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["served"]  # no temporary folder left
+
+
+def test_an_unwritable_destination_is_reported_as_permission_denied(model, tmp_path, monkeypatch):
+    # tests may run as root, which ignores file modes: simulate the refusal the OS gives
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    with pytest.raises(UserError) as info:
+        export_model(model, "keras", tmp_path / "model.keras")
+    assert str(info.value).startswith(f"Could not export to {tmp_path / 'model.keras'}: permission denied")
+
+
+def test_a_full_disk_keeps_the_earlier_export_and_leaves_no_temporary_files(model, tmp_path, monkeypatch):
+    path = export_model(model, "keras", tmp_path / "model.keras")
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model, "save", disk_full)
+    with pytest.raises(UserError, match="the disk is full"):
+        export_model(model, "keras", path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
