@@ -41,3 +41,57 @@ def write_dataset(root, classes=("left", "top", "centre"), per_class=20, size=32
 def tiny_dataset(tmp_path):
     """3 classes x 20 PNG images at 32x32, easy to learn."""
     return write_dataset(tmp_path / "tiny")
+
+
+# ---------------------------------------------------------------------------
+# GUI fixtures
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory):
+    """A small copy of the built-in sample (30 per class), what the app starts with."""
+    from cnndesk.core.samples import write_sample_dataset
+
+    return write_sample_dataset(tmp_path_factory.mktemp("sample") / "shapes", per_class=30)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Fresh QSettings in a temporary file, so no test sees another's or the user's."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+
+
+@pytest.fixture
+def make_window(qtbot, settings, sample_dir):
+    """Create main windows; each is shut down after the test, and its threads must be gone."""
+    from cnndesk.ui.main_window import MainWindow
+
+    windows = []
+
+    def make(**kwargs):
+        kwargs.setdefault("settings", settings)
+        kwargs.setdefault("sample_dir", sample_dir)
+        w = MainWindow(**kwargs)
+        w.show()  # closed below, not by qtbot.addWidget: its teardown runs first and would meet the save question
+        windows.append(w)
+        return w
+
+    yield make
+    for w in windows:
+        if w.training_panel.running:
+            w.engine.cancel_training()
+            qtbot.waitUntil(lambda: not w.training_panel.running, timeout=30000)
+        w.modified = False
+        w.close()
+        w.shutdown()
+        assert not w.engine.thread.isRunning(), "the engine thread outlived its window"
+        assert not w.dataset_panel.loader._threads or all(not t.isRunning() for t in w.dataset_panel.loader._threads)
+
+
+@pytest.fixture
+def window(make_window, qtbot):
+    """The main window with TensorFlow loaded and the sample dataset read."""
+    w = make_window()
+    qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
+    return w

@@ -147,6 +147,20 @@ def test_a_model_with_augmentation_layers_exports_deterministic_inference(tmp_pa
     np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
 
 
+def test_a_model_onnx_cannot_express_is_refused_instead_of_writing_a_broken_file(tmp_path):
+    # random noise at inference time: tf2onnx only logs that it cannot convert the op
+    keras.utils.set_random_seed(13)
+    m = keras.Sequential([
+        keras.Input((SIZE, SIZE, 3)),
+        keras.layers.Lambda(lambda x: x + 1e-3 * keras.random.uniform(keras.ops.shape(x), seed=1)),
+        keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(CLASSES, activation="softmax"),
+    ])
+    with pytest.raises(UserError) as info:
+        export_model(m, "onnx", tmp_path / "noisy.onnx")
+    assert "cannot be exported to ONNX" in str(info.value) and "StatelessRandomUniform" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_exported_keras_file_loads_in_a_process_without_cnndesk(model, inputs, tmp_path):
     x, expected = inputs
     path = export_model(model, "keras", tmp_path / "standalone.keras")

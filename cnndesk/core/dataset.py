@@ -173,8 +173,9 @@ def scan_dataset(root: str | os.PathLike, state: TaskState | None = None) -> Dat
     """List the class folders and image files of ``root`` without decoding.
 
     Hidden files and folders are skipped, symlinked folders are followed once
-    (a loop is never followed), files with other extensions are listed as
-    skipped.
+    (a link back to the dataset folder, one of its parents, another class
+    folder or a folder already read is listed as skipped and not followed),
+    files with other extensions are listed as skipped.
 
     Raises:
         DatasetError: the folder is missing, is a file, or has no class folders.
@@ -497,6 +498,8 @@ def make_tf_dataset(
     ds = ds.batch(batch_size)
     aug = augmentation_layers(augment, seed) if training and augment else None
 
+    # no AutoGraph: nothing here needs it, and it re-reads source files (absent in a frozen app)
+    @tf.autograph.experimental.do_not_convert
     def prepare(x, y):
         x = tf.cast(x, tf.float32)
         if aug is not None:

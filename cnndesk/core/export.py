@@ -78,11 +78,12 @@ def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
             model.export(str(tmp), format="litert", verbose=False)
         else:
             _inference_model(model).export(str(tmp), format="onnx", verbose=False)
+            _check_onnx(tmp)
         if not tmp.exists():
             raise UserError(f"Could not export to {out}: the {fmt} exporter wrote nothing.")
         if fmt == "saved_model" and out.is_dir():
             # keep the old SavedModel until the new one is in place
-            old = tmpdir / "previous"
+            old = tmpdir / (out.name + ".previous")
             os.replace(out, old)
             try:
                 os.replace(tmp, out)
@@ -97,6 +98,18 @@ def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def _check_onnx(path: Path) -> None:
+    """tf2onnx writes ops it cannot convert as they are (and only logs an error); refuse such a file."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"This model cannot be exported to ONNX: the converter left an operation ONNX does not "
+                        f"define ({detail}). Export it as saved_model or litert instead.") from None
 
 
 def _check_destination(out: Path, fmt: str) -> None:

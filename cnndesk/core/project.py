@@ -138,24 +138,22 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
         ProjectError: the folder cannot be written (permissions, disk full, …).
     """
     folder = Path(folder).expanduser()
-    temps: list[Path] = []
+    staged: list[tuple[Path, Path]] = []  # (complete temporary file, its final name)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         project.saved_at = time.time()
         text = json.dumps(project.to_json(), indent=2, allow_nan=True)
-        moves = []
         if model is not None:
-            temps.append(_write_temp(folder / MODEL_FILE, lambda p: model.save(p)))
-            moves.append((temps[-1], folder / MODEL_FILE))
-        temps.append(_write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8")))
-        moves.append((temps[-1], folder / PROJECT_FILE))
-        for tmp, target in moves:
+            staged.append((_write_temp(folder / MODEL_FILE, lambda p: model.save(p)), folder / MODEL_FILE))
+        staged.append((_write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8")),
+                       folder / PROJECT_FILE))
+        for tmp, target in staged:
             os.replace(tmp, target)
     except OSError as e:
         reason = "the disk is full" if getattr(e, "errno", None) == 28 else (e.strerror or str(e))
         raise ProjectError(f"Could not save the project in {folder}: {reason}. The previous save is unchanged.") from None
     finally:
-        for tmp in temps:
+        for tmp, _ in staged:  # left over only when a later step failed
             if tmp.exists():
                 _remove_quietly(tmp)
     return folder

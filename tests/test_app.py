@@ -1,0 +1,298 @@
+"""The desktop app driven as a person would: clicks, typed values, drops (issue: GUI training)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
+
+from conftest import write_dataset
+
+
+def drop_paths(widget, paths):
+    """Send a real drag-enter and drop carrying file URLs to ``widget``."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = widget.rect().center()
+    enter = QDragEnterEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted(), "the widget refused the drag"
+    drop = QDropEvent(QPointF(pos), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(widget, drop)
+
+
+def class_rows(panel):
+    t = panel.class_table
+    return {t.item(r, 0).text(): int(t.item(r, 1).text()) for r in range(t.rowCount())}
+
+
+def layer_row_text(window, row):
+    t = window.model_panel.table
+    return [t.item(row, c).text() for c in range(t.columnCount())]
+
+
+def set_epochs(window, qtbot, n):
+    spin = window.model_panel.epochs
+    spin.selectAll()
+    qtbot.keyClicks(spin, str(n))
+    assert spin.value() == n
+
+
+@pytest.fixture
+def tiny_window(window, qtbot, tiny_dataset):
+    window.dataset_panel.load_folder(str(tiny_dataset))
+    qtbot.waitUntil(lambda: window.dataset_panel.data is not None
+                    and window.dataset_panel.data.root == Path(tiny_dataset), timeout=20000)
+    return window
+
+
+def test_window_opens_at_once_with_tensorflow_loading_then_the_sample(make_window, qtbot, sample_dir):
+    start = time.perf_counter()
+    w = make_window()
+    opened = time.perf_counter() - start
+    print(f"\nwindow shown after {opened * 1000:.0f} ms")
+    # before the engine is ready the user sees why Train is disabled
+    if not w.engine.is_ready:
+        assert w.engine_label.text() == "Loading TensorFlow…"
+        assert not w.training_panel.train_button.isEnabled()
+    qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
+    assert w.engine_label.text().startswith("TensorFlow ")
+    assert w.dataset_panel.path_edit.text() == str(sample_dir)
+    assert class_rows(w.dataset_panel) == {"circle": 30, "cross": 30, "square": 30, "triangle": 30}
+    assert w.dataset_panel.thumbs.count() > 0
+    assert "120 images in 4 classes" in w.dataset_panel.totals.text()
+    assert w.training_panel.train_button.isEnabled()
+
+
+def test_choosing_a_folder_shows_its_classes_thumbnails_and_skipped_files(window, qtbot, tiny_dataset, monkeypatch):
+    (tiny_dataset / "left" / "broken.png").write_text("this is not an image")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tiny_dataset))
+    qtbot.mouseClick(window.dataset_panel.choose_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: window.dataset_panel.data is not None
+                    and window.dataset_panel.data.root == tiny_dataset, timeout=20000)
+    panel = window.dataset_panel
+    assert class_rows(panel) == {"centre": 20, "left": 20, "top": 20}
+    assert panel.thumbs.count() == 3 * 6
+    assert panel.skipped_table.rowCount() == 1
+    assert panel.skipped_table.item(0, 0).text().endswith("broken.png")
+    assert "not a readable image" in panel.skipped_table.item(0, 1).text()
+    assert "12 for validation" in panel.totals.text()
+    # the model follows the dataset: 3 classes at 64x64 (the default size)
+    assert "Dense(3 classes" in layer_row_text(window, window.model_panel.table.rowCount() - 1)[0]
+
+
+def test_dropping_a_folder_on_the_window_reads_it(window, qtbot, tmp_path):
+    folder = write_dataset(tmp_path / "dropped", classes=("left", "top"), per_class=8)
+    drop_paths(window, [folder])
+    qtbot.waitUntil(lambda: window.dataset_panel.data is not None
+                    and window.dataset_panel.data.root == folder, timeout=20000)
+    assert class_rows(window.dataset_panel) == {"left": 8, "top": 8}
+    assert window.tabs.currentIndex() == window.TAB_DATASET
+
+
+def test_a_wrong_folder_gets_a_clear_message(window, qtbot, tmp_path):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    window.dataset_panel.load_folder(str(empty))
+    qtbot.waitUntil(lambda: window.dataset_panel.data is None, timeout=20000)
+    qtbot.waitUntil(lambda: "no class subfolders" in window.dataset_panel.imbalance.text(), timeout=20000)
+    assert not window.training_panel.train_button.isEnabled()
+    assert "Choose a dataset folder" in window.training_panel.reason.text()
+
+
+def test_changing_image_size_and_a_layer_parameter_updates_the_shape_table(tiny_window, qtbot):
+    w = tiny_window
+    size = w.dataset_panel.image_size
+    size.setCurrentText("")
+    qtbot.keyClicks(size, "32")
+    qtbot.waitUntil(lambda: w.dataset_panel.data.preprocessing.image_size == (32, 32), timeout=20000)
+    assert layer_row_text(w, 0)[0].startswith("Input 32×32×3")
+    assert layer_row_text(w, 1)[1] == "30 × 30 × 10"
+
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    w.model_panel.table.selectRow(1)  # the first Conv2D
+    filters = w.model_panel.editor_box.findChild(QSpinBox, "param_filters")
+    before = w.model_panel.total_label.text()
+    filters.selectAll()
+    qtbot.keyClicks(filters, "16")
+    assert layer_row_text(w, 1)[1] == "30 × 30 × 16"
+    assert layer_row_text(w, 1)[2] == f"{3 * 3 * 3 * 16 + 16:,}"
+    assert w.model_panel.total_label.text() != before
+    assert w.model_panel.preset_combo.currentData() == "custom"
+
+
+def test_an_impossible_stack_is_shown_on_the_layer_and_blocks_training(tiny_window, qtbot):
+    w = tiny_window
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    w.model_panel.table.selectRow(1)
+    kernel = w.model_panel.editor_box.findChild(QSpinBox, "param_kernel_size")
+    kernel.selectAll()
+    # 64 px input: a 60x60 kernel leaves 5, the next conv 3, the pool 1: layer 4's 3x3 kernel cannot fit
+    qtbot.keyClicks(kernel, "60")
+    assert w.model_panel.error is not None
+    message = w.model_panel.error_label.text()
+    assert w.model_panel.error_label.isVisible()
+    bad = w.model_panel.error.layer_index
+    assert message.startswith(f"Layer {bad + 1} (")
+    assert layer_row_text(w, bad + 1)[3] == "⚠"
+    assert not w.training_panel.train_button.isEnabled()
+    assert not w.train_action.isEnabled()
+    assert "cannot be built" in w.training_panel.reason.text()
+    # fixing it enables training again
+    kernel.selectAll()
+    qtbot.keyClicks(kernel, "3")
+    assert w.model_panel.error is None
+    assert w.training_panel.train_button.isEnabled()
+
+
+def test_training_two_epochs_draws_the_chart_and_logs_each_epoch(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 2)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    assert w.tabs.currentIndex() == w.TAB_TRAIN
+    assert w.training_panel.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    chart = w.training_panel.chart
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        assert chart.point_count(key) == 2, key
+    assert chart.point_count("batch_loss") >= 2
+    epochs = [line for line in w.training_panel.log.toPlainText().splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 2
+    assert w.training_panel.progress.format().startswith("Done")
+    assert w.isWindowModified()
+    assert w.has_model and w.export_actions["keras"].isEnabled()
+
+
+def test_stop_ends_a_long_run_within_seconds_and_keeps_the_model(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 500)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.training_panel.chart.point_count("loss") >= 1, timeout=60000)
+    pressed = time.perf_counter()
+    qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=10000)
+    print(f"\nstopped {time.perf_counter() - pressed:.2f} s after Stop")
+    assert "Stopped by you" in w.training_panel.log.toPlainText()
+    assert w.training_panel.chart.point_count("loss") < 500
+    assert w.has_model
+    # the kept model classifies
+    path = w.dataset_panel.data.paths[0]
+    w.viewer_panel.classify_paths([path])
+    qtbot.waitUntil(lambda: w.viewer_panel.strip.count() == 1, timeout=20000)
+    assert "%" in w.viewer_panel.strip_labels()[0]
+
+
+def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, make_window, tmp_path, monkeypatch):
+    w = tiny_window
+    set_epochs(w, qtbot, 2)
+    w.model_panel.learning_rate.setValue(0.002)
+    w.dataset_panel.augment_checks["flip"].setChecked(True)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    folder = tmp_path / "my-project"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    w.save_as_action.trigger()
+    assert (folder / "project.json").is_file() and (folder / "model.keras").is_file()
+    assert not w.isWindowModified()
+    assert w.windowTitle().startswith("my-project")
+    history = list(w.history)
+
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.project_path == str(folder), timeout=30000)
+    assert w2.model_panel.epochs.value() == 2
+    assert w2.model_panel.learning_rate.value() == pytest.approx(0.002)
+    assert w2.dataset_panel.augment_checks["flip"].isChecked()
+    assert w2.history == history
+    assert w2.training_panel.chart.point_count("loss") == 2
+    assert w2.has_model
+    # the recent-projects menu remembers it
+    assert any(str(folder) in a.text() for a in w2.recent_menu.actions())
+
+
+def test_the_gui_stays_responsive_while_training(tiny_window, qtbot):
+    """Benchmark figure (printed, not asserted): the longest gap of a 10 ms timer during training."""
+    w = tiny_window
+    set_epochs(w, qtbot, 4)
+    gaps = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer(interval=10)
+    timer.timeout.connect(tick)
+    timer.start()
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    timer.stop()
+    gaps.sort()
+    print(f"\n10 ms timer during training: {len(gaps)} ticks, median gap {gaps[len(gaps) // 2] * 1000:.1f} ms, "
+          f"longest {gaps[-1] * 1000:.1f} ms")
+    assert len(gaps) > 10  # the timer ran while training did
+
+
+def test_closing_during_training_asks_then_stops_cleanly(tiny_window, qtbot, monkeypatch):
+    w = tiny_window
+    set_epochs(w, qtbot, 500)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.training_panel.chart.point_count("batch_loss") >= 1, timeout=60000)
+    asked = []
+
+    def question(parent, title, text, *args, **kwargs):
+        asked.append(title)
+        return QMessageBox.Yes if title == "Training is running" else QMessageBox.Discard
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    w.close()
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=15000)
+    assert asked[0] == "Training is running"
+    assert "Unsaved changes" in asked  # the trained model is unsaved work
+    assert not w.engine.thread.isRunning()
+
+
+def test_an_engine_error_is_a_readable_message_and_the_app_goes_on(window, qtbot, tmp_path):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"PK\x03\x04 definitely not a zip")
+    window.open_model(str(bad))
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=20000)
+    box = window.findChild(QMessageBox, "errorBox")
+    assert "not a readable .keras model" in box.text()
+    assert "Traceback" not in box.text()
+    box.close()
+    # still usable: training works afterwards
+    assert window.training_panel.train_button.isEnabled()
+
+
+def test_about_names_the_versions_and_devices(window, qtbot):
+    window.findChild(type(window.new_action), "aboutAction").trigger()
+    box = window.findChild(QMessageBox, "aboutBox")
+    assert box is not None
+    text = box.text()
+    assert "TensorFlow 2." in text and "Keras 3." in text and "Qt 6." in text and "CPU" in text
+    box.close()
+
+
+def test_settings_are_remembered_between_sessions(make_window, qtbot, settings, tiny_dataset):
+    w = make_window()
+    qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
+    w.dataset_panel.load_folder(str(tiny_dataset))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tiny_dataset,
+                    timeout=20000)
+    w.model_panel.batch_size.setValue(8)
+    w.model_panel.preset_combo.setCurrentIndex(w.model_panel.preset_combo.findData("tinyvgg"))
+    w.modified = False
+    w.close()
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.dataset_panel.data is not None, timeout=20000)
+    assert w2.dataset_panel.folder == str(tiny_dataset)
+    assert w2.model_panel.batch_size.value() == 8
+    assert w2.model_panel.preset_combo.currentData() == "tinyvgg"

@@ -1,0 +1,225 @@
+"""``cnndesk-cli`` as a script author uses it: outputs, JSON lines, files written, exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnndesk.cli import main
+from cnndesk.core.project import open_project
+from cnndesk.core.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(argv) -> tuple[int, str, str]:
+    """``main(argv)`` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_subprocess(argv) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "cnndesk.cli", *map(str, argv)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = write_sample_dataset(tmp_path_factory.mktemp("cli") / "shapes")  # 4 x 400 images
+    (root / "circle" / "broken.png").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(shapes, tmp_path_factory):
+    project = tmp_path_factory.mktemp("cli") / "shapes-proj"
+    code, out, err = run(["train", shapes, "--project", project, "--epochs", 2, "--image-size", 32,
+                          "--batch-size", 16, "--json"])
+    assert code == 0, err
+    return project, [json.loads(line) for line in out.splitlines()]
+
+
+def test_samples_writes_the_sample_dataset(tmp_path):
+    code, out, _ = run(["samples", tmp_path / "s", "--per-class", 3])
+    assert code == 0
+    assert out.strip() == str(tmp_path / "s")
+    for c in SAMPLE_CLASSES:
+        files = sorted((tmp_path / "s" / c).iterdir())
+        assert [f.name for f in files] == [f"{c}_{i:03d}.png" for i in range(3)]
+        assert Image.open(files[0]).size == (64, 64)
+    assert (tmp_path / "s" / MARKER).is_file()
+
+
+def test_train_json_reports_each_epoch_and_the_saved_project(trained, shapes):
+    project, lines = trained
+    epochs = [d for d in lines if d["event"] == "epoch"]
+    assert [d["epoch"] for d in epochs] == [1, 2]
+    for d in epochs:
+        assert {"event", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "images_per_s"} <= set(d)
+        assert 0 <= d["val_accuracy"] <= 1 and d["images_per_s"] > 0
+    done = lines[-1]
+    assert len(lines) == 3 and done["event"] == "done"
+    assert {"event", "project", "val_accuracy", "skipped"} <= set(done)
+    assert done["project"] == str(project)
+    assert done["val_accuracy"] > 0.5  # 4 classes: chance is 0.25
+    assert done["skipped"] == [{"path": str(shapes / "circle" / "broken.png"),
+                                "reason": "not a readable image (unknown or damaged format)"}]
+
+    proj, model = open_project(project)
+    assert proj.class_names == sorted(SAMPLE_CLASSES)
+    assert [h["epoch"] for h in proj.history] == [1, 2]
+    assert proj.preprocessing.image_size == (32, 32)
+    assert proj.dataset_path == str(shapes.resolve())
+    assert model is not None
+
+
+def test_predict_json_classifies_each_image_and_reports_a_bad_one(trained, shapes, tmp_path):
+    project, _ = trained
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    images = [shapes / "circle" / "circle_000.png", bad, shapes / "cross" / "cross_001.png"]
+    code, out, err = run(["predict", project, *images, "--json"])
+    assert code == 1  # after classifying the others
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in rows] == [str(p) for p in images]
+    assert set(rows[1]) == {"path", "error"} and "not a readable image" in rows[1]["error"]
+    for r in (rows[0], rows[2]):
+        assert set(r) == {"path", "top"}
+        assert len(r["top"]) == 3  # --top-k defaults to 3
+        assert all(set(t) == {"class", "probability"} and t["class"] in SAMPLE_CLASSES for t in r["top"])
+        probs = [t["probability"] for t in r["top"]]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-5
+
+
+def test_predict_prints_readable_lines_and_exits_0_when_all_images_read(trained, shapes):
+    project, _ = trained
+    code, out, _ = run(["predict", project, shapes / "square" / "square_002.png", "--top-k", 2])
+    assert code == 0
+    [line] = out.splitlines()
+    path, tops = line.split(": ")
+    assert path == str(shapes / "square" / "square_002.png")
+    assert len(tops.split(", ")) == 2 and tops.endswith("%")
+
+
+def test_predict_accepts_a_plain_keras_file(trained, shapes):
+    project, _ = trained
+    code, out, _ = run(["predict", project / "model.keras", shapes / "circle" / "circle_003.png", "--json"])
+    assert code == 0
+    [row] = [json.loads(line) for line in out.splitlines()]
+    assert {t["class"] for t in row["top"]} <= {"class 0", "class 1", "class 2", "class 3"}
+
+
+def test_inspect_writes_one_png_per_conv_and_pool_layer_and_a_gradcam(trained, shapes, tmp_path):
+    project, _ = trained
+    out_dir = tmp_path / "maps"
+    code, out, err = run(["inspect", project, shapes / "triangle" / "triangle_004.png", "--out", out_dir])
+    assert code == 0
+    written = [Path(line) for line in out.splitlines()]
+    names = [p.name for p in written]
+    assert names == ["01_conv2d_1.png", "02_conv2d_2.png", "03_maxpool2d_3.png", "04_conv2d_4.png",
+                     "05_conv2d_5.png", "06_maxpool2d_6.png", names[-1]]
+    assert names[-1].startswith("gradcam_") and names[-1][8:-4] in SAMPLE_CLASSES
+    assert sorted(written) == sorted(out_dir.iterdir())
+    for p in written:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.mode == "RGB"
+    with Image.open(written[-1]) as im:
+        assert im.size == (32, 32)  # the overlay is the prepared image's size
+    assert err.startswith("predicted ")
+
+    code, _, _ = run(["inspect", project, shapes / "triangle" / "triangle_004.png", "--out", out_dir,
+                      "--class", "cross"])
+    assert code == 0 and (out_dir / "gradcam_cross.png").is_file()
+
+
+def test_inspect_with_an_unknown_class_is_a_user_error(trained, shapes, tmp_path):
+    project, _ = trained
+    code, out, err = run(["inspect", project, shapes / "circle" / "circle_000.png", "--out", tmp_path,
+                          "--class", "hexagon"])
+    assert code == 2 and out == ""
+    assert err.strip() == "cnndesk-cli: error: Unknown class 'hexagon'; the model knows circle, cross, square, triangle."
+
+
+def test_evaluate_json_gives_metrics_and_a_confusion_matrix(trained):
+    project, lines = trained
+    code, out, _ = run(["evaluate", project, "--json"])
+    assert code == 0
+    ev = json.loads(out)
+    assert ev["classes"] == sorted(SAMPLE_CLASSES)
+    cm = np.array(ev["confusion_matrix"])
+    assert cm.shape == (4, 4)
+    assert cm.sum() == 320  # 20 % of each class's 400 usable images (one broken file skipped)
+    assert ev["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert ev["accuracy"] == pytest.approx(lines[-1]["val_accuracy"], abs=1e-6)  # the same split as training
+    assert [m["class"] for m in ev["per_class"]] == ev["classes"]
+    assert [m["support"] for m in ev["per_class"]] == cm.sum(axis=1).tolist()
+    assert len(ev["misclassified"]) == cm.sum() - np.trace(cm)
+
+
+def test_evaluate_prints_a_table(trained):
+    project, _ = trained
+    code, out, _ = run(["evaluate", project])
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("accuracy ") and lines[0].endswith("on 320 validation images")
+    assert "confusion matrix (rows: true, columns: predicted)" in lines
+
+
+def test_train_without_json_prints_progress_on_stderr(tmp_path):
+    write_sample_dataset(tmp_path / "s", per_class=5, size=32)
+    code, out, err = run(["train", tmp_path / "s", "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
+                          "--batch-size", 8])
+    assert code == 0
+    assert "20 images in 4 classes (circle: 5, cross: 5, square: 5, triangle: 5); 16 for training, 4 for validation" \
+        in err
+    assert "epoch 1/1: loss " in err
+    assert out.startswith(f"saved {tmp_path / 'p'}; validation accuracy ")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "{tmp}/nowhere", "--project", "{tmp}/p"], "does not exist"),
+    (["train", "{tmp}", "--project", "{tmp}/p", "--image-size", "3"], "--image-size: image size must be between"),
+    (["train", "{tmp}", "--project", "{tmp}/p", "--image-size", "big"], "image size must be N or HxW"),
+    (["train", "{tmp}", "--project", "{tmp}/p", "--preset", "resnet"], "invalid choice: 'resnet'"),
+    (["train", "{tmp}", "--project", "{tmp}/p", "--learning-rate", "-1"], "learning rate must be a positive"),
+    (["train", "{tmp}", "--project", "{tmp}/p", "--epochs", "many"], "--epochs: must be a whole number"),
+    (["predict", "{tmp}/bad.keras", "{tmp}/x.png"], "bad.keras is not a readable .keras model"),
+    (["predict", "{tmp}/missing-project", "{tmp}/x.png"], "does not exist"),
+    (["evaluate", "{tmp}"], "is not a cnndesk project"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_user_errors_exit_2_with_one_line(tmp_path, argv, words):
+    (tmp_path / "bad.keras").write_text("not a model")
+    code, out, err = run([a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("cnndesk-cli: error: ")
+    assert words in err
+
+
+@pytest.mark.parametrize("case", ["missing dataset", "bad model file"])
+def test_user_errors_in_a_real_process_print_one_line_and_no_traceback(tmp_path, case):
+    if case == "missing dataset":
+        argv = ["train", tmp_path / "nowhere", "--project", tmp_path / "p"]
+    else:
+        (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+        Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+        argv = ["predict", tmp_path / "model.keras", tmp_path / "x.png"]
+    proc = run_subprocess(argv)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr  # no TensorFlow start-up noise either
+    assert proc.stderr.startswith("cnndesk-cli: error: ")
+    assert proc.stdout == ""

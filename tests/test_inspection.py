@@ -1,0 +1,216 @@
+"""What the viewer shows: top-k, activation maps, Grad-CAM, evaluation, on cnndesk and plain Keras models."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cnndesk.core.architecture import TrainingSettings, layer_table, preset
+from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.errors import ModelFileError, UserError
+from cnndesk.core.inspection import Inspector
+from cnndesk.core.training import train
+
+from conftest import write_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = write_dataset(tmp_path_factory.mktemp("inspect") / "tiny")
+    return load_dataset(root, DatasetConfig(Preprocessing((32, 32)), val_split=0.2, seed=3))
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    settings = TrainingSettings(batch_size=4, learning_rate=3e-3, epochs=2, patience=0, seed=11)
+    return train(data, preset("seed"), settings).model
+
+
+@pytest.fixture(scope="module")
+def inspector(model, data):
+    return Inspector(model, data.class_names, data.preprocessing)
+
+
+@pytest.fixture(scope="module")
+def reloaded_inspector(model, data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("saved") / "model.keras"
+    model.save(path)
+    return Inspector(keras.saving.load_model(path), data.class_names, data.preprocessing)
+
+
+def test_top_k_is_sorted_and_sums_to_at_most_one(inspector, data):
+    probs = inspector.probabilities(data.images[:5])
+    assert probs.shape == (5, 3)
+    for p in probs:
+        top = inspector.top_k(p, k=2)
+        assert len(top) == 2
+        assert top[0][1] >= top[1][1]
+        assert sum(v for _, v in top) <= 1 + 1e-6
+        assert top[0][0] == data.class_names[int(np.argmax(p))]
+    all_classes = inspector.top_k(probs[0], k=10)  # more than there are classes
+    assert sorted(c for c, _ in all_classes) == sorted(data.class_names)
+    assert sum(v for _, v in all_classes) == pytest.approx(1, abs=1e-5)
+
+
+def test_a_dropped_file_is_prepared_like_the_training_images(inspector, data):
+    i = int(data.val_index[0])
+    [pred] = inspector.predict_files([data.paths[i]], k=3)
+    np.testing.assert_allclose(pred.probabilities, inspector.probabilities(data.images[i])[0], atol=1e-6)
+    assert pred.top[0][0] == data.class_names[data.labels[i]]  # the model learned this easy image
+    assert pred.to_json()["path"] == data.paths[i]
+    assert [t["class"] for t in pred.to_json()["top"]] == [c for c, _ in pred.top]
+
+
+def test_predict_files_reports_an_unreadable_file_and_classifies_the_rest(inspector, data, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    paths = [data.paths[0], str(bad), str(tmp_path / "missing.jpg"), data.paths[-1]]
+    results = inspector.predict_files(paths, k=2)
+    assert len(results) == 4
+    assert results[1] == (str(bad), "not a readable image (unknown or damaged format)")
+    assert results[2] == (str(tmp_path / "missing.jpg"), "file not found")
+    for r, p in ((results[0], paths[0]), (results[3], paths[3])):
+        assert r.path == p and len(r.top) == 2
+
+
+def test_activation_maps_cover_every_conv_and_pool_layer(inspector, data):
+    maps, probs = inspector.activation_maps(data.images[0])
+    rows = layer_table(preset("seed"), (32, 32, 3), 3)
+    expected = [(r.name, r.output_shape) for r in rows if r.kind in ("Conv2D", "MaxPool2D")]
+    assert [(name, m.shape) for name, m in maps] == expected
+    assert inspector.layer_names == [name for name, _ in expected]
+    np.testing.assert_allclose(probs, inspector.probabilities(data.images[0])[0], atol=1e-6)
+    # the first map is the first convolution of the rescaled image, computed by hand
+    conv = inspector.model.get_layer("conv2d_1")
+    x = data.images[0][None].astype(np.float32) / 255
+    np.testing.assert_allclose(maps[0][1], np.asarray(conv(x))[0], atol=1e-5)
+
+
+def test_maps_and_gradcam_are_the_same_after_save_and_reload(inspector, reloaded_inspector, data):
+    image = data.images[int(data.val_index[1])]
+    maps_a, probs_a = inspector.activation_maps(image)
+    maps_b, probs_b = reloaded_inspector.activation_maps(image)
+    assert [n for n, _ in maps_a] == [n for n, _ in maps_b]
+    for (_, a), (_, b) in zip(maps_a, maps_b):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(probs_a, probs_b, atol=1e-6)
+    for c in range(3):
+        cam_b = reloaded_inspector.gradcam(image, c)
+        assert cam_b is not None and np.isfinite(cam_b).all()
+        np.testing.assert_allclose(inspector.gradcam(image, c), cam_b, atol=1e-5)
+
+
+def test_gradcam_is_a_map_of_the_layer_in_0_1_that_depends_on_the_class(inspector, data):
+    x, y = data.subset(data.val_index)
+    differs = False
+    for image in x[:4]:
+        cams = [inspector.gradcam(image, c) for c in range(3)]
+        for cam in cams:
+            assert cam.shape == (10, 10)  # the last conv layer's 10x10 output
+            assert cam.min() >= 0 and cam.max() <= 1 + 1e-6
+        assert any(cam.max() == pytest.approx(1) for cam in cams)
+        differs |= any(not np.allclose(cams[0], cam) for cam in cams[1:])
+    assert differs
+    first = inspector.gradcam(x[0], int(y[0]), layer_name="conv2d_1")
+    assert first.shape == (30, 30)
+    with pytest.raises(UserError, match="No conv/pool layer named 'dense_8'"):
+        inspector.gradcam(x[0], 0, layer_name="dense_8")
+
+
+def _plain_functional(rescaling: bool) -> keras.Model:
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inp) if rescaling else inp
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(x)
+    x = keras.layers.MaxPooling2D(name="p1")(x)
+    x = keras.layers.Conv2D(5, 3, activation="relu", name="c2")(x)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(3, activation="softmax", name="out")(x)
+    keras.utils.set_random_seed(1)
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("rescaling", [False, True])
+def test_a_plain_keras_functional_model_can_be_inspected(rescaling, tmp_path):
+    model = _plain_functional(rescaling)
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    x = image[None].astype(np.float32)
+    expected_input = x if rescaling else x / 255  # without Rescaling it expects 0-1 pixels, like most tutorials
+
+    for m in (model, keras.saving.load_model(_saved(model, tmp_path))):
+        ins = Inspector(m)
+        assert ins.class_names == ["class 0", "class 1", "class 2"]
+        assert ins.preprocessing.scale == (1.0 if rescaling else pytest.approx(1 / 255))
+        maps, probs = ins.activation_maps(image)
+        assert [(n, a.shape) for n, a in maps] == [("c1", (14, 14, 4)), ("p1", (7, 7, 4)), ("c2", (5, 5, 5))]
+        np.testing.assert_allclose(probs, np.asarray(model(expected_input))[0], atol=1e-5)
+        tap = keras.Model(model.inputs[0], model.get_layer("c2").output)
+        np.testing.assert_allclose(maps[2][1], np.asarray(tap(expected_input))[0], atol=1e-5)
+        cam = ins.gradcam(image, 1)
+        assert cam.shape == (5, 5) and 0 <= cam.min() and cam.max() <= 1 + 1e-6
+    # a second inspector on the same model object still works
+    assert Inspector(model).activation_maps(image)[1] == pytest.approx(probs, abs=1e-6)
+
+
+def _saved(model, tmp_path):
+    path = tmp_path / "plain.keras"
+    model.save(path)
+    return path
+
+
+def test_a_nested_model_is_refused_with_a_clear_message():
+    inner = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)], name="backbone")
+    seq = keras.Sequential([keras.Input((16, 16, 3)), inner, keras.layers.Flatten(),
+                            keras.layers.Dense(3, activation="softmax")])
+    inp = keras.Input((16, 16, 3))
+    func = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inner(inp))))
+    for model in (seq, func):
+        with pytest.raises(ModelFileError) as e:
+            Inspector(model)
+        assert "nested model ('backbone'" in str(e.value) and "flat models only" in str(e.value)
+
+
+def test_a_model_that_is_not_an_image_classifier_is_refused():
+    inp = keras.Input((10,))
+    with pytest.raises(ModelFileError, match="needs an image input"):
+        Inspector(keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp)))
+    inp = keras.Input((8, 8, 4))  # RGBA input: cnndesk prepares grayscale or RGB only
+    rgba = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inp)))
+    with pytest.raises(ModelFileError, match="1 or 3 channels"):
+        Inspector(rgba)
+    inp = keras.Input((8, 8, 3))
+    regression = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(inp)))
+    with pytest.raises(ModelFileError, match="one probability per class"):
+        Inspector(regression)
+
+
+def test_evaluation_counts_what_the_model_got_right_and_wrong(inspector, data):
+    x, y = data.subset(data.val_index)
+    paths = [data.paths[i] for i in data.val_index]
+    # score against shifted labels so that there is plenty to get wrong
+    wrong_labels = (y + 1) % 3
+    ev = inspector.evaluate(x, wrong_labels, paths)
+    pred = inspector.probabilities(x).argmax(1)
+    n = len(y)
+    assert ev.accuracy == pytest.approx(float((pred == wrong_labels).mean()))
+    assert ev.confusion.sum() == n
+    assert ev.confusion.sum(axis=1).tolist() == np.bincount(wrong_labels, minlength=3).tolist()
+    assert np.trace(ev.confusion) == round(ev.accuracy * n)
+    for i, m in enumerate(ev.per_class):
+        col, row = ev.confusion[:, i].sum(), ev.confusion[i].sum()
+        assert m.name == data.class_names[i] and m.support == row
+        assert m.precision == pytest.approx(ev.confusion[i, i] / col if col else 0)
+        assert m.recall == pytest.approx(ev.confusion[i, i] / row if row else 0)
+    assert len(ev.misclassified) == n - np.trace(ev.confusion) > 0
+    confidences = [m.confidence for m in ev.misclassified]
+    assert confidences == sorted(confidences, reverse=True)
+    worst = ev.misclassified[0]
+    assert worst.path == paths[worst.index]
+    assert worst.true_class == data.class_names[wrong_labels[worst.index]] != worst.predicted_class
+    assert ev.cell(0, 1) == np.flatnonzero((wrong_labels == 0) & (pred == 1)).tolist()
+
+    right = inspector.evaluate(x, y, paths)
+    assert right.accuracy > 0.8
+    js = right.to_json()
+    assert set(js) == {"accuracy", "classes", "per_class", "confusion_matrix", "misclassified"}
+    assert sum(map(sum, js["confusion_matrix"])) == n

@@ -1,0 +1,36 @@
+"""The architecture rules that keep cnndesk easy to change, checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_import_linter_contracts_in_pyproject_hold():
+    # a child process: import-linter builds its own import graph and prints its own report
+    code = ("import sys; from importlinter.cli import lint_imports; "
+            "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    report = proc.stdout + proc.stderr
+    assert "The core never imports Qt or the UI KEPT" in report, report
+    assert proc.returncode == 0, report
+    assert "BROKEN" not in report
+
+
+def test_the_tensorflow_free_core_modules_load_neither_tensorflow_nor_qt():
+    modules = ["cnndesk.core.dataset", "cnndesk.core.architecture", "cnndesk.core.samples", "cnndesk.core.tasks",
+               "cnndesk.core.errors", "cnndesk.core.pictures"]
+    code = (f"import importlib, json, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            f"print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in "
+            f"('tensorflow', 'keras', 'PySide6', 'tf_keras', 'jax', 'torch'))))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
