@@ -246,24 +246,39 @@ class Inspector:
         maps = [(n, o.numpy()[0]) for n, o in zip(self.layer_names, outs[:-1])]
         return maps, outs[-1].numpy()[0]
 
-    def gradcam(self, image_uint8: np.ndarray, class_index: int, layer_name: str | None = None) -> np.ndarray:
-        """Grad-CAM heat map (layer's H, W), in [0, 1], for ``class_index``.
+    def gradcam(self, image_uint8: np.ndarray, class_index: int, layer_name: str | None = None,
+                method: str = "hirescam") -> np.ndarray:
+        """Class activation heat map (layer's H, W), in [0, 1], for ``class_index``.
 
         Args:
             layer_name: a name from ``layer_names``. Defaults to the last conv layer.
+            method: "hirescam" (default): the gradient of the class score times
+                the activation, summed over channels (Draelos & Carin, 2020);
+                it is exact for Flatten+Dense heads such as the seed model's,
+                and equals Grad-CAM after global average pooling. "gradcam":
+                classic Grad-CAM (channel weights = mean gradient), which on
+                Flatten+Dense heads often comes out empty or misplaced.
+
+        The class score is the logit (before softmax) when the last layer is a
+        softmax Dense. Regions that lower the score are cut to 0.
         """
+        if method not in ("hirescam", "gradcam"):
+            raise UserError(f"Unknown heat-map method {method!r}; use 'hirescam' or 'gradcam'.")
         layer_name = layer_name or (self.conv_layer_names or self.layer_names)[-1]
         if layer_name not in self.layer_names:
             raise UserError(f"No conv/pool layer named {layer_name!r}; choose from {', '.join(self.layer_names)}.")
+        if not 0 <= int(class_index) < len(self.class_names):
+            raise UserError(f"Class index {class_index} is out of range (the model has {len(self.class_names)} classes).")
         li = self.layer_names.index(layer_name)
-        fn = self._cam_fns.get(li)
+        key = (li, method)
+        fn = self._cam_fns.get(key)
         if fn is None:
-            fn = tf.function(lambda x, c: self._gradcam(x, c, li), reduce_retracing=True, autograph=False)
-            self._cam_fns[li] = fn
-        cam = fn(self._model_input(image_uint8), tf.constant(int(class_index))).numpy()
-        return cam
+            fn = tf.function(lambda x, c: self._gradcam(x, c, li, method == "hirescam"), reduce_retracing=True,
+                             autograph=False)
+            self._cam_fns[key] = fn
+        return fn(self._model_input(image_uint8), tf.constant(int(class_index))).numpy()
 
-    def _gradcam(self, x, class_index, li):
+    def _gradcam(self, x, class_index, li, hires: bool):
         with tf.GradientTape() as tape:
             outs = self._tapped(x, training=False)
             fmap = outs[li]
@@ -276,7 +291,7 @@ class Inspector:
                 score_all = outs[-1]
             score = tf.gather(score_all, class_index, axis=-1)
         grads = tape.gradient(score, fmap)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        weights = grads if hires else tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))[0]
         top = tf.reduce_max(cam)
         return tf.where(top > 0, cam / top, tf.zeros_like(cam))

@@ -232,23 +232,26 @@ def train(
     settings.validate()
     listener = listener or TrainingListener()
     keras.utils.set_random_seed(settings.seed)
-    x_train, y_train = data.subset(data.train_index)
-    x_val, y_val = data.subset(data.val_index)
-    if len(y_train) == 0:
+    n_train = len(data.train_index)
+    if n_train == 0:
         raise UserError("The training split is empty: lower the validation split or add images.")
-    has_val = len(y_val) > 0
+    has_val = len(data.val_index) > 0
     bs = settings.batch_size
-    steps = steps_for(len(y_train), bs)
+    steps = steps_for(n_train, bs)
+    # Both pipelines read the one uint8 cache through the split's row numbers (no copies). They are
+    # built outside the device/strategy scope: the input pipeline (and the augmentation layers'
+    # random state) lives on the host; a strategy distributes the dataset itself inside ``fit``.
+    train_ds = make_tf_dataset(data.images, data.labels, data.num_classes, bs, training=True, seed=settings.seed,
+                               augment=augment, repeat=True, index=data.train_index)
+    val_ds = make_tf_dataset(data.images, data.labels, data.num_classes, bs, training=False,
+                             index=data.val_index) if has_val else None
 
     with distribution_scope(settings.device, strategy):
         if model is None:
             model = build_model(layers, data.preprocessing.input_shape, data.num_classes)
         compile_model(model, settings)
-        train_ds = make_tf_dataset(x_train, y_train, data.num_classes, bs, training=True, seed=settings.seed,
-                                   augment=augment, repeat=True)
-        val_ds = make_tf_dataset(x_val, y_val, data.num_classes, bs, training=False) if has_val else None
         monitor = "val_loss" if has_val else "loss"
-        reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, len(y_train), bs, initial_epoch)
+        reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch)
         best = _BestWeights(monitor)
         callbacks = [reporter, best]
         if settings.patience > 0:

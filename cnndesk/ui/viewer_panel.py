@@ -318,15 +318,21 @@ class ViewerPanel(QWidget):
         self.opacity = QSlider(Qt.Horizontal, objectName="camOpacity", minimum=0, maximum=100, value=50)
         self.opacity.valueChanged.connect(self._show_cam)
         controls.addWidget(self.opacity)
-        expl = QLabel("Grad-CAM colours the regions that raised the chosen class's score most (red = most).",
-                      wordWrap=True)
+        expl = QLabel("Grad-CAM colours the regions that raised the chosen class's score most (red = most). "
+                      "cnndesk uses its HiResCAM form (gradient × activation), which stays faithful for "
+                      "Flatten + Dense heads such as the seed model's.", wordWrap=True)
         expl.setStyleSheet("color: #546e7a")
         controls.addWidget(expl)
         controls.addStretch(1)
         h.addLayout(controls, 1)
+        right = QVBoxLayout()
         self.cam_view = QLabel(objectName="gradcamOverlay", alignment=Qt.AlignCenter)
         self.cam_view.setMinimumSize(320, 320)
-        h.addWidget(self.cam_view, 3)
+        right.addWidget(self.cam_view, 1)
+        self.cam_note = QLabel(objectName="camNote", wordWrap=True, alignment=Qt.AlignCenter)
+        self.cam_note.setStyleSheet("color: #8a5300")
+        right.addWidget(self.cam_note)
+        h.addLayout(right, 3)
         self.tabs.addTab(w, "Grad-CAM")
 
     def _build_kernels_tab(self) -> None:
@@ -672,6 +678,9 @@ class ViewerPanel(QWidget):
         if over is None:
             return
         self.cam_view.setPixmap(array_to_pixmap(over, 320, 320, smooth=True))
+        empty = not np.any(self.cam)
+        self.cam_note.setText("Nothing in this image raises this class's score at this layer, so the heat map is "
+                              "empty. Try another layer or class." if empty else "")
 
     def _show_kernels(self, kernels) -> None:
         lay = self.kernel_grid

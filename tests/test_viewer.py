@@ -1,0 +1,262 @@
+"""The viewer driven as a person would (issue: drag-in classification, activation maps, Grad-CAM, evaluation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+from conftest import make_image
+from test_app import drop_paths, set_epochs
+
+
+@pytest.fixture
+def trained(window, qtbot, tiny_dataset):
+    """The window after training the seed model for 3 epochs on the tiny dataset, viewer tab shown."""
+    w = window
+    w.dataset_panel.load_folder(str(tiny_dataset))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tiny_dataset,
+                    timeout=20000)
+    set_epochs(w, qtbot, 3)
+    w.model_panel.batch_size.setValue(4)  # 48 training images: small batches learn in a few epochs
+    w.model_panel.learning_rate.setValue(0.003)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert w.has_model
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    return w
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(5)
+    png = tmp_path / "a_centre.png"
+    make_image("centre", rng).save(png)
+    jpg = tmp_path / "b_left.jpg"
+    make_image("left", rng).save(jpg, quality=95)
+    fake = tmp_path / "c_notes.png"
+    fake.write_text("shopping list, not a picture")
+    return png, jpg, fake
+
+
+def classify(w, qtbot, paths):
+    before = w.viewer_panel.strip.count()
+    drop_paths(w.viewer_panel, paths)
+    qtbot.waitUntil(lambda: w.viewer_panel.strip.count() == before + len(paths), timeout=20000)
+    qtbot.waitUntil(lambda: w.viewer_panel.inspection is not None, timeout=20000)
+
+
+def test_dropped_images_are_classified_and_a_bad_file_gets_a_message(trained, qtbot, images):
+    w = trained
+    v = w.viewer_panel
+    assert v.placeholder.isVisible()  # before any image: tells the user what to do
+    classify(w, qtbot, images)
+    labels = v.strip_labels()
+    assert labels[0].split()[0] in ("centre", "left", "top") and labels[0].endswith("%")
+    assert labels[1].split()[0] in ("centre", "left", "top") and labels[1].endswith("%")
+    assert "c_notes.png" in labels[2] and "not readable" in labels[2]
+    # the first readable image is shown with its bars
+    assert v.strip.currentRow() == 0
+    names = [c for c, _ in v.bars.items]
+    assert sorted(names) == ["centre", "left", "top"]
+    probs = [p for _, p in v.bars.items]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-4)
+    assert v.verdict.text().startswith(f"It looks like “{names[0]}”")
+    assert not v.original_view[1].pixmap().isNull() and not v.model_view[1].pixmap().isNull()
+    # clicking the unreadable one shows why
+    v.strip.setCurrentRow(2)
+    assert "not a readable image" in v.verdict.text()
+    assert v.bars.items == []
+
+
+def test_the_trained_model_learned_the_dropped_classes(trained, qtbot, tmp_path):
+    rng = np.random.default_rng(11)
+    paths = []
+    for kind in ("centre", "left", "top"):
+        p = tmp_path / f"{kind}.png"
+        make_image(kind, rng).save(p)
+        paths.append(p)
+    classify(trained, qtbot, paths)
+    top = [label.split()[0] for label in trained.viewer_panel.strip_labels()]
+    assert sum(t == k for t, k in zip(top, ("centre", "left", "top"))) >= 2
+
+
+def test_each_layer_shows_one_map_per_channel_and_a_click_enlarges_it(trained, qtbot, images):
+    w = trained
+    v = w.viewer_panel
+    classify(w, qtbot, images[:1])
+    names = [v.layer_combo.itemText(i) for i in range(v.layer_combo.count())]
+    assert names == ["conv2d_1", "conv2d_2", "maxpool2d_3", "conv2d_4", "conv2d_5", "maxpool2d_6"]
+    for i, name in enumerate(names):
+        v.layer_combo.setCurrentIndex(i)
+        channels = v.inspection["maps"][i][1].shape[-1]
+        assert len(v.grid.tiles) == channels == 10
+        assert v.layer_info.text().startswith(f"{name}: 10 channels")
+    qtbot.mouseClick(v.grid.tiles[3], Qt.LeftButton)
+    assert "channel 3" in v.enlarged_caption.text()
+    # the overview shows the input and then every layer in order
+    v.tabs.setCurrentIndex(1)
+    assert v.overview_layout.count() == 1 + len(names) + 1  # input row, layer rows, stretch
+
+
+def test_gradcam_follows_the_chosen_class_and_opacity(trained, qtbot, images):
+    w = trained
+    v = w.viewer_panel
+    classify(w, qtbot, images[:1])
+    v.tabs.setCurrentIndex(2)
+    assert v.cam_layer.currentText() == "conv2d_5"  # the last conv layer by default
+    first = v.overlay_image().copy()
+    predicted = v.cam_class.currentIndex()
+    other = (predicted + 1) % v.cam_class.count()
+    old_cam = v.cam
+    v.cam_class.setCurrentIndex(other)
+    qtbot.waitUntil(lambda: v.cam is not old_cam, timeout=20000)
+    assert not np.array_equal(v.overlay_image(), first)
+    shown = v.overlay_image().copy()
+    v.opacity.setValue(0)
+    assert np.array_equal(v.overlay_image(), v.current.prepared)  # no heat map at opacity 0
+    v.opacity.setValue(90)
+    assert not np.array_equal(v.overlay_image(), shown)
+    # another layer gives another map
+    old_cam = v.cam
+    v.cam_layer.setCurrentText("conv2d_1")
+    qtbot.waitUntil(lambda: v.cam is not old_cam, timeout=20000)
+    assert v.cam.shape == (62, 62)
+
+
+def test_first_layer_filters_are_shown(trained, qtbot, images):
+    v = trained.viewer_panel
+    classify(trained, qtbot, images[:1])
+    assert v.kernel_grid.count() == 10
+    assert "10 filters of the first convolution, each 3×3×3" in v.kernel_info.text()
+
+
+def test_saving_the_view_writes_a_png(trained, qtbot, images, tmp_path, monkeypatch):
+    v = trained.viewer_panel
+    classify(trained, qtbot, images[:1])
+    out = tmp_path / "grid.png"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PNG images (*.png)"))
+    qtbot.mouseClick(v.save_view_button, Qt.LeftButton)
+    assert Image.open(out).size[0] > 100
+    v.tabs.setCurrentIndex(2)
+    cam_png = tmp_path / "cam.png"
+    assert v.save_view(str(cam_png))
+    assert np.asarray(Image.open(cam_png).convert("RGB")).shape == v.overlay_image().shape
+
+
+def test_a_pasted_image_is_classified(trained, qtbot):
+    v = trained.viewer_panel
+    arr = np.asarray(make_image("top", np.random.default_rng(3)))
+    img = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format_RGB888).copy()
+    QApplication.clipboard().setImage(img)
+    trained.paste_action.trigger()
+    qtbot.waitUntil(lambda: v.strip.count() == 1, timeout=20000)
+    assert v.strip_labels()[0].endswith("%")
+    assert v.images[0].label == "pasted image"
+
+
+def test_confusion_matrix_cells_list_their_images(trained, qtbot):
+    w = trained
+    v = w.viewer_panel
+    qtbot.mouseClick(v.evaluate_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: v.evaluation is not None, timeout=30000)
+    ev = v.evaluation
+    assert v.accuracy_label.text().startswith("Accuracy ")
+    assert v.confusion.rowCount() == 3 and v.confusion.columnCount() == 3
+    assert sum(int(v.confusion.item(r, c).text()) for r in range(3) for c in range(3)) == 12
+    assert v.metrics.rowCount() == 3
+    # the misclassified browser lists the wrong ones, most confident first
+    assert len(v.eval_list_paths()) == len(ev.misclassified)
+    # click the cell with the most images
+    r, c = np.unravel_index(np.argmax(ev.confusion), ev.confusion.shape)
+    item = v.confusion.item(int(r), int(c))
+    rect = v.confusion.visualItemRect(item)
+    qtbot.mouseClick(v.confusion.viewport(), Qt.LeftButton, pos=rect.center())
+    paths = v.eval_list_paths()
+    assert len(paths) == ev.confusion[r, c] > 0
+    true_name = ev.class_names[r]
+    assert all(Path(p).parent.name == true_name for p in paths)
+    assert f"True {true_name}, predicted {ev.class_names[c]}" in v.cell_label.text()
+    # clicking one opens it in the viewer
+    v.eval_list.itemClicked.emit(v.eval_list.item(0))
+    qtbot.waitUntil(lambda: v.strip.count() == 1, timeout=20000)
+    assert v.images[0].path == paths[0]
+
+
+def _plain_keras_model(path, nested=False):
+    """A classifier built by a plain Keras script (not cnndesk): Functional, no Rescaling, 2 classes."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    if nested:
+        backbone = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu")],
+                                    name="backbone")
+        x = backbone(inp)
+    else:
+        x = keras.layers.Conv2D(6, 3, activation="relu", name="my_conv")(inp)
+        x = keras.layers.MaxPooling2D(name="my_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(inp, out)
+    model.compile("adam", "categorical_crossentropy")
+    x_train = np.random.default_rng(0).random((8, 32, 32, 3)).astype("float32")
+    model.fit(x_train, keras.utils.to_categorical([0, 1] * 4, 2), epochs=1, verbose=0)
+    model.save(path)
+    return path
+
+
+def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path, images):
+    w = window
+    path = _plain_keras_model(tmp_path / "elsewhere.keras")
+    w.open_model(str(path))
+    qtbot.waitUntil(lambda: w.has_model and w.tabs.currentIndex() == w.TAB_VIEWER, timeout=30000)
+    v = w.viewer_panel
+    assert "elsewhere.keras · 2 classes · input 32×32 rgb" in v.model_label.text()
+    assert v.names_button.isVisible()
+    classify(w, qtbot, images[:2])
+    assert sorted(c for c, _ in v.bars.items) == ["class 0", "class 1"]
+    assert [v.layer_combo.itemText(i) for i in range(v.layer_combo.count())] == ["my_conv", "my_pool"]
+    # the user names the classes
+    v.rename_classes(["cats", "dogs"])
+    qtbot.waitUntil(lambda: v.class_names == ["cats", "dogs"], timeout=20000)
+    qtbot.waitUntil(lambda: v.strip.count() == 2 and bool(v.bars.items), timeout=20000)
+    assert sorted(c for c, _ in v.bars.items) == ["cats", "dogs"]
+
+
+def test_a_nested_model_is_refused_with_a_clear_message(window, qtbot, tmp_path):
+    path = _plain_keras_model(tmp_path / "nested.keras", nested=True)
+    window.open_model(str(path))
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=30000)
+    box = window.findChild(QMessageBox, "errorBox")
+    assert "nested model" in box.text() and "backbone" in box.text()
+    assert not window.has_model
+
+
+def test_dropping_a_keras_file_opens_it(window, qtbot, tmp_path):
+    path = _plain_keras_model(tmp_path / "dropped.keras")
+    drop_paths(window, [path])
+    qtbot.waitUntil(lambda: window.has_model, timeout=30000)
+    assert "dropped.keras" in window.viewer_panel.model_label.text()
+
+
+def test_exporting_from_the_file_menu_writes_a_model_plain_keras_loads(trained, qtbot, tmp_path, monkeypatch, images):
+    import keras
+
+    out = tmp_path / "exported.keras"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "*.keras"))
+    trained.export_actions["keras"].trigger()
+    qtbot.waitUntil(out.exists, timeout=30000)
+    qtbot.waitUntil(lambda: trained.engine.pending() == 0, timeout=30000)
+    model = keras.saving.load_model(out)
+    # the same prediction as the viewer shows, from 0-255 pixels
+    classify(trained, qtbot, images[:1])
+    probs = model(trained.viewer_panel.current.prepared[None].astype("float32"), training=False).numpy()[0]
+    shown = dict(trained.viewer_panel.bars.items)
+    for name, p in zip(trained.viewer_panel.class_names, probs):
+        assert shown[name] == pytest.approx(float(p), abs=1e-5)
