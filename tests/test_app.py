@@ -61,6 +61,7 @@ def test_window_opens_at_once_with_tensorflow_loading_then_the_sample(make_windo
         assert not w.training_panel.train_button.isEnabled()
     qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
     assert w.engine_label.text().startswith("TensorFlow ")
+    assert not w.windowIcon().isNull()  # the app icon from resources/ loaded
     assert w.dataset_panel.path_edit.text() == str(sample_dir)
     assert class_rows(w.dataset_panel) == {"circle": 30, "cross": 30, "square": 30, "triangle": 30}
     assert w.dataset_panel.thumbs.count() > 0

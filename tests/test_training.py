@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +177,42 @@ def test_augmentation_and_class_weights_train_and_stay_out_of_the_model(data):
                    augment=("flip", "brightness"), class_weights=True)
     assert len(result.history) == 1 and math.isfinite(result.history[0]["loss"])
     assert not any(type(layer).__name__.startswith("Random") for layer in result.model.layers)
+
+
+MIRRORED = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cnndesk.core.architecture import TrainingSettings, preset
+from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset, make_tf_dataset
+from cnndesk.core.training import train
+
+data = load_dataset(sys.argv[1], DatasetConfig(Preprocessing((32, 32)), val_split=0.2, seed=3))
+strategy = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])
+ds = make_tf_dataset(data.images, data.labels, data.num_classes, 8, training=True, seed=1, augment=("flip",),
+                     index=data.train_index)
+x, y = next(iter(strategy.experimental_distribute_dataset(ds)))
+shapes = [list(v.shape) for v in strategy.experimental_local_results(x)]
+settings = TrainingSettings(batch_size=8, learning_rate=3e-3, epochs=2, patience=0, seed=11)
+result = train(data, preset("seed"), settings, strategy=strategy, augment=("flip", "rotate"))
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "shapes": shapes, "history": result.history}))
+"""
+
+
+def test_training_runs_distributed_over_two_devices(tmp_path):
+    # a child process: the CPU is split into 2 logical devices before TensorFlow runs any op,
+    # which would otherwise apply to every later test
+    root = write_dataset(tmp_path / "tiny")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, str(root)], cwd=repo, capture_output=True, text=True,
+                          timeout=240, env=dict(os.environ, PYTHONPATH=str(repo)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2
+    assert out["shapes"] == [[4, 32, 32, 3], [4, 32, 32, 3]]  # the global batch of 8, split in two
+    history = out["history"]
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["val_loss"]) for r in history)
+    assert history[-1]["loss"] < history[0]["loss"]

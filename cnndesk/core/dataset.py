@@ -272,7 +272,9 @@ def decode_image(source, preprocessing: Preprocessing) -> np.ndarray:
 
     EXIF orientation is applied; GIFs give their first frame; palette, RGBA
     (composited on white), 16-bit and CMYK images are converted to the colour
-    mode; the result is resized (bilinear) to ``preprocessing.image_size``.
+    mode; the result is resized (bilinear, area-aware) to ``preprocessing.image_size``.
+    Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale when that still leaves at
+    least the target size.
     This is the one function that prepares images for training and for
     prediction, so both see the same pixels.
 

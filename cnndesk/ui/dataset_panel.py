@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
     QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QSplitter,
@@ -127,7 +127,10 @@ class DatasetPanel(QWidget):
         rl.addWidget(self.imbalance)
         self.class_table = QTableWidget(0, 3, objectName="classTable")
         self.class_table.setHorizontalHeaderLabels(["Class", "Images", ""])
-        self.class_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.Stretch)
+        header = self.class_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.Stretch)
         self.class_table.verticalHeader().setVisible(False)
         self.class_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.class_table.setSelectionMode(QAbstractItemView.NoSelection)
@@ -270,7 +273,6 @@ class DatasetPanel(QWidget):
             bar = QProgressBar(maximum=most, value=n, textVisible=False)
             bar.setMaximumHeight(14)
             self.class_table.setCellWidget(r, 2, bar)
-        self.class_table.resizeColumnsToContents()
         self.thumbs.clear()
         for ci, name in enumerate(data.class_names):
             idx = np.flatnonzero(data.labels == ci)[:THUMBS_PER_CLASS]

@@ -31,8 +31,8 @@ EXPORT_LABELS = {"keras": "Keras model (.keras)…", "saved_model": "TensorFlow 
 
 
 def default_data_dir() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.AppLocalDataLocation)
-    return Path(base or Path.home() / ".cnndesk")
+    base = QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation)
+    return Path(base) / "cnndesk" if base else Path.home() / ".cnndesk"
 
 
 class MainWindow(QMainWindow):

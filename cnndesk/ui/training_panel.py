@@ -32,7 +32,7 @@ class TrainingChart(QChartView):
         self.chart_.legend().setAlignment(Qt.AlignBottom)
         self.x_axis = QValueAxis(titleText="Epoch", labelFormat="%d")
         self.loss_axis = QValueAxis(titleText="Loss", labelFormat="%.2f")
-        self.acc_axis = QValueAxis(titleText="Accuracy", labelFormat="%.1f", min=0.0, max=1.0)
+        self.acc_axis = QValueAxis(titleText="Accuracy", labelFormat="%.1f", min=0.0, max=1.0, tickCount=6)
         self.chart_.addAxis(self.x_axis, Qt.AlignBottom)
         self.chart_.addAxis(self.loss_axis, Qt.AlignLeft)
         self.chart_.addAxis(self.acc_axis, Qt.AlignRight)
@@ -77,7 +77,8 @@ class TrainingChart(QChartView):
     def _grow_loss(self, value: float) -> None:
         if math.isfinite(value) and value > self._max_loss:
             self._max_loss = value
-            self.loss_axis.setRange(0, self._max_loss * 1.1)
+            self.loss_axis.setRange(0, self._max_loss * 1.05)
+            self.loss_axis.applyNiceNumbers()
 
     def add_batch(self, x: float, loss: float) -> None:
         if not math.isfinite(loss):
