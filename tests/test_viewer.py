@@ -91,14 +91,19 @@ def test_each_layer_shows_one_map_per_channel_and_a_click_enlarges_it(trained, q
     v = w.viewer_panel
     classify(w, qtbot, images[:1])
     names = [v.layer_combo.itemText(i) for i in range(v.layer_combo.count())]
+    assert names[0].startswith("input")
+    names = names[1:]
     assert names == ["conv2d_1", "conv2d_2", "maxpool2d_3", "conv2d_4", "conv2d_5", "maxpool2d_6"]
-    for i, name in enumerate(names):
+    assert v.layer_combo.currentText() == "conv2d_1"  # the first layer is shown first
+    for i, name in enumerate(names, 1):
         v.layer_combo.setCurrentIndex(i)
-        channels = v.inspection["maps"][i][1].shape[-1]
+        channels = v.inspection["maps"][i - 1][1].shape[-1]
         assert len(v.grid.tiles) == channels == 10
         assert v.layer_info.text().startswith(f"{name}: 10 channels")
     qtbot.mouseClick(v.grid.tiles[3], Qt.LeftButton)
     assert "channel 3" in v.enlarged_caption.text()
+    v.layer_combo.setCurrentIndex(0)
+    assert len(v.grid.tiles) == 3  # the input's red, green and blue
     # the overview shows the input and then every layer in order
     v.tabs.setCurrentIndex(1)
     assert v.overview_layout.count() == 1 + len(names) + 1  # input row, layer rows, stretch
@@ -221,7 +226,7 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     assert v.names_button.isVisible()
     classify(w, qtbot, images[:2])
     assert sorted(c for c, _ in v.bars.items) == ["class 0", "class 1"]
-    assert [v.layer_combo.itemText(i) for i in range(v.layer_combo.count())] == ["my_conv", "my_pool"]
+    assert [v.layer_combo.itemText(i) for i in range(1, v.layer_combo.count())] == ["my_conv", "my_pool"]
     # the user names the classes
     v.rename_classes(["cats", "dogs"])
     qtbot.waitUntil(lambda: v.class_names == ["cats", "dogs"], timeout=20000)

@@ -20,6 +20,7 @@ from ..core.pictures import COLORMAPS, colorize, gradcam_overlay
 from .widgets import array_to_pixmap, array_to_qimage
 
 MAX_CHANNEL_TILES = 256
+INPUT_LAYER = "input (the image's channels)"
 OVERVIEW_CHANNELS = 8
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
 
@@ -573,8 +574,9 @@ class ViewerPanel(QWidget):
         names = [n for n, _ in result["maps"]]
         current = self.layer_combo.currentText()
         self.layer_combo.blockSignals(True)
-        if [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())] != names:
+        if [self.layer_combo.itemText(i) for i in range(1, self.layer_combo.count())] != names:
             self.layer_combo.clear()
+            self.layer_combo.addItem(INPUT_LAYER)  # the image's own channels come first
             self.layer_combo.addItems(names)
             conv = result["conv_layers"]
             self.cam_layer.blockSignals(True)
@@ -583,7 +585,7 @@ class ViewerPanel(QWidget):
                 self.cam_layer.addItem(n, n)
             self.cam_layer.setCurrentIndex(names.index(result["cam_layer"]))
             self.cam_layer.blockSignals(False)
-            if current in names:
+            if current in names or current == INPUT_LAYER:
                 self.layer_combo.setCurrentText(current)
             elif conv:
                 self.layer_combo.setCurrentText(conv[0])
@@ -598,8 +600,10 @@ class ViewerPanel(QWidget):
         if not self.inspection:
             return None
         i = self.layer_combo.currentIndex()
+        if i == 0 and self.current is not None and self.current.prepared is not None:
+            return INPUT_LAYER, self.current.prepared.astype(np.float32)
         maps = self.inspection["maps"]
-        return maps[i] if 0 <= i < len(maps) else None
+        return maps[i - 1] if 1 <= i <= len(maps) else None
 
     def _show_layer(self) -> None:
         lm = self.layer_maps()
