@@ -140,6 +140,8 @@ def test_an_impossible_stack_is_shown_on_the_layer_and_blocks_training(tiny_wind
     bad = w.model_panel.error.layer_index
     assert message.startswith(f"Layer {bad + 1} (")
     assert layer_row_text(w, bad + 1)[3] == "⚠"
+    assert layer_row_text(w, bad + 1)[1] == "—"
+    assert layer_row_text(w, 1)[1] == "5 × 5 × 10"  # the layers before it still show their shapes
     assert not w.training_panel.train_button.isEnabled()
     assert not w.train_action.isEnabled()
     assert "cannot be built" in w.training_panel.reason.text()

@@ -215,15 +215,26 @@ def layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
     The first row is the input with its rescaling. Raises ``ArchitectureError``
     naming the first layer that cannot be built (size below 1, a Dense or
     pooling layer on a tensor of the wrong rank, an unknown kind or a bad
-    parameter).
+    parameter); its ``rows`` holds the rows of the layers before it, so an
+    editor can still show their shapes.
     """
+    rows: list[LayerRow] = []
+    try:
+        return _layer_table(layers, input_shape, num_classes, rows)
+    except ArchitectureError as e:
+        e.rows = rows
+        raise
+
+
+def _layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_classes: int,
+                 rows: list[LayerRow]) -> list[LayerRow]:
     h, w, c = input_shape
     if min(h, w) < 1 or c not in (1, 3, 4):
         raise ArchitectureError(f"The input shape {input_shape} is not an image shape.", None)
     if num_classes < 2:
         raise ArchitectureError("A classifier needs at least 2 classes.", None)
     shape: tuple = (h, w, c)
-    rows = [LayerRow(-1, "rescaling", "Rescaling", shape, 0)]
+    rows.append(LayerRow(-1, "rescaling", "Rescaling", shape, 0))
     if not layers:
         raise ArchitectureError("The model has no layers. Add at least a Flatten and a Dense layer.", None)
     for i, spec in enumerate(layers):

@@ -24,6 +24,7 @@ class ArchitectureError(UserError):
     def __init__(self, message: str, layer_index: int | None = None):
         super().__init__(message)
         self.layer_index = layer_index
+        self.rows: list = []  # shape rows of the layers before the offending one
 
 
 class ModelFileError(UserError):

@@ -234,6 +234,8 @@ class MainWindow(QMainWindow):
         self.open_model_action.setEnabled(ready and not training)
         self.open_action.setEnabled(not training)
         self.new_action.setEnabled(not training)
+        self.save_action.setEnabled(ready and not training)  # the model is saved by the (busy) engine
+        self.save_as_action.setEnabled(ready and not training)
         self.evaluate_action.setEnabled(ready and self.has_model and data is not None and not training)
         self.viewer_panel.set_enabled_state(ready and self.has_model, training)
         self.dataset_panel.set_busy(training)

@@ -58,6 +58,9 @@ class ModelPanel(QWidget):
         self.preset_combo.currentIndexChanged.connect(self._on_preset)
         top.addWidget(self.preset_combo, 1)
         left.addLayout(top)
+        self.error_label = QLabel(objectName="modelError", wordWrap=True, visible=False)
+        self.error_label.setStyleSheet("color: #b71c1c; background: #ffecec; padding: 4px; border-radius: 3px")
+        left.addWidget(self.error_label)
 
         self.table = QTableWidget(0, 4, objectName="layerTable")
         self.table.setHorizontalHeaderLabels(["Layer", "Output shape", "Parameters", ""])
@@ -87,14 +90,10 @@ class ModelPanel(QWidget):
         for b in (self.add_button, self.remove_button, self.up_button, self.down_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
-        left.addLayout(buttons)
-
         self.total_label = QLabel(objectName="totalParams")
         self.total_label.setStyleSheet("font-weight: bold")
-        left.addWidget(self.total_label)
-        self.error_label = QLabel(objectName="modelError", wordWrap=True, visible=False)
-        self.error_label.setStyleSheet("color: #b71c1c; background: #ffecec; padding: 4px; border-radius: 3px")
-        left.addWidget(self.error_label)
+        buttons.addWidget(self.total_label)
+        left.addLayout(buttons)
 
         right = QVBoxLayout()
         outer.addLayout(right, 2)
@@ -257,11 +256,12 @@ class ModelPanel(QWidget):
         except ArchitectureError as e:
             rows = None
             self.error = e
+        shown = rows if rows is not None else self.error.rows
         self.table.blockSignals(True)
         self.table.setRowCount(len(self.layers) + 1)
         h, w, c = self.input_shape
         self._set_row(0, f"Input {h}×{w}×{c}, scaled to 0–1", (h, w, c), 0, None)
-        by_index = {r.index: r for r in rows} if rows else {}
+        by_index = {r.index: r for r in shown}
         for i, spec in enumerate(self.layers):
             r = by_index.get(i)
             text = spec.describe()
