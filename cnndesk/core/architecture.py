@@ -209,6 +209,18 @@ def _conv_out(size: int, k: int, s: int, padding: str) -> int:
     return (size - k) // s + 1 if size >= k else 0
 
 
+def _window_out(shape: tuple, k: int, s: int, padding: str, where: str, index: int, what: str,
+                hint: str) -> tuple[int, int]:
+    """Output height and width of a sliding window (convolution or pooling), or a refusal."""
+    if padding not in ("valid", "same"):
+        raise ArchitectureError(f"{where}: padding must be 'valid' or 'same'.", index)
+    oh, ow = _conv_out(shape[0], k, s, padding), _conv_out(shape[1], k, s, padding)
+    if oh < 1 or ow < 1:
+        raise ArchitectureError(f"{where}: {what} does not fit the {shape[0]}x{shape[1]} input; the output would be "
+                                f"smaller than 1 pixel. {hint}", index)
+    return oh, ow
+
+
 def layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_classes: int) -> list[LayerRow]:
     """Output shape and parameter count of every layer, without building it.
 
@@ -251,29 +263,17 @@ def _layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num
             f = _int_param(spec, i, "filters", 1)
             k = _int_param(spec, i, "kernel_size", 1)
             s = _int_param(spec, i, "strides", 1)
-            pad = p["padding"]
-            if pad not in ("valid", "same"):
-                raise ArchitectureError(f"{where}: padding must be 'valid' or 'same'.", i)
             if p["activation"] not in ACTIVATIONS:
                 raise ArchitectureError(f"{where}: unknown activation {p['activation']!r}.", i)
-            oh, ow = _conv_out(shape[0], k, s, pad), _conv_out(shape[1], k, s, pad)
-            if oh < 1 or ow < 1:
-                raise ArchitectureError(
-                    f"{where}: its {k}x{k} kernel does not fit the {shape[0]}x{shape[1]} input; the output would be "
-                    "smaller than 1 pixel. Use a larger image size, fewer pooling layers, a smaller kernel or 'same' padding.", i)
+            oh, ow = _window_out(shape, k, s, p["padding"], where, i, f"its {k}x{k} kernel",
+                                 "Use a larger image size, fewer pooling layers, a smaller kernel or 'same' padding.")
             params = k * k * shape[2] * f + f
             shape = (oh, ow, f)
         elif spec.kind in ("MaxPool2D", "AveragePooling2D"):
             k = _int_param(spec, i, "pool_size", 1)
             s = _int_param(spec, i, "strides", 0) or k
-            pad = p["padding"]
-            if pad not in ("valid", "same"):
-                raise ArchitectureError(f"{where}: padding must be 'valid' or 'same'.", i)
-            oh, ow = _conv_out(shape[0], k, s, pad), _conv_out(shape[1], k, s, pad)
-            if oh < 1 or ow < 1:
-                raise ArchitectureError(
-                    f"{where}: a {k}x{k} pool does not fit the {shape[0]}x{shape[1]} input; the output would be smaller "
-                    "than 1 pixel. Use a larger image size or remove a pooling layer.", i)
+            oh, ow = _window_out(shape, k, s, p["padding"], where, i, f"a {k}x{k} pool",
+                                 "Use a larger image size or remove a pooling layer.")
             shape = (oh, ow, shape[2])
         elif spec.kind == "BatchNormalization":
             params = 4 * shape[-1]
