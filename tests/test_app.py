@@ -299,3 +299,20 @@ def test_settings_are_remembered_between_sessions(make_window, qtbot, settings, 
     assert w2.dataset_panel.folder == str(tiny_dataset)
     assert w2.model_panel.batch_size.value() == 8
     assert w2.model_panel.preset_combo.currentData() == "tinyvgg"
+
+
+def test_reading_a_big_folder_shows_progress_and_can_be_cancelled(window, qtbot, tmp_path):
+    big = write_dataset(tmp_path / "big", classes=("left", "top"), per_class=1500, size=96, fmt="jpg")
+    panel = window.dataset_panel
+    before = panel.data
+    panel.load_folder(str(big))
+    qtbot.waitUntil(lambda: panel.progress.isVisible() and panel.progress.value() > 0, timeout=20000)
+    assert panel.cancel_button.isVisible()
+    qtbot.mouseClick(panel.cancel_button, Qt.LeftButton)
+    assert not panel.progress.isVisible()
+    assert "Reading cancelled" in panel.status_label.text()
+    # the previous dataset stays selected, and a stale result never replaces it
+    qtbot.wait(1500)
+    assert panel.data is before
+    assert panel.path_edit.text() == str(before.root)
+    assert window.training_panel.train_button.isEnabled()

@@ -47,7 +47,7 @@ class DatasetPanel(QWidget):
         self.loader.status.connect(self.status_label.setText)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.failed.connect(self._on_failed)
-        self.loader.cancelled.connect(lambda: self.status_label.setText("Reading cancelled."))
+        self.loader.cancelled.connect(self._on_cancelled)
         self.loader.running_changed.connect(self._on_running)
 
     # -- layout ------------------------------------------------------------
@@ -206,6 +206,15 @@ class DatasetPanel(QWidget):
     def reload(self) -> None:
         if self.folder:
             self.load_folder(self.folder)
+
+    def _on_cancelled(self) -> None:
+        """Keep what was loaded before: the previous dataset stays selected."""
+        if self.data is not None:
+            self.folder = str(self.data.root)
+            self.path_edit.setText(self.folder)
+            self.status_label.setText(f"Reading cancelled; still using {self.folder}.")
+        else:
+            self.status_label.setText("Reading cancelled.")
 
     def _on_running(self, running: bool) -> None:
         self.progress.setVisible(running)
