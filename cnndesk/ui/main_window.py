@@ -260,7 +260,8 @@ class MainWindow(QMainWindow):
         self.engine.submit("train", self._on_trained, self._on_train_failed, data=data,
                            layers=list(self.model_panel.layers), settings=settings, augment=config.augment,
                            class_weights=config.class_weights, continue_training=continuing, initial_epoch=initial)
-        self._trained_on = (data, list(self.model_panel.layers), settings, config)
+        self._training_classes = list(data.class_names)
+        self._training_preprocessing = data.preprocessing
         self._update_actions()
 
     def stop_training(self) -> None:
@@ -273,14 +274,13 @@ class MainWindow(QMainWindow):
         self.history.append(report.to_json())
 
     def _on_trained(self, result) -> None:
-        data = self._trained_on[0]
-        self.history = self.history[: len(self.history)]  # epochs arrived through _on_epoch
+        # the epochs themselves arrived one by one through _on_epoch
         self.best_epoch = result.best_epoch
         self.has_model = True
-        self._model_classes = list(data.class_names)
+        self._model_classes = self._training_classes
         self.training_panel.training_finished(result)
         self._mark_modified()
-        self.viewer_panel.model_changed(list(data.class_names), data.preprocessing)
+        self.viewer_panel.model_changed(list(self._training_classes), self._training_preprocessing)
         self._update_actions()
         if self._closing:
             self.close()
