@@ -214,3 +214,14 @@ def test_evaluation_counts_what_the_model_got_right_and_wrong(inspector, data):
     js = right.to_json()
     assert set(js) == {"accuracy", "classes", "per_class", "confusion_matrix", "misclassified"}
     assert sum(map(sum, js["confusion_matrix"])) == n
+
+
+def test_an_inspector_refuses_preprocessing_that_does_not_fit_the_model():
+    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.dataset import Preprocessing
+    from cnndesk.core.errors import ModelFileError
+    from cnndesk.core.inspection import Inspector
+
+    model = build_model(preset("seed"), (32, 32, 3), 3)
+    with pytest.raises(ModelFileError, match="takes 32x32x3 images but the project prepares 64x64x3"):
+        Inspector(model, ["a", "b", "c"], Preprocessing((64, 64), "rgb"))

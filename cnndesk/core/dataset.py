@@ -551,9 +551,10 @@ def make_tf_dataset(
     ds = tf.data.Dataset.from_tensor_slices(rows)
     if training:
         ds = ds.shuffle(max(len(rows), 1), seed=seed, reshuffle_each_iteration=True)
+    # batch before repeat: each pass is one epoch of ceil(n / batch) batches, every image once
+    ds = ds.batch(batch_size)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size)
 
     def gather(batch_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # plain NumPy, called by tf.data on one of its threads; must not touch TensorFlow

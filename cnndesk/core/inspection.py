@@ -146,6 +146,13 @@ class Inspector:
         if len(self.class_names) != n:
             raise ModelFileError(f"The model has {n} outputs but the project names {len(self.class_names)} classes.")
         self.preprocessing = preprocessing or preprocessing_for_model(model)
+        expected = tuple(model.inputs[0].shape[1:])
+        given = self.preprocessing.input_shape
+        if any(e is not None and e != g for e, g in zip(expected, given)):
+            raise ModelFileError(
+                f"The model takes {'x'.join(str(e) for e in expected)} images but the project prepares "
+                f"{'x'.join(str(g) for g in given)} ({self.preprocessing.color_mode}); the project file does not "
+                "match its model.")
         self._build_taps()
         self._predict_fn = tf.function(lambda x: self._outputs(x, training=False)[-1], reduce_retracing=True, autograph=False)
         self._maps_fn = tf.function(lambda x: self._outputs(x, training=False), reduce_retracing=True, autograph=False)

@@ -101,9 +101,6 @@ class _Reporter(keras.callbacks.Callback):
         return min((batch + 1) * self.batch_size, self.n_train)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.state is not None and self.state.is_interruption_requested():
-            self.model.stop_training = True
-            self.cancelled = True
         logs = logs or {}
         now = time.perf_counter()
         self._steps_done += 1
@@ -116,6 +113,11 @@ class _Reporter(keras.callbacks.Callback):
             epoch=epoch_idx, epochs=self.epochs, batch=batch + 1, steps=self.steps,
             loss=float(logs.get("loss", math.nan)), accuracy=float(logs.get("accuracy", math.nan)),
             images_per_s=ips, eta_s=remaining * per_step))
+        if self.state is not None and self.state.is_interruption_requested():
+            # Setting model.stop_training would still run the validation pass and close the
+            # partial epoch as if it were complete; leaving fit at once keeps neither.
+            self.cancelled = True
+            raise _Stopped()
 
     @property
     def _current_epoch(self) -> int:
@@ -134,6 +136,10 @@ class _Reporter(keras.callbacks.Callback):
             images_per_s=self.n_train / seconds if seconds > 0 else 0.0, seconds=seconds)
         self.reports.append(report)
         self.listener.on_epoch(report)
+
+
+class _Stopped(Exception):
+    """Raised by the reporter to leave ``fit`` right after the batch in which Stop was pressed."""
 
 
 class _BestWeights(keras.callbacks.Callback):
@@ -257,9 +263,12 @@ def train(
         if settings.patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=settings.patience))
         with _quiet_tf():
-            model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, steps_per_epoch=steps,
-                      callbacks=callbacks, verbose=0, shuffle=False,
-                      class_weight=data.class_weight() if class_weights else None)
+            try:
+                model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, steps_per_epoch=steps,
+                          callbacks=callbacks, verbose=0, shuffle=False,
+                          class_weight=data.class_weight() if class_weights else None)
+            except _Stopped:
+                pass  # the weights trained so far stay in the model
 
     history = [r.to_json() for r in reporter.reports]
     result = TrainResult(model=model, history=history, cancelled=reporter.cancelled)
