@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from .core.errors import UserError
@@ -88,6 +87,16 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1} (got {text!r})") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1}")
+    return v
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -135,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", type=_parse_augment, default=(), metavar="flip,rotate,zoom,contrast,brightness")
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     t.add_argument("--device", default="cpu", help="cpu, gpu:N, or gpu:N,M for several GPUs (mirrored)")
-    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--seed", type=_seed, default=1337)
     t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
     pr = sub.add_parser("predict", help="classify images")
@@ -174,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"cnndesk-cli: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:  # a path that cannot be written or read: the user's to fix
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"cnndesk-cli: error:{where}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("cnndesk-cli: interrupted", file=sys.stderr)
@@ -321,7 +334,7 @@ def cmd_inspect(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from .core.inspection import channel_grid, gradcam_overlay
+    from .core.pictures import channel_grid, gradcam_overlay
 
     ins, _ = _open_inspector(args.model)
     image = ins.prepare(args.image)

@@ -199,6 +199,11 @@ class Inspector:
             return list(outs[:-2]) + [outs[-1]]
         return list(outs)
 
+    @property
+    def default_cam_layer(self) -> str:
+        """The layer heat maps use unless told otherwise: the last convolution."""
+        return (self.conv_layer_names or self.layer_names)[-1]
+
     # -- preparation -------------------------------------------------------
     def prepare(self, source) -> np.ndarray:
         """A file path, PIL image or array -> the uint8 array the model sees (H, W, C)."""
@@ -271,7 +276,7 @@ class Inspector:
         """
         if method not in ("hirescam", "gradcam"):
             raise UserError(f"Unknown heat-map method {method!r}; use 'hirescam' or 'gradcam'.")
-        layer_name = layer_name or (self.conv_layer_names or self.layer_names)[-1]
+        layer_name = layer_name or self.default_cam_layer
         if layer_name not in self.layer_names:
             raise UserError(f"No conv/pool layer named {layer_name!r}; choose from {', '.join(self.layer_names)}.")
         if not 0 <= int(class_index) < len(self.class_names):

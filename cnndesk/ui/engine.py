@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import traceback
 import warnings
 from typing import Any, Callable
@@ -23,10 +24,6 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.errors import UserError
 from ..core.tasks import TaskState
-
-
-class _TrainState(TaskState):
-    pass
 
 
 class _EngineThread(QThread):
@@ -63,15 +60,9 @@ class EngineWorker(QObject):
     def run(self, job_id: int, name: str, kwargs: dict) -> None:
         handler = getattr(self, f"job_{name}", None)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                if handler is None:
-                    raise RuntimeError(f"unknown engine job {name!r}")
-                result = handler(**kwargs)
-            for w in caught:
-                if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
-                    continue
-                self.warned.emit(f"{w.category.__name__}: {w.message}")
+            if handler is None:
+                raise RuntimeError(f"unknown engine job {name!r}")
+            result = handler(**kwargs)
         except UserError as e:
             self.failed.emit(job_id, name, str(e))
             return
@@ -86,8 +77,27 @@ class EngineWorker(QObject):
         self.done.emit(job_id, name, result)
 
     # -- jobs --------------------------------------------------------------
+    def _install_warning_hook(self) -> None:
+        """Forward warnings raised in this thread as ``warned``; others go where they went.
+
+        A hook, not ``warnings.catch_warnings``: that swaps process-wide state and
+        is not thread-safe (the GUI and loader threads would lose their warnings).
+        """
+        engine_thread = threading.get_ident()
+        previous = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if threading.get_ident() == engine_thread:
+                if not issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+                    self.warned.emit(f"{category.__name__}: {message}")
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+
     def job_init(self) -> dict:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self._install_warning_hook()
         import keras
         import tensorflow as tf
 
@@ -134,9 +144,14 @@ class EngineWorker(QObject):
         project, model = open_project(folder)
         if model is not None:
             self._set_model(model, project.class_names, project.preprocessing)
+            self.inspector.warm_up()
         else:
             self.model = self.inspector = None
-        return project
+        return {"project": project, "has_model": model is not None}
+
+    def job_clear_model(self):
+        """Forget the current model (File > New): a later save writes no model."""
+        self.model = self.inspector = None
 
     def job_open_model(self, path):
         from ..core.inspection import Inspector
@@ -201,16 +216,19 @@ class EngineWorker(QObject):
         ins = self._need_inspector()
         maps, probs = ins.activation_maps(image)
         ci = int(np.argmax(probs)) if class_index is None else int(class_index)
+        if layer not in ins.layer_names:  # None, or a layer of a previous model
+            layer = ins.default_cam_layer
         cam = ins.gradcam(image, ci, layer)
-        return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam,
-                "cam_layer": layer or (ins.conv_layer_names or ins.layer_names)[-1],
+        return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
                 "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
                 "layers": list(ins.layer_names)}
 
     def job_gradcam(self, image, class_index, layer=None):
         ins = self._need_inspector()
+        if layer not in ins.layer_names:
+            layer = ins.default_cam_layer
         return {"cam": ins.gradcam(image, int(class_index), layer), "class_index": int(class_index),
-                "cam_layer": layer or (ins.conv_layer_names or ins.layer_names)[-1]}
+                "cam_layer": layer}
 
     def job_evaluate(self, data):
         ins = self._need_inspector()
@@ -233,7 +251,6 @@ class Engine(QObject):
 
     ready = Signal(dict)
     failed = Signal(str, str)  # job name, message: for jobs without their own error callback
-    busy_changed = Signal(bool)
     batch = Signal(object)
     epoch = Signal(object)
     warned = Signal(str)
@@ -293,8 +310,7 @@ class Engine(QObject):
         if latest_only:
             self._latest[name] = job_id
         if name == "train":
-            self.worker.train_state = _TrainState()
-        self.busy_changed.emit(True)
+            self.worker.train_state = TaskState()
         self._submit.emit(job_id, name, kwargs)
         return job_id
 
@@ -306,8 +322,6 @@ class Engine(QObject):
 
     def _take(self, job_id: int):
         cb = self._callbacks.pop(job_id, None)
-        if not self._callbacks:
-            self.busy_changed.emit(False)
         if cb is None:
             return None
         on_done, on_error, name, latest_only = cb

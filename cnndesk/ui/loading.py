@@ -67,7 +67,6 @@ class DatasetLoader(QObject):
     signal reached a plain Python callable (PYSIDE-3124).
     """
 
-    started = Signal(str)
     progress = Signal(float)
     status = Signal(str)
     loaded = Signal(object)  # LoadedDataset
@@ -80,9 +79,6 @@ class DatasetLoader(QObject):
         self._current: _LoadThread | None = None
         self._threads: list[_LoadThread] = []
 
-    def is_running(self) -> bool:
-        return self._current is not None
-
     def load(self, root: str | Path, config: DatasetConfig, make_sample: bool = False) -> None:
         self._supersede()
         thread = _LoadThread(Path(root), config, make_sample)
@@ -93,7 +89,6 @@ class DatasetLoader(QObject):
         thread.finished.connect(self._on_thread_finished)
         self._current = thread
         self._threads.append(thread)
-        self.started.emit(str(root))
         self.running_changed.emit(True)
         thread.start()
 

@@ -7,15 +7,15 @@ import platform
 from pathlib import Path
 
 from PySide6 import __version__ as PYSIDE_VERSION
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, QUrl, qVersion
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
-from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget,
-)
+from PySide6.QtCore import QEventLoop, QSettings, QStandardPaths, QTimer, qVersion
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from .. import __version__
 from ..core.architecture import LayerSpec, TrainingSettings
-from ..core.dataset import IMAGE_EXTENSIONS, DatasetConfig
+import dataclasses
+
+from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS, SUFFIX
 from ..core.project import Project, is_project
 from .dataset_panel import DatasetPanel
@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
         self.modified = False
         self._closing = False
         self._model_classes: list[str] = []
+        self._model_preprocessing = None  # how the engine's model prepares images
 
         self.setWindowTitle("cnndesk")
         self.setWindowIcon(app_icon())
@@ -85,6 +86,8 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._update_title()
         self._update_actions()
+        self.modified = False  # restoring settings is not an edit
+        self._update_title()
         if start_engine:
             self.engine.start()
         app = QApplication.instance()
@@ -141,9 +144,13 @@ class MainWindow(QMainWindow):
                                          name="pasteImage")
         e.addAction(self.paste_action)
         e.addSeparator()
-        e.addAction(self._action("Add &Conv2D Layer", lambda: self._add_layer("Conv2D")))
-        e.addAction(self._action("Add &Dense Layer", lambda: self._add_layer("Dense")))
-        e.addAction(self._action("&Remove Selected Layer", self.model_panel.remove_selected, "Ctrl+Delete"))
+        self.layer_actions = [
+            self._action("Add &Conv2D Layer", lambda: self._add_layer("Conv2D")),
+            self._action("Add &Dense Layer", lambda: self._add_layer("Dense")),
+            self._action("&Remove Selected Layer", self.model_panel.remove_selected, "Ctrl+Delete"),
+        ]
+        for act in self.layer_actions:
+            e.addAction(act)
         e.addSeparator()
         e.addAction(self._action("Reset Window &Layout", self._reset_layout))
 
@@ -154,7 +161,8 @@ class MainWindow(QMainWindow):
         v.addAction(self._action("&Full Screen", self._toggle_full_screen, QKeySequence.FullScreen))
 
         t = mb.addMenu("&Training")
-        self.train_action = self._action("&Train", lambda: self.start_training(False), "F5", name="trainAction")
+        self.train_action = self._action("&Train", lambda: self.start_training(self.training_panel.continue_check.isChecked()),
+                                         "F5", name="trainAction")
         self.stop_action = self._action("&Stop", self.stop_training, "Esc", name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
                                             name="evaluateAction")
@@ -193,7 +201,11 @@ class MainWindow(QMainWindow):
         self.training_panel.train_requested.connect(self.start_training)
         self.training_panel.stop_requested.connect(self.stop_training)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
-        self.viewer_panel.class_names_changed.connect(self._mark_modified)
+        self.viewer_panel.class_names_changed.connect(self._on_classes_renamed)
+
+    def _on_classes_renamed(self) -> None:
+        self._model_classes = list(self.viewer_panel.class_names)
+        self._mark_modified()
 
     def _on_engine_ready(self, info: dict) -> None:
         devices = info.get("devices", [])
@@ -240,6 +252,10 @@ class MainWindow(QMainWindow):
         self.viewer_panel.set_enabled_state(ready and self.has_model, training)
         self.dataset_panel.set_busy(training)
         self.model_panel.setEnabled(not training)
+        self.choose_dataset_action.setEnabled(not training)
+        self.recent_menu.setEnabled(not training and bool(self._recent()))
+        for act in self.layer_actions:
+            act.setEnabled(not training)
 
     # -- training ------------------------------------------------------------
     def start_training(self, continuing: bool = False) -> None:
@@ -251,11 +267,16 @@ class MainWindow(QMainWindow):
         if continuing and self._model_classes != data.class_names:
             self.show_error("Cannot continue", "The current model was trained on other classes; train a new model.")
             return
+        if continuing and self._model_preprocessing != data.preprocessing:
+            self.show_error("Cannot continue", "The current model takes other images "
+                            f"({self._describe(self._model_preprocessing)}) than the dataset panel now prepares "
+                            f"({self._describe(data.preprocessing)}); set them back or train a new model.")
+            return
         initial = len(self.history) if continuing else 0
         if not continuing:
             self.history = []
             self.best_epoch = None
-        self.training_panel.training_started(settings.epochs, 0, continuing, initial)
+        self.training_panel.training_started(settings.epochs, continuing, initial)
         self.tabs.setCurrentIndex(self.TAB_TRAIN)
         self.engine.submit("train", self._on_trained, self._on_train_failed, data=data,
                            layers=list(self.model_panel.layers), settings=settings, augment=config.augment,
@@ -278,10 +299,11 @@ class MainWindow(QMainWindow):
         self.best_epoch = result.best_epoch
         self.has_model = True
         self._model_classes = self._training_classes
+        self._model_preprocessing = self._training_preprocessing
         self.training_panel.training_finished(result)
         self._mark_modified()
-        self.viewer_panel.model_changed(list(self._training_classes), self._training_preprocessing)
         self._update_actions()
+        self.viewer_panel.model_changed(list(self._training_classes), self._training_preprocessing)
         if self._closing:
             self.close()
 
@@ -300,10 +322,14 @@ class MainWindow(QMainWindow):
     # -- projects --------------------------------------------------------------
     def current_project(self) -> Project:
         data = self.dataset_panel.data
+        config = self.dataset_panel.config()
+        if self.has_model and self._model_preprocessing is not None:
+            # the project must reopen its model with the preprocessing the model was trained with
+            config = dataclasses.replace(config, preprocessing=self._model_preprocessing)
         return Project(
             dataset_path=self.dataset_panel.folder,
             class_names=self._model_classes if self.has_model else (data.class_names if data else []),
-            dataset=self.dataset_panel.config(),
+            dataset=config,
             preset=self.model_panel.preset_name,
             layers=list(self.model_panel.layers),
             settings=self.model_panel.settings(),
@@ -325,6 +351,8 @@ class MainWindow(QMainWindow):
             return
         self.project_path = None
         self.history, self.best_epoch, self.has_model, self._model_classes = [], None, False, []
+        self._model_preprocessing = None
+        self.engine.submit("clear_model")
         self.model_panel.set_layers(Project().layers, "seed")
         self.model_panel.set_settings(TrainingSettings(device=self.model_panel.device.currentData() or "cpu"))
         self.dataset_panel.set_config(DatasetConfig())
@@ -359,11 +387,11 @@ class MainWindow(QMainWindow):
             return False
         project = self.current_project()
         outcome: dict = {}
-        self.engine.submit("save_project", lambda r: outcome.setdefault("ok", r),
-                           lambda m: outcome.setdefault("error", m), folder=folder, project=project)
+        job = self.engine.submit("save_project", lambda r: outcome.setdefault("ok", r),
+                                 lambda m: outcome.setdefault("error", m), folder=folder, project=project)
+        if job < 0:
+            return False  # the engine has shut down
         self.statusBar().showMessage("Saving…")
-        from PySide6.QtCore import QEventLoop
-
         loop = QEventLoop()
         timer = QTimer(interval=20)
         timer.timeout.connect(lambda: loop.quit() if outcome else None)
@@ -396,10 +424,10 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(200, lambda: self.open_project(folder, confirm=False))
             return
         self.statusBar().showMessage(f"Opening {folder}…")
-        self.engine.submit("open_project", lambda p: self._on_project_opened(folder, p),
+        self.engine.submit("open_project", lambda r: self._on_project_opened(folder, r["project"], r["has_model"]),
                            lambda m: self.show_error("Could not open the project", m), folder=folder)
 
-    def _on_project_opened(self, folder: str, project: Project) -> None:
+    def _on_project_opened(self, folder: str, project: Project, has_model: bool) -> None:
         self.project_path = str(Path(folder))
         self.dataset_panel.set_config(project.dataset)
         self.model_panel.set_layers(project.layers, project.preset)
@@ -407,10 +435,14 @@ class MainWindow(QMainWindow):
         self.history = list(project.history)
         self.best_epoch = project.best_epoch
         self.training_panel.show_history(self.history, self.best_epoch)
-        self.has_model = bool(self.history) or project.class_names != []
-        self._model_classes = list(project.class_names)
-        if self.has_model:
-            self.viewer_panel.model_changed(list(project.class_names), project.preprocessing)
+        self.has_model = has_model
+        self._model_classes = list(project.class_names) if has_model else []
+        self._model_preprocessing = project.preprocessing if has_model else None
+        if has_model:
+            self.viewer_panel.model_changed(list(project.class_names), project.preprocessing,
+                                            source=Path(folder).name)
+        else:
+            self.viewer_panel.clear_model()
         if project.dataset_path and Path(project.dataset_path).is_dir():
             self.dataset_panel.load_folder(project.dataset_path)
         elif project.dataset_path:
@@ -470,6 +502,7 @@ class MainWindow(QMainWindow):
     def _on_model_opened(self, path: str, info: dict) -> None:
         self.has_model = True
         self._model_classes = list(info["class_names"])
+        self._model_preprocessing = info["preprocessing"]
         self.history, self.best_epoch = [], None
         self.viewer_panel.model_changed(list(info["class_names"]), info["preprocessing"], editable_names=True,
                                         source=Path(path).name)
@@ -511,6 +544,9 @@ class MainWindow(QMainWindow):
 
     def handle_dropped_paths(self, paths: list[str]) -> None:
         """A folder: a project opens, a dataset is read. Files: .keras opens, images go to the viewer."""
+        if self.training_panel.running:
+            self.statusBar().showMessage("Training is running: stop it before opening something else.", 6000)
+            return
         first = Path(paths[0])
         if first.is_dir():
             if is_project(first):
@@ -533,6 +569,13 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
         box.setObjectName("errorBox")
         box.open()
+
+    @staticmethod
+    def _describe(pre) -> str:
+        if pre is None:
+            return "unknown"
+        h, w = pre.image_size
+        return f"{h}×{w} {pre.color_mode}"
 
     def show_about(self) -> None:
         info = self.engine.info
@@ -628,5 +671,4 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop every thread; safe to call more than once."""
         self.dataset_panel.loader.shutdown()
-        self.viewer_panel.shutdown()
         self.engine.shutdown()

@@ -189,7 +189,7 @@ class TrainingPanel(QWidget):
         self.stop_button.setText("Stopping…")
         self.stop_requested.emit()
 
-    def training_started(self, epochs: int, steps_hint: int, continuing: bool, initial_epoch: int) -> None:
+    def training_started(self, epochs: int, continuing: bool, initial_epoch: int) -> None:
         self.running = True
         self._epochs = epochs
         self._initial_epoch = initial_epoch if continuing else 0

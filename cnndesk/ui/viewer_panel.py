@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QIcon, QImage, QImageReader, QPainter, QPixmap
+from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QApplication, QComboBox, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QHeaderView,
-    QInputDialog, QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSizePolicy, QSlider, QSplitter,
+    QInputDialog, QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSlider, QSplitter,
     QStackedWidget, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
@@ -164,6 +164,8 @@ class ViewerPanel(QWidget):
         self.current: ViewedImage | None = None
         self.class_names: list[str] = []
         self.preprocessing: Preprocessing | None = None
+        self.source = ""
+        self.editable_names = False
         self.data = None
         self.evaluation = None
         self.inspection: dict | None = None
@@ -417,33 +419,54 @@ class ViewerPanel(QWidget):
 
     def model_changed(self, class_names: list[str], preprocessing: Preprocessing, editable_names: bool = False,
                       source: str = "") -> None:
-        """A new model is in the engine: re-classify what is in the strip."""
+        """A new model is in the engine: forget what the old one showed, re-classify the strip."""
         self.class_names = list(class_names)
         self.preprocessing = preprocessing
+        self.source = source or "trained in this session"
+        self.editable_names = editable_names
         self._has_model = True
+        self._training = False
         self.names_button.setVisible(editable_names)
         h, w = preprocessing.image_size
-        self.model_label.setText(f"Model: {source or 'trained in this session'} · {len(class_names)} classes · "
+        self.model_label.setText(f"Model: {self.source} · {len(class_names)} classes · "
                                  f"input {h}×{w} {preprocessing.color_mode}")
-        self.evaluation = None
-        self._clear_evaluation()
-        self.cam_class.blockSignals(True)
-        self.cam_class.clear()
-        self.cam_class.addItems(self.class_names)
-        self.cam_class.blockSignals(False)
-        old = [im for im in self.images]
+        self._reset_views()
+        paths = [im.path for im in self.images if im.path]
         self.images = []
         self.strip.clear()
-        paths = [im.path for im in old if im.path]
         if paths:
             self.classify_paths(paths)
+
+    def _reset_views(self) -> None:
+        """Clear everything computed by a previous model (layers, maps, heat map, evaluation)."""
+        self.evaluation = None
+        self._clear_evaluation()
+        self.inspection = None
+        self.current = None
+        self.cam = None
+        for combo in (self.layer_combo, self.cam_layer, self.cam_class):
+            combo.blockSignals(True)
+            combo.clear()
+        self.cam_class.addItems(self.class_names)
+        for combo in (self.layer_combo, self.cam_layer, self.cam_class):
+            combo.blockSignals(False)
+        self.grid.show_maps(np.zeros((1, 1, 0), np.float32))
+        self.cam_view.clear()
+        self.cam_note.setText("")
+        self.enlarged.clear()
+        self.enlarged_caption.setText("")
+        self.layer_info.setText("")
+        self.verdict.setText("")
+        self.bars.set_items([])
+        self.original_view[1].clear()
+        self.model_view[1].clear()
 
     def clear_model(self) -> None:
         self._has_model = False
         self.images = []
         self.strip.clear()
         self.model_label.setText("")
-        self._clear_evaluation()
+        self._reset_views()
         self.set_enabled_state(False, False)
 
     def edit_class_names(self) -> None:
@@ -462,13 +485,8 @@ class ViewerPanel(QWidget):
                            lambda m: self.status.emit(m), names=names)
 
     def _on_renamed(self, names: list[str]) -> None:
-        self.class_names = names
-        self.cam_class.blockSignals(True)
-        self.cam_class.clear()
-        self.cam_class.addItems(names)
-        self.cam_class.blockSignals(False)
+        self.model_changed(names, self.preprocessing, editable_names=True, source=self.source)
         self.class_names_changed.emit()
-        self.model_changed(names, self.preprocessing, editable_names=True, source=self.model_label.text().split(" · ")[0][7:])
 
     # -- classify ------------------------------------------------------------------
     def open_images_dialog(self) -> None:
@@ -713,11 +731,20 @@ class ViewerPanel(QWidget):
         if self.data is None or not self._has_model or self._training:
             self.status.emit("Evaluation needs a trained model and the dataset it was trained on.")
             return
+        if self.data.preprocessing.input_shape != self.preprocessing.input_shape:
+            h, w = self.preprocessing.image_size
+            message = (f"The model takes {h}×{w} {self.preprocessing.color_mode} images; set the dataset's image "
+                       "size and colour back to that to evaluate it.")
+            self.accuracy_label.setText(message)
+            self.status.emit(message)
+            return
         self.tabs.setCurrentWidget(self.eval_tab)
         if self.stack.currentIndex() == 0:
             self.stack.setCurrentIndex(1)
         self.accuracy_label.setText("Evaluating…")
-        self.engine.submit("evaluate", self._on_evaluated, self._on_evaluate_failed, data=self.data)
+        data = self.data
+        self.engine.submit("evaluate", lambda ev: self._on_evaluated(ev, data), self._on_evaluate_failed,
+                           latest_only=True, data=data)
 
     def _on_evaluate_failed(self, message: str) -> None:
         self.accuracy_label.setText(message)
@@ -730,9 +757,9 @@ class ViewerPanel(QWidget):
         self.metrics.setRowCount(0)
         self.eval_list.clear()
 
-    def _on_evaluated(self, ev) -> None:
+    def _on_evaluated(self, ev, data) -> None:
         self.evaluation = ev
-        self._eval_data = self.data
+        self._eval_data = data
         n = len(ev.labels)
         self.accuracy_label.setText(f"Accuracy {ev.accuracy:.1%} on {n} validation images "
                                     f"({len(ev.misclassified)} misclassified)")
@@ -835,8 +862,6 @@ class ViewerPanel(QWidget):
             self.engine.submit("predict_arrays", self._on_predicted, lambda m: self.status.emit(m), images=[arr],
                                labels=["dropped image"], k=min(5, len(self.class_names)))
 
-    def shutdown(self) -> None:
-        pass
 
 
 def _qimage_to_array(img: QImage) -> np.ndarray:
