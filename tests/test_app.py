@@ -316,3 +316,103 @@ def test_reading_a_big_folder_shows_progress_and_can_be_cancelled(window, qtbot,
     assert panel.data is before
     assert panel.path_edit.text() == str(before.root)
     assert window.training_panel.train_button.isEnabled()
+
+
+def train_now(w, qtbot, epochs=1):
+    set_epochs(w, qtbot, epochs)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+
+
+def test_a_fresh_window_has_no_unsaved_changes(window):
+    assert not window.isWindowModified()
+
+
+def test_a_project_keeps_the_image_size_its_model_was_trained_at(tiny_window, qtbot, tmp_path, monkeypatch):
+    import json
+
+    w = tiny_window
+    train_now(w, qtbot)
+    w.dataset_panel.image_size.setCurrentText("48")  # changed after training
+    qtbot.waitUntil(lambda: w.dataset_panel.data.preprocessing.image_size == (48, 48), timeout=20000)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    w.save_as_action.trigger()
+    saved = json.loads((folder / "project.json").read_text())
+    assert saved["dataset"]["preprocessing"]["image_size"] == [64, 64]
+    # evaluating or continuing with images the model cannot take is refused in words
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    w.viewer_panel.evaluate()
+    assert "The model takes 64×64 rgb images" in w.viewer_panel.accuracy_label.text()
+
+
+def test_f5_continues_when_continue_is_ticked(tiny_window, qtbot):
+    w = tiny_window
+    train_now(w, qtbot, epochs=1)
+    w.training_panel.continue_check.setChecked(True)
+    qtbot.keyClick(w, Qt.Key_F5)
+    qtbot.waitUntil(lambda: not w.training_panel.running and len(w.history) == 2, timeout=60000)
+    assert [h["epoch"] for h in w.history] == [1, 2]
+
+
+def test_retraining_another_architecture_refreshes_the_viewer(tiny_window, qtbot, tiny_dataset):
+    w = tiny_window
+    train_now(w, qtbot)
+    v = w.viewer_panel
+    v.classify_paths([str(next((tiny_dataset / "left").iterdir()))])
+    qtbot.waitUntil(lambda: v.inspection is not None, timeout=20000)
+    w.model_panel.preset_combo.setCurrentIndex(w.model_panel.preset_combo.findData("deeper"))
+    train_now(w, qtbot)
+    # the strip is classified again by the new model and its layers are shown
+    qtbot.waitUntil(lambda: v.inspection is not None and v.strip.count() == 1, timeout=20000)
+    layers = [v.layer_combo.itemText(i) for i in range(1, v.layer_combo.count())]
+    assert layers[0] == "conv2d_1" and "batchnormalization_2" not in layers and len(layers) == 6
+    assert v.cam_layer.currentText() == "conv2d_7"
+
+
+def test_a_project_saved_before_training_reopens_without_a_model(window, qtbot, make_window, tmp_path, monkeypatch):
+    folder = tmp_path / "untrained"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    window.save_as_action.trigger()
+    assert (folder / "project.json").is_file() and not (folder / "model.keras").exists()
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.project_path == str(folder), timeout=30000)
+    assert not w2.has_model
+    assert not w2.export_actions["keras"].isEnabled()
+    assert not w2.viewer_panel.open_button.isEnabled()
+
+
+def test_new_project_forgets_the_trained_model(tiny_window, qtbot, tmp_path, monkeypatch):
+    w = tiny_window
+    train_now(w, qtbot)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Discard)
+    w.new_action.trigger()
+    assert not w.has_model and w.history == []
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    w.save_as_action.trigger()
+    assert not (folder / "model.keras").exists()
+
+
+def test_while_training_the_dataset_and_layers_cannot_change(tiny_window, qtbot, tmp_path):
+    w = tiny_window
+    set_epochs(w, qtbot, 500)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.training_panel.chart.point_count("batch_loss") >= 1, timeout=60000)
+    assert not w.choose_dataset_action.isEnabled()
+    assert not any(a.isEnabled() for a in w.layer_actions)
+    assert not w.save_action.isEnabled() and not w.open_action.isEnabled()
+    root = w.dataset_panel.data.root
+    other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=4)
+    drop_paths(w, [other])
+    qtbot.wait(300)
+    assert w.dataset_panel.data.root == root
+    assert "stop it before" in w.statusBar().currentMessage()
+    qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=10000)
+    assert w.choose_dataset_action.isEnabled()

@@ -232,6 +232,8 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     qtbot.waitUntil(lambda: v.class_names == ["cats", "dogs"], timeout=20000)
     qtbot.waitUntil(lambda: v.strip.count() == 2 and bool(v.bars.items), timeout=20000)
     assert sorted(c for c, _ in v.bars.items) == ["cats", "dogs"]
+    assert w.current_project().class_names == ["cats", "dogs"]  # a save keeps the names
+    assert w.isWindowModified()
 
 
 def test_a_nested_model_is_refused_with_a_clear_message(window, qtbot, tmp_path):
