@@ -34,3 +34,16 @@ def test_the_tensorflow_free_core_modules_load_neither_tensorflow_nor_qt():
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_starting_the_app_imports_no_tensorflow_outside_the_engine():
+    """Only the engine thread may import TensorFlow: the window's modules must not, at import time."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+            "import cnndesk.app, cnndesk.ui.main_window, cnndesk.cli\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
