@@ -382,6 +382,9 @@ def cmd_evaluate(args) -> int:
 
     ins = Inspector(model, project.class_names, project.preprocessing)
     x, y = data.subset(data.val_index)
+    if len(y) == 0:
+        raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
+                        "train with --val-split above 0.")
     ev = ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
     if args.json:
         _emit(ev.to_json())

@@ -208,3 +208,17 @@ def test_a_schema_1_project_written_by_hand_still_opens(tmp_path):
     assert json.loads((folder / PROJECT_FILE).read_text())["schema_version"] >= 1
     assert open_project(folder)[0].layers == project.layers
     assert not [p for p in os.listdir(folder) if p.startswith(".")]
+
+
+def test_saved_project_files_can_be_read_by_others_as_usual(tmp_path):
+    import os
+    import stat
+
+    from cnndesk.core.project import Project, save_project
+
+    old = os.umask(0o022)
+    try:
+        folder = save_project(tmp_path / "p", Project())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((folder / "project.json").stat().st_mode) == 0o644

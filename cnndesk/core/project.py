@@ -93,6 +93,20 @@ def migrate(d: dict) -> dict:
     return d
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows (os.umask is process-wide)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_temp(target: Path, write) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``target``, flushed to disk; return its path.
 
@@ -104,6 +118,7 @@ def _write_temp(target: Path, write) -> Path:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; saved files get the usual permissions
     except BaseException:
         _remove_quietly(tmp)
         raise
