@@ -53,16 +53,12 @@ def _load_tensorflow() -> None:
 
 
 def _parse_size(text: str) -> tuple[int, int]:
+    from .core.dataset import parse_image_size
+
     try:
-        if "x" in text.lower():
-            h, w = (int(v) for v in text.lower().split("x"))
-        else:
-            h = w = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"image size must be N or HxW, e.g. 64 or 96x128 (got {text!r})") from None
-    if not (8 <= h <= 2048 and 8 <= w <= 2048):
-        raise argparse.ArgumentTypeError("image size must be between 8 and 2048 pixels")
-    return h, w
+        return parse_image_size(text, largest=2048)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parse_augment(text: str) -> tuple[str, ...]:

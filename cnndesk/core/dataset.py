@@ -32,6 +32,25 @@ AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast", "brightness")
 IMBALANCE_RATIO = 0.5
 
 
+def parse_image_size(text: str, largest: int = 1024) -> tuple[int, int]:
+    """"64" -> (64, 64); "96x128" (or "96×128") -> (96, 128), each side from 8 to ``largest``.
+
+    Raises:
+        UserError: not a size, or out of range.
+    """
+    t = str(text).strip().lower().replace("×", "x").replace(" ", "")
+    try:
+        if "x" in t:
+            h, w = (int(v) for v in t.split("x"))
+        else:
+            h = w = int(t)
+    except ValueError:
+        raise UserError(f"image size must be N or HxW, e.g. 64 or 96x128 (got {text!r})") from None
+    if not (8 <= h <= largest and 8 <= w <= largest):
+        raise UserError(f"image size must be between 8 and {largest} pixels")
+    return h, w
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How a file becomes the array a model sees.

@@ -20,6 +20,13 @@ LABELS = {"loss": "Training loss", "val_loss": "Validation loss", "accuracy": "T
           "val_accuracy": "Validation accuracy", "batch_loss": "Batch loss (smoothed)"}
 
 
+def epoch_summary(row: dict, epochs: int | None = None) -> str:
+    """One log line for an epoch of the history: "Epoch 2/5  loss …  acc …  val_loss …  val_acc …"."""
+    of = f"/{epochs}" if epochs else ""
+    val = "" if row.get("val_loss") is None else f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.3f}"
+    return f"Epoch {row['epoch']}{of}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}{val}"
+
+
 class TrainingChart(QChartView):
     """Loss (left axis) and accuracy (right axis, 0-1) per epoch, plus smoothed batch loss."""
 
@@ -217,8 +224,7 @@ class TrainingPanel(QWidget):
     def on_epoch(self, r) -> None:
         self.chart.add_epoch(r.epoch, {"loss": r.loss, "accuracy": r.accuracy, "val_loss": r.val_loss,
                                        "val_accuracy": r.val_accuracy})
-        val = "" if r.val_loss is None else f"  val_loss {r.val_loss:.4f}  val_acc {r.val_accuracy:.3f}"
-        self.log.appendPlainText(f"Epoch {r.epoch}/{r.epochs}  loss {r.loss:.4f}  acc {r.accuracy:.3f}{val}"
+        self.log.appendPlainText(f"{epoch_summary(r.to_json(), r.epochs)}"
                                  f"  ({r.seconds:.1f} s, {r.images_per_s:,.0f} img/s)")
 
     def training_finished(self, result=None, error: str | None = None) -> None:
@@ -253,8 +259,7 @@ class TrainingPanel(QWidget):
         self.chart.set_epochs(max(len(history), 1))
         for row in history:
             self.chart.add_epoch(row["epoch"], row)
-            val = "" if row.get("val_loss") is None else f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.3f}"
-            self.log.appendPlainText(f"Epoch {row['epoch']}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}{val}")
+            self.log.appendPlainText(epoch_summary(row))
         if best_epoch and history:
             row = history[min(best_epoch, len(history)) - 1]
             self.chart.mark_best(best_epoch, row.get("val_loss", row.get("loss")))

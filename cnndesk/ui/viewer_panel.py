@@ -521,9 +521,12 @@ class ViewerPanel(QWidget):
         if img.isNull():
             self.status.emit("The clipboard holds no image.")
             return
-        arr = _qimage_to_array(img)
-        self.engine.submit("predict_arrays", self._on_predicted, lambda m: self.status.emit(m), images=[arr],
-                           labels=["pasted image"], k=min(5, len(self.class_names)))
+        self._classify_image(img, "pasted image")
+
+    def _classify_image(self, img: QImage, label: str) -> None:
+        """Classify an in-memory image (pasted or dropped as image data)."""
+        self.engine.submit("predict_arrays", self._on_predicted, lambda m: self.status.emit(m),
+                           images=[_qimage_to_array(img)], labels=[label], k=min(5, len(self.class_names)))
 
     def _on_predicted(self, results: list[dict]) -> None:
         first_new = len(self.images)
@@ -846,22 +849,16 @@ class ViewerPanel(QWidget):
     def dropEvent(self, event) -> None:
         md = event.mimeData()
         paths = [u.toLocalFile() for u in md.urls() if u.isLocalFile()]
-        files = [p for p in paths if Path(p).is_file()]
-        if files:
+        if paths:
             event.acceptProposedAction()
-            if Path(files[0]).suffix.lower() == ".keras":
-                self.window().open_model(files[0]) if hasattr(self.window(), "open_model") else None
+            window = self.window()
+            if hasattr(window, "handle_dropped_paths"):  # one place routes folders, .keras files and images
+                window.handle_dropped_paths(paths)
             else:
-                self.classify_paths(files)
-        elif paths and hasattr(self.window(), "handle_dropped_paths"):
-            event.acceptProposedAction()
-            self.window().handle_dropped_paths(paths)
+                self.classify_paths([p for p in paths if Path(p).is_file()])
         elif md.hasImage():
             event.acceptProposedAction()
-            arr = _qimage_to_array(QImage(md.imageData()))
-            self.engine.submit("predict_arrays", self._on_predicted, lambda m: self.status.emit(m), images=[arr],
-                               labels=["dropped image"], k=min(5, len(self.class_names)))
-
+            self._classify_image(QImage(md.imageData()), "dropped image")
 
 
 def _qimage_to_array(img: QImage) -> np.ndarray:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
+from ..core.dataset import parse_image_size
+from ..core.errors import UserError
+
 
 def array_to_qimage(arr: np.ndarray) -> QImage:
     """A uint8 array (H, W), (H, W, 1) or (H, W, 3) -> a QImage that owns its pixels."""
@@ -36,17 +39,10 @@ def array_to_pixmap(arr: np.ndarray, width: int | None = None, height: int | Non
 
 def parse_size(text: str) -> tuple[int, int] | None:
     """"64" -> (64, 64); "96x128" -> (96, 128); None when not a valid size (8-1024)."""
-    t = text.strip().lower().replace("×", "x").replace(" ", "")
     try:
-        if "x" in t:
-            h, w = (int(v) for v in t.split("x"))
-        else:
-            h = w = int(t)
-    except ValueError:
+        return parse_image_size(text, largest=1024)
+    except UserError:
         return None
-    if not (8 <= h <= 1024 and 8 <= w <= 1024):
-        return None
-    return h, w
 
 
 def format_duration(seconds: float) -> str:
