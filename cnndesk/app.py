@@ -11,16 +11,43 @@ import os
 import sys
 
 
+USAGE = """usage: cnndesk [PATH ...] [--selftest [--keep DIR]] [--version]
+
+Open the cnndesk window; PATH may be a project folder, a dataset folder, a
+.keras model or images.
+
+  --selftest     check this installation headless (train, save, reopen,
+                 predict, inspect, export) and exit 0 if everything works
+  --keep DIR     with --selftest: work in DIR and leave its files there
+  --version      print the version and exit
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    argv = list(sys.argv if argv is None else argv)
+    options = argv[1:]
+    if "--help" in options or "-h" in options:
+        print(USAGE)
+        return 0
+    if "--version" in options:
+        from . import __version__
+
+        print(f"cnndesk {__version__}")
+        return 0
+    if "--selftest" in options:
+        from .selftest import run_selftest
+
+        keep = options[options.index("--keep") + 1] if "--keep" in options[:-1] else None
+        return run_selftest(keep=keep)
+
     from PySide6.QtWidgets import QApplication
 
     from . import __version__
     from .ui.main_window import MainWindow
     from .ui.resources import app_icon
 
-    argv = list(sys.argv if argv is None else argv)
     app = QApplication.instance() or QApplication(argv)
     app.setOrganizationName("cnndesk")
     app.setApplicationName("cnndesk")

@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("project", metavar="PROJECT_OR_MODEL")
     ex.add_argument("--format", choices=list(FORMATS), required=True)
     ex.add_argument("--out", required=True)
+
+    st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
+                                         "inspect and export in a temporary folder")
+    st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
     return p
 
 
@@ -406,7 +410,13 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
+def cmd_selftest(args) -> int:
+    from .selftest import run_selftest
+
+    return run_selftest(keep=args.keep)
+
+
+COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
             "evaluate": cmd_evaluate, "export": cmd_export}
 
 if __name__ == "__main__":
