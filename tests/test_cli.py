@@ -115,7 +115,8 @@ def test_predict_prints_readable_lines_and_exits_0_when_all_images_read(trained,
 
 def test_predict_accepts_a_plain_keras_file(trained, shapes):
     project, _ = trained
-    code, out, _ = run(["predict", project / "model.keras", shapes / "circle" / "circle_003.png", "--json"])
+    model_file = project / json.loads((project / "project.json").read_text())["model"]["file"]
+    code, out, _ = run(["predict", model_file, shapes / "circle" / "circle_003.png", "--json"])
     assert code == 0
     [row] = [json.loads(line) for line in out.splitlines()]
     assert {t["class"] for t in row["top"]} <= {"class 0", "class 1", "class 2", "class 3"}

@@ -531,21 +531,29 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
         except OSError as e:
             if tmp is not None:
                 _remove_quietly(tmp)
-            if version_dir is not None:
-                shutil.rmtree(version_dir, ignore_errors=True)
+            _undo(folder, version_dir)
             after = "The previous save is unchanged." if had_previous else "Nothing was saved."
             raise ProjectError(f"Could not save the project in {folder}: {_reason(e)}. {after}") from None
         except BaseException:
             if tmp is not None:
                 _remove_quietly(tmp)
-            if version_dir is not None:
-                shutil.rmtree(version_dir, ignore_errors=True)
+            _undo(folder, version_dir)
             raise
         _clean(folder, d)
         _step("cleaned")
     finally:
         lock.release()
     return folder
+
+
+def _undo(folder: Path, version_dir: Path | None) -> None:
+    """Remove what a failed save wrote (its version folder, and ``versions/`` if that is empty now)."""
+    if version_dir is not None:
+        shutil.rmtree(version_dir, ignore_errors=True)
+    try:
+        os.rmdir(folder / VERSIONS_DIR)
+    except OSError:
+        pass
 
 
 def clean_project(folder: str | os.PathLike) -> list[str]:
@@ -626,7 +634,7 @@ def is_project(path: str | os.PathLike) -> bool:
     return (p / PROJECT_FILE).is_file() or (p.name == PROJECT_FILE and p.is_file())
 
 
-def _model_path(folder: Path, d: dict, pj: Path) -> Path | None:
+def _model_path(folder: Path, d: dict, pj: Path, must_exist: bool) -> Path | None:
     """The model file a migrated project.json names (checked to stay inside the folder), or None."""
     ref = d.get("model")
     if ref is None:
@@ -639,7 +647,7 @@ def _model_path(folder: Path, d: dict, pj: Path) -> Path | None:
                            "cnndesk's own.")
     path = folder / name
     if not path.is_file():
-        if ref.get("optional"):
+        if ref.get("optional") or not must_exist:
             return None
         raise ProjectError(f"The project {folder} is damaged: its model file {name} is missing.")
     return path
@@ -672,7 +680,7 @@ def open_project(path: str | os.PathLike, load_model: bool = True):
             raise ProjectError(f"{pj} is damaged and cannot be read ({e}).") from None
         try:
             project = Project.from_json(d)
-            model_path = _model_path(folder, migrate(d), pj)
+            model_path = _model_path(folder, migrate(d), pj, must_exist=load_model)
         except ProjectError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -699,8 +707,8 @@ def _check_model_file(path: Path, ref: dict, folder: Path) -> None:
     size, digest = ref.get("bytes"), ref.get("sha256")
     try:
         if isinstance(size, int) and path.stat().st_size != size or isinstance(digest, str) and _sha256(path) != digest:
-            raise ProjectError(f"The project {folder} is damaged: its model file {ref.get('file')} is not the one "
-                               "its project.json was saved with.")
+            raise ModelFileError(f"The project {folder} is damaged: its model file {ref.get('file')} is not the one "
+                                 "its project.json was saved with.")
     except OSError as e:
         raise ProjectError(f"The project {folder} is damaged: its model file cannot be read ({_reason(e)}).") from None
 
