@@ -525,7 +525,7 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
             tmp = _write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8"))
             _step("commit")
             os.replace(tmp, folder / PROJECT_FILE)  # the commit point
-            tmp = None
+            tmp = version_dir = None  # committed: nothing below may undo it
             _step("committed")
             _fsync_dir(folder)
         except OSError as e:
