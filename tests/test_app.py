@@ -453,6 +453,7 @@ def test_training_again_keeps_the_previous_model_which_can_be_brought_back(tiny_
     qtbot.waitUntil(lambda: w.engine.worker.model is first_model, timeout=20000)
     qtbot.waitUntil(lambda: w.history == first_history, timeout=5000)
     assert panel.chart.point_count("loss") == 2 and w.run_id == first_run
+    assert w.model_panel.epochs.value() == 2  # the settings it was trained with come back with it
     assert w.isWindowModified()
     assert "previous run (1 epoch" in panel.previous_button.toolTip()  # and the newer one can come back in turn
 

@@ -62,6 +62,7 @@ class MainWindow(QMainWindow):
         self._model_classes: list[str] = []
         self._model_preprocessing = None  # how the engine's model prepares images
         self.run_id: str | None = None  # the training run the current model came from
+        self._model_spec = None  # (layers, preset, settings) the current model was trained with, if known
         self._previous: dict | None = None  # the run before it, which the engine keeps: see bring_back_previous
         self._replaced: dict | None = None  # the run a training now running would make the previous one
 
@@ -303,6 +304,7 @@ class MainWindow(QMainWindow):
                            layers=list(self.model_panel.layers), settings=settings, augment=config.augment,
                            class_weights=config.class_weights, continue_training=continuing, initial_epoch=initial)
         self._training_classes = list(data.class_names)
+        self._training_spec = (list(self.model_panel.layers), self.model_panel.preset_name, settings)
         self._training_preprocessing = data.preprocessing
         self._update_actions()
 
@@ -322,6 +324,7 @@ class MainWindow(QMainWindow):
         self._model_classes = self._training_classes
         self._model_preprocessing = self._training_preprocessing
         self.run_id = self._training_run
+        self._model_spec = self._training_spec
         if self._replaced is not None:
             self._previous, self._replaced = self._replaced, None
         self.training_panel.training_finished(result)
@@ -372,13 +375,17 @@ class MainWindow(QMainWindow):
     def _run_state(self) -> dict:
         """What the window shows of the current model's run."""
         return {"history": list(self.history), "best_epoch": self.best_epoch, "classes": list(self._model_classes),
-                "preprocessing": self._model_preprocessing, "run": self.run_id}
+                "preprocessing": self._model_preprocessing, "run": self.run_id, "spec": self._model_spec}
 
     def _apply_run_state(self, state: dict) -> None:
         self.history, self.best_epoch = list(state["history"]), state["best_epoch"]
         self._model_classes, self._model_preprocessing = list(state["classes"]), state["preprocessing"]
-        self.run_id = state["run"]
+        self.run_id, self._model_spec = state["run"], state["spec"]
         self.has_model = True
+        if self._model_spec is not None:  # the layers and settings that go with the model
+            layers, preset_name, settings = self._model_spec
+            self.model_panel.set_layers(list(layers), preset_name)
+            self.model_panel.set_settings(settings)
         self.training_panel.show_history(self.history, self.best_epoch)
         self.viewer_panel.model_changed(list(self._model_classes), self._model_preprocessing)
 
@@ -439,7 +446,7 @@ class MainWindow(QMainWindow):
         self.project_path = None
         self.history, self.best_epoch, self.has_model, self._model_classes = [], None, False, []
         self._model_preprocessing = None
-        self.run_id = self._previous = None
+        self.run_id = self._previous = self._model_spec = None
         self.engine.submit("clear_model")
         self.model_panel.set_layers(Project().layers, "seed")
         self.model_panel.set_settings(TrainingSettings(device=self.model_panel.device.currentData() or "cpu"))
@@ -524,6 +531,7 @@ class MainWindow(QMainWindow):
         self.best_epoch = project.best_epoch
         self.run_id = project.run
         self._previous = None
+        self._model_spec = (list(project.layers), project.preset, project.settings) if has_model else None
         self.training_panel.show_history(self.history, self.best_epoch)
         self.has_model = has_model
         self._model_classes = list(project.class_names) if has_model else []
@@ -594,7 +602,7 @@ class MainWindow(QMainWindow):
         self._model_classes = list(info["class_names"])
         self._model_preprocessing = info["preprocessing"]
         self.history, self.best_epoch = [], None
-        self.run_id = self._previous = None
+        self.run_id = self._previous = self._model_spec = None
         self.viewer_panel.model_changed(list(info["class_names"]), info["preprocessing"], editable_names=True,
                                         source=Path(path).name)
         self.tabs.setCurrentIndex(self.TAB_VIEWER)
