@@ -215,8 +215,10 @@ def mode_concurrent(folder: Path, seconds: float = 2.0) -> dict:
                 end = time.monotonic() + seconds
                 g = (w + 1) * 1_000_000
                 saved = busy = 0
+                rng = random.Random(w)
                 while time.monotonic() < end:
                     g += 1
+                    time.sleep(rng.uniform(0, 0.005))  # a user's saves are not back to back
                     try:
                         save(folder, g)
                         saved += 1
