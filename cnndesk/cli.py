@@ -230,7 +230,8 @@ def _emit(obj: dict) -> None:
 def cmd_train(args) -> int:
     from .core.architecture import TrainingSettings, preset
     from .core.dataset import DatasetConfig, Preprocessing, load_dataset
-    from .core.project import Project, save_project
+    from .core.architecture import layer_table, total_params
+    from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
     from .core.tasks import TaskState
 
     config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed, args.augment,
@@ -240,6 +241,7 @@ def cmd_train(args) -> int:
                                 device=args.device, seed=args.seed)
     settings.validate()
     bar = _Bar(not args.json)
+    check_destination(args.project)  # a folder that cannot be written fails before any work
 
     class LoadState(TaskState):
         def on_progress(self, percent):
@@ -256,6 +258,10 @@ def cmd_train(args) -> int:
         warning = data.imbalance_warning()
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
+
+    layers = preset(args.preset)
+    params = total_params(layer_table(layers, data.preprocessing.input_shape, data.num_classes))
+    check_destination(args.project, estimate_model_bytes(params))  # and one without room for the model, too
 
     _load_tensorflow()
     from .core.training import TrainingListener, train
@@ -275,12 +281,11 @@ def cmd_train(args) -> int:
                 print(f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} acc {r.accuracy:.3f}{val} "
                       f"({r.images_per_s:.0f} img/s, {r.seconds:.1f}s)", file=sys.stderr)
 
-    layers = preset(args.preset)
     result = train(data, layers, settings, Listener(), augment=args.augment, class_weights=args.class_weights)
     bar.done()
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
                       preset=args.preset, layers=layers, settings=settings, history=result.history,
-                      best_epoch=result.best_epoch)
+                      best_epoch=result.best_epoch, run=new_run_id())
     folder = save_project(args.project, project, result.model)
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:

@@ -25,6 +25,14 @@ def drop_paths(widget, paths):
     QApplication.sendEvent(widget, drop)
 
 
+def saved_model_file(folder: Path) -> Path | None:
+    """The model file a saved project's project.json names (None: saved without a model)."""
+    import json
+
+    ref = json.loads((folder / "project.json").read_text())["model"]
+    return None if ref is None else folder / ref["file"]
+
+
 def class_rows(panel):
     t = panel.class_table
     return {t.item(r, 0).text(): int(t.item(r, 1).text()) for r in range(t.rowCount())}
@@ -201,7 +209,7 @@ def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, 
     folder.mkdir()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     w.save_as_action.trigger()
-    assert (folder / "project.json").is_file() and (folder / "model.keras").is_file()
+    assert saved_model_file(folder).is_file()
     assert not w.isWindowModified()
     assert w.windowTitle().startswith("my-project")
     history = list(w.history)
@@ -377,7 +385,7 @@ def test_a_project_saved_before_training_reopens_without_a_model(window, qtbot, 
     folder.mkdir()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     window.save_as_action.trigger()
-    assert (folder / "project.json").is_file() and not (folder / "model.keras").exists()
+    assert saved_model_file(folder) is None and not (folder / "versions").exists()
     w2 = make_window()
     qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
     w2.open_project(str(folder), confirm=False)
@@ -397,7 +405,7 @@ def test_new_project_forgets_the_trained_model(tiny_window, qtbot, tmp_path, mon
     folder.mkdir()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     w.save_as_action.trigger()
-    assert not (folder / "model.keras").exists()
+    assert saved_model_file(folder) is None and not (folder / "versions").exists()
 
 
 def test_while_training_the_dataset_and_layers_cannot_change(tiny_window, qtbot, tmp_path):
@@ -417,3 +425,97 @@ def test_while_training_the_dataset_and_layers_cannot_change(tiny_window, qtbot,
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=10000)
     assert w.choose_dataset_action.isEnabled()
+
+
+# ---------------------------------------------------------------------------
+# retraining never discards a trained model; the destination is checked first (issue 12)
+
+def test_training_again_keeps_the_previous_model_which_can_be_brought_back(tiny_window, qtbot, tmp_path,
+                                                                           monkeypatch):
+    w = tiny_window
+    panel = w.training_panel
+    assert not panel.previous_button.isVisible() and not w.previous_action.isEnabled()
+    train_now(w, qtbot, epochs=2)
+    first_model, first_run, first_history = w.engine.worker.model, w.run_id, list(w.history)
+    assert first_run and len(first_history) == 2
+    assert not panel.previous_button.isVisible()  # nothing to bring back after the first run
+
+    # Train again without Continue, over the unsaved model: it is not lost
+    train_now(w, qtbot, epochs=1)
+    assert panel.chart.point_count("loss") == 1 and len(w.history) == 1
+    assert w.engine.worker.model is not first_model and w.run_id != first_run
+    assert panel.previous_button.isVisible() and panel.previous_button.isEnabled()
+    assert w.previous_action.isEnabled()
+    assert "Bring Back Previous Model" in w.statusBar().currentMessage()
+    assert "previous run (2 epochs" in panel.previous_button.toolTip()
+
+    qtbot.mouseClick(panel.previous_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.engine.worker.model is first_model, timeout=20000)
+    qtbot.waitUntil(lambda: w.history == first_history, timeout=5000)
+    assert panel.chart.point_count("loss") == 2 and w.run_id == first_run
+    assert w.model_panel.epochs.value() == 2  # the settings it was trained with come back with it
+    assert w.isWindowModified()
+    assert "previous run (1 epoch" in panel.previous_button.toolTip()  # and the newer one can come back in turn
+
+    # the project remembers which run its model came from
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    w.save_as_action.trigger()
+    import json
+
+    assert json.loads((folder / "project.json").read_text())["run"] == first_run
+
+
+def test_a_run_stopped_at_once_does_not_lose_the_model_before_it(tiny_window, qtbot):
+    w = tiny_window
+    train_now(w, qtbot, epochs=1)
+    first_model = w.engine.worker.model
+    set_epochs(w, qtbot, 500)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.training_panel.chart.point_count("batch_loss") >= 1, timeout=60000)
+    qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=20000)
+    assert w.engine.worker.model is not first_model  # the barely trained model is current, as Stop says...
+    w.previous_action.trigger()  # ...and the one before it comes back from the Training menu
+    qtbot.waitUntil(lambda: w.engine.worker.model is first_model and len(w.history) == 1, timeout=20000)
+
+
+def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_window, qtbot, tmp_path, monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    w = tiny_window
+    ro = tmp_path / "ro-project"
+    ro.mkdir()
+    w.project_path = str(ro)
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # the folder refuses new files as a read-only disk does (even for root)
+        if dir is not None and Path(dir) == ro:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    asked = []
+
+    def answer(box):
+        asked.append((box.objectName(), box.text(), box.defaultButton() is box.button(QMessageBox.Cancel),
+                      box.escapeButton() is box.button(QMessageBox.Cancel)))
+        return answers.pop(0)
+
+    answers = [QMessageBox.Cancel, QMessageBox.Yes]
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    assert not w.training_panel.running and not w.has_model  # Cancel: nothing started
+    name, text, cancel_default, cancel_escape = asked[0]
+    assert name == "destinationBox" and cancel_default and cancel_escape
+    assert text.startswith(f"Cannot save the project in {ro}: the disk is read-only")
+    assert "Save Project As" in text
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)  # Train Anyway
+    assert w.training_panel.running
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert w.has_model and len(asked) == 2
+    assert os.listdir(ro) == []

@@ -115,7 +115,8 @@ def test_predict_prints_readable_lines_and_exits_0_when_all_images_read(trained,
 
 def test_predict_accepts_a_plain_keras_file(trained, shapes):
     project, _ = trained
-    code, out, _ = run(["predict", project / "model.keras", shapes / "circle" / "circle_003.png", "--json"])
+    model_file = project / json.loads((project / "project.json").read_text())["model"]["file"]
+    code, out, _ = run(["predict", model_file, shapes / "circle" / "circle_003.png", "--json"])
     assert code == 0
     [row] = [json.loads(line) for line in out.splitlines()]
     assert {t["class"] for t in row["top"]} <= {"class 0", "class 1", "class 2", "class 3"}
@@ -223,3 +224,64 @@ def test_user_errors_in_a_real_process_print_one_line_and_no_traceback(tmp_path,
     assert len(proc.stderr.splitlines()) == 1, proc.stderr  # no TensorFlow start-up noise either
     assert proc.stderr.startswith("cnndesk-cli: error: ")
     assert proc.stdout == ""
+
+
+# ---------------------------------------------------------------------------
+# the destination is checked before the work (issue 12)
+
+def _no_training(monkeypatch):
+    import cnndesk.core.training as training
+
+    def train(*args, **kwargs):
+        raise AssertionError("training started although the project could not be saved")
+
+    monkeypatch.setattr(training, "train", train)
+
+
+def test_train_into_a_read_only_folder_fails_before_reading_or_training(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root: permissions do not stop it; refuse new files there as a read-only disk does
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == ro:
+                raise OSError(errno.EROFS, "Read-only file system")
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    _no_training(monkeypatch)
+    import cnndesk.core.dataset as dataset
+
+    monkeypatch.setattr(dataset, "load_dataset", lambda *a, **k: pytest.fail("the dataset was read"))
+    try:
+        code, out, err = run(["train", tmp_path / "nowhere-needed", "--project", ro, "--epochs", 1])
+    finally:
+        ro.chmod(0o755)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"cnndesk-cli: error: Cannot save the project in {ro}: ")
+    assert "read-only" in err or "Permission denied" in err
+    assert "previous save" not in err and os.listdir(ro) == []
+
+
+def test_train_without_room_for_the_model_fails_before_training(tmp_path, monkeypatch):
+    import shutil
+
+    from cnndesk.core import project
+
+    write_sample_dataset(tmp_path / "shapes", per_class=6)
+    _no_training(monkeypatch)
+    usage = shutil.disk_usage(tmp_path)
+    # a disk with 100 kB left: the seed model at 128 px (about 40,000 weights and Adam's two slots) does not fit
+    monkeypatch.setattr(project.shutil, "disk_usage", lambda p: usage._replace(free=100_000))
+    code, out, err = run(["train", tmp_path / "shapes", "--project", tmp_path / "p", "--image-size", 128, "--json"])
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"cnndesk-cli: error: Cannot save the project in {tmp_path / 'p'}: the disk has 0.1 MB "
+                          "free and the model needs about ")
+    assert not (tmp_path / "p").exists()

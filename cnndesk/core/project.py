@@ -1,16 +1,35 @@
-"""Project folders: ``project.json`` + ``model.keras``, written atomically.
+"""Project folders, saved so that a save becomes visible whole or not at all.
 
 A project folder holds everything needed to reopen a session: the dataset
 path and settings, class names, preprocessing, the layer stack, training
-settings and history, and the trained model. Every file is written to a
-temporary file in the same folder and moved into place with ``os.replace``,
-so a crash or a full disk never leaves a half-written project.
+settings and history, and the trained model. Layout (schema 2, see
+``docs/projects.md``)::
+
+    project.json              the commit point: the whole project, naming its model file
+    versions/<n>/model.keras  the model of save n (and of the save before it, kept for readers)
+    .cnndesk-lock             only while a save runs: the writer's pid and host
+
+A save writes the model into a new ``versions/<n>`` folder, flushes it to disk,
+then replaces ``project.json`` with ``os.replace`` (after flushing it too): that
+one rename is the moment the new save becomes visible. A reader that follows
+``project.json`` therefore sees the old project or the new one, whole. Saves
+into one folder are serialized by an OS lock on the lock file (released by the
+OS when the writer dies, so a stale lock is simply taken over). A save, and an
+open, remove what interrupted saves left behind.
+
+Schema 1 folders (``project.json`` + ``model.keras`` side by side) still open;
+they are migrated to schema 2 the next time they are saved.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 import time
 import zipfile
@@ -21,14 +40,29 @@ from .architecture import LayerSpec, TrainingSettings, preset
 from .dataset import DatasetConfig
 from .errors import ModelFileError, ProjectError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
-MODEL_FILE = "model.keras"
+MODEL_FILE = "model.keras"  # inside a version folder (schema 2), or beside project.json (schema 1)
+VERSIONS_DIR = "versions"
+LOCK_FILE = ".cnndesk-lock"
+#: how many committed saves before the current one keep their model on disk: a reader that read the
+#: previous project.json just before a save replaced it still finds that project's model
+KEEP_PREVIOUS = 1
+#: how long a save waits for another writer (or an open tidying up) to finish before it gives up
+LOCK_WAIT = 1.0
+
+_VERSION_NAME = re.compile(r"^[0-9]{1,12}$")
+_MODEL_REF = re.compile(r"^versions/([0-9]{1,12})/model\.keras$")
+_TEMP_NAMES = (re.compile(r"^\.project-.*\.json$"), re.compile(r"^\.model-.*\.keras$"))  # temporary files of saves
 
 
 @dataclass
 class Project:
-    """Everything a session needs besides the model weights."""
+    """Everything a session needs besides the model weights.
+
+    ``run`` names the training run the project's model came from (None when the
+    project has no model, or was saved by a cnndesk that did not record runs).
+    """
 
     dataset_path: str | None = None
     class_names: list[str] = field(default_factory=list)
@@ -39,6 +73,7 @@ class Project:
     history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     saved_at: float | None = None
+    run: str | None = None
 
     @property
     def preprocessing(self):
@@ -57,11 +92,13 @@ class Project:
             "history": self.history,
             "best_epoch": self.best_epoch,
             "saved_at": self.saved_at,
+            "run": self.run,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "Project":
         d = migrate(d)
+        run = d.get("run")
         return cls(
             dataset_path=d.get("dataset_path"),
             class_names=list(d.get("class_names", [])),
@@ -72,11 +109,21 @@ class Project:
             history=list(d.get("history", [])),
             best_epoch=d.get("best_epoch"),
             saved_at=d.get("saved_at"),
+            run=None if run is None else str(run),
         )
 
 
+def new_run_id() -> str:
+    """A name for a training run, unique enough to tell runs apart: ``20261130-024512-3f9a``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
+
+
 def migrate(d: dict) -> dict:
-    """Bring a ``project.json`` of any earlier schema to the current one.
+    """Bring a ``project.json`` of any earlier schema to the current one (a new dict).
+
+    Schema 1 kept the model as ``model.keras`` beside ``project.json`` and had no
+    ``model`` entry or run id; schema 2 names the model file (and its size and
+    SHA-256) in ``model``.
 
     Raises:
         ProjectError: a newer schema, or not a cnndesk project.
@@ -84,12 +131,16 @@ def migrate(d: dict) -> dict:
     if not isinstance(d, dict) or "schema_version" not in d:
         raise ProjectError("project.json is not a cnndesk project file (no schema_version).")
     version = d["schema_version"]
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ProjectError(f"project.json has an invalid schema_version {version!r}.")
     if version > SCHEMA_VERSION:
         raise ProjectError(f"This project was saved by a newer cnndesk (schema {version}; this version reads up to "
                            f"{SCHEMA_VERSION}). Update cnndesk to open it.")
-    # version 1 is the first schema; later versions add steps here, one per version.
+    d = dict(d)
+    if version == 1:  # 1 -> 2: the model, if any, is model.keras beside project.json
+        d["model"] = {"file": MODEL_FILE, "optional": True}
+        d.setdefault("run", None)
+        d["schema_version"] = version = 2
     return d
 
 
@@ -107,6 +158,33 @@ def _umask() -> int:
     return mask
 
 
+def _step(name: str) -> None:
+    """Called between the steps of a save; does nothing.
+
+    The fault test replaces it, in a child process, to kill the process at
+    each step in turn (``tests/fault_save.py``).
+    """
+
+
+def _fsync_path(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk, where the system allows."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # Windows cannot open folders; its renames are journalled by NTFS
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _write_temp(target: Path, write) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``target``, flushed to disk; return its path.
 
@@ -116,8 +194,7 @@ def _write_temp(target: Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        _fsync_path(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; saved files get the usual permissions
     except BaseException:
         _remove_quietly(tmp)
@@ -132,55 +209,456 @@ def _remove_quietly(path) -> None:
         pass
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``target``, then move it into place."""
-    tmp = _write_temp(target, write)
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- the lock ----------------------------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
-        os.replace(tmp, target)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+class ProjectLock:
+    """An exclusive lock on a project folder for the length of a save.
+
+    The lock file holds the writer's pid and host, to name it in messages; the
+    exclusion itself is an OS lock on that file (``flock``; ``msvcrt.locking`` on
+    Windows), which the OS drops when the process dies. A lock file left by a
+    killed writer is therefore free and is simply taken over.
+
+    Args:
+        folder: the project folder (it must exist).
+
+    Raises:
+        ProjectError: another live process holds the lock (``busy``), or the
+            lock file cannot be created (``OSError`` is passed on as it is).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self.fd: int | None = None
+        self.took_over: dict | None = None  # what a stale lock file said, if one was taken over
+
+    def acquire(self, timeout: float = 0.0) -> "ProjectLock":
+        """Take the lock, waiting up to ``timeout`` seconds for a live holder to finish."""
+        deadline = time.monotonic() + timeout
+        for _ in range(1000):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if not _try_lock(fd):
+                    if time.monotonic() < deadline:
+                        os.close(fd)
+                        fd = None
+                        time.sleep(0.02)
+                        continue
+                    holder = _read_holder(fd)
+                    for _ in range(10):  # the holder writes its name just after taking the lock
+                        if holder:
+                            break
+                        time.sleep(0.01)
+                        holder = _read_holder(fd)
+                    os.close(fd)
+                    fd = None
+                    raise ProjectError(_busy_message(self.folder, holder))
+                try:  # the previous holder may have removed the file after we opened it: lock the file at the path
+                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    fd = None
+                    continue
+                holder = _read_holder(fd)
+                if holder:
+                    self.took_over = holder  # a writer died holding it (its OS lock went with it)
+                me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, me)
+                self.fd, fd = fd, None
+                return self
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        raise ProjectError(f"{self.folder} is being saved by another process; try again in a moment.")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        _remove_quietly(self.path)  # before unlocking, so a waiting writer sees the file is gone and retries
+        _unlock(self.fd)
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+try:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+except ImportError:  # Windows
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1 << 20)  # a byte range beyond the text, so it stays readable
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1 << 20)
+        except OSError:
+            pass
+
+
+def _read_holder(fd: int) -> dict | None:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        d = json.loads(os.read(fd, 4096).decode("utf-8"))
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _busy_message(folder: Path, holder: dict | None) -> str:
+    pid = holder.get("pid") if holder else None
+    host = holder.get("host") if holder else None
+    who = f"process {pid}" if isinstance(pid, int) else "another process"
+    if isinstance(host, str) and host and host != socket.gethostname():
+        who += f" on {host}"
+    return f"{folder} is being saved by {who}; try again when that save has finished."
+
+
+# -- saving ----------------------------------------------------------------------------------------
+
+def _read_raw(folder: Path) -> tuple[bytes, dict] | None:
+    """The bytes and JSON of ``folder/project.json``; None when it is missing or unreadable."""
+    try:
+        data = (folder / PROJECT_FILE).read_bytes()
+        d = json.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return (data, d) if isinstance(d, dict) else None
+
+
+def _version_of(ref) -> str | None:
+    """The version folder name a schema-2 model reference points into, or None."""
+    if isinstance(ref, dict) and isinstance(ref.get("file"), str):
+        m = _MODEL_REF.match(ref["file"])
+        if m:
+            return m.group(1)
+    return None
+
+
+def _kept_versions(d: dict | None) -> set[str]:
+    """The version folders a committed project.json still needs: its model's and the previous ones."""
+    if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION:
+        return set()
+    keep = {_version_of(d.get("model"))}
+    previous = d.get("previous_versions")
+    if isinstance(previous, list):
+        keep.update(str(v) for v in previous if isinstance(v, str) and _VERSION_NAME.match(v))
+    keep.discard(None)
+    return keep
+
+
+def _clean(folder: Path, committed: dict | None) -> list[str]:
+    """Remove what interrupted saves left in ``folder``; the caller holds the lock.
+
+    Removed: temporary files of saves, version folders that ``committed`` (the
+    project.json on disk) does not need, and the schema-1 ``model.keras`` once
+    the folder has been saved in schema 2. Never raises; returns what it removed.
+    """
+    removed = []
+    keep = _kept_versions(committed)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if any(p.match(name) for p in _TEMP_NAMES) or (name == MODEL_FILE and committed is not None
+                                                         and committed.get("schema_version") == SCHEMA_VERSION):
+            _step("clean")
+            try:
+                os.unlink(folder / name)
+                removed.append(name)
+            except OSError:
+                pass
+    versions = folder / VERSIONS_DIR
+    try:
+        entries = os.listdir(versions)
+    except OSError:
+        return removed
+    for name in entries:
+        if name in keep or not (_VERSION_NAME.match(name) or name.startswith(".")):
+            continue  # ours to keep, or not ours at all
+        _step("clean")
+        path = versions / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            removed.append(f"{VERSIONS_DIR}/{name}")
+        except OSError:
+            pass
+    return removed
+
+
+def _has_debris(folder: Path, committed: dict | None) -> bool:
+    """Whether ``_clean`` would find something to remove (a quick look, without the lock)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    if any(any(p.match(n) for p in _TEMP_NAMES) for n in names):
+        return True
+    if MODEL_FILE in names and isinstance(committed, dict) and committed.get("schema_version") == SCHEMA_VERSION:
+        return True
+    try:
+        entries = os.listdir(folder / VERSIONS_DIR)
+    except OSError:
+        return False
+    keep = _kept_versions(committed)
+    return any(n not in keep and (_VERSION_NAME.match(n) or n.startswith(".")) for n in entries)
+
+
+def _next_version(folder: Path, committed: dict | None) -> int:
+    numbers = [int(v) for v in _kept_versions(committed)]
+    try:
+        numbers += [int(n) for n in os.listdir(folder / VERSIONS_DIR) if _VERSION_NAME.match(n)]
+    except OSError:
+        pass
+    return max(numbers, default=0) + 1
+
+
+def _reason(e: OSError) -> str:
+    if getattr(e, "errno", None) == errno.ENOSPC:
+        return "the disk is full"
+    if getattr(e, "errno", None) == errno.EROFS:
+        return "the disk is read-only"
+    return e.strerror or str(e)
 
 
 def save_project(folder: str | os.PathLike, project: Project, model=None) -> Path:
-    """Write ``project`` (and ``model``, if given) into ``folder``.
+    """Write ``project`` (and ``model``, if given) into ``folder`` as one atomic save.
 
-    Both files are written to temporary files first; only when both are
-    complete are they moved into place, so a failure leaves the previous
-    project as it was.
+    The model goes into a new ``versions/<n>`` folder; ``project.json`` (naming
+    that model) is written to a temporary file and moved over the old one last,
+    so a failure or a kill at any moment leaves the previous save as it was. The
+    folder is locked for the length of the save. Without ``model`` the project
+    is saved without one (an untrained project).
 
     Raises:
-        ProjectError: the folder cannot be written (permissions, disk full, …).
+        ProjectError: the folder cannot be written (permissions, disk full, …), or
+            another process is saving into it.
     """
     folder = Path(folder).expanduser()
-    staged: list[tuple[Path, Path]] = []  # (complete temporary file, its final name)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        project.saved_at = time.time()
-        text = json.dumps(project.to_json(), indent=2, allow_nan=True)
-        if model is not None:
-            staged.append((_write_temp(folder / MODEL_FILE, lambda p: model.save(p)), folder / MODEL_FILE))
-        staged.append((_write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8")),
-                       folder / PROJECT_FILE))
-        for tmp, target in staged:
-            os.replace(tmp, target)
+        lock = ProjectLock(folder).acquire(timeout=LOCK_WAIT)
     except OSError as e:
-        reason = "the disk is full" if getattr(e, "errno", None) == 28 else (e.strerror or str(e))
-        raise ProjectError(f"Could not save the project in {folder}: {reason}. The previous save is unchanged.") from None
-    finally:
-        for tmp, _ in staged:  # left over only when a later step failed
-            if tmp.exists():
+        after = "The previous save is unchanged." if is_project(folder) else "Nothing was saved."
+        raise ProjectError(f"Could not save the project in {folder}: {_reason(e)}. {after}") from None
+    try:
+        _step("locked")
+        old = _read_raw(folder)
+        committed = old[1] if old else None
+        _clean(folder, committed)
+        had_previous = (folder / PROJECT_FILE).is_file()
+        version_dir = tmp = None
+        try:
+            project.saved_at = time.time()
+            d = project.to_json()
+            d["model"] = None
+            if model is not None:
+                version = _next_version(folder, committed)
+                (folder / VERSIONS_DIR).mkdir(exist_ok=True)
+                version_dir = folder / VERSIONS_DIR / str(version)
+                _step("version folder")
+                version_dir.mkdir()
+                target = version_dir / MODEL_FILE
+                _step("model")
+                model.save(target)
+                _step("model written")
+                _fsync_path(target)
+                os.chmod(target, 0o666 & ~_umask())
+                _fsync_dir(version_dir)
+                _fsync_dir(folder / VERSIONS_DIR)
+                d["model"] = {"file": f"{VERSIONS_DIR}/{version}/{MODEL_FILE}", "bytes": target.stat().st_size,
+                              "sha256": _sha256(target)}
+            previous = sorted(_kept_versions(committed), key=int, reverse=True)[:KEEP_PREVIOUS]
+            d["previous_versions"] = [v for v in previous if version_dir is None or v != version_dir.name]
+            text = json.dumps(d, indent=2, allow_nan=True)
+            _step("project.json")
+            tmp = _write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+            _step("commit")
+            os.replace(tmp, folder / PROJECT_FILE)  # the commit point
+            tmp = version_dir = None  # committed: nothing below may undo it
+            _step("committed")
+            _fsync_dir(folder)
+        except OSError as e:
+            if tmp is not None:
                 _remove_quietly(tmp)
+            _undo(folder, version_dir)
+            after = "The previous save is unchanged." if had_previous else "Nothing was saved."
+            raise ProjectError(f"Could not save the project in {folder}: {_reason(e)}. {after}") from None
+        except BaseException:
+            if tmp is not None:
+                _remove_quietly(tmp)
+            _undo(folder, version_dir)
+            raise
+        _clean(folder, d)
+        _step("cleaned")
+    finally:
+        lock.release()
     return folder
 
 
+def _undo(folder: Path, version_dir: Path | None) -> None:
+    """Remove what a failed save wrote (its version folder, and ``versions/`` if that is empty now)."""
+    if version_dir is not None:
+        shutil.rmtree(version_dir, ignore_errors=True)
+    try:
+        os.rmdir(folder / VERSIONS_DIR)
+    except OSError:
+        pass
+
+
+def clean_project(folder: str | os.PathLike) -> list[str]:
+    """Remove what interrupted saves left in a project folder, unless a save is running there.
+
+    Returns what was removed (empty when nothing was, or the folder is busy or read-only).
+    """
+    folder = Path(folder).expanduser()
+    old = _read_raw(folder)
+    if old is None or not _has_debris(folder, old[1]):
+        return []  # nothing to do: no lock taken, nothing written
+    try:
+        lock = ProjectLock(folder).acquire()
+    except (OSError, ProjectError):
+        return []
+    try:
+        old = _read_raw(folder)
+        return _clean(folder, old[1]) if old else []
+    finally:
+        lock.release()
+
+
+# -- checking a destination ----------------------------------------------------------------------
+
+def estimate_model_bytes(params: int, optimizer_slots: int = 2) -> int:
+    """About how many bytes a ``.keras`` file of a model with ``params`` float32 parameters takes.
+
+    The file holds the weights and the optimizer's state (Adam: two slots per
+    weight), plus a little config and zip overhead.
+    """
+    return int(params) * 4 * (1 + optimizer_slots) + 256 * 1024
+
+
+def check_destination(folder: str | os.PathLike, model_bytes: int = 0) -> None:
+    """Check, before any work, that a project can be saved into ``folder``.
+
+    The nearest existing folder on the path must be a folder, writable (a file is
+    created and removed there) and have room for ``model_bytes`` and a margin.
+
+    Raises:
+        ProjectError: one sentence saying why not.
+    """
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ProjectError(f"Cannot save the project in {folder}: {existing} is a file, not a folder.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".project-", suffix=".json", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ProjectError(f"Cannot save the project in {folder}: {_reason(e)} "
+                           f"({'the folder' if existing == folder else existing} cannot be written).") from None
+    if model_bytes:
+        need = int(model_bytes * 1.2) + (1 << 20)
+        try:
+            free = shutil.disk_usage(existing).free
+        except OSError:
+            return
+        if free < need:
+            raise ProjectError(f"Cannot save the project in {folder}: the disk has {_mb(free)} free and the model "
+                               f"needs about {_mb(need)}.")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
+
+
+# -- opening ---------------------------------------------------------------------------------------
+
 def is_project(path: str | os.PathLike) -> bool:
+    """True for a cnndesk project folder (any schema) or its ``project.json``."""
     p = Path(path)
     return (p / PROJECT_FILE).is_file() or (p.name == PROJECT_FILE and p.is_file())
 
 
+def _model_path(folder: Path, d: dict, pj: Path, must_exist: bool) -> Path | None:
+    """The model file a migrated project.json names (checked to stay inside the folder), or None."""
+    ref = d.get("model")
+    if ref is None:
+        return None
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
+        raise ProjectError(f"{pj} is damaged: its model entry is not a file name.")
+    name = ref["file"]
+    if name != MODEL_FILE and not _MODEL_REF.match(name):
+        raise ProjectError(f"{pj} is damaged: it names the model file {name[:100]!r}, which is not one of "
+                           "cnndesk's own.")
+    path = folder / name
+    if not path.is_file():
+        if ref.get("optional") or not must_exist:
+            return None
+        raise ProjectError(f"The project {folder} is damaged: its model file {name} is missing.")
+    return path
+
+
 def open_project(path: str | os.PathLike, load_model: bool = True):
-    """Read a project folder (or its ``project.json``).
+    """Read a project folder (or its ``project.json``), of any schema.
+
+    The project and its model are read as one: if a save replaces the project
+    while it is being read, the read starts again on the new one. Leftovers of
+    interrupted saves are removed when the folder is writable and not being saved.
 
     Returns:
         (Project, model or None when the project has no trained model yet).
@@ -192,22 +670,47 @@ def open_project(path: str | os.PathLike, load_model: bool = True):
     path = Path(path).expanduser()
     folder = path.parent if path.name == PROJECT_FILE else path
     pj = folder / PROJECT_FILE
-    if not pj.is_file():
-        raise ProjectError(f"{folder} is not a cnndesk project (it has no {PROJECT_FILE}).")
+    for attempt in range(10):
+        if not pj.is_file():
+            raise ProjectError(f"{folder} is not a cnndesk project (it has no {PROJECT_FILE}).")
+        try:
+            data = pj.read_bytes()
+            d = json.loads(data.decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ProjectError(f"{pj} is damaged and cannot be read ({e}).") from None
+        try:
+            project = Project.from_json(d)
+            model_path = _model_path(folder, migrate(d), pj, must_exist=load_model)
+        except ProjectError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ProjectError(f"{pj} is damaged: {type(e).__name__}: {e}.") from None
+        if attempt == 0:
+            clean_project(folder)
+        if not load_model or model_path is None:
+            return project, None
+        try:
+            _check_model_file(model_path, d.get("model"), folder)
+            return project, load_keras_model(model_path)
+        except (ModelFileError, ProjectError):
+            now = _read_raw(folder)
+            if now is not None and now[0] != data:
+                continue  # a save replaced the project while it was read: read the new one
+            raise
+    raise ProjectError(f"{folder} changed again and again while it was being read; try again later.")
+
+
+def _check_model_file(path: Path, ref: dict, folder: Path) -> None:
+    """The model file is the one project.json was saved with (size and SHA-256, where recorded)."""
+    if not isinstance(ref, dict):
+        return
+    size, digest = ref.get("bytes"), ref.get("sha256")
     try:
-        d = json.loads(pj.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProjectError(f"{pj} is damaged and cannot be read ({e}).") from None
-    try:
-        project = Project.from_json(d)
-    except ProjectError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ProjectError(f"{pj} is damaged: {type(e).__name__}: {e}.") from None
-    model = None
-    if load_model and (folder / MODEL_FILE).exists():
-        model = load_keras_model(folder / MODEL_FILE)
-    return project, model
+        if isinstance(size, int) and path.stat().st_size != size or isinstance(digest, str) and _sha256(path) != digest:
+            raise ModelFileError(f"The project {folder} is damaged: its model file {ref.get('file')} is not the one "
+                                 "its project.json was saved with.")
+    except OSError as e:
+        raise ProjectError(f"The project {folder} is damaged: its model file cannot be read ({_reason(e)}).") from None
 
 
 def load_keras_model(path: str | os.PathLike):

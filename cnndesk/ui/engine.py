@@ -54,6 +54,7 @@ class EngineWorker(QObject):
         super().__init__()
         self.model = None
         self.inspector = None
+        self.previous = None  # (model, inspector) of the run before the current model's, to bring back
         self.train_state: TaskState | None = None
 
     @Slot(int, str, object)
@@ -123,6 +124,8 @@ class EngineWorker(QObject):
         model = self.model if continue_training else None
         result = train(data, layers, settings, Listener(), self.train_state, model=model, augment=augment,
                        class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0)
+        if not continue_training and self.model is not None:
+            self.previous = (self.model, self.inspector)  # a new run never discards the last one
         self._set_model(result.model, data.class_names, data.preprocessing)
         result.model = None  # the model stays in this thread
         return result
@@ -138,10 +141,18 @@ class EngineWorker(QObject):
 
         return str(save_project(folder, project, self.model))
 
+    def job_restore_previous(self):
+        """Swap the current model with the previous run's (so that doing it again swaps them back)."""
+        if self.previous is None:
+            raise UserError("There is no previous model to bring back.")
+        (self.model, self.inspector), self.previous = self.previous, (self.model, self.inspector)
+        return True
+
     def job_open_project(self, folder):
         from ..core.project import open_project
 
         project, model = open_project(folder)
+        self.previous = None
         if model is not None:
             self._set_model(model, project.class_names, project.preprocessing)
             self.inspector.warm_up()
@@ -151,7 +162,7 @@ class EngineWorker(QObject):
 
     def job_clear_model(self):
         """Forget the current model (File > New): a later save writes no model."""
-        self.model = self.inspector = None
+        self.model = self.inspector = self.previous = None
 
     def job_open_model(self, path):
         from ..core.inspection import Inspector
@@ -160,7 +171,7 @@ class EngineWorker(QObject):
         model = load_keras_model(path)
         inspector = Inspector(model)
         inspector.warm_up()
-        self.model, self.inspector = model, inspector
+        self.model, self.inspector, self.previous = model, inspector, None
         return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
                 "layers": inspector.layer_names}
 

@@ -12,12 +12,13 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from .. import __version__
-from ..core.architecture import LayerSpec, TrainingSettings
+from ..core.architecture import LayerSpec, TrainingSettings, layer_table, total_params
 import dataclasses
 
 from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS, SUFFIX
-from ..core.project import Project, is_project
+from ..core.errors import ArchitectureError, ProjectError
+from ..core.project import Project, check_destination, estimate_model_bytes, is_project, new_run_id
 from .dataset_panel import DatasetPanel
 from .engine import Engine
 from .model_panel import ModelPanel
@@ -60,6 +61,10 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._model_classes: list[str] = []
         self._model_preprocessing = None  # how the engine's model prepares images
+        self.run_id: str | None = None  # the training run the current model came from
+        self._model_spec = None  # (layers, preset, settings) the current model was trained with, if known
+        self._previous: dict | None = None  # the run before it, which the engine keeps: see bring_back_previous
+        self._replaced: dict | None = None  # the run a training now running would make the previous one
 
         self.setWindowTitle("cnndesk")
         self.setWindowIcon(app_icon())
@@ -166,9 +171,14 @@ class MainWindow(QMainWindow):
         self.stop_action = self._action("&Stop", self.stop_training, "Esc", name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
                                             name="evaluateAction")
+        self.previous_action = self._action("Bring Back &Previous Model", self.bring_back_previous,
+                                            tip="Make the model of the previous training run current again",
+                                            name="previousRunAction")
         t.addAction(self.train_action)
         t.addAction(self.stop_action)
         t.addAction(self.evaluate_action)
+        t.addSeparator()
+        t.addAction(self.previous_action)
 
         h = mb.addMenu("&Help")
         h.addAction(self._action("&Keyboard Shortcuts", self.show_shortcuts, QKeySequence.HelpContents))
@@ -200,6 +210,7 @@ class MainWindow(QMainWindow):
         self.model_panel.validity_changed.connect(lambda *_: self._update_actions())
         self.training_panel.train_requested.connect(self.start_training)
         self.training_panel.stop_requested.connect(self.stop_training)
+        self.training_panel.previous_requested.connect(self.bring_back_previous)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.viewer_panel.class_names_changed.connect(self._on_classes_renamed)
 
@@ -249,6 +260,9 @@ class MainWindow(QMainWindow):
         self.save_action.setEnabled(ready and not training)  # the model is saved by the (busy) engine
         self.save_as_action.setEnabled(ready and not training)
         self.evaluate_action.setEnabled(ready and self.has_model and data is not None and not training)
+        self.previous_action.setEnabled(ready and self._previous is not None and not training)
+        self.training_panel.set_previous(self._describe_run(self._previous) if self._previous else None,
+                                         enabled=ready and not training)
         self.viewer_panel.set_enabled_state(ready and self.has_model, training)
         self.dataset_panel.set_busy(training)
         self.model_panel.setEnabled(not training)
@@ -272,16 +286,25 @@ class MainWindow(QMainWindow):
                             f"({self._describe(self._model_preprocessing)}) than the dataset panel now prepares "
                             f"({self._describe(data.preprocessing)}); set them back or train a new model.")
             return
+        if self.project_path and not self._destination_ok(data):
+            return
         initial = len(self.history) if continuing else 0
         if not continuing:
+            # the engine keeps the current model when the new one arrives: remember what goes with it
+            self._replaced = self._run_state() if self.has_model else None
+            self._training_run = new_run_id()
             self.history = []
             self.best_epoch = None
+        else:
+            self._replaced = None
+            self._training_run = self.run_id or new_run_id()
         self.training_panel.training_started(settings.epochs, continuing, initial)
         self.tabs.setCurrentIndex(self.TAB_TRAIN)
         self.engine.submit("train", self._on_trained, self._on_train_failed, data=data,
                            layers=list(self.model_panel.layers), settings=settings, augment=config.augment,
                            class_weights=config.class_weights, continue_training=continuing, initial_epoch=initial)
         self._training_classes = list(data.class_names)
+        self._training_spec = (list(self.model_panel.layers), self.model_panel.preset_name, settings)
         self._training_preprocessing = data.preprocessing
         self._update_actions()
 
@@ -300,15 +323,25 @@ class MainWindow(QMainWindow):
         self.has_model = True
         self._model_classes = self._training_classes
         self._model_preprocessing = self._training_preprocessing
+        self.run_id = self._training_run
+        self._model_spec = self._training_spec
+        if self._replaced is not None:
+            self._previous, self._replaced = self._replaced, None
         self.training_panel.training_finished(result)
         self._mark_modified()
         self._update_actions()
         self.viewer_panel.model_changed(list(self._training_classes), self._training_preprocessing)
+        if self._previous is not None and not self._closing:
+            self.statusBar().showMessage(f"The model of {self._describe_run(self._previous)} is kept: "
+                                         "Training > Bring Back Previous Model makes it current again.", 15000)
         if self._closing:
             self.close()
 
     def _on_train_failed(self, message: str) -> None:
         self.training_panel.training_finished(error=message)
+        if self._replaced is not None:  # the engine still holds the model it had: show its run again
+            self._apply_run_state(self._replaced)
+            self._replaced = None
         self._update_actions()
         if self._closing:
             self.close()
@@ -335,7 +368,68 @@ class MainWindow(QMainWindow):
             settings=self.model_panel.settings(),
             history=list(self.history),
             best_epoch=self.best_epoch,
+            run=self.run_id if self.has_model else None,
         )
+
+    # -- runs: the previous model can be brought back ---------------------------------
+    def _run_state(self) -> dict:
+        """What the window shows of the current model's run."""
+        return {"history": list(self.history), "best_epoch": self.best_epoch, "classes": list(self._model_classes),
+                "preprocessing": self._model_preprocessing, "run": self.run_id, "spec": self._model_spec}
+
+    def _apply_run_state(self, state: dict) -> None:
+        self.history, self.best_epoch = list(state["history"]), state["best_epoch"]
+        self._model_classes, self._model_preprocessing = list(state["classes"]), state["preprocessing"]
+        self.run_id, self._model_spec = state["run"], state["spec"]
+        self.has_model = True
+        if self._model_spec is not None:  # the layers and settings that go with the model
+            layers, preset_name, settings = self._model_spec
+            self.model_panel.set_layers(list(layers), preset_name)
+            self.model_panel.set_settings(settings)
+        self.training_panel.show_history(self.history, self.best_epoch)
+        self.viewer_panel.model_changed(list(self._model_classes), self._model_preprocessing)
+
+    @staticmethod
+    def _describe_run(state: dict) -> str:
+        history = state["history"]
+        rows = [r for r in history if r.get("epoch") == state["best_epoch"]] or history[-1:]
+        acc = rows[0].get("val_accuracy") if rows else None
+        epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+        return f"the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
+
+    def bring_back_previous(self) -> None:
+        """Make the previous run's model current; the current one becomes the previous (so this undoes itself)."""
+        if self._previous is None or self.training_panel.running:
+            return
+
+        def swapped(_):
+            current = self._run_state()
+            self._apply_run_state(self._previous)
+            self._previous = current
+            self._mark_modified()
+            self._update_actions()
+            self.statusBar().showMessage("The previous model is current again; the one trained after it can be "
+                                         "brought back the same way.", 10000)
+
+        self.engine.submit("restore_previous", swapped, lambda m: self.show_error("Could not bring back the model", m))
+
+    def _destination_ok(self, data) -> bool:
+        """Before training: can the project folder take the trained model? Ask when it cannot."""
+        try:
+            rows = layer_table(list(self.model_panel.layers), data.preprocessing.input_shape, data.num_classes)
+            check_destination(self.project_path, estimate_model_bytes(total_params(rows)))
+        except ArchitectureError:
+            return True  # training reports it
+        except ProjectError as e:
+            box = QMessageBox(QMessageBox.Warning, "The project cannot be saved there",
+                              f"{e}\n\nTrain anyway? You can save the result elsewhere with Save Project As.",
+                              QMessageBox.Yes | QMessageBox.Cancel, self)
+            box.setObjectName("destinationBox")
+            box.button(QMessageBox.Yes).setText("Train Anyway")
+            box.setDefaultButton(QMessageBox.Cancel)
+            box.setEscapeButton(QMessageBox.Cancel)
+            return box.exec() == QMessageBox.Yes
+        return True
 
     def _mark_modified(self, *_) -> None:
         self.modified = True
@@ -352,6 +446,7 @@ class MainWindow(QMainWindow):
         self.project_path = None
         self.history, self.best_epoch, self.has_model, self._model_classes = [], None, False, []
         self._model_preprocessing = None
+        self.run_id = self._previous = self._model_spec = None
         self.engine.submit("clear_model")
         self.model_panel.set_layers(Project().layers, "seed")
         self.model_panel.set_settings(TrainingSettings(device=self.model_panel.device.currentData() or "cpu"))
@@ -434,6 +529,9 @@ class MainWindow(QMainWindow):
         self.model_panel.set_settings(project.settings)
         self.history = list(project.history)
         self.best_epoch = project.best_epoch
+        self.run_id = project.run
+        self._previous = None
+        self._model_spec = (list(project.layers), project.preset, project.settings) if has_model else None
         self.training_panel.show_history(self.history, self.best_epoch)
         self.has_model = has_model
         self._model_classes = list(project.class_names) if has_model else []
@@ -504,6 +602,7 @@ class MainWindow(QMainWindow):
         self._model_classes = list(info["class_names"])
         self._model_preprocessing = info["preprocessing"]
         self.history, self.best_epoch = [], None
+        self.run_id = self._previous = self._model_spec = None
         self.viewer_panel.model_changed(list(info["class_names"]), info["preprocessing"], editable_names=True,
                                         source=Path(path).name)
         self.tabs.setCurrentIndex(self.TAB_VIEWER)

@@ -131,6 +131,7 @@ class TrainingPanel(QWidget):
 
     train_requested = Signal(bool)
     stop_requested = Signal()
+    previous_requested = Signal()  # bring back the model of the previous run
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -150,6 +151,9 @@ class TrainingPanel(QWidget):
         row.addWidget(self.stop_button)
         row.addWidget(self.continue_check)
         row.addWidget(self.reason, 1)
+        self.previous_button = QPushButton("↶  Bring Back Previous Model", objectName="previousRunButton")
+        self.previous_button.setVisible(False)
+        row.addWidget(self.previous_button)
         outer.addLayout(row)
 
         prow = QHBoxLayout()
@@ -175,6 +179,7 @@ class TrainingPanel(QWidget):
 
         self.train_button.clicked.connect(lambda: self.train_requested.emit(self.continue_check.isChecked()))
         self.stop_button.clicked.connect(self._on_stop)
+        self.previous_button.clicked.connect(self.previous_requested)
         self.running = False
         self._can_train = False
         self._epochs = 0
@@ -190,6 +195,13 @@ class TrainingPanel(QWidget):
         self.continue_check.setEnabled(has and not self.running)
         if not has:
             self.continue_check.setChecked(False)
+
+    def set_previous(self, description: str | None, enabled: bool = True) -> None:
+        """Offer to bring back the previous run's model (``description`` says which), or hide the offer."""
+        self.previous_button.setVisible(description is not None)
+        self.previous_button.setEnabled(description is not None and enabled)
+        self.previous_button.setToolTip(f"Make the model of {description} current again; the current one is kept "
+                                        "in its place" if description else "")
 
     def _on_stop(self) -> None:
         self.stop_button.setEnabled(False)
