@@ -296,6 +296,14 @@ def _open_inspector(path: str):
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"{p} does not exist: give a project folder or a .keras model file.")
+    if not is_project(p):
+        from .core.model_file import check_model_path, describe_unknown, unknown_classes
+
+        # a damaged or hostile file, or one needing a class from the program that saved it, is refused
+        # in a moment, before TensorFlow loads
+        unknown = unknown_classes(check_model_path(p))
+        if unknown:
+            raise UserError(f"{p.name}: {describe_unknown(unknown)}.")
     _load_tensorflow()
     from .core.inspection import Inspector
 
