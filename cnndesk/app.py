@@ -7,13 +7,14 @@ it and enables what needs it.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .core.library_warnings import hide_library_warnings
+
+    hide_library_warnings()
     from PySide6.QtWidgets import QApplication
 
     from . import __version__

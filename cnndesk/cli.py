@@ -18,19 +18,10 @@ EXIT_USER_ERROR = 2
 
 
 def _quiet_tensorflow() -> None:
-    """Keep library noise off the terminal: TensorFlow's C++ log lines and Python warnings of
-    Keras, Pillow (e.g. "Corrupt EXIF data": the image is still read, upright), zipfile and h5py.
+    """Keep library noise off the terminal (see ``cnndesk.core.library_warnings``)."""
+    from .core.library_warnings import hide_library_warnings
 
-    What matters of them reaches the user as cnndesk's own messages: unreadable
-    images are skipped files with a reason, bad model files are refused with one line.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-    for module in (r"PIL(\..*)?", "zipfile", r"h5py(\..*)?", r"tensorflow(\..*)?", r"absl(\..*)?"):
-        warnings.filterwarnings("ignore", module=module)
+    hide_library_warnings()
 
 
 def _load_tensorflow() -> None:
