@@ -549,3 +549,14 @@ def test_odd_class_folder_names_are_kept_and_shown_escaped(tmp_path):
     assert printable("chats été") == "chats été"
     text = "\n".join(describe_skipped([SkippedFile(str(root / "two\nlines" / "x.txt"), "r")]))
     assert text.count("\n") == 1 and "two\\nlines" in text
+
+
+def test_a_project_reopens_with_class_names_holding_newlines_and_undecodable_bytes(tmp_path):
+    from cnndesk.core.project import PROJECT_FILE, Project, open_project, save_project
+
+    names = ["caf\udce9", "two\nlines", "plain", "tab\there"]
+    folder = save_project(tmp_path / "proj", Project(dataset_path=os.fsdecode(b"/data/ph\xf6tos"), class_names=names))
+    (tmp_path / "proj" / PROJECT_FILE).read_bytes().decode("utf-8")  # stored as valid UTF-8 (JSON escapes)
+    project, _ = open_project(folder, load_model=False)
+    assert project.class_names == names
+    assert os.fsencode(project.dataset_path) == b"/data/ph\xf6tos"

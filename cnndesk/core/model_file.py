@@ -282,7 +282,10 @@ def unknown_classes(config, is_known=None) -> list[tuple[str, str]]:
     while stack:
         node, key = stack.pop()
         if isinstance(node, dict):
-            if isinstance(node.get("class_name"), str) and "config" in node:
+            cls = node.get("class_name")
+            # Keras's own markers ("__keras_tensor__", "__tuple__", ...) are not classes
+            if (isinstance(cls, str) and "config" in node and not (cls.startswith("__") and cls.endswith("__"))
+                    and ("module" in node or "registered_name" in node)):
                 module = node.get("module")
                 registered = node.get("registered_name")
                 keras_own = isinstance(module, str) and (module == "keras" or module.startswith("keras."))
