@@ -149,6 +149,8 @@ def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
         if len(infos) > limits.members:
             raise ModelFileError(f"{name} holds {len(infos):,} archive members; a Keras model file holds a few "
                                  f"(limit {limits.members:,}). Refused.")
+        if "config.json" not in {i.filename for i in infos}:
+            raise ModelFileError(f"{name} is not a readable .keras model: it has no config.json.")
         seen: set[str] = set()
         total = 0
         for info in infos:
@@ -189,8 +191,6 @@ def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
         if total > limits.total_bytes:
             raise ModelFileError(f"{name} would inflate to {_size(total)} in all, over the limit of "
                                  f"{_size(limits.total_bytes)}. Refused.")
-        if "config.json" not in seen:
-            raise ModelFileError(f"{name} is not a readable .keras model: it has no config.json.")
         if "model.weights.h5" not in seen and "model.weights.npz" not in seen:
             raise ModelFileError(f"{name} is not a readable .keras model: it has no weights (model.weights.h5).")
         text = _read_bounded(zf, "config.json", limits.config_bytes, name)
