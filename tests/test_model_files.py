@@ -175,6 +175,15 @@ def test_thousands_of_members_are_refused(real, tmp_path):
         load_keras_model(path)
 
 
+def test_tens_of_thousands_of_members_are_refused_from_the_end_record_alone(real, tmp_path):
+    path = rewrite(real, tmp_path / "many.keras", extra=[raw_member(f"assets/{i}", b"", False) for i in range(60_000)])
+    assert path.stat().st_size > 5 * MiB
+    t = time.perf_counter()
+    with pytest.raises(ModelFileError, match=r"holds 60,003 archive members; .* \(limit 1,000\)"):
+        check_model_file(path)
+    assert time.perf_counter() - t < 0.2  # without opening the archive: zipfile makes an object per member
+
+
 def test_a_deeply_nested_config_is_refused(real, tmp_path):
     config = config_of(real)
     deep: list = []

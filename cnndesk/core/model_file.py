@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -139,6 +140,7 @@ def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
     """
     path = Path(path)
     name = path.name
+    _check_directory(path, name, limits)  # before zipfile builds an object per member
     try:
         disk_size = path.stat().st_size
         zf = zipfile.ZipFile(path)
@@ -197,6 +199,44 @@ def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
     config = _parse_config(text, name, limits)
     _check_config(config, name, limits)
     return config
+
+
+def _check_directory(path: Path, name: str, limits: Limits) -> None:
+    """Refuse an archive whose end record declares too many members or too large a directory.
+
+    ``zipfile`` reads the whole central directory into one object per member;
+    a file of a million empty members would take seconds and hundreds of MB.
+    Reads only the end of the file (the end record, or its zip64 form).
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            tail_start = max(0, size - (22 + 65535))
+            f.seek(tail_start)
+            tail = f.read()
+            at = tail.rfind(b"PK\x05\x06")
+            if at < 0 or len(tail) < at + 22:
+                return  # zipfile gives the "damaged" answer
+            entries, directory = struct.unpack("<HI", tail[at + 10:at + 16])
+            if entries == 0xFFFF or directory == 0xFFFFFFFF:  # zip64: the numbers are in the zip64 end record
+                loc = at - 20
+                if loc < 0 or tail[loc:loc + 4] != b"PK\x06\x07":
+                    return
+                (record,) = struct.unpack("<Q", tail[loc + 8:loc + 16])
+                f.seek(record)
+                z64 = f.read(56)
+                if len(z64) < 56 or z64[:4] != b"PK\x06\x06":
+                    return
+                entries, directory = struct.unpack("<QQ", z64[32:48])
+    except OSError:
+        return  # reported by the zipfile step
+    if entries > limits.members:
+        raise ModelFileError(f"{name} holds {entries:,} archive members; a Keras model file holds a few "
+                             f"(limit {limits.members:,}). Refused.")
+    most = limits.members * 1024  # a directory entry is 46 bytes plus the name, extra field and comment
+    if directory > most:
+        raise ModelFileError(f"{name} has an archive directory of {_size(directory)}, over the limit of "
+                             f"{_size(most)}. Refused.")
 
 
 def _read_bounded(zf: zipfile.ZipFile, member: str, most: int, name: str) -> bytes:
