@@ -218,6 +218,36 @@ def test_a_layer_sized_to_allocate_gigabytes_is_refused(real, tmp_path):
         load_keras_model(path)
 
 
+def test_layers_that_would_allocate_far_more_than_the_weights_file_holds_are_refused(real, tmp_path):
+    config = config_of(real)
+    dense = config["config"]["layers"][-1]
+    assert dense["class_name"] == "Dense"
+    dense["config"]["units"] = 60_000  # within the dimension limit, but after a Flatten of 150,528 values:
+    dense["build_config"]["input_shape"] = [None, 150_528]  # 9 billion parameters, 36 GB
+    path = rewrite(real, tmp_path / "wide.keras", config=config)
+    with pytest.raises(ModelFileError, match=r"describes layers of about 9,031,6\d\d,\d{3} parameters \(33.6 GB of "
+                                             r"memory\) but its weights file holds only .*: a memory bomb"):
+        load_keras_model(path)
+
+
+def test_the_parameter_estimate_matches_real_models(tmp_path, real):
+    from cnndesk.core.model_file import _check_parameters, _layer_parameters
+
+    model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=5)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    config = check_model_file(path)
+    stack, estimate = [config], 0
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            estimate += _layer_parameters(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    assert 0.9 * model.count_params() < estimate <= model.count_params()  # biases and norms not counted
+
+
 def _custom_layer_file(real, path) -> Path:
     config = config_of(real)
     custom = {"module": None, "class_name": "Scale01", "registered_name": "mine>Scale01",

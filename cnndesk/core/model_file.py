@@ -198,6 +198,8 @@ def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
         text = _read_bounded(zf, "config.json", limits.config_bytes, name)
     config = _parse_config(text, name, limits)
     _check_config(config, name, limits)
+    weights = sum(i.file_size for i in infos if i.filename.startswith("model.weights."))
+    _check_parameters(config, name, weights)
     return config
 
 
@@ -300,6 +302,70 @@ def _check_config(config, name: str, limits: Limits) -> None:
             if abs(node) > limits.dimension:
                 raise ModelFileError(f"{name}: config.json sets {key!r} to {node:,}, over the limit of "
                                      f"{limits.dimension:,}. Refused.")
+
+
+def _layer_parameters(layer: dict) -> int:
+    """About how many weights a Dense, Conv or Embedding layer allocates, from its config and
+    ``build_config``; 0 for other layers or when the input shape is not given."""
+    cls, cfg = layer.get("class_name"), layer.get("config")
+    if not isinstance(cfg, dict):
+        return 0
+
+    def number(v) -> int:
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+    def product(v) -> int:
+        if isinstance(v, int):
+            return number(v)
+        if isinstance(v, list) and v and all(number(x) for x in v):
+            p = 1
+            for x in v:
+                p *= x
+            return p
+        return 0
+
+    if cls == "Embedding":
+        return number(cfg.get("input_dim")) * number(cfg.get("output_dim"))
+    build = layer.get("build_config")
+    shape = build.get("input_shape") if isinstance(build, dict) else None
+    if not isinstance(shape, list) or not shape:
+        return 0
+    channels_first = cfg.get("data_format") == "channels_first" and len(shape) > 2
+    inputs = number(shape[1] if channels_first else shape[-1])
+    if cls == "Dense":
+        return inputs * number(cfg.get("units"))
+    if isinstance(cls, str) and cls.startswith(("Conv", "SeparableConv", "DepthwiseConv")):
+        kernel = product(cfg.get("kernel_size"))
+        if cls.startswith("DepthwiseConv"):
+            return kernel * inputs * max(number(cfg.get("depth_multiplier")), 1)
+        if cls.startswith("SeparableConv"):
+            mult = max(number(cfg.get("depth_multiplier")), 1)
+            return kernel * inputs * mult + inputs * mult * number(cfg.get("filters"))
+        return kernel * inputs * number(cfg.get("filters"))
+    return 0
+
+
+def _check_parameters(config, name: str, weights_bytes: int) -> None:
+    """Refuse a config whose layers would allocate far more than its weights file holds.
+
+    Keras creates a model's variables before it reads the weights, so a small
+    file that describes, say, ``Dense(60000)`` after a large ``Flatten`` would
+    take tens of GB. A real file holds about 4 bytes per parameter.
+    """
+    total = 0
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            total += _layer_parameters(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    need = 4 * total
+    if need > 2 * weights_bytes + 64 * MiB:
+        raise ModelFileError(f"{name} describes layers of about {total:,} parameters ({_size(need)} of memory) but "
+                             f"its weights file holds only {_size(weights_bytes)}: a memory bomb or a damaged "
+                             "file. Refused.")
 
 
 def unknown_classes(config, is_known=None) -> list[tuple[str, str]]:
