@@ -158,7 +158,7 @@ def describe_skipped(skipped: Sequence[SkippedFile], shown: int = SKIPPED_SHOWN)
         return []
     counts = ", ".join(f"{n:,} {kind}" for kind, n in count_skipped(skipped).items())
     lines = [f"skipped {len(skipped):,} file{'s' if len(skipped) != 1 else ''}: {counts}"]
-    lines += [f"  {printable(s.path)}: {s.reason}" for s in skipped[:shown]]
+    lines += [f"  {printable(s.path)}: {printable(s.reason)}" for s in skipped[:shown]]
     if len(skipped) > shown:
         lines.append(f"  … and {len(skipped) - shown:,} more (the full list: --json, or the app's dataset panel)")
     return lines
