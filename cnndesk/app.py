@@ -7,7 +7,6 @@ it and enables what needs it.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 
 
@@ -26,6 +25,9 @@ Open the cnndesk window; PATH may be a project folder, a dataset folder, a
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .core.library_warnings import hide_library_warnings
+
+    hide_library_warnings()
     argv = list(sys.argv if argv is None else argv)
     options = argv[1:]
     if "--help" in options or "-h" in options:

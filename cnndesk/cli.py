@@ -18,11 +18,10 @@ EXIT_USER_ERROR = 2
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
-    import warnings
+    """Keep library noise off the terminal (see ``cnndesk.core.library_warnings``)."""
+    from .core.library_warnings import hide_library_warnings
 
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    hide_library_warnings()
 
 
 def _load_tensorflow() -> None:
@@ -141,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     t.add_argument("--device", default="cpu", help="cpu, gpu:N, or gpu:N,M for several GPUs (mirrored)")
     t.add_argument("--seed", type=_seed, default=1337)
+    t.add_argument("--follow-outside-links", action="store_true",
+                   help="also read class folders and files that are links out of the dataset folder")
     t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
     pr = sub.add_parser("predict", help="classify images")
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the validation split")
     ev.add_argument("project")
     ev.add_argument("--dataset", help="dataset folder, if it moved since training")
+    ev.add_argument("--follow-outside-links", action="store_true",
+                    help="also read class folders and files that are links out of the dataset folder")
     ev.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("export", help="export the trained model")
@@ -229,8 +232,8 @@ def _emit(obj: dict) -> None:
 
 def cmd_train(args) -> int:
     from .core.architecture import TrainingSettings, preset
-    from .core.dataset import DatasetConfig, Preprocessing, load_dataset
     from .core.architecture import layer_table, total_params
+    from .core.dataset import DatasetConfig, Preprocessing, count_skipped, describe_skipped, load_dataset, printable
     from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
     from .core.tasks import TaskState
 
@@ -247,16 +250,19 @@ def cmd_train(args) -> int:
         def on_progress(self, percent):
             bar.show(f"reading images {percent:.0f}%", percent / 100)
 
-    data = load_dataset(args.dataset, config, LoadState())
+    data = load_dataset(args.dataset, config, LoadState(), follow_outside_links=args.follow_outside_links)
     bar.done()
-    if not args.json:
-        counts = ", ".join(f"{k}: {v}" for k, v in data.counts().items())
+    warnings = data.warnings()
+    if args.json:
+        for warning in warnings:  # every warning the text output prints
+            _emit({"event": "warning", "message": warning})
+    else:
+        counts = ", ".join(f"{printable(k)}: {v}" for k, v in data.counts().items())
         print(f"{len(data.labels)} images in {data.num_classes} classes ({counts}); "
               f"{len(data.train_index)} for training, {len(data.val_index)} for validation", file=sys.stderr)
-        for s in data.skipped:
-            print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
-        warning = data.imbalance_warning()
-        if warning:
+        for line in describe_skipped(data.skipped):  # a summary: never one line per file
+            print(line, file=sys.stderr)
+        for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
 
     layers = preset(args.preset)
@@ -290,7 +296,8 @@ def cmd_train(args) -> int:
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:
         _emit({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
-               "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "skipped": skipped})
+               "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "skipped": skipped,
+               "skipped_by_reason": count_skipped(data.skipped)})
     else:
         acc = result.final_val_accuracy
         best = f" (weights of epoch {result.best_epoch})" if result.best_epoch else ""
@@ -305,6 +312,14 @@ def _open_inspector(path: str):
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"{p} does not exist: give a project folder or a .keras model file.")
+    if not is_project(p):
+        from .core.model_file import check_model_path, describe_unknown, unknown_classes
+
+        # a damaged or hostile file, or one needing a class from the program that saved it, is refused
+        # in a moment, before TensorFlow loads
+        unknown = unknown_classes(check_model_path(p))
+        if unknown:
+            raise UserError(f"{p.name}: {describe_unknown(unknown)}.")
     _load_tensorflow()
     from .core.inspection import Inspector
 
@@ -317,6 +332,8 @@ def _open_inspector(path: str):
 
 
 def cmd_predict(args) -> int:
+    from .core.dataset import printable
+
     ins, _ = _open_inspector(args.model)
     failed = False
     for result in ins.predict_files(args.images, k=args.top_k):
@@ -326,12 +343,12 @@ def cmd_predict(args) -> int:
             if args.json:
                 _emit({"path": path, "error": reason})
             else:
-                print(f"{path}: error: {reason}", file=sys.stderr)
+                print(f"{printable(str(path))}: error: {reason}", file=sys.stderr)
         elif args.json:
             _emit(result.to_json())
         else:
-            tops = ", ".join(f"{c} {p:.1%}" for c, p in result.top)
-            print(f"{result.path}: {tops}")
+            tops = ", ".join(f"{printable(c)} {p:.1%}" for c, p in result.top)
+            print(f"{printable(str(result.path))}: {tops}")
     return 1 if failed else 0
 
 
@@ -339,6 +356,7 @@ def cmd_inspect(args) -> int:
     import numpy as np
     from PIL import Image
 
+    from .core.dataset import printable
     from .core.pictures import channel_grid, gradcam_overlay
 
     ins, _ = _open_inspector(args.model)
@@ -348,7 +366,8 @@ def cmd_inspect(args) -> int:
     maps, probs = ins.activation_maps(image)
     if args.class_name is not None:
         if args.class_name not in ins.class_names:
-            raise UserError(f"Unknown class {args.class_name!r}; the model knows {', '.join(ins.class_names)}.")
+            raise UserError(f"Unknown class {args.class_name!r}; the model knows "
+                            f"{', '.join(map(printable, ins.class_names))}.")
         ci = ins.class_names.index(args.class_name)
     else:
         ci = int(np.argmax(probs))
@@ -362,13 +381,14 @@ def cmd_inspect(args) -> int:
     Image.fromarray(gradcam_overlay(image, cam, 0.5)).save(path)
     written.append(path)
     for w in written:
-        print(w)
-    print(f"predicted {ins.class_names[int(np.argmax(probs))]} ({float(np.max(probs)):.1%})", file=sys.stderr)
+        print(printable(str(w)))
+    print(f"predicted {printable(ins.class_names[int(np.argmax(probs))])} ({float(np.max(probs)):.1%})",
+          file=sys.stderr)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .core.dataset import load_dataset
+    from .core.dataset import load_dataset, printable
     from .core.project import open_project
 
     project, _ = open_project(args.project, load_model=False)  # a damaged project.json fails before TF loads
@@ -379,10 +399,10 @@ def cmd_evaluate(args) -> int:
     dataset = args.dataset or project.dataset_path
     if not dataset:
         raise UserError("The project names no dataset folder; pass --dataset.")
-    data = load_dataset(dataset, project.dataset)
+    data = load_dataset(dataset, project.dataset, follow_outside_links=args.follow_outside_links)
     if data.class_names != project.class_names:
-        raise UserError(f"The dataset's classes ({', '.join(data.class_names)}) differ from the project's "
-                        f"({', '.join(project.class_names)}).")
+        raise UserError(f"The dataset's classes ({', '.join(map(printable, data.class_names))}) differ from the "
+                        f"project's ({', '.join(map(printable, project.class_names))}).")
     from .core.inspection import Inspector
 
     ins = Inspector(model, project.class_names, project.preprocessing)
@@ -395,13 +415,14 @@ def cmd_evaluate(args) -> int:
         _emit(ev.to_json())
         return 0
     print(f"accuracy {ev.accuracy:.3f} on {len(y)} validation images")
-    width = max(len(n) for n in ev.class_names)
+    names = [printable(n) for n in ev.class_names]
+    width = max(len(n) for n in names)
     print(f"{'class':<{width}}  precision  recall     f1  support")
-    for m in ev.per_class:
-        print(f"{m.name:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
+    for name, m in zip(names, ev.per_class):
+        print(f"{name:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
     print("confusion matrix (rows: true, columns: predicted)")
-    print(" " * width + "  " + " ".join(f"{n[:6]:>6}" for n in ev.class_names))
-    for name, row in zip(ev.class_names, ev.confusion):
+    print(" " * width + "  " + " ".join(f"{n[:6]:>6}" for n in names))
+    for name, row in zip(names, ev.confusion):
         print(f"{name:<{width}}  " + " ".join(f"{v:6d}" for v in row))
     return 0
 

@@ -87,9 +87,11 @@ def test_choosing_a_folder_shows_its_classes_thumbnails_and_skipped_files(window
     panel = window.dataset_panel
     assert class_rows(panel) == {"centre": 20, "left": 20, "top": 20}
     assert panel.thumbs.count() == 3 * 6
-    assert panel.skipped_table.rowCount() == 1
-    assert panel.skipped_table.item(0, 0).text().endswith("broken.png")
-    assert "not a readable image" in panel.skipped_table.item(0, 1).text()
+    skipped = panel.skipped_table.model()
+    assert skipped.rowCount() == 1
+    assert skipped.index(0, 0).data().endswith("broken.png")
+    assert "not a readable image" in skipped.index(0, 1).data()
+    assert panel.skipped_label.text() == "Skipped files (1): 1 not a readable image"
     assert "12 for validation" in panel.totals.text()
     # the model follows the dataset: 3 classes at 64x64 (the default size)
     assert "Dense(3 classes" in layer_row_text(window, window.model_panel.table.rowCount() - 1)[0]
@@ -519,3 +521,32 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
     assert w.has_model and len(asked) == 2
     assert os.listdir(ro) == []
+
+
+def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_shows_odd_names_escaped(qtbot):
+    import numpy as np
+
+    from cnndesk.core.dataset import LoadedDataset, Preprocessing, SkippedFile
+    from cnndesk.ui.dataset_panel import DatasetPanel
+
+    panel = DatasetPanel()
+    qtbot.addWidget(panel)
+    skipped = [SkippedFile(f"/data/share/f{i}.txt", "not an image file type cnndesk reads (.txt)")
+               for i in range(47_000)]
+    skipped.append(SkippedFile("/data/odd\nname/x.png", "damaged image: broken"))
+    labels = np.array([0] * 12 + [1] * 3, dtype=np.int32)
+    data = LoadedDataset(Path("/data"), ["caf\udce9", "two\nlines"], Preprocessing((8, 8)),
+                         np.zeros((15, 8, 8, 3), np.uint8), labels, [f"/data/{i}.png" for i in range(15)], skipped,
+                         np.arange(12), np.arange(12, 15), ["3 of the 18 image files (16.7%) could not be read."])
+    t = time.perf_counter()
+    panel._on_loaded(data)  # what the loader thread hands over
+    assert time.perf_counter() - t < 1.0
+    model = panel.skipped_table.model()
+    assert model.rowCount() == 47_001
+    assert model.index(47_000, 0).data() == "/data/odd\\nname/x.png"
+    assert panel.skipped_label.text() == ("Skipped files (47,001): 47,000 not an image file type cnndesk reads, "
+                                          "1 damaged image")
+    assert class_rows(panel) == {"caf\\xe9": 12, "two\\nlines": 3}
+    warnings = panel.imbalance.text()
+    assert "could not be read" in warnings and "Few images: two\\nlines (3)" in warnings
+    assert "Classes are imbalanced: two\\nlines (3)" in warnings

@@ -285,3 +285,80 @@ def test_train_without_room_for_the_model_fails_before_training(tmp_path, monkey
     assert err.startswith(f"cnndesk-cli: error: Cannot save the project in {tmp_path / 'p'}: the disk has 0.1 MB "
                           "free and the model needs about ")
     assert not (tmp_path / "p").exists()
+
+
+# hostile and careless datasets (issue 12)
+
+def _messy_dataset(tmp_path) -> Path:
+    """Classes with odd names, a link out of the dataset to thousands of files, unreadable and imbalanced images."""
+    root = write_sample_dataset(tmp_path / "messy", per_class=12, size=32)
+    os.rename(root / "circle", os.fsencode(root) + b"/circ\xe9")  # not UTF-8
+    os.rename(root / "cross", root / "two\nlines")
+    for f in sorted((root / "square").iterdir())[:8]:  # square: 4 left, imbalanced
+        f.unlink()
+    for f in sorted((root / "triangle").iterdir())[:3]:  # 3 of 40 image files unreadable... plus 3 more below
+        f.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    for f in sorted((root / "two\nlines").iterdir())[:3]:
+        f.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    share = tmp_path / "usr-share"
+    share.mkdir()
+    for i in range(2000):
+        (share / f"doc{i}.txt").write_text("x")
+    os.symlink(share, root / "share")
+    for i in range(1500):  # files of other types inside the dataset: skipped, counted, not listed one by one
+        (root / "triangle" / f"notes{i}.txt").write_text("x")
+    return root
+
+
+def test_train_json_carries_every_warning_and_the_full_skipped_list(tmp_path):
+    root = _messy_dataset(tmp_path)
+    code, out, err = run(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
+                          "--batch-size", 8, "--json"])
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert any(w.startswith("Classes are imbalanced: square (4)") for w in warnings)  # missing from --json before
+    assert any("link(s) out of the dataset folder were not followed" in w for w in warnings)
+    assert any(w.startswith("6 of the 40 image files (15.0%) could not be read") for w in warnings)
+    assert any(w.startswith("Few images: square (4)") for w in warnings)
+    done = events[-1]
+    assert len(done["skipped"]) == 1 + 1500 + 6  # the link, the text files, the unreadable images
+    assert done["skipped_by_reason"]["not an image file type cnndesk reads"] == 1500
+    assert done["skipped_by_reason"]["link outside the dataset folder"] == 1
+    # the odd names are stored as they are, and the project reopens with them
+    project, _ = open_project(tmp_path / "p", load_model=False)
+    assert project.class_names == ["circ\udce9", "square", "triangle", "two\nlines"]
+
+
+def test_train_text_summarizes_skipped_files_and_prints_odd_names_escaped(tmp_path):
+    root = _messy_dataset(tmp_path)
+    proc = run_subprocess(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
+                           "--batch-size", 8])
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.splitlines()
+    assert len(err) < 20, proc.stderr  # not one line per skipped file
+    assert err[0].startswith("34 images in 4 classes (circ\\xe9: 12, square: 4, triangle: 9, two\\nlines: 9)")
+    assert err[1] == ("skipped 1,507 files: 1,500 not an image file type cnndesk reads, 6 not a readable image, "
+                      "1 link outside the dataset folder")
+    assert any(line.startswith("  … and 1,502 more") for line in err)
+    assert sum(line.startswith("warning: ") for line in err) == 4
+    assert "Traceback" not in proc.stderr
+    # predicting prints the odd class names escaped, on a terminal that only takes UTF-8
+    image = next((root / "square").iterdir())
+    proc = run_subprocess(["predict", tmp_path / "p", image, "--top-k", 4])
+    assert proc.returncode == 0, proc.stderr
+    assert "circ\\xe9" in proc.stdout and "two\\nlines" in proc.stdout and proc.stdout.count("\n") == 1
+
+
+def test_library_warnings_do_not_reach_the_terminal(tmp_path):
+    root = write_sample_dataset(tmp_path / "s", per_class=12, size=32)
+    # a JPEG with a damaged EXIF block: Pillow warns "Corrupt EXIF data"; the image itself is fine
+    img = Image.new("RGB", (16, 16), (200, 10, 10))
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x0f\x00\x02\xff\xff\xff\xf0\x00\x00\x00\x00"
+    img.save(root / "circle" / "odd_exif.jpg", exif=exif)
+    proc = run_subprocess(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
+                           "--batch-size", 8])
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr and "EXIF" not in proc.stderr, proc.stderr
+    assert "I0000" not in proc.stderr and "cuda" not in proc.stderr.lower()
+    assert proc.stderr.startswith("49 images in 4 classes")

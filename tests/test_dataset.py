@@ -13,7 +13,11 @@ from PIL import Image
 from cnndesk.core.dataset import (
     DatasetConfig,
     Preprocessing,
+    SkippedFile,
+    count_skipped,
     decode_image,
+    describe_skipped,
+    printable,
     load_dataset,
     make_tf_dataset,
     scan_dataset,
@@ -222,15 +226,20 @@ def test_a_folder_link_loop_is_not_followed(tiny_dataset, tmp_path):
     outside.mkdir()
     for i in range(2):
         make_image("left", np.random.default_rng(i)).save(outside / f"o{i}.png")
-    os.symlink(outside, tiny_dataset / "left" / "linked")  # a plain link to a folder elsewhere is followed
+    os.symlink(outside, tiny_dataset / "left" / "linked")  # a link out of the dataset: followed only on request
 
     data = load_dataset(tiny_dataset, RGB32)
     # no class picked up another class's images through a link, and nothing was read twice
-    assert data.counts() == {"centre": 20, "left": 22, "top": 20}
+    assert data.counts() == {"centre": 20, "left": 20, "top": 20}
     assert len(set(data.paths)) == len(data.paths)
     reasons = _reasons(data)
     for name in ("back_to_root", "myself", "other_class"):
         assert "not followed" in reasons[name]
+    assert reasons["linked"].startswith("link outside the dataset folder")
+
+    data = load_dataset(tiny_dataset, RGB32, follow_outside_links=True)
+    assert data.counts() == {"centre": 20, "left": 22, "top": 20}
+    assert len(set(data.paths)) == len(data.paths)
 
 
 def test_a_decompression_bomb_is_refused_with_a_message(tiny_dataset, monkeypatch):
@@ -434,3 +443,120 @@ def test_the_pipeline_reads_the_split_from_the_one_cache_by_row_number(tiny_data
     assert np.array_equal(np.concatenate([b[1].numpy() for b in val]), np.eye(3)[data.labels[data.val_index]])
     with pytest.raises(ValueError, match="outside"):
         make_tf_dataset(data.images, data.labels, 3, 5, training=False, index=np.array([0, len(data.labels)]))
+
+
+# ---------------------------------------------------------------------------
+# links, skipped files, unreadable datasets, odd names (issue 12)
+
+
+def test_a_class_folder_linking_out_of_the_dataset_is_not_followed_and_said(tiny_dataset, tmp_path):
+    elsewhere = tmp_path / "usr-share"  # like a link to /usr/share: thousands of unrelated files
+    for i in range(3000):
+        (elsewhere / f"d{i % 30}").mkdir(parents=True, exist_ok=True)
+        (elsewhere / f"d{i % 30}" / f"f{i}.txt").write_text("x")
+    for i in range(2):
+        make_image("left", np.random.default_rng(i)).save(elsewhere / f"icon{i}.png")
+    os.symlink(elsewhere, tiny_dataset / "share")
+
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.class_names == ["centre", "left", "top"]
+    assert [s.path for s in data.skipped] == [str(tiny_dataset / "share")]  # one entry, nothing under it listed
+    assert data.skipped[0].kind == "link outside the dataset folder"
+    [note] = [w for w in data.warnings() if "not followed" in w]
+    assert str(tiny_dataset / "share") in note and "--follow-outside-links" in note
+
+    followed = load_dataset(tiny_dataset, RGB32, follow_outside_links=True)
+    assert "share" in followed.class_names and followed.counts()["share"] == 2
+
+
+def test_links_inside_the_dataset_folder_are_followed(tiny_dataset):
+    store = tiny_dataset / ".store" / "stars"  # hidden, so not a class itself
+    store.mkdir(parents=True)
+    for i in range(12):
+        make_image("centre", np.random.default_rng(i)).save(store / f"s{i}.png")
+    os.symlink(store, tiny_dataset / "stars")
+    os.symlink(tiny_dataset / "top" / "top_00.png", tiny_dataset / "left" / "alias.png")
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.counts() == {"centre": 20, "left": 21, "stars": 12, "top": 20}
+    assert not [s for s in data.skipped if "link" in s.reason]
+
+
+def test_a_file_linking_out_of_the_dataset_is_not_read(tiny_dataset, tmp_path):
+    secret = tmp_path / "private.png"
+    make_image("left", np.random.default_rng(0)).save(secret)
+    os.symlink(secret, tiny_dataset / "left" / "innocent.png")
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.counts()["left"] == 20
+    assert _reasons(data)["innocent.png"].startswith("link outside the dataset folder (a file link to")
+
+
+def test_tens_of_thousands_of_skipped_files_make_a_few_lines_counted_by_reason():
+    skipped = [SkippedFile(f"/d/c/{i}.txt", "not an image file type cnndesk reads (.txt)") for i in range(47_000)]
+    skipped += [SkippedFile(f"/d/c/{i}.png", f"damaged image: broken data stream at {i}") for i in range(315)]
+    assert count_skipped(skipped) == {"not an image file type cnndesk reads": 47_000, "damaged image": 315}
+    lines = describe_skipped(skipped)
+    assert len(lines) == 7
+    assert lines[0] == "skipped 47,315 files: 47,000 not an image file type cnndesk reads, 315 damaged image"
+    assert lines[1] == "  /d/c/0.txt: not an image file type cnndesk reads (.txt)"
+    assert lines[-1].startswith("  … and 47,310 more (the full list: --json")
+
+
+def _break(files):
+    for f in files:
+        f.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a PNG signature and nothing readable after it
+
+
+def test_a_dataset_that_lost_most_of_its_images_is_refused_with_the_numbers(tmp_path):
+    root = write_dataset(tmp_path / "ds", classes=("left", "top"), per_class=400, size=8)
+    _break(sorted(root.rglob("*.png"))[2:400] + sorted(root.rglob("*.png"))[402:])  # 796 of 800
+    with pytest.raises(DatasetError) as e:
+        load_dataset(root, DatasetConfig(Preprocessing((8, 8))))
+    msg = str(e.value)
+    assert "796 of the 800 image files" in msg and "(99.5%)" in msg and "only 4 are left" in msg
+
+
+def test_a_class_that_lost_most_of_its_images_is_refused_by_name(tmp_path):
+    root = write_dataset(tmp_path / "ds", classes=("left", "top", "centre"), per_class=20)
+    _break(sorted((root / "top").iterdir())[:15])
+    with pytest.raises(DatasetError, match=r"15 of the 20 image files of the class top \(75.0%\)"):
+        load_dataset(root, RGB32)
+
+
+def test_some_unreadable_images_give_a_warning_with_the_numbers(tiny_dataset):
+    _break(sorted((tiny_dataset / "top").iterdir())[:8])  # 8 of 60, 13 %
+    data = load_dataset(tiny_dataset, RGB32)
+    assert data.counts()["top"] == 12
+    [w] = [w for w in data.warnings() if "could not be read" in w]
+    assert w.startswith("8 of the 60 image files (13.3%) could not be read (the first: ")
+
+
+def test_a_class_too_small_to_split_is_refused_and_small_classes_are_warned_about(tmp_path):
+    root = write_dataset(tmp_path / "ds", classes=("left", "top"), per_class=20)
+    write_dataset(root, classes=("centre",), per_class=1)
+    with pytest.raises(DatasetError, match=r"The class centre has only 1 usable image: too few to split"):
+        load_dataset(root, RGB32)
+    data = load_dataset(root, DatasetConfig(Preprocessing((32, 32)), val_split=0.0))  # no split: allowed
+    assert any(w.startswith("Few images: centre (1) has fewer than 10") for w in data.warnings())
+
+
+def test_odd_class_folder_names_are_kept_and_shown_escaped(tmp_path):
+    root = write_dataset(tmp_path / "ds", classes=("left", "top"), per_class=4)
+    os.rename(root / "left", os.fsencode(root) + b"/caf\xe9")  # not UTF-8
+    os.rename(root / "top", root / "two\nlines")
+    data = load_dataset(root, RGB32)
+    assert data.class_names == ["caf\udce9", "two\nlines"]  # the names the file system has
+    assert [printable(n) for n in data.class_names] == ["caf\\xe9", "two\\nlines"]
+    assert printable("chats été") == "chats été"
+    text = "\n".join(describe_skipped([SkippedFile(str(root / "two\nlines" / "x.txt"), "r")]))
+    assert text.count("\n") == 1 and "two\\nlines" in text
+
+
+def test_a_project_reopens_with_class_names_holding_newlines_and_undecodable_bytes(tmp_path):
+    from cnndesk.core.project import PROJECT_FILE, Project, open_project, save_project
+
+    names = ["caf\udce9", "two\nlines", "plain", "tab\there"]
+    folder = save_project(tmp_path / "proj", Project(dataset_path=os.fsdecode(b"/data/ph\xf6tos"), class_names=names))
+    (tmp_path / "proj" / PROJECT_FILE).read_bytes().decode("utf-8")  # stored as valid UTF-8 (JSON escapes)
+    project, _ = open_project(folder, load_model=False)
+    assert project.class_names == names
+    assert os.fsencode(project.dataset_path) == b"/data/ph\xf6tos"

@@ -267,3 +267,30 @@ def test_exporting_from_the_file_menu_writes_a_model_plain_keras_loads(trained, 
     shown = dict(trained.viewer_panel.bars.items)
     for name, p in zip(trained.viewer_panel.class_names, probs):
         assert shown[name] == pytest.approx(float(p), abs=1e-5)
+
+
+@pytest.mark.parametrize("case", ["weights bomb", "custom layer"])
+def test_opening_a_crafted_model_file_answers_in_seconds_with_one_sentence(window, qtbot, tmp_path, case):
+    import time
+
+    from crafted_models import bomb_member, config_of, rewrite
+
+    real = _plain_keras_model(tmp_path / "real.keras")
+    if case == "weights bomb":
+        path = rewrite(real, tmp_path / "bomb.keras",
+                       replace={"model.weights.h5": bomb_member("model.weights.h5", 2 * 10**9, b"\0")})
+        expected = "over the limit of 100-fold: a decompression bomb"
+    else:
+        config = config_of(real)
+        config["config"]["layers"].insert(1, {"module": None, "class_name": "Scale01", "registered_name": "mine>Scale01",
+                                              "config": {"name": "scale01"}})
+        path = rewrite(real, tmp_path / "custom.keras", config=config)
+        expected = "this model uses a custom layer `mine>Scale01` that cnndesk cannot load"
+    qtbot.waitUntil(lambda: window.engine.is_ready, timeout=60000)
+    t = time.perf_counter()
+    window.open_model(str(path))
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=30000)
+    assert time.perf_counter() - t < 10
+    box = window.findChild(QMessageBox, "errorBox")
+    assert expected in box.text() and "Traceback" not in box.text()
+    assert not window.has_model

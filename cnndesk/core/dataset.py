@@ -30,6 +30,14 @@ AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast", "brightness")
 
 #: a class with fewer than this share of the largest class's images is "imbalanced"
 IMBALANCE_RATIO = 0.5
+#: more than this share of the image files (of the whole dataset, or of one class) unreadable: refused
+MOST_UNREADABLE = 0.5
+#: more than this share of the image files unreadable: a warning
+SOME_UNREADABLE = 0.1
+#: a class with fewer usable images than this: a warning (its validation accuracy means little)
+FEW_IMAGES = 10
+#: skipped files listed one by one on a terminal; the rest are counted
+SKIPPED_SHOWN = 5
 
 
 def parse_image_size(text: str, largest: int = 1024) -> tuple[int, int]:
@@ -120,8 +128,56 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class SkippedFile:
+    """A file or folder that was not read, and why (a sentence a person understands)."""
+
     path: str
     reason: str
+
+    @property
+    def kind(self) -> str:
+        """The reason without its details, to count skipped files by: "damaged image", "not an image file type"."""
+        cut = len(self.reason)
+        for mark in (":", " ("):
+            i = self.reason.find(mark)
+            if i > 0:
+                cut = min(cut, i)
+        return self.reason[:cut]
+
+
+def count_skipped(skipped: Sequence[SkippedFile]) -> dict[str, int]:
+    """How many files were skipped for each kind of reason, most first."""
+    return dict(Counter(s.kind for s in skipped).most_common())
+
+
+def describe_skipped(skipped: Sequence[SkippedFile], shown: int = SKIPPED_SHOWN) -> list[str]:
+    """A few lines for a terminal: the counts by reason, the first ``shown`` files, how many more.
+
+    Tens of thousands of skipped files still make at most ``shown + 2`` lines.
+    """
+    if not skipped:
+        return []
+    counts = ", ".join(f"{n:,} {kind}" for kind, n in count_skipped(skipped).items())
+    lines = [f"skipped {len(skipped):,} file{'s' if len(skipped) != 1 else ''}: {counts}"]
+    lines += [f"  {printable(s.path)}: {printable(s.reason)}" for s in skipped[:shown]]
+    if len(skipped) > shown:
+        lines.append(f"  … and {len(skipped) - shown:,} more (the full list: --json, or the app's dataset panel)")
+    return lines
+
+
+def printable(name: str) -> str:
+    """A file or class name as it can be shown: newlines, control characters and
+    undecodable bytes (kept by Python as surrogates) escaped, e.g. ``cat\\nmeow``, ``caf\\xe9``.
+
+    Names are kept as they are everywhere else (so files are found and projects
+    reopen with the same names); only what is shown is escaped.
+    """
+    if name.isprintable():
+        return name
+    try:
+        text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    except (UnicodeError, TypeError, ValueError):
+        text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @dataclass
@@ -132,6 +188,7 @@ class DatasetScan:
     class_names: list[str]
     files: list[tuple[Path, int]]
     skipped: list[SkippedFile]
+    not_followed: list[SkippedFile] = field(default_factory=list)  # links out of the dataset folder
 
 
 @dataclass
@@ -150,6 +207,7 @@ class LoadedDataset:
     skipped: list[SkippedFile]
     train_index: np.ndarray
     val_index: np.ndarray
+    notes: list[str] = field(default_factory=list)  # warnings found while reading, e.g. unreadable files
 
     @property
     def num_classes(self) -> int:
@@ -166,9 +224,23 @@ class LoadedDataset:
         small = [n for n, c in counts.items() if c < IMBALANCE_RATIO * most]
         if not small:
             return None
-        names = ", ".join(f"{n} ({counts[n]})" for n in small)
+        names = ", ".join(f"{printable(n)} ({counts[n]})" for n in small)
         return (f"Classes are imbalanced: {names} have less than half the images of the "
                 f"largest class ({most}). Consider adding images or turning on class weights.")
+
+    def warnings(self) -> list[str]:
+        """Every warning about this dataset, each a sentence: what was found while
+        reading (unreadable files, links not followed), imbalance, classes with few images."""
+        out = list(self.notes)
+        counts = self.counts()
+        few = [f"{printable(n)} ({c})" for n, c in counts.items() if c < FEW_IMAGES]
+        if few:
+            out.append(f"Few images: {', '.join(few)} {'has' if len(few) == 1 else 'have'} fewer than {FEW_IMAGES} "
+                       "usable images, so their validation accuracy means little. Add images.")
+        imbalance = self.imbalance_warning()
+        if imbalance:
+            out.append(imbalance)
+        return out
 
     def class_weight(self) -> dict[int, float]:
         """Inverse-frequency weights over the training split, mean 1."""
@@ -188,13 +260,17 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
-def scan_dataset(root: str | os.PathLike, state: TaskState | None = None) -> DatasetScan:
+def scan_dataset(root: str | os.PathLike, state: TaskState | None = None,
+                 follow_outside_links: bool = False) -> DatasetScan:
     """List the class folders and image files of ``root`` without decoding.
 
-    Hidden files and folders are skipped, symlinked folders are followed once
-    (a link back to the dataset folder, one of its parents, another class
-    folder or a folder already read is listed as skipped and not followed),
-    files with other extensions are listed as skipped.
+    Hidden files and folders are skipped; files with other extensions are
+    listed as skipped. Links (to folders or files) inside the dataset folder
+    are followed once: a link back to the dataset folder, one of its parents,
+    another class folder or a folder already read is listed as skipped and not
+    followed. Links that lead out of the dataset folder (say to ``/usr/share``)
+    are not followed unless ``follow_outside_links``: they are listed in
+    ``not_followed`` and as skipped.
 
     Raises:
         DatasetError: the folder is missing, is a file, or has no class folders.
@@ -204,16 +280,34 @@ def scan_dataset(root: str | os.PathLike, state: TaskState | None = None) -> Dat
         raise DatasetError(f"The folder {root} does not exist. Choose a folder that holds one subfolder per class.")
     if not root.is_dir():
         raise DatasetError(f"{root} is a file, not a folder. Choose the folder that holds one subfolder per class.")
+    real_root = root.resolve()
+    not_followed: list[SkippedFile] = []
+
+    def allowed(p: Path) -> bool:
+        """False (and noted) for a link out of the dataset folder, unless such links are followed."""
+        if follow_outside_links or not p.is_symlink():
+            return True
+        target = p.resolve()
+        if target == real_root or real_root in target.parents:
+            return True
+        what = "folder" if p.is_dir() else "file"
+        not_followed.append(SkippedFile(str(p), f"link outside the dataset folder (a {what} link to "
+                                                f"{printable(str(target))}); not followed"))
+        return False
+
     try:
         class_dirs = sorted(
-            (p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)), key=lambda p: p.name
+            (p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name) and allowed(p)), key=lambda p: p.name
         )
     except PermissionError:
         raise DatasetError(f"cnndesk may not read the folder {root}. Check its permissions.") from None
     if not class_dirs:
         loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
         hint = " It holds images directly: put each class's images in a subfolder named after the class." if loose else ""
-        raise DatasetError(f"{root} has no class subfolders.{hint} The expected layout is {root.name}/<class>/<images>.")
+        links = (f" {len(not_followed)} class folder link(s) lead out of the dataset folder and were not followed."
+                 if not_followed else "")
+        raise DatasetError(f"{root} has no class subfolders.{hint}{links} The expected layout is "
+                           f"{root.name}/<class>/<images>.")
 
     files: list[tuple[Path, int]] = []
     skipped: list[SkippedFile] = []
@@ -225,12 +319,12 @@ def scan_dataset(root: str | os.PathLike, state: TaskState | None = None) -> Dat
             from .errors import Cancelled
             raise Cancelled()
         others = _folder_keys(d for d in class_dirs if d != class_dir)
-        for path in _walk_files(class_dir, skipped, outside | others):
+        for path in _walk_files(class_dir, skipped, outside | others, allowed):
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 files.append((path, label))
             else:
                 skipped.append(SkippedFile(str(path), f"not an image file type cnndesk reads ({path.suffix or 'no extension'})"))
-    return DatasetScan(root, [p.name for p in class_dirs], files, skipped)
+    return DatasetScan(root, [p.name for p in class_dirs], files, not_followed + skipped, not_followed)
 
 
 def _folder_keys(folders: Iterable[Path]) -> set[tuple[int, int]]:
@@ -244,8 +338,9 @@ def _folder_keys(folders: Iterable[Path]) -> set[tuple[int, int]]:
     return keys
 
 
-def _walk_files(folder: Path, skipped: list[SkippedFile], excluded: set[tuple[int, int]] = frozenset()) -> Iterable[Path]:
-    """Files under ``folder`` in sorted order, skipping hidden entries and loops.
+def _walk_files(folder: Path, skipped: list[SkippedFile], excluded: set[tuple[int, int]] = frozenset(),
+                allowed=lambda p: True) -> Iterable[Path]:
+    """Files under ``folder`` in sorted order, skipping hidden entries, loops and entries not ``allowed``.
 
     A folder (reached through a link) that was already read, or whose key is in
     ``excluded``, is listed as skipped and not entered.
@@ -273,7 +368,7 @@ def _walk_files(folder: Path, skipped: list[SkippedFile], excluded: set[tuple[in
             continue
         subdirs = []
         for e in entries:
-            if _is_hidden(e.name):
+            if _is_hidden(e.name) or not allowed(e):
                 continue
             if e.is_dir():
                 subdirs.append(e)
@@ -415,6 +510,7 @@ def load_dataset(
     config: DatasetConfig | None = None,
     state: TaskState | None = None,
     workers: int | None = None,
+    follow_outside_links: bool = False,
 ) -> LoadedDataset:
     """Scan ``root``, decode every image once, and split it.
 
@@ -427,6 +523,8 @@ def load_dataset(
         state: receives progress; its interruption request cancels the load.
         workers: decoding threads. Defaults to the number of CPUs (Pillow
             releases the GIL while decoding).
+        follow_outside_links: also read class folders and files that are
+            links out of ``root``. Defaults to False.
 
     Raises:
         DatasetError: the folder cannot be used, with what to do about it.
@@ -435,7 +533,7 @@ def load_dataset(
     from .errors import Cancelled
 
     config = config or DatasetConfig()
-    scan = scan_dataset(root, state)
+    scan = scan_dataset(root, state, follow_outside_links)
     pre = config.preprocessing
     n = len(scan.files)
     images = np.empty((n,) + pre.input_shape, dtype=np.uint8)
@@ -476,9 +574,56 @@ def load_dataset(
         raise DatasetError(
             f"The class folder(s) {', '.join(repr(e) for e in empty)} have no usable image. "
             "Add images to them or remove them from the dataset folder.")
+    notes = _check_readable(scan, labels_all, ok, skipped)
+    if config.val_split > 0:
+        single = [printable(name) for i, name in enumerate(scan.class_names) if counts.get(i, 0) < 2]
+        if single:
+            raise DatasetError(
+                f"The class{'es' if len(single) > 1 else ''} {', '.join(single)} "
+                f"{'have' if len(single) > 1 else 'has'} only 1 usable image: too few to split, since at least 2 "
+                "are needed to keep one for validation. Add images, or set the validation split to 0.")
 
     train_index, val_index = split_indices(labels, config.val_split, config.seed)
-    return LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, train_index, val_index)
+    return LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, train_index, val_index,
+                         notes)
+
+
+def _check_readable(scan: DatasetScan, labels_all: np.ndarray, ok: np.ndarray,
+                    skipped: Sequence[SkippedFile]) -> list[str]:
+    """Refuse a dataset most of whose image files could not be read; warnings for fewer losses and links.
+
+    Files of other types do not count: only image files that failed to decode.
+
+    Raises:
+        DatasetError: more than ``MOST_UNREADABLE`` of all image files, or of one
+            class's, could not be read.
+    """
+    total, failed = len(ok), int((~ok).sum())
+    first = next((s for s in skipped if s.path == str(scan.files[int(np.argmin(ok))][0])), None) if failed else None
+    example = f" (the first: {printable(first.path)}: {first.reason})" if first else ""
+    if total and failed > MOST_UNREADABLE * total:
+        raise DatasetError(
+            f"{failed:,} of the {total:,} image files in {printable(str(scan.root))} ({failed / total:.1%}) could not "
+            f"be read{example}; only {total - failed:,} are left. Training on them would report a meaningless "
+            "accuracy: fix or remove the unreadable files (was the folder being written or copied?).")
+    for i, name in enumerate(scan.class_names):
+        mine = labels_all == i
+        n, bad = int(mine.sum()), int((mine & ~ok).sum())
+        if n and bad > MOST_UNREADABLE * n:
+            raise DatasetError(
+                f"{bad:,} of the {n:,} image files of the class {printable(name)} ({bad / n:.1%}) could not be read; "
+                f"only {n - bad:,} are left. Fix or remove the unreadable files.")
+    notes = []
+    if total and failed > SOME_UNREADABLE * total:
+        notes.append(f"{failed:,} of the {total:,} image files ({failed / total:.1%}) could not be read{example}; "
+                     "see the skipped files.")
+    if scan.not_followed:
+        shown = ", ".join(printable(s.path) for s in scan.not_followed[:SKIPPED_SHOWN])
+        more = f" and {len(scan.not_followed) - SKIPPED_SHOWN:,} more" if len(scan.not_followed) > SKIPPED_SHOWN else ""
+        notes.append(f"{len(scan.not_followed):,} link(s) out of the dataset folder were not followed: {shown}{more}. "
+                     "Copy what they lead to into the dataset folder, or allow links out of it "
+                     "(cnndesk-cli train --follow-outside-links).")
+    return notes
 
 
 def split_indices(labels: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ from pathlib import Path
 from .architecture import LayerSpec, TrainingSettings, preset
 from .dataset import DatasetConfig
 from .errors import ModelFileError, ProjectError
+from .model_file import check_model_path, describe_unknown, unknown_classes
 
 SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
@@ -720,19 +721,15 @@ def load_keras_model(path: str | os.PathLike):
         ModelFileError: one message for every way the file can be wrong.
     """
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a folder; open a .keras model file (or a cnndesk project folder).")
-    if path.suffix.lower() != ".keras":
-        raise ModelFileError(f"{path.name} is not a .keras model file; cnndesk opens Keras 3 '.keras' files.")
-    if not path.is_file():
-        raise ModelFileError(f"The model file {path} does not exist.")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a readable .keras model: the file is damaged or truncated.")
+    config = check_model_path(path)  # refuses damaged and hostile archives before Keras reads them
     import keras
 
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many unrelated types for damaged files
+        unknown = unknown_classes(config, lambda name: keras.saving.get_registered_object(name) is not None)
+        if unknown:
+            raise ModelFileError(f"{path.name}: {describe_unknown(unknown)}.") from None
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "unsafe" in msg.lower() or "lambda" in msg.lower() or "safe_mode" in msg.lower():
             raise ModelFileError(f"{path.name} contains code (e.g. a Lambda layer) that cnndesk will not run "

@@ -6,15 +6,18 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
     QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QSplitter,
-    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ..core.dataset import AUGMENTATIONS, COLOR_MODES, DatasetConfig, LoadedDataset, Preprocessing, split_indices
+from ..core.dataset import (
+    AUGMENTATIONS, COLOR_MODES, DatasetConfig, LoadedDataset, Preprocessing, SkippedFile, count_skipped, printable,
+    split_indices,
+)
 from .loading import DatasetLoader
 from .widgets import array_to_qimage, parse_size
 
@@ -22,6 +25,42 @@ IMAGE_SIZES = ["32", "48", "64", "96", "128", "160", "224"]
 THUMBS_PER_CLASS = 6
 AUGMENT_LABELS = {"flip": "Flip left/right", "rotate": "Rotate", "zoom": "Zoom", "contrast": "Contrast",
                   "brightness": "Brightness"}
+
+
+class SkippedFilesModel(QAbstractTableModel):
+    """The skipped files as a two-column table (file, reason), read lazily by the view.
+
+    Rows are read only when scrolled into view, so tens of thousands of them
+    show at once (a ``QTableWidget`` makes an item per cell up front).
+    """
+
+    HEADERS = ("File", "Reason")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.files: list[SkippedFile] = []
+
+    def set_files(self, files: list[SkippedFile]) -> None:
+        self.beginResetModel()
+        self.files = list(files)
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.files)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else 2
+
+    def data(self, index, role=Qt.DisplayRole):
+        if not index.isValid() or role not in (Qt.DisplayRole, Qt.ToolTipRole):
+            return None
+        f = self.files[index.row()]
+        return printable(f.path if index.column() == 0 else f.reason)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+            return self.HEADERS[section]
+        return None
 
 
 class DatasetPanel(QWidget):
@@ -144,13 +183,19 @@ class DatasetPanel(QWidget):
         self.thumbs.setMovement(QListWidget.Static)
         self.thumbs.setSpacing(4)
         rl.addWidget(self.thumbs, 2)
-        self.skipped_label = QLabel("Skipped files", objectName="skippedLabel")
+        self.skipped_label = QLabel("Skipped files", objectName="skippedLabel", wordWrap=True)
         rl.addWidget(self.skipped_label)
-        self.skipped_table = QTableWidget(0, 2, objectName="skippedTable")
-        self.skipped_table.setHorizontalHeaderLabels(["File", "Reason"])
+        self.skipped_model = SkippedFilesModel(self)
+        self.skipped_table = QTableView(objectName="skippedTable")
+        self.skipped_table.setModel(self.skipped_model)
+        self.skipped_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Interactive)
         self.skipped_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.skipped_table.horizontalHeader().resizeSection(0, 360)
         self.skipped_table.verticalHeader().setVisible(False)
+        self.skipped_table.verticalHeader().setDefaultSectionSize(22)
+        self.skipped_table.setWordWrap(False)
         self.skipped_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.skipped_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         rl.addWidget(self.skipped_table, 1)
         split.addWidget(results)
         split.setStretchFactor(1, 1)
@@ -255,7 +300,7 @@ class DatasetPanel(QWidget):
         self.totals.setText("No usable dataset")
         self.class_table.setRowCount(0)
         self.thumbs.clear()
-        self.skipped_table.setRowCount(0)
+        self.skipped_model.set_files([])
         self.imbalance.setVisible(True)
         self.imbalance.setText(message)
         self.dataset_changed.emit(None)
@@ -268,14 +313,14 @@ class DatasetPanel(QWidget):
 
     def _show(self, data: LoadedDataset) -> None:
         self._show_totals()
-        warning = data.imbalance_warning()
-        self.imbalance.setVisible(bool(warning))
-        self.imbalance.setText(warning or "")
+        warnings = data.warnings()  # every warning the CLI prints: unreadable files, links, few images, imbalance
+        self.imbalance.setVisible(bool(warnings))
+        self.imbalance.setText("\n".join(warnings))
         counts = data.counts()
         most = max(counts.values())
         self.class_table.setRowCount(len(counts))
         for r, (name, n) in enumerate(counts.items()):
-            self.class_table.setItem(r, 0, QTableWidgetItem(name))
+            self.class_table.setItem(r, 0, QTableWidgetItem(printable(name)))
             item = QTableWidgetItem(str(n))
             item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
             self.class_table.setItem(r, 1, item)
@@ -286,14 +331,15 @@ class DatasetPanel(QWidget):
         for ci, name in enumerate(data.class_names):
             idx = np.flatnonzero(data.labels == ci)[:THUMBS_PER_CLASS]
             for i in idx:
-                item = QListWidgetItem(QIcon(QPixmap.fromImage(array_to_qimage(data.images[i]))), name)
-                item.setToolTip(data.paths[i])
+                item = QListWidgetItem(QIcon(QPixmap.fromImage(array_to_qimage(data.images[i]))), printable(name))
+                item.setToolTip(printable(data.paths[i]))
                 self.thumbs.addItem(item)
-        self.skipped_table.setRowCount(len(data.skipped))
-        for r, s in enumerate(data.skipped):
-            self.skipped_table.setItem(r, 0, QTableWidgetItem(s.path))
-            self.skipped_table.setItem(r, 1, QTableWidgetItem(s.reason))
-        self.skipped_label.setText(f"Skipped files ({len(data.skipped)})" if data.skipped else "Skipped files: none")
+        self.skipped_model.set_files(data.skipped)
+        if data.skipped:
+            counts = ", ".join(f"{n:,} {kind}" for kind, n in count_skipped(data.skipped).items())
+            self.skipped_label.setText(f"Skipped files ({len(data.skipped):,}): {counts}")
+        else:
+            self.skipped_label.setText("Skipped files: none")
         self.skipped_table.setVisible(bool(data.skipped))
 
     def set_busy(self, busy: bool) -> None:

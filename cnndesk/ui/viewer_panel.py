@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QStackedWidget, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..core.dataset import IMAGE_EXTENSIONS, Preprocessing
+from ..core.dataset import IMAGE_EXTENSIONS, Preprocessing, printable
 from ..core.pictures import COLORMAPS, colorize, gradcam_overlay
 from .widgets import array_to_pixmap, array_to_qimage
 
@@ -447,7 +447,7 @@ class ViewerPanel(QWidget):
         for combo in (self.layer_combo, self.cam_layer, self.cam_class):
             combo.blockSignals(True)
             combo.clear()
-        self.cam_class.addItems(self.class_names)
+        self.cam_class.addItems([printable(n) for n in self.class_names])
         for combo in (self.layer_combo, self.cam_layer, self.cam_class):
             combo.blockSignals(False)
         self.grid.show_maps(np.zeros((1, 1, 0), np.float32))
@@ -470,11 +470,15 @@ class ViewerPanel(QWidget):
         self.set_enabled_state(False, False)
 
     def edit_class_names(self) -> None:
+        shown = [printable(n) for n in self.class_names]
         text, ok = QInputDialog.getMultiLineText(self, "Class names", "One name per line, in the model's output order:",
-                                                 "\n".join(self.class_names))
+                                                 "\n".join(shown))
         if not ok:
             return
         names = [n.strip() for n in text.splitlines() if n.strip()]
+        # a name left as shown keeps its original (a name with a newline or undecodable bytes is shown escaped)
+        names = [old if i < len(shown) and n == shown[i] else n for i, (n, old) in
+                 enumerate(zip(names, self.class_names + [""] * len(names)))]
         self.rename_classes(names)
 
     def rename_classes(self, names: list[str]) -> None:
@@ -556,9 +560,9 @@ class ViewerPanel(QWidget):
         else:
             icon = QIcon(im.original.scaled(64, 64, Qt.KeepAspectRatio, Qt.SmoothTransformation))
             name, prob = im.top[0]
-            text = f"{name} {prob:.0%}"
+            text = f"{printable(name)} {prob:.0%}"
         item = QListWidgetItem(icon, text)
-        item.setToolTip(im.error or f"{im.label}: " + ", ".join(f"{c} {p:.1%}" for c, p in im.top))
+        item.setToolTip(im.error or f"{im.label}: " + ", ".join(f"{printable(c)} {p:.1%}" for c, p in im.top))
         self.strip.addItem(item)
 
     def strip_labels(self) -> list[str]:
@@ -578,8 +582,8 @@ class ViewerPanel(QWidget):
             return
         name, prob = im.top[0]
         self.verdict.setStyleSheet("font-size: 15pt; font-weight: bold")
-        self.verdict.setText(f"It looks like “{name}” ({prob:.1%} sure).")
-        self.bars.set_items(im.top)
+        self.verdict.setText(f"It looks like “{printable(name)}” ({prob:.1%} sure).")
+        self.bars.set_items([(printable(c), p) for c, p in im.top])
         self.original_view[1].setPixmap(im.original.scaled(196, 196, Qt.KeepAspectRatio, Qt.SmoothTransformation))
         self.model_view[1].setPixmap(array_to_pixmap(im.prepared, 196, 196))
         self.cam_class.blockSignals(True)
@@ -770,8 +774,8 @@ class ViewerPanel(QWidget):
         self.confusion.clear()
         self.confusion.setRowCount(k)
         self.confusion.setColumnCount(k)
-        self.confusion.setHorizontalHeaderLabels([f"→ {c}" for c in ev.class_names])
-        self.confusion.setVerticalHeaderLabels(ev.class_names)
+        self.confusion.setHorizontalHeaderLabels([f"→ {printable(c)}" for c in ev.class_names])
+        self.confusion.setVerticalHeaderLabels([printable(c) for c in ev.class_names])
         top = max(int(ev.confusion.max()), 1)
         for r in range(k):
             for c in range(k):
@@ -783,12 +787,13 @@ class ViewerPanel(QWidget):
                 bg = QColor(*[int(255 - (255 - b) * t * 0.85) for b in base])
                 item.setBackground(bg)
                 item.setForeground(QColor("white" if t > 0.55 else "black"))
-                item.setToolTip(f"true {ev.class_names[r]}, predicted {ev.class_names[c]}: {v} image(s)")
+                item.setToolTip(f"true {printable(ev.class_names[r])}, predicted {printable(ev.class_names[c])}: "
+                                f"{v} image(s)")
                 self.confusion.setItem(r, c, item)
         self.confusion.resizeColumnsToContents()
         self.metrics.setRowCount(k)
         for r, m in enumerate(ev.per_class):
-            for c, text in enumerate([m.name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support)]):
+            for c, text in enumerate([printable(m.name), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support)]):
                 self.metrics.setItem(r, c, QTableWidgetItem(text))
         self.cell_label.setText("Misclassified images, most confident first (click to open)")
         self._fill_eval_list([m.index for m in ev.misclassified])
@@ -798,12 +803,12 @@ class ViewerPanel(QWidget):
         self.eval_list.clear()
         for i in indices:
             img = data.images[data.val_index[i]]
-            true, pred = ev.class_names[ev.labels[i]], ev.class_names[ev.predicted[i]]
+            true, pred = printable(ev.class_names[ev.labels[i]]), printable(ev.class_names[ev.predicted[i]])
             text = f"{true} → {pred}\n{ev.confidence[i]:.0%}" if true != pred else f"{pred} {ev.confidence[i]:.0%}"
             item = QListWidgetItem(QIcon(array_to_pixmap(img, 64, 64)), text)
             path = data.paths[data.val_index[i]]
             item.setData(Qt.UserRole, path)
-            item.setToolTip(path)
+            item.setToolTip(printable(path))
             self.eval_list.addItem(item)
 
     def eval_list_paths(self) -> list[str]:
@@ -814,7 +819,7 @@ class ViewerPanel(QWidget):
         if ev is None:
             return
         idx = ev.cell(row, col)
-        self.cell_label.setText(f"True {ev.class_names[row]}, predicted {ev.class_names[col]}: {len(idx)} image(s)"
+        self.cell_label.setText(f"True {printable(ev.class_names[row])}, predicted {printable(ev.class_names[col])}: {len(idx)} image(s)"
                                 " (click to open)")
         conf = ev.confidence
         self._fill_eval_list(sorted(idx, key=lambda i: -conf[i]))
