@@ -102,7 +102,8 @@ for run in 1 2 3; do
         DISPLAY=$display import -window root "$out/installed-window.png"
         pass "screenshot $out/installed-window.png"
     fi
-    DISPLAY=$display xdotool key --window "$(head -1 "$scratch/wid")" ctrl+q 2>/dev/null || true
+    # focus it (there is no window manager) and press Ctrl+Q as a user would
+    DISPLAY=$display xdotool windowfocus --sync "$(head -1 "$scratch/wid")" key ctrl+q 2>/dev/null || true
     for _ in $(seq 50); do kill -0 $app_pid 2>/dev/null || break; sleep 0.2; done
     if kill -0 $app_pid 2>/dev/null; then
         kill $app_pid; fail "the window did not close on Ctrl+Q"
