@@ -82,12 +82,17 @@ def stop_epoch(rows: list[dict], run: int, rule: dict) -> int:
     return run
 
 
-def kept_epoch(rows: list[dict], trained: int, how: str) -> int:
+def kept_epoch(rows: list[dict], trained: int, how: str, n_val: int = 0) -> int:
     part = rows[:trained]
     if how == "last":
         return trained
     if how == "val_loss":
         return min(range(trained), key=lambda i: part[i]["val_loss"]) + 1
+    if how == "val_acc_1":
+        # validation accuracy, where one validation image more or less counts as a tie; ties: lower loss
+        top = max(r["val_accuracy"] for r in part)
+        near = [i for i in range(trained) if part[i]["val_accuracy"] >= top - 1.0 / n_val - 1e-9]
+        return min(near, key=lambda i: part[i]["val_loss"]) + 1
     # validation accuracy, ties broken by the lower validation loss
     return min(range(trained), key=lambda i: (-part[i]["val_accuracy"], part[i]["val_loss"])) + 1
 
@@ -104,6 +109,9 @@ RULES = {
         (dict(patience=3, acc_aware=True, min_share=0.5), "val_acc"),
     "patience max(3, run/4) acc-aware, min half the run, keep best val_acc":
         (dict(patience=3, scale=0.25, acc_aware=True, min_share=0.5), "val_acc"),
+    "no early stopping, keep best val_acc (1 image = tie)": (dict(off=True), "val_acc_1"),
+    "patience max(3, run/4) acc-aware, min half the run, keep best val_acc (1 image = tie)":
+        (dict(patience=3, scale=0.25, acc_aware=True, min_share=0.5), "val_acc_1"),
     "patience max(3, run/4) acc-aware, min half the run, keep last":
         (dict(patience=3, scale=0.25, acc_aware=True, min_share=0.5), "last"),
 }
@@ -128,7 +136,7 @@ def replay(recordings: list[dict], runs: list[int], min_val_images: int) -> None
                     for rec in (r for r in recordings if r["dataset"] == n):
                         effective = dict(off=True) if gate and rec["n_val"] < min_val_images else rule
                         trained = stop_epoch(rec["rows"], run, effective)
-                        kept = kept_epoch(rec["rows"], trained, how)
+                        kept = kept_epoch(rec["rows"], trained, how, rec["n_val"])
                         accs.append(rec["rows"][kept - 1]["held_out"])
                         stops.append(f"{kept}/{trained}")
                     worst = min(worst, np.mean(accs) - plain[n])
@@ -144,10 +152,12 @@ def main() -> int:
     ap.add_argument("--runs", default="10,20", help="run lengths to replay the rules on")
     ap.add_argument("--min-val-images", type=int, default=50)
     ap.add_argument("--record", help="write the recordings to this JSON-lines file")
-    ap.add_argument("--replay", help="read recordings from this JSON-lines file instead of training")
+    ap.add_argument("--replay", help="read recordings from these JSON-lines files (comma-separated) instead of "
+                    "training")
     a = ap.parse_args()
     if a.replay:
-        recordings = [json.loads(line) for line in Path(a.replay).read_text().splitlines() if line.strip()]
+        recordings = [json.loads(line) for f in a.replay.split(",")
+                      for line in Path(f).read_text().splitlines() if line.strip()]
     else:
         recordings = []
         base = Path(tempfile.mkdtemp(prefix="cnndesk-stopping-"))
