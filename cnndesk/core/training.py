@@ -449,6 +449,9 @@ def _explain(result: TrainResult, settings: TrainingSettings, plan: StoppingPlan
             result.kept_message = f"Kept epoch {result.best_epoch}'s weights: {why}."
         elif not settings.restore_best:
             result.kept_message = f"Kept the last epoch's weights (epoch {last}): keeping the best epoch is off."
+        elif result.history and result.history[-1].get("val_loss") is not None:
+            result.kept_message = (f"Kept the last epoch's weights (epoch {last}): no epoch had a finite validation "
+                                   "loss and accuracy to pick a best one by.")
         else:
             result.kept_message = (f"Kept the last epoch's weights (epoch {last}): without validation images "
                                    "there is no best epoch to pick.")
