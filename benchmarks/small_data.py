@@ -31,9 +31,9 @@ Needs the ``bench`` extra (scikit-learn, scikit-image).
 
 Usage:
     .venv/bin/python benchmarks/small_data.py [--datasets digits,digits30,faces,patches]
-        [--seeds 1337,1,2] [--epochs 10] [--json]
+        [--seeds 1337,1,2] [--split-seeds 7] [--epochs 10] [--json]
 
-About 4-6 minutes on 2 idle CPU cores with the default three seeds.
+About 10 minutes on 2 idle CPU cores with the default three seeds (20 on a busy shared machine).
 """
 
 from __future__ import annotations
