@@ -134,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive, default=32)
     t.add_argument("--learning-rate", type=float, default=1e-3)
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
-    t.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs; 0 = off")
+    t.add_argument("--patience", type=int, default=3,
+                   help="early stopping: stop when neither validation accuracy nor loss improved for this many "
+                        "epochs (at least a quarter of the run, never before half of it, off with fewer than 50 "
+                        "validation images); 0 = off")
     t.add_argument("--val-split", type=_fraction, default=0.2)
     t.add_argument("--augment", type=_parse_augment, default=(), metavar="flip,rotate,zoom,contrast,brightness")
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
@@ -287,6 +290,12 @@ def cmd_train(args) -> int:
                 print(f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} acc {r.accuracy:.3f}{val} "
                       f"({r.images_per_s:.0f} img/s, {r.seconds:.1f}s)", file=sys.stderr)
 
+        def on_message(self, text):
+            if args.json:
+                _emit({"event": "note", "message": text})
+            else:
+                print(text, file=sys.stderr)
+
     result = train(data, layers, settings, Listener(), augment=args.augment, class_weights=args.class_weights)
     bar.done()
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
@@ -296,9 +305,13 @@ def cmd_train(args) -> int:
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:
         _emit({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
-               "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "skipped": skipped,
-               "skipped_by_reason": count_skipped(data.skipped)})
+               "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, **result.summary_json(),
+               "skipped": skipped, "skipped_by_reason": count_skipped(data.skipped)})
     else:
+        print(result.stop_message, file=sys.stderr)
+        print(result.kept_message, file=sys.stderr)
+        if result.chance_message:
+            print(f"warning: {result.chance_message}", file=sys.stderr)
         acc = result.final_val_accuracy
         best = f" (weights of epoch {result.best_epoch})" if result.best_epoch else ""
         print(f"saved {folder}; validation accuracy {acc:.3f}{best}" if acc is not None else f"saved {folder}")

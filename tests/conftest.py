@@ -95,3 +95,11 @@ def window(make_window, qtbot):
     w = make_window()
     qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
     return w
+
+
+def kept_epoch(history: list[dict], n_val: int) -> int:
+    """The epoch keep-the-best should pick: the best validation accuracy, where one validation image fewer right
+    counts as a tie, ties going to the lower validation loss (docs/early-stopping.md)."""
+    top = max(r["val_accuracy"] for r in history)
+    near = [r for r in history if r["val_accuracy"] >= top - 1 / n_val - 1e-6]
+    return min(near, key=lambda r: r["val_loss"])["epoch"]

@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
-from conftest import write_dataset
+from conftest import kept_epoch, write_dataset
 
 
 def drop_paths(widget, paths):
@@ -550,3 +550,50 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     warnings = panel.imbalance.text()
     assert "could not be read" in warnings and "Few images: two\\nlines (3)" in warnings
     assert "Classes are imbalanced: two\\nlines (3)" in warnings
+
+def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 10)  # 2 batches per epoch: 3 epochs left this set at chance
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    log = w.training_panel.log.toPlainText().splitlines()
+    assert log[1] == ("Validation set of 12 images: early stopping is off (it needs at least 50 to tell an "
+                      "improvement from noise); all epochs will run.")
+    assert "Trained all 10 epochs." in log
+    assert w.training_panel.progress.format() == "Done"
+    best = w.history[kept_epoch(w.history, n_val=12) - 1]
+    kept = [line for line in log if line.startswith("Kept epoch ")]
+    assert len(kept) == 1
+    assert kept[0].startswith(f"Kept epoch {best['epoch']}'s weights: ")
+    assert f"validation accuracy {best['val_accuracy']:.3f}" in kept[0]
+    assert w.best_epoch == best["epoch"]
+    # the chart marks the same epoch, on its validation accuracy
+    points = w.training_panel.chart.best.points()
+    assert [(p.x(), round(p.y(), 6)) for p in points] == [(best["epoch"], round(best["val_accuracy"], 6))]
+    assert not w.training_panel.verdict.isVisible(), "\n".join(log)  # well above chance: no warning
+
+
+def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp_path):
+    from PIL import Image
+
+    for c in ("a", "b"):  # identical pictures in both classes: nothing to learn
+        (tmp_path / "same" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (16, 16), (90, 90, 90)).save(tmp_path / "same" / c / f"{i}.png")
+    w = window
+    w.dataset_panel.load_folder(str(tmp_path / "same"))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tmp_path / "same",
+                    timeout=20000)
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    verdict = w.training_panel.verdict
+    assert verdict.isVisible()
+    assert verdict.text().startswith("Validation accuracy 0.500 is at or near chance (0.500 with 2 classes)")
+    assert "What usually helps: more epochs, augmentation" in verdict.text()
+    assert f"Warning: {verdict.text()}" in w.training_panel.log.toPlainText().splitlines()
+    # training again clears the warning until that run has earned it too
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    assert w.training_panel.running and not verdict.isVisible()
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert verdict.isVisible()

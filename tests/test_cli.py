@@ -18,6 +18,8 @@ from cnndesk.cli import main
 from cnndesk.core.project import open_project
 from cnndesk.core.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
 
+from conftest import kept_epoch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -70,7 +72,10 @@ def test_train_json_reports_each_epoch_and_the_saved_project(trained, shapes):
         assert {"event", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "images_per_s"} <= set(d)
         assert 0 <= d["val_accuracy"] <= 1 and d["images_per_s"] > 0
     done = lines[-1]
-    assert len(lines) == 3 and done["event"] == "done"
+    assert len(lines) == 4 and done["event"] == "done"
+    # 1600 images, 320 for validation: early stopping may act, but not within 2 epochs
+    assert lines[0] == {"event": "note", "message": "Early stopping: from epoch 1 of this run on, training stops "
+                        "when neither validation accuracy nor validation loss improved for 3 epochs."}
     assert {"event", "project", "val_accuracy", "skipped"} <= set(done)
     assert done["project"] == str(project)
     assert done["val_accuracy"] > 0.5  # 4 classes: chance is 0.25
@@ -176,6 +181,62 @@ def test_evaluate_prints_a_table(trained):
     lines = out.splitlines()
     assert lines[0].startswith("accuracy ") and lines[0].endswith("on 320 validation images")
     assert "confusion matrix (rows: true, columns: predicted)" in lines
+
+
+def test_train_json_says_why_it_stopped_and_which_epoch_it_kept(tiny_dataset, tmp_path):
+    code, out, err = run(["train", tiny_dataset, "--project", tmp_path / "p", "--epochs", 4, "--image-size", 32,
+                          "--batch-size", 8, "--json"])
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0] == {"event": "note", "message": "Validation set of 12 images: early stopping is off (it needs "
+                        "at least 50 to tell an improvement from noise); all epochs will run."}
+    history = [d for d in lines if d["event"] == "epoch"]
+    done = lines[-1]
+    assert done["event"] == "done" and len(history) == 4
+    assert done["stop_reason"] == "all_epochs" and done["stop_message"] == "Trained all 4 epochs."
+    assert done["stopped_early"] is False
+    kept = kept_epoch(history, n_val=12)
+    assert done["kept_epoch"] == done["best_epoch"] == kept
+    row = history[kept - 1]
+    assert done["kept_message"].startswith(f"Kept epoch {kept}'s weights: ")
+    assert f"validation accuracy {row['val_accuracy']:.3f}" in done["kept_message"]
+    assert done["val_accuracy"] == row["val_accuracy"]
+    assert done["notes"] == [lines[0]["message"]]
+    assert done["near_chance"] is False and done["chance_message"] is None
+    assert open_project(tmp_path / "p")[0].best_epoch == kept
+
+
+def _same_images(folder):
+    """Two classes of identical pictures: nothing to learn, validation accuracy stays exactly at chance."""
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (16, 16), (90, 90, 90)).save(folder / c / f"{i}.png")
+    return folder
+
+
+def test_train_json_says_when_the_model_is_at_chance(tmp_path):
+    code, out, err = run(["train", _same_images(tmp_path / "same"), "--project", tmp_path / "p", "--epochs", 2,
+                          "--image-size", 16, "--json"])
+    assert code == 0, err
+    done = json.loads(out.splitlines()[-1])
+    assert done["val_accuracy"] == 0.5
+    assert done["near_chance"] is True
+    assert done["chance_message"].startswith("Validation accuracy 0.500 is at or near chance (0.500 with 2 classes)")
+    assert "more epochs" in done["chance_message"] and "more images per class" in done["chance_message"]
+
+
+def test_train_text_says_why_it_stopped_which_epoch_it_kept_and_warns_at_chance(tmp_path):
+    code, out, err = run(["train", _same_images(tmp_path / "same"), "--project", tmp_path / "p", "--epochs", 2, "--image-size", 16])
+    assert code == 0, err
+    lines = err.splitlines()
+    assert "Validation set of 4 images: early stopping is off (it needs at least 50 to tell an improvement from " \
+           "noise); all epochs will run." in lines
+    assert "Trained all 2 epochs." in lines
+    assert any(line.startswith("Kept epoch ") and "best validation accuracy 0.500" in line for line in lines)
+    assert "warning: Validation accuracy 0.500 is at or near chance (0.500 with 2 classes): the model has not " \
+           "clearly learned to tell the classes apart. What usually helps: more epochs, augmentation (flip, " \
+           "rotate, zoom), a smaller image size, and more images per class." in lines
 
 
 def test_train_without_json_prints_progress_on_stderr(tmp_path):

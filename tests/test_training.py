@@ -134,19 +134,213 @@ class SpoilEpochThree(Recorder):
             self.model.set_weights([rng.normal(0, 3, w.shape).astype(w.dtype) for w in self.model.get_weights()])
 
 
-def test_early_stopping_restores_the_best_epoch(data):
+def test_a_wrecked_epoch_is_not_the_one_kept(data):
     model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
     rec = SpoilEpochThree(model)
-    settings = TrainingSettings(**{**SETTINGS, "epochs": 8, "patience": 1, "restore_best": True})
+    settings = TrainingSettings(**{**SETTINGS, "epochs": 3, "restore_best": True})
     result = train(data, [], settings, rec, model=model)
 
-    val_losses = [r["val_loss"] for r in result.history]
-    assert len(result.history) == 3 and result.stopped_early
-    assert val_losses[2] > max(val_losses[:2])  # the wrecked epoch is the worst
-    assert result.best_epoch == int(np.argmin(val_losses)) + 1 != 3
+    assert len(result.history) == 3 and result.stop_reason == "all_epochs"
+    accs = [r["val_accuracy"] for r in result.history]
+    assert accs[2] < max(accs[:2])  # the wrecked epoch is the worst
+    assert result.best_epoch != 3
     for kept, best in zip(result.model.get_weights(), rec.snapshots[result.best_epoch]):
         np.testing.assert_array_equal(kept, best)
     assert result.final_val_accuracy == result.history[result.best_epoch - 1]["val_accuracy"]
+    assert _val_accuracy(result.model, data) == pytest.approx(result.final_val_accuracy)
+
+
+# ---------------------------------------------------------------------------
+# stopping rules (docs/early-stopping.md)
+
+class Frozen(Recorder):
+    """Puts the same weights back after every batch: validation accuracy and loss never improve after epoch 1."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.weights = [w.copy() for w in model.get_weights()]
+        self.messages: list[str] = []
+
+    def on_batch(self, report):
+        super().on_batch(report)
+        self.model.set_weights(self.weights)
+
+    def on_message(self, text):
+        self.messages.append(text)
+
+
+def _frozen_run(data, **settings):
+    model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
+    rec = Frozen(model)
+    result = train(data, [], TrainingSettings(**{**SETTINGS, **settings}), rec, model=model)
+    return result, rec
+
+
+def test_early_stopping_waits_for_half_the_run(data):
+    # 12 validation images: the limit is lowered so that early stopping may act at all
+    result, rec = _frozen_run(data, epochs=8, patience=1, min_val_images=10)
+    # nothing improves after epoch 1, so patience alone would stop at epoch 2 (patience 1) or 3 (a quarter of 8)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert result.stopped_early and result.stop_reason == "early_stopping"
+    assert result.stop_message == ("Early stopping at epoch 4 of 8: neither validation accuracy nor validation "
+                                   "loss improved in the last 2 epochs.")
+    assert rec.messages == ["Early stopping: from epoch 4 of this run on, training stops when neither validation "
+                            "accuracy nor validation loss improved for 2 epochs."]
+    assert result.notes == rec.messages
+
+
+def test_the_minimum_number_of_epochs_can_be_set(data):
+    result, _ = _frozen_run(data, epochs=8, patience=1, min_val_images=10, min_epochs=6)
+    assert len(result.history) == 6 and result.stopped_early
+    assert result.stop_message.startswith("Early stopping at epoch 6 of 8:")
+
+
+def test_early_stopping_is_off_for_a_tiny_validation_set_and_says_so(data):
+    result, rec = _frozen_run(data, epochs=6, patience=1)  # min_val_images left at its default, 50
+    assert len(result.history) == 6 and not result.stopped_early
+    assert result.stop_reason == "all_epochs" and result.stop_message == "Trained all 6 epochs."
+    assert rec.messages == ["Validation set of 12 images: early stopping is off (it needs at least 50 to tell an "
+                            "improvement from noise); all epochs will run."]
+
+
+def test_patience_grows_with_the_length_of_the_run():
+    from cnndesk.core.training import stopping_plan
+
+    plan = stopping_plan(TrainingSettings(epochs=40, patience=3), n_val=200)
+    assert (plan.enabled, plan.min_epochs, plan.patience) == (True, 20, 10)
+    assert plan.note == ("Early stopping: from epoch 20 of this run on, training stops when neither validation "
+                         "accuracy nor validation loss improved for 10 epochs.")
+    assert stopping_plan(TrainingSettings(epochs=10, patience=3), n_val=200).patience == 3
+    assert stopping_plan(TrainingSettings(epochs=10, patience=6), n_val=200).patience == 6
+    assert not stopping_plan(TrainingSettings(epochs=10, patience=0), n_val=200).enabled
+    assert stopping_plan(TrainingSettings(epochs=10), n_val=0).note == (
+        "No validation images: early stopping is off and all epochs will run.")
+
+
+class Scripted(Recorder):
+    """Sets the weights of each epoch to a given list right after its last batch, before validation."""
+
+    def __init__(self, model, per_epoch):
+        super().__init__()
+        self.model, self.per_epoch = model, per_epoch
+
+    def on_batch(self, report):
+        super().on_batch(report)
+        if report.batch == report.steps:
+            self.model.set_weights(self.per_epoch[report.epoch - 1])
+
+
+def _with_head(weights, scale=1.0, bias_shift=None):
+    """The weights with the output layer's logits scaled (less or more confident) and a bias shifted."""
+    w = [a.copy() for a in weights]
+    w[-2] *= scale
+    w[-1] *= scale
+    if bias_shift is not None:
+        w[-1] = w[-1] + bias_shift
+    return w
+
+
+@pytest.fixture(scope="module")
+def heads(trained, data):
+    """Output-layer variants of a trained model and their measured validation (accuracy, loss)."""
+    good = trained[0].model.get_weights()
+    model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
+    x, y = data.subset(data.val_index)
+    x = x.astype(np.float32)
+
+    def measure(weights):
+        model.set_weights(weights)
+        p = np.asarray(model(x, training=False))
+        return float((p.argmax(1) == y).mean()), float(-np.log(p[np.arange(len(y)), y]).mean())
+
+    top, _ = measure(good)
+    image = 1 / len(y)
+    # heads biased towards one class: some validation images wrong, yet confident on the rest (low loss)
+    biased = {}
+    for shift in np.linspace(0.25, 30, 120):
+        w = _with_head(good, bias_shift=np.eye(data.num_classes, dtype=np.float32)[0] * shift)
+        short = round((top - measure(w)[0]) / image)  # validation images fewer right than the good head
+        biased.setdefault(short, w)
+    return {"top": top, "measure": measure, "biased": biased,
+            "soft": _with_head(good, 0.05), "softer": _with_head(good, 0.02)}  # right answers, near-uniform
+
+
+def test_the_kept_epoch_has_the_best_validation_accuracy_ties_broken_by_loss(heads, data):
+    measure, top = heads["measure"], heads["top"]
+    biased = next(w for short, w in sorted(heads["biased"].items()) if short >= 2)
+    soft, softer = heads["soft"], heads["softer"]
+    (acc_b, loss_b), (acc_s2, loss_s2), (acc_s, loss_s) = measure(biased), measure(softer), measure(soft)
+    assert acc_s == acc_s2 == top and loss_s < loss_s2  # a tie on accuracy, broken by loss
+    assert acc_b < top - 1.5 / len(data.val_index)  # two or more images fewer right
+    assert loss_b < loss_s  # by validation loss alone, the biased epoch would win
+
+    model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
+    rec = Scripted(model, [biased, softer, soft, biased])
+    result = train(data, [], TrainingSettings(**{**SETTINGS, "epochs": 4}), rec, model=model)
+    assert [r["val_accuracy"] for r in result.history] == pytest.approx([acc_b, acc_s2, acc_s, acc_b], abs=1e-6)
+    assert result.best_epoch == 3
+    for kept, want in zip(result.model.get_weights(), soft):
+        np.testing.assert_allclose(kept, want, rtol=1e-6)
+    assert result.kept_message == (f"Kept epoch 3's weights: best validation accuracy {acc_s:.3f} and the lowest "
+                                   f"validation loss of the epochs within one image of it (validation loss "
+                                   f"{result.history[2]['val_loss']:.4f}).")
+
+
+def test_one_validation_image_short_of_the_best_counts_as_a_tie(heads, data):
+    measure, top = heads["measure"], heads["top"]
+    assert 1 in heads["biased"], "no head one image short of the best was found"
+    one_short, softer = heads["biased"][1], heads["softer"]
+    (acc_1, loss_1), (acc_s2, loss_s2) = measure(one_short), measure(softer)
+    assert acc_s2 == top and acc_1 == pytest.approx(top - 1 / len(data.val_index)) and loss_1 < loss_s2
+
+    model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
+    rec = Scripted(model, [softer, one_short])
+    result = train(data, [], TrainingSettings(**{**SETTINGS, "epochs": 2}), rec, model=model)
+    assert result.best_epoch == 2
+    assert result.kept_message == (f"Kept epoch 2's weights: validation accuracy {acc_1:.3f}, one validation image "
+                                   f"short of the best ({top:.3f}), with a lower validation loss "
+                                   f"({result.history[1]['val_loss']:.4f}).")
+
+
+def test_without_keep_the_best_the_last_epoch_is_kept_and_said(data):
+    result, _ = _frozen_run(data, epochs=2, restore_best=False)
+    assert result.best_epoch is None
+    assert result.kept_message == "Kept the last epoch's weights (epoch 2): keeping the best epoch is off."
+
+
+def _same_images(root, per_class=10):
+    """Two classes of identical grey pictures: nothing to learn, so validation accuracy is exactly chance."""
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (16, 16), (120, 120, 120)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_model_at_chance_is_called_so_with_advice(tmp_path):
+    data = load_dataset(_same_images(tmp_path / "same"), DatasetConfig(Preprocessing((16, 16)), val_split=0.2))
+    result = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "epochs": 1}))
+    assert result.history[0]["val_accuracy"] == 0.5
+    assert result.chance_message == (
+        "Validation accuracy 0.500 is at or near chance (0.500 with 2 classes): the model has not clearly learned "
+        "to tell the classes apart. What usually helps: more epochs, augmentation (flip, rotate, zoom), a smaller "
+        "image size, and more images per class.")
+
+
+def test_a_model_well_above_chance_gets_no_warning(trained):
+    assert trained[0].chance_message is None
+
+
+def test_near_chance_allows_for_the_noise_of_a_small_validation_set():
+    from cnndesk.core.training import near_chance
+
+    # 2 classes, 32 validation images: a guesser's accuracy has a standard error of 0.088
+    assert near_chance(0.65, 2, 32) and not near_chance(0.70, 2, 32)
+    # 10 classes, 287 validation images: the floor of 0.05 above chance applies
+    assert near_chance(0.14, 10, 287) and not near_chance(0.16, 10, 287)
 
 
 def test_an_unknown_gpu_is_refused_with_a_clear_message(data):

@@ -102,8 +102,15 @@ class TrainingSettings:
         loss: Defaults to categorical cross-entropy.
         batch_size: Defaults to 32.
         epochs: Defaults to 10.
-        patience: early-stopping patience in epochs on val_loss; 0 turns it off. Defaults to 3.
-        restore_best: keep the weights of the best epoch (by val_loss). Defaults to True.
+        patience: early stopping ends the run when neither validation accuracy nor validation
+            loss improved for this many epochs (at least a quarter of the run); 0 turns it
+            off. Defaults to 3.
+        restore_best: keep the weights of the epoch with the best validation accuracy (ties:
+            the lower validation loss). Defaults to True.
+        min_epochs: epochs before early stopping may end a run; None means half the run.
+            Defaults to None.
+        min_val_images: early stopping is off with fewer validation images than this
+            (too few to tell an improvement from noise). Defaults to 50.
         device: "cpu", "gpu:N" or "gpu:0,1" (several GPUs, mirrored). Defaults to "cpu".
         seed: seeds weights, shuffles and augmentation. Defaults to 1337.
     """
@@ -115,6 +122,8 @@ class TrainingSettings:
     epochs: int = 10
     patience: int = 3
     restore_best: bool = True
+    min_epochs: int | None = None
+    min_val_images: int = 50
     device: str = "cpu"
     seed: int = 1337
 
@@ -137,6 +146,10 @@ class TrainingSettings:
             raise UserError("Train for at least 1 epoch.")
         if self.patience < 0:
             raise UserError("Early-stopping patience cannot be negative.")
+        if self.min_epochs is not None and self.min_epochs < 0:
+            raise UserError("The minimum number of epochs before early stopping cannot be negative.")
+        if self.min_val_images < 0:
+            raise UserError("The smallest validation set for early stopping cannot be negative.")
 
 
 # ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class EngineWorker(QObject):
     failed = Signal(int, str, str)  # job id, job name, message
     batch = Signal(object)  # BatchReport
     epoch = Signal(object)  # EpochReport
+    message = Signal(str)  # a sentence for the training log (which stopping rules apply)
     warned = Signal(str)
 
     def __init__(self):
@@ -120,6 +121,9 @@ class EngineWorker(QObject):
 
             def on_epoch(self, report):
                 worker.epoch.emit(report)
+
+            def on_message(self, text):
+                worker.message.emit(text)
 
         model = self.model if continue_training else None
         result = train(data, layers, settings, Listener(), self.train_state, model=model, augment=augment,
@@ -264,6 +268,7 @@ class Engine(QObject):
     failed = Signal(str, str)  # job name, message: for jobs without their own error callback
     batch = Signal(object)
     epoch = Signal(object)
+    message = Signal(str)
     warned = Signal(str)
     _submit = Signal(int, str, object)
 
@@ -284,6 +289,7 @@ class Engine(QObject):
         self.worker.ready.connect(self._on_ready)
         self.worker.batch.connect(self._on_batch)
         self.worker.epoch.connect(self._on_epoch)
+        self.worker.message.connect(self._on_message)
         self.worker.warned.connect(self._on_warned)
         self.thread.finished.connect(self.worker.deleteLater)
         self._stopped = False
@@ -301,6 +307,10 @@ class Engine(QObject):
     @Slot(object)
     def _on_epoch(self, report) -> None:
         self.epoch.emit(report)
+
+    @Slot(str)
+    def _on_message(self, text: str) -> None:
+        self.message.emit(text)
 
     @Slot(str)
     def _on_warned(self, text: str) -> None:

@@ -203,6 +203,7 @@ class MainWindow(QMainWindow):
         self.engine.warned.connect(lambda text: self.statusBar().showMessage(text[:200], 8000))
         self.engine.batch.connect(self.training_panel.on_batch)
         self.engine.epoch.connect(self._on_epoch)
+        self.engine.message.connect(self.training_panel.add_note)
         self.dataset_panel.dataset_changed.connect(self._on_dataset)
         self.dataset_panel.config_changed.connect(self._mark_modified)
         self.dataset_panel.sample_button.clicked.connect(self.use_sample)

@@ -118,9 +118,16 @@ class ModelPanel(QWidget):
         self.epochs = QSpinBox(objectName="epochs", minimum=1, maximum=10000, value=10)
         form.addRow("Epochs", self.epochs)
         self.patience = QSpinBox(objectName="patience", minimum=0, maximum=1000, value=3, specialValueText="off")
-        self.patience.setToolTip("Stop when validation loss has not improved for this many epochs (0 = off)")
+        self.patience.setToolTip("Stop when neither validation accuracy nor validation loss has improved for this "
+                                 "many epochs (at least a quarter of the run). It never stops before half the "
+                                 "epochs, and is off with fewer than 50 validation images (0 = off)")
         form.addRow("Early stopping patience", self.patience)
         self.restore_best = QCheckBox("Keep the best epoch's weights", objectName="restoreBest", checked=True)
+        self.restore_best.setToolTip("Keep the weights of the epoch with the best validation accuracy "
+                                     "(ties: the lower validation loss) instead of the last epoch's")
+        # stopping-rule settings with no control of their own: kept as a project brought them
+        self._stopping_limits = {"min_epochs": TrainingSettings.min_epochs,
+                                 "min_val_images": TrainingSettings.min_val_images}
         form.addRow("", self.restore_best)
         self.device = QComboBox(objectName="device")
         self.device.addItem("CPU", "cpu")
@@ -155,7 +162,7 @@ class ModelPanel(QWidget):
         return TrainingSettings(optimizer=self.optimizer.currentText(), learning_rate=self.learning_rate.value(),
                                 batch_size=self.batch_size.value(), epochs=self.epochs.value(),
                                 patience=self.patience.value(), restore_best=self.restore_best.isChecked(),
-                                device=self.device.currentData() or "cpu")
+                                device=self.device.currentData() or "cpu", **self._stopping_limits)
 
     def set_settings(self, s: TrainingSettings) -> None:
         self.optimizer.setCurrentText(s.optimizer)
@@ -164,6 +171,7 @@ class ModelPanel(QWidget):
         self.epochs.setValue(s.epochs)
         self.patience.setValue(s.patience)
         self.restore_best.setChecked(s.restore_best)
+        self._stopping_limits = {"min_epochs": s.min_epochs, "min_val_images": s.min_val_images}
         i = self.device.findData(s.device)
         if i >= 0:
             self.device.setCurrentIndex(i)

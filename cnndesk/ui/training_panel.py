@@ -57,13 +57,14 @@ class TrainingChart(QChartView):
             s.attachAxis(self.acc_axis if "accuracy" in key else self.loss_axis)
             s.hovered.connect(lambda point, state, k=key: self._hover(k, point, state))
             self.series[key] = s
-        self.best = QScatterSeries(name="Best epoch")
+        # the epoch whose weights the model keeps, drawn on its validation accuracy (what it was picked by)
+        self.best = QScatterSeries(name="Kept epoch")
         self.best.setMarkerSize(14)
         self.best.setColor(QColor("#ffd700"))
         self.best.setBorderColor(QColor("#333333"))
         self.chart_.addSeries(self.best)
         self.best.attachAxis(self.x_axis)
-        self.best.attachAxis(self.loss_axis)
+        self.best.attachAxis(self.acc_axis)
         self.clear()
 
     def clear(self) -> None:
@@ -106,10 +107,11 @@ class TrainingChart(QChartView):
         if epoch > self._epochs:
             self.set_epochs(epoch)
 
-    def mark_best(self, epoch: int, loss: float | None) -> None:
+    def mark_best(self, epoch: int, accuracy: float | None) -> None:
+        """Mark the kept epoch at its validation accuracy (training accuracy without validation)."""
         self.best.clear()
-        if loss is not None:
-            self.best.append(epoch, loss)
+        if accuracy is not None and math.isfinite(accuracy):
+            self.best.append(epoch, accuracy)
 
     def point_count(self, key: str) -> int:
         return self.series[key].count()
@@ -164,6 +166,11 @@ class TrainingPanel(QWidget):
         prow.addWidget(self.progress, 1)
         prow.addWidget(self.speed)
         outer.addLayout(prow)
+        # how the run ended, in one plain sentence when it needs the user's attention (near chance)
+        self.verdict = QLabel(objectName="trainingVerdict", wordWrap=True)
+        self.verdict.setStyleSheet("color: #b71c1c; font-weight: bold")
+        self.verdict.setVisible(False)
+        outer.addWidget(self.verdict)
 
         split = QSplitter(Qt.Vertical)
         self.chart = TrainingChart()
@@ -215,6 +222,8 @@ class TrainingPanel(QWidget):
         if not continuing:
             self.chart.clear()
             self.log.clear()
+        self.verdict.clear()
+        self.verdict.setVisible(False)
         self.chart.set_epochs(self._initial_epoch + epochs)
         self.train_button.setEnabled(False)
         self.stop_button.setEnabled(True)
@@ -251,18 +260,23 @@ class TrainingPanel(QWidget):
         self.continue_check.setEnabled(True)
         if result.cancelled:
             self.progress.setFormat("Stopped; the model trained so far is kept")
-            self.log.appendPlainText(f"Stopped by you after {len(result.history)} complete epoch(s); "
-                                     "the model trained so far is kept.")
         else:
             self.progress.setValue(1000)
-            note = " (early stopping)" if result.stopped_early else ""
+            note = f" (early stopping at epoch {result.history[-1]['epoch']})" if result.stopped_early else ""
             self.progress.setFormat(f"Done{note}")
-        if result.best_epoch:
-            row = result.history[result.best_epoch - 1 - self._initial_epoch] if result.history else {}
-            self.chart.mark_best(result.best_epoch, row.get("val_loss", row.get("loss")))
-            acc = row.get("val_accuracy")
-            acc_text = f", validation accuracy {acc:.3f}" if acc is not None else ""
-            self.log.appendPlainText(f"Best epoch: {result.best_epoch}{acc_text}; the model keeps its weights.")
+        self.log.appendPlainText(result.stop_message)
+        self.log.appendPlainText(result.kept_message)
+        if result.best_epoch and result.history:
+            row = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
+            self.chart.mark_best(result.best_epoch, _shown_accuracy(row))
+        if result.chance_message:
+            self.log.appendPlainText(f"Warning: {result.chance_message}")
+            self.verdict.setText(result.chance_message)
+            self.verdict.setVisible(True)
+
+    def add_note(self, text: str) -> None:
+        """A sentence from the trainer, e.g. which stopping rules apply to this run."""
+        self.log.appendPlainText(text)
 
     def show_history(self, history: list[dict], best_epoch: int | None) -> None:
         """Show a saved history (after opening a project)."""
@@ -273,5 +287,14 @@ class TrainingPanel(QWidget):
             self.chart.add_epoch(row["epoch"], row)
             self.log.appendPlainText(epoch_summary(row))
         if best_epoch and history:
-            row = history[min(best_epoch, len(history)) - 1]
-            self.chart.mark_best(best_epoch, row.get("val_loss", row.get("loss")))
+            row = next((r for r in history if r["epoch"] == best_epoch), history[-1])
+            self.chart.mark_best(best_epoch, _shown_accuracy(row))
+            acc = row.get("val_accuracy")
+            why = f": best validation accuracy {acc:.3f}" if acc is not None else ""
+            self.log.appendPlainText(f"Kept epoch {best_epoch}'s weights{why}.")
+
+
+def _shown_accuracy(row: dict) -> float | None:
+    """The accuracy the kept-epoch marker sits on: validation, or training without validation."""
+    acc = row.get("val_accuracy")
+    return acc if acc is not None else row.get("accuracy")
