@@ -24,7 +24,6 @@ Open the cnndesk window; PATH may be a project folder, a dataset folder, a
 
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .core.library_warnings import hide_library_warnings
 
     hide_library_warnings()
