@@ -4,6 +4,7 @@
 #   bash packaging/build.sh            -> dist/cnndesk_<version>_amd64.deb
 #                                         dist/cnndesk-<version>-linux-x86_64.tar.gz
 #   bash packaging/build.sh --no-onnx  (leave ONNX export out of the bundle)
+#   bash packaging/build.sh --package-only  (re-wrap the bundle already in dist/cnndesk)
 #
 # Needs: python3 >= 3.11 with venv, dpkg-deb, objdump (binutils), and the package registry.
 # Steps: a build environment in build/pkg-venv (tensorflow-cpu instead of tensorflow: the same
@@ -14,10 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 onnx=1
+package_only=0
 for arg in "$@"; do
     case $arg in
         --no-onnx) onnx=0 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --package-only) package_only=1 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -28,6 +31,8 @@ version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", 
 arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 mkdir -p build dist
 
+bundle=dist/cnndesk
+if [ $package_only = 0 ]; then
 step "build environment"
 # the project's own dependencies, read from pyproject.toml, with tensorflow -> tensorflow-cpu
 python3 packaging/requirements.py --cpu $([ $onnx = 1 ] || echo --no-onnx) > build/pkg-requirements.txt
@@ -50,7 +55,6 @@ rm -rf build/icons
 step "PyInstaller bundle"
 rm -rf dist/cnndesk
 "$venv/bin/pyinstaller" packaging/cnndesk.spec --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller
-bundle=dist/cnndesk
 test -x "$bundle/cnndesk" && test -x "$bundle/cnndesk-cli"
 
 step "check of the bundle"
@@ -61,6 +65,8 @@ missing=$(find "$bundle" -name '*.so*' -type f -print0 | LD_LIBRARY_PATH=$libdir
 [ -z "$missing" ] || { echo "$missing"; echo "build.sh: a bundled library needs one that was left out" >&2; exit 1; }
 env -i HOME="$(mktemp -d)" PATH=/usr/bin:/bin LANG=C.UTF-8 "$bundle/cnndesk" --version
 env -i HOME="$(mktemp -d)" PATH=/usr/bin:/bin LANG=C.UTF-8 "$bundle/cnndesk-cli" selftest
+fi
+test -x "$bundle/cnndesk-cli" && test -d build/icons || { echo "build.sh: no bundle in $bundle (or no build/icons): build it first" >&2; exit 1; }
 
 step ".deb"
 pkg=build/deb/cnndesk_${version}_${arch}

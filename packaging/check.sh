@@ -113,13 +113,21 @@ pass "the window closes on Ctrl+Q"
 kill $xvfb_pid 2>/dev/null || true; xvfb_pid=
 
 echo "== remove"
+dpkg-query -L cnndesk | sort > "$scratch/owned.txt"
 dpkg -r cnndesk > /dev/null
 snapshot > "$scratch/after.txt"
-if ! diff "$scratch/before.txt" "$scratch/after.txt" > "$scratch/left.txt"; then
-    cat "$scratch/left.txt"; fail "dpkg -r left files behind (or removed others)"
-fi
+# nothing that was there before is gone, and what is new belongs to the libraries apt added for Depends
+gone=$(comm -23 "$scratch/before.txt" "$scratch/after.txt")
+[ -z "$gone" ] || { echo "$gone"; fail "dpkg -r removed files that were there before the install"; }
+while read -r path; do
+    [ -z "$path" ] && continue
+    case $path in /opt/cnndesk*) fail "left behind: $path" ;; esac
+    grep -qxF "$path" "$scratch/owned.txt" && fail "left behind: $path"
+    owner=$(dpkg -S "$path" 2>/dev/null | cut -d: -f1 | head -1)
+    [ -n "$owner" ] && [ "$owner" != cnndesk ] || fail "left behind, owned by no other package: $path"
+done < <(comm -13 "$scratch/before.txt" "$scratch/after.txt")
 [ ! -e /opt/cnndesk ] && ! command -v cnndesk >/dev/null || fail "cnndesk is still installed"
-pass "dpkg -r removed every file it installed; nothing left in /opt, /usr/bin, /usr/share"
+pass "dpkg -r removed every file it installed ($(wc -l < "$scratch/owned.txt") paths); nothing of it is left"
 
 echo "== the tarball"
 mkdir -p "$scratch/unpacked"
