@@ -15,7 +15,9 @@ compile; fit`` in a loop, the same model, data and epochs, no cnndesk code.
     .venv/bin/python benchmarks/memory_per_run.py                 # 12 runs + 3 warm-up, ~1 min
     .venv/bin/python benchmarks/memory_per_run.py --cancel        # each run stopped after its first batch
     .venv/bin/python benchmarks/memory_per_run.py --runs 30 --no-keras
-    .venv/bin/python benchmarks/memory_per_run.py --detail        # + Python heap, gc objects, TF functions
+    .venv/bin/python benchmarks/memory_per_run.py --detail        # + Python heap, gc objects, TF graphs
+    .venv/bin/python benchmarks/memory_per_run.py --no-reuse      # every run traces a new model (as before)
+    .venv/bin/python benchmarks/memory_per_run.py --no-reuse --trim   # + malloc_trim(0) after each run
 
 Target (issue 12): under 2 MB per run through the engine.
 """
@@ -115,6 +117,7 @@ def engine_runs(args) -> list[dict]:
         return box["ok"]
 
     wait(lambda: engine.is_ready)
+    engine.worker.reuse_models = not args.no_reuse  # read by the next train job
     if args.detail:
         job("memory_probe_start")  # tracemalloc starts in the engine thread (see probe below)
     rows = []
@@ -129,11 +132,16 @@ def engine_runs(args) -> list[dict]:
         job("predict_arrays", images=[image], labels=["strip"])
         job("inspect", image=image)
         gc.collect()
+        if args.trim:
+            job("malloc_trim")
         row = {"run": run + 1, "rss_mb": rss_mb()}
         if args.detail:
             row.update(job("memory_probe"))
         rows.append(row)
-        print(json.dumps(row), flush=True) if args.json else _print_row(row, args.warmup)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            _print_row(row, args.warmup)
     engine.shutdown()
     return rows
 
@@ -203,15 +211,17 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=16, help="images per class, 4 classes (default 16)")
     ap.add_argument("--cancel", action="store_true", help="stop each run after its first batch")
     ap.add_argument("--no-keras", action="store_true", help="skip the plain-Keras reference")
-    ap.add_argument("--detail", action="store_true", help="also Python heap, gc objects and TF functions")
+    ap.add_argument("--detail", action="store_true", help="also Python heap, gc objects and TF graphs")
+    ap.add_argument("--no-reuse", action="store_true", help="a new model (and new traces) for every run")
+    ap.add_argument("--trim", action="store_true", help="malloc_trim(0) after each run (glibc)")
     ap.add_argument("--json", action="store_true", help="one JSON line per run")
     args = ap.parse_args()
-    if args.detail:
-        _install_probe()
+    _install_probe()
 
     mode = "cancelled after the first batch" if args.cancel else f"{args.epochs} epoch(s)"
     print(f"memory per training run through the engine: seed preset, {args.size}px, 4 x {args.per_class} images, "
-          f"{mode}, MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
+          f"{mode}, models {'rebuilt' if args.no_reuse else 'reused'}{', malloc_trim' if args.trim else ''}, "
+          f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
     rows = engine_runs(args)
     keras_rows = [] if args.no_keras or args.cancel else keras_runs(args)
     print("summary:")
@@ -224,7 +234,7 @@ def main() -> None:
 
 
 def _install_probe() -> None:
-    """Add two diagnostic jobs to the engine: they must run in its thread (TF is thread-bound)."""
+    """Add diagnostic jobs to the engine: they run in its thread, where TensorFlow lives."""
     import tracemalloc
 
     from cnndesk.ui.engine import EngineWorker
@@ -245,7 +255,13 @@ def _install_probe() -> None:
                 "graphs": counts.get("FuncGraph", 0), "models": counts.get("Sequential", 0)
                 + counts.get("Functional", 0)}
 
+    def job_malloc_trim(self):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
     EngineWorker.job_memory_probe_start = job_memory_probe_start
+    EngineWorker.job_malloc_trim = job_malloc_trim
     EngineWorker.job_memory_probe = job_memory_probe
 
 
