@@ -229,7 +229,8 @@ def main() -> None:
     if keras_rows:
         ref = summary("plain Keras (build, compile, fit)", keras_rows, args.warmup)
         if ref > 0:
-            print(f"  ratio cnndesk / plain Keras: {ours / ref:.2f}x")
+            print(f"  cnndesk grows {max(ours, 0.0) / ref:.2f}x as much per run as plain Keras "
+                  f"({ours:+.2f} vs {ref:+.2f} MB/run, median slopes)")
     print(f"  target < {TARGET_MB} MB/run: {'ok' if ours < TARGET_MB else 'MISSED'}")
 
 
