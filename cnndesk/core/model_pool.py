@@ -131,3 +131,25 @@ def _reset_optimizer(model, learning_rate: float) -> None:
         v.assign(value)
     optimizer.learning_rate = np.float32(learning_rate)
     model.stop_training = False
+
+
+def return_freed_memory() -> None:
+    """Ask glibc to give memory freed by a finished run back to the system (``malloc_trim``).
+
+    A run stopped in the middle of an epoch leaves freed blocks scattered over
+    the allocator's arenas (the input pipeline's threads allocate in their own);
+    without this the resident size of cancelled runs crept up by 0.7-6 MB per run
+    although no object stayed alive (docs/memory.md). Does nothing off glibc.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return
+    trim(0)

@@ -122,7 +122,7 @@ class EngineWorker(QObject):
             def on_epoch(self, report):
                 worker.epoch.emit(report)
 
-        from ..core.model_pool import ModelPool
+        from ..core.model_pool import ModelPool, return_freed_memory
 
         if self._pool is None and self.reuse_models:
             self._pool = ModelPool()
@@ -132,6 +132,7 @@ class EngineWorker(QObject):
                        pool=self._pool)
         self._set_model(result.model, data.class_names, data.preprocessing)
         result.model = None  # the model stays in this thread
+        return_freed_memory()
         return result
 
     def _set_model(self, model, class_names, preprocessing) -> None:
