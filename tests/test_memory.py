@@ -84,8 +84,8 @@ def test_training_again_and_again_does_not_grow_the_process(data):
     print(f"\nRSS per run after warm-up: {[round(v, 1) for v in rss]} MB -> {slope:+.2f} MB/run; "
           f"graphs {graphs}; models compiled {worker._pool.compiled}, reused {worker._pool.reused}")
     assert slope < LIMIT_MB_PER_RUN, f"the process grew {slope:.2f} MB per training run"
-    # the cause, counted exactly: no run after the second traces new graphs
-    assert graphs[warmup:] == [graphs[warmup]] * runs
+    # the cause, counted exactly: no run after the warm-up leaves a new graph alive (earlier tests' may go)
+    assert max(graphs[warmup:]) <= graphs[warmup - 1], f"traced graphs alive after each run: {graphs}"
     assert worker._pool.compiled == 2 and worker._pool.reused == warmup + runs - 2
 
 
