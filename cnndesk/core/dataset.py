@@ -720,9 +720,15 @@ def make_tf_dataset(
     if repeat:
         ds = ds.repeat()
 
+    # TensorFlow keeps every function given to ``numpy_function`` for the life of the process (it ties it
+    # to the eager context's global graph): ``gather`` reads the arrays through ``source``, which
+    # ``release_tf_dataset`` empties, so that a dataset that is done with does not keep its images.
+    source = [images, labels]
+
     def gather(batch_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # plain NumPy, called by tf.data on one of its threads; must not touch TensorFlow
-        return images[batch_rows], labels[batch_rows]
+        cached_images, cached_labels = source
+        return cached_images[batch_rows], cached_labels[batch_rows]
 
     # no AutoGraph: nothing here needs it, and it re-reads source files (absent in a frozen app)
     @tf.autograph.experimental.do_not_convert
@@ -742,7 +748,21 @@ def make_tf_dataset(
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
-    return ds.with_options(options)
+    ds = ds.with_options(options)
+    ds._cnndesk_source = source
+    return ds
+
+
+def release_tf_dataset(*datasets) -> None:
+    """Let datasets made by :func:`make_tf_dataset` drop their arrays; they cannot be read after this.
+
+    Without it the images stay in memory until the process ends, even when
+    nothing else uses them (see :func:`make_tf_dataset`). ``None`` is ignored.
+    """
+    for ds in datasets:
+        source = getattr(ds, "_cnndesk_source", None)
+        if source is not None:
+            source.clear()
 
 
 def augmentation_layers(augment: Sequence[str], seed: int = 0):

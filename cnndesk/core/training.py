@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import keras
 
 from .architecture import LayerSpec, TrainingSettings, build_model, compile_model
-from .dataset import LoadedDataset, make_tf_dataset, steps_for
+from .dataset import LoadedDataset, make_tf_dataset, release_tf_dataset, steps_for
 from .errors import UserError
 from .tasks import TaskState
 
@@ -349,6 +349,7 @@ def train(
     class_weights: bool = False,
     strategy=None,
     initial_epoch: int = 0,
+    pool=None,
 ) -> TrainResult:
     """Build (or continue) the model and fit it on ``data``'s training split.
 
@@ -363,6 +364,8 @@ def train(
         class_weights: weight the loss by inverse class frequency.
         strategy: a ``tf.distribute.Strategy`` to run under instead of ``settings.device``.
         initial_epoch: epochs already trained (numbers the reports when continuing).
+        pool: a ``ModelPool`` to take an already compiled model from instead of building
+            (and tracing) a new one; the run trains exactly as on a new model. Defaults to None.
 
     Returns:
         the model (the weights of the epoch with the best validation accuracy
@@ -387,9 +390,12 @@ def train(
                              index=data.val_index) if has_val else None
 
     with distribution_scope(settings.device, strategy):
-        if model is None:
-            model = build_model(layers, data.preprocessing.input_shape, data.num_classes)
-        compile_model(model, settings)
+        if pool is not None and strategy is None:
+            model = pool.prepare(model, layers, data.preprocessing.input_shape, data.num_classes, settings)
+        else:
+            if model is None:
+                model = build_model(layers, data.preprocessing.input_shape, data.num_classes)
+            compile_model(model, settings)
         reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch)
         best = _BestWeights(len(data.val_index))
         callbacks = [reporter, best]
@@ -406,6 +412,8 @@ def train(
                           class_weight=data.class_weight() if class_weights else None)
             except _Stopped:
                 pass  # the weights trained so far stay in the model
+            finally:
+                release_tf_dataset(train_ds, val_ds)  # TF would keep the image cache alive for good
 
     history = [r.to_json() for r in reporter.reports]
     result = TrainResult(model=model, history=history, cancelled=reporter.cancelled, notes=[plan.note])

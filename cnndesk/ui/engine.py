@@ -57,6 +57,8 @@ class EngineWorker(QObject):
         self.inspector = None
         self.previous = None  # (model, inspector) of the run before the current model's, to bring back
         self.train_state: TaskState | None = None
+        self._pool = None  # ModelPool: models replaced by a newer one, reused by later runs (docs/memory.md)
+        self.reuse_models = True  # False: every run builds and traces a new model (for measurements)
 
     @Slot(int, str, object)
     def run(self, job_id: int, name: str, kwargs: dict) -> None:
@@ -125,20 +127,53 @@ class EngineWorker(QObject):
             def on_message(self, text):
                 worker.message.emit(text)
 
+        from ..core.model_pool import ModelPool, return_freed_memory
+
+        if self._pool is None and self.reuse_models:
+            self._pool = ModelPool()
         model = self.model if continue_training else None
         result = train(data, layers, settings, Listener(), self.train_state, model=model, augment=augment,
-                       class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0)
-        if not continue_training and self.model is not None:
-            self.previous = (self.model, self.inspector)  # a new run never discards the last one
+                       class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0,
+                       pool=self._pool)
+        if not continue_training and self.model is not None and result.model is not self.model:
+            # a new run never discards the last one: it becomes the previous run (to bring back), and
+            # only the run before that goes to the pool, whose models get overwritten by later runs
+            self._retire_previous()
+            self.previous = (self.model, self.inspector)
+            self.model = self.inspector = None
         self._set_model(result.model, data.class_names, data.preprocessing)
         result.model = None  # the model stays in this thread
+        return_freed_memory()
         return result
 
     def _set_model(self, model, class_names, preprocessing) -> None:
+        """Make ``model`` the current one; the one it replaces goes back to the pool for later runs."""
         from ..core.inspection import Inspector
+        from ..core.model_pool import attachments
 
-        self.model = model
-        self.inspector = Inspector(model, class_names, preprocessing)
+        self._drop_model(keep=model)
+        # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
+        attached = attachments(model)
+        inspector = attached.get("inspector")
+        if inspector is None or inspector.preprocessing.input_shape != preprocessing.input_shape:
+            inspector = Inspector(model, class_names, preprocessing)
+            attached["inspector"] = inspector
+        else:
+            inspector.class_names = list(class_names)
+            inspector.preprocessing = preprocessing
+        self.model, self.inspector = model, inspector
+
+    def _retire_previous(self) -> None:
+        """Forget the previous run's model (it can no longer be brought back), giving it to the pool."""
+        if self.previous is not None and self._pool is not None and self.previous[0] is not self.model:
+            self._pool.give_back(self.previous[0])
+        self.previous = None
+
+    def _drop_model(self, keep=None) -> None:
+        """Forget the current model (unless it is ``keep``), giving it back to the pool."""
+        if self.model is not None and self.model is not keep and self._pool is not None:
+            self._pool.give_back(self.model)
+        self.model = self.inspector = None
 
     def job_save_project(self, folder, project):
         from ..core.project import save_project
@@ -156,17 +191,18 @@ class EngineWorker(QObject):
         from ..core.project import open_project
 
         project, model = open_project(folder)
-        self.previous = None
+        self._retire_previous()
         if model is not None:
             self._set_model(model, project.class_names, project.preprocessing)
             self.inspector.warm_up()
         else:
-            self.model = self.inspector = None
+            self._drop_model()
         return {"project": project, "has_model": model is not None}
 
     def job_clear_model(self):
         """Forget the current model (File > New): a later save writes no model."""
-        self.model = self.inspector = self.previous = None
+        self._retire_previous()
+        self._drop_model()
 
     def job_open_model(self, path):
         from ..core.inspection import Inspector
@@ -175,7 +211,9 @@ class EngineWorker(QObject):
         model = load_keras_model(path)
         inspector = Inspector(model)
         inspector.warm_up()
-        self.model, self.inspector, self.previous = model, inspector, None
+        self._retire_previous()
+        self._drop_model()
+        self.model, self.inspector = model, inspector
         return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
                 "layers": inspector.layer_names}
 

@@ -1,0 +1,155 @@
+"""Compiled models kept for reuse, so that a long session does not grow run after run.
+
+Every new Keras model traces new ``tf.function``\\ s the first time ``fit``
+runs it (the train step and the validation step). With TensorFlow 2.21 the
+graphs of those traces are never freed, not even when the model is deleted
+and ``keras.backend.clear_session()`` is called: about 7-10 MB per training
+run (see docs/memory.md). A model that was already trained keeps its traced
+functions, and ``fit`` on it traces nothing new.
+
+``ModelPool`` holds models that their owner no longer needs. ``train`` asks it
+for one compiled for the same layers, input, classes, optimizer and loss;
+the model gets the weights a freshly built model would have had (same seed,
+same values) and its optimizer is reset to the state it had before its first
+step, so the run trains exactly as it would on a new model, only without
+tracing anything again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+#: the attribute of a pooled model that holds its key and its optimizer's initial state
+_TAG = "_cnndesk_pool_tag"
+
+
+class ModelPool:
+    """Trained models their owner gave back, ready to be reset and trained again.
+
+    Args:
+        capacity: models kept in all; the one given back longest ago is dropped
+            beyond it. Defaults to 4.
+
+    A model given back with ``give_back`` belongs to the pool: its owner must
+    not use it again (a later run overwrites its weights).
+    """
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = capacity
+        self._free: OrderedDict[int, object] = OrderedDict()
+        self.reused = 0  # runs that got a pooled model instead of tracing a new one
+        self.compiled = 0  # models compiled (each one traces its train and test steps once)
+
+    def __len__(self) -> int:
+        return len(self._free)
+
+    def give_back(self, model) -> None:
+        """Keep ``model`` for a later run on the same layers; the caller drops it."""
+        tag = _tag(model)
+        if tag is None or tag["graph"] is None:
+            return  # not built by ``train`` (e.g. opened from a file): no layer stack to match
+        self._free.pop(id(model), None)
+        self._free[id(model)] = model
+        while len(self._free) > self.capacity:
+            self._free.popitem(last=False)
+
+    def clear(self) -> None:
+        self._free.clear()
+
+    def _take(self, graph: str, compiled: tuple):
+        for mid, model in reversed(self._free.items()):
+            tag = _tag(model)
+            if tag["graph"] == graph and tag["compiled"] == compiled:
+                del self._free[mid]
+                return model
+        return None
+
+    def prepare(self, model, layers, input_shape, num_classes, settings):
+        """The compiled model to train: ``model`` to continue, else a pooled or a new one.
+
+        Called inside the device scope, in place of ``build_model`` + ``compile_model``.
+        """
+        from .architecture import build_model
+
+        compiled = (settings.optimizer, settings.loss, settings.device)
+        if model is not None:  # continue training: a new optimizer state, as compile would give
+            tag = _tag(model)
+            if tag is not None and tag["compiled"] == compiled:
+                _reset_optimizer(model, settings.learning_rate)
+                return model
+            self._compile(model, settings, tag["graph"] if tag else None, compiled)
+            return model
+        graph = json.dumps({"layers": [spec.to_json() for spec in layers], "input": list(input_shape),
+                            "classes": int(num_classes)}, sort_keys=True)
+        # built even when a pooled model is found: the same seeded initial weights, taken in the same order
+        fresh = build_model(layers, input_shape, num_classes)
+        pooled = self._take(graph, compiled)
+        if pooled is None:
+            self._compile(fresh, settings, graph, compiled)
+            return fresh
+        _copy_variables(fresh, pooled)
+        _reset_optimizer(pooled, settings.learning_rate)
+        self.reused += 1
+        return pooled
+
+    def _compile(self, model, settings, graph, compiled) -> None:
+        from .architecture import compile_model
+
+        compile_model(model, settings)
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        state = [v.numpy() for v in optimizer.variables]
+        setattr(model, _TAG, {"graph": graph, "compiled": compiled, "optimizer": state, "attached": {}})
+        self.compiled += 1
+
+
+def attachments(model) -> dict:
+    """A dict that lives as long as ``model`` stays pooled, for things built on it (an inspector)."""
+    tag = _tag(model)
+    return tag["attached"] if tag is not None else {}
+
+
+def _tag(model):
+    return getattr(model, _TAG, None) if model is not None else None
+
+
+def _copy_variables(source, target) -> None:
+    old, new = target.variables, source.variables
+    if len(old) != len(new) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(old, new)):
+        raise ValueError("the pooled model does not match the freshly built one")
+    for a, b in zip(old, new):
+        a.assign(b.value)
+
+
+def _reset_optimizer(model, learning_rate: float) -> None:
+    """The optimizer's state before its first step (iterations, moments), with ``learning_rate``."""
+    import numpy as np
+
+    optimizer = model.optimizer
+    for v, value in zip(optimizer.variables, _tag(model)["optimizer"]):
+        v.assign(value)
+    optimizer.learning_rate = np.float32(learning_rate)
+    model.stop_training = False
+
+
+def return_freed_memory() -> None:
+    """Ask glibc to give memory freed by a finished run back to the system (``malloc_trim``).
+
+    A run stopped in the middle of an epoch leaves freed blocks scattered over
+    the allocator's arenas (the input pipeline's threads allocate in their own);
+    without this the resident size of cancelled runs crept up by 0.7-6 MB per run
+    although no object stayed alive (docs/memory.md). Does nothing off glibc.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return
+    trim(0)
