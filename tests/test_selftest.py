@@ -25,6 +25,8 @@ def test_the_app_selftest_runs_every_step_and_exits_0(tmp_path):
         assert any(re.match(rf"\s+ok\s+{re.escape(step)}\s+\d+\.\d\d s", line) for line in lines), (step, proc.stdout)
     assert re.match(r"selftest passed in \d+\.\d s", lines[-1])
     assert "Traceback" not in proc.stdout + proc.stderr
+    # TensorFlow's raw C++ start-up lines ("Could not find cuda drivers", absl's preamble) are not shown
+    assert "absl::InitializeLog" not in proc.stderr and ".cc:" not in proc.stderr, proc.stderr
     # --keep leaves what it made: the project reopens in the core, the exports are there
     from cnndesk.core.project import is_project, open_project
 
@@ -63,3 +65,20 @@ def test_selftest_is_listed_in_the_help():
 
     build_parser().print_help(out)
     assert "selftest" in out.getvalue()
+
+
+def test_tensorflow_start_up_lines_are_dropped_from_stderr_and_other_lines_kept():
+    code = (
+        "import os, sys\n"
+        "from cnndesk.core.library_warnings import tensorflow_log_lines_hidden\n"
+        "with tensorflow_log_lines_hidden():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "    os.write(2, b'I0000 00:00:1796012180.509686   15654 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
+        "    os.write(2, b'To enable the following instructions: AVX2 FMA, in other operations\\n')\n"
+        "    os.write(2, b'qt.qpa.xcb: a line from Qt\\n')\n"
+        "    print('a Python warning', file=sys.stderr)\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["qt.qpa.xcb: a line from Qt", "a Python warning", "after"]

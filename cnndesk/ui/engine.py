@@ -100,14 +100,17 @@ class EngineWorker(QObject):
         warnings.showwarning = showwarning
 
     def job_init(self) -> dict:
+        from ..core.library_warnings import tensorflow_log_lines_hidden
+
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         self._install_warning_hook()
-        import keras
-        import tensorflow as tf
+        with tensorflow_log_lines_hidden():  # its C++ start-up lines come before TF_CPP_MIN_LOG_LEVEL counts
+            import keras
+            import tensorflow as tf
 
-        from ..core.training import available_devices
+            from ..core.training import available_devices
 
-        info = {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": available_devices()}
+            info = {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": available_devices()}
         self.ready.emit(info)
         return info
 
