@@ -261,14 +261,14 @@ def _steps(app, run: _Run, work: Path, state: dict, QSettings):
 
     run.step("inspect", inspect)
 
-    def export_keras():
-        path = Path(_job(app, window, "export", fmt="keras", out=str(work / "exported.keras")))
+    def export(fmt: str, filename: str):
+        path = Path(_job(app, window, "export", fmt=fmt, out=str(work / filename)))
         if not path.is_file() or path.stat().st_size == 0:
             raise SelftestFailure(f"{path} was not written")
-        state["keras"] = path
+        state[fmt] = path
         return f"{path.stat().st_size / 1024:.0f} KiB"
 
-    run.step("export .keras", export_keras)
+    run.step("export .keras", lambda: export("keras", "exported.keras"))
 
     def open_keras():
         info = _job(app, window, "open_model", path=str(state["keras"]))
@@ -279,13 +279,7 @@ def _steps(app, run: _Run, work: Path, state: dict, QSettings):
 
     run.step("open .keras", open_keras)
 
-    def export_litert():
-        path = Path(_job(app, window, "export", fmt="litert", out=str(work / "exported.tflite")))
-        if not path.is_file() or path.stat().st_size == 0:
-            raise SelftestFailure(f"{path} was not written")
-        return f"{path.stat().st_size / 1024:.0f} KiB"
-
-    run.step("export LiteRT", export_litert)
+    run.step("export LiteRT", lambda: export("litert", "exported.tflite"))
 
     def close():
         window.modified = False

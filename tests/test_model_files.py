@@ -231,20 +231,12 @@ def test_layers_that_would_allocate_far_more_than_the_weights_file_holds_are_ref
 
 
 def test_the_parameter_estimate_matches_real_models(tmp_path, real):
-    from cnndesk.core.model_file import _check_parameters, _layer_parameters
+    from cnndesk.core.model_file import estimate_parameters
 
     model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=5)
     path = tmp_path / "m.keras"
     model.save(path)
-    config = check_model_file(path)
-    stack, estimate = [config], 0
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            estimate += _layer_parameters(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    estimate = estimate_parameters(check_model_file(path))
     assert 0.9 * model.count_params() < estimate <= model.count_params()  # biases and norms not counted
 
 

@@ -345,13 +345,8 @@ def _layer_parameters(layer: dict) -> int:
     return 0
 
 
-def _check_parameters(config, name: str, weights_bytes: int) -> None:
-    """Refuse a config whose layers would allocate far more than its weights file holds.
-
-    Keras creates a model's variables before it reads the weights, so a small
-    file that describes, say, ``Dense(60000)`` after a large ``Flatten`` would
-    take tens of GB. A real file holds about 4 bytes per parameter.
-    """
+def estimate_parameters(config) -> int:
+    """The weights of every Dense and convolution layer anywhere in ``config`` (biases and norms not counted)."""
     total = 0
     stack = [config]
     while stack:
@@ -361,6 +356,17 @@ def _check_parameters(config, name: str, weights_bytes: int) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+    return total
+
+
+def _check_parameters(config, name: str, weights_bytes: int) -> None:
+    """Refuse a config whose layers would allocate far more than its weights file holds.
+
+    Keras creates a model's variables before it reads the weights, so a small
+    file that describes, say, ``Dense(60000)`` after a large ``Flatten`` would
+    take tens of GB. A real file holds about 4 bytes per parameter.
+    """
+    total = estimate_parameters(config)
     need = 4 * total
     if need > 2 * weights_bytes + 64 * MiB:
         raise ModelFileError(f"{name} describes layers of about {total:,} parameters ({_size(need)} of memory) but "
