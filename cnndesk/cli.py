@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         print(f"cnndesk-cli: error:{where}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except MemoryError:
+        print("cnndesk-cli: error: out of memory: use a smaller image size, batch size or model", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("cnndesk-cli: interrupted", file=sys.stderr)
         return 130

@@ -597,3 +597,36 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
     assert w.training_panel.running and not verdict.isVisible()
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
     assert verdict.isVisible()
+
+
+def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tiny_window, qtbot, monkeypatch):
+    from cnndesk.core.architecture import CLASSES, LayerSpec
+
+    w = tiny_window
+    train_now(w, qtbot, epochs=1)
+    model, history = w.engine.worker.model, list(w.history)
+    errors = []
+    monkeypatch.setattr(w, "show_error", lambda title, message: errors.append((title, message)))
+    # a stack the viewer cannot look inside: it trains, then the app refuses the model
+    w.model_panel.set_layers([LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})],
+                             "custom")
+    w.model_panel.batch_size.setValue(4)
+    train_now(w, qtbot, epochs=1)
+    assert errors and errors[0][0] == "Training failed" and "no convolution or pooling layer" in errors[0][1]
+    assert w.engine.worker.model is model and w.history == history  # the model before it is still current
+    assert w.training_panel.chart.point_count("loss") == 1
+    assert [l.kind for l in w.model_panel.layers] == ["Flatten", "Dense"]  # what the user tried is still there
+    assert w.model_panel.batch_size.value() == 4
+
+
+def test_units_and_filters_stop_at_what_cnndesk_can_open_again(tiny_window, qtbot):
+    from cnndesk.core.model_file import LIMITS
+
+    w = tiny_window
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    w.model_panel.table.selectRow(1)  # the first Conv2D
+    filters = w.model_panel.editor_box.findChild(QSpinBox, "param_filters")
+    filters.selectAll()
+    qtbot.keyClicks(filters, "70000")
+    assert filters.value() <= LIMITS.dimension
+    assert layer_row_text(w, 1)[1].endswith(f"× {filters.value()}")

@@ -424,3 +424,15 @@ def test_library_warnings_do_not_reach_the_terminal(tmp_path):
     assert "Warning" not in proc.stderr and "EXIF" not in proc.stderr, proc.stderr
     assert "I0000" not in proc.stderr and "cuda" not in proc.stderr.lower()
     assert proc.stderr.startswith("49 images in 4 classes")
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
+    from cnndesk import cli
+
+    def exhausted(args):
+        raise MemoryError()
+
+    monkeypatch.setitem(cli.COMMANDS, "samples", exhausted)
+    assert cli.main(["samples", "anywhere"]) == 2
+    err = capsys.readouterr().err
+    assert err == "cnndesk-cli: error: out of memory: use a smaller image size, batch size or model\n"

@@ -149,3 +149,60 @@ def test_a_finished_dataset_does_not_keep_its_images(tmp_path):
     del loaded
     gc.collect()
     assert images() is None, "TensorFlow still holds the image cache of a dataset nobody uses"
+
+
+# ---------------------------------------------------------------------------
+# the pool never takes a model the user can still see or bring back
+
+def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs_as_they_were(data):
+    from cnndesk.core.architecture import CLASSES, LayerSpec
+    from cnndesk.core.errors import UserError
+
+    worker = engine_worker()
+    train_in(worker, data)
+    first = worker.model
+    train_in(worker, data)
+    second = worker.model
+    assert worker.previous[0] is first
+    flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
+    worker.train_state = None
+    with pytest.raises(UserError, match="no convolution or pooling layer"):
+        worker.job_train(data, flat, SETTINGS)
+    assert worker.model is second and worker.previous[0] is first
+    assert worker.inspector.model is second
+    assert id(first) not in worker._pool._free and id(second) not in worker._pool._free
+
+
+def test_a_project_whose_model_the_viewer_refuses_leaves_the_runs_as_they_were(data, tmp_path, monkeypatch):
+    from cnndesk.core.errors import UserError
+    from cnndesk.core.project import Project, save_project
+
+    worker = engine_worker()
+    train_in(worker, data)
+    first = worker.model
+    train_in(worker, data)
+    second = worker.model
+    save_project(tmp_path / "p", Project(class_names=data.class_names, layers=preset("seed")), second)
+
+    def refuse(model, class_names, preprocessing):
+        raise UserError("The project file does not match its model.")
+
+    monkeypatch.setattr(worker, "_inspector_for", refuse)
+    with pytest.raises(UserError, match="does not match"):
+        worker.job_open_project(str(tmp_path / "p"))
+    assert worker.model is second and worker.previous[0] is first
+    assert id(first) not in worker._pool._free
+
+
+def test_training_on_several_devices_does_not_take_a_pooled_model(data, monkeypatch):
+    """Each multi-GPU run has its own MirroredStrategy; a pooled model's variables belong to another one."""
+    import contextlib
+
+    import cnndesk.core.training as training
+
+    monkeypatch.setattr(training, "distribution_scope", lambda device, strategy=None: contextlib.nullcontext())
+    pool = ModelPool()
+    settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=5, device="gpu:0,1")
+    train(data, preset("seed"), settings, pool=pool)
+    train(data, preset("seed"), settings, pool=pool)
+    assert pool.compiled == 0 and pool.reused == 0

@@ -220,18 +220,6 @@ def _sha256(path: Path) -> str:
 
 # -- the lock ----------------------------------------------------------------------------------------
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 class ProjectLock:
     """An exclusive lock on a project folder for the length of a save.
 

@@ -390,7 +390,8 @@ def train(
                              index=data.val_index) if has_val else None
 
     with distribution_scope(settings.device, strategy):
-        if pool is not None and strategy is None:
+        # several GPUs: each run makes its own MirroredStrategy, whose variables cannot take a pooled model's
+        if pool is not None and strategy is None and "," not in (settings.device or ""):
             model = pool.prepare(model, layers, data.preprocessing.input_shape, data.num_classes, settings)
         else:
             if model is None:

@@ -138,23 +138,29 @@ class EngineWorker(QObject):
         result = train(data, layers, settings, Listener(), self.train_state, model=model, augment=augment,
                        class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0,
                        pool=self._pool)
+        try:  # first what can fail: until it succeeded, the current and previous runs stay as they were
+            inspector = self._inspector_for(result.model, data.class_names, data.preprocessing)
+        except Exception:
+            if result.model is not self.model and self._pool is not None:
+                self._pool.give_back(result.model)
+            raise
         if not continue_training and self.model is not None and result.model is not self.model:
             # a new run never discards the last one: it becomes the previous run (to bring back), and
             # only the run before that goes to the pool, whose models get overwritten by later runs
             self._retire_previous()
             self.previous = (self.model, self.inspector)
             self.model = self.inspector = None
-        self._set_model(result.model, data.class_names, data.preprocessing)
+        self._set_model(result.model, inspector)
         result.model = None  # the model stays in this thread
         return_freed_memory()
         return result
 
-    def _set_model(self, model, class_names, preprocessing) -> None:
-        """Make ``model`` the current one; the one it replaces goes back to the pool for later runs."""
+    @staticmethod
+    def _inspector_for(model, class_names, preprocessing):
+        """The viewer's ``Inspector`` for ``model`` (raises when the model cannot be inspected); changes nothing."""
         from ..core.inspection import Inspector
         from ..core.model_pool import attachments
 
-        self._drop_model(keep=model)
         # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
         attached = attachments(model)
         inspector = attached.get("inspector")
@@ -164,6 +170,11 @@ class EngineWorker(QObject):
         else:
             inspector.class_names = list(class_names)
             inspector.preprocessing = preprocessing
+        return inspector
+
+    def _set_model(self, model, inspector) -> None:
+        """Make ``model`` current; the one it replaces goes back to the pool for later runs."""
+        self._drop_model(keep=model)
         self.model, self.inspector = model, inspector
 
     def _retire_previous(self) -> None:
@@ -194,9 +205,11 @@ class EngineWorker(QObject):
         from ..core.project import open_project
 
         project, model = open_project(folder)
+        # the inspector first: a model it refuses leaves the current and previous runs as they were
+        inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
         self._retire_previous()
         if model is not None:
-            self._set_model(model, project.class_names, project.preprocessing)
+            self._set_model(model, inspector)
             self.inspector.warm_up()
         else:
             self._drop_model()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from pathlib import Path
@@ -13,7 +14,6 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QM
 
 from .. import __version__
 from ..core.architecture import LayerSpec, TrainingSettings, layer_table, total_params
-import dataclasses
 
 from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS, SUFFIX
@@ -340,8 +340,8 @@ class MainWindow(QMainWindow):
 
     def _on_train_failed(self, message: str) -> None:
         self.training_panel.training_finished(error=message)
-        if self._replaced is not None:  # the engine still holds the model it had: show its run again
-            self._apply_run_state(self._replaced)
+        if self._replaced is not None:  # the engine still holds the model it had: show its run again,
+            self._apply_run_state(self._replaced, with_spec=False)  # keeping the edits the user tried to train
             self._replaced = None
         self._update_actions()
         if self._closing:
@@ -378,12 +378,13 @@ class MainWindow(QMainWindow):
         return {"history": list(self.history), "best_epoch": self.best_epoch, "classes": list(self._model_classes),
                 "preprocessing": self._model_preprocessing, "run": self.run_id, "spec": self._model_spec}
 
-    def _apply_run_state(self, state: dict) -> None:
+    def _apply_run_state(self, state: dict, with_spec: bool = True) -> None:
+        """Show ``state``'s run; ``with_spec``: also put back the layers and settings it was trained with."""
         self.history, self.best_epoch = list(state["history"]), state["best_epoch"]
         self._model_classes, self._model_preprocessing = list(state["classes"]), state["preprocessing"]
         self.run_id, self._model_spec = state["run"], state["spec"]
         self.has_model = True
-        if self._model_spec is not None:  # the layers and settings that go with the model
+        if with_spec and self._model_spec is not None:  # the layers and settings that go with the model
             layers, preset_name, settings = self._model_spec
             self.model_panel.set_layers(list(layers), preset_name)
             self.model_panel.set_settings(settings)

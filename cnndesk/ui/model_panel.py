@@ -16,6 +16,7 @@ from ..core.architecture import (
     preset, total_params,
 )
 from ..core.errors import ArchitectureError
+from ..core.model_file import LIMITS
 
 ERROR_BG = QColor("#ffd8d8")
 
@@ -348,7 +349,8 @@ class ModelPanel(QWidget):
             w = QSpinBox(objectName=name, minimum=0, maximum=64, value=int(value), specialValueText="= pool size")
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
         else:
-            w = QSpinBox(objectName=name, minimum=1, maximum=100000 if key in ("units", "filters") else 64)
+            # units and filters up to what cnndesk opens again (a bigger number is refused in a model file)
+            w = QSpinBox(objectName=name, minimum=1, maximum=LIMITS.dimension if key in ("units", "filters") else 64)
             w.setValue(int(value) if value != CLASSES else self.num_classes)
             w.setKeyboardTracking(True)
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
