@@ -452,8 +452,10 @@ def test_training_again_keeps_the_previous_model_which_can_be_brought_back(tiny_
     assert "previous run (2 epochs" in panel.previous_button.toolTip()
 
     qtbot.mouseClick(panel.previous_button, Qt.LeftButton)
+    assert not panel.train_button.isEnabled()  # a run started now would start from the wrong model
     qtbot.waitUntil(lambda: w.engine.worker.model is first_model, timeout=20000)
     qtbot.waitUntil(lambda: w.history == first_history, timeout=5000)
+    assert panel.train_button.isEnabled()
     assert panel.chart.point_count("loss") == 2 and w.run_id == first_run
     assert w.model_panel.epochs.value() == 2  # the settings it was trained with come back with it
     assert w.isWindowModified()

@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
         self.has_model = False
         self.modified = False
         self._closing = False
+        self._bringing_back = False  # a Bring Back job is on its way to the engine
         self._model_classes: list[str] = []
         self._model_preprocessing = None  # how the engine's model prepares images
         self.run_id: str | None = None  # the training run the current model came from
@@ -247,6 +248,8 @@ class MainWindow(QMainWindow):
             ok, reason = False, "Choose a dataset folder first (Dataset tab)."
         elif not self.model_panel.is_valid():
             ok, reason = False, f"The model cannot be built: {self.model_panel.error}"
+        elif self._bringing_back:
+            ok, reason = False, "Bringing back the previous model…"
         else:
             ok, reason = True, ""
         self.training_panel.set_can_train(ok, reason)
@@ -401,10 +404,11 @@ class MainWindow(QMainWindow):
 
     def bring_back_previous(self) -> None:
         """Make the previous run's model current; the current one becomes the previous (so this undoes itself)."""
-        if self._previous is None or self.training_panel.running:
+        if self._previous is None or self.training_panel.running or self._bringing_back:
             return
 
         def swapped(_):
+            self._bringing_back = False
             current = self._run_state()
             self._apply_run_state(self._previous)
             self._previous = current
@@ -413,7 +417,15 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("The previous model is current again; the one trained after it can be "
                                          "brought back the same way.", 10000)
 
-        self.engine.submit("restore_previous", swapped, lambda m: self.show_error("Could not bring back the model", m))
+        def failed(message):
+            self._bringing_back = False
+            self._update_actions()
+            self.show_error("Could not bring back the model", message)
+
+        # until the engine has swapped the models, a new run would start from the wrong one: Train waits
+        self._bringing_back = True
+        self._update_actions()
+        self.engine.submit("restore_previous", swapped, failed)
 
     def _destination_ok(self, data) -> bool:
         """Before training: can the project folder take the trained model? Ask when it cannot."""
