@@ -13,7 +13,7 @@ seed: latency does not depend on the weights), wraps it in
 
 The same is then repeated on the model saved to .keras and loaded back (what
 the app holds after opening a project; a reloaded Sequential has stale graph
-nodes, see DESIGN.md), unless --no-reloaded.
+nodes, see docs/tensorflow-notes.md), unless --no-reloaded.
 
 Usage:
     .venv/bin/python benchmarks/inspect_latency.py [--runs 50] [--warmup 5] [--no-reloaded]

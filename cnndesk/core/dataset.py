@@ -674,7 +674,7 @@ def make_tf_dataset(
     ``tf.distribute`` strategy, which then splits each global batch). The
     augmentation layers run in training only, never in the saved model.
     Autotune is off and prefetch fixed: on small CPUs autotune stalled epoch
-    starts by seconds (see DESIGN.md).
+    starts by seconds (see docs/tensorflow-notes.md).
 
     Args:
         images: the uint8 cache, shape (N, H, W, C), e.g. ``LoadedDataset.images``.

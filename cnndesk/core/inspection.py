@@ -2,7 +2,7 @@
 
 ``Inspector`` wraps any flat Sequential/Functional Keras image classifier. It
 rebuilds the model's graph on a fresh ``keras.Input`` (a reloaded
-Sequential's ``layer.output`` is stale and gives no gradients, see DESIGN.md)
+Sequential's ``layer.output`` is stale and gives no gradients, see docs/tensorflow-notes.md)
 and compiles one ``tf.function`` per question, so a warm call for one image
 takes milliseconds.
 """

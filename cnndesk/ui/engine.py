@@ -3,7 +3,7 @@
 ``Engine`` (GUI side) sends jobs to ``EngineWorker`` (living in its own
 ``QThread``) through a queued signal; the worker runs them one after another
 and answers with signals. Exactly this thread imports TensorFlow/Keras:
-importing it from two threads at once deadlocked in every trial (DESIGN.md).
+importing it from two threads at once deadlocked in every trial (docs/tensorflow-notes.md).
 
 A job is a name and keyword arguments; its handler is ``EngineWorker.job_<name>``.
 An exception in a job comes back as ``failed`` with a readable message, never
