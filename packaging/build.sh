@@ -98,26 +98,8 @@ Description: train a convolutional image classifier by pointing and clicking
  predicts and why: the activation maps of every layer and a heat map.
  Offline; Python, TensorFlow and Qt are bundled in /opt/cnndesk.
 CONTROL
-# menus and icon caches pick the new entry up at once where the tools exist
-cat > "$pkg/DEBIAN/postinst" <<'SH'
-#!/bin/sh
-set -e
-if [ "$1" = configure ]; then
-    command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q /usr/share/applications || true
-    command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true
-fi
-exit 0
-SH
-cat > "$pkg/DEBIAN/postrm" <<'SH'
-#!/bin/sh
-set -e
-if [ "$1" = remove ] || [ "$1" = purge ]; then
-    command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q /usr/share/applications || true
-    command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true
-fi
-exit 0
-SH
-chmod 755 "$pkg/DEBIAN/postinst" "$pkg/DEBIAN/postrm"
+# no maintainer scripts: Debian's desktop-file-utils and hicolor-icon-theme refresh the menu and icon
+# caches through dpkg triggers, and a package without scripts leaves nothing behind after `dpkg -r`
 deb=dist/cnndesk_${version}_${arch}.deb
 dpkg-deb --root-owner-group -Zxz -z6 --build "$pkg" "$deb" > /dev/null
 

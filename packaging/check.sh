@@ -22,7 +22,9 @@ build=1
 for t in Xvfb xdotool import desktop-file-validate apt-get dpkg; do
     command -v $t >/dev/null || { echo "check.sh: missing $t: apt-get install -y xvfb xdotool imagemagick desktop-file-utils" >&2; exit 2; }
 done
-if dpkg -s cnndesk >/dev/null 2>&1; then
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' cnndesk 2>/dev/null)" != "" ] && \
+              [ "$(dpkg-query -W -f='${db:Status-Status}' cnndesk 2>/dev/null)" != not-installed ]; }
+if installed; then
     echo "check.sh: a cnndesk package is already installed; remove it first (dpkg -r cnndesk)" >&2; exit 2
 fi
 [ $build = 1 ] && bash packaging/build.sh
@@ -36,7 +38,7 @@ scratch=$(mktemp -d /tmp/cnndesk-check.XXXXXX)
 xvfb_pid=
 cleanup() {
     [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null || true
-    dpkg -s cnndesk >/dev/null 2>&1 && dpkg -r cnndesk >/dev/null 2>&1 || true
+    installed && dpkg -r cnndesk >/dev/null 2>&1 || true
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -127,6 +129,8 @@ while read -r path; do
     [ -n "$owner" ] && [ "$owner" != cnndesk ] || fail "left behind, owned by no other package: $path"
 done < <(comm -13 "$scratch/before.txt" "$scratch/after.txt")
 [ ! -e /opt/cnndesk ] && ! command -v cnndesk >/dev/null || fail "cnndesk is still installed"
+! installed || fail "dpkg still lists cnndesk after dpkg -r: $(dpkg-query -W -f='${db:Status-Abbrev}' cnndesk)"
+! ls /var/lib/dpkg/info/cnndesk.* >/dev/null 2>&1 || fail "dpkg -r left cnndesk's records in /var/lib/dpkg/info"
 pass "dpkg -r removed every file it installed ($(wc -l < "$scratch/owned.txt") paths); nothing of it is left"
 
 echo "== the tarball"
