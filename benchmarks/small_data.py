@@ -121,16 +121,10 @@ def make_dataset(name: str):
 
 
 def held_out_split(labels: np.ndarray, split_seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train+validation rows, held-out rows), fixed by ``split_seed``."""
-    rng = np.random.default_rng(split_seed)
-    rest, test = [], []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        rng.shuffle(members)
-        k = int(round(len(members) * TEST_SHARE))
-        test.append(members[:k])
-        rest.append(members[k:])
-    return np.sort(np.concatenate(rest)), np.sort(np.concatenate(test))
+    """Stratified (train+validation rows, held-out rows), fixed by ``split_seed``: cnndesk's own split."""
+    from cnndesk.core.dataset import split_indices
+
+    return split_indices(labels, TEST_SHARE, split_seed)
 
 
 def write_folders(name: str, base: Path, split_seed: int = SPLIT_SEED) -> tuple[Path, Path]:
