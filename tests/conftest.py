@@ -37,6 +37,27 @@ def write_dataset(root, classes=("left", "top", "centre"), per_class=20, size=32
     return root
 
 
+def read_only_folder(folder, monkeypatch):
+    """A folder that refuses new files; as root (whom permissions do not stop) as a read-only disk refuses them."""
+    import errno
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == folder:
+                raise OSError(errno.EROFS, "Read-only file system")
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    return folder
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path):
     """3 classes x 20 PNG images at 32x32, easy to learn."""

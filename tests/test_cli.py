@@ -18,7 +18,7 @@ from cnndesk.cli import main
 from cnndesk.core.project import open_project
 from cnndesk.core.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
 
-from conftest import kept_epoch
+from conftest import kept_epoch, read_only_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -300,21 +300,7 @@ def _no_training(monkeypatch):
 
 
 def test_train_into_a_read_only_folder_fails_before_reading_or_training(tmp_path, monkeypatch):
-    import errno
-    import tempfile
-
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    if os.access(ro, os.W_OK):  # root: permissions do not stop it; refuse new files there as a read-only disk does
-        real = tempfile.mkstemp
-
-        def mkstemp(*args, dir=None, **kwargs):
-            if dir is not None and Path(dir) == ro:
-                raise OSError(errno.EROFS, "Read-only file system")
-            return real(*args, dir=dir, **kwargs)
-
-        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    ro = read_only_folder(tmp_path / "ro", monkeypatch)
     _no_training(monkeypatch)
     import cnndesk.core.dataset as dataset
 

@@ -242,8 +242,9 @@ import errno
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+
+from conftest import read_only_folder
 
 from cnndesk.core import project as project_module
 from cnndesk.core.project import ProjectLock, check_destination, clean_project, estimate_model_bytes
@@ -469,24 +470,8 @@ def test_a_real_keras_save_killed_after_the_model_and_before_the_commit_opens_th
 # ---------------------------------------------------------------------------
 # checking a destination before the work
 
-def _read_only_folder(folder: Path, monkeypatch) -> Path:
-    """A folder that refuses new files; as root (whom permissions do not stop) as a read-only disk refuses them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o555)
-    if os.access(folder, os.W_OK):
-        real = tempfile.mkstemp
-
-        def mkstemp(*args, dir=None, **kwargs):
-            if dir is not None and Path(dir) == folder:
-                raise OSError(errno.EROFS, "Read-only file system")
-            return real(*args, dir=dir, **kwargs)
-
-        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    return folder
-
-
 def test_a_read_only_destination_is_refused_in_one_sentence(tmp_path, monkeypatch):
-    ro = _read_only_folder(tmp_path / "ro", monkeypatch)
+    ro = read_only_folder(tmp_path / "ro", monkeypatch)
     try:
         with pytest.raises(ProjectError) as e:
             check_destination(ro)
