@@ -114,7 +114,7 @@ def run_selftest(out: TextIO | None = None, keep: str | os.PathLike | None = Non
     # before QApplication exists: headless, whatever display there is
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from PySide6.QtCore import QSettings, qInstallMessageHandler
+    from PySide6.QtCore import qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
     work = Path(keep).expanduser().resolve() if keep else Path(tempfile.mkdtemp(prefix="cnndesk-selftest-"))
@@ -128,7 +128,7 @@ def run_selftest(out: TextIO | None = None, keep: str | os.PathLike | None = Non
     window = None
     code = 0
     try:
-        window = _steps(app, run, work, state, QSettings)
+        window = _steps(app, run, work, state)
     except _StepFailed as e:
         code = 1
         print(f"  FAIL {e.step}: {e.message}", file=out, flush=True)
@@ -150,7 +150,9 @@ def run_selftest(out: TextIO | None = None, keep: str | os.PathLike | None = Non
     return code
 
 
-def _steps(app, run: _Run, work: Path, state: dict, QSettings):
+def _steps(app, run: _Run, work: Path, state: dict):
+    from PySide6.QtCore import QSettings
+
     from .core.samples import SAMPLE_CLASSES, write_sample_dataset
     from .ui.main_window import MainWindow
 
