@@ -70,14 +70,14 @@ def _wait(app, condition: Callable[[], bool], what: str, timeout_s: float = STEP
         time.sleep(0.005)
 
 
-def _job(app, window, name: str, **kwargs):
-    """Run one engine job (in the engine thread, as the app does) and return its result."""
+def _job(app, window, method, **kwargs):
+    """Run one engine job (an ``EngineWorker`` method, in the engine thread as the app does); its result."""
     outcome: dict = {}
-    job = window.engine.submit(name, lambda r: outcome.setdefault("ok", r),
-                               lambda m: outcome.setdefault("error", m), **kwargs)
-    if job < 0:
+    job = window.engine.submit(method, on_done=lambda r: outcome.setdefault("ok", r),
+                               on_error=lambda m: outcome.setdefault("error", m), **kwargs)
+    if job is None:
         raise SelftestFailure("the engine thread has stopped")
-    _wait(app, lambda: bool(outcome), f"the engine's {name.replace('_', ' ')} job")
+    _wait(app, lambda: bool(outcome), f"the engine's {method.__name__.replace('_', ' ')} job")
     if "error" in outcome:
         raise SelftestFailure(outcome["error"])
     return outcome["ok"]
@@ -137,7 +137,7 @@ def run_selftest(out: TextIO | None = None, keep: str | os.PathLike | None = Non
     finally:
         window = window or state.get("window")
         if window is not None:
-            window.modified = False  # nothing to ask about: the project was saved or is a throwaway
+            window.state.modified = False  # nothing to ask about: the project was saved or is a throwaway
             window.close()
             window.shutdown()
             window.deleteLater()
@@ -155,6 +155,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
 
     from .core.samples import SAMPLE_CLASSES, write_sample_dataset
     from .ui.main_window import MainWindow
+    from .ui.engine import EngineWorker
 
     sample = work / "sample"
     project_dir = work / "project"
@@ -202,18 +203,21 @@ def _steps(app, run: _Run, work: Path, state: dict):
         if not window.train_action.isEnabled():
             raise SelftestFailure("Train is disabled although TensorFlow and the dataset are ready")
         window.train_action.trigger()
-        _wait(app, lambda: window.training_panel.running or window.has_model or bool(errors), "training to start")
+        _wait(app, lambda: window.training_panel.running or window.state.has_model or bool(errors), "training to start")
         _wait(app, lambda: not window.training_panel.running, "training to finish")
         check_errors()
-        if not window.has_model or len(window.history) != 1:
-            raise SelftestFailure(f"expected one trained epoch, the history holds {len(window.history)}")
-        row = window.history[-1]
+        if not window.state.has_model or len(window.state.history) != 1:
+            raise SelftestFailure(f"expected one trained epoch, the history holds {len(window.state.history)}")
+        row = window.state.history[-1]
         return f"loss {row['loss']:.3f}, {row.get('images_per_s', 0):.0f} images/s"
 
     run.step("train", train)
 
     def save():
-        if not window._save_to(str(project_dir)):
+        saved: list[bool] = []
+        window.projects.save_to(str(project_dir), then=saved.append)
+        _wait(app, lambda: bool(saved), "the project to be saved")
+        if not saved[0]:
             check_errors()
             raise SelftestFailure("saving the project failed")
         from .core.project import is_project
@@ -226,13 +230,11 @@ def _steps(app, run: _Run, work: Path, state: dict):
     run.step("save", save)
 
     def reopen():
-        window.has_model = False
-        window.project_path = None
-        window.open_project(str(project_dir), confirm=False)
-        _wait(app, lambda: window.project_path is not None or bool(errors), "the project to open")
-        _wait(app, lambda: window.engine.pending() == 0, "the engine to finish opening")
+        window.state.update(model=None, project_path=None, history=[])
+        window.projects.open(str(project_dir), confirm=False)
+        _wait(app, lambda: window.state.project_path is not None or bool(errors), "the project to open")
         check_errors()
-        if not window.has_model or len(window.history) != 1:
+        if not window.state.has_model or len(window.state.history) != 1:
             raise SelftestFailure("the reopened project has no model or lost its training history")
         return None
 
@@ -241,7 +243,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
     image = str(next((sample / SAMPLE_CLASSES[0]).glob("*.png")))
 
     def predict():
-        result = _job(app, window, "predict_files", paths=[image], k=3)[0]
+        result = _job(app, window, EngineWorker.predict_files, paths=[image], k=3)[0]
         if "error" in result:
             raise SelftestFailure(result["error"])
         state["prepared"] = result["image"]
@@ -253,7 +255,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
     def inspect():
         import numpy as np
 
-        result = _job(app, window, "inspect", image=state["prepared"])
+        result = _job(app, window, EngineWorker.inspect, image=state["prepared"])
         maps, cam = result["maps"], np.asarray(result["cam"])
         if not maps:
             raise SelftestFailure("no activation maps came back")
@@ -264,7 +266,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
     run.step("inspect", inspect)
 
     def export(fmt: str, filename: str):
-        path = Path(_job(app, window, "export", fmt=fmt, out=str(work / filename)))
+        path = Path(_job(app, window, EngineWorker.export, fmt=fmt, out=str(work / filename)))
         if not path.is_file() or path.stat().st_size == 0:
             raise SelftestFailure(f"{path} was not written")
         state[fmt] = path
@@ -273,7 +275,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
     run.step("export .keras", lambda: export("keras", "exported.keras"))
 
     def open_keras():
-        info = _job(app, window, "open_model", path=str(state["keras"]))
+        info = _job(app, window, EngineWorker.open_model, path=str(state["keras"]))
         if len(info["class_names"]) != len(SAMPLE_CLASSES):
             raise SelftestFailure(f"the exported model has {len(info['class_names'])} classes, expected "
                                   f"{len(SAMPLE_CLASSES)}")
@@ -284,11 +286,11 @@ def _steps(app, run: _Run, work: Path, state: dict):
     run.step("export LiteRT", lambda: export("litert", "exported.tflite"))
 
     def close():
-        window.modified = False
+        window.state.modified = False
         window.close()
         _wait(app, lambda: not window.isVisible(), "the window to close")
         window.shutdown()
-        if window.engine.thread.isRunning():
+        if window.engine.worker_thread.isRunning():
             raise SelftestFailure("the engine thread did not stop")
         return None
 

@@ -101,12 +101,12 @@ def make_window(qtbot, settings, sample_dir):
     yield make
     for w in windows:
         if w.training_panel.running:
-            w.engine.cancel_training()
+            w.training.stop()
             qtbot.waitUntil(lambda: not w.training_panel.running, timeout=30000)
-        w.modified = False
+        w.state.modified = False
         w.close()
         w.shutdown()
-        assert not w.engine.thread.isRunning(), "the engine thread outlived its window"
+        assert not w.engine.worker_thread.isRunning(), "the engine thread outlived its window"
         assert not w.dataset_panel.loader._threads or all(not t.isRunning() for t in w.dataset_panel.loader._threads)
 
 

@@ -13,6 +13,15 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 from conftest import kept_epoch, write_dataset
 
 
+def save_as(w, qtbot, monkeypatch, folder):
+    """File > Save Project As… into ``folder`` (the dialog answered), waiting until the save has ended."""
+    from cnndesk.ui import file_dialogs
+
+    monkeypatch.setattr(file_dialogs, "ask_folder_for_writing", lambda *a, **k: str(folder))
+    w.save_as_action.trigger()
+    qtbot.waitUntil(lambda: not w.state.busy, timeout=30000)
+
+
 def drop_paths(widget, paths):
     """Send a real drag-enter and drop carrying file URLs to ``widget``."""
     mime = QMimeData()
@@ -178,7 +187,7 @@ def test_training_two_epochs_draws_the_chart_and_logs_each_epoch(tiny_window, qt
     assert len(epochs) == 2
     assert w.training_panel.progress.format().startswith("Done")
     assert w.isWindowModified()
-    assert w.has_model and w.export_actions["keras"].isEnabled()
+    assert w.state.has_model and w.export_actions["keras"].isEnabled()
 
 
 def test_stop_ends_a_long_run_within_seconds_and_keeps_the_model(tiny_window, qtbot):
@@ -192,7 +201,7 @@ def test_stop_ends_a_long_run_within_seconds_and_keeps_the_model(tiny_window, qt
     print(f"\nstopped {time.perf_counter() - pressed:.2f} s after Stop")
     assert "Stopped by you" in w.training_panel.log.toPlainText()
     assert w.training_panel.chart.point_count("loss") < 500
-    assert w.has_model
+    assert w.state.has_model
     # the kept model classifies
     path = w.dataset_panel.data.paths[0]
     w.viewer_panel.classify_paths([path])
@@ -209,23 +218,22 @@ def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, 
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
     folder = tmp_path / "my-project"
     folder.mkdir()
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    w.save_as_action.trigger()
+    save_as(w, qtbot, monkeypatch, folder)
     assert saved_model_file(folder).is_file()
     assert not w.isWindowModified()
     assert w.windowTitle().startswith("my-project")
-    history = list(w.history)
+    history = list(w.state.history)
 
     w2 = make_window()
     qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
     w2.open_project(str(folder), confirm=False)
-    qtbot.waitUntil(lambda: w2.project_path == str(folder), timeout=30000)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder), timeout=30000)
     assert w2.model_panel.epochs.value() == 2
     assert w2.model_panel.learning_rate.value() == pytest.approx(0.002)
     assert w2.dataset_panel.augment_checks["flip"].isChecked()
-    assert w2.history == history
+    assert w2.state.history == history
     assert w2.training_panel.chart.point_count("loss") == 2
-    assert w2.has_model
+    assert w2.state.has_model
     # the recent-projects menu remembers it
     assert any(str(folder) in a.text() for a in w2.recent_menu.actions())
 
@@ -270,7 +278,7 @@ def test_closing_during_training_asks_then_stops_cleanly(tiny_window, qtbot, mon
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=15000)
     assert asked[0] == "Training is running"
     assert "Unsaved changes" in asked  # the trained model is unsaved work
-    assert not w.engine.thread.isRunning()
+    assert not w.engine.worker_thread.isRunning()
 
 
 def test_an_engine_error_is_a_readable_message_and_the_app_goes_on(window, qtbot, tmp_path):
@@ -303,7 +311,7 @@ def test_settings_are_remembered_between_sessions(make_window, qtbot, settings, 
                     timeout=20000)
     w.model_panel.batch_size.setValue(8)
     w.model_panel.preset_combo.setCurrentIndex(w.model_panel.preset_combo.findData("tinyvgg"))
-    w.modified = False
+    w.state.modified = False
     w.close()
     w2 = make_window()
     qtbot.waitUntil(lambda: w2.dataset_panel.data is not None, timeout=20000)
@@ -348,8 +356,7 @@ def test_a_project_keeps_the_image_size_its_model_was_trained_at(tiny_window, qt
     qtbot.waitUntil(lambda: w.dataset_panel.data.preprocessing.image_size == (48, 48), timeout=20000)
     folder = tmp_path / "p"
     folder.mkdir()
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    w.save_as_action.trigger()
+    save_as(w, qtbot, monkeypatch, folder)
     saved = json.loads((folder / "project.json").read_text())
     assert saved["dataset"]["preprocessing"]["image_size"] == [64, 64]
     # evaluating or continuing with images the model cannot take is refused in words
@@ -363,8 +370,8 @@ def test_f5_continues_when_continue_is_ticked(tiny_window, qtbot):
     train_now(w, qtbot, epochs=1)
     w.training_panel.continue_check.setChecked(True)
     qtbot.keyClick(w, Qt.Key_F5)
-    qtbot.waitUntil(lambda: not w.training_panel.running and len(w.history) == 2, timeout=60000)
-    assert [h["epoch"] for h in w.history] == [1, 2]
+    qtbot.waitUntil(lambda: not w.training_panel.running and len(w.state.history) == 2, timeout=60000)
+    assert [h["epoch"] for h in w.state.history] == [1, 2]
 
 
 def test_retraining_another_architecture_refreshes_the_viewer(tiny_window, qtbot, tiny_dataset):
@@ -385,14 +392,13 @@ def test_retraining_another_architecture_refreshes_the_viewer(tiny_window, qtbot
 def test_a_project_saved_before_training_reopens_without_a_model(window, qtbot, make_window, tmp_path, monkeypatch):
     folder = tmp_path / "untrained"
     folder.mkdir()
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    window.save_as_action.trigger()
+    save_as(window, qtbot, monkeypatch, folder)
     assert saved_model_file(folder) is None and not (folder / "versions").exists()
     w2 = make_window()
     qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
     w2.open_project(str(folder), confirm=False)
-    qtbot.waitUntil(lambda: w2.project_path == str(folder), timeout=30000)
-    assert not w2.has_model
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder), timeout=30000)
+    assert not w2.state.has_model
     assert not w2.export_actions["keras"].isEnabled()
     assert not w2.viewer_panel.open_button.isEnabled()
 
@@ -402,11 +408,10 @@ def test_new_project_forgets_the_trained_model(tiny_window, qtbot, tmp_path, mon
     train_now(w, qtbot)
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Discard)
     w.new_action.trigger()
-    assert not w.has_model and w.history == []
+    assert not w.state.has_model and w.state.history == []
     folder = tmp_path / "fresh"
     folder.mkdir()
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    w.save_as_action.trigger()
+    save_as(w, qtbot, monkeypatch, folder)
     assert saved_model_file(folder) is None and not (folder / "versions").exists()
 
 
@@ -438,14 +443,14 @@ def test_training_again_keeps_the_previous_model_which_can_be_brought_back(tiny_
     panel = w.training_panel
     assert not panel.previous_button.isVisible() and not w.previous_action.isEnabled()
     train_now(w, qtbot, epochs=2)
-    first_model, first_run, first_history = w.engine.worker.model, w.run_id, list(w.history)
+    first_model, first_run, first_history = w.engine.worker.model, w.state.model.run, list(w.state.history)
     assert first_run and len(first_history) == 2
     assert not panel.previous_button.isVisible()  # nothing to bring back after the first run
 
     # Train again without Continue, over the unsaved model: it is not lost
     train_now(w, qtbot, epochs=1)
-    assert panel.chart.point_count("loss") == 1 and len(w.history) == 1
-    assert w.engine.worker.model is not first_model and w.run_id != first_run
+    assert panel.chart.point_count("loss") == 1 and len(w.state.history) == 1
+    assert w.engine.worker.model is not first_model and w.state.model.run != first_run
     assert panel.previous_button.isVisible() and panel.previous_button.isEnabled()
     assert w.previous_action.isEnabled()
     assert "Bring Back Previous Model" in w.statusBar().currentMessage()
@@ -454,9 +459,9 @@ def test_training_again_keeps_the_previous_model_which_can_be_brought_back(tiny_
     qtbot.mouseClick(panel.previous_button, Qt.LeftButton)
     assert not panel.train_button.isEnabled()  # a run started now would start from the wrong model
     qtbot.waitUntil(lambda: w.engine.worker.model is first_model, timeout=20000)
-    qtbot.waitUntil(lambda: w.history == first_history, timeout=5000)
+    qtbot.waitUntil(lambda: w.state.history == first_history, timeout=5000)
     assert panel.train_button.isEnabled()
-    assert panel.chart.point_count("loss") == 2 and w.run_id == first_run
+    assert panel.chart.point_count("loss") == 2 and w.state.model.run == first_run
     assert w.model_panel.epochs.value() == 2  # the settings it was trained with come back with it
     assert w.isWindowModified()
     assert "previous run (1 epoch" in panel.previous_button.toolTip()  # and the newer one can come back in turn
@@ -464,8 +469,7 @@ def test_training_again_keeps_the_previous_model_which_can_be_brought_back(tiny_
     # the project remembers which run its model came from
     folder = tmp_path / "kept"
     folder.mkdir()
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    w.save_as_action.trigger()
+    save_as(w, qtbot, monkeypatch, folder)
     import json
 
     assert json.loads((folder / "project.json").read_text())["run"] == first_run
@@ -482,7 +486,7 @@ def test_a_run_stopped_at_once_does_not_lose_the_model_before_it(tiny_window, qt
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=20000)
     assert w.engine.worker.model is not first_model  # the barely trained model is current, as Stop says...
     w.previous_action.trigger()  # ...and the one before it comes back from the Training menu
-    qtbot.waitUntil(lambda: w.engine.worker.model is first_model and len(w.history) == 1, timeout=20000)
+    qtbot.waitUntil(lambda: w.engine.worker.model is first_model and len(w.state.history) == 1, timeout=20000)
 
 
 def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_window, qtbot, tmp_path, monkeypatch):
@@ -493,7 +497,7 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
     w = tiny_window
     ro = tmp_path / "ro-project"
     ro.mkdir()
-    w.project_path = str(ro)
+    w.state.project_path = str(ro)
     real = tempfile.mkstemp
 
     def mkstemp(*args, dir=None, **kwargs):  # the folder refuses new files as a read-only disk does (even for root)
@@ -513,7 +517,7 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
     monkeypatch.setattr(QMessageBox, "exec", answer)
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    assert not w.training_panel.running and not w.has_model  # Cancel: nothing started
+    assert not w.training_panel.running and not w.state.has_model  # Cancel: nothing started
     name, text, cancel_default, cancel_escape = asked[0]
     assert name == "destinationBox" and cancel_default and cancel_escape
     assert text.startswith(f"Cannot save the project in {ro}: the disk is read-only")
@@ -521,7 +525,7 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)  # Train Anyway
     assert w.training_panel.running
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
-    assert w.has_model and len(asked) == 2
+    assert w.state.has_model and len(asked) == 2
     assert os.listdir(ro) == []
 
 
@@ -563,12 +567,12 @@ def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window,
                       "improvement from noise); all epochs will run.")
     assert "Trained all 10 epochs." in log
     assert w.training_panel.progress.format() == "Done"
-    best = w.history[kept_epoch(w.history, n_val=12) - 1]
+    best = w.state.history[kept_epoch(w.state.history, n_val=12) - 1]
     kept = [line for line in log if line.startswith("Kept epoch ")]
     assert len(kept) == 1
     assert kept[0].startswith(f"Kept epoch {best['epoch']}'s weights: ")
     assert f"validation accuracy {best['val_accuracy']:.3f}" in kept[0]
-    assert w.best_epoch == best["epoch"]
+    assert w.state.best_epoch == best["epoch"]
     # the chart marks the same epoch, on its validation accuracy
     points = w.training_panel.chart.best.points()
     assert [(p.x(), round(p.y(), 6)) for p in points] == [(best["epoch"], round(best["val_accuracy"], 6))]
@@ -606,7 +610,7 @@ def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tin
 
     w = tiny_window
     train_now(w, qtbot, epochs=1)
-    model, history = w.engine.worker.model, list(w.history)
+    model, history = w.engine.worker.model, list(w.state.history)
     errors = []
     monkeypatch.setattr(w, "show_error", lambda title, message: errors.append((title, message)))
     # a stack the viewer cannot look inside: it trains, then the app refuses the model
@@ -615,7 +619,7 @@ def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tin
     w.model_panel.batch_size.setValue(4)
     train_now(w, qtbot, epochs=1)
     assert errors and errors[0][0] == "Training failed" and "no convolution or pooling layer" in errors[0][1]
-    assert w.engine.worker.model is model and w.history == history  # the model before it is still current
+    assert w.engine.worker.model is model and w.state.history == history  # the model before it is still current
     assert w.training_panel.chart.point_count("loss") == 1
     assert [l.kind for l in w.model_panel.layers] == ["Flatten", "Dense"]  # what the user tried is still there
     assert w.model_panel.batch_size.value() == 4

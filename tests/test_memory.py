@@ -64,9 +64,8 @@ def engine_worker():
     return EngineWorker()
 
 
-def train_in(worker, data, settings=SETTINGS, state=None):
-    worker.train_state = state
-    return worker.job_train(data, preset("seed"), settings)
+def train_in(worker, data, settings=SETTINGS, task=None):
+    return worker.train(data, preset("seed"), settings, task=task or TaskState())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident size from /proc")
@@ -78,7 +77,7 @@ def test_training_again_and_again_does_not_grow_the_process(data):
     rss, graphs = [], []
     for i in range(warmup + runs):
         train_in(worker, data)
-        worker.job_inspect(data.images[0])  # as the viewer does with a new model
+        worker.inspect(data.images[0])  # as the viewer does with a new model
         gc.collect()
         rss.append(rss_mb())
         graphs.append(func_graphs())
@@ -93,9 +92,11 @@ def test_training_again_and_again_does_not_grow_the_process(data):
 
 def test_cancelled_runs_reuse_their_models_and_the_viewer_sees_the_current_one(data):
     worker = engine_worker()
-    worker.batch.connect(lambda report: worker.train_state.request_interruption())
+    tasks = []
+    worker.batch.connect(lambda report: tasks[-1].request_interruption())
     for _ in range(4):
-        result = train_in(worker, data, TrainingSettings(batch_size=2, epochs=3, patience=0, seed=5), TaskState())
+        tasks.append(TaskState())
+        result = train_in(worker, data, TrainingSettings(batch_size=2, epochs=3, patience=0, seed=5), tasks[-1])
         assert result.cancelled
     assert worker._pool.compiled == 3 and worker._pool.reused == 1  # current, previous, pooled: see above
     # the reused model's inspector reads the model's current weights
@@ -165,9 +166,8 @@ def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs
     second = worker.model
     assert worker.previous[0] is first
     flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
-    worker.train_state = None
     with pytest.raises(UserError, match="no convolution or pooling layer"):
-        worker.job_train(data, flat, SETTINGS)
+        worker.train(data, flat, SETTINGS, task=TaskState())
     assert worker.model is second and worker.previous[0] is first
     assert worker.inspector.model is second
     assert id(first) not in worker._pool._free and id(second) not in worker._pool._free
@@ -189,7 +189,7 @@ def test_a_project_whose_model_the_viewer_refuses_leaves_the_runs_as_they_were(d
 
     monkeypatch.setattr(worker, "_inspector_for", refuse)
     with pytest.raises(UserError, match="does not match"):
-        worker.job_open_project(str(tmp_path / "p"))
+        worker.open_project(str(tmp_path / "p"))
     assert worker.model is second and worker.previous[0] is first
     assert id(first) not in worker._pool._free
 

@@ -27,7 +27,7 @@ def trained(window, qtbot, tiny_dataset):
     w.model_panel.learning_rate.setValue(0.003)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
-    assert w.has_model
+    assert w.state.has_model
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     return w
 
@@ -220,7 +220,7 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     w = window
     path = _plain_keras_model(tmp_path / "elsewhere.keras")
     w.open_model(str(path))
-    qtbot.waitUntil(lambda: w.has_model and w.tabs.currentIndex() == w.TAB_VIEWER, timeout=30000)
+    qtbot.waitUntil(lambda: w.state.has_model and w.tabs.currentIndex() == w.TAB_VIEWER, timeout=30000)
     v = w.viewer_panel
     assert "elsewhere.keras · 2 classes · input 32×32 rgb" in v.model_label.text()
     assert v.names_button.isVisible()
@@ -242,13 +242,13 @@ def test_a_nested_model_is_refused_with_a_clear_message(window, qtbot, tmp_path)
     qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=30000)
     box = window.findChild(QMessageBox, "errorBox")
     assert "nested model" in box.text() and "backbone" in box.text()
-    assert not window.has_model
+    assert not window.state.has_model
 
 
 def test_dropping_a_keras_file_opens_it(window, qtbot, tmp_path):
     path = _plain_keras_model(tmp_path / "dropped.keras")
     drop_paths(window, [path])
-    qtbot.waitUntil(lambda: window.has_model, timeout=30000)
+    qtbot.waitUntil(lambda: window.state.has_model, timeout=30000)
     assert "dropped.keras" in window.viewer_panel.model_label.text()
 
 
@@ -293,4 +293,4 @@ def test_opening_a_crafted_model_file_answers_in_seconds_with_one_sentence(windo
     assert time.perf_counter() - t < 10
     box = window.findChild(QMessageBox, "errorBox")
     assert expected in box.text() and "Traceback" not in box.text()
-    assert not window.has_model
+    assert not window.state.has_model

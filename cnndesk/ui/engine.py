@@ -1,23 +1,31 @@
 """The one thread that owns TensorFlow.
 
 ``Engine`` (GUI side) sends jobs to ``EngineWorker`` (living in its own
-``QThread``) through a queued signal; the worker runs them one after another
-and answers with signals. Exactly this thread imports TensorFlow/Keras:
-importing it from two threads at once deadlocked in every trial (docs/tensorflow-notes.md).
+``QThread``); the worker runs them one after another, in the order they were
+submitted, and answers with signals. Exactly this thread imports
+TensorFlow/Keras: importing it from two threads at once deadlocked in every
+trial (docs/tensorflow-notes.md).
 
-A job is a name and keyword arguments; its handler is ``EngineWorker.job_<name>``.
-An exception in a job comes back as ``failed`` with a readable message, never
-as an uncaught exception in the thread. Warnings raised in a job are caught
-there and forwarded as ``warned``.
+A job is a method of ``EngineWorker`` and its arguments::
+
+    engine.submit(EngineWorker.predict_files, paths, k=3, on_done=show)
+
+so a reader (or a tool) follows a job from the call to its code. Each job
+carries its own ``TaskState``: ``engine.cancel(job)`` sets that job's cancel
+flag, which only a job that takes a ``task`` argument (``@cancellable``) reads.
+An exception in a job comes back as a readable message, never as an uncaught
+exception in the thread. Warnings raised in a job are forwarded as ``warned``.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import traceback
 import warnings
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -26,13 +34,37 @@ from ..core.errors import UserError
 from ..core.tasks import TaskState
 
 
+def cancellable(method: Callable) -> Callable:
+    """Mark a job that takes ``task=`` (its ``TaskState``) and stops when the job is cancelled."""
+    method.cancellable = True
+    return method
+
+
+@dataclass(eq=False)
+class Job:
+    """One submitted call of an ``EngineWorker`` method, with its answer callbacks (run on the GUI thread)."""
+
+    id: int
+    method: Callable
+    args: tuple
+    kwargs: dict
+    on_done: Callable[[Any], None] | None = None
+    on_error: Callable[[str], None] | None = None
+    latest_only: bool = False
+    task: TaskState = field(default_factory=TaskState)
+
+    @property
+    def name(self) -> str:
+        return self.method.__name__
+
+
 class _EngineThread(QThread):
     """A QThread whose event loop runs inside a Python ``run``.
 
     With a plain ``QThread``, each queued slot call gets a fresh Python thread
     state that is destroyed when the slot returns; TensorFlow keeps its eager
     context in thread-local storage, so a tensor made in a later job than the
-    one that imported TensorFlow segfaulted (seen with TF 2.21, PySide6 6.11).
+    one that imported TensorFlow segfaulted (docs/tensorflow-notes.md).
     Running ``exec()`` from Python keeps one thread state for the thread's life.
     """
 
@@ -41,11 +73,14 @@ class _EngineThread(QThread):
 
 
 class EngineWorker(QObject):
-    """Runs jobs in the engine thread. Holds the current model and its inspector."""
+    """Runs jobs in the engine thread. Holds the current model and its inspector.
+
+    Its public methods are the jobs; each runs in the engine thread only.
+    """
 
     ready = Signal(dict)  # versions and devices, once TensorFlow is imported
-    done = Signal(int, str, object)  # job id, job name, result
-    failed = Signal(int, str, str)  # job id, job name, message
+    done = Signal(object, object)  # Job, result
+    failed = Signal(object, str)  # Job, message
     batch = Signal(object)  # BatchReport
     epoch = Signal(object)  # EpochReport
     message = Signal(str)  # a sentence for the training log (which stopping rules apply)
@@ -56,31 +91,27 @@ class EngineWorker(QObject):
         self.model = None
         self.inspector = None
         self.previous = None  # (model, inspector) of the run before the current model's, to bring back
-        self.train_state: TaskState | None = None
         self._pool = None  # ModelPool: models replaced by a newer one, reused by later runs (docs/memory.md)
         self.reuse_models = True  # False: every run builds and traces a new model (for measurements)
 
-    @Slot(int, str, object)
-    def run(self, job_id: int, name: str, kwargs: dict) -> None:
-        handler = getattr(self, f"job_{name}", None)
+    @Slot(object)
+    def run(self, job: Job) -> None:
         try:
-            if handler is None:
-                raise RuntimeError(f"unknown engine job {name!r}")
-            result = handler(**kwargs)
+            kwargs = dict(job.kwargs, task=job.task) if getattr(job.method, "cancellable", False) else job.kwargs
+            result = job.method(self, *job.args, **kwargs)
         except UserError as e:
-            self.failed.emit(job_id, name, str(e))
+            self.failed.emit(job, str(e))
             return
         except MemoryError:
-            self.failed.emit(job_id, name, "Out of memory. Use a smaller image size, batch size or model.")
+            self.failed.emit(job, "Out of memory. Use a smaller image size, batch size or model.")
             return
         except Exception as e:  # report, never kill the thread
             detail = "".join(traceback.format_exception_only(type(e), e)).strip()
             traceback.print_exc()
-            self.failed.emit(job_id, name, f"Unexpected error: {detail[:500]}")
+            self.failed.emit(job, f"Unexpected error: {detail[:500]}")
             return
-        self.done.emit(job_id, name, result)
+        self.done.emit(job, result)
 
-    # -- jobs --------------------------------------------------------------
     def _install_warning_hook(self) -> None:
         """Forward warnings raised in this thread as ``warned``; others go where they went.
 
@@ -99,7 +130,9 @@ class EngineWorker(QObject):
 
         warnings.showwarning = showwarning
 
-    def job_init(self) -> dict:
+    # -- jobs ------------------------------------------------------------------
+    def init(self) -> dict:
+        """Import TensorFlow and Keras (the first job, submitted by ``Engine.start``)."""
         from ..core.library_warnings import tensorflow_log_lines_hidden
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -114,8 +147,11 @@ class EngineWorker(QObject):
         self.ready.emit(info)
         return info
 
-    def job_train(self, data, layers, settings, augment=(), class_weights=False, continue_training=False,
-                  initial_epoch=0) -> Any:
+    @cancellable
+    def train(self, data, layers, settings, augment=(), class_weights=False, continue_training=False,
+              initial_epoch=0, *, task: TaskState) -> Any:
+        """Train a new model (or the current one, continuing); it becomes current with its inspector."""
+        from ..core.model_pool import ModelPool, return_freed_memory
         from ..core.training import TrainingListener, train
 
         worker = self
@@ -130,12 +166,10 @@ class EngineWorker(QObject):
             def on_message(self, text):
                 worker.message.emit(text)
 
-        from ..core.model_pool import ModelPool, return_freed_memory
-
         if self._pool is None and self.reuse_models:
             self._pool = ModelPool()
         model = self.model if continue_training else None
-        result = train(data, layers, settings, Listener(), self.train_state, model=model, augment=augment,
+        result = train(data, layers, settings, Listener(), task, model=model, augment=augment,
                        class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0,
                        pool=self._pool)
         try:  # first what can fail: until it succeeded, the current and previous runs stay as they were
@@ -152,9 +186,131 @@ class EngineWorker(QObject):
             self.model = self.inspector = None
         self._set_model(result.model, inspector)
         result.model = None  # the model stays in this thread
+        result.has_maps = getattr(inspector, "has_maps", True)  # TEMP until merge
         return_freed_memory()
         return result
 
+    def save_project(self, folder, project) -> str:
+        from ..core.project import save_project
+
+        return str(save_project(folder, project, self.model))
+
+    def restore_previous(self) -> bool:
+        """Swap the current model with the previous run's (so that doing it again swaps them back)."""
+        if self.previous is None:
+            raise UserError("There is no previous model to bring back.")
+        (self.model, self.inspector), self.previous = self.previous, (self.model, self.inspector)
+        return True
+
+    def open_project(self, folder) -> dict:
+        from ..core.project import open_project
+
+        project, model = open_project(folder)
+        # the inspector first: a model it refuses leaves the current and previous runs as they were
+        inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
+        self._retire_previous()
+        if model is not None:
+            self._set_model(model, inspector)
+            self.inspector.warm_up()
+        else:
+            self._drop_model()
+        return {"project": project, "has_model": model is not None,
+                "has_maps": getattr(inspector, "has_maps", True) if inspector is not None else False}  # TEMP
+
+    def clear_model(self) -> None:
+        """Forget the current model (File > New): a later save writes no model."""
+        self._retire_previous()
+        self._drop_model()
+
+    def open_model(self, path) -> dict:
+        from ..core.inspection import Inspector
+        from ..core.project import load_keras_model
+
+        model = load_keras_model(path)
+        inspector = Inspector(model)
+        inspector.warm_up()
+        self._retire_previous()
+        self._drop_model()
+        self._set_model(model, inspector)
+        return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
+                "layers": inspector.layer_names, "has_maps": getattr(inspector, "has_maps", True)}  # TEMP
+
+    def export(self, fmt, out) -> str:
+        from ..core.export import export_model
+
+        if self.model is None:
+            raise UserError("There is no trained model to export yet: train or open one first.")
+        return str(export_model(self.model, fmt, out))
+
+    def set_class_names(self, names) -> list[str]:
+        ins = self._need_inspector()
+        if len(names) != len(ins.class_names):
+            raise UserError(f"The model has {len(ins.class_names)} classes; give as many names.")
+        ins.class_names = list(names)
+        return list(names)
+
+    def predict_files(self, paths, k=5) -> list[dict]:
+        """Top-k for image files, with the prepared input and a picture to show (each file decoded once)."""
+        ins = self._need_inspector()
+        out = []
+        for result in ins.predict_files(paths, k=k):
+            if isinstance(result, tuple):
+                out.append({"path": result[0], "error": result[1]})
+            else:
+                out.append({"path": result.path, "top": result.top, "probabilities": result.probabilities,
+                            "image": ins.prepare(result.path), "display": None})  # TEMP
+        return out
+
+    def predict_arrays(self, images, labels=None, k=5) -> list[dict]:
+        """Predict in-memory images (pasted or dropped as image data); ``labels`` names them."""
+        ins = self._need_inspector()
+        out = []
+        for i, img in enumerate(images):
+            try:
+                arr = ins.prepare(img)
+            except UserError as e:
+                out.append({"path": labels[i] if labels else None, "error": str(e)})
+                continue
+            probs = ins.probabilities(arr)[0]
+            out.append({"path": labels[i] if labels else None, "top": ins.top_k(probs, k),
+                        "probabilities": probs, "image": arr, "display": img})
+        return out
+
+    def inspect(self, image, class_index=None, layer=None) -> dict:
+        """Activation maps of every conv/pool layer, and Grad-CAM, for one prepared image."""
+        import numpy as np
+
+        ins = self._need_inspector()
+        maps, probs = ins.activation_maps(image)
+        ci = int(np.argmax(probs)) if class_index is None else int(class_index)
+        cam = None
+        if getattr(ins, "has_maps", True):  # TEMP
+            if layer not in ins.layer_names:  # None, or a layer of a previous model
+                layer = ins.default_cam_layer
+            cam = ins.gradcam(image, ci, layer)
+        else:
+            layer = None
+        return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
+                "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
+                "layers": list(ins.layer_names)}
+
+    def gradcam(self, image, class_index, layer=None) -> dict:
+        ins = self._need_inspector()
+        if layer not in ins.layer_names:
+            layer = ins.default_cam_layer
+        return {"cam": ins.gradcam(image, int(class_index), layer), "class_index": int(class_index),
+                "cam_layer": layer}
+
+    def evaluate(self, data):
+        ins = self._need_inspector()
+        if data.class_names != ins.class_names:
+            raise UserError("The dataset's classes differ from the model's; evaluate on the dataset it was trained on.")
+        x, y = data.subset(data.val_index)
+        if len(y) == 0:
+            raise UserError("The validation split is empty: set a validation split above 0 to evaluate.")
+        return ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
+
+    # -- the current model -------------------------------------------------------
     @staticmethod
     def _inspector_for(model, class_names, preprocessing):
         """The viewer's ``Inspector`` for ``model`` (raises when the model cannot be inspected); changes nothing."""
@@ -173,7 +329,7 @@ class EngineWorker(QObject):
         return inspector
 
     def _set_model(self, model, inspector) -> None:
-        """Make ``model`` current; the one it replaces goes back to the pool for later runs."""
+        """Make ``model`` and its ``inspector`` current together; the model it replaces goes to the pool."""
         self._drop_model(keep=model)
         self.model, self.inspector = model, inspector
 
@@ -189,133 +345,20 @@ class EngineWorker(QObject):
             self._pool.give_back(self.model)
         self.model = self.inspector = None
 
-    def job_save_project(self, folder, project):
-        from ..core.project import save_project
-
-        return str(save_project(folder, project, self.model))
-
-    def job_restore_previous(self):
-        """Swap the current model with the previous run's (so that doing it again swaps them back)."""
-        if self.previous is None:
-            raise UserError("There is no previous model to bring back.")
-        (self.model, self.inspector), self.previous = self.previous, (self.model, self.inspector)
-        return True
-
-    def job_open_project(self, folder):
-        from ..core.project import open_project
-
-        project, model = open_project(folder)
-        # the inspector first: a model it refuses leaves the current and previous runs as they were
-        inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
-        self._retire_previous()
-        if model is not None:
-            self._set_model(model, inspector)
-            self.inspector.warm_up()
-        else:
-            self._drop_model()
-        return {"project": project, "has_model": model is not None}
-
-    def job_clear_model(self):
-        """Forget the current model (File > New): a later save writes no model."""
-        self._retire_previous()
-        self._drop_model()
-
-    def job_open_model(self, path):
-        from ..core.inspection import Inspector
-        from ..core.project import load_keras_model
-
-        model = load_keras_model(path)
-        inspector = Inspector(model)
-        inspector.warm_up()
-        self._retire_previous()
-        self._drop_model()
-        self.model, self.inspector = model, inspector
-        return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
-                "layers": inspector.layer_names}
-
-    def job_export(self, fmt, out):
-        from ..core.export import export_model
-
-        if self.model is None:
-            raise UserError("There is no trained model to export yet: train or open one first.")
-        return str(export_model(self.model, fmt, out))
-
     def _need_inspector(self):
         if self.inspector is None:
             raise UserError("There is no trained model yet: train one or open a model first.")
         return self.inspector
 
-    def job_set_class_names(self, names):
-        ins = self._need_inspector()
-        if len(names) != len(ins.class_names):
-            raise UserError(f"The model has {len(ins.class_names)} classes; give as many names.")
-        ins.class_names = list(names)
-        return list(names)
-
-    def job_predict_files(self, paths, k=5):
-        ins = self._need_inspector()
-        out = []
-        for result in ins.predict_files(paths, k=k):
-            if isinstance(result, tuple):
-                out.append({"path": result[0], "error": result[1]})
-            else:
-                out.append({"path": result.path, "top": result.top, "probabilities": result.probabilities,
-                            "image": ins.prepare(result.path)})
-        return out
-
-    def job_predict_arrays(self, images, labels=None, k=5):
-        """Predict already prepared images (e.g. pasted ones); ``labels`` names them."""
-        ins = self._need_inspector()
-        out = []
-        for i, img in enumerate(images):
-            try:
-                arr = ins.prepare(img)
-            except UserError as e:
-                out.append({"path": labels[i] if labels else None, "error": str(e)})
-                continue
-            probs = ins.probabilities(arr)[0]
-            out.append({"path": labels[i] if labels else None, "top": ins.top_k(probs, k),
-                        "probabilities": probs, "image": arr})
-        return out
-
-    def job_inspect(self, image, class_index=None, layer=None):
-        """Activation maps of every conv/pool layer, and Grad-CAM, for one prepared image."""
-        import numpy as np
-
-        ins = self._need_inspector()
-        maps, probs = ins.activation_maps(image)
-        ci = int(np.argmax(probs)) if class_index is None else int(class_index)
-        if layer not in ins.layer_names:  # None, or a layer of a previous model
-            layer = ins.default_cam_layer
-        cam = ins.gradcam(image, ci, layer)
-        return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
-                "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
-                "layers": list(ins.layer_names)}
-
-    def job_gradcam(self, image, class_index, layer=None):
-        ins = self._need_inspector()
-        if layer not in ins.layer_names:
-            layer = ins.default_cam_layer
-        return {"cam": ins.gradcam(image, int(class_index), layer), "class_index": int(class_index),
-                "cam_layer": layer}
-
-    def job_evaluate(self, data):
-        ins = self._need_inspector()
-        if data.class_names != ins.class_names:
-            raise UserError("The dataset's classes differ from the model's; evaluate on the dataset it was trained on.")
-        x, y = data.subset(data.val_index)
-        if len(y) == 0:
-            raise UserError("The validation split is empty: set a validation split above 0 to evaluate.")
-        return ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
-
 
 class Engine(QObject):
     """GUI-side handle of the engine thread.
 
-    Call ``submit(name, on_done, on_error, **kwargs)``; the callbacks run on
-    the GUI thread. With ``latest_only=True`` a result is dropped when a newer
-    job of the same name was submitted after it (so a stale prediction never
-    overwrites a newer one).
+    ``submit(EngineWorker.method, *args, on_done=…, on_error=…, **kwargs)``
+    returns the ``Job``; the callbacks run on the GUI thread. With
+    ``latest_only=True`` a result is dropped when a newer job of the same
+    method was submitted after it (a stale prediction never overwrites a newer
+    one). A failed job without ``on_error`` is announced by ``failed``.
     """
 
     ready = Signal(dict)
@@ -324,19 +367,19 @@ class Engine(QObject):
     epoch = Signal(object)
     message = Signal(str)
     warned = Signal(str)
-    _submit = Signal(int, str, object)
+    _submit = Signal(object)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._ids = itertools.count(1)
-        self._callbacks: dict[int, tuple[Callable | None, Callable | None, str, bool]] = {}
-        self._latest: dict[str, int] = {}
+        self._jobs: dict[int, Job] = {}
+        self._latest: dict[Callable, int] = {}
         self.is_ready = False
         self.info: dict = {}
-        self.thread = _EngineThread()
-        self.thread.setObjectName("cnndesk-engine")
+        self.worker_thread = _EngineThread()
+        self.worker_thread.setObjectName("cnndesk-engine")
         self.worker = EngineWorker()
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self.worker_thread)
         self._submit.connect(self.worker.run)
         self.worker.done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
@@ -345,15 +388,39 @@ class Engine(QObject):
         self.worker.epoch.connect(self._on_epoch)
         self.worker.message.connect(self._on_message)
         self.worker.warned.connect(self._on_warned)
-        self.thread.finished.connect(self.worker.deleteLater)
+        self.worker_thread.finished.connect(self.worker.deleteLater)
         self._stopped = False
 
     def start(self) -> None:
-        self.thread.start()
-        self.submit("init")
+        self.worker_thread.start()
+        self.submit(EngineWorker.init)
 
-    # Cross-thread signals land in decorated slots only (PYSIDE-3124: plain
-    # callables as receivers of another thread's signals crashed PySide6).
+    def submit(self, method: Callable, *args, on_done: Callable | None = None, on_error: Callable | None = None,
+               latest_only: bool = False, **kwargs) -> Job | None:
+        """Run ``method(worker, *args, **kwargs)`` in the engine thread after the jobs before it.
+
+        Returns the job (to ``cancel`` it), or None once the engine has shut down.
+        """
+        if self._stopped:
+            return None
+        job = Job(next(self._ids), method, args, kwargs, on_done, on_error, latest_only)
+        self._jobs[job.id] = job
+        if latest_only:
+            self._latest[method] = job.id
+        self._submit.emit(job)
+        return job
+
+    def cancel(self, job: Job | None) -> None:
+        """Ask ``job`` to stop; training returns within one batch. Jobs that are not cancellable finish."""
+        if job is not None:
+            job.task.request_interruption()
+
+    def pending(self) -> int:
+        """Jobs submitted whose answer has not reached the GUI thread yet."""
+        return len(self._jobs)
+
+    # Cross-thread signals land in decorated slots only (a plain callable as the
+    # receiver of another thread's signal crashed PySide6: docs/tensorflow-notes.md).
     @Slot(object)
     def _on_batch(self, report) -> None:
         self.batch.emit(report)
@@ -376,58 +443,40 @@ class Engine(QObject):
         self.info = info
         self.ready.emit(info)
 
-    def submit(self, name: str, on_done: Callable | None = None, on_error: Callable | None = None,
-               latest_only: bool = False, **kwargs) -> int:
-        if self._stopped:
-            return -1
-        job_id = next(self._ids)
-        self._callbacks[job_id] = (on_done, on_error, name, latest_only)
-        if latest_only:
-            self._latest[name] = job_id
-        if name == "train":
-            self.worker.train_state = TaskState()
-        self._submit.emit(job_id, name, kwargs)
-        return job_id
+    def _take(self, job: Job) -> bool:
+        """Forget ``job``; True when its answer is still wanted."""
+        self._jobs.pop(job.id, None)
+        if job.latest_only and self._latest.get(job.method) != job.id:
+            return False
+        return not self._stopped
 
-    def cancel_training(self) -> None:
-        """Ask training to stop; ``fit`` returns within one batch."""
-        state = self.worker.train_state
-        if state is not None:
-            state.request_interruption()
+    @Slot(object, object)
+    def _on_done(self, job: Job, result) -> None:
+        if self._take(job) and job.on_done:
+            job.on_done(result)
 
-    def _take(self, job_id: int):
-        cb = self._callbacks.pop(job_id, None)
-        if cb is None:
-            return None
-        on_done, on_error, name, latest_only = cb
-        if latest_only and self._latest.get(name) != job_id:
-            return None
-        return cb
-
-    @Slot(int, str, object)
-    def _on_done(self, job_id: int, name: str, result) -> None:
-        cb = self._take(job_id)
-        if cb and cb[0]:
-            cb[0](result)
-
-    @Slot(int, str, str)
-    def _on_failed(self, job_id: int, name: str, message: str) -> None:
-        cb = self._take(job_id)
-        if cb is None:
+    @Slot(object, str)
+    def _on_failed(self, job: Job, message: str) -> None:
+        if not self._take(job):
             return
-        if cb[1]:
-            cb[1](message)
+        if job.on_error:
+            job.on_error(message)
         else:
-            self.failed.emit(name, message)
+            self.failed.emit(job.name, message)
 
-    def pending(self) -> int:
-        return len(self._callbacks)
+    def shutdown(self, timeout_ms: int = 30000) -> bool:
+        """Cancel running jobs, finish the current one, stop the thread. Safe to call twice.
 
-    def shutdown(self, timeout_ms: int = 30000) -> None:
-        """Stop training, finish the current job, stop the thread. Safe to call twice."""
+        Returns False (and says so on stderr) when the thread did not stop within ``timeout_ms``.
+        """
         if self._stopped:
-            return
+            return not self.worker_thread.isRunning()
         self._stopped = True
-        self.cancel_training()
-        self.thread.quit()
-        self.thread.wait(timeout_ms)
+        for job in list(self._jobs.values()):
+            job.task.request_interruption()
+        self.worker_thread.quit()
+        if self.worker_thread.wait(timeout_ms):
+            return True
+        print(f"cnndesk: the engine thread did not stop within {timeout_ms / 1000:.0f} s "
+              "(a job is still running); quitting anyway.", file=sys.stderr)
+        return False

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from ..core.dataset import IMAGE_EXTENSIONS, Preprocessing, printable
 from ..core.pictures import COLORMAPS, colorize, gradcam_overlay
+from .engine import EngineWorker
 from .widgets import array_to_pixmap, array_to_qimage
 
 MAX_CHANNEL_TILES = 256
@@ -155,6 +156,7 @@ class ViewerPanel(QWidget):
 
     status = Signal(str)
     class_names_changed = Signal()
+    paths_dropped = Signal(list)  # local files or folders dropped here; the window decides what each is
 
     def __init__(self, engine, parent: QWidget | None = None):
         super().__init__(parent)
@@ -485,8 +487,7 @@ class ViewerPanel(QWidget):
         if len(names) != len(self.class_names):
             self.status.emit(f"Give exactly {len(self.class_names)} names, one per line.")
             return
-        self.engine.submit("set_class_names", lambda n: self._on_renamed(n),
-                           lambda m: self.status.emit(m), names=names)
+        self.engine.submit(EngineWorker.set_class_names, on_done=lambda n: self._on_renamed(n), on_error=lambda m: self.status.emit(m), names=names)
 
     def _on_renamed(self, names: list[str]) -> None:
         self.model_changed(names, self.preprocessing, editable_names=True, source=self.source)
@@ -508,8 +509,7 @@ class ViewerPanel(QWidget):
             return
         if not paths:
             return
-        self.engine.submit("predict_files", self._on_predicted, lambda m: self.status.emit(m), paths=list(paths),
-                           k=min(5, len(self.class_names)))
+        self.engine.submit(EngineWorker.predict_files, on_done=self._on_predicted, on_error=lambda m: self.status.emit(m), paths=list(paths), k=min(5, len(self.class_names)))
 
     def paste_image(self) -> None:
         """Classify an image (or image files) from the clipboard."""
@@ -529,8 +529,7 @@ class ViewerPanel(QWidget):
 
     def _classify_image(self, img: QImage, label: str) -> None:
         """Classify an in-memory image (pasted or dropped as image data)."""
-        self.engine.submit("predict_arrays", self._on_predicted, lambda m: self.status.emit(m),
-                           images=[_qimage_to_array(img)], labels=[label], k=min(5, len(self.class_names)))
+        self.engine.submit(EngineWorker.predict_arrays, on_done=self._on_predicted, on_error=lambda m: self.status.emit(m), images=[_qimage_to_array(img)], labels=[label], k=min(5, len(self.class_names)))
 
     def _on_predicted(self, results: list[dict]) -> None:
         first_new = len(self.images)
@@ -589,9 +588,7 @@ class ViewerPanel(QWidget):
         self.cam_class.blockSignals(True)
         self.cam_class.setCurrentIndex(int(np.argmax(im.probabilities)))
         self.cam_class.blockSignals(False)
-        self.engine.submit("inspect", self._on_inspected, lambda m: self.status.emit(m), latest_only=True,
-                           image=im.prepared, class_index=self.cam_class.currentIndex(),
-                           layer=self.cam_layer.currentData())
+        self.engine.submit(EngineWorker.inspect, on_done=self._on_inspected, on_error=lambda m: self.status.emit(m), latest_only=True, image=im.prepared, class_index=self.cam_class.currentIndex(), layer=self.cam_layer.currentData())
 
     # -- inside the network ------------------------------------------------------------
     def _on_inspected(self, result: dict) -> None:
@@ -688,9 +685,7 @@ class ViewerPanel(QWidget):
     def _request_gradcam(self) -> None:
         if self.current is None or self.current.prepared is None or self.cam_class.currentIndex() < 0:
             return
-        self.engine.submit("gradcam", self._on_gradcam, lambda m: self.status.emit(m), latest_only=True,
-                           image=self.current.prepared, class_index=self.cam_class.currentIndex(),
-                           layer=self.cam_layer.currentData())
+        self.engine.submit(EngineWorker.gradcam, on_done=self._on_gradcam, on_error=lambda m: self.status.emit(m), latest_only=True, image=self.current.prepared, class_index=self.cam_class.currentIndex(), layer=self.cam_layer.currentData())
 
     def _on_gradcam(self, result: dict) -> None:
         self.cam = result["cam"]
@@ -750,8 +745,7 @@ class ViewerPanel(QWidget):
             self.stack.setCurrentIndex(1)
         self.accuracy_label.setText("Evaluating…")
         data = self.data
-        self.engine.submit("evaluate", lambda ev: self._on_evaluated(ev, data), self._on_evaluate_failed,
-                           latest_only=True, data=data)
+        self.engine.submit(EngineWorker.evaluate, on_done=lambda ev: self._on_evaluated(ev, data), on_error=self._on_evaluate_failed, latest_only=True, data=data)
 
     def _on_evaluate_failed(self, message: str) -> None:
         self.accuracy_label.setText(message)
@@ -856,11 +850,7 @@ class ViewerPanel(QWidget):
         paths = [u.toLocalFile() for u in md.urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            window = self.window()
-            if hasattr(window, "handle_dropped_paths"):  # one place routes folders, .keras files and images
-                window.handle_dropped_paths(paths)
-            else:
-                self.classify_paths([p for p in paths if Path(p).is_file()])
+            self.paths_dropped.emit(paths)
         elif md.hasImage():
             event.acceptProposedAction()
             self._classify_image(QImage(md.imageData()), "dropped image")

@@ -1,0 +1,244 @@
+"""The state of one working session, observable without Qt.
+
+``SessionState`` is the one place that says what the user is working on: the
+project folder, the dataset and how it is prepared, the layer stack and
+training settings, which model the engine holds (``ModelInfo``) with its
+training history, the run that can be brought back, what the application is
+busy with, and whether there are unsaved changes.
+
+Only two things write to it: user edits (the panels, through the window) and
+engine results (the controllers that submitted the job). Everything else
+observes it: ``state.observe(callback, "model", "history")`` calls
+``callback(changed_names)`` after any of those fields changed. It is plain
+Python with change callbacks, in the style of napari's ``EventedModel`` or
+glue's callback properties, so the CLI and tests can use it without a window.
+
+Changes made together (``with state.changes():`` or ``state.update(...)``)
+are announced once, after the last one; an observer always sees a consistent
+state, never a half-applied one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .architecture import LayerSpec, TrainingSettings, preset
+from .dataset import DatasetConfig, Preprocessing
+
+Observer = Callable[[frozenset[str]], None]
+
+#: What the application is doing; the window enables and disables its actions from it.
+IDLE, TRAINING, STOPPING, SAVING, OPENING, SWAPPING = "idle", "training", "stopping", "saving", "opening", "swapping"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model the engine holds means; the engine holds its weights.
+
+    Attributes:
+        class_names: the names of the model's outputs, in order.
+        preprocessing: how images are prepared for it (size, colour, scale).
+        source: ``"trained"`` (in this session), ``"project"`` (opened with a project) or ``"file"`` (a .keras
+            file the user brought).
+        label: a few words for the viewer ("trained in this session", the project or file name).
+        run: the id of the training run it came from (None for a model from a file).
+        spec: ``(layers, preset name, settings)`` it was trained with, when known.
+        has_maps: it has conv or pooling layers to look inside; without, the viewer shows predictions only.
+    """
+
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+    source: str = "trained"
+    label: str = "trained in this session"
+    run: str | None = None
+    spec: tuple | None = None
+    has_maps: bool = True
+
+    @property
+    def editable_names(self) -> bool:
+        """A model from a file carries no class names of ours: the user may name its outputs."""
+        return self.source == "file"
+
+    def renamed(self, names: list[str]) -> "ModelInfo":
+        return dataclasses.replace(self, class_names=tuple(names))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A training run that is not current but can be brought back: its model and what it showed."""
+
+    model: ModelInfo
+    history: tuple[dict, ...] = ()
+    best_epoch: int | None = None
+
+    def describe(self) -> str:
+        """"the previous run (12 epochs, validation accuracy 0.917)"."""
+        rows = [r for r in self.history if r.get("epoch") == self.best_epoch] or list(self.history[-1:])
+        acc = rows[0].get("val_accuracy") if rows else None
+        n = len(self.history)
+        epochs = f"{n} epoch{'s' if n != 1 else ''}"
+        return f"the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
+
+
+def _seed_layers() -> list[LayerSpec]:
+    return preset("seed")
+
+
+@dataclass(eq=False)
+class SessionState:
+    """Everything one session works on; see the module docstring for who writes and who observes."""
+
+    project_path: str | None = None
+    dataset_path: str | None = None
+    data: Any = None  # the LoadedDataset read from dataset_path with dataset_config, or None
+    dataset_config: DatasetConfig = field(default_factory=DatasetConfig)
+    layers: list[LayerSpec] = field(default_factory=_seed_layers)
+    preset: str = "seed"
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+    model: ModelInfo | None = None
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    previous: RunRecord | None = None
+    activity: str = IDLE
+    engine_ready: bool = False
+    modified: bool = False
+
+    #: Fields that are part of the saved project: changing one marks the session modified.
+    DOCUMENT = frozenset({"dataset_path", "dataset_config", "layers", "preset", "settings", "model", "history",
+                          "best_epoch"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_observers", [])
+        object.__setattr__(self, "_pending", None)
+        object.__setattr__(self, "_quiet", 0)
+
+    # -- observing -----------------------------------------------------------
+    def observe(self, callback: Observer, *names: str) -> Observer:
+        """Call ``callback(changed_names)`` after any of ``names`` (all fields when none) changed."""
+        unknown = set(names) - set(self.field_names())
+        if unknown:
+            raise AttributeError(f"SessionState has no field {', '.join(sorted(unknown))}")
+        self._observers.append((callback, frozenset(names)))
+        return callback
+
+    def unobserve(self, callback: Observer) -> None:
+        self._observers[:] = [(cb, n) for cb, n in self._observers if cb is not callback]
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    # -- changing ------------------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        if name not in self.__dataclass_fields__:
+            raise AttributeError(f"SessionState has no field {name!r}")
+        old = self.__dict__.get(name, dataclasses.MISSING)
+        if old is not dataclasses.MISSING and _same(old, value):
+            return
+        object.__setattr__(self, name, value)
+        if old is dataclasses.MISSING:  # __init__
+            return
+        changed = {name}
+        if name in self.DOCUMENT and not self._quiet and not self.modified:
+            object.__setattr__(self, "modified", True)
+            changed.add("modified")
+        self._announce(changed)
+
+    def update(self, **values) -> None:
+        """Set several fields; observers hear once, after all of them."""
+        with self.changes():
+            for name, value in values.items():
+                setattr(self, name, value)
+
+    @contextmanager
+    def changes(self) -> Iterator["SessionState"]:
+        """Group changes: observers are told once, when the outermost block ends."""
+        outer = self._pending is None
+        if outer:
+            object.__setattr__(self, "_pending", set())
+        try:
+            yield self
+        finally:
+            if outer:
+                pending = self._pending
+                object.__setattr__(self, "_pending", None)
+                if pending:
+                    self._notify(frozenset(pending))
+
+    @contextmanager
+    def not_an_edit(self) -> Iterator["SessionState"]:
+        """Changes that are not edits of the work (opening a project, restoring settings): ``modified`` stays."""
+        object.__setattr__(self, "_quiet", self._quiet + 1)
+        try:
+            with self.changes():
+                yield self
+        finally:
+            object.__setattr__(self, "_quiet", self._quiet - 1)
+
+    def _announce(self, names: set[str]) -> None:
+        if self._pending is not None:
+            self._pending.update(names)
+        else:
+            self._notify(frozenset(names))
+
+    def _notify(self, names: frozenset[str]) -> None:
+        for callback, wanted in list(self._observers):
+            if not wanted or wanted & names:
+                callback(names)
+
+    # -- questions -------------------------------------------------------------
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None
+
+    @property
+    def busy(self) -> bool:
+        return self.activity != IDLE
+
+    @property
+    def training(self) -> bool:
+        return self.activity in (TRAINING, STOPPING)
+
+    def current_run(self) -> RunRecord | None:
+        """The current model with its history, as it would be kept when a new run replaces it."""
+        if self.model is None:
+            return None
+        return RunRecord(self.model, tuple(self.history), self.best_epoch)
+
+    def current_project(self):
+        """The project as it would be saved now (``core.project.Project``)."""
+        from .project import Project
+
+        config = self.dataset_config
+        if self.model is not None:
+            # the project must reopen its model with the preprocessing the model was trained with
+            config = dataclasses.replace(config, preprocessing=self.model.preprocessing)
+            classes = list(self.model.class_names)
+        else:
+            classes = list(self.data.class_names) if self.data is not None else []
+        return Project(
+            dataset_path=self.dataset_path,
+            class_names=classes,
+            dataset=config,
+            preset=self.preset,
+            layers=list(self.layers),
+            settings=self.settings,
+            history=list(self.history),
+            best_epoch=self.best_epoch,
+            run=self.model.run if self.model is not None else None,
+        )
+
+
+def _same(a, b) -> bool:
+    """Equal for the purpose of announcing a change (arrays and datasets compare by identity)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. numpy arrays: ambiguous truth value
+        return False

@@ -1,0 +1,107 @@
+"""Two-way wiring between the ``SessionState`` and the panels that edit or show it.
+
+A panel is a view with setters and signals; it does not know the state. Each
+``bind_*`` function writes the panel's user edits into the state and shows
+the state's changes in the panel. A change the binding itself pushes into a
+panel is not written back (the guard), so an update never echoes.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from ..core.session import SessionState
+from .dataset_panel import DatasetPanel
+from .model_panel import ModelPanel
+from .viewer_panel import ViewerPanel
+
+
+class _Guard:
+    """True while the binding is pushing the state into its panel."""
+
+    def __init__(self):
+        self.active = False
+
+    @contextmanager
+    def pushing(self):
+        self.active, before = True, self.active
+        try:
+            yield
+        finally:
+            self.active = before
+
+
+def bind_dataset_panel(state: SessionState, panel: DatasetPanel) -> None:
+    guard = _Guard()
+
+    def read(data) -> None:  # reading a folder is not an edit of the project; its settings are
+        with state.not_an_edit():
+            state.update(data=data, dataset_path=panel.folder)
+
+    def edited() -> None:
+        if not guard.active:
+            state.dataset_config = panel.config()
+
+    def show(_names) -> None:
+        if panel.config() != state.dataset_config:
+            with guard.pushing():
+                panel.set_config(state.dataset_config)
+
+    panel.dataset_changed.connect(read)
+    panel.config_changed.connect(edited)
+    state.observe(show, "dataset_config")
+    state.observe(lambda _: panel.set_busy(state.training), "activity")
+    show(None)
+
+
+def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
+    guard = _Guard()
+
+    def edited() -> None:
+        if not guard.active:
+            state.update(layers=list(panel.layers), preset=panel.preset_name, settings=panel.settings())
+
+    def device_chosen() -> None:  # where to train is a preference of this machine, not an edit of the project
+        if not guard.active:
+            with state.not_an_edit():
+                state.settings = panel.settings()
+
+    def show(names) -> None:
+        with guard.pushing():
+            if {"layers", "preset"} & names and (panel.layers != state.layers or panel.preset_name != state.preset):
+                panel.set_layers(list(state.layers), state.preset)
+            if "settings" in names and panel.settings() != state.settings:
+                panel.set_settings(state.settings)
+
+    def dataset(_names) -> None:
+        if state.data is not None:
+            panel.set_input(state.data.preprocessing.input_shape, state.data.num_classes)
+
+    panel.changed.connect(edited)
+    panel.device.currentIndexChanged.connect(device_chosen)
+    state.observe(show, "layers", "preset", "settings")
+    state.observe(dataset, "data")
+    state.observe(lambda _: panel.setEnabled(not state.training), "activity")
+    show(frozenset({"layers", "preset", "settings"}))
+
+
+def bind_viewer(state: SessionState, viewer: ViewerPanel) -> None:
+    def model(_names) -> None:
+        m = state.model
+        if m is None:
+            viewer.clear_model()
+        else:
+            viewer.model_changed(list(m.class_names), m.preprocessing, editable_names=m.editable_names,
+                                 source=m.label)
+
+    def usable(_names) -> None:
+        viewer.set_enabled_state(state.engine_ready and state.has_model, state.training)
+
+    def renamed() -> None:
+        if state.model is not None:
+            state.model = state.model.renamed(viewer.class_names)
+
+    state.observe(model, "model")
+    state.observe(usable, "model", "activity", "engine_ready")
+    state.observe(lambda _: state.data is not None and viewer.set_dataset(state.data), "data")
+    viewer.class_names_changed.connect(renamed)

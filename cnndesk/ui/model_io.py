@@ -1,0 +1,91 @@
+"""Opening a .keras model the user brings, and exporting the current model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from ..core.export import SUFFIX
+from ..core.session import IDLE, OPENING, ModelInfo, SessionState
+from . import file_dialogs
+from .engine import Engine, EngineWorker
+
+EXPORT_LABELS = {"keras": "Keras model (.keras)…", "saved_model": "TensorFlow SavedModel (folder)…",
+                 "litert": "LiteRT / TensorFlow Lite (.tflite)…", "onnx": "ONNX (.onnx)…"}
+
+
+class ModelFiles(QObject):
+    """Open Model and Export for the window; results go into the ``SessionState``.
+
+    Signals:
+        status(str, int): a message for the status bar and how long to show it (ms; 0 = until replaced).
+        error(str, str): a title and message for an error box.
+        opened(): a model from a file is now the current model.
+    """
+
+    status = Signal(str, int)
+    error = Signal(str, str)
+    opened = Signal()
+
+    def __init__(self, state: SessionState, engine: Engine, settings: QSettings, dialog_parent: QWidget):
+        super().__init__(dialog_parent)
+        self.state, self.engine, self.settings = state, engine, settings
+        self._parent = dialog_parent
+
+    def _start_folder(self, key: str) -> str:
+        """The folder a dialog opens in: the last one used for this, else the project's or dataset's."""
+        for candidate in (self.settings.value(key), self.settings.value("folders/project"),
+                          self.settings.value("folders/dataset")):
+            if candidate and Path(candidate).is_dir():
+                return str(candidate)
+        return str(Path.home())
+
+    # -- open ---------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self._parent, "Open a Keras model", self._start_folder("folders/model"),
+                                              "Keras models (*.keras)")
+        if path:
+            self.open(path)
+
+    def open(self, path: str) -> None:
+        """Open any .keras image classifier for the viewer (safe mode)."""
+        if self.state.busy:
+            self.status.emit("Wait until the current work ends before opening a model.", 6000)
+            return
+        self.settings.setValue("folders/model", str(Path(path).parent))
+        self.state.activity = OPENING
+        self.engine.submit(EngineWorker.open_model, path, on_done=lambda info: self._on_opened(path, info),
+                           on_error=self._on_failed)
+
+    def _on_failed(self, message: str) -> None:
+        self.state.activity = IDLE
+        self.error.emit("Could not open the model", message)
+
+    def _on_opened(self, path: str, info: dict) -> None:
+        model = ModelInfo(tuple(info["class_names"]), info["preprocessing"], source="file", label=Path(path).name,
+                          has_maps=info.get("has_maps", True))
+        self.state.update(model=model, history=[], best_epoch=None, previous=None, activity=IDLE)
+        self.opened.emit()
+
+    # -- export --------------------------------------------------------------------
+    def export_dialog(self, fmt: str) -> None:
+        start = self._start_folder("folders/export")
+        name = Path(self.state.project_path).name if self.state.project_path else "model"
+        if fmt == "saved_model":
+            out = file_dialogs.ask_folder_for_writing(self._parent, "SavedModel folder to write (a new name makes a "
+                                                      "new folder)", str(Path(start) / f"{name}_saved_model"))
+        else:
+            out, _ = QFileDialog.getSaveFileName(self._parent, "Export model", str(Path(start) / f"{name}{SUFFIX[fmt]}"),
+                                                 f"*{SUFFIX[fmt]}")
+        if not out:
+            return
+        self.settings.setValue("folders/export", str(Path(out).parent))
+        self.export(fmt, out)
+
+    def export(self, fmt: str, out: str) -> None:
+        self.status.emit(f"Exporting to {out}…", 0)
+        self.engine.submit(EngineWorker.export, fmt, out,
+                           on_done=lambda p: self.status.emit(f"Exported {p}", 6000),
+                           on_error=lambda m: self.error.emit("Export failed", m))

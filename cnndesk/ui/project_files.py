@@ -1,0 +1,189 @@
+"""New, Open, Save and Save As for projects.
+
+``ProjectFiles`` asks the questions (unsaved changes, a non-empty folder),
+sends the work to the engine (which holds the model) and writes what came
+back into the ``SessionState``. Nothing here waits: saving is a job whose
+answer continues the flow (``then``), so menus, drops and shortcuts never run
+inside a half-finished save, and closing during a save waits for it with the
+status bar saying so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from ..core.architecture import TrainingSettings, preset
+from ..core.dataset import DatasetConfig
+from ..core.project import Project, is_project
+from ..core.session import IDLE, OPENING, SAVING, ModelInfo
+from . import file_dialogs
+from .engine import EngineWorker
+from .recent import RecentProjects
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+Then = Callable[[bool], None]
+
+
+class ProjectFiles(QObject):
+    """Project I/O for ``window`` (its state, engine, panels and settings).
+
+    Signals:
+        status(str, int): a message for the status bar and how long to show it (ms; 0 = until replaced).
+        error(str, str): a title and message for an error box.
+    """
+
+    status = Signal(str, int)
+    error = Signal(str, str)
+
+    def __init__(self, window: "MainWindow", recent: RecentProjects):
+        super().__init__(window)
+        self.window = window
+        self.state, self.engine, self.settings = window.state, window.engine, window.settings
+        self.recent = recent
+        recent.open_requested.connect(self.open)
+
+    # -- new ----------------------------------------------------------------------
+    def new_project(self) -> None:
+        self.confirm_discard(lambda go: go and self._clear())
+
+    def _clear(self) -> None:
+        w, state = self.window, self.state
+        self.engine.submit(EngineWorker.clear_model)
+        with state.not_an_edit():
+            state.update(project_path=None, model=None, history=[], best_epoch=None, previous=None,
+                         layers=preset("seed"), preset="seed", dataset_config=DatasetConfig(),
+                         settings=TrainingSettings(device=state.settings.device))
+        w.training_panel.show_history([], None)
+        w.use_sample()
+        state.modified = False
+
+    # -- open -----------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        def pick(go: bool) -> None:
+            if not go:
+                return
+            start = self.settings.value("folders/project", str(Path.home()))
+            folder = QFileDialog.getExistingDirectory(self.window, "Open a cnndesk project folder", start)
+            if folder:
+                self.open(folder, confirm=False)
+
+        self.confirm_discard(pick)
+
+    def open(self, folder: str, confirm: bool = True) -> None:
+        """Open the project in ``folder`` (asking first about unsaved changes when ``confirm``)."""
+        if confirm:
+            self.confirm_discard(lambda go: go and self.open(folder, confirm=False))
+            return
+        if self.state.busy:
+            self.status.emit("Wait until the current work ends before opening a project.", 6000)
+            return
+        self.state.activity = OPENING
+        self.status.emit(f"Opening {folder}…", 0)
+        self.engine.submit(EngineWorker.open_project, folder,
+                           on_done=lambda r: self._on_opened(folder, r), on_error=self._on_open_failed)
+
+    def _on_open_failed(self, message: str) -> None:
+        self.state.activity = IDLE
+        self.error.emit("Could not open the project", message)
+
+    def _on_opened(self, folder: str, answer: dict) -> None:
+        project: Project = answer["project"]
+        state, w = self.state, self.window
+        model = None
+        if answer["has_model"]:
+            model = ModelInfo(tuple(project.class_names), project.preprocessing, source="project",
+                              label=Path(folder).name, run=project.run,
+                              spec=(list(project.layers), project.preset, project.settings),
+                              has_maps=answer.get("has_maps", True))
+        with state.not_an_edit():
+            state.update(project_path=str(Path(folder)), dataset_config=project.dataset, layers=list(project.layers),
+                         preset=project.preset, settings=project.settings, history=list(project.history),
+                         best_epoch=project.best_epoch, previous=None, model=model, activity=IDLE)
+        w.training_panel.show_history(state.history, state.best_epoch)
+        if project.dataset_path and Path(project.dataset_path).is_dir():
+            w.dataset_panel.load_folder(project.dataset_path)
+        self.recent.add(state.project_path)
+        state.modified = False
+        if project.dataset_path and not Path(project.dataset_path).is_dir():
+            self.status.emit(f"The project's dataset folder {project.dataset_path} is missing; "
+                             "choose it again to train or evaluate.", 10000)
+        else:
+            self.status.emit(f"Opened {folder}", 4000)
+
+    # -- save -----------------------------------------------------------------------
+    def save(self, then: Then | None = None) -> None:
+        if not self.state.project_path:
+            self.save_as(then)
+        else:
+            self.save_to(self.state.project_path, then)
+
+    def save_as(self, then: Then | None = None) -> None:
+        start = self.settings.value("folders/project", str(Path.home()))
+        folder = file_dialogs.ask_folder_for_writing(self.window, "Save the project in a folder (a new name makes "
+                                                     "a new folder)", start)
+        if not folder:
+            _call(then, False)
+            return
+        p = Path(folder)
+        if p.is_dir() and any(p.iterdir()) and not is_project(p):
+            answer = QMessageBox.question(self.window, "Folder not empty",
+                                          f"{p} already holds other files. Save the project into it anyway?")
+            if answer != QMessageBox.Yes:
+                _call(then, False)
+                return
+        self.save_to(folder, then)
+
+    def save_to(self, folder: str, then: Then | None = None) -> None:
+        """Save through the engine (the model lives there); ``then(ok)`` runs when it is written or failed."""
+        state = self.state
+        if state.busy:
+            self.status.emit("Wait until the current work ends before saving.", 6000)
+            _call(then, False)
+            return
+        job = self.engine.submit(EngineWorker.save_project, folder, state.current_project(),
+                                 on_done=lambda _: self._on_saved(folder, then),
+                                 on_error=lambda m: self._on_save_failed(m, then))
+        if job is None:  # the engine has shut down
+            _call(then, False)
+            return
+        state.activity = SAVING
+        self.status.emit("Saving…", 0)
+
+    def _on_saved(self, folder: str, then: Then | None) -> None:
+        state = self.state
+        state.update(project_path=str(Path(folder)), activity=IDLE, modified=False)
+        self.recent.add(state.project_path)
+        self.settings.setValue("folders/project", str(Path(folder).parent))
+        self.status.emit(f"Saved {folder}", 4000)
+        _call(then, True)
+
+    def _on_save_failed(self, message: str, then: Then | None) -> None:
+        self.state.activity = IDLE
+        self.error.emit("Could not save the project", message)
+        _call(then, False)
+
+    # -- unsaved work ------------------------------------------------------------------
+    def confirm_discard(self, then: Then) -> None:
+        """Ask before unsaved work is lost, then ``then(go_on)``: after saving, discarding, or never (cancel)."""
+        state = self.state
+        if not state.modified or not state.has_model:
+            then(True)
+            return
+        answer = QMessageBox.question(
+            self.window, "Unsaved changes", "The current project has unsaved changes. Save them first?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        if answer == QMessageBox.Save:
+            self.save(then)
+        else:
+            then(answer == QMessageBox.Discard)
+
+
+def _call(then: Then | None, ok: bool) -> None:
+    if then is not None:
+        then(ok)

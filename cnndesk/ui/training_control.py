@@ -1,0 +1,189 @@
+"""Starting, stopping and undoing training runs.
+
+``TrainingControl`` turns the Train/Stop/Bring Back requests of the window and
+the training panel into engine jobs, streams the engine's reports into the
+training panel, and writes what the run produced (model identity, history,
+kept epoch, the run it replaced) into the ``SessionState``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from ..core.architecture import layer_table, total_params
+from ..core.errors import ArchitectureError, ProjectError
+from ..core.project import check_destination, estimate_model_bytes, new_run_id
+from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState
+from .engine import Engine, EngineWorker
+from .training_panel import TrainingPanel
+
+
+def describe_preprocessing(pre) -> str:
+    if pre is None:
+        return "unknown"
+    h, w = pre.image_size
+    return f"{h}×{w} {pre.color_mode}"
+
+
+class TrainingControl(QObject):
+    """Runs training for the window; the state says whether one is running (``state.training``).
+
+    Signals:
+        status(str, int): a message for the status bar and how long to show it (ms).
+        error(str, str): a title and message for an error box.
+        finished(): a run ended (done, stopped or failed), or a swap of runs did.
+    """
+
+    status = Signal(str, int)
+    error = Signal(str, str)
+    finished = Signal()
+
+    def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, dialog_parent: QWidget):
+        super().__init__(dialog_parent)
+        self.state, self.engine, self.panel = state, engine, panel
+        self._dialog_parent = dialog_parent
+        self._job = None  # the running training job
+        self._plan: ModelInfo | None = None  # what the model being trained will be
+        self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
+        engine.batch.connect(panel.on_batch)
+        engine.epoch.connect(self._on_epoch)
+        engine.message.connect(panel.add_note)
+        state.observe(self._show_previous, "previous", "activity", "engine_ready")
+
+    # -- requests -------------------------------------------------------------------
+    def start(self, continuing: bool = False) -> bool:
+        """Train the layer stack on the dataset (or continue the current model). False: refused or cancelled."""
+        state = self.state
+        data = state.data
+        if state.busy or data is None:
+            return False
+        model = state.model
+        if continuing and (model is None or list(model.class_names) != list(data.class_names)):
+            self.error.emit("Cannot continue", "The current model was trained on other classes; train a new model.")
+            return False
+        if continuing and model.preprocessing != data.preprocessing:
+            self.error.emit("Cannot continue", "The current model takes other images "
+                            f"({describe_preprocessing(model.preprocessing)}) than the dataset panel now prepares "
+                            f"({describe_preprocessing(data.preprocessing)}); set them back or train a new model.")
+            return False
+        if state.project_path and not self._destination_ok(data):
+            return False
+        settings = state.settings
+        initial = len(state.history) if continuing else 0
+        run = (model.run if continuing and model.run else None) or new_run_id()
+        self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run,
+                               spec=(list(state.layers), state.preset, settings))
+        # the engine keeps the current model when the new one arrives: remember what goes with it
+        self._replaced = state.current_run() if not continuing else None
+        with state.changes():
+            state.activity = TRAINING
+            if not continuing:
+                state.history, state.best_epoch = [], None
+        self.panel.training_started(settings.epochs, continuing, initial)
+        config = state.dataset_config
+        self._job = self.engine.submit(EngineWorker.train, data=data, layers=list(state.layers), settings=settings,
+                                       augment=config.augment, class_weights=config.class_weights,
+                                       continue_training=continuing, initial_epoch=initial,
+                                       on_done=self._on_trained, on_error=self._on_failed)
+        return True
+
+    def stop(self) -> None:
+        """Stop the running training within a batch; the model trained so far is kept."""
+        if self.state.activity == TRAINING:
+            self.state.activity = STOPPING
+            self.engine.cancel(self._job)
+
+    def bring_back_previous(self) -> None:
+        """Make the previous run's model current; the current one becomes the previous (so this undoes itself)."""
+        state = self.state
+        if state.previous is None or state.busy:
+            return
+        # until the engine has swapped the models, a new run would start from the wrong one: Train waits
+        state.activity = SWAPPING
+        self.engine.submit(EngineWorker.restore_previous, on_done=self._on_swapped, on_error=self._on_swap_failed)
+
+    # -- engine answers ---------------------------------------------------------------
+    def _on_epoch(self, report) -> None:
+        self.panel.on_epoch(report)
+        self.state.history = [*self.state.history, report.to_json()]
+
+    def _on_trained(self, result) -> None:
+        # the epochs themselves arrived one by one through _on_epoch
+        state = self.state
+        self._job = None
+        with state.changes():
+            state.model = dataclasses.replace(self._plan, has_maps=getattr(result, "has_maps", True))
+            state.best_epoch = result.best_epoch
+            if self._replaced is not None:
+                state.previous = self._replaced
+            state.activity = IDLE
+        self._replaced = None
+        self.panel.training_finished(result)
+        if state.previous is not None:
+            self.status.emit(f"The model of {state.previous.describe()} is kept: Training > Bring Back Previous "
+                             "Model makes it current again.", 15000)
+        self.finished.emit()
+
+    def _on_failed(self, message: str) -> None:
+        state = self.state
+        self._job = None
+        self.panel.training_finished(error=message)
+        with state.changes():
+            if self._replaced is not None:  # the engine still holds the model it had: show its run again,
+                state.history = list(self._replaced.history)  # keeping the edits the user tried to train
+                state.best_epoch = self._replaced.best_epoch
+            state.activity = IDLE
+        if self._replaced is not None:
+            self.panel.show_history(state.history, state.best_epoch)
+        self._replaced = None
+        self.error.emit("Training failed", message)
+        self.finished.emit()
+
+    def _on_swapped(self, _) -> None:
+        state = self.state
+        current, previous = state.current_run(), state.previous
+        with state.changes():
+            state.model = previous.model
+            state.history, state.best_epoch = list(previous.history), previous.best_epoch
+            state.previous = current
+            if previous.model.spec is not None:  # the layers and settings that go with the model
+                layers, preset_name, settings = previous.model.spec
+                state.layers, state.preset, state.settings = list(layers), preset_name, settings
+            state.activity = IDLE
+        self.panel.show_history(state.history, state.best_epoch)
+        self.status.emit("The previous model is current again; the one trained after it can be brought back the "
+                         "same way.", 10000)
+        self.finished.emit()
+
+    def _on_swap_failed(self, message: str) -> None:
+        self.state.activity = IDLE
+        self.error.emit("Could not bring back the model", message)
+        self.finished.emit()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _show_previous(self, _names) -> None:
+        state = self.state
+        previous = state.previous
+        self.panel.set_previous(previous.describe() if previous else None,
+                                enabled=state.engine_ready and not state.busy)
+
+    def _destination_ok(self, data) -> bool:
+        """Before training: can the project folder take the trained model? Ask when it cannot."""
+        try:
+            rows = layer_table(list(self.state.layers), data.preprocessing.input_shape, data.num_classes)
+            check_destination(self.state.project_path, estimate_model_bytes(total_params(rows)))
+        except ArchitectureError:
+            return True  # training reports it
+        except ProjectError as e:
+            box = QMessageBox(QMessageBox.Warning, "The project cannot be saved there",
+                              f"{e}\n\nTrain anyway? You can save the result elsewhere with Save Project As.",
+                              QMessageBox.Yes | QMessageBox.Cancel, self._dialog_parent)
+            box.setObjectName("destinationBox")
+            box.button(QMessageBox.Yes).setText("Train Anyway")
+            box.setDefaultButton(QMessageBox.Cancel)
+            box.setEscapeButton(QMessageBox.Cancel)
+            return box.exec() == QMessageBox.Yes
+        return True
