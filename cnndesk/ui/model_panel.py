@@ -144,6 +144,7 @@ class ModelPanel(QWidget):
         self.error: ArchitectureError | None = None
         self.undo_stack = QUndoStack(self)
         self._editor_generation = 0  # a new parameter editor starts a new undo step
+        self._refused_in: tuple | None = None  # the spin box whose typed number was refused, and the value it kept
         self._build()
         self._build_undo_actions()
         self.refresh()
@@ -173,7 +174,7 @@ class ModelPanel(QWidget):
         self.preset_info = QLabel(objectName="presetInfo", wordWrap=True)
         self.preset_info.setStyleSheet("color: #455a64")
         column.addWidget(self.preset_info)
-        self.notice = QLabel(objectName="modelNotice", wordWrap=True, visible=False)
+        self.notice = QLabel(objectName="modelNotice", wordWrap=True, visible=False, textFormat=Qt.RichText)
         self.notice.setStyleSheet("background: #fff8e1; padding: 4px; border-radius: 3px")
         self.notice.linkActivated.connect(lambda _: self.undo_action.trigger())
         column.addWidget(self.notice)
@@ -588,8 +589,13 @@ class ModelPanel(QWidget):
     def _watch_range(self, spin: QAbstractSpinBox, what: str) -> None:
         """Say so when the user types a number outside the spin box's range."""
         spin.lineEdit().textEdited.connect(lambda text: self._check_typed(spin, what, text))
-        spin.valueChanged.connect(lambda _: self._hide_refusal())
+        spin.valueChanged.connect(lambda value: self._on_watched_value(spin, value))
         spin.editingFinished.connect(lambda: spin.setStyleSheet(""))  # the last valid value is back
+
+    def _on_watched_value(self, spin: QAbstractSpinBox, value: float) -> None:
+        # leaving the box puts the kept value back, announced again: the refusal stays until the value changes
+        if self._refused_in != (spin, value):
+            self._hide_refusal()
 
     def _check_typed(self, spin: QAbstractSpinBox, what: str, text: str) -> None:
         if _out_of_range(spin, text) is None:
@@ -602,8 +608,10 @@ class ModelPanel(QWidget):
         self.refusal.setText(f"{what} goes from {_number(spin.minimum())} to {_number(spin.maximum())}: "
                              f"{text.strip()} is refused, and the layer keeps {kept}.")
         self.refusal.show()
+        self._refused_in = (spin, spin.value())
 
     def _hide_refusal(self) -> None:
+        self._refused_in = None
         self.refusal.hide()
         self.refusal.clear()
 
