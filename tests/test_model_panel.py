@@ -156,6 +156,16 @@ def test_typing_a_number_is_one_undo_step_named_in_the_action(panel, qtbot):
     assert param(panel, "filters").value() == 128
 
 
+def test_typing_a_parameter_back_to_its_value_adds_no_undo_step(panel, qtbot):
+    panel.set_layers(preset("seed"), "custom")
+    click_row(qtbot, panel, 0)
+    filters = param(panel, "filters")
+    filters.selectAll()
+    qtbot.keyClicks(filters, "10")  # 1, then 10 again
+    assert rows(panel)[0] == "1. Conv2D(10, 3, relu)"
+    assert not panel.undo_action.isEnabled()
+
+
 def test_a_new_project_stack_starts_a_fresh_history(panel, qtbot):
     click_row(qtbot, panel, 0)
     qtbot.mouseClick(panel.remove_button, Qt.LeftButton)
