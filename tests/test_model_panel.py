@@ -218,7 +218,8 @@ def test_dropout_rate_and_filters_show_their_limits_and_refuse_beyond(panel, qtb
     rate.selectAll()
     qtbot.keyClicks(rate, "1.5")
     assert rate.text() == "1.5"
-    assert panel.findChild(QLabel, "paramRefused").text() == "Rate goes from 0 to 0.95: 1.5 is refused, and the layer keeps 0.25."
+    refusal = panel.findChild(QLabel, "paramRefused").text()
+    assert refusal == "Rate goes from 0 to 0.95: 1.5 is refused, and the layer keeps 0.25."
     assert rows(panel)[1] == "2. Dropout(0.25)"
 
 

@@ -579,7 +579,8 @@ class ModelPanel(QWidget):
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
         else:
             # units and filters up to what cnndesk opens again (a bigger number is refused in a model file)
-            w = RangeSpinBox(objectName=name, minimum=1, maximum=LIMITS.dimension if key in ("units", "filters") else 64)
+            largest = LIMITS.dimension if key in ("units", "filters") else 64
+            w = RangeSpinBox(objectName=name, minimum=1, maximum=largest)
             w.setValue(int(value) if value != CLASSES else self.num_classes)
             w.setKeyboardTracking(True)
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
