@@ -175,3 +175,25 @@ def test_training_settings_round_trip_through_json():
 def test_bad_training_settings_are_refused(settings, words):
     with pytest.raises(UserError, match=words):
         settings.validate()
+
+
+def test_multiply_adds_count_each_weight_once_per_output_position():
+    from cnndesk.core.architecture import multiply_adds
+
+    layers = [LayerSpec("Conv2D", {"filters": 4, "kernel_size": 3}), LayerSpec("MaxPool2D"), LayerSpec("Flatten"),
+              LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
+    rows = layer_table(layers, (10, 10, 3), 2)
+    # conv: 8x8 positions x (3x3x3 weights x 4 filters); dense: 4x4x4 inputs x 2 classes
+    assert multiply_adds(rows) == 8 * 8 * 3 * 3 * 3 * 4 + 4 * 4 * 4 * 2
+
+
+def test_preset_summaries_give_size_and_cost_for_the_input_or_say_why_it_does_not_fit():
+    from cnndesk.core.architecture import preset_summary
+
+    seed = preset_summary("seed", (64, 64, 3), 4)
+    assert seed.title == "Seed" and seed.use
+    assert seed.params == total_params(layer_table(preset("seed"), (64, 64, 3), 4))
+    deeper = preset_summary("deeper", (64, 64, 3), 4)
+    assert deeper.multiply_adds > 3 * seed.multiply_adds
+    tiny = preset_summary("seed", (8, 8, 3), 4)
+    assert tiny.params is None and tiny.multiply_adds is None and "does not fit" in tiny.problem

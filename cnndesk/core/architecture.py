@@ -181,6 +181,50 @@ PRESETS: dict[str, tuple[str, list[LayerSpec]]] = {
 }
 
 
+#: what each preset is good for, one sentence a learner can choose by
+PRESET_USES: dict[str, str] = {
+    "seed": "A quick first model for simple shapes and colours; the baseline to beat.",
+    "tinyvgg": ("Keeps the image size inside each block, so its activation maps are easy to read: "
+                "a good model to look inside."),
+    "deeper": ("More capacity for harder pictures (textures, many classes, larger images); BatchNorm and "
+               "Dropout keep it steady, but it does several times the work."),
+}
+
+
+@dataclass
+class PresetSummary:
+    """A preset at a glance, for the current input.
+
+    Attributes:
+        name: the key in ``PRESETS``.
+        title: its short display name ("Seed").
+        layers: its layers in words, from its description.
+        use: what it is good for.
+        params: its parameter count for the input; None when it does not fit the input.
+        multiply_adds: the multiply-adds one image costs (see ``multiply_adds``); None when it does not fit.
+        problem: why it does not fit the input; None when it does.
+    """
+
+    name: str
+    title: str
+    layers: str
+    use: str
+    params: int | None
+    multiply_adds: int | None
+    problem: str | None = None
+
+
+def preset_summary(name: str, input_shape: tuple[int, int, int], num_classes: int) -> PresetSummary:
+    """What the named preset is, is good for, and costs for this input."""
+    description, stack = PRESETS[name]
+    title, _, layers = description.partition(" - ")
+    try:
+        rows = layer_table(stack, input_shape, num_classes)
+    except ArchitectureError as e:
+        return PresetSummary(name, title, layers, PRESET_USES.get(name, ""), None, None, str(e))
+    return PresetSummary(name, title, layers, PRESET_USES.get(name, ""), total_params(rows), multiply_adds(rows))
+
+
 def preset(name: str) -> list[LayerSpec]:
     """A fresh copy of the named preset's layer stack."""
     if name not in PRESETS:
@@ -318,6 +362,23 @@ def _layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num
 
 def total_params(rows: list[LayerRow]) -> int:
     return sum(r.params for r in rows)
+
+
+def multiply_adds(rows: list[LayerRow]) -> int:
+    """Multiply-adds one image costs in the forward pass, from a ``layer_table``.
+
+    Only the weighted layers count (each weight of a convolution once per output
+    position, each Dense weight once): they do nearly all the work, so the ratio
+    of two stacks' counts is a fair, hardware-free guess at their relative speed.
+    """
+    total = 0
+    for r in rows:
+        if r.kind == "Conv2D":
+            h, w, filters = r.output_shape
+            total += (r.params - filters) * h * w  # the weights, without the biases
+        elif r.kind == "Dense":
+            total += r.params - r.output_shape[0]
+    return total
 
 
 # ---------------------------------------------------------------------------

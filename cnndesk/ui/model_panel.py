@@ -1,25 +1,125 @@
-"""Model panel: presets, an editable layer stack with live shapes, training settings."""
+"""Model panel: presets, an editable layer stack with live shapes, training settings.
+
+Every edit of the layer stack (add, remove, move, a parameter, a preset switch)
+is a command on a ``QUndoStack``, so Undo and Redo cover them all alike.
+"""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtCore import QEvent, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QUndoCommand, QUndoStack, QValidator
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
-    QLabel, QMenu, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
+    QAbstractItemView, QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox,
+    QHBoxLayout, QHeaderView, QLabel, QMenu, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem,
+    QToolButton, QVBoxLayout, QWidget,
 )
 
 from ..core.architecture import (
-    ACTIVATIONS, CLASSES, EXPLANATIONS, LAYER_KINDS, OPTIMIZERS, PRESETS, LayerSpec, TrainingSettings, layer_table,
-    preset, total_params,
+    ACTIVATIONS, CLASSES, EXPLANATIONS, LAYER_KINDS, OPTIMIZERS, PRESETS, LayerSpec, PresetSummary, TrainingSettings,
+    layer_table, multiply_adds, preset, preset_summary, total_params,
 )
 from ..core.errors import ArchitectureError
 from ..core.model_file import LIMITS
 
 ERROR_BG = QColor("#ffd8d8")
+REFUSED_STYLE = "background: #ffd8d8"
 
+
+# -- spin boxes that refuse out-of-range numbers out loud ----------------------
+
+def _out_of_range(spin: QAbstractSpinBox, text: str) -> float | None:
+    """The number typed in ``text`` when it lies outside the spin box's range; None otherwise."""
+    value, ok = spin.locale().toDouble(text.strip())
+    if ok and not spin.minimum() <= value <= spin.maximum():
+        return value
+    return None
+
+
+def _keep_out_of_range(spin: QAbstractSpinBox, result: tuple, text: str, pos: int) -> tuple:
+    """Let an out-of-range number stay on screen as unfinished input.
+
+    Qt's own validator drops the keystroke that leaves the range, so typing 70
+    into a 1-64 box silently shows 7. Kept as intermediate input instead, the
+    number is never taken as the value (leaving the box puts the last valid
+    value back) and the panel can say why it was refused.
+    """
+    state, fixed, fixed_pos = result
+    if state == QValidator.Invalid and _out_of_range(spin, text) is not None:
+        return QValidator.Intermediate, text, pos
+    return state, fixed, fixed_pos
+
+
+class RangeSpinBox(QSpinBox):
+    """A QSpinBox that shows an out-of-range number as typed instead of dropping keystrokes."""
+
+    def validate(self, text: str, pos: int):
+        return _keep_out_of_range(self, super().validate(text, pos), text, pos)
+
+
+class RangeDoubleSpinBox(QDoubleSpinBox):
+    """A QDoubleSpinBox that shows an out-of-range number as typed instead of dropping keystrokes."""
+
+    def validate(self, text: str, pos: int):
+        return _keep_out_of_range(self, super().validate(text, pos), text, pos)
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+# -- undo ------------------------------------------------------------------------
+
+@dataclass
+class _Stack:
+    """A snapshot of the layer stack and the preset it is (or "custom")."""
+
+    layers: list[LayerSpec]
+    preset: str
+
+
+class _StackEdit(QUndoCommand):
+    """One edit of the layer stack, undone and redone by putting whole snapshots back.
+
+    A stack is a handful of small dicts, so snapshots are simpler to get right
+    than an inverse for every kind of edit. Changes of the same parameter in the
+    same editor (typing 128 digit by digit) merge into one step.
+    """
+
+    MERGE_ID = 1
+
+    def __init__(self, panel: "ModelPanel", text: str, before: _Stack, after: _Stack,
+                 selected_before: int | None, selected_after: int | None, merge_key: tuple | None = None):
+        super().__init__(text)
+        self.panel, self.before, self.after = panel, before, after
+        self.selected_before, self.selected_after = selected_before, selected_after
+        self.merge_key = merge_key
+        self._pushed = False
+
+    def redo(self) -> None:
+        # the first redo runs inside push(), while the user may still be typing in the parameter's editor:
+        # rebuilding the editor then would take the box away from under the cursor
+        live_edit = not self._pushed and self.merge_key is not None
+        self._pushed = True
+        self.panel._apply(self.after, self.selected_after, rebuild_editor=not live_edit)
+
+    def undo(self) -> None:
+        self.panel._apply(self.before, self.selected_before, rebuild_editor=True)
+
+    def id(self) -> int:
+        return self.MERGE_ID if self.merge_key is not None else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if getattr(other, "merge_key", None) != self.merge_key:
+            return False
+        self.after = other.after
+        self.setObsolete(self.after == self.before)  # typed back to where it was: no step left to undo
+        return True
+
+
+# -- the panel -------------------------------------------------------------------
 
 class ModelPanel(QWidget):
     """Edit the layer stack and the training settings.
@@ -27,6 +127,9 @@ class ModelPanel(QWidget):
     Signals:
         changed(): the stack or a setting changed.
         validity_changed(bool, str): whether the stack can be built, and why not.
+
+    ``undo_action`` and ``redo_action`` undo and redo stack edits; they carry the
+    standard shortcuts, active while the focus is in the panel.
     """
 
     changed = Signal()
@@ -39,8 +142,11 @@ class ModelPanel(QWidget):
         self.input_shape: tuple[int, int, int] = (64, 64, 3)
         self.num_classes = 4
         self.error: ArchitectureError | None = None
-        self._editing = False
+        self.undo_stack = QUndoStack(self)
+        self._editor_generation = 0  # a new parameter editor starts a new undo step
+        self._refused_in: tuple | None = None  # the spin box whose typed number was refused, and the value it kept
         self._build()
+        self._build_undo_actions()
         self.refresh()
 
     # -- layout ------------------------------------------------------------
@@ -48,21 +154,35 @@ class ModelPanel(QWidget):
         outer = QHBoxLayout(self)
         left = QVBoxLayout()
         outer.addLayout(left, 3)
+        self._build_preset_picker(left)
+        self._build_layer_table(left)
+        right = QVBoxLayout()
+        outer.addLayout(right, 2)
+        right.addWidget(self._build_layer_editor(), 1)
+        right.addWidget(self._build_training_box())
 
+    def _build_preset_picker(self, column: QVBoxLayout) -> None:
         top = QHBoxLayout()
         top.addWidget(QLabel("Preset:"))
         self.preset_combo = QComboBox(objectName="presetCombo")
         for name, (desc, _) in PRESETS.items():
             self.preset_combo.addItem(desc.split(" - ")[0], name)
-            self.preset_combo.setItemData(self.preset_combo.count() - 1, desc, Qt.ToolTipRole)
         self.preset_combo.addItem("Custom", "custom")
         self.preset_combo.currentIndexChanged.connect(self._on_preset)
         top.addWidget(self.preset_combo, 1)
-        left.addLayout(top)
+        column.addLayout(top)
+        self.preset_info = QLabel(objectName="presetInfo", wordWrap=True)
+        self.preset_info.setStyleSheet("color: #455a64")
+        column.addWidget(self.preset_info)
+        self.notice = QLabel(objectName="modelNotice", wordWrap=True, visible=False, textFormat=Qt.RichText)
+        self.notice.setStyleSheet("background: #fff8e1; padding: 4px; border-radius: 3px")
+        self.notice.linkActivated.connect(lambda _: self.undo_action.trigger())
+        column.addWidget(self.notice)
         self.error_label = QLabel(objectName="modelError", wordWrap=True, visible=False)
         self.error_label.setStyleSheet("color: #b71c1c; background: #ffecec; padding: 4px; border-radius: 3px")
-        left.addWidget(self.error_label)
+        column.addWidget(self.error_label)
 
+    def _build_layer_table(self, column: QVBoxLayout) -> None:
         self.table = QTableWidget(0, 4, objectName="layerTable")
         self.table.setHorizontalHeaderLabels(["Layer", "Output shape", "Parameters", ""])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
@@ -72,7 +192,7 @@ class ModelPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.itemSelectionChanged.connect(self._on_selection)
-        left.addWidget(self.table, 1)
+        column.addWidget(self.table, 1)
 
         buttons = QHBoxLayout()
         self.add_button = QToolButton(objectName="addLayer", text="Add layer", popupMode=QToolButton.InstantPopup)
@@ -94,19 +214,37 @@ class ModelPanel(QWidget):
         self.total_label = QLabel(objectName="totalParams")
         self.total_label.setStyleSheet("font-weight: bold")
         buttons.addWidget(self.total_label)
-        left.addLayout(buttons)
+        column.addLayout(buttons)
 
-        right = QVBoxLayout()
-        outer.addLayout(right, 2)
+    def _build_layer_editor(self) -> QWidget:
+        """The selected layer's editor and explanation, in a scroll area that takes the height left over.
+
+        However many rows the selected layer has, the training box below keeps
+        its place: a click aimed at it must not land on another control.
+        """
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(0, 0, 0, 0)
         self.editor_box = QGroupBox("Layer", objectName="layerEditor")
-        self.editor_form = QFormLayout(self.editor_box)
-        right.addWidget(self.editor_box)
+        box = QVBoxLayout(self.editor_box)
+        self.editor_form = QFormLayout()
+        box.addLayout(self.editor_form)
+        self.refusal = QLabel(objectName="paramRefused", wordWrap=True, visible=False)
+        self.refusal.setStyleSheet("color: #b71c1c")
+        box.addWidget(self.refusal)
+        column.addWidget(self.editor_box)
         self.explanation = QLabel(objectName="layerExplanation", wordWrap=True)
         self.explanation.setStyleSheet("color: #37474f; background: #eef3f7; padding: 6px; border-radius: 4px")
         self.explanation.setAlignment(Qt.AlignTop | Qt.AlignLeft)
-        right.addWidget(self.explanation)
+        column.addWidget(self.explanation)
+        column.addStretch(1)
+        scroll = QScrollArea(objectName="layerEditorScroll", widgetResizable=True, frameShape=QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        return scroll
 
-        train_box = QGroupBox("Training")
+    def _build_training_box(self) -> QGroupBox:
+        train_box = QGroupBox("Training", objectName="trainingBox")
         form = QFormLayout(train_box)
         self.optimizer = QComboBox(objectName="optimizer")
         self.optimizer.addItems(OPTIMIZERS)
@@ -133,13 +271,39 @@ class ModelPanel(QWidget):
         self.device = QComboBox(objectName="device")
         self.device.addItem("CPU", "cpu")
         form.addRow("Device", self.device)
-        right.addWidget(train_box)
-        right.addStretch(1)
         for w in (self.optimizer, self.device):
             w.currentIndexChanged.connect(self.changed)
         for w in (self.learning_rate, self.batch_size, self.epochs, self.patience):
             w.valueChanged.connect(self.changed)
         self.restore_best.toggled.connect(self.changed)
+        return train_box
+
+    def _build_undo_actions(self) -> None:
+        self.undo_action = QAction("&Undo", self, objectName="undoLayerEdit")
+        self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
+        self.undo_action.triggered.connect(self.undo_stack.undo)
+        self.redo_action = QAction("&Redo", self, objectName="redoLayerEdit")
+        self.redo_action.setShortcuts(QKeySequence.StandardKey.Redo)
+        self.redo_action.triggered.connect(self.undo_stack.redo)
+        for action in (self.undo_action, self.redo_action):
+            action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+            self.addAction(action)
+        for signal in (self.undo_stack.indexChanged, self.undo_stack.undoTextChanged, self.undo_stack.redoTextChanged):
+            signal.connect(self._update_undo_actions)
+        self._update_undo_actions()
+
+    def _update_undo_actions(self) -> None:
+        """Name the step each action would take; off while the panel is (during training, say)."""
+        stack = self.undo_stack
+        self.undo_action.setEnabled(self.isEnabled() and stack.canUndo())
+        self.redo_action.setEnabled(self.isEnabled() and stack.canRedo())
+        self.undo_action.setText(f"&Undo {stack.undoText()}" if stack.canUndo() else "&Undo")
+        self.redo_action.setText(f"&Redo {stack.redoText()}" if stack.canRedo() else "&Redo")
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.EnabledChange:
+            self._update_undo_actions()
 
     # -- state -------------------------------------------------------------
     def set_input(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
@@ -148,16 +312,15 @@ class ModelPanel(QWidget):
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         current = self.device.currentData()
-        self.device.blockSignals(True)
-        self.device.clear()
-        for dev_id, desc in devices:
-            self.device.addItem(desc, dev_id)
-        gpus = [d for d, _ in devices if d.startswith("gpu:")]
-        if len(gpus) > 1:
-            self.device.addItem(f"All {len(gpus)} GPUs (mirrored)", "gpu:" + ",".join(g[4:] for g in gpus))
-        i = self.device.findData(current)
-        self.device.setCurrentIndex(max(i, 0))
-        self.device.blockSignals(False)
+        with QSignalBlocker(self.device):
+            self.device.clear()
+            for dev_id, desc in devices:
+                self.device.addItem(desc, dev_id)
+            gpus = [d for d, _ in devices if d.startswith("gpu:")]
+            if len(gpus) > 1:
+                self.device.addItem(f"All {len(gpus)} GPUs (mirrored)", "gpu:" + ",".join(g[4:] for g in gpus))
+            i = self.device.findData(current)
+            self.device.setCurrentIndex(max(i, 0))
 
     def settings(self) -> TrainingSettings:
         return TrainingSettings(optimizer=self.optimizer.currentText(), learning_rate=self.learning_rate.value(),
@@ -178,11 +341,16 @@ class ModelPanel(QWidget):
             self.device.setCurrentIndex(i)
 
     def set_layers(self, layers: list[LayerSpec], preset_name: str = "custom") -> None:
+        """Show a stack brought from elsewhere (a project, the last session).
+
+        It starts a fresh undo history: undoing into the stack of the project
+        that was open before would surprise.
+        """
+        self.undo_stack.clear()
         self.layers = copy.deepcopy(layers)
         self.preset_name = preset_name if preset_name in PRESETS else "custom"
-        self.preset_combo.blockSignals(True)
-        self.preset_combo.setCurrentIndex(self.preset_combo.findData(self.preset_name))
-        self.preset_combo.blockSignals(False)
+        self._show_preset_choice()
+        self.notice.hide()
         self.refresh()
 
     def is_valid(self) -> bool:
@@ -190,18 +358,25 @@ class ModelPanel(QWidget):
 
     # -- editing -----------------------------------------------------------
     def _on_preset(self) -> None:
+        """Switch to the chosen preset as one undoable step, saying so when it replaces a custom stack."""
         name = self.preset_combo.currentData()
-        if name in PRESETS:
-            self.layers = preset(name)
-            self.preset_name = name
-            self.refresh()
-            self.changed.emit()
+        if name not in PRESETS:  # "Custom" names an edited stack; it is not something to switch to
+            self._show_preset_choice()
+            return
+        if name == self.preset_name:
+            return
+        replaced_custom = self.preset_name == "custom"
+        title = PRESETS[name][0].split(" - ")[0]
+        self._push(f"Switch to {title}", _Stack(preset(name), name), None)
+        if replaced_custom:
+            keys = self.undo_action.shortcut().toString(QKeySequence.NativeText)
+            self.notice.setText(f"Your custom stack was replaced by the {title} preset. "
+                                f"<a href='undo'>Undo</a> ({keys}) brings it back.")
+            self.notice.show()
 
-    def _mark_custom(self) -> None:
-        self.preset_name = "custom"
-        self.preset_combo.blockSignals(True)
-        self.preset_combo.setCurrentIndex(self.preset_combo.findData("custom"))
-        self.preset_combo.blockSignals(False)
+    def _show_preset_choice(self) -> None:
+        with QSignalBlocker(self.preset_combo):
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(self.preset_name))
 
     def selected_index(self) -> int | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
@@ -217,82 +392,92 @@ class ModelPanel(QWidget):
         i = self.selected_index()
         # insert after the selection, but before the output layer by default
         at = (i + 1) if i is not None else max(len(self.layers) - 1, 0)
-        self.layers.insert(at, LayerSpec(kind, dict(LAYER_KINDS[kind])))
-        self._mark_custom()
-        self.refresh()
-        self.select_layer(at)
-        self.changed.emit()
+        layers = copy.deepcopy(self.layers)
+        layers.insert(at, LayerSpec(kind, dict(LAYER_KINDS[kind])))
+        self._push(f"Add {kind}", _Stack(layers, "custom"), at)
 
     def remove_selected(self) -> None:
         i = self.selected_index()
         if i is None:
             return
-        del self.layers[i]
-        self._mark_custom()
-        self.refresh()
-        if self.layers:
-            self.select_layer(min(i, len(self.layers) - 1))
-        self.changed.emit()
+        layers = copy.deepcopy(self.layers)
+        removed = layers.pop(i)
+        self._push(f"Remove {removed.kind}", _Stack(layers, "custom"), min(i, len(layers) - 1) if layers else None)
 
     def move_selected(self, delta: int) -> None:
         i = self.selected_index()
         if i is None or not (0 <= i + delta < len(self.layers)):
             return
-        self.layers[i], self.layers[i + delta] = self.layers[i + delta], self.layers[i]
-        self._mark_custom()
-        self.refresh()
-        self.select_layer(i + delta)
-        self.changed.emit()
+        layers = copy.deepcopy(self.layers)
+        layers[i], layers[i + delta] = layers[i + delta], layers[i]
+        self._push(f"Move {layers[i + delta].kind} {'up' if delta < 0 else 'down'}", _Stack(layers, "custom"),
+                   i + delta)
 
     def set_param(self, index: int, key: str, value) -> None:
         """Change one parameter of one layer (what the editor widgets call)."""
-        self.layers[index].params[key] = value
-        self._mark_custom()
-        self._editing = True
-        try:
-            self.refresh()
-        finally:
-            self._editing = False
+        if self.layers[index].full_params().get(key) == value:
+            return
+        layers = copy.deepcopy(self.layers)
+        layers[index].params[key] = value
+        what = key.replace("_", " ")
+        self._push(f"Change {what} of layer {index + 1}", _Stack(layers, "custom"), index,
+                   merge_key=(self._editor_generation, index, key))
+
+    def _push(self, text: str, after: _Stack, selected_after: int | None, merge_key: tuple | None = None) -> None:
+        before = _Stack(copy.deepcopy(self.layers), self.preset_name)
+        self.undo_stack.push(_StackEdit(self, text, before, after, self.selected_index(), selected_after, merge_key))
+
+    def _apply(self, stack: _Stack, selected: int | None, rebuild_editor: bool) -> None:
+        """Show a snapshot of the stack (what undo and redo do)."""
+        self.layers = copy.deepcopy(stack.layers)
+        self.preset_name = stack.preset
+        self._show_preset_choice()
+        self.notice.hide()
+        self._refresh(selected, rebuild_editor)
         self.changed.emit()
 
     # -- display -----------------------------------------------------------
     def refresh(self) -> None:
         """Recompute shapes and parameters and show them; mark the offending layer."""
-        sel = self.selected_index()
+        self._refresh(self.selected_index(), rebuild_editor=True)
+
+    def _refresh(self, selected: int | None, rebuild_editor: bool) -> None:
         try:
             rows = layer_table(self.layers, self.input_shape, self.num_classes)
             self.error = None
         except ArchitectureError as e:
             rows = None
             self.error = e
-        shown = rows if rows is not None else self.error.rows
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(self.layers) + 1)
-        h, w, c = self.input_shape
-        self._set_row(0, f"Input {h}×{w}×{c}, scaled to 0–1", (h, w, c), 0, None)
-        by_index = {r.index: r for r in shown}
-        for i, spec in enumerate(self.layers):
-            r = by_index.get(i)
-            text = spec.describe()
-            if spec.kind == "Dense" and spec.full_params()["units"] == CLASSES:
-                text = f"Dense({self.num_classes} classes, {spec.full_params()['activation']})"
-            self._set_row(i + 1, f"{i + 1}. {text}", r.output_shape if r else None, r.params if r else None,
-                          self.error if (self.error is not None and self.error.layer_index == i) else None)
-        self.table.blockSignals(False)
+        self._fill_table(rows if rows is not None else self.error.rows, selected)
         if rows:
             self.total_label.setText(f"Total parameters: {total_params(rows):,}")
         else:
             self.total_label.setText("Total parameters: —")
         self.error_label.setVisible(self.error is not None)
         self.error_label.setText(str(self.error) if self.error else "")
+        self._show_preset_info(rows)
         self.validity_changed.emit(self.error is None, str(self.error) if self.error else "")
-        if sel is not None and sel < len(self.layers):
-            self.table.blockSignals(True)
-            self.table.selectRow(sel + 1)
-            self.table.blockSignals(False)
-        if not self._editing:
-            self._show_editor(sel)
-        self.remove_button.setEnabled(sel is not None)
+        if rebuild_editor:
+            self._show_editor(self.selected_index())
+        self._update_buttons()
+
+    def _fill_table(self, shown, selected: int | None) -> None:
+        with QSignalBlocker(self.table):
+            self.table.setRowCount(len(self.layers) + 1)
+            h, w, c = self.input_shape
+            self._set_row(0, f"Input {h}×{w}×{c}, scaled to 0–1", (h, w, c), 0, None)
+            by_index = {r.index: r for r in shown}
+            for i, spec in enumerate(self.layers):
+                r = by_index.get(i)
+                text = spec.describe()
+                if spec.kind == "Dense" and spec.full_params()["units"] == CLASSES:
+                    text = f"Dense({self.num_classes} classes, {spec.full_params()['activation']})"
+                self._set_row(i + 1, f"{i + 1}. {text}", r.output_shape if r else None, r.params if r else None,
+                              self.error if (self.error is not None and self.error.layer_index == i) else None)
+            if selected is not None and selected < len(self.layers):
+                self.select_layer(selected)
+            else:
+                self.table.clearSelection()
 
     def _set_row(self, row: int, text: str, shape, params, error) -> None:
         items = [QTableWidgetItem(text), QTableWidgetItem("—" if shape is None else " × ".join(map(str, shape))),
@@ -304,14 +489,51 @@ class ModelPanel(QWidget):
                 item.setToolTip(str(error))
             self.table.setItem(row, col, item)
 
-    def _on_selection(self) -> None:
+    def _show_preset_info(self, rows) -> None:
+        """Each preset's use, size and relative speed for the current input: a tooltip each, a line for the current."""
+        summaries = {name: preset_summary(name, self.input_shape, self.num_classes) for name in PRESETS}
+        fitting = [s for s in summaries.values() if s.multiply_adds is not None]
+        fastest = min(fitting, key=lambda s: s.multiply_adds) if fitting else None
+        for name, s in summaries.items():
+            self.preset_combo.setItemData(self.preset_combo.findData(name), self._preset_tooltip(s, fastest),
+                                          Qt.ToolTipRole)
+        if self.preset_name in summaries:
+            self.preset_info.setText(self._preset_line(summaries[self.preset_name], fastest))
+        elif rows:
+            speed = _speed_words(multiply_adds(rows), fastest)
+            self.preset_info.setText(f"Your own stack: {total_params(rows):,} parameters{speed}.")
+        else:
+            self.preset_info.setText("Your own stack; it cannot be built as it is.")
+
+    def _input_words(self) -> str:
+        h, w, c = self.input_shape
+        return f"{h}×{w}×{c} images"
+
+    def _preset_line(self, s: PresetSummary, fastest: PresetSummary | None) -> str:
+        if s.params is None:
+            return f"{s.use} It does not fit {self._input_words()}."
+        return f"{s.use} {s.params:,} parameters for {self._input_words()}{_speed_words(s.multiply_adds, fastest, s)}."
+
+    def _preset_tooltip(self, s: PresetSummary, fastest: PresetSummary | None) -> str:
+        head = f"<b>{s.title}</b>: {s.layers}.<br>{s.use}<br>"
+        if s.params is None:
+            return head + f"It does not fit {self._input_words()}: {s.problem}"
+        return (head + f"{s.params:,} parameters for {self._input_words()}{_speed_words(s.multiply_adds, fastest, s)} "
+                f"({s.multiply_adds / 1e6:.1f} million multiply-adds per image).")
+
+    def _update_buttons(self) -> None:
         i = self.selected_index()
         self.remove_button.setEnabled(i is not None)
         self.up_button.setEnabled(i is not None and i > 0)
         self.down_button.setEnabled(i is not None and i < len(self.layers) - 1)
-        self._show_editor(i)
+
+    def _on_selection(self) -> None:
+        self._update_buttons()
+        self._show_editor(self.selected_index())
 
     def _show_editor(self, index: int | None) -> None:
+        self._editor_generation += 1
+        self._hide_refusal()
         while self.editor_form.rowCount():
             self.editor_form.removeRow(0)
         if index is None:
@@ -326,7 +548,12 @@ class ModelPanel(QWidget):
         if not params:
             self.editor_form.addRow(QLabel("This layer has no parameters."))
         for key, value in params.items():
-            self.editor_form.addRow(key.replace("_", " ").capitalize(), self._param_editor(index, spec, key, value))
+            name = key.replace("_", " ").capitalize()
+            editor = self._param_editor(index, spec, key, value)
+            if isinstance(editor, QAbstractSpinBox):  # the limits in sight, not found by hitting them
+                name += f" ({_number(editor.minimum())}–{_number(editor.maximum())})"
+                self._watch_range(editor, key.replace("_", " ").capitalize())
+            self.editor_form.addRow(name, editor)
 
     def _param_editor(self, index: int, spec: LayerSpec, key: str, value) -> QWidget:
         name = f"param_{key}"
@@ -341,17 +568,64 @@ class ModelPanel(QWidget):
             w.setCurrentText(str(value))
             w.currentTextChanged.connect(lambda v: self.set_param(index, key, v))
         elif key == "rate":
-            w = QDoubleSpinBox(objectName=name, decimals=2, minimum=0.0, maximum=0.95, singleStep=0.05, value=float(value))
+            w = RangeDoubleSpinBox(objectName=name, decimals=2, minimum=0.0, maximum=0.95, singleStep=0.05,
+                                   value=float(value))
             w.valueChanged.connect(lambda v: self.set_param(index, key, round(v, 4)))
         elif key == "units" and index == len(self.layers) - 1 and value == CLASSES:
             w = QLabel(f"one per class ({self.num_classes})", objectName=name)
         elif key == "strides" and spec.kind != "Conv2D":
-            w = QSpinBox(objectName=name, minimum=0, maximum=64, value=int(value), specialValueText="= pool size")
+            w = RangeSpinBox(objectName=name, minimum=0, maximum=64, value=int(value), specialValueText="= pool size")
+            w.setToolTip("0 means as far as the pool size")
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
         else:
             # units and filters up to what cnndesk opens again (a bigger number is refused in a model file)
-            w = QSpinBox(objectName=name, minimum=1, maximum=LIMITS.dimension if key in ("units", "filters") else 64)
+            largest = LIMITS.dimension if key in ("units", "filters") else 64
+            w = RangeSpinBox(objectName=name, minimum=1, maximum=largest)
             w.setValue(int(value) if value != CLASSES else self.num_classes)
             w.setKeyboardTracking(True)
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
         return w
+
+    # -- refused numbers -----------------------------------------------------
+    def _watch_range(self, spin: QAbstractSpinBox, what: str) -> None:
+        """Say so when the user types a number outside the spin box's range."""
+        spin.lineEdit().textEdited.connect(lambda text: self._check_typed(spin, what, text))
+        spin.valueChanged.connect(lambda value: self._on_watched_value(spin, value))
+        spin.editingFinished.connect(lambda: spin.setStyleSheet(""))  # the last valid value is back
+
+    def _on_watched_value(self, spin: QAbstractSpinBox, value: float) -> None:
+        # leaving the box puts the kept value back, announced again: the refusal stays until the value changes
+        if self._refused_in != (spin, value):
+            self._hide_refusal()
+
+    def _check_typed(self, spin: QAbstractSpinBox, what: str, text: str) -> None:
+        if _out_of_range(spin, text) is None:
+            spin.setStyleSheet("")
+            self._hide_refusal()
+            return
+        spin.setStyleSheet(REFUSED_STYLE)
+        kept = spin.specialValueText() if spin.value() == spin.minimum() and spin.specialValueText() else \
+            spin.textFromValue(spin.value())
+        self.refusal.setText(f"{what} goes from {_number(spin.minimum())} to {_number(spin.maximum())}: "
+                             f"{text.strip()} is refused, and the layer keeps {kept}.")
+        self.refusal.show()
+        self._refused_in = (spin, spin.value())
+
+    def _hide_refusal(self) -> None:
+        self._refused_in = None
+        self.refusal.hide()
+        self.refusal.clear()
+
+
+def _speed_words(cost: int, fastest: PresetSummary | None, own: PresetSummary | None = None) -> str:
+    """How fast a stack runs next to the fastest preset, from their multiply-adds (", the fastest preset")."""
+    if fastest is None:
+        return ""
+    if own is not None and own.name == fastest.name:
+        return ", the fastest preset"
+    ratio = max(cost, 1) / max(fastest.multiply_adds, 1)
+    if ratio < 1 / 1.5:
+        return f", about {1 / ratio:.0f}× as fast as {fastest.title}"
+    if ratio < 1.5:
+        return f", about as fast as {fastest.title}"
+    return f", about {ratio:.0f}× slower than {fastest.title}"
