@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSignalBlocker, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-    QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QSplitter,
-    QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSizePolicy, QSpinBox,
+    QSplitter, QStyledItemDelegate, QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
+from ..core.color_hint import ColorSample
 from ..core.dataset import (
     AUGMENTATIONS, COLOR_MODES, DatasetConfig, LoadedDataset, Preprocessing, SkippedFile, count_skipped, printable,
     split_indices,
@@ -21,17 +24,36 @@ from ..core.dataset import (
 from .loading import DatasetLoader
 from .widgets import array_to_qimage, parse_size
 
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum" for a widget's size
 IMAGE_SIZES = ["32", "48", "64", "96", "128", "160", "224"]
 THUMBS_PER_CLASS = 6
+#: the reason column of the skipped files fits its text up to this width; the file column gets the rest
+REASON_WIDTH = 420
+#: the class table grows with its rows up to this many, then scrolls
+CLASS_ROWS_SHOWN = 12
 AUGMENT_LABELS = {"flip": "Flip left/right", "rotate": "Rotate", "zoom": "Zoom", "contrast": "Contrast",
                   "brightness": "Brightness"}
+
+
+def relative_path(path: str, root: str | os.PathLike | None) -> str:
+    """``path`` relative to the dataset folder ``root`` when it lies inside it, else ``path`` unchanged.
+
+    Compared as text, without touching the disk: the loader lists files under
+    the root it was given, and a skipped file may no longer exist.
+    """
+    if root is None:
+        return path
+    base = os.path.join(os.fspath(root), "")
+    return path[len(base):] if path.startswith(base) and len(path) > len(base) else path
 
 
 class SkippedFilesModel(QAbstractTableModel):
     """The skipped files as a two-column table (file, reason), read lazily by the view.
 
     Rows are read only when scrolled into view, so tens of thousands of them
-    show at once (a ``QTableWidget`` makes an item per cell up front).
+    show at once (a ``QTableWidget`` makes an item per cell up front). Files are
+    shown relative to the dataset folder, so the file name stays in sight; the
+    tooltip has the full path.
     """
 
     HEADERS = ("File", "Reason")
@@ -39,10 +61,12 @@ class SkippedFilesModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.files: list[SkippedFile] = []
+        self.root: Path | None = None
 
-    def set_files(self, files: list[SkippedFile]) -> None:
+    def set_files(self, files: list[SkippedFile], root: str | os.PathLike | None = None) -> None:
         self.beginResetModel()
         self.files = list(files)
+        self.root = Path(root) if root is not None else None
         self.endResetModel()
 
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -55,12 +79,57 @@ class SkippedFilesModel(QAbstractTableModel):
         if not index.isValid() or role not in (Qt.DisplayRole, Qt.ToolTipRole):
             return None
         f = self.files[index.row()]
-        return printable(f.path if index.column() == 0 else f.reason)
+        if index.column() == 1:
+            return printable(f.reason)
+        if role == Qt.ToolTipRole:
+            return printable(f.path)
+        return printable(relative_path(f.path, self.root))
 
     def headerData(self, section, orientation, role=Qt.DisplayRole):
         if role == Qt.DisplayRole and orientation == Qt.Horizontal:
             return self.HEADERS[section]
         return None
+
+
+class ElideMiddleDelegate(QStyledItemDelegate):
+    """Elides text in the middle, so a path keeps both its class folder and its file name."""
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.ElideMiddle
+
+
+class ClassTable(QTableWidget):
+    """The class table: as tall as its rows, up to ``CLASS_ROWS_SHOWN`` of them, then it scrolls.
+
+    A table's own size hint ignores its rows, so a fixed height either hides
+    classes behind a scrollbar or wastes space; this one asks the layout for
+    exactly its rows, and can be squeezed down to ``min_rows`` in a small window.
+    """
+
+    def __init__(self, rows_shown: int = CLASS_ROWS_SHOWN, min_rows: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.rows_shown, self.min_rows = rows_shown, min_rows
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Maximum)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollPerPixel)
+        self.horizontalScrollBar().rangeChanged.connect(self.updateGeometry)
+
+    def height_for_rows(self, rows: int) -> int:
+        """The height that shows the header and the first ``rows`` rows without scrolling."""
+        header = self.horizontalHeader()
+        h = 2 * self.frameWidth() + (header.sizeHint().height() if not header.isHidden() else 0)
+        h += sum(self.rowHeight(r) for r in range(min(rows, self.rowCount())))
+        h += self.verticalHeader().defaultSectionSize() * max(0, rows - self.rowCount())
+        if self.horizontalScrollBar().maximum() > 0:  # a long class name: the bar takes room from the rows
+            h += self.horizontalScrollBar().sizeHint().height()
+        return h
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.height_for_rows(min(max(self.rowCount(), 1), self.rows_shown)))
+
+    def minimumSizeHint(self) -> QSize:
+        rows = min(max(self.rowCount(), 1), self.min_rows)
+        return QSize(super().minimumSizeHint().width(), self.height_for_rows(rows))
 
 
 class DatasetPanel(QWidget):
@@ -78,12 +147,15 @@ class DatasetPanel(QWidget):
         super().__init__(parent)
         self.data: LoadedDataset | None = None
         self.folder: str | None = None
+        self.color_sample: ColorSample | None = None  # of the dataset being loaded or shown
+        self._rgb_kept_for: str | None = None  # the folder the user chose RGB for by hand
         self.loader = DatasetLoader(self)
         self._reload_timer = QTimer(self, singleShot=True, interval=350)
         self._reload_timer.timeout.connect(self.reload)
         self._build()
         self.loader.progress.connect(lambda p: self.progress.setValue(int(p)))
         self.loader.status.connect(self.status_label.setText)
+        self.loader.colors_sampled.connect(self._on_colors_sampled)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.failed.connect(self._on_failed)
         self.loader.cancelled.connect(self._on_cancelled)
@@ -161,42 +233,18 @@ class DatasetPanel(QWidget):
         self.totals = QLabel(objectName="datasetTotals")
         self.totals.setStyleSheet("font-weight: bold")
         rl.addWidget(self.totals)
+        rl.addWidget(self._build_color_hint())
         self.imbalance = QLabel(objectName="imbalanceWarning", wordWrap=True, visible=False)
         self.imbalance.setStyleSheet("color: #8a5300; background: #fff4e0; padding: 4px; border-radius: 3px")
         rl.addWidget(self.imbalance)
-        self.class_table = QTableWidget(0, 3, objectName="classTable")
-        self.class_table.setHorizontalHeaderLabels(["Class", "Images", ""])
-        header = self.class_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.Stretch)
-        self.class_table.verticalHeader().setVisible(False)
-        self.class_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.class_table.setSelectionMode(QAbstractItemView.NoSelection)
-        self.class_table.setMaximumHeight(180)
-        rl.addWidget(self.class_table)
-        rl.addWidget(QLabel("Examples"))
-        self.thumbs = QListWidget(objectName="thumbnails")
-        self.thumbs.setViewMode(QListWidget.IconMode)
-        self.thumbs.setIconSize(QSize(72, 72))
-        self.thumbs.setResizeMode(QListWidget.Adjust)
-        self.thumbs.setMovement(QListWidget.Static)
-        self.thumbs.setSpacing(4)
-        rl.addWidget(self.thumbs, 2)
-        self.skipped_label = QLabel("Skipped files", objectName="skippedLabel", wordWrap=True)
-        rl.addWidget(self.skipped_label)
-        self.skipped_model = SkippedFilesModel(self)
-        self.skipped_table = QTableView(objectName="skippedTable")
-        self.skipped_table.setModel(self.skipped_model)
-        self.skipped_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Interactive)
-        self.skipped_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.skipped_table.horizontalHeader().resizeSection(0, 360)
-        self.skipped_table.verticalHeader().setVisible(False)
-        self.skipped_table.verticalHeader().setDefaultSectionSize(22)
-        self.skipped_table.setWordWrap(False)
-        self.skipped_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.skipped_table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        rl.addWidget(self.skipped_table, 1)
+        rl.addWidget(self._build_class_table())
+        # examples over skipped files: the user can give either more room
+        lists = QSplitter(Qt.Vertical, childrenCollapsible=False)
+        lists.addWidget(self._build_examples())
+        lists.addWidget(self._build_skipped())
+        lists.setStretchFactor(0, 2)
+        lists.setStretchFactor(1, 1)
+        rl.addWidget(lists, 1)
         split.addWidget(results)
         split.setStretchFactor(1, 1)
 
@@ -204,7 +252,80 @@ class DatasetPanel(QWidget):
         self.val_split.valueChanged.connect(self._on_split_changed)
         self.seed.valueChanged.connect(self._on_split_changed)
         self.image_size.currentTextChanged.connect(self._on_decode_setting)
-        self.color_mode.currentIndexChanged.connect(self._on_decode_setting)
+        self.color_mode.currentIndexChanged.connect(self._on_color_mode)
+
+    def _build_class_table(self) -> QTableWidget:
+        self.class_table = ClassTable(rowCount=0, columnCount=3, objectName="classTable")
+        self.class_table.setHorizontalHeaderLabels(["Class", "Images", ""])
+        header = self.class_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.Stretch)
+        header.setMaximumSectionSize(320)  # a very long class name is elided (its tooltip has it whole)
+        rows = self.class_table.verticalHeader()
+        rows.setVisible(False)
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 10)
+        self.class_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.class_table.setSelectionMode(QAbstractItemView.NoSelection)
+        return self.class_table
+
+    def _build_examples(self) -> QWidget:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("Examples"))
+        self.thumbs = QListWidget(objectName="thumbnails")
+        self.thumbs.setViewMode(QListWidget.IconMode)
+        self.thumbs.setIconSize(QSize(72, 72))
+        # one cell size for every thumbnail, class names elided, so the grid stays even
+        self.thumbs.setGridSize(QSize(96, 72 + self.fontMetrics().height() + 12))
+        self.thumbs.setTextElideMode(Qt.ElideMiddle)
+        self.thumbs.setWordWrap(False)
+        self.thumbs.setResizeMode(QListWidget.Adjust)
+        self.thumbs.setMovement(QListWidget.Static)
+        self.thumbs.setMinimumHeight(self.thumbs.gridSize().height() + 2 * self.thumbs.frameWidth())
+        layout.addWidget(self.thumbs, 1)
+        return box
+
+    def _build_skipped(self) -> QWidget:
+        self.skipped_box = box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.skipped_label = QLabel("Skipped files", objectName="skippedLabel", wordWrap=True)
+        layout.addWidget(self.skipped_label)
+        self.skipped_model = SkippedFilesModel(self)
+        self.skipped_table = QTableView(objectName="skippedTable")
+        self.skipped_table.setModel(self.skipped_model)
+        header = self.skipped_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.Stretch)  # the file gets the room; the reason is short
+        header.setSectionResizeMode(1, QHeaderView.Interactive)
+        header.setStretchLastSection(False)
+        header.resizeSection(1, 320)
+        self.skipped_table.verticalHeader().setVisible(False)
+        self.skipped_table.verticalHeader().setDefaultSectionSize(22)
+        self.skipped_table.setWordWrap(False)
+        self.skipped_table.setItemDelegateForColumn(0, ElideMiddleDelegate(self.skipped_table))
+        self.skipped_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.skipped_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.skipped_table.setMinimumHeight(header.sizeHint().height() + 3 * 22 + 2 * self.skipped_table.frameWidth())
+        layout.addWidget(self.skipped_table, 1)
+        return box
+
+    def _build_color_hint(self) -> QWidget:
+        """A one-line suggestion to read a grayscale dataset as grayscale, with the button that does it."""
+        self.color_hint = QWidget(objectName="colorHint", visible=False)
+        self.color_hint.setStyleSheet("#colorHint { background: #e3f2fd; border-radius: 3px }"
+                                      "#colorHint QLabel { color: #0d47a1 }")
+        row = QHBoxLayout(self.color_hint)
+        row.setContentsMargins(6, 2, 2, 2)
+        self.color_hint_label = QLabel(objectName="colorHintText", wordWrap=True)
+        self.use_grayscale_button = QPushButton("Use grayscale", objectName="useGrayscale")
+        self.use_grayscale_button.setToolTip("Read the images with one channel: a smaller, faster model, "
+                                             "nothing lost")
+        self.use_grayscale_button.clicked.connect(self._use_grayscale)
+        row.addWidget(self.color_hint_label, 1)
+        row.addWidget(self.use_grayscale_button)
+        return self.color_hint
 
     # -- config ------------------------------------------------------------
     def config(self) -> DatasetConfig:
@@ -221,18 +342,18 @@ class DatasetPanel(QWidget):
         """Show ``config`` in the controls without reloading."""
         widgets = [self.val_split, self.seed, self.image_size, self.color_mode, self.class_weights,
                    *self.augment_checks.values()]
-        for w in widgets:
-            w.blockSignals(True)
-        h, w_ = config.preprocessing.image_size
-        self.image_size.setCurrentText(str(h) if h == w_ else f"{h}x{w_}")
-        self.color_mode.setCurrentIndex(COLOR_MODES.index(config.preprocessing.color_mode))
-        self.val_split.setValue(round(config.val_split * 100))
-        self.seed.setValue(config.seed)
-        for name, cb in self.augment_checks.items():
-            cb.setChecked(name in config.augment)
-        self.class_weights.setChecked(config.class_weights)
-        for w in widgets:
-            w.blockSignals(False)
+        with ExitStack() as stack:
+            for w in widgets:
+                stack.enter_context(QSignalBlocker(w))
+            h, w_ = config.preprocessing.image_size
+            self.image_size.setCurrentText(str(h) if h == w_ else f"{h}x{w_}")
+            self.color_mode.setCurrentIndex(COLOR_MODES.index(config.preprocessing.color_mode))
+            self.val_split.setValue(round(config.val_split * 100))
+            self.seed.setValue(config.seed)
+            for name, cb in self.augment_checks.items():
+                cb.setChecked(name in config.augment)
+            self.class_weights.setChecked(config.class_weights)
+        self._show_color_hint()
 
     # -- actions -----------------------------------------------------------
     def choose_folder(self) -> None:
@@ -246,6 +367,7 @@ class DatasetPanel(QWidget):
         self.folder = str(folder)
         self.path_edit.setText(self.folder)
         self.status_label.setText(f"Reading {self.folder}…")
+        self.color_sample = None
         self.loader.load(self.folder, self.config(), make_sample=make_sample)
 
     def reload(self) -> None:
@@ -266,6 +388,12 @@ class DatasetPanel(QWidget):
         self.cancel_button.setVisible(running)
         if running:
             self.progress.setValue(0)
+
+    def _on_color_mode(self) -> None:
+        if COLOR_MODES[self.color_mode.currentIndex()] == "rgb":
+            self._rgb_kept_for = self.folder  # chosen by the user: suggest nothing more for this folder
+        self._show_color_hint()
+        self._on_decode_setting()
 
     def _on_decode_setting(self) -> None:
         size = parse_size(self.image_size.currentText())
@@ -288,6 +416,14 @@ class DatasetPanel(QWidget):
     def _on_training_option(self) -> None:
         self.config_changed.emit()
 
+    @Slot(object)
+    def _on_colors_sampled(self, sample: ColorSample) -> None:
+        self.color_sample = sample
+
+    def _use_grayscale(self) -> None:
+        """Switch to grayscale, which reloads the dataset like any change of the colour mode."""
+        self.color_mode.setCurrentIndex(COLOR_MODES.index("grayscale"))
+
     def _on_loaded(self, data: LoadedDataset) -> None:
         self.data = data
         self.status_label.setText(f"Read {len(data.labels)} images from {data.root}")
@@ -301,6 +437,8 @@ class DatasetPanel(QWidget):
         self.class_table.setRowCount(0)
         self.thumbs.clear()
         self.skipped_model.set_files([])
+        self.color_sample = None
+        self._show_color_hint()
         self.imbalance.setVisible(True)
         self.imbalance.setText(message)
         self.dataset_changed.emit(None)
@@ -311,8 +449,26 @@ class DatasetPanel(QWidget):
         self.totals.setText(f"{len(d.labels)} images in {d.num_classes} classes: {len(d.train_index)} for training, "
                             f"{len(d.val_index)} for validation")
 
+    def _show_color_hint(self) -> None:
+        """Suggest grayscale when every sampled image is grayscale and the panel reads them as RGB.
+
+        Never switches by itself: the user may want RGB (e.g. to add colour
+        images later), and once they choose RGB by hand for a folder the hint
+        stays away for it.
+        """
+        sample = self.color_sample
+        mode = COLOR_MODES[self.color_mode.currentIndex()]
+        show = (self.data is not None and sample is not None and sample.suggestion(mode) == "grayscale"
+                and self._rgb_kept_for != self.folder)
+        if show:
+            looked_at = "images are" if sample.sampled >= len(self.data.labels) else "images sampled are"
+            self.color_hint_label.setText(f"All {sample.sampled:,} {looked_at} grayscale: read as RGB, the model "
+                                          "gets three copies of one channel.")
+        self.color_hint.setVisible(show)
+
     def _show(self, data: LoadedDataset) -> None:
         self._show_totals()
+        self._show_color_hint()
         warnings = data.warnings()  # every warning the CLI prints: unreadable files, links, few images, imbalance
         self.imbalance.setVisible(bool(warnings))
         self.imbalance.setText("\n".join(warnings))
@@ -320,13 +476,16 @@ class DatasetPanel(QWidget):
         most = max(counts.values())
         self.class_table.setRowCount(len(counts))
         for r, (name, n) in enumerate(counts.items()):
-            self.class_table.setItem(r, 0, QTableWidgetItem(printable(name)))
+            name_item = QTableWidgetItem(printable(name))
+            name_item.setToolTip(printable(name))
+            self.class_table.setItem(r, 0, name_item)
             item = QTableWidgetItem(str(n))
             item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
             self.class_table.setItem(r, 1, item)
             bar = QProgressBar(maximum=most, value=n, textVisible=False)
             bar.setMaximumHeight(14)
             self.class_table.setCellWidget(r, 2, bar)
+        self.class_table.updateGeometry()
         self.thumbs.clear()
         for ci, name in enumerate(data.class_names):
             idx = np.flatnonzero(data.labels == ci)[:THUMBS_PER_CLASS]
@@ -334,16 +493,37 @@ class DatasetPanel(QWidget):
                 item = QListWidgetItem(QIcon(QPixmap.fromImage(array_to_qimage(data.images[i]))), printable(name))
                 item.setToolTip(printable(data.paths[i]))
                 self.thumbs.addItem(item)
-        self.skipped_model.set_files(data.skipped)
+        self._show_skipped(data)
+
+    def _show_skipped(self, data: LoadedDataset) -> None:
+        """The skipped files and their counts by reason; with none, a line that says so and leaves the room
+        to the examples."""
+        self.skipped_model.set_files(data.skipped, data.root)
+        self._fit_reason_column()
         if data.skipped:
             counts = ", ".join(f"{n:,} {kind}" for kind, n in count_skipped(data.skipped).items())
             self.skipped_label.setText(f"Skipped files ({len(data.skipped):,}): {counts}")
+            self.skipped_box.setMaximumHeight(QWIDGETSIZE_MAX)
         else:
             self.skipped_label.setText("Skipped files: none")
+            self.skipped_box.setMaximumHeight(self.skipped_label.sizeHint().height())
         self.skipped_table.setVisible(bool(data.skipped))
+
+    def _fit_reason_column(self) -> None:
+        """Size the reason column to its text, up to ``REASON_WIDTH``.
+
+        Measured here from the distinct reasons of the first thousand files:
+        Qt's ``resizeColumnToContents`` asks the model for every role of each
+        row and took half a second for a large list.
+        """
+        reasons = {printable(f.reason) for f in self.skipped_model.files[:1000]}
+        metrics = self.skipped_table.fontMetrics()
+        text = max((metrics.horizontalAdvance(r) for r in reasons), default=0) + 3 * metrics.averageCharWidth()
+        header = self.skipped_table.horizontalHeader()
+        header.resizeSection(1, max(header.sectionSizeFromContents(1).width(), min(text, REASON_WIDTH)))
 
     def set_busy(self, busy: bool) -> None:
         """Disable changes while training runs."""
-        for w in (self.choose_button, self.sample_button, self.image_size, self.color_mode, self.val_split, self.seed,
-                  self.class_weights, *self.augment_checks.values()):
+        for w in (self.choose_button, self.sample_button, self.image_size, self.color_mode, self.use_grayscale_button,
+                  self.val_split, self.seed, self.class_weights, *self.augment_checks.values()):
             w.setEnabled(not busy)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from ..core.color_hint import sample_colors
 from ..core.dataset import DatasetConfig, load_dataset
 from ..core.errors import Cancelled, UserError
 from ..core.samples import ensure_sample_dataset
@@ -33,6 +34,7 @@ class _State(TaskState):
 class _LoadThread(QThread):
     progress = Signal(float)
     status = Signal(str)
+    colors_sampled = Signal(object)
     loaded = Signal(object)
     failed = Signal(str)
 
@@ -47,6 +49,7 @@ class _LoadThread(QThread):
                 self.status.emit("Writing the sample dataset…")
                 ensure_sample_dataset(self.root)
             data = load_dataset(self.root, self.config, self.state)
+            colors = sample_colors(data.paths, data.images)
         except Cancelled:
             return
         except UserError as e:
@@ -56,6 +59,7 @@ class _LoadThread(QThread):
             self.failed.emit(f"Could not read the dataset: {type(e).__name__}: {e}")
             return
         if not self.state.is_interruption_requested():
+            self.colors_sampled.emit(colors)  # queued before ``loaded``, so it arrives first
             self.loaded.emit(data)
 
 
@@ -69,6 +73,7 @@ class DatasetLoader(QObject):
 
     progress = Signal(float)
     status = Signal(str)
+    colors_sampled = Signal(object)  # ColorSample of the dataset that ``loaded`` brings next
     loaded = Signal(object)  # LoadedDataset
     failed = Signal(str)
     cancelled = Signal()
@@ -84,6 +89,7 @@ class DatasetLoader(QObject):
         thread = _LoadThread(Path(root), config, make_sample)
         thread.progress.connect(self._on_progress)
         thread.status.connect(self._on_status)
+        thread.colors_sampled.connect(self._on_colors_sampled)
         thread.loaded.connect(self._on_loaded)
         thread.failed.connect(self._on_failed)
         thread.finished.connect(self._on_thread_finished)
@@ -115,6 +121,11 @@ class DatasetLoader(QObject):
     def _on_status(self, text: str) -> None:
         if self._is_current():
             self.status.emit(text)
+
+    @Slot(object)
+    def _on_colors_sampled(self, sample) -> None:
+        if self._is_current():
+            self.colors_sampled.emit(sample)
 
     @Slot(object)
     def _on_loaded(self, data) -> None:
