@@ -144,6 +144,9 @@ class MainWindow(QMainWindow):
         f.addAction(self._action("&Quit", self.close, QKeySequence.Quit))
 
         e = mb.addMenu("&Edit")
+        e.addAction(self.model_panel.undo_action)  # the layer stack's undo history (Model tab)
+        e.addAction(self.model_panel.redo_action)
+        e.addSeparator()
         self.paste_action = self._action("&Paste Image", self.viewer_panel.paste_image, QKeySequence.Paste,
                                          name="pasteImage")
         e.addAction(self.paste_action)
