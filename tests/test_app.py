@@ -637,3 +637,42 @@ def test_units_and_filters_stop_at_what_cnndesk_can_open_again(tiny_window, qtbo
     qtbot.keyClicks(filters, "70000")
     assert filters.value() <= LIMITS.dimension
     assert layer_row_text(w, 1)[1].endswith(f"× {filters.value()}")
+
+
+# -- saving is a continuation, not a nested event loop ----------------------------------------
+
+def test_closing_while_the_project_is_saved_waits_for_the_save_then_closes(tiny_window, qtbot, tmp_path,
+                                                                          monkeypatch):
+    from cnndesk.core.project import is_project
+
+    w = tiny_window
+    train_now(w, qtbot)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[1]) or QMessageBox.Cancel)
+    folder = tmp_path / "saved-on-close"
+    w.projects.save_to(str(folder))
+    assert w.state.busy and not w.save_action.isEnabled()  # Save returned at once; the engine is writing
+    w.close()
+    assert w.isVisible() and "closes when the project is saved" in w.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=30000)
+    assert is_project(folder) and asked == []  # saved, so nothing was left to ask about
+
+
+def test_save_as_takes_the_name_of_a_new_folder(window, qtbot, tmp_path):
+    from PySide6.QtWidgets import QLineEdit
+
+    from cnndesk.core.project import is_project
+    from cnndesk.ui.file_dialogs import NewFolderDialog
+
+    window.settings.setValue("folders/project", str(tmp_path))
+
+    def answer():
+        dialog = next(d for d in QApplication.topLevelWidgets() if isinstance(d, NewFolderDialog) and d.isVisible())
+        qtbot.keyClicks(dialog.findChild(QLineEdit, "fileNameEdit"), "brand new project")
+        qtbot.keyClick(dialog.findChild(QLineEdit, "fileNameEdit"), Qt.Key_Return)
+
+    QTimer.singleShot(300, answer)
+    window.save_as_action.trigger()
+    qtbot.waitUntil(lambda: not window.state.busy, timeout=30000)
+    assert is_project(tmp_path / "brand new project")
+    assert window.windowTitle().startswith("brand new project")
