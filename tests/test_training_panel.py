@@ -222,6 +222,11 @@ def test_the_log_gives_the_last_epochs_accuracy_when_the_last_weights_are_kept(p
     assert [p.x() for p in panel.chart.best.points()] == [3]
 
 
+def test_without_the_trainers_sentence_the_panel_names_the_kept_epoch_itself(panel):
+    panel.training_finished(finished(run(panel, 3), best_epoch=2))
+    assert "Kept the weights of epoch 2 (validation accuracy 0.450)." in panel.log.toPlainText()
+
+
 def test_a_continued_run_stopped_at_once_names_the_epoch_before_it(panel, qtbot):
     panel.training_finished(finished(run(panel, 2)))
     panel.training_started(3, True, 2)

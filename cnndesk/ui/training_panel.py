@@ -32,8 +32,8 @@ def epoch_summary(row: dict, epochs: int | None = None) -> str:
 EPOCH_PAD = 0.04
 #: room above accuracy 1.0, for the same reason
 ACCURACY_PAD = 0.04
-#: the values the hover label shows for an epoch, in its order, with their number formats
-HOVER_VALUES = (("loss", ".4f"), ("val_loss", ".4f"), ("accuracy", ".3f"), ("val_accuracy", ".3f"))
+#: an epoch's values as the chart draws them and the hover label lists them, with their number formats
+EPOCH_VALUES = (("loss", ".4f"), ("val_loss", ".4f"), ("accuracy", ".3f"), ("val_accuracy", ".3f"))
 
 
 def epoch_tick_interval(epochs: int, max_intervals: int = 10) -> int:
@@ -135,12 +135,6 @@ class TrainingChart(QChartView):
         self.x_axis.setTickInterval(epoch_tick_interval(self._epochs))
         self.x_axis.setRange(0, self._epochs * (1 + EPOCH_PAD))
 
-    def epoch_ticks(self) -> list[int]:
-        """The epoch numbers the axis labels: its whole-epoch ticks within its range."""
-        step, low, high = self.x_axis.tickInterval(), self.x_axis.min(), self.x_axis.max()
-        first = self.x_axis.tickAnchor() + math.ceil((low - self.x_axis.tickAnchor()) / step) * step
-        return [int(first + i * step) for i in range(int((high - first) // step) + 1)]
-
     def _grow_loss(self, value: float) -> None:
         if math.isfinite(value) and value > self._max_loss:
             self._max_loss = value
@@ -157,8 +151,8 @@ class TrainingChart(QChartView):
             self.set_epochs(math.ceil(x))
 
     def add_epoch(self, epoch: int, values: dict) -> None:
-        self._rows[epoch] = {key: values.get(key) for key, _ in HOVER_VALUES}
-        for key, _ in HOVER_VALUES:
+        self._rows[epoch] = {key: values.get(key) for key, _ in EPOCH_VALUES}
+        for key, _ in EPOCH_VALUES:
             v = values.get(key)
             if v is not None and math.isfinite(v):
                 self.series[key].append(epoch, v)
@@ -189,7 +183,7 @@ class TrainingChart(QChartView):
         """What the hover label says about ``epoch``: its number, then one line per value it has."""
         row = self._rows[epoch]
         lines = [f"Epoch {epoch}" + ("  (weights kept)" if epoch == self._kept else "")]
-        lines += [f"{LABELS[key]}: {row[key]:{fmt}}" for key, fmt in HOVER_VALUES if row[key] is not None]
+        lines += [f"{LABELS[key]}: {row[key]:{fmt}}" for key, fmt in EPOCH_VALUES if row[key] is not None]
         return "\n".join(lines)
 
     def shown_values(self) -> str:
@@ -403,12 +397,17 @@ class TrainingPanel(QWidget):
     def _kept_sentence(self, result) -> str:
         """Which epoch's weights the model holds now, with the accuracy that epoch had."""
         if result.cancelled:
-            return stopped_kept_sentence(self.chart.last_epoch(), self.chart, self._last_batch)
-        last = self.chart.last_epoch()
-        if result.best_epoch is not None or last is None:
-            return result.kept_message  # the trainer's sentence names the kept epoch and its accuracy
-        # the last epoch's weights: the trainer says why; add the epoch's accuracy
-        return f"{result.kept_message} Epoch {last}: {_accuracy_phrase(self.chart.epoch_values(last))}."
+            return _stopped_kept_sentence(self.chart, self._last_batch)
+        kept = result.best_epoch or self.chart.last_epoch()
+        row = self.chart.epoch_values(kept)
+        if row is None:
+            return result.kept_message
+        if not result.kept_message:
+            return f"Kept the weights of epoch {kept} ({_accuracy_phrase(row)})."
+        if result.best_epoch is not None:
+            return result.kept_message  # the trainer's sentence names the kept epoch, its accuracy and why
+        # the last epoch's weights: the trainer's sentence says why; add that epoch's accuracy
+        return f"{result.kept_message} Epoch {kept}: {_accuracy_phrase(row)}."
 
     def add_note(self, text: str) -> None:
         """A sentence from the trainer, e.g. which stopping rules apply to this run."""
@@ -434,13 +433,14 @@ class TrainingPanel(QWidget):
                                      f"({_accuracy_phrase(row)}).")
 
 
-def stopped_kept_sentence(last_epoch: int | None, chart: TrainingChart, last_batch) -> str:
+def _stopped_kept_sentence(chart: TrainingChart, last_batch) -> str:
     """What a stopped run keeps: the weights after the last complete epoch plus the batches trained since.
 
     Stop takes effect after the current batch, so the weights are those of the
     last complete epoch (whose validation figures the chart shows) trained
     further on part of the next epoch, which has no validation figures.
     """
+    last_epoch = chart.last_epoch()
     partial = ""
     if last_batch is not None and (last_epoch is None or last_batch.epoch > last_epoch):
         partial = f"{last_batch.batch} of {last_batch.steps} batches of epoch {last_batch.epoch}"
