@@ -8,8 +8,8 @@ from PySide6.QtCharts import QChart, QChartView, QLineSeries, QScatterSeries, QV
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
-    QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSplitter, QToolTip, QVBoxLayout,
-    QWidget,
+    QCheckBox, QGraphicsLineItem, QGraphicsRectItem, QGraphicsSimpleTextItem, QHBoxLayout, QLabel, QPlainTextEdit,
+    QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
 )
 
 from .widgets import format_duration
@@ -27,8 +27,37 @@ def epoch_summary(row: dict, epochs: int | None = None) -> str:
     return f"Epoch {row['epoch']}{of}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}{val}"
 
 
+#: room right of the last epoch, as a share of the epochs shown, so that a point or the kept-epoch
+#: marker on the last epoch is drawn whole instead of cut by the edge of the plot
+EPOCH_PAD = 0.04
+#: room above accuracy 1.0, for the same reason
+ACCURACY_PAD = 0.04
+#: an epoch's values as the chart draws them and the hover label lists them, with their number formats
+EPOCH_VALUES = (("loss", ".4f"), ("val_loss", ".4f"), ("accuracy", ".3f"), ("val_accuracy", ".3f"))
+
+
+def epoch_tick_interval(epochs: int, max_intervals: int = 10) -> int:
+    """The whole number of epochs between two epoch-axis ticks: 1, 2, 5, 10, 20, 50, …
+
+    The smallest such step giving at most ``max_intervals`` intervals over
+    ``epochs`` epochs, so that every tick is a whole epoch and labels never crowd.
+    """
+    scale = 1
+    while True:
+        for step in (scale, 2 * scale, 5 * scale):
+            if epochs <= max_intervals * step:
+                return step
+        scale *= 10
+
+
 class TrainingChart(QChartView):
-    """Loss (left axis) and accuracy (right axis, 0-1) per epoch, plus smoothed batch loss."""
+    """Loss (left axis) and accuracy (right axis, 0-1) per epoch, plus smoothed batch loss.
+
+    The epoch axis has ticks on whole epochs only (``QValueAxis`` would otherwise
+    space its ticks evenly over the range and print them truncated to integers,
+    so points would not sit on their numbers). Hovering over the plot shows the
+    values of the nearest epoch in a label on the chart.
+    """
 
     def __init__(self, parent: QWidget | None = None):
         self.chart_ = QChart()
@@ -38,8 +67,15 @@ class TrainingChart(QChartView):
         self.chart_.setTitle("Loss and accuracy")
         self.chart_.legend().setAlignment(Qt.AlignBottom)
         self.x_axis = QValueAxis(titleText="Epoch", labelFormat="%d")
+        self.x_axis.setTickType(QValueAxis.TicksDynamic)
+        self.x_axis.setTickAnchor(0)
         self.loss_axis = QValueAxis(titleText="Loss", labelFormat="%.2f")
-        self.acc_axis = QValueAxis(titleText="Accuracy", labelFormat="%.1f", min=0.0, max=1.0, tickCount=6)
+        self.acc_axis = QValueAxis(titleText="Accuracy", labelFormat="%.1f")
+        self.acc_axis.setTickType(QValueAxis.TicksDynamic)
+        self.acc_axis.setTickAnchor(0)
+        self.acc_axis.setTickInterval(0.2)
+        self.acc_axis.setRange(0, 1 + ACCURACY_PAD)
+        self.acc_axis.setGridLineVisible(False)  # one set of horizontal grid lines (the loss axis') is enough
         self.chart_.addAxis(self.x_axis, Qt.AlignBottom)
         self.chart_.addAxis(self.loss_axis, Qt.AlignLeft)
         self.chart_.addAxis(self.acc_axis, Qt.AlignRight)
@@ -55,7 +91,6 @@ class TrainingChart(QChartView):
             self.chart_.addSeries(s)
             s.attachAxis(self.x_axis)
             s.attachAxis(self.acc_axis if "accuracy" in key else self.loss_axis)
-            s.hovered.connect(lambda point, state, k=key: self._hover(k, point, state))
             self.series[key] = s
         # the epoch whose weights the model keeps, drawn on its validation accuracy (what it was picked by)
         self.best = QScatterSeries(name="Kept epoch")
@@ -65,22 +100,40 @@ class TrainingChart(QChartView):
         self.chart_.addSeries(self.best)
         self.best.attachAxis(self.x_axis)
         self.best.attachAxis(self.acc_axis)
+        self._make_hover_items()
+        self.setMouseTracking(True)
         self.clear()
+
+    def _make_hover_items(self) -> None:
+        """A dotted line through the hovered epoch and a label with its values, above the series."""
+        self.hover_line = QGraphicsLineItem(self.chart_)
+        self.hover_line.setPen(QPen(QColor("#666666"), 1, Qt.DotLine))
+        self.hover_box = QGraphicsRectItem(self.chart_)
+        self.hover_box.setBrush(QColor(255, 255, 255, 235))
+        self.hover_box.setPen(QPen(QColor("#888888")))
+        self.hover_label = QGraphicsSimpleTextItem(self.hover_box)
+        self.hover_label.setPos(6, 4)
+        for item in (self.hover_line, self.hover_box):
+            item.setZValue(1000)
+            item.setVisible(False)
 
     def clear(self) -> None:
         for s in self.series.values():
             s.clear()
         self.best.clear()
+        self._rows: dict[int, dict] = {}  # epoch -> its values, for the hover label
+        self._kept: int | None = None
         self._ema = None
         self._max_loss = 1.0
-        self._epochs = 1
-        self.x_axis.setRange(0, 1)
+        self.set_epochs(1)
         self.loss_axis.setRange(0, 1)
+        self.hide_values()
 
     def set_epochs(self, epochs: int) -> None:
+        """Show epochs 0 to ``epochs`` (plus a margin), with a tick on every 1, 2, 5, 10, 20, … epochs."""
         self._epochs = max(1, epochs)
-        self.x_axis.setRange(0, self._epochs)
-        self.x_axis.setTickCount(min(self._epochs, 10) + 1)
+        self.x_axis.setTickInterval(epoch_tick_interval(self._epochs))
+        self.x_axis.setRange(0, self._epochs * (1 + EPOCH_PAD))
 
     def _grow_loss(self, value: float) -> None:
         if math.isfinite(value) and value > self._max_loss:
@@ -98,7 +151,8 @@ class TrainingChart(QChartView):
             self.set_epochs(math.ceil(x))
 
     def add_epoch(self, epoch: int, values: dict) -> None:
-        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        self._rows[epoch] = {key: values.get(key) for key, _ in EPOCH_VALUES}
+        for key, _ in EPOCH_VALUES:
             v = values.get(key)
             if v is not None and math.isfinite(v):
                 self.series[key].append(epoch, v)
@@ -107,20 +161,66 @@ class TrainingChart(QChartView):
         if epoch > self._epochs:
             self.set_epochs(epoch)
 
+    def epoch_values(self, epoch: int) -> dict | None:
+        """The values drawn for ``epoch`` (loss, val_loss, accuracy, val_accuracy), or None if not drawn."""
+        return self._rows.get(epoch)
+
+    def last_epoch(self) -> int | None:
+        return max(self._rows, default=None)
+
     def mark_best(self, epoch: int, accuracy: float | None) -> None:
         """Mark the kept epoch at its validation accuracy (training accuracy without validation)."""
         self.best.clear()
+        self._kept = epoch
         if accuracy is not None and math.isfinite(accuracy):
             self.best.append(epoch, accuracy)
 
     def point_count(self, key: str) -> int:
         return self.series[key].count()
 
-    def _hover(self, key: str, point: QPointF, state: bool) -> None:
-        if state:
-            QToolTip.showText(self.cursor().pos(), f"{LABELS[key]}\nepoch {point.x():.2f}: {point.y():.4f}", self)
-        else:
-            QToolTip.hideText()
+    # -- values on hover -------------------------------------------------------
+    def values_text(self, epoch: int) -> str:
+        """What the hover label says about ``epoch``: its number, then one line per value it has."""
+        row = self._rows[epoch]
+        lines = [f"Epoch {epoch}" + ("  (weights kept)" if epoch == self._kept else "")]
+        lines += [f"{LABELS[key]}: {row[key]:{fmt}}" for key, fmt in EPOCH_VALUES if row[key] is not None]
+        return "\n".join(lines)
+
+    def shown_values(self) -> str:
+        """The text of the hover label, or "" while it is hidden."""
+        return self.hover_label.text() if self.hover_box.isVisible() else ""
+
+    def mouseMoveEvent(self, event) -> None:
+        super().mouseMoveEvent(event)
+        self.show_values_at(self.chart_.mapFromScene(self.mapToScene(event.position().toPoint())))
+
+    def leaveEvent(self, event) -> None:
+        self.hide_values()
+        super().leaveEvent(event)
+
+    def show_values_at(self, at: QPointF) -> None:
+        """Show the values of the epoch nearest to ``at`` (chart coordinates), if ``at`` is over the plot."""
+        plot = self.chart_.plotArea()
+        if not self._rows or not plot.contains(at):
+            self.hide_values()
+            return
+        x = self.chart_.mapToValue(at, self.series["loss"]).x()
+        epoch = min(self._rows, key=lambda e: abs(e - x))
+        ex = self.chart_.mapToPosition(QPointF(epoch, 0), self.series["loss"]).x()
+        self.hover_line.setLine(ex, plot.top(), ex, plot.bottom())
+        self.hover_label.setText(self.values_text(epoch))
+        text = self.hover_label.boundingRect()
+        width = text.width() + 12
+        self.hover_box.setRect(0, 0, width, text.height() + 8)
+        # beside the line, on the side with room for it
+        left = ex + 10 if ex + 10 + width <= plot.right() else ex - 10 - width
+        self.hover_box.setPos(max(left, plot.left()), plot.top() + 6)
+        self.hover_line.setVisible(True)
+        self.hover_box.setVisible(True)
+
+    def hide_values(self) -> None:
+        self.hover_line.setVisible(False)
+        self.hover_box.setVisible(False)
 
 
 class TrainingPanel(QWidget):
@@ -180,8 +280,10 @@ class TrainingPanel(QWidget):
         self.log.setFont(QFont("monospace"))
         self.log.setPlaceholderText("Epoch summaries appear here.")
         split.addWidget(self.log)
+        self.chart.setMinimumHeight(260)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
+        split.setSizes([300, 100])  # stretch factors only share out extra room: give the chart its share at once
         outer.addWidget(split, 1)
 
         self.train_button.clicked.connect(lambda: self.train_requested.emit(self.continue_check.isChecked()))
@@ -189,8 +291,10 @@ class TrainingPanel(QWidget):
         self.previous_button.clicked.connect(self.previous_requested)
         self.running = False
         self._can_train = False
+        self.stopping = False
         self._epochs = 0
         self._initial_epoch = 0
+        self._last_batch = None  # the latest BatchReport of the run, to say how far a stopped run got
 
     # -- state -------------------------------------------------------------
     def set_can_train(self, ok: bool, reason: str = "") -> None:
@@ -211,12 +315,23 @@ class TrainingPanel(QWidget):
                                         "in its place" if description else "")
 
     def _on_stop(self) -> None:
+        self.training_stopping()
+        self.stop_requested.emit()
+
+    def training_stopping(self) -> None:
+        """Show that a stop was asked for: the run ends after its current batch."""
+        if not self.running or self.stopping:
+            return
+        self.stopping = True
         self.stop_button.setEnabled(False)
         self.stop_button.setText("Stopping…")
-        self.stop_requested.emit()
+        self.progress.setFormat("Stopping…")
+        self.speed.clear()
 
     def training_started(self, epochs: int, continuing: bool, initial_epoch: int) -> None:
         self.running = True
+        self.stopping = False
+        self._last_batch = None
         self._epochs = epochs
         self._initial_epoch = initial_epoch if continuing else 0
         if not continuing:
@@ -232,14 +347,17 @@ class TrainingPanel(QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
+        self.speed.clear()  # the previous run's speed says nothing about this one
         self.log.appendPlainText(f"Training for {epochs} epochs…")
 
     def on_batch(self, r) -> None:
+        self._last_batch = r
         done = (r.epoch - 1 - self._initial_epoch) * r.steps + r.batch
         total = self._epochs * r.steps
         self.progress.setValue(int(1000 * done / max(total, 1)))
-        self.progress.setFormat(f"Epoch {r.epoch}/{r.epochs} · batch {r.batch}/{r.steps}")
-        self.speed.setText(f"{r.images_per_s:,.0f} images/s · ETA {format_duration(r.eta_s)}")
+        if not self.stopping:  # reports still queued when Stop was pressed must not bring back the ETA
+            self.progress.setFormat(f"Epoch {r.epoch}/{r.epochs} · batch {r.batch}/{r.steps}")
+            self.speed.setText(f"{r.images_per_s:,.0f} images/s · ETA {format_duration(r.eta_s)}")
         self.chart.add_batch(r.epoch - 1 + r.batch / r.steps, r.loss)
 
     def on_epoch(self, r) -> None:
@@ -250,9 +368,11 @@ class TrainingPanel(QWidget):
 
     def training_finished(self, result=None, error: str | None = None) -> None:
         self.running = False
+        self.stopping = False
         self.stop_button.setEnabled(False)
         self.stop_button.setText("■  Stop")
         self.train_button.setEnabled(self._can_train)
+        self.speed.clear()
         if error:
             self.progress.setFormat("Training failed")
             self.log.appendPlainText(f"Training failed: {error}")
@@ -265,14 +385,29 @@ class TrainingPanel(QWidget):
             note = f" (early stopping at epoch {result.history[-1]['epoch']})" if result.stopped_early else ""
             self.progress.setFormat(f"Done{note}")
         self.log.appendPlainText(result.stop_message)
-        self.log.appendPlainText(result.kept_message)
-        if result.best_epoch and result.history:
-            row = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
-            self.chart.mark_best(result.best_epoch, _shown_accuracy(row))
+        self.log.appendPlainText(self._kept_sentence(result))
+        kept = result.best_epoch or self.chart.last_epoch()
+        if kept is not None and self.chart.epoch_values(kept) is not None:
+            self.chart.mark_best(kept, _shown_accuracy(self.chart.epoch_values(kept)))
         if result.chance_message:
             self.log.appendPlainText(f"Warning: {result.chance_message}")
             self.verdict.setText(result.chance_message)
             self.verdict.setVisible(True)
+
+    def _kept_sentence(self, result) -> str:
+        """Which epoch's weights the model holds now, with the accuracy that epoch had."""
+        if result.cancelled:
+            return _stopped_kept_sentence(self.chart, self._last_batch)
+        kept = result.best_epoch or self.chart.last_epoch()
+        row = self.chart.epoch_values(kept)
+        if row is None:
+            return result.kept_message
+        if not result.kept_message:
+            return f"Kept the weights of epoch {kept} ({_accuracy_phrase(row)})."
+        if result.best_epoch is not None:
+            return result.kept_message  # the trainer's sentence names the kept epoch, its accuracy and why
+        # the last epoch's weights: the trainer's sentence says why; add that epoch's accuracy
+        return f"{result.kept_message} Epoch {kept}: {_accuracy_phrase(row)}."
 
     def add_note(self, text: str) -> None:
         """A sentence from the trainer, e.g. which stopping rules apply to this run."""
@@ -286,12 +421,41 @@ class TrainingPanel(QWidget):
         for row in history:
             self.chart.add_epoch(row["epoch"], row)
             self.log.appendPlainText(epoch_summary(row))
-        if best_epoch and history:
-            row = next((r for r in history if r["epoch"] == best_epoch), history[-1])
-            self.chart.mark_best(best_epoch, _shown_accuracy(row))
-            acc = row.get("val_accuracy")
-            why = f": best validation accuracy {acc:.3f}" if acc is not None else ""
-            self.log.appendPlainText(f"Kept epoch {best_epoch}'s weights{why}.")
+        if not history:
+            return
+        kept = best_epoch if self.chart.epoch_values(best_epoch) is not None else history[-1]["epoch"]
+        row = self.chart.epoch_values(kept)
+        self.chart.mark_best(kept, _shown_accuracy(row))
+        if kept == best_epoch:
+            self.log.appendPlainText(f"Kept the weights of epoch {kept} ({_accuracy_phrase(row)}).")
+        else:
+            self.log.appendPlainText(f"The model holds the weights it had when training ended, after epoch {kept} "
+                                     f"({_accuracy_phrase(row)}).")
+
+
+def _stopped_kept_sentence(chart: TrainingChart, last_batch) -> str:
+    """What a stopped run keeps: the weights after the last complete epoch plus the batches trained since.
+
+    Stop takes effect after the current batch, so the weights are those of the
+    last complete epoch (whose validation figures the chart shows) trained
+    further on part of the next epoch, which has no validation figures.
+    """
+    last_epoch = chart.last_epoch()
+    partial = ""
+    if last_batch is not None and (last_epoch is None or last_batch.epoch > last_epoch):
+        partial = f"{last_batch.batch} of {last_batch.steps} batches of epoch {last_batch.epoch}"
+    if last_epoch is None:
+        return (f"Kept the weights trained so far: {partial or 'part of the first epoch'}, "
+                "before any epoch was complete (no validation figures yet).")
+    after = f"epoch {last_epoch} ({_accuracy_phrase(chart.epoch_values(last_epoch))})"
+    return f"Kept the weights trained so far: {after}" + (f" plus {partial}." if partial else ".")
+
+
+def _accuracy_phrase(row: dict) -> str:
+    """ "validation accuracy 0.700", or the training accuracy when the run had no validation images."""
+    if row.get("val_accuracy") is not None:
+        return f"validation accuracy {row['val_accuracy']:.3f}"
+    return f"training accuracy {row['accuracy']:.3f} (no validation images)"
 
 
 def _shown_accuracy(row: dict) -> float | None:
