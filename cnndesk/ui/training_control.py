@@ -94,6 +94,7 @@ class TrainingControl(QObject):
         """Stop the running training within a batch; the model trained so far is kept."""
         if self.state.activity == TRAINING:
             self.state.activity = STOPPING
+            self.panel.training_stopping()
             self.engine.cancel(self._job)
 
     def bring_back_previous(self) -> None:
