@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QFileDialog, QStyleOptionViewItem
 from conftest import write_dataset
 from cnndesk.core import color_hint
 from cnndesk.core.color_hint import ColorSample, sample_colors, spread
-from cnndesk.ui.dataset_panel import DatasetPanel, relative_path
+from cnndesk.ui.dataset_panel import DatasetPanel
+from cnndesk.ui.dataset_tables import relative_path
 
 
 @pytest.fixture

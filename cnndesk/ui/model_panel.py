@@ -2,15 +2,19 @@
 
 Every edit of the layer stack (add, remove, move, a parameter, a preset switch)
 is a command on a ``QUndoStack``, so Undo and Redo cover them all alike.
+
+The module is a little over 500 lines on purpose: the stack table, the
+parameter editor and the training box share one selection and one undo
+stack. The pieces that stand alone (refusing number boxes, the undo command)
+are in ``layer_editing``.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QUndoCommand, QUndoStack, QValidator
+from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox,
     QHBoxLayout, QHeaderView, QLabel, QMenu, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem,
@@ -23,100 +27,10 @@ from ..core.architecture import (
 )
 from ..core.errors import ArchitectureError
 from ..core.model_file import LIMITS
+from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, Stack, StackEdit, format_number, out_of_range
 
 ERROR_BG = QColor("#ffd8d8")
 REFUSED_STYLE = "background: #ffd8d8"
-
-
-# -- spin boxes that refuse out-of-range numbers out loud ----------------------
-
-def _out_of_range(spin: QAbstractSpinBox, text: str) -> float | None:
-    """The number typed in ``text`` when it lies outside the spin box's range; None otherwise."""
-    value, ok = spin.locale().toDouble(text.strip())
-    if ok and not spin.minimum() <= value <= spin.maximum():
-        return value
-    return None
-
-
-def _keep_out_of_range(spin: QAbstractSpinBox, result: tuple, text: str, pos: int) -> tuple:
-    """Let an out-of-range number stay on screen as unfinished input.
-
-    Qt's own validator drops the keystroke that leaves the range, so typing 70
-    into a 1-64 box silently shows 7. Kept as intermediate input instead, the
-    number is never taken as the value (leaving the box puts the last valid
-    value back) and the panel can say why it was refused.
-    """
-    state, fixed, fixed_pos = result
-    if state == QValidator.Invalid and _out_of_range(spin, text) is not None:
-        return QValidator.Intermediate, text, pos
-    return state, fixed, fixed_pos
-
-
-class RangeSpinBox(QSpinBox):
-    """A QSpinBox that shows an out-of-range number as typed instead of dropping keystrokes."""
-
-    def validate(self, text: str, pos: int):
-        return _keep_out_of_range(self, super().validate(text, pos), text, pos)
-
-
-class RangeDoubleSpinBox(QDoubleSpinBox):
-    """A QDoubleSpinBox that shows an out-of-range number as typed instead of dropping keystrokes."""
-
-    def validate(self, text: str, pos: int):
-        return _keep_out_of_range(self, super().validate(text, pos), text, pos)
-
-
-def _number(value: float) -> str:
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
-
-
-# -- undo ------------------------------------------------------------------------
-
-@dataclass
-class _Stack:
-    """A snapshot of the layer stack and the preset it is (or "custom")."""
-
-    layers: list[LayerSpec]
-    preset: str
-
-
-class _StackEdit(QUndoCommand):
-    """One edit of the layer stack, undone and redone by putting whole snapshots back.
-
-    A stack is a handful of small dicts, so snapshots are simpler to get right
-    than an inverse for every kind of edit. Changes of the same parameter in the
-    same editor (typing 128 digit by digit) merge into one step.
-    """
-
-    MERGE_ID = 1
-
-    def __init__(self, panel: "ModelPanel", text: str, before: _Stack, after: _Stack,
-                 selected_before: int | None, selected_after: int | None, merge_key: tuple | None = None):
-        super().__init__(text)
-        self.panel, self.before, self.after = panel, before, after
-        self.selected_before, self.selected_after = selected_before, selected_after
-        self.merge_key = merge_key
-        self._pushed = False
-
-    def redo(self) -> None:
-        # the first redo runs inside push(), while the user may still be typing in the parameter's editor:
-        # rebuilding the editor then would take the box away from under the cursor
-        live_edit = not self._pushed and self.merge_key is not None
-        self._pushed = True
-        self.panel._apply(self.after, self.selected_after, rebuild_editor=not live_edit)
-
-    def undo(self) -> None:
-        self.panel._apply(self.before, self.selected_before, rebuild_editor=True)
-
-    def id(self) -> int:
-        return self.MERGE_ID if self.merge_key is not None else -1
-
-    def mergeWith(self, other: QUndoCommand) -> bool:
-        if getattr(other, "merge_key", None) != self.merge_key:
-            return False
-        self.after = other.after
-        self.setObsolete(self.after == self.before)  # typed back to where it was: no step left to undo
-        return True
 
 
 # -- the panel -------------------------------------------------------------------
@@ -367,7 +281,7 @@ class ModelPanel(QWidget):
             return
         replaced_custom = self.preset_name == "custom"
         title = PRESETS[name][0].split(" - ")[0]
-        self._push(f"Switch to {title}", _Stack(preset(name), name), None)
+        self._push(f"Switch to {title}", Stack(preset(name), name), None)
         if replaced_custom:
             keys = self.undo_action.shortcut().toString(QKeySequence.NativeText)
             self.notice.setText(f"Your custom stack was replaced by the {title} preset. "
@@ -394,7 +308,7 @@ class ModelPanel(QWidget):
         at = (i + 1) if i is not None else max(len(self.layers) - 1, 0)
         layers = copy.deepcopy(self.layers)
         layers.insert(at, LayerSpec(kind, dict(LAYER_KINDS[kind])))
-        self._push(f"Add {kind}", _Stack(layers, "custom"), at)
+        self._push(f"Add {kind}", Stack(layers, "custom"), at)
 
     def remove_selected(self) -> None:
         i = self.selected_index()
@@ -402,7 +316,7 @@ class ModelPanel(QWidget):
             return
         layers = copy.deepcopy(self.layers)
         removed = layers.pop(i)
-        self._push(f"Remove {removed.kind}", _Stack(layers, "custom"), min(i, len(layers) - 1) if layers else None)
+        self._push(f"Remove {removed.kind}", Stack(layers, "custom"), min(i, len(layers) - 1) if layers else None)
 
     def move_selected(self, delta: int) -> None:
         i = self.selected_index()
@@ -410,7 +324,7 @@ class ModelPanel(QWidget):
             return
         layers = copy.deepcopy(self.layers)
         layers[i], layers[i + delta] = layers[i + delta], layers[i]
-        self._push(f"Move {layers[i + delta].kind} {'up' if delta < 0 else 'down'}", _Stack(layers, "custom"),
+        self._push(f"Move {layers[i + delta].kind} {'up' if delta < 0 else 'down'}", Stack(layers, "custom"),
                    i + delta)
 
     def set_param(self, index: int, key: str, value) -> None:
@@ -420,14 +334,14 @@ class ModelPanel(QWidget):
         layers = copy.deepcopy(self.layers)
         layers[index].params[key] = value
         what = key.replace("_", " ")
-        self._push(f"Change {what} of layer {index + 1}", _Stack(layers, "custom"), index,
+        self._push(f"Change {what} of layer {index + 1}", Stack(layers, "custom"), index,
                    merge_key=(self._editor_generation, index, key))
 
-    def _push(self, text: str, after: _Stack, selected_after: int | None, merge_key: tuple | None = None) -> None:
-        before = _Stack(copy.deepcopy(self.layers), self.preset_name)
-        self.undo_stack.push(_StackEdit(self, text, before, after, self.selected_index(), selected_after, merge_key))
+    def _push(self, text: str, after: Stack, selected_after: int | None, merge_key: tuple | None = None) -> None:
+        before = Stack(copy.deepcopy(self.layers), self.preset_name)
+        self.undo_stack.push(StackEdit(self, text, before, after, self.selected_index(), selected_after, merge_key))
 
-    def _apply(self, stack: _Stack, selected: int | None, rebuild_editor: bool) -> None:
+    def _apply(self, stack: Stack, selected: int | None, rebuild_editor: bool) -> None:
         """Show a snapshot of the stack (what undo and redo do)."""
         self.layers = copy.deepcopy(stack.layers)
         self.preset_name = stack.preset
@@ -551,7 +465,7 @@ class ModelPanel(QWidget):
             name = key.replace("_", " ").capitalize()
             editor = self._param_editor(index, spec, key, value)
             if isinstance(editor, QAbstractSpinBox):  # the limits in sight, not found by hitting them
-                name += f" ({_number(editor.minimum())}–{_number(editor.maximum())})"
+                name += f" ({format_number(editor.minimum())}–{format_number(editor.maximum())})"
                 self._watch_range(editor, key.replace("_", " ").capitalize())
             self.editor_form.addRow(name, editor)
 
@@ -599,14 +513,14 @@ class ModelPanel(QWidget):
             self._hide_refusal()
 
     def _check_typed(self, spin: QAbstractSpinBox, what: str, text: str) -> None:
-        if _out_of_range(spin, text) is None:
+        if out_of_range(spin, text) is None:
             spin.setStyleSheet("")
             self._hide_refusal()
             return
         spin.setStyleSheet(REFUSED_STYLE)
         kept = spin.specialValueText() if spin.value() == spin.minimum() and spin.specialValueText() else \
             spin.textFromValue(spin.value())
-        self.refusal.setText(f"{what} goes from {_number(spin.minimum())} to {_number(spin.maximum())}: "
+        self.refusal.setText(f"{what} goes from {format_number(spin.minimum())} to {format_number(spin.maximum())}: "
                              f"{text.strip()} is refused, and the layer keeps {kept}.")
         self.refusal.show()
         self._refused_in = (spin, spin.value())
