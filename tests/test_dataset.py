@@ -203,6 +203,27 @@ def test_special_modes_are_converted_to_rgb_and_grayscale(tmp_path, kind):
     assert abs(int(g[4, 4, 0]) - grey) <= tol
 
 
+@pytest.mark.parametrize("transparent", [False, True])
+def test_a_palette_png_decodes_with_and_without_a_transparent_colour(tmp_path, transparent):
+    # index 0 red, index 1 blue (one pixel), index 2 half-transparent green when the PNG has a tRNS chunk
+    img = _red_palette_image()
+    img.putpalette([255, 0, 0, 0, 0, 255, 0, 255, 0] + [0] * 759)
+    img.putpixel((7, 7), 2)
+    path = tmp_path / "p.png"
+    img.save(path, transparency=bytes([0, 255, 128])) if transparent else img.save(path)
+    assert Image.open(path).mode == "P"
+
+    out = decode_image(path, Preprocessing((8, 8), "rgb")).astype(int)
+    assert tuple(out[0, 0]) == (0, 0, 255)  # opaque in both
+    if transparent:
+        assert tuple(out[4, 4]) == (255, 255, 255)  # fully transparent red: the white background
+        assert np.abs(out[7, 7] - (127, 255, 127)).max() <= 1  # half green, half white
+    else:
+        assert tuple(out[4, 4]) == (255, 0, 0) and tuple(out[7, 7]) == (0, 255, 0)
+    grey = decode_image(path, Preprocessing((8, 8), "grayscale"))
+    assert grey[4, 4, 0] == (255 if transparent else 76)
+
+
 def test_hidden_files_and_folders_are_ignored(tiny_dataset):
     make_image("left", np.random.default_rng(1)).save(tiny_dataset / "left" / ".secret.png")
     (tiny_dataset / ".git").mkdir()

@@ -486,10 +486,9 @@ def _to_mode(img: Image.Image, color_mode: str) -> Image.Image:
         top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
         return img if target == "L" else img.convert("RGB")
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+    # a palette image goes through RGBA whether or not it has a transparent colour:
+    # without one, every pixel is opaque and the white background does not show
+    if mode in ("RGBA", "LA", "PA", "P"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba).convert("RGB")

@@ -346,8 +346,3 @@ class Inspector:
         return Evaluation(float((pred == labels).mean()) if len(labels) else 0.0, list(self.class_names),
                           per_class, cm, mis, labels, pred, conf)
 
-
-# ---------------------------------------------------------------------------
-# pictures: pure NumPy/Pillow, in ``pictures`` so the GUI can use them without TensorFlow
-
-from .pictures import COLORMAPS, channel_grid, colorize, gradcam_overlay, normalize, resize_map  # noqa: E402,F401

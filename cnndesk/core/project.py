@@ -32,7 +32,6 @@ import shutil
 import socket
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
