@@ -528,7 +528,9 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
 def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_shows_odd_names_escaped(qtbot):
     import numpy as np
 
-    from cnndesk.core.dataset import LoadedDataset, Preprocessing, SkippedFile
+    from cnndesk.core.dataset import LoadedDataset
+    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.scanning import SkippedFile
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     panel = DatasetPanel()

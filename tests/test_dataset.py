@@ -10,19 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnndesk.core.dataset import (
-    DatasetConfig,
-    Preprocessing,
-    SkippedFile,
-    count_skipped,
-    decode_image,
-    describe_skipped,
-    printable,
-    load_dataset,
-    make_tf_dataset,
-    scan_dataset,
-    split_indices,
-)
+from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset, split_indices
+from cnndesk.core.images import Preprocessing, decode_image
+from cnndesk.core.scanning import SkippedFile, count_skipped, describe_skipped, printable, scan_dataset
 from cnndesk.core.errors import DatasetError, UserError
 
 from conftest import make_image, write_dataset

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cnndesk.core.architecture import TrainingSettings, layer_table, preset
-from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.images import Preprocessing
 from cnndesk.core.errors import ModelFileError, UserError
 from cnndesk.core.inspection import Inspector
 from cnndesk.core.training import train
@@ -218,7 +219,7 @@ def test_evaluation_counts_what_the_model_got_right_and_wrong(inspector, data):
 
 def test_an_inspector_refuses_preprocessing_that_does_not_fit_the_model():
     from cnndesk.core.architecture import build_model, preset
-    from cnndesk.core.dataset import Preprocessing
+    from cnndesk.core.images import Preprocessing
     from cnndesk.core.errors import ModelFileError
     from cnndesk.core.inspection import Inspector
 

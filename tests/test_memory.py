@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from cnndesk.core.architecture import TrainingSettings, preset
-from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.images import Preprocessing
 from cnndesk.core.model_pool import ModelPool
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training import train

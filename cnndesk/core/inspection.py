@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .dataset import Preprocessing, decode_image
+from .images import Preprocessing, decode_image
 from .errors import ModelFileError, UserError
 
 _TAP_TYPES = ("Conv", "Pool")
