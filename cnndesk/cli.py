@@ -394,10 +394,14 @@ def cmd_inspect(args) -> int:
         path = out / f"{i:02d}_{name}.png"
         Image.fromarray(channel_grid(m)).save(path)
         written.append(path)
-    cam = ins.gradcam(image, ci)
-    path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
-    Image.fromarray(gradcam_overlay(image, cam, 0.5)).save(path)
-    written.append(path)
+    if ins.has_maps:
+        cam = ins.gradcam(image, ci)
+        path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
+        Image.fromarray(gradcam_overlay(image, cam, 0.5)).save(path)
+        written.append(path)
+    else:
+        print("the model has no convolution or pooling layer: no activation maps and no heat map",
+              file=sys.stderr)
     for w in written:
         print(printable(str(w)))
     print(f"predicted {printable(ins.class_names[int(np.argmax(probs))])} ({float(np.max(probs)):.1%})",

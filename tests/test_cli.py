@@ -452,3 +452,17 @@ def test_an_image_size_both_refuse_names_the_same_limits(qtbot):
     qtbot.keyClicks(panel.image_size.lineEdit(), str(MAX_IMAGE_SIDE + 1))
     assert panel.size_error.isVisibleTo(panel)
     assert f"8 to {MAX_IMAGE_SIDE} pixels" in panel.size_error.text()
+
+
+def test_inspect_a_model_without_conv_or_pooling_layers_says_there_are_no_maps(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "flat.keras")
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / "red.png")
+    code, out, err = run(["inspect", tmp_path / "flat.keras", tmp_path / "red.png", "--out", tmp_path / "maps"])
+    assert code == 0 and out == ""
+    assert "no convolution or pooling layer: no activation maps and no heat map" in err
+    assert "predicted class " in err
+    assert os.listdir(tmp_path / "maps") == []

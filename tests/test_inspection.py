@@ -226,3 +226,47 @@ def test_an_inspector_refuses_preprocessing_that_does_not_fit_the_model():
     model = build_model(preset("seed"), (32, 32, 3), 3)
     with pytest.raises(ModelFileError, match="takes 32x32x3 images but the project prepares 64x64x3"):
         Inspector(model, ["a", "b", "c"], Preprocessing((64, 64), "rgb"))
+
+
+def _flat_model(size=16, classes=3) -> keras.Model:
+    keras.utils.set_random_seed(2)
+    return keras.Sequential([keras.Input((size, size, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                             keras.layers.Dense(classes, activation="softmax", name="out")])
+
+
+def test_a_model_without_conv_or_pooling_layers_predicts_and_evaluates_but_shows_no_maps():
+    model = _flat_model()
+    ins = Inspector(model, ["a", "b", "c"], Preprocessing((16, 16)))
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3)).astype(np.uint8)
+
+    assert not ins.has_maps
+    assert ins.layer_names == [] and ins.conv_layer_names == []
+    assert ins.default_cam_layer is None and ins.first_layer_kernels() is None
+    ins.warm_up()
+    probs = ins.probabilities(images)
+    np.testing.assert_allclose(probs, np.asarray(model(images.astype(np.float32))), atol=1e-5)
+    assert ins.top_k(probs[0], 2)[0] == (["a", "b", "c"][int(np.argmax(probs[0]))], pytest.approx(probs[0].max()))
+    maps, one = ins.activation_maps(images[0])
+    assert maps == [] and one == pytest.approx(probs[0], abs=1e-6)
+    with pytest.raises(UserError, match="no convolution or pooling layer, so there is no heat map"):
+        ins.gradcam(images[0], 0)
+    result = ins.evaluate(images, np.array([0, 1, 2, 0, 1, 2]))
+    assert result.confusion.sum() == 6 and 0 <= result.accuracy <= 1
+
+
+def test_an_inspector_with_maps_says_so(inspector):
+    assert inspector.has_maps and inspector.default_cam_layer == inspector.conv_layer_names[-1]
+
+
+def test_a_trained_flatten_dense_stack_can_be_inspected(data, tmp_path):
+    from cnndesk.core.architecture import CLASSES, LayerSpec
+
+    flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
+    settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=1)
+    model = train(data, flat, settings).model
+    ins = Inspector(model, data.class_names, data.preprocessing)
+    assert not ins.has_maps
+    [pred] = ins.predict_files([data.paths[0]], k=3)
+    assert [c for c, _ in pred.top] and pred.probabilities.shape == (3,)
+    x, y = data.subset(data.val_index)
+    assert ins.evaluate(x, y).confusion.sum() == len(y)

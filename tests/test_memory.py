@@ -155,7 +155,7 @@ def test_a_finished_dataset_does_not_keep_its_images(tmp_path):
 # ---------------------------------------------------------------------------
 # the pool never takes a model the user can still see or bring back
 
-def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs_as_they_were(data):
+def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs_as_they_were(data, monkeypatch):
     from cnndesk.core.architecture import CLASSES, LayerSpec
     from cnndesk.core.errors import UserError
 
@@ -166,8 +166,13 @@ def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs
     second = worker.model
     assert worker.previous[0] is first
     flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
+
+    def refuse(model, class_names, preprocessing):
+        raise UserError("The viewer cannot open this model.")
+
+    monkeypatch.setattr(worker, "_inspector_for", refuse)
     worker.train_state = None
-    with pytest.raises(UserError, match="no convolution or pooling layer"):
+    with pytest.raises(UserError, match="cannot open this model"):
         worker.job_train(data, flat, SETTINGS)
     assert worker.model is second and worker.previous[0] is first
     assert worker.inspector.model is second

@@ -132,6 +132,10 @@ def _is_chain(model) -> bool:
 class Inspector:
     """Predictions, activation maps and Grad-CAM for one model.
 
+    A model without convolution or pooling layers (say Flatten then Dense) is
+    accepted: it predicts and evaluates, but has no maps or heat maps to show
+    (``has_maps`` is False).
+
     Args:
         model: a Keras image classifier (checked with ``check_model``).
         class_names: names of the outputs; "class 0…N" when None.
@@ -183,8 +187,6 @@ class Inspector:
             x = model.outputs[0]
             last = model.layers[-1]
             penultimate = last.input if isinstance(last, keras.layers.Dense) else x
-        if not taps:
-            raise ModelFileError("The model has no convolution or pooling layer to look inside.")
         self.layer_names: list[str] = names
         self.conv_layer_names = [n for n in names if "Conv" in type(model.get_layer(n)).__name__]
         # Grad-CAM uses the class score before softmax when the last layer is a softmax Dense
@@ -200,9 +202,15 @@ class Inspector:
         return list(outs)
 
     @property
-    def default_cam_layer(self) -> str:
-        """The layer heat maps use unless told otherwise: the last convolution."""
-        return (self.conv_layer_names or self.layer_names)[-1]
+    def has_maps(self) -> bool:
+        """Whether the model has convolution or pooling layers, so activation maps and heat maps."""
+        return bool(self.layer_names)
+
+    @property
+    def default_cam_layer(self) -> str | None:
+        """The layer heat maps use unless told otherwise: the last convolution; None without ``has_maps``."""
+        names = self.conv_layer_names or self.layer_names
+        return names[-1] if names else None
 
     # -- preparation -------------------------------------------------------
     def prepare(self, source) -> np.ndarray:
@@ -252,7 +260,8 @@ class Inspector:
         """The maps of every conv/pool layer for one prepared image, and its probabilities.
 
         Returns:
-            [(layer name, array (H, W, channels)), …] in network order, and the probabilities.
+            [(layer name, array (H, W, channels)), …] in network order (empty without
+            ``has_maps``), and the probabilities.
         """
         outs = self._maps_fn(self._model_input(image_uint8))
         maps = [(n, o.numpy()[0]) for n, o in zip(self.layer_names, outs[:-1])]
@@ -273,9 +282,14 @@ class Inspector:
 
         The class score is the logit (before softmax) when the last layer is a
         softmax Dense. Regions that lower the score are cut to 0.
+
+        Raises:
+            UserError: an unknown method, layer or class, or a model without ``has_maps``.
         """
         if method not in ("hirescam", "gradcam"):
             raise UserError(f"Unknown heat-map method {method!r}; use 'hirescam' or 'gradcam'.")
+        if not self.has_maps:
+            raise UserError("This model has no convolution or pooling layer, so there is no heat map.")
         layer_name = layer_name or self.default_cam_layer
         if layer_name not in self.layer_names:
             raise UserError(f"No conv/pool layer named {layer_name!r}; choose from {', '.join(self.layer_names)}.")
