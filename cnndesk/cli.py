@@ -354,7 +354,7 @@ def cmd_predict(args) -> int:
 
     ins, _ = _open_inspector(args.model)
     failed = False
-    for result in ins.predict_files(args.images, k=args.top_k):
+    for result in ins.predict_files(args.images, k=args.top_k, display=False):
         if isinstance(result, tuple):
             failed = True
             path, reason = result

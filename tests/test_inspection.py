@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from cnndesk.core.architecture import TrainingSettings, layer_table, preset
 from cnndesk.core.dataset import DatasetConfig, load_dataset
@@ -73,6 +74,21 @@ def test_predict_files_reports_an_unreadable_file_and_classifies_the_rest(inspec
     assert results[2] == (str(tmp_path / "missing.jpg"), "file not found")
     for r, p in ((results[0], paths[0]), (results[3], paths[3])):
         assert r.path == p and len(r.top) == 2
+
+
+def test_a_prediction_carries_the_decoded_image_and_a_picture_so_nothing_decodes_it_again(inspector, data, tmp_path):
+    from cnndesk.core.images import decode_image
+
+    Image.new("RGB", (300, 200), (10, 200, 10)).save(tmp_path / "wide.png")
+    paths = [data.paths[0], str(tmp_path / "wide.png")]
+    small, wide = inspector.predict_files(paths, k=2)
+    for pred, path in ((small, paths[0]), (wide, paths[1])):
+        np.testing.assert_array_equal(pred.image, decode_image(path, data.preprocessing))
+        np.testing.assert_allclose(pred.probabilities, inspector.probabilities(pred.image)[0], atol=1e-6)
+    assert small.display.shape == (32, 32, 3) and wide.display.shape == (200, 300, 3)
+    assert tuple(wide.display[100, 150]) == (10, 200, 10)
+    [bare] = inspector.predict_files(paths[:1], display=False)
+    assert bare.display is None and bare.image.shape == (32, 32, 3)
 
 
 def test_activation_maps_cover_every_conv_and_pool_layer(inspector, data):

@@ -20,6 +20,8 @@ COLOR_MODES = ("rgb", "grayscale")
 #: written with any size in this range open unchanged in the app and the command line.
 MIN_IMAGE_SIDE = 8
 MAX_IMAGE_SIDE = 2048
+#: the longest side of the picture of a viewed file (the model's input is separate and smaller)
+DISPLAY_SIDE = 1024
 
 
 def parse_image_size(text: str, largest: int = MAX_IMAGE_SIDE) -> tuple[int, int]:
@@ -90,39 +92,64 @@ def decode_image(source, preprocessing: Preprocessing) -> np.ndarray:
     Raises:
         UserError: with a reason a person understands.
     """
-    img = _open(source, preprocessing)
-    return np.asarray(img, dtype=np.uint8).reshape(preprocessing.input_shape)
-
-
-def _open(source, preprocessing: Preprocessing) -> Image.Image:
     if isinstance(source, np.ndarray):
         arr = source
         if arr.dtype != np.uint8:
             arr = np.clip(arr, 0, 255).astype(np.uint8)
-        return _prepare(Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr), preprocessing)
+        source = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
     if isinstance(source, Image.Image):
-        return _prepare(source, preprocessing)
+        return _as_input(_fit(_upright(source), preprocessing), preprocessing)
+    return _read_file(source, preprocessing, lambda upright: _as_input(_fit(upright, preprocessing), preprocessing))
+
+
+def decode_for_viewing(path, preprocessing: Preprocessing,
+                       display_side: int = DISPLAY_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a file once into a picture to show and the model's input.
+
+    The model input is exactly what ``decode_image(path, preprocessing)``
+    returns. The picture is the same decoded image, upright (EXIF orientation
+    applied), in RGB and shrunk to at most ``display_side`` pixels on its
+    longest side, aspect kept. A large JPEG is decoded at the reduced scale
+    the model input needs (never below the model's size), and a JPEG prepared
+    in grayscale is decoded in grayscale, so its picture is grey as well.
+
+    Returns:
+        (picture: uint8 (h, w, 3), model input: uint8 (H, W, C)).
+
+    Raises:
+        UserError: with a reason a person understands, as ``decode_image``.
+    """
+    def both(upright: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        return _display_picture(upright, display_side), _as_input(_fit(upright, preprocessing), preprocessing)
+
+    return _read_file(path, preprocessing, both)
+
+
+def _read_file(path, preprocessing: Preprocessing, use):
+    """Open the image file at ``path``, decode its first frame upright and return ``use(image)``.
+
+    Everything that reads the file (``use`` too) happens while it is open, and no
+    file stays open afterwards. Every failure becomes a ``UserError``.
+    """
     h, w = preprocessing.image_size
-    path = str(source)
     try:
         # Pillow itself refuses images over twice its limit; between one and two times it only
         # warns. Check the size here instead of turning the warning into an error with
         # warnings.catch_warnings, which is not thread-safe (decoding runs in threads) and
         # left the "error" filter installed for the whole process.
-        with Image.open(path) as img:
+        with Image.open(str(path)) as img:
             limit = Image.MAX_IMAGE_PIXELS
             if limit and img.size[0] * img.size[1] > limit:
-                raise Image.DecompressionBombError(path)
+                raise Image.DecompressionBombError(str(path))
             if img.format == "JPEG":
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT scaling) when the file is much
                 # larger than needed: Pillow picks the smallest scale that still leaves at least
-                # the requested size, and ``_prepare`` then resizes with an area-aware filter.
+                # the requested size, and ``_fit`` then resizes with an area-aware filter.
                 # The request is in stored pixels: swap it when EXIF will turn the image by 90°.
                 turned = _orientation(img) in (5, 6, 7, 8)
                 img.draft("RGB" if preprocessing.color_mode == "rgb" else "L", (h, w) if turned else (w, h))
             img.load()
-            # everything that reads the file happens inside ``with``, so no file stays open
-            return _prepare(img, preprocessing, copy=True)
+            return use(_upright(img))
     except Image.DecompressionBombError:
         raise UserError("image is too large (over Pillow's decompression-bomb limit); refused") from None
     except FileNotFoundError:
@@ -137,22 +164,43 @@ def _open(source, preprocessing: Preprocessing) -> Image.Image:
         raise UserError(f"damaged image: {e}") from None
 
 
-def _prepare(img: Image.Image, preprocessing: Preprocessing, copy: bool = False) -> Image.Image:
-    """First frame, EXIF orientation, colour mode and size; ``copy`` detaches the result from its file."""
-    h, w = preprocessing.image_size
+def _upright(img: Image.Image) -> Image.Image:
+    """The first frame, turned as its EXIF orientation says (``img`` itself when there is nothing to do)."""
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
         # exif_transpose copies the whole image even when there is nothing to turn: ask first
-        out = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
-        out = _to_mode(out, preprocessing.color_mode)
+        return ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
+    except (OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"damaged image: {e}") from None
+
+
+def _fit(img: Image.Image, preprocessing: Preprocessing) -> Image.Image:
+    """``img`` in the colour mode and at the size of ``preprocessing``."""
+    h, w = preprocessing.image_size
+    try:
+        out = _to_mode(img, preprocessing.color_mode)
         if out.size != (w, h):
             out = out.resize((w, h), Image.Resampling.BILINEAR)
-        if copy and out is img:
-            out = img.copy()
     except (OSError, ValueError, SyntaxError) as e:
         raise UserError(f"damaged image: {e}") from None
     return out
+
+
+def _as_input(img: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
+    """The model's uint8 array (H, W, C) of a fitted image (its own pixels, detached from any file)."""
+    return np.asarray(img, dtype=np.uint8).reshape(preprocessing.input_shape)
+
+
+def _display_picture(img: Image.Image, side: int) -> np.ndarray:
+    """``img`` in RGB (transparency on white), at most ``side`` pixels on its longest side."""
+    try:
+        rgb = _to_mode(img, "rgb")
+        if max(rgb.size) > side:
+            rgb = ImageOps.contain(rgb, (side, side), Image.Resampling.BILINEAR)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"damaged image: {e}") from None
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def _orientation(img: Image.Image) -> int:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .images import Preprocessing, decode_image
+from .images import Preprocessing, decode_for_viewing, decode_image
 from .errors import ModelFileError, UserError
 
 _TAP_TYPES = ("Conv", "Pool")
@@ -24,9 +24,18 @@ _TAP_TYPES = ("Conv", "Pool")
 
 @dataclass
 class Prediction:
+    """What the model says about one image, with the image itself so nobody decodes it again.
+
+    ``image`` is the prepared model input (uint8 (H, W, C), as ``decode_image``
+    returns it); ``display`` a picture of the file to show (uint8 RGB, longest
+    side at most ``DISPLAY_SIDE``), or None when it was not asked for.
+    """
+
     path: str | None
     top: list[tuple[str, float]]  # (class name, probability), best first
     probabilities: np.ndarray
+    image: np.ndarray | None = None
+    display: np.ndarray | None = None
 
     def to_json(self) -> dict:
         return {"path": self.path, "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
@@ -239,21 +248,33 @@ class Inspector:
         order = np.argsort(-probabilities)[: max(1, min(k, len(self.class_names)))]
         return [(self.class_names[i], float(probabilities[i])) for i in order]
 
-    def predict_files(self, paths: Sequence[str], k: int = 5) -> list[Prediction | tuple[str, str]]:
-        """Top-k for each file; an unreadable file gives (path, reason) instead."""
+    def predict_files(self, paths: Sequence[str], k: int = 5,
+                      display: bool = True) -> list[Prediction | tuple[str, str]]:
+        """Top-k for each file; an unreadable file gives (path, reason) instead.
+
+        Each file is decoded once: the prediction carries the prepared input
+        (``image``) and, when ``display``, a picture to show (``display``).
+        Without ``display`` (say for thousands of files) no picture is made.
+        """
         results: list = []
-        good, arrays = [], []
+        good, arrays, pictures = [], [], []
         for p in paths:
             try:
-                arrays.append(self.prepare(p))
-                good.append(len(results))
-                results.append(None)
+                if display:
+                    picture, prepared = decode_for_viewing(p, self.preprocessing)
+                else:
+                    picture, prepared = None, self.prepare(p)
             except UserError as e:
                 results.append((str(p), str(e)))
+                continue
+            good.append(len(results))
+            results.append(None)
+            arrays.append(prepared)
+            pictures.append(picture)
         if arrays:
             probs = self.probabilities(np.stack(arrays))
-            for slot, pr in zip(good, probs):
-                results[slot] = Prediction(str(paths[slot]), self.top_k(pr, k), pr)
+            for slot, pr, prepared, picture in zip(good, probs, arrays, pictures):
+                results[slot] = Prediction(str(paths[slot]), self.top_k(pr, k), pr, prepared, picture)
         return results
 
     def activation_maps(self, image_uint8: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
