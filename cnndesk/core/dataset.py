@@ -309,7 +309,7 @@ def make_tf_dataset(
     batched, and each batch's images are gathered from ``images`` in NumPy.
     The cache is read in place, never copied, and no shuffle buffer holds
     images: for 1600 training images at 224x224 this took the pipeline from
-    about +714 MiB to +63 MiB. The gather runs on the host (also under a
+    about +714 MiB to +63 MiB (docs/memory.md). The gather runs on the host (also under a
     ``tf.distribute`` strategy, which then splits each global batch). The
     augmentation layers run in training only, never in the saved model.
     Autotune is off and prefetch fixed: on small CPUs autotune stalled epoch

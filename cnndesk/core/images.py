@@ -136,7 +136,7 @@ def _read_file(path, preprocessing: Preprocessing, use):
         # Pillow itself refuses images over twice its limit; between one and two times it only
         # warns. Check the size here instead of turning the warning into an error with
         # warnings.catch_warnings, which is not thread-safe (decoding runs in threads) and
-        # left the "error" filter installed for the whole process.
+        # left the "error" filter installed for the whole process (docs/tensorflow-notes.md, Pillow).
         with Image.open(str(path)) as img:
             limit = Image.MAX_IMAGE_PIXELS
             if limit and img.size[0] * img.size[1] > limit:

@@ -4,7 +4,7 @@
 rebuilds the model's graph on a fresh ``keras.Input`` (a reloaded
 Sequential's ``layer.output`` is stale and gives no gradients, see docs/tensorflow-notes.md)
 and compiles one ``tf.function`` per question, so a warm call for one image
-takes milliseconds.
+takes milliseconds (figures in docs/inspection.md).
 """
 
 from __future__ import annotations
@@ -295,11 +295,11 @@ class Inspector:
         Args:
             layer_name: a name from ``layer_names``. Defaults to the last conv layer.
             method: "hirescam" (default): the gradient of the class score times
-                the activation, summed over channels (Draelos & Carin, 2020);
-                it is exact for Flatten+Dense heads such as the seed model's,
-                and equals Grad-CAM after global average pooling. "gradcam":
-                classic Grad-CAM (channel weights = mean gradient), which on
-                Flatten+Dense heads often comes out empty or misplaced.
+                the activation, summed over channels (HiResCAM); it is exact for
+                Flatten+Dense heads such as the seed model's, and equals Grad-CAM
+                after global average pooling. "gradcam": classic Grad-CAM (channel
+                weights = mean gradient), which on Flatten+Dense heads often comes
+                out empty or misplaced. Both are described in docs/inspection.md.
 
         The class score is the logit (before softmax) when the last layer is a
         softmax Dense. Regions that lower the score are cut to 0.
@@ -351,7 +351,10 @@ class Inspector:
         return None
 
     def warm_up(self) -> None:
-        """Trace the compiled functions once (the first call takes ~0.5 s)."""
+        """Trace the compiled functions once, so the first image answers in milliseconds.
+
+        Tracing takes a few tenths of a second (figures in docs/inspection.md).
+        """
         dummy = np.zeros(self.preprocessing.input_shape, np.uint8)
         self.activation_maps(dummy)
         self.probabilities(dummy)
