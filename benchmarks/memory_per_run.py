@@ -69,7 +69,8 @@ def slopes(values: list[float]) -> tuple[float, float]:
 
 
 def make_data(folder: Path, size: int, per_class: int):
-    from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+    from cnndesk.core.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.images import Preprocessing
     from cnndesk.core.samples import write_sample_dataset
 
     root = write_sample_dataset(folder / "shapes", per_class=per_class)
