@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         jpeg = Path(tmp) / "drop.jpg"
         draw("ring", np.random.default_rng(3), SIZE).save(jpeg, quality=90)
-        from cnndesk.core.dataset import Preprocessing, decode_image
+        from cnndesk.core.images import Preprocessing, decode_image
 
         image = decode_image(jpeg, Preprocessing((SIZE, SIZE), "rgb"))
         print(f"seed preset, 10 classes, {SIZE}x{SIZE} RGB, {model.count_params():,} parameters; "

@@ -69,7 +69,8 @@ def slopes(values: list[float]) -> tuple[float, float]:
 
 
 def make_data(folder: Path, size: int, per_class: int):
-    from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+    from cnndesk.core.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.images import Preprocessing
     from cnndesk.core.samples import write_sample_dataset
 
     root = write_sample_dataset(folder / "shapes", per_class=per_class)
@@ -85,7 +86,7 @@ def engine_runs(args) -> list[dict]:
     from PySide6.QtWidgets import QApplication
 
     from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.ui.engine import Engine
+    from cnndesk.ui.engine import Engine, EngineWorker
 
     app = QApplication.instance() or QApplication(sys.argv)  # noqa: F841 (kept alive)
     tmp = Path(tempfile.mkdtemp(prefix="cnndesk-memory-bench-"))
@@ -108,35 +109,38 @@ def engine_runs(args) -> list[dict]:
         if not cond():
             raise SystemExit("timed out waiting for the engine")
 
-    def job(name, **kwargs):
+    running = {}  # the job now running, for Stop
+
+    def job(method, **kwargs):
         box = {}
-        engine.submit(name, lambda r: box.setdefault("ok", r), lambda m: box.setdefault("error", m), **kwargs)
+        running["job"] = engine.submit(method, on_done=lambda r: box.setdefault("ok", r),
+                                       on_error=lambda m: box.setdefault("error", m), **kwargs)
         wait(lambda: box)
         if "error" in box:
-            raise SystemExit(f"{name} failed: {box['error']}")
+            raise SystemExit(f"{method.__name__} failed: {box['error']}")
         return box["ok"]
 
     wait(lambda: engine.is_ready)
     engine.worker.reuse_models = not args.no_reuse  # read by the next train job
     if args.detail:
-        job("memory_probe_start")  # tracemalloc starts in the engine thread (see probe below)
+        job(EngineWorker.memory_probe_start)  # tracemalloc starts in the engine thread (see probe below)
     rows = []
     for run in range(args.warmup + args.runs):
         if args.cancel:
-            engine.batch.connect(_cancel_once(engine))
-        result = job("train", data=data, layers=layers, settings=settings)
+            engine.batch.connect(lambda report: engine.cancel(running["job"]))
+        result = job(EngineWorker.train, data=data, layers=layers, settings=settings)
         if args.cancel:
             engine.batch.disconnect()
             assert result.cancelled, "the run was meant to be cancelled"
         # what the viewer asks of a new model: classify the strip, then look inside the current image
-        job("predict_arrays", images=[image], labels=["strip"])
-        job("inspect", image=image)
+        job(EngineWorker.predict_arrays, images=[image], labels=["strip"])
+        job(EngineWorker.inspect, image=image)
         gc.collect()
         if args.trim:
-            job("malloc_trim")
+            job(EngineWorker.malloc_trim)
         row = {"run": run + 1, "rss_mb": rss_mb()}
         if args.detail:
-            row.update(job("memory_probe"))
+            row.update(job(EngineWorker.memory_probe))
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
@@ -144,12 +148,6 @@ def engine_runs(args) -> list[dict]:
             _print_row(row, args.warmup)
     engine.shutdown()
     return rows
-
-
-def _cancel_once(engine):
-    def on_batch(report):
-        engine.cancel_training()
-    return on_batch
 
 
 def _print_row(row: dict, warmup: int) -> None:
@@ -240,10 +238,10 @@ def _install_probe() -> None:
 
     from cnndesk.ui.engine import EngineWorker
 
-    def job_memory_probe_start(self):
+    def memory_probe_start(self):
         tracemalloc.start(1)
 
-    def job_memory_probe(self):
+    def memory_probe(self):
         gc.collect()
         current, _ = tracemalloc.get_traced_memory()
         objects = gc.get_objects()
@@ -256,14 +254,14 @@ def _install_probe() -> None:
                 "graphs": counts.get("FuncGraph", 0), "models": counts.get("Sequential", 0)
                 + counts.get("Functional", 0)}
 
-    def job_malloc_trim(self):
+    def malloc_trim(self):
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
-    EngineWorker.job_memory_probe_start = job_memory_probe_start
-    EngineWorker.job_malloc_trim = job_malloc_trim
-    EngineWorker.job_memory_probe = job_memory_probe
+    EngineWorker.memory_probe_start = memory_probe_start
+    EngineWorker.malloc_trim = malloc_trim
+    EngineWorker.memory_probe = memory_probe
 
 
 if __name__ == "__main__":

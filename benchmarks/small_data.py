@@ -144,7 +144,8 @@ def write_folders(name: str, base: Path, split_seed: int = SPLIT_SEED) -> tuple[
 # training
 
 def _config(name: str, seed: int):
-    from cnndesk.core.dataset import DatasetConfig, Preprocessing
+    from cnndesk.core.dataset import DatasetConfig
+    from cnndesk.core.images import Preprocessing
 
     size, color = FORMAT[name]
     # what the CLI builds from --image-size/--color/--seed with every other option at its default

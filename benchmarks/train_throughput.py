@@ -117,7 +117,8 @@ def _row(epoch: int, seconds: float, cpu: float, n_train: int, val_accuracy) -> 
 
 def run_cnndesk(data: Path, epochs: int, batch_size: int, size: int) -> dict:
     from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+    from cnndesk.core.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.images import Preprocessing
     from cnndesk.core.training import TrainingListener, train
 
     t0, c0 = time.perf_counter(), time.process_time()

@@ -52,10 +52,10 @@ def _load_tensorflow() -> None:
 
 
 def _parse_size(text: str) -> tuple[int, int]:
-    from .core.dataset import parse_image_size
+    from .core.images import parse_image_size
 
     try:
-        return parse_image_size(text, largest=2048)
+        return parse_image_size(text)
     except UserError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -239,7 +239,9 @@ def _emit(obj: dict) -> None:
 def cmd_train(args) -> int:
     from .core.architecture import TrainingSettings, preset
     from .core.architecture import layer_table, total_params
-    from .core.dataset import DatasetConfig, Preprocessing, count_skipped, describe_skipped, load_dataset, printable
+    from .core.dataset import DatasetConfig, load_dataset
+    from .core.images import Preprocessing
+    from .core.scanning import count_skipped, describe_skipped, printable
     from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
     from .core.tasks import TaskState
 
@@ -348,11 +350,11 @@ def _open_inspector(path: str):
 
 
 def cmd_predict(args) -> int:
-    from .core.dataset import printable
+    from .core.scanning import printable
 
     ins, _ = _open_inspector(args.model)
     failed = False
-    for result in ins.predict_files(args.images, k=args.top_k):
+    for result in ins.predict_files(args.images, k=args.top_k, display=False):
         if isinstance(result, tuple):
             failed = True
             path, reason = result
@@ -372,7 +374,7 @@ def cmd_inspect(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from .core.dataset import printable
+    from .core.scanning import printable
     from .core.pictures import channel_grid, gradcam_overlay
 
     ins, _ = _open_inspector(args.model)
@@ -392,10 +394,14 @@ def cmd_inspect(args) -> int:
         path = out / f"{i:02d}_{name}.png"
         Image.fromarray(channel_grid(m)).save(path)
         written.append(path)
-    cam = ins.gradcam(image, ci)
-    path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
-    Image.fromarray(gradcam_overlay(image, cam, 0.5)).save(path)
-    written.append(path)
+    if ins.has_maps:
+        cam = ins.gradcam(image, ci)
+        path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
+        Image.fromarray(gradcam_overlay(image, cam, 0.5)).save(path)
+        written.append(path)
+    else:
+        print("the model has no convolution or pooling layer: no activation maps and no heat map",
+              file=sys.stderr)
     for w in written:
         print(printable(str(w)))
     print(f"predicted {printable(ins.class_names[int(np.argmax(probs))])} ({float(np.max(probs)):.1%})",
@@ -404,7 +410,8 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.dataset import load_dataset, printable
+    from .core.dataset import load_dataset
+    from .core.scanning import printable
     from .core.project import open_project
 
     project, _ = open_project(args.project, load_model=False)  # a damaged project.json fails before TF loads

@@ -532,7 +532,9 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
 def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_shows_odd_names_escaped(qtbot):
     import numpy as np
 
-    from cnndesk.core.dataset import LoadedDataset, Preprocessing, SkippedFile
+    from cnndesk.core.dataset import LoadedDataset
+    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.scanning import SkippedFile
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     panel = DatasetPanel()
@@ -608,18 +610,24 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
 
 def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tiny_window, qtbot, monkeypatch):
     from cnndesk.core.architecture import CLASSES, LayerSpec
+    from cnndesk.core.errors import UserError
 
     w = tiny_window
     train_now(w, qtbot, epochs=1)
     model, history = w.engine.worker.model, list(w.state.history)
     errors = []
     monkeypatch.setattr(w, "show_error", lambda title, message: errors.append((title, message)))
-    # a stack the viewer cannot look inside: it trains, then the app refuses the model
+    # a stack that trains, then a model the viewer refuses
     w.model_panel.set_layers([LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})],
                              "custom")
     w.model_panel.batch_size.setValue(4)
+
+    def refuse(model, class_names, preprocessing):
+        raise UserError("The viewer cannot open this model.")
+
+    monkeypatch.setattr(w.engine.worker, "_inspector_for", refuse)
     train_now(w, qtbot, epochs=1)
-    assert errors and errors[0][0] == "Training failed" and "no convolution or pooling layer" in errors[0][1]
+    assert errors and errors[0][0] == "Training failed" and "cannot open this model" in errors[0][1]
     assert w.engine.worker.model is model and w.state.history == history  # the model before it is still current
     assert w.training_panel.chart.point_count("loss") == 1
     assert [l.kind for l in w.model_panel.layers] == ["Flatten", "Dense"]  # what the user tried is still there

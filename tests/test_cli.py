@@ -422,3 +422,47 @@ def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert cli.main(["samples", "anywhere"]) == 2
     err = capsys.readouterr().err
     assert err == "cnndesk-cli: error: out of memory: use a smaller image size, batch size or model\n"
+
+
+@pytest.mark.parametrize("size", ["8", "1500", "2048", "96x1500", "2048x8"])
+def test_the_app_opens_every_image_size_the_cli_trains_at(qtbot, size):
+    """A project the CLI trained at, say, 1500 px shows 1500 px in the app, not a fallback size."""
+    from cnndesk.cli import build_parser
+    from cnndesk.core.dataset import DatasetConfig
+    from cnndesk.core.images import Preprocessing
+    from cnndesk.ui.dataset_panel import DatasetPanel
+
+    cli_size = build_parser().parse_args(["train", "data", "--project", "p", "--image-size", size]).image_size
+    panel = DatasetPanel()
+    qtbot.addWidget(panel)
+    panel.set_config(DatasetConfig(Preprocessing(cli_size)))  # what opening the project does
+    assert panel.config().preprocessing.image_size == cli_size
+    assert not panel.size_error.isVisibleTo(panel)
+
+
+def test_an_image_size_both_refuse_names_the_same_limits(qtbot):
+    from cnndesk.core.images import MAX_IMAGE_SIDE
+    from cnndesk.ui.dataset_panel import DatasetPanel
+
+    code, out, err = run(["train", "data", "--project", "p", "--image-size", MAX_IMAGE_SIDE + 1])
+    assert code == 2 and f"between 8 and {MAX_IMAGE_SIDE} pixels" in err
+    panel = DatasetPanel()
+    qtbot.addWidget(panel)
+    panel.image_size.lineEdit().clear()
+    qtbot.keyClicks(panel.image_size.lineEdit(), str(MAX_IMAGE_SIDE + 1))
+    assert panel.size_error.isVisibleTo(panel)
+    assert f"8 to {MAX_IMAGE_SIDE} pixels" in panel.size_error.text()
+
+
+def test_inspect_a_model_without_conv_or_pooling_layers_says_there_are_no_maps(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "flat.keras")
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / "red.png")
+    code, out, err = run(["inspect", tmp_path / "flat.keras", tmp_path / "red.png", "--out", tmp_path / "maps"])
+    assert code == 0 and out == ""
+    assert "no convolution or pooling layer: no activation maps and no heat map" in err
+    assert "predicted class " in err
+    assert os.listdir(tmp_path / "maps") == []

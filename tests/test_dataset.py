@@ -10,19 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnndesk.core.dataset import (
-    DatasetConfig,
-    Preprocessing,
-    SkippedFile,
-    count_skipped,
-    decode_image,
-    describe_skipped,
-    printable,
-    load_dataset,
-    make_tf_dataset,
-    scan_dataset,
-    split_indices,
-)
+from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset, split_indices
+from cnndesk.core.images import DISPLAY_SIDE, Preprocessing, decode_for_viewing, decode_image
+from cnndesk.core.scanning import SkippedFile, count_skipped, describe_skipped, printable, scan_dataset
 from cnndesk.core.errors import DatasetError, UserError
 
 from conftest import make_image, write_dataset
@@ -201,6 +191,73 @@ def test_special_modes_are_converted_to_rgb_and_grayscale(tmp_path, kind):
     g = decode_image(path, Preprocessing((8, 8), "grayscale"))
     assert g.shape == (8, 8, 1)
     assert abs(int(g[4, 4, 0]) - grey) <= tol
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_a_palette_png_decodes_with_and_without_a_transparent_colour(tmp_path, transparent):
+    # index 0 red, index 1 blue (one pixel), index 2 half-transparent green when the PNG has a tRNS chunk
+    img = _red_palette_image()
+    img.putpalette([255, 0, 0, 0, 0, 255, 0, 255, 0] + [0] * 759)
+    img.putpixel((7, 7), 2)
+    path = tmp_path / "p.png"
+    img.save(path, transparency=bytes([0, 255, 128])) if transparent else img.save(path)
+    assert Image.open(path).mode == "P"
+
+    out = decode_image(path, Preprocessing((8, 8), "rgb")).astype(int)
+    assert tuple(out[0, 0]) == (0, 0, 255)  # opaque in both
+    if transparent:
+        assert tuple(out[4, 4]) == (255, 255, 255)  # fully transparent red: the white background
+        assert np.abs(out[7, 7] - (127, 255, 127)).max() <= 1  # half green, half white
+    else:
+        assert tuple(out[4, 4]) == (255, 0, 0) and tuple(out[7, 7]) == (0, 255, 0)
+    grey = decode_image(path, Preprocessing((8, 8), "grayscale"))
+    assert grey[4, 4, 0] == (255 if transparent else 76)
+
+
+def _turned_photo(path, width=1800, height=1200, orientation=6):
+    """A JPEG stored ``width`` x ``height`` whose EXIF says to turn it; left third black, a red right third."""
+    arr = np.full((height, width, 3), 128, np.uint8)
+    arr[:, : width // 3] = 0
+    arr[:, -width // 3:] = (220, 30, 30)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, exif=exif, quality=90)
+    return path
+
+
+@pytest.mark.parametrize("color_mode", ["rgb", "grayscale"])
+@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
+def test_a_viewed_file_is_decoded_once_into_a_picture_and_exactly_the_model_input(tmp_path, color_mode, size):
+    path = _turned_photo(tmp_path / "phone.jpg")  # 6: turned 90° clockwise, so shown 1200 wide x 1800 high
+    pre = Preprocessing(size, color_mode)
+    picture, prepared = decode_for_viewing(path, pre)
+    np.testing.assert_array_equal(prepared, decode_image(path, pre))
+    assert prepared.shape == pre.input_shape and prepared.dtype == np.uint8
+    # the picture: upright (taller than wide, the black third on top), RGB, at most DISPLAY_SIDE, aspect kept
+    h, w, c = picture.shape
+    assert c == 3 and picture.dtype == np.uint8
+    assert max(h, w) <= DISPLAY_SIDE and h > w and abs(h / w - 1.5) < 0.02
+    assert picture[: h // 4].mean() < 20 and picture[-h // 8:].mean() > 60
+
+
+def test_a_small_viewed_file_keeps_its_size_and_colours(tmp_path):
+    img = Image.new("RGBA", (30, 20), (0, 0, 255, 255))
+    img.putpixel((0, 0), (255, 0, 0, 0))  # transparent: white, as the model sees it
+    img.save(tmp_path / "small.png")
+    picture, prepared = decode_for_viewing(tmp_path / "small.png", Preprocessing((8, 8), "grayscale"))
+    assert picture.shape == (20, 30, 3)
+    assert tuple(picture[0, 0]) == (255, 255, 255) and tuple(picture[10, 10]) == (0, 0, 255)
+    np.testing.assert_array_equal(prepared, decode_image(tmp_path / "small.png", Preprocessing((8, 8), "grayscale")))
+
+
+def test_a_viewed_file_that_cannot_be_read_gives_the_reasons_decode_image_gives(tmp_path):
+    (tmp_path / "bad.png").write_text("not an image")
+    for path in (tmp_path / "bad.png", tmp_path / "missing.jpg"):
+        with pytest.raises(UserError) as viewing:
+            decode_for_viewing(path, Preprocessing())
+        with pytest.raises(UserError) as preparing:
+            decode_image(path, Preprocessing())
+        assert str(viewing.value) == str(preparing.value)
 
 
 def test_hidden_files_and_folders_are_ignored(tiny_dataset):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from cnndesk.core.architecture import TrainingSettings, layer_table, preset
-from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.images import Preprocessing
 from cnndesk.core.errors import ModelFileError, UserError
 from cnndesk.core.inspection import Inspector
 from cnndesk.core.training import train
@@ -72,6 +74,21 @@ def test_predict_files_reports_an_unreadable_file_and_classifies_the_rest(inspec
     assert results[2] == (str(tmp_path / "missing.jpg"), "file not found")
     for r, p in ((results[0], paths[0]), (results[3], paths[3])):
         assert r.path == p and len(r.top) == 2
+
+
+def test_a_prediction_carries_the_decoded_image_and_a_picture_so_nothing_decodes_it_again(inspector, data, tmp_path):
+    from cnndesk.core.images import decode_image
+
+    Image.new("RGB", (300, 200), (10, 200, 10)).save(tmp_path / "wide.png")
+    paths = [data.paths[0], str(tmp_path / "wide.png")]
+    small, wide = inspector.predict_files(paths, k=2)
+    for pred, path in ((small, paths[0]), (wide, paths[1])):
+        np.testing.assert_array_equal(pred.image, decode_image(path, data.preprocessing))
+        np.testing.assert_allclose(pred.probabilities, inspector.probabilities(pred.image)[0], atol=1e-6)
+    assert small.display.shape == (32, 32, 3) and wide.display.shape == (200, 300, 3)
+    assert tuple(wide.display[100, 150]) == (10, 200, 10)
+    [bare] = inspector.predict_files(paths[:1], display=False)
+    assert bare.display is None and bare.image.shape == (32, 32, 3)
 
 
 def test_activation_maps_cover_every_conv_and_pool_layer(inspector, data):
@@ -218,10 +235,54 @@ def test_evaluation_counts_what_the_model_got_right_and_wrong(inspector, data):
 
 def test_an_inspector_refuses_preprocessing_that_does_not_fit_the_model():
     from cnndesk.core.architecture import build_model, preset
-    from cnndesk.core.dataset import Preprocessing
+    from cnndesk.core.images import Preprocessing
     from cnndesk.core.errors import ModelFileError
     from cnndesk.core.inspection import Inspector
 
     model = build_model(preset("seed"), (32, 32, 3), 3)
     with pytest.raises(ModelFileError, match="takes 32x32x3 images but the project prepares 64x64x3"):
         Inspector(model, ["a", "b", "c"], Preprocessing((64, 64), "rgb"))
+
+
+def _flat_model(size=16, classes=3) -> keras.Model:
+    keras.utils.set_random_seed(2)
+    return keras.Sequential([keras.Input((size, size, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                             keras.layers.Dense(classes, activation="softmax", name="out")])
+
+
+def test_a_model_without_conv_or_pooling_layers_predicts_and_evaluates_but_shows_no_maps():
+    model = _flat_model()
+    ins = Inspector(model, ["a", "b", "c"], Preprocessing((16, 16)))
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3)).astype(np.uint8)
+
+    assert not ins.has_maps
+    assert ins.layer_names == [] and ins.conv_layer_names == []
+    assert ins.default_cam_layer is None and ins.first_layer_kernels() is None
+    ins.warm_up()
+    probs = ins.probabilities(images)
+    np.testing.assert_allclose(probs, np.asarray(model(images.astype(np.float32))), atol=1e-5)
+    assert ins.top_k(probs[0], 2)[0] == (["a", "b", "c"][int(np.argmax(probs[0]))], pytest.approx(probs[0].max()))
+    maps, one = ins.activation_maps(images[0])
+    assert maps == [] and one == pytest.approx(probs[0], abs=1e-6)
+    with pytest.raises(UserError, match="no convolution or pooling layer, so there is no heat map"):
+        ins.gradcam(images[0], 0)
+    result = ins.evaluate(images, np.array([0, 1, 2, 0, 1, 2]))
+    assert result.confusion.sum() == 6 and 0 <= result.accuracy <= 1
+
+
+def test_an_inspector_with_maps_says_so(inspector):
+    assert inspector.has_maps and inspector.default_cam_layer == inspector.conv_layer_names[-1]
+
+
+def test_a_trained_flatten_dense_stack_can_be_inspected(data, tmp_path):
+    from cnndesk.core.architecture import CLASSES, LayerSpec
+
+    flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
+    settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=1)
+    model = train(data, flat, settings).model
+    ins = Inspector(model, data.class_names, data.preprocessing)
+    assert not ins.has_maps
+    [pred] = ins.predict_files([data.paths[0]], k=3)
+    assert [c for c, _ in pred.top] and pred.probabilities.shape == (3,)
+    x, y = data.subset(data.val_index)
+    assert ins.evaluate(x, y).confusion.sum() == len(y)

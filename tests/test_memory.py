@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from cnndesk.core.architecture import TrainingSettings, preset
-from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.images import Preprocessing
 from cnndesk.core.model_pool import ModelPool
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training import train
@@ -155,7 +156,7 @@ def test_a_finished_dataset_does_not_keep_its_images(tmp_path):
 # ---------------------------------------------------------------------------
 # the pool never takes a model the user can still see or bring back
 
-def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs_as_they_were(data):
+def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs_as_they_were(data, monkeypatch):
     from cnndesk.core.architecture import CLASSES, LayerSpec
     from cnndesk.core.errors import UserError
 
@@ -166,7 +167,12 @@ def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs
     second = worker.model
     assert worker.previous[0] is first
     flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
-    with pytest.raises(UserError, match="no convolution or pooling layer"):
+
+    def refuse(model, class_names, preprocessing):
+        raise UserError("The viewer cannot open this model.")
+
+    monkeypatch.setattr(worker, "_inspector_for", refuse)
+    with pytest.raises(UserError, match="cannot open this model"):
         worker.train(data, flat, SETTINGS, task=TaskState())
     assert worker.model is second and worker.previous[0] is first
     assert worker.inspector.model is second

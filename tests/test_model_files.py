@@ -50,7 +50,7 @@ def _with_layer_name(real, target, name: str) -> Path:
 # -- the crafted files (one builder per case, shared by the core and the CLI tests) ----------------------------
 
 def long_name_file(real, d) -> Path:
-    """A 99 KB file whose config holds a 50 MB layer name."""
+    """A 64 KB file whose config holds a 50 MB layer name."""
     return _with_layer_name(real, d / "long-name.keras", "A" * (50 * MiB))
 
 

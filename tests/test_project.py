@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cnndesk.core.architecture import LayerSpec, TrainingSettings, build_model, preset
-from cnndesk.core.dataset import DatasetConfig, Preprocessing
+from cnndesk.core.dataset import DatasetConfig
+from cnndesk.core.images import Preprocessing
 from cnndesk.core.errors import ModelFileError, ProjectError
 from cnndesk.core.project import LOCK_FILE, MODEL_FILE, PROJECT_FILE, VERSIONS_DIR, Project, is_project, \
     load_keras_model, open_project, save_project

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cnndesk.core.architecture import LayerSpec, TrainingSettings
-from cnndesk.core.dataset import DatasetConfig, Preprocessing
+from cnndesk.core.dataset import DatasetConfig
+from cnndesk.core.images import Preprocessing
 from cnndesk.core.session import IDLE, SAVING, ModelInfo, RunRecord, SessionState
 
 

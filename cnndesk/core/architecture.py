@@ -19,7 +19,6 @@ CLASSES = "classes"
 
 ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh", "elu", "gelu", "swish", "softmax")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
-LOSSES = ("categorical_crossentropy",)
 
 #: the parameters of each layer kind, with their defaults; the editor shows these
 LAYER_KINDS: dict[str, dict[str, Any]] = {

@@ -1,11 +1,10 @@
-"""Scan a class-folder tree, decode its images once, split it, feed ``fit``.
+"""Decode a scanned dataset once, split it, feed ``fit``.
 
-The layout is the one of ``keras.utils.image_dataset_from_directory``::
-
-    root/<class name>/<image files>
-
-Everything here but :func:`make_tf_dataset` is TensorFlow-free, so a GUI
-worker thread may scan while another thread owns TensorFlow.
+:func:`load_dataset` turns a class-folder tree (see :mod:`.scanning`) into a
+uint8 cache of images (decoded by :mod:`.images`) and a stratified split;
+:func:`make_tf_dataset` is the pipeline from that cache to ``fit``.
+Everything here but the tf.data section is TensorFlow-free, so a GUI worker
+thread may load while another thread owns TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,16 +15,15 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from .errors import DatasetError, UserError
+from .errors import Cancelled, DatasetError, UserError
+from .images import Preprocessing, decode_image
+from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
 from .tasks import TaskState
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-COLOR_MODES = ("rgb", "grayscale")
 AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast", "brightness")
 
 #: a class with fewer than this share of the largest class's images is "imbalanced"
@@ -36,59 +34,6 @@ MOST_UNREADABLE = 0.5
 SOME_UNREADABLE = 0.1
 #: a class with fewer usable images than this: a warning (its validation accuracy means little)
 FEW_IMAGES = 10
-#: skipped files listed one by one on a terminal; the rest are counted
-SKIPPED_SHOWN = 5
-
-
-def parse_image_size(text: str, largest: int = 1024) -> tuple[int, int]:
-    """"64" -> (64, 64); "96x128" (or "96×128") -> (96, 128), each side from 8 to ``largest``.
-
-    Raises:
-        UserError: not a size, or out of range.
-    """
-    t = str(text).strip().lower().replace("×", "x").replace(" ", "")
-    try:
-        if "x" in t:
-            h, w = (int(v) for v in t.split("x"))
-        else:
-            h = w = int(t)
-    except ValueError:
-        raise UserError(f"image size must be N or HxW, e.g. 64 or 96x128 (got {text!r})") from None
-    if not (8 <= h <= largest and 8 <= w <= largest):
-        raise UserError(f"image size must be between 8 and {largest} pixels")
-    return h, w
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a file becomes the array a model sees.
-
-    Args:
-        image_size: (height, width) in pixels.
-        color_mode: "rgb" (3 channels) or "grayscale" (1 channel).
-        scale: factor applied to the 0-255 pixels before the model. Models
-            built by cnndesk scale inside the model, so this is 1.0; a model
-            from elsewhere may expect 1/255. Defaults to 1.0.
-    """
-
-    image_size: tuple[int, int] = (64, 64)
-    color_mode: str = "rgb"
-    scale: float = 1.0
-
-    @property
-    def channels(self) -> int:
-        return 3 if self.color_mode == "rgb" else 1
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.image_size[0], self.image_size[1], self.channels)
-
-    def to_json(self) -> dict:
-        return {"image_size": list(self.image_size), "color_mode": self.color_mode, "scale": self.scale}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Preprocessing":
-        return cls(tuple(int(v) for v in d["image_size"]), d.get("color_mode", "rgb"), float(d.get("scale", 1.0)))
 
 
 @dataclass(frozen=True)
@@ -125,70 +70,6 @@ class DatasetConfig:
             class_weights=bool(d.get("class_weights", False)),
         )
 
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file or folder that was not read, and why (a sentence a person understands)."""
-
-    path: str
-    reason: str
-
-    @property
-    def kind(self) -> str:
-        """The reason without its details, to count skipped files by: "damaged image", "not an image file type"."""
-        cut = len(self.reason)
-        for mark in (":", " ("):
-            i = self.reason.find(mark)
-            if i > 0:
-                cut = min(cut, i)
-        return self.reason[:cut]
-
-
-def count_skipped(skipped: Sequence[SkippedFile]) -> dict[str, int]:
-    """How many files were skipped for each kind of reason, most first."""
-    return dict(Counter(s.kind for s in skipped).most_common())
-
-
-def describe_skipped(skipped: Sequence[SkippedFile], shown: int = SKIPPED_SHOWN) -> list[str]:
-    """A few lines for a terminal: the counts by reason, the first ``shown`` files, how many more.
-
-    Tens of thousands of skipped files still make at most ``shown + 2`` lines.
-    """
-    if not skipped:
-        return []
-    counts = ", ".join(f"{n:,} {kind}" for kind, n in count_skipped(skipped).items())
-    lines = [f"skipped {len(skipped):,} file{'s' if len(skipped) != 1 else ''}: {counts}"]
-    lines += [f"  {printable(s.path)}: {printable(s.reason)}" for s in skipped[:shown]]
-    if len(skipped) > shown:
-        lines.append(f"  … and {len(skipped) - shown:,} more (the full list: --json, or the app's dataset panel)")
-    return lines
-
-
-def printable(name: str) -> str:
-    """A file or class name as it can be shown: newlines, control characters and
-    undecodable bytes (kept by Python as surrogates) escaped, e.g. ``cat\\nmeow``, ``caf\\xe9``.
-
-    Names are kept as they are everywhere else (so files are found and projects
-    reopen with the same names); only what is shown is escaped.
-    """
-    if name.isprintable():
-        return name
-    try:
-        text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    except (UnicodeError, TypeError, ValueError):
-        text = name.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-@dataclass
-class DatasetScan:
-    """The files of a dataset folder, before decoding."""
-
-    root: Path
-    class_names: list[str]
-    files: list[tuple[Path, int]]
-    skipped: list[SkippedFile]
-    not_followed: list[SkippedFile] = field(default_factory=list)  # links out of the dataset folder
 
 
 @dataclass
@@ -254,247 +135,7 @@ class LoadedDataset:
 
 
 # ---------------------------------------------------------------------------
-# scanning
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
-
-def scan_dataset(root: str | os.PathLike, state: TaskState | None = None,
-                 follow_outside_links: bool = False) -> DatasetScan:
-    """List the class folders and image files of ``root`` without decoding.
-
-    Hidden files and folders are skipped; files with other extensions are
-    listed as skipped. Links (to folders or files) inside the dataset folder
-    are followed once: a link back to the dataset folder, one of its parents,
-    another class folder or a folder already read is listed as skipped and not
-    followed. Links that lead out of the dataset folder (say to ``/usr/share``)
-    are not followed unless ``follow_outside_links``: they are listed in
-    ``not_followed`` and as skipped.
-
-    Raises:
-        DatasetError: the folder is missing, is a file, or has no class folders.
-    """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError(f"The folder {root} does not exist. Choose a folder that holds one subfolder per class.")
-    if not root.is_dir():
-        raise DatasetError(f"{root} is a file, not a folder. Choose the folder that holds one subfolder per class.")
-    real_root = root.resolve()
-    not_followed: list[SkippedFile] = []
-
-    def allowed(p: Path) -> bool:
-        """False (and noted) for a link out of the dataset folder, unless such links are followed."""
-        if follow_outside_links or not p.is_symlink():
-            return True
-        target = p.resolve()
-        if target == real_root or real_root in target.parents:
-            return True
-        what = "folder" if p.is_dir() else "file"
-        not_followed.append(SkippedFile(str(p), f"link outside the dataset folder (a {what} link to "
-                                                f"{printable(str(target))}); not followed"))
-        return False
-
-    try:
-        class_dirs = sorted(
-            (p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name) and allowed(p)), key=lambda p: p.name
-        )
-    except PermissionError:
-        raise DatasetError(f"cnndesk may not read the folder {root}. Check its permissions.") from None
-    if not class_dirs:
-        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-        hint = " It holds images directly: put each class's images in a subfolder named after the class." if loose else ""
-        links = (f" {len(not_followed)} class folder link(s) lead out of the dataset folder and were not followed."
-                 if not_followed else "")
-        raise DatasetError(f"{root} has no class subfolders.{hint}{links} The expected layout is "
-                           f"{root.name}/<class>/<images>.")
-
-    files: list[tuple[Path, int]] = []
-    skipped: list[SkippedFile] = []
-    # a folder link must not lead back to the dataset folder, one of its parents,
-    # or another class folder: that would loop, or file one class's images under another
-    outside = _folder_keys([root, *root.resolve().parents])
-    for label, class_dir in enumerate(class_dirs):
-        if state is not None and state.is_interruption_requested():
-            from .errors import Cancelled
-            raise Cancelled()
-        others = _folder_keys(d for d in class_dirs if d != class_dir)
-        for path in _walk_files(class_dir, skipped, outside | others, allowed):
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append((path, label))
-            else:
-                skipped.append(SkippedFile(str(path), f"not an image file type cnndesk reads ({path.suffix or 'no extension'})"))
-    return DatasetScan(root, [p.name for p in class_dirs], files, not_followed + skipped, not_followed)
-
-
-def _folder_keys(folders: Iterable[Path]) -> set[tuple[int, int]]:
-    keys = set()
-    for d in folders:
-        try:
-            st = d.stat()
-        except OSError:
-            continue
-        keys.add((st.st_dev, st.st_ino))
-    return keys
-
-
-def _walk_files(folder: Path, skipped: list[SkippedFile], excluded: set[tuple[int, int]] = frozenset(),
-                allowed=lambda p: True) -> Iterable[Path]:
-    """Files under ``folder`` in sorted order, skipping hidden entries, loops and entries not ``allowed``.
-
-    A folder (reached through a link) that was already read, or whose key is in
-    ``excluded``, is listed as skipped and not entered.
-    """
-    seen: set[tuple[int, int]] = set()
-    stack = [folder]
-    out: list[Path] = []
-    while stack:
-        d = stack.pop()
-        try:
-            st = d.stat()
-        except OSError as e:
-            skipped.append(SkippedFile(str(d), f"cannot read folder: {e.strerror}"))
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in seen or key in excluded:
-            skipped.append(SkippedFile(str(d), "folder link leads back to the dataset, one of its parents or a "
-                                               "folder already read; not followed"))
-            continue
-        seen.add(key)
-        try:
-            entries = sorted(d.iterdir(), key=lambda p: p.name)
-        except OSError as e:
-            skipped.append(SkippedFile(str(d), f"cannot read folder: {e.strerror}"))
-            continue
-        subdirs = []
-        for e in entries:
-            if _is_hidden(e.name) or not allowed(e):
-                continue
-            if e.is_dir():
-                subdirs.append(e)
-            elif e.is_file():
-                out.append(e)
-        stack.extend(reversed(subdirs))
-    return sorted(out)
-
-
-# ---------------------------------------------------------------------------
-# decoding
-
-def decode_image(source, preprocessing: Preprocessing) -> np.ndarray:
-    """Open an image file (or PIL image, or array) and prepare it for the model.
-
-    EXIF orientation is applied; GIFs give their first frame; palette, RGBA
-    (composited on white), 16-bit and CMYK images are converted to the colour
-    mode; the result is resized (bilinear, area-aware) to ``preprocessing.image_size``.
-    Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale when that still leaves at
-    least the target size.
-    This is the one function that prepares images for training and for
-    prediction, so both see the same pixels.
-
-    Returns:
-        uint8 array of shape (H, W, C).
-
-    Raises:
-        UserError: with a reason a person understands.
-    """
-    img = _open(source, preprocessing)
-    return np.asarray(img, dtype=np.uint8).reshape(preprocessing.input_shape)
-
-
-def _open(source, preprocessing: Preprocessing) -> Image.Image:
-    if isinstance(source, np.ndarray):
-        arr = source
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-        return _prepare(Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr), preprocessing)
-    if isinstance(source, Image.Image):
-        return _prepare(source, preprocessing)
-    h, w = preprocessing.image_size
-    path = str(source)
-    try:
-        # Pillow itself refuses images over twice its limit; between one and two times it only
-        # warns. Check the size here instead of turning the warning into an error with
-        # warnings.catch_warnings, which is not thread-safe (decoding runs in threads) and
-        # left the "error" filter installed for the whole process.
-        with Image.open(path) as img:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and img.size[0] * img.size[1] > limit:
-                raise Image.DecompressionBombError(path)
-            if img.format == "JPEG":
-                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT scaling) when the file is much
-                # larger than needed: Pillow picks the smallest scale that still leaves at least
-                # the requested size, and ``_prepare`` then resizes with an area-aware filter.
-                # The request is in stored pixels: swap it when EXIF will turn the image by 90°.
-                turned = _orientation(img) in (5, 6, 7, 8)
-                img.draft("RGB" if preprocessing.color_mode == "rgb" else "L", (h, w) if turned else (w, h))
-            img.load()
-            # everything that reads the file happens inside ``with``, so no file stays open
-            return _prepare(img, preprocessing, copy=True)
-    except Image.DecompressionBombError:
-        raise UserError("image is too large (over Pillow's decompression-bomb limit); refused") from None
-    except FileNotFoundError:
-        raise UserError("file not found") from None
-    except PermissionError:
-        raise UserError("permission denied") from None
-    except IsADirectoryError:
-        raise UserError("is a folder, not an image") from None
-    except Image.UnidentifiedImageError:
-        raise UserError("not a readable image (unknown or damaged format)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"damaged image: {e}") from None
-
-
-def _prepare(img: Image.Image, preprocessing: Preprocessing, copy: bool = False) -> Image.Image:
-    """First frame, EXIF orientation, colour mode and size; ``copy`` detaches the result from its file."""
-    h, w = preprocessing.image_size
-    try:
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
-        # exif_transpose copies the whole image even when there is nothing to turn: ask first
-        out = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
-        out = _to_mode(out, preprocessing.color_mode)
-        if out.size != (w, h):
-            out = out.resize((w, h), Image.Resampling.BILINEAR)
-        if copy and out is img:
-            out = img.copy()
-    except (OSError, ValueError, SyntaxError) as e:
-        raise UserError(f"damaged image: {e}") from None
-    return out
-
-
-def _orientation(img: Image.Image) -> int:
-    """The EXIF (or XMP) orientation tag, 1 (upright) when absent or unreadable.
-
-    Reads the same tag as ``ImageOps.exif_transpose``. A damaged EXIF block
-    does not make an otherwise readable image unusable: it counts as upright.
-    """
-    try:
-        value = img.getexif().get(0x0112, 1)
-        return int(value) if value in (1, 2, 3, 4, 5, 6, 7, 8) else 1
-    except Exception:
-        return 1
-
-
-def _to_mode(img: Image.Image, color_mode: str) -> Image.Image:
-    target = "RGB" if color_mode == "rgb" else "L"
-    mode = img.mode
-    if mode == target:
-        return img
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
-        return img if target == "L" else img.convert("RGB")
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert(target)
-
+# loading
 
 def _decode_or_reason(path: Path, preprocessing: Preprocessing) -> np.ndarray | str:
     try:
@@ -530,8 +171,6 @@ def load_dataset(
         DatasetError: the folder cannot be used, with what to do about it.
         Cancelled: ``state`` asked to stop.
     """
-    from .errors import Cancelled
-
     config = config or DatasetConfig()
     scan = scan_dataset(root, state, follow_outside_links)
     pre = config.preprocessing
@@ -670,7 +309,7 @@ def make_tf_dataset(
     batched, and each batch's images are gathered from ``images`` in NumPy.
     The cache is read in place, never copied, and no shuffle buffer holds
     images: for 1600 training images at 224x224 this took the pipeline from
-    about +714 MiB to +63 MiB. The gather runs on the host (also under a
+    about +714 MiB to +63 MiB (docs/memory.md). The gather runs on the host (also under a
     ``tf.distribute`` strategy, which then splits each global batch). The
     augmentation layers run in training only, never in the saved model.
     Autotune is off and prefetch fixed: on small CPUs autotune stalled epoch

@@ -4,7 +4,7 @@
 rebuilds the model's graph on a fresh ``keras.Input`` (a reloaded
 Sequential's ``layer.output`` is stale and gives no gradients, see docs/tensorflow-notes.md)
 and compiles one ``tf.function`` per question, so a warm call for one image
-takes milliseconds.
+takes milliseconds (figures in docs/inspection.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .dataset import Preprocessing, decode_image
+from .images import Preprocessing, decode_for_viewing, decode_image
 from .errors import ModelFileError, UserError
 
 _TAP_TYPES = ("Conv", "Pool")
@@ -24,9 +24,18 @@ _TAP_TYPES = ("Conv", "Pool")
 
 @dataclass
 class Prediction:
+    """What the model says about one image, with the image itself so nobody decodes it again.
+
+    ``image`` is the prepared model input (uint8 (H, W, C), as ``decode_image``
+    returns it); ``display`` a picture of the file to show (uint8 RGB, longest
+    side at most ``DISPLAY_SIDE``), or None when it was not asked for.
+    """
+
     path: str | None
     top: list[tuple[str, float]]  # (class name, probability), best first
     probabilities: np.ndarray
+    image: np.ndarray | None = None
+    display: np.ndarray | None = None
 
     def to_json(self) -> dict:
         return {"path": self.path, "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
@@ -132,6 +141,10 @@ def _is_chain(model) -> bool:
 class Inspector:
     """Predictions, activation maps and Grad-CAM for one model.
 
+    A model without convolution or pooling layers (say Flatten then Dense) is
+    accepted: it predicts and evaluates, but has no maps or heat maps to show
+    (``has_maps`` is False).
+
     Args:
         model: a Keras image classifier (checked with ``check_model``).
         class_names: names of the outputs; "class 0…N" when None.
@@ -183,8 +196,6 @@ class Inspector:
             x = model.outputs[0]
             last = model.layers[-1]
             penultimate = last.input if isinstance(last, keras.layers.Dense) else x
-        if not taps:
-            raise ModelFileError("The model has no convolution or pooling layer to look inside.")
         self.layer_names: list[str] = names
         self.conv_layer_names = [n for n in names if "Conv" in type(model.get_layer(n)).__name__]
         # Grad-CAM uses the class score before softmax when the last layer is a softmax Dense
@@ -200,9 +211,15 @@ class Inspector:
         return list(outs)
 
     @property
-    def default_cam_layer(self) -> str:
-        """The layer heat maps use unless told otherwise: the last convolution."""
-        return (self.conv_layer_names or self.layer_names)[-1]
+    def has_maps(self) -> bool:
+        """Whether the model has convolution or pooling layers, so activation maps and heat maps."""
+        return bool(self.layer_names)
+
+    @property
+    def default_cam_layer(self) -> str | None:
+        """The layer heat maps use unless told otherwise: the last convolution; None without ``has_maps``."""
+        names = self.conv_layer_names or self.layer_names
+        return names[-1] if names else None
 
     # -- preparation -------------------------------------------------------
     def prepare(self, source) -> np.ndarray:
@@ -231,28 +248,41 @@ class Inspector:
         order = np.argsort(-probabilities)[: max(1, min(k, len(self.class_names)))]
         return [(self.class_names[i], float(probabilities[i])) for i in order]
 
-    def predict_files(self, paths: Sequence[str], k: int = 5) -> list[Prediction | tuple[str, str]]:
-        """Top-k for each file; an unreadable file gives (path, reason) instead."""
+    def predict_files(self, paths: Sequence[str], k: int = 5,
+                      display: bool = True) -> list[Prediction | tuple[str, str]]:
+        """Top-k for each file; an unreadable file gives (path, reason) instead.
+
+        Each file is decoded once: the prediction carries the prepared input
+        (``image``) and, when ``display``, a picture to show (``display``).
+        Without ``display`` (say for thousands of files) no picture is made.
+        """
         results: list = []
-        good, arrays = [], []
+        good, arrays, pictures = [], [], []
         for p in paths:
             try:
-                arrays.append(self.prepare(p))
-                good.append(len(results))
-                results.append(None)
+                if display:
+                    picture, prepared = decode_for_viewing(p, self.preprocessing)
+                else:
+                    picture, prepared = None, self.prepare(p)
             except UserError as e:
                 results.append((str(p), str(e)))
+                continue
+            good.append(len(results))
+            results.append(None)
+            arrays.append(prepared)
+            pictures.append(picture)
         if arrays:
             probs = self.probabilities(np.stack(arrays))
-            for slot, pr in zip(good, probs):
-                results[slot] = Prediction(str(paths[slot]), self.top_k(pr, k), pr)
+            for slot, pr, prepared, picture in zip(good, probs, arrays, pictures):
+                results[slot] = Prediction(str(paths[slot]), self.top_k(pr, k), pr, prepared, picture)
         return results
 
     def activation_maps(self, image_uint8: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
         """The maps of every conv/pool layer for one prepared image, and its probabilities.
 
         Returns:
-            [(layer name, array (H, W, channels)), …] in network order, and the probabilities.
+            [(layer name, array (H, W, channels)), …] in network order (empty without
+            ``has_maps``), and the probabilities.
         """
         outs = self._maps_fn(self._model_input(image_uint8))
         maps = [(n, o.numpy()[0]) for n, o in zip(self.layer_names, outs[:-1])]
@@ -265,17 +295,22 @@ class Inspector:
         Args:
             layer_name: a name from ``layer_names``. Defaults to the last conv layer.
             method: "hirescam" (default): the gradient of the class score times
-                the activation, summed over channels (Draelos & Carin, 2020);
-                it is exact for Flatten+Dense heads such as the seed model's,
-                and equals Grad-CAM after global average pooling. "gradcam":
-                classic Grad-CAM (channel weights = mean gradient), which on
-                Flatten+Dense heads often comes out empty or misplaced.
+                the activation, summed over channels (HiResCAM); it is exact for
+                Flatten+Dense heads such as the seed model's, and equals Grad-CAM
+                after global average pooling. "gradcam": classic Grad-CAM (channel
+                weights = mean gradient), which on Flatten+Dense heads often comes
+                out empty or misplaced. Both are described in docs/inspection.md.
 
         The class score is the logit (before softmax) when the last layer is a
         softmax Dense. Regions that lower the score are cut to 0.
+
+        Raises:
+            UserError: an unknown method, layer or class, or a model without ``has_maps``.
         """
         if method not in ("hirescam", "gradcam"):
             raise UserError(f"Unknown heat-map method {method!r}; use 'hirescam' or 'gradcam'.")
+        if not self.has_maps:
+            raise UserError("This model has no convolution or pooling layer, so there is no heat map.")
         layer_name = layer_name or self.default_cam_layer
         if layer_name not in self.layer_names:
             raise UserError(f"No conv/pool layer named {layer_name!r}; choose from {', '.join(self.layer_names)}.")
@@ -316,7 +351,10 @@ class Inspector:
         return None
 
     def warm_up(self) -> None:
-        """Trace the compiled functions once (the first call takes ~0.5 s)."""
+        """Trace the compiled functions once, so the first image answers in milliseconds.
+
+        Tracing takes a few tenths of a second (figures in docs/inspection.md).
+        """
         dummy = np.zeros(self.preprocessing.input_shape, np.uint8)
         self.activation_maps(dummy)
         self.probabilities(dummy)
@@ -346,8 +384,3 @@ class Inspector:
         return Evaluation(float((pred == labels).mean()) if len(labels) else 0.0, list(self.class_names),
                           per_class, cm, mis, labels, pred, conf)
 
-
-# ---------------------------------------------------------------------------
-# pictures: pure NumPy/Pillow, in ``pictures`` so the GUI can use them without TensorFlow
-
-from .pictures import COLORMAPS, channel_grid, colorize, gradcam_overlay, normalize, resize_map  # noqa: E402,F401

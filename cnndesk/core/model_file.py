@@ -2,7 +2,7 @@
 
 A ``.keras`` file is a zip archive holding ``metadata.json``, ``config.json``
 (the layer graph), ``model.weights.h5`` (or ``.npz``) and, rarely, files under
-``assets/``. Keras trusts the archive: a 99 KB file whose config holds a 50 MB
+``assets/``. Keras trusts the archive: a 64 KB file whose config holds a 50 MB
 layer name, a config or weights member that inflates to gigabytes, or member
 names such as ``../../x`` made it run for minutes, take gigabytes of memory or
 print raw library warnings. :func:`check_model_file` reads only the zip's

@@ -19,6 +19,12 @@ open, remove what interrupted saves left behind.
 
 Schema 1 folders (``project.json`` + ``model.keras`` side by side) still open;
 they are migrated to schema 2 the next time they are saved.
+
+This module is the public face of projects (``__all__``): what ``project.json``
+holds is defined in :mod:`.project_schema`, the lock in :mod:`.project_lock`,
+and both are used through here. Saving, tidying and opening stay together in
+this module: they share the commit protocol (which version folders a
+committed ``project.json`` still needs), and splitting them would spread it.
 """
 
 from __future__ import annotations
@@ -29,23 +35,21 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .architecture import LayerSpec, TrainingSettings, preset
-from .dataset import DatasetConfig
 from .errors import ModelFileError, ProjectError
 from .model_file import check_model_path, describe_unknown, unknown_classes
+from .project_lock import LOCK_FILE, ProjectLock
+from .project_schema import MODEL_FILE, PROJECT_FILE, SCHEMA_VERSION, VERSIONS_DIR, Project, migrate, new_run_id
 
-SCHEMA_VERSION = 2
-PROJECT_FILE = "project.json"
-MODEL_FILE = "model.keras"  # inside a version folder (schema 2), or beside project.json (schema 1)
-VERSIONS_DIR = "versions"
-LOCK_FILE = ".cnndesk-lock"
+__all__ = [
+    "LOCK_FILE", "MODEL_FILE", "PROJECT_FILE", "SCHEMA_VERSION", "VERSIONS_DIR", "Project", "ProjectLock",
+    "check_destination", "clean_project", "estimate_model_bytes", "is_project", "load_keras_model", "migrate",
+    "new_run_id", "open_project", "save_project",
+]
+
 #: how many committed saves before the current one keep their model on disk: a reader that read the
 #: previous project.json just before a save replaced it still finds that project's model
 KEEP_PREVIOUS = 1
@@ -55,94 +59,6 @@ LOCK_WAIT = 1.0
 _VERSION_NAME = re.compile(r"^[0-9]{1,12}$")
 _MODEL_REF = re.compile(r"^versions/([0-9]{1,12})/model\.keras$")
 _TEMP_NAMES = (re.compile(r"^\.project-.*\.json$"), re.compile(r"^\.model-.*\.keras$"))  # temporary files of saves
-
-
-@dataclass
-class Project:
-    """Everything a session needs besides the model weights.
-
-    ``run`` names the training run the project's model came from (None when the
-    project has no model, or was saved by a cnndesk that did not record runs).
-    """
-
-    dataset_path: str | None = None
-    class_names: list[str] = field(default_factory=list)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    preset: str = "seed"
-    layers: list[LayerSpec] = field(default_factory=lambda: preset("seed"))
-    settings: TrainingSettings = field(default_factory=TrainingSettings)
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int | None = None
-    saved_at: float | None = None
-    run: str | None = None
-
-    @property
-    def preprocessing(self):
-        return self.dataset.preprocessing
-
-    def to_json(self) -> dict:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "app": "cnndesk",
-            "dataset_path": self.dataset_path,
-            "class_names": list(self.class_names),
-            "dataset": self.dataset.to_json(),
-            "preset": self.preset,
-            "layers": [l.to_json() for l in self.layers],
-            "settings": self.settings.to_json(),
-            "history": self.history,
-            "best_epoch": self.best_epoch,
-            "saved_at": self.saved_at,
-            "run": self.run,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Project":
-        d = migrate(d)
-        run = d.get("run")
-        return cls(
-            dataset_path=d.get("dataset_path"),
-            class_names=list(d.get("class_names", [])),
-            dataset=DatasetConfig.from_json(d["dataset"]),
-            preset=d.get("preset", "custom"),
-            layers=[LayerSpec.from_json(l) for l in d["layers"]],
-            settings=TrainingSettings.from_json(d.get("settings", {})),
-            history=list(d.get("history", [])),
-            best_epoch=d.get("best_epoch"),
-            saved_at=d.get("saved_at"),
-            run=None if run is None else str(run),
-        )
-
-
-def new_run_id() -> str:
-    """A name for a training run, unique enough to tell runs apart: ``20261130-024512-3f9a``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
-
-
-def migrate(d: dict) -> dict:
-    """Bring a ``project.json`` of any earlier schema to the current one (a new dict).
-
-    Schema 1 kept the model as ``model.keras`` beside ``project.json`` and had no
-    ``model`` entry or run id; schema 2 names the model file (and its size and
-    SHA-256) in ``model``.
-
-    Raises:
-        ProjectError: a newer schema, or not a cnndesk project.
-    """
-    if not isinstance(d, dict) or "schema_version" not in d:
-        raise ProjectError("project.json is not a cnndesk project file (no schema_version).")
-    version = d["schema_version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ProjectError(f"project.json has an invalid schema_version {version!r}.")
-    if version > SCHEMA_VERSION:
-        raise ProjectError(f"This project was saved by a newer cnndesk (schema {version}; this version reads up to "
-                           f"{SCHEMA_VERSION}). Update cnndesk to open it.")
-    d = dict(d)
-    if version == 1:  # 1 -> 2: the model, if any, is model.keras beside project.json
-        d["model"] = {"file": MODEL_FILE, "optional": True}
-        d.setdefault("run", None)
-        d["schema_version"] = version = 2
-    return d
 
 
 def _umask() -> int:
@@ -216,137 +132,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-# -- the lock ----------------------------------------------------------------------------------------
-
-class ProjectLock:
-    """An exclusive lock on a project folder for the length of a save.
-
-    The lock file holds the writer's pid and host, to name it in messages; the
-    exclusion itself is an OS lock on that file (``flock``; ``msvcrt.locking`` on
-    Windows), which the OS drops when the process dies. A lock file left by a
-    killed writer is therefore free and is simply taken over.
-
-    Args:
-        folder: the project folder (it must exist).
-
-    Raises:
-        ProjectError: another live process holds the lock (``busy``), or the
-            lock file cannot be created (``OSError`` is passed on as it is).
-    """
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.path = self.folder / LOCK_FILE
-        self.fd: int | None = None
-        self.took_over: dict | None = None  # what a stale lock file said, if one was taken over
-
-    def acquire(self, timeout: float = 0.0) -> "ProjectLock":
-        """Take the lock, waiting up to ``timeout`` seconds for a live holder to finish."""
-        deadline = time.monotonic() + timeout
-        for _ in range(1000):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                if not _try_lock(fd):
-                    if time.monotonic() < deadline:
-                        os.close(fd)
-                        fd = None
-                        time.sleep(0.02)
-                        continue
-                    holder = _read_holder(fd)
-                    for _ in range(10):  # the holder writes its name just after taking the lock
-                        if holder:
-                            break
-                        time.sleep(0.01)
-                        holder = _read_holder(fd)
-                    os.close(fd)
-                    fd = None
-                    raise ProjectError(_busy_message(self.folder, holder))
-                try:  # the previous holder may have removed the file after we opened it: lock the file at the path
-                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    os.close(fd)
-                    fd = None
-                    continue
-                holder = _read_holder(fd)
-                if holder:
-                    self.took_over = holder  # a writer died holding it (its OS lock went with it)
-                me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.ftruncate(fd, 0)
-                os.write(fd, me)
-                self.fd, fd = fd, None
-                return self
-            finally:
-                if fd is not None:
-                    os.close(fd)
-        raise ProjectError(f"{self.folder} is being saved by another process; try again in a moment.")
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        _remove_quietly(self.path)  # before unlocking, so a waiting writer sees the file is gone and retries
-        _unlock(self.fd)
-        os.close(self.fd)
-        self.fd = None
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
-
-try:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-except ImportError:  # Windows
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1 << 20)  # a byte range beyond the text, so it stays readable
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1 << 20)
-        except OSError:
-            pass
-
-
-def _read_holder(fd: int) -> dict | None:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        d = json.loads(os.read(fd, 4096).decode("utf-8"))
-        return d if isinstance(d, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _busy_message(folder: Path, holder: dict | None) -> str:
-    pid = holder.get("pid") if holder else None
-    host = holder.get("host") if holder else None
-    who = f"process {pid}" if isinstance(pid, int) else "another process"
-    if isinstance(host, str) and host and host != socket.gethostname():
-        who += f" on {host}"
-    return f"{folder} is being saved by {who}; try again when that save has finished."
 
 
 # -- saving ----------------------------------------------------------------------------------------

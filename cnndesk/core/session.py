@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .architecture import LayerSpec, TrainingSettings, preset
-from .dataset import DatasetConfig, Preprocessing
+from .dataset import DatasetConfig
+from .images import Preprocessing
 
 Observer = Callable[[frozenset[str]], None]
 

@@ -16,10 +16,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.color_hint import ColorSample
-from ..core.dataset import (
-    AUGMENTATIONS, COLOR_MODES, DatasetConfig, LoadedDataset, Preprocessing, count_skipped, printable,
-    split_indices,
-)
+from ..core.dataset import AUGMENTATIONS, DatasetConfig, LoadedDataset, split_indices
+from ..core.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
+from ..core.scanning import count_skipped, printable
 from .dataset_tables import QWIDGETSIZE_MAX, ClassTable, ElideMiddleDelegate, SkippedFilesModel
 from .loading import DatasetLoader
 from .widgets import array_to_qimage, parse_size
@@ -298,7 +297,7 @@ class DatasetPanel(QWidget):
     def _on_decode_setting(self) -> None:
         size = parse_size(self.image_size.currentText())
         self.size_error.setVisible(size is None)
-        self.size_error.setText("Use N or HxW, 8 to 1024 pixels, e.g. 64 or 96x128")
+        self.size_error.setText(f"Use N or HxW, {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels, e.g. 64 or 96x128")
         self.config_changed.emit()
         if size is not None:
             self._reload_timer.start()

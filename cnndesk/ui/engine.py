@@ -186,7 +186,7 @@ class EngineWorker(QObject):
             self.model = self.inspector = None
         self._set_model(result.model, inspector)
         result.model = None  # the model stays in this thread
-        result.has_maps = getattr(inspector, "has_maps", True)  # TEMP until merge
+        result.has_maps = inspector.has_maps
         return_freed_memory()
         return result
 
@@ -215,7 +215,7 @@ class EngineWorker(QObject):
         else:
             self._drop_model()
         return {"project": project, "has_model": model is not None,
-                "has_maps": getattr(inspector, "has_maps", True) if inspector is not None else False}  # TEMP
+                "has_maps": inspector.has_maps if inspector is not None else False}
 
     def clear_model(self) -> None:
         """Forget the current model (File > New): a later save writes no model."""
@@ -233,7 +233,7 @@ class EngineWorker(QObject):
         self._drop_model()
         self._set_model(model, inspector)
         return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
-                "layers": inspector.layer_names, "has_maps": getattr(inspector, "has_maps", True)}  # TEMP
+                "layers": inspector.layer_names, "has_maps": inspector.has_maps}
 
     def export(self, fmt, out) -> str:
         from ..core.export import export_model
@@ -258,7 +258,7 @@ class EngineWorker(QObject):
                 out.append({"path": result[0], "error": result[1]})
             else:
                 out.append({"path": result.path, "top": result.top, "probabilities": result.probabilities,
-                            "image": ins.prepare(result.path), "display": None})  # TEMP
+                            "image": result.image, "display": result.display})
         return out
 
     def predict_arrays(self, images, labels=None, k=5) -> list[dict]:
@@ -284,13 +284,14 @@ class EngineWorker(QObject):
         maps, probs = ins.activation_maps(image)
         ci = int(np.argmax(probs)) if class_index is None else int(class_index)
         cam = None
-        if getattr(ins, "has_maps", True):  # TEMP
+        if ins.has_maps:
             if layer not in ins.layer_names:  # None, or a layer of a previous model
                 layer = ins.default_cam_layer
             cam = ins.gradcam(image, ci, layer)
         else:
             layer = None
         return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
+                "has_maps": ins.has_maps,
                 "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
                 "layers": list(ins.layer_names)}
 

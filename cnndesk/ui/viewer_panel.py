@@ -15,7 +15,8 @@ from PySide6.QtWidgets import (
     QStackedWidget, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..core.dataset import IMAGE_EXTENSIONS, Preprocessing, printable
+from ..core.images import IMAGE_EXTENSIONS, Preprocessing
+from ..core.scanning import printable
 from ..core.pictures import COLORMAPS, colorize, gradcam_overlay
 from .engine import EngineWorker
 from .widgets import array_to_pixmap, array_to_qimage

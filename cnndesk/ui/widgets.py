@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-from ..core.dataset import parse_image_size
+from ..core.images import parse_image_size
 from ..core.errors import UserError
 
 
@@ -38,9 +38,9 @@ def array_to_pixmap(arr: np.ndarray, width: int | None = None, height: int | Non
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
-    """"64" -> (64, 64); "96x128" -> (96, 128); None when not a valid size (8-1024)."""
+    """"64" -> (64, 64); "96x128" -> (96, 128); None when not a size the core accepts (``parse_image_size``)."""
     try:
-        return parse_image_size(text, largest=1024)
+        return parse_image_size(text)
     except UserError:
         return None
 

@@ -1,0 +1,108 @@
+"""The project file's content: the ``Project`` record, its JSON schema and the migration of older schemas.
+
+Where the files of a project folder go, and how a save commits them, is
+:mod:`.project`; ``docs/projects.md`` describes the format.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from .architecture import LayerSpec, TrainingSettings, preset
+from .dataset import DatasetConfig
+from .errors import ProjectError
+
+SCHEMA_VERSION = 2
+PROJECT_FILE = "project.json"
+MODEL_FILE = "model.keras"  # inside a version folder (schema 2), or beside project.json (schema 1)
+VERSIONS_DIR = "versions"
+
+
+@dataclass
+class Project:
+    """Everything a session needs besides the model weights.
+
+    ``run`` names the training run the project's model came from (None when the
+    project has no model, or was saved by a cnndesk that did not record runs).
+    """
+
+    dataset_path: str | None = None
+    class_names: list[str] = field(default_factory=list)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    preset: str = "seed"
+    layers: list[LayerSpec] = field(default_factory=lambda: preset("seed"))
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    saved_at: float | None = None
+    run: str | None = None
+
+    @property
+    def preprocessing(self):
+        return self.dataset.preprocessing
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "app": "cnndesk",
+            "dataset_path": self.dataset_path,
+            "class_names": list(self.class_names),
+            "dataset": self.dataset.to_json(),
+            "preset": self.preset,
+            "layers": [l.to_json() for l in self.layers],
+            "settings": self.settings.to_json(),
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "saved_at": self.saved_at,
+            "run": self.run,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Project":
+        d = migrate(d)
+        run = d.get("run")
+        return cls(
+            dataset_path=d.get("dataset_path"),
+            class_names=list(d.get("class_names", [])),
+            dataset=DatasetConfig.from_json(d["dataset"]),
+            preset=d.get("preset", "custom"),
+            layers=[LayerSpec.from_json(l) for l in d["layers"]],
+            settings=TrainingSettings.from_json(d.get("settings", {})),
+            history=list(d.get("history", [])),
+            best_epoch=d.get("best_epoch"),
+            saved_at=d.get("saved_at"),
+            run=None if run is None else str(run),
+        )
+
+
+def new_run_id() -> str:
+    """A name for a training run, unique enough to tell runs apart: ``20261130-024512-3f9a``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
+
+
+def migrate(d: dict) -> dict:
+    """Bring a ``project.json`` of any earlier schema to the current one (a new dict).
+
+    Schema 1 kept the model as ``model.keras`` beside ``project.json`` and had no
+    ``model`` entry or run id; schema 2 names the model file (and its size and
+    SHA-256) in ``model``.
+
+    Raises:
+        ProjectError: a newer schema, or not a cnndesk project.
+    """
+    if not isinstance(d, dict) or "schema_version" not in d:
+        raise ProjectError("project.json is not a cnndesk project file (no schema_version).")
+    version = d["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ProjectError(f"project.json has an invalid schema_version {version!r}.")
+    if version > SCHEMA_VERSION:
+        raise ProjectError(f"This project was saved by a newer cnndesk (schema {version}; this version reads up to "
+                           f"{SCHEMA_VERSION}). Update cnndesk to open it.")
+    d = dict(d)
+    if version == 1:  # 1 -> 2: the model, if any, is model.keras beside project.json
+        d["model"] = {"file": MODEL_FILE, "optional": True}
+        d.setdefault("run", None)
+        d["schema_version"] = version = 2
+    return d
