@@ -355,7 +355,7 @@ def test_a_project_keeps_the_image_size_its_model_was_trained_at(tiny_window, qt
     # evaluating or continuing with images the model cannot take is refused in words
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     w.viewer_panel.evaluate()
-    assert "The model takes 64×64 rgb images" in w.viewer_panel.accuracy_label.text()
+    assert "The model takes 64×64 rgb images" in w.viewer_panel.evaluation_view.accuracy_label.text()
 
 
 def test_f5_continues_when_continue_is_ticked(tiny_window, qtbot):

@@ -215,6 +215,7 @@ class MainWindow(QMainWindow):
         self.training_panel.previous_requested.connect(self.bring_back_previous)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.viewer_panel.class_names_changed.connect(self._on_classes_renamed)
+        self.viewer_panel.paths_dropped.connect(self.handle_dropped_paths)
 
     def _on_classes_renamed(self) -> None:
         self._model_classes = list(self.viewer_panel.class_names)
