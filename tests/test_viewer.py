@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QWidget
 
 from conftest import make_image
 from test_app import drop_paths, set_epochs
@@ -107,6 +107,9 @@ def test_each_layer_shows_one_map_per_channel_and_a_click_enlarges_it(trained, q
     # the overview shows the input and then every layer in order
     v.tabs.setCurrentWidget(v.overview)
     assert v.overview.rows.count() == 1 + len(names) + 1  # input row, layer rows, stretch
+    captions = [lab.text() for lab in v.overview.findChildren(QLabel, "overviewCaption")]
+    assert captions[0] == "input"
+    assert all(c.endswith("first 8 of 10 channels") for c in captions[1:]) and len(captions) == 1 + len(names)
 
 
 def test_gradcam_follows_the_chosen_class_and_opacity(trained, qtbot, images):
@@ -187,10 +190,70 @@ def test_confusion_matrix_cells_list_their_images(trained, qtbot):
     true_name = ev.class_names[r]
     assert all(Path(p).parent.name == true_name for p in paths)
     assert f"True {true_name}, predicted {ev.class_names[c]}" in v.evaluation_view.cell_label.text()
-    # clicking one opens it in the viewer
-    v.evaluation_view.eval_list.itemClicked.emit(v.evaluation_view.eval_list.item(0))
+    # clicking one opens it in the viewer, which says what it really is and which file it is
+    eval_list = v.evaluation_view.eval_list
+    qtbot.mouseClick(eval_list.viewport(), Qt.LeftButton, pos=eval_list.visualItemRect(eval_list.item(0)).center())
     qtbot.waitUntil(lambda: v.strip.count() == 1, timeout=20000)
     assert v.images[0].path == paths[0]
+    assert v.image_info.text() == f"true class: {true_name} · {Path(paths[0]).name}"
+    assert v.verdict.text().startswith("It looks like")
+
+
+def _rect_in(widget: QWidget, ancestor: QWidget):
+    """The widget's rectangle in an ancestor's coordinates."""
+    return QRect(widget.mapTo(ancestor, QPoint(0, 0)), widget.size())
+
+
+def test_at_1024x700_the_enlarged_channel_its_colour_bar_and_caption_do_not_overlap(trained, qtbot, images):
+    w = trained
+    w.resize(1024, 700)
+    v = w.viewer_panel
+    classify(w, qtbot, images[:1])
+    qtbot.mouseClick(v.activations.grid.tiles[2], Qt.LeftButton)
+    QApplication.processEvents()
+    assert w.height() == 700  # the window can be made that small
+    a = v.activations
+    picture, bar, caption = (_rect_in(x, w) for x in (a.enlarged, a.color_bar.bar, a.enlarged_caption))
+    assert not picture.intersects(caption) and not bar.intersects(caption) and not picture.intersects(bar)
+    assert caption.bottom() < picture.top()
+    assert caption.height() >= a.enlarged_caption.sizeHint().height()  # both lines, not squeezed
+    assert bar.height() == picture.height() == 180  # the colour scale keeps its height
+    viewport = a.enlarged.parentWidget().parentWidget()  # of the scroll area around the enlarged channel
+    assert viewport.rect().contains(_rect_in(a.enlarged_caption, viewport))  # in view, not scrolled away
+    assert "channel 2" in a.enlarged_caption.text()
+
+
+def test_the_image_strip_is_one_compact_row(trained, qtbot, images):
+    v = trained.viewer_panel
+    classify(trained, qtbot, images)
+    assert v.strip.height() <= 64  # was 112 px for one small image
+    for i in range(v.strip.count()):
+        item = v.strip.item(i)
+        assert "\n" not in item.text()
+        rect = v.strip.visualItemRect(item)
+        assert rect.top() >= 0 and rect.bottom() <= v.strip.viewport().height()
+
+
+def test_the_gradcam_map_has_a_colour_scale_and_says_what_it_explains(trained, qtbot, images):
+    w = trained
+    v = w.viewer_panel
+    classify(w, qtbot, images[:1])
+    v.tabs.setCurrentWidget(v.gradcam)
+    g = v.gradcam
+    assert g.color_bar.isVisible()
+    assert g.color_bar.high.text().startswith("high") and g.color_bar.low.text().startswith("low")
+    predicted = g.cam_class.currentText()
+    ch, cw = g.cam.shape
+    assert g.cam_caption.isVisible()
+    assert g.cam_caption.text() == (f"Heat map for the class “{predicted}” at the layer conv2d_5 "
+                                    f"({ch}×{cw}, smoothed to the image's size).")
+    # shown larger than the model's 64 px input, filling the room it has
+    shown = g.cam_view.pixmap()
+    assert shown.width() > 64 * 3 and shown.width() >= min(g.cam_view.width(), g.cam_view.height()) - 2
+    old = g.cam
+    g.cam_layer.setCurrentText("conv2d_2")
+    qtbot.waitUntil(lambda: g.cam is not old, timeout=20000)
+    assert "at the layer conv2d_2" in g.cam_caption.text()
 
 
 def _plain_keras_model(path, nested=False):

@@ -9,16 +9,51 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
-    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem, QPushButton,
+    QScrollArea, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from ..core.dataset import printable
 from .widgets import array_to_pixmap
 
 MISCLASSIFIED_TITLE = "Misclassified images, most confident first (click to open)"
-# The metrics table grows with its classes up to this many rows, then scrolls.
-METRICS_VISIBLE_ROWS = 10
+# The tables are as tall as their rows up to this many, then scroll.
+TABLE_VISIBLE_ROWS = 8
+
+
+class RowsTable(QTableWidget):
+    """A read-only table, one line a row, exactly as tall as its rows (at most ``max_rows``, then it scrolls).
+
+    A plain table takes a share of its layout whatever it holds, which showed 4 of 6 classes behind a scroll bar.
+    """
+
+    def __init__(self, rows: int, columns: int, max_rows: int = TABLE_VISIBLE_ROWS, **kwargs):
+        super().__init__(rows, columns, **kwargs)
+        self.max_rows = max_rows
+        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setWordWrap(False)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        rows = min(max(self.rowCount(), 1), self.max_rows)
+        header = self.horizontalHeader().sizeHint().height() if self.horizontalHeader().isVisible() else 0
+        too_wide = self.horizontalHeader().length() > self.viewport().width()
+        scroll_bar = self.horizontalScrollBar().sizeHint().height() if too_wide else 0
+        row_heights = sum(self.rowHeight(r) for r in range(rows)) if self.rowCount() else \
+            self.verticalHeader().defaultSectionSize()
+        height = header + row_heights + 2 * self.frameWidth() + scroll_bar
+        return QSize(super().sizeHint().width(), height)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(super().minimumSizeHint().width(), self.sizeHint().height())
+
+    def fit_rows(self) -> None:
+        """Take the height of the rows now in the table."""
+        self.updateGeometry()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.updateGeometry()  # a horizontal scroll bar may have come or gone
 
 
 class EvaluationView(QWidget):
@@ -53,24 +88,27 @@ class EvaluationView(QWidget):
         row.addWidget(self.accuracy_label, 1)
         return row
 
-    def _build_tables(self) -> QWidget:
+    def _build_tables(self) -> QScrollArea:
+        """The confusion matrix above the per-class metrics, each as tall as its rows, in one scrolling column."""
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(QLabel("Confusion matrix (rows: true class, columns: predicted). Click a cell to list its images.",
                             wordWrap=True))
-        self.confusion = QTableWidget(objectName="confusionMatrix")
-        self.confusion.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.confusion = RowsTable(0, 0, objectName="confusionMatrix")
         self.confusion.cellClicked.connect(self._on_confusion_cell)
-        lv.addWidget(self.confusion, 1)
-        self.metrics = QTableWidget(0, 5, objectName="classMetrics")
+        lv.addWidget(self.confusion)
+        self.metrics = RowsTable(0, 5, objectName="classMetrics")
         self.metrics.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "F1", "Images"])
-        self.metrics.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.metrics.verticalHeader().setVisible(False)
-        self.metrics.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        header = self.metrics.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
         lv.addWidget(self.metrics)
-        self._fit_metrics_height()
-        return left
+        lv.addStretch(1)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame, objectName="evaluationTables")
+        scroll.setWidget(left)
+        return scroll
 
     def _build_browser(self) -> QWidget:
         right = QWidget()
@@ -103,7 +141,8 @@ class EvaluationView(QWidget):
         self.confusion.setRowCount(0)
         self.confusion.setColumnCount(0)
         self.metrics.setRowCount(0)
-        self._fit_metrics_height()
+        self.confusion.fit_rows()
+        self.metrics.fit_rows()
         self.cell_label.setText(MISCLASSIFIED_TITLE)
         self.eval_list.clear()
 
@@ -130,6 +169,7 @@ class EvaluationView(QWidget):
             for c in range(k):
                 self.confusion.setItem(r, c, self._confusion_item(ev, r, c, top))
         self.confusion.resizeColumnsToContents()
+        self.confusion.fit_rows()
 
     @staticmethod
     def _confusion_item(ev, r: int, c: int, top: int) -> QTableWidgetItem:
@@ -151,20 +191,7 @@ class EvaluationView(QWidget):
             for c, text in enumerate([printable(m.name), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}",
                                       str(m.support)]):
                 self.metrics.setItem(r, c, QTableWidgetItem(text))
-        self.metrics.resizeRowsToContents()
-        self._fit_metrics_height()
-
-    def _fit_metrics_height(self) -> None:
-        """Make the metrics table as tall as its rows (at least one, at most METRICS_VISIBLE_ROWS).
-
-        Left to the layout, the table got a fixed share of the tab and showed 4 of 6 classes behind a scroll bar.
-        """
-        t = self.metrics
-        rows = min(max(t.rowCount(), 1), METRICS_VISIBLE_ROWS)
-        row_h = t.rowHeight(0) if t.rowCount() else t.verticalHeader().defaultSectionSize()
-        header = t.horizontalHeader().sizeHint().height()
-        scroll = t.horizontalScrollBar().sizeHint().height() if t.rowCount() > METRICS_VISIBLE_ROWS else 0
-        t.setFixedHeight(header + rows * row_h + 2 * t.frameWidth() + scroll)
+        self.metrics.fit_rows()
 
     def _fill_list(self, indices: list[int]) -> None:
         ev, data = self.evaluation, self._data

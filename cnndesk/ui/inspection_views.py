@@ -18,8 +18,8 @@ from .widgets import MAX_CHANNEL_TILES, ActivationGrid, ColorBar, array_to_pixma
 
 INPUT_LAYER = "input (the image's channels)"
 OVERVIEW_CHANNELS = 8
-ENLARGED_SIZE = 200
-CAM_VIEW_SIZE = 320
+ENLARGED_SIZE = 180
+CAM_VIEW_MIN = 160
 NOTE_STYLE = "color: #546e7a; font-size: 9pt"
 
 
@@ -53,14 +53,17 @@ class ActivationView(QWidget):
         v.addLayout(body, 1)
 
     def _build_side(self) -> QScrollArea:
-        """The enlarged channel, its colour bar, caption and note, stacked at their natural sizes.
+        """The enlarged channel's caption, the channel with its colour bar, and a note, at their natural sizes.
 
-        They sit in a scroll area so that a short window scrolls them instead of squeezing them on top of
-        each other.
+        The caption comes first so that it stays in view in a short window; the whole column sits in a scroll area,
+        so a window too short for it scrolls it instead of squeezing its parts on top of each other.
         """
         side = QWidget(objectName="enlargedSide")
         sv = QVBoxLayout(side)
         sv.setContentsMargins(0, 0, 0, 0)
+        self.enlarged_caption = QLabel(objectName="enlargedCaption")
+        self.enlarged_caption.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        sv.addWidget(self.enlarged_caption)
         top = QHBoxLayout()
         self.enlarged = QLabel(objectName="enlargedChannel", alignment=Qt.AlignCenter)
         self.enlarged.setFixedSize(ENLARGED_SIZE, ENLARGED_SIZE)
@@ -70,9 +73,6 @@ class ActivationView(QWidget):
         top.addWidget(self.color_bar)
         top.addStretch(1)
         sv.addLayout(top)
-        self.enlarged_caption = QLabel(objectName="enlargedCaption")
-        self.enlarged_caption.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        sv.addWidget(self.enlarged_caption)
         note = QLabel("Each map is scaled to its own range: bright = where this channel responds most.", wordWrap=True)
         note.setStyleSheet(NOTE_STYLE)
         sv.addWidget(note)
@@ -223,22 +223,22 @@ class GradCamView(QWidget):
     def _build_picture(self) -> QVBoxLayout:
         right = QVBoxLayout()
         row = QHBoxLayout()
-        self.cam_view = QLabel(objectName="gradcamOverlay", alignment=Qt.AlignCenter)
-        self.cam_view.setFixedSize(CAM_VIEW_SIZE, CAM_VIEW_SIZE)
-        row.addWidget(self.cam_view)
-        self.color_bar = ColorBar("jet", CAM_VIEW_SIZE // 2)
+        # drawn at the right, next to its colour bar
+        self.cam_view = QLabel(objectName="gradcamOverlay", alignment=Qt.AlignRight | Qt.AlignTop)
+        self.cam_view.setMinimumSize(CAM_VIEW_MIN, CAM_VIEW_MIN)  # grows with the tab; the map is drawn to fit
+        self.cam_view.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        row.addWidget(self.cam_view, 1)
+        self.color_bar = ColorBar("jet", CAM_VIEW_MIN)
         self.color_bar.high.setText("high: raised the score most")
         self.color_bar.low.setText("low: no effect")
         row.addWidget(self.color_bar, 0, Qt.AlignTop)
-        row.addStretch(1)
-        right.addLayout(row)
+        right.addLayout(row, 1)
         self.cam_caption = QLabel(objectName="camCaption", wordWrap=True)
         self.cam_caption.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
         right.addWidget(self.cam_caption)
         self.cam_note = QLabel(objectName="camNote", wordWrap=True)
         self.cam_note.setStyleSheet("color: #8a5300")
         right.addWidget(self.cam_note)
-        right.addStretch(1)
         return right
 
     # -- the class and layer to explain --------------------------------------------------------
@@ -289,10 +289,17 @@ class GradCamView(QWidget):
             return None
         return gradcam_overlay(self.image, self.cam, self.opacity.value() / 100.0)
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._redraw()
+
     def _redraw(self) -> None:
         if self.cam is None or self.image is None:
             return
-        size = (CAM_VIEW_SIZE - 2, CAM_VIEW_SIZE - 2)
+        side = max(CAM_VIEW_MIN, min(self.cam_view.width(), self.cam_view.height())) - 2
+        h, w = self.image.shape[:2]
+        scale = side / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
         shown = gradcam_overlay(self.image, self.cam, self.opacity.value() / 100.0, size=size)
         self.cam_view.setPixmap(array_to_pixmap(shown))
         ch, cw = self.cam.shape[:2]
