@@ -232,6 +232,8 @@ def test_the_image_strip_is_one_compact_row(trained, qtbot, images):
         assert "\n" not in item.text()
         rect = v.strip.visualItemRect(item)
         assert rect.top() >= 0 and rect.bottom() <= v.strip.viewport().height()
+        assert rect.width() > v.strip.iconSize().width() + v.strip.fontMetrics().horizontalAdvance(item.text())
+    assert v.strip_labels()[2] == "c_notes.png: not readable"  # in full, not elided to the first item's width
 
 
 def test_the_gradcam_map_has_a_colour_scale_and_says_what_it_explains(trained, qtbot, images):

@@ -123,7 +123,6 @@ class ViewerPanel(QWidget):
         self.strip.setIconSize(QSize(STRIP_ICON, STRIP_ICON))
         self.strip.setMovement(QListView.Static)
         self.strip.setSpacing(2)
-        self.strip.setUniformItemSizes(True)
         self.strip.setTextElideMode(Qt.ElideMiddle)
         row = max(STRIP_ICON, self.strip.fontMetrics().height()) + 8
         scroll_bar = self.strip.horizontalScrollBar().sizeHint().height()
