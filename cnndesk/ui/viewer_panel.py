@@ -357,7 +357,7 @@ class ViewerPanel(QWidget):
         """The image as opened and as the model sees it, the verdict, where it came from, the bars."""
         self.original_view[1].clear()
         self.model_view[1].clear()
-        self.image_info.setText(self._image_source(im) if im is not None else "")
+        self.image_info.setText(self._image_source(im) if im is not None and not im.error else "")
         if im is None:
             self.verdict.setText("")
             self.bars.set_items([])
