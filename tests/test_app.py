@@ -362,7 +362,7 @@ def test_a_project_keeps_the_image_size_its_model_was_trained_at(tiny_window, qt
     # evaluating or continuing with images the model cannot take is refused in words
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     w.viewer_panel.evaluate()
-    assert "The model takes 64×64 rgb images" in w.viewer_panel.accuracy_label.text()
+    assert "The model takes 64×64 rgb images" in w.viewer_panel.evaluation_view.accuracy_label.text()
 
 
 def test_f5_continues_when_continue_is_ticked(tiny_window, qtbot):
@@ -384,9 +384,9 @@ def test_retraining_another_architecture_refreshes_the_viewer(tiny_window, qtbot
     train_now(w, qtbot)
     # the strip is classified again by the new model and its layers are shown
     qtbot.waitUntil(lambda: v.inspection is not None and v.strip.count() == 1, timeout=20000)
-    layers = [v.layer_combo.itemText(i) for i in range(1, v.layer_combo.count())]
+    layers = [v.activations.layer_combo.itemText(i) for i in range(1, v.activations.layer_combo.count())]
     assert layers[0] == "conv2d_1" and "batchnormalization_2" not in layers and len(layers) == 6
-    assert v.cam_layer.currentText() == "conv2d_7"
+    assert v.gradcam.cam_layer.currentText() == "conv2d_7"
 
 
 def test_a_project_saved_before_training_reopens_without_a_model(window, qtbot, make_window, tmp_path, monkeypatch):

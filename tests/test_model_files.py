@@ -8,7 +8,6 @@ each within seconds, in bounded memory, with one line and exit 2.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

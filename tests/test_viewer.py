@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QWidget
 
 from conftest import make_image
 from test_app import drop_paths, set_epochs
@@ -90,55 +90,58 @@ def test_each_layer_shows_one_map_per_channel_and_a_click_enlarges_it(trained, q
     w = trained
     v = w.viewer_panel
     classify(w, qtbot, images[:1])
-    names = [v.layer_combo.itemText(i) for i in range(v.layer_combo.count())]
+    names = [v.activations.layer_combo.itemText(i) for i in range(v.activations.layer_combo.count())]
     assert names[0].startswith("input")
     names = names[1:]
     assert names == ["conv2d_1", "conv2d_2", "maxpool2d_3", "conv2d_4", "conv2d_5", "maxpool2d_6"]
-    assert v.layer_combo.currentText() == "conv2d_1"  # the first layer is shown first
+    assert v.activations.layer_combo.currentText() == "conv2d_1"  # the first layer is shown first
     for i, name in enumerate(names, 1):
-        v.layer_combo.setCurrentIndex(i)
+        v.activations.layer_combo.setCurrentIndex(i)
         channels = v.inspection["maps"][i - 1][1].shape[-1]
-        assert len(v.grid.tiles) == channels == 10
-        assert v.layer_info.text().startswith(f"{name}: 10 channels")
-    qtbot.mouseClick(v.grid.tiles[3], Qt.LeftButton)
-    assert "channel 3" in v.enlarged_caption.text()
-    v.layer_combo.setCurrentIndex(0)
-    assert len(v.grid.tiles) == 3  # the input's red, green and blue
+        assert len(v.activations.grid.tiles) == channels == 10
+        assert v.activations.layer_info.text().startswith(f"{name}: 10 channels")
+    qtbot.mouseClick(v.activations.grid.tiles[3], Qt.LeftButton)
+    assert "channel 3" in v.activations.enlarged_caption.text()
+    v.activations.layer_combo.setCurrentIndex(0)
+    assert len(v.activations.grid.tiles) == 3  # the input's red, green and blue
     # the overview shows the input and then every layer in order
-    v.tabs.setCurrentIndex(1)
-    assert v.overview_layout.count() == 1 + len(names) + 1  # input row, layer rows, stretch
+    v.tabs.setCurrentWidget(v.overview)
+    assert v.overview.rows.count() == 1 + len(names) + 1  # input row, layer rows, stretch
+    captions = [lab.text() for lab in v.overview.findChildren(QLabel, "overviewCaption")]
+    assert captions[0] == "input"
+    assert all(c.endswith("first 8 of 10 channels") for c in captions[1:]) and len(captions) == 1 + len(names)
 
 
 def test_gradcam_follows_the_chosen_class_and_opacity(trained, qtbot, images):
     w = trained
     v = w.viewer_panel
     classify(w, qtbot, images[:1])
-    v.tabs.setCurrentIndex(2)
-    assert v.cam_layer.currentText() == "conv2d_5"  # the last conv layer by default
-    first = v.overlay_image().copy()
-    predicted = v.cam_class.currentIndex()
-    other = (predicted + 1) % v.cam_class.count()
-    old_cam = v.cam
-    v.cam_class.setCurrentIndex(other)
-    qtbot.waitUntil(lambda: v.cam is not old_cam, timeout=20000)
-    assert not np.array_equal(v.overlay_image(), first)
-    shown = v.overlay_image().copy()
-    v.opacity.setValue(0)
-    assert np.array_equal(v.overlay_image(), v.current.prepared)  # no heat map at opacity 0
-    v.opacity.setValue(90)
-    assert not np.array_equal(v.overlay_image(), shown)
+    v.tabs.setCurrentWidget(v.gradcam)
+    assert v.gradcam.cam_layer.currentText() == "conv2d_5"  # the last conv layer by default
+    first = v.gradcam.overlay_image().copy()
+    predicted = v.gradcam.cam_class.currentIndex()
+    other = (predicted + 1) % v.gradcam.cam_class.count()
+    old_cam = v.gradcam.cam
+    v.gradcam.cam_class.setCurrentIndex(other)
+    qtbot.waitUntil(lambda: v.gradcam.cam is not old_cam, timeout=20000)
+    assert not np.array_equal(v.gradcam.overlay_image(), first)
+    shown = v.gradcam.overlay_image().copy()
+    v.gradcam.opacity.setValue(0)
+    assert np.array_equal(v.gradcam.overlay_image(), v.current.prepared)  # no heat map at opacity 0
+    v.gradcam.opacity.setValue(90)
+    assert not np.array_equal(v.gradcam.overlay_image(), shown)
     # another layer gives another map
-    old_cam = v.cam
-    v.cam_layer.setCurrentText("conv2d_1")
-    qtbot.waitUntil(lambda: v.cam is not old_cam, timeout=20000)
-    assert v.cam.shape == (62, 62)
+    old_cam = v.gradcam.cam
+    v.gradcam.cam_layer.setCurrentText("conv2d_1")
+    qtbot.waitUntil(lambda: v.gradcam.cam is not old_cam, timeout=20000)
+    assert v.gradcam.cam.shape == (62, 62)
 
 
 def test_first_layer_filters_are_shown(trained, qtbot, images):
     v = trained.viewer_panel
     classify(trained, qtbot, images[:1])
-    assert v.kernel_grid.count() == 10
-    assert "10 filters of the first convolution, each 3×3×3" in v.kernel_info.text()
+    assert v.kernels.kernel_grid.count() == 10
+    assert "10 filters of the first convolution, each 3×3×3" in v.kernels.kernel_info.text()
 
 
 def test_saving_the_view_writes_a_png(trained, qtbot, images, tmp_path, monkeypatch):
@@ -148,10 +151,10 @@ def test_saving_the_view_writes_a_png(trained, qtbot, images, tmp_path, monkeypa
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PNG images (*.png)"))
     qtbot.mouseClick(v.save_view_button, Qt.LeftButton)
     assert Image.open(out).size[0] > 100
-    v.tabs.setCurrentIndex(2)
+    v.tabs.setCurrentWidget(v.gradcam)
     cam_png = tmp_path / "cam.png"
     assert v.save_view(str(cam_png))
-    assert np.asarray(Image.open(cam_png).convert("RGB")).shape == v.overlay_image().shape
+    assert np.asarray(Image.open(cam_png).convert("RGB")).shape == v.gradcam.overlay_image().shape
 
 
 def test_a_pasted_image_is_classified(trained, qtbot):
@@ -168,29 +171,91 @@ def test_a_pasted_image_is_classified(trained, qtbot):
 def test_confusion_matrix_cells_list_their_images(trained, qtbot):
     w = trained
     v = w.viewer_panel
-    qtbot.mouseClick(v.evaluate_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: v.evaluation is not None, timeout=30000)
-    ev = v.evaluation
-    assert v.accuracy_label.text().startswith("Accuracy ")
-    assert v.confusion.rowCount() == 3 and v.confusion.columnCount() == 3
-    assert sum(int(v.confusion.item(r, c).text()) for r in range(3) for c in range(3)) == 12
-    assert v.metrics.rowCount() == 3
+    qtbot.mouseClick(v.evaluation_view.evaluate_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: v.evaluation_view.evaluation is not None, timeout=30000)
+    ev = v.evaluation_view.evaluation
+    assert v.evaluation_view.accuracy_label.text().startswith("Accuracy ")
+    assert v.evaluation_view.confusion.rowCount() == 3 and v.evaluation_view.confusion.columnCount() == 3
+    assert sum(int(v.evaluation_view.confusion.item(r, c).text()) for r in range(3) for c in range(3)) == 12
+    assert v.evaluation_view.metrics.rowCount() == 3
     # the misclassified browser lists the wrong ones, most confident first
-    assert len(v.eval_list_paths()) == len(ev.misclassified)
+    assert len(v.evaluation_view.eval_list_paths()) == len(ev.misclassified)
     # click the cell with the most images
     r, c = np.unravel_index(np.argmax(ev.confusion), ev.confusion.shape)
-    item = v.confusion.item(int(r), int(c))
-    rect = v.confusion.visualItemRect(item)
-    qtbot.mouseClick(v.confusion.viewport(), Qt.LeftButton, pos=rect.center())
-    paths = v.eval_list_paths()
+    item = v.evaluation_view.confusion.item(int(r), int(c))
+    rect = v.evaluation_view.confusion.visualItemRect(item)
+    qtbot.mouseClick(v.evaluation_view.confusion.viewport(), Qt.LeftButton, pos=rect.center())
+    paths = v.evaluation_view.eval_list_paths()
     assert len(paths) == ev.confusion[r, c] > 0
     true_name = ev.class_names[r]
     assert all(Path(p).parent.name == true_name for p in paths)
-    assert f"True {true_name}, predicted {ev.class_names[c]}" in v.cell_label.text()
-    # clicking one opens it in the viewer
-    v.eval_list.itemClicked.emit(v.eval_list.item(0))
+    assert f"True {true_name}, predicted {ev.class_names[c]}" in v.evaluation_view.cell_label.text()
+    # clicking one opens it in the viewer, which says what it really is and which file it is
+    eval_list = v.evaluation_view.eval_list
+    qtbot.mouseClick(eval_list.viewport(), Qt.LeftButton, pos=eval_list.visualItemRect(eval_list.item(0)).center())
     qtbot.waitUntil(lambda: v.strip.count() == 1, timeout=20000)
     assert v.images[0].path == paths[0]
+    assert v.image_info.text() == f"true class: {true_name} · {Path(paths[0]).name}"
+    assert v.verdict.text().startswith("It looks like")
+
+
+def _rect_in(widget: QWidget, ancestor: QWidget):
+    """The widget's rectangle in an ancestor's coordinates."""
+    return QRect(widget.mapTo(ancestor, QPoint(0, 0)), widget.size())
+
+
+def test_at_1024x700_the_enlarged_channel_its_colour_bar_and_caption_do_not_overlap(trained, qtbot, images):
+    w = trained
+    w.resize(1024, 700)
+    v = w.viewer_panel
+    classify(w, qtbot, images[:1])
+    qtbot.mouseClick(v.activations.grid.tiles[2], Qt.LeftButton)
+    QApplication.processEvents()
+    assert w.height() == 700  # the window can be made that small
+    a = v.activations
+    picture, bar, caption = (_rect_in(x, w) for x in (a.enlarged, a.color_bar.bar, a.enlarged_caption))
+    assert not picture.intersects(caption) and not bar.intersects(caption) and not picture.intersects(bar)
+    assert caption.bottom() < picture.top()
+    assert caption.height() >= a.enlarged_caption.sizeHint().height()  # both lines, not squeezed
+    assert bar.height() == picture.height() == 180  # the colour scale keeps its height
+    viewport = a.enlarged.parentWidget().parentWidget()  # of the scroll area around the enlarged channel
+    assert viewport.rect().contains(_rect_in(a.enlarged_caption, viewport))  # in view, not scrolled away
+    assert "channel 2" in a.enlarged_caption.text()
+
+
+def test_the_image_strip_is_one_compact_row(trained, qtbot, images):
+    v = trained.viewer_panel
+    classify(trained, qtbot, images)
+    assert v.strip.height() <= 64  # was 112 px for one small image
+    for i in range(v.strip.count()):
+        item = v.strip.item(i)
+        assert "\n" not in item.text()
+        rect = v.strip.visualItemRect(item)
+        assert rect.top() >= 0 and rect.bottom() <= v.strip.viewport().height()
+        assert rect.width() > v.strip.iconSize().width() + v.strip.fontMetrics().horizontalAdvance(item.text())
+    assert v.strip_labels()[2] == "c_notes.png: not readable"  # in full, not elided to the first item's width
+
+
+def test_the_gradcam_map_has_a_colour_scale_and_says_what_it_explains(trained, qtbot, images):
+    w = trained
+    v = w.viewer_panel
+    classify(w, qtbot, images[:1])
+    v.tabs.setCurrentWidget(v.gradcam)
+    g = v.gradcam
+    assert g.color_bar.isVisible()
+    assert g.color_bar.high.text().startswith("high") and g.color_bar.low.text().startswith("low")
+    predicted = g.cam_class.currentText()
+    ch, cw = g.cam.shape
+    assert g.cam_caption.isVisible()
+    assert g.cam_caption.text() == (f"Heat map for the class “{predicted}” at the layer conv2d_5 "
+                                    f"({ch}×{cw}, smoothed to the image's size).")
+    # shown larger than the model's 64 px input, filling the room it has
+    shown = g.cam_view.pixmap()
+    assert shown.width() > 64 * 3 and shown.width() >= min(g.cam_view.width(), g.cam_view.height()) - 2
+    old = g.cam
+    g.cam_layer.setCurrentText("conv2d_2")
+    qtbot.waitUntil(lambda: g.cam is not old, timeout=20000)
+    assert "at the layer conv2d_2" in g.cam_caption.text()
 
 
 def _plain_keras_model(path, nested=False):
@@ -226,13 +291,13 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     assert v.names_button.isVisible()
     classify(w, qtbot, images[:2])
     assert sorted(c for c, _ in v.bars.items) == ["class 0", "class 1"]
-    assert [v.layer_combo.itemText(i) for i in range(1, v.layer_combo.count())] == ["my_conv", "my_pool"]
+    assert [v.activations.layer_combo.itemText(i) for i in range(1, v.activations.layer_combo.count())] == ["my_conv", "my_pool"]
     # the user names the classes
     v.rename_classes(["cats", "dogs"])
     qtbot.waitUntil(lambda: v.class_names == ["cats", "dogs"], timeout=20000)
     qtbot.waitUntil(lambda: v.strip.count() == 2 and bool(v.bars.items), timeout=20000)
     assert sorted(c for c, _ in v.bars.items) == ["cats", "dogs"]
-    assert w.current_project().class_names == ["cats", "dogs"]  # a save keeps the names
+    assert w.state.current_project().class_names == ["cats", "dogs"]  # a save keeps the names
     assert w.isWindowModified()
 
 
@@ -294,3 +359,29 @@ def test_opening_a_crafted_model_file_answers_in_seconds_with_one_sentence(windo
     box = window.findChild(QMessageBox, "errorBox")
     assert expected in box.text() and "Traceback" not in box.text()
     assert not window.state.has_model
+
+
+def test_a_stack_without_conv_or_pooling_trains_and_the_viewer_shows_its_predictions_only(window, qtbot,
+                                                                                          tiny_dataset, images):
+    from cnndesk.core.architecture import CLASSES, LayerSpec
+
+    w = window
+    w.dataset_panel.load_folder(str(tiny_dataset))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tiny_dataset,
+                    timeout=20000)
+    w.model_panel.set_layers([LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})],
+                             "custom")
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert w.state.has_model and not w.state.model.has_maps
+    assert "failed" not in w.training_panel.progress.format().lower()
+    v = w.viewer_panel
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    drop_paths(v, [str(images[0])])
+    qtbot.waitUntil(lambda: v.strip.count() == 1 and bool(v.bars.items), timeout=20000)
+    assert v.verdict.text().startswith("It looks like")
+    shown = [v.tabs.tabText(i) for i in range(v.tabs.count()) if v.tabs.isTabVisible(i)]
+    assert shown == ["Evaluation"]  # nothing inside to look at: no maps, no heat map
+    qtbot.mouseClick(v.evaluation_view.evaluate_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: v.evaluation_view.accuracy_label.text().startswith("Accuracy"), timeout=20000)

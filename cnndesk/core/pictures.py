@@ -46,13 +46,26 @@ def resize_map(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(np.asarray(a, np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
 
 
-def gradcam_overlay(image_uint8: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-    """Blend a Grad-CAM map (any size, [0, 1]) over an image (H, W, 1 or 3)."""
-    img = np.asarray(image_uint8, dtype=np.float32)
+def gradcam_overlay(image_uint8: np.ndarray, cam: np.ndarray, opacity: float = 0.5,
+                    size: tuple[int, int] | None = None) -> np.ndarray:
+    """Blend a Grad-CAM map (any size, [0, 1]) over an image (H, W, 1 or 3).
+
+    The map is resized bilinearly, so a coarse map (a few cells per side) reads as smooth regions rather
+    than blocks. ``size`` (height, width): make the overlay at that size (the image is resized smoothly too),
+    for showing a small model input large; None keeps the image's own size.
+    """
+    from PIL import Image
+
+    img = np.asarray(image_uint8)
     if img.ndim == 2:
         img = img[..., None]
     if img.shape[-1] == 1:
         img = np.repeat(img, 3, axis=-1)
+    if size is not None and tuple(size) != img.shape[:2]:
+        h, w = size
+        img = np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8)).resize(
+            (w, h), Image.Resampling.BILINEAR))
+    img = img.astype(np.float32)
     heat = colorize(np.clip(resize_map(cam, img.shape[:2]), 0, 1), "jet", already_normalized=True).astype(np.float32)
     return np.clip((1 - opacity) * img + opacity * heat, 0, 255).astype(np.uint8)
 

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from ..core.session import SessionState
 from .dataset_panel import DatasetPanel
 from .model_panel import ModelPanel
-from .viewer_panel import ViewerPanel
 
 
 class _Guard:
@@ -84,24 +83,3 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")
     show(frozenset({"layers", "preset", "settings"}))
 
-
-def bind_viewer(state: SessionState, viewer: ViewerPanel) -> None:
-    def model(_names) -> None:
-        m = state.model
-        if m is None:
-            viewer.clear_model()
-        else:
-            viewer.model_changed(list(m.class_names), m.preprocessing, editable_names=m.editable_names,
-                                 source=m.label)
-
-    def usable(_names) -> None:
-        viewer.set_enabled_state(state.engine_ready and state.has_model, state.training)
-
-    def renamed() -> None:
-        if state.model is not None:
-            state.model = state.model.renamed(viewer.class_names)
-
-    state.observe(model, "model")
-    state.observe(usable, "model", "activity", "engine_ready")
-    state.observe(lambda _: state.data is not None and viewer.set_dataset(state.data), "data")
-    viewer.class_names_changed.connect(renamed)

@@ -25,7 +25,7 @@ from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS
 from ..core.project import is_project
 from ..core.session import IDLE, SAVING, SessionState
-from .bindings import bind_dataset_panel, bind_model_panel, bind_viewer
+from .bindings import bind_dataset_panel, bind_model_panel
 from .dataset_panel import DatasetPanel
 from .engine import Engine
 from .model_io import EXPORT_LABELS, ModelFiles
@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
         self.dataset_panel = DatasetPanel()
         self.model_panel = ModelPanel()
         self.training_panel = TrainingPanel()
-        self.viewer_panel = ViewerPanel(self.engine)
+        self.viewer_panel = ViewerPanel(self.state, self.engine)
         self.tabs.addTab(self.dataset_panel, "1  Dataset")
         self.tabs.addTab(self.model_panel, "2  Model")
         self.tabs.addTab(self.training_panel, "3  Train")
@@ -203,7 +203,6 @@ class MainWindow(QMainWindow):
         state = self.state
         bind_dataset_panel(state, self.dataset_panel)
         bind_model_panel(state, self.model_panel)
-        bind_viewer(state, self.viewer_panel)
         state.observe(lambda _: self._update_actions())
         state.observe(lambda _: self._update_title(), "modified", "project_path")
         self.engine.ready.connect(self._on_engine_ready)

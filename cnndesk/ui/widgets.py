@@ -1,12 +1,18 @@
-"""Small Qt pieces shared by the panels: image conversion, size parsing."""
+"""Small Qt pieces shared by the panels: image conversion, size parsing, and the viewer's tiles,
+grids, probability bars and colour bars."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from ..core.images import parse_image_size
 from ..core.errors import UserError
+from ..core.pictures import COLORMAPS, colorize
 
 
 def array_to_qimage(arr: np.ndarray) -> QImage:
@@ -28,8 +34,6 @@ def array_to_qimage(arr: np.ndarray) -> QImage:
 
 
 def array_to_pixmap(arr: np.ndarray, width: int | None = None, height: int | None = None, smooth: bool = False) -> QPixmap:
-    from PySide6.QtCore import Qt
-
     pm = QPixmap.fromImage(array_to_qimage(arr))
     if width and height:
         pm = pm.scaled(width, height, Qt.KeepAspectRatio,
@@ -50,3 +54,150 @@ def format_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+# -- tiles and grids shared by the viewer's tabs ------------------------------------------------
+
+MAX_CHANNEL_TILES = 256
+
+
+def colorbar_pixmap(width: int = 14, height: int = 160, colormap: str = "viridis") -> QPixmap:
+    """A vertical strip of a colour map, high values at the top."""
+    lut = COLORMAPS[colormap][::-1]
+    col = np.repeat(lut[np.linspace(0, 255, height).astype(int)][:, None, :], width, axis=1)
+    return array_to_pixmap(col)
+
+
+def channel_pixmap(m: np.ndarray, size: int) -> QPixmap:
+    """One channel's map, scaled to its own range, through viridis, as a size×size pixmap (nearest)."""
+    return array_to_pixmap(colorize(m), size, size)
+
+
+def clear_layout(layout: QLayout) -> None:
+    """Remove and delete every item of a layout (the layout itself stays)."""
+    while layout.count():
+        item = layout.takeAt(0)
+        if item.widget():
+            item.widget().deleteLater()
+
+
+class ColorBar(QWidget):
+    """A colour map's scale with "high" at the top and "low" at the bottom, at a fixed height.
+
+    The height is fixed so that a squeezed layout cannot squash the gradient into a few pixels.
+    """
+
+    def __init__(self, colormap: str, height: int = 160, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.bar = QLabel(objectName="colorBar")
+        self.bar.setPixmap(colorbar_pixmap(14, height, colormap))
+        self.bar.setFixedSize(14, height)
+        labels = QVBoxLayout()
+        labels.setContentsMargins(0, 0, 0, 0)
+        self.high = QLabel("high")
+        self.low = QLabel("low")
+        labels.addWidget(self.high, 0, Qt.AlignTop)
+        labels.addStretch(1)
+        labels.addWidget(self.low, 0, Qt.AlignBottom)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        row.addWidget(self.bar)
+        row.addLayout(labels)
+        self.setFixedHeight(height)
+        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
+
+
+class ProbabilityBars(QWidget):
+    """Horizontal bars of the top-k classes with their probabilities."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("probabilityBars")
+        self.items: list[tuple[str, float]] = []
+        self.setMinimumSize(260, 120)
+
+    def set_items(self, items: list[tuple[str, float]]) -> None:
+        self.items = list(items)
+        self.setMinimumHeight(max(120, 28 * len(self.items) + 8))
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        fm = p.fontMetrics()
+        label_w = min(max((fm.horizontalAdvance(c) for c, _ in self.items), default=40) + 10, self.width() // 2)
+        row_h = 26
+        for i, (name, prob) in enumerate(self.items):
+            y = 4 + i * row_h
+            p.setPen(self.palette().text().color())
+            p.drawText(QRectF(0, y, label_w - 6, row_h - 4), Qt.AlignRight | Qt.AlignVCenter,
+                       fm.elidedText(name, Qt.ElideRight, label_w - 6))
+            bar_w = self.width() - label_w - 60
+            p.setPen(Qt.NoPen)
+            p.setBrush(QColor("#e8eef3"))
+            p.drawRoundedRect(QRectF(label_w, y + 3, bar_w, row_h - 10), 3, 3)
+            p.setBrush(QColor("#1976d2" if i == 0 else "#90caf9"))
+            p.drawRoundedRect(QRectF(label_w, y + 3, max(2.0, bar_w * prob), row_h - 10), 3, 3)
+            p.setPen(self.palette().text().color())
+            p.drawText(QRectF(label_w + bar_w + 4, y, 56, row_h - 4), Qt.AlignLeft | Qt.AlignVCenter, f"{prob:.1%}")
+        p.end()
+
+
+class ImageTile(QLabel):
+    """A pixmap with a caption that reports clicks."""
+
+    clicked = Signal(int)
+
+    def __init__(self, index: int, pixmap: QPixmap, caption: str, tooltip: str = ""):
+        super().__init__()
+        self.index = index
+        self.caption = caption
+        self.setPixmap(pixmap)
+        self.setToolTip(tooltip or caption)
+        self.setCursor(Qt.PointingHandCursor)
+        self.setAlignment(Qt.AlignCenter)
+
+    def mousePressEvent(self, event) -> None:
+        self.clicked.emit(self.index)
+
+
+class ActivationGrid(QWidget):
+    """The channels of one layer as a grid; click a channel to enlarge it."""
+
+    channel_clicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("activationGrid")
+        self.grid = QGridLayout(self)
+        self.grid.setSpacing(6)
+        self.tiles: list[ImageTile] = []
+
+    def show_maps(self, maps: np.ndarray, tile: int = 96) -> None:
+        """Show the first MAX_CHANNEL_TILES channels of maps (H, W, C), about 1.6 times as wide as tall."""
+        self.tiles = []
+        clear_layout(self.grid)
+        c = min(maps.shape[-1], MAX_CHANNEL_TILES)
+        cols = max(1, min(8, math.ceil(math.sqrt(c * 1.6))))
+        for i in range(c):
+            box = self._channel_box(i, maps[..., i], tile)
+            r, col = divmod(i, cols)
+            self.grid.addWidget(box, r, col)
+
+    def _channel_box(self, i: int, m: np.ndarray, tile: int) -> QWidget:
+        mean = float(m.mean())
+        box = QWidget()
+        v = QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(1)
+        t = ImageTile(i, channel_pixmap(m, tile), f"ch {i} · mean {mean:.3g}",
+                      f"Channel {i}: min {float(m.min()):.3g}, max {float(m.max()):.3g}, mean {mean:.3g}. "
+                      "Click to enlarge.")
+        t.clicked.connect(self.channel_clicked)
+        cap = QLabel(t.caption, alignment=Qt.AlignCenter)
+        cap.setStyleSheet("font-size: 9pt; color: #455a64")
+        v.addWidget(t)
+        v.addWidget(cap)
+        self.tiles.append(t)
+        return box

@@ -1,0 +1,342 @@
+"""The viewer's looks inside the network for one image: activation maps, all layers, Grad-CAM, first-layer filters.
+
+Each view only shows what it is given (the image as the model sees it and what the engine computed for it); the
+viewer asks the engine and hands the answers over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget,
+)
+
+from ..core.scanning import printable
+from ..core.pictures import gradcam_overlay
+from .widgets import MAX_CHANNEL_TILES, ActivationGrid, ColorBar, array_to_pixmap, channel_pixmap, clear_layout
+
+INPUT_LAYER = "input (the image's channels)"
+OVERVIEW_CHANNELS = 8
+ENLARGED_SIZE = 180
+CAM_VIEW_MIN = 160
+NOTE_STYLE = "color: #546e7a; font-size: 9pt"
+
+
+def _layer_names(combo: QComboBox, first: int = 0) -> list[str]:
+    return [combo.itemText(i) for i in range(first, combo.count())]
+
+
+class ActivationView(QWidget):
+    """One layer's channels as a grid beside one channel enlarged with its colour scale."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.image: np.ndarray | None = None
+        self.maps: list[tuple[str, np.ndarray]] = []
+        v = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Layer:"))
+        self.layer_combo = QComboBox(objectName="layerCombo")
+        self.layer_combo.currentIndexChanged.connect(self._show_layer)
+        row.addWidget(self.layer_combo, 1)
+        self.layer_info = QLabel(objectName="layerInfo")
+        row.addWidget(self.layer_info, 2)
+        v.addLayout(row)
+        body = QHBoxLayout()
+        self.grid = ActivationGrid()
+        self.grid.channel_clicked.connect(self.enlarge_channel)
+        scroll = QScrollArea(widgetResizable=True)
+        scroll.setWidget(self.grid)
+        body.addWidget(scroll, 1)
+        body.addWidget(self._build_side())
+        v.addLayout(body, 1)
+
+    def _build_side(self) -> QScrollArea:
+        """The enlarged channel's caption, the channel with its colour bar, and a note, at their natural sizes.
+
+        The caption comes first so that it stays in view in a short window; the whole column sits in a scroll area,
+        so a window too short for it scrolls it instead of squeezing its parts on top of each other.
+        """
+        side = QWidget(objectName="enlargedSide")
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(0, 0, 0, 0)
+        self.enlarged_caption = QLabel(objectName="enlargedCaption")
+        self.enlarged_caption.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        sv.addWidget(self.enlarged_caption)
+        top = QHBoxLayout()
+        self.enlarged = QLabel(objectName="enlargedChannel", alignment=Qt.AlignCenter)
+        self.enlarged.setFixedSize(ENLARGED_SIZE, ENLARGED_SIZE)
+        self.enlarged.setStyleSheet("border: 1px solid #cfd8dc")
+        top.addWidget(self.enlarged)
+        self.color_bar = ColorBar("viridis", ENLARGED_SIZE)
+        top.addWidget(self.color_bar)
+        top.addStretch(1)
+        sv.addLayout(top)
+        note = QLabel("Each map is scaled to its own range: bright = where this channel responds most.", wordWrap=True)
+        note.setStyleSheet(NOTE_STYLE)
+        sv.addWidget(note)
+        sv.addStretch(1)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(side)
+        width = ENLARGED_SIZE + self.color_bar.sizeHint().width() + 40
+        side.setFixedWidth(width)
+        scroll.setFixedWidth(width + scroll.verticalScrollBar().sizeHint().width())
+        return scroll
+
+    def clear(self) -> None:
+        self.image, self.maps = None, []
+        with QSignalBlocker(self.layer_combo):
+            self.layer_combo.clear()
+        self.grid.show_maps(np.zeros((1, 1, 0), np.float32))
+        self.enlarged.clear()
+        self.enlarged_caption.setText("")
+        self.layer_info.setText("")
+
+    def show_maps(self, image: np.ndarray, maps: list[tuple[str, np.ndarray]], conv_layers: list[str]) -> None:
+        """Show an image's maps, layer by layer, keeping the chosen layer where the model still has it."""
+        self.image, self.maps = image, maps
+        names = [n for n, _ in maps]
+        if _layer_names(self.layer_combo, 1) != names:
+            current = self.layer_combo.currentText()
+            with QSignalBlocker(self.layer_combo):
+                self.layer_combo.clear()
+                self.layer_combo.addItem(INPUT_LAYER)  # the image's own channels come first
+                self.layer_combo.addItems(names)
+                if current in names or current == INPUT_LAYER:
+                    self.layer_combo.setCurrentText(current)
+                elif conv_layers:
+                    self.layer_combo.setCurrentText(conv_layers[0])
+        self._show_layer()
+
+    def layer_maps(self) -> tuple[str, np.ndarray] | None:
+        """The chosen layer's name and maps (H, W, C); the input layer is the image itself."""
+        i = self.layer_combo.currentIndex()
+        if i == 0 and self.image is not None:
+            return INPUT_LAYER, self.image.astype(np.float32)
+        return self.maps[i - 1] if 1 <= i <= len(self.maps) else None
+
+    def _show_layer(self) -> None:
+        lm = self.layer_maps()
+        if lm is None:
+            return
+        name, m = lm
+        h, w, c = m.shape
+        shown = min(c, MAX_CHANNEL_TILES)
+        more = f" (first {shown} shown)" if shown < c else ""
+        self.layer_info.setText(f"{name}: {c} channels of {h}×{w}{more}")
+        self.grid.show_maps(m, tile=96 if c <= 32 else 64)
+        self.enlarge_channel(0)
+
+    def enlarge_channel(self, index: int) -> None:
+        lm = self.layer_maps()
+        if lm is None or index >= lm[1].shape[-1]:
+            return
+        name, m = lm
+        ch = m[..., index]
+        self.enlarged.setPixmap(channel_pixmap(ch, ENLARGED_SIZE - 4))
+        self.enlarged_caption.setText(f"{name}, channel {index}\nmin {float(ch.min()):.3g} · "
+                                      f"max {float(ch.max()):.3g} · mean {float(ch.mean()):.3g}")
+
+
+class LayerOverview(QScrollArea):
+    """Every layer in one scrolling column: a row per layer with its first few channels."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, widgetResizable=True)
+        body = QWidget(objectName="layerOverview")
+        self.rows = QVBoxLayout(body)
+        self.setWidget(body)
+
+    def clear(self) -> None:
+        clear_layout(self.rows)
+
+    def show_maps(self, image: np.ndarray, maps: list[tuple[str, np.ndarray]]) -> None:
+        self.clear()
+        self.rows.addWidget(self._row("input", [array_to_pixmap(image, 64, 64)], []))
+        for name, m in maps:
+            h, w, c = m.shape
+            shown = min(OVERVIEW_CHANNELS, c)
+            which = f"first {shown} of {c} channels" if shown < c else f"all {c} channels"
+            pixmaps = [channel_pixmap(m[..., ci], 64) for ci in range(shown)]
+            self.rows.addWidget(self._row(f"{name}\n{h}×{w}×{c}\n{which}", pixmaps,
+                                          [f"{name} channel {ci}" for ci in range(shown)]))
+        self.rows.addStretch(1)
+
+    @staticmethod
+    def _row(caption: str, pixmaps: list, tooltips: list[str]) -> QWidget:
+        holder = QWidget()
+        row = QHBoxLayout(holder)
+        row.setContentsMargins(0, 0, 0, 0)
+        lab = QLabel(caption, objectName="overviewCaption")
+        lab.setFixedWidth(150)
+        row.addWidget(lab)
+        for i, pm in enumerate(pixmaps):
+            tile = QLabel(pixmap=pm)
+            if i < len(tooltips):
+                tile.setToolTip(tooltips[i])
+            row.addWidget(tile)
+        row.addStretch(1)
+        return holder
+
+
+class GradCamView(QWidget):
+    """The Grad-CAM heat map of a chosen class at a chosen layer, over the image, with its colour scale.
+
+    Signals:
+        target_changed(): the user chose another class or layer; a new map is needed.
+    """
+
+    target_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.image: np.ndarray | None = None
+        self.cam: np.ndarray | None = None
+        h = QHBoxLayout(self)
+        h.addLayout(self._build_controls(), 1)
+        h.addLayout(self._build_picture(), 2)
+
+    def _build_controls(self) -> QVBoxLayout:
+        controls = QVBoxLayout()
+        controls.addWidget(QLabel("Explain the class:"))
+        self.cam_class = QComboBox(objectName="camClass")
+        self.cam_class.currentIndexChanged.connect(self.target_changed)
+        controls.addWidget(self.cam_class)
+        controls.addWidget(QLabel("At the layer:"))
+        self.cam_layer = QComboBox(objectName="camLayer")
+        self.cam_layer.currentIndexChanged.connect(self.target_changed)
+        controls.addWidget(self.cam_layer)
+        controls.addWidget(QLabel("Heat-map opacity:"))
+        self.opacity = QSlider(Qt.Horizontal, objectName="camOpacity", minimum=0, maximum=100, value=50)
+        self.opacity.valueChanged.connect(self._redraw)
+        controls.addWidget(self.opacity)
+        expl = QLabel("Grad-CAM colours the regions that raised the chosen class's score most (red = most). "
+                      "cnndesk uses its HiResCAM form (gradient × activation), which stays faithful for "
+                      "Flatten + Dense heads such as the seed model's.", wordWrap=True)
+        expl.setStyleSheet("color: #546e7a")
+        controls.addWidget(expl)
+        controls.addStretch(1)
+        return controls
+
+    def _build_picture(self) -> QVBoxLayout:
+        right = QVBoxLayout()
+        row = QHBoxLayout()
+        # drawn at the right, next to its colour bar
+        self.cam_view = QLabel(objectName="gradcamOverlay", alignment=Qt.AlignRight | Qt.AlignTop)
+        self.cam_view.setMinimumSize(CAM_VIEW_MIN, CAM_VIEW_MIN)  # grows with the tab; the map is drawn to fit
+        self.cam_view.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        row.addWidget(self.cam_view, 1)
+        self.color_bar = ColorBar("jet", CAM_VIEW_MIN)
+        self.color_bar.high.setText("high: raised the score most")
+        self.color_bar.low.setText("low: no effect")
+        row.addWidget(self.color_bar, 0, Qt.AlignTop)
+        right.addLayout(row, 1)
+        self.cam_caption = QLabel(objectName="camCaption", wordWrap=True)
+        self.cam_caption.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        right.addWidget(self.cam_caption)
+        self.cam_note = QLabel(objectName="camNote", wordWrap=True)
+        self.cam_note.setStyleSheet("color: #8a5300")
+        right.addWidget(self.cam_note)
+        return right
+
+    # -- the class and layer to explain --------------------------------------------------------
+    def set_classes(self, names: list[str]) -> None:
+        with QSignalBlocker(self.cam_class):
+            self.cam_class.clear()
+            self.cam_class.addItems([printable(n) for n in names])
+
+    def select_class(self, index: int) -> None:
+        """Choose the class to explain without asking for a new map (the caller asks for one)."""
+        with QSignalBlocker(self.cam_class):
+            self.cam_class.setCurrentIndex(index)
+
+    def set_layers(self, names: list[str], default: str) -> None:
+        """Offer the model's layers (chosen: ``default``) unless they are the ones already offered."""
+        if _layer_names(self.cam_layer) == names:
+            return
+        with QSignalBlocker(self.cam_layer):
+            self.cam_layer.clear()
+            for n in names:
+                self.cam_layer.addItem(n, n)
+            self.cam_layer.setCurrentIndex(names.index(default))
+
+    def class_index(self) -> int:
+        return self.cam_class.currentIndex()
+
+    def layer(self) -> str | None:
+        return self.cam_layer.currentData()
+
+    # -- the map ------------------------------------------------------------------------------
+    def clear(self) -> None:
+        self.image = self.cam = None
+        with QSignalBlocker(self.cam_layer):
+            self.cam_layer.clear()
+        self.set_classes([])
+        self.cam_view.clear()
+        self.cam_caption.setText("")
+        self.cam_note.setText("")
+
+    def show_cam(self, image: np.ndarray, cam: np.ndarray) -> None:
+        """Show ``cam`` (a [0, 1] map at the layer's resolution) for ``image`` and the chosen class and layer."""
+        self.image, self.cam = image, cam
+        self._redraw()
+
+    def overlay_image(self) -> np.ndarray | None:
+        """The heat map over the image at the image's own size, as an RGB array (what Save view writes)."""
+        if self.cam is None or self.image is None:
+            return None
+        return gradcam_overlay(self.image, self.cam, self.opacity.value() / 100.0)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self.cam is None or self.image is None:
+            return
+        side = max(CAM_VIEW_MIN, min(self.cam_view.width(), self.cam_view.height())) - 2
+        h, w = self.image.shape[:2]
+        scale = side / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        shown = gradcam_overlay(self.image, self.cam, self.opacity.value() / 100.0, size=size)
+        self.cam_view.setPixmap(array_to_pixmap(shown))
+        ch, cw = self.cam.shape[:2]
+        self.cam_caption.setText(f"Heat map for the class “{self.cam_class.currentText()}” at the layer "
+                                 f"{self.cam_layer.currentText()} ({ch}×{cw}, smoothed to the image's size).")
+        empty = not np.any(self.cam)
+        self.cam_note.setText("Nothing in this image raises this class's score at this layer, so the heat map is "
+                              "empty. Try another layer or class." if empty else "")
+
+
+class KernelView(QWidget):
+    """The first convolution's filters, each scaled to its own range."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        v = QVBoxLayout(self)
+        self.kernel_info = QLabel(wordWrap=True)
+        v.addWidget(self.kernel_info)
+        grid_widget = QWidget(objectName="kernelGrid")
+        self.kernel_grid = QGridLayout(grid_widget)
+        scroll = QScrollArea(widgetResizable=True)
+        scroll.setWidget(grid_widget)
+        v.addWidget(scroll, 1)
+
+    def show_kernels(self, kernels: np.ndarray | None) -> None:
+        """Show kernels (k, k, input channels, filters); None: the model has no convolution."""
+        clear_layout(self.kernel_grid)
+        if kernels is None:
+            self.kernel_info.setText("The model has no Conv2D layer.")
+            return
+        k, _, cin, f = kernels.shape
+        self.kernel_info.setText(f"The {f} filters of the first convolution, each {k}×{k}×{cin}: the patterns it "
+                                 "looks for in the image (scaled to the filter's own range).")
+        for i in range(f):
+            w = kernels[..., i]
+            w = (w - w.min()) / (w.max() - w.min() + 1e-12) * 255
+            img = w.astype(np.uint8) if cin in (1, 3) else w.mean(axis=-1).astype(np.uint8)
+            tile = QLabel(pixmap=array_to_pixmap(img, 48, 48), toolTip=f"filter {i}")
+            r, c = divmod(i, 12)
+            self.kernel_grid.addWidget(tile, r, c)
