@@ -684,3 +684,31 @@ def test_save_as_takes_the_name_of_a_new_folder(window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: not window.state.busy, timeout=30000)
     assert is_project(tmp_path / "brand new project")
     assert window.windowTitle().startswith("brand new project")
+
+
+def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qtbot, make_window, tmp_path,
+                                                                 monkeypatch, tiny_dataset):
+    w = tiny_window
+    train_now(w, qtbot, epochs=2)
+    batches = w.training_panel.chart.point_count("batch_loss")
+    images = sorted(str(p) for p in (tiny_dataset / "left").iterdir())[:2]
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    w.viewer_panel.classify_paths(images)
+    qtbot.waitUntil(lambda: w.viewer_panel.strip.count() == 2, timeout=20000)
+    folder = tmp_path / "whole"
+    save_as(w, qtbot, monkeypatch, folder)
+
+    w2 = make_window()
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder) and w2.dataset_panel.data is not None, timeout=60000)
+    panel = w2.training_panel
+    assert panel.chart.point_count("batch_loss") == batches  # the batch-loss line, as it was drawn
+    assert panel.chart.best.count() == 1  # the kept epoch's marker
+    epochs = [line for line in panel.log.toPlainText().splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 2 and all(" s, " in line for line in epochs)  # each epoch's time and speed
+    viewer = w2.viewer_panel
+    qtbot.waitUntil(lambda: viewer.strip.count() == 2, timeout=20000)  # the images the viewer showed
+    w2.tabs.setCurrentIndex(w2.TAB_VIEWER)
+    viewer.tabs.setCurrentWidget(viewer.evaluation_view)  # the evaluation is computed when it is looked at
+    qtbot.waitUntil(lambda: viewer.evaluation_view.accuracy_label.text().startswith("Accuracy"), timeout=20000)
+    assert not w2.isWindowModified()

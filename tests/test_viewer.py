@@ -385,3 +385,24 @@ def test_a_stack_without_conv_or_pooling_trains_and_the_viewer_shows_its_predict
     assert shown == ["Evaluation"]  # nothing inside to look at: no maps, no heat map
     qtbot.mouseClick(v.evaluation_view.evaluate_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: v.evaluation_view.accuracy_label.text().startswith("Accuracy"), timeout=20000)
+
+
+def test_open_model_starts_in_the_folder_last_used(window, monkeypatch, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    window.settings.setValue("folders/model", str(folder))
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda parent, title, start, *a: asked.append(start) or ("", ""))
+    window.open_model_action.trigger()
+    assert asked == [str(folder)]
+
+
+def test_a_savedmodel_export_is_written_into_the_new_folder_named(trained, qtbot, tmp_path, monkeypatch):
+    from cnndesk.ui import file_dialogs
+
+    out = tmp_path / "my exports" / "shapes model"
+    (tmp_path / "my exports").mkdir()
+    monkeypatch.setattr(file_dialogs, "ask_folder_for_writing", lambda *a, **k: str(out))
+    trained.export_actions["saved_model"].trigger()
+    qtbot.waitUntil(lambda: trained.statusBar().currentMessage().startswith("Exported"), timeout=120000)
+    assert (out / "saved_model.pb").is_file()  # the folder named, not a folder inside it

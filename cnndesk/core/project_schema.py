@@ -6,6 +6,7 @@ Where the files of a project folder go, and how a save commits them, is
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ class Project:
 
     ``run`` names the training run the project's model came from (None when the
     project has no model, or was saved by a cnndesk that did not record runs).
+    ``batch_loss`` is the run's loss per batch as ``[epoch position, loss]`` pairs
+    (thinned by the session to a few thousand), so a reopened chart draws the same
+    line; ``viewer_images`` are the image files the viewer showed. Both are
+    optional: older projects open without them.
     """
 
     dataset_path: str | None = None
@@ -38,6 +43,8 @@ class Project:
     best_epoch: int | None = None
     saved_at: float | None = None
     run: str | None = None
+    batch_loss: list[list[float]] = field(default_factory=list)
+    viewer_images: list[str] = field(default_factory=list)
 
     @property
     def preprocessing(self):
@@ -57,6 +64,8 @@ class Project:
             "best_epoch": self.best_epoch,
             "saved_at": self.saved_at,
             "run": self.run,
+            "batch_loss": [[round(float(x), 4), float(f"{loss:.5g}")] for x, loss in self.batch_loss],
+            "viewer_images": list(self.viewer_images),
         }
 
     @classmethod
@@ -74,7 +83,22 @@ class Project:
             best_epoch=d.get("best_epoch"),
             saved_at=d.get("saved_at"),
             run=None if run is None else str(run),
+            batch_loss=_pairs(d.get("batch_loss")),
+            viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
         )
+
+
+def _pairs(value) -> list[list[float]]:
+    """``[[x, y], …]`` of finite numbers from ``value``; anything else is left out (a hand-edited file)."""
+    out = []
+    for item in value if isinstance(value, list) else []:
+        try:
+            x, y = float(item[0]), float(item[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if math.isfinite(x) and math.isfinite(y):
+            out.append([x, y])
+    return out
 
 
 def new_run_id() -> str:

@@ -74,6 +74,7 @@ class RunRecord:
     model: ModelInfo
     history: tuple[dict, ...] = ()
     best_epoch: int | None = None
+    batch_loss: tuple = ()
 
     def describe(self) -> str:
         """"the previous run (12 epochs, validation accuracy 0.917)"."""
@@ -102,14 +103,16 @@ class SessionState:
     model: ModelInfo | None = None
     history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
+    batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
     previous: RunRecord | None = None
+    viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False
 
     #: Fields that are part of the saved project: changing one marks the session modified.
     DOCUMENT = frozenset({"dataset_path", "dataset_config", "layers", "preset", "settings", "model", "history",
-                          "best_epoch"})
+                          "best_epoch", "batch_loss"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_observers", [])
@@ -207,7 +210,7 @@ class SessionState:
         """The current model with its history, as it would be kept when a new run replaces it."""
         if self.model is None:
             return None
-        return RunRecord(self.model, tuple(self.history), self.best_epoch)
+        return RunRecord(self.model, tuple(self.history), self.best_epoch, tuple(self.batch_loss))
 
     def current_project(self):
         """The project as it would be saved now (``core.project.Project``)."""
@@ -230,7 +233,25 @@ class SessionState:
             history=list(self.history),
             best_epoch=self.best_epoch,
             run=self.model.run if self.model is not None else None,
+            batch_loss=[list(p) for p in thin(self.batch_loss)],
+            viewer_images=list(self.viewed_images),
         )
+
+
+#: a project keeps at most this many batch-loss points (a long run's line keeps its shape)
+MAX_BATCH_POINTS = 4000
+
+
+def thin(points, most: int = MAX_BATCH_POINTS) -> list:
+    """Every k-th point, so that at most ``most`` remain (the last one always kept)."""
+    points = list(points)
+    if len(points) <= most:
+        return points
+    step = -(-len(points) // most)
+    kept = points[::step]
+    if kept[-1] is not points[-1]:
+        kept[-1] = points[-1]
+    return kept
 
 
 def _same(a, b) -> bool:

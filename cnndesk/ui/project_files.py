@@ -56,7 +56,8 @@ class ProjectFiles(QObject):
         w, state = self.window, self.state
         self.engine.submit(EngineWorker.clear_model)
         with state.not_an_edit():
-            state.update(project_path=None, model=None, history=[], best_epoch=None, previous=None,
+            state.update(project_path=None, model=None, history=[], best_epoch=None, batch_loss=[], previous=None,
+                         viewed_images=[],
                          layers=preset("seed"), preset="seed", dataset_config=DatasetConfig(),
                          settings=TrainingSettings(device=state.settings.device))
         w.training_panel.show_history([], None)
@@ -104,8 +105,9 @@ class ProjectFiles(QObject):
         with state.not_an_edit():
             state.update(project_path=str(Path(folder)), dataset_config=project.dataset, layers=list(project.layers),
                          preset=project.preset, settings=project.settings, history=list(project.history),
-                         best_epoch=project.best_epoch, previous=None, model=model, activity=IDLE)
-        w.training_panel.show_history(state.history, state.best_epoch)
+                         best_epoch=project.best_epoch, batch_loss=[tuple(p) for p in project.batch_loss],
+                         viewed_images=list(project.viewer_images), previous=None, model=model, activity=IDLE)
+        w.training_panel.show_history(state.history, state.best_epoch, state.batch_loss)
         if project.dataset_path and Path(project.dataset_path).is_dir():
             w.dataset_panel.load_folder(project.dataset_path)
         self.recent.add(state.project_path)

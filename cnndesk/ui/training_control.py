@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from ..core.architecture import layer_table, total_params
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project import check_destination, estimate_model_bytes, new_run_id
-from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState
+from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
 from .engine import Engine, EngineWorker
 from .training_panel import TrainingPanel
 
@@ -48,7 +48,9 @@ class TrainingControl(QObject):
         self._job = None  # the running training job
         self._plan: ModelInfo | None = None  # what the model being trained will be
         self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
+        self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
         engine.batch.connect(panel.on_batch)
+        engine.batch.connect(self._on_batch)
         engine.epoch.connect(self._on_epoch)
         engine.message.connect(panel.add_note)
         state.observe(self._show_previous, "previous", "activity", "engine_ready")
@@ -78,10 +80,11 @@ class TrainingControl(QObject):
                                spec=(list(state.layers), state.preset, settings))
         # the engine keeps the current model when the new one arrives: remember what goes with it
         self._replaced = state.current_run() if not continuing else None
+        self._batch_points = list(state.batch_loss) if continuing else []
         with state.changes():
             state.activity = TRAINING
             if not continuing:
-                state.history, state.best_epoch = [], None
+                state.history, state.best_epoch, state.batch_loss = [], None, []
         self.panel.training_started(settings.epochs, continuing, initial)
         config = state.dataset_config
         self._job = self.engine.submit(EngineWorker.train, data=data, layers=list(state.layers), settings=settings,
@@ -107,9 +110,12 @@ class TrainingControl(QObject):
         self.engine.submit(EngineWorker.restore_previous, on_done=self._on_swapped, on_error=self._on_swap_failed)
 
     # -- engine answers ---------------------------------------------------------------
+    def _on_batch(self, report) -> None:
+        self._batch_points.append((report.epoch - 1 + report.batch / report.steps, float(report.loss)))
+
     def _on_epoch(self, report) -> None:
         self.panel.on_epoch(report)
-        self.state.history = [*self.state.history, report.to_json()]
+        self.state.update(history=[*self.state.history, report.to_json()], batch_loss=thin(self._batch_points))
 
     def _on_trained(self, result) -> None:
         # the epochs themselves arrived one by one through _on_epoch
@@ -118,6 +124,7 @@ class TrainingControl(QObject):
         with state.changes():
             state.model = dataclasses.replace(self._plan, has_maps=getattr(result, "has_maps", True))
             state.best_epoch = result.best_epoch
+            state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
             if self._replaced is not None:
                 state.previous = self._replaced
             state.activity = IDLE
@@ -136,9 +143,10 @@ class TrainingControl(QObject):
             if self._replaced is not None:  # the engine still holds the model it had: show its run again,
                 state.history = list(self._replaced.history)  # keeping the edits the user tried to train
                 state.best_epoch = self._replaced.best_epoch
+                state.batch_loss = list(self._replaced.batch_loss)
             state.activity = IDLE
         if self._replaced is not None:
-            self.panel.show_history(state.history, state.best_epoch)
+            self.panel.show_history(state.history, state.best_epoch, state.batch_loss)
         self._replaced = None
         self.error.emit("Training failed", message)
         self.finished.emit()
@@ -149,12 +157,13 @@ class TrainingControl(QObject):
         with state.changes():
             state.model = previous.model
             state.history, state.best_epoch = list(previous.history), previous.best_epoch
+            state.batch_loss = list(previous.batch_loss)
             state.previous = current
             if previous.model.spec is not None:  # the layers and settings that go with the model
                 layers, preset_name, settings = previous.model.spec
                 state.layers, state.preset, state.settings = list(layers), preset_name, settings
             state.activity = IDLE
-        self.panel.show_history(state.history, state.best_epoch)
+        self.panel.show_history(state.history, state.best_epoch, state.batch_loss)
         self.status.emit("The previous model is current again; the one trained after it can be brought back the "
                          "same way.", 10000)
         self.finished.emit()

@@ -413,14 +413,17 @@ class TrainingPanel(QWidget):
         """A sentence from the trainer, e.g. which stopping rules apply to this run."""
         self.log.appendPlainText(text)
 
-    def show_history(self, history: list[dict], best_epoch: int | None) -> None:
-        """Show a saved history (after opening a project)."""
+    def show_history(self, history: list[dict], best_epoch: int | None, batch_loss=()) -> None:
+        """Show a saved run as it was drawn while it trained (after opening a project or bringing one back):
+        the epochs, the batch-loss line, each epoch's time and the kept epoch."""
         self.chart.clear()
         self.log.clear()
         self.chart.set_epochs(max(len(history), 1))
+        for x, loss in batch_loss:
+            self.chart.add_batch(x, loss)
         for row in history:
             self.chart.add_epoch(row["epoch"], row)
-            self.log.appendPlainText(epoch_summary(row))
+            self.log.appendPlainText(epoch_summary(row) + _timing(row))
         if not history:
             return
         kept = best_epoch if self.chart.epoch_values(best_epoch) is not None else history[-1]["epoch"]
@@ -431,6 +434,14 @@ class TrainingPanel(QWidget):
         else:
             self.log.appendPlainText(f"The model holds the weights it had when training ended, after epoch {kept} "
                                      f"({_accuracy_phrase(row)}).")
+
+
+def _timing(row: dict) -> str:
+    """"  (1.2 s, 480 img/s)" for a history row that recorded them (older projects did not)."""
+    seconds, speed = row.get("seconds"), row.get("images_per_s")
+    if seconds is None:
+        return ""
+    return f"  ({seconds:.1f} s, {speed:,.0f} img/s)" if speed else f"  ({seconds:.1f} s)"
 
 
 def _stopped_kept_sentence(chart: TrainingChart, last_batch) -> str:

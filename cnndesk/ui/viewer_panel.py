@@ -74,6 +74,7 @@ class ViewerPanel(QWidget):
         self._build()
         state.observe(self._on_model, "model")
         state.observe(self._update_enabled, "model", "activity", "engine_ready", "data")
+        state.observe(self._evaluate_on_demand, "data", "activity")
         self._update_enabled()
 
     # -- what the state says --------------------------------------------------------
@@ -192,6 +193,7 @@ class ViewerPanel(QWidget):
         self.evaluation_view.evaluate_requested.connect(self.evaluate)
         self.evaluation_view.open_path.connect(self._open_evaluated)
         self.tabs.addTab(self.evaluation_view, "Evaluation")
+        self.tabs.currentChanged.connect(self._evaluate_on_demand)
         return self.tabs
 
     # -- model state ---------------------------------------------------------------
@@ -230,13 +232,15 @@ class ViewerPanel(QWidget):
         if shown is not None and shown.renamed(list(model.class_names)) == model and shown != model:
             self._relabel()  # the same model, new names: no need to ask the engine again
             return
-        kept = [im for im in self.images if im.path]
+        # the images shown (or, for a reopened project, the ones it showed) are classified again by the new model
+        self._known_classes.update({im.path: im.true_class for im in self.images if im.path and im.true_class})
+        paths = [p for p in self.state.viewed_images if Path(p).is_file()]
         self._reset_views()
         self.images = []
         self.strip.clear()
-        if kept:
-            self._known_classes.update({im.path: im.true_class for im in kept if im.true_class})
-            self.classify_paths([im.path for im in kept])
+        if paths:
+            self.classify_paths(paths)
+        self._evaluate_on_demand()
 
     def _relabel(self) -> None:
         """Show the renamed classes on what is already classified."""
@@ -344,6 +348,8 @@ class ViewerPanel(QWidget):
                 im.original = array_to_pixmap(picture if picture is not None else im.prepared)
             self.images.append(im)
             self._add_strip_item(im)
+        # what the viewer shows is part of the working state a project brings back (not an edit of it)
+        self.state.viewed_images = list(dict.fromkeys(im.path for im in self.images if im.path))
         self.stack.setCurrentIndex(1)
         errors = [im for im in self.images[first_new:] if im.error]
         if errors:
@@ -453,6 +459,13 @@ class ViewerPanel(QWidget):
         self.engine.submit(EngineWorker.evaluate, data, latest_only=True,
                            on_done=lambda ev: self.evaluation_view.show_result(ev, data),
                            on_error=self.evaluation_view.show_message)
+
+    def _evaluate_on_demand(self, _index=None) -> None:
+        """Showing the Evaluation tab computes it, once per model and dataset (e.g. after reopening a project)."""
+        if (self.tabs.currentWidget() is self.evaluation_view and self.evaluation_view.evaluation is None
+                and self.usable and self.state.data is not None and self.isVisible()
+                and self.evaluation_view.accuracy_label.text() != "Evaluating…"):
+            self.evaluate()
 
     def _open_evaluated(self, path: str) -> None:
         """Classify an image clicked in the evaluation, remembering its true class to show beside the verdict."""
