@@ -196,6 +196,7 @@ class GradCamView(QWidget):
         super().__init__(parent)
         self.image: np.ndarray | None = None
         self.cam: np.ndarray | None = None
+        self._smoothed: np.ndarray | None = None  # self.cam smoothed, made once per map (redraws are frequent)
         h = QHBoxLayout(self)
         h.addLayout(self._build_controls(), 1)
         h.addLayout(self._build_picture(), 2)
@@ -277,7 +278,7 @@ class GradCamView(QWidget):
 
     # -- the map ------------------------------------------------------------------------------
     def clear(self) -> None:
-        self.image = self.cam = None
+        self.image = self.cam = self._smoothed = None
         with QSignalBlocker(self.cam_layer):
             self.cam_layer.clear()
         self.set_classes([])
@@ -287,14 +288,16 @@ class GradCamView(QWidget):
 
     def show_cam(self, image: np.ndarray, cam: np.ndarray) -> None:
         """Show ``cam`` (a [0, 1] map at the layer's resolution) for ``image`` and the chosen class and layer."""
-        self.image, self.cam = image, cam
+        self.image, self.cam, self._smoothed = image, cam, None
         self._redraw()
 
     def shown_map(self) -> np.ndarray | None:
         """The map as drawn: smoothed when "Smooth" is checked, else the layer's own values."""
-        if self.cam is None:
-            return None
-        return smooth_map(self.cam, CAM_SMOOTH_SIGMA) if self.smooth.isChecked() else self.cam
+        if self.cam is None or not self.smooth.isChecked():
+            return self.cam
+        if self._smoothed is None:
+            self._smoothed = smooth_map(self.cam, CAM_SMOOTH_SIGMA)
+        return self._smoothed
 
     def overlay_image(self) -> np.ndarray | None:
         """The heat map over the image at the image's own size, as an RGB array (what Save view writes)."""
