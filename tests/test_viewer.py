@@ -247,8 +247,9 @@ def test_the_gradcam_map_has_a_colour_scale_and_says_what_it_explains(trained, q
     predicted = g.cam_class.currentText()
     ch, cw = g.cam.shape
     assert g.cam_caption.isVisible()
+    assert g.smooth.isChecked()  # smoothed by default: a late layer's fine map reads as regions
     assert g.cam_caption.text() == (f"Heat map for the class “{predicted}” at the layer conv2d_5 "
-                                    f"({ch}×{cw}, smoothed to the image's size).")
+                                    f"({ch}×{cw}, smoothed over about 9 px of the 64-px image).")
     # shown larger than the model's 64 px input, filling the room it has
     shown = g.cam_view.pixmap()
     assert shown.width() > 64 * 3 and shown.width() >= min(g.cam_view.width(), g.cam_view.height()) - 2

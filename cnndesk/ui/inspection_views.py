@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget,
 )
 
 from ..core.scanning import printable
-from ..core.pictures import gradcam_overlay
+from ..core.pictures import gradcam_overlay, smooth_map
 from .widgets import MAX_CHANNEL_TILES, ActivationGrid, ColorBar, array_to_pixmap, channel_pixmap, clear_layout
 
 INPUT_LAYER = "input (the image's channels)"
@@ -21,6 +21,8 @@ OVERVIEW_CHANNELS = 8
 ENLARGED_SIZE = 180
 CAM_VIEW_MIN = 160
 NOTE_STYLE = "color: #546e7a; font-size: 9pt"
+CAM_SMOOTH_SIGMA = 1.5  # map cells; why this much: docs/inspection.md, "Smoothing the heat map"
+FWHM_PER_SIGMA = 2.355  # a Gaussian's full width at half its height, in sigmas
 
 
 def _layer_names(combo: QComboBox, first: int = 0) -> list[str]:
@@ -194,6 +196,7 @@ class GradCamView(QWidget):
         super().__init__(parent)
         self.image: np.ndarray | None = None
         self.cam: np.ndarray | None = None
+        self._smoothed: np.ndarray | None = None  # self.cam smoothed, made once per map (redraws are frequent)
         h = QHBoxLayout(self)
         h.addLayout(self._build_controls(), 1)
         h.addLayout(self._build_picture(), 2)
@@ -212,6 +215,11 @@ class GradCamView(QWidget):
         self.opacity = QSlider(Qt.Horizontal, objectName="camOpacity", minimum=0, maximum=100, value=50)
         self.opacity.valueChanged.connect(self._redraw)
         controls.addWidget(self.opacity)
+        self.smooth = QCheckBox("Smooth", objectName="camSmooth", checked=True)
+        self.smooth.setToolTip("Blur the map over a few of its cells so that its regions read clearly; "
+                               "off: the layer's exact values, cell by cell.")
+        self.smooth.toggled.connect(self._redraw)
+        controls.addWidget(self.smooth)
         expl = QLabel("Grad-CAM colours the regions that raised the chosen class's score most (red = most). "
                       "cnndesk uses its HiResCAM form (gradient × activation), which stays faithful for "
                       "Flatten + Dense heads such as the seed model's.", wordWrap=True)
@@ -270,7 +278,7 @@ class GradCamView(QWidget):
 
     # -- the map ------------------------------------------------------------------------------
     def clear(self) -> None:
-        self.image = self.cam = None
+        self.image = self.cam = self._smoothed = None
         with QSignalBlocker(self.cam_layer):
             self.cam_layer.clear()
         self.set_classes([])
@@ -280,14 +288,22 @@ class GradCamView(QWidget):
 
     def show_cam(self, image: np.ndarray, cam: np.ndarray) -> None:
         """Show ``cam`` (a [0, 1] map at the layer's resolution) for ``image`` and the chosen class and layer."""
-        self.image, self.cam = image, cam
+        self.image, self.cam, self._smoothed = image, cam, None
         self._redraw()
+
+    def shown_map(self) -> np.ndarray | None:
+        """The map as drawn: smoothed when "Smooth" is checked, else the layer's own values."""
+        if self.cam is None or not self.smooth.isChecked():
+            return self.cam
+        if self._smoothed is None:
+            self._smoothed = smooth_map(self.cam, CAM_SMOOTH_SIGMA)
+        return self._smoothed
 
     def overlay_image(self) -> np.ndarray | None:
         """The heat map over the image at the image's own size, as an RGB array (what Save view writes)."""
         if self.cam is None or self.image is None:
             return None
-        return gradcam_overlay(self.image, self.cam, self.opacity.value() / 100.0)
+        return gradcam_overlay(self.image, self.shown_map(), self.opacity.value() / 100.0)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -300,14 +316,24 @@ class GradCamView(QWidget):
         h, w = self.image.shape[:2]
         scale = side / max(h, w)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        shown = gradcam_overlay(self.image, self.cam, self.opacity.value() / 100.0, size=size)
+        shown = gradcam_overlay(self.image, self.shown_map(), self.opacity.value() / 100.0, size=size)
         self.cam_view.setPixmap(array_to_pixmap(shown))
-        ch, cw = self.cam.shape[:2]
         self.cam_caption.setText(f"Heat map for the class “{self.cam_class.currentText()}” at the layer "
-                                 f"{self.cam_layer.currentText()} ({ch}×{cw}, smoothed to the image's size).")
+                                 f"{self.cam_layer.currentText()} ({self._map_description()}).")
         empty = not np.any(self.cam)
         self.cam_note.setText("Nothing in this image raises this class's score at this layer, so the heat map is "
                               "empty. Try another layer or class." if empty else "")
+
+
+    def _map_description(self) -> str:
+        """The map's size and how it is drawn, e.g. "26×26, smoothed over about 6 px of the 64-px image"."""
+        ch, cw = self.cam.shape[:2]
+        if not self.smooth.isChecked():
+            return f"{ch}×{cw}, raw: the layer's own values, enlarged to the image's size"
+        h, w = self.image.shape[:2]
+        cell_px = max(h / ch, w / cw)  # how many of the image's pixels one map cell spans
+        width = max(1, round(FWHM_PER_SIGMA * CAM_SMOOTH_SIGMA * cell_px))
+        return f"{ch}×{cw}, smoothed over about {width} px of the {max(h, w)}-px image"
 
 
 class KernelView(QWidget):
