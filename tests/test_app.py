@@ -712,3 +712,12 @@ def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qt
     viewer.tabs.setCurrentWidget(viewer.evaluation_view)  # the evaluation is computed when it is looked at
     qtbot.waitUntil(lambda: viewer.evaluation_view.accuracy_label.text().startswith("Accuracy"), timeout=20000)
     assert not w2.isWindowModified()
+
+
+def test_f5_from_any_tab_shows_the_training_as_it_starts(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 1)
+    w.tabs.setCurrentIndex(w.TAB_DATASET)
+    qtbot.keyClick(w, Qt.Key_F5)
+    assert w.tabs.currentIndex() == w.TAB_TRAIN
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)

@@ -168,7 +168,7 @@ class MainWindow(QMainWindow):
         v.addAction(self._action("&Full Screen", self._toggle_full_screen, QKeySequence.FullScreen))
 
         t = mb.addMenu("&Training")
-        self.train_action = self._action("&Train", lambda: self.training.start(self.training_panel.continue_check.isChecked()),
+        self.train_action = self._action("&Train", lambda: self._train(self.training_panel.continue_check.isChecked()),
                                          "F5", name="trainAction")
         self.stop_action = self._action("&Stop", self.training.stop, "Esc", name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
