@@ -375,7 +375,7 @@ def cmd_inspect(args) -> int:
     from PIL import Image
 
     from .core.scanning import printable
-    from .core.pictures import channel_grid, gradcam_overlay
+    from .core.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
 
     ins, _ = _open_inspector(args.model)
     image = ins.prepare(args.image)
@@ -397,7 +397,7 @@ def cmd_inspect(args) -> int:
     if ins.has_maps:
         cam = ins.gradcam(image, ci)
         path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
-        Image.fromarray(gradcam_overlay(image, cam, 0.5)).save(path)
+        Image.fromarray(gradcam_overlay(image, smooth_map(cam, CAM_SMOOTH_SIGMA), 0.5)).save(path)  # as the app
         written.append(path)
     else:
         print("the model has no convolution or pooling layer: no activation maps and no heat map",

@@ -10,7 +10,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QStyle, QStyleOptionButton
 
 from cnndesk.core.pictures import smooth_map
-from cnndesk.ui.inspection_views import CAM_SMOOTH_SIGMA, GradCamView
+from cnndesk.core.pictures import CAM_SMOOTH_SIGMA
+from cnndesk.ui.inspection_views import GradCamView
 
 
 def speckled_map(seed: int = 0) -> np.ndarray:

@@ -64,6 +64,10 @@ def _blur_rows(a: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
+#: how far the heat map is blurred for showing, in map cells (why this much: docs/inspection.md)
+CAM_SMOOTH_SIGMA = 1.5
+
+
 def smooth_map(cam: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """A heat map blurred by a Gaussian of ``sigma`` map cells, its peak kept at the map's own maximum.
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.scanning import printable
-from ..core.pictures import gradcam_overlay, smooth_map
+from ..core.pictures import CAM_SMOOTH_SIGMA, gradcam_overlay, smooth_map
 from .widgets import MAX_CHANNEL_TILES, ActivationGrid, ColorBar, array_to_pixmap, channel_pixmap, clear_layout
 
 INPUT_LAYER = "input (the image's channels)"
@@ -21,7 +21,6 @@ OVERVIEW_CHANNELS = 8
 ENLARGED_SIZE = 180
 CAM_VIEW_MIN = 160
 NOTE_STYLE = "color: #546e7a; font-size: 9pt"
-CAM_SMOOTH_SIGMA = 1.5  # map cells; why this much: docs/inspection.md, "Smoothing the heat map"
 FWHM_PER_SIGMA = 2.355  # a Gaussian's full width at half its height, in sigmas
 
 
