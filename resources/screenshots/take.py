@@ -69,6 +69,10 @@ def main() -> int:
     settle(app)
     window.grab().save(str(HERE / "viewer-layers.png"))
 
+    viewer.tabs.setCurrentWidget(viewer.gradcam)
+    settle(app)
+    window.grab().save(str(HERE / "gradcam.png"))
+
     viewer.tabs.setCurrentWidget(viewer.evaluation_view)  # evaluated when shown
     wait(app, lambda: viewer.evaluation_view.evaluation is not None, "the evaluation")
     settle(app)
@@ -78,7 +82,7 @@ def main() -> int:
     QTimer.singleShot(0, window.close)
     settle(app, 0.5)
     window.shutdown()
-    print("\n".join(str(HERE / n) for n in ("training.png", "viewer-layers.png", "evaluation.png")))
+    print("\n".join(str(HERE / n) for n in ("training.png", "viewer-layers.png", "gradcam.png", "evaluation.png")))
     return 0
 
 
