@@ -65,16 +65,21 @@ class ModelPool:
                 return model
         return None
 
-    def prepare(self, model, layers, input_shape, num_classes, settings):
+    def prepare(self, model, layers, input_shape, num_classes, settings, times=None):
         """The compiled model to train: ``model`` to continue, else a pooled or a new one.
 
         Called inside the device scope, in place of ``build_model`` + ``compile_model``.
+        ``times`` (a ``training.StartTimes``), when given, gets the ``model`` mark
+        once the model has its weights, before it is compiled or its optimizer reset.
         """
         from .architecture import build_model
+
+        mark = times.mark if times is not None else (lambda stage: None)
 
         compiled = (settings.optimizer, settings.loss, settings.device)
         if model is not None:  # continue training: a new optimizer state, as compile would give
             tag = _tag(model)
+            mark("model")
             if tag is not None and tag["compiled"] == compiled:
                 _reset_optimizer(model, settings.learning_rate)
                 return model
@@ -86,9 +91,11 @@ class ModelPool:
         fresh = build_model(layers, input_shape, num_classes)
         pooled = self._take(graph, compiled)
         if pooled is None:
+            mark("model")
             self._compile(fresh, settings, graph, compiled)
             return fresh
         _copy_variables(fresh, pooled)
+        mark("model")
         _reset_optimizer(pooled, settings.learning_rate)
         self.reused += 1
         return pooled

@@ -1,0 +1,182 @@
+"""Seconds from pressing Train to the first batch on the chart, through the real main window.
+
+Starts ``MainWindow`` offscreen with temporary settings and the built-in
+sample dataset (written into a temporary folder), waits until TensorFlow is
+loaded in the engine thread and the dataset is read, then presses Train
+(``Training > Train``, as F5 does) several times. Each run is stopped after its
+first epoch (``--full``: runs to the end). For each press it prints the
+seconds from the press to the first batch report reaching the GUI thread,
+and where that time went, from the ``StartTimes`` that ``train`` records:
+
+    queue      press -> ``train`` called in the engine thread (signal, job dispatch)
+    input      the tf.data input pipelines built
+    model      model built, or a pooled one given fresh weights
+    compile    compiled, or the pooled model's optimizer reset
+    fit setup  Keras ``fit`` up to its first callback
+    1st step   first batch fetched and trained (with the train step's trace when "traced")
+    to GUI     the report handed on, until the GUI thread has it
+    2nd step   the second batch, for comparison with the first
+
+    .venv/bin/python benchmarks/first_batch.py                  # 5 presses, ~1 min
+    .venv/bin/python benchmarks/first_batch.py --presses 8 --full
+    .venv/bin/python benchmarks/first_batch.py --no-reuse       # every run builds and traces a new model
+    .venv/bin/python benchmarks/first_batch.py --per-class 30   # a smaller sample
+
+The last line is a summary to quote, e.g.
+"first batch after Train: 1st 2.10 s, then median 0.40 s (4 presses)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+#: (column title, stage mark that ends it); a column's time runs from the previous column's mark
+COLUMNS = [("input", "input pipeline"), ("model", "model"), ("compile", "compile"), ("fit setup", "fit setup"),
+           ("1st step", "first step")]
+
+
+def wait(app, condition, what: str, timeout_s: float = 300.0) -> None:
+    """Run the Qt event loop until ``condition()`` holds."""
+    from PySide6.QtCore import QEventLoop
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        app.processEvents(QEventLoop.AllEvents, 20)
+
+
+def open_window(app, work: Path, per_class: int):
+    """The main window with TensorFlow loaded and the sample dataset read, nothing else pending."""
+    from PySide6.QtCore import QSettings
+
+    from cnndesk.core.samples import write_sample_dataset
+    from cnndesk.ui.main_window import MainWindow
+
+    sample = work / "sample"
+    write_sample_dataset(sample, per_class=per_class)
+    window = MainWindow(settings=QSettings(str(work / "settings.ini"), QSettings.IniFormat), sample_dir=sample)
+    errors: list[str] = []
+    window.show_error = lambda title, message: errors.append(f"{title}: {message}")
+    window.engine.failed.connect(lambda name, message: errors.append(f"{name}: {message}"))
+    window.show()
+    wait(app, lambda: (window.engine.is_ready and window.dataset_panel.data is not None) or bool(errors),
+         "TensorFlow and the dataset")
+    if errors:
+        window.shutdown()
+        raise SystemExit(f"error: {errors[-1]}")
+    wait(app, lambda: window.engine.pending() == 0, "the engine to be idle")
+    return window
+
+
+def press_train(app, window, full: bool) -> dict:
+    """Press Train once; return the press-to-GUI seconds and the engine's ``StartTimes``."""
+    seen: dict = {}
+
+    def on_batch(report) -> None:
+        seen.setdefault("first_batch", time.perf_counter())
+
+    def on_epoch(report) -> None:
+        if not full:
+            window.stop_training()
+
+    trained = window._on_trained
+
+    def on_trained(result) -> None:
+        seen["times"] = result.start_times
+        trained(result)
+
+    window.engine.batch.connect(on_batch)
+    window.engine.epoch.connect(on_epoch)
+    window._on_trained = on_trained  # the window passes it to the train job when Train is pressed
+    try:
+        wait(app, window.train_action.isEnabled, "Train to be enabled")
+        pressed = time.perf_counter()
+        window.train_action.trigger()
+        wait(app, lambda: "times" in seen or not window.training_panel.running, "the run to end")
+    finally:
+        del window._on_trained
+        window.engine.batch.disconnect(on_batch)
+        window.engine.epoch.disconnect(on_epoch)
+    if "times" not in seen or "first_batch" not in seen:
+        raise SystemExit("the run failed before its first batch")
+    return {"pressed": pressed, **seen}
+
+
+def breakdown(run: dict) -> list[float]:
+    """Seconds per column: queue, the engine's stages, to GUI, 2nd step."""
+    times = run["times"]
+    row = [times.at("called") - run["pressed"]]
+    previous = times.at("called")
+    for _, stage in COLUMNS:
+        t = times.at(stage)
+        row.append(t - previous)
+        previous = t
+    row.append(run["first_batch"] - previous)
+    second = times.at("second step")
+    row.append(second - times.at("reported") if second is not None else float("nan"))
+    return row
+
+
+def summary(totals: list[float]) -> str:
+    if len(totals) == 1:
+        return f"first batch after Train: {totals[0]:.2f} s (1 press)"
+    later = totals[1:]
+    return (f"first batch after Train: 1st {totals[0]:.2f} s, then median {statistics.median(later):.2f} s "
+            f"(range {min(later):.2f}-{max(later):.2f} s, {len(later)} presses)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presses", type=int, default=5, help="times to press Train (default 5)")
+    parser.add_argument("--full", action="store_true", help="let each run train all its epochs")
+    parser.add_argument("--per-class", type=int, default=400, help="sample images per class (default 400, the "
+                        "built-in sample's size)")
+    parser.add_argument("--no-reuse", action="store_true", help="every run builds and traces a new model")
+    args = parser.parse_args(argv)
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0], "-platform", "offscreen"])
+    with tempfile.TemporaryDirectory(prefix="cnndesk-first-batch-") as tmp:
+        t0 = time.perf_counter()
+        window = open_window(app, Path(tmp), args.per_class)
+        window.engine.worker.reuse_models = not args.no_reuse
+        data = window.dataset_panel.data
+        print(f"window, TensorFlow {window.engine.info.get('tensorflow')} and {len(data.labels)} images "
+              f"at {data.preprocessing.input_shape[0]} px ready in {time.perf_counter() - t0:.1f} s; "
+              f"{'full runs' if args.full else 'each run stopped after its first epoch'}"
+              f"{', no model reuse' if args.no_reuse else ''}")
+        titles = ["press", "total", "queue"] + [c for c, _ in COLUMNS] + ["to GUI", "2nd step", "traced"]
+        print("  ".join(f"{t:>9}" for t in titles))
+        totals = []
+        try:
+            for i in range(args.presses):
+                run = press_train(app, window, args.full)
+                total = run["first_batch"] - run["pressed"]
+                totals.append(total)
+                cells = [f"{i + 1:>9}", f"{total:9.3f}"] + [f"{v:9.3f}" for v in breakdown(run)]
+                print("  ".join(cells + [f"{'yes' if run['times'].traced else 'no':>9}"]), flush=True)
+                wait(app, lambda: not window.training_panel.running and window.engine.pending() == 0,
+                     "the run to finish")
+        finally:
+            window.modified = False
+            window.close()
+            window.shutdown()
+            app.processEvents()
+    print(summary(totals))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
