@@ -31,8 +31,9 @@ class StartTimes:
     Stages, in order: ``called``, ``input pipeline``, ``model`` (built, or
     taken from the pool with fresh weights), ``compile`` (or the pooled
     optimizer reset), ``fit setup`` (Keras up to its first callback),
-    ``first step`` (the first batch fetched and trained; on a model that has
-    not trained before this includes tracing the train step), ``reported``
+    ``iterator`` (the input pipeline's iterator made, up to the first batch's
+    start), ``first step`` (the first batch fetched and trained; on a model
+    that has not trained before this includes tracing the train step), ``reported``
     (the listener took the first batch report) and ``second step``.
     Recording costs a few clock readings per run, nothing per later batch.
     """
@@ -156,6 +157,9 @@ class _Reporter(keras.callbacks.Callback):
         self._epoch_start = time.perf_counter()
         self._batch_time = 0.0
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self.times.mark("iterator")
+
     def _images_seen(self, batch: int) -> int:
         return min((batch + 1) * self.batch_size, self.n_train)
 
@@ -215,6 +219,17 @@ class _BestWeights(keras.callbacks.Callback):
     validation images nothing is kept and the model ends with the last epoch's
     weights.
 
+    Why not ``keras.callbacks.EarlyStopping(restore_best_weights=True)``: it
+    ranks epochs by one monitored figure, and its ``min_delta`` only decides
+    whether a new epoch beats the best so far. The rule here needs two
+    figures, and an epoch may win with a *lower* accuracy than the best (one
+    image fewer right, lower loss), which no ``monitor``/``mode``/``min_delta``
+    can express. The set of epochs within one image of the best also changes
+    when a later epoch raises the best, dropping earlier candidates, so each
+    accuracy's lowest-loss weights are kept until they fall out of reach.
+    EarlyStopping also ties keeping to stopping (one patience for both), while
+    here the best epoch is kept whether or not early stopping is on.
+
     Args:
         n_val: the number of validation images (one image's share of accuracy is 1/n_val).
     """
@@ -249,6 +264,9 @@ class _EarlyStop(keras.callbacks.Callback):
 
     It never stops before ``min_epochs`` epochs of this run: on a small set the
     first epochs' validation figures are noise (docs/early-stopping.md).
+    ``keras.callbacks.EarlyStopping`` watches one figure, not "either of two",
+    and its ``start_from_epoch`` ignores the first epochs' figures instead of
+    counting them and only holding the stop back.
     """
 
     def __init__(self, patience: int, min_epochs: int):
@@ -471,6 +489,25 @@ def train(
     _explain(result, settings, plan, stopper, best, initial_epoch, data.num_classes,
              len(data.val_index) if has_val else n_train)
     return result
+
+
+def trace_steps(model, data: LoadedDataset, batch_size: int) -> None:
+    """Trace a compiled ``model``'s train and validation steps with one batch of ``data``.
+
+    A later ``fit`` on the same kind of input runs them without tracing. The
+    step really runs: the caller resets the weights and the optimizer before
+    the model is trained for real (``ModelPool.prepare`` does).
+    """
+    rows = data.train_index[:batch_size]
+    train_ds = make_tf_dataset(data.images, data.labels, data.num_classes, batch_size, training=True,
+                               repeat=True, index=rows)
+    val_ds = make_tf_dataset(data.images, data.labels, data.num_classes, batch_size, training=False,
+                             index=rows) if len(data.val_index) else None
+    with _quiet_tf():
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        finally:
+            release_tf_dataset(train_ds, val_ds)
 
 
 def _explain(result: TrainResult, settings: TrainingSettings, plan: StoppingPlan, stopper: "_EarlyStop | None",
