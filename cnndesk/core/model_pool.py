@@ -76,7 +76,7 @@ class ModelPool:
 
         mark = times.mark if times is not None else (lambda stage: None)
 
-        compiled = (settings.optimizer, settings.loss, settings.device)
+        graph, compiled = _key(layers, input_shape, num_classes, settings)
         if model is not None:  # continue training: a new optimizer state, as compile would give
             tag = _tag(model)
             mark("model")
@@ -85,8 +85,6 @@ class ModelPool:
                 return model
             self._compile(model, settings, tag["graph"] if tag else None, compiled)
             return model
-        graph = json.dumps({"layers": [spec.to_json() for spec in layers], "input": list(input_shape),
-                            "classes": int(num_classes)}, sort_keys=True)
         # built even when a pooled model is found: the same seeded initial weights, taken in the same order
         fresh = build_model(layers, input_shape, num_classes)
         pooled = self._take(graph, compiled)
@@ -100,6 +98,40 @@ class ModelPool:
         self.reused += 1
         return pooled
 
+    def has_spare(self, layers, input_shape, num_classes, settings) -> bool:
+        """Whether a run of ``layers`` with ``settings`` would find a model here (and trace nothing)."""
+        graph, compiled = _key(layers, input_shape, num_classes, settings)
+        return any(_tag(m)["graph"] == graph and _tag(m)["compiled"] == compiled for m in self._free.values())
+
+    def stock(self, data, layers, settings) -> bool:
+        """Put a traced spare model for a run of ``layers`` on ``data`` here, unless one is already here.
+
+        Tracing a new model's train step is most of the time from Train to the
+        first batch, and its validation step most of the first epoch's extra
+        time (docs/training-speed.md). This does both now, on one batch, so
+        that a later ``train`` on the same layers, input, classes, optimizer,
+        loss and device takes the spare and traces nothing. Meant for moments
+        when nobody waits (the GUI's engine when it has nothing else to do);
+        it takes as long as the tracing it saves later. Runs on several GPUs
+        never take a pooled model, so nothing is stocked for them.
+
+        Returns:
+            whether a spare was made (False: one was here already, or several GPUs).
+        """
+        from .architecture import build_model
+        from .training import distribution_scope, trace_steps
+
+        if "," in (settings.device or "") or self.has_spare(layers, data.preprocessing.input_shape,
+                                                             data.num_classes, settings):
+            return False
+        graph, compiled = _key(layers, data.preprocessing.input_shape, data.num_classes, settings)
+        with distribution_scope(settings.device):
+            model = build_model(layers, data.preprocessing.input_shape, data.num_classes)
+            self._compile(model, settings, graph, compiled)
+            trace_steps(model, data, settings.batch_size)
+        self.give_back(model)
+        return True
+
     def _compile(self, model, settings, graph, compiled) -> None:
         from .architecture import compile_model
 
@@ -109,6 +141,13 @@ class ModelPool:
         state = [v.numpy() for v in optimizer.variables]
         setattr(model, _TAG, {"graph": graph, "compiled": compiled, "optimizer": state, "attached": {}})
         self.compiled += 1
+
+
+def _key(layers, input_shape, num_classes, settings) -> tuple[str, tuple]:
+    """(graph, compiled): what a pooled model must share with a run to be reused for it."""
+    graph = json.dumps({"layers": [spec.to_json() for spec in layers], "input": list(input_shape),
+                        "classes": int(num_classes)}, sort_keys=True)
+    return graph, (settings.optimizer, settings.loss, settings.device)
 
 
 def attachments(model) -> dict:
