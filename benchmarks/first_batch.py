@@ -13,14 +13,26 @@ and where that time went, from the ``StartTimes`` that ``train`` records:
     model      model built, or a pooled one given fresh weights
     compile    compiled, or the pooled model's optimizer reset
     fit setup  Keras ``fit`` up to its first callback
+    iterator   the input pipeline's iterator made, up to the first batch's start
     1st step   first batch fetched and trained (with the train step's trace when "traced")
     to GUI     the report handed on, until the GUI thread has it
     2nd step   the second batch, for comparison with the first
+    epoch 1    the first epoch's seconds as the log shows them (with the validation step's trace, if any)
 
     .venv/bin/python benchmarks/first_batch.py                  # 5 presses, ~1 min
     .venv/bin/python benchmarks/first_batch.py --presses 8 --full
     .venv/bin/python benchmarks/first_batch.py --no-reuse       # every run builds and traces a new model
     .venv/bin/python benchmarks/first_batch.py --per-class 30   # a smaller sample
+    .venv/bin/python benchmarks/first_batch.py --stock          # + a traced spare stocked while idle
+
+``--stock`` shows what the engine gains by stocking its model pool while it is
+idle (``ModelPool.stock``): the benchmark gives the engine thread a
+``stock_pool`` job and submits it once the window is ready and after each
+run, before the next press.
+
+"cpu" is the CPU time the whole process used from the press to the first
+batch; on a machine shared with other work it moves far less than the wall
+clock does.
 
 The last line is a summary to quote, e.g.
 "first batch after Train: 1st 2.10 s, then median 0.40 s (4 presses)".
@@ -42,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 #: (column title, stage mark that ends it); a column's time runs from the previous column's mark
 COLUMNS = [("input", "input pipeline"), ("model", "model"), ("compile", "compile"), ("fit setup", "fit setup"),
-           ("1st step", "first step")]
+           ("iterator", "iterator"), ("1st step", "first step")]
 
 
 def wait(app, condition, what: str, timeout_s: float = 300.0) -> None:
@@ -79,14 +91,33 @@ def open_window(app, work: Path, per_class: int):
     return window
 
 
+def stock_pool(app, window) -> None:
+    """Stock the engine's model pool for the current layers and settings, in the engine thread."""
+    from cnndesk.core.model_pool import ModelPool
+
+    worker = window.engine.worker
+
+    def job_stock_pool(data, layers, settings):
+        if worker._pool is None:
+            worker._pool = ModelPool()
+        return worker._pool.stock(data, layers, settings)
+
+    worker.job_stock_pool = job_stock_pool  # run in the engine thread like the engine's own jobs
+    window.engine.submit("stock_pool", data=window.dataset_panel.data, layers=list(window.model_panel.layers),
+                         settings=window.model_panel.settings())
+    wait(app, lambda: window.engine.pending() == 0, "the pool to be stocked")
+
+
 def press_train(app, window, full: bool) -> dict:
     """Press Train once; return the press-to-GUI seconds and the engine's ``StartTimes``."""
     seen: dict = {}
 
     def on_batch(report) -> None:
         seen.setdefault("first_batch", time.perf_counter())
+        seen.setdefault("first_batch_cpu", time.process_time())
 
     def on_epoch(report) -> None:
+        seen.setdefault("epoch_seconds", report.seconds)
         if not full:
             window.stop_training()
 
@@ -101,7 +132,7 @@ def press_train(app, window, full: bool) -> dict:
     window._on_trained = on_trained  # the window passes it to the train job when Train is pressed
     try:
         wait(app, window.train_action.isEnabled, "Train to be enabled")
-        pressed = time.perf_counter()
+        pressed, pressed_cpu = time.perf_counter(), time.process_time()
         window.train_action.trigger()
         wait(app, lambda: "times" in seen or not window.training_panel.running, "the run to end")
     finally:
@@ -110,7 +141,7 @@ def press_train(app, window, full: bool) -> dict:
         window.engine.epoch.disconnect(on_epoch)
     if "times" not in seen or "first_batch" not in seen:
         raise SystemExit("the run failed before its first batch")
-    return {"pressed": pressed, **seen}
+    return {"pressed": pressed, "cpu": seen["first_batch_cpu"] - pressed_cpu, **seen}
 
 
 def breakdown(run: dict) -> list[float]:
@@ -143,6 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--per-class", type=int, default=400, help="sample images per class (default 400, the "
                         "built-in sample's size)")
     parser.add_argument("--no-reuse", action="store_true", help="every run builds and traces a new model")
+    parser.add_argument("--stock", action="store_true", help="stock the model pool while the engine is idle")
     args = parser.parse_args(argv)
 
     from PySide6.QtWidgets import QApplication
@@ -156,25 +188,32 @@ def main(argv=None) -> int:
         print(f"window, TensorFlow {window.engine.info.get('tensorflow')} and {len(data.labels)} images "
               f"at {data.preprocessing.input_shape[0]} px ready in {time.perf_counter() - t0:.1f} s; "
               f"{'full runs' if args.full else 'each run stopped after its first epoch'}"
-              f"{', no model reuse' if args.no_reuse else ''}")
-        titles = ["press", "total", "queue"] + [c for c, _ in COLUMNS] + ["to GUI", "2nd step", "traced"]
+              f"{', no model reuse' if args.no_reuse else ''}{', pool stocked while idle' if args.stock else ''}")
+        if args.stock:
+            stock_pool(app, window)
+        titles = ["press", "total", "cpu", "queue"] + [c for c, _ in COLUMNS] + ["to GUI", "2nd step", "epoch 1", "traced"]
         print("  ".join(f"{t:>9}" for t in titles))
-        totals = []
+        totals, cpus = [], []
         try:
             for i in range(args.presses):
                 run = press_train(app, window, args.full)
                 total = run["first_batch"] - run["pressed"]
                 totals.append(total)
-                cells = [f"{i + 1:>9}", f"{total:9.3f}"] + [f"{v:9.3f}" for v in breakdown(run)]
+                cpus.append(run["cpu"])
+                cells = [f"{i + 1:>9}", f"{total:9.3f}", f"{run['cpu']:9.3f}"]
+                cells += [f"{v:9.3f}" for v in breakdown(run)] + [f"{run.get('epoch_seconds', float('nan')):9.2f}"]
                 print("  ".join(cells + [f"{'yes' if run['times'].traced else 'no':>9}"]), flush=True)
                 wait(app, lambda: not window.training_panel.running and window.engine.pending() == 0,
                      "the run to finish")
+                if args.stock:
+                    stock_pool(app, window)
         finally:
             window.modified = False
             window.close()
             window.shutdown()
             app.processEvents()
     print(summary(totals))
+    print(summary(cpus).replace("first batch after Train", "CPU seconds to it"))
     return 0
 
 
