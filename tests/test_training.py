@@ -125,6 +125,13 @@ def test_a_stocked_spare_trains_exactly_as_a_new_model_without_tracing(trained, 
         [r[k] for r in new.history for k in keys], abs=1e-6)
     assert len(rec.batches) == 2 * 12
 
+    # the same seed again: the initial values come from memory, not from building a model again
+    pool.give_back(reused.model)
+    again = train(data, preset("seed"), settings, pool=pool)
+    assert again.model is reused.model and pool.values_remembered == 1
+    assert [r[k] for r in again.history for k in keys] == pytest.approx(
+        [r[k] for r in new.history for k in keys], abs=1e-6)
+
 
 class CancelAfterFirstBatch(Recorder):
     def __init__(self, state):
