@@ -119,6 +119,7 @@ def test_a_stocked_spare_trains_exactly_as_a_new_model_without_tracing(trained, 
     rec = Recorder()
     reused = train(data, preset("seed"), settings, rec, pool=pool)
     assert pool.reused == 1 and pool.compiled == 1 and len(pool) == 0
+    assert pool.values_remembered == 1, "the spare's initial values were remembered for this seed"
     assert not reused.start_times.traced
     keys = ("loss", "accuracy", "val_loss", "val_accuracy")
     assert [r[k] for r in reused.history for k in keys] == pytest.approx(
@@ -128,7 +129,7 @@ def test_a_stocked_spare_trains_exactly_as_a_new_model_without_tracing(trained, 
     # the same seed again: the initial values come from memory, not from building a model again
     pool.give_back(reused.model)
     again = train(data, preset("seed"), settings, pool=pool)
-    assert again.model is reused.model and pool.values_remembered == 1
+    assert again.model is reused.model and pool.values_remembered == 2
     assert [r[k] for r in again.history for k in keys] == pytest.approx(
         [r[k] for r in new.history for k in keys], abs=1e-6)
 

@@ -151,7 +151,8 @@ class ModelPool:
         Returns:
             whether a spare was made (False: one was here already, or several GPUs).
         """
-        from .architecture import build_model
+        import keras
+
         from .training import distribution_scope, trace_steps
 
         if "," in (settings.device or "") or self.has_spare(layers, data.preprocessing.input_shape,
@@ -159,7 +160,9 @@ class ModelPool:
             return False
         graph, compiled = _key(layers, data.preprocessing.input_shape, data.num_classes, settings)
         with distribution_scope(settings.device):
-            model = build_model(layers, data.preprocessing.input_shape, data.num_classes)
+            # seeded as ``train`` seeds before it builds: the run that takes the spare finds its initial values here
+            keras.utils.set_random_seed(settings.seed)
+            model = self._build(layers, data.preprocessing.input_shape, data.num_classes, graph)
             self._compile(model, settings, graph, compiled)
             trace_steps(model, data, settings.batch_size)
         self.give_back(model)
