@@ -19,7 +19,7 @@ and where that time went, from the ``StartTimes`` that ``train`` records:
     2nd step   the second batch, for comparison with the first
     epoch 1    the first epoch's seconds as the log shows them (with the validation step's trace, if any)
 
-    .venv/bin/python benchmarks/first_batch.py                  # 5 presses, ~1 min
+    .venv/bin/python benchmarks/first_batch.py                  # 5 presses, ~2 min
     .venv/bin/python benchmarks/first_batch.py --presses 8 --full
     .venv/bin/python benchmarks/first_batch.py --no-reuse       # every run builds and traces a new model
     .venv/bin/python benchmarks/first_batch.py --per-class 30   # a smaller sample
@@ -35,8 +35,8 @@ batch (on a machine shared with other work it moves far less than the wall
 clock does), "GUI cpu" the part of it the GUI thread used (switching to the
 Train tab, painting).
 
-The last line is a summary to quote, e.g.
-"first batch after Train: 1st 2.10 s, then median 0.40 s (4 presses)".
+The last two lines are summaries to quote, of wall-clock and of CPU seconds, e.g.
+"first batch after Train: 1st 0.62 s, then median 0.52 s (range 0.42-0.81 s, 4 presses)".
 """
 
 from __future__ import annotations
