@@ -178,7 +178,7 @@ def summary(totals: list[float]) -> str:
         return f"first batch after Train: {totals[0]:.2f} s (1 press)"
     later = totals[1:]
     return (f"first batch after Train: 1st {totals[0]:.2f} s, then median {statistics.median(later):.2f} s "
-            f"(range {min(later):.2f}-{max(later):.2f} s, {len(later)} presses)")
+            f"(range {min(later):.2f}-{max(later):.2f} s, {len(later)} press{'es' if len(later) > 1 else ''})")
 
 
 def main(argv=None) -> int:
