@@ -92,6 +92,48 @@ def test_the_same_seed_gives_the_same_history(trained, data):
         [r[k] for r in result.history for k in keys], abs=1e-6)
 
 
+STAGES = ["called", "input pipeline", "model", "compile", "fit setup", "iterator", "first step", "reported",
+          "second step"]
+
+
+def test_a_run_says_where_the_time_to_its_first_batch_went(trained):
+    result, _ = trained
+    times = result.start_times
+    assert [name for name, _ in times.marks] == STAGES
+    assert all(seconds >= 0 for _, seconds in times.durations())
+    assert [name for name, _ in times.durations()] == STAGES[1:]
+    assert times.traced  # a new model traces its train step in its first batch
+
+
+def test_a_stocked_spare_trains_exactly_as_a_new_model_without_tracing(trained, data):
+    from cnndesk.core.model_pool import ModelPool
+
+    new, _ = trained
+    settings = TrainingSettings(**SETTINGS)
+    pool = ModelPool()
+    assert pool.stock(data, preset("seed"), settings)
+    assert not pool.stock(data, preset("seed"), settings), "one spare per kind of run is enough"
+    assert pool.has_spare(preset("seed"), data.preprocessing.input_shape, data.num_classes, settings)
+    assert not pool.has_spare(preset("tinyvgg"), data.preprocessing.input_shape, data.num_classes, settings)
+
+    rec = Recorder()
+    reused = train(data, preset("seed"), settings, rec, pool=pool)
+    assert pool.reused == 1 and pool.compiled == 1 and len(pool) == 0
+    assert pool.values_remembered == 1, "the spare's initial values were remembered for this seed"
+    assert not reused.start_times.traced
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    assert [r[k] for r in reused.history for k in keys] == pytest.approx(
+        [r[k] for r in new.history for k in keys], abs=1e-6)
+    assert len(rec.batches) == 2 * 12
+
+    # the same seed again: the initial values come from memory, not from building a model again
+    pool.give_back(reused.model)
+    again = train(data, preset("seed"), settings, pool=pool)
+    assert again.model is reused.model and pool.values_remembered == 2
+    assert [r[k] for r in again.history for k in keys] == pytest.approx(
+        [r[k] for r in new.history for k in keys], abs=1e-6)
+
+
 class CancelAfterFirstBatch(Recorder):
     def __init__(self, state):
         super().__init__()

@@ -18,7 +18,11 @@ tracing anything again.
 from __future__ import annotations
 
 import json
+import random
 from collections import OrderedDict
+
+#: how many models' initial values the pool remembers (one per layer stack and seed last trained)
+INITIAL_VALUES_KEPT = 2
 
 #: the attribute of a pooled model that holds its key and its optimizer's initial state
 _TAG = "_cnndesk_pool_tag"
@@ -40,6 +44,9 @@ class ModelPool:
         self._free: OrderedDict[int, object] = OrderedDict()
         self.reused = 0  # runs that got a pooled model instead of tracing a new one
         self.compiled = 0  # models compiled (each one traces its train and test steps once)
+        # (layer graph, Python random state) -> initial variable values of a model built then, random state after
+        self._initial: OrderedDict[tuple, tuple[list, tuple]] = OrderedDict()
+        self.values_remembered = 0  # pooled runs whose initial values came from memory instead of a new build
 
     def __len__(self) -> int:
         return len(self._free)
@@ -65,33 +72,101 @@ class ModelPool:
                 return model
         return None
 
-    def prepare(self, model, layers, input_shape, num_classes, settings):
+    def prepare(self, model, layers, input_shape, num_classes, settings, times=None):
         """The compiled model to train: ``model`` to continue, else a pooled or a new one.
 
         Called inside the device scope, in place of ``build_model`` + ``compile_model``.
+        ``times`` (a ``training.StartTimes``), when given, gets the ``model`` mark
+        once the model has its weights, before it is compiled or its optimizer reset.
         """
-        from .architecture import build_model
+        mark = times.mark if times is not None else (lambda stage: None)
 
-        compiled = (settings.optimizer, settings.loss, settings.device)
+        graph, compiled = _key(layers, input_shape, num_classes, settings)
         if model is not None:  # continue training: a new optimizer state, as compile would give
             tag = _tag(model)
+            mark("model")
             if tag is not None and tag["compiled"] == compiled:
                 _reset_optimizer(model, settings.learning_rate)
                 return model
             self._compile(model, settings, tag["graph"] if tag else None, compiled)
             return model
-        graph = json.dumps({"layers": [spec.to_json() for spec in layers], "input": list(input_shape),
-                            "classes": int(num_classes)}, sort_keys=True)
-        # built even when a pooled model is found: the same seeded initial weights, taken in the same order
-        fresh = build_model(layers, input_shape, num_classes)
         pooled = self._take(graph, compiled)
         if pooled is None:
+            fresh = self._build(layers, input_shape, num_classes, graph)
+            mark("model")
             self._compile(fresh, settings, graph, compiled)
             return fresh
-        _copy_variables(fresh, pooled)
+        _assign_variables(pooled, self._initial_values(layers, input_shape, num_classes, graph))
+        mark("model")
         _reset_optimizer(pooled, settings.learning_rate)
         self.reused += 1
         return pooled
+
+    def _build(self, layers, input_shape, num_classes, graph):
+        """A new model, its initial values remembered for ``_initial_values``."""
+        from .architecture import build_model
+
+        key = (graph, random.getstate())
+        model = build_model(layers, input_shape, num_classes)
+        self._initial[key] = ([v.numpy() for v in model.variables], random.getstate())
+        self._initial.move_to_end(key)
+        while len(self._initial) > INITIAL_VALUES_KEPT:
+            self._initial.popitem(last=False)
+        return model
+
+    def _initial_values(self, layers, input_shape, num_classes, graph) -> list:
+        """The variable values, random-seed state included, a model built now would start with.
+
+        They depend only on the layers and on Python's random state (Keras
+        draws the seed of each initializer and seed generator from it, and
+        ``train`` seeds it first), so a run with the seed of an earlier one
+        takes them from memory instead of building a model again, and leaves
+        the random state where the build would have left it.
+        """
+        remembered = self._initial.get((graph, random.getstate()))
+        if remembered is None:
+            return [v.numpy() for v in self._build(layers, input_shape, num_classes, graph).variables]
+        values, after = remembered
+        random.setstate(after)
+        self.values_remembered += 1
+        return values
+
+    def has_spare(self, layers, input_shape, num_classes, settings) -> bool:
+        """Whether a run of ``layers`` with ``settings`` would find a model here (and trace nothing)."""
+        graph, compiled = _key(layers, input_shape, num_classes, settings)
+        return any(_tag(m)["graph"] == graph and _tag(m)["compiled"] == compiled for m in self._free.values())
+
+    def stock(self, data, layers, settings) -> bool:
+        """Put a traced spare model for a run of ``layers`` on ``data`` here, unless one is already here.
+
+        Tracing a new model's train step is most of the time from Train to the
+        first batch, and its validation step most of the first epoch's extra
+        time (docs/training-speed.md). This does both now, on one batch, so
+        that a later ``train`` on the same layers, input, classes, optimizer,
+        loss and device takes the spare and traces nothing. Meant for moments
+        when nobody waits (the GUI's engine when it has nothing else to do);
+        it takes as long as the tracing it saves later. Runs on several GPUs
+        never take a pooled model, so nothing is stocked for them.
+
+        Returns:
+            whether a spare was made (False: one was here already, or several GPUs).
+        """
+        import keras
+
+        from .training import distribution_scope, trace_steps
+
+        if "," in (settings.device or "") or self.has_spare(layers, data.preprocessing.input_shape,
+                                                             data.num_classes, settings):
+            return False
+        graph, compiled = _key(layers, data.preprocessing.input_shape, data.num_classes, settings)
+        with distribution_scope(settings.device):
+            # seeded as ``train`` seeds before it builds: the run that takes the spare finds its initial values here
+            keras.utils.set_random_seed(settings.seed)
+            model = self._build(layers, data.preprocessing.input_shape, data.num_classes, graph)
+            self._compile(model, settings, graph, compiled)
+            trace_steps(model, data, settings.batch_size)
+        self.give_back(model)
+        return True
 
     def _compile(self, model, settings, graph, compiled) -> None:
         from .architecture import compile_model
@@ -104,6 +179,13 @@ class ModelPool:
         self.compiled += 1
 
 
+def _key(layers, input_shape, num_classes, settings) -> tuple[str, tuple]:
+    """(graph, compiled): what a pooled model must share with a run to be reused for it."""
+    graph = json.dumps({"layers": [spec.to_json() for spec in layers], "input": list(input_shape),
+                        "classes": int(num_classes)}, sort_keys=True)
+    return graph, (settings.optimizer, settings.loss, settings.device)
+
+
 def attachments(model) -> dict:
     """A dict that lives as long as ``model`` stays pooled, for things built on it (an inspector)."""
     tag = _tag(model)
@@ -114,12 +196,12 @@ def _tag(model):
     return getattr(model, _TAG, None) if model is not None else None
 
 
-def _copy_variables(source, target) -> None:
-    old, new = target.variables, source.variables
-    if len(old) != len(new) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(old, new)):
+def _assign_variables(model, values: list) -> None:
+    variables = model.variables
+    if len(variables) != len(values) or any(tuple(v.shape) != tuple(x.shape) for v, x in zip(variables, values)):
         raise ValueError("the pooled model does not match the freshly built one")
-    for a, b in zip(old, new):
-        a.assign(b.value)
+    for v, x in zip(variables, values):
+        v.assign(x)
 
 
 def _reset_optimizer(model, learning_rate: float) -> None:

@@ -22,6 +22,38 @@ from .tasks import TaskState
 
 
 @dataclass
+class StartTimes:
+    """When ``train`` reached each stage on its way to the first batch report.
+
+    Each mark is a stage name and the ``time.perf_counter()`` reading when
+    the stage ended, so a caller that noted the same clock before calling
+    (e.g. when Train was pressed) can tell queue wait from the work itself.
+    Stages, in order: ``called``, ``input pipeline``, ``model`` (built, or
+    taken from the pool with fresh weights), ``compile`` (or the pooled
+    optimizer reset), ``fit setup`` (Keras up to its first callback),
+    ``iterator`` (the input pipeline's iterator made, up to the first batch's
+    start), ``first step`` (the first batch fetched and trained; on a model
+    that has not trained before this includes tracing the train step), ``reported``
+    (the listener took the first batch report) and ``second step``.
+    Recording costs a few clock readings per run, nothing per later batch.
+    """
+
+    marks: list[tuple[str, float]] = field(default_factory=list)
+    traced: bool = True  # whether the run traced a new train step (False: a pooled model's was reused)
+
+    def mark(self, stage: str) -> None:
+        if stage not in dict(self.marks):
+            self.marks.append((stage, time.perf_counter()))
+
+    def at(self, stage: str) -> float | None:
+        return dict(self.marks).get(stage)
+
+    def durations(self) -> list[tuple[str, float]]:
+        """(stage, seconds it took): each mark minus the one before it, from ``called`` on."""
+        return [(name, t - prev) for (_, prev), (name, t) in zip(self.marks, self.marks[1:])]
+
+
+@dataclass
 class BatchReport:
     epoch: int  # 1-based
     epochs: int
@@ -72,6 +104,7 @@ class TrainResult:
     kept_message: str = ""
     notes: list[str] = field(default_factory=list)
     chance_message: str | None = None
+    start_times: StartTimes = field(default_factory=StartTimes)
 
     @property
     def final_val_accuracy(self) -> float | None:
@@ -105,15 +138,17 @@ class _Reporter(keras.callbacks.Callback):
     """Per-batch progress, ETA, images/s and cancel within one batch."""
 
     def __init__(self, listener: TrainingListener, state: TaskState | None, epochs: int, steps: int,
-                 n_train: int, batch_size: int, first_epoch: int):
+                 n_train: int, batch_size: int, first_epoch: int, times: StartTimes | None = None):
         super().__init__()
         self.listener, self.state = listener, state
+        self.times = times or StartTimes()
         self.epochs, self.steps, self.n_train, self.batch_size = epochs, steps, n_train, batch_size
         self.first_epoch = first_epoch
         self.cancelled = False
         self.reports: list[EpochReport] = []
 
     def on_train_begin(self, logs=None):
+        self.times.mark("fit setup")
         self.cancelled = False
         self._train_start = time.perf_counter()
         self._steps_done = 0
@@ -122,6 +157,9 @@ class _Reporter(keras.callbacks.Callback):
         self._epoch_start = time.perf_counter()
         self._batch_time = 0.0
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self.times.mark("iterator")
+
     def _images_seen(self, batch: int) -> int:
         return min((batch + 1) * self.batch_size, self.n_train)
 
@@ -129,6 +167,8 @@ class _Reporter(keras.callbacks.Callback):
         logs = logs or {}
         now = time.perf_counter()
         self._steps_done += 1
+        if self._steps_done <= 2:
+            self.times.mark("first step" if self._steps_done == 1 else "second step")
         elapsed = now - self._epoch_start
         ips = self._images_seen(batch) / elapsed if elapsed > 0 else 0.0
         per_step = (now - self._train_start) / self._steps_done
@@ -138,6 +178,8 @@ class _Reporter(keras.callbacks.Callback):
             epoch=epoch_idx, epochs=self.epochs, batch=batch + 1, steps=self.steps,
             loss=float(logs.get("loss", math.nan)), accuracy=float(logs.get("accuracy", math.nan)),
             images_per_s=ips, eta_s=remaining * per_step))
+        if self._steps_done == 1:
+            self.times.mark("reported")
         if self.state is not None and self.state.is_interruption_requested():
             # Setting model.stop_training would still run the validation pass and close the
             # partial epoch as if it were complete; leaving fit at once keeps neither.
@@ -177,6 +219,17 @@ class _BestWeights(keras.callbacks.Callback):
     validation images nothing is kept and the model ends with the last epoch's
     weights.
 
+    Why not ``keras.callbacks.EarlyStopping(restore_best_weights=True)``: it
+    ranks epochs by one monitored figure, and its ``min_delta`` only decides
+    whether a new epoch beats the best so far. The rule here needs two
+    figures, and an epoch may win with a *lower* accuracy than the best (one
+    image fewer right, lower loss), which no ``monitor``/``mode``/``min_delta``
+    can express. The set of epochs within one image of the best also changes
+    when a later epoch raises the best, dropping earlier candidates, so each
+    accuracy's lowest-loss weights are kept until they fall out of reach.
+    EarlyStopping also ties keeping to stopping (one patience for both), while
+    here the best epoch is kept whether or not early stopping is on.
+
     Args:
         n_val: the number of validation images (one image's share of accuracy is 1/n_val).
     """
@@ -211,6 +264,9 @@ class _EarlyStop(keras.callbacks.Callback):
 
     It never stops before ``min_epochs`` epochs of this run: on a small set the
     first epochs' validation figures are noise (docs/early-stopping.md).
+    ``keras.callbacks.EarlyStopping`` watches one figure, not "either of two",
+    and its ``start_from_epoch`` ignores the first epochs' figures instead of
+    counting them and only holding the stop back.
     """
 
     def __init__(self, patience: int, min_epochs: int):
@@ -372,6 +428,8 @@ def train(
         when ``settings.restore_best`` and not cancelled), the history, and
         sentences saying why training stopped and which weights were kept.
     """
+    times = StartTimes()
+    times.mark("called")
     settings.validate()
     listener = listener or TrainingListener()
     keras.utils.set_random_seed(settings.seed)
@@ -388,16 +446,21 @@ def train(
                                augment=augment, repeat=True, index=data.train_index)
     val_ds = make_tf_dataset(data.images, data.labels, data.num_classes, bs, training=False,
                              index=data.val_index) if has_val else None
+    times.mark("input pipeline")
 
     with distribution_scope(settings.device, strategy):
         # several GPUs: each run makes its own MirroredStrategy, whose variables cannot take a pooled model's
         if pool is not None and strategy is None and "," not in (settings.device or ""):
-            model = pool.prepare(model, layers, data.preprocessing.input_shape, data.num_classes, settings)
+            model = pool.prepare(model, layers, data.preprocessing.input_shape, data.num_classes, settings, times)
         else:
             if model is None:
                 model = build_model(layers, data.preprocessing.input_shape, data.num_classes)
+            times.mark("model")
             compile_model(model, settings)
-        reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch)
+        times.mark("compile")
+        times.traced = getattr(model, "train_function", None) is None
+        reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch,
+                             times)
         best = _BestWeights(len(data.val_index))
         callbacks = [reporter, best]
         plan = stopping_plan(settings, len(data.val_index))
@@ -417,7 +480,8 @@ def train(
                 release_tf_dataset(train_ds, val_ds)  # TF would keep the image cache alive for good
 
     history = [r.to_json() for r in reporter.reports]
-    result = TrainResult(model=model, history=history, cancelled=reporter.cancelled, notes=[plan.note])
+    result = TrainResult(model=model, history=history, cancelled=reporter.cancelled, notes=[plan.note],
+                         start_times=times)
     if settings.restore_best and not reporter.cancelled and best.best_weights is not None:
         if best.best_epoch != len(history) - 1:
             model.set_weights(best.best_weights)
@@ -425,6 +489,25 @@ def train(
     _explain(result, settings, plan, stopper, best, initial_epoch, data.num_classes,
              len(data.val_index) if has_val else n_train)
     return result
+
+
+def trace_steps(model, data: LoadedDataset, batch_size: int) -> None:
+    """Trace a compiled ``model``'s train and validation steps with one batch of ``data``.
+
+    A later ``fit`` on the same kind of input runs them without tracing. The
+    step really runs: the caller resets the weights and the optimizer before
+    the model is trained for real (``ModelPool.prepare`` does).
+    """
+    rows = data.train_index[:batch_size]
+    train_ds = make_tf_dataset(data.images, data.labels, data.num_classes, batch_size, training=True,
+                               repeat=True, index=rows)
+    val_ds = make_tf_dataset(data.images, data.labels, data.num_classes, batch_size, training=False,
+                             index=rows) if len(data.val_index) else None
+    with _quiet_tf():
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        finally:
+            release_tf_dataset(train_ds, val_ds)
 
 
 def _explain(result: TrainResult, settings: TrainingSettings, plan: StoppingPlan, stopper: "_EarlyStop | None",
