@@ -23,12 +23,13 @@ and where that time went, from the ``StartTimes`` that ``train`` records:
     .venv/bin/python benchmarks/first_batch.py --presses 8 --full
     .venv/bin/python benchmarks/first_batch.py --no-reuse       # every run builds and traces a new model
     .venv/bin/python benchmarks/first_batch.py --per-class 30   # a smaller sample
-    .venv/bin/python benchmarks/first_batch.py --stock          # + a traced spare stocked while idle
+    .venv/bin/python benchmarks/first_batch.py --no-stock       # without the spare the engine traces while idle
 
-``--stock`` shows what the engine gains by stocking its model pool while it is
-idle (``ModelPool.stock``): the benchmark gives the engine thread a
-``stock_pool`` job and submits it once the window is ready and after each
-run, before the next press.
+The app stocks its model pool while the engine is idle (``EngineWorker.stock_pool``:
+once TensorFlow and the dataset are ready, and after each run), so a press on the
+same layers finds a traced model. The benchmark waits until the engine is idle
+before each press, as a person reading the chart would; ``--no-stock`` shows
+what a press costs without the spare.
 
 "cpu" is the CPU time the whole process used from the press to the first
 batch (on a machine shared with other work it moves far less than the wall
@@ -78,7 +79,7 @@ def wait(app, condition, what: str, timeout_s: float = 300.0) -> None:
         tick.stop()
 
 
-def open_window(app, work: Path, per_class: int):
+def open_window(app, work: Path, per_class: int, stock: bool = True):
     """The main window with TensorFlow loaded and the sample dataset read, nothing else pending."""
     from PySide6.QtCore import QSettings
 
@@ -88,6 +89,7 @@ def open_window(app, work: Path, per_class: int):
     sample = work / "sample"
     write_sample_dataset(sample, per_class=per_class)
     window = MainWindow(settings=QSettings(str(work / "settings.ini"), QSettings.IniFormat), sample_dir=sample)
+    window.engine.worker.stock_spares = stock  # before the engine is ready, when the first spare is stocked
     errors: list[str] = []
     window.show_error = lambda title, message: errors.append(f"{title}: {message}")
     window.engine.failed.connect(lambda name, message: errors.append(f"{name}: {message}"))
@@ -99,23 +101,6 @@ def open_window(app, work: Path, per_class: int):
         raise SystemExit(f"error: {errors[-1]}")
     wait(app, lambda: window.engine.pending() == 0, "the engine to be idle")
     return window
-
-
-def stock_pool(app, window) -> None:
-    """Stock the engine's model pool for the current layers and settings, in the engine thread."""
-    from cnndesk.core.model_pool import ModelPool
-
-    worker = window.engine.worker
-
-    def job_stock_pool(data, layers, settings):
-        if worker._pool is None:
-            worker._pool = ModelPool()
-        return worker._pool.stock(data, layers, settings)
-
-    worker.job_stock_pool = job_stock_pool  # run in the engine thread like the engine's own jobs
-    window.engine.submit("stock_pool", data=window.dataset_panel.data, layers=list(window.model_panel.layers),
-                         settings=window.model_panel.settings())
-    wait(app, lambda: window.engine.pending() == 0, "the pool to be stocked")
 
 
 def press_train(app, window, full: bool) -> dict:
@@ -130,9 +115,9 @@ def press_train(app, window, full: bool) -> dict:
     def on_epoch(report) -> None:
         seen.setdefault("epoch_seconds", report.seconds)
         if not full:
-            window.stop_training()
+            window.training.stop()
 
-    trained = window._on_trained
+    trained = window.training._on_trained
 
     def on_trained(result) -> None:
         seen["times"] = getattr(result, "start_times", None)  # None: a version of cnndesk that does not record them
@@ -140,14 +125,14 @@ def press_train(app, window, full: bool) -> dict:
 
     window.engine.batch.connect(on_batch)
     window.engine.epoch.connect(on_epoch)
-    window._on_trained = on_trained  # the window passes it to the train job when Train is pressed
+    window.training._on_trained = on_trained  # TrainingControl passes it to the train job when Train is pressed
     try:
         wait(app, window.train_action.isEnabled, "Train to be enabled")
         pressed, pressed_cpu, pressed_gui_cpu = time.perf_counter(), time.process_time(), time.thread_time()
         window.train_action.trigger()
         wait(app, lambda: "times" in seen or not window.training_panel.running, "the run to end")
     finally:
-        del window._on_trained
+        del window.training._on_trained
         window.engine.batch.disconnect(on_batch)
         window.engine.epoch.disconnect(on_epoch)
     if "times" not in seen or "first_batch" not in seen:
@@ -188,7 +173,7 @@ def main(argv=None) -> int:
     parser.add_argument("--per-class", type=int, default=400, help="sample images per class (default 400, the "
                         "built-in sample's size)")
     parser.add_argument("--no-reuse", action="store_true", help="every run builds and traces a new model")
-    parser.add_argument("--stock", action="store_true", help="stock the model pool while the engine is idle")
+    parser.add_argument("--no-stock", action="store_true", help="no spare model traced while the engine is idle")
     args = parser.parse_args(argv)
 
     from PySide6.QtWidgets import QApplication
@@ -196,15 +181,13 @@ def main(argv=None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0], "-platform", "offscreen"])
     with tempfile.TemporaryDirectory(prefix="cnndesk-first-batch-") as tmp:
         t0 = time.perf_counter()
-        window = open_window(app, Path(tmp), args.per_class)
+        window = open_window(app, Path(tmp), args.per_class, stock=not args.no_stock)
         window.engine.worker.reuse_models = not args.no_reuse
         data = window.dataset_panel.data
         print(f"window, TensorFlow {window.engine.info.get('tensorflow')} and {len(data.labels)} images "
               f"at {data.preprocessing.input_shape[0]} px ready in {time.perf_counter() - t0:.1f} s; "
               f"{'full runs' if args.full else 'each run stopped after its first epoch'}"
-              f"{', no model reuse' if args.no_reuse else ''}{', pool stocked while idle' if args.stock else ''}")
-        if args.stock:
-            stock_pool(app, window)
+              f"{', no model reuse' if args.no_reuse else ''}{', no spare stocked while idle' if args.no_stock else ''}")
         titles = ["press", "total", "cpu", "GUI cpu", "queue"] + [c for c, _ in COLUMNS] + ["to GUI", "2nd step", "epoch 1", "traced"]
         print("  ".join(f"{t:>9}" for t in titles))
         totals, cpus = [], []
@@ -219,11 +202,9 @@ def main(argv=None) -> int:
                 traced = "?" if run["times"] is None else "yes" if run["times"].traced else "no"
                 print("  ".join(cells + [f"{traced:>9}"]), flush=True)
                 wait(app, lambda: not window.training_panel.running and window.engine.pending() == 0,
-                     "the run to finish")
-                if args.stock:
-                    stock_pool(app, window)
+                     "the run to finish (and the spare for the next one)")
         finally:
-            window.modified = False
+            window.state.modified = False
             window.close()
             window.shutdown()
             app.processEvents()

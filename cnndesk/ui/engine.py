@@ -93,6 +93,7 @@ class EngineWorker(QObject):
         self.previous = None  # (model, inspector) of the run before the current model's, to bring back
         self._pool = None  # ModelPool: models replaced by a newer one, reused by later runs (docs/memory.md)
         self.reuse_models = True  # False: every run builds and traces a new model (for measurements)
+        self.stock_spares = True  # False: stock_pool does nothing (for measurements)
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -189,6 +190,21 @@ class EngineWorker(QObject):
         result.has_maps = inspector.has_maps
         return_freed_memory()
         return result
+
+    @cancellable
+    def stock_pool(self, data, layers, settings, *, task: TaskState) -> bool:
+        """While nobody waits: trace a spare model for the next run of ``layers``, so Train starts at once.
+
+        Submitted when the engine would otherwise be idle; a Train pressed meanwhile cancels it, and it
+        returns at once when that happened before it started (tracing itself cannot be interrupted).
+        """
+        from ..core.model_pool import ModelPool
+
+        if task.is_interruption_requested() or not (self.reuse_models and self.stock_spares):
+            return False
+        if self._pool is None:
+            self._pool = ModelPool()
+        return self._pool.stock(data, layers, settings)
 
     def save_project(self, folder, project) -> str:
         from ..core.project import save_project
