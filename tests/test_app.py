@@ -721,3 +721,21 @@ def test_f5_from_any_tab_shows_the_training_as_it_starts(tiny_window, qtbot):
     qtbot.keyClick(w, Qt.Key_F5)
     assert w.tabs.currentIndex() == w.TAB_TRAIN
     qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+
+
+def test_while_idle_the_engine_traces_a_spare_so_the_next_train_traces_nothing(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 1)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)  # the spare for the dataset just read
+    state, data = w.state, w.state.data
+    pool = w.engine.worker._pool
+    assert pool is not None and pool.has_spare(state.layers, data.preprocessing.input_shape, data.num_classes,
+                                               state.settings)
+    results = []
+    finished = w.training._on_trained
+    w.training._on_trained = lambda result: (results.append(result), finished(result))
+    qtbot.keyClick(w, Qt.Key_F5)
+    qtbot.waitUntil(lambda: bool(results), timeout=60000)
+    assert results[0].start_times.traced is False  # the press found the spare: no trace before its first batch
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)  # and a spare for the next press
+    assert pool.has_spare(state.layers, data.preprocessing.input_shape, data.num_classes, state.settings)
