@@ -124,3 +124,12 @@ def kept_epoch(history: list[dict], n_val: int) -> int:
     top = max(r["val_accuracy"] for r in history)
     near = [r for r in history if r["val_accuracy"] >= top - 1 / n_val - 1e-6]
     return min(near, key=lambda r: r["val_loss"])["epoch"]
+
+
+def shown(qtbot, widget, width: int, height: int):
+    """``widget`` on screen at ``width`` x ``height``, closed by qtbot after the test (panels tested alone)."""
+    qtbot.addWidget(widget)
+    widget.resize(width, height)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget

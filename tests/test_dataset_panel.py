@@ -11,7 +11,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QStyleOptionViewItem
 
-from conftest import write_dataset
+from conftest import shown, write_dataset
 from cnndesk.core import color_hint
 from cnndesk.core.color_hint import ColorSample, sample_colors, spread
 from cnndesk.ui.dataset_panel import DatasetPanel
@@ -21,11 +21,7 @@ from cnndesk.ui.dataset_tables import relative_path
 @pytest.fixture
 def panel(qtbot):
     """The panel at about the size a 1024x700 window gives it."""
-    p = DatasetPanel()
-    qtbot.addWidget(p)
-    p.resize(1000, 600)
-    p.show()
-    qtbot.waitExposed(p)
+    p = shown(qtbot, DatasetPanel(), 1000, 600)
     yield p
     p.loader.shutdown()
 

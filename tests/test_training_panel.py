@@ -12,6 +12,7 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QGraphicsLineItem
 
+from conftest import shown
 from cnndesk.core.training import BatchReport, EpochReport, TrainResult
 from cnndesk.ui.training_panel import TrainingPanel
 
@@ -20,11 +21,7 @@ STEPS = 10
 
 @pytest.fixture
 def panel(qtbot):
-    p = TrainingPanel()
-    qtbot.addWidget(p)
-    p.resize(900, 600)
-    p.show()
-    qtbot.waitExposed(p)
+    p = shown(qtbot, TrainingPanel(), 900, 600)
     p.set_can_train(True)
     return p
 
