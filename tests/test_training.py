@@ -247,7 +247,7 @@ def test_early_stopping_is_off_for_a_tiny_validation_set_and_says_so(data):
 
 
 def test_patience_grows_with_the_length_of_the_run():
-    from cnndesk.core.training import stopping_plan
+    from cnndesk.core.stopping import stopping_plan
 
     plan = stopping_plan(TrainingSettings(epochs=40, patience=3), n_val=200)
     assert (plan.enabled, plan.min_epochs, plan.patience) == (True, 20, 10)
@@ -377,7 +377,7 @@ def test_a_model_well_above_chance_gets_no_warning(trained):
 
 
 def test_near_chance_allows_for_the_noise_of_a_small_validation_set():
-    from cnndesk.core.training import near_chance
+    from cnndesk.core.stopping import near_chance
 
     # 2 classes, 32 validation images: a guesser's accuracy has a standard error of 0.088
     assert near_chance(0.65, 2, 32) and not near_chance(0.70, 2, 32)

@@ -32,7 +32,8 @@ from .images import Preprocessing
 Observer = Callable[[frozenset[str]], None]
 
 #: What the application is doing; the window enables and disables its actions from it.
-IDLE, TRAINING, STOPPING, SAVING, OPENING, SWAPPING = "idle", "training", "stopping", "saving", "opening", "swapping"
+IDLE, TRAINING, STOPPING, SAVING, OPENING, SWAPPING, EXPORTING = (
+    "idle", "training", "stopping", "saving", "opening", "swapping", "exporting")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class SessionState:
         object.__setattr__(self, "_observers", [])
         object.__setattr__(self, "_pending", None)
         object.__setattr__(self, "_quiet", 0)
+        object.__setattr__(self, "_edits", 0)
 
     # -- observing -----------------------------------------------------------
     def observe(self, callback: Observer, *names: str) -> Observer:
@@ -146,9 +148,11 @@ class SessionState:
         if old is dataclasses.MISSING:  # __init__
             return
         changed = {name}
-        if name in self.DOCUMENT and not self._quiet and not self.modified:
-            object.__setattr__(self, "modified", True)
-            changed.add("modified")
+        if name in self.DOCUMENT and not self._quiet:
+            object.__setattr__(self, "_edits", self._edits + 1)
+            if not self.modified:
+                object.__setattr__(self, "modified", True)
+                changed.add("modified")
         self._announce(changed)
 
     def update(self, **values) -> None:
@@ -197,6 +201,12 @@ class SessionState:
     @property
     def has_model(self) -> bool:
         return self.model is not None
+
+    @property
+    def edits(self) -> int:
+        """How many edits of the work this session has seen: a save clears ``modified`` only if none came
+        while it was being written."""
+        return self._edits
 
     @property
     def busy(self) -> bool:

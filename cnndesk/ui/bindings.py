@@ -8,6 +8,7 @@ panel is not written back (the guard), so an update never echoes.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 
 from ..core.session import SessionState
@@ -57,13 +58,16 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
     guard = _Guard()
 
     def edited() -> None:
-        if not guard.active:
-            state.update(layers=list(panel.layers), preset=panel.preset_name, settings=panel.settings())
-
-    def device_chosen() -> None:  # where to train is a preference of this machine, not an edit of the project
-        if not guard.active:
+        if guard.active:
+            return
+        layers, settings = list(panel.layers), panel.settings()
+        only_device = (layers == state.layers and panel.preset_name == state.preset
+                       and dataclasses.replace(settings, device=state.settings.device) == state.settings)
+        if only_device:  # where to train is a preference of this machine, not an edit of the project
             with state.not_an_edit():
-                state.settings = panel.settings()
+                state.settings = settings
+        else:
+            state.update(layers=layers, preset=panel.preset_name, settings=settings)
 
     def show(names) -> None:
         with guard.pushing():
@@ -77,7 +81,6 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
             panel.set_input(state.data.preprocessing.input_shape, state.data.num_classes)
 
     panel.changed.connect(edited)
-    panel.device.currentIndexChanged.connect(device_chosen)
     state.observe(show, "layers", "preset", "settings")
     state.observe(dataset, "data")
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")

@@ -224,10 +224,11 @@ class EngineWorker(QObject):
         project, model = open_project(folder)
         # the inspector first: a model it refuses leaves the current and previous runs as they were
         inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
+        if inspector is not None:
+            inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
         self._retire_previous()
         if model is not None:
             self._set_model(model, inspector)
-            self.inspector.warm_up()
         else:
             self._drop_model()
         return {"project": project, "has_model": model is not None,
@@ -440,19 +441,23 @@ class Engine(QObject):
     # receiver of another thread's signal crashed PySide6: docs/tensorflow-notes.md).
     @Slot(object)
     def _on_batch(self, report) -> None:
-        self.batch.emit(report)
+        if not self._stopped:  # after shutdown a job still finishing reports to no one
+            self.batch.emit(report)
 
     @Slot(object)
     def _on_epoch(self, report) -> None:
-        self.epoch.emit(report)
+        if not self._stopped:
+            self.epoch.emit(report)
 
     @Slot(str)
     def _on_message(self, text: str) -> None:
-        self.message.emit(text)
+        if not self._stopped:
+            self.message.emit(text)
 
     @Slot(str)
     def _on_warned(self, text: str) -> None:
-        self.warned.emit(text)
+        if not self._stopped:
+            self.warned.emit(text)
 
     @Slot(dict)
     def _on_ready(self, info: dict) -> None:

@@ -24,7 +24,7 @@ from ..core.architecture import LayerSpec, TrainingSettings
 from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS
 from ..core.project import is_project
-from ..core.session import IDLE, SAVING, SessionState
+from ..core.session import EXPORTING, IDLE, OPENING, SAVING, SWAPPING, SessionState
 from .bindings import bind_dataset_panel, bind_model_panel
 from .dataset_panel import DatasetPanel
 from .engine import Engine
@@ -198,7 +198,6 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(0)
 
     # -- wiring --------------------------------------------------------------
-    # -- wiring --------------------------------------------------------------
     def _connect(self) -> None:
         state = self.state
         bind_dataset_panel(state, self.dataset_panel)
@@ -254,7 +253,7 @@ class MainWindow(QMainWindow):
         else:
             ok, reason = True, ""
         self.training_panel.set_can_train(ok, reason)
-        self.training_panel.set_has_model(state.has_model and not busy)
+        self.training_panel.set_has_model(state.has_model)  # its Continue box: kept ticked through a save
         self.train_action.setEnabled(ok and not busy)
         self.stop_action.setEnabled(training)
         for act in self.export_actions.values():
@@ -274,7 +273,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{Path(path).name if path else 'Untitled'}[*] — cnndesk")
         self.setWindowModified(self.state.modified)
 
-    # -- compatibility entry points (menus, drops, the selftest) -----------------------
+    # -- entry points for drops, the selftest and scripts ---------------------------------
     def use_sample(self) -> None:
         self.dataset_panel.load_folder(str(self.sample_dir), make_sample=True)
 
@@ -393,7 +392,7 @@ class MainWindow(QMainWindow):
         s.setValue("model/layers", json.dumps([l.to_json() for l in state.layers]))
         s.setValue("model/preset", state.preset)
         s.setValue("model/device", state.settings.device or "cpu")
-        folder = self.dataset_panel.folder
+        folder = state.dataset_path
         if folder and Path(folder) != self.sample_dir:
             s.setValue("folders/dataset", folder)
         else:
@@ -413,11 +412,12 @@ class MainWindow(QMainWindow):
                 self.training.stop()
             event.ignore()  # close again when training has stopped (_close_if_asked)
             return
-        if state.activity == SAVING:
+        if state.busy:  # saving, opening, exporting, swapping runs: wait for it, saying so
             self._closing = True
-            self.show_status("Saving… the window closes when the project is saved.")
-            event.ignore()  # close again when the save has ended (_close_if_asked)
+            self.show_status(f"{BUSY_REASONS.get(state.activity, 'Finishing…')} The window closes when it is done.")
+            event.ignore()  # close again when it has ended (_close_if_asked)
             return
+        self._closing = False
         if state.modified and state.has_model:
             event.ignore()  # ask, maybe save (a job), then close again
             self.projects.confirm_discard(self._close_after_question)
@@ -427,11 +427,9 @@ class MainWindow(QMainWindow):
         event.accept()
 
     def _close_after_question(self, go: bool) -> None:
+        """Saved or discarded: close again (an edit made during the save asks once more)."""
         if go:
-            self.state.modified = False  # saved, or the user chose to discard
             QTimer.singleShot(0, self.close)  # not from inside closeEvent, where Qt ignores close()
-        else:
-            self._closing = False
 
     def _close_if_asked(self, _names=None) -> None:
         """After the training or save that a close waited for has ended, close again (from the event loop)."""
@@ -445,4 +443,5 @@ class MainWindow(QMainWindow):
         self.engine.shutdown()
 
 
-BUSY_REASONS = {"saving": "Saving the project…", "opening": "Opening…", "swapping": "Bringing back the previous model…"}
+BUSY_REASONS = {SAVING: "Saving the project…", OPENING: "Opening…", SWAPPING: "Bringing back the previous model…",
+                EXPORTING: "Exporting the model…"}

@@ -8,7 +8,7 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.export import SUFFIX
-from ..core.session import IDLE, OPENING, ModelInfo, SessionState
+from ..core.session import EXPORTING, IDLE, OPENING, ModelInfo, SessionState
 from . import file_dialogs
 from .engine import Engine, EngineWorker
 
@@ -85,7 +85,17 @@ class ModelFiles(QObject):
         self.export(fmt, out)
 
     def export(self, fmt: str, out: str) -> None:
+        if self.state.busy:
+            self.status.emit("Wait until the current work ends before exporting.", 6000)
+            return
+        self.state.activity = EXPORTING
         self.status.emit(f"Exporting to {out}…", 0)
-        self.engine.submit(EngineWorker.export, fmt, out,
-                           on_done=lambda p: self.status.emit(f"Exported {p}", 6000),
-                           on_error=lambda m: self.error.emit("Export failed", m))
+        self.engine.submit(EngineWorker.export, fmt, out, on_done=self._on_exported, on_error=self._on_export_failed)
+
+    def _on_exported(self, path: str) -> None:
+        self.state.activity = IDLE
+        self.status.emit(f"Exported {path}", 6000)
+
+    def _on_export_failed(self, message: str) -> None:
+        self.state.activity = IDLE
+        self.error.emit("Export failed", message)

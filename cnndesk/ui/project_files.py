@@ -60,7 +60,6 @@ class ProjectFiles(QObject):
                          viewed_images=[],
                          layers=preset("seed"), preset="seed", dataset_config=DatasetConfig(),
                          settings=TrainingSettings(device=state.settings.device))
-        w.training_panel.show_history([], None)
         w.use_sample()
         state.modified = False
 
@@ -103,11 +102,12 @@ class ProjectFiles(QObject):
                               spec=(list(project.layers), project.preset, project.settings),
                               has_maps=answer.get("has_maps", True))
         with state.not_an_edit():
-            state.update(project_path=str(Path(folder)), dataset_config=project.dataset, layers=list(project.layers),
+            # the dataset read before is not this project's: nothing trains or evaluates on it until its own is read
+            state.update(project_path=str(Path(folder)), dataset_path=project.dataset_path, data=None,
+                         dataset_config=project.dataset, layers=list(project.layers),
                          preset=project.preset, settings=project.settings, history=list(project.history),
                          best_epoch=project.best_epoch, batch_loss=[tuple(p) for p in project.batch_loss],
                          viewed_images=list(project.viewer_images), previous=None, model=model, activity=IDLE)
-        w.training_panel.show_history(state.history, state.best_epoch, state.batch_loss)
         if project.dataset_path and Path(project.dataset_path).is_dir():
             w.dataset_panel.load_folder(project.dataset_path)
         self.recent.add(state.project_path)
@@ -148,8 +148,9 @@ class ProjectFiles(QObject):
             self.status.emit("Wait until the current work ends before saving.", 6000)
             _call(then, False)
             return
+        edits = state.edits
         job = self.engine.submit(EngineWorker.save_project, folder, state.current_project(),
-                                 on_done=lambda _: self._on_saved(folder, then),
+                                 on_done=lambda _: self._on_saved(folder, edits, then),
                                  on_error=lambda m: self._on_save_failed(m, then))
         if job is None:  # the engine has shut down
             _call(then, False)
@@ -157,9 +158,10 @@ class ProjectFiles(QObject):
         state.activity = SAVING
         self.status.emit("Saving…", 0)
 
-    def _on_saved(self, folder: str, then: Then | None) -> None:
+    def _on_saved(self, folder: str, edits: int, then: Then | None) -> None:
         state = self.state
-        state.update(project_path=str(Path(folder)), activity=IDLE, modified=False)
+        # an edit made while the project was being written is not in it: it stays unsaved
+        state.update(project_path=str(Path(folder)), activity=IDLE, modified=state.edits != edits)
         self.recent.add(state.project_path)
         self.settings.setValue("folders/project", str(Path(folder).parent))
         self.status.emit(f"Saved {folder}", 4000)
@@ -182,8 +184,11 @@ class ProjectFiles(QObject):
             QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
         if answer == QMessageBox.Save:
             self.save(then)
+        elif answer == QMessageBox.Discard:
+            state.modified = False  # the user gave it up: nothing is left to ask about
+            then(True)
         else:
-            then(answer == QMessageBox.Discard)
+            then(False)
 
 
 def _call(then: Then | None, ok: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.architecture import layer_table, total_params
@@ -31,15 +31,17 @@ def describe_preprocessing(pre) -> str:
 class TrainingControl(QObject):
     """Runs training for the window; the state says whether one is running (``state.training``).
 
+    The training panel shows the live run (batches and epochs as they come); when the state's model
+    changes for another reason (a project opened, a model file, Bring Back, New), it shows that model's
+    run from the state.
+
     Signals:
         status(str, int): a message for the status bar and how long to show it (ms).
         error(str, str): a title and message for an error box.
-        finished(): a run ended (done, stopped or failed), or a swap of runs did.
     """
 
     status = Signal(str, int)
     error = Signal(str, str)
-    finished = Signal()
 
     def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -50,12 +52,18 @@ class TrainingControl(QObject):
         self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
         self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
         self._stock_job = None  # a spare model being traced for the next run (docs/training-speed.md)
+        self._produced: ModelInfo | None = None  # the model the last run made (its chart is already drawn)
+        self._shown: ModelInfo | None = None  # the model whose run the panel shows
+        self._restock = QTimer(self, singleShot=True, interval=1500)  # after edits of the stack settle
+        self._restock.timeout.connect(self._stock_when_idle)
         engine.batch.connect(panel.on_batch)
         engine.batch.connect(self._on_batch)
         engine.epoch.connect(self._on_epoch)
         engine.message.connect(panel.add_note)
         state.observe(self._show_previous, "previous", "activity", "engine_ready")
         state.observe(self._stock_when_idle, "engine_ready", "data")
+        state.observe(lambda _: self._restock.start(), "layers", "settings")
+        state.observe(self._show_run, "model")
 
     # -- requests -------------------------------------------------------------------
     def start(self, continuing: bool = False) -> bool:
@@ -78,8 +86,9 @@ class TrainingControl(QObject):
         settings = state.settings
         initial = len(state.history) if continuing else 0
         run = (model.run if continuing and model.run else None) or new_run_id()
-        self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run,
-                               spec=(list(state.layers), state.preset, settings))
+        # continuing trains the model's own layers: the stack shown may have been edited since
+        spec = model.spec if continuing else (list(state.layers), state.preset, settings)
+        self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run, spec=spec)
         # the engine keeps the current model when the new one arrives: remember what goes with it
         self._replaced = state.current_run() if not continuing else None
         self.engine.cancel(self._stock_job)  # a spare not yet started would only make this run wait
@@ -124,8 +133,9 @@ class TrainingControl(QObject):
         # the epochs themselves arrived one by one through _on_epoch
         state = self.state
         self._job = None
+        self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps)
         with state.changes():
-            state.model = dataclasses.replace(self._plan, has_maps=getattr(result, "has_maps", True))
+            state.model = self._produced
             state.best_epoch = result.best_epoch
             state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
             if self._replaced is not None:
@@ -137,7 +147,6 @@ class TrainingControl(QObject):
         if state.previous is not None:
             self.status.emit(f"The model of {state.previous.describe()} is kept: Training > Bring Back Previous "
                              "Model makes it current again.", 15000)
-        self.finished.emit()
 
     def _on_failed(self, message: str) -> None:
         state = self.state
@@ -153,7 +162,6 @@ class TrainingControl(QObject):
             self.panel.show_history(state.history, state.best_epoch, state.batch_loss)
         self._replaced = None
         self.error.emit("Training failed", message)
-        self.finished.emit()
 
     def _on_swapped(self, _) -> None:
         state = self.state
@@ -167,17 +175,23 @@ class TrainingControl(QObject):
                 layers, preset_name, settings = previous.model.spec
                 state.layers, state.preset, state.settings = list(layers), preset_name, settings
             state.activity = IDLE
-        self.panel.show_history(state.history, state.best_epoch, state.batch_loss)
         self.status.emit("The previous model is current again; the one trained after it can be brought back the "
                          "same way.", 10000)
-        self.finished.emit()
 
     def _on_swap_failed(self, message: str) -> None:
         self.state.activity = IDLE
         self.error.emit("Could not bring back the model", message)
-        self.finished.emit()
 
     # -- helpers -------------------------------------------------------------------------
+    def _show_run(self, _names=None) -> None:
+        """Show the current model's run, unless the panel already does (it drew it live, or only names changed)."""
+        model, shown = self.state.model, self._shown
+        self._shown = model
+        if model is self._produced or (model is not None and shown is not None
+                                       and shown.renamed(list(model.class_names)) == model):
+            return
+        self.panel.show_history(self.state.history, self.state.best_epoch, self.state.batch_loss)
+
     def _stock_when_idle(self, _names=None) -> None:
         """Have the engine trace a spare model for the next Train while nothing else runs.
 
@@ -190,6 +204,7 @@ class TrainingControl(QObject):
         self.engine.cancel(self._stock_job)
         self._stock_job = self.engine.submit(EngineWorker.stock_pool, state.data, list(state.layers), state.settings,
                                              on_error=lambda _message: None)  # a stack that cannot be built: Train says why
+
     def _show_previous(self, _names) -> None:
         state = self.state
         previous = state.previous

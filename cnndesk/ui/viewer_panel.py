@@ -7,6 +7,10 @@ engine and hands the answers to the views.
 
 What the current model is (its classes, how it prepares images, whether it has maps to show) comes from the
 session state, which the panel observes: a new model re-classifies the strip, a rename relabels it.
+
+A little over 500 lines: the strip, the current image and the engine requests that fill them share one
+selection and one model; the views and tiles that stand alone are in ``inspection_views``,
+``evaluation_view`` and ``widgets``.
 """
 
 from __future__ import annotations
@@ -71,10 +75,12 @@ class ViewerPanel(QWidget):
         self.inspection: dict | None = None
         self._known_classes: dict[str, str] = {}  # file -> true class, for images opened from the evaluation
         self._shown_model: ModelInfo | None = None  # the model the strip was classified with
+        self._evaluating = False  # an evaluation job is on its way
         self._build()
         state.observe(self._on_model, "model")
         state.observe(self._update_enabled, "model", "activity", "engine_ready", "data")
-        state.observe(self._evaluate_on_demand, "data", "activity")
+        state.observe(self._on_data, "data")
+        state.observe(self._evaluate_on_demand, "activity")
         self._update_enabled()
 
     # -- what the state says --------------------------------------------------------
@@ -199,7 +205,7 @@ class ViewerPanel(QWidget):
     # -- model state ---------------------------------------------------------------
     def _update_enabled(self, _names=None) -> None:
         state, usable = self.state, self.usable
-        for w in (self.open_button, self.paste_button):
+        for w in (self.open_button, self.paste_button, self.names_button):
             w.setEnabled(usable)
         self.evaluation_view.evaluate_button.setEnabled(usable and state.data is not None)
         if state.training:
@@ -260,6 +266,7 @@ class ViewerPanel(QWidget):
     def _reset_views(self) -> None:
         """Clear everything computed by a previous model (layers, maps, heat map, evaluation)."""
         self.evaluation_view.clear()
+        self._evaluating = False
         self.inspection = None
         self.current = None
         self.activations.clear()
@@ -284,12 +291,13 @@ class ViewerPanel(QWidget):
         if len(names) != len(self.class_names):
             self.status.emit(f"Give exactly {len(self.class_names)} names, one per line.")
             return
-        self.engine.submit(EngineWorker.set_class_names, names, on_done=self._on_renamed,
+        model = self.state.model
+        self.engine.submit(EngineWorker.set_class_names, names, on_done=lambda n: self._on_renamed(model, n),
                            on_error=self.status.emit)
 
-    def _on_renamed(self, names: list[str]) -> None:
-        if self.state.model is not None:
-            self.state.model = self.state.model.renamed(names)
+    def _on_renamed(self, model: ModelInfo, names: list[str]) -> None:
+        if self.state.model is model:  # still the model the names were given for
+            self.state.model = model.renamed(names)
 
     # -- classify ------------------------------------------------------------------
     def open_images_dialog(self) -> None:
@@ -456,16 +464,35 @@ class ViewerPanel(QWidget):
         if self.stack.currentIndex() == 0:
             self.stack.setCurrentIndex(1)
         self.evaluation_view.show_message("Evaluating…")
+        self._evaluating = True
         self.engine.submit(EngineWorker.evaluate, data, latest_only=True,
-                           on_done=lambda ev: self.evaluation_view.show_result(ev, data),
-                           on_error=self.evaluation_view.show_message)
+                           on_done=lambda ev: self._on_evaluated(ev, data, model),
+                           on_error=self._on_evaluate_failed)
+
+    def _on_evaluated(self, ev, data, model) -> None:
+        self._evaluating = False
+        if data is self.state.data and model is self.state.model:  # neither replaced while it ran
+            self.evaluation_view.show_result(ev, data)
+
+    def _on_evaluate_failed(self, message: str) -> None:
+        self._evaluating = False
+        self.evaluation_view.show_message(message)
+
+    def _on_data(self, _names=None) -> None:
+        """Another dataset (or split): an evaluation of the one before no longer holds."""
+        self.evaluation_view.clear()
+        self._evaluating = False
+        self._evaluate_on_demand()
 
     def _evaluate_on_demand(self, _index=None) -> None:
         """Showing the Evaluation tab computes it, once per model and dataset (e.g. after reopening a project)."""
         if (self.tabs.currentWidget() is self.evaluation_view and self.evaluation_view.evaluation is None
-                and self.usable and self.state.data is not None and self.isVisible()
-                and self.evaluation_view.accuracy_label.text() != "Evaluating…"):
+                and self.usable and self.state.data is not None and self.isVisible() and not self._evaluating):
             self.evaluate()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._evaluate_on_demand()  # the Viewer tab shown with its Evaluation tab already current
 
     def _open_evaluated(self, path: str) -> None:
         """Classify an image clicked in the evaluation, remembering its true class to show beside the verdict."""
