@@ -661,7 +661,7 @@ def test_closing_while_the_project_is_saved_waits_for_the_save_then_closes(tiny_
     w.projects.save_to(str(folder))
     assert w.state.busy and not w.save_action.isEnabled()  # Save returned at once; the engine is writing
     w.close()
-    assert w.isVisible() and "closes when the project is saved" in w.statusBar().currentMessage()
+    assert w.isVisible() and "Saving the project… The window closes when it is done." in w.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=30000)
     assert is_project(folder) and asked == []  # saved, so nothing was left to ask about
 
@@ -739,3 +739,75 @@ def test_while_idle_the_engine_traces_a_spare_so_the_next_train_traces_nothing(t
     assert results[0].start_times.traced is False  # the press found the spare: no trace before its first batch
     qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)  # and a spare for the next press
     assert pool.has_spare(state.layers, data.preprocessing.input_shape, data.num_classes, state.settings)
+
+
+# -- review fixes: the state stays true while the engine works -----------------------------------
+
+def test_an_edit_made_while_the_project_is_saved_stays_unsaved(tiny_window, qtbot, tmp_path):
+    w = tiny_window
+    train_now(w, qtbot)
+    w.projects.save_to(str(tmp_path / "p"))
+    w.model_panel.learning_rate.setValue(0.0123)  # typed while the engine writes the project
+    qtbot.waitUntil(lambda: not w.state.busy, timeout=30000)
+    assert w.state.project_path == str(tmp_path / "p")
+    assert w.isWindowModified()  # the new learning rate is not in the file
+
+
+def test_choosing_where_to_train_is_not_an_unsaved_change(window):
+    window.model_panel.set_devices([("cpu", "CPU"), ("gpu:0", "GPU 0: test")])
+    window.state.modified = False
+    window.model_panel.device.setCurrentIndex(1)
+    assert window.state.settings.device == "gpu:0"
+    assert not window.isWindowModified()
+
+
+def test_opening_a_model_file_clears_the_previous_runs_chart(tiny_window, qtbot, tmp_path):
+    from test_viewer import _plain_keras_model
+
+    w = tiny_window
+    train_now(w, qtbot)
+    assert w.training_panel.chart.point_count("loss") == 1
+    path = _plain_keras_model(tmp_path / "other.keras")
+    w.state.modified = False
+    w.open_model(str(path))
+    qtbot.waitUntil(lambda: w.state.model is not None and w.state.model.source == "file", timeout=30000)
+    assert w.training_panel.chart.point_count("loss") == 0
+    assert w.training_panel.chart.point_count("batch_loss") == 0
+
+
+def test_class_names_cannot_be_edited_while_training(tiny_window, qtbot, tmp_path):
+    from test_viewer import _plain_keras_model
+
+    w = tiny_window
+    w.open_model(str(_plain_keras_model(tmp_path / "m.keras")))
+    qtbot.waitUntil(lambda: w.state.model is not None and w.state.model.source == "file", timeout=30000)
+    assert w.viewer_panel.names_button.isVisible() and w.viewer_panel.names_button.isEnabled()
+    set_epochs(w, qtbot, 500)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state.training, timeout=10000)
+    assert not w.viewer_panel.names_button.isEnabled()
+    w.training.stop()
+    qtbot.waitUntil(lambda: not w.state.training, timeout=30000)
+
+
+def test_the_evaluation_is_computed_when_the_viewer_is_shown_with_its_evaluation_tab(tiny_window, qtbot):
+    w = tiny_window
+    train_now(w, qtbot)
+    viewer = w.viewer_panel
+    viewer.tabs.setCurrentWidget(viewer.evaluation_view)  # chosen earlier, while another main tab was shown
+    assert viewer.evaluation_view.evaluation is None
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    qtbot.waitUntil(lambda: viewer.evaluation_view.evaluation is not None, timeout=30000)
+
+
+def test_after_an_edit_of_the_stack_settles_the_engine_traces_a_spare_for_it(tiny_window, qtbot):
+    from cnndesk.core.architecture import LayerSpec
+
+    w = tiny_window
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)
+    w.model_panel.add_layer("Dropout")
+    state, data = w.state, w.state.data
+    assert any(l.kind == "Dropout" for l in state.layers)
+    qtbot.waitUntil(lambda: w.engine.worker._pool.has_spare(state.layers, data.preprocessing.input_shape,
+                                                            data.num_classes, state.settings), timeout=60000)
+    assert isinstance(state.layers[0], LayerSpec)
