@@ -23,6 +23,7 @@ from .. import __version__
 from ..core.architecture import LayerSpec, TrainingSettings
 from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS
+from ..core.model_file import MODEL_SUFFIXES
 from ..core.project import is_project
 from ..core.session import IDLE, SAVING, SessionState
 from .bindings import bind_dataset_panel, bind_model_panel
@@ -297,7 +298,7 @@ class MainWindow(QMainWindow):
         self.handle_dropped_paths(paths)
 
     def handle_dropped_paths(self, paths: list[str]) -> None:
-        """A folder: a project opens, a dataset is read. Files: .keras opens, images go to the viewer."""
+        """A folder: a project opens, a dataset is read. Files: .keras/.h5 open, images go to the viewer."""
         if self.state.training:
             self.statusBar().showMessage("Training is running: stop it before opening something else.", 6000)
             return
@@ -305,12 +306,14 @@ class MainWindow(QMainWindow):
         if first.is_dir():
             if is_project(first):
                 self.projects.open(str(first))
+            elif (first / "saved_model.pb").is_file():
+                self.models.open(str(first))  # refused, with how to convert it
             else:
                 self.tabs.setCurrentIndex(self.TAB_DATASET)
                 self.dataset_panel.load_folder(str(first))
                 self.settings.setValue("folders/dataset", str(first))
             return
-        if first.suffix.lower() == ".keras":
+        if first.suffix.lower() in MODEL_SUFFIXES:
             self.models.open(str(first))
             return
         self.tabs.setCurrentIndex(self.TAB_VIEWER)
