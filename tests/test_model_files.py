@@ -484,3 +484,26 @@ def test_predict_names_a_custom_layer_in_one_line(real, tmp_path, image):
         "cnndesk-cli: error: custom.keras: the model uses a layer cnndesk cannot load safely: Scale01 (custom code, "
         f"registered as `mine>Scale01`){ONLY_KERAS}."]
     assert seconds < 60
+
+
+def test_predict_refuses_an_h5_with_a_lambda_before_tensorflow_loads(tmp_path, image):
+    path = _save_h5(_small_classifier([keras.layers.Lambda(lambda t: t / 255.0)]), tmp_path / "code.h5")
+    result, seconds, peak_mb = measure_cli(["predict", path, image], tmp_path)
+    print(f"Lambda in .h5: {seconds:.2f} s, peak {peak_mb:.0f} MB")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["cnndesk-cli: error: code.h5 contains code (e.g. a Lambda layer) that "
+                                          "cnndesk will not run from a file it did not make."]
+    assert seconds < 5 and peak_mb < 300
+
+
+def test_predict_and_export_keep_the_class_names_of_an_h5(tmp_path, image):
+    path = _save_h5(_small_classifier([keras.layers.Rescaling(1 / 255)]), tmp_path / "legacy.h5")
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")
+    result, _, _ = measure_cli(["predict", path, image], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1] in ("red", "green", "blue")
+    out = tmp_path / "out" / "model.keras"
+    result, _, _ = measure_cli(["export", path, "--format", "keras", "--out", out], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(out), f"class names: {out.parent / 'labels.txt'}"]
+    assert (out.parent / "labels.txt").read_text(encoding="utf-8") == "red\ngreen\nblue\n"

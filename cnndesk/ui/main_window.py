@@ -121,7 +121,7 @@ class MainWindow(QMainWindow):
                                            name="saveProjectAs")
         self.choose_dataset_action = self._action("Choose &Dataset Folder…", self.dataset_panel.choose_folder,
                                                   "Ctrl+Shift+O")
-        self.open_model_action = self._action("Open &Model (.keras)…", self.models.open_dialog, "Ctrl+Shift+M",
+        self.open_model_action = self._action("Open &Model (.keras, .h5)…", self.models.open_dialog, "Ctrl+Shift+M",
                                               name="openModel")
         self.open_image_action = self._action("Open &Image…", self.viewer_panel.open_images_dialog, "Ctrl+I",
                                               name="openImage")
@@ -343,7 +343,7 @@ class MainWindow(QMainWindow):
     def show_shortcuts(self) -> None:
         rows = [("Ctrl+1 … Ctrl+4", "Dataset, Model, Train, Viewer"), ("F5", "Train"), ("Esc", "Stop training"),
                 ("F6", "Evaluate"), ("Ctrl+O / Ctrl+S", "Open / save project"),
-                ("Ctrl+Shift+O", "Choose dataset folder"), ("Ctrl+Shift+M", "Open a .keras model"),
+                ("Ctrl+Shift+O", "Choose dataset folder"), ("Ctrl+Shift+M", "Open a .keras or .h5 model"),
                 ("Ctrl+I", "Open images to classify"), ("Ctrl+V", "Paste an image to classify")]
         html = "<table>" + "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
         box = QMessageBox(QMessageBox.NoIcon, "Keyboard shortcuts", html, QMessageBox.Ok, self)
