@@ -245,15 +245,14 @@ class EngineWorker(QObject):
 
         model, names = load_model_with_labels(path)
         inspector = Inspector(model)
-        labels = names is not None and len(names) == len(inspector.class_names)
-        if labels:
+        if names is not None and len(names) == len(inspector.class_names):
             inspector.class_names = list(names)
         inspector.warm_up()
         self._retire_previous()
         self._drop_model()
         self._set_model(model, inspector)
         return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
-                "layers": inspector.layer_names, "has_maps": inspector.has_maps, "labels": labels}
+                "layers": inspector.layer_names, "has_maps": inspector.has_maps}
 
     def export(self, fmt, out) -> str:
         """Export the current model with the class names the viewer shows (labels.txt, and inside the file)."""
