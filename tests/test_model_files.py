@@ -314,6 +314,36 @@ def test_an_h5_written_by_keras_opens_with_the_same_predictions_and_the_labels_b
     assert names == ["red", "green", "blue"]
 
 
+def _as_keras2_config(node):
+    """Rewrite a Keras 3 legacy config in place the way Keras 2 wrote it: batch_input_shape, dtype strings."""
+    if isinstance(node, dict):
+        if "batch_shape" in node:
+            node["batch_input_shape"] = node.pop("batch_shape")
+        if isinstance(node.get("dtype"), dict):
+            node["dtype"] = "float32"
+        for value in node.values():
+            _as_keras2_config(value)
+    elif isinstance(node, list):
+        for value in node:
+            _as_keras2_config(value)
+
+
+def test_an_h5_in_the_form_keras_2_wrote_opens_with_the_same_predictions(tmp_path):
+    import json
+
+    import h5py
+
+    model = _small_classifier([keras.layers.Rescaling(1 / 255), keras.layers.BatchNormalization()])
+    path = _save_h5(model, tmp_path / "keras2.h5")
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        _as_keras2_config(config)
+        f.attrs["model_config"] = json.dumps(config)
+        f.attrs["keras_version"] = "2.15.0"
+    x = np.random.default_rng(4).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(load_keras_model(path)(x)), np.asarray(model(x)), atol=1e-6, rtol=0)
+
+
 def test_an_h5_with_a_lambda_is_refused_with_the_same_message_as_a_keras_file(tmp_path):
     model = _small_classifier([keras.layers.Lambda(lambda t: t / 255.0)])
     h5 = _save_h5(model, tmp_path / "code.h5")
