@@ -324,18 +324,21 @@ def cmd_train(args) -> int:
 
 
 def _open_inspector(path: str):
-    """A project folder or a .keras file -> Inspector (+ Project or None)."""
-    from .core.project import is_project, load_keras_model, open_project
+    """A project folder or a .keras/.h5 file -> Inspector (+ Project or None)."""
+    from .core.project import is_project, load_model_with_labels, open_project
 
     p = Path(path).expanduser()
     if not p.exists():
-        raise UserError(f"{p} does not exist: give a project folder or a .keras model file.")
+        raise UserError(f"{p} does not exist: give a project folder or a .keras or .h5 model file.")
     if not is_project(p):
-        from .core.model_file import check_model_path, describe_unknown, unknown_classes
+        from .core.model_file import check_model_path, code_layers, code_refusal, describe_unknown, unknown_classes
 
-        # a damaged or hostile file, or one needing a class from the program that saved it, is refused
+        # a damaged or hostile file, or one needing code or a class from the program that saved it, is refused
         # in a moment, before TensorFlow loads
-        unknown = unknown_classes(check_model_path(p))
+        config = check_model_path(p)
+        if code_layers(config):
+            raise UserError(code_refusal(p.name))
+        unknown = unknown_classes(config)
         if unknown:
             raise UserError(f"{p.name}: {describe_unknown(unknown)}.")
     _load_tensorflow()
@@ -346,7 +349,11 @@ def _open_inspector(path: str):
         if model is None:
             raise UserError(f"The project {p} has no trained model yet: train it first.")
         return Inspector(model, project.class_names, project.preprocessing), project
-    return Inspector(load_keras_model(p)), None
+    model, names = load_model_with_labels(p)
+    ins = Inspector(model)
+    if names is not None and len(names) == len(ins.class_names):
+        ins.class_names = list(names)
+    return ins, None
 
 
 def cmd_predict(args) -> int:
@@ -451,11 +458,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .core.export import export_model
+    from .core.export import export_model, labels_path
 
     ins, _ = _open_inspector(args.project)
-    out = export_model(ins.model, args.format, args.out)
+    out = export_model(ins.model, args.format, args.out, ins.class_names)
     print(out)
+    print(f"class names: {labels_path(out, args.format)}")
     return 0
 
 

@@ -8,10 +8,13 @@ model on random 0-255 images.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -21,7 +24,10 @@ import tensorflow as tf
 
 from cnndesk.core.architecture import TrainingSettings, build_model, compile_model, preset
 from cnndesk.core.errors import UserError
-from cnndesk.core.export import FORMATS, export_model
+from cnndesk.core.export import FORMATS, ONNX_LABELS_KEY, export_model, labels_path
+from cnndesk.core.labels import escape_label, labels_text, parse_labels
+from cnndesk.core.model_file import check_model_path
+from cnndesk.core.project import load_model_with_labels
 
 SIZE = 32
 CLASSES = 3
@@ -190,6 +196,90 @@ def test_exported_keras_file_loads_in_a_process_without_cnndesk(model, inputs, t
 
 
 # ---------------------------------------------------------------------------
+# class names travel with every export
+
+#: a plain name, one in another script with an emoji, and one a folder name could hold with a line break
+NAMES = ["rocket", "ракета 🚀", "two\nlines \\ done"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_export_writes_labels_txt_with_the_class_names(model, tmp_path, fmt):
+    path = export_model(model, fmt, tmp_path / "out" / "model", NAMES)
+    labels = labels_path(path, fmt)
+    assert labels == (path / "labels.txt" if fmt == "saved_model" else path.parent / "labels.txt")
+    text = labels.read_text(encoding="utf-8")
+    assert text.splitlines() == ["rocket", "ракета 🚀", "two\\nlines \\\\ done"]  # one class a line
+    assert parse_labels(text) == NAMES
+    if fmt == "saved_model":
+        assert parse_labels((path / "assets" / "labels.txt").read_text(encoding="utf-8")) == NAMES
+    beside = [path.name] if fmt == "saved_model" else [path.name, "labels.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(beside)  # no leftovers
+
+
+def test_the_keras_file_holds_the_names_and_opens_with_them_without_the_labels_txt(model, tmp_path):
+    path = export_model(model, "keras", tmp_path / "model", NAMES)
+    with zipfile.ZipFile(path) as zf:
+        assert parse_labels(zf.read("labels.txt").decode("utf-8")) == NAMES
+    (tmp_path / "labels.txt").unlink()
+    check_model_path(path)  # cnndesk's own archive checks accept the extra member
+    reopened, names = load_model_with_labels(path)
+    assert names == NAMES
+    assert reopened.outputs[0].shape[-1] == len(NAMES)
+
+
+def test_a_labels_txt_beside_a_keras_file_without_embedded_names_is_read(model, tmp_path):
+    path = tmp_path / "elsewhere.keras"
+    model.save(path)
+    assert load_model_with_labels(path)[1] is None
+    (tmp_path / "labels.txt").write_text("0 cat\r\n1 dog\r\n2 bird\r\n", encoding="utf-8-sig")  # Teachable Machine
+    assert load_model_with_labels(path)[1] == ["cat", "dog", "bird"]
+
+
+def test_plain_keras_loads_the_exported_keras_file_without_warnings(model, inputs, tmp_path):
+    x, expected = inputs
+    path = export_model(model, "keras", tmp_path / "model", NAMES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reloaded = keras.models.load_model(path)
+    assert [str(w.message) for w in caught] == []
+    np.testing.assert_allclose(np.asarray(reloaded(x, training=False)), expected, atol=TOLERANCE, rtol=0)
+
+
+def test_the_onnx_file_holds_the_names_in_its_metadata(model, tmp_path):
+    import onnx
+    import onnxruntime
+
+    path = export_model(model, "onnx", tmp_path / "model", NAMES)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props[ONNX_LABELS_KEY]) == NAMES
+    meta = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    assert json.loads(meta.custom_metadata_map[ONNX_LABELS_KEY]) == NAMES
+
+
+def test_without_names_an_export_writes_the_names_the_viewer_shows(model, tmp_path):
+    path = export_model(model, "litert", tmp_path / "model")
+    assert parse_labels(labels_path(path, "litert").read_text()) == ["class 0", "class 1", "class 2"]
+
+
+def test_a_second_export_replaces_the_labels_txt_beside_it(model, tmp_path):
+    export_model(model, "keras", tmp_path / "model", ["a", "b", "c"])
+    export_model(model, "keras", tmp_path / "model", ["x", "y", "z"])
+    assert (tmp_path / "labels.txt").read_text() == "x\ny\nz\n"
+
+
+@pytest.mark.parametrize("name", ["plain", "", "back\\slash", "\\n literally", "cr\rlf\n", "\u2028sep\x85",
+                                  "tab\tkept", "ünï 🚀"])
+def test_every_name_survives_the_labels_txt_as_one_line(name):
+    line = escape_label(name)
+    assert len(f"{line}\n".splitlines()) == 1 and "\n" not in line
+    assert parse_labels(labels_text([name, "next"])) == [name, "next"]
+
+
+def test_names_without_backslashes_or_line_breaks_are_written_as_they_are():
+    assert labels_text(["rocket", "ракета", "a b"]) == "rocket\nракета\na b\n"
+
+
+# ---------------------------------------------------------------------------
 # destinations and mistakes
 
 def test_every_format_is_offered():
@@ -258,7 +348,7 @@ def test_an_unwritable_destination_is_reported_as_permission_denied(model, tmp_p
 
 
 def test_a_full_disk_keeps_the_earlier_export_and_leaves_no_temporary_files(model, tmp_path, monkeypatch):
-    path = export_model(model, "keras", tmp_path / "model.keras")
+    path = export_model(model, "keras", tmp_path / "model.keras", ["a", "b", "c"])
     before = path.read_bytes()
 
     def disk_full(*args, **kwargs):
@@ -266,6 +356,7 @@ def test_a_full_disk_keeps_the_earlier_export_and_leaves_no_temporary_files(mode
 
     monkeypatch.setattr(model, "save", disk_full)
     with pytest.raises(UserError, match="the disk is full"):
-        export_model(model, "keras", path)
+        export_model(model, "keras", path, ["x", "y", "z"])
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+    assert (tmp_path / "labels.txt").read_text() == "a\nb\nc\n"  # still the names of the model beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "model.keras"]

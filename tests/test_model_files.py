@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -22,12 +23,14 @@ from PIL import Image
 
 from cnndesk.core.architecture import build_model, preset
 from cnndesk.core.errors import ModelFileError
-from cnndesk.core.model_file import LIMITS, Limits, check_model_file, unknown_classes
-from cnndesk.core.project import load_keras_model
+from cnndesk.core.model_file import LIMITS, Limits, check_model_file, check_model_path, unknown_classes
+from cnndesk.core.project import load_keras_model, load_model_with_labels
 
 from crafted_models import MiB, bomb_member, config_of, raw_member, read_members, rewrite, write_zip
 
 REPO = Path(__file__).resolve().parents[1]
+#: how every custom-class refusal ends
+ONLY_KERAS = "; cnndesk loads only Keras's own layers, so use the model in the program that defines them"
 GiB = 1024 * MiB
 
 
@@ -251,7 +254,8 @@ def test_a_custom_registered_layer_is_named(real, tmp_path):
     path = _custom_layer_file(real, tmp_path / "custom.keras")
     with pytest.raises(ModelFileError) as e:
         load_keras_model(path)
-    assert str(e.value) == "custom.keras: this model uses a custom layer `mine>Scale01` that cnndesk cannot load."
+    assert str(e.value) == ("custom.keras: the model uses a layer cnndesk cannot load safely: Scale01 (custom code, "
+                            f"registered as `mine>Scale01`){ONLY_KERAS}.")
 
 
 def test_unknown_classes_lists_custom_objects_once_and_not_keras_own():
@@ -263,6 +267,185 @@ def test_unknown_classes_lists_custom_objects_once_and_not_keras_own():
         {"module": None, "class_name": "B", "registered_name": "p>B", "config": {}},
     ]}}
     assert unknown_classes(config, lambda n: n == "p>B") == [("object", "my.inits.Odd"), ("layer", "p>A")]
+
+
+def test_a_custom_layer_keras_writes_without_registering_it_is_named_by_its_class(tmp_path):
+    path = tmp_path / "mine.keras"
+    _with_custom_layer().save(path)
+    with pytest.raises(ModelFileError) as e:
+        load_keras_model(path)
+    assert str(e.value) == f"mine.keras: the model uses a layer cnndesk cannot load safely: MyCustomLayer (custom code){ONLY_KERAS}."
+
+
+# -- legacy .h5 and SavedModel folders -----------------------------------------------------------------------
+
+class MyCustomLayer(keras.layers.Layer):
+    """A layer of the program that saved the model: no other program can build it."""
+
+    def call(self, x):
+        return x * 2.0
+
+
+def _small_classifier(middle=()) -> keras.Model:
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([keras.Input((16, 16, 3)), *middle, keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+
+
+def _with_custom_layer() -> keras.Model:
+    return _small_classifier([MyCustomLayer()])
+
+
+def _save_h5(model: keras.Model, path: Path) -> Path:
+    """``model.save("x.h5")``: Keras 3 still writes the legacy format (and warns that it is legacy)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    return path
+
+
+def test_an_h5_written_by_keras_opens_with_the_same_predictions_and_the_labels_beside_it(tmp_path):
+    model = _small_classifier([keras.layers.Rescaling(1 / 255)])
+    path = _save_h5(model, tmp_path / "legacy.h5")
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")
+    x = np.random.default_rng(2).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    opened, names = load_model_with_labels(path)
+    np.testing.assert_allclose(np.asarray(opened(x)), np.asarray(model(x)), atol=1e-6, rtol=0)
+    assert names == ["red", "green", "blue"]
+
+
+def _as_keras2_config(node):
+    """Rewrite a Keras 3 legacy config in place the way Keras 2 wrote it: batch_input_shape, dtype strings."""
+    if isinstance(node, dict):
+        if "batch_shape" in node:
+            node["batch_input_shape"] = node.pop("batch_shape")
+        if isinstance(node.get("dtype"), dict):
+            node["dtype"] = "float32"
+        for value in node.values():
+            _as_keras2_config(value)
+    elif isinstance(node, list):
+        for value in node:
+            _as_keras2_config(value)
+
+
+def test_an_h5_in_the_form_keras_2_wrote_opens_with_the_same_predictions(tmp_path):
+    import json
+
+    import h5py
+
+    model = _small_classifier([keras.layers.Rescaling(1 / 255), keras.layers.BatchNormalization()])
+    path = _save_h5(model, tmp_path / "keras2.h5")
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        _as_keras2_config(config)
+        f.attrs["model_config"] = json.dumps(config)
+        f.attrs["keras_version"] = "2.15.0"
+    x = np.random.default_rng(4).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(load_keras_model(path)(x)), np.asarray(model(x)), atol=1e-6, rtol=0)
+
+
+def test_an_h5_with_a_lambda_is_refused_with_the_same_message_as_a_keras_file(tmp_path):
+    model = _small_classifier([keras.layers.Lambda(lambda t: t / 255.0)])
+    h5 = _save_h5(model, tmp_path / "code.h5")
+    model.save(tmp_path / "code.keras")
+    messages = []
+    for path in (h5, tmp_path / "code.keras"):
+        with pytest.raises(ModelFileError) as e:
+            load_keras_model(path)
+        messages.append(str(e.value).replace(path.name, "FILE"))
+    assert messages[0] == messages[1] == ("FILE contains code (e.g. a Lambda layer) that cnndesk will not run from a "
+                                          "file it did not make.")
+
+
+def test_a_custom_layer_in_an_h5_is_refused_by_its_class_name_before_keras_reads_it(tmp_path):
+    path = _save_h5(_with_custom_layer(), tmp_path / "custom.h5")
+    with pytest.raises(ModelFileError) as e:
+        load_keras_model(path)
+    assert str(e.value) == f"custom.h5: the model uses a layer cnndesk cannot load safely: MyCustomLayer (custom code){ONLY_KERAS}."
+
+
+def test_an_h5_holding_weights_only_is_refused_with_what_to_save_instead(tmp_path):
+    path = tmp_path / "only.weights.h5"
+    _small_classifier().save_weights(path)
+    with pytest.raises(ModelFileError, match=r"holds weights only, not a model: save the whole model \(model.save\)"):
+        check_model_path(path)
+
+
+def test_a_file_named_h5_that_is_not_hdf5_is_refused(tmp_path):
+    path = tmp_path / "fake.h5"
+    path.write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(ModelFileError, match="fake.h5 is not a readable .h5 model: it is not an HDF5 file"):
+        check_model_path(path)
+
+
+def test_a_saved_model_folder_is_refused_with_how_to_convert_it(tmp_path):
+    folder = tmp_path / "served"
+    _small_classifier().export(str(folder), format="tf_saved_model", verbose=False)
+    with pytest.raises(ModelFileError) as e:
+        load_keras_model(folder)
+    assert str(e.value).startswith("served is a TensorFlow SavedModel, which keeps no layers cnndesk can show. "
+                                   "To open it, load it in TensorFlow where it was made")
+    assert "save it as .keras or .h5" in str(e.value)
+
+
+# -- the same files opened in the window, as a person would ----------------------------------------------------
+
+def _classified(window, qtbot, image) -> list[str]:
+    """Drop ``image`` on the viewer and return the class names its bars show."""
+    from test_app import drop_paths
+
+    v = window.viewer_panel
+    drop_paths(v, [image])
+    qtbot.waitUntil(lambda: v.strip.count() == 1 and bool(v.bars.items), timeout=30000)
+    return sorted(name for name, _ in v.bars.items)
+
+
+def test_an_exported_keras_file_reopened_in_the_window_shows_the_real_names(window, qtbot, tmp_path, image,
+                                                                            monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from cnndesk.core.export import export_model
+
+    path = export_model(_small_classifier([keras.layers.Rescaling(1 / 255)]), "keras", tmp_path / "rockets",
+                        ["rocket", "ракета", "bus"])
+    (tmp_path / "labels.txt").unlink()  # the names inside the file are enough
+    window.open_model(str(path))
+    qtbot.waitUntil(lambda: window.state.has_model, timeout=30000)
+    assert window.viewer_panel.class_names == ["rocket", "ракета", "bus"]
+    assert _classified(window, qtbot, image) == sorted(["rocket", "ракета", "bus"])
+    # renamed in the viewer, exported from the File menu: the new names travel
+    window.viewer_panel.rename_classes(["one", "two", "three"])
+    qtbot.waitUntil(lambda: window.viewer_panel.class_names == ["one", "two", "three"], timeout=20000)
+    out = tmp_path / "again" / "renamed.tflite"
+    out.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "*.tflite"))
+    window.export_actions["litert"].trigger()
+    qtbot.waitUntil(lambda: out.exists() and window.engine.pending() == 0, timeout=60000)
+    assert (out.parent / "labels.txt").read_text(encoding="utf-8") == "one\ntwo\nthree\n"
+
+
+def test_dropping_an_h5_file_opens_it(window, qtbot, tmp_path, image):
+    from test_app import drop_paths
+
+    path = _save_h5(_small_classifier(), tmp_path / "legacy.h5")
+    drop_paths(window, [path])
+    qtbot.waitUntil(lambda: window.state.has_model, timeout=30000)
+    assert "legacy.h5 · 3 classes" in window.viewer_panel.model_label.text()
+    assert _classified(window, qtbot, image) == ["class 0", "class 1", "class 2"]
+
+
+def test_dropping_a_saved_model_folder_says_how_to_convert_it(window, qtbot, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    from test_app import drop_paths
+
+    folder = tmp_path / "served"
+    _small_classifier().export(str(folder), format="tf_saved_model", verbose=False)
+    drop_paths(window, [folder])
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=30000)
+    text = window.findChild(QMessageBox, "errorBox").text()
+    assert "served is a TensorFlow SavedModel" in text and "save it as .keras or .h5" in text
+    assert not window.state.has_model
 
 
 def test_the_limits_are_documented_with_their_values():
@@ -328,5 +511,29 @@ def test_predict_names_a_custom_layer_in_one_line(real, tmp_path, image):
     print(f"custom layer: {seconds:.2f} s, peak {peak_mb:.0f} MB")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "cnndesk-cli: error: custom.keras: this model uses a custom layer `mine>Scale01` that cnndesk cannot load."]
+        "cnndesk-cli: error: custom.keras: the model uses a layer cnndesk cannot load safely: Scale01 (custom code, "
+        f"registered as `mine>Scale01`){ONLY_KERAS}."]
     assert seconds < 60
+
+
+def test_predict_refuses_an_h5_with_a_lambda_before_tensorflow_loads(tmp_path, image):
+    path = _save_h5(_small_classifier([keras.layers.Lambda(lambda t: t / 255.0)]), tmp_path / "code.h5")
+    result, seconds, peak_mb = measure_cli(["predict", path, image], tmp_path)
+    print(f"Lambda in .h5: {seconds:.2f} s, peak {peak_mb:.0f} MB")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["cnndesk-cli: error: code.h5 contains code (e.g. a Lambda layer) that "
+                                          "cnndesk will not run from a file it did not make."]
+    assert seconds < 5 and peak_mb < 300
+
+
+def test_predict_and_export_keep_the_class_names_of_an_h5(tmp_path, image):
+    path = _save_h5(_small_classifier([keras.layers.Rescaling(1 / 255)]), tmp_path / "legacy.h5")
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")
+    result, _, _ = measure_cli(["predict", path, image], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1] in ("red", "green", "blue")
+    out = tmp_path / "out" / "model.keras"
+    result, _, _ = measure_cli(["export", path, "--format", "keras", "--out", out], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(out), f"class names: {out.parent / 'labels.txt'}"]
+    assert (out.parent / "labels.txt").read_text(encoding="utf-8") == "red\ngreen\nblue\n"

@@ -171,9 +171,9 @@ def test_model_paths_that_are_not_keras_files_are_refused(tmp_path, saved):
         load_keras_model(tmp_path / "gone.keras")
     with pytest.raises(ModelFileError, match="is a folder"):
         load_keras_model(saved)
-    (tmp_path / "weights.h5").write_bytes(b"x")
+    (tmp_path / "weights.pt").write_bytes(b"x")  # .h5 opens now: tests/test_model_files.py
     with pytest.raises(ModelFileError, match="is not a .keras model file"):
-        load_keras_model(tmp_path / "weights.h5")
+        load_keras_model(tmp_path / "weights.pt")
 
 
 def test_a_model_file_with_python_code_is_refused_and_the_code_never_runs(tmp_path, monkeypatch):

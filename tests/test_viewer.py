@@ -351,7 +351,7 @@ def test_opening_a_crafted_model_file_answers_in_seconds_with_one_sentence(windo
         config["config"]["layers"].insert(1, {"module": None, "class_name": "Scale01", "registered_name": "mine>Scale01",
                                               "config": {"name": "scale01"}})
         path = rewrite(real, tmp_path / "custom.keras", config=config)
-        expected = "this model uses a custom layer `mine>Scale01` that cnndesk cannot load"
+        expected = "the model uses a layer cnndesk cannot load safely: Scale01 (custom code, registered as `mine>Scale01`)"
     qtbot.waitUntil(lambda: window.engine.is_ready, timeout=60000)
     t = time.perf_counter()
     window.open_model(str(path))

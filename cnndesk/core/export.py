@@ -10,11 +10,19 @@ augmentation in the input pipeline, but a model opened from elsewhere may hold
 ``Random*`` layers, which run in training mode unless told otherwise: the
 SavedModel and ONNX exports therefore wrap the model in an inference-only
 graph (``model(x, training=False)``), so every export is deterministic.
+
+Every export carries the class names (``cnndesk.core.labels`` tells the
+format): a ``labels.txt`` beside the model file, or inside the SavedModel folder
+(and its ``assets/``); the ``.keras`` archive also holds them as its
+``labels.txt`` member, which plain Keras ignores, and the ONNX file as the
+``labels`` entry of its ``metadata_props`` (a JSON list). LiteRT has no place for
+them without the TFLite metadata tools, so it gets the ``labels.txt`` only.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -23,16 +31,33 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .labels import LABELS_FILE, labels_text
 
 FORMATS = ("keras", "saved_model", "litert", "onnx")
 SUFFIX = {"keras": ".keras", "litert": ".tflite", "onnx": ".onnx", "saved_model": ""}
+
+#: the ONNX ``metadata_props`` key holding the class names, as a JSON list
+ONNX_LABELS_KEY = "labels"
 
 #: spatial size used to call a model whose input height/width are not fixed
 _FALLBACK_SIZE = 224
 
 
-def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
-    """Write ``model`` as ``fmt`` to ``out`` (a file, or a folder for SavedModel).
+def labels_path(out: str | os.PathLike, fmt: str) -> Path:
+    """Where :func:`export_model` writes the class names for a model exported to ``out``.
+
+    ``out`` is the path :func:`export_model` returned: beside a model file, inside a SavedModel folder.
+    """
+    out = Path(out)
+    return out / LABELS_FILE if fmt == "saved_model" else out.parent / LABELS_FILE
+
+
+def export_model(model, fmt: str, out: str | os.PathLike, class_names=None) -> Path:
+    """Write ``model`` as ``fmt`` to ``out`` (a file, or a folder for SavedModel), with its class names.
+
+    ``class_names`` (one per output; "class 0", "class 1", ... when None) go
+    where :func:`labels_path` says and inside the file where the format allows.
+    A ``labels.txt`` already beside the destination is replaced.
 
     The file suffix is added when missing (``model`` -> ``model.keras``). The
     export is written to a temporary path beside ``out`` and moved into place
@@ -65,22 +90,29 @@ def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
     except OSError as e:
         raise UserError(f"Cannot create the folder {out.parent}: {_reason(e)}.") from None
     _ensure_called(model)
+    names = _class_names(model, class_names)
     tmpdir: Path | None = None
     try:
         tmpdir = Path(tempfile.mkdtemp(prefix=".cnndesk-export-", dir=out.parent))
         tmp = tmpdir / out.name
         if fmt == "keras":
             model.save(tmp)
+            _embed_in_keras(tmp, names)
         elif fmt == "saved_model":
             _inference_model(model).export(str(tmp), format="tf_saved_model", verbose=False)
+            _write_in_saved_model(tmp, names)
         elif fmt == "litert":
             # Keras' LiteRT export already traces model(x, training=False)
             model.export(str(tmp), format="litert", verbose=False)
         else:
             _inference_model(model).export(str(tmp), format="onnx", verbose=False)
             _check_onnx(tmp)
+            _embed_in_onnx(tmp, names)
         if not tmp.exists():
             raise UserError(f"Could not export to {out}: the {fmt} exporter wrote nothing.")
+        if fmt != "saved_model":
+            labels_tmp = tmpdir / LABELS_FILE
+            labels_tmp.write_text(labels_text(names), encoding="utf-8")
         if fmt == "saved_model" and out.is_dir():
             # keep the old SavedModel until the new one is in place
             old = tmpdir / (out.name + ".previous")
@@ -92,12 +124,51 @@ def export_model(model, fmt: str, out: str | os.PathLike) -> Path:
                 raise
         else:
             os.replace(tmp, out)
+        if fmt != "saved_model":
+            os.replace(labels_tmp, labels_path(out, fmt))
     except OSError as e:
         raise UserError(f"Could not export to {out}: {_reason(e)}.") from None
     finally:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def _class_names(model, class_names) -> list[str]:
+    """The names to write: the ones given, else "class 0", "class 1", ... for each output."""
+    if class_names is not None:
+        return [str(n) for n in class_names]
+    return [f"class {i}" for i in range(int(model.outputs[0].shape[-1]))]
+
+
+def _embed_in_keras(path: Path, names: list[str]) -> None:
+    """Add the names to the ``.keras`` archive as its ``labels.txt`` member (Keras reads only its own members)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(LABELS_FILE, labels_text(names))
+
+
+def _write_in_saved_model(folder: Path, names: list[str]) -> None:
+    """labels.txt at the top of the SavedModel folder, where people look, and in ``assets/``, where tools look."""
+    text = labels_text(names)
+    (folder / LABELS_FILE).write_text(text, encoding="utf-8")
+    assets = folder / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / LABELS_FILE).write_text(text, encoding="utf-8")
+
+
+def _embed_in_onnx(path: Path, names: list[str]) -> None:
+    """Store the names in the model's ``metadata_props`` under ``labels``, as a JSON list."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    entries = [p for p in proto.metadata_props if p.key != ONNX_LABELS_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(entries)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_LABELS_KEY, json.dumps(names, ensure_ascii=False)
+    onnx.save(proto, str(path))
 
 
 def _check_onnx(path: Path) -> None:

@@ -2,7 +2,8 @@
 
 A ``.keras`` file is a zip archive holding ``metadata.json``, ``config.json``
 (the layer graph), ``model.weights.h5`` (or ``.npz``) and, rarely, files under
-``assets/``. Keras trusts the archive: a 64 KB file whose config holds a 50 MB
+``assets/``; one exported by cnndesk also holds its class names as
+``labels.txt``. Keras trusts the archive: a 64 KB file whose config holds a 50 MB
 layer name, a config or weights member that inflates to gigabytes, or member
 names such as ``../../x`` made it run for minutes, take gigabytes of memory or
 print raw library warnings. :func:`check_model_file` reads only the zip's
@@ -28,13 +29,24 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import ModelFileError
+from .labels import LABELS_FILE, parse_labels
 
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 
-#: members a Keras 3 model file may hold (besides folders and files under ``assets/``)
-KNOWN_MEMBERS = ("metadata.json", "config.json", "model.weights.h5", "model.weights.npz")
+#: members a Keras 3 model file may hold (besides folders and files under ``assets/``); cnndesk adds labels.txt
+KNOWN_MEMBERS = ("metadata.json", "config.json", "model.weights.h5", "model.weights.npz", LABELS_FILE)
+#: suffixes of the legacy (Keras 2) single-file HDF5 format
+H5_SUFFIXES = (".h5", ".hdf5")
+#: every model file suffix cnndesk opens
+MODEL_SUFFIXES = (".keras",) + H5_SUFFIXES
+#: layers whose config carries Python code; safe mode refuses to run it
+CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
+#: what to tell someone whose model cannot be read layer by layer
+CONVERT_ADVICE = ("load it in TensorFlow where it was made (tf.keras.models.load_model, TensorFlow 2.15 or "
+                  "earlier for a Keras 2 model) and save it as .keras or .h5, or export it as .keras from the tool "
+                  "that made it")
 ASSETS_FOLDER = "assets/"
 
 
@@ -45,7 +57,8 @@ class Limits:
     Args:
         members: most zip members. Keras writes 3. Defaults to 1000.
         config_bytes: largest ``config.json``. ResNet50's is 176 KB. Defaults to 16 MiB.
-        metadata_bytes: largest ``metadata.json``. Keras writes about 64 bytes. Defaults to 1 MiB.
+        metadata_bytes: largest ``metadata.json``, and of cnndesk's ``labels.txt``. Keras writes
+            about 64 bytes. Defaults to 1 MiB.
         weights_bytes: largest weights member, uncompressed. ResNet50's is 103 MB,
             VGG16's 528 MB. Defaults to 2 GiB.
         total_bytes: largest sum of all members, uncompressed. Defaults to 3 GiB.
@@ -112,21 +125,155 @@ def _is_known(name: str) -> bool:
 
 
 def check_model_path(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
-    """Check that ``path`` is a ``.keras`` file within ``limits``; return its parsed ``config.json``.
+    """Check that ``path`` is a ``.keras`` or legacy ``.h5`` file within ``limits``; return its parsed config.
+
+    A SavedModel folder is refused with advice on converting it: cnndesk needs
+    the layer graph, which a SavedModel does not keep.
 
     Raises:
         ModelFileError: a folder, another kind of file, missing, damaged or out of bounds.
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        raise ModelFileError(f"{path} is a folder; open a .keras model file (or a cnndesk project folder).")
-    if path.suffix.lower() != ".keras":
-        raise ModelFileError(f"{path.name} is not a .keras model file; cnndesk opens Keras 3 '.keras' files.")
+        if (path / "saved_model.pb").is_file():
+            raise ModelFileError(f"{path.name} is a TensorFlow SavedModel, which keeps no layers cnndesk can show. "
+                                 f"To open it, {CONVERT_ADVICE}.")
+        raise ModelFileError(f"{path} is a folder; open a .keras or .h5 model file (or a cnndesk project folder).")
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise ModelFileError(f"{path.name} is not a .keras model file; cnndesk opens Keras '.keras' files and "
+                             "legacy '.h5' files.")
     if not path.is_file():
         raise ModelFileError(f"The model file {path} does not exist.")
+    if suffix in H5_SUFFIXES:
+        return check_h5_file(path, limits)
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a readable .keras model: the file is damaged or truncated.")
     return check_model_file(path, limits)
+
+
+def check_h5_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
+    """Inspect a legacy HDF5 model (Keras 2, or ``model.save("x.h5")``) and return its parsed model config.
+
+    Reads the ``model_config`` attribute (after checking its size) and the sizes
+    of the stored arrays, never the arrays themselves; h5py comes with
+    TensorFlow and does not import it.
+
+    Raises:
+        ModelFileError: not HDF5, weights only, or out of bounds.
+    """
+    import h5py
+
+    path = Path(path)
+    name = path.name
+    try:
+        if not h5py.is_hdf5(path):
+            raise ModelFileError(f"{name} is not a readable .h5 model: it is not an HDF5 file.")
+        with h5py.File(path, "r") as f:
+            if "model_config" not in f.attrs:
+                raise ModelFileError(f"{name} holds weights only, not a model: save the whole model "
+                                     "(model.save), not model.save_weights.")
+            storage = f.attrs.get_id("model_config").get_storage_size()
+            if storage > limits.config_bytes:
+                raise ModelFileError(f"{name}: its model config is {_size(storage)}, over the limit of "
+                                     f"{_size(limits.config_bytes)}. Refused.")
+            raw = f.attrs["model_config"]
+            weights = _h5_array_bytes(f, name, limits)
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise ModelFileError(f"{name} is not a readable .h5 model: the file is damaged ({e}).") from None
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    config = _parse_config(str(raw).encode("utf-8"), name, limits)
+    _check_config(config, name, limits)
+    _check_parameters(config, name, weights)
+    return config
+
+
+def _h5_array_bytes(f, name: str, limits: Limits) -> int:
+    """The bytes the file's arrays hold once read, refusing too many objects or too many bytes."""
+    import h5py
+
+    objects, total = 0, 0
+    most = limits.members * 100  # a ResNet50 .h5 holds about 1,000 groups and arrays
+
+    def visit(_, obj):
+        nonlocal objects, total
+        objects += 1
+        if objects > most:
+            raise ModelFileError(f"{name} holds more than {most:,} groups and arrays; a Keras model file holds a "
+                                 "few thousand at most. Refused.")
+        if isinstance(obj, h5py.Dataset):
+            total += obj.size * obj.dtype.itemsize
+            if total > limits.total_bytes:
+                raise ModelFileError(f"{name} would inflate to more than {_size(limits.total_bytes)} of "
+                                     "weights. Refused.")
+
+    f.visititems(visit)
+    return total
+
+
+def code_layers(config) -> list[str]:
+    """The names of the classes in ``config`` that carry Python code (Lambda layers), once each."""
+    found: list[str] = []
+    for node in _dicts(config):
+        cls = node.get("class_name")
+        if cls in CODE_LAYERS and cls not in found:
+            found.append(cls)
+    return found
+
+
+def code_refusal(name: str) -> str:
+    """The one message for a model file whose layers carry code, ``.keras`` or ``.h5`` alike."""
+    return f"{name} contains code (e.g. a Lambda layer) that cnndesk will not run from a file it did not make."
+
+
+def unknown_h5_layers(config, is_known) -> list[tuple[str, str]]:
+    """The layer classes of a legacy ``.h5`` config that ``is_known(class_name)`` rejects, as (kind, name) pairs.
+
+    A legacy config names a layer by its bare class name (no module), so only
+    Keras itself can tell its own layers from custom ones; code layers are
+    left to :func:`code_layers`.
+    """
+    found: list[tuple[str, str]] = []
+    for node in _dicts(config):
+        layers = node.get("layers")
+        if not isinstance(layers, list):
+            continue
+        for layer in layers:
+            cls = layer.get("class_name") if isinstance(layer, dict) else None
+            if isinstance(cls, str) and cls not in CODE_LAYERS and not is_known(cls) and ("layer", cls) not in found:
+                found.append(("layer", cls))
+    return found
+
+
+def _dicts(config):
+    """Every dict in ``config``, walked without recursion."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def read_embedded_labels(path: str | os.PathLike, limits: Limits = LIMITS) -> list[str] | None:
+    """The class names a ``.keras`` archive holds as ``labels.txt``, or None (a file cnndesk did not export).
+
+    Call after :func:`check_model_path`, which bounds the member's size.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if LABELS_FILE not in zf.namelist():
+                return None
+            data = _read_bounded(zf, LABELS_FILE, limits.metadata_bytes, Path(path).name)
+    except (zipfile.BadZipFile, OSError):
+        return None
+    names = parse_labels(data.decode("utf-8", "replace"))
+    return names or None
 
 
 def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
@@ -162,7 +309,8 @@ def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
                                      "(path traversal); a Keras model file never does. Refused.")
             if not _is_known(member):
                 raise ModelFileError(f"{name} holds an unexpected member {_shown(member)}; a Keras model file holds "
-                                     "only config.json, metadata.json, model.weights.h5 and assets/. Refused.")
+                                     "only config.json, metadata.json, model.weights.h5, assets/ and cnndesk's "
+                                     "labels.txt. Refused.")
             if member in seen:
                 raise ModelFileError(f"{name} holds the member {_shown(member)} twice; a Keras model file never "
                                      "does. Refused.")
@@ -177,13 +325,13 @@ def check_model_file(path: str | os.PathLike, limits: Limits = LIMITS) -> dict:
                 raise ModelFileError(f"{name} is not a readable .keras model: its member {_shown(member)} declares "
                                      f"{_size(info.compress_size)} stored but the file has only {_size(disk_size)} "
                                      "(damaged or truncated).")
-            limit = {"config.json": limits.config_bytes, "metadata.json": limits.metadata_bytes}.get(
-                member, limits.weights_bytes)
+            limit = {"config.json": limits.config_bytes, "metadata.json": limits.metadata_bytes,
+                     LABELS_FILE: limits.metadata_bytes}.get(member, limits.weights_bytes)
             if info.file_size > limit:
                 raise ModelFileError(f"{name}: {member} would inflate to {_size(info.file_size)}, over the limit of "
                                      f"{_size(limit)} for that member. Refused.")
-            # config.json and metadata.json have small limits of their own; a repetitive config may compress well
-            if (member not in ("config.json", "metadata.json") and info.file_size > limits.ratio_floor
+            # config.json, metadata.json and labels.txt have small limits of their own; text may compress well
+            if (member not in ("config.json", "metadata.json", LABELS_FILE) and info.file_size > limits.ratio_floor
                     and info.file_size > limits.ratio * max(info.compress_size, 1)):
                 ratio = info.file_size / max(info.compress_size, 1)
                 raise ModelFileError(f"{name}: {member} would inflate {ratio:,.0f}-fold (from "
@@ -416,8 +564,17 @@ def unknown_classes(config, is_known=None) -> list[tuple[str, str]]:
     return found
 
 
+def _class_of(label: str) -> str:
+    """``mine>Scale01`` or ``my.module.Scale01`` -> ``Scale01``."""
+    return label.split(">")[-1].rsplit(".", 1)[-1] or label
+
+
 def describe_unknown(found: list[tuple[str, str]]) -> str:
-    """"this model uses a custom layer `mine>Scale01` that cnndesk cannot load"."""
+    """"the model uses a layer cnndesk cannot load safely: Scale01 (custom code, registered as `mine>Scale01`)…"."""
     kind, label = found[0]
-    more = f" (and {len(found) - 1} more custom class{'es' if len(found) > 2 else ''})" if len(found) > 1 else ""
-    return f"this model uses a custom {kind} `{label}`{more} that cnndesk cannot load"
+    cls = _class_of(label)
+    where = f", registered as `{label}`" if label != cls else ""
+    more = f" and {len(found) - 1} more custom class{'es' if len(found) > 2 else ''}" if len(found) > 1 else ""
+    what = "a layer" if kind == "layer" else "an object"
+    return (f"the model uses {what} cnndesk cannot load safely: {cls} (custom code{where}){more}; cnndesk loads "
+            "only Keras's own layers, so use the model in the program that defines them")

@@ -240,11 +240,14 @@ class EngineWorker(QObject):
         self._drop_model()
 
     def open_model(self, path) -> dict:
+        """Load a model file; its class names come from the file (or a labels.txt beside it) when they fit."""
         from ..core.inspection import Inspector
-        from ..core.project import load_keras_model
+        from ..core.project import load_model_with_labels
 
-        model = load_keras_model(path)
+        model, names = load_model_with_labels(path)
         inspector = Inspector(model)
+        if names is not None and len(names) == len(inspector.class_names):
+            inspector.class_names = list(names)
         inspector.warm_up()
         self._retire_previous()
         self._drop_model()
@@ -253,11 +256,13 @@ class EngineWorker(QObject):
                 "layers": inspector.layer_names, "has_maps": inspector.has_maps}
 
     def export(self, fmt, out) -> str:
+        """Export the current model with the class names the viewer shows (labels.txt, and inside the file)."""
         from ..core.export import export_model
 
         if self.model is None:
             raise UserError("There is no trained model to export yet: train or open one first.")
-        return str(export_model(self.model, fmt, out))
+        names = self.inspector.class_names if self.inspector is not None else None
+        return str(export_model(self.model, fmt, out, names))
 
     def set_class_names(self, names) -> list[str]:
         ins = self._need_inspector()

@@ -23,6 +23,7 @@ from .. import __version__
 from ..core.architecture import LayerSpec, TrainingSettings
 from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS
+from ..core.model_file import MODEL_SUFFIXES
 from ..core.project import is_project
 from ..core.session import EXPORTING, IDLE, OPENING, SAVING, SWAPPING, SessionState
 from .bindings import bind_dataset_panel, bind_model_panel
@@ -120,7 +121,7 @@ class MainWindow(QMainWindow):
                                            name="saveProjectAs")
         self.choose_dataset_action = self._action("Choose &Dataset Folder…", self.dataset_panel.choose_folder,
                                                   "Ctrl+Shift+O")
-        self.open_model_action = self._action("Open &Model (.keras)…", self.models.open_dialog, "Ctrl+Shift+M",
+        self.open_model_action = self._action("Open &Model (.keras, .h5)…", self.models.open_dialog, "Ctrl+Shift+M",
                                               name="openModel")
         self.open_image_action = self._action("Open &Image…", self.viewer_panel.open_images_dialog, "Ctrl+I",
                                               name="openImage")
@@ -296,7 +297,7 @@ class MainWindow(QMainWindow):
         self.handle_dropped_paths(paths)
 
     def handle_dropped_paths(self, paths: list[str]) -> None:
-        """A folder: a project opens, a dataset is read. Files: .keras opens, images go to the viewer."""
+        """A folder: a project opens, a dataset is read. Files: .keras/.h5 open, images go to the viewer."""
         if self.state.training:
             self.statusBar().showMessage("Training is running: stop it before opening something else.", 6000)
             return
@@ -304,12 +305,14 @@ class MainWindow(QMainWindow):
         if first.is_dir():
             if is_project(first):
                 self.projects.open(str(first))
+            elif (first / "saved_model.pb").is_file():
+                self.models.open(str(first))  # refused, with how to convert it
             else:
                 self.tabs.setCurrentIndex(self.TAB_DATASET)
                 self.dataset_panel.load_folder(str(first))
                 self.settings.setValue("folders/dataset", str(first))
             return
-        if first.suffix.lower() == ".keras":
+        if first.suffix.lower() in MODEL_SUFFIXES:
             self.models.open(str(first))
             return
         self.tabs.setCurrentIndex(self.TAB_VIEWER)
@@ -339,7 +342,7 @@ class MainWindow(QMainWindow):
     def show_shortcuts(self) -> None:
         rows = [("Ctrl+1 … Ctrl+4", "Dataset, Model, Train, Viewer"), ("F5", "Train"), ("Esc", "Stop training"),
                 ("F6", "Evaluate"), ("Ctrl+O / Ctrl+S", "Open / save project"),
-                ("Ctrl+Shift+O", "Choose dataset folder"), ("Ctrl+Shift+M", "Open a .keras model"),
+                ("Ctrl+Shift+O", "Choose dataset folder"), ("Ctrl+Shift+M", "Open a .keras or .h5 model"),
                 ("Ctrl+I", "Open images to classify"), ("Ctrl+V", "Paste an image to classify")]
         html = "<table>" + "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
         box = QMessageBox(QMessageBox.NoIcon, "Keyboard shortcuts", html, QMessageBox.Ok, self)

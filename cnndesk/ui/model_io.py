@@ -1,4 +1,4 @@
-"""Opening a .keras model the user brings, and exporting the current model."""
+"""Opening a .keras or .h5 model the user brings, and exporting the current model."""
 
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ class ModelFiles(QObject):
     # -- open ---------------------------------------------------------------------
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self._parent, "Open a Keras model", self._start_folder("folders/model"),
-                                              "Keras models (*.keras)")
+                                              "Keras models (*.keras *.h5 *.hdf5)")
         if path:
             self.open(path)
 
     def open(self, path: str) -> None:
-        """Open any .keras image classifier for the viewer (safe mode)."""
+        """Open any .keras or legacy .h5 image classifier for the viewer (safe mode)."""
         if self.state.busy:
             self.status.emit("Wait until the current work ends before opening a model.", 6000)
             return
