@@ -101,7 +101,7 @@ class ProjectFiles(QObject):
             model = ModelInfo(tuple(project.class_names), project.preprocessing, source="project",
                               label=Path(folder).name, run=project.run,
                               spec=(list(project.layers), project.preset, project.settings),
-                              has_maps=answer.get("has_maps", True))
+                              has_maps=answer.get("has_maps", True), output_note=answer.get("output_note", ""))
         with state.not_an_edit():
             state.update(project_path=str(Path(folder)), dataset_config=project.dataset, layers=list(project.layers),
                          preset=project.preset, settings=project.settings, history=list(project.history),

@@ -125,7 +125,8 @@ class TrainingControl(QObject):
         state = self.state
         self._job = None
         with state.changes():
-            state.model = dataclasses.replace(self._plan, has_maps=getattr(result, "has_maps", True))
+            state.model = dataclasses.replace(self._plan, has_maps=getattr(result, "has_maps", True),
+                                              output_note=getattr(result, "output_note", ""))
             state.best_epoch = result.best_epoch
             state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
             if self._replaced is not None:
