@@ -228,8 +228,9 @@ class GradCamView(QWidget):
         self.smooth.toggled.connect(self._redraw)
         controls.addWidget(self.smooth)
         expl = QLabel("Grad-CAM colours the regions that raised the chosen class's score most (red = most). "
-                      "cnndesk uses its HiResCAM form (gradient × activation), which stays faithful for "
-                      "Flatten + Dense heads such as the seed model's.", wordWrap=True)
+                      "HiResCAM (gradient × activation, the default) stays faithful for Flatten + Dense heads "
+                      "such as the seed model's; classic Grad-CAM weighs each channel by its mean gradient.",
+                      wordWrap=True)
         expl.setStyleSheet("color: #546e7a")
         controls.addWidget(expl)
         controls.addStretch(1)

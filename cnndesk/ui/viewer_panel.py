@@ -121,7 +121,7 @@ class ViewerPanel(QWidget):
         self.save_view_button.clicked.connect(self.save_view_dialog)
         self.names_button = QPushButton("Class names…", objectName="classNamesButton", visible=False)
         self.names_button.clicked.connect(self.edit_class_names)
-        self.model_label = QLabel(objectName="modelLabel")
+        self.model_label = QLabel(objectName="modelLabel", wordWrap=True)  # a note can make it long
         self.model_label.setStyleSheet("color: #455a64")
         for w in (self.open_button, self.paste_button, self.save_view_button, self.names_button):
             bar.addWidget(w)
