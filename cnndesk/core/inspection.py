@@ -204,7 +204,7 @@ def _call_model(model, x, prefix: str, taps: _Taps):
                 taps.add(x, prefix + layer.name, layer)
         return x, penultimate
     inner = [l for l in model.layers if _is_tap(l) and len(l.output.shape) == 4]
-    outs = keras.Model(model.inputs, [l.output for l in inner] + [model.outputs[0]])(x)
+    outs = keras.Model(model.inputs[0], [l.output for l in inner] + [model.outputs[0]])(x)
     for layer, tensor in zip(inner, outs[:-1]):
         taps.add(tensor, prefix + layer.name, layer)
     return outs[-1], None
