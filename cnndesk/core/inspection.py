@@ -268,6 +268,7 @@ class Inspector:
         model = self.model
         shape = tuple(model.inputs[0].shape[1:])
         taps = _Taps()
+        last = _last_layer(model)
         if _is_chain(model):
             inp = keras.Input(shape=shape, name="image")
             x, penultimate = _call_model(model, inp, "", taps)
@@ -277,10 +278,8 @@ class Inspector:
                 if _is_tap(layer):
                     taps.add(layer.output, layer.name, layer)
             x = model.outputs[0]
-            last = model.layers[-1]
-            penultimate = last.input if isinstance(last, (keras.layers.Dense, keras.layers.Activation,
-                                                          keras.layers.Softmax)) else None
-        last = _last_layer(model)
+            scores_layer = (keras.layers.Dense, keras.layers.Activation, keras.layers.Softmax)
+            penultimate = last.input if last is model.layers[-1] and isinstance(last, scores_layer) else None
         self.layer_names: list[str] = taps.names
         self.conv_layer_names = [n for n, l in zip(taps.names, taps.layers) if "Conv" in type(l).__name__]
         self._tap_layers = taps.layers
