@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("image")
     ins.add_argument("--out", required=True, help="folder for the PNGs")
     ins.add_argument("--class", dest="class_name", help="Grad-CAM class (default: the predicted one)")
+    ins.add_argument("--layer", help="Grad-CAM layer, as the map files name it (default: the last convolution "
+                     "whose map is more than 1x1; a nested model's layers are backbone/layer)")
+    ins.add_argument("--method", choices=("hirescam", "gradcam"), default="hirescam",
+                     help="heat-map method: HiResCAM (default) or classic Grad-CAM")
 
     ev = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the validation split")
     ev.add_argument("project")
@@ -356,12 +360,20 @@ def _open_inspector(path: str):
     return ins, None
 
 
+def _say_output_note(ins) -> None:
+    """Say once, on stderr, that the model's scores are shown as probabilities (after its first prediction)."""
+    if ins.output_note:
+        print(f"note: {ins.output_note}", file=sys.stderr)
+
+
 def cmd_predict(args) -> int:
     from .core.scanning import printable
 
     ins, _ = _open_inspector(args.model)
     failed = False
-    for result in ins.predict_files(args.images, k=args.top_k, display=False):
+    results = ins.predict_files(args.images, k=args.top_k, display=False)
+    _say_output_note(ins)
+    for result in results:
         if isinstance(result, tuple):
             failed = True
             path, reason = result
@@ -382,6 +394,7 @@ def cmd_inspect(args) -> int:
     from PIL import Image
 
     from .core.scanning import printable
+    from .core.inspection import EMPTY_CAM_NOTE
     from .core.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
 
     ins, _ = _open_inspector(args.model)
@@ -389,6 +402,7 @@ def cmd_inspect(args) -> int:
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     maps, probs = ins.activation_maps(image)
+    _say_output_note(ins)
     if args.class_name is not None:
         if args.class_name not in ins.class_names:
             raise UserError(f"Unknown class {args.class_name!r}; the model knows "
@@ -398,11 +412,15 @@ def cmd_inspect(args) -> int:
         ci = int(np.argmax(probs))
     written = []
     for i, (name, m) in enumerate(maps, 1):
-        path = out / f"{i:02d}_{name}.png"
+        path = out / f"{i:02d}_{name.replace('/', '_')}.png"  # a nested model's layer: backbone/layer
         Image.fromarray(channel_grid(m)).save(path)
         written.append(path)
     if ins.has_maps:
-        cam = ins.gradcam(image, ci)
+        cam = ins.gradcam(image, ci, args.layer, args.method)
+        if not np.any(cam):
+            layer = printable(args.layer or ins.default_cam_layer)
+            print(f"note: the heat map at {layer} is empty. {EMPTY_CAM_NOTE} (--layer, --method gradcam)",
+                  file=sys.stderr)
         path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
         Image.fromarray(gradcam_overlay(image, smooth_map(cam, CAM_SMOOTH_SIGMA), 0.5)).save(path)  # as the app
         written.append(path)
@@ -441,6 +459,7 @@ def cmd_evaluate(args) -> int:
         raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
                         "train with --val-split above 0.")
     ev = ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
+    _say_output_note(ins)
     if args.json:
         _emit(ev.to_json())
         return 0

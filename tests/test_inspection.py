@@ -175,16 +175,13 @@ def _saved(model, tmp_path):
     return path
 
 
-def test_a_nested_model_is_refused_with_a_clear_message():
-    inner = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)], name="backbone")
+def test_a_nested_model_is_looked_inside():
+    """More nested backbones in tests/test_brought_models.py."""
+    inner = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv")], name="backbone")
     seq = keras.Sequential([keras.Input((16, 16, 3)), inner, keras.layers.Flatten(),
                             keras.layers.Dense(3, activation="softmax")])
-    inp = keras.Input((16, 16, 3))
-    func = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inner(inp))))
-    for model in (seq, func):
-        with pytest.raises(ModelFileError) as e:
-            Inspector(model)
-        assert "nested model ('backbone'" in str(e.value) and "flat models only" in str(e.value)
+    ins = Inspector(seq)
+    assert ins.layer_names == ["backbone/conv"] and ins.default_cam_layer == "backbone/conv"
 
 
 def test_a_model_that_is_not_an_image_classifier_is_refused():
@@ -196,9 +193,9 @@ def test_a_model_that_is_not_an_image_classifier_is_refused():
     with pytest.raises(ModelFileError, match="1 or 3 channels"):
         Inspector(rgba)
     inp = keras.Input((8, 8, 3))
-    regression = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(inp)))
+    per_pixel = keras.Model(inp, keras.layers.Conv2D(2, 1)(inp))  # a segmentation head: one answer per pixel
     with pytest.raises(ModelFileError, match="one probability per class"):
-        Inspector(regression)
+        Inspector(per_pixel)
 
 
 def test_evaluation_counts_what_the_model_got_right_and_wrong(inspector, data):

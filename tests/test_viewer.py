@@ -302,13 +302,15 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     assert w.isWindowModified()
 
 
-def test_a_nested_model_is_refused_with_a_clear_message(window, qtbot, tmp_path):
+def test_a_nested_model_opens_with_its_backbone_layers_in_the_choosers(window, qtbot, tmp_path, images):
+    w = window
     path = _plain_keras_model(tmp_path / "nested.keras", nested=True)
-    window.open_model(str(path))
-    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=30000)
-    box = window.findChild(QMessageBox, "errorBox")
-    assert "nested model" in box.text() and "backbone" in box.text()
-    assert not window.state.has_model
+    w.open_model(str(path))
+    qtbot.waitUntil(lambda: w.state.has_model and w.tabs.currentIndex() == w.TAB_VIEWER, timeout=30000)
+    v = w.viewer_panel
+    classify(w, qtbot, images[:1])
+    [layer] = [v.gradcam.cam_layer.itemText(i) for i in range(v.gradcam.cam_layer.count())]
+    assert layer.startswith("backbone/conv2d") and v.gradcam.cam is not None
 
 
 def test_dropping_a_keras_file_opens_it(window, qtbot, tmp_path):

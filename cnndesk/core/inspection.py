@@ -21,6 +21,14 @@ from .errors import ModelFileError, UserError
 
 _TAP_TYPES = ("Conv", "Pool")
 
+#: what ``Inspector.output_note`` says when cnndesk turns a model's outputs into probabilities
+OUTPUT_SCORES_NOTE = {
+    "softmax": "This model outputs scores; cnndesk shows softmax probabilities.",
+    "sigmoid": "This model outputs a score; cnndesk shows sigmoid probabilities for two classes.",
+}
+#: what to say when a class's heat map is all zero (HiResCAM's often is on backbones such as MobileNetV2)
+EMPTY_CAM_NOTE = "No positive evidence for this class at this layer; try an earlier layer or classic Grad-CAM."
+
 
 @dataclass
 class Prediction:
@@ -96,14 +104,9 @@ def check_model(model) -> None:
         raise ModelFileError(f"The model's input has shape {shape}; cnndesk needs an image input "
                              "(batch, height, width, 1 or 3 channels).")
     out = tuple(model.outputs[0].shape)
-    if len(out) != 2 or not out[-1] or out[-1] < 2:
+    if len(out) != 2 or not out[-1]:
         raise ModelFileError(f"The model's output has shape {out}; cnndesk needs a classifier with one "
-                             "probability per class (batch, classes).")
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            raise ModelFileError(
-                f"The model contains a nested model ('{layer.name}', e.g. a pretrained backbone). cnndesk "
-                "can look inside flat models only: save the model with its layers unnested.")
+                             "probability per class (batch, classes), or one unit for two classes.")
 
 
 def preprocessing_for_model(model, image_size: tuple[int, int] | None = None) -> Preprocessing:
@@ -138,12 +141,100 @@ def _is_chain(model) -> bool:
     return True
 
 
+def _activation_name(layer) -> str:
+    """"softmax", "sigmoid", "linear", … for a Dense or Activation layer; "softmax" for a Softmax layer."""
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    return getattr(getattr(layer, "activation", None), "__name__", "") or ""
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _is_distribution(rows: np.ndarray) -> bool:
+    """Whether each row is a probability distribution: no negative value, summing to 1 within 1e-3."""
+    return bool(np.all(rows >= 0) and np.all(np.abs(rows.sum(axis=-1) - 1) <= 1e-3))
+
+
+@dataclass
+class _Taps:
+    """What a graph rebuild collects: the conv/pool outputs, their chooser names and their layers."""
+
+    tensors: list = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    layers: list = field(default_factory=list)
+
+    def add(self, tensor, name: str, layer) -> None:
+        if _is_tap(layer) and len(tensor.shape) == 4:
+            self.tensors.append(tensor)
+            self.names.append(name)
+            self.layers.append(layer)
+
+
+def _call_model(model, x, prefix: str, taps: _Taps):
+    """Call ``model`` on ``x`` layer by layer, collecting its conv/pool outputs (named ``prefix + name``).
+
+    A chain (a Sequential, or a Functional whose layers form one line) is called
+    layer by layer on ``x``, descending into the models nested in it, whose
+    layers are named ``backbone/layer``. A branching Functional model (a ResNet
+    backbone, say) is called once through a model that also returns its own
+    conv/pool layers' outputs; its graph is intact, unlike a reloaded
+    Sequential's (docs/tensorflow-notes.md).
+
+    Returns:
+        (output, the input of the last layer called): the last layer's input is
+        the class scores' source when that layer is a softmax or sigmoid.
+    """
+    if _is_chain(model):
+        penultimate = x
+        for layer in model.layers:
+            if type(layer).__name__ == "InputLayer":
+                continue
+            if isinstance(layer, keras.Model):
+                x, penultimate = _call_model(layer, x, f"{prefix}{layer.name}/", taps)
+            else:
+                penultimate = x
+                x = layer(x)
+                taps.add(x, prefix + layer.name, layer)
+        return x, penultimate
+    inner = [l for l in model.layers if _is_tap(l) and len(l.output.shape) == 4]
+    outs = keras.Model(model.inputs[0], [l.output for l in inner] + [model.outputs[0]])(x)
+    for layer, tensor in zip(inner, outs[:-1]):
+        taps.add(tensor, prefix + layer.name, layer)
+    return outs[-1], None
+
+
+def _last_layer(model):
+    """The layer that makes the model's output, inside nested models."""
+    last = model.layers[-1]
+    while isinstance(last, keras.Model) and last.layers:
+        last = last.layers[-1]
+    return last
+
+
 class Inspector:
     """Predictions, activation maps and Grad-CAM for one model.
 
     A model without convolution or pooling layers (say Flatten then Dense) is
     accepted: it predicts and evaluates, but has no maps or heat maps to show
     (``has_maps`` is False).
+
+    Probabilities are always a distribution over the classes. A model whose
+    last layer gives scores (no softmax, or outputs that are negative or do
+    not sum to 1 on the first prediction) is shown through a softmax; one
+    output unit is a binary classifier, shown as two classes (1 − p, p), with
+    a sigmoid applied when the model has none. ``output_note`` then says so
+    in one sentence ("" when the model's outputs are shown as they are).
+
+    Models nested in the model (a pretrained backbone inside a Sequential or
+    Functional model) are looked inside: their conv/pool layers are named
+    ``backbone/layer``.
 
     Args:
         model: a Keras image classifier (checked with ``check_model``).
@@ -154,7 +245,8 @@ class Inspector:
     def __init__(self, model, class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None):
         check_model(model)
         self.model = model
-        n = int(model.outputs[0].shape[-1])
+        self.units = int(model.outputs[0].shape[-1])
+        n = max(self.units, 2)  # one unit: a binary classifier
         self.class_names = list(class_names) if class_names else [f"class {i}" for i in range(n)]
         if len(self.class_names) != n:
             raise ModelFileError(f"The model has {n} outputs but the project names {len(self.class_names)} classes.")
@@ -175,40 +267,67 @@ class Inspector:
     def _build_taps(self) -> None:
         model = self.model
         shape = tuple(model.inputs[0].shape[1:])
+        taps = _Taps()
+        last = _last_layer(model)
         if _is_chain(model):
             inp = keras.Input(shape=shape, name="image")
-            x = inp
-            layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
-            taps, names = [], []
-            penultimate = x
-            for layer in layers:
-                penultimate = x
-                x = layer(x)
-                if _is_tap(layer) and len(x.shape) == 4:
-                    taps.append(x)
-                    names.append(layer.name)
-            last = layers[-1]
-        else:
+            x, penultimate = _call_model(model, inp, "", taps)
+        else:  # models nested in a branching model are not looked inside
             inp = model.inputs[0]
-            tapped_layers = [l for l in model.layers if _is_tap(l) and len(l.output.shape) == 4]
-            taps = [l.output for l in tapped_layers]
-            names = [l.name for l in tapped_layers]
+            for layer in model.layers:
+                if _is_tap(layer):
+                    taps.add(layer.output, layer.name, layer)
             x = model.outputs[0]
-            last = model.layers[-1]
-            penultimate = last.input if isinstance(last, keras.layers.Dense) else x
-        self.layer_names: list[str] = names
-        self.conv_layer_names = [n for n in names if "Conv" in type(model.get_layer(n)).__name__]
-        # Grad-CAM uses the class score before softmax when the last layer is a softmax Dense
-        self._logit_layer = last if (isinstance(last, keras.layers.Dense)
-                                     and getattr(last.activation, "__name__", "") == "softmax") else None
-        outs = taps + ([penultimate] if self._logit_layer is not None else []) + [x]
+            scores_layer = (keras.layers.Dense, keras.layers.Activation, keras.layers.Softmax)
+            penultimate = last.input if last is model.layers[-1] and isinstance(last, scores_layer) else None
+        self.layer_names: list[str] = taps.names
+        self.conv_layer_names = [n for n, l in zip(taps.names, taps.layers) if "Conv" in type(l).__name__]
+        self._tap_layers = taps.layers
+        self._tap_sizes = [tuple(t.shape[1:3]) for t in taps.tensors]
+        self._read_output_kind(last, penultimate)
+        outs = taps.tensors + ([penultimate] if self._score_from is not None else []) + [x]
         self._tapped = keras.Model(inp, outs, name="cnndesk_taps")
+
+    def _read_output_kind(self, last, penultimate) -> None:
+        """What the last layer's activation says about the outputs, and where Grad-CAM takes class scores.
+
+        Grad-CAM explains the score before a softmax or sigmoid: with a Dense
+        layer it is recomputed from the layer's input (``"dense"``); with an
+        Activation or Softmax layer it is that layer's input (``"input"``).
+        """
+        activation = _activation_name(last)
+        squash = "sigmoid" if self.units == 1 else "softmax"
+        self._score_from = None
+        if penultimate is not None and activation in ("softmax", "sigmoid"):
+            self._score_from = "dense" if isinstance(last, keras.layers.Dense) else "input"
+        self._logit_layer = last if self._score_from == "dense" else None
+        # softmax over one unit, or sigmoid over several, is read as scores too: the first prediction decides
+        given = activation == squash or (self.units > 1 and activation == "sigmoid")
+        self._squash: str | None = None if given else squash
+        self._checked = not given  # a claimed distribution is still checked on the first prediction
+        self.output_note = "" if given else OUTPUT_SCORES_NOTE[squash]
 
     def _outputs(self, x, training=False):
         outs = self._tapped(x, training=training)
-        if self._logit_layer is not None:
+        if self._score_from is not None:
             return list(outs[:-2]) + [outs[-1]]
         return list(outs)
+
+    def _as_probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """The model's outputs (N, units) as probabilities (N, classes): see the class docstring."""
+        if not self._checked:
+            self._checked = True
+            ok = np.all((raw >= 0) & (raw <= 1)) if self.units == 1 else _is_distribution(raw)
+            if not ok:
+                self._squash = "sigmoid" if self.units == 1 else "softmax"
+                self.output_note = OUTPUT_SCORES_NOTE[self._squash]
+        if self._squash == "softmax":
+            raw = _softmax(raw)
+        elif self._squash == "sigmoid":
+            raw = _sigmoid(raw)
+        if self.units == 1:
+            raw = np.concatenate([1 - raw, raw], axis=-1)
+        return raw.astype(np.float32, copy=False)
 
     @property
     def has_maps(self) -> bool:
@@ -217,9 +336,22 @@ class Inspector:
 
     @property
     def default_cam_layer(self) -> str | None:
-        """The layer heat maps use unless told otherwise: the last convolution; None without ``has_maps``."""
-        names = self.conv_layer_names or self.layer_names
-        return names[-1] if names else None
+        """The layer heat maps use unless told otherwise; None without ``has_maps``.
+
+        The last convolution whose map is more than one cell (a 1×1 map, as
+        at the end of many backbones, only says "yes" or "no"); without one,
+        the last pooling layer of more than one cell; else the last conv/pool layer.
+        """
+        def wide(i: int) -> bool:
+            h, w = self._tap_sizes[i]
+            return h is None or w is None or h * w > 1
+
+        conv = set(self.conv_layer_names)
+        for group in ([i for i, n in enumerate(self.layer_names) if n in conv], range(len(self.layer_names))):
+            chosen = [i for i in group if wide(i)]
+            if chosen:
+                return self.layer_names[chosen[-1]]
+        return self.layer_names[-1] if self.layer_names else None
 
     # -- preparation -------------------------------------------------------
     def prepare(self, source) -> np.ndarray:
@@ -240,7 +372,7 @@ class Inspector:
         images_uint8 = np.asarray(images_uint8)
         if images_uint8.ndim == 3:
             images_uint8 = images_uint8[None]
-        out = [self._predict_fn(self._model_input(images_uint8[i:i + batch_size])).numpy()
+        out = [self._as_probabilities(self._predict_fn(self._model_input(images_uint8[i:i + batch_size])).numpy())
                for i in range(0, len(images_uint8), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
@@ -286,7 +418,7 @@ class Inspector:
         """
         outs = self._maps_fn(self._model_input(image_uint8))
         maps = [(n, o.numpy()[0]) for n, o in zip(self.layer_names, outs[:-1])]
-        return maps, outs[-1].numpy()[0]
+        return maps, self._as_probabilities(outs[-1].numpy())[0]
 
     def gradcam(self, image_uint8: np.ndarray, class_index: int, layer_name: str | None = None,
                 method: str = "hirescam") -> np.ndarray:
@@ -301,8 +433,9 @@ class Inspector:
                 weights = mean gradient), which on Flatten+Dense heads often comes
                 out empty or misplaced. Both are described in docs/inspection.md.
 
-        The class score is the logit (before softmax) when the last layer is a
-        softmax Dense. Regions that lower the score are cut to 0.
+        The class score is the one before the softmax or sigmoid when the last
+        layer applies one (for one output unit, class 0's score is minus class
+        1's). Regions that lower the score are cut to 0.
 
         Raises:
             UserError: an unknown method, layer or class, or a model without ``has_maps``.
@@ -334,8 +467,12 @@ class Inspector:
                 score_all = tf.matmul(outs[-2], layer.kernel)
                 if layer.use_bias:
                     score_all = score_all + layer.bias
+            elif self._score_from == "input":
+                score_all = outs[-2]
             else:
                 score_all = outs[-1]
+            if self.units == 1:  # one unit scores class 1; class 0 is its opposite
+                score_all = tf.concat([-score_all, score_all], axis=-1)
             score = tf.gather(score_all, class_index, axis=-1)
         grads = tape.gradient(score, fmap)
         weights = grads if hires else tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
@@ -345,7 +482,7 @@ class Inspector:
 
     def first_layer_kernels(self) -> np.ndarray | None:
         """The first conv layer's kernels (k, k, in_channels, filters), or None."""
-        for layer in self.model.layers:
+        for layer in self._tap_layers:
             if isinstance(layer, keras.layers.Conv2D):
                 return np.asarray(layer.kernel)
         return None

@@ -49,6 +49,8 @@ class ModelInfo:
         run: the id of the training run it came from (None for a model from a file).
         spec: ``(layers, preset name, settings)`` it was trained with, when known.
         has_maps: it has conv or pooling layers to look inside; without, the viewer shows predictions only.
+        output_note: a sentence when cnndesk turns the model's outputs into probabilities (a model that
+            outputs scores), shown on the viewer's model line; "" when they are shown as they are.
     """
 
     class_names: tuple[str, ...]
@@ -58,6 +60,7 @@ class ModelInfo:
     run: str | None = None
     spec: tuple | None = None
     has_maps: bool = True
+    output_note: str = ""
 
     @property
     def editable_names(self) -> bool:

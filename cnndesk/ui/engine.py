@@ -188,6 +188,7 @@ class EngineWorker(QObject):
         self._set_model(result.model, inspector)
         result.model = None  # the model stays in this thread
         result.has_maps = inspector.has_maps
+        result.output_note = inspector.output_note
         return_freed_memory()
         return result
 
@@ -232,7 +233,8 @@ class EngineWorker(QObject):
         else:
             self._drop_model()
         return {"project": project, "has_model": model is not None,
-                "has_maps": inspector.has_maps if inspector is not None else False}
+                "has_maps": inspector.has_maps if inspector is not None else False,
+                "output_note": inspector.output_note if inspector is not None else ""}
 
     def clear_model(self) -> None:
         """Forget the current model (File > New): a later save writes no model."""
@@ -253,7 +255,8 @@ class EngineWorker(QObject):
         self._drop_model()
         self._set_model(model, inspector)
         return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
-                "layers": inspector.layer_names, "has_maps": inspector.has_maps}
+                "layers": inspector.layer_names, "has_maps": inspector.has_maps,
+                "output_note": inspector.output_note}
 
     def export(self, fmt, out) -> str:
         """Export the current model with the class names the viewer shows (labels.txt, and inside the file)."""
@@ -298,8 +301,9 @@ class EngineWorker(QObject):
                         "probabilities": probs, "image": arr, "display": img})
         return out
 
-    def inspect(self, image, class_index=None, layer=None) -> dict:
-        """Activation maps of every conv/pool layer, and Grad-CAM, for one prepared image."""
+    def inspect(self, image, class_index=None, layer=None, cam_method="hirescam") -> dict:
+        """Activation maps of every conv/pool layer, and a heat map (``Inspector.gradcam``'s method), for one
+        prepared image. (``cam_method``, not ``method``: that is ``Engine.submit``'s job argument.)"""
         import numpy as np
 
         ins = self._need_inspector()
@@ -309,7 +313,7 @@ class EngineWorker(QObject):
         if ins.has_maps:
             if layer not in ins.layer_names:  # None, or a layer of a previous model
                 layer = ins.default_cam_layer
-            cam = ins.gradcam(image, ci, layer)
+            cam = ins.gradcam(image, ci, layer, cam_method)
         else:
             layer = None
         return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
@@ -317,12 +321,12 @@ class EngineWorker(QObject):
                 "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
                 "layers": list(ins.layer_names)}
 
-    def gradcam(self, image, class_index, layer=None) -> dict:
+    def gradcam(self, image, class_index, layer=None, cam_method="hirescam") -> dict:
         ins = self._need_inspector()
         if layer not in ins.layer_names:
             layer = ins.default_cam_layer
-        return {"cam": ins.gradcam(image, int(class_index), layer), "class_index": int(class_index),
-                "cam_layer": layer}
+        return {"cam": ins.gradcam(image, int(class_index), layer, cam_method), "class_index": int(class_index),
+                "cam_layer": layer, "cam_method": cam_method}
 
     def evaluate(self, data):
         ins = self._need_inspector()

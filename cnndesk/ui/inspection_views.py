@@ -210,6 +210,14 @@ class GradCamView(QWidget):
         self.cam_layer = QComboBox(objectName="camLayer")
         self.cam_layer.currentIndexChanged.connect(self.target_changed)
         controls.addWidget(self.cam_layer)
+        controls.addWidget(QLabel("Method:"))
+        self.cam_method = QComboBox(objectName="camMethod")
+        self.cam_method.addItem("HiResCAM", "hirescam")
+        self.cam_method.addItem("Grad-CAM", "gradcam")
+        self.cam_method.setToolTip("HiResCAM: gradient × activation, cell by cell. Grad-CAM: each channel weighted "
+                                   "by its mean gradient; it can show evidence where HiResCAM's map is empty.")
+        self.cam_method.currentIndexChanged.connect(self.target_changed)
+        controls.addWidget(self.cam_method)
         controls.addWidget(QLabel("Heat-map opacity:"))
         self.opacity = QSlider(Qt.Horizontal, objectName="camOpacity", minimum=0, maximum=100, value=50)
         self.opacity.valueChanged.connect(self._redraw)
@@ -220,8 +228,9 @@ class GradCamView(QWidget):
         self.smooth.toggled.connect(self._redraw)
         controls.addWidget(self.smooth)
         expl = QLabel("Grad-CAM colours the regions that raised the chosen class's score most (red = most). "
-                      "cnndesk uses its HiResCAM form (gradient × activation), which stays faithful for "
-                      "Flatten + Dense heads such as the seed model's.", wordWrap=True)
+                      "HiResCAM (gradient × activation, the default) stays faithful for Flatten + Dense heads "
+                      "such as the seed model's; classic Grad-CAM weighs each channel by its mean gradient.",
+                      wordWrap=True)
         expl.setStyleSheet("color: #546e7a")
         controls.addWidget(expl)
         controls.addStretch(1)
@@ -275,6 +284,10 @@ class GradCamView(QWidget):
     def layer(self) -> str | None:
         return self.cam_layer.currentData()
 
+    def method(self) -> str:
+        """"hirescam" or "gradcam", as ``Inspector.gradcam`` takes it."""
+        return self.cam_method.currentData()
+
     # -- the map ------------------------------------------------------------------------------
     def clear(self) -> None:
         self.image = self.cam = self._smoothed = None
@@ -319,9 +332,12 @@ class GradCamView(QWidget):
         self.cam_view.setPixmap(array_to_pixmap(shown))
         self.cam_caption.setText(f"Heat map for the class “{self.cam_class.currentText()}” at the layer "
                                  f"{self.cam_layer.currentText()} ({self._map_description()}).")
-        empty = not np.any(self.cam)
-        self.cam_note.setText("Nothing in this image raises this class's score at this layer, so the heat map is "
-                              "empty. Try another layer or class." if empty else "")
+        self.cam_note.setText(self._empty_note() if not np.any(self.cam) else "")
+
+    def _empty_note(self) -> str:
+        """Why the map is blank and what to try: an earlier layer, or classic Grad-CAM when not shown already."""
+        also = " or classic Grad-CAM" if self.method() != "gradcam" else ""
+        return f"No positive evidence for this class at this layer; try an earlier layer{also}."
 
 
     def _map_description(self) -> str:

@@ -100,7 +100,7 @@ class ProjectFiles(QObject):
             model = ModelInfo(tuple(project.class_names), project.preprocessing, source="project",
                               label=Path(folder).name, run=project.run,
                               spec=(list(project.layers), project.preset, project.settings),
-                              has_maps=answer.get("has_maps", True))
+                              has_maps=answer.get("has_maps", True), output_note=answer.get("output_note", ""))
         with state.not_an_edit():
             # the dataset read before is not this project's: nothing trains or evaluates on it until its own is read
             state.update(project_path=str(Path(folder)), dataset_path=project.dataset_path, data=None,

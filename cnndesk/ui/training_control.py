@@ -133,7 +133,7 @@ class TrainingControl(QObject):
         # the epochs themselves arrived one by one through _on_epoch
         state = self.state
         self._job = None
-        self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps)
+        self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps, output_note=result.output_note)
         with state.changes():
             state.model = self._produced
             state.best_epoch = result.best_epoch

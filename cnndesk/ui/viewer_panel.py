@@ -127,7 +127,7 @@ class ViewerPanel(QWidget):
         self.save_view_button.clicked.connect(self.save_view_dialog)
         self.names_button = QPushButton("Class names…", objectName="classNamesButton", visible=False)
         self.names_button.clicked.connect(self.edit_class_names)
-        self.model_label = QLabel(objectName="modelLabel")
+        self.model_label = QLabel(objectName="modelLabel", wordWrap=True)  # a note can make it long
         self.model_label.setStyleSheet("color: #455a64")
         for w in (self.open_button, self.paste_button, self.save_view_button, self.names_button):
             bar.addWidget(w)
@@ -229,8 +229,9 @@ class ViewerPanel(QWidget):
             return
         self.names_button.setVisible(model.editable_names)
         h, w = model.preprocessing.image_size
+        note = f" · {model.output_note}" if model.output_note else ""
         self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
-                                 f"input {h}×{w} {model.preprocessing.color_mode}")
+                                 f"input {h}×{w} {model.preprocessing.color_mode}{note}")
         for view in (self.activations, self.overview, self.gradcam, self.kernels):
             self.tabs.setTabVisible(self.tabs.indexOf(view), model.has_maps)  # else predictions only
         if not model.has_maps:
@@ -392,7 +393,8 @@ class ViewerPanel(QWidget):
         if not self.state.model.has_maps:
             return  # a model without conv or pooling layers: its prediction is all there is to show
         self.engine.submit(EngineWorker.inspect, im.prepared, class_index=self.gradcam.class_index(),
-                           layer=self.gradcam.layer(), latest_only=True, on_done=self._on_inspected,
+                           layer=self.gradcam.layer(), cam_method=self.gradcam.method(), latest_only=True,
+                           on_done=self._on_inspected,
                            on_error=self.status.emit)
 
     def _show_current(self, im: ViewedImage | None) -> None:
@@ -439,7 +441,8 @@ class ViewerPanel(QWidget):
                 or model is None or not model.has_maps:
             return
         self.engine.submit(EngineWorker.gradcam, self.current.prepared, self.gradcam.class_index(),
-                           layer=self.gradcam.layer(), latest_only=True, on_done=self._on_gradcam,
+                           layer=self.gradcam.layer(), cam_method=self.gradcam.method(), latest_only=True,
+                           on_done=self._on_gradcam,
                            on_error=self.status.emit)
 
     def _on_gradcam(self, result: dict) -> None:
