@@ -7,6 +7,7 @@ one line to stderr and exit 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -152,12 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE")
     pr.add_argument("--top-k", type=_positive, default=3)
     pr.add_argument("--json", action="store_true")
+    _add_preprocessing(pr)
 
     ins = sub.add_parser("inspect", help="write activation-map grids and a Grad-CAM overlay as PNGs")
     ins.add_argument("model", metavar="PROJECT_OR_MODEL")
     ins.add_argument("image")
     ins.add_argument("--out", required=True, help="folder for the PNGs")
     ins.add_argument("--class", dest="class_name", help="Grad-CAM class (default: the predicted one)")
+    _add_preprocessing(ins)
 
     ev = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the validation split")
     ev.add_argument("project")
@@ -165,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow-outside-links", action="store_true",
                     help="also read class folders and files that are links out of the dataset folder")
     ev.add_argument("--json", action="store_true")
+    _add_preprocessing(ev)
 
     ex = sub.add_parser("export", help="export the trained model")
     ex.add_argument("project", metavar="PROJECT_OR_MODEL")
@@ -175,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
                                          "inspect and export in a temporary folder")
     st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
     return p
+
+
+def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
+    from .core.images import PIXEL_MODES
+
+    parser.add_argument("--preprocessing", choices=list(PIXEL_MODES), metavar="{" + ",".join(PIXEL_MODES) + "}",
+                        help="how pixels are fed to the model: " + "; ".join(PIXEL_MODES.values()) +
+                             ". Default: what the project stores; for a model file, what its layers say "
+                             "(keras.applications families get their own mode, a model with a Rescaling "
+                             "layer 0-255, others 0-1)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,8 +337,13 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _open_inspector(path: str):
-    """A project folder or a .keras file -> Inspector (+ Project or None)."""
+def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = True):
+    """A project folder or a .keras file -> Inspector (+ Project or None).
+
+    ``pixels`` (a ``PIXEL_MODES`` key) overrides the pixel mode the project stores or the model
+    file's layers suggest. For a model file, the mode used and why is said on stderr (unless
+    ``tell_pixels`` is False: a command that feeds no images).
+    """
     from .core.project import is_project, load_keras_model, open_project
 
     p = Path(path).expanduser()
@@ -345,14 +364,36 @@ def _open_inspector(path: str):
         project, model = open_project(p)
         if model is None:
             raise UserError(f"The project {p} has no trained model yet: train it first.")
-        return Inspector(model, project.class_names, project.preprocessing), project
-    return Inspector(load_keras_model(p)), None
+        return Inspector(model, project.class_names, _with_pixels(project.preprocessing, pixels)), project
+    from .core.inspection import preprocessing_for_model
+    from .core.scanning import printable
+
+    model = load_keras_model(p)
+    found = preprocessing_for_model(model)
+    if tell_pixels:
+        print(f"{printable(p.name)}: pixels {_pixels_and_why(model, found.pixels, pixels)}", file=sys.stderr)
+    return Inspector(model, preprocessing=_with_pixels(found, pixels)), None
+
+
+def _with_pixels(preprocessing, pixels: str | None):
+    """``preprocessing`` with the pixel mode ``pixels`` (unchanged when None)."""
+    return preprocessing if pixels is None else dataclasses.replace(preprocessing, pixels=pixels)
+
+
+def _pixels_and_why(model, found: str, given: str | None) -> str:
+    """"caffe (recognised as ResNet)" or "-1-1 (--preprocessing; the layers suggest caffe)"."""
+    from .core.images import recognise_pixels
+
+    if given is not None:
+        return given + ("" if given == found else f" (--preprocessing; the model's layers suggest {found})")
+    _, why = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
+    return f"{found} ({why}; --preprocessing changes it)"
 
 
 def cmd_predict(args) -> int:
     from .core.scanning import printable
 
-    ins, _ = _open_inspector(args.model)
+    ins, _ = _open_inspector(args.model, args.preprocessing)
     failed = False
     for result in ins.predict_files(args.images, k=args.top_k, display=False):
         if isinstance(result, tuple):
@@ -377,7 +418,7 @@ def cmd_inspect(args) -> int:
     from .core.scanning import printable
     from .core.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
 
-    ins, _ = _open_inspector(args.model)
+    ins, _ = _open_inspector(args.model, args.preprocessing)
     image = ins.prepare(args.image)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -428,7 +469,7 @@ def cmd_evaluate(args) -> int:
                         f"project's ({', '.join(map(printable, project.class_names))}).")
     from .core.inspection import Inspector
 
-    ins = Inspector(model, project.class_names, project.preprocessing)
+    ins = Inspector(model, project.class_names, _with_pixels(project.preprocessing, args.preprocessing))
     x, y = data.subset(data.val_index)
     if len(y) == 0:
         raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
@@ -453,7 +494,7 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from .core.export import export_model
 
-    ins, _ = _open_inspector(args.project)
+    ins, _ = _open_inspector(args.project, tell_pixels=False)
     out = export_model(ins.model, args.format, args.out)
     print(out)
     return 0

@@ -157,7 +157,7 @@ def test_a_plain_keras_functional_model_can_be_inspected(rescaling, tmp_path):
     for m in (model, keras.saving.load_model(_saved(model, tmp_path))):
         ins = Inspector(m)
         assert ins.class_names == ["class 0", "class 1", "class 2"]
-        assert ins.preprocessing.scale == (1.0 if rescaling else pytest.approx(1 / 255))
+        assert ins.preprocessing.pixels == ("0-255" if rescaling else "0-1")
         maps, probs = ins.activation_maps(image)
         assert [(n, a.shape) for n, a in maps] == [("c1", (14, 14, 4)), ("p1", (7, 7, 4)), ("c2", (5, 5, 5))]
         np.testing.assert_allclose(probs, np.asarray(model(expected_input))[0], atol=1e-5)
