@@ -111,6 +111,9 @@ class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose mistakes are one line on stderr and exit 2, like every user error."""
 
     def error(self, message):
+        if message.startswith("argument --preprocessing: expected one argument"):
+            # argparse takes "-1-1" for an option: say how to write it
+            message += "; write --preprocessing=-1-1 for pixels from -1 to 1"
         raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
@@ -185,7 +188,8 @@ def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
     from .core.images import PIXEL_MODES
 
     parser.add_argument("--preprocessing", choices=list(PIXEL_MODES), metavar="{" + ",".join(PIXEL_MODES) + "}",
-                        help="how pixels are fed to the model: " + "; ".join(PIXEL_MODES.values()) +
+                        help="how pixels are fed to the model (write --preprocessing=-1-1 for the "
+                             "second): " + "; ".join(PIXEL_MODES.values()) +
                              ". Default: what the project stores; for a model file, what its layers say "
                              "(keras.applications families get their own mode, a model with a Rescaling "
                              "layer 0-255, others 0-1)")
