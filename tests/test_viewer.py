@@ -443,3 +443,19 @@ def test_a_trained_model_shows_its_pixels_without_a_choice(trained):
     v = trained.viewer_panel
     assert v.model_label.text().endswith(" rgb, pixels 0-255")
     assert not v.pixels_combo.isVisible()  # it rescales inside: nothing to choose
+
+
+def test_pixels_a_model_cannot_take_are_refused_and_the_choice_shows_what_it_gets(window, qtbot, tmp_path):
+    import keras
+
+    path = tmp_path / "grey.keras"
+    keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(3, 3), keras.layers.Flatten(),
+                      keras.layers.Dense(2, activation="softmax")]).save(path)
+    window.open_model(str(path))
+    qtbot.waitUntil(lambda: window.state.has_model, timeout=30000)
+    combo = window.viewer_panel.pixels_combo
+    combo.setFocus()
+    qtbot.keyClick(combo, "c")  # typing picks "caffe", which needs colour channels
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=20000)
+    assert "caffe preprocessing works on RGB images only" in window.findChild(QMessageBox, "errorBox").text()
+    assert combo.currentText() == "0-1" and window.state.model.preprocessing.pixels == "0-1"

@@ -19,8 +19,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QApplication, QComboBox, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel, QListView, QListWidget,
-    QListWidgetItem,
-    QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
+    QListWidgetItem, QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ..core.images import IMAGE_EXTENSIONS, PIXEL_MODES
@@ -145,7 +144,7 @@ class ViewerPanel(QWidget):
         for key, description in PIXEL_MODES.items():
             self.pixels_combo.addItem(key, key)
             self.pixels_combo.setItemData(self.pixels_combo.count() - 1, description, Qt.ToolTipRole)
-        self.pixels_combo.activated.connect(lambda i: self.pixels_chosen.emit(self.pixels_combo.itemData(i)))
+        self.pixels_combo.activated.connect(self._on_pixels_activated)
         label = QLabel("Pixels:")
         label.setBuddy(self.pixels_combo)
         row.addWidget(label)
@@ -274,6 +273,12 @@ class ViewerPanel(QWidget):
         self.model_label.setToolTip(f"Pixels: {PIXEL_MODES[pre.pixels]}")
         self.pixels_combo.setCurrentIndex(self.pixels_combo.findData(pre.pixels))  # `activated` is the user's only
         self.pixels_box.setVisible(model.source == "file")
+
+    def _on_pixels_activated(self, index: int) -> None:
+        """Ask for the chosen pixels, and keep showing the model's own until it has them (or was refused)."""
+        self.pixels_chosen.emit(self.pixels_combo.itemData(index))
+        if self.state.model is not None:
+            self._show_pixels(self.state.model)
 
     def _relabel(self) -> None:
         """Show the renamed classes on what is already classified."""
