@@ -7,6 +7,7 @@ one line to stderr and exit 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -110,6 +111,9 @@ class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose mistakes are one line on stderr and exit 2, like every user error."""
 
     def error(self, message):
+        if message.startswith("argument --preprocessing: expected one argument"):
+            # argparse takes "-1-1" for an option: say how to write it
+            message += "; write --preprocessing=-1-1 for pixels from -1 to 1"
         raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE")
     pr.add_argument("--top-k", type=_positive, default=3)
     pr.add_argument("--json", action="store_true")
+    _add_preprocessing(pr)
 
     ins = sub.add_parser("inspect", help="write activation-map grids and a Grad-CAM overlay as PNGs")
     ins.add_argument("model", metavar="PROJECT_OR_MODEL")
@@ -162,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "whose map is more than 1x1; a nested model's layers are backbone/layer)")
     ins.add_argument("--method", choices=("hirescam", "gradcam"), default="hirescam",
                      help="heat-map method: HiResCAM (default) or classic Grad-CAM")
+    _add_preprocessing(ins)
 
     ev = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the validation split")
     ev.add_argument("project")
@@ -169,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow-outside-links", action="store_true",
                     help="also read class folders and files that are links out of the dataset folder")
     ev.add_argument("--json", action="store_true")
+    _add_preprocessing(ev)
 
     ex = sub.add_parser("export", help="export the trained model")
     ex.add_argument("project", metavar="PROJECT_OR_MODEL")
@@ -179,6 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
                                          "inspect and export in a temporary folder")
     st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
     return p
+
+
+def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
+    from .core.images import PIXEL_MODES
+
+    parser.add_argument("--preprocessing", choices=list(PIXEL_MODES), metavar="{" + ",".join(PIXEL_MODES) + "}",
+                        help="how pixels are fed to the model (write --preprocessing=-1-1 for the "
+                             "second): " + "; ".join(PIXEL_MODES.values()) +
+                             ". Default: what the project stores; for a model file, what its layers say "
+                             "(keras.applications families get their own mode, a model with a Rescaling "
+                             "layer 0-255, others 0-1)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,8 +345,14 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _open_inspector(path: str):
-    """A project folder or a .keras/.h5 file -> Inspector (+ Project or None)."""
+def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = True):
+    """A project folder or a .keras/.h5 file -> Inspector (+ Project or None).
+
+    ``pixels`` (a ``PIXEL_MODES`` key) overrides the pixel mode the project stores or the model
+    file's layers suggest. For a model file, the mode used and why is said on stderr (unless
+    ``tell_pixels`` is False: a command that feeds no images). Class names come from the file
+    (or a labels.txt beside it) when they fit the model's outputs.
+    """
     from .core.project import is_project, load_model_with_labels, open_project
 
     p = Path(path).expanduser()
@@ -352,9 +376,15 @@ def _open_inspector(path: str):
         project, model = open_project(p)
         if model is None:
             raise UserError(f"The project {p} has no trained model yet: train it first.")
-        return Inspector(model, project.class_names, project.preprocessing), project
+        return Inspector(model, project.class_names, _with_pixels(project.preprocessing, pixels)), project
+    from .core.inspection import preprocessing_for_model
+    from .core.scanning import printable
+
     model, names = load_model_with_labels(p)
-    ins = Inspector(model)
+    found = preprocessing_for_model(model)
+    if tell_pixels:
+        print(f"{printable(p.name)}: pixels {_pixels_and_why(model, found.pixels, pixels)}", file=sys.stderr)
+    ins = Inspector(model, preprocessing=_with_pixels(found, pixels))
     if names is not None and len(names) == len(ins.class_names):
         ins.class_names = list(names)
     return ins, None
@@ -366,10 +396,25 @@ def _say_output_note(ins) -> None:
         print(f"note: {ins.output_note}", file=sys.stderr)
 
 
+def _with_pixels(preprocessing, pixels: str | None):
+    """``preprocessing`` with the pixel mode ``pixels`` (unchanged when None)."""
+    return preprocessing if pixels is None else dataclasses.replace(preprocessing, pixels=pixels)
+
+
+def _pixels_and_why(model, found: str, given: str | None) -> str:
+    """"caffe (recognised as ResNet)" or "-1-1 (--preprocessing; the layers suggest caffe)"."""
+    from .core.images import recognise_pixels
+
+    if given is not None:
+        return given + ("" if given == found else f" (--preprocessing; the model's layers suggest {found})")
+    _, why = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
+    return f"{found} ({why}; --preprocessing changes it)"
+
+
 def cmd_predict(args) -> int:
     from .core.scanning import printable
 
-    ins, _ = _open_inspector(args.model)
+    ins, _ = _open_inspector(args.model, args.preprocessing)
     failed = False
     results = ins.predict_files(args.images, k=args.top_k, display=False)
     _say_output_note(ins)
@@ -397,7 +442,7 @@ def cmd_inspect(args) -> int:
     from .core.inspection import EMPTY_CAM_NOTE
     from .core.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
 
-    ins, _ = _open_inspector(args.model)
+    ins, _ = _open_inspector(args.model, args.preprocessing)
     image = ins.prepare(args.image)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -453,7 +498,7 @@ def cmd_evaluate(args) -> int:
                         f"project's ({', '.join(map(printable, project.class_names))}).")
     from .core.inspection import Inspector
 
-    ins = Inspector(model, project.class_names, project.preprocessing)
+    ins = Inspector(model, project.class_names, _with_pixels(project.preprocessing, args.preprocessing))
     x, y = data.subset(data.val_index)
     if len(y) == 0:
         raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
@@ -479,7 +524,7 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from .core.export import export_model, labels_path
 
-    ins, _ = _open_inspector(args.project)
+    ins, _ = _open_inspector(args.project, tell_pixels=False)
     out = export_model(ins.model, args.format, args.out, ins.class_names)
     print(out)
     print(f"class names: {labels_path(out, args.format)}")

@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt
 
 from cnndesk.cli import main
 from cnndesk.core.inspection import EMPTY_CAM_NOTE, Inspector

@@ -466,3 +466,61 @@ def test_inspect_a_model_without_conv_or_pooling_layers_says_there_are_no_maps(t
     assert "no convolution or pooling layer: no activation maps and no heat map" in err
     assert "predicted class " in err
     assert os.listdir(tmp_path / "maps") == []
+
+
+def _plain_model_file(path: Path, channels: int = 3) -> Path:
+    """A classifier saved by a plain Keras script: no Rescaling layer, so cnndesk feeds it 0-1 unless told."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((16, 16, channels)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.save(path)
+    return path
+
+
+def test_predict_says_which_pixels_a_model_file_gets_and_preprocessing_changes_them(tmp_path):
+    import keras
+
+    model_file = _plain_model_file(tmp_path / "plain.keras")
+    picture = np.random.default_rng(4).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "noise.png")
+    model = keras.saving.load_model(model_file)
+    answers = {}
+    for pixels, fed in ((None, picture / np.float32(255)), ("-1-1", picture / np.float32(127.5) - 1),
+                        ("0-255", picture.astype(np.float32))):
+        code, out, err = run(["predict", model_file, tmp_path / "noise.png", "--json", "--top-k", 3]
+                             + ([f"--preprocessing={pixels}"] if pixels else []))
+        assert code == 0, err
+        [row] = [json.loads(line) for line in out.splitlines()]
+        answers[pixels] = {t["class"]: t["probability"] for t in row["top"]}
+        expected = np.asarray(model(fed[None].astype(np.float32)))[0]
+        assert [answers[pixels][f"class {i}"] for i in range(3)] == pytest.approx(expected, abs=1e-5)
+        assert ("plain.keras: pixels 0-1 (the usual Keras convention" if pixels is None
+                else f"plain.keras: pixels {pixels} (--preprocessing; the model's layers suggest 0-1)") in err
+    assert answers[None] != answers["-1-1"] != answers["0-255"]
+
+
+def test_a_preprocessing_the_model_cannot_take_is_a_user_error(tmp_path):
+    model_file = _plain_model_file(tmp_path / "grey.keras", channels=1)
+    Image.new("L", (16, 16), 90).save(tmp_path / "grey.png")
+    code, out, err = run(["inspect", model_file, tmp_path / "grey.png", "--out", tmp_path / "maps",
+                          "--preprocessing", "caffe"])
+    assert code == 2 and out == ""
+    assert err.strip().endswith("caffe preprocessing works on RGB images only (it treats each colour channel "
+                                "separately)")
+    code, _, err = run(["predict", model_file, tmp_path / "grey.png", "--preprocessing", "bgr"])
+    assert code == 2 and "invalid choice: 'bgr'" in err
+    code, _, err = run(["predict", model_file, tmp_path / "grey.png", "--preprocessing", "-1-1"])
+    assert code == 2 and "write --preprocessing=-1-1 for pixels from -1 to 1" in err
+
+
+def test_evaluate_feeds_the_pixels_preprocessing_names(trained):
+    project, _ = trained
+    code, out, err = run(["evaluate", project, "--json"])
+    assert code == 0, err
+    stored = json.loads(out)
+    code, out, err = run(["evaluate", project, "--json", "--preprocessing", "0-1"])
+    assert code == 0, err
+    divided = json.loads(out)  # the model rescales inside: fed 0-1 as well, it sees nearly black images
+    assert divided["confusion_matrix"] != stored["confusion_matrix"]

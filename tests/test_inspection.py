@@ -157,7 +157,7 @@ def test_a_plain_keras_functional_model_can_be_inspected(rescaling, tmp_path):
     for m in (model, keras.saving.load_model(_saved(model, tmp_path))):
         ins = Inspector(m)
         assert ins.class_names == ["class 0", "class 1", "class 2"]
-        assert ins.preprocessing.scale == (1.0 if rescaling else pytest.approx(1 / 255))
+        assert ins.preprocessing.pixels == ("0-255" if rescaling else "0-1")
         maps, probs = ins.activation_maps(image)
         assert [(n, a.shape) for n, a in maps] == [("c1", (14, 14, 4)), ("p1", (7, 7, 4)), ("c2", (5, 5, 5))]
         np.testing.assert_allclose(probs, np.asarray(model(expected_input))[0], atol=1e-5)
@@ -283,3 +283,65 @@ def test_a_trained_flatten_dense_stack_can_be_inspected(data, tmp_path):
     assert [c for c, _ in pred.top] and pred.probabilities.shape == (3,)
     x, y = data.subset(data.val_index)
     assert ins.evaluate(x, y).confusion.sum() == len(y)
+
+
+# -- pixel preprocessing -------------------------------------------------------------------
+
+@pytest.mark.parametrize("pixels, keras_module", [("-1-1", "mobilenet_v2"), ("caffe", "resnet50"),
+                                                  ("torch", "densenet")])
+def test_each_pixel_mode_gives_exactly_what_keras_applications_preprocess_input_gives(pixels, keras_module):
+    images = np.random.default_rng(7).integers(0, 256, (3, 9, 11, 3)).astype(np.uint8)
+    expected = getattr(keras.applications, keras_module).preprocess_input(images.copy())
+    got = Preprocessing((9, 11), "rgb", pixels).pixel_values(images)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(Preprocessing((9, 11), "rgb", pixels).pixel_values(images[0]), expected[0])
+
+
+def test_the_scaling_pixel_modes_divide_or_keep_the_pixels():
+    images = np.random.default_rng(8).integers(0, 256, (2, 5, 5, 1)).astype(np.uint8)
+    np.testing.assert_array_equal(Preprocessing((5, 5), "grayscale", "0-1").pixel_values(images),
+                                  images.astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(Preprocessing((5, 5), "grayscale", "0-255").pixel_values(images),
+                                  images.astype(np.float32))
+
+
+def test_a_pixel_mode_that_cannot_apply_is_refused_with_a_reason():
+    with pytest.raises(UserError, match="unknown pixel preprocessing 'tf'"):
+        Preprocessing((8, 8), "rgb", "tf")
+    with pytest.raises(UserError, match="caffe preprocessing works on RGB images only"):
+        Preprocessing((8, 8), "grayscale", "caffe")
+
+
+def _family_layers(name: str):
+    """A keras.applications model without weights, as small as the family allows, and its layers."""
+    build, side = {"MobileNetV2": (keras.applications.MobileNetV2, 32), "ResNet50": (keras.applications.ResNet50, 32),
+                   "DenseNet121": (keras.applications.DenseNet121, 32),
+                   "EfficientNetB0": (keras.applications.EfficientNetB0, 32),
+                   "VGG16": (keras.applications.VGG16, 32), "ResNet50V2": (keras.applications.ResNet50V2, 32),
+                   "MobileNet": (keras.applications.MobileNet, 32), "Xception": (keras.applications.Xception, 71),
+                   "InceptionV3": (keras.applications.InceptionV3, 75)}[name]
+    return build(input_shape=(side, side, 3), weights=None, classes=3)
+
+
+@pytest.mark.parametrize("family, pixels", [("MobileNetV2", "-1-1"), ("ResNet50", "caffe"), ("DenseNet121", "torch"),
+                                            ("EfficientNetB0", "0-255"), ("VGG16", "caffe"), ("ResNet50V2", "-1-1"),
+                                            ("MobileNet", "-1-1"), ("Xception", "-1-1"), ("InceptionV3", "-1-1")])
+def test_keras_applications_families_are_recognised_by_their_layers(family, pixels):
+    from cnndesk.core.inspection import preprocessing_for_model
+
+    pre = preprocessing_for_model(_family_layers(family))
+    assert pre.pixels == pixels and pre.color_mode == "rgb"
+
+
+def test_a_recognised_model_is_fed_its_familys_numbers():
+    keras.utils.set_random_seed(2)
+    model = keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=3)
+    images = np.random.default_rng(3).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    ins = Inspector(model)
+    assert ins.preprocessing.pixels == "caffe"
+    expected = np.asarray(model(keras.applications.resnet50.preprocess_input(images.copy()), training=False))
+    np.testing.assert_allclose(ins.probabilities(images), expected, rtol=1e-5, atol=1e-6)
+    # the same model fed 0-1 pixels answers differently: the mode matters
+    ins.preprocessing = Preprocessing((32, 32), "rgb", "0-1")
+    assert not np.allclose(ins.probabilities(images), expected, atol=1e-3)

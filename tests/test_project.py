@@ -511,3 +511,23 @@ def test_the_model_size_estimate_covers_a_trained_model_file(tmp_path):
     params = total_params(layer_table(layers, (64, 64, 3), 5))
     actual = (tmp_path / "m.keras").stat().st_size
     assert actual <= estimate_model_bytes(params) <= 3 * actual + 512 * 1024
+
+
+def test_the_pixel_choice_is_stored_in_the_project_and_reopened(tmp_path, model):
+    chosen = Preprocessing((24, 20), "rgb", "caffe")
+    folder = save_project(tmp_path / "p", _project(dataset=DatasetConfig(chosen)), model)
+    assert json.loads((folder / PROJECT_FILE).read_text())["dataset"]["preprocessing"]["pixels"] == "caffe"
+    project, _ = open_project(folder)
+    assert project.preprocessing == chosen
+
+
+@pytest.mark.parametrize("scale, pixels", [(1.0, "0-255"), (1 / 255, "0-1")])
+def test_a_project_that_stored_a_pixel_scale_opens_with_the_pixels_it_used(tmp_path, scale, pixels):
+    """cnndesk's own models scale themselves (scale 1: 0-255); a model from elsewhere was fed 0-1."""
+    folder = tmp_path / "old"
+    shutil.copytree(FIXTURES / "project_v1", folder)
+    d = json.loads((folder / PROJECT_FILE).read_text())
+    d["dataset"]["preprocessing"] = {"image_size": [64, 48], "color_mode": "rgb", "scale": scale}
+    (folder / PROJECT_FILE).write_text(json.dumps(d))
+    project, _ = open_project(folder)
+    assert project.preprocessing == Preprocessing((64, 48), "rgb", pixels)

@@ -409,3 +409,55 @@ def test_a_savedmodel_export_is_written_into_the_new_folder_named(trained, qtbot
     trained.export_actions["saved_model"].trigger()
     qtbot.waitUntil(lambda: trained.statusBar().currentMessage().startswith("Exported"), timeout=120000)
     assert (out / "saved_model.pb").is_file()  # the folder named, not a folder inside it
+
+
+def test_the_pixels_of_a_model_from_a_file_are_shown_and_changing_them_classifies_again(window, qtbot, tmp_path,
+                                                                                       images):
+    w = window
+    w.open_model(str(_plain_keras_model(tmp_path / "elsewhere.keras")))
+    qtbot.waitUntil(lambda: w.state.has_model and w.tabs.currentIndex() == w.TAB_VIEWER, timeout=30000)
+    v = w.viewer_panel
+    # no Rescaling layer and no family it belongs to: fed 0-1, and the window says so
+    assert "input 32×32 rgb, pixels 0-1" in v.model_label.text()
+    assert v.pixels_combo.isVisible() and v.pixels_combo.currentText() == "0-1"
+    assert "pixels 0-1 (the usual Keras convention" in w.statusBar().currentMessage()
+    classify(w, qtbot, images[:2])
+    before = [im.probabilities for im in v.images]
+
+    v.pixels_combo.setFocus()
+    qtbot.keyClick(v.pixels_combo, Qt.Key_Down)  # the next choice: -1 to 1
+    qtbot.waitUntil(lambda: w.state.model.preprocessing.pixels == "-1-1", timeout=20000)
+    qtbot.waitUntil(lambda: v.strip.count() == 2 and all(im.probabilities is not None for im in v.images)
+                    and v.inspection is not None, timeout=20000)
+    assert "input 32×32 rgb, pixels -1-1" in v.model_label.text() and v.pixels_combo.currentText() == "-1-1"
+    after = [im.probabilities for im in v.images]
+    assert all(not np.allclose(a, b, atol=1e-4) for a, b in zip(after, before))  # the same images, other numbers
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "elsewhere.keras")
+    fed = v.images[0].prepared[None].astype(np.float32) / np.float32(127.5) - 1
+    np.testing.assert_allclose(after[0], np.asarray(model(fed))[0], atol=1e-5)
+    assert w.state.current_project().preprocessing.pixels == "-1-1"  # what a save stores
+    assert w.isWindowModified()
+
+
+def test_a_trained_model_shows_its_pixels_without_a_choice(trained):
+    v = trained.viewer_panel
+    assert v.model_label.text().endswith(" rgb, pixels 0-255")
+    assert not v.pixels_combo.isVisible()  # it rescales inside: nothing to choose
+
+
+def test_pixels_a_model_cannot_take_are_refused_and_the_choice_shows_what_it_gets(window, qtbot, tmp_path):
+    import keras
+
+    path = tmp_path / "grey.keras"
+    keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(3, 3), keras.layers.Flatten(),
+                      keras.layers.Dense(2, activation="softmax")]).save(path)
+    window.open_model(str(path))
+    qtbot.waitUntil(lambda: window.state.has_model, timeout=30000)
+    combo = window.viewer_panel.pixels_combo
+    combo.setFocus()
+    qtbot.keyClick(combo, "c")  # typing picks "caffe", which needs colour channels
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=20000)
+    assert "caffe preprocessing works on RGB images only" in window.findChild(QMessageBox, "errorBox").text()
+    assert combo.currentText() == "0-1" and window.state.model.preprocessing.pixels == "0-1"

@@ -43,6 +43,21 @@ def parse_image_size(text: str, largest: int = MAX_IMAGE_SIDE) -> tuple[int, int
     return h, w
 
 
+#: How the 0-255 pixels of an image become the numbers a model takes, by name. "-1-1", "caffe" and
+#: "torch" are exactly keras.applications' ``preprocess_input`` modes "tf", "caffe" and "torch".
+PIXEL_MODES = {
+    "0-1": "0–1 (pixels / 255)",
+    "-1-1": "−1–1 (pixels / 127.5 − 1)",
+    "0-255": "0–255 (as read; the model scales itself)",
+    "caffe": "caffe (BGR, ImageNet mean subtracted)",
+    "torch": "torch (0–1, ImageNet mean and std)",
+}
+#: the ImageNet channel statistics of keras.applications' "caffe" (BGR, 0-255) and "torch" (RGB, 0-1) modes
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How a file becomes the array a model sees.
@@ -50,14 +65,25 @@ class Preprocessing:
     Args:
         image_size: (height, width) in pixels.
         color_mode: "rgb" (3 channels) or "grayscale" (1 channel).
-        scale: factor applied to the 0-255 pixels before the model. Models
-            built by cnndesk scale inside the model, so this is 1.0; a model
-            from elsewhere may expect 1/255. Defaults to 1.0.
+        pixels: a key of ``PIXEL_MODES``: how the 0-255 pixels are turned into the model's numbers
+            (``pixel_values``). Models built by cnndesk scale inside the model, so they take "0-255"
+            (the default); a model from elsewhere may expect "0-1", "-1-1", "caffe" or "torch".
+            "caffe" and "torch" need RGB images.
+
+    Raises:
+        UserError: an unknown pixel mode, or a per-channel one for grayscale images.
     """
 
     image_size: tuple[int, int] = (64, 64)
     color_mode: str = "rgb"
-    scale: float = 1.0
+    pixels: str = "0-255"
+
+    def __post_init__(self):
+        if self.pixels not in PIXEL_MODES:
+            raise UserError(f"unknown pixel preprocessing {self.pixels!r}; choose one of {', '.join(PIXEL_MODES)}")
+        if self.pixels in ("caffe", "torch") and self.color_mode != "rgb":
+            raise UserError(f"{self.pixels} preprocessing works on RGB images only (it treats each colour channel "
+                            "separately)")
 
     @property
     def channels(self) -> int:
@@ -68,11 +94,76 @@ class Preprocessing:
         return (self.image_size[0], self.image_size[1], self.channels)
 
     def to_json(self) -> dict:
-        return {"image_size": list(self.image_size), "color_mode": self.color_mode, "scale": self.scale}
+        return {"image_size": list(self.image_size), "color_mode": self.color_mode, "pixels": self.pixels}
 
     @classmethod
     def from_json(cls, d: dict) -> "Preprocessing":
-        return cls(tuple(int(v) for v in d["image_size"]), d.get("color_mode", "rgb"), float(d.get("scale", 1.0)))
+        """Read ``to_json``'s dict, or an older one that gave a ``scale`` factor instead of ``pixels``.
+
+        Older files said ``scale`` 1 (cnndesk's own models, which scale themselves: "0-255") or 1/255
+        (a model from elsewhere fed 0-1), so each opens with the pixels it was used with.
+        """
+        pixels = d.get("pixels")
+        if pixels is None:
+            pixels = "0-255" if float(d.get("scale", 1.0)) == 1.0 else "0-1"
+        return cls(tuple(int(v) for v in d["image_size"]), d.get("color_mode", "rgb"), str(pixels))
+
+    def pixel_values(self, images_uint8: np.ndarray) -> np.ndarray:
+        """The float32 numbers the model takes for prepared uint8 images ((H, W, C) or (N, H, W, C)).
+
+        The same arithmetic, in the same float32 steps, as keras.applications' ``preprocess_input``
+        for "-1-1" (mode "tf"), "caffe" and "torch", so the results are identical to it.
+        """
+        x = np.asarray(images_uint8, dtype=np.float32)
+        if self.pixels == "0-1":
+            return x / np.float32(255.0)
+        if self.pixels == "-1-1":
+            return x / np.float32(127.5) - np.float32(1.0)
+        if self.pixels == "caffe":
+            return x[..., ::-1] - CAFFE_MEAN_BGR
+        if self.pixels == "torch":
+            return (x / np.float32(255.0) - TORCH_MEAN) / TORCH_STD
+        return x
+
+
+#: keras.applications families that do not scale their own input, told apart by the names their
+#: builders give to layers: (family, the layer names that all must be there, names that must not, pixels).
+#: The first match wins, so a family whose names are a superset of another's comes first.
+PIXEL_FAMILIES = (
+    ("ResNet V2", ("conv1_conv", "conv2_block1_preact_bn"), (), "-1-1"),
+    ("DenseNet", ("pool1", "conv2_block1_concat"), (), "torch"),  # ResNet has "pool1_pool", no concat
+    ("ResNet", ("conv1_conv", "conv2_block1_1_conv"), (), "caffe"),
+    ("Xception", ("block1_conv1", "block2_sepconv1"), (), "-1-1"),
+    ("VGG", ("block1_conv1", "block1_pool"), ("block2_sepconv1",), "caffe"),
+    ("MobileNetV2", ("Conv1", "expanded_conv_project"), (), "-1-1"),
+    ("MobileNet", ("conv1", "conv_dw_1"), (), "-1-1"),
+    ("InceptionResNetV2", ("mixed_5b", "conv_7b"), (), "-1-1"),
+    ("InceptionV3", ("mixed0", "mixed10"), (), "-1-1"),
+    ("NASNet", ("stem_conv1",), (), "-1-1"),
+)
+#: layer types by which a model scales its own input (cnndesk's models, EfficientNet, MobileNetV3, ConvNeXt)
+SELF_SCALING_LAYERS = ("Rescaling", "Normalization")
+
+
+def recognise_pixels(layers: list[tuple[str, str]]) -> tuple[str, str]:
+    """The pixel mode a model expects, and why, from its layers' ``(name, type name)`` pairs.
+
+    A model with a ``Rescaling`` or ``Normalization`` layer scales itself ("0-255"); a
+    keras.applications family is recognised by its layer names (``PIXEL_FAMILIES``) and gets its
+    own ``preprocess_input`` mode; anything else is assumed to expect 0-1, as most Keras tutorials do.
+
+    Returns:
+        (a key of ``PIXEL_MODES``, a few words saying why, e.g. "recognised as ResNet").
+    """
+    types = {kind for _, kind in layers}
+    scaling = [kind for kind in SELF_SCALING_LAYERS if kind in types]
+    if scaling:
+        return "0-255", f"the model has its own {scaling[0]} layer"
+    names = {name for name, _ in layers}
+    for family, needed, excluded, pixels in PIXEL_FAMILIES:
+        if names.issuperset(needed) and not names.intersection(excluded):
+            return pixels, f"recognised as {family}"
+    return "0-1", "the usual Keras convention; nothing in the model says otherwise"
 
 
 def decode_image(source, preprocessing: Preprocessing) -> np.ndarray:

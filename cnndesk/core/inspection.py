@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .images import Preprocessing, decode_for_viewing, decode_image
+from .images import Preprocessing, decode_for_viewing, decode_image, recognise_pixels
 from .errors import ModelFileError, UserError
 
 _TAP_TYPES = ("Conv", "Pool")
@@ -110,17 +110,21 @@ def check_model(model) -> None:
 
 
 def preprocessing_for_model(model, image_size: tuple[int, int] | None = None) -> Preprocessing:
-    """Read input size and colour mode from the model; guess the pixel scale.
+    """Read input size and colour mode from the model; pick the pixel mode it most likely expects.
 
-    A model with a ``Rescaling`` or ``Normalization`` layer takes 0-255
-    pixels (scale 1); one without is assumed to expect 0-1 (scale 1/255),
-    as in most Keras tutorials.
+    The pixel mode is ``recognise_pixels``' choice: "0-255" for a model with its own
+    ``Rescaling`` or ``Normalization`` layer, a keras.applications family's own mode when the
+    layer names say which family it is, else 0-1. A caffe or torch family with a grayscale input
+    (which those modes cannot serve) gets 0-1.
     """
     _, h, w, c = tuple(model.inputs[0].shape)
     if h is None or w is None:
         h, w = image_size or (224, 224)
-    scales_inside = any(type(l).__name__ in ("Rescaling", "Normalization") for l in model.layers)
-    return Preprocessing((int(h), int(w)), "grayscale" if c == 1 else "rgb", 1.0 if scales_inside else 1.0 / 255)
+    color_mode = "grayscale" if c == 1 else "rgb"
+    pixels, _ = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
+    if color_mode != "rgb" and pixels in ("caffe", "torch"):
+        pixels = "0-1"
+    return Preprocessing((int(h), int(w)), color_mode, pixels)
 
 
 def _is_tap(layer) -> bool:
@@ -362,9 +366,7 @@ class Inspector:
         x = np.asarray(images_uint8, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
-        if self.preprocessing.scale != 1.0:
-            x = x * np.float32(self.preprocessing.scale)
-        return tf.convert_to_tensor(x)
+        return tf.convert_to_tensor(self.preprocessing.pixel_values(x))
 
     # -- questions -----------------------------------------------------------
     def probabilities(self, images_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:

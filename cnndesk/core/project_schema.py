@@ -31,6 +31,12 @@ class Project:
     (thinned by the session to a few thousand), so a reopened chart draws the same
     line; ``viewer_images`` are the image files the viewer showed. Both are
     optional: older projects open without them.
+
+    ``dataset.preprocessing`` is how the model is fed its images, including its pixel
+    mode (``Preprocessing.pixels``, e.g. "caffe" for a ResNet the user brought). Projects
+    written before pixel modes stored a ``scale`` instead and open with the mode it meant
+    (``Preprocessing.from_json``): 1 is "0-255" (cnndesk's own models, which rescale
+    inside), 1/255 is "0-1".
     """
 
     dataset_path: str | None = None

@@ -243,6 +243,7 @@ class EngineWorker(QObject):
 
     def open_model(self, path) -> dict:
         """Load a model file; its class names come from the file (or a labels.txt beside it) when they fit."""
+        from ..core.images import recognise_pixels
         from ..core.inspection import Inspector
         from ..core.project import load_model_with_labels
 
@@ -254,8 +255,9 @@ class EngineWorker(QObject):
         self._retire_previous()
         self._drop_model()
         self._set_model(model, inspector)
+        _, pixels_why = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
         return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
-                "layers": inspector.layer_names, "has_maps": inspector.has_maps,
+                "pixels_why": pixels_why, "layers": inspector.layer_names, "has_maps": inspector.has_maps,
                 "output_note": inspector.output_note}
 
     def export(self, fmt, out) -> str:
@@ -273,6 +275,14 @@ class EngineWorker(QObject):
             raise UserError(f"The model has {len(ins.class_names)} classes; give as many names.")
         ins.class_names = list(names)
         return list(names)
+
+    def set_preprocessing(self, preprocessing):
+        """Feed the current model's pixels as ``preprocessing`` says from now on (its size and colour must fit)."""
+        ins = self._need_inspector()
+        if preprocessing.input_shape != ins.preprocessing.input_shape:
+            raise UserError("The model takes other images; only the pixel mode can change.")
+        ins.preprocessing = preprocessing
+        return preprocessing
 
     def predict_files(self, paths, k=5) -> list[dict]:
         """Top-k for image files, with the prepared input and a picture to show (each file decoded once)."""

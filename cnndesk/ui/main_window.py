@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
         self.training_panel.previous_requested.connect(self.training.bring_back_previous)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.viewer_panel.paths_dropped.connect(self.handle_dropped_paths)
+        self.viewer_panel.pixels_chosen.connect(self.models.set_pixels)
 
     def _train(self, continuing: bool = False) -> None:
         if self.train_action.isEnabled() and self.training.start(continuing):

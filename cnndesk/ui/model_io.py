@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from ..core.errors import UserError
 from ..core.export import SUFFIX
 from ..core.session import EXPORTING, IDLE, OPENING, ModelInfo, SessionState
 from . import file_dialogs
@@ -23,6 +25,9 @@ class ModelFiles(QObject):
         status(str, int): a message for the status bar and how long to show it (ms; 0 = until replaced).
         error(str, str): a title and message for an error box.
         opened(): a model from a file is now the current model.
+
+    A model from a file is fed its pixels as its layers suggest (``recognise_pixels``); the status bar
+    says which mode and why, and ``set_pixels`` changes it.
     """
 
     status = Signal(str, int)
@@ -68,6 +73,33 @@ class ModelFiles(QObject):
                           has_maps=info.get("has_maps", True), output_note=info.get("output_note", ""))
         self.state.update(model=model, history=[], best_epoch=None, batch_loss=[], previous=None, activity=IDLE)
         self.opened.emit()
+        why = info.get("pixels_why")
+        self.status.emit(f"Opened {Path(path).name}: pixels {model.preprocessing.pixels}"
+                         + (f" ({why})" if why else "") + "; change it with Pixels in the viewer.", 10000)
+
+    # -- pixels --------------------------------------------------------------------
+    def set_pixels(self, pixels: str) -> None:
+        """Feed the current model's pixels as ``pixels`` (a ``PIXEL_MODES`` key) says; the viewer re-classifies."""
+        model = self.state.model
+        if model is None or model.preprocessing.pixels == pixels:
+            return
+        if self.state.busy:
+            self.status.emit("Wait until the current work ends before changing the pixels.", 6000)
+            return
+        try:
+            wanted = dataclasses.replace(model.preprocessing, pixels=pixels)
+        except UserError as e:
+            self.error.emit("Cannot use these pixels", str(e))
+            return
+        self.engine.submit(EngineWorker.set_preprocessing, wanted,
+                           on_done=self._on_pixels_set, on_error=lambda m: self.error.emit("Cannot use these pixels", m))
+
+    def _on_pixels_set(self, applied) -> None:
+        # answers come in the order jobs were submitted, so a model opened or trained after this job arrives
+        # after this answer: the current model is the one the engine changed (perhaps renamed meanwhile)
+        model = self.state.model
+        if model is not None and model.preprocessing.input_shape == applied.input_shape:
+            self.state.model = dataclasses.replace(model, preprocessing=applied)
 
     # -- export --------------------------------------------------------------------
     def export_dialog(self, fmt: str) -> None:

@@ -22,11 +22,11 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel, QListView, QListWidget, QListWidgetItem,
-    QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
+    QApplication, QComboBox, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel, QListView, QListWidget,
+    QListWidgetItem, QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..core.images import IMAGE_EXTENSIONS
+from ..core.images import IMAGE_EXTENSIONS, PIXEL_MODES
 from ..core.scanning import printable
 from ..core.session import ModelInfo, SessionState
 from .engine import EngineWorker
@@ -60,10 +60,13 @@ class ViewerPanel(QWidget):
         paths_dropped(list): files or folders were dropped on the viewer; the window decides what opens
             them (a folder is a dataset or project, a .keras file a model, images come back to
             ``classify_paths``).
+        pixels_chosen(str): the user chose how a model from a file is fed its pixels (a ``PIXEL_MODES``
+            key); the state's model changes when the engine has it, and the strip is classified again.
     """
 
     status = Signal(str)
     paths_dropped = Signal(list)
+    pixels_chosen = Signal(str)
 
     def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
         super().__init__(parent)
@@ -131,8 +134,28 @@ class ViewerPanel(QWidget):
         self.model_label.setStyleSheet("color: #455a64")
         for w in (self.open_button, self.paste_button, self.save_view_button, self.names_button):
             bar.addWidget(w)
+        bar.addWidget(self._build_pixels_choice())
         bar.addWidget(self.model_label, 1)
         return bar
+
+    def _build_pixels_choice(self) -> QWidget:
+        """"Pixels: [caffe]": how a model from a file is fed its pixels, shown only for such a model."""
+        self.pixels_box = QWidget(visible=False)
+        row = QHBoxLayout(self.pixels_box)
+        row.setContentsMargins(6, 0, 0, 0)
+        self.pixels_combo = QComboBox(objectName="pixelsCombo")
+        self.pixels_combo.setToolTip("How the image's 0–255 pixels are turned into the numbers this model takes. "
+                                     "cnndesk picked what the model's layers suggest; a wrong choice gives "
+                                     "confident but wrong answers.")
+        for key, description in PIXEL_MODES.items():
+            self.pixels_combo.addItem(key, key)
+            self.pixels_combo.setItemData(self.pixels_combo.count() - 1, description, Qt.ToolTipRole)
+        self.pixels_combo.activated.connect(self._on_pixels_activated)
+        label = QLabel("Pixels:")
+        label.setBuddy(self.pixels_combo)
+        row.addWidget(label)
+        row.addWidget(self.pixels_combo)
+        return self.pixels_box
 
     def _build_strip(self) -> QListWidget:
         """One row of small icons, each with one line of text beside it, as tall as one item."""
@@ -205,7 +228,7 @@ class ViewerPanel(QWidget):
     # -- model state ---------------------------------------------------------------
     def _update_enabled(self, _names=None) -> None:
         state, usable = self.state, self.usable
-        for w in (self.open_button, self.paste_button, self.names_button):
+        for w in (self.open_button, self.paste_button, self.names_button, self.pixels_combo):
             w.setEnabled(usable)
         self.evaluation_view.evaluate_button.setEnabled(usable and state.data is not None)
         if state.training:
@@ -225,13 +248,11 @@ class ViewerPanel(QWidget):
             self.images = []
             self.strip.clear()
             self.model_label.setText("")
+            self.pixels_box.setVisible(False)
             self._reset_views()
             return
         self.names_button.setVisible(model.editable_names)
-        h, w = model.preprocessing.image_size
-        note = f" · {model.output_note}" if model.output_note else ""
-        self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
-                                 f"input {h}×{w} {model.preprocessing.color_mode}{note}")
+        self._show_pixels(model)
         for view in (self.activations, self.overview, self.gradcam, self.kernels):
             self.tabs.setTabVisible(self.tabs.indexOf(view), model.has_maps)  # else predictions only
         if not model.has_maps:
@@ -248,6 +269,23 @@ class ViewerPanel(QWidget):
         if paths:
             self.classify_paths(paths)
         self._evaluate_on_demand()
+
+    def _show_pixels(self, model: ModelInfo) -> None:
+        """The model line ("input 224×224 rgb, pixels caffe") and, for a model from a file, the pixel choice."""
+        pre = model.preprocessing
+        h, w = pre.image_size
+        note = f" · {model.output_note}" if model.output_note else ""
+        self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
+                                 f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels}{note}")
+        self.model_label.setToolTip(f"Pixels: {PIXEL_MODES[pre.pixels]}")
+        self.pixels_combo.setCurrentIndex(self.pixels_combo.findData(pre.pixels))  # `activated` is the user's only
+        self.pixels_box.setVisible(model.source == "file")
+
+    def _on_pixels_activated(self, index: int) -> None:
+        """Ask for the chosen pixels, and keep showing the model's own until it has them (or was refused)."""
+        self.pixels_chosen.emit(self.pixels_combo.itemData(index))
+        if self.state.model is not None:
+            self._show_pixels(self.state.model)
 
     def _relabel(self) -> None:
         """Show the renamed classes on what is already classified."""
