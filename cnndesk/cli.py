@@ -353,7 +353,8 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     ``tell_pixels`` is False: a command that feeds no images). Class names come from the file
     (or a labels.txt beside it) when they fit the model's outputs.
     """
-    from .core.project import is_project, load_model_with_labels, open_project
+    from .core.model_loading import load_model_with_labels
+    from .core.project import is_project, open_project
 
     p = Path(path).expanduser()
     if not p.exists():

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnndesk.cli import main
 from cnndesk.core.inspection import EMPTY_CAM_NOTE, Inspector
-from cnndesk.core.project import load_keras_model
+from cnndesk.core.model_loading import load_keras_model
 
 from test_app import drop_paths
 

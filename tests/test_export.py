@@ -27,7 +27,7 @@ from cnndesk.core.errors import UserError
 from cnndesk.core.export import FORMATS, ONNX_LABELS_KEY, export_model, labels_path
 from cnndesk.core.labels import escape_label, labels_text, parse_labels
 from cnndesk.core.model_file import check_model_path
-from cnndesk.core.project import load_model_with_labels
+from cnndesk.core.model_loading import load_model_with_labels
 
 SIZE = 32
 CLASSES = 3

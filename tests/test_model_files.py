@@ -24,7 +24,7 @@ from PIL import Image
 from cnndesk.core.architecture import build_model, preset
 from cnndesk.core.errors import ModelFileError
 from cnndesk.core.model_file import LIMITS, Limits, check_model_file, check_model_path, unknown_classes
-from cnndesk.core.project import load_keras_model, load_model_with_labels
+from cnndesk.core.model_loading import load_keras_model, load_model_with_labels
 
 from crafted_models import MiB, bomb_member, config_of, raw_member, read_members, rewrite, write_zip
 

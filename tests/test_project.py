@@ -16,8 +16,9 @@ from cnndesk.core.architecture import LayerSpec, TrainingSettings, build_model, 
 from cnndesk.core.dataset import DatasetConfig
 from cnndesk.core.images import Preprocessing
 from cnndesk.core.errors import ModelFileError, ProjectError
+from cnndesk.core.model_loading import load_keras_model
 from cnndesk.core.project import LOCK_FILE, MODEL_FILE, PROJECT_FILE, VERSIONS_DIR, Project, is_project, \
-    load_keras_model, open_project, save_project
+    open_project, save_project
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLASSES = ["cat", "dog", "owl"]

@@ -245,7 +245,7 @@ class EngineWorker(QObject):
         """Load a model file; its class names come from the file (or a labels.txt beside it) when they fit."""
         from ..core.images import recognise_pixels
         from ..core.inspection import Inspector
-        from ..core.project import load_model_with_labels
+        from ..core.model_loading import load_model_with_labels
 
         model, names = load_model_with_labels(path)
         inspector = Inspector(model)
