@@ -4,7 +4,8 @@
 rebuilds the model's graph on a fresh ``keras.Input`` (a reloaded
 Sequential's ``layer.output`` is stale and gives no gradients, see docs/tensorflow-notes.md)
 and compiles one ``tf.function`` per question, so a warm call for one image
-takes milliseconds (figures in docs/inspection.md).
+takes milliseconds (figures in docs/inspection.md). The rebuilt graph, with
+its conv/pool outputs tapped, comes from :mod:`.taps`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import tensorflow as tf
 
 from .images import Preprocessing, decode_for_viewing, decode_image, recognise_pixels
 from .errors import ModelFileError, UserError
-
-_TAP_TYPES = ("Conv", "Pool")
+from .taps import trace_taps
 
 #: what ``Inspector.output_note`` says when cnndesk turns a model's outputs into probabilities
 OUTPUT_SCORES_NOTE = {
@@ -127,24 +127,6 @@ def preprocessing_for_model(model, image_size: tuple[int, int] | None = None) ->
     return Preprocessing((int(h), int(w)), color_mode, pixels)
 
 
-def _is_tap(layer) -> bool:
-    name = type(layer).__name__
-    return any(t in name for t in _TAP_TYPES) and "Global" not in name
-
-
-def _is_chain(model) -> bool:
-    if isinstance(model, keras.Sequential):
-        return True
-    # a Functional model whose layers form one chain can be rebuilt the same way
-    try:
-        for layer in model.layers[1:]:
-            if len(layer._inbound_nodes) != 1 or len(layer._inbound_nodes[0].input_tensors) != 1:
-                return False
-    except AttributeError:
-        return False
-    return True
-
-
 def _activation_name(layer) -> str:
     """"softmax", "sigmoid", "linear", … for a Dense or Activation layer; "softmax" for a Softmax layer."""
     if type(layer).__name__ == "Softmax":
@@ -164,62 +146,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _is_distribution(rows: np.ndarray) -> bool:
     """Whether each row is a probability distribution: no negative value, summing to 1 within 1e-3."""
     return bool(np.all(rows >= 0) and np.all(np.abs(rows.sum(axis=-1) - 1) <= 1e-3))
-
-
-@dataclass
-class _Taps:
-    """What a graph rebuild collects: the conv/pool outputs, their chooser names and their layers."""
-
-    tensors: list = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    layers: list = field(default_factory=list)
-
-    def add(self, tensor, name: str, layer) -> None:
-        if _is_tap(layer) and len(tensor.shape) == 4:
-            self.tensors.append(tensor)
-            self.names.append(name)
-            self.layers.append(layer)
-
-
-def _call_model(model, x, prefix: str, taps: _Taps):
-    """Call ``model`` on ``x`` layer by layer, collecting its conv/pool outputs (named ``prefix + name``).
-
-    A chain (a Sequential, or a Functional whose layers form one line) is called
-    layer by layer on ``x``, descending into the models nested in it, whose
-    layers are named ``backbone/layer``. A branching Functional model (a ResNet
-    backbone, say) is called once through a model that also returns its own
-    conv/pool layers' outputs; its graph is intact, unlike a reloaded
-    Sequential's (docs/tensorflow-notes.md).
-
-    Returns:
-        (output, the input of the last layer called): the last layer's input is
-        the class scores' source when that layer is a softmax or sigmoid.
-    """
-    if _is_chain(model):
-        penultimate = x
-        for layer in model.layers:
-            if type(layer).__name__ == "InputLayer":
-                continue
-            if isinstance(layer, keras.Model):
-                x, penultimate = _call_model(layer, x, f"{prefix}{layer.name}/", taps)
-            else:
-                penultimate = x
-                x = layer(x)
-                taps.add(x, prefix + layer.name, layer)
-        return x, penultimate
-    inner = [l for l in model.layers if _is_tap(l) and len(l.output.shape) == 4]
-    outs = keras.Model(model.inputs[0], [l.output for l in inner] + [model.outputs[0]])(x)
-    for layer, tensor in zip(inner, outs[:-1]):
-        taps.add(tensor, prefix + layer.name, layer)
-    return outs[-1], None
-
-
-def _last_layer(model):
-    """The layer that makes the model's output, inside nested models."""
-    last = model.layers[-1]
-    while isinstance(last, keras.Model) and last.layers:
-        last = last.layers[-1]
-    return last
 
 
 class Inspector:
@@ -269,28 +195,15 @@ class Inspector:
 
     # -- graph -------------------------------------------------------------
     def _build_taps(self) -> None:
-        model = self.model
-        shape = tuple(model.inputs[0].shape[1:])
-        taps = _Taps()
-        last = _last_layer(model)
-        if _is_chain(model):
-            inp = keras.Input(shape=shape, name="image")
-            x, penultimate = _call_model(model, inp, "", taps)
-        else:  # models nested in a branching model are not looked inside
-            inp = model.inputs[0]
-            for layer in model.layers:
-                if _is_tap(layer):
-                    taps.add(layer.output, layer.name, layer)
-            x = model.outputs[0]
-            scores_layer = (keras.layers.Dense, keras.layers.Activation, keras.layers.Softmax)
-            penultimate = last.input if last is model.layers[-1] and isinstance(last, scores_layer) else None
+        graph = trace_taps(self.model)
+        taps = graph.taps
         self.layer_names: list[str] = taps.names
         self.conv_layer_names = [n for n, l in zip(taps.names, taps.layers) if "Conv" in type(l).__name__]
         self._tap_layers = taps.layers
         self._tap_sizes = [tuple(t.shape[1:3]) for t in taps.tensors]
-        self._read_output_kind(last, penultimate)
-        outs = taps.tensors + ([penultimate] if self._score_from is not None else []) + [x]
-        self._tapped = keras.Model(inp, outs, name="cnndesk_taps")
+        self._read_output_kind(graph.last, graph.penultimate)
+        outs = taps.tensors + ([graph.penultimate] if self._score_from is not None else []) + [graph.output]
+        self._tapped = keras.Model(graph.inputs, outs, name="cnndesk_taps")
 
     def _read_output_kind(self, last, penultimate) -> None:
         """What the last layer's activation says about the outputs, and where Grad-CAM takes class scores.
