@@ -1,18 +1,20 @@
 """``cnndesk-cli``: the headless command line, on the same core as the app.
 
 User errors (bad path, bad option, unreadable dataset, bad model file) print
-one line to stderr and exit 2, never a traceback.
+one line to stderr and exit 2, never a traceback. This module holds the
+parser, :func:`main` and the commands that make things (samples, train,
+selftest); the commands that open a trained model are in :mod:`.cli_models`,
+what all commands share in :mod:`.cli_support`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
 import sys
 from pathlib import Path
 
+from .cli_models import cmd_evaluate, cmd_export, cmd_inspect, cmd_predict
+from .cli_support import emit_json, load_tensorflow
 from .core.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -23,33 +25,6 @@ def _quiet_tensorflow() -> None:
     from .core.library_warnings import hide_library_warnings
 
     hide_library_warnings()
-
-
-def _load_tensorflow() -> None:
-    """Import TensorFlow with its start-up log lines kept off stderr.
-
-    TensorFlow 2.21 prints C++ log lines ("oneDNN custom operations are on",
-    "Could not find cuda drivers") while it is imported, before it reads
-    ``TF_CPP_MIN_LOG_LEVEL``; they would bury the one-line error messages.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr is not a file (captured, redirected in-process)
-        fd = None
-    if fd is None:
-        import tensorflow  # noqa: F401
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -254,10 +229,6 @@ class _Bar:
             sys.stderr.write("\r\x1b[K")
 
 
-def _emit(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
-
-
 def cmd_train(args) -> int:
     from .core.architecture import TrainingSettings, preset
     from .core.architecture import layer_table, total_params
@@ -285,7 +256,7 @@ def cmd_train(args) -> int:
     warnings = data.warnings()
     if args.json:
         for warning in warnings:  # every warning the text output prints
-            _emit({"event": "warning", "message": warning})
+            emit_json({"event": "warning", "message": warning})
     else:
         counts = ", ".join(f"{printable(k)}: {v}" for k, v in data.counts().items())
         print(f"{len(data.labels)} images in {data.num_classes} classes ({counts}); "
@@ -299,7 +270,7 @@ def cmd_train(args) -> int:
     params = total_params(layer_table(layers, data.preprocessing.input_shape, data.num_classes))
     check_destination(args.project, estimate_model_bytes(params))  # and one without room for the model, too
 
-    _load_tensorflow()
+    load_tensorflow()
     from .core.training import TrainingListener, train
 
     class Listener(TrainingListener):
@@ -310,7 +281,7 @@ def cmd_train(args) -> int:
 
         def on_epoch(self, r):
             if args.json:
-                _emit({"event": "epoch", **r.to_json()})
+                emit_json({"event": "epoch", **r.to_json()})
             else:
                 bar.done()
                 val = "" if r.val_loss is None else f" val_loss {r.val_loss:.4f} val_acc {r.val_accuracy:.3f}"
@@ -319,7 +290,7 @@ def cmd_train(args) -> int:
 
         def on_message(self, text):
             if args.json:
-                _emit({"event": "note", "message": text})
+                emit_json({"event": "note", "message": text})
             else:
                 print(text, file=sys.stderr)
 
@@ -331,7 +302,7 @@ def cmd_train(args) -> int:
     folder = save_project(args.project, project, result.model)
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:
-        _emit({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
+        emit_json({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
                "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, **result.summary_json(),
                "skipped": skipped, "skipped_by_reason": count_skipped(data.skipped)})
     else:
@@ -342,193 +313,6 @@ def cmd_train(args) -> int:
         acc = result.final_val_accuracy
         best = f" (weights of epoch {result.best_epoch})" if result.best_epoch else ""
         print(f"saved {folder}; validation accuracy {acc:.3f}{best}" if acc is not None else f"saved {folder}")
-    return 0
-
-
-def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = True):
-    """A project folder or a .keras/.h5 file -> Inspector (+ Project or None).
-
-    ``pixels`` (a ``PIXEL_MODES`` key) overrides the pixel mode the project stores or the model
-    file's layers suggest. For a model file, the mode used and why is said on stderr (unless
-    ``tell_pixels`` is False: a command that feeds no images). Class names come from the file
-    (or a labels.txt beside it) when they fit the model's outputs.
-    """
-    from .core.model_loading import load_model_with_labels
-    from .core.project import is_project, open_project
-
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UserError(f"{p} does not exist: give a project folder or a .keras or .h5 model file.")
-    if not is_project(p):
-        from .core.model_file import check_model_path, code_layers, code_refusal, describe_unknown, unknown_classes
-
-        # a damaged or hostile file, or one needing code or a class from the program that saved it, is refused
-        # in a moment, before TensorFlow loads
-        config = check_model_path(p)
-        if code_layers(config):
-            raise UserError(code_refusal(p.name))
-        unknown = unknown_classes(config)
-        if unknown:
-            raise UserError(f"{p.name}: {describe_unknown(unknown)}.")
-    _load_tensorflow()
-    from .core.inspection import Inspector
-
-    if is_project(p):
-        project, model = open_project(p)
-        if model is None:
-            raise UserError(f"The project {p} has no trained model yet: train it first.")
-        return Inspector(model, project.class_names, _with_pixels(project.preprocessing, pixels)), project
-    from .core.inspection import preprocessing_for_model
-    from .core.scanning import printable
-
-    model, names = load_model_with_labels(p)
-    found = preprocessing_for_model(model)
-    if tell_pixels:
-        print(f"{printable(p.name)}: pixels {_pixels_and_why(model, found.pixels, pixels)}", file=sys.stderr)
-    ins = Inspector(model, preprocessing=_with_pixels(found, pixels))
-    if names is not None and len(names) == len(ins.class_names):
-        ins.class_names = list(names)
-    return ins, None
-
-
-def _say_output_note(ins) -> None:
-    """Say once, on stderr, that the model's scores are shown as probabilities (after its first prediction)."""
-    if ins.output_note:
-        print(f"note: {ins.output_note}", file=sys.stderr)
-
-
-def _with_pixels(preprocessing, pixels: str | None):
-    """``preprocessing`` with the pixel mode ``pixels`` (unchanged when None)."""
-    return preprocessing if pixels is None else dataclasses.replace(preprocessing, pixels=pixels)
-
-
-def _pixels_and_why(model, found: str, given: str | None) -> str:
-    """"caffe (recognised as ResNet)" or "-1-1 (--preprocessing; the layers suggest caffe)"."""
-    from .core.images import recognise_pixels
-
-    if given is not None:
-        return given + ("" if given == found else f" (--preprocessing; the model's layers suggest {found})")
-    _, why = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
-    return f"{found} ({why}; --preprocessing changes it)"
-
-
-def cmd_predict(args) -> int:
-    from .core.scanning import printable
-
-    ins, _ = _open_inspector(args.model, args.preprocessing)
-    failed = False
-    results = ins.predict_files(args.images, k=args.top_k, display=False)
-    _say_output_note(ins)
-    for result in results:
-        if isinstance(result, tuple):
-            failed = True
-            path, reason = result
-            if args.json:
-                _emit({"path": path, "error": reason})
-            else:
-                print(f"{printable(str(path))}: error: {reason}", file=sys.stderr)
-        elif args.json:
-            _emit(result.to_json())
-        else:
-            tops = ", ".join(f"{printable(c)} {p:.1%}" for c, p in result.top)
-            print(f"{printable(str(result.path))}: {tops}")
-    return 1 if failed else 0
-
-
-def cmd_inspect(args) -> int:
-    import numpy as np
-    from PIL import Image
-
-    from .core.scanning import printable
-    from .core.inspection import EMPTY_CAM_NOTE
-    from .core.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
-
-    ins, _ = _open_inspector(args.model, args.preprocessing)
-    image = ins.prepare(args.image)
-    out = Path(args.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    maps, probs = ins.activation_maps(image)
-    _say_output_note(ins)
-    if args.class_name is not None:
-        if args.class_name not in ins.class_names:
-            raise UserError(f"Unknown class {args.class_name!r}; the model knows "
-                            f"{', '.join(map(printable, ins.class_names))}.")
-        ci = ins.class_names.index(args.class_name)
-    else:
-        ci = int(np.argmax(probs))
-    written = []
-    for i, (name, m) in enumerate(maps, 1):
-        path = out / f"{i:02d}_{name.replace('/', '_')}.png"  # a nested model's layer: backbone/layer
-        Image.fromarray(channel_grid(m)).save(path)
-        written.append(path)
-    if ins.has_maps:
-        cam = ins.gradcam(image, ci, args.layer, args.method)
-        if not np.any(cam):
-            layer = printable(args.layer or ins.default_cam_layer)
-            print(f"note: the heat map at {layer} is empty. {EMPTY_CAM_NOTE} (--layer, --method gradcam)",
-                  file=sys.stderr)
-        path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
-        Image.fromarray(gradcam_overlay(image, smooth_map(cam, CAM_SMOOTH_SIGMA), 0.5)).save(path)  # as the app
-        written.append(path)
-    else:
-        print("the model has no convolution or pooling layer: no activation maps and no heat map",
-              file=sys.stderr)
-    for w in written:
-        print(printable(str(w)))
-    print(f"predicted {printable(ins.class_names[int(np.argmax(probs))])} ({float(np.max(probs)):.1%})",
-          file=sys.stderr)
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    from .core.dataset import load_dataset
-    from .core.scanning import printable
-    from .core.project import open_project
-
-    project, _ = open_project(args.project, load_model=False)  # a damaged project.json fails before TF loads
-    _load_tensorflow()
-    project, model = open_project(args.project)
-    if model is None:
-        raise UserError(f"The project {args.project} has no trained model yet: train it first.")
-    dataset = args.dataset or project.dataset_path
-    if not dataset:
-        raise UserError("The project names no dataset folder; pass --dataset.")
-    data = load_dataset(dataset, project.dataset, follow_outside_links=args.follow_outside_links)
-    if data.class_names != project.class_names:
-        raise UserError(f"The dataset's classes ({', '.join(map(printable, data.class_names))}) differ from the "
-                        f"project's ({', '.join(map(printable, project.class_names))}).")
-    from .core.inspection import Inspector
-
-    ins = Inspector(model, project.class_names, _with_pixels(project.preprocessing, args.preprocessing))
-    x, y = data.subset(data.val_index)
-    if len(y) == 0:
-        raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
-                        "train with --val-split above 0.")
-    ev = ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
-    _say_output_note(ins)
-    if args.json:
-        _emit(ev.to_json())
-        return 0
-    print(f"accuracy {ev.accuracy:.3f} on {len(y)} validation images")
-    names = [printable(n) for n in ev.class_names]
-    width = max(len(n) for n in names)
-    print(f"{'class':<{width}}  precision  recall     f1  support")
-    for name, m in zip(names, ev.per_class):
-        print(f"{name:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
-    print("confusion matrix (rows: true, columns: predicted)")
-    print(" " * width + "  " + " ".join(f"{n[:6]:>6}" for n in names))
-    for name, row in zip(names, ev.confusion):
-        print(f"{name:<{width}}  " + " ".join(f"{v:6d}" for v in row))
-    return 0
-
-
-def cmd_export(args) -> int:
-    from .core.export import export_model, labels_path
-
-    ins, _ = _open_inspector(args.project, tell_pixels=False)
-    out = export_model(ins.model, args.format, args.out, ins.class_names)
-    print(out)
-    print(f"class names: {labels_path(out, args.format)}")
     return 0
 
 
