@@ -27,8 +27,8 @@ from ..core.scanning import printable
 from ..core.session import ModelInfo, SessionState
 from .engine import EngineWorker
 from .evaluation_view import EvaluationView
-from .inspection_views import ActivationView, GradCamView, KernelView, LayerOverview
-from .widgets import ProbabilityBars, array_to_pixmap, array_to_qimage
+from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
+from .widgets import MAX_CHANNEL_TILES, ProbabilityBars, array_to_pixmap, array_to_qimage
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
 STRIP_ICON = 32
@@ -385,7 +385,8 @@ class ViewerPanel(QWidget):
             return  # a model without conv or pooling layers: its prediction is all there is to show
         self.engine.submit(EngineWorker.inspect, im.prepared, class_index=self.gradcam.class_index(),
                            layer=self.gradcam.layer(), latest_only=True, on_done=self._on_inspected,
-                           on_error=self.status.emit)
+                           on_error=self.status.emit, shown_layer=self.activations.layer_combo.currentText(),
+                           shown_channels=MAX_CHANNEL_TILES, first_channels=OVERVIEW_CHANNELS)
 
     def _show_current(self, im: ViewedImage | None) -> None:
         """The image as opened and as the model sees it, the verdict, where it came from, the bars."""
@@ -420,8 +421,9 @@ class ViewerPanel(QWidget):
         self.inspection = result
         image = self.current.prepared
         self.gradcam.set_layers([n for n, _ in result["maps"]], result["cam_layer"])
-        self.activations.show_maps(image, result["maps"], result["conv_layers"])
-        self.overview.show_maps(image, result["maps"])
+        pictures = result.get("pictures")
+        self.activations.show_maps(image, result["maps"], result["conv_layers"], pictures)
+        self.overview.show_maps(image, result["maps"], pictures)
         self.gradcam.show_cam(image, result["cam"])
         self.kernels.show_kernels(result.get("kernels"))
 
