@@ -293,8 +293,11 @@ class EngineWorker(QObject):
         return out
 
     def inspect(self, image, class_index=None, layer=None, shown_layer=None, shown_channels=0,
-                first_channels=0) -> dict:
+                first_channels=0, with_cam=True) -> dict:
         """Activation maps of every conv/pool layer, and Grad-CAM, for one prepared image.
+
+        ``with_cam=False`` leaves the heat map out ("cam" None; "cam_layer" still says which layer it would
+        be at), for a caller that shows the maps first and asks for the heat map (a backward pass) next.
 
         The maps' pictures the viewer shows first are coloured here too, so that the GUI thread only turns
         them into pixmaps ("pictures": layer name -> (channels, H, W, 3) uint8): the first ``shown_channels``
@@ -310,7 +313,7 @@ class EngineWorker(QObject):
         if ins.has_maps:
             if layer not in ins.layer_names:  # None, or a layer of a previous model
                 layer = ins.default_cam_layer
-            cam = ins.gradcam(image, ci, layer)
+            cam = ins.gradcam(image, ci, layer) if with_cam else None
         else:
             layer = None
         return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
