@@ -101,3 +101,26 @@ def test_all_layers_draws_only_the_rows_scrolled_into_view(qtbot):
     qtbot.waitUntil(lambda: "layer_39" in _filled(overview))
     assert "layer_20" not in _filled(overview)
     assert len(_filled(overview)) < 20
+
+
+def test_the_next_image_of_the_same_model_keeps_the_rows_and_redraws_only_those_in_view(qtbot):
+    overview = shown(qtbot, LayerOverview(), 700, 300)
+    rng = np.random.default_rng(8)
+    names = [f"layer_{i:02d}" for i in range(30)]
+    overview.show_maps(np.zeros((16, 16, 3), np.uint8), [(n, _maps(rng, (6, 6, 12))) for n in names])
+    qtbot.waitUntil(lambda: bool(overview.filled_rows()))
+    bar = overview.verticalScrollBar()
+    bar.setValue(bar.maximum())
+    qtbot.waitUntil(lambda: "layer_29" in _filled(overview))
+    captions = overview.findChildren(QLabel, "overviewCaption")
+    # the next image: the same rows, its own pictures for the rows in view (the bottom), none elsewhere
+    second = [(n, _maps(rng, (6, 6, 12))) for n in names]
+    overview.show_maps(np.zeros((16, 16, 3), np.uint8), second)
+    assert overview.findChildren(QLabel, "overviewCaption") == captions
+    qtbot.waitUntil(lambda: "layer_29" in _filled(overview))
+    assert "layer_00" not in _filled(overview)
+    with_pictures = [lab for lab in overview.widget().findChildren(QLabel) if not lab.pixmap().isNull()]
+    assert len(with_pictures) == 1 + OVERVIEW_CHANNELS * len(_filled(overview))
+    last_row_first_tile = [lab for lab in with_pictures if lab.toolTip() == "layer_29 channel 0"]
+    expected = colorize(second[-1][1][..., 0])[0, 0]
+    assert last_row_first_tile[0].pixmap().toImage().pixelColor(1, 1).getRgb()[:3] == tuple(int(v) for v in expected)

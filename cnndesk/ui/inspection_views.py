@@ -160,12 +160,16 @@ class LayerOverview(QScrollArea):
         body = QWidget(objectName="layerOverview")
         self.rows = QVBoxLayout(body)
         self.setWidget(body)
+        self._layers: list[tuple[str, tuple]] | None = None  # (name, shape) of the layers the rows are for
+        self._layer_rows: list[QWidget] = []
+        self._input_tile: QLabel | None = None
         self._unfilled: dict[QWidget, tuple[str, np.ndarray, np.ndarray | None]] = {}
         self._filled: list[str] = []
         self.verticalScrollBar().valueChanged.connect(self._fill_visible)
 
     def clear(self) -> None:
         clear_layout(self.rows)
+        self._layers, self._layer_rows, self._input_tile = None, [], None
         self._unfilled, self._filled = {}, []
 
     def filled_rows(self) -> list[str]:
@@ -175,19 +179,34 @@ class LayerOverview(QScrollArea):
     def show_maps(self, image: np.ndarray, maps: list[tuple[str, np.ndarray]],
                   pictures: dict[str, np.ndarray] | None = None) -> None:
         """Show a row per layer; ``pictures``: layer name -> its first channels already coloured (else coloured
-        here when the row comes into view)."""
-        self.clear()
+        here when the row comes into view). The rows of the same layers are kept from one image to the next."""
         pictures = pictures or {}
-        self.rows.addWidget(self._row("input", [array_to_pixmap(image, 64, 64)], []))
-        for name, m in maps:
-            h, w, c = m.shape
+        layers = [(name, m.shape) for name, m in maps]
+        if layers != self._layers:
+            self._build_rows(layers)
+        self._input_tile.setPixmap(array_to_pixmap(image, 64, 64))
+        self._unfilled, self._filled = {}, []
+        for row, (name, m) in zip(self._layer_rows, maps):
+            for tile in self._tiles(row):
+                tile.clear()  # the previous image's pictures, until the row is in view again
+            self._unfilled[row] = (name, m, pictures.get(name))
+        QTimer.singleShot(0, self._fill_visible)  # once the rows have their places
+
+    def _build_rows(self, layers: list[tuple[str, tuple]]) -> None:
+        """The input's row and a captioned row per layer, without pictures."""
+        self.clear()
+        inp = self._row("input")
+        self._input_tile = QLabel()
+        inp.layout().insertWidget(1, self._input_tile)
+        self.rows.addWidget(inp)
+        for name, (h, w, c) in layers:
             shown = min(OVERVIEW_CHANNELS, c)
             which = f"first {shown} of {c} channels" if shown < c else f"all {c} channels"
-            row = self._row(f"{name}\n{h}×{w}×{c}\n{which}", [], [])
-            self._unfilled[row] = (name, m, pictures.get(name))
+            row = self._row(f"{name}\n{h}×{w}×{c}\n{which}")
+            self._layer_rows.append(row)
             self.rows.addWidget(row)
         self.rows.addStretch(1)
-        QTimer.singleShot(0, self._fill_visible)  # once the rows have their places
+        self._layers = layers
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -227,25 +246,28 @@ class LayerOverview(QScrollArea):
         shown = min(OVERVIEW_CHANNELS, m.shape[-1])
         if pictures is None or len(pictures) < shown:
             pictures = colorize_channels(m, count=shown)
-        layout = row.layout()
+        tiles, layout = self._tiles(row), row.layout()
         for ci in range(shown):
-            tile = QLabel(pixmap=array_to_pixmap(pictures[ci], 64, 64), toolTip=f"{name} channel {ci}")
-            layout.insertWidget(layout.count() - 1, tile)  # before the row's closing stretch
+            if ci >= len(tiles):
+                tiles.append(QLabel(toolTip=f"{name} channel {ci}"))
+                layout.insertWidget(layout.count() - 1, tiles[ci])  # before the row's closing stretch
+            tiles[ci].setPixmap(array_to_pixmap(pictures[ci], 64, 64))
         self._filled.append(name)
 
     @staticmethod
-    def _row(caption: str, pixmaps: list, tooltips: list[str]) -> QWidget:
+    def _tiles(row: QWidget) -> list[QLabel]:
+        """The row's picture tiles: what sits between its caption and its closing stretch."""
+        layout = row.layout()
+        return [layout.itemAt(i).widget() for i in range(1, layout.count() - 1)]
+
+    @staticmethod
+    def _row(caption: str) -> QWidget:
         holder = QWidget()
         row = QHBoxLayout(holder)
         row.setContentsMargins(0, 0, 0, 0)
         lab = QLabel(caption, objectName="overviewCaption")
         lab.setFixedWidth(150)
         row.addWidget(lab)
-        for i, pm in enumerate(pixmaps):
-            tile = QLabel(pixmap=pm)
-            if i < len(tooltips):
-                tile.setToolTip(tooltips[i])
-            row.addWidget(tile)
         row.addStretch(1)
         holder.setFixedHeight(max(64, lab.sizeHint().height()))  # the same before and after its pictures come
         return holder
@@ -417,9 +439,13 @@ class KernelView(QWidget):
         scroll = QScrollArea(widgetResizable=True)
         scroll.setWidget(grid_widget)
         v.addWidget(scroll, 1)
+        self._shown: np.ndarray | None = None  # the kernels on screen (the same for every image of a model)
 
     def show_kernels(self, kernels: np.ndarray | None) -> None:
         """Show kernels (k, k, input channels, filters); None: the model has no convolution."""
+        if kernels is not None and self._shown is not None and np.array_equal(kernels, self._shown):
+            return  # another image of the same model: nothing to draw again
+        self._shown = None if kernels is None else np.array(kernels)
         clear_layout(self.kernel_grid)
         if kernels is None:
             self.kernel_info.setText("The model has no Conv2D layer.")
