@@ -311,9 +311,19 @@ class EngineWorker(QObject):
                         "probabilities": probs, "image": arr, "display": img})
         return out
 
-    def inspect(self, image, class_index=None, layer=None, cam_method="hirescam") -> dict:
+    def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
+                shown_channels=0, first_channels=0, with_cam=True) -> dict:
         """Activation maps of every conv/pool layer, and a heat map (``Inspector.gradcam``'s method), for one
-        prepared image. (``cam_method``, not ``method``: that is ``Engine.submit``'s job argument.)"""
+        prepared image. (``cam_method``, not ``method``: that is ``Engine.submit``'s job argument.)
+
+        ``with_cam=False`` leaves the heat map out ("cam" None; "cam_layer" still says which layer it would
+        be at), for a caller that shows the maps first and asks for the heat map (a backward pass) next.
+
+        The maps' pictures the viewer shows first are coloured here too, so that the GUI thread only turns
+        them into pixmaps ("pictures": layer name -> (channels, H, W, 3) uint8): the first ``shown_channels``
+        of ``shown_layer`` (a layer it does not have: the first convolution, the one a viewer shows first) and
+        the first ``first_channels`` of every other layer.
+        """
         import numpy as np
 
         ins = self._need_inspector()
@@ -323,13 +333,24 @@ class EngineWorker(QObject):
         if ins.has_maps:
             if layer not in ins.layer_names:  # None, or a layer of a previous model
                 layer = ins.default_cam_layer
-            cam = ins.gradcam(image, ci, layer, cam_method)
+            cam = ins.gradcam(image, ci, layer, cam_method) if with_cam else None
         else:
             layer = None
         return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
-                "has_maps": ins.has_maps,
+                "has_maps": ins.has_maps, "pictures": self._pictures(maps, shown_layer, shown_channels, first_channels),
                 "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
                 "layers": list(ins.layer_names)}
+
+    def _pictures(self, maps, shown_layer, shown_channels, first_channels) -> dict:
+        """The first channels of each layer's maps coloured (``inspect``); layers given 0 channels are left out."""
+        from ..core.pictures import colorize_channels
+
+        names = [n for n, _ in maps]
+        if shown_layer not in names:
+            conv = self.inspector.conv_layer_names
+            shown_layer = conv[0] if conv else None
+        counts = {n: shown_channels if n == shown_layer else first_channels for n in names}
+        return {n: colorize_channels(m, count=counts[n]) for n, m in maps if counts[n] > 0}
 
     def gradcam(self, image, class_index, layer=None, cam_method="hirescam") -> dict:
         ins = self._need_inspector()

@@ -7,13 +7,13 @@ viewer asks the engine and hands the answers over.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget,
 )
 
 from ..core.scanning import printable
-from ..core.pictures import CAM_SMOOTH_SIGMA, gradcam_overlay, smooth_map
+from ..core.pictures import CAM_SMOOTH_SIGMA, colorize_channels, gradcam_overlay, smooth_map
 from .widgets import MAX_CHANNEL_TILES, ActivationGrid, ColorBar, array_to_pixmap, channel_pixmap, clear_layout
 
 INPUT_LAYER = "input (the image's channels)"
@@ -35,6 +35,7 @@ class ActivationView(QWidget):
         super().__init__(parent)
         self.image: np.ndarray | None = None
         self.maps: list[tuple[str, np.ndarray]] = []
+        self.pictures: dict[str, np.ndarray] = {}  # layer name -> its first channels coloured off the GUI thread
         v = QVBoxLayout(self)
         row = QHBoxLayout()
         row.addWidget(QLabel("Layer:"))
@@ -87,7 +88,7 @@ class ActivationView(QWidget):
         return scroll
 
     def clear(self) -> None:
-        self.image, self.maps = None, []
+        self.image, self.maps, self.pictures = None, [], {}
         with QSignalBlocker(self.layer_combo):
             self.layer_combo.clear()
         self.grid.show_maps(np.zeros((1, 1, 0), np.float32))
@@ -95,9 +96,14 @@ class ActivationView(QWidget):
         self.enlarged_caption.setText("")
         self.layer_info.setText("")
 
-    def show_maps(self, image: np.ndarray, maps: list[tuple[str, np.ndarray]], conv_layers: list[str]) -> None:
-        """Show an image's maps, layer by layer, keeping the chosen layer where the model still has it."""
-        self.image, self.maps = image, maps
+    def show_maps(self, image: np.ndarray, maps: list[tuple[str, np.ndarray]], conv_layers: list[str],
+                  pictures: dict[str, np.ndarray] | None = None) -> None:
+        """Show an image's maps, layer by layer, keeping the chosen layer where the model still has it.
+
+        ``pictures``: layer name -> its first channels already coloured (``colorize_channels``), made off the GUI
+        thread; a layer missing there is coloured when it is chosen.
+        """
+        self.image, self.maps, self.pictures = image, maps, dict(pictures or {})
         names = [n for n, _ in maps]
         if _layer_names(self.layer_combo, 1) != names:
             current = self.layer_combo.currentText()
@@ -125,9 +131,9 @@ class ActivationView(QWidget):
         name, m = lm
         h, w, c = m.shape
         shown = min(c, MAX_CHANNEL_TILES)
-        more = f" (first {shown} shown)" if shown < c else ""
+        more = f" (the first {shown} are shown)" if shown < c else ""
         self.layer_info.setText(f"{name}: {c} channels of {h}×{w}{more}")
-        self.grid.show_maps(m, tile=96 if c <= 32 else 64)
+        self.grid.show_maps(m, tile=96 if c <= 32 else 64, pictures=self.pictures.get(name))
         self.enlarge_channel(0)
 
     def enlarge_channel(self, index: int) -> None:
@@ -142,43 +148,128 @@ class ActivationView(QWidget):
 
 
 class LayerOverview(QScrollArea):
-    """Every layer in one scrolling column: a row per layer with its first few channels."""
+    """Every layer in one scrolling column: a row per layer with its first few channels.
+
+    A model such as ResNet50 has well over a hundred such layers, so a row gets its pictures only when it is
+    scrolled into view (``filled_rows``); until then it is a caption at the row's final height, so the scroll
+    bar is right from the start.
+    """
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, widgetResizable=True)
         body = QWidget(objectName="layerOverview")
         self.rows = QVBoxLayout(body)
         self.setWidget(body)
+        self._layers: list[tuple[str, tuple]] | None = None  # (name, shape) of the layers the rows are for
+        self._layer_rows: list[QWidget] = []
+        self._input_tile: QLabel | None = None
+        self._unfilled: dict[QWidget, tuple[str, np.ndarray, np.ndarray | None]] = {}
+        self._filled: list[str] = []
+        self.verticalScrollBar().valueChanged.connect(self._fill_visible)
 
     def clear(self) -> None:
         clear_layout(self.rows)
+        self._layers, self._layer_rows, self._input_tile = None, [], None
+        self._unfilled, self._filled = {}, []
 
-    def show_maps(self, image: np.ndarray, maps: list[tuple[str, np.ndarray]]) -> None:
+    def filled_rows(self) -> list[str]:
+        """The layers whose rows have their pictures, in the order they got them."""
+        return list(self._filled)
+
+    def show_maps(self, image: np.ndarray, maps: list[tuple[str, np.ndarray]],
+                  pictures: dict[str, np.ndarray] | None = None) -> None:
+        """Show a row per layer; ``pictures``: layer name -> its first channels already coloured (else coloured
+        here when the row comes into view). The rows of the same layers are kept from one image to the next."""
+        pictures = pictures or {}
+        layers = [(name, m.shape) for name, m in maps]
+        if layers != self._layers:
+            self._build_rows(layers)
+        self._input_tile.setPixmap(array_to_pixmap(image, 64, 64))
+        self._unfilled, self._filled = {}, []
+        for row, (name, m) in zip(self._layer_rows, maps):
+            for tile in self._tiles(row):
+                tile.clear()  # the previous image's pictures, until the row is in view again
+            self._unfilled[row] = (name, m, pictures.get(name))
+        QTimer.singleShot(0, self._fill_visible)  # once the rows have their places
+
+    def _build_rows(self, layers: list[tuple[str, tuple]]) -> None:
+        """The input's row and a captioned row per layer, without pictures."""
         self.clear()
-        self.rows.addWidget(self._row("input", [array_to_pixmap(image, 64, 64)], []))
-        for name, m in maps:
-            h, w, c = m.shape
+        inp = self._row("input")
+        self._input_tile = QLabel()
+        inp.layout().insertWidget(1, self._input_tile)
+        self.rows.addWidget(inp)
+        for name, (h, w, c) in layers:
             shown = min(OVERVIEW_CHANNELS, c)
             which = f"first {shown} of {c} channels" if shown < c else f"all {c} channels"
-            pixmaps = [channel_pixmap(m[..., ci], 64) for ci in range(shown)]
-            self.rows.addWidget(self._row(f"{name}\n{h}×{w}×{c}\n{which}", pixmaps,
-                                          [f"{name} channel {ci}" for ci in range(shown)]))
+            row = self._row(f"{name}\n{h}×{w}×{c}\n{which}")
+            self._layer_rows.append(row)
+            self.rows.addWidget(row)
         self.rows.addStretch(1)
+        self._layers = layers
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        QTimer.singleShot(0, self._fill_visible)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fill_visible()
+
+    def _fill_visible(self, _value=None) -> None:
+        """Give the rows now in view their channel pictures (the others wait until they are scrolled to)."""
+        if not self._unfilled or not self.isVisible():
+            return
+        top = self.verticalScrollBar().value()
+        bottom = top + self.viewport().height()
+        for row, y in self._row_tops():
+            if y > bottom:
+                break
+            if row in self._unfilled and y + row.maximumHeight() >= top:
+                self._fill(row, *self._unfilled.pop(row))
+
+    def _row_tops(self):
+        """(row, its top in the column) for each row, from the rows' fixed heights.
+
+        Worked out rather than read from the rows' geometry: right after ``show_maps`` the column has not grown
+        to its full height yet, and the layout squeezes the rows together until it has.
+        """
+        y = self.rows.contentsMargins().top()
+        for i in range(self.rows.count()):
+            row = self.rows.itemAt(i).widget()
+            if row is None:  # the closing stretch
+                return
+            yield row, y
+            y += row.maximumHeight() + self.rows.spacing()
+
+    def _fill(self, row: QWidget, name: str, m: np.ndarray, pictures: np.ndarray | None) -> None:
+        shown = min(OVERVIEW_CHANNELS, m.shape[-1])
+        if pictures is None or len(pictures) < shown:
+            pictures = colorize_channels(m, count=shown)
+        tiles, layout = self._tiles(row), row.layout()
+        for ci in range(shown):
+            if ci >= len(tiles):
+                tiles.append(QLabel(toolTip=f"{name} channel {ci}"))
+                layout.insertWidget(layout.count() - 1, tiles[ci])  # before the row's closing stretch
+            tiles[ci].setPixmap(array_to_pixmap(pictures[ci], 64, 64))
+        self._filled.append(name)
 
     @staticmethod
-    def _row(caption: str, pixmaps: list, tooltips: list[str]) -> QWidget:
+    def _tiles(row: QWidget) -> list[QLabel]:
+        """The row's picture tiles: what sits between its caption and its closing stretch."""
+        layout = row.layout()
+        return [layout.itemAt(i).widget() for i in range(1, layout.count() - 1)]
+
+    @staticmethod
+    def _row(caption: str) -> QWidget:
         holder = QWidget()
         row = QHBoxLayout(holder)
         row.setContentsMargins(0, 0, 0, 0)
         lab = QLabel(caption, objectName="overviewCaption")
         lab.setFixedWidth(150)
         row.addWidget(lab)
-        for i, pm in enumerate(pixmaps):
-            tile = QLabel(pixmap=pm)
-            if i < len(tooltips):
-                tile.setToolTip(tooltips[i])
-            row.addWidget(tile)
         row.addStretch(1)
+        holder.setFixedHeight(max(64, lab.sizeHint().height()))  # the same before and after its pictures come
         return holder
 
 
@@ -364,9 +455,13 @@ class KernelView(QWidget):
         scroll = QScrollArea(widgetResizable=True)
         scroll.setWidget(grid_widget)
         v.addWidget(scroll, 1)
+        self._shown: np.ndarray | None = None  # the kernels on screen (the same for every image of a model)
 
     def show_kernels(self, kernels: np.ndarray | None) -> None:
         """Show kernels (k, k, input channels, filters); None: the model has no convolution."""
+        if kernels is not None and self._shown is not None and np.array_equal(kernels, self._shown):
+            return  # another image of the same model: nothing to draw again
+        self._shown = None if kernels is None else np.array(kernels)
         clear_layout(self.kernel_grid)
         if kernels is None:
             self.kernel_info.setText("The model has no Conv2D layer.")

@@ -31,8 +31,8 @@ from ..core.scanning import printable
 from ..core.session import ModelInfo, SessionState
 from .engine import EngineWorker
 from .evaluation_view import EvaluationView
-from .inspection_views import ActivationView, GradCamView, KernelView, LayerOverview
-from .widgets import ProbabilityBars, array_to_pixmap, array_to_qimage
+from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
+from .widgets import MAX_CHANNEL_TILES, ProbabilityBars, array_to_pixmap, array_to_qimage
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
 STRIP_ICON = 32
@@ -75,7 +75,8 @@ class ViewerPanel(QWidget):
         self.setAcceptDrops(True)
         self.images: list[ViewedImage] = []
         self.current: ViewedImage | None = None
-        self.inspection: dict | None = None
+        self.inspection: dict | None = None  # the current image's maps and heat map, once all are shown
+        self._inspecting: dict | None = None  # its maps, shown, while the heat map is being computed
         self._known_classes: dict[str, str] = {}  # file -> true class, for images opened from the evaluation
         self._shown_model: ModelInfo | None = None  # the model the strip was classified with
         self._evaluating = False  # an evaluation job is on its way
@@ -306,7 +307,7 @@ class ViewerPanel(QWidget):
         """Clear everything computed by a previous model (layers, maps, heat map, evaluation)."""
         self.evaluation_view.clear()
         self._evaluating = False
-        self.inspection = None
+        self.inspection = self._inspecting = None
         self.current = None
         self.activations.clear()
         self.overview.clear()
@@ -432,8 +433,9 @@ class ViewerPanel(QWidget):
             return  # a model without conv or pooling layers: its prediction is all there is to show
         self.engine.submit(EngineWorker.inspect, im.prepared, class_index=self.gradcam.class_index(),
                            layer=self.gradcam.layer(), cam_method=self.gradcam.method(), latest_only=True,
-                           on_done=self._on_inspected,
-                           on_error=self.status.emit)
+                           on_done=self._on_inspected, on_error=self.status.emit,
+                           shown_layer=self.activations.layer_combo.currentText(), shown_channels=MAX_CHANNEL_TILES,
+                           first_channels=OVERVIEW_CHANNELS, with_cam=False)
 
     def _show_current(self, im: ViewedImage | None) -> None:
         """The image as opened and as the model sees it, the verdict, where it came from, the bars."""
@@ -463,30 +465,42 @@ class ViewerPanel(QWidget):
 
     # -- inside the network ------------------------------------------------------------
     def _on_inspected(self, result: dict) -> None:
+        """Show the maps, then ask for the heat map: ``inspection`` is set once the heat map is shown too."""
         if self.current is None or self.current.prepared is None:  # the model changed while it ran
             return
-        self.inspection = result
         image = self.current.prepared
         self.gradcam.set_layers([n for n, _ in result["maps"]], result["cam_layer"])
-        self.activations.show_maps(image, result["maps"], result["conv_layers"])
-        self.overview.show_maps(image, result["maps"])
-        self.gradcam.show_cam(image, result["cam"])
+        pictures = result.get("pictures")
+        self.activations.show_maps(image, result["maps"], result["conv_layers"], pictures)
+        self.overview.show_maps(image, result["maps"], pictures)
         self.kernels.show_kernels(result.get("kernels"))
+        if result["cam_layer"] is None:
+            self.inspection = result
+            return
+        # the heat map (a forward and a backward pass) is a job of its own, so the maps do not wait for it
+        self._inspecting = result
+        self._submit_gradcam(result["class_index"], result["cam_layer"])
 
     def _request_gradcam(self) -> None:
         model = self.state.model
         if self.current is None or self.current.prepared is None or self.gradcam.class_index() < 0 \
                 or model is None or not model.has_maps:
             return
-        self.engine.submit(EngineWorker.gradcam, self.current.prepared, self.gradcam.class_index(),
-                           layer=self.gradcam.layer(), cam_method=self.gradcam.method(), latest_only=True,
-                           on_done=self._on_gradcam,
-                           on_error=self.status.emit)
+        self._submit_gradcam(self.gradcam.class_index(), self.gradcam.layer())
 
-    def _on_gradcam(self, result: dict) -> None:
-        if self.current is None or self.current.prepared is None:
+    def _submit_gradcam(self, class_index: int, layer: str | None) -> None:
+        im = self.current
+        self.engine.submit(EngineWorker.gradcam, im.prepared, class_index, layer=layer,
+                           cam_method=self.gradcam.method(), latest_only=True,
+                           on_done=lambda result: self._on_gradcam(im, result), on_error=self.status.emit)
+
+    def _on_gradcam(self, im: ViewedImage, result: dict) -> None:
+        if self.current is not im or im.prepared is None:  # another image or model since it was asked for
             return
-        self.gradcam.show_cam(self.current.prepared, result["cam"])
+        self.gradcam.show_cam(im.prepared, result["cam"])
+        if self._inspecting is not None:  # the heat map that completes the current image's inspection
+            self.inspection = {**self._inspecting, "cam": result["cam"], "cam_layer": result["cam_layer"]}
+            self._inspecting = None
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self) -> None:

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLayout, QSizePo
 
 from ..core.images import parse_image_size
 from ..core.errors import UserError
-from ..core.pictures import COLORMAPS, colorize
+from ..core.pictures import COLORMAPS, colorize, colorize_channels
 
 
 def array_to_qimage(arr: np.ndarray) -> QImage:
@@ -163,7 +163,11 @@ class ImageTile(QLabel):
 
 
 class ActivationGrid(QWidget):
-    """The channels of one layer as a grid; click a channel to enlarge it."""
+    """The channels of one layer as a grid; click a channel to enlarge it.
+
+    The channel boxes are kept between layers and images and only given new pictures and captions: making
+    hundreds of widgets again for every image would cost more than drawing the maps.
+    """
 
     channel_clicked = Signal(int)
 
@@ -172,32 +176,55 @@ class ActivationGrid(QWidget):
         self.setObjectName("activationGrid")
         self.grid = QGridLayout(self)
         self.grid.setSpacing(6)
-        self.tiles: list[ImageTile] = []
+        self.tiles: list[ImageTile] = []  # the tiles shown, in channel order
+        self._boxes: list[tuple[QWidget, ImageTile, QLabel]] = []  # every box made so far, shown or hidden
+        self._placed: tuple[int, int] = (0, 0)  # (boxes, columns) laid out in the grid
 
-    def show_maps(self, maps: np.ndarray, tile: int = 96) -> None:
-        """Show the first MAX_CHANNEL_TILES channels of maps (H, W, C), about 1.6 times as wide as tall."""
-        self.tiles = []
-        clear_layout(self.grid)
+    def show_maps(self, maps: np.ndarray, tile: int = 96, pictures: np.ndarray | None = None) -> None:
+        """Show the first MAX_CHANNEL_TILES channels of maps (H, W, C), about 1.6 times as wide as tall.
+
+        ``pictures``: those channels already coloured (``colorize_channels``, (C, H, W, 3)), e.g. by the engine
+        thread with its answer; None or too few: coloured here, in one pass.
+        """
         c = min(maps.shape[-1], MAX_CHANNEL_TILES)
-        cols = max(1, min(8, math.ceil(math.sqrt(c * 1.6))))
-        for i in range(c):
-            box = self._channel_box(i, maps[..., i], tile)
-            r, col = divmod(i, cols)
-            self.grid.addWidget(box, r, col)
+        if pictures is None or len(pictures) < c:
+            pictures = colorize_channels(maps, count=c)
+        shown = np.asarray(maps[..., :c], dtype=np.float32)
+        stats = (shown.min(axis=(0, 1)), shown.max(axis=(0, 1)), shown.mean(axis=(0, 1))) if c else ((), (), ())
+        while len(self._boxes) < c:
+            self._boxes.append(self._channel_box(len(self._boxes)))
+        self._place(c, max(1, min(8, math.ceil(math.sqrt(c * 1.6)))))
+        for i, (lo, hi, mean) in enumerate(zip(*stats)):
+            _, t, cap = self._boxes[i]
+            t.caption = f"ch {i} · mean {mean:.3g}"
+            t.setPixmap(array_to_pixmap(pictures[i], tile, tile))
+            t.setToolTip(f"Channel {i}: min {lo:.3g}, max {hi:.3g}, mean {mean:.3g}. Click to enlarge.")
+            cap.setText(t.caption)
+        self.tiles = [t for _, t, _ in self._boxes[:c]]
 
-    def _channel_box(self, i: int, m: np.ndarray, tile: int) -> QWidget:
-        mean = float(m.mean())
-        box = QWidget()
+    def _place(self, count: int, columns: int) -> None:
+        """Lay the first ``count`` boxes out in ``columns`` columns and hide the others (only when that changes)."""
+        if self._placed == (count, columns):
+            return
+        while self.grid.count():
+            self.grid.takeAt(0)  # the boxes stay, for the next layer
+        for i, (box, _, _) in enumerate(self._boxes):
+            if i < count:
+                r, col = divmod(i, columns)
+                self.grid.addWidget(box, r, col)
+            box.setVisible(i < count)
+        self._placed = (count, columns)
+
+    def _channel_box(self, i: int) -> tuple[QWidget, ImageTile, QLabel]:
+        box = QWidget(self)
         v = QVBoxLayout(box)
         v.setContentsMargins(0, 0, 0, 0)
         v.setSpacing(1)
-        t = ImageTile(i, channel_pixmap(m, tile), f"ch {i} · mean {mean:.3g}",
-                      f"Channel {i}: min {float(m.min()):.3g}, max {float(m.max()):.3g}, mean {mean:.3g}. "
-                      "Click to enlarge.")
+        t = ImageTile(i, QPixmap(), "")
         t.clicked.connect(self.channel_clicked)
-        cap = QLabel(t.caption, alignment=Qt.AlignCenter)
+        cap = QLabel(alignment=Qt.AlignCenter)
         cap.setStyleSheet("font-size: 9pt; color: #455a64")
         v.addWidget(t)
         v.addWidget(cap)
-        self.tiles.append(t)
-        return box
+        box.hide()
+        return box, t, cap
