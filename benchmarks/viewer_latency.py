@@ -108,7 +108,7 @@ def main() -> None:
     print(f"viewer latency, seed model at 224x224, {args.runs} warm drops of one JPEG (offscreen Qt):")
     row("drop -> prediction on screen", shown, 150)
     row("drop -> all activation maps + Grad-CAM", inspected, 100)
-    w.modified = False
+    w.state.modified = False
     w.close()
     w.shutdown()
 
