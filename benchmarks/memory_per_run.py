@@ -86,7 +86,8 @@ def engine_runs(args) -> list[dict]:
     from PySide6.QtWidgets import QApplication
 
     from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.ui.engine import Engine, EngineWorker
+    from cnndesk.ui.engine import Engine
+    from cnndesk.ui.engine_worker import EngineWorker
 
     app = QApplication.instance() or QApplication(sys.argv)  # noqa: F841 (kept alive)
     tmp = Path(tempfile.mkdtemp(prefix="cnndesk-memory-bench-"))
@@ -236,7 +237,7 @@ def _install_probe() -> None:
     """Add diagnostic jobs to the engine: they run in its thread, where TensorFlow lives."""
     import tracemalloc
 
-    from cnndesk.ui.engine import EngineWorker
+    from cnndesk.ui.engine_worker import EngineWorker
 
     def memory_probe_start(self):
         tracemalloc.start(1)

@@ -155,7 +155,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
 
     from .core.samples import SAMPLE_CLASSES, write_sample_dataset
     from .ui.main_window import MainWindow
-    from .ui.engine import EngineWorker
+    from .ui.engine_worker import EngineWorker
 
     sample = work / "sample"
     project_dir = work / "project"

@@ -252,7 +252,7 @@ def test_the_viewer_says_when_it_shows_scores_as_probabilities_and_when_a_heat_m
     assert v.model_label.text().endswith(f"input 32×32 rgb, pixels 0-1 · {SCORES_NOTE}")
     drop_paths(v, [picture])
     qtbot.waitUntil(lambda: v.inspection is not None, timeout=20000)
-    assert all(0 <= p <= 1 for _, p in v.bars.items) and sum(p for _, p in v.bars.items) == pytest.approx(1, abs=1e-4)
+    assert all(0 <= p <= 1 for _, p in v.current_view.bars.items) and sum(p for _, p in v.current_view.bars.items) == pytest.approx(1, abs=1e-4)
     v.tabs.setCurrentWidget(v.gradcam)
     g = v.gradcam
     assert g.cam_layer.currentText() == "last_conv" and g.cam_method.currentText() == "HiResCAM"

@@ -60,7 +60,7 @@ SETTINGS = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=5)
 
 def engine_worker():
     """The engine's worker, called directly on this thread (its jobs are plain methods)."""
-    from cnndesk.ui.engine import EngineWorker
+    from cnndesk.ui.engine_worker import EngineWorker
 
     return EngineWorker()
 

@@ -396,8 +396,8 @@ def _classified(window, qtbot, image) -> list[str]:
 
     v = window.viewer_panel
     drop_paths(v, [image])
-    qtbot.waitUntil(lambda: v.strip.count() == 1 and bool(v.bars.items), timeout=30000)
-    return sorted(name for name, _ in v.bars.items)
+    qtbot.waitUntil(lambda: v.strip.count() == 1 and bool(v.current_view.bars.items), timeout=30000)
+    return sorted(name for name, _ in v.current_view.bars.items)
 
 
 def test_an_exported_keras_file_reopened_in_the_window_shows_the_real_names(window, qtbot, tmp_path, image,

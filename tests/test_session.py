@@ -71,7 +71,8 @@ def test_a_run_record_describes_itself_by_its_kept_epoch():
 # -- the engine: typed jobs, cancel with the job ------------------------------------------
 
 def test_jobs_are_worker_methods_and_answers_come_back_in_order(qtbot):
-    from cnndesk.ui.engine import Engine, EngineWorker
+    from cnndesk.ui.engine import Engine
+    from cnndesk.ui.engine_worker import EngineWorker
 
     class Worker(EngineWorker):
         def echo(self, value, *, times=1):
@@ -98,7 +99,8 @@ def test_jobs_are_worker_methods_and_answers_come_back_in_order(qtbot):
 def test_cancel_reaches_only_the_job_it_was_asked_of(qtbot):
     import threading
 
-    from cnndesk.ui.engine import Engine, EngineWorker, cancellable
+    from cnndesk.ui.engine import Engine
+    from cnndesk.ui.engine_worker import EngineWorker, cancellable
 
     started = threading.Event()
 

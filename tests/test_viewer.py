@@ -62,16 +62,16 @@ def test_dropped_images_are_classified_and_a_bad_file_gets_a_message(trained, qt
     assert "c_notes.png" in labels[2] and "not readable" in labels[2]
     # the first readable image is shown with its bars
     assert v.strip.currentRow() == 0
-    names = [c for c, _ in v.bars.items]
+    names = [c for c, _ in v.current_view.bars.items]
     assert sorted(names) == ["centre", "left", "top"]
-    probs = [p for _, p in v.bars.items]
+    probs = [p for _, p in v.current_view.bars.items]
     assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-4)
-    assert v.verdict.text().startswith(f"It looks like “{names[0]}”")
-    assert not v.original_view[1].pixmap().isNull() and not v.model_view[1].pixmap().isNull()
+    assert v.current_view.verdict.text().startswith(f"It looks like “{names[0]}”")
+    assert not v.current_view.original_view[1].pixmap().isNull() and not v.current_view.model_view[1].pixmap().isNull()
     # clicking the unreadable one shows why
     v.strip.setCurrentRow(2)
-    assert "not a readable image" in v.verdict.text()
-    assert v.bars.items == []
+    assert "not a readable image" in v.current_view.verdict.text()
+    assert v.current_view.bars.items == []
 
 
 def test_the_trained_model_learned_the_dropped_classes(trained, qtbot, tmp_path):
@@ -195,8 +195,8 @@ def test_confusion_matrix_cells_list_their_images(trained, qtbot):
     qtbot.mouseClick(eval_list.viewport(), Qt.LeftButton, pos=eval_list.visualItemRect(eval_list.item(0)).center())
     qtbot.waitUntil(lambda: v.strip.count() == 1, timeout=20000)
     assert v.images[0].path == paths[0]
-    assert v.image_info.text() == f"true class: {true_name} · {Path(paths[0]).name}"
-    assert v.verdict.text().startswith("It looks like")
+    assert v.current_view.image_info.text() == f"true class: {true_name} · {Path(paths[0]).name}"
+    assert v.current_view.verdict.text().startswith("It looks like")
 
 
 def _rect_in(widget: QWidget, ancestor: QWidget):
@@ -291,13 +291,13 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     assert "elsewhere.keras · 2 classes · input 32×32 rgb" in v.model_label.text()
     assert v.names_button.isVisible()
     classify(w, qtbot, images[:2])
-    assert sorted(c for c, _ in v.bars.items) == ["class 0", "class 1"]
+    assert sorted(c for c, _ in v.current_view.bars.items) == ["class 0", "class 1"]
     assert [v.activations.layer_combo.itemText(i) for i in range(1, v.activations.layer_combo.count())] == ["my_conv", "my_pool"]
     # the user names the classes
     v.rename_classes(["cats", "dogs"])
     qtbot.waitUntil(lambda: v.class_names == ["cats", "dogs"], timeout=20000)
-    qtbot.waitUntil(lambda: v.strip.count() == 2 and bool(v.bars.items), timeout=20000)
-    assert sorted(c for c, _ in v.bars.items) == ["cats", "dogs"]
+    qtbot.waitUntil(lambda: v.strip.count() == 2 and bool(v.current_view.bars.items), timeout=20000)
+    assert sorted(c for c, _ in v.current_view.bars.items) == ["cats", "dogs"]
     assert w.state.current_project().class_names == ["cats", "dogs"]  # a save keeps the names
     assert w.isWindowModified()
 
@@ -332,7 +332,7 @@ def test_exporting_from_the_file_menu_writes_a_model_plain_keras_loads(trained, 
     # the same prediction as the viewer shows, from 0-255 pixels
     classify(trained, qtbot, images[:1])
     probs = model(trained.viewer_panel.current.prepared[None].astype("float32"), training=False).numpy()[0]
-    shown = dict(trained.viewer_panel.bars.items)
+    shown = dict(trained.viewer_panel.current_view.bars.items)
     for name, p in zip(trained.viewer_panel.class_names, probs):
         assert shown[name] == pytest.approx(float(p), abs=1e-5)
 
@@ -382,8 +382,8 @@ def test_a_stack_without_conv_or_pooling_trains_and_the_viewer_shows_its_predict
     v = w.viewer_panel
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     drop_paths(v, [str(images[0])])
-    qtbot.waitUntil(lambda: v.strip.count() == 1 and bool(v.bars.items), timeout=20000)
-    assert v.verdict.text().startswith("It looks like")
+    qtbot.waitUntil(lambda: v.strip.count() == 1 and bool(v.current_view.bars.items), timeout=20000)
+    assert v.current_view.verdict.text().startswith("It looks like")
     shown = [v.tabs.tabText(i) for i in range(v.tabs.count()) if v.tabs.isTabVisible(i)]
     assert shown == ["Evaluation"]  # nothing inside to look at: no maps, no heat map
     qtbot.mouseClick(v.evaluation_view.evaluate_button, Qt.LeftButton)

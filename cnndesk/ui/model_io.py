@@ -12,7 +12,8 @@ from ..core.errors import UserError
 from ..core.export import SUFFIX
 from ..core.session import EXPORTING, IDLE, OPENING, ModelInfo, SessionState
 from . import file_dialogs
-from .engine import Engine, EngineWorker
+from .engine import Engine
+from .engine_worker import EngineWorker
 
 EXPORT_LABELS = {"keras": "Keras model (.keras)…", "saved_model": "TensorFlow SavedModel (folder)…",
                  "litert": "LiteRT / TensorFlow Lite (.tflite)…", "onnx": "ONNX (.onnx)…"}

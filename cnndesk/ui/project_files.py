@@ -21,7 +21,7 @@ from ..core.dataset import DatasetConfig
 from ..core.project import Project, is_project
 from ..core.session import IDLE, OPENING, SAVING, ModelInfo
 from . import file_dialogs
-from .engine import EngineWorker
+from .engine_worker import EngineWorker
 from .recent import RecentProjects
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from ..core.architecture import layer_table, total_params
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project import check_destination, estimate_model_bytes, new_run_id
 from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
-from .engine import Engine, EngineWorker
+from .engine import Engine
+from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
 
 

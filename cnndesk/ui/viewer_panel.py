@@ -15,41 +15,27 @@ selection and one model; the views and tiles that stand alone are in ``inspectio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtGui import QIcon, QImage
 from PySide6.QtWidgets import (
-    QApplication, QComboBox, QFileDialog, QFrame, QHBoxLayout, QInputDialog, QLabel, QListView, QListWidget,
+    QApplication, QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListView, QListWidget,
     QListWidgetItem, QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ..core.images import IMAGE_EXTENSIONS, PIXEL_MODES
 from ..core.scanning import printable
 from ..core.session import ModelInfo, SessionState
-from .engine import EngineWorker
+from .current_image import CurrentImageView, ViewedImage, qimage_to_array
+from .engine_worker import EngineWorker
 from .evaluation_view import EvaluationView
 from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
-from .widgets import MAX_CHANNEL_TILES, ProbabilityBars, array_to_pixmap, array_to_qimage
+from .widgets import MAX_CHANNEL_TILES, array_to_pixmap, array_to_qimage
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
 STRIP_ICON = 32
-
-
-@dataclass
-class ViewedImage:
-    """One image in the strip: where it came from, what the model sees and says."""
-
-    label: str
-    path: str | None
-    original: QPixmap | None = None
-    prepared: np.ndarray | None = None
-    top: list = field(default_factory=list)
-    probabilities: np.ndarray | None = None
-    error: str | None = None
-    true_class: str | None = None  # known when opened from the evaluation
 
 
 class ViewerPanel(QWidget):
@@ -117,7 +103,8 @@ class ViewerPanel(QWidget):
         cl.addWidget(self._build_strip())
         split = QSplitter(Qt.Vertical)
         cl.addWidget(split, 1)
-        split.addWidget(self._build_current())
+        self.current_view = CurrentImageView()
+        split.addWidget(self.current_view)
         split.addWidget(self._build_tabs())
         split.setStretchFactor(1, 2)
 
@@ -173,40 +160,6 @@ class ViewerPanel(QWidget):
         self.strip.setFixedHeight(row + 2 * self.strip.spacing() + scroll_bar + 2 * self.strip.frameWidth())
         self.strip.currentRowChanged.connect(self._on_strip_row)
         return self.strip
-
-    def _build_current(self) -> QWidget:
-        """The current image as opened and as the model sees it, its verdict and probability bars."""
-        top = QWidget()
-        tl = QHBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        self.original_view = self._image_box("Original", "originalImage")
-        self.model_view = self._image_box("As the model sees it", "modelInputImage")
-        tl.addWidget(self.original_view[0])
-        tl.addWidget(self.model_view[0])
-        right = QVBoxLayout()
-        self.verdict = QLabel(objectName="verdict", wordWrap=True)
-        self.verdict.setStyleSheet("font-size: 15pt; font-weight: bold")
-        right.addWidget(self.verdict)
-        self.image_info = QLabel(objectName="imageInfo", wordWrap=True)
-        self.image_info.setStyleSheet("color: #455a64")
-        right.addWidget(self.image_info)
-        self.bars = ProbabilityBars()
-        right.addWidget(self.bars, 1)
-        tl.addLayout(right, 1)
-        return top
-
-    def _image_box(self, title: str, name: str):
-        box = QFrame()
-        v = QVBoxLayout(box)
-        v.setContentsMargins(0, 0, 0, 0)
-        cap = QLabel(title, alignment=Qt.AlignCenter)
-        cap.setStyleSheet("color: #455a64")
-        img = QLabel(objectName=name, alignment=Qt.AlignCenter)
-        img.setFixedSize(200, 200)
-        img.setStyleSheet("background: #f5f7f9; border: 1px solid #cfd8dc")
-        v.addWidget(cap)
-        v.addWidget(img)
-        return box, img
 
     def _build_tabs(self) -> QTabWidget:
         self.tabs = QTabWidget(objectName="viewerTabs")
@@ -313,7 +266,7 @@ class ViewerPanel(QWidget):
         self.overview.clear()
         self.gradcam.clear()
         self.gradcam.set_classes(self.class_names)
-        self._show_current(None)
+        self.current_view.show_image(None)
 
     def edit_class_names(self) -> None:
         shown = [printable(n) for n in self.class_names]
@@ -377,7 +330,7 @@ class ViewerPanel(QWidget):
 
     def _classify_image(self, img: QImage, label: str) -> None:
         """Classify an in-memory image (pasted or dropped as image data)."""
-        self.engine.submit(EngineWorker.predict_arrays, [_qimage_to_array(img)], labels=[label],
+        self.engine.submit(EngineWorker.predict_arrays, [qimage_to_array(img)], labels=[label],
                            k=min(5, len(self.class_names)), on_done=self._on_predicted, on_error=self.status.emit)
 
     def _on_predicted(self, results: list[dict]) -> None:
@@ -425,7 +378,7 @@ class ViewerPanel(QWidget):
             return
         im = self.images[row]
         self.current = im
-        self._show_current(im)
+        self.current_view.show_image(im)
         if im.error:
             return
         self.gradcam.select_class(int(np.argmax(im.probabilities)))
@@ -436,32 +389,6 @@ class ViewerPanel(QWidget):
                            on_done=self._on_inspected, on_error=self.status.emit,
                            shown_layer=self.activations.layer_combo.currentText(), shown_channels=MAX_CHANNEL_TILES,
                            first_channels=OVERVIEW_CHANNELS, with_cam=False)
-
-    def _show_current(self, im: ViewedImage | None) -> None:
-        """The image as opened and as the model sees it, the verdict, where it came from, the bars."""
-        self.original_view[1].clear()
-        self.model_view[1].clear()
-        self.image_info.setText(self._image_source(im) if im is not None and not im.error else "")
-        if im is None:
-            self.verdict.setText("")
-            self.bars.set_items([])
-        elif im.error:
-            self.verdict.setText(f"{im.label}: {im.error}")
-            self.verdict.setStyleSheet("font-size: 12pt; font-weight: bold; color: #b71c1c")
-            self.bars.set_items([])
-        else:
-            name, prob = im.top[0]
-            self.verdict.setStyleSheet("font-size: 15pt; font-weight: bold")
-            self.verdict.setText(f"It looks like “{printable(name)}” ({prob:.1%} sure).")
-            self.bars.set_items([(printable(c), p) for c, p in im.top])
-            self.original_view[1].setPixmap(im.original.scaled(196, 196, Qt.KeepAspectRatio, Qt.SmoothTransformation))
-            self.model_view[1].setPixmap(array_to_pixmap(im.prepared, 196, 196))
-
-    @staticmethod
-    def _image_source(im: ViewedImage) -> str:
-        """"true class: cat · cat_017.png" for an image from the evaluation, else the file's name."""
-        name = printable(im.label)
-        return f"true class: {printable(im.true_class)} · {name}" if im.true_class else name
 
     # -- inside the network ------------------------------------------------------------
     def _on_inspected(self, result: dict) -> None:
@@ -585,12 +512,3 @@ class ViewerPanel(QWidget):
         elif md.hasImage():
             event.acceptProposedAction()
             self._classify_image(QImage(md.imageData()), "dropped image")
-
-
-def _qimage_to_array(img: QImage) -> np.ndarray:
-    img = img.convertToFormat(QImage.Format_RGB888)
-    w, h = img.width(), img.height()
-    ptr = img.constBits()
-    arr = np.frombuffer(ptr, np.uint8, count=img.bytesPerLine() * h).reshape(h, img.bytesPerLine())
-    return arr[:, : w * 3].reshape(h, w, 3).copy()
-

@@ -1,0 +1,381 @@
+"""The engine thread's jobs: ``EngineWorker``, which holds the current model and its inspector.
+
+Each public method of ``EngineWorker`` is a job that ``Engine.submit`` runs in the engine thread
+(the only thread that imports TensorFlow); ``Job`` is one submitted call, carrying its own cancel
+flag. How the thread and the GUI side work: ``engine``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from ..core.errors import UserError
+from ..core.tasks import TaskState
+
+
+def cancellable(method: Callable) -> Callable:
+    """Mark a job that takes ``task=`` (its ``TaskState``) and stops when the job is cancelled."""
+    method.cancellable = True
+    return method
+
+
+@dataclass(eq=False)
+class Job:
+    """One submitted call of an ``EngineWorker`` method, with its answer callbacks (run on the GUI thread)."""
+
+    id: int
+    method: Callable
+    args: tuple
+    kwargs: dict
+    on_done: Callable[[Any], None] | None = None
+    on_error: Callable[[str], None] | None = None
+    latest_only: bool = False
+    task: TaskState = field(default_factory=TaskState)
+
+    @property
+    def name(self) -> str:
+        return self.method.__name__
+
+
+class EngineWorker(QObject):
+    """Runs jobs in the engine thread. Holds the current model and its inspector.
+
+    Its public methods are the jobs; each runs in the engine thread only.
+    """
+
+    ready = Signal(dict)  # versions and devices, once TensorFlow is imported
+    done = Signal(object, object)  # Job, result
+    failed = Signal(object, str)  # Job, message
+    batch = Signal(object)  # BatchReport
+    epoch = Signal(object)  # EpochReport
+    message = Signal(str)  # a sentence for the training log (which stopping rules apply)
+    warned = Signal(str)
+
+    def __init__(self):
+        super().__init__()
+        self.model = None
+        self.inspector = None
+        self.previous = None  # (model, inspector) of the run before the current model's, to bring back
+        self._pool = None  # ModelPool: models replaced by a newer one, reused by later runs (docs/memory.md)
+        self.reuse_models = True  # False: every run builds and traces a new model (for measurements)
+        self.stock_spares = True  # False: stock_pool does nothing (for measurements)
+
+    @Slot(object)
+    def run(self, job: Job) -> None:
+        try:
+            kwargs = dict(job.kwargs, task=job.task) if getattr(job.method, "cancellable", False) else job.kwargs
+            result = job.method(self, *job.args, **kwargs)
+        except UserError as e:
+            self.failed.emit(job, str(e))
+            return
+        except MemoryError:
+            self.failed.emit(job, "Out of memory. Use a smaller image size, batch size or model.")
+            return
+        except Exception as e:  # report, never kill the thread
+            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+            traceback.print_exc()
+            self.failed.emit(job, f"Unexpected error: {detail[:500]}")
+            return
+        self.done.emit(job, result)
+
+    def _install_warning_hook(self) -> None:
+        """Forward warnings raised in this thread as ``warned``; others go where they went.
+
+        A hook, not ``warnings.catch_warnings``: that swaps process-wide state and
+        is not thread-safe (the GUI and loader threads would lose their warnings).
+        """
+        engine_thread = threading.get_ident()
+        previous = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if threading.get_ident() == engine_thread:
+                if not issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+                    self.warned.emit(f"{category.__name__}: {message}")
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+
+    # -- jobs ------------------------------------------------------------------
+    def init(self) -> dict:
+        """Import TensorFlow and Keras (the first job, submitted by ``Engine.start``)."""
+        from ..core.library_warnings import tensorflow_log_lines_hidden
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self._install_warning_hook()
+        with tensorflow_log_lines_hidden():  # its C++ start-up lines come before TF_CPP_MIN_LOG_LEVEL counts
+            import keras
+            import tensorflow as tf
+
+            from ..core.training import available_devices
+
+            info = {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": available_devices()}
+        self.ready.emit(info)
+        return info
+
+    @cancellable
+    def train(self, data, layers, settings, augment=(), class_weights=False, continue_training=False,
+              initial_epoch=0, *, task: TaskState) -> Any:
+        """Train a new model (or the current one, continuing); it becomes current with its inspector."""
+        from ..core.model_pool import ModelPool, return_freed_memory
+        from ..core.training import TrainingListener, train
+
+        worker = self
+
+        class Listener(TrainingListener):
+            def on_batch(self, report):
+                worker.batch.emit(report)
+
+            def on_epoch(self, report):
+                worker.epoch.emit(report)
+
+            def on_message(self, text):
+                worker.message.emit(text)
+
+        if self._pool is None and self.reuse_models:
+            self._pool = ModelPool()
+        model = self.model if continue_training else None
+        result = train(data, layers, settings, Listener(), task, model=model, augment=augment,
+                       class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0,
+                       pool=self._pool)
+        try:  # first what can fail: until it succeeded, the current and previous runs stay as they were
+            inspector = self._inspector_for(result.model, data.class_names, data.preprocessing)
+        except Exception:
+            if result.model is not self.model and self._pool is not None:
+                self._pool.give_back(result.model)
+            raise
+        if not continue_training and self.model is not None and result.model is not self.model:
+            # a new run never discards the last one: it becomes the previous run (to bring back), and
+            # only the run before that goes to the pool, whose models get overwritten by later runs
+            self._retire_previous()
+            self.previous = (self.model, self.inspector)
+            self.model = self.inspector = None
+        self._set_model(result.model, inspector)
+        result.model = None  # the model stays in this thread
+        result.has_maps = inspector.has_maps
+        result.output_note = inspector.output_note
+        return_freed_memory()
+        return result
+
+    @cancellable
+    def stock_pool(self, data, layers, settings, *, task: TaskState) -> bool:
+        """While nobody waits: trace a spare model for the next run of ``layers``, so Train starts at once.
+
+        Submitted when the engine would otherwise be idle; a Train pressed meanwhile cancels it, and it
+        returns at once when that happened before it started (tracing itself cannot be interrupted).
+        """
+        from ..core.model_pool import ModelPool
+
+        if task.is_interruption_requested() or not (self.reuse_models and self.stock_spares):
+            return False
+        if self._pool is None:
+            self._pool = ModelPool()
+        return self._pool.stock(data, layers, settings)
+
+    def save_project(self, folder, project) -> str:
+        from ..core.project import save_project
+
+        return str(save_project(folder, project, self.model))
+
+    def restore_previous(self) -> bool:
+        """Swap the current model with the previous run's (so that doing it again swaps them back)."""
+        if self.previous is None:
+            raise UserError("There is no previous model to bring back.")
+        (self.model, self.inspector), self.previous = self.previous, (self.model, self.inspector)
+        return True
+
+    def open_project(self, folder) -> dict:
+        from ..core.project import open_project
+
+        project, model = open_project(folder)
+        # the inspector first: a model it refuses leaves the current and previous runs as they were
+        inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
+        if inspector is not None:
+            inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
+        self._retire_previous()
+        if model is not None:
+            self._set_model(model, inspector)
+        else:
+            self._drop_model()
+        return {"project": project, "has_model": model is not None,
+                "has_maps": inspector.has_maps if inspector is not None else False,
+                "output_note": inspector.output_note if inspector is not None else ""}
+
+    def clear_model(self) -> None:
+        """Forget the current model (File > New): a later save writes no model."""
+        self._retire_previous()
+        self._drop_model()
+
+    def open_model(self, path) -> dict:
+        """Load a model file; its class names come from the file (or a labels.txt beside it) when they fit."""
+        from ..core.images import recognise_pixels
+        from ..core.inspection import Inspector
+        from ..core.model_loading import load_model_with_labels
+
+        model, names = load_model_with_labels(path)
+        inspector = Inspector(model)
+        if names is not None and len(names) == len(inspector.class_names):
+            inspector.class_names = list(names)
+        inspector.warm_up()
+        self._retire_previous()
+        self._drop_model()
+        self._set_model(model, inspector)
+        _, pixels_why = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
+        return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
+                "pixels_why": pixels_why, "layers": inspector.layer_names, "has_maps": inspector.has_maps,
+                "output_note": inspector.output_note}
+
+    def export(self, fmt, out) -> str:
+        """Export the current model with the class names the viewer shows (labels.txt, and inside the file)."""
+        from ..core.export import export_model
+
+        if self.model is None:
+            raise UserError("There is no trained model to export yet: train or open one first.")
+        names = self.inspector.class_names if self.inspector is not None else None
+        return str(export_model(self.model, fmt, out, names))
+
+    def set_class_names(self, names) -> list[str]:
+        ins = self._need_inspector()
+        if len(names) != len(ins.class_names):
+            raise UserError(f"The model has {len(ins.class_names)} classes; give as many names.")
+        ins.class_names = list(names)
+        return list(names)
+
+    def set_preprocessing(self, preprocessing):
+        """Feed the current model's pixels as ``preprocessing`` says from now on (its size and colour must fit)."""
+        ins = self._need_inspector()
+        if preprocessing.input_shape != ins.preprocessing.input_shape:
+            raise UserError("The model takes other images; only the pixel mode can change.")
+        ins.preprocessing = preprocessing
+        return preprocessing
+
+    def predict_files(self, paths, k=5) -> list[dict]:
+        """Top-k for image files, with the prepared input and a picture to show (each file decoded once)."""
+        ins = self._need_inspector()
+        out = []
+        for result in ins.predict_files(paths, k=k):
+            if isinstance(result, tuple):
+                out.append({"path": result[0], "error": result[1]})
+            else:
+                out.append({"path": result.path, "top": result.top, "probabilities": result.probabilities,
+                            "image": result.image, "display": result.display})
+        return out
+
+    def predict_arrays(self, images, labels=None, k=5) -> list[dict]:
+        """Predict in-memory images (pasted or dropped as image data); ``labels`` names them."""
+        ins = self._need_inspector()
+        out = []
+        for i, img in enumerate(images):
+            try:
+                arr = ins.prepare(img)
+            except UserError as e:
+                out.append({"path": labels[i] if labels else None, "error": str(e)})
+                continue
+            probs = ins.probabilities(arr)[0]
+            out.append({"path": labels[i] if labels else None, "top": ins.top_k(probs, k),
+                        "probabilities": probs, "image": arr, "display": img})
+        return out
+
+    def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
+                shown_channels=0, first_channels=0, with_cam=True) -> dict:
+        """Activation maps of every conv/pool layer, and a heat map (``Inspector.gradcam``'s method), for one
+        prepared image. (``cam_method``, not ``method``: that is ``Engine.submit``'s job argument.)
+
+        ``with_cam=False`` leaves the heat map out ("cam" None; "cam_layer" still says which layer it would
+        be at), for a caller that shows the maps first and asks for the heat map (a backward pass) next.
+
+        The maps' pictures the viewer shows first are coloured here too, so that the GUI thread only turns
+        them into pixmaps ("pictures": layer name -> (channels, H, W, 3) uint8): the first ``shown_channels``
+        of ``shown_layer`` (a layer it does not have: the first convolution, the one a viewer shows first) and
+        the first ``first_channels`` of every other layer.
+        """
+        import numpy as np
+
+        ins = self._need_inspector()
+        maps, probs = ins.activation_maps(image)
+        ci = int(np.argmax(probs)) if class_index is None else int(class_index)
+        cam = None
+        if ins.has_maps:
+            if layer not in ins.layer_names:  # None, or a layer of a previous model
+                layer = ins.default_cam_layer
+            cam = ins.gradcam(image, ci, layer, cam_method) if with_cam else None
+        else:
+            layer = None
+        return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
+                "has_maps": ins.has_maps, "pictures": self._pictures(maps, shown_layer, shown_channels, first_channels),
+                "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
+                "layers": list(ins.layer_names)}
+
+    def _pictures(self, maps, shown_layer, shown_channels, first_channels) -> dict:
+        """The first channels of each layer's maps coloured (``inspect``); layers given 0 channels are left out."""
+        from ..core.pictures import colorize_channels
+
+        names = [n for n, _ in maps]
+        if shown_layer not in names:
+            conv = self.inspector.conv_layer_names
+            shown_layer = conv[0] if conv else None
+        counts = {n: shown_channels if n == shown_layer else first_channels for n in names}
+        return {n: colorize_channels(m, count=counts[n]) for n, m in maps if counts[n] > 0}
+
+    def gradcam(self, image, class_index, layer=None, cam_method="hirescam") -> dict:
+        ins = self._need_inspector()
+        if layer not in ins.layer_names:
+            layer = ins.default_cam_layer
+        return {"cam": ins.gradcam(image, int(class_index), layer, cam_method), "class_index": int(class_index),
+                "cam_layer": layer, "cam_method": cam_method}
+
+    def evaluate(self, data):
+        ins = self._need_inspector()
+        if data.class_names != ins.class_names:
+            raise UserError("The dataset's classes differ from the model's; evaluate on the dataset it was trained on.")
+        x, y = data.subset(data.val_index)
+        if len(y) == 0:
+            raise UserError("The validation split is empty: set a validation split above 0 to evaluate.")
+        return ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
+
+    # -- the current model -------------------------------------------------------
+    @staticmethod
+    def _inspector_for(model, class_names, preprocessing):
+        """The viewer's ``Inspector`` for ``model`` (raises when the model cannot be inspected); changes nothing."""
+        from ..core.inspection import Inspector
+        from ..core.model_pool import attachments
+
+        # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
+        attached = attachments(model)
+        inspector = attached.get("inspector")
+        if inspector is None or inspector.preprocessing.input_shape != preprocessing.input_shape:
+            inspector = Inspector(model, class_names, preprocessing)
+            attached["inspector"] = inspector
+        else:
+            inspector.class_names = list(class_names)
+            inspector.preprocessing = preprocessing
+        return inspector
+
+    def _set_model(self, model, inspector) -> None:
+        """Make ``model`` and its ``inspector`` current together; the model it replaces goes to the pool."""
+        self._drop_model(keep=model)
+        self.model, self.inspector = model, inspector
+
+    def _retire_previous(self) -> None:
+        """Forget the previous run's model (it can no longer be brought back), giving it to the pool."""
+        if self.previous is not None and self._pool is not None and self.previous[0] is not self.model:
+            self._pool.give_back(self.previous[0])
+        self.previous = None
+
+    def _drop_model(self, keep=None) -> None:
+        """Forget the current model (unless it is ``keep``), giving it back to the pool."""
+        if self.model is not None and self.model is not keep and self._pool is not None:
+            self._pool.give_back(self.model)
+        self.model = self.inspector = None
+
+    def _need_inspector(self):
+        if self.inspector is None:
+            raise UserError("There is no trained model yet: train one or open a model first.")
+        return self.inspector
