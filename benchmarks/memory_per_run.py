@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -82,8 +81,9 @@ def make_data(folder: Path, size: int, per_class: int):
 
 
 def engine_runs(args) -> list[dict]:
-    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
+
+    from _qt import wait_until
 
     from cnndesk.core.architecture import TrainingSettings, preset
     from cnndesk.ui.engine import Engine
@@ -100,15 +100,7 @@ def engine_runs(args) -> list[dict]:
     engine.start()
 
     def wait(cond, timeout=300.0):
-        loop = QEventLoop()
-        end = time.perf_counter() + timeout
-        timer = QTimer(interval=2)
-        timer.timeout.connect(lambda: loop.quit() if cond() or time.perf_counter() > end else None)
-        timer.start()
-        loop.exec()
-        timer.stop()
-        if not cond():
-            raise SystemExit("timed out waiting for the engine")
+        wait_until(cond, timeout)
 
     running = {}  # the job now running, for Stop
 

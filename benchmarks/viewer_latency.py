@@ -43,9 +43,11 @@ def main() -> None:
 
     import numpy as np
     from PIL import Image
-    from PySide6.QtCore import QEventLoop, QMimeData, QPointF, QSettings, Qt, QTimer, QUrl
+    from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
+
+    from _qt import wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="cnndesk-viewer-bench-"))
     model_path = tmp / "seed224.keras"
@@ -63,19 +65,11 @@ def main() -> None:
     w.show()
 
     def wait(cond, timeout=60.0):
-        loop = QEventLoop()
-        end = time.perf_counter() + timeout
-        timer = QTimer(interval=1)
-        timer.timeout.connect(lambda: loop.quit() if cond() or time.perf_counter() > end else None)
-        timer.start()
-        loop.exec()
-        timer.stop()
-        if not cond():
-            raise SystemExit("timed out")
+        wait_until(cond, timeout)
 
     wait(lambda: w.engine.is_ready)
     w.open_model(str(model_path))
-    wait(lambda: w.has_model)
+    wait(lambda: w.state.has_model)
     v = w.viewer_panel
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
 

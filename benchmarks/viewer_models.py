@@ -90,9 +90,11 @@ def main() -> None:
 
     import numpy as np
     from PIL import Image
-    from PySide6.QtCore import QEventLoop, QMimeData, QPointF, QSettings, Qt, QTimer, QUrl
+    from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
+
+    from _qt import pause, wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="cnndesk-viewer-models-"))
     image = tmp / "noise.jpg"
@@ -116,20 +118,8 @@ def main() -> None:
     w.show()
 
     def wait(cond, timeout=300.0):
-        loop = QEventLoop()
-        end = time.perf_counter() + timeout
-        timer = QTimer(interval=1)
-        timer.timeout.connect(lambda: loop.quit() if cond() or time.perf_counter() > end else None)
-        timer.start()
-        loop.exec()
-        timer.stop()
-        if not cond():
-            raise SystemExit("timed out")
+        wait_until(cond, timeout)
 
-    def pause(ms):
-        loop = QEventLoop()
-        QTimer.singleShot(ms, loop.quit)
-        loop.exec()
 
     wait(lambda: w.engine.is_ready)
     v = w.viewer_panel

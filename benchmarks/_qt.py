@@ -1,0 +1,29 @@
+"""Waiting for the app inside a benchmark: the Qt event loop runs until a condition holds."""
+
+from __future__ import annotations
+
+import time
+
+
+def wait_until(condition, timeout: float = 300.0, what: str = "the app") -> None:
+    """Run the event loop (polling every millisecond) until ``condition()``; exit the benchmark on timeout."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    end = time.perf_counter() + timeout
+    timer = QTimer(interval=1)
+    timer.timeout.connect(lambda: loop.quit() if condition() or time.perf_counter() > end else None)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    if not condition():
+        raise SystemExit(f"timed out waiting for {what}")
+
+
+def pause(ms: int) -> None:
+    """Let the event loop run for ``ms`` milliseconds."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
