@@ -43,11 +43,10 @@ def main() -> None:
 
     import numpy as np
     from PIL import Image
-    from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
-    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from _qt import wait_until
+    from _qt import drop_file, wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="cnndesk-viewer-bench-"))
     model_path = tmp / "seed224.keras"
@@ -77,12 +76,7 @@ def main() -> None:
     for run in range(args.runs + 3):
         before = v.strip.count()
         old_inspection = v.inspection
-        mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(str(image))])
-        pos = v.rect().center()
-        t0 = time.perf_counter()
-        QApplication.sendEvent(v, QDragEnterEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
-        QApplication.sendEvent(v, QDropEvent(QPointF(pos), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+        t0 = drop_file(v, image)
         wait(lambda: v.strip.count() > before)
         t1 = time.perf_counter()
         wait(lambda: v.inspection is not old_inspection)
