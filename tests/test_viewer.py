@@ -461,3 +461,16 @@ def test_pixels_a_model_cannot_take_are_refused_and_the_choice_shows_what_it_get
     qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=20000)
     assert "caffe preprocessing works on RGB images only" in window.findChild(QMessageBox, "errorBox").text()
     assert combo.currentText() == "0-1" and window.state.model.preprocessing.pixels == "0-1"
+
+
+def test_one_dropped_image_gets_its_prediction_and_maps_from_one_forward_pass(trained, qtbot, images):
+    from cnndesk.ui.engine_worker import EngineWorker
+
+    v = trained.viewer_panel
+    submitted = []
+    submit = trained.engine.submit
+    trained.engine.submit = lambda method, *a, **k: (submitted.append(method), submit(method, *a, **k))[1]
+    classify(trained, qtbot, [str(images[0])])
+    assert EngineWorker.predict_files in submitted and EngineWorker.inspect not in submitted
+    assert v.activations.grid.tiles and v.current_view.verdict.text().startswith("It looks like")
+    assert v.inspection is not None and v.inspection["cam"] is not None  # the heat map followed as its own job

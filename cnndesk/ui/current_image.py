@@ -25,6 +25,7 @@ class ViewedImage:
     probabilities: np.ndarray | None = None
     error: str | None = None
     true_class: str | None = None  # known when opened from the evaluation
+    inspection: dict | None = None  # its maps, when they came with the prediction (used once, then dropped)
 
 
 class CurrentImageView(QWidget):

@@ -256,9 +256,17 @@ class EngineWorker(QObject):
         ins.preprocessing = preprocessing
         return preprocessing
 
-    def predict_files(self, paths, k=5) -> list[dict]:
-        """Top-k for image files, with the prepared input and a picture to show (each file decoded once)."""
+    def predict_files(self, paths, k=5, look_inside: dict | None = None) -> list[dict]:
+        """Top-k for image files, with the prepared input and a picture to show (each file decoded once).
+
+        With ``look_inside`` (keyword arguments of ``inspect``) and one file, the prediction comes from the
+        pass that also taps the activation maps, and the answer carries them ("inspection", without the heat
+        map): the viewer shows the prediction and the selected layer's grid together, after one forward
+        pass instead of two.
+        """
         ins = self._need_inspector()
+        if look_inside is not None and len(paths) == 1 and ins.has_maps:
+            return [self._predict_and_look(paths[0], k, look_inside)]
         out = []
         for result in ins.predict_files(paths, k=k):
             if isinstance(result, tuple):
@@ -267,6 +275,19 @@ class EngineWorker(QObject):
                 out.append({"path": result.path, "top": result.top, "probabilities": result.probabilities,
                             "image": result.image, "display": result.display})
         return out
+
+    def _predict_and_look(self, path, k, look_inside: dict) -> dict:
+        from ..core.images import decode_for_viewing
+
+        ins = self.inspector
+        try:
+            picture, prepared = decode_for_viewing(path, ins.preprocessing)
+        except UserError as e:
+            return {"path": str(path), "error": str(e)}
+        inspection = self.inspect(prepared, with_cam=False, **look_inside)
+        probs = inspection["probabilities"]
+        return {"path": str(path), "top": ins.top_k(probs, k), "probabilities": probs, "image": prepared,
+                "display": picture, "inspection": inspection}
 
     def predict_arrays(self, images, labels=None, k=5) -> list[dict]:
         """Predict in-memory images (pasted or dropped as image data); ``labels`` names them."""

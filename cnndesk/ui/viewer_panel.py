@@ -309,8 +309,10 @@ class ViewerPanel(QWidget):
             return
         if not paths:
             return
+        # one file (a drop, a click in the evaluation): its maps come in the same pass as its prediction
+        look = self._inspect_arguments() if len(paths) == 1 and self.state.model.has_maps else None
         self.engine.submit(EngineWorker.predict_files, list(paths), k=min(5, len(self.class_names)),
-                           on_done=self._on_predicted, on_error=self.status.emit)
+                           look_inside=look, on_done=self._on_predicted, on_error=self.status.emit)
 
     def paste_image(self) -> None:
         """Classify an image (or image files) from the clipboard."""
@@ -347,6 +349,7 @@ class ViewerPanel(QWidget):
                 im.prepared = r["image"]
                 picture = r.get("display")  # decoded once in the engine, with the model's input
                 im.original = array_to_pixmap(picture if picture is not None else im.prepared)
+                im.inspection = r.get("inspection")
             self.images.append(im)
             self._add_strip_item(im)
         # what the viewer shows is part of the working state a project brings back (not an edit of it)
@@ -384,11 +387,20 @@ class ViewerPanel(QWidget):
         self.gradcam.select_class(int(np.argmax(im.probabilities)))
         if not self.state.model.has_maps:
             return  # a model without conv or pooling layers: its prediction is all there is to show
+        if im.inspection is not None:  # came with the prediction
+            inspection, im.inspection = im.inspection, None
+            self._on_inspected(inspection)
+            return
         self.engine.submit(EngineWorker.inspect, im.prepared, class_index=self.gradcam.class_index(),
-                           layer=self.gradcam.layer(), cam_method=self.gradcam.method(), latest_only=True,
-                           on_done=self._on_inspected, on_error=self.status.emit,
-                           shown_layer=self.activations.layer_combo.currentText(), shown_channels=MAX_CHANNEL_TILES,
-                           first_channels=OVERVIEW_CHANNELS, with_cam=False)
+                           **self._inspect_arguments(), with_cam=False, latest_only=True,
+                           on_done=self._on_inspected, on_error=self.status.emit)
+
+    def _inspect_arguments(self) -> dict:
+        """What ``EngineWorker.inspect`` needs to know of the views: the heat map's layer and method, and which
+        maps to colour first (the selected layer's, and the first channels of every layer for "All layers")."""
+        return {"layer": self.gradcam.layer(), "cam_method": self.gradcam.method(),
+                "shown_layer": self.activations.layer_combo.currentText(), "shown_channels": MAX_CHANNEL_TILES,
+                "first_channels": OVERVIEW_CHANNELS}
 
     # -- inside the network ------------------------------------------------------------
     def _on_inspected(self, result: dict) -> None:
