@@ -93,7 +93,7 @@ def labels_of(ticks: list[float]) -> list[int]:
 def test_epoch_ticks_are_whole_epochs_with_each_point_on_its_number(panel, qtbot, epochs):
     run(panel, epochs)
     panel.training_finished(finished([row(e) for e in range(1, epochs + 1)]))
-    qtbot.wait(1)  # let the chart lay out its axis
+    settle(qtbot)  # let the chart lay out its axis
     assert panel.chart.x_axis.labelFormat() == "%d"
     labels = labels_of(epoch_ticks(panel))
     step = labels[1] - labels[0]
@@ -108,7 +108,7 @@ def test_epoch_ticks_are_whole_epochs_with_each_point_on_its_number(panel, qtbot
 
 
 def test_before_any_training_the_axis_shows_epochs_0_and_1(panel, qtbot):
-    qtbot.wait(1)
+    settle(qtbot)
     assert labels_of(epoch_ticks(panel)) == [0, 1]
 
 
@@ -117,14 +117,14 @@ def test_continuing_a_run_keeps_whole_epoch_ticks(panel, qtbot):
     panel.training_finished(finished(first))
     second = run(panel, 4, first=3)
     panel.training_finished(finished(second))
-    qtbot.wait(1)
+    settle(qtbot)
     assert labels_of(epoch_ticks(panel)) == list(range(8))
     assert [p.x() for p in panel.chart.series["val_accuracy"].points()] == list(range(1, 8))
 
 
 def test_a_reopened_history_has_every_epoch_labelled_under_its_point(panel, qtbot):
     panel.show_history([row(e) for e in range(1, 6)], best_epoch=4)
-    qtbot.wait(1)
+    settle(qtbot)
     ticks = epoch_ticks(panel)
     assert labels_of(ticks) == [0, 1, 2, 3, 4, 5]
     chart = panel.chart.chart_
@@ -136,7 +136,7 @@ def test_a_reopened_history_has_every_epoch_labelled_under_its_point(panel, qtbo
 def test_the_kept_epoch_marker_on_the_last_epoch_at_full_accuracy_is_drawn_whole(panel, qtbot):
     history = run(panel, 14)  # validation accuracy reaches 1.0 at epoch 13
     panel.training_finished(finished(history, best_epoch=14, kept_message="Kept epoch 14's weights."))
-    qtbot.wait(1)
+    settle(qtbot)
     chart = panel.chart.chart_
     marker = panel.chart.best
     assert [(p.x(), p.y()) for p in marker.points()] == [(14, 1.0)]
@@ -258,9 +258,14 @@ def hover(panel: TrainingPanel, qtbot, at: QPointF) -> str:
     return view.shown_values()
 
 
+def settle(qtbot) -> None:
+    """Let the chart lay out what it was given (on a busy machine one pass of the event loop is not enough)."""
+    qtbot.wait(50)
+
+
 def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot):
     run(panel, 7)
-    qtbot.wait(1)
+    settle(qtbot)
     text = hover(panel, qtbot, point_position(panel, "val_loss", 4))
     assert text.splitlines() == ["Epoch 4", "Training loss: 0.2500", "Validation loss: 0.3000",
                                  "Training accuracy: 0.600", "Validation accuracy: 0.550"]
@@ -270,7 +275,7 @@ def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot):
 def test_hovering_anywhere_over_the_plot_shows_the_nearest_epoch(panel, qtbot):
     history = run(panel, 7)
     panel.training_finished(finished(history, best_epoch=6, kept_message="Kept epoch 6's weights."))
-    qtbot.wait(1)
+    settle(qtbot)
     chart = panel.chart.chart_
     between = chart.mapToPosition(QPointF(5.8, 0.1), panel.chart.series["loss"])  # empty space near epoch 6
     text = hover(panel, qtbot, between)
@@ -282,14 +287,14 @@ def test_hovering_anywhere_over_the_plot_shows_the_nearest_epoch(panel, qtbot):
 
 
 def test_hovering_before_any_epoch_shows_nothing(panel, qtbot):
-    qtbot.wait(1)
+    settle(qtbot)
     assert hover(panel, qtbot, panel.chart.chart_.plotArea().center()) == ""
 
 
 def test_an_epoch_without_validation_shows_only_its_training_values(panel, qtbot):
     rows = [dict(row(e), val_loss=None, val_accuracy=None) for e in (1, 2)]
     panel.show_history(rows, best_epoch=None)
-    qtbot.wait(1)
+    settle(qtbot)
     text = hover(panel, qtbot, point_position(panel, "loss", 2))
     assert text.splitlines() == ["Epoch 2  (weights kept)", "Training loss: 0.5000", "Training accuracy: 0.500"]
     assert not math.isnan(panel.chart.best.points()[0].y())
