@@ -310,7 +310,10 @@ class ViewerPanel(QWidget):
         if not paths:
             return
         # one file (a drop, a click in the evaluation): its maps come in the same pass as its prediction
-        look = self._inspect_arguments() if len(paths) == 1 and self.state.model.has_maps else None
+        # (only the selected layer coloured there: "All layers" colours its rows as they come into view, so the
+        # prediction does not wait for every layer's pictures)
+        look = dict(self._inspect_arguments(), first_channels=0) if len(paths) == 1 and self.state.model.has_maps \
+            else None
         self.engine.submit(EngineWorker.predict_files, list(paths), k=min(5, len(self.class_names)),
                            look_inside=look, on_done=self._on_predicted, on_error=self.status.emit)
 
