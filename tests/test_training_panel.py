@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import QGraphicsLineItem
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication, QGraphicsLineItem
 
 from conftest import shown
 from cnndesk.core.training import BatchReport, EpochReport, TrainResult
@@ -252,9 +253,16 @@ def test_a_failed_run_clears_the_speed(panel):
 # -- 3. values on hover ------------------------------------------------------------------
 
 def hover(panel: TrainingPanel, qtbot, at: QPointF) -> str:
-    """Move the mouse to ``at`` (chart coordinates) over the chart view; the values shown."""
+    """Move the mouse to ``at`` (chart coordinates) over the chart view; the values shown.
+
+    The move event goes straight to the view's viewport (as the window system delivers it): through
+    the window system, a window left open by an earlier test in the same run could take it instead.
+    """
     view = panel.chart
-    qtbot.mouseMove(view.viewport(), view.mapFromScene(view.chart_.mapToScene(at)))
+    target = view.mapFromScene(view.chart_.mapToScene(at))
+    event = QMouseEvent(QEvent.MouseMove, QPointF(target), QPointF(view.viewport().mapToGlobal(target)),
+                        Qt.NoButton, Qt.NoButton, Qt.NoModifier)
+    QApplication.sendEvent(view.viewport(), event)
     return view.shown_values()
 
 
