@@ -133,9 +133,6 @@ class SessionState:
         self._observers.append((callback, frozenset(names)))
         return callback
 
-    def unobserve(self, callback: Observer) -> None:
-        self._observers[:] = [(cb, n) for cb, n in self._observers if cb is not callback]
-
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
