@@ -96,6 +96,44 @@ def test_jobs_are_worker_methods_and_answers_come_back_in_order(qtbot):
     assert engine.submit(Worker.echo, "late") is None  # after shutdown nothing runs
 
 
+def test_a_partial_answer_comes_before_the_whole_and_not_once_a_newer_job_is_asked(qtbot):
+    import threading
+
+    from cnndesk.ui.engine import Engine
+    from cnndesk.ui.engine_worker import EngineWorker
+
+    release = threading.Event()
+
+    class Worker(EngineWorker):
+        def two_parts(self, name):
+            self.send_partial(f"{name} first")
+            release.wait(10)  # the rest takes a while: the first part is already with the GUI
+            return f"{name} whole"
+
+    engine = Engine()
+    engine.worker_thread.start()
+    try:
+        got = []
+        engine.submit(Worker.two_parts, "a", on_partial=got.append, on_done=got.append)
+        qtbot.waitUntil(lambda: got == ["a first"], timeout=10000)
+        release.set()
+        qtbot.waitUntil(lambda: len(got) == 2, timeout=10000)
+        assert got == ["a first", "a whole"]
+
+        # a job without on_partial just answers; a stale latest_only job's first part is dropped like its whole
+        release.clear()
+        got.clear()
+        engine.submit(Worker.two_parts, "b", on_done=got.append)
+        stale = engine.submit(Worker.two_parts, "c", latest_only=True, on_partial=got.append, on_done=got.append)
+        engine.submit(Worker.two_parts, "d", latest_only=True, on_partial=got.append, on_done=got.append)
+        release.set()
+        qtbot.waitUntil(lambda: engine.pending() == 0, timeout=10000)
+        assert got == ["b whole", "d first", "d whole"] and stale is not None
+    finally:
+        release.set()
+        engine.shutdown()
+
+
 def test_cancel_reaches_only_the_job_it_was_asked_of(qtbot):
     import threading
 

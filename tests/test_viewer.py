@@ -474,3 +474,29 @@ def test_one_dropped_image_gets_its_prediction_and_maps_from_one_forward_pass(tr
     assert EngineWorker.predict_files in submitted and EngineWorker.inspect not in submitted
     assert v.activations.grid.tiles and v.current_view.verdict.text().startswith("It looks like")
     assert v.inspection is not None and v.inspection["cam"] is not None  # the heat map followed as its own job
+
+
+def test_the_prediction_is_on_screen_while_the_maps_are_still_being_prepared(trained, qtbot, images):
+    import threading
+
+    v = trained.viewer_panel
+    worker = trained.engine.worker
+    release = threading.Event()
+    colour = worker._pictures
+
+    def slow_pictures(*args, **kwargs):  # the maps' pictures take their time (a large model's layers)
+        release.wait(30)
+        return colour(*args, **kwargs)
+
+    worker._pictures = slow_pictures
+    try:
+        before, shown = v.strip.count(), v.inspection
+        drop_paths(v, [str(images[0])])
+        qtbot.waitUntil(lambda: v.current_view.verdict.text().startswith("It looks like"), timeout=60000)
+        assert v.strip.count() == before + 1 and v.inspection is shown  # the maps have not come yet
+        release.set()
+        qtbot.waitUntil(lambda: v.inspection is not shown, timeout=60000)  # then they do, and the heat map
+        assert v.activations.grid.tiles and v.current.maps_coming is False
+    finally:
+        release.set()
+        del worker._pictures

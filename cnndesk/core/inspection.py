@@ -11,7 +11,7 @@ its conv/pool outputs tapped, comes from :mod:`.taps`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -324,16 +324,23 @@ class Inspector:
                 results[slot] = Prediction(str(paths[slot]), self.top_k(pr, k), pr, prepared, picture)
         return results
 
-    def activation_maps(self, image_uint8: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
+    def activation_maps(self, image_uint8: np.ndarray, on_probabilities: Callable[[np.ndarray], None] | None = None
+                        ) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
         """The maps of every conv/pool layer for one prepared image, and its probabilities.
+
+        ``on_probabilities`` is called with the probabilities as soon as the forward pass has run, before the
+        maps are copied out (a viewer shows the prediction while the rest is prepared).
 
         Returns:
             [(layer name, array (H, W, channels)), …] in network order (empty without
             ``has_maps``), and the probabilities.
         """
         outs = self._maps_fn(self._model_input(image_uint8))
+        probs = self._as_probabilities(outs[-1].numpy())[0]
+        if on_probabilities is not None:
+            on_probabilities(probs)
         maps = [(n, o.numpy()[0]) for n, o in zip(self.layer_names, outs[:-1])]
-        return maps, self._as_probabilities(outs[-1].numpy())[0]
+        return maps, probs
 
     def gradcam(self, image_uint8: np.ndarray, class_index: int, layer_name: str | None = None,
                 method: str = "hirescam") -> np.ndarray:

@@ -26,6 +26,7 @@ class ViewedImage:
     error: str | None = None
     true_class: str | None = None  # known when opened from the evaluation
     inspection: dict | None = None  # its maps, when they came with the prediction (used once, then dropped)
+    maps_coming: bool = False  # its prediction is shown and its maps are still on the way in the same job
 
 
 class CurrentImageView(QWidget):

@@ -74,6 +74,7 @@ class Engine(QObject):
         self._submit.connect(self.worker.run)
         self.worker.done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
+        self.worker.partial.connect(self._on_partial)
         self.worker.ready.connect(self._on_ready)
         self.worker.batch.connect(self._on_batch)
         self.worker.epoch.connect(self._on_epoch)
@@ -87,14 +88,16 @@ class Engine(QObject):
         self.submit(EngineWorker.init)
 
     def submit(self, method: Callable, *args, on_done: Callable | None = None, on_error: Callable | None = None,
-               latest_only: bool = False, **kwargs) -> Job | None:
+               latest_only: bool = False, on_partial: Callable | None = None, **kwargs) -> Job | None:
         """Run ``method(worker, *args, **kwargs)`` in the engine thread after the jobs before it.
 
-        Returns the job (to ``cancel`` it), or None once the engine has shut down.
+        ``on_partial`` receives the first part of the answer when the job sends one (``EngineWorker.send_partial``),
+        before ``on_done`` receives the whole. Returns the job (to ``cancel`` it), or None once the engine has
+        shut down.
         """
         if self._stopped:
             return None
-        job = Job(next(self._ids), method, args, kwargs, on_done, on_error, latest_only)
+        job = Job(next(self._ids), method, args, kwargs, on_done, on_error, latest_only, on_partial=on_partial)
         self._jobs[job.id] = job
         if latest_only:
             self._latest[method] = job.id
@@ -138,12 +141,21 @@ class Engine(QObject):
         self.info = info
         self.ready.emit(info)
 
-    def _take(self, job: Job) -> bool:
-        """Forget ``job``; True when its answer is still wanted."""
-        self._jobs.pop(job.id, None)
+    def _wanted(self, job: Job) -> bool:
+        """Whether ``job``'s answer would still be delivered (no newer job of its kind, no shutdown)."""
         if job.latest_only and self._latest.get(job.method) != job.id:
             return False
         return not self._stopped
+
+    def _take(self, job: Job) -> bool:
+        """Forget ``job``; True when its answer is still wanted."""
+        self._jobs.pop(job.id, None)
+        return self._wanted(job)
+
+    @Slot(object, object)
+    def _on_partial(self, job: Job, payload) -> None:
+        if job.id in self._jobs and self._wanted(job) and job.on_partial:
+            job.on_partial(payload)
 
     @Slot(object, object)
     def _on_done(self, job: Job, result) -> None:

@@ -37,6 +37,7 @@ class Job:
     on_done: Callable[[Any], None] | None = None
     on_error: Callable[[str], None] | None = None
     latest_only: bool = False
+    on_partial: Callable[[Any], None] | None = None  # a first part of the answer, before the whole of it
     task: TaskState = field(default_factory=TaskState)
 
     @property
@@ -53,6 +54,7 @@ class EngineWorker(QObject):
     ready = Signal(dict)  # versions and devices, once TensorFlow is imported
     done = Signal(object, object)  # Job, result
     failed = Signal(object, str)  # Job, message
+    partial = Signal(object, object)  # Job, the first part of its answer (``send_partial``)
     batch = Signal(object)  # BatchReport
     epoch = Signal(object)  # EpochReport
     message = Signal(str)  # a sentence for the training log (which stopping rules apply)
@@ -66,11 +68,13 @@ class EngineWorker(QObject):
         self._pool = None  # ModelPool: models replaced by a newer one, reused by later runs (docs/memory.md)
         self.reuse_models = True  # False: every run builds and traces a new model (for measurements)
         self.stock_spares = True  # False: stock_pool does nothing (for measurements)
+        self._job: Job | None = None  # the job running now, for ``send_partial``
 
     @Slot(object)
     def run(self, job: Job) -> None:
         try:
             kwargs = dict(job.kwargs, task=job.task) if getattr(job.method, "cancellable", False) else job.kwargs
+            self._job = job
             result = job.method(self, *job.args, **kwargs)
         except UserError as e:
             self.failed.emit(job, str(e))
@@ -83,7 +87,17 @@ class EngineWorker(QObject):
             traceback.print_exc()
             self.failed.emit(job, f"Unexpected error: {detail[:500]}")
             return
+        finally:
+            self._job = None
         self.done.emit(job, result)
+
+    def send_partial(self, payload) -> None:
+        """Answer the running job's ``on_partial`` now with ``payload``; the job goes on to its whole answer.
+
+        For answers whose first part a person waits for (the prediction) and whose rest takes longer (the maps).
+        """
+        if self._job is not None and self._job.on_partial is not None:
+            self.partial.emit(self._job, payload)
 
     def _install_warning_hook(self) -> None:
         """Forward warnings raised in this thread as ``warned``; others go where they went.
@@ -284,10 +298,14 @@ class EngineWorker(QObject):
             picture, prepared = decode_for_viewing(path, ins.preprocessing)
         except UserError as e:
             return {"path": str(path), "error": str(e)}
-        inspection = self.inspect(prepared, with_cam=False, **look_inside)
-        probs = inspection["probabilities"]
-        return {"path": str(path), "top": ins.top_k(probs, k), "probabilities": probs, "image": prepared,
-                "display": picture, "inspection": inspection}
+        def prediction(probs) -> dict:
+            return {"path": str(path), "top": ins.top_k(probs, k), "probabilities": probs, "image": prepared,
+                    "display": picture}
+
+        # the prediction goes to the viewer as soon as the forward pass has run; the maps follow
+        inspection = self.inspect(prepared, with_cam=False, **look_inside,
+                                  on_probabilities=lambda probs: self.send_partial([prediction(probs)]))
+        return dict(prediction(inspection["probabilities"]), inspection=inspection)
 
     def predict_arrays(self, images, labels=None, k=5) -> list[dict]:
         """Predict in-memory images (pasted or dropped as image data); ``labels`` names them."""
@@ -305,7 +323,7 @@ class EngineWorker(QObject):
         return out
 
     def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
-                shown_channels=0, first_channels=0, with_cam=True) -> dict:
+                shown_channels=0, first_channels=0, with_cam=True, on_probabilities=None) -> dict:
         """Activation maps of every conv/pool layer, and a heat map (``Inspector.gradcam``'s method), for one
         prepared image. (``cam_method``, not ``method``: that is ``Engine.submit``'s job argument.)
 
@@ -315,12 +333,12 @@ class EngineWorker(QObject):
         The maps' pictures the viewer shows first are coloured here too, so that the GUI thread only turns
         them into pixmaps ("pictures": layer name -> (channels, H, W, 3) uint8): the first ``shown_channels``
         of ``shown_layer`` (a layer it does not have: the first convolution, the one a viewer shows first) and
-        the first ``first_channels`` of every other layer.
+        the first ``first_channels`` of every other layer. ``on_probabilities``: ``Inspector.activation_maps``'s.
         """
         import numpy as np
 
         ins = self._need_inspector()
-        maps, probs = ins.activation_maps(image)
+        maps, probs = ins.activation_maps(image, on_probabilities)
         ci = int(np.argmax(probs)) if class_index is None else int(class_index)
         cam = None
         if ins.has_maps:

@@ -312,10 +312,29 @@ class ViewerPanel(QWidget):
         # one file (a drop, a click in the evaluation): its maps come in the same pass as its prediction
         # (only the selected layer coloured there: "All layers" colours its rows as they come into view, so the
         # prediction does not wait for every layer's pictures)
-        look = dict(self._inspect_arguments(), first_channels=0) if len(paths) == 1 and self.state.model.has_maps \
-            else None
-        self.engine.submit(EngineWorker.predict_files, list(paths), k=min(5, len(self.class_names)),
-                           look_inside=look, on_done=self._on_predicted, on_error=self.status.emit)
+        k = min(5, len(self.class_names))
+        if len(paths) != 1 or not self.state.model.has_maps:
+            self.engine.submit(EngineWorker.predict_files, list(paths), k=k, on_done=self._on_predicted,
+                               on_error=self.status.emit)
+            return
+        # the prediction is shown as soon as the forward pass has run (a partial answer); the maps follow
+        shown: list[ViewedImage] = []
+
+        def whole(results: list[dict]) -> None:
+            if shown:
+                self._on_looked(shown[0], results[0])
+            else:  # the file could not be read: no partial answer came
+                self._on_predicted(results)
+
+        def failed(message: str) -> None:
+            if shown:
+                self._on_looked(shown[0], {})
+            self.status.emit(message)
+
+        self.engine.submit(EngineWorker.predict_files, list(paths), k=k,
+                           look_inside=dict(self._inspect_arguments(), first_channels=0),
+                           on_partial=lambda results: shown.extend(self._on_predicted(results, maps_coming=True)),
+                           on_done=whole, on_error=failed)
 
     def paste_image(self) -> None:
         """Classify an image (or image files) from the clipboard."""
@@ -338,7 +357,12 @@ class ViewerPanel(QWidget):
         self.engine.submit(EngineWorker.predict_arrays, [qimage_to_array(img)], labels=[label],
                            k=min(5, len(self.class_names)), on_done=self._on_predicted, on_error=self.status.emit)
 
-    def _on_predicted(self, results: list[dict]) -> None:
+    def _on_predicted(self, results: list[dict], maps_coming: bool = False) -> list[ViewedImage]:
+        """Add the classified images to the strip and show the first; returns them.
+
+        ``maps_coming``: their maps are on the way in the same job (``_on_looked`` receives them), so none are
+        asked for when they are shown.
+        """
         first_new = len(self.images)
         for r in results:
             label = Path(r["path"]).name if r.get("path") and Path(r["path"]).exists() else (r.get("path") or "image")
@@ -353,6 +377,7 @@ class ViewerPanel(QWidget):
                 picture = r.get("display")  # decoded once in the engine, with the model's input
                 im.original = array_to_pixmap(picture if picture is not None else im.prepared)
                 im.inspection = r.get("inspection")
+                im.maps_coming = maps_coming
             self.images.append(im)
             self._add_strip_item(im)
         # what the viewer shows is part of the working state a project brings back (not an edit of it)
@@ -363,6 +388,14 @@ class ViewerPanel(QWidget):
             self.status.emit("; ".join(f"{e.label}: {e.error}" for e in errors))
         good = [i for i in range(first_new, len(self.images)) if not self.images[i].error]
         self.strip.setCurrentRow(good[0] if good else len(self.images) - 1)
+        return self.images[first_new:]
+
+    def _on_looked(self, im: ViewedImage, result: dict) -> None:
+        """The maps of ``im``, whose prediction is already shown, have come (``result`` lacks them on failure)."""
+        im.maps_coming = False
+        im.inspection = result.get("inspection")
+        if self.current is im and not im.error and self.state.model.has_maps:
+            self._look_inside(im)
 
     def _add_strip_item(self, im: ViewedImage) -> None:
         if im.error:
@@ -390,6 +423,11 @@ class ViewerPanel(QWidget):
         self.gradcam.select_class(int(np.argmax(im.probabilities)))
         if not self.state.model.has_maps:
             return  # a model without conv or pooling layers: its prediction is all there is to show
+        if not im.maps_coming:
+            self._look_inside(im)
+
+    def _look_inside(self, im: ViewedImage) -> None:
+        """Show the current image's maps: those that came with its prediction, else ask the engine for them."""
         if im.inspection is not None:  # came with the prediction
             inspection, im.inspection = im.inspection, None
             self._on_inspected(inspection)
