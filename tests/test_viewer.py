@@ -440,6 +440,14 @@ def test_the_pixels_of_a_model_from_a_file_are_shown_and_changing_them_classifie
     assert w.state.current_project().preprocessing.pixels == "-1-1"  # what a save stores
     assert w.isWindowModified()
 
+    # saved in a project and reopened, the model is still the user's: its pixels stay a choice
+    w.projects.save_to(str(tmp_path / "kept"))
+    qtbot.waitUntil(lambda: not w.isWindowModified(), timeout=30000)
+    w.open_project(str(tmp_path / "kept"), confirm=False)
+    qtbot.waitUntil(lambda: w.state.has_model and w.state.model.label == "elsewhere.keras in kept", timeout=30000)
+    assert "pixels -1-1" in v.model_label.text()
+    assert v.pixels_combo.isVisible() and v.pixels_combo.currentText() == "-1-1"
+
 
 def test_a_trained_model_shows_its_pixels_without_a_choice(trained):
     v = trained.viewer_panel

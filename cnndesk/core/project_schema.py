@@ -30,7 +30,9 @@ class Project:
     ``batch_loss`` is the run's loss per batch as ``[epoch position, loss]`` pairs
     (thinned by the session to a few thousand), so a reopened chart draws the same
     line; ``viewer_images`` are the image files the viewer showed. Both are
-    optional: older projects open without them.
+    optional: older projects open without them. ``model_file`` is the name of the file the
+    project's model was opened from (a model the user brought, whose outputs they may name and
+    whose pixel mode they may choose), None for a model cnndesk trained.
 
     ``dataset.preprocessing`` is how the model is fed its images, including its pixel
     mode (``Preprocessing.pixels``, e.g. "caffe" for a ResNet the user brought). Projects
@@ -51,6 +53,7 @@ class Project:
     run: str | None = None
     batch_loss: list[list[float]] = field(default_factory=list)
     viewer_images: list[str] = field(default_factory=list)
+    model_file: str | None = None
 
     @property
     def preprocessing(self):
@@ -72,6 +75,7 @@ class Project:
             "run": self.run,
             "batch_loss": [[round(float(x), 4), float(f"{loss:.5g}")] for x, loss in self.batch_loss],
             "viewer_images": list(self.viewer_images),
+            "model_file": self.model_file,
         }
 
     @classmethod
@@ -91,6 +95,7 @@ class Project:
             run=None if run is None else str(run),
             batch_loss=_pairs(d.get("batch_loss")),
             viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
+            model_file=d.get("model_file") if isinstance(d.get("model_file"), str) else None,
         )
 
 

@@ -44,8 +44,9 @@ class ModelInfo:
         class_names: the names of the model's outputs, in order.
         preprocessing: how images are prepared for it (size, colour, scale).
         source: ``"trained"`` (in this session), ``"project"`` (opened with a project) or ``"file"`` (a .keras
-            file the user brought).
+            file the user brought, also when it comes back with a project it was saved in).
         label: a few words for the viewer ("trained in this session", the project or file name).
+        file: the name of the file a model the user brought was opened from (None for cnndesk's own).
         run: the id of the training run it came from (None for a model from a file).
         spec: ``(layers, preset name, settings)`` it was trained with, when known.
         has_maps: it has conv or pooling layers to look inside; without, the viewer shows predictions only.
@@ -61,6 +62,7 @@ class ModelInfo:
     spec: tuple | None = None
     has_maps: bool = True
     output_note: str = ""
+    file: str | None = None
 
     @property
     def editable_names(self) -> bool:
@@ -245,6 +247,7 @@ class SessionState:
             run=self.model.run if self.model is not None else None,
             batch_loss=[list(p) for p in thin(self.batch_loss)],
             viewer_images=list(self.viewed_images),
+            model_file=self.model.file if self.model is not None else None,
         )
 
 

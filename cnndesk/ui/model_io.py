@@ -71,6 +71,7 @@ class ModelFiles(QObject):
 
     def _on_opened(self, path: str, info: dict) -> None:
         model = ModelInfo(tuple(info["class_names"]), info["preprocessing"], source="file", label=Path(path).name,
+                          file=Path(path).name,
                           has_maps=info.get("has_maps", True), output_note=info.get("output_note", ""))
         self.state.update(model=model, history=[], best_epoch=None, batch_loss=[], previous=None, activity=IDLE)
         self.opened.emit()

@@ -97,8 +97,12 @@ class ProjectFiles(QObject):
         state, w = self.state, self.window
         model = None
         if answer["has_model"]:
-            model = ModelInfo(tuple(project.class_names), project.preprocessing, source="project",
-                              label=Path(folder).name, run=project.run,
+            # a model the user brought stays theirs to name and to feed (its pixel mode) after a reopen
+            brought = project.model_file is not None
+            model = ModelInfo(tuple(project.class_names), project.preprocessing,
+                              source="file" if brought else "project", file=project.model_file,
+                              label=f"{project.model_file} in {Path(folder).name}" if brought else Path(folder).name,
+                              run=project.run,
                               spec=(list(project.layers), project.preset, project.settings),
                               has_maps=answer.get("has_maps", True), output_note=answer.get("output_note", ""))
         with state.not_an_edit():
