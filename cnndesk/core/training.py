@@ -359,9 +359,9 @@ def train(
         times.traced = getattr(model, "train_function", None) is None
         reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch,
                              times)
-        best = BestWeights(len(data.val_index))
+        best = BestWeights(data.validation_size())
         callbacks = [reporter, best]
-        plan = stopping_plan(settings, len(data.val_index))
+        plan = stopping_plan(settings, data.validation_size())
         if replicas > 1:
             listener.on_message(mirrored_note(settings.batch_size, replicas))
         listener.on_message(plan.note)
@@ -387,7 +387,7 @@ def train(
             model.set_weights(best.best_weights)
         result.best_epoch = initial_epoch + best.best_epoch + 1
     explain(result, settings, plan, stopper, best, initial_epoch, data.num_classes,
-             len(data.val_index) if has_val else n_train)
+             data.validation_size() if has_val else n_train)
     return result
 
 

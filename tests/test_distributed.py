@@ -1,0 +1,147 @@
+"""Training across processes: ``cnndesk-cli train --distributed`` (Keras on JAX), run as two local processes.
+
+The processes are real ``cnndesk-cli`` commands joined through a coordinator on 127.0.0.1, as on a cluster
+where every machine runs the same command; the model they save is opened under TensorFlow, as the app
+opens it, and must predict as it does under JAX.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnndesk.core.distributed import DistributedError, cluster_from_env, process_rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_env(port: int, process_id: int, processes: int = 2) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_", "SLURM_", "OMPI_"))}
+    return dict(env, PYTHONPATH=str(REPO), KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
+                KERAS_DISTRIBUTION_NUM_PROCESSES=str(processes), KERAS_DISTRIBUTION_PROCESS_ID=str(process_id))
+
+
+def start_process(port: int, process_id: int, dataset: Path, project: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "cnndesk.cli", "train", str(dataset), "--project", str(project), "--epochs", "1",
+               "--image-size", "32", "--batch-size", "8", "--distributed", "--json", *extra]
+    return subprocess.Popen(command, cwd=REPO, env=run_env(port, process_id), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+# -- the pieces, without a run ---------------------------------------------------------------
+
+def test_each_process_gets_an_equal_share_of_whole_batches_and_no_image_twice():
+    rows = np.arange(1000, 1103)  # 103 rows, 2 processes of 8: 6 steps of 16, 7 rows left out
+    shares = [process_rows(rows, pid, 2, 8, seed=4) for pid in (0, 1)]
+    assert [len(s) for s in shares] == [48, 48]
+    assert not set(shares[0]) & set(shares[1]) and set(shares[0]) | set(shares[1]) <= set(rows)
+    assert np.array_equal(process_rows(rows, 1, 2, 8, seed=4), shares[1])  # alike wherever it is computed
+    assert [len(process_rows(rows, pid, 3, 5, seed=1)) for pid in range(3)] == [30, 30, 30]
+    assert len(process_rows(rows[:10], 0, 2, 8, seed=1)) == 0  # less than one global batch
+
+
+def test_the_run_is_read_from_the_keras_variables_and_mistakes_are_named():
+    cluster = cluster_from_env({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234,10.0.0.2:1234",
+                                "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"})
+    assert (cluster.coordinator, cluster.num_processes, cluster.process_id) == ("10.0.0.1:1234", 2, 1)
+    assert cluster_from_env({}).coordinator is None  # left to JAX's detection of Slurm or Open MPI
+    with pytest.raises(DistributedError, match="names 2 processes but KERAS_DISTRIBUTION_NUM_PROCESSES is 3"):
+        cluster_from_env({"KERAS_DISTRIBUTION_JOB_ADDRESSES": "a:1,b:1", "KERAS_DISTRIBUTION_NUM_PROCESSES": "3"})
+    with pytest.raises(DistributedError, match="must be from 0 to 1"):
+        cluster_from_env({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "2"})
+
+
+def test_the_command_line_reaches_the_jax_child_without_importing_keras():
+    # KERAS_BACKEND is read once, when Keras is first imported: the command that starts the JAX child must not
+    check = ("import sys; import cnndesk.cli, cnndesk.distributed, cnndesk.core.distributed; "
+             "print(sorted(m for m in ('keras', 'jax', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+# -- two processes -----------------------------------------------------------------------------
+
+PREDICT = """
+import json, sys
+import keras, numpy as np
+from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.project import open_project
+project, model = open_project(sys.argv[1])
+data = load_dataset(sys.argv[2], project.dataset)
+images = data.images[:12].astype("float32")
+print(json.dumps({"backend": keras.backend.backend(), "probabilities": np.asarray(model.predict(images, verbose=0)).tolist()}))
+"""
+
+
+def predict_under(backend: str, project: Path, dataset: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO), KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen([sys.executable, "-c", PREDICT, str(project), str(dataset)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def answer(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_two_local_processes_train_one_model_that_the_app_opens_and_that_predicts_alike(tmp_path, sample_dir):
+    project = tmp_path / "together"
+    port = free_port()
+    runs = [start_process(port, pid, sample_dir, project) for pid in (0, 1)]
+    results = [answer(p) for p in runs]
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    events = [json.loads(line) for line in results[0][1].splitlines()]
+    assert results[1][1] == ""  # only process 0 reports
+    assert events[0]["event"] == "note" and events[0]["message"].startswith(
+        "Training on 2 processes with 2 devices: each step takes a global batch of 16 images, 8 per device")
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1]
+    done = events[-1]
+    assert done["event"] == "done" and Path(done["project"]).resolve() == project.resolve()
+    assert sorted(p.name for p in project.iterdir()) == ["project.json", "versions"]  # one writer, one save
+    assert len(list((project / "versions").iterdir())) == 1
+
+    checks = {backend: predict_under(backend, project, sample_dir) for backend in ("tensorflow", "jax")}
+    outputs = {}
+    for backend, proc in checks.items():
+        code, out, err = answer(proc)
+        assert code == 0, err[-3000:]
+        outputs[backend] = json.loads(out.strip().splitlines()[-1])
+        assert outputs[backend]["backend"] == backend
+    tf_p, jax_p = (np.array(outputs[b]["probabilities"]) for b in ("tensorflow", "jax"))
+    assert tf_p.shape == (12, 4) and np.allclose(tf_p.sum(axis=1), 1, atol=1e-5)
+    assert np.abs(tf_p - jax_p).max() < 1e-5
+
+
+def test_when_a_process_dies_the_other_stops_with_one_clear_line(tmp_path, sample_dir):
+    port = free_port()
+    survivor = start_process(port, 0, sample_dir, tmp_path / "p", "--peer-timeout", "5")
+    victim = start_process(port, 1, sample_dir, tmp_path / "p", "--peer-timeout", "5")
+    first = survivor.stdout.readline()  # the run's first note: both processes have joined
+    assert first.startswith('{"event": "note"'), survivor.stderr.read()[-3000:]
+    os.killpg(victim.pid, signal.SIGKILL)  # the command and its JAX child, as a machine that goes down
+    victim.wait()
+    code, _, err = answer(survivor, timeout=240)  # JAX's own peer timeout would be 100 s, and without one: forever
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("cnndesk-cli: error: the distributed run stopped: another process of it died or "
+                                "stopped answering for 5 s")
+    assert "Traceback" not in err and "Check failure" not in err and not any(l.lstrip().startswith("@ 0x")
+                                                                              for l in lines)
+    assert not (tmp_path / "p" / "project.json").exists()
