@@ -203,7 +203,7 @@ def _launch_distributed(args, argv: list[str]) -> int:
 
     if args.device != "cpu":
         raise UserError("--distributed trains on every device JAX finds on each machine: leave out --device.")
-    return launch(argv, args.peer_timeout)
+    return launch(argv, args.peer_timeout, args.join_timeout)
 
 
 def run_command(command) -> int:

@@ -17,6 +17,7 @@ SIGTERM ends it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -24,17 +25,27 @@ import sys
 import threading
 from pathlib import Path
 
+from .core.errors import UserError
+
 #: the child's exit status when it was ended because another process of the run died or stopped answering
 EXIT_RUN_LOST = 1
 
 CHILD_ENVIRONMENT = {"KERAS_BACKEND": "jax", "JAX_ENABLE_PREEMPTION_SERVICE": "false"}
 
-#: lines of JAX's native abort when a peer stopped sending heartbeats
+#: what JAX's native abort says when not every process joined in time, and when one stopped sending heartbeats
+_JOIN_FAILED = ("CoordinationService/RegisterTask",)
 _PEER_LOST = ("stopped sending heartbeats", "JAX distributed service detected fatal errors", "tasks have crashed")
 
 
-def launch(argv: list[str], peer_timeout_s: int) -> int:
-    """Run ``cnndesk-cli`` with ``argv`` as a distributed child; its exit status, or ``EXIT_RUN_LOST``."""
+def launch(argv: list[str], peer_timeout_s: int, join_timeout_s: int) -> int:
+    """Run ``cnndesk-cli`` with ``argv`` as a distributed child; its exit status, or ``EXIT_RUN_LOST``.
+
+    Raises:
+        UserError: JAX is not installed.
+    """
+    if importlib.util.find_spec("jax") is None:
+        raise UserError("--distributed needs JAX: install the extra with pip install \"cnndesk[distributed]\" (CPU) "
+                        "or add jax[cuda13] for NVIDIA GPUs.")
     package_root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, **CHILD_ENVIRONMENT)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
@@ -55,17 +66,22 @@ def launch(argv: list[str], peer_timeout_s: int) -> int:
     finally:
         for relay in relays:
             relay.join()
-    lost = any(relay.peer_lost for relay in relays)
+    lost = {relay.lost for relay in relays} - {None}
     if code >= 0 and not lost:
         return code
-    if lost:
-        print(f"cnndesk-cli: error: the distributed run stopped: another process of it died or stopped answering for "
-              f"{peer_timeout_s} s (see that process's output), so this one was ended too. Nothing was saved by this "
-              "run.", file=sys.stderr)
-    else:
-        print(f"cnndesk-cli: error: the distributed training process ended with signal "
-              f"{signal.Signals(-code).name}. Nothing was saved by this run.", file=sys.stderr)
+    print(f"cnndesk-cli: error: {_why_stopped(lost, code, peer_timeout_s, join_timeout_s)} Nothing was saved by this "
+          "run.", file=sys.stderr)
     return EXIT_RUN_LOST
+
+
+def _why_stopped(lost: set[str], code: int, peer_timeout_s: int, join_timeout_s: int) -> str:
+    if "join" in lost:
+        return (f"not every process of the distributed run joined within {join_timeout_s} s: are they all started, "
+                "with the same coordinator address and number of processes?")
+    if "peer" in lost:
+        return (f"the distributed run stopped: another process of it died or stopped answering for {peer_timeout_s} s "
+                "(see that process's output), so this one was ended too.")
+    return f"the distributed training process ended with signal {signal.Signals(-code).name}."
 
 
 class Relay:
@@ -73,7 +89,7 @@ class Relay:
 
     def __init__(self, source, target):
         self.source, self.target = source, target
-        self.peer_lost = False
+        self.lost: str | None = None  # "join" or "peer", when JAX's native abort said which
         self._crashed = False
         self._thread = threading.Thread(target=self._run, name="cnndesk-relay", daemon=True)
         self._thread.start()
@@ -83,8 +99,10 @@ class Relay:
 
         for raw in self.source:
             line = raw.decode("utf-8", "replace")
-            if any(marker in line for marker in _PEER_LOST):
-                self.peer_lost = True
+            if any(marker in line for marker in _JOIN_FAILED):
+                self.lost = "join"
+            elif self.lost is None and any(marker in line for marker in _PEER_LOST):
+                self.lost = "peer"
             if is_tensorflow_log_line(line) and line.startswith("F"):
                 self._crashed = True  # what follows a fatal native log line is its stack dump
             if self._crashed or is_tensorflow_log_line(line) or line.startswith("[Gloo]"):

@@ -145,3 +145,19 @@ def test_when_a_process_dies_the_other_stops_with_one_clear_line(tmp_path, sampl
     assert "Traceback" not in err and "Check failure" not in err and not any(l.lstrip().startswith("@ 0x")
                                                                               for l in lines)
     assert not (tmp_path / "p" / "project.json").exists()
+
+
+def test_jax_names_for_the_run_are_read_when_the_keras_ones_are_not_set():
+    cluster = cluster_from_env({"JAX_COORDINATOR_ADDRESS": "job-node-0-0.job:6666", "JAX_NUM_PROCESSES": "4",
+                                "JAX_PROCESS_ID": "3", "KERAS_DISTRIBUTION_PROCESS_ID": "2"})
+    assert (cluster.coordinator, cluster.num_processes, cluster.process_id) == ("job-node-0-0.job:6666", 4, 2)
+
+
+def test_a_process_whose_peers_never_come_gives_up_after_the_join_timeout(tmp_path, sample_dir):
+    alone = start_process(free_port(), 0, sample_dir, tmp_path / "p", "--join-timeout", "3")
+    code, out, err = answer(alone, timeout=240)  # without a timeout JAX would wait 300 s
+    assert code == 1 and out == ""
+    assert err.strip().splitlines()[-1] == (
+        "cnndesk-cli: error: not every process of the distributed run joined within 3 s: are they all started, with "
+        "the same coordinator address and number of processes? Nothing was saved by this run.")
+    assert "Traceback" not in err and "Check failure" not in err

@@ -43,6 +43,8 @@ DEFAULT_JOIN_TIMEOUT_S = 300
 ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_COUNT = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+#: JAX's own names for the same, as some launchers (Kubeflow Trainer's JAX runtime) set them; the Keras ones win
+JAX_ENV = {ENV_ADDRESSES: "JAX_COORDINATOR_ADDRESS", ENV_COUNT: "JAX_NUM_PROCESSES", ENV_ID: "JAX_PROCESS_ID"}
 
 
 class DistributedError(UserError):
@@ -63,12 +65,15 @@ def cluster_from_env(environ: Mapping[str, str] | None = None) -> Cluster:
 
     ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` is the coordinator's ``host:port`` or a
     comma-separated list of every process's address, whose first is the
-    coordinator. Unset variables stay None, for JAX's cluster detection.
+    coordinator. Where a Keras variable is unset, JAX's name for it
+    (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``) is
+    read; what neither sets stays None, for JAX's cluster detection.
 
     Raises:
         DistributedError: a variable that is not a number, or addresses that disagree with the count.
     """
     environ = os.environ if environ is None else environ
+    environ = {name: environ.get(name) or environ.get(JAX_ENV[name], "") for name in JAX_ENV}
     addresses = [a.strip() for a in environ.get(ENV_ADDRESSES, "").split(",") if a.strip()]
     try:
         count = int(environ[ENV_COUNT]) if environ.get(ENV_COUNT, "").strip() else None
