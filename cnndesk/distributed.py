@@ -52,26 +52,37 @@ def launch(argv: list[str], peer_timeout_s: int, join_timeout_s: int) -> int:
     child = subprocess.Popen([sys.executable, "-m", "cnndesk.distributed", *argv], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     relays = [Relay(child.stdout, sys.stdout), Relay(child.stderr, sys.stderr)]
-    try:
-        code = child.wait()
-    except KeyboardInterrupt:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        print("cnndesk-cli: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        for relay in relays:
-            relay.join()
+    code = _wait(child)
+    for relay in relays:
+        relay.join()
     lost = {relay.lost for relay in relays} - {None}
     if code >= 0 and not lost:
-        return code
+        return code  # the child said what went wrong, if anything
+    if not lost and -code in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        print("cnndesk-cli: interrupted", file=sys.stderr)
+        return 130
     print(f"cnndesk-cli: error: {_why_stopped(lost, code, peer_timeout_s, join_timeout_s)} Nothing was saved by this "
           "run.", file=sys.stderr)
     return EXIT_RUN_LOST
+
+
+def _wait(child: subprocess.Popen) -> int:
+    """The child's exit status. Ctrl+C and SIGTERM are passed on to it, so that it never outlives this process;
+    a second Ctrl+C kills it (it may be blocked in native code that does not see the first)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    interrupts = 0
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts == 1:
+                    child.send_signal(signal.SIGINT)
+                else:
+                    child.kill()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _why_stopped(lost: set[str], code: int, peer_timeout_s: int, join_timeout_s: int) -> str:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,19 @@ def test_a_process_whose_peers_never_come_gives_up_after_the_join_timeout(tmp_pa
         "cnndesk-cli: error: not every process of the distributed run joined within 3 s: are they all started, with "
         "the same coordinator address and number of processes? Nothing was saved by this run.")
     assert "Traceback" not in err and "Check failure" not in err
+
+
+def test_stopping_the_command_stops_its_jax_child_too(tmp_path, sample_dir):
+    # as a scheduler cancels a job: SIGTERM to the command the user started, which must not leave its child behind
+    waiting = start_process(free_port(), 0, sample_dir, tmp_path / "p", "--join-timeout", "200")
+    children = Path(f"/proc/{waiting.pid}/task/{waiting.pid}/children")
+    pids = []
+    while not pids and waiting.poll() is None:  # the child is started at once; it then waits for its peer
+        pids = children.read_text().split()
+        time.sleep(0.05)
+    assert pids, waiting.stderr.read()
+    child = int(pids[0])
+    waiting.send_signal(signal.SIGTERM)
+    code, out, err = answer(waiting, timeout=120)
+    assert code == 130 and err.strip().splitlines()[-1] == "cnndesk-cli: interrupted"
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
