@@ -178,3 +178,31 @@ def test_stopping_the_command_stops_its_jax_child_too(tmp_path, sample_dir):
     code, out, err = answer(waiting, timeout=120)
     assert code == 130 and err.strip().splitlines()[-1] == "cnndesk-cli: interrupted"
     assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+
+
+def test_without_a_run_to_join_the_command_says_what_to_set(tmp_path, sample_dir):
+    env = {k: v for k, v in run_env(0, 0).items() if not k.startswith("KERAS_DISTRIBUTION_")}
+    proc = subprocess.run([sys.executable, "-m", "cnndesk.cli", "train", str(sample_dir), "--project",
+                           str(tmp_path / "p"), "--distributed"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnndesk-cli: error: No distributed run to join")
+    assert "KERAS_DISTRIBUTION_JOB_ADDRESSES (the coordinator's host:port)" in lines[0] and "srun" in lines[0]
+
+
+def test_a_device_or_a_missing_jax_is_refused_before_anything_starts(tmp_path, sample_dir, capsys, monkeypatch):
+    import importlib.util
+
+    from cnndesk.cli import main
+
+    command = ["train", str(sample_dir), "--project", str(tmp_path / "p"), "--distributed"]
+    assert main(command + ["--device", "gpu:0"]) == 2
+    assert capsys.readouterr().err.strip() == ("cnndesk-cli: error: --distributed trains on every device JAX finds on "
+                                               "each machine: leave out --device.")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnndesk-cli: error: --distributed needs JAX: install the extra with pip install")
+    assert not (tmp_path / "p").exists()

@@ -111,13 +111,13 @@ def join(cluster: Cluster, join_timeout_s: int = DEFAULT_JOIN_TIMEOUT_S,
             f"{ENV_ID} on every process, or start the processes with Slurm's srun or Open MPI's mpirun.") from None
     except Exception as e:  # the coordinator cannot be reached, or not every process arrived
         raise DistributedError(f"Could not join the distributed run at {cluster.coordinator or 'the detected cluster'} "
-                               f"within {join_timeout_s} s: {first_line(e)}. Are all "
+                               f"within {join_timeout_s} s: {_first_line(e)}. Are all "
                                f"{cluster.num_processes or 'the'} processes started, with the same coordinator "
                                "address?") from None
     return jax.process_index(), jax.process_count()
 
 
-def first_line(error: BaseException) -> str:
+def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
