@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 
 from cnndesk.ui.model_panel import ModelPanel
@@ -80,6 +80,16 @@ def test_the_cpu_and_the_gpus_exclude_each_other_and_one_row_stays_ticked(panel,
     tick(qtbot, panel, "gpu:1")
     tick(qtbot, panel, "gpu:1")  # unticking the last GPU goes back to the CPU
     assert ticked(panel) == ["cpu"]
+
+
+def test_devices_are_ticked_from_the_keyboard_too(panel, qtbot):
+    view = panel.device.list
+    view.setFocus()
+    view.setCurrentRow(1)
+    qtbot.keyClick(view, Qt.Key_Space)
+    qtbot.keyClick(view, Qt.Key_Down)
+    qtbot.keyClick(view, Qt.Key_Space)
+    assert panel.settings().device == "gpu:0,1" and panel.device.batch_note.isVisible()
 
 
 def test_a_saved_choice_comes_back_and_one_this_machine_lacks_is_not_forced(panel):
