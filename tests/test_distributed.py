@@ -206,3 +206,41 @@ def test_a_device_or_a_missing_jax_is_refused_before_anything_starts(tmp_path, s
     err = capsys.readouterr().err.strip()
     assert err.startswith("cnndesk-cli: error: --distributed needs JAX: install the extra with pip install")
     assert not (tmp_path / "p").exists()
+
+
+JOIN = """
+from cnndesk.core.distributed import cluster_from_env, join
+print(*join(cluster_from_env(), 60, 10))
+"""
+
+
+def free_port_above(lowest: int) -> int:
+    for port in range(lowest, 65536):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port above {lowest}")
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "openmpi"])
+def test_a_run_started_by_slurm_or_open_mpi_is_joined_from_their_variables_alone(launcher):
+    # JAX derives the coordinator's port from the job id, in 61440..65535: a job id whose port is free here
+    job = free_port_above(61440 + 1000) - 61440
+    procs = []
+    for pid in (0, 1):
+        env = {k: v for k, v in run_env(0, pid).items() if not k.startswith("KERAS_DISTRIBUTION_")}
+        if launcher == "slurm":  # what srun sets for 2 tasks on one node
+            env.update(SLURM_JOB_ID=str(job), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+                       SLURM_PROCID=str(pid), SLURM_LOCALID=str(pid))
+        else:  # what mpirun (Open MPI 4) sets
+            env.update(OMPI_MCA_orte_hnp_uri=f"{job * 4096}.0;tcp://127.0.0.1:4000", OMPI_COMM_WORLD_SIZE="2",
+                       OMPI_COMM_WORLD_RANK=str(pid), OMPI_COMM_WORLD_LOCAL_RANK=str(pid))
+        procs.append(subprocess.Popen([sys.executable, "-c", JOIN], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    for pid, proc in enumerate(procs):
+        code, out, err = answer(proc, timeout=120)
+        assert code == 0, err[-2000:]
+        assert out.split() == [str(pid), "2"]  # (this process's id, number of processes)
