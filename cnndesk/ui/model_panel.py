@@ -186,7 +186,7 @@ class ModelPanel(QWidget):
                                  "min_val_images": TrainingSettings.min_val_images}
         form.addRow("", self.restore_best)
         self.device = DeviceChoice(objectName="device")
-        form.addRow("Device", self.device)
+        form.addRow("Devices", self.device)
         self.device.changed.connect(self.changed)
         self.batch_size.valueChanged.connect(self.device.set_batch_size)
         self.optimizer.currentIndexChanged.connect(self.changed)
