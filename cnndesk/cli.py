@@ -120,11 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-split", type=_fraction, default=0.2)
     t.add_argument("--augment", type=_parse_augment, default=(), metavar="flip,rotate,zoom,contrast,brightness")
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
-    t.add_argument("--device", default="cpu", help="cpu, gpu:N, or gpu:N,M for several GPUs (mirrored)")
+    t.add_argument("--device", default="cpu", help="cpu, gpu:N, gpu:N,M or gpu:all for several GPUs (mirrored; "
+                   "--batch-size is then per GPU)")
     t.add_argument("--seed", type=_seed, default=1337)
     t.add_argument("--follow-outside-links", action="store_true",
                    help="also read class folders and files that are links out of the dataset folder")
     t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    t.add_argument("--distributed", action="store_true",
+                   help="be one process of a run across processes or machines (Keras on JAX; needs the "
+                        "'distributed' extra): every process runs the same command, the run is found from "
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES and _PROCESS_ID or from Slurm or Open MPI, "
+                        "and process 0 writes the project")
+    t.add_argument("--peer-timeout", type=_positive, default=60, metavar="SECONDS",
+                   help="with --distributed: stop when another process has not answered for this long")
+    t.add_argument("--join-timeout", type=_positive, default=300, metavar="SECONDS",
+                   help="with --distributed: how long to wait for every process to start")
 
     pr = sub.add_parser("predict", help="classify images")
     pr.add_argument("model", metavar="PROJECT_OR_MODEL")
@@ -182,8 +192,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnndesk-cli: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     _quiet_tensorflow()
+    if args.command == "train" and args.distributed:
+        return run_command(lambda: _launch_distributed(args, sys.argv[1:] if argv is None else argv))
+    return run_command(lambda: COMMANDS[args.command](args))
+
+
+def _launch_distributed(args, argv: list[str]) -> int:
+    """Train as one process of a distributed run, in a child process on the JAX backend (see ``distributed``)."""
+    from .distributed import launch
+
+    if args.device != "cpu":
+        raise UserError("--distributed trains on every device JAX finds on each machine: leave out --device.")
+    return launch(argv, args.peer_timeout, args.join_timeout)
+
+
+def run_command(command) -> int:
+    """Run ``command()``, turning the user's mistakes into one line on stderr and exit status 2."""
     try:
-        return COMMANDS[args.command](args)
+        return command()
     except UserError as e:
         print(f"cnndesk-cli: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -229,7 +255,9 @@ class _Bar:
             sys.stderr.write("\r\x1b[K")
 
 
-def cmd_train(args) -> int:
+def cmd_train(args, fit=None, save=None) -> int:
+    """Train and save a project; ``fit`` and ``save`` replace ``training.train`` and ``project.save_project``
+    (a distributed run's process passes its own)."""
     from .core.architecture import TrainingSettings, preset
     from .core.architecture import layer_table, total_params
     from .core.dataset import DatasetConfig, load_dataset
@@ -294,12 +322,13 @@ def cmd_train(args) -> int:
             else:
                 print(text, file=sys.stderr)
 
-    result = train(data, layers, settings, Listener(), augment=args.augment, class_weights=args.class_weights)
+    result = (fit or train)(data, layers, settings, Listener(), augment=args.augment,
+                            class_weights=args.class_weights)
     bar.done()
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
                       preset=args.preset, layers=layers, settings=settings, history=result.history,
                       best_epoch=result.best_epoch, run=new_run_id())
-    folder = save_project(args.project, project, result.model)
+    folder = (save or save_project)(args.project, project, result.model)
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:
         emit_json({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,

@@ -756,7 +756,7 @@ def test_an_edit_made_while_the_project_is_saved_stays_unsaved(tiny_window, qtbo
 def test_choosing_where_to_train_is_not_an_unsaved_change(window):
     window.model_panel.set_devices([("cpu", "CPU"), ("gpu:0", "GPU 0: test")])
     window.state.modified = False
-    window.model_panel.device.setCurrentIndex(1)
+    window.model_panel.device.set_value("gpu:0")
     assert window.state.settings.device == "gpu:0"
     assert not window.isWindowModified()
 

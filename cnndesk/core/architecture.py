@@ -99,7 +99,8 @@ class TrainingSettings:
         optimizer: a name from ``OPTIMIZERS``. Defaults to "adam".
         learning_rate: Defaults to 1e-3.
         loss: Defaults to categorical cross-entropy.
-        batch_size: Defaults to 32.
+        batch_size: images per device in each step; several devices (mirrored) make a global
+            batch of this times their number. Defaults to 32.
         epochs: Defaults to 10.
         patience: early stopping ends the run when neither validation accuracy nor validation
             loss improved for this many epochs (at least a quarter of the run); 0 turns it
@@ -110,7 +111,7 @@ class TrainingSettings:
             Defaults to None.
         min_val_images: early stopping is off with fewer validation images than this
             (too few to tell an improvement from noise). Defaults to 50.
-        device: "cpu", "gpu:N" or "gpu:0,1" (several GPUs, mirrored). Defaults to "cpu".
+        device: "cpu", "gpu:N", "gpu:0,1" or "gpu:all" (several GPUs, mirrored). Defaults to "cpu".
         seed: seeds weights, shuffles and augmentation. Defaults to 1337.
     """
 

@@ -133,6 +133,13 @@ class LoadedDataset:
     def subset(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.images[index], self.labels[index]
 
+    def validation_size(self) -> int:
+        """How many images a run validates on; the stopping rules weigh their evidence by it.
+
+        A distributed process's share (``distributed.ProcessShare``) holds part of them and counts them all.
+        """
+        return len(self.val_index)
+
 
 # ---------------------------------------------------------------------------
 # loading

@@ -153,9 +153,9 @@ class ModelPool:
         """
         import keras
 
-        from .training import distribution_scope, trace_steps
+        from .training import distribution_scope, several_devices, trace_steps
 
-        if "," in (settings.device or "") or self.has_spare(layers, data.preprocessing.input_shape,
+        if several_devices(settings.device) or self.has_spare(layers, data.preprocessing.input_shape,
                                                              data.num_classes, settings):
             return False
         graph, compiled = _key(layers, data.preprocessing.input_shape, data.num_classes, settings)

@@ -228,31 +228,67 @@ def distribution_scope(device: str = "cpu", strategy=None):
     """The context to build and train in: a device, or a ``tf.distribute`` strategy.
 
     Args:
-        device: "cpu", "gpu:N" or "gpu:N,M,…" (several GPUs: ``MirroredStrategy``).
+        device: "cpu", "gpu:N", "gpu:N,M,…" or "gpu:all" (several GPUs: ``MirroredStrategy``).
         strategy: any ``tf.distribute.Strategy``; overrides ``device``.
     """
     import tensorflow as tf
 
     if strategy is not None:
         return strategy.scope()
-    device = (device or "cpu").strip().lower()
-    if device == "cpu":
+    ids = gpu_ids(device)
+    if ids is None:
         return tf.device("/CPU:0")
-    if not device.startswith("gpu:"):
-        raise UserError(f"Unknown device {device!r}: use 'cpu', 'gpu:N' or 'gpu:N,M'.")
-    try:
-        ids = [int(part) for part in device[4:].split(",")]
-    except ValueError:
-        raise UserError(f"Unknown device {device!r}: use 'cpu', 'gpu:N' or 'gpu:N,M'.") from None
-    gpus = tf.config.list_logical_devices("GPU")
-    missing = [i for i in ids if i >= len(gpus)]
-    if missing:
-        found = f"{len(gpus)} GPU(s)" if gpus else "no GPU"
-        raise UserError(f"GPU {missing[0]} is not available: TensorFlow found {found}. Train on the CPU or install "
-                        "the 'gpu' extra with a supported NVIDIA driver.")
     if len(ids) == 1:
         return tf.device(f"/GPU:{ids[0]}")
     return tf.distribute.MirroredStrategy([f"/GPU:{i}" for i in ids]).scope()
+
+
+def several_devices(device: str | None) -> bool:
+    """Whether ``device`` names a mirrored run ("gpu:0,1", or "gpu:all", which may be mirrored)."""
+    device = (device or "").strip().lower()
+    return "," in device or device == "gpu:all"
+
+
+def gpu_ids(device: str | None) -> list[int] | None:
+    """The GPUs ``device`` names, checked against those TensorFlow found; None for the CPU.
+
+    "gpu:all" is every GPU TensorFlow found.
+
+    Raises:
+        UserError: an unknown device, or a GPU that is not there.
+    """
+    import tensorflow as tf
+
+    device = (device or "cpu").strip().lower()
+    if device == "cpu":
+        return None
+    if not device.startswith("gpu:"):
+        raise UserError(f"Unknown device {device!r}: use 'cpu', 'gpu:N', 'gpu:N,M' or 'gpu:all'.")
+    gpus = tf.config.list_logical_devices("GPU")
+    found = f"{len(gpus)} GPU(s)" if gpus else "no GPU"
+    if device == "gpu:all":
+        if not gpus:
+            raise UserError(f"'gpu:all' needs a GPU: TensorFlow found {found}. Train on the CPU or install the "
+                            "'gpu' extra with a supported NVIDIA driver.")
+        return list(range(len(gpus)))
+    try:
+        ids = [int(part) for part in device[4:].split(",")]
+    except ValueError:
+        raise UserError(f"Unknown device {device!r}: use 'cpu', 'gpu:N', 'gpu:N,M' or 'gpu:all'.") from None
+    missing = [i for i in ids if not 0 <= i < len(gpus)]
+    if missing:
+        raise UserError(f"GPU {missing[0]} is not available: TensorFlow found {found}. Train on the CPU or install "
+                        "the 'gpu' extra with a supported NVIDIA driver.")
+    return ids
+
+
+def replica_count(device: str = "cpu", strategy=None) -> int:
+    """How many devices one training step runs on; the batch size is per device, so the step's
+    (global) batch is the batch size times this."""
+    if strategy is not None:
+        return int(strategy.num_replicas_in_sync)
+    ids = gpu_ids(device)
+    return len(ids) if ids else 1
 
 
 def train(
@@ -298,7 +334,8 @@ def train(
     if n_train == 0:
         raise UserError("The training split is empty: lower the validation split or add images.")
     has_val = len(data.val_index) > 0
-    bs = settings.batch_size
+    replicas = replica_count(settings.device, strategy)
+    bs = settings.batch_size * replicas  # the global batch: a strategy splits it among the devices
     steps = steps_for(n_train, bs)
     # Both pipelines read the one uint8 cache through the split's row numbers (no copies). They are
     # built outside the device/strategy scope: the input pipeline (and the augmentation layers'
@@ -311,7 +348,7 @@ def train(
 
     with distribution_scope(settings.device, strategy):
         # several GPUs: each run makes its own MirroredStrategy, whose variables cannot take a pooled model's
-        if pool is not None and strategy is None and "," not in (settings.device or ""):
+        if pool is not None and strategy is None and not several_devices(settings.device):
             model = pool.prepare(model, layers, data.preprocessing.input_shape, data.num_classes, settings, times)
         else:
             if model is None:
@@ -322,9 +359,11 @@ def train(
         times.traced = getattr(model, "train_function", None) is None
         reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch,
                              times)
-        best = BestWeights(len(data.val_index))
+        best = BestWeights(data.validation_size())
         callbacks = [reporter, best]
-        plan = stopping_plan(settings, len(data.val_index))
+        plan = stopping_plan(settings, data.validation_size())
+        if replicas > 1:
+            listener.on_message(mirrored_note(settings.batch_size, replicas))
         listener.on_message(plan.note)
         stopper = None
         if plan.enabled:
@@ -348,8 +387,14 @@ def train(
             model.set_weights(best.best_weights)
         result.best_epoch = initial_epoch + best.best_epoch + 1
     explain(result, settings, plan, stopper, best, initial_epoch, data.num_classes,
-             len(data.val_index) if has_val else n_train)
+             data.validation_size() if has_val else n_train)
     return result
+
+
+def mirrored_note(batch_size: int, replicas: int) -> str:
+    """The log's sentence for a run mirrored over ``replicas`` devices."""
+    return (f"Training on {replicas} devices (mirrored): each step takes a global batch of {batch_size * replicas} "
+            f"images, {batch_size} per device.")
 
 
 def trace_steps(model, data: LoadedDataset, batch_size: int) -> None:

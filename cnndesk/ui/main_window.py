@@ -232,10 +232,7 @@ class MainWindow(QMainWindow):
         gpu = sum(1 for d, _ in devices if d.startswith("gpu"))
         self.engine_label.setText(f"TensorFlow {info.get('tensorflow')} · {'%d GPU(s)' % gpu if gpu else 'CPU'}")
         self.model_panel.set_devices(devices)
-        saved = self.settings.value("model/device", "cpu")
-        i = self.model_panel.device.findData(saved)
-        if i >= 0:
-            self.model_panel.device.setCurrentIndex(i)
+        self.model_panel.device.set_value(self.settings.value("model/device", "cpu"))
         self.state.engine_ready = True
         self.statusBar().showMessage("Ready", 3000)
 

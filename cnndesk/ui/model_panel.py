@@ -27,6 +27,7 @@ from ..core.architecture import (
 )
 from ..core.errors import ArchitectureError
 from ..core.model_file import LIMITS
+from .device_choice import DeviceChoice
 from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, Stack, StackEdit, format_number, out_of_range
 
 ERROR_BG = QColor("#ffd8d8")
@@ -167,6 +168,8 @@ class ModelPanel(QWidget):
                                             singleStep=0.0005, value=0.001)
         form.addRow("Learning rate", self.learning_rate)
         self.batch_size = QSpinBox(objectName="batchSize", minimum=1, maximum=4096, value=32)
+        self.batch_size.setToolTip("Images per step on each device; with several GPUs a step takes this many on "
+                                   "each of them")
         form.addRow("Batch size", self.batch_size)
         self.epochs = QSpinBox(objectName="epochs", minimum=1, maximum=10000, value=10)
         form.addRow("Epochs", self.epochs)
@@ -182,11 +185,11 @@ class ModelPanel(QWidget):
         self._stopping_limits = {"min_epochs": TrainingSettings.min_epochs,
                                  "min_val_images": TrainingSettings.min_val_images}
         form.addRow("", self.restore_best)
-        self.device = QComboBox(objectName="device")
-        self.device.addItem("CPU", "cpu")
-        form.addRow("Device", self.device)
-        for w in (self.optimizer, self.device):
-            w.currentIndexChanged.connect(self.changed)
+        self.device = DeviceChoice(objectName="device")
+        form.addRow("Devices", self.device)
+        self.device.changed.connect(self.changed)
+        self.batch_size.valueChanged.connect(self.device.set_batch_size)
+        self.optimizer.currentIndexChanged.connect(self.changed)
         for w in (self.learning_rate, self.batch_size, self.epochs, self.patience):
             w.valueChanged.connect(self.changed)
         self.restore_best.toggled.connect(self.changed)
@@ -225,22 +228,13 @@ class ModelPanel(QWidget):
         self.refresh()
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
-        current = self.device.currentData()
-        with QSignalBlocker(self.device):
-            self.device.clear()
-            for dev_id, desc in devices:
-                self.device.addItem(desc, dev_id)
-            gpus = [d for d, _ in devices if d.startswith("gpu:")]
-            if len(gpus) > 1:
-                self.device.addItem(f"All {len(gpus)} GPUs (mirrored)", "gpu:" + ",".join(g[4:] for g in gpus))
-            i = self.device.findData(current)
-            self.device.setCurrentIndex(max(i, 0))
+        self.device.set_devices(devices)
 
     def settings(self) -> TrainingSettings:
         return TrainingSettings(optimizer=self.optimizer.currentText(), learning_rate=self.learning_rate.value(),
                                 batch_size=self.batch_size.value(), epochs=self.epochs.value(),
                                 patience=self.patience.value(), restore_best=self.restore_best.isChecked(),
-                                device=self.device.currentData() or "cpu", **self._stopping_limits)
+                                device=self.device.value(), **self._stopping_limits)
 
     def set_settings(self, s: TrainingSettings) -> None:
         self.optimizer.setCurrentText(s.optimizer)
@@ -250,9 +244,7 @@ class ModelPanel(QWidget):
         self.patience.setValue(s.patience)
         self.restore_best.setChecked(s.restore_best)
         self._stopping_limits = {"min_epochs": s.min_epochs, "min_val_images": s.min_val_images}
-        i = self.device.findData(s.device)
-        if i >= 0:
-            self.device.setCurrentIndex(i)
+        self.device.set_value(s.device)
 
     def set_layers(self, layers: list[LayerSpec], preset_name: str = "custom") -> None:
         """Show a stack brought from elsewhere (a project, the last session).
