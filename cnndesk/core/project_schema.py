@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .architecture import LayerSpec, TrainingSettings, preset
 from .dataset import DatasetConfig
 from .errors import ProjectError
+from .runs import RUN_ID, Run, legacy_run
 
 SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
@@ -31,6 +32,10 @@ class Project:
     (thinned by the session to a few thousand), so a reopened chart draws the same
     line; ``viewer_images`` are the image files the viewer showed. Both are
     optional: older projects open without them.
+
+    ``runs`` are the project's training runs (``core.runs``), oldest first; ``run`` is the
+    current model's. A project saved before runs were kept opens with one run made from
+    its model.
 
     ``dataset.preprocessing`` is how the model is fed its images, including its pixel
     mode (``Preprocessing.pixels``, e.g. "caffe" for a ResNet the user brought). Projects
@@ -51,6 +56,7 @@ class Project:
     run: str | None = None
     batch_loss: list[list[float]] = field(default_factory=list)
     viewer_images: list[str] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
 
     @property
     def preprocessing(self):
@@ -72,13 +78,14 @@ class Project:
             "run": self.run,
             "batch_loss": [[round(float(x), 4), float(f"{loss:.5g}")] for x, loss in self.batch_loss],
             "viewer_images": list(self.viewer_images),
+            "runs": [r.to_json() for r in self.runs],
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "Project":
         d = migrate(d)
         run = d.get("run")
-        return cls(
+        project = cls(
             dataset_path=d.get("dataset_path"),
             class_names=list(d.get("class_names", [])),
             dataset=DatasetConfig.from_json(d["dataset"]),
@@ -92,6 +99,20 @@ class Project:
             batch_loss=_pairs(d.get("batch_loss")),
             viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
         )
+        project.runs = _runs(d, project)
+        return project
+
+
+def _runs(d: dict, project: Project) -> list[Run]:
+    """The runs ``project.json`` lists; for a project saved before runs, one run made from its model."""
+    if isinstance(d.get("runs"), list):
+        return [Run.from_json(r) for r in d["runs"] if isinstance(r, dict)]
+    ref = d.get("model")
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
+        return []  # saved before any training: no run yet
+    if project.run is None or not RUN_ID.match(project.run):  # its id names a folder: one of ours
+        project.run = new_run_id()
+    return [legacy_run(project, ref["file"])]
 
 
 def _pairs(value) -> list[list[float]]:
