@@ -3,7 +3,7 @@
 ``SessionState`` is the one place that says what the user is working on: the
 project folder, the dataset and how it is prepared, the layer stack and
 training settings, which model the engine holds (``ModelInfo``) with its
-training history, the run that can be brought back, what the application is
+training history, the project's training runs, the run that can be brought back, what the application is
 busy with, and whether there are unsaved changes.
 
 Only two things write to it: user edits (the panels, through the window) and
@@ -110,13 +110,14 @@ class SessionState:
     batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
     previous: RunRecord | None = None
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
+    runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False
 
     #: Fields that are part of the saved project: changing one marks the session modified.
     DOCUMENT = frozenset({"dataset_path", "dataset_config", "layers", "preset", "settings", "model", "history",
-                          "best_epoch", "batch_loss"})
+                          "best_epoch", "batch_loss", "runs"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_observers", [])
@@ -245,6 +246,7 @@ class SessionState:
             run=self.model.run if self.model is not None else None,
             batch_loss=[list(p) for p in thin(self.batch_loss)],
             viewer_images=list(self.viewed_images),
+            runs=list(self.runs),
         )
 
 
