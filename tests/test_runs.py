@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QLineEdit, QMessageBox
 
 from cnndesk.cli import main
 from cnndesk.core.project import Project, open_project, save_project
@@ -202,14 +202,18 @@ def select_cell(w, qtbot, name: str, column: int):
 
 def type_into_cell(w, qtbot, name: str, column: int, text: str):
     """Select a cell, press F2, type ``text`` over what it held and press Enter."""
-    table = runs_table(w)
+    view = w.training_panel.runs_view
+    table = view.table
     select_cell(w, qtbot, name, column)
     qtbot.keyClick(table, Qt.Key_F2)
-    editor = QApplication.focusWidget()
-    assert editor is not table and editor is not None, "F2 did not open an editor"
-    editor.selectAll()
-    qtbot.keyClicks(editor, text)
-    qtbot.keyClick(editor, Qt.Key_Return)
+    editors = [e for e in table.viewport().findChildren(QLineEdit) if e.isVisible()]
+    assert len(editors) == 1, "F2 did not open an editor"
+    editors[0].selectAll()
+    qtbot.keyClicks(editors[0], text)
+    qtbot.keyClick(editors[0], Qt.Key_Return)  # the delegate commits from the event loop
+    row = view.row_of(name) if column != 0 else None
+    qtbot.waitUntil(lambda: (text in view.run_names()) if column == 0 else table.item(row, column).text() == text,
+                    timeout=5000)
 
 
 def tick(w, qtbot, name: str):
@@ -277,7 +281,7 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     set_epochs(w, qtbot, 7)
     select_cell(w, qtbot, "baseline", 1)
     qtbot.mouseClick(view.restore_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.state.model.run == first and not w.state.busy, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.model.run == first and not w.state.busy, timeout=60000)
     assert w.model_panel.epochs.value() == 2 and len(w.state.history) == 2
     assert "(current)" in table.item(0, 1).text()
     assert chart.point_count("loss") == 2
