@@ -19,6 +19,8 @@ COLORS = {"loss": "#1f77b4", "val_loss": "#ff7f0e", "accuracy": "#2ca02c", "val_
           "batch_loss": "#9ecae1"}
 LABELS = {"loss": "Training loss", "val_loss": "Validation loss", "accuracy": "Training accuracy",
           "val_accuracy": "Validation accuracy", "batch_loss": "Batch loss (smoothed)"}
+#: how an overlaid run's lines are named in the legend, after the run's name
+SHORT_LABELS = {"loss": "loss", "accuracy": "acc", "val_loss": "val loss", "val_accuracy": "val acc"}
 #: one colour per run overlaid on the chart (none of the current run's colours)
 OVERLAY_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -205,7 +207,7 @@ class TrainingChart(QChartView):
             has_val = any(r.get("val_loss") is not None for r in history)
             for key, axis, style in (("loss", self.loss_axis, Qt.DashDotLine), ("accuracy", self.acc_axis, Qt.DotLine)):
                 shown = f"val_{key}" if has_val else key
-                s = QLineSeries(name=f"{name}: {LABELS[shown].lower()}")
+                s = QLineSeries(name=f"{name}: {SHORT_LABELS[shown]}")  # short: the legend cuts long names
                 pen = QPen(color)
                 pen.setWidthF(2.0)
                 pen.setStyle(style)
@@ -222,7 +224,7 @@ class TrainingChart(QChartView):
                 self.overlay_series.append(s)
             self._overlay_epochs = max([self._overlay_epochs, *(r["epoch"] for r in history)])
         self.set_epochs(max(self._epochs, self._overlay_epochs))
-        self._grow_loss(self._overlay_max_loss * 1.0)
+        self._grow_loss(self._overlay_max_loss)
 
     def overlay_names(self) -> list[str]:
         """The legend names of the overlaid runs' lines, in order."""
