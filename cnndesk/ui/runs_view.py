@@ -61,6 +61,7 @@ class RunsView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(NOTE, QHeaderView.Stretch)
+        self.table.setMinimumHeight(40)  # the chart above keeps its room; the table scrolls
         outer.addWidget(self.table, 1)
         row = QHBoxLayout()
         self.hint = QLabel("Tick runs to draw them on the chart; double-click a name or a note to edit it.",

@@ -339,7 +339,7 @@ class TrainingPanel(QWidget):
         self.chart.setMinimumHeight(260)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
-        split.setSizes([300, 160])  # stretch factors only share out extra room: give the chart its share at once
+        split.setSizes([300, 100])  # stretch factors only share out extra room: give the chart its share at once
         outer.addWidget(split, 1)
 
         self.train_button.clicked.connect(lambda: self.train_requested.emit(self.continue_check.isChecked()))
