@@ -311,22 +311,39 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     assert w2.model_panel.epochs.value() == 1 and len(w2.state.history) == 1
 
 
-def test_deleting_a_run_asks_first(window, qtbot, tmp_path, monkeypatch):
+def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_deleting_asks(window, qtbot, tmp_path,
+                                                                                           monkeypatch):
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=8)
     w.dataset_panel.load_folder(str(data))
     qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
-    train_now(w, qtbot, epochs=1)
-    train_now(w, qtbot, epochs=1)
     view = w.training_panel.runs_view
+    train_now(w, qtbot, epochs=1)
+    first_model = w.engine.worker.model
+    w.training_panel.continue_check.setChecked(True)  # Continue: a run of its own, continued from Run 1
+    train_now(w, qtbot, epochs=1)
+    w.training_panel.continue_check.setChecked(False)
+    train_now(w, qtbot, epochs=1)
+    assert view.run_names() == ["Run 1", "Run 2", "Run 3"]
+    assert [r.epochs for r in w.state.runs] == [1, 2, 1]
+    assert w.state.runs[1].parent == w.state.runs[0].id and "continued from Run 1" in view.table.item(1, 0).toolTip()
+    qtbot.waitUntil(lambda: all(r.file for r in w.state.runs), timeout=20000)
+
+    # Run 1 is neither the current model nor the previous: its weights come back from disk
     w.training_panel.lower_tabs.setCurrentWidget(view)
+    select_cell(w, qtbot, "Run 1", 1)
+    qtbot.mouseClick(view.restore_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state.model.run == w.state.runs[0].id and not w.state.busy, timeout=60000)
+    assert w.engine.worker.model is not first_model  # (that model object was trained on as Run 2)
+    assert w.state.previous.model.run == w.state.runs[2].id  # the model it replaced is the one before now
+
     answers, asked = [QMessageBox.Cancel, QMessageBox.Yes], []
     monkeypatch.setattr(QMessageBox, "exec", lambda box: asked.append(box.text()) or answers.pop(0))
-    select_cell(w, qtbot, "Run 1", 1)
+    select_cell(w, qtbot, "Run 3", 1)
     qtbot.mouseClick(view.delete_button, Qt.LeftButton)
-    assert asked[0].startswith("Delete Run 1 (1 epoch)?") and view.run_names() == ["Run 1", "Run 2"]
+    assert asked[0].startswith("Delete Run 3 (1 epoch)?") and view.run_names() == ["Run 1", "Run 2", "Run 3"]
     qtbot.mouseClick(view.delete_button, Qt.LeftButton)
-    assert view.run_names() == ["Run 2"]
+    assert view.run_names() == ["Run 1", "Run 2"]
     # the deleted run was the one before: it cannot be brought back either
     assert not w.training_panel.previous_button.isVisible()
 

@@ -43,8 +43,8 @@ class ModelInfo:
     Attributes:
         class_names: the names of the model's outputs, in order.
         preprocessing: how images are prepared for it (size, colour, scale).
-        source: ``"trained"`` (in this session), ``"project"`` (opened with a project) or ``"file"`` (a .keras
-            file the user brought).
+        source: ``"trained"`` (in this session), ``"project"`` (opened with a project), ``"run"`` (a run of the
+            project restored from the runs list) or ``"file"`` (a .keras file the user brought).
         label: a few words for the viewer ("trained in this session", the project or file name).
         run: the id of the training run it came from (None for a model from a file).
         spec: ``(layers, preset name, settings)`` it was trained with, when known.

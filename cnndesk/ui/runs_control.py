@@ -113,8 +113,9 @@ class RunsControl(QObject):
         model = ModelInfo(run.class_names, run.dataset.preprocessing, source="run", label=run.name, run=run.id,
                           spec=(list(run.layers), run.preset, run.settings), has_maps=answer["has_maps"],
                           output_note=answer["output_note"])
-        # the data settings come back too; the device is this machine's choice, not the run's
-        config = dataclasses.replace(run.dataset)
+        # the data settings come back too (the dataset is read again with them); the device is this
+        # machine's choice, not the run's
+        config = run.dataset
         reread = config != state.dataset_config and state.dataset_path is not None
         with state.changes():
             state.previous = state.current_run()
