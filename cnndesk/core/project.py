@@ -175,7 +175,8 @@ def _kept_runs(d: dict | None) -> set[str]:
     """The run folders a committed project.json names."""
     if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or not isinstance(d.get("runs"), list):
         return set()
-    return {r["id"] for r in d["runs"] if isinstance(r, dict) and isinstance(r.get("id"), str) and RUN_ID.match(r["id"])}
+    return {r["id"] for r in d["runs"]
+            if isinstance(r, dict) and isinstance(r.get("id"), str) and RUN_ID.match(r["id"])}
 
 
 def _stale_runs(folder: Path, committed: dict | None) -> list[str]:

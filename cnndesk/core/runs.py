@@ -104,6 +104,10 @@ class Run:
     def noted(self, note: str) -> "Run":
         return dataclasses.replace(self, note=note)
 
+    def with_probes(self, probes, probe_dir: str | None = None) -> "Run":
+        """The same run with probe recordings (``probes`` stored as it is, ``probe_dir`` copied with the run)."""
+        return dataclasses.replace(self, probes=probes, probe_dir=probe_dir)
+
     def at(self, file: str | None, probe_dir: str | None = None) -> "Run":
         """The same run with its weights (and probe files) found elsewhere."""
         return dataclasses.replace(self, file=file, probe_dir=probe_dir if probe_dir is not None else self.probe_dir)

@@ -161,6 +161,17 @@ class RunsControl(QObject):
                 state.previous = None  # a deleted run cannot be brought back either
         self.status.emit(f"Deleted {run.name}.", 5000)
 
+    def attach_probes(self, run_id: str, probes, probe_dir: str | None = None) -> bool:
+        """Give the run ``run_id`` its probe recordings: ``probes`` (JSON-able data, saved as it is) and a
+        folder of files (copied into the project with the run when the run is first saved). False: no such run.
+
+        This is the hook for the probe-image recorder; nothing here reads what it stores.
+        """
+        if self._find(run_id) is None:
+            return False
+        self.state.runs = [r.with_probes(probes, probe_dir) if r.id == run_id else r for r in self.state.runs]
+        return True
+
     def rename(self, run_id: str, name: str) -> None:
         self.state.runs = [r.renamed(name) if r.id == run_id else r for r in self.state.runs]
 
