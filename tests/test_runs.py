@@ -348,6 +348,27 @@ def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_del
     assert not w.training_panel.previous_button.isVisible()
 
 
+def test_a_run_that_ends_while_a_name_is_being_typed_neither_closes_the_editor_nor_renames_another_run(qtbot):
+    from conftest import shown
+    from cnndesk.ui.runs_view import RunsView
+
+    view = shown(qtbot, RunsView(), 900, 300)
+    renamed = []
+    view.rename_requested.connect(lambda run_id, name: renamed.append((run_id, name)))
+    view.set_runs([Run("a", "Run 1"), Run("b", "Run 2")], "b")
+    r = view.row_of("Run 1")
+    qtbot.mouseClick(view.table.viewport(), Qt.LeftButton, pos=view.table.visualItemRect(view.table.item(r, 0)).center())
+    qtbot.keyClick(view.table, Qt.Key_F2)
+    [editor] = [e for e in view.table.viewport().findChildren(QLineEdit) if e.isVisible()]
+    view.set_runs([Run("c", "Run 0"), Run("a", "Run 1"), Run("b", "Run 2")], "b")  # a training ended meanwhile
+    assert editor.isVisible()
+    editor.selectAll()
+    qtbot.keyClicks(editor, "baseline")
+    qtbot.keyClick(editor, Qt.Key_Return)
+    qtbot.waitUntil(lambda: view.run_names() == ["Run 0", "Run 1", "Run 2"], timeout=5000)  # shown once it closed
+    assert renamed == [("a", "baseline")]
+
+
 def test_an_old_format_project_shows_its_one_run_in_the_app(window, qtbot, tmp_path):
     folder = shutil.copytree(FIXTURES / "project_v1_model", tmp_path / "old")
     window.open_project(str(folder), confirm=False)

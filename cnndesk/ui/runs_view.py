@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
@@ -79,6 +79,8 @@ class RunsView(QWidget):
         self._ticked: list[str] = []  # the ids ticked, as last announced
         self._enabled = True
         self.table.itemChanged.connect(self._on_item_changed)
+        # once the view has let the editor go (its own slot for this signal runs first, then the event loop)
+        self.table.itemDelegate().closeEditor.connect(lambda *_: QTimer.singleShot(0, self._rebuild))
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.restore_button.clicked.connect(lambda: self._emit_selected(self.restore_requested))
         self.delete_button.clicked.connect(lambda: self._emit_selected(self.delete_requested))
@@ -90,8 +92,13 @@ class RunsView(QWidget):
 
         Ticks and the selection stay on the runs that are still listed.
         """
-        ticked, selected = self._ticked, self.selected()
         self._runs, self._current = list(runs), current
+        if self.table.state() != QAbstractItemView.EditingState:
+            self._rebuild()
+        # else rebuilding would close the editor the user is typing in: done when it closes
+
+    def _rebuild(self) -> None:
+        ticked, selected = self._ticked, self.selected()
         with QSignalBlocker(self.table):
             self.table.setRowCount(len(self._runs))
             for i, run in enumerate(self._runs):
@@ -165,7 +172,10 @@ class RunsView(QWidget):
 
     # -- edits -------------------------------------------------------------------------------
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
-        run = self._runs[item.row()]
+        run_id = self.table.item(item.row(), NAME).data(ID_ROLE)
+        run = next((r for r in self._runs if r.id == run_id), None)
+        if run is None:  # deleted while its row was being edited
+            return
         if item.column() == NAME:
             if self.overlaid() != self._ticked:  # the tick box is part of the name cell
                 self._ticked = self.overlaid()
