@@ -93,11 +93,11 @@ class RunsView(QWidget):
         Ticks and the selection stay on the runs that are still listed.
         """
         self._runs, self._current = list(runs), current
-        if self.table.state() != QAbstractItemView.EditingState:
-            self._rebuild()
-        # else rebuilding would close the editor the user is typing in: done when it closes
+        self._rebuild()
 
     def _rebuild(self) -> None:
+        if self.table.state() == QAbstractItemView.EditingState:
+            return  # rebuilding would close the editor the user is typing in: done when it closes
         ticked, selected = self._ticked, self.selected()
         with QSignalBlocker(self.table):
             self.table.setRowCount(len(self._runs))
