@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .cli_models import cmd_evaluate, cmd_export, cmd_inspect, cmd_predict
+from .cli_runs import cmd_runs
 from .cli_support import emit_json, load_tensorflow
 from .core.errors import UserError
 
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE")
     pr.add_argument("--top-k", type=_positive, default=3)
     pr.add_argument("--json", action="store_true")
+    _add_run(pr)
     _add_preprocessing(pr)
 
     ins = sub.add_parser("inspect", help="write activation-map grids and a Grad-CAM overlay as PNGs")
@@ -160,17 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow-outside-links", action="store_true",
                     help="also read class folders and files that are links out of the dataset folder")
     ev.add_argument("--json", action="store_true")
+    _add_run(ev)
     _add_preprocessing(ev)
 
     ex = sub.add_parser("export", help="export the trained model")
     ex.add_argument("project", metavar="PROJECT_OR_MODEL")
     ex.add_argument("--format", choices=list(FORMATS), required=True)
     ex.add_argument("--out", required=True)
+    _add_run(ex)
+
+    ru = sub.add_parser("runs", help="list a project's training runs with their key figures")
+    ru.add_argument("project")
+    ru.add_argument("--json", action="store_true", help="one JSON object per run")
 
     st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
                                          "inspect and export in a temporary folder")
     st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
     return p
+
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", metavar="NAME", help="use this training run of the project (its name or id, as "
+                        "`cnndesk-cli runs PROJECT` lists them) instead of its current model")
 
 
 def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +278,7 @@ def cmd_train(args, fit=None, save=None) -> int:
     from .core.images import Preprocessing
     from .core.scanning import count_skipped, describe_skipped, printable
     from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
+    from .core.runs import Run, next_run_name
     from .core.tasks import TaskState
 
     config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed, args.augment,
@@ -274,6 +289,7 @@ def cmd_train(args, fit=None, save=None) -> int:
     settings.validate()
     bar = _Bar(not args.json)
     check_destination(args.project)  # a folder that cannot be written fails before any work
+    runs = _runs_kept(args.project)
 
     class LoadState(TaskState):
         def on_progress(self, percent):
@@ -325,9 +341,12 @@ def cmd_train(args, fit=None, save=None) -> int:
     result = (fit or train)(data, layers, settings, Listener(), augment=args.augment,
                             class_weights=args.class_weights)
     bar.done()
+    run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
+              dataset=config, preset=args.preset, layers=tuple(layers), settings=settings,
+              history=tuple(result.history), best_epoch=result.best_epoch)
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
                       preset=args.preset, layers=layers, settings=settings, history=result.history,
-                      best_epoch=result.best_epoch, run=new_run_id())
+                      best_epoch=result.best_epoch, run=run.id, runs=[*runs, run])
     folder = (save or save_project)(args.project, project, result.model)
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:
@@ -345,6 +364,13 @@ def cmd_train(args, fit=None, save=None) -> int:
     return 0
 
 
+def _runs_kept(folder) -> list:
+    """The runs of the project ``train`` writes into (none for a new one): the new run is added to them."""
+    from .core.project import is_project, open_project
+
+    return list(open_project(folder, load_model=False)[0].runs) if is_project(folder) else []
+
+
 def cmd_selftest(args) -> int:
     from .selftest import run_selftest
 
@@ -352,7 +378,7 @@ def cmd_selftest(args) -> int:
 
 
 COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
-            "evaluate": cmd_evaluate, "export": cmd_export}
+            "evaluate": cmd_evaluate, "export": cmd_export, "runs": cmd_runs}
 
 if __name__ == "__main__":
     sys.exit(main())

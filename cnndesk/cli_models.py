@@ -17,11 +17,12 @@ from .cli_support import emit_json, load_tensorflow
 from .core.errors import UserError
 
 
-def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = True):
+def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = True, run: str | None = None):
     """A project folder or a .keras/.h5 file -> Inspector (+ Project or None).
 
     ``pixels`` (a ``PIXEL_MODES`` key) overrides the pixel mode the project stores or the model
-    file's layers suggest. For a model file, the mode used and why is said on stderr (unless
+    file's layers suggest. ``run`` names a training run of the project to open instead of its current
+    model (``cnndesk-cli runs`` lists them). For a model file, the mode used and why is said on stderr (unless
     ``tell_pixels`` is False: a command that feeds no images). Class names come from the file
     (or a labels.txt beside it) when they fit the model's outputs.
     """
@@ -31,6 +32,8 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"{p} does not exist: give a project folder or a .keras or .h5 model file.")
+    if run is not None:
+        return _open_run_inspector(p, run, pixels)
     if not is_project(p):
         from .core.model_file import check_model_path, code_layers, code_refusal, describe_unknown, unknown_classes
 
@@ -63,6 +66,22 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     return ins, None
 
 
+def _open_run_inspector(p: Path, name: str, pixels: str | None):
+    """The Inspector of the project's run called ``name`` (+ the project)."""
+    from .cli_runs import load_run_model, run_of
+    from .core.project import is_project, open_project
+
+    if not is_project(p):
+        raise UserError(f"--run needs a project folder; {p} is not one.")
+    project, _ = open_project(p, load_model=False)
+    run = run_of(project, name)
+    load_tensorflow()
+    from .core.inspection import Inspector
+
+    model = load_run_model(run)
+    return Inspector(model, list(run.class_names), _with_pixels(run.dataset.preprocessing, pixels)), project
+
+
 def _say_output_note(ins) -> None:
     """Say once, on stderr, that the model's scores are shown as probabilities (after its first prediction)."""
     if ins.output_note:
@@ -87,7 +106,7 @@ def _pixels_and_why(model, found: str, given: str | None) -> str:
 def cmd_predict(args) -> int:
     from .core.scanning import printable
 
-    ins, _ = _open_inspector(args.model, args.preprocessing)
+    ins, _ = _open_inspector(args.model, args.preprocessing, run=args.run)
     failed = False
     results = ins.predict_files(args.images, k=args.top_k, display=False)
     _say_output_note(ins)
@@ -158,20 +177,31 @@ def cmd_evaluate(args) -> int:
     from .core.project import open_project
 
     project, _ = open_project(args.project, load_model=False)  # a damaged project.json fails before TF loads
+    run = None
+    if args.run is not None:
+        from .cli_runs import run_of
+
+        run = run_of(project, args.run)
     load_tensorflow()
-    project, model = open_project(args.project)
+    if run is not None:  # the run's model, evaluated on the data settings it was trained with
+        from .cli_runs import load_run_model
+
+        model, class_names, config = load_run_model(run), list(run.class_names), run.dataset
+    else:
+        project, model = open_project(args.project)
+        class_names, config = project.class_names, project.dataset
     if model is None:
         raise UserError(f"The project {args.project} has no trained model yet: train it first.")
     dataset = args.dataset or project.dataset_path
     if not dataset:
         raise UserError("The project names no dataset folder; pass --dataset.")
-    data = load_dataset(dataset, project.dataset, follow_outside_links=args.follow_outside_links)
-    if data.class_names != project.class_names:
+    data = load_dataset(dataset, config, follow_outside_links=args.follow_outside_links)
+    if data.class_names != class_names:
         raise UserError(f"The dataset's classes ({', '.join(map(printable, data.class_names))}) differ from the "
-                        f"project's ({', '.join(map(printable, project.class_names))}).")
+                        f"project's ({', '.join(map(printable, class_names))}).")
     from .core.inspection import Inspector
 
-    ins = Inspector(model, project.class_names, _with_pixels(project.preprocessing, args.preprocessing))
+    ins = Inspector(model, class_names, _with_pixels(config.preprocessing, args.preprocessing))
     x, y = data.subset(data.val_index)
     if len(y) == 0:
         raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
@@ -197,7 +227,7 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from .core.export import export_model, labels_path
 
-    ins, _ = _open_inspector(args.project, tell_pixels=False)
+    ins, _ = _open_inspector(args.project, tell_pixels=False, run=args.run)
     out = export_model(ins.model, args.format, args.out, ins.class_names)
     print(out)
     print(f"class names: {labels_path(out, args.format)}")

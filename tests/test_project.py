@@ -272,16 +272,18 @@ def test_a_schema_1_project_with_its_model_opens_and_is_migrated_when_saved(tmp_
     (folder / ".project-8fj3.json").write_text('{"schema_version": 1')
     assert is_project(folder) and is_project(folder / PROJECT_FILE)
     project, model = open_project(folder)
-    assert project.class_names == ["cat", "dog"] and project.run is None
+    assert project.class_names == ["cat", "dog"]
+    [run] = project.runs  # saved before runs were kept: one run is made from its model
+    assert run.id == project.run and run.file == str(folder / MODEL_FILE) and run.history == tuple(project.history)
     assert project.history[0]["val_accuracy"] == 0.5 and project.best_epoch == 1
     np.testing.assert_allclose(np.asarray(model(FIXTURE_INPUT))[0], FIXTURE_OUTPUT, atol=1e-5)
     assert _files(folder) == [MODEL_FILE, PROJECT_FILE]  # the open removed the leftovers, nothing else
 
-    project.run = "a-run"
     save_project(folder, project, model)
-    assert _files(folder) == [PROJECT_FILE, f"{VERSIONS_DIR}/1/{MODEL_FILE}"]  # the old model.keras went too
+    # the old model.keras went too; the run has its own folder
+    assert _files(folder) == [PROJECT_FILE, f"runs/{run.id}/{MODEL_FILE}", f"{VERSIONS_DIR}/1/{MODEL_FILE}"]
     d = json.loads((folder / PROJECT_FILE).read_text())
-    assert d["schema_version"] == 2 and d["run"] == "a-run" and d["model"]["file"] == "versions/1/model.keras"
+    assert d["schema_version"] == 2 and d["run"] == run.id and d["model"]["file"] == "versions/1/model.keras"
     project2, model2 = open_project(folder)
     assert project2.class_names == project.class_names and project2.history == project.history
     np.testing.assert_allclose(np.asarray(model2(FIXTURE_INPUT))[0], FIXTURE_OUTPUT, atol=1e-5)

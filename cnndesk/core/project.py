@@ -7,6 +7,7 @@ settings and history, and the trained model. Layout (schema 2, see
 
     project.json              the commit point: the whole project, naming its model file
     versions/<n>/model.keras  the model of save n (and of the save before it, kept for readers)
+    runs/<id>/model.keras     each training run's weights, written once (``core.runs``)
     .cnndesk-lock             only while a save runs: the writer's pid and host
 
 A save writes the model into a new ``versions/<n>`` folder, flushes it to disk,
@@ -45,6 +46,7 @@ from .errors import ModelFileError, ProjectError
 from .model_loading import load_keras_model
 from .project_lock import LOCK_FILE, ProjectLock
 from .project_schema import MODEL_FILE, PROJECT_FILE, SCHEMA_VERSION, VERSIONS_DIR, Project, migrate, new_run_id
+from .runs import RUN_ID, RUNS_DIR, located, probe_name, weights_name
 
 __all__ = [
     "LOCK_FILE", "MODEL_FILE", "PROJECT_FILE", "SCHEMA_VERSION", "VERSIONS_DIR", "Project", "ProjectLock",
@@ -169,6 +171,24 @@ def _kept_versions(d: dict | None) -> set[str]:
     return keep
 
 
+def _kept_runs(d: dict | None) -> set[str]:
+    """The run folders a committed project.json names."""
+    if not isinstance(d, dict) or d.get("schema_version") != SCHEMA_VERSION or not isinstance(d.get("runs"), list):
+        return set()
+    return {r["id"] for r in d["runs"]
+            if isinstance(r, dict) and isinstance(r.get("id"), str) and RUN_ID.match(r["id"])}
+
+
+def _stale_runs(folder: Path, committed: dict | None) -> list[str]:
+    """Folders in ``runs/`` that ``committed`` does not name: written by an interrupted save, or deleted runs."""
+    try:
+        entries = os.listdir(folder / RUNS_DIR)
+    except OSError:
+        return []
+    keep = _kept_runs(committed)
+    return [n for n in entries if n not in keep and (RUN_ID.match(n) or n.startswith("."))]
+
+
 def _clean(folder: Path, committed: dict | None) -> list[str]:
     """Remove what interrupted saves left in ``folder``; the caller holds the lock.
 
@@ -178,6 +198,17 @@ def _clean(folder: Path, committed: dict | None) -> list[str]:
     """
     removed = []
     keep = _kept_versions(committed)
+    for name in _stale_runs(folder, committed):
+        _step("clean")
+        path = folder / RUNS_DIR / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            removed.append(f"{RUNS_DIR}/{name}")
+        except OSError:
+            pass
     try:
         names = os.listdir(folder)
     except OSError:
@@ -218,6 +249,8 @@ def _has_debris(folder: Path, committed: dict | None) -> bool:
         names = os.listdir(folder)
     except OSError:
         return False
+    if _stale_runs(folder, committed):
+        return True
     if any(any(p.match(n) for p in _TEMP_NAMES) for n in names):
         return True
     if MODEL_FILE in names and isinstance(committed, dict) and committed.get("schema_version") == SCHEMA_VERSION:
@@ -274,6 +307,7 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
         _clean(folder, committed)
         had_previous = (folder / PROJECT_FILE).is_file()
         version_dir = tmp = None
+        new_runs: list[Path] = []  # run folders this save wrote, removed again if it fails
         try:
             project.saved_at = time.time()
             d = project.to_json()
@@ -294,6 +328,7 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
                 _fsync_dir(folder / VERSIONS_DIR)
                 d["model"] = {"file": f"{VERSIONS_DIR}/{version}/{MODEL_FILE}", "bytes": target.stat().st_size,
                               "sha256": _sha256(target)}
+            d["runs"] = _write_runs(folder, project, committed, version_dir, new_runs)
             previous = sorted(_kept_versions(committed), key=int, reverse=True)[:KEEP_PREVIOUS]
             d["previous_versions"] = [v for v in previous if version_dir is None or v != version_dir.name]
             text = json.dumps(d, indent=2, allow_nan=True)
@@ -302,18 +337,19 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
             _step("commit")
             os.replace(tmp, folder / PROJECT_FILE)  # the commit point
             tmp = version_dir = None  # committed: nothing below may undo it
+            new_runs = []
             _step("committed")
             _fsync_dir(folder)
         except OSError as e:
             if tmp is not None:
                 _remove_quietly(tmp)
-            _undo(folder, version_dir)
+            _undo(folder, version_dir, new_runs)
             after = "The previous save is unchanged." if had_previous else "Nothing was saved."
             raise ProjectError(f"Could not save the project in {folder}: {_reason(e)}. {after}") from None
         except BaseException:
             if tmp is not None:
                 _remove_quietly(tmp)
-            _undo(folder, version_dir)
+            _undo(folder, version_dir, new_runs)
             raise
         _clean(folder, d)
         _step("cleaned")
@@ -322,8 +358,78 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
     return folder
 
 
-def _undo(folder: Path, version_dir: Path | None) -> None:
-    """Remove what a failed save wrote (its version folder, and ``versions/`` if that is empty now)."""
+def _write_runs(folder: Path, project: Project, committed: dict | None, version_dir: Path | None,
+                written: list[Path]) -> list[dict]:
+    """The ``runs`` entries of the new project.json, after writing the run folders it names that are new.
+
+    A run the committed project.json already names keeps its folder and entry (weights are written
+    once per run). A new run's weights come from its ``file`` (a session's scratch copy, another
+    project's folder, or an older project's model file), or, for the current model's run, from the
+    model this save just wrote; they are hard-linked where the disk allows (the bytes are stored
+    once) and copied where not. Each folder written is added to ``written`` as soon as it exists.
+    """
+    listed = committed.get("runs") if isinstance(committed, dict) else None
+    before = {r.get("id"): r for r in listed if isinstance(r, dict)} if isinstance(listed, list) else {}
+    kept = _kept_runs(committed)
+    entries = []
+    for run in project.runs:
+        entry = run.to_json()
+        old = before.get(run.id) if run.id in kept else None
+        if old is not None and old.get("weights") is not None and (folder / weights_name(run.id)).is_file():
+            entry["weights"], entry["probe_files"] = old.get("weights"), old.get("probe_files")
+            entries.append(entry)
+            continue
+        source = Path(run.file) if run.file and Path(run.file).is_file() else None
+        if source is None and run.id == project.run and version_dir is not None:
+            source = version_dir / MODEL_FILE
+        entry["weights"] = entry["probe_files"] = None
+        if source is not None or run.probe_dir:
+            run_dir = folder / RUNS_DIR / run.id
+            _step("run folder")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            written.append(run_dir)
+            if source is not None:
+                target = folder / weights_name(run.id)
+                _step("run weights")
+                _place(source, target)
+                entry["weights"] = {"file": weights_name(run.id), "bytes": target.stat().st_size,
+                                    "sha256": _sha256(target)}
+            if run.probe_dir and Path(run.probe_dir).is_dir():
+                _copy_folder(Path(run.probe_dir), folder / probe_name(run.id))
+                entry["probe_files"] = probe_name(run.id)
+            _fsync_dir(run_dir)
+            _fsync_dir(folder / RUNS_DIR)
+        entries.append(entry)
+    return entries
+
+
+def _place(source: Path, target: Path) -> None:
+    """Put ``source``'s bytes at ``target``: a hard link (no second copy) where the disk allows, else a copy.
+
+    Sharing the bytes is safe because cnndesk never writes into a model file once it is complete: every
+    save writes new files.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o666 & ~_umask())
+    _fsync_path(target)
+
+
+def _copy_folder(source: Path, target: Path) -> None:
+    """Copy a folder of files (a run's probe recordings), each flushed to disk."""
+    shutil.copytree(source, target)
+    for root, _dirs, files in os.walk(target):
+        for name in files:
+            _fsync_path(Path(root) / name)
+        _fsync_dir(Path(root))
+
+
+def _undo(folder: Path, version_dir: Path | None, run_dirs=()) -> None:
+    """Remove what a failed save wrote (its version and run folders, and ``versions/`` if that is empty now)."""
+    for path in run_dirs:
+        shutil.rmtree(path, ignore_errors=True)
     if version_dir is not None:
         shutil.rmtree(version_dir, ignore_errors=True)
     try:
@@ -461,6 +567,7 @@ def open_project(path: str | os.PathLike, load_model: bool = True):
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ProjectError(f"{pj} is damaged: {type(e).__name__}: {e}.") from None
+        project.runs = located(project.runs, folder)
         if attempt == 0:
             clean_project(folder)
         if not load_model or model_path is None:

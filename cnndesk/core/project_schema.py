@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .architecture import LayerSpec, TrainingSettings, preset
 from .dataset import DatasetConfig
 from .errors import ProjectError
+from .runs import RUN_ID, Run, legacy_run
 
 SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
@@ -33,6 +34,10 @@ class Project:
     optional: older projects open without them. ``model_file`` is the name of the file the
     project's model was opened from (a model the user brought, whose outputs they may name and
     whose pixel mode they may choose), None for a model cnndesk trained.
+
+    ``runs`` are the project's training runs (``core.runs``), oldest first; ``run`` is the
+    current model's. A project saved before runs were kept opens with one run made from
+    its model.
 
     ``dataset.preprocessing`` is how the model is fed its images, including its pixel
     mode (``Preprocessing.pixels``, e.g. "caffe" for a ResNet the user brought). Projects
@@ -54,6 +59,7 @@ class Project:
     batch_loss: list[list[float]] = field(default_factory=list)
     viewer_images: list[str] = field(default_factory=list)
     model_file: str | None = None
+    runs: list[Run] = field(default_factory=list)
 
     @property
     def preprocessing(self):
@@ -76,13 +82,14 @@ class Project:
             "batch_loss": [[round(float(x), 4), float(f"{loss:.5g}")] for x, loss in self.batch_loss],
             "viewer_images": list(self.viewer_images),
             "model_file": self.model_file,
+            "runs": [r.to_json() for r in self.runs],
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "Project":
         d = migrate(d)
         run = d.get("run")
-        return cls(
+        project = cls(
             dataset_path=d.get("dataset_path"),
             class_names=list(d.get("class_names", [])),
             dataset=DatasetConfig.from_json(d["dataset"]),
@@ -97,6 +104,20 @@ class Project:
             viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
             model_file=d.get("model_file") if isinstance(d.get("model_file"), str) else None,
         )
+        project.runs = _runs(d, project)
+        return project
+
+
+def _runs(d: dict, project: Project) -> list[Run]:
+    """The runs ``project.json`` lists; for a project saved before runs, one run made from its model."""
+    if isinstance(d.get("runs"), list):
+        return [Run.from_json(r) for r in d["runs"] if isinstance(r, dict)]
+    ref = d.get("model")
+    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
+        return []  # saved before any training: no run yet
+    if project.run is None or not RUN_ID.match(project.run):  # its id names a folder: one of ours
+        project.run = new_run_id()
+    return [legacy_run(project, ref["file"])]
 
 
 def _pairs(value) -> list[list[float]]:

@@ -3,7 +3,7 @@
 ``SessionState`` is the one place that says what the user is working on: the
 project folder, the dataset and how it is prepared, the layer stack and
 training settings, which model the engine holds (``ModelInfo``) with its
-training history, the run that can be brought back, what the application is
+training history, the project's training runs, the run that can be brought back, what the application is
 busy with, and whether there are unsaved changes.
 
 Only two things write to it: user edits (the panels, through the window) and
@@ -43,8 +43,9 @@ class ModelInfo:
     Attributes:
         class_names: the names of the model's outputs, in order.
         preprocessing: how images are prepared for it (size, colour, scale).
-        source: ``"trained"`` (in this session), ``"project"`` (opened with a project) or ``"file"`` (a .keras
-            file the user brought, also when it comes back with a project it was saved in).
+        source: ``"trained"`` (in this session), ``"project"`` (opened with a project), ``"run"`` (a run of the
+            project restored from the runs list) or ``"file"`` (a .keras file the user brought, also when it comes
+            back with a project it was saved in).
         label: a few words for the viewer ("trained in this session", the project or file name).
         file: the name of the file a model the user brought was opened from (None for cnndesk's own).
         run: the id of the training run it came from (None for a model from a file).
@@ -112,13 +113,14 @@ class SessionState:
     batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
     previous: RunRecord | None = None
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
+    runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False
 
     #: Fields that are part of the saved project: changing one marks the session modified.
     DOCUMENT = frozenset({"dataset_path", "dataset_config", "layers", "preset", "settings", "model", "history",
-                          "best_epoch", "batch_loss"})
+                          "best_epoch", "batch_loss", "runs"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_observers", [])
@@ -248,6 +250,7 @@ class SessionState:
             batch_loss=[list(p) for p in thin(self.batch_loss)],
             viewer_images=list(self.viewed_images),
             model_file=self.model.file if self.model is not None else None,
+            runs=list(self.runs),
         )
 
 

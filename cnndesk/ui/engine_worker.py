@@ -69,6 +69,8 @@ class EngineWorker(QObject):
         self.reuse_models = True  # False: every run builds and traces a new model (for measurements)
         self.stock_spares = True  # False: stock_pool does nothing (for measurements)
         self._job: Job | None = None  # the job running now, for ``send_partial``
+        self._run_files: dict[str, str] = {}  # run id -> its weights in the scratch folder (keep_run)
+        self._scratch = None  # a temporary folder for runs' weights before a save, made when first needed
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -196,6 +198,7 @@ class EngineWorker(QObject):
     def save_project(self, folder, project) -> str:
         from ..core.project import save_project
 
+        project.runs = [r if r.file else r.at(self._run_files.get(r.id)) for r in project.runs]
         return str(save_project(folder, project, self.model))
 
     def restore_previous(self) -> bool:
@@ -418,3 +421,52 @@ class EngineWorker(QObject):
         if self.inspector is None:
             raise UserError("There is no trained model yet: train one or open a model first.")
         return self.inspector
+
+    # -- training runs (core.runs) -------------------------------------------------
+    def keep_run(self, run_id: str) -> str:
+        """Write the current model, just trained as run ``run_id``, to the scratch folder; return the file.
+
+        A run's weights must outlive the model in memory (only the current and the previous run's models
+        are held, docs/memory.md) until a save puts them into the project.
+        """
+        from ..core.runs import RUN_ID
+
+        if self.model is None:
+            raise UserError("There is no trained model to keep.")
+        if not RUN_ID.match(run_id):
+            raise UserError(f"{run_id!r} is not a run id.")
+        folder = self._scratch_folder() / run_id
+        folder.mkdir(exist_ok=True)
+        path = folder / "model.keras"
+        self.model.save(path)
+        self._run_files[run_id] = str(path)
+        return str(path)
+
+    def restore_run(self, path, class_names, preprocessing) -> dict:
+        """Make the run whose weights are in ``path`` current; the current model becomes the previous run's.
+
+        Nothing changes when the file cannot be loaded or inspected.
+        """
+        from ..core.model_loading import load_keras_model
+
+        model = load_keras_model(path)
+        inspector = self._inspector_for(model, list(class_names), preprocessing)
+        inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
+        self._retire_previous()
+        if self.model is not None:
+            self.previous = (self.model, self.inspector)
+            self.model = self.inspector = None
+        self._set_model(model, inspector)
+        return {"has_maps": inspector.has_maps, "output_note": inspector.output_note}
+
+    def _scratch_folder(self):
+        """The session's temporary folder for runs not yet saved, removed when the worker goes."""
+        import shutil
+        import tempfile
+        import weakref
+        from pathlib import Path
+
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="cnndesk-runs-"))
+            weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
+        return self._scratch

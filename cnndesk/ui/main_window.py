@@ -34,6 +34,7 @@ from .model_panel import ModelPanel
 from .project_files import ProjectFiles
 from .recent import RecentProjects
 from .resources import app_icon
+from .runs_control import RunsControl
 from .training_control import TrainingControl
 from .training_panel import TrainingPanel
 from .viewer_panel import ViewerPanel
@@ -85,6 +86,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.engine_label)
 
         self.training = TrainingControl(self.state, self.engine, self.training_panel, self)
+        self.runs = RunsControl(self.state, self.engine, self.training, self.training_panel.runs_view,
+                                self.training_panel.chart, self._reread_dataset, self)
         self.models = ModelFiles(self.state, self.engine, self.settings, self)
         self._make_actions()
         self.projects = ProjectFiles(self, RecentProjects(self.settings, self.recent_menu))
@@ -209,7 +212,7 @@ class MainWindow(QMainWindow):
         self.engine.failed.connect(lambda name, msg: self.show_error(f"{name.replace('_', ' ').capitalize()} failed",
                                                                      msg))
         self.engine.warned.connect(lambda text: self.statusBar().showMessage(text[:200], 8000))
-        for controller in (self.training, self.projects, self.models):
+        for controller in (self.training, self.runs, self.projects, self.models):
             controller.status.connect(self.show_status)
             controller.error.connect(self.show_error)
         state.observe(self._close_if_asked, "activity")
@@ -278,6 +281,12 @@ class MainWindow(QMainWindow):
 
     def open_project(self, folder: str, confirm: bool = True) -> None:
         self.projects.open(folder, confirm)
+
+    def _reread_dataset(self) -> None:
+        """Read the dataset folder again with the settings the state now holds (a restored run's)."""
+        folder = self.state.dataset_path
+        if folder and Path(folder).is_dir():
+            self.dataset_panel.load_folder(folder)
 
     def open_model(self, path: str) -> None:
         self.models.open(path)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from ..core.architecture import TrainingSettings, preset
 from ..core.dataset import DatasetConfig
 from ..core.project import Project, is_project
+from ..core.runs import saved_in
 from ..core.session import IDLE, OPENING, SAVING, ModelInfo
 from . import file_dialogs
 from .engine_worker import EngineWorker
@@ -57,7 +58,7 @@ class ProjectFiles(QObject):
         self.engine.submit(EngineWorker.clear_model)
         with state.not_an_edit():
             state.update(project_path=None, model=None, history=[], best_epoch=None, batch_loss=[], previous=None,
-                         viewed_images=[],
+                         viewed_images=[], runs=[],
                          layers=preset("seed"), preset="seed", dataset_config=DatasetConfig(),
                          settings=TrainingSettings(device=state.settings.device))
         w.use_sample()
@@ -111,7 +112,8 @@ class ProjectFiles(QObject):
                          dataset_config=project.dataset, layers=list(project.layers),
                          preset=project.preset, settings=project.settings, history=list(project.history),
                          best_epoch=project.best_epoch, batch_loss=[tuple(p) for p in project.batch_loss],
-                         viewed_images=list(project.viewer_images), previous=None, model=model, activity=IDLE)
+                         viewed_images=list(project.viewer_images), previous=None, model=model, activity=IDLE,
+                         runs=list(project.runs))
         if project.dataset_path and Path(project.dataset_path).is_dir():
             w.dataset_panel.load_folder(project.dataset_path)
         self.recent.add(state.project_path)
@@ -166,6 +168,8 @@ class ProjectFiles(QObject):
         state = self.state
         # an edit made while the project was being written is not in it: it stays unsaved
         state.update(project_path=str(Path(folder)), activity=IDLE, modified=state.edits != edits)
+        with state.not_an_edit():  # the runs' weights are read from the project from now on
+            state.runs = saved_in(state.runs, folder)
         self.recent.add(state.project_path)
         self.settings.setValue("folders/project", str(Path(folder).parent))
         self.status.emit(f"Saved {folder}", 4000)

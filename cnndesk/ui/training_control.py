@@ -49,6 +49,7 @@ class TrainingControl(QObject):
         self.state, self.engine, self.panel = state, engine, panel
         self._dialog_parent = dialog_parent
         self._job = None  # the running training job
+        self.parent_run: str | None = None  # the run the latest training continued (None: from scratch)
         self._plan: ModelInfo | None = None  # what the model being trained will be
         self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
         self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
@@ -86,7 +87,8 @@ class TrainingControl(QObject):
             return False
         settings = state.settings
         initial = len(state.history) if continuing else 0
-        run = (model.run if continuing and model.run else None) or new_run_id()
+        run = new_run_id()  # every training, continued or not, is a run of its own (core.runs)
+        self.parent_run = model.run if continuing else None
         # continuing trains the model's own layers: the stack shown may have been edited since
         spec = model.spec if continuing else (list(state.layers), state.preset, settings)
         self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run, spec=spec)

@@ -9,15 +9,20 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
     QCheckBox, QGraphicsLineItem, QGraphicsRectItem, QGraphicsSimpleTextItem, QHBoxLayout, QLabel, QPlainTextEdit,
-    QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
+    QProgressBar, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from .runs_view import RunsView
 from .widgets import format_duration
 
 COLORS = {"loss": "#1f77b4", "val_loss": "#ff7f0e", "accuracy": "#2ca02c", "val_accuracy": "#d62728",
           "batch_loss": "#9ecae1"}
 LABELS = {"loss": "Training loss", "val_loss": "Validation loss", "accuracy": "Training accuracy",
           "val_accuracy": "Validation accuracy", "batch_loss": "Batch loss (smoothed)"}
+#: how an overlaid run's lines are named in the legend, after the run's name
+SHORT_LABELS = {"loss": "loss", "accuracy": "acc", "val_loss": "val loss", "val_accuracy": "val acc"}
+#: one colour per run overlaid on the chart (none of the current run's colours)
+OVERLAY_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def epoch_summary(row: dict, epochs: int | None = None) -> str:
@@ -102,6 +107,9 @@ class TrainingChart(QChartView):
         self.best.attachAxis(self.acc_axis)
         self._make_hover_items()
         self.setMouseTracking(True)
+        self.overlay_series: list[QLineSeries] = []  # other runs drawn beside the current one (set_overlays)
+        self._overlay_epochs = 0
+        self._overlay_max_loss = 0.0
         self.clear()
 
     def _make_hover_items(self) -> None:
@@ -127,11 +135,15 @@ class TrainingChart(QChartView):
         self._max_loss = 1.0
         self.set_epochs(1)
         self.loss_axis.setRange(0, 1)
+        self._grow_loss(self._overlay_max_loss)
         self.hide_values()
 
     def set_epochs(self, epochs: int) -> None:
-        """Show epochs 0 to ``epochs`` (plus a margin), with a tick on every 1, 2, 5, 10, 20, … epochs."""
-        self._epochs = max(1, epochs)
+        """Show epochs 0 to ``epochs`` (plus a margin), with a tick on every 1, 2, 5, 10, 20, … epochs.
+
+        The range also takes in every run overlaid on the chart.
+        """
+        self._epochs = max(1, epochs, self._overlay_epochs)
         self.x_axis.setTickInterval(epoch_tick_interval(self._epochs))
         self.x_axis.setRange(0, self._epochs * (1 + EPOCH_PAD))
 
@@ -177,6 +189,46 @@ class TrainingChart(QChartView):
 
     def point_count(self, key: str) -> int:
         return self.series[key].count()
+
+    # -- other runs ------------------------------------------------------------
+    def set_overlays(self, runs) -> None:
+        """Draw other runs beside the current one: ``runs`` is ``[(name, history), …]``, each in its own colour.
+
+        A run is drawn by its validation loss (left axis) and validation accuracy (right axis), or by its
+        training values when it had no validation images.
+        """
+        for s in self.overlay_series:
+            self.chart_.removeSeries(s)
+            s.deleteLater()
+        self.overlay_series = []
+        self._overlay_epochs, self._overlay_max_loss = 0, 0.0
+        for i, (name, history) in enumerate(runs):
+            color = QColor(OVERLAY_COLORS[i % len(OVERLAY_COLORS)])
+            has_val = any(r.get("val_loss") is not None for r in history)
+            for key, axis, style in (("loss", self.loss_axis, Qt.DashDotLine), ("accuracy", self.acc_axis, Qt.DotLine)):
+                shown = f"val_{key}" if has_val else key
+                s = QLineSeries(name=f"{name}: {SHORT_LABELS[shown]}")  # short: the legend cuts long names
+                pen = QPen(color)
+                pen.setWidthF(2.0)
+                pen.setStyle(style)
+                s.setPen(pen)
+                for row in history:
+                    v = row.get(shown)
+                    if v is not None and math.isfinite(v):
+                        s.append(row["epoch"], v)
+                        if key == "loss":
+                            self._overlay_max_loss = max(self._overlay_max_loss, v)
+                self.chart_.addSeries(s)
+                s.attachAxis(self.x_axis)
+                s.attachAxis(axis)
+                self.overlay_series.append(s)
+            self._overlay_epochs = max([self._overlay_epochs, *(r["epoch"] for r in history)])
+        self.set_epochs(max(self._epochs, self._overlay_epochs))
+        self._grow_loss(self._overlay_max_loss)
+
+    def overlay_names(self) -> list[str]:
+        """The legend names of the overlaid runs' lines, in order."""
+        return [s.name() for s in self.overlay_series]
 
     # -- values on hover -------------------------------------------------------
     def values_text(self, epoch: int) -> str:
@@ -279,7 +331,11 @@ class TrainingPanel(QWidget):
         self.log.setMaximumBlockCount(5000)
         self.log.setFont(QFont("monospace"))
         self.log.setPlaceholderText("Epoch summaries appear here.")
-        split.addWidget(self.log)
+        self.runs_view = RunsView()
+        self.lower_tabs = QTabWidget(objectName="trainingTabs")
+        self.lower_tabs.addTab(self.log, "Log")
+        self.lower_tabs.addTab(self.runs_view, "Runs")
+        split.addWidget(self.lower_tabs)
         self.chart.setMinimumHeight(260)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)

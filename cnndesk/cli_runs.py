@@ -1,0 +1,57 @@
+"""``cnndesk-cli runs``, and what the commands taking ``--run NAME`` share: finding a run and loading its model."""
+
+from __future__ import annotations
+
+import time
+
+from .cli_support import emit_json
+from .core.errors import UserError
+
+
+def run_of(project, name: str):
+    """The run of ``project`` called ``name`` (its name or id), with weights that can be loaded."""
+    from .core.runs import find_run
+
+    run = find_run(project.runs, name)
+    if run.file is None:
+        raise UserError(f"The weights of run {name!r} were not kept in the project, so it cannot be used.")
+    return run
+
+
+def load_run_model(run):
+    """The Keras model of ``run`` (TensorFlow must be loaded)."""
+    from .core.model_loading import load_keras_model
+
+    return load_keras_model(run.file)
+
+
+def cmd_runs(args) -> int:
+    from .core.project import open_project
+    from .core.scanning import printable
+
+    project, _ = open_project(args.project, load_model=False)
+    if args.json:
+        for run in project.runs:
+            emit_json({**run.summary(), "current": run.id == project.run})
+        return 0
+    if not project.runs:
+        print(f"{args.project}: no runs yet (train the project first)")
+        return 0
+    rows = [("", "name", "id", "date", "epochs", "best val acc", "best val loss", "final loss/acc/val loss/val acc",
+             "note")]
+    for run in project.runs:
+        final = run.final
+        rows.append(("*" if run.id == project.run else "", printable(run.name), run.id,
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)) if run.created else "-",
+                     str(run.epochs), _num(run.best("val_accuracy")), _num(run.best("val_loss"), ".4f"),
+                     "/".join(_num(final.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
+                     printable(run.note)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    print("* the current model")
+    return 0
+
+
+def _num(value, fmt: str = ".3f") -> str:
+    return "-" if value is None else f"{value:{fmt}}"

@@ -1,0 +1,199 @@
+"""Keeping every training run, and restoring, renaming, noting, deleting and comparing runs.
+
+``RunsControl`` adds a ``core.runs.Run`` to the state each time a training run
+ends (from scratch or continued), has the engine write its weights to a scratch
+file until a save puts them into the project, and turns the requests of the runs
+list (``runs_view.RunsView``) into state changes and engine jobs. Only the
+current model and the previous run's are held in memory (``docs/memory.md``);
+restoring any other run loads its weights from disk.
+
+"Bring Back Previous Model" stays as the shortcut to restoring the run before the
+current one: that run's model is still in memory, so it comes back at once
+(``TrainingControl.bring_back_previous``); restoring it from the list does the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from ..core.runs import Run, next_run_name
+from ..core.session import IDLE, SWAPPING, ModelInfo, SessionState
+from .engine import Engine
+from .engine_worker import EngineWorker
+from .runs_view import RunsView
+from .training_control import TrainingControl
+from .training_panel import TrainingChart
+
+
+class RunsControl(QObject):
+    """The runs of the session's project, for the runs list and the chart.
+
+    Signals:
+        status(str, int): a message for the status bar and how long to show it (ms).
+        error(str, str): a title and message for an error box.
+    """
+
+    status = Signal(str, int)
+    error = Signal(str, str)
+
+    def __init__(self, state: SessionState, engine: Engine, training: TrainingControl, view: RunsView,
+                 chart: TrainingChart, reload_dataset: Callable[[], None], dialog_parent: QWidget):
+        super().__init__(dialog_parent)
+        self.state, self.engine, self.training, self.view, self.chart = state, engine, training, view, chart
+        self._reload_dataset = reload_dataset
+        self._dialog_parent = dialog_parent
+        self._overlaid: list[str] = []
+        state.observe(self._on_model, "model")
+        state.observe(self._show, "runs", "model")
+        state.observe(self._enable, "activity", "engine_ready")
+        view.restore_requested.connect(self.restore)
+        view.delete_requested.connect(self.delete)
+        view.rename_requested.connect(self.rename)
+        view.note_requested.connect(self.set_note)
+        view.overlay_changed.connect(self._overlay)
+        self._show()
+        self._enable()
+
+    # -- a run ends ---------------------------------------------------------------------------
+    def _on_model(self, _names=None) -> None:
+        """A model this session trained that is not listed yet is a new run: list it and keep its weights."""
+        state, model = self.state, self.state.model
+        if model is None or model.run is None:
+            return
+        listed = next((r for r in state.runs if r.id == model.run), None)
+        if listed is not None:
+            if listed.class_names != model.class_names:  # the user renamed the model's classes
+                state.runs = [dataclasses.replace(r, class_names=model.class_names) if r is listed else r
+                              for r in state.runs]
+            return
+        if model.source != "trained" or model.spec is None:
+            return
+        layers, preset_name, settings = model.spec
+        run = Run(id=model.run, name=next_run_name(state.runs), created=time.time(), class_names=model.class_names,
+                  dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
+                  preset=preset_name, layers=tuple(layers), settings=settings, history=tuple(state.history),
+                  best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run)
+        state.runs = [*state.runs, run]
+        self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda path: self._kept(run.id, path),
+                           on_error=lambda message: self.status.emit(
+                               f"The weights of {run.name} could not be kept for later: {message}", 10000))
+
+    def _kept(self, run_id: str, path: str) -> None:
+        with self.state.not_an_edit():  # where the weights wait for the save is no edit of the project
+            self.state.runs = [r.at(path) if r.id == run_id and r.file is None else r for r in self.state.runs]
+
+    # -- requests of the list -----------------------------------------------------------------
+    def restore(self, run_id: str) -> None:
+        """Make the run ``run_id`` the current model, with its layers and settings; the current one stays listed."""
+        state = self.state
+        run = self._find(run_id)
+        if run is None or state.busy or not state.engine_ready:
+            return
+        if state.model is not None and state.model.run == run_id:
+            self.status.emit(f"{run.name} is the current model already.", 5000)
+            return
+        if state.previous is not None and state.previous.model.run == run_id:
+            self.training.bring_back_previous()  # still in memory: swapped at once
+            return
+        if run.file is None:
+            self.error.emit("Cannot restore the run", f"The weights of {run.name} were not kept, so it cannot be "
+                            "restored; its figures stay listed.")
+            return
+        state.activity = SWAPPING
+        self.engine.submit(EngineWorker.restore_run, run.file, list(run.class_names), run.dataset.preprocessing,
+                           on_done=lambda answer: self._restored(run, answer), on_error=self._restore_failed)
+
+    def _restored(self, run: Run, answer: dict) -> None:
+        state = self.state
+        model = ModelInfo(run.class_names, run.dataset.preprocessing, source="run", label=run.name, run=run.id,
+                          spec=(list(run.layers), run.preset, run.settings), has_maps=answer["has_maps"],
+                          output_note=answer["output_note"])
+        # the data settings come back too (the dataset is read again with them); the device is this
+        # machine's choice, not the run's
+        config = run.dataset
+        reread = config != state.dataset_config and state.dataset_path is not None
+        with state.changes():
+            state.previous = state.current_run()
+            state.model = model
+            state.history, state.best_epoch, state.batch_loss = list(run.history), run.best_epoch, list(run.batch_loss)
+            state.layers, state.preset = list(run.layers), run.preset
+            state.settings = dataclasses.replace(run.settings, device=state.settings.device)
+            state.dataset_config = config
+            state.activity = IDLE
+        if reread:
+            self._reload_dataset()
+        self.status.emit(f"{run.name} is the current model again, with its layers and settings.", 8000)
+
+    def _restore_failed(self, message: str) -> None:
+        self.state.activity = IDLE
+        self.error.emit("Could not restore the run", message)
+
+    def delete(self, run_id: str) -> None:
+        """Delete a run after asking; the current model's run is refused with the reason."""
+        state = self.state
+        run = self._find(run_id)
+        if run is None or state.busy:
+            return
+        if state.model is not None and state.model.run == run_id:
+            box = QMessageBox(QMessageBox.Information, "This run is the current model",
+                              f"{run.name} is the current model's run, so it cannot be deleted. Restore another run "
+                              "first, then delete this one.", QMessageBox.Ok, self._dialog_parent)
+            box.setObjectName("deleteRefusedBox")
+            box.exec()
+            return
+        box = QMessageBox(QMessageBox.Question, "Delete the run?",
+                          f"Delete {run.name} ({run.epochs} epoch{'s' if run.epochs != 1 else ''})? Its figures and "
+                          "weights leave the project when it is next saved. This cannot be undone.",
+                          QMessageBox.Yes | QMessageBox.Cancel, self._dialog_parent)
+        box.setObjectName("deleteRunBox")
+        box.button(QMessageBox.Yes).setText("Delete")
+        box.setDefaultButton(QMessageBox.Cancel)
+        if box.exec() != QMessageBox.Yes:
+            return
+        with state.changes():
+            state.runs = [r for r in state.runs if r.id != run_id]
+            if state.previous is not None and state.previous.model.run == run_id:
+                state.previous = None  # a deleted run cannot be brought back either
+        self.status.emit(f"Deleted {run.name}.", 5000)
+
+    def attach_probes(self, run_id: str, probes, probe_dir: str | None = None) -> bool:
+        """Give the run ``run_id`` its probe recordings: ``probes`` (JSON-able data, saved as it is) and a
+        folder of files (copied into the project with the run when the run is first saved). False: no such run.
+
+        This is the hook for the probe-image recorder; nothing here reads what it stores.
+        """
+        if self._find(run_id) is None:
+            return False
+        self.state.runs = [r.with_probes(probes, probe_dir) if r.id == run_id else r for r in self.state.runs]
+        return True
+
+    def rename(self, run_id: str, name: str) -> None:
+        self.state.runs = [r.renamed(name) if r.id == run_id else r for r in self.state.runs]
+
+    def set_note(self, run_id: str, note: str) -> None:
+        self.state.runs = [r.noted(note) if r.id == run_id else r for r in self.state.runs]
+
+    # -- showing ------------------------------------------------------------------------------
+    def _show(self, _names=None) -> None:
+        state = self.state
+        self.view.set_runs(state.runs, state.model.run if state.model is not None else None)
+        self._draw_overlays()
+
+    def _enable(self, _names=None) -> None:
+        self.view.set_enabled(self.state.engine_ready and not self.state.busy)
+
+    def _overlay(self, ids: list) -> None:
+        self._overlaid = list(ids)
+        self._draw_overlays()
+
+    def _draw_overlays(self) -> None:
+        runs = [r for r in self.state.runs if r.id in self._overlaid]
+        self.chart.set_overlays([(r.name, list(r.history)) for r in runs])
+
+    def _find(self, run_id: str) -> Run | None:
+        return next((r for r in self.state.runs if r.id == run_id), None)

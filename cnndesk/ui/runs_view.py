@@ -1,0 +1,203 @@
+"""The runs list: every training run of the project with its key figures, to compare, restore, rename or delete.
+
+``RunsView`` is a view with setters and signals (``runs_control.RunsControl`` connects it to the state):
+it shows the runs it is given and says what the user asked for.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QWidget,
+)
+
+COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Final loss / acc / val loss / val acc", "Note")
+NAME, DATE, EPOCHS, BEST_ACC, BEST_LOSS, FINAL, NOTE = range(len(COLUMNS))
+ID_ROLE = Qt.UserRole
+
+
+def _number(value, fmt: str = ".3f") -> str:
+    return "–" if value is None else f"{value:{fmt}}"
+
+
+def final_text(run) -> str:
+    """"0.512 / 0.800 / 0.633 / 0.750": the last epoch's figures (– for one not recorded)."""
+    final = run.final
+    return " / ".join(_number(final.get(k), f) for k, f in (("loss", ".3f"), ("accuracy", ".3f"),
+                                                            ("val_loss", ".3f"), ("val_accuracy", ".3f")))
+
+
+class RunsView(QWidget):
+    """A table of runs: tick boxes overlay runs on the chart; names and notes are edited in place.
+
+    Signals:
+        restore_requested(str): make this run (by id) the current model.
+        delete_requested(str): delete this run (the controller asks first).
+        rename_requested(str, str): the user typed a new name for a run.
+        note_requested(str, str): the user typed a note for a run.
+        overlay_changed(list): the ids of the runs ticked for the chart, in the list's order.
+    """
+
+    restore_requested = Signal(str)
+    delete_requested = Signal(str)
+    rename_requested = Signal(str, str)
+    note_requested = Signal(str, str)
+    overlay_changed = Signal(list)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 4, 0, 0)
+        self.table = QTableWidget(0, len(COLUMNS), objectName="runsTable")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(NOTE, QHeaderView.Stretch)
+        self.table.setMinimumHeight(40)  # the chart above keeps its room; the table scrolls
+        outer.addWidget(self.table, 1)
+        row = QHBoxLayout()
+        self.hint = QLabel("Tick runs to draw them on the chart; double-click a name or a note to edit it.",
+                           objectName="runsHint")
+        self.hint.setStyleSheet("color: #555")
+        self.restore_button = QPushButton("Restore as Current Model", objectName="restoreRunButton")
+        self.restore_button.setToolTip("Make the selected run's model current again, with its layers and settings")
+        self.delete_button = QPushButton("Delete Run…", objectName="deleteRunButton")
+        row.addWidget(self.hint, 1)
+        row.addWidget(self.restore_button)
+        row.addWidget(self.delete_button)
+        outer.addLayout(row)
+        self._runs: list = []
+        self._current: str | None = None
+        self._ticked: list[str] = []  # the ids ticked, as last announced
+        self._enabled = True
+        self.table.itemChanged.connect(self._on_item_changed)
+        # once the view has let the editor go (its own slot for this signal runs first, then the event loop)
+        self.table.itemDelegate().closeEditor.connect(lambda *_: QTimer.singleShot(0, self._rebuild))
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.restore_button.clicked.connect(lambda: self._emit_selected(self.restore_requested))
+        self.delete_button.clicked.connect(lambda: self._emit_selected(self.delete_requested))
+        self._update_buttons()
+
+    # -- showing -----------------------------------------------------------------------
+    def set_runs(self, runs, current: str | None) -> None:
+        """Show ``runs`` (``core.runs.Run``, oldest first), marking the run of the current model.
+
+        Ticks and the selection stay on the runs that are still listed.
+        """
+        self._runs, self._current = list(runs), current
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        if self.table.state() == QAbstractItemView.EditingState:
+            return  # rebuilding would close the editor the user is typing in: done when it closes
+        ticked, selected = self._ticked, self.selected()
+        with QSignalBlocker(self.table):
+            self.table.setRowCount(len(self._runs))
+            for i, run in enumerate(self._runs):
+                self._fill_row(i, run, run.id in set(ticked))
+            self.table.clearSelection()
+            if selected is not None:
+                for i, run in enumerate(self._runs):
+                    if run.id == selected:
+                        self.table.selectRow(i)
+        self._update_buttons()
+        self._ticked = self.overlaid()
+        if self._ticked != ticked:  # a ticked run was deleted
+            self.overlay_changed.emit(self._ticked)
+
+    def _fill_row(self, i: int, run, ticked: bool) -> None:
+        current = run.id == self._current
+        name = QTableWidgetItem(run.name)
+        name.setData(ID_ROLE, run.id)
+        name.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsEditable | Qt.ItemIsUserCheckable)
+        name.setCheckState(Qt.Checked if ticked else Qt.Unchecked)
+        tip = [f"id {run.id}"]
+        if current:
+            tip.append("the current model")
+        if run.parent:
+            tip.append(f"continued from {self._name_of(run.parent)}")
+        if run.file is None:
+            tip.append("its weights were not kept: it cannot be restored")
+        name.setToolTip("; ".join(tip))
+        date = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)) if run.created else "–"
+        cells = {NAME: name, DATE: QTableWidgetItem(date), EPOCHS: QTableWidgetItem(str(run.epochs)),
+                 BEST_ACC: QTableWidgetItem(_number(run.best("val_accuracy"))),
+                 BEST_LOSS: QTableWidgetItem(_number(run.best("val_loss"), ".4f")),
+                 FINAL: QTableWidgetItem(final_text(run)), NOTE: QTableWidgetItem(run.note)}
+        for column, item in cells.items():
+            if column not in (NAME, NOTE):
+                item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+            if column in (EPOCHS, BEST_ACC, BEST_LOSS):
+                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            if current:
+                font = QFont(item.font())
+                font.setBold(True)
+                item.setFont(font)
+            self.table.setItem(i, column, item)
+        if current:
+            self.table.item(i, DATE).setText(f"{date}  (current)")
+
+    def _name_of(self, run_id: str) -> str:
+        return next((r.name for r in self._runs if r.id == run_id), run_id)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """While other work runs (training, saving) runs can be ticked, not restored or deleted."""
+        self._enabled = enabled
+        self._update_buttons()
+
+    # -- questions -------------------------------------------------------------------------
+    def run_names(self) -> list[str]:
+        return [self.table.item(i, NAME).text() for i in range(self.table.rowCount())]
+
+    def overlaid(self) -> list[str]:
+        """The ids of the ticked runs, in the list's order."""
+        return [self.table.item(i, NAME).data(ID_ROLE) for i in range(self.table.rowCount())
+                if self.table.item(i, NAME).checkState() == Qt.Checked]
+
+    def selected(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.table.item(rows[0].row(), NAME).data(ID_ROLE) if rows else None
+
+    def row_of(self, name: str) -> int:
+        """The row showing the run called ``name`` (-1: none)."""
+        return next((i for i, n in enumerate(self.run_names()) if n == name), -1)
+
+    # -- edits -------------------------------------------------------------------------------
+    def _on_item_changed(self, item: QTableWidgetItem) -> None:
+        run_id = self.table.item(item.row(), NAME).data(ID_ROLE)
+        run = next((r for r in self._runs if r.id == run_id), None)
+        if run is None:  # deleted while its row was being edited
+            return
+        if item.column() == NAME:
+            if self.overlaid() != self._ticked:  # the tick box is part of the name cell
+                self._ticked = self.overlaid()
+                self.overlay_changed.emit(self._ticked)
+            name = item.text().strip()
+            if name != run.name:
+                if name:
+                    self.rename_requested.emit(run.id, name)
+                else:  # a run keeps a name: put the old one back
+                    with QSignalBlocker(self.table):
+                        item.setText(run.name)
+        elif item.column() == NOTE and item.text() != run.note:
+            self.note_requested.emit(run.id, item.text())
+
+    def _update_buttons(self) -> None:
+        chosen = self.selected()
+        run = next((r for r in self._runs if r.id == chosen), None)
+        self.restore_button.setEnabled(self._enabled and run is not None and run.id != self._current
+                                       and run.file is not None)
+        self.delete_button.setEnabled(self._enabled and run is not None)
+
+    def _emit_selected(self, signal) -> None:
+        chosen = self.selected()
+        if chosen is not None:
+            signal.emit(chosen)

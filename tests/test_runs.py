@@ -1,0 +1,377 @@
+"""Every training kept as a run: listed, compared, renamed, noted, deleted and restored (issue 18, runs).
+
+In the app as a person uses it (train twice, tick, type, click), on the command line, and in the project
+folder (each run's weights written once, older projects opening with one run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLineEdit, QMessageBox
+
+from cnndesk.cli import main
+from cnndesk.core.project import Project, open_project, save_project
+from cnndesk.core.runs import Run, find_run, next_run_name
+from cnndesk.core.errors import UserError
+
+from conftest import make_image, write_dataset
+from test_app import drop_paths, save_as, set_epochs, train_now
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def cli(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+class FakeModel:
+    """Stands in for a Keras model in saves that never load it: ``save`` writes the given bytes."""
+
+    def __init__(self, content: bytes):
+        self.content = content
+
+    def save(self, path):
+        Path(path).write_bytes(self.content)
+
+
+def row(epoch, val_acc, val_loss):
+    return {"epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.5, "val_loss": val_loss, "val_accuracy": val_acc}
+
+
+# -- the project folder ------------------------------------------------------------------------------
+
+def test_each_run_is_written_once_and_a_deleted_run_leaves_the_folder_at_the_next_save(tmp_path, monkeypatch):
+    import cnndesk.core.project as P
+
+    monkeypatch.setattr(P, "load_keras_model", lambda path: Path(path).read_bytes())
+    scratch = tmp_path / "scratch" / "model.keras"
+    scratch.parent.mkdir()
+    scratch.write_bytes(b"weights of run a")
+    history = (row(1, 0.6, 0.9), row(2, 0.8, 0.7), row(3, 0.7, 0.8))
+    project = Project(class_names=["x", "y"], run="b", runs=[
+        Run("a", "Run 1", history=history, best_epoch=2, file=str(scratch), note="first", probes={"kept": "as is"}),
+        Run("b", "Run 2", history=history[:1])])
+    folder = tmp_path / "p"
+    save_project(folder, project, FakeModel(b"weights of run b"))
+    assert (folder / "runs/a/model.keras").read_bytes() == b"weights of run a"
+    assert (folder / "runs/b/model.keras").read_bytes() == b"weights of run b"  # the current model's
+    written = {r: (folder / f"runs/{r}/model.keras").stat().st_mtime_ns for r in "ab"}
+
+    opened, model = open_project(folder)
+    assert model == b"weights of run b" and opened.run == "b"
+    a, b = opened.runs
+    assert (a.name, a.note, a.best_epoch, a.probes, a.epochs) == ("Run 1", "first", 2, {"kept": "as is"}, 3)
+    assert a.best("val_accuracy") == 0.8 and a.best("val_loss") == 0.7 and a.final["val_accuracy"] == 0.7
+    assert a.file == str(folder / "runs/a/model.keras") and b.file == str(folder / "runs/b/model.keras")
+
+    opened.runs = [a.renamed("baseline")]  # run b deleted, a renamed: its weights are not written again
+    save_project(folder, opened, FakeModel(b"weights of run b"))
+    assert (folder / "runs/a/model.keras").stat().st_mtime_ns == written["a"]
+    assert not (folder / "runs/b").exists()
+    assert [r.name for r in open_project(folder)[0].runs] == ["baseline"]
+
+
+def test_a_run_with_probe_files_carries_them_into_the_project(tmp_path, monkeypatch):
+    probes = tmp_path / "recording"
+    (probes / "frames").mkdir(parents=True)
+    (probes / "frames" / "epoch-1.npz").write_bytes(b"frame")
+    save_project(tmp_path / "p", Project(run="r", runs=[Run("r", "Run 1", probes=[1, 2], probe_dir=str(probes))]),
+                 FakeModel(b"w"))
+    run = open_project(tmp_path / "p", load_model=False)[0].runs[0]
+    assert run.probes == [1, 2]
+    assert (Path(run.probe_dir) / "frames" / "epoch-1.npz").read_bytes() == b"frame"
+
+
+def test_a_project_json_naming_a_run_file_outside_its_folder_is_refused(tmp_path):
+    from cnndesk.core.errors import ProjectError
+
+    folder = tmp_path / "p"
+    save_project(folder, Project(run="r", runs=[Run("r", "Run 1")]), FakeModel(b"w"))
+    d = json.loads((folder / "project.json").read_text())
+    d["runs"][0]["weights"]["file"] = "../../elsewhere/model.keras"
+    (folder / "project.json").write_text(json.dumps(d))
+    with pytest.raises(ProjectError, match="damaged"):
+        open_project(folder, load_model=False)
+
+
+def test_an_old_format_project_opens_with_one_run_made_from_its_model(tmp_path):
+    folder = shutil.copytree(FIXTURES / "project_v1_model", tmp_path / "old")
+    project, model = open_project(folder)
+    assert model is not None
+    [run] = project.runs
+    assert run.id == project.run and run.name == "Run 1"
+    assert run.history == tuple(project.history) and run.file == str(folder / "model.keras")
+    # saved again, the run gets its own folder and the schema-1 model file goes
+    save_project(folder, project, model)
+    again = open_project(folder, load_model=False)[0]
+    assert again.runs[0].file == str(folder / "runs" / run.id / "model.keras")
+    assert not (folder / "model.keras").exists()
+
+
+def test_runs_are_named_in_turn_and_found_by_name_or_id():
+    runs = [Run("a1", "Run 1"), Run("b2", "baseline"), Run("c3", "Run 3")]
+    assert next_run_name(runs) == "Run 4" and next_run_name([]) == "Run 1"
+    assert find_run(runs, "baseline").id == "b2" and find_run(runs, "c3").name == "Run 3"
+    with pytest.raises(UserError, match="no run called 'nope'.*'Run 1', 'baseline', 'Run 3'"):
+        find_run(runs, "nope")
+    with pytest.raises(UserError, match="Several runs"):
+        find_run([Run("a1", "x"), Run("b2", "x")], "x")
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A project trained twice by ``cnndesk-cli train`` (2 epochs, then 1)."""
+    root = tmp_path_factory.mktemp("runs")
+    data = write_dataset(root / "data", per_class=12)
+    project = root / "proj"
+    for epochs in (2, 1):
+        code, _, err = cli(["train", data, "--project", project, "--epochs", epochs, "--image-size", 32,
+                            "--batch-size", 8, "--preset", "tinyvgg"])
+        assert code == 0, err
+    return project, data
+
+
+def test_cli_train_into_a_project_adds_a_run_and_runs_lists_them(two_runs):
+    project, _ = two_runs
+    code, out, _ = cli(["runs", project, "--json"])
+    assert code == 0
+    runs = [json.loads(line) for line in out.splitlines()]
+    assert [(r["name"], r["epochs"], r["current"]) for r in runs] == [("Run 1", 2, False), ("Run 2", 1, True)]
+    assert all(r["has_weights"] and r["best_val_accuracy"] is not None for r in runs)
+    code, out, _ = cli(["runs", project])
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["name", "id", "date"]
+    assert lines[1].startswith("   Run 1") and lines[2].startswith("*  Run 2") and lines[-1] == "* the current model"
+
+
+def test_cli_evaluate_export_and_predict_use_the_named_run(two_runs, tmp_path):
+    project, data = two_runs
+    picture = next((data / "left").iterdir())
+    code, first, err = cli(["predict", project, picture, "--run", "Run 1", "--json"])
+    assert code == 0, err
+    code, current, _ = cli(["predict", project, picture, "--json"])
+    code2, second, _ = cli(["predict", project, picture, "--run", "Run 2", "--json"])
+    assert code == code2 == 0
+    assert json.loads(current)["top"] == json.loads(second)["top"]  # Run 2 is the current model
+    assert json.loads(first)["top"] != json.loads(second)["top"]
+
+    code, out, err = cli(["evaluate", project, "--run", "Run 1", "--json"])
+    assert code == 0, err
+    assert 0 <= json.loads(out)["accuracy"] <= 1
+
+    code, out, err = cli(["export", project, "--format", "keras", "--out", tmp_path / "run1.keras", "--run", "Run 1"])
+    assert code == 0, err
+    run1 = find_run(open_project(project, load_model=False)[0].runs, "Run 1")
+    assert (tmp_path / "run1.keras").is_file() and Path(run1.file).is_file()
+
+    code, _, err = cli(["predict", project, picture, "--run", "Run 9"])
+    assert code == 2 and "no run called 'Run 9'" in err and "Traceback" not in err
+
+
+# -- the app ---------------------------------------------------------------------------------------------
+
+def runs_table(w):
+    return w.training_panel.runs_view.table
+
+
+def select_cell(w, qtbot, name: str, column: int):
+    """Click the cell of ``column`` in the row of the run called ``name``."""
+    view = w.training_panel.runs_view
+    table = view.table
+    r = view.row_of(name)
+    assert r >= 0, f"no run called {name!r} in {view.run_names()}"
+    table.scrollToItem(table.item(r, column))
+    rect = table.visualItemRect(table.item(r, column))
+    qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=rect.center())
+    assert table.currentRow() == r and table.currentColumn() == column
+
+
+def type_into_cell(w, qtbot, name: str, column: int, text: str):
+    """Select a cell, press F2, type ``text`` over what it held and press Enter."""
+    view = w.training_panel.runs_view
+    table = view.table
+    select_cell(w, qtbot, name, column)
+    qtbot.keyClick(table, Qt.Key_F2)
+    editors = [e for e in table.viewport().findChildren(QLineEdit) if e.isVisible()]
+    assert len(editors) == 1, "F2 did not open an editor"
+    editors[0].selectAll()
+    qtbot.keyClicks(editors[0], text)
+    qtbot.keyClick(editors[0], Qt.Key_Return)  # the delegate commits from the event loop
+    row = view.row_of(name) if column != 0 else None
+    qtbot.waitUntil(lambda: (text in view.run_names()) if column == 0 else table.item(row, column).text() == text,
+                    timeout=5000)
+
+
+def tick(w, qtbot, name: str):
+    """Tick a run's box with the keyboard: its name cell selected, Space."""
+    select_cell(w, qtbot, name, 0)
+    qtbot.keyClick(runs_table(w), Qt.Key_Space)
+
+
+def bars(w):
+    return dict(w.viewer_panel.current_view.bars.items)
+
+
+def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, tmp_path, make_window, monkeypatch):
+    w = window
+    data = write_dataset(tmp_path / "tiny", per_class=12)
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    w.model_panel.batch_size.setValue(8)
+    view, chart = w.training_panel.runs_view, w.training_panel.chart
+
+    train_now(w, qtbot, epochs=2)
+    assert view.run_names() == ["Run 1"]
+    first = w.state.model.run
+    # a picture in the viewer, classified by the first run
+    picture = tmp_path / "centre.png"
+    make_image("centre", np.random.default_rng(3)).save(picture)
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    drop_paths(w.viewer_panel, [picture])
+    qtbot.waitUntil(lambda: bool(w.viewer_panel.current_view.bars.items), timeout=20000)
+    by_first = bars(w)
+
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+    train_now(w, qtbot, epochs=1)
+    assert view.run_names() == ["Run 1", "Run 2"]
+    table = runs_table(w)
+    assert "(current)" in table.item(1, 1).text() and "(current)" not in table.item(0, 1).text()
+    assert [table.item(i, 2).text() for i in range(2)] == ["2", "1"]  # epochs
+    qtbot.waitUntil(lambda: all(r.file for r in w.state.runs), timeout=20000)  # weights kept on disk
+
+    # both ticked: both drawn on the chart beside the current run
+    w.training_panel.lower_tabs.setCurrentWidget(view)
+    tick(w, qtbot, "Run 1")
+    tick(w, qtbot, "Run 2")
+    names = chart.overlay_names()
+    assert len(names) == 4 and names[:2] == ["Run 1: val loss", "Run 1: val acc"] and names[2].startswith("Run 2:")
+    assert [s.count() for s in chart.overlay_series] == [2, 2, 1, 1]
+
+    # renamed and noted by typing into the list; the chart follows the name
+    type_into_cell(w, qtbot, "Run 1", 0, "baseline")
+    type_into_cell(w, qtbot, "baseline", 6, "two epochs, batch 8")
+    assert [r.name for r in w.state.runs] == ["baseline", "Run 2"] and w.state.runs[0].note == "two epochs, batch 8"
+    assert chart.overlay_names()[0].startswith("baseline: ")
+    assert w.isWindowModified()
+
+    # the current run cannot be deleted: the reason is given
+    asked = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: asked.append((box.objectName(), box.text())) or QMessageBox.Ok)
+    select_cell(w, qtbot, "Run 2", 1)
+    assert not view.restore_button.isEnabled()  # it is current already
+    qtbot.mouseClick(view.delete_button, Qt.LeftButton)
+    assert asked[-1][0] == "deleteRefusedBox" and "current model" in asked[-1][1]
+    assert len(w.state.runs) == 2
+
+    # restoring the first run brings back its model, layers and settings; the viewer predicts with it
+    set_epochs(w, qtbot, 7)
+    select_cell(w, qtbot, "baseline", 1)
+    qtbot.mouseClick(view.restore_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state.model.run == first and not w.state.busy, timeout=60000)
+    assert w.model_panel.epochs.value() == 2 and len(w.state.history) == 2
+    assert "(current)" in table.item(0, 1).text()
+    assert chart.point_count("loss") == 2
+    qtbot.waitUntil(lambda: bars(w).keys() == by_first.keys() and all(
+        abs(bars(w)[k] - by_first[k]) < 1e-5 for k in by_first), timeout=20000)
+    assert "previous run (1 epoch" in w.training_panel.previous_button.toolTip()  # Run 2, one click away
+
+    folder = tmp_path / "with-runs"
+    folder.mkdir()
+    save_as(w, qtbot, monkeypatch, folder)
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == sorted(r.id for r in w.state.runs)
+
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder), timeout=30000)
+    view2 = w2.training_panel.runs_view
+    assert view2.run_names() == ["baseline", "Run 2"]
+    assert view2.table.item(0, 6).text() == "two epochs, batch 8" and "(current)" in view2.table.item(0, 1).text()
+    assert w2.state.model.run == first
+    # and the run that is not current can be restored from the reopened project
+    w2.tabs.setCurrentIndex(w2.TAB_TRAIN)
+    w2.training_panel.lower_tabs.setCurrentWidget(view2)
+    select_cell(w2, qtbot, "Run 2", 1)
+    qtbot.mouseClick(view2.restore_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w2.state.model.run == w.state.runs[1].id and not w2.state.busy, timeout=20000)
+    assert w2.model_panel.epochs.value() == 1 and len(w2.state.history) == 1
+
+
+def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_deleting_asks(window, qtbot, tmp_path,
+                                                                                           monkeypatch):
+    w = window
+    data = write_dataset(tmp_path / "tiny", per_class=8)
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    view = w.training_panel.runs_view
+    train_now(w, qtbot, epochs=1)
+    first_model = w.engine.worker.model
+    w.training_panel.continue_check.setChecked(True)  # Continue: a run of its own, continued from Run 1
+    train_now(w, qtbot, epochs=1)
+    w.training_panel.continue_check.setChecked(False)
+    train_now(w, qtbot, epochs=1)
+    assert view.run_names() == ["Run 1", "Run 2", "Run 3"]
+    assert [r.epochs for r in w.state.runs] == [1, 2, 1]
+    assert w.state.runs[1].parent == w.state.runs[0].id and "continued from Run 1" in view.table.item(1, 0).toolTip()
+    qtbot.waitUntil(lambda: all(r.file for r in w.state.runs), timeout=20000)
+
+    # Run 1 is neither the current model nor the previous: its weights come back from disk
+    w.training_panel.lower_tabs.setCurrentWidget(view)
+    select_cell(w, qtbot, "Run 1", 1)
+    qtbot.mouseClick(view.restore_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state.model.run == w.state.runs[0].id and not w.state.busy, timeout=60000)
+    assert w.engine.worker.model is not first_model  # (that model object was trained on as Run 2)
+    assert w.state.previous.model.run == w.state.runs[2].id  # the model it replaced is the one before now
+
+    answers, asked = [QMessageBox.Cancel, QMessageBox.Yes], []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: asked.append(box.text()) or answers.pop(0))
+    select_cell(w, qtbot, "Run 3", 1)
+    qtbot.mouseClick(view.delete_button, Qt.LeftButton)
+    assert asked[0].startswith("Delete Run 3 (1 epoch)?") and view.run_names() == ["Run 1", "Run 2", "Run 3"]
+    qtbot.mouseClick(view.delete_button, Qt.LeftButton)
+    assert view.run_names() == ["Run 1", "Run 2"]
+    # the deleted run was the one before: it cannot be brought back either
+    assert not w.training_panel.previous_button.isVisible()
+
+
+def test_a_run_that_ends_while_a_name_is_being_typed_neither_closes_the_editor_nor_renames_another_run(qtbot):
+    from conftest import shown
+    from cnndesk.ui.runs_view import RunsView
+
+    view = shown(qtbot, RunsView(), 900, 300)
+    renamed = []
+    view.rename_requested.connect(lambda run_id, name: renamed.append((run_id, name)))
+    view.set_runs([Run("a", "Run 1"), Run("b", "Run 2")], "b")
+    r = view.row_of("Run 1")
+    qtbot.mouseClick(view.table.viewport(), Qt.LeftButton, pos=view.table.visualItemRect(view.table.item(r, 0)).center())
+    qtbot.keyClick(view.table, Qt.Key_F2)
+    [editor] = [e for e in view.table.viewport().findChildren(QLineEdit) if e.isVisible()]
+    view.set_runs([Run("c", "Run 0"), Run("a", "Run 1"), Run("b", "Run 2")], "b")  # a training ended meanwhile
+    assert editor.isVisible()
+    editor.selectAll()
+    qtbot.keyClicks(editor, "baseline")
+    qtbot.keyClick(editor, Qt.Key_Return)
+    qtbot.waitUntil(lambda: view.run_names() == ["Run 0", "Run 1", "Run 2"], timeout=5000)  # shown once it closed
+    assert renamed == [("a", "baseline")]
+
+
+def test_an_old_format_project_shows_its_one_run_in_the_app(window, qtbot, tmp_path):
+    folder = shutil.copytree(FIXTURES / "project_v1_model", tmp_path / "old")
+    window.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: window.state.project_path == str(folder), timeout=30000)
+    view = window.training_panel.runs_view
+    assert view.run_names() == ["Run 1"] and "(current)" in view.table.item(0, 1).text()
