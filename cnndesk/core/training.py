@@ -267,6 +267,7 @@ def train(
     strategy=None,
     initial_epoch: int = 0,
     pool=None,
+    callbacks: tuple = (),
 ) -> TrainResult:
     """Build (or continue) the model and fit it on ``data``'s training split.
 
@@ -283,6 +284,8 @@ def train(
         initial_epoch: epochs already trained (numbers the reports when continuing).
         pool: a ``ModelPool`` to take an already compiled model from instead of building
             (and tracing) a new one; the run trains exactly as on a new model. Defaults to None.
+        callbacks: more Keras callbacks for ``fit`` (a ``ProbeRecorder``'s, say), called after the
+            reporting ones.
 
     Returns:
         the model (the weights of the epoch with the best validation accuracy
@@ -323,7 +326,7 @@ def train(
         reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch,
                              times)
         best = BestWeights(len(data.val_index))
-        callbacks = [reporter, best]
+        callbacks = [reporter, best, *callbacks]
         plan = stopping_plan(settings, len(data.val_index))
         listener.on_message(plan.note)
         stopper = None
