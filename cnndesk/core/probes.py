@@ -11,8 +11,9 @@ traced again per frame.
 
 A ``ProbeRecording`` keeps the frames within a byte budget
 (``DEFAULT_BUDGET``): when a new frame would pass it, every second of the
-older frames is dropped (the newest is always kept), so a long run keeps its
-whole span at a coarser step, never a random hole. It saves to and loads from
+older frames is dropped and later frames are kept at the same coarser step
+(the newest is always kept), so a long run keeps its whole span at an even
+step, never a random hole. It saves to and loads from
 one folder (``recording.json`` + ``frames.npz``), self-contained, so a project
 or a run can carry it. Figures: docs/probes.md.
 """
@@ -104,24 +105,36 @@ class ProbeRecording:
         self.layers: list[str] = []  # the layers whose maps the frames keep, in network order
         self.cam_layer: str | None = None
         self.frames: list[ProbeFrame] = []
+        self.numbers: list[int] = []  # each kept frame's number among all frames added (see ``add``)
+        self.offered = 0  # frames added so far
+        self.stride = 1  # the kept frames' numbers are multiples of it (and the newest)
         self.note = ""  # why recording stopped, when it could not go on
 
     # -- frames ---------------------------------------------------------------------
     def add(self, frame: ProbeFrame) -> None:
-        """Append ``frame`` (frames come in training order), thinning older frames to keep the budget."""
-        if self.frames and frame.epoch <= self.frames[-1].epoch:  # continued training restarts nothing
-            self.frames = [f for f in self.frames if f.epoch < frame.epoch]
+        """Append ``frame`` (frames come in training order), thinning older frames to keep the budget.
+
+        Frames are numbered as they come; the recording keeps those whose number is a multiple
+        of ``stride`` (1, then 2, 4, … as the budget demands), and always the newest.
+        """
+        if self.frames and frame.epoch <= self.frames[-1].epoch:  # a run restarted from an earlier epoch
+            keep = [i for i, f in enumerate(self.frames) if f.epoch < frame.epoch]
+            self.frames, self.numbers = [self.frames[i] for i in keep], [self.numbers[i] for i in keep]
+        if self.numbers and self.numbers[-1] % self.stride:  # the newest was kept only for being the newest
+            self.frames.pop()
+            self.numbers.pop()
         self.frames.append(frame)
+        self.numbers.append(self.offered)
+        self.offered += 1
         while self.frames_nbytes() > self.budget and len(self.frames) > 2:
             self.thin()
 
     def thin(self) -> None:
-        """Keep every second frame (the first, third, …) and always the newest."""
-        newest = self.frames[-1]
-        kept = self.frames[::2]
-        if kept[-1] is not newest:
-            kept.append(newest)
-        self.frames = kept
+        """Double the stride: keep every second of the kept frames (the first, third, …) and the newest."""
+        self.stride *= 2
+        last = len(self.frames) - 1
+        keep = [i for i, n in enumerate(self.numbers) if n % self.stride == 0 or i == last]
+        self.frames, self.numbers = [self.frames[i] for i in keep], [self.numbers[i] for i in keep]
 
     def frames_nbytes(self) -> int:
         return sum(f.nbytes for f in self.frames)
@@ -137,7 +150,9 @@ class ProbeRecording:
     def copy(self) -> "ProbeRecording":
         """A recording with the same frames list copied (frames themselves are never changed once added)."""
         other = ProbeRecording(self.probes, self.class_names, self.budget)
-        other.layers, other.cam_layer, other.frames, other.note = list(self.layers), self.cam_layer, list(self.frames), self.note
+        other.layers, other.cam_layer, other.note = list(self.layers), self.cam_layer, self.note
+        other.frames, other.numbers = list(self.frames), list(self.numbers)
+        other.offered, other.stride = self.offered, self.stride
         return other
 
     # -- files ----------------------------------------------------------------------
@@ -158,8 +173,9 @@ class ProbeRecording:
                 arrays[f"f{i}_cams"] = f.cams
             if f.filters is not None:
                 arrays[f"f{i}_filters"] = f.filters
-            frames.append({"epoch": f.epoch})
+            frames.append({"epoch": f.epoch, "number": self.numbers[i]})
         meta = {"format": FORMAT_VERSION, "class_names": self.class_names, "budget": self.budget,
+                "offered": self.offered, "stride": self.stride,
                 "layers": self.layers, "cam_layer": self.cam_layer, "note": self.note, "frames": frames,
                 "probes": [{"name": p.name, "true_class": p.true_class, "path": p.path} for p in self.probes]}
         with open(folder / ARRAYS_FILE, "wb") as fh:
@@ -188,11 +204,13 @@ class ProbeRecording:
                       for i, d in enumerate(meta["probes"])]
             rec = cls(probes, meta["class_names"], int(meta["budget"]))
             rec.layers, rec.cam_layer, rec.note = list(meta["layers"]), meta["cam_layer"], meta.get("note", "")
+            rec.offered, rec.stride = int(meta["offered"]), int(meta["stride"])
             for i, d in enumerate(meta["frames"]):
                 maps = {l: arrays[f"f{i}_map{j}"] for j, l in enumerate(rec.layers) if f"f{i}_map{j}" in arrays}
                 ranges = {l: arrays[f"f{i}_range{j}"] for j, l in enumerate(rec.layers) if f"f{i}_range{j}" in arrays}
                 rec.frames.append(ProbeFrame(float(d["epoch"]), arrays[f"f{i}_top"], arrays[f"f{i}_top_p"], maps,
                                              ranges, arrays.get(f"f{i}_cams"), arrays.get(f"f{i}_filters")))
+                rec.numbers.append(int(d["number"]))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"The probe recording in {folder} is damaged ({type(e).__name__}: {e}).") from None
         return rec

@@ -110,6 +110,7 @@ class SessionState:
     batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
     previous: RunRecord | None = None
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
+    probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False
