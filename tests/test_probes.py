@@ -88,7 +88,7 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
     _show_training_tab(w)
     probe_a = tiny_dataset / "left" / "left_03.png"
     probe_b = tiny_dataset / "top" / "top_05.png"
-    drop_paths(view.probe_list, [probe_a])  # dropped on the probe list
+    drop_paths(view, [probe_a])  # dropped on the probe view
     monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(probe_b)], ""))
     qtbot.mouseClick(view.add_button, Qt.LeftButton)  # and chosen with Add image…
     assert [view.probe_list.item(i).text() for i in range(view.probe_list.count())] == ["left_03.png", "top_05.png"]

@@ -1,8 +1,8 @@
 """The probe view: choose probe images, then scrub through what the network saw in them while it trained.
 
 ``ProbeView`` sits in the training tab below the chart. Its top row lists the probe images (up to
-``MAX_PROBES``: added with "Add image…", dropped on the list, or marked in the viewer) that the next
-training records (``core.probes``). Below, a timeline slider (with play/pause) picks a recorded frame;
+``MAX_PROBES``: added with "Add image…", dropped on the view, or marked in the viewer) that the next
+training records (``core.probes``); files dropped on the view are added too. Below, a timeline slider (with play/pause) picks a recorded frame;
 for each probe the view shows the image, its heat map, the maps of one layer and the top predictions
 of that moment, then the first-layer filters. ``epoch_shown`` tells the loss chart which epoch to mark.
 The frames come live from the engine while a run trains, and from the engine's copy of the current
@@ -36,34 +36,6 @@ IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
 PLAY_INTERVAL_MS = 600
 
 
-class _ProbeList(QListWidget):
-    """The probe thumbnails; image files dropped on it become probes (``dropped``)."""
-
-    dropped = Signal(list)
-
-    def __init__(self):
-        super().__init__(objectName="probeList")
-        self.setViewMode(QListView.ListMode)
-        self.setFlow(QListView.LeftToRight)
-        self.setIconSize(QSize(40, 40))
-        self.setFixedHeight(64)
-        self.setAcceptDrops(True)
-        self.setDragDropMode(QListWidget.DropOnly)
-
-    def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dragMoveEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        event.acceptProposedAction()
-        self.dropped.emit(paths)
-
-
 class ProbeView(QWidget):
     """Probe images and their recording; see the module docstring.
 
@@ -78,6 +50,7 @@ class ProbeView(QWidget):
     def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("probeView")
+        self.setAcceptDrops(True)  # image files dropped anywhere on the view become probes
         self.state, self.engine = state, engine
         self.recording: ProbeRecording | None = None
         self._live = False  # frames are arriving from a run
@@ -96,12 +69,14 @@ class ProbeView(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
         top.addWidget(QLabel(f"<b>Probe images</b> (up to {MAX_PROBES}):"))
-        self.probe_list = _ProbeList()
-        self.probe_list.dropped.connect(self.add_probes)
+        self.probe_list = QListWidget(objectName="probeList")
+        self.probe_list.setFlow(QListView.LeftToRight)
+        self.probe_list.setIconSize(QSize(40, 40))
+        self.probe_list.setFixedHeight(64)
         top.addWidget(self.probe_list, 1)
         self.add_button = QPushButton("Add image…", objectName="addProbe")
         self.add_button.setToolTip("Follow an image while training: after every epoch its prediction, activation "
-                                   "maps and heat map are recorded. Images can also be dropped on the list or marked "
+                                   "maps and heat map are recorded. Images can also be dropped here or marked "
                                    "in the viewer.")
         self.add_button.clicked.connect(self.add_probe_dialog)
         self.remove_button = QPushButton("Remove", objectName="removeProbe")
@@ -120,6 +95,7 @@ class ProbeView(QWidget):
         self.epoch_label = QLabel(objectName="probeEpochLabel")
         self.epoch_label.setMinimumWidth(120)
         self.layer_combo = QComboBox(objectName="probeLayer")
+        self.layer_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.layer_combo.setToolTip("The layer whose activation maps are shown (its first channels)")
         self.layer_combo.currentIndexChanged.connect(lambda _i: self._show_frame(self.slider.value()))
         self.export_animation_button = QPushButton("Export animation…", objectName="exportProbeAnimation")
@@ -141,23 +117,39 @@ class ProbeView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.frame_widget)
         outer.addWidget(scroll, 1)
+        self.map_header = QLabel("Activation maps")
+        for col, header in enumerate(("Probe", "Heat map (true class)", self.map_header, "Prediction")):
+            self.grid.addWidget(header if isinstance(header, QLabel) else QLabel(header), 0, col)
         self.images, self.heats, self.maps, self.bars = [], [], [], []
         for row in range(MAX_PROBES):
             cells = [QLabel(objectName=f"probeImage{row}"), QLabel(objectName=f"probeHeat{row}"),
                      QLabel(objectName=f"probeMaps{row}"), ProbabilityBars()]
             cells[3].setObjectName(f"probeBars{row}")
-            cells[3].setMinimumSize(220, 84)
+            cells[3].setMinimumWidth(240)
             for col, cell in enumerate(cells):
-                self.grid.addWidget(cell, row, col)
+                self.grid.addWidget(cell, row + 1, col)
             self.images.append(cells[0])
             self.heats.append(cells[1])
             self.maps.append(cells[2])
             self.bars.append(cells[3])
         self.filters = QLabel(objectName="probeFilters")
-        self.grid.addWidget(QLabel("First-layer filters:"), MAX_PROBES, 0)
-        self.grid.addWidget(self.filters, MAX_PROBES, 1, 1, 3)
+        self.filters_title = QLabel("First-layer filters:")
+        filters_row = QHBoxLayout()
+        filters_row.addWidget(self.filters_title)
+        filters_row.addWidget(self.filters)
+        filters_row.addStretch(1)
+        self.grid.addLayout(filters_row, MAX_PROBES + 1, 0, 1, 4)
 
     # -- the probe images ---------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        event.acceptProposedAction()
+        self.add_probes(paths)
+
     def add_probe_dialog(self) -> None:
         start = self.state.dataset_path or str(Path.home())
         paths, _ = QFileDialog.getOpenFileNames(self, "Choose probe images", start, IMAGE_FILTER)
@@ -282,6 +274,7 @@ class ProbeView(QWidget):
         self.epoch_label.setText(f"{frame.label.capitalize()} of {last:g}" if float(last).is_integer()
                                  else frame.label.capitalize())
         layer = self.layer_combo.currentText() or None
+        self.map_header.setText(f"Activation maps of {layer}, first channels" if layer else "Activation maps")
         for p in range(MAX_PROBES):
             shown = p < len(rec.probes)
             for w in (self.images[p], self.heats[p], self.maps[p], self.bars[p]):
@@ -295,6 +288,7 @@ class ProbeView(QWidget):
             self.bars[p].set_items(top_predictions(rec, frame, p))
         filters = filters_picture(frame)
         self.filters.setPixmap(array_to_pixmap(filters) if filters is not None else QPixmap())
+        self.filters_title.setVisible(filters is not None)
         self.epoch_shown.emit(frame.epoch)
 
     def _clear_frame(self) -> None:

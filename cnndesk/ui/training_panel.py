@@ -325,6 +325,7 @@ class TrainingPanel(QWidget):
         """Show ``widget`` below the log, sharing the chart's splitter (the probe view)."""
         self.split.addWidget(widget)
         self.split.setStretchFactor(self.split.count() - 1, stretch)
+        self.split.setSizes([300, 80, 360])  # the chart, the log and the view: the view shows two probes at once
 
     # -- state -------------------------------------------------------------
     def set_can_train(self, ok: bool, reason: str = "") -> None:
