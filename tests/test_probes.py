@@ -76,6 +76,30 @@ def test_large_maps_are_shrunk_by_averaging_to_at_most_32_cells():
     assert small[0, 0, 0] == pytest.approx(m[:4, :2, 0].mean())
 
 
+def test_a_project_saves_the_recording_with_its_model_and_a_damaged_one_is_refused(tmp_path):
+    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.errors import ProjectError
+    from cnndesk.core.project import open_probes, save_project
+    from test_project import _project
+
+    model = build_model(preset("tinyvgg"), (24, 20, 3), 3)
+    rec = _recording(budget=10 ** 7)
+    rec.add(_frame(1))
+    folder = tmp_path / "proj"
+    save_project(folder, _project(), model, probes=rec)
+    assert open_probes(folder).epochs() == [1]
+    rec.add(_frame(2))
+    save_project(folder, _project(), model, probes=rec)
+    assert open_probes(folder).epochs() == [1, 2]
+    save_project(folder, _project(), model)  # a model trained without probes: no recording
+    assert open_probes(folder) is None
+    save_project(folder, _project(), model, probes=rec)
+    ref = json.loads((folder / "project.json").read_text())["probes"]
+    (folder / ref / "recording.json").write_text("{")
+    with pytest.raises(ProjectError, match="damaged"):
+        open_probes(folder)
+
+
 # -- the GUI ---------------------------------------------------------------------------------------
 def _show_training_tab(w):
     w.tabs.setCurrentIndex(w.TAB_TRAIN)

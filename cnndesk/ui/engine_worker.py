@@ -205,10 +205,8 @@ class EngineWorker(QObject):
     def open_project(self, folder) -> dict:
         from ..core.project import open_project
 
-        from ..core.project import open_probes
-
         project, model = open_project(folder)
-        probes = open_probes(folder) if model is not None else None
+        probes = self._open_probes(folder) if model is not None else None
         # the inspector first: a model it refuses leaves the current and previous runs as they were
         inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
         if inspector is not None:
@@ -413,6 +411,17 @@ class EngineWorker(QObject):
         """A copy of the current model's ``ProbeRecording``, or None when its training recorded none."""
         recording = self._recordings.get(self.model) if self.model is not None else None
         return recording.copy() if recording is not None else None
+
+    def _open_probes(self, folder):
+        """The recording saved with a project's model; a damaged one is left out (saying so), the project opens."""
+        from ..core.errors import ProjectError
+        from ..core.project import open_probes
+
+        try:
+            return open_probes(folder)
+        except ProjectError as e:
+            self.warned.emit(f"The probe recording was left out: {e}")
+            return None
 
     def _probe_recorder(self, data, paths, model, initial_epoch: int, every_batches: int):
         """The recorder for a run with probe image ``paths`` (None without); continuing extends the model's own."""
