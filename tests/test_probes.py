@@ -119,7 +119,7 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
 
     set_epochs(w, qtbot, 3)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=90000)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
     qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
                     timeout=20000)  # the engine's own recording, with the true classes
     assert view.slider.maximum() == 2 and view.slider.isEnabled()
@@ -178,7 +178,7 @@ def test_an_image_in_the_viewer_can_be_marked_as_a_probe(tiny_window, qtbot, tin
     w = tiny_window
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=90000)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
     path = tiny_dataset / "centre" / "centre_02.png"
     w.viewer_panel.classify_paths([str(path)])
     qtbot.waitUntil(lambda: w.viewer_panel.current is not None, timeout=20000)

@@ -27,7 +27,7 @@ from ..core.probe_pictures import (
     filters_picture, heat_picture, maps_picture, probe_picture, save_animation, save_strip, top_predictions,
 )
 from ..core.probes import MAX_PROBES, Probe, ProbeRecording
-from ..core.session import TRAINING, SessionState
+from ..core.session import SessionState
 from .engine_worker import EngineWorker
 from .widgets import ProbabilityBars, array_to_pixmap
 
@@ -54,6 +54,7 @@ class ProbeView(QWidget):
         self.state, self.engine = state, engine
         self.recording: ProbeRecording | None = None
         self._live = False  # frames are arriving from a run
+        self._asked_for = None  # the model whose recording was last asked of the engine
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
@@ -193,17 +194,22 @@ class ProbeView(QWidget):
             self._show_recording()
 
     # -- the recording -------------------------------------------------------------------
-    def _on_model_or_activity(self, names) -> None:
+    def _on_model_or_activity(self, _names) -> None:
+        """Follow a run live; after it, and whenever the model changes, show the engine's recording."""
         state = self.state
-        if state.activity == TRAINING and not self._live:
-            self._start_live()
-        elif not state.training and state.engine_ready:
-            self._live = False
-            if state.model is None:
-                self._set_recording(None)
-            else:
-                self.engine.submit(EngineWorker.probe_recording, on_done=self._set_recording,
-                                   on_error=lambda message: self.note.setText(message))
+        if state.training:
+            if not self._live:
+                self._start_live()
+            return
+        if not state.engine_ready or (not self._live and state.model is self._asked_for):
+            return  # a save or an export changes the activity, not the recording: the frame shown stays
+        self._live = False
+        self._asked_for = state.model
+        if state.model is None:
+            self._set_recording(None)
+        else:
+            self.engine.submit(EngineWorker.probe_recording, on_done=self._set_recording,
+                               on_error=self.note.setText)
 
     def _start_live(self) -> None:
         """A run starts: show its frames as they come, on top of the probes' images read here."""
