@@ -121,7 +121,7 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
     qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
-                    timeout=20000)  # the engine's own recording, with the true classes
+                    timeout=120000)  # the engine's own recording, with the true classes
     assert view.slider.maximum() == 2 and view.slider.isEnabled()
     assert view.epoch_label.text() == "Epoch 3 of 3"
     assert w.training_panel.chart.marked_epoch() == 3
@@ -181,7 +181,7 @@ def test_an_image_in_the_viewer_can_be_marked_as_a_probe(tiny_window, qtbot, tin
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
     path = tiny_dataset / "centre" / "centre_02.png"
     w.viewer_panel.classify_paths([str(path)])
-    qtbot.waitUntil(lambda: w.viewer_panel.current is not None, timeout=20000)
+    qtbot.waitUntil(lambda: w.viewer_panel.current is not None, timeout=120000)
     qtbot.mouseClick(w.viewer_panel.probe_button, Qt.LeftButton)
     assert w.state.probe_images == [str(path.resolve())]
     assert w.probe_view.probe_list.item(0).text() == "centre_02.png"

@@ -239,7 +239,11 @@ def load_probes(paths: Sequence[str], preprocessing, class_names: Sequence[str],
         label = known.get(resolved)
         if label is None and Path(path).parent.name in class_names:
             label = list(class_names).index(Path(path).parent.name)
-        probes.append(Probe(Path(path).name, decode_image(path, preprocessing), label, str(path)))
+        try:
+            image = decode_image(path, preprocessing)
+        except UserError as e:
+            raise UserError(f"The probe image {path} cannot be used: {e}") from None
+        probes.append(Probe(Path(path).name, image, label, str(path)))
     return probes
 
 
