@@ -171,6 +171,7 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
     v2 = w2.probe_view
     assert v2.slider.maximum() == 2 and v2.epoch_label.text() == "Epoch 3 of 3"
     assert [p.name for p in v2.recording.probes] == ["left_03.png", "top_05.png"]
+    assert w2.state.probe_images == w.state.probe_images  # training again records the same images
     assert v2.top_text(0) == view.top_text(0)
 
 

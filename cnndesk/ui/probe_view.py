@@ -239,8 +239,12 @@ class ProbeView(QWidget):
         self._show_recording(follow=at_end)
 
     def _set_recording(self, recording: ProbeRecording | None) -> None:
-        """Show ``recording`` from its last frame."""
+        """Show ``recording`` from its last frame; with no probes chosen, its images (still there) become them."""
         self.recording = recording
+        if recording is not None and not self.state.probe_images:
+            paths = [p.path for p in recording.probes if p.path and Path(p.path).is_file()]
+            if paths:
+                self.state.probe_images = paths  # a reopened project records the same images when trained again
         self._show_recording(follow=True)
 
     def _show_recording(self, follow: bool = True) -> None:
