@@ -158,6 +158,16 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
     with Image.open(strip) as im:
         assert im.width > im.height  # three frames side by side
 
+    # continuing the run adds its epochs to the same recording
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.continue_check, Qt.LeftButton)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: view.slider.maximum() == 3 and view.recording.probes[0].true_class is not None,
+                    timeout=120000)
+    assert view.recording.epochs() == [1, 2, 3, 4]
+    assert view.epoch_label.text() == "Epoch 4 of 4" and w.training_panel.chart.marked_epoch() == 4
+
     # saved with the project, and there again when it is reopened
     folder = tmp_path / "probe-project"
     folder.mkdir()
@@ -169,7 +179,7 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
     w2.open_project(str(folder), confirm=False)
     qtbot.waitUntil(lambda: w2.probe_view.recording is not None, timeout=30000)
     v2 = w2.probe_view
-    assert v2.slider.maximum() == 2 and v2.epoch_label.text() == "Epoch 3 of 3"
+    assert v2.slider.maximum() == 3 and v2.epoch_label.text() == "Epoch 4 of 4"
     assert [p.name for p in v2.recording.probes] == ["left_03.png", "top_05.png"]
     assert w2.state.probe_images == w.state.probe_images  # training again records the same images
     assert v2.top_text(0) == view.top_text(0)
