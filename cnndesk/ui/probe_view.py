@@ -2,7 +2,7 @@
 
 ``ProbeView`` sits in the training tab below the chart. Its top row lists the probe images (up to
 ``MAX_PROBES``: added with "Add image…", dropped on the view, or marked in the viewer) that the next
-training records (``core.probes``); files dropped on the view are added too. Below, a timeline slider (with play/pause) picks a recorded frame;
+training records (``core.probes``). Below, a timeline slider (with play/pause) picks a recorded frame;
 for each probe the view shows the image, its heat map, the maps of one layer and the top predictions
 of that moment, then the first-layer filters. ``epoch_shown`` tells the loss chart which epoch to mark.
 The frames come live from the engine while a run trains, and from the engine's copy of the current
