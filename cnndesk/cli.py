@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_seed, default=1337)
     t.add_argument("--follow-outside-links", action="store_true",
                    help="also read class folders and files that are links out of the dataset folder")
+    t.add_argument("--probe", action="append", default=[], metavar="IMAGE",
+                   help="record what the network sees in IMAGE after every epoch, saved with the project "
+                        "(repeatable, up to 4)")
     t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     t.add_argument("--distributed", action="store_true",
                    help="be one process of a run across processes or machines (Keras on JAX; needs the "
@@ -310,6 +313,7 @@ def cmd_train(args, fit=None, save=None) -> int:
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
 
+    probes = _probe_recording(args.probe, data)
     layers = preset(args.preset)
     params = total_params(layer_table(layers, data.preprocessing.input_shape, data.num_classes))
     check_destination(args.project, estimate_model_bytes(params))  # and one without room for the model, too
@@ -338,8 +342,13 @@ def cmd_train(args, fit=None, save=None) -> int:
             else:
                 print(text, file=sys.stderr)
 
+    recorder = None
+    if probes is not None:
+        from .core.probes import ProbeRecorder
+
+        recorder = ProbeRecorder(probes, data.preprocessing)
     result = (fit or train)(data, layers, settings, Listener(), augment=args.augment,
-                            class_weights=args.class_weights)
+                            class_weights=args.class_weights, callbacks=(recorder.callback(),) if recorder else ())
     bar.done()
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
               dataset=config, preset=args.preset, layers=tuple(layers), settings=settings,
@@ -347,7 +356,9 @@ def cmd_train(args, fit=None, save=None) -> int:
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
                       preset=args.preset, layers=layers, settings=settings, history=result.history,
                       best_epoch=result.best_epoch, run=run.id, runs=[*runs, run])
-    folder = (save or save_project)(args.project, project, result.model)
+    folder = (save or save_project)(args.project, project, result.model, probes=probes)
+    if probes is not None:
+        _report_probes(folder, probes, args.json)
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:
         emit_json({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
@@ -369,6 +380,31 @@ def _runs_kept(folder) -> list:
     from .core.project import is_project, open_project
 
     return list(open_project(folder, load_model=False)[0].runs) if is_project(folder) else []
+
+
+def _probe_recording(paths: list[str], data):
+    """The recording that ``--probe`` asks for (None without probes); unreadable images fail before training."""
+    if not paths:
+        return None
+    from .core.probes import ProbeRecording, known_labels, load_probes
+
+    return ProbeRecording(load_probes(paths, data.preprocessing, data.class_names, known_labels(data)),
+                          data.class_names)
+
+
+def _report_probes(folder: Path, probes, as_json: bool) -> None:
+    """Say where the probe recording was saved (and why it stopped, if it did)."""
+    import json
+
+    ref = json.loads((folder / "project.json").read_text(encoding="utf-8")).get("probes")
+    where = folder / ref if ref else folder
+    if as_json:
+        emit_json({"event": "probes", "folder": str(where), "frames": len(probes.frames),
+                   "images": len(probes.probes), "note": probes.note})
+        return
+    if probes.note:
+        print(f"warning: {probes.note}", file=sys.stderr)
+    print(f"probe recording ({len(probes.frames)} frames of {len(probes.probes)} images) saved in {where}")
 
 
 def cmd_selftest(args) -> int:

@@ -235,7 +235,7 @@ class DistributedRun:
         finally:
             keras.distribution.set_distribution(None)  # saving and predicting need it lifted
 
-    def save(self, folder, project, model) -> Path:
+    def save(self, folder, project, model, probes=None) -> Path:
         """Save on every process; only process 0's goes to ``folder``, the others' into a scratch folder.
 
         Returns when every process has saved, so that no process reports a
@@ -248,10 +248,10 @@ class DistributedRun:
 
         keras.distribution.set_distribution(None)
         if self.process_id == 0:
-            path = save_project(folder, project, model)
+            path = save_project(folder, project, model, probes=probes)
         else:
             with tempfile.TemporaryDirectory(prefix="cnndesk-process-") as scratch:
-                save_project(Path(scratch) / "project", project, model)
+                save_project(Path(scratch) / "project", project, model, probes=probes)
             path = Path(folder).expanduser().resolve()
         multihost_utils.sync_global_devices("cnndesk saved")
         return path

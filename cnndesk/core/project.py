@@ -51,7 +51,7 @@ from .runs import RUN_ID, RUNS_DIR, located, probe_name, weights_name
 __all__ = [
     "LOCK_FILE", "MODEL_FILE", "PROJECT_FILE", "SCHEMA_VERSION", "VERSIONS_DIR", "Project", "ProjectLock",
     "check_destination", "clean_project", "estimate_model_bytes", "is_project", "migrate", "new_run_id",
-    "open_project", "save_project",
+    "open_probes", "open_project", "save_project",
 ]
 
 #: how many committed saves before the current one keep their model on disk: a reader that read the
@@ -280,14 +280,16 @@ def _reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def save_project(folder: str | os.PathLike, project: Project, model=None) -> Path:
+def save_project(folder: str | os.PathLike, project: Project, model=None, probes=None) -> Path:
     """Write ``project`` (and ``model``, if given) into ``folder`` as one atomic save.
 
     The model goes into a new ``versions/<n>`` folder; ``project.json`` (naming
     that model) is written to a temporary file and moved over the old one last,
     so a failure or a kill at any moment leaves the previous save as it was. The
     folder is locked for the length of the save. Without ``model`` the project
-    is saved without one (an untrained project).
+    is saved without one (an untrained project). ``probes`` (a ``ProbeRecording``
+    of the model's training) goes into the same version folder, so it is committed
+    with the model (``open_probes`` reads it).
 
     Raises:
         ProjectError: the folder cannot be written (permissions, disk full, …), or
@@ -328,6 +330,8 @@ def save_project(folder: str | os.PathLike, project: Project, model=None) -> Pat
                 _fsync_dir(folder / VERSIONS_DIR)
                 d["model"] = {"file": f"{VERSIONS_DIR}/{version}/{MODEL_FILE}", "bytes": target.stat().st_size,
                               "sha256": _sha256(target)}
+                if probes is not None:
+                    d["probes"] = _write_probes(version_dir, probes)
             d["runs"] = _write_runs(folder, project, committed, version_dir, new_runs)
             previous = sorted(_kept_versions(committed), key=int, reverse=True)[:KEEP_PREVIOUS]
             d["previous_versions"] = [v for v in previous if version_dir is None or v != version_dir.name]
@@ -594,3 +598,41 @@ def _check_model_file(path: Path, ref: dict, folder: Path) -> None:
                                  "its project.json was saved with.")
     except OSError as e:
         raise ProjectError(f"The project {folder} is damaged: its model file cannot be read ({_reason(e)}).") from None
+
+
+#: the folder of a version that holds the probe recording of its model's training
+PROBES_DIR = "probes"
+_PROBES_REF = re.compile(r"^versions/([0-9]{1,12})/probes$")
+
+
+def _write_probes(version_dir: Path, probes) -> str:
+    """Save ``probes`` into ``version_dir``, flushed to disk; return the name ``project.json`` gives it."""
+    _step("probes")
+    target = probes.save(version_dir / PROBES_DIR)
+    for path in target.iterdir():
+        _fsync_path(path)
+        os.chmod(path, 0o666 & ~_umask())
+    _fsync_dir(target)
+    _fsync_dir(version_dir)
+    return f"{VERSIONS_DIR}/{version_dir.name}/{PROBES_DIR}"
+
+
+def open_probes(path: str | os.PathLike):
+    """The probe recording saved with a project's model (a ``ProbeRecording``), or None when it has none.
+
+    Raises:
+        ProjectError: the project names a recording that is missing or damaged.
+    """
+    from .errors import UserError
+    from .probes import ProbeRecording
+
+    path = Path(path).expanduser()
+    folder = path.parent if path.name == PROJECT_FILE else path
+    raw = _read_raw(folder)
+    ref = raw[1].get("probes") if raw is not None and isinstance(raw[1], dict) else None
+    if not isinstance(ref, str) or not _PROBES_REF.match(ref):
+        return None
+    try:
+        return ProbeRecording.load(folder / ref)
+    except UserError as e:
+        raise ProjectError(f"The project {folder} is damaged: {e}") from None

@@ -114,6 +114,7 @@ class SessionState:
     previous: RunRecord | None = None
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
     runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
+    probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False

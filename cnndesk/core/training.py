@@ -303,6 +303,7 @@ def train(
     strategy=None,
     initial_epoch: int = 0,
     pool=None,
+    callbacks: tuple = (),
 ) -> TrainResult:
     """Build (or continue) the model and fit it on ``data``'s training split.
 
@@ -319,6 +320,8 @@ def train(
         initial_epoch: epochs already trained (numbers the reports when continuing).
         pool: a ``ModelPool`` to take an already compiled model from instead of building
             (and tracing) a new one; the run trains exactly as on a new model. Defaults to None.
+        callbacks: more Keras callbacks for ``fit`` (a ``ProbeRecorder``'s, say), called after the
+            reporting ones.
 
     Returns:
         the model (the weights of the epoch with the best validation accuracy
@@ -360,7 +363,7 @@ def train(
         reporter = _Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch,
                              times)
         best = BestWeights(data.validation_size())
-        callbacks = [reporter, best]
+        callbacks = [reporter, best, *callbacks]
         plan = stopping_plan(settings, data.validation_size())
         if replicas > 1:
             listener.on_message(mirrored_note(settings.batch_size, replicas))

@@ -11,6 +11,7 @@ import os
 import threading
 import traceback
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -59,6 +60,7 @@ class EngineWorker(QObject):
     epoch = Signal(object)  # EpochReport
     message = Signal(str)  # a sentence for the training log (which stopping rules apply)
     warned = Signal(str)
+    probe_frame = Signal(object)  # a ProbeFrame, while a run records its probes
 
     def __init__(self):
         super().__init__()
@@ -71,6 +73,7 @@ class EngineWorker(QObject):
         self._job: Job | None = None  # the job running now, for ``send_partial``
         self._run_files: dict[str, str] = {}  # run id -> its weights in the scratch folder (keep_run)
         self._scratch = None  # a temporary folder for runs' weights before a save, made when first needed
+        self._recordings = weakref.WeakKeyDictionary()  # model -> the ProbeRecording of its training
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -138,8 +141,12 @@ class EngineWorker(QObject):
 
     @cancellable
     def train(self, data, layers, settings, augment=(), class_weights=False, continue_training=False,
-              initial_epoch=0, *, task: TaskState) -> Any:
-        """Train a new model (or the current one, continuing); it becomes current with its inspector."""
+              initial_epoch=0, probes=(), probe_every_batches=0, *, task: TaskState) -> Any:
+        """Train a new model (or the current one, continuing); it becomes current with its inspector.
+
+        ``probes`` (image files) are recorded after every epoch, and every ``probe_every_batches``
+        batches when above 0 (``core.probes``); each frame is also sent as ``probe_frame``.
+        """
         from ..core.model_pool import ModelPool, return_freed_memory
         from ..core.training import TrainingListener, train
 
@@ -158,9 +165,12 @@ class EngineWorker(QObject):
         if self._pool is None and self.reuse_models:
             self._pool = ModelPool()
         model = self.model if continue_training else None
+        recorder = self._probe_recorder(data, probes, model, initial_epoch if continue_training else 0,
+                                        probe_every_batches)
         result = train(data, layers, settings, Listener(), task, model=model, augment=augment,
                        class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0,
-                       pool=self._pool)
+                       pool=self._pool, callbacks=(recorder.callback(),) if recorder else ())
+        self._keep_recording(result.model, recorder)
         try:  # first what can fail: until it succeeded, the current and previous runs stay as they were
             inspector = self._inspector_for(result.model, data.class_names, data.preprocessing)
         except Exception:
@@ -199,7 +209,8 @@ class EngineWorker(QObject):
         from ..core.project import save_project
 
         project.runs = [r if r.file else r.at(self._run_files.get(r.id)) for r in project.runs]
-        return str(save_project(folder, project, self.model))
+        probes = self._recordings.get(self.model) if self.model is not None else None
+        return str(save_project(folder, project, self.model, probes=probes))
 
     def restore_previous(self) -> bool:
         """Swap the current model with the previous run's (so that doing it again swaps them back)."""
@@ -212,6 +223,7 @@ class EngineWorker(QObject):
         from ..core.project import open_project
 
         project, model = open_project(folder)
+        probes = self._open_probes(folder) if model is not None else None
         # the inspector first: a model it refuses leaves the current and previous runs as they were
         inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
         if inspector is not None:
@@ -219,6 +231,8 @@ class EngineWorker(QObject):
         self._retire_previous()
         if model is not None:
             self._set_model(model, inspector)
+            if probes is not None:
+                self._recordings[model] = probes
         else:
             self._drop_model()
         return {"project": project, "has_model": model is not None,
@@ -386,19 +400,10 @@ class EngineWorker(QObject):
     @staticmethod
     def _inspector_for(model, class_names, preprocessing):
         """The viewer's ``Inspector`` for ``model`` (raises when the model cannot be inspected); changes nothing."""
-        from ..core.inspection import Inspector
-        from ..core.model_pool import attachments
+        from ..core.probes import inspector_for
 
         # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
-        attached = attachments(model)
-        inspector = attached.get("inspector")
-        if inspector is None or inspector.preprocessing.input_shape != preprocessing.input_shape:
-            inspector = Inspector(model, class_names, preprocessing)
-            attached["inspector"] = inspector
-        else:
-            inspector.class_names = list(class_names)
-            inspector.preprocessing = preprocessing
-        return inspector
+        return inspector_for(model, class_names, preprocessing)
 
     def _set_model(self, model, inspector) -> None:
         """Make ``model`` and its ``inspector`` current together; the model it replaces goes to the pool."""
@@ -470,3 +475,42 @@ class EngineWorker(QObject):
             self._scratch = Path(tempfile.mkdtemp(prefix="cnndesk-runs-"))
             weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
         return self._scratch
+
+    # -- probe recordings (core.probes) ------------------------------------------------
+    def probe_recording(self):
+        """A copy of the current model's ``ProbeRecording``, or None when its training recorded none."""
+        recording = self._recordings.get(self.model) if self.model is not None else None
+        return recording.copy() if recording is not None else None
+
+    def _open_probes(self, folder):
+        """The recording saved with a project's model; a damaged one is left out (saying so), the project opens."""
+        from ..core.errors import ProjectError
+        from ..core.project import open_probes
+
+        try:
+            return open_probes(folder)
+        except ProjectError as e:
+            self.warned.emit(f"The probe recording was left out: {e}")
+            return None
+
+    def _probe_recorder(self, data, paths, model, initial_epoch: int, every_batches: int):
+        """The recorder for a run with probe image ``paths`` (None without); continuing extends the model's own."""
+        from ..core.probes import ProbeRecorder, ProbeRecording, known_labels, load_probes
+
+        if not paths:
+            return None
+        probes = load_probes(list(paths), data.preprocessing, data.class_names, known_labels(data))
+        recording = self._recordings.get(model) if model is not None else None
+        if recording is None or [p.path for p in recording.probes] != [p.path for p in probes]:
+            recording = ProbeRecording(probes, data.class_names)
+        return ProbeRecorder(recording, data.preprocessing, initial_epoch=initial_epoch, every_batches=every_batches,
+                             on_frame=self.probe_frame.emit)
+
+    def _keep_recording(self, model, recorder) -> None:
+        """Remember ``recorder``'s recording as ``model``'s (a pooled model reused without probes has none)."""
+        if recorder is not None:
+            self._recordings[model] = recorder.recording
+            if recorder.recording.note:
+                self.message.emit(recorder.recording.note)
+        else:
+            self._recordings.pop(model, None)

@@ -31,6 +31,7 @@ from .dataset_panel import DatasetPanel
 from .engine import Engine
 from .model_io import EXPORT_LABELS, ModelFiles
 from .model_panel import ModelPanel
+from .probe_view import ProbeView
 from .project_files import ProjectFiles
 from .recent import RecentProjects
 from .resources import app_icon
@@ -76,6 +77,8 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel()
         self.training_panel = TrainingPanel()
         self.viewer_panel = ViewerPanel(self.state, self.engine)
+        self.probe_view = ProbeView(self.state, self.engine)
+        self.training_panel.add_view(self.probe_view)
         self.tabs.addTab(self.dataset_panel, "1  Dataset")
         self.tabs.addTab(self.model_panel, "2  Model")
         self.tabs.addTab(self.training_panel, "3  Train")
@@ -225,6 +228,9 @@ class MainWindow(QMainWindow):
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.viewer_panel.paths_dropped.connect(self.handle_dropped_paths)
         self.viewer_panel.pixels_chosen.connect(self.models.set_pixels)
+        self.viewer_panel.probe_marked.connect(lambda path: self.probe_view.add_probes([path]))
+        self.probe_view.epoch_shown.connect(self.training_panel.chart.mark_epoch)
+        self.probe_view.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     def _train(self, continuing: bool = False) -> None:
         if self.train_action.isEnabled() and self.training.start(continuing):

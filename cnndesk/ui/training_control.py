@@ -105,6 +105,7 @@ class TrainingControl(QObject):
         self._job = self.engine.submit(EngineWorker.train, data=data, layers=list(state.layers), settings=settings,
                                        augment=config.augment, class_weights=config.class_weights,
                                        continue_training=continuing, initial_epoch=initial,
+                                       probes=list(state.probe_images),
                                        on_done=self._on_trained, on_error=self._on_failed)
         return True
 

@@ -106,6 +106,7 @@ class TrainingChart(QChartView):
         self.best.attachAxis(self.x_axis)
         self.best.attachAxis(self.acc_axis)
         self._make_hover_items()
+        self._make_probe_marker()
         self.setMouseTracking(True)
         self.overlay_series: list[QLineSeries] = []  # other runs drawn beside the current one (set_overlays)
         self._overlay_epochs = 0
@@ -125,10 +126,33 @@ class TrainingChart(QChartView):
             item.setZValue(1000)
             item.setVisible(False)
 
+    def _make_probe_marker(self) -> None:
+        """A vertical line at the epoch the probe view shows (``mark_epoch``), left out of the legend."""
+        self.probe_marker = QLineSeries(name="Probe epoch")
+        pen = QPen(QColor("#8e24aa"), 1.6, Qt.DashDotLine)
+        self.probe_marker.setPen(pen)
+        self.chart_.addSeries(self.probe_marker)
+        self.probe_marker.attachAxis(self.x_axis)
+        self.probe_marker.attachAxis(self.acc_axis)  # its range stays 0 to 1: the line spans the plot
+        for marker in self.chart_.legend().markers(self.probe_marker):
+            marker.setVisible(False)
+
+    def mark_epoch(self, epoch: float | None) -> None:
+        """Draw the probe marker at ``epoch`` (a position on the epoch axis), or remove it (None)."""
+        self.probe_marker.clear()
+        if epoch is not None and math.isfinite(epoch):
+            self.probe_marker.append(epoch, 0)
+            self.probe_marker.append(epoch, 1 + ACCURACY_PAD)
+
+    def marked_epoch(self) -> float | None:
+        """Where the probe marker is drawn, or None."""
+        return self.probe_marker.at(0).x() if self.probe_marker.count() else None
+
     def clear(self) -> None:
         for s in self.series.values():
             s.clear()
         self.best.clear()
+        self.probe_marker.clear()
         self._rows: dict[int, dict] = {}  # epoch -> its values, for the hover label
         self._kept: int | None = None
         self._ema = None
@@ -341,6 +365,7 @@ class TrainingPanel(QWidget):
         split.setStretchFactor(1, 1)
         split.setSizes([300, 100])  # stretch factors only share out extra room: give the chart its share at once
         outer.addWidget(split, 1)
+        self.split = split
 
         self.train_button.clicked.connect(lambda: self.train_requested.emit(self.continue_check.isChecked()))
         self.stop_button.clicked.connect(self._on_stop)
@@ -351,6 +376,12 @@ class TrainingPanel(QWidget):
         self._epochs = 0
         self._initial_epoch = 0
         self._last_batch = None  # the latest BatchReport of the run, to say how far a stopped run got
+
+    def add_view(self, widget: QWidget, stretch: int = 2) -> None:
+        """Show ``widget`` below the log, sharing the chart's splitter (the probe view)."""
+        self.split.addWidget(widget)
+        self.split.setStretchFactor(self.split.count() - 1, stretch)
+        self.split.setSizes([300, 80, 360])  # the chart, the log and the view: the view shows two probes at once
 
     # -- state -------------------------------------------------------------
     def set_can_train(self, ok: bool, reason: str = "") -> None:

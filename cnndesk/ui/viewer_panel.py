@@ -53,6 +53,7 @@ class ViewerPanel(QWidget):
     status = Signal(str)
     paths_dropped = Signal(list)
     pixels_chosen = Signal(str)
+    probe_marked = Signal(str)  # the current image's file is to be a probe image (followed while training)
 
     def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
         super().__init__(parent)
@@ -116,11 +117,15 @@ class ViewerPanel(QWidget):
         self.paste_button.clicked.connect(self.paste_image)
         self.save_view_button = QPushButton("Save view as PNG…", objectName="saveView")
         self.save_view_button.clicked.connect(self.save_view_dialog)
+        self.probe_button = QPushButton("Mark as probe", objectName="markProbe")
+        self.probe_button.setToolTip("Follow this image while training: its prediction, maps and heat map are "
+                                     "recorded after every epoch (Train tab, Probe images)")
+        self.probe_button.clicked.connect(self.mark_probe)
         self.names_button = QPushButton("Class names…", objectName="classNamesButton", visible=False)
         self.names_button.clicked.connect(self.edit_class_names)
         self.model_label = QLabel(objectName="modelLabel", wordWrap=True)  # a note can make it long
         self.model_label.setStyleSheet("color: #455a64")
-        for w in (self.open_button, self.paste_button, self.save_view_button, self.names_button):
+        for w in (self.open_button, self.paste_button, self.save_view_button, self.probe_button, self.names_button):
             bar.addWidget(w)
         bar.addWidget(self._build_pixels_choice())
         bar.addWidget(self.model_label, 1)
@@ -293,6 +298,15 @@ class ViewerPanel(QWidget):
             self.state.model = model.renamed(names)
 
     # -- classify ------------------------------------------------------------------
+    def mark_probe(self) -> None:
+        """Ask for the current image to be a probe (an image pasted without a file cannot be one)."""
+        path = self.current.path if self.current is not None else None
+        if path and Path(path).is_file():
+            self.probe_marked.emit(path)
+            self.status.emit(f"{Path(path).name} is a probe image: the next training records it (Train tab).")
+        else:
+            self.status.emit("Only an image opened from a file can be a probe image.")
+
     def open_images_dialog(self) -> None:
         if not self.open_button.isEnabled():
             return

@@ -1,0 +1,357 @@
+"""The probe view: choose probe images, then scrub through what the network saw in them while it trained.
+
+``ProbeView`` sits in the training tab below the chart. Its top row lists the probe images (up to
+``MAX_PROBES``: added with "Add image…", dropped on the view, or marked in the viewer) that the next
+training records (``core.probes``). Below, a timeline slider (with play/pause) picks a recorded frame;
+for each probe the view shows the image, its heat map, the maps of one layer and the top predictions
+of that moment, then the first-layer filters. ``epoch_shown`` tells the loss chart which epoch to mark.
+The frames come live from the engine while a run trains, and from the engine's copy of the current
+model's recording otherwise (after training, opening a project, bringing a model back). "Export…"
+writes the frames as an animated GIF/WebP or a PNG strip (``core.probe_pictures``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListView, QListWidget, QListWidgetItem, QMessageBox,
+    QPushButton, QScrollArea, QSlider, QVBoxLayout, QWidget,
+)
+
+from ..core.errors import UserError
+from ..core.images import IMAGE_EXTENSIONS, decode_image
+from ..core.probe_pictures import (
+    filters_picture, heat_picture, maps_picture, probe_picture, save_animation, save_strip, top_predictions,
+)
+from ..core.probes import MAX_PROBES, Probe, ProbeRecording
+from ..core.session import SessionState
+from .engine_worker import EngineWorker
+from .widgets import ProbabilityBars, array_to_pixmap
+
+IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
+#: how long play shows each frame
+PLAY_INTERVAL_MS = 600
+
+
+class ProbeView(QWidget):
+    """Probe images and their recording; see the module docstring.
+
+    Signals:
+        epoch_shown(object): the epoch of the frame shown (a float), or None when none is.
+        status(str): a short message for the status bar.
+    """
+
+    epoch_shown = Signal(object)
+    status = Signal(str)
+
+    def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("probeView")
+        self.setAcceptDrops(True)  # image files dropped anywhere on the view become probes
+        self.state, self.engine = state, engine
+        self.recording: ProbeRecording | None = None
+        self._live = False  # frames are arriving from a run
+        self._asked_for = None  # the model whose recording was last asked of the engine
+        self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
+        self._timer.timeout.connect(self._advance)
+        self._build()
+        engine.worker.probe_frame.connect(self._on_live_frame)
+        state.observe(self._show_probe_list, "probe_images")
+        state.observe(self._on_model_or_activity, "model", "activity", "engine_ready")
+        self._show_probe_list()
+        self._show_recording()
+
+    # -- layout --------------------------------------------------------------------
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(QLabel(f"<b>Probe images</b> (up to {MAX_PROBES}):"))
+        self.probe_list = QListWidget(objectName="probeList")
+        self.probe_list.setFlow(QListView.LeftToRight)
+        self.probe_list.setIconSize(QSize(40, 40))
+        self.probe_list.setFixedHeight(64)
+        top.addWidget(self.probe_list, 1)
+        self.add_button = QPushButton("Add image…", objectName="addProbe")
+        self.add_button.setToolTip("Follow an image while training: after every epoch its prediction, activation "
+                                   "maps and heat map are recorded. Images can also be dropped here or marked "
+                                   "in the viewer.")
+        self.add_button.clicked.connect(self.add_probe_dialog)
+        self.remove_button = QPushButton("Remove", objectName="removeProbe")
+        self.remove_button.clicked.connect(self.remove_selected)
+        top.addWidget(self.add_button)
+        top.addWidget(self.remove_button)
+        outer.addLayout(top)
+
+        timeline = QHBoxLayout()
+        self.play_button = QPushButton("▶", objectName="playProbes", checkable=True)
+        self.play_button.setToolTip("Play the recording, one epoch after another")
+        self.play_button.setFixedWidth(36)
+        self.play_button.toggled.connect(self._on_play)
+        self.slider = QSlider(Qt.Horizontal, objectName="probeSlider")
+        self.slider.valueChanged.connect(self._show_frame)
+        self.epoch_label = QLabel(objectName="probeEpochLabel")
+        self.epoch_label.setMinimumWidth(120)
+        self.layer_combo = QComboBox(objectName="probeLayer")
+        self.layer_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.layer_combo.setToolTip("The layer whose activation maps are shown (its first channels)")
+        self.layer_combo.currentIndexChanged.connect(lambda _i: self._show_frame(self.slider.value()))
+        self.export_animation_button = QPushButton("Export animation…", objectName="exportProbeAnimation")
+        self.export_animation_button.clicked.connect(self.export_animation_dialog)
+        self.export_strip_button = QPushButton("Export PNG strip…", objectName="exportProbeStrip")
+        self.export_strip_button.clicked.connect(self.export_strip_dialog)
+        for w in (self.play_button, self.slider, self.epoch_label, self.layer_combo,
+                  self.export_animation_button, self.export_strip_button):
+            timeline.addWidget(w, 1 if w is self.slider else 0)
+        outer.addLayout(timeline)
+
+        self.note = QLabel(objectName="probeNote", wordWrap=True)
+        self.note.setStyleSheet("color: #455a64")
+        outer.addWidget(self.note)
+        self.frame_widget = QWidget()
+        self.grid = QGridLayout(self.frame_widget)
+        self.grid.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.frame_widget)
+        outer.addWidget(scroll, 1)
+        self.map_header = QLabel("Activation maps")
+        for col, header in enumerate(("Probe", "Heat map (true class)", self.map_header, "Prediction")):
+            self.grid.addWidget(header if isinstance(header, QLabel) else QLabel(header), 0, col)
+        self.images, self.heats, self.maps, self.bars = [], [], [], []
+        for row in range(MAX_PROBES):
+            cells = [QLabel(objectName=f"probeImage{row}"), QLabel(objectName=f"probeHeat{row}"),
+                     QLabel(objectName=f"probeMaps{row}"), ProbabilityBars()]
+            cells[3].setObjectName(f"probeBars{row}")
+            cells[3].setMinimumWidth(240)
+            for col, cell in enumerate(cells):
+                self.grid.addWidget(cell, row + 1, col)
+            self.images.append(cells[0])
+            self.heats.append(cells[1])
+            self.maps.append(cells[2])
+            self.bars.append(cells[3])
+        self.filters = QLabel(objectName="probeFilters")
+        self.filters_title = QLabel("First-layer filters:")
+        filters_row = QHBoxLayout()
+        filters_row.addWidget(self.filters_title)
+        filters_row.addWidget(self.filters)
+        filters_row.addStretch(1)
+        self.grid.addLayout(filters_row, MAX_PROBES + 1, 0, 1, 4)
+
+    # -- the probe images ---------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        event.acceptProposedAction()
+        self.add_probes(paths)
+
+    def add_probe_dialog(self) -> None:
+        start = self.state.dataset_path or str(Path.home())
+        paths, _ = QFileDialog.getOpenFileNames(self, "Choose probe images", start, IMAGE_FILTER)
+        if paths:
+            self.add_probes(paths)
+
+    def add_probes(self, paths: list[str]) -> None:
+        """Make image files probes (files already probes, and any beyond ``MAX_PROBES``, are left out, saying so)."""
+        current = list(self.state.probe_images)
+        refused = []
+        for path in paths:
+            path = str(Path(path).resolve())
+            if path in current:
+                continue
+            if QImage(path).isNull():
+                refused.append(f"{Path(path).name} is not an image cnndesk can read")
+            elif len(current) >= MAX_PROBES:
+                refused.append(f"{Path(path).name}: at most {MAX_PROBES} probe images")
+            else:
+                current.append(path)
+        if current != self.state.probe_images:
+            self.state.probe_images = current
+        if refused:
+            QMessageBox.information(self, "Probe images", "Not added: " + "; ".join(refused) + ".")
+
+    def remove_selected(self) -> None:
+        row = self.probe_list.currentRow()
+        if 0 <= row < len(self.state.probe_images):
+            self.state.probe_images = [p for i, p in enumerate(self.state.probe_images) if i != row]
+
+    def _show_probe_list(self, _names=None) -> None:
+        self.probe_list.clear()
+        for path in self.state.probe_images:
+            item = QListWidgetItem(QIcon(QPixmap(path)), Path(path).name)
+            item.setToolTip(path)
+            self.probe_list.addItem(item)
+        full = len(self.state.probe_images) >= MAX_PROBES
+        self.add_button.setEnabled(not full)
+        self.remove_button.setEnabled(bool(self.state.probe_images))
+        if not self.recording:
+            self._show_recording()
+
+    # -- the recording -------------------------------------------------------------------
+    def _on_model_or_activity(self, _names) -> None:
+        """Follow a run live; after it, and whenever the model changes, show the engine's recording."""
+        state = self.state
+        if state.training:
+            if not self._live:
+                self._start_live()
+            return
+        if not state.engine_ready or (not self._live and state.model is self._asked_for):
+            return  # a save or an export changes the activity, not the recording: the frame shown stays
+        self._live = False
+        self._asked_for = state.model
+        if state.model is None:
+            self._set_recording(None)
+        else:
+            self.engine.submit(EngineWorker.probe_recording, on_done=self._set_recording,
+                               on_error=self.note.setText)
+
+    def _start_live(self) -> None:
+        """A run starts: show its frames as they come, on top of the probes' images read here."""
+        data, paths = self.state.data, list(self.state.probe_images)
+        self._live = bool(paths) and data is not None
+        if not self._live:
+            return
+        if self.recording is not None and [p.path for p in self.recording.probes] == paths:
+            live = self.recording.copy()  # a continued run adds to it; a new one replaces its frames
+        else:
+            try:
+                probes = [Probe(Path(p).name, decode_image(p, data.preprocessing), None, p) for p in paths]
+            except UserError as e:
+                self.note.setText(str(e))
+                self._live = False
+                return
+            live = ProbeRecording(probes, data.class_names)
+        self._set_recording(live)
+
+    def _on_live_frame(self, frame) -> None:
+        if not self._live or self.recording is None:
+            return
+        at_end = self.slider.value() == self.slider.maximum()
+        if not self.recording.layers:
+            self.recording.layers = list(frame.maps)
+        self.recording.add(frame)
+        self._show_recording(follow=at_end)
+
+    def _set_recording(self, recording: ProbeRecording | None) -> None:
+        """Show ``recording`` from its last frame; with no probes chosen, its images (still there) become them."""
+        self.recording = recording
+        if recording is not None and not self.state.probe_images:
+            paths = [p.path for p in recording.probes if p.path and Path(p.path).is_file()]
+            if paths:
+                self.state.probe_images = paths  # a reopened project records the same images when trained again
+        self._show_recording(follow=True)
+
+    def _show_recording(self, follow: bool = True) -> None:
+        rec = self.recording
+        frames = rec.frames if rec is not None else []
+        layers = rec.layers if rec is not None else []
+        if [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())] != layers:
+            chosen = self.layer_combo.currentText()
+            with QSignalBlocker(self.layer_combo):
+                self.layer_combo.clear()
+                self.layer_combo.addItems(layers)
+                self.layer_combo.setCurrentIndex(layers.index(chosen) if chosen in layers else len(layers) - 1)
+        with QSignalBlocker(self.slider):
+            self.slider.setRange(0, max(0, len(frames) - 1))
+            if follow:
+                self.slider.setValue(self.slider.maximum())
+        for w in (self.slider, self.play_button, self.layer_combo, self.export_animation_button,
+                  self.export_strip_button):
+            w.setEnabled(bool(frames))
+        if rec is not None and rec.note:
+            self.note.setText(rec.note)
+        elif not frames:
+            self.note.setText("Add probe images, then train: after every epoch cnndesk records what the network "
+                              "sees in them, to scrub through here." if not self.state.probe_images else
+                              "Train to record the probe images: the frames appear here after every epoch.")
+        else:
+            self.note.setText("")
+        self._show_frame(self.slider.value())
+
+    def _show_frame(self, index: int) -> None:
+        rec = self.recording
+        if rec is None or not 0 <= index < len(rec.frames):
+            self._clear_frame()
+            return
+        frame = rec.frames[index]
+        last = rec.frames[-1].epoch
+        self.epoch_label.setText(f"{frame.label.capitalize()} of {last:g}" if float(last).is_integer()
+                                 else frame.label.capitalize())
+        layer = self.layer_combo.currentText() or None
+        self.map_header.setText(f"Activation maps of {layer}, first channels" if layer else "Activation maps")
+        for p in range(MAX_PROBES):
+            shown = p < len(rec.probes)
+            for w in (self.images[p], self.heats[p], self.maps[p], self.bars[p]):
+                w.setVisible(shown)
+            if not shown:
+                continue
+            self.images[p].setPixmap(array_to_pixmap(probe_picture(rec, p)))
+            self.images[p].setToolTip(rec.probes[p].path or rec.probes[p].name)
+            self.heats[p].setPixmap(array_to_pixmap(heat_picture(rec, frame, p)))
+            self.maps[p].setPixmap(array_to_pixmap(maps_picture(frame, layer, p)))
+            self.bars[p].set_items(top_predictions(rec, frame, p))
+        filters = filters_picture(frame)
+        self.filters.setPixmap(array_to_pixmap(filters) if filters is not None else QPixmap())
+        self.filters_title.setVisible(filters is not None)
+        self.epoch_shown.emit(frame.epoch)
+
+    def _clear_frame(self) -> None:
+        self.epoch_label.setText("No recording" if self.recording is None else "No frames yet")
+        for p in range(MAX_PROBES):
+            for w in (self.images[p], self.heats[p], self.maps[p]):
+                w.clear()
+                w.setVisible(False)
+            self.bars[p].set_items([])
+            self.bars[p].setVisible(False)
+        self.filters.clear()
+        self.epoch_shown.emit(None)
+
+    def top_text(self, probe: int) -> str:
+        """What the bars of ``probe`` say: "left 93.0%, top 4.1%, …" ("" when nothing is shown)."""
+        return ", ".join(f"{name} {p:.1%}" for name, p in self.bars[probe].items)
+
+    # -- play ------------------------------------------------------------------------------
+    def _on_play(self, playing: bool) -> None:
+        self.play_button.setText("❚❚" if playing else "▶")
+        if playing:
+            if self.slider.value() == self.slider.maximum():
+                self.slider.setValue(0)
+            self._timer.start()
+        else:
+            self._timer.stop()
+
+    def _advance(self) -> None:
+        if self.slider.value() >= self.slider.maximum():
+            self.play_button.setChecked(False)
+            return
+        self.slider.setValue(self.slider.value() + 1)
+
+    # -- export ----------------------------------------------------------------------------
+    def export_animation_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the probe recording", str(Path.home() / "probes.gif"),
+                                              "Animated GIF (*.gif);;Animated WebP (*.webp)")
+        if path:
+            self._export(save_animation, path)
+
+    def export_strip_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the probe recording as a strip",
+                                              str(Path.home() / "probes.png"), "PNG images (*.png)")
+        if path:
+            self._export(save_strip, path)
+
+    def _export(self, write, path: str) -> None:
+        if self.recording is None:
+            return
+        try:
+            out = write(self.recording, path, self.layer_combo.currentText() or None)
+        except UserError as e:
+            QMessageBox.warning(self, "Export failed", str(e))
+            return
+        self.status.emit(f"Saved {len(self.recording.frames)} frames to {out}")
+

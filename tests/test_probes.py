@@ -1,0 +1,238 @@
+"""Probe images: marked in the GUI, recorded while training, scrubbed, exported, saved and reopened; the CLI's
+``--probe``; the recording's budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
+
+from cnndesk.core.errors import UserError
+from cnndesk.core.probes import MAX_PROBES, Probe, ProbeFrame, ProbeRecording, shrink
+
+from conftest import write_dataset
+from test_cli import run as run_cli
+from test_app import drop_paths, save_as, set_epochs, tiny_window  # noqa: F401 (tiny_window is a fixture)
+
+
+# -- the recording's budget -------------------------------------------------------------------
+def _frame(epoch: float, layers=("a", "b")) -> ProbeFrame:
+    rng = np.random.default_rng(int(epoch * 100))
+    maps = {l: rng.integers(0, 255, (2, 8, 32, 32), dtype=np.uint8) for l in layers}
+    ranges = {l: np.zeros((2, 8, 2), np.float32) for l in layers}
+    return ProbeFrame(epoch, np.zeros((2, 3), np.int16), np.zeros((2, 3), np.float32), maps, ranges,
+                      rng.integers(0, 255, (2, 10, 10), dtype=np.uint8), None)
+
+
+def _recording(budget: int) -> ProbeRecording:
+    probes = [Probe(f"p{i}", np.zeros((32, 32, 3), np.uint8), i) for i in range(2)]
+    rec = ProbeRecording(probes, ["a", "b", "c"], budget=budget)
+    rec.layers = ["a", "b"]
+    return rec
+
+
+def test_thinning_keeps_the_budget_the_whole_span_and_an_even_step():
+    per_frame = _frame(1).nbytes
+    rec = _recording(budget=10 * per_frame)
+    for epoch in range(1, 101):
+        rec.add(_frame(epoch))
+        assert rec.frames_nbytes() <= rec.budget
+    epochs = rec.epochs()
+    assert epochs[0] == 1 and epochs[-1] == 100  # the first and the newest are never dropped
+    assert len(epochs) >= 5  # thinned, not emptied
+    steps = np.diff(epochs[:-1])
+    assert len(set(steps.tolist())) == 1  # the older frames keep an even step: every 2nd, 4th, …, never at random
+
+
+def test_a_recording_saves_to_a_folder_and_loads_back_the_same(tmp_path):
+    rec = _recording(budget=10 ** 7)
+    for epoch in (1, 1.5, 2):
+        rec.add(_frame(epoch))
+    rec.save(tmp_path / "rec")
+    back = ProbeRecording.load(tmp_path / "rec")
+    assert back.epochs() == [1, 1.5, 2]
+    assert back.layers == ["a", "b"] and [p.true_class for p in back.probes] == [0, 1]
+    for a, b in zip(rec.frames, back.frames):
+        assert np.array_equal(a.maps["b"], b.maps["b"]) and np.array_equal(a.cams, b.cams)
+    (tmp_path / "rec" / "frames.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="cannot be read"):
+        ProbeRecording.load(tmp_path / "rec")
+
+
+def test_more_than_four_probes_are_refused_with_a_message():
+    probes = [Probe(f"p{i}", np.zeros((8, 8, 3), np.uint8)) for i in range(MAX_PROBES + 1)]
+    with pytest.raises(UserError, match="At most 4"):
+        ProbeRecording(probes, ["a", "b"])
+
+
+def test_large_maps_are_shrunk_by_averaging_to_at_most_32_cells():
+    m = np.arange(100 * 64 * 2, dtype=np.float32).reshape(100, 64, 2)
+    small = shrink(m)
+    assert max(small.shape[:2]) <= 32 and small.shape[2] == 2
+    assert small[0, 0, 0] == pytest.approx(m[:4, :2, 0].mean())
+
+
+def test_a_project_saves_the_recording_with_its_model_and_a_damaged_one_is_refused(tmp_path):
+    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.errors import ProjectError
+    from cnndesk.core.project import open_probes, save_project
+    from test_project import _project
+
+    model = build_model(preset("tinyvgg"), (24, 20, 3), 3)
+    rec = _recording(budget=10 ** 7)
+    rec.add(_frame(1))
+    folder = tmp_path / "proj"
+    save_project(folder, _project(), model, probes=rec)
+    assert open_probes(folder).epochs() == [1]
+    rec.add(_frame(2))
+    save_project(folder, _project(), model, probes=rec)
+    assert open_probes(folder).epochs() == [1, 2]
+    save_project(folder, _project(), model)  # a model trained without probes: no recording
+    assert open_probes(folder) is None
+    save_project(folder, _project(), model, probes=rec)
+    ref = json.loads((folder / "project.json").read_text())["probes"]
+    (folder / ref / "recording.json").write_text("{")
+    with pytest.raises(ProjectError, match="damaged"):
+        open_probes(folder)
+
+
+# -- the GUI ---------------------------------------------------------------------------------------
+def _show_training_tab(w):
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+
+
+def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(tiny_window, qtbot, make_window,
+                                                                             tmp_path, monkeypatch, tiny_dataset):
+    w = tiny_window
+    view = w.probe_view
+    _show_training_tab(w)
+    probe_a = tiny_dataset / "left" / "left_03.png"
+    probe_b = tiny_dataset / "top" / "top_05.png"
+    drop_paths(view, [probe_a])  # dropped on the probe view
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(probe_b)], ""))
+    qtbot.mouseClick(view.add_button, Qt.LeftButton)  # and chosen with Add image…
+    assert [view.probe_list.item(i).text() for i in range(view.probe_list.count())] == ["left_03.png", "top_05.png"]
+
+    set_epochs(w, qtbot, 3)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
+                    timeout=120000)  # the engine's own recording, with the true classes
+    assert view.slider.maximum() == 2 and view.slider.isEnabled()
+    assert view.epoch_label.text() == "Epoch 3 of 3"
+    assert w.training_panel.chart.marked_epoch() == 3
+
+    # scrub back to the first epoch: the label, the chart's marker, the maps and the predictions follow
+    last_maps = view.maps[0].pixmap().toImage()
+    last_heat = view.heats[0].pixmap().toImage()
+    last_top = view.top_text(0), view.top_text(1)
+    view.slider.setFocus()
+    qtbot.keyClick(view.slider, Qt.Key_Home)
+    assert view.slider.value() == 0
+    assert view.epoch_label.text() == "Epoch 1 of 3"
+    assert w.training_panel.chart.marked_epoch() == 1
+    assert view.maps[0].pixmap().toImage() != last_maps
+    assert view.heats[0].pixmap().toImage() != last_heat
+    assert (view.top_text(0), view.top_text(1)) != last_top
+    qtbot.keyClick(view.slider, Qt.Key_Right)
+    assert view.epoch_label.text() == "Epoch 2 of 3" and w.training_panel.chart.marked_epoch() == 2
+
+    # play runs to the last epoch and stops there
+    qtbot.mouseClick(view.play_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not view.play_button.isChecked(), timeout=10000)
+    assert view.slider.value() == 2 and view.epoch_label.text() == "Epoch 3 of 3"
+
+    # export the sequence as a GIF: one frame per epoch
+    gif = tmp_path / "probes.gif"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(gif), ""))
+    qtbot.mouseClick(view.export_animation_button, Qt.LeftButton)
+    with Image.open(gif) as im:
+        assert im.n_frames == 3
+    strip = tmp_path / "probes.png"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(strip), ""))
+    qtbot.mouseClick(view.export_strip_button, Qt.LeftButton)
+    with Image.open(strip) as im:
+        assert im.width > im.height  # three frames side by side
+
+    # continuing the run adds its epochs to the same recording
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.continue_check, Qt.LeftButton)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: view.slider.maximum() == 3 and view.recording.probes[0].true_class is not None,
+                    timeout=120000)
+    assert view.recording.epochs() == [1, 2, 3, 4]
+    assert view.epoch_label.text() == "Epoch 4 of 4" and w.training_panel.chart.marked_epoch() == 4
+
+    # saved with the project, and there again when it is reopened
+    folder = tmp_path / "probe-project"
+    folder.mkdir()
+    save_as(w, qtbot, monkeypatch, folder)
+    saved = json.loads((folder / "project.json").read_text())["probes"]
+    assert (folder / saved / "recording.json").is_file()
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.probe_view.recording is not None, timeout=30000)
+    v2 = w2.probe_view
+    assert v2.slider.maximum() == 3 and v2.epoch_label.text() == "Epoch 4 of 4"
+    assert [p.name for p in v2.recording.probes] == ["left_03.png", "top_05.png"]
+    assert w2.state.probe_images == w.state.probe_images  # training again records the same images
+    assert v2.top_text(0) == view.top_text(0)
+
+
+def test_an_image_in_the_viewer_can_be_marked_as_a_probe(tiny_window, qtbot, tiny_dataset):
+    w = tiny_window
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    path = tiny_dataset / "centre" / "centre_02.png"
+    w.viewer_panel.classify_paths([str(path)])
+    qtbot.waitUntil(lambda: w.viewer_panel.current is not None, timeout=120000)
+    qtbot.mouseClick(w.viewer_panel.probe_button, Qt.LeftButton)
+    assert w.state.probe_images == [str(path.resolve())]
+    assert w.probe_view.probe_list.item(0).text() == "centre_02.png"
+
+
+def test_a_file_that_is_not_an_image_is_not_a_probe_and_says_why(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    said = []
+    monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text: said.append(text))
+    window.probe_view.add_probes([str(bad)])
+    assert window.state.probe_images == []
+    assert "notes.png is not an image" in said[0]
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+def test_cli_train_with_probes_records_them_into_the_project(tmp_path):
+    data = write_dataset(tmp_path / "tiny", per_class=12)
+    probe = data / "top" / "top_01.png"
+    project = tmp_path / "proj"
+    code, out, err = run_cli(["train", data, "--project", project, "--epochs", 2, "--batch-size", 8,
+                              "--image-size", 32, "--probe", probe, "--probe", data / "left" / "left_00.png"])
+    assert code == 0, err
+    from cnndesk.core.project import open_probes
+
+    rec = open_probes(project)
+    assert rec.epochs() == [1, 2]
+    assert [p.name for p in rec.probes] == ["top_01.png", "left_00.png"]
+    assert rec.class_names[rec.probes[0].true_class] == "top"
+    assert f"probe recording (2 frames of 2 images) saved in {project}" in out
+
+
+def test_cli_refuses_a_probe_that_is_not_an_image(tmp_path):
+    data = write_dataset(tmp_path / "tiny", per_class=6)
+    bad = tmp_path / "x.png"
+    bad.write_text("no")
+    code, _, err = run_cli(["train", data, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 32,
+                            "--probe", bad])
+    assert code != 0
+    assert "x.png" in err and "Traceback" not in err
+    assert not (tmp_path / "p" / "project.json").exists()  # refused before any training
