@@ -4,7 +4,8 @@ User errors (bad path, bad option, unreadable dataset, bad model file) print
 one line to stderr and exit 2, never a traceback. This module holds the
 parser, :func:`main` and the commands that make things (samples, train,
 selftest); the commands that open a trained model are in :mod:`.cli_models`,
-what all commands share in :mod:`.cli_support`.
+what all commands share in :mod:`.cli_support`, ``check`` (duplicates and leaks)
+in :mod:`.cli_quality`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .cli_models import cmd_evaluate, cmd_export, cmd_inspect, cmd_predict
+from .cli_quality import add_check_parser, cmd_check
 from .cli_support import emit_json, load_tensorflow
 from .core.errors import UserError
 
@@ -156,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("project", metavar="PROJECT_OR_MODEL")
     ex.add_argument("--format", choices=list(FORMATS), required=True)
     ex.add_argument("--out", required=True)
+
+    add_check_parser(sub, _parse_size, _fraction, _seed)
 
     st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
                                          "inspect and export in a temporary folder")
@@ -323,7 +327,7 @@ def cmd_selftest(args) -> int:
 
 
 COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
-            "evaluate": cmd_evaluate, "export": cmd_export}
+            "evaluate": cmd_evaluate, "export": cmd_export, "check": cmd_check}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,8 +29,9 @@ class Project:
     project has no model, or was saved by a cnndesk that did not record runs).
     ``batch_loss`` is the run's loss per batch as ``[epoch position, loss]`` pairs
     (thinned by the session to a few thousand), so a reopened chart draws the same
-    line; ``viewer_images`` are the image files the viewer showed. Both are
-    optional: older projects open without them.
+    line; ``viewer_images`` are the image files the viewer showed; ``excluded_files``
+    the dataset's image files the user excluded from training and validation (the
+    files stay where they are). All three are optional: older projects open without them.
 
     ``dataset.preprocessing`` is how the model is fed its images, including its pixel
     mode (``Preprocessing.pixels``, e.g. "caffe" for a ResNet the user brought). Projects
@@ -51,6 +52,7 @@ class Project:
     run: str | None = None
     batch_loss: list[list[float]] = field(default_factory=list)
     viewer_images: list[str] = field(default_factory=list)
+    excluded_files: list[str] = field(default_factory=list)
 
     @property
     def preprocessing(self):
@@ -72,6 +74,7 @@ class Project:
             "run": self.run,
             "batch_loss": [[round(float(x), 4), float(f"{loss:.5g}")] for x, loss in self.batch_loss],
             "viewer_images": list(self.viewer_images),
+            "excluded_files": list(self.excluded_files),
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class Project:
             run=None if run is None else str(run),
             batch_loss=_pairs(d.get("batch_loss")),
             viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
+            excluded_files=[str(p) for p in d.get("excluded_files") or [] if isinstance(p, str)],
         )
 
 

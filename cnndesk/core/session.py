@@ -110,13 +110,14 @@ class SessionState:
     batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
     previous: RunRecord | None = None
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
+    excluded: frozenset[str] = frozenset()  # image files the user excluded from training and validation
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False
 
     #: Fields that are part of the saved project: changing one marks the session modified.
     DOCUMENT = frozenset({"dataset_path", "dataset_config", "layers", "preset", "settings", "model", "history",
-                          "best_epoch", "batch_loss"})
+                          "best_epoch", "batch_loss", "excluded"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_observers", [])
@@ -245,6 +246,7 @@ class SessionState:
             run=self.model.run if self.model is not None else None,
             batch_loss=[list(p) for p in thin(self.batch_loss)],
             viewer_images=list(self.viewed_images),
+            excluded_files=sorted(self.excluded),
         )
 
 
