@@ -381,6 +381,21 @@ def stratified_folds(rows: np.ndarray, labels: np.ndarray, k: int, seed: int) ->
     return [np.sort(np.array(f, dtype=np.int64)) for f in folds]
 
 
+class ProgressNote:
+    """The latest progress of a long job, written by the job's thread and read by whoever shows it.
+
+    The reader polls (the job answers only when done); one float and one string,
+    each replaced whole, so no lock is needed.
+    """
+
+    def __init__(self):
+        self.percent = 0.0
+        self.text = ""
+
+    def report(self, percent: float, text: str) -> None:
+        self.percent, self.text = float(percent), text
+
+
 def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: int = 3, state=None,
                               on_progress: Callable[[float, str], None] | None = None) -> LabelScores:
     """Score every training image with a model trained on the other folds only (needs TensorFlow).

@@ -1,4 +1,5 @@
-"""The viewer's Evaluation tab: accuracy, confusion matrix, per-class metrics, misclassified images.
+"""The viewer's Evaluation tab: accuracy, confusion matrix, per-class metrics, misclassified images, and below
+them the images whose label the model doubts (``data_quality_view.LabelDoubtsView``, run by ``DataQuality``).
 
 It shows an evaluation of the validation set and knows nothing of the image the viewer shows: it asks for an
 evaluation with ``evaluate_requested`` and hands a clicked image's file back with ``open_path``.
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.scanning import printable
+from .data_quality_view import LabelDoubtsView
 from .widgets import array_to_pixmap
 
 MISCLASSIFIED_TITLE = "Misclassified images, most confident first (click to open)"
@@ -76,7 +78,13 @@ class EvaluationView(QWidget):
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self._build_tables())
         split.addWidget(self._build_browser())
-        v.addWidget(split, 1)
+        rows = QSplitter(Qt.Vertical, childrenCollapsible=False)
+        rows.addWidget(split)
+        self.label_doubts = LabelDoubtsView()
+        rows.addWidget(self.label_doubts)
+        rows.setStretchFactor(0, 3)
+        rows.setStretchFactor(1, 2)
+        v.addWidget(rows, 1)
 
     def _build_header(self) -> QHBoxLayout:
         row = QHBoxLayout()
