@@ -1,4 +1,4 @@
-"""The viewer's Evaluation tab: accuracy, confusion matrix, per-class metrics, misclassified images, and below
+"""The viewer's Evaluation tab: accuracy, confusion matrix, per-class metrics, misclassified images, and beside
 them the images whose label the model doubts (``data_quality_view.LabelDoubtsView``, run by ``DataQuality``).
 
 It shows an evaluation of the validation set and knows nothing of the image the viewer shows: it asks for an
@@ -11,7 +11,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem, QPushButton,
-    QScrollArea, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QScrollArea, QSizePolicy, QSplitter, QTabWidget, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from ..core.scanning import printable
@@ -77,14 +77,13 @@ class EvaluationView(QWidget):
         v.addLayout(self._build_header())
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self._build_tables())
-        split.addWidget(self._build_browser())
-        rows = QSplitter(Qt.Vertical, childrenCollapsible=False)
-        rows.addWidget(split)
+        # the misclassified images and the label doubts share the right side, so the tables keep their height
+        self.browser_tabs = QTabWidget(objectName="evaluationBrowsers")
+        self.browser_tabs.addTab(self._build_browser(), "Misclassified")
         self.label_doubts = LabelDoubtsView()
-        rows.addWidget(self.label_doubts)
-        rows.setStretchFactor(0, 3)
-        rows.setStretchFactor(1, 2)
-        v.addWidget(rows, 1)
+        self.browser_tabs.addTab(self.label_doubts, "Likely mislabelled")
+        split.addWidget(self.browser_tabs)
+        v.addWidget(split, 1)
 
     def _build_header(self) -> QHBoxLayout:
         row = QHBoxLayout()
