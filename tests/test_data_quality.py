@@ -76,7 +76,21 @@ def test_a_resized_jpeg_copy_hashes_close_and_different_images_far(planted):
 def test_hashes_are_the_same_for_any_batch_size():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (37, 24, 20, 3), dtype=np.uint8)  # smaller than the thumbnail: pixels repeat
-    assert np.array_equal(perceptual_hashes(images, chunk=5), perceptual_hashes(images))
+    assert np.array_equal(perceptual_hashes(images, chunk_values=5 * 24 * 20 * 3), perceptual_hashes(images))
+
+
+def test_the_hash_is_the_dct_of_a_32px_grey_thumbnail():
+    """The two matrix products give what the docstring says: block means, a 2-D DCT, 64 bits against the median."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    thumb = image.astype(float).mean(axis=2).reshape(32, 2, 32, 3).mean(axis=(1, 3))
+    x = np.arange(32)
+    basis = np.cos(np.pi * (2 * x[None, :] + 1) * x[:, None] / 64)
+    spectrum = basis @ thumb @ basis.T
+    order = sorted(((a, b) for a in range(32) for b in range(32) if (a, b) != (0, 0)), key=lambda p: (sum(p), p[0]))
+    low = np.array([spectrum[a, b] for a, b in order[:64]])
+    expected = int("".join("1" if c > np.median(low) else "0" for c in low), 2)
+    assert int(perceptual_hashes(image[None])[0]) == expected
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,9 @@ import numpy as np
 
 from .errors import Cancelled, DatasetError, UserError
 from .images import Preprocessing, decode_image
-from .quality import DEFAULT_DISTANCE, perceptual_hashes, find_duplicates, leak_free_split, similar_pairs
+from .quality import (
+    DEFAULT_DISTANCE, confirm_pairs, find_duplicates, leak_free_split, perceptual_hashes, similar_pairs,
+)
 from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
 from .tasks import TaskState
 
@@ -97,7 +99,7 @@ class LoadedDataset:
     val_index: np.ndarray
     notes: list[str] = field(default_factory=list)  # warnings found while reading, e.g. unreadable files
     hashes: np.ndarray | None = None  # (N,) uint64 perceptual hashes of the images (see .quality)
-    pairs: np.ndarray | None = None  # (M, 3) int32 (i, j, hash distance) of images up to quality.MAX_DISTANCE apart
+    pairs: np.ndarray | None = None  # (M, 3) int32 (i, j, hash distance): near duplicates up to quality.MAX_DISTANCE
     split_note: str = ""  # what the split did about duplicates and exclusions (quality.Split.summary)
 
     @property
@@ -237,7 +239,7 @@ def load_dataset(
     if state is not None:
         state.set_status("Looking for duplicates…")
     data.hashes = perceptual_hashes(images)
-    data.pairs = similar_pairs(data.hashes)
+    data.pairs = confirm_pairs(images, similar_pairs(data.hashes))
     return resplit(data, config)
 
 

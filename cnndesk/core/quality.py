@@ -3,7 +3,8 @@
 **Duplicates.** Every image gets a 64-bit perceptual hash (:func:`perceptual_hashes`),
 computed from the uint8 cache :func:`.dataset.load_dataset` already holds, so no
 file is read again. Two images whose hashes differ in at most ``distance`` bits
-are near duplicates; images linked by such pairs form a :class:`DuplicateGroup`.
+are near duplicates when their small colour thumbnails agree too (:func:`confirm_pairs`);
+images linked by such pairs form a :class:`DuplicateGroup`.
 A group is *exact* when all its images have the same pixels, *cross-class* when
 its images carry different labels, and a *leak* when the split put some of them
 in training and some in validation. :func:`leak_free_split` keeps every group on
@@ -39,10 +40,14 @@ from .errors import UserError
 THUMB_SIDE, HASH_BITS = 32, 64
 #: the default largest hash distance (bits of 64) at which two images count as near duplicates
 DEFAULT_DISTANCE = 2
+#: a pair of near duplicates must also agree in colour: 8x8 colour thumbnails at most this far apart (of 255)
+COLOUR_SIDE, COLOUR_TOLERANCE = 8, 8.0
 #: pairs are found once up to this distance, so that any threshold up to it needs no new search
 MAX_DISTANCE = 16
-#: images hashed per step (bounds the temporary sums)
-HASH_CHUNK = 1024
+#: images are hashed from every k-th pixel, so that their shorter side keeps at least this many
+SAMPLED_SIDE = 64
+#: pixel values hashed per step (bounds the float32 copy: 32 MiB)
+HASH_CHUNK_VALUES = 1 << 23
 #: hash comparisons per step of the pair search
 PAIR_BLOCK = 1 << 22
 
@@ -59,21 +64,28 @@ def _edges(length: int, parts: int) -> np.ndarray:
     return (np.arange(parts) * length) // parts
 
 
-def _grey_thumbnails(images: np.ndarray, side: int) -> np.ndarray:
-    """(n, H, W, C) uint8 -> (n, side, side) float64 grey means of equal-area blocks (all channels together).
+def _sampled(images: np.ndarray) -> np.ndarray:
+    """Every k-th row and column of (N, H, W, C) images, so that the shorter side keeps at least ``SAMPLED_SIDE``.
 
-    The sums are taken on the uint8 cache in place (``np.add.reduceat``), one
-    pass over the pixels. A side shorter than ``side`` repeats its pixels.
+    The thumbnails average blocks of pixels; a sample of each block averages
+    nearly the same, and large images then cost little more than small ones.
     """
-    n, h, w, c = images.shape
-    if h >= side and w >= side:
-        rows, cols = _edges(h, side), _edges(w, side)
-        area = np.outer(np.diff(np.append(rows, h)), np.diff(np.append(cols, w))) * c
-        sums = np.add.reduceat(images, rows, axis=1, dtype=np.uint32)
-        return np.add.reduceat(sums, cols, axis=2, dtype=np.uint32).sum(axis=3) / area
-    rows = np.arange(side) * h // side
-    cols = np.arange(side) * w // side
-    return images[:, rows][:, :, cols].mean(axis=3, dtype=np.float64)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, H, W, C); got shape {images.shape}")
+    k = max(1, min(images.shape[1], images.shape[2]) // SAMPLED_SIDE)
+    return images[:, ::k, ::k] if k > 1 else images
+
+
+def _thumbnail_matrix(length: int, side: int) -> np.ndarray:
+    """(side, length): averages ``length`` pixels into ``side`` equal-area blocks (repeats them when fewer)."""
+    m = np.zeros((side, length))
+    if length >= side:
+        edges = np.append(_edges(length, side), length)
+        for i in range(side):
+            m[i, edges[i]:edges[i + 1]] = 1.0 / (edges[i + 1] - edges[i])
+    else:
+        m[np.arange(side), np.arange(side) * length // side] = 1.0
+    return m
 
 
 def _dct_matrix(side: int) -> np.ndarray:
@@ -89,26 +101,38 @@ def _low_frequencies(side: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p[0] for p in uv]), np.array([p[1] for p in uv])
 
 
-def perceptual_hashes(images: np.ndarray, chunk: int = HASH_CHUNK) -> np.ndarray:
+def perceptual_hashes(images: np.ndarray, chunk_values: int = HASH_CHUNK_VALUES) -> np.ndarray:
     """A 64-bit perceptual hash of each image: (N, H, W, C) uint8 -> (N,) uint64.
 
-    Each image becomes a 32x32 grey thumbnail; bit k says whether its k-th
-    lowest spatial frequency (a DCT coefficient, the mean left out) is above
-    the median of the 64. The low frequencies are the layout of the picture,
-    which resizing, re-encoding and pixel noise leave alone; why this and not
-    a difference hash is in ``docs/data-quality.md``.
+    Each image is seen as a 32x32 grey thumbnail (equal-area block means of all
+    channels); bit k says whether its k-th lowest spatial frequency (a DCT
+    coefficient, the mean left out) is above the median of the 64. The low
+    frequencies are the layout of the picture, which resizing, re-encoding and
+    pixel noise leave alone; why this and not a difference hash is in
+    ``docs/data-quality.md``.
+
+    Thumbnail and DCT are linear, so both fold into two small matrices: one
+    product over each image's columns (with the channels), one over its rows,
+    of the low frequencies only. No thumbnail is made, and the pixels are read
+    once, ``chunk_values`` of them at a time as float32; of an image larger
+    than 127 px a side only every k-th row and column (``_sampled``).
     """
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, H, W, C); got shape {images.shape}")
-    basis = _dct_matrix(THUMB_SIDE)
+    images = _sampled(np.asarray(images))
+    n, h, w, c = images.shape
     u, v = _low_frequencies(THUMB_SIDE, HASH_BITS)
-    out = np.empty(len(images), dtype=np.uint64)
-    for start in range(0, len(images), chunk):
-        grey = _grey_thumbnails(images[start:start + chunk], THUMB_SIDE)
-        coefficients = (basis @ grey @ basis.T)[:, u, v]  # (n, 64)
+    k = int(max(u.max(), v.max())) + 1  # the frequencies needed per axis
+    basis = _dct_matrix(THUMB_SIDE)[:k]
+    rows = (basis @ _thumbnail_matrix(h, THUMB_SIDE)).astype(np.float32)  # (k, H)
+    cols = np.repeat((basis @ _thumbnail_matrix(w, THUMB_SIDE)).T / c, c, axis=0).astype(np.float32)  # (W*C, k)
+    out = np.empty(n, dtype=np.uint64)
+    step = max(1, chunk_values // max(h * w * c, 1))
+    for start in range(0, n, step):
+        part = images[start:start + step].reshape(-1, w * c).astype(np.float32)  # (m * H, W * C)
+        m = len(part) // h
+        by_column = (part @ cols).reshape(m, h, k).transpose(1, 0, 2).reshape(h, m * k)  # one product each way
+        coefficients = (rows @ by_column).reshape(k, m, k).transpose(1, 0, 2)[:, u, v]  # (m, 64)
         bits = coefficients > np.median(coefficients, axis=1, keepdims=True)
-        out[start:start + len(grey)] = np.ascontiguousarray(np.packbits(bits, axis=1)).view(">u8")[:, 0]
+        out[start:start + m] = np.ascontiguousarray(np.packbits(bits, axis=1)).view(">u8")[:, 0]
     return out
 
 
@@ -130,12 +154,44 @@ def similar_pairs(hashes: np.ndarray, max_distance: int = MAX_DISTANCE) -> np.nd
     step = max(1, PAIR_BLOCK // max(n, 1))
     for start in range(0, n, step):
         block = hashes[start:start + step]
-        d = hamming(block[:, None], hashes[None, :])
+        d = hamming(block[:, None], hashes[None, start:])  # each row against itself and the rows after it
         i, j = np.nonzero(d <= max_distance)
-        i = i + start
         keep = j > i
-        found.append(np.stack([i[keep], j[keep], d[i[keep] - start, j[keep]]], axis=1))
+        i, j = i[keep], j[keep]
+        found.append(np.stack([i + start, j + start, d[i, j]], axis=1))
     return np.concatenate(found).astype(np.int32) if found else np.zeros((0, 3), np.int32)
+
+
+def colour_thumbnails(images: np.ndarray, side: int = COLOUR_SIDE) -> np.ndarray:
+    """(N, H, W, C) uint8 -> (N, side, side * C) float32 block means, colour kept (channels last)."""
+    images = _sampled(np.asarray(images))
+    n, h, w, c = images.shape
+    rows = _thumbnail_matrix(h, side).astype(np.float32)
+    # (W * C, side * C): averages the columns of each channel on its own
+    cols = np.kron(_thumbnail_matrix(w, side).T, np.eye(c)).astype(np.float32)
+    out = np.empty((n, side, side * c), np.float32)
+    step = max(1, HASH_CHUNK_VALUES // max(h * w * c, 1))
+    for start in range(0, n, step):
+        part = images[start:start + step].reshape(-1, w * c).astype(np.float32)
+        out[start:start + len(part) // h] = rows @ (part @ cols).reshape(-1, h, side * c)
+    return out
+
+
+def confirm_pairs(images: np.ndarray, pairs: np.ndarray, tolerance: float = COLOUR_TOLERANCE) -> np.ndarray:
+    """The ``pairs`` whose 8x8 colour thumbnails differ by at most ``tolerance`` (of 255) on average.
+
+    The hash sees grey layout only: two different pictures of one simple shape on
+    a plain background can hash alike. A copy keeps its colours; such look-alikes
+    rarely do (``docs/data-quality.md`` has the figures).
+    """
+    pairs = np.asarray(pairs).reshape(-1, 3)
+    if not len(pairs):
+        return pairs
+    rows = np.unique(pairs[:, :2])
+    thumbs = colour_thumbnails(np.asarray(images)[rows])
+    where = np.searchsorted(rows, pairs[:, :2])
+    diff = np.abs(thumbs[where[:, 0]] - thumbs[where[:, 1]]).mean(axis=(1, 2))
+    return pairs[diff <= tolerance]
 
 
 # ---------------------------------------------------------------------------
