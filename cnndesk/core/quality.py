@@ -52,8 +52,10 @@ HASH_CHUNK_VALUES = 1 << 23
 PAIR_BLOCK = 1 << 22
 
 VALIDATION, KFOLD = "validation", "k-fold"
-SCORED_BY = {VALIDATION: "validation image, scored by the current model",
-             KFOLD: "training image, scored by a quick retrain without it (k-fold)"}
+#: how a doubt was scored: a few words for a table column, and a sentence
+SCORED_BY = {VALIDATION: "validation, current model", KFOLD: "training, k-fold retrain"}
+SCORED_BY_SENTENCE = {VALIDATION: "A validation image, scored by the current model (which never trained on it).",
+                      KFOLD: "A training image, scored by a quick retrain that left it out (k-fold)."}
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from ..core.errors import UserError
 from ..core.quality import (
-    DEFAULT_DISTANCE, EXCLUDE, MAX_DISTANCE, MOVE, SCORED_BY, Change, ChangeLog, DuplicateReport, LabelScores,
+    DEFAULT_DISTANCE, EXCLUDE, MAX_DISTANCE, MOVE, SCORED_BY, SCORED_BY_SENTENCE, Change, ChangeLog, DuplicateReport, LabelScores,
     ProgressNote, move_to_class,
 )
 from ..core.scanning import printable
@@ -74,7 +74,7 @@ class ChangesView(QWidget):
         row.addWidget(self.undo_button)
         v.addLayout(row)
         self.list = QListWidget(objectName="changeList")
-        self.list.setMaximumHeight(5 * self.fontMetrics().height() + 12)
+        self.list.setMaximumHeight(3 * self.fontMetrics().height() + 12)
         v.addWidget(self.list)
 
     def show_changes(self, changes: list[Change]) -> None:
@@ -274,7 +274,7 @@ class LabelDoubtsView(QWidget):
 
     def show_doubts(self, data, scores: LabelScores, doubts, excluded: frozenset[str]) -> None:
         """List ``doubts`` (``core.quality.LabelDoubt``, most doubtful first) of ``data``."""
-        scored = " ".join(scores.notes)
+        scored = ". ".join(n.rstrip(".") for n in scores.notes)
         self.note.setText(f"{len(doubts)} image(s) whose predicted class is not their label, least probable label "
                           f"first. {scored}." if doubts else f"No image's predicted class differs from its label. "
                           f"{scored}.")
@@ -288,7 +288,7 @@ class LabelDoubtsView(QWidget):
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.UserRole, path)
-                item.setToolTip(printable(path))
+                item.setToolTip(SCORED_BY_SENTENCE[d.scored_by] if c == len(cells) - 1 else printable(path))
                 self.table.setItem(r, c, item)
             self.table.item(r, 0).setIcon(QIcon(array_to_pixmap(data.images[d.row], THUMB, THUMB)))
         self._enable()
