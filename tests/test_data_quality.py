@@ -205,6 +205,14 @@ def _open(make_window, qtbot, folder, **kwargs):
     return w
 
 
+def _show_duplicates(qtbot, panel):
+    """Click the dataset panel's Duplicates tab."""
+    bar = panel.pictures.tabBar()
+    qtbot.mouseClick(bar, Qt.LeftButton, pos=bar.tabRect(1).center())
+    assert panel.pictures.currentWidget() is panel.duplicates
+    return panel.duplicates
+
+
 def _member_items(tree):
     return [tree.topLevelItem(g).child(c) for g in range(tree.topLevelItemCount())
             for c in range(tree.topLevelItem(g).childCount())]
@@ -217,7 +225,8 @@ def _click_item(qtbot, tree, item, modifier=Qt.NoModifier):
 
 def test_a_duplicate_excluded_in_the_panel_leaves_the_split_and_undo_brings_it_back(make_window, qtbot, planted):
     w = _open(make_window, qtbot, planted.root, start_engine=False)
-    view = w.dataset_panel.duplicates
+    view = _show_duplicates(qtbot, w.dataset_panel)
+    assert w.dataset_panel.pictures.tabText(1) == "Duplicates (12)"
     assert view.tree.topLevelItemCount() == 12
     assert "3 across classes" in view.summary.text()
     assert "kept on one side" in w.dataset_panel.split_note.text()
@@ -245,7 +254,7 @@ def test_a_duplicate_excluded_in_the_panel_leaves_the_split_and_undo_brings_it_b
 
 def test_a_lower_hash_distance_keeps_only_exact_copies(make_window, qtbot, planted):
     w = _open(make_window, qtbot, planted.root, start_engine=False)
-    view = w.dataset_panel.duplicates
+    view = _show_duplicates(qtbot, w.dataset_panel)
     view.distance.selectAll()
     qtbot.keyClicks(view.distance, "0")
     assert w.state.dataset_config.duplicate_distance == 0
@@ -255,7 +264,7 @@ def test_a_lower_hash_distance_keeps_only_exact_copies(make_window, qtbot, plant
 
 def test_a_file_moves_to_another_class_only_after_confirmation(make_window, qtbot, planted_copy, monkeypatch):
     w = _open(make_window, qtbot, planted_copy.root, start_engine=False)
-    view = w.dataset_panel.duplicates
+    view = _show_duplicates(qtbot, w.dataset_panel)
     wrong = planted_copy.cross_class[0][1]  # a copy filed under a second class
     own_class = Path(planted_copy.cross_class[0][0]).parent.name
     asked = []

@@ -52,7 +52,7 @@ class DatasetConfig:
         class_weights: weight the loss by inverse class frequency.
         duplicate_distance: the largest perceptual-hash distance (bits of 64) at
             which two images count as near duplicates; the split keeps such
-            images on one side (see :mod:`.quality`). Defaults to 2.
+            images on one side (see :mod:`.quality`). Defaults to 8.
     """
 
     preprocessing: Preprocessing = field(default_factory=Preprocessing)

@@ -39,11 +39,11 @@ from .errors import UserError
 #: the side of the grey thumbnail an image is hashed from, and the bits of its hash
 THUMB_SIDE, HASH_BITS = 32, 64
 #: the default largest hash distance (bits of 64) at which two images count as near duplicates
-DEFAULT_DISTANCE = 2
+DEFAULT_DISTANCE = 8
 #: a pair of near duplicates must also agree in colour: 8x8 colour thumbnails at most this far apart (of 255)
 COLOUR_SIDE, COLOUR_TOLERANCE = 8, 8.0
 #: pairs are found once up to this distance, so that any threshold up to it needs no new search
-MAX_DISTANCE = 16
+MAX_DISTANCE = 12
 #: images are hashed from every k-th pixel, so that their shorter side keeps at least this many
 SAMPLED_SIDE = 64
 #: pixel values hashed per step (bounds the float32 copy: 32 MiB)
@@ -66,15 +66,15 @@ def _edges(length: int, parts: int) -> np.ndarray:
     return (np.arange(parts) * length) // parts
 
 
-def _sampled(images: np.ndarray) -> np.ndarray:
-    """Every k-th row and column of (N, H, W, C) images, so that the shorter side keeps at least ``SAMPLED_SIDE``.
+def _sampled(images: np.ndarray, keep: int = SAMPLED_SIDE) -> np.ndarray:
+    """Every k-th row and column of (N, H, W, C) images, so that the shorter side keeps at least ``keep``.
 
     The thumbnails average blocks of pixels; a sample of each block averages
     nearly the same, and large images then cost little more than small ones.
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (N, H, W, C); got shape {images.shape}")
-    k = max(1, min(images.shape[1], images.shape[2]) // SAMPLED_SIDE)
+    k = max(1, min(images.shape[1], images.shape[2]) // keep)
     return images[:, ::k, ::k] if k > 1 else images
 
 
@@ -166,7 +166,7 @@ def similar_pairs(hashes: np.ndarray, max_distance: int = MAX_DISTANCE) -> np.nd
 
 def colour_thumbnails(images: np.ndarray, side: int = COLOUR_SIDE) -> np.ndarray:
     """(N, H, W, C) uint8 -> (N, side, side * C) float32 block means, colour kept (channels last)."""
-    images = _sampled(np.asarray(images))
+    images = _sampled(np.asarray(images), 4 * side)
     n, h, w, c = images.shape
     rows = _thumbnail_matrix(h, side).astype(np.float32)
     # (W * C, side * C): averages the columns of each channel on its own

@@ -62,20 +62,23 @@ class ChangesView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._changes: list[Change] = []
-        v = QVBoxLayout(self)
-        v.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
+        # the list with its title and Undo beside it: two lines of height are enough
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.list = QListWidget(objectName="changeList")
+        self.list.setMinimumHeight(2 * self.fontMetrics().height() + 8)
+        self.list.setMaximumHeight(4 * self.fontMetrics().height() + 12)
+        side = QVBoxLayout()
         self.title = QLabel("Changes: none")
         self.undo_button = QPushButton("Undo", objectName="undoChange", enabled=False)
         self.undo_button.setToolTip("Undo the selected change (the last one when none is selected); "
                                     "a moved file goes back to its folder")
         self.undo_button.clicked.connect(self._undo)
-        row.addWidget(self.title, 1)
-        row.addWidget(self.undo_button)
-        v.addLayout(row)
-        self.list = QListWidget(objectName="changeList")
-        self.list.setMaximumHeight(3 * self.fontMetrics().height() + 12)
-        v.addWidget(self.list)
+        side.addWidget(self.title)
+        side.addWidget(self.undo_button)
+        side.addStretch(1)
+        row.addWidget(self.list, 1)
+        row.addLayout(side)
 
     def show_changes(self, changes: list[Change]) -> None:
         self._changes = list(changes)
@@ -124,6 +127,7 @@ class DuplicatesView(QWidget):
         top.addWidget(QLabel("Hash distance"))
         top.addWidget(self.distance)
         v.addLayout(top)
+        # the buttons beside the groups, above the changes: the view stays short enough for a small window
         self.tree = QTreeWidget(objectName="duplicateGroups", columnCount=4)
         self.tree.setHeaderLabels(["Image", "Class", "Split", "File"])
         self.tree.setIconSize(QSize(THUMB, THUMB))
@@ -131,7 +135,12 @@ class DuplicatesView(QWidget):
         self.tree.header().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.tree.header().setStretchLastSection(True)
         self.tree.itemSelectionChanged.connect(self._enable)
-        v.addWidget(self.tree, 1)
+        self.tree.setMinimumHeight(THUMB + 24)
+        body = QHBoxLayout()
+        body.addWidget(self.tree, 3)
+        side = QVBoxLayout()
+        body.addLayout(side, 2)
+        v.addLayout(body, 1)
         buttons = QHBoxLayout()
         self.exclude_button = QPushButton("Exclude", objectName="excludeDuplicate", enabled=False)
         self.exclude_button.setToolTip("Leave the selected images out of training and validation (kept in the "
@@ -140,12 +149,12 @@ class DuplicatesView(QWidget):
         self.move_button.setToolTip("Move the selected files into another class folder (asks first)")
         self.exclude_button.clicked.connect(lambda: self.exclude_requested.emit(self.selected_paths()))
         self.move_button.clicked.connect(lambda: self.move_requested.emit(self.selected_paths()))
-        buttons.addStretch(1)
         buttons.addWidget(self.exclude_button)
         buttons.addWidget(self.move_button)
-        v.addLayout(buttons)
+        buttons.addStretch(1)
+        side.addLayout(buttons)
         self.changes = ChangesView()
-        v.addWidget(self.changes)
+        side.addWidget(self.changes, 1)
 
     def show_groups(self, data, report: DuplicateReport | None, excluded: frozenset[str]) -> None:
         """Show ``report``'s groups of ``data`` (None: no dataset)."""

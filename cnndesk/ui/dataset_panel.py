@@ -11,7 +11,7 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
     QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
-    QSplitter, QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ..core.color_hint import ColorSample
@@ -141,16 +141,17 @@ class DatasetPanel(QWidget):
         self.imbalance.setStyleSheet("color: #8a5300; background: #fff4e0; padding: 4px; border-radius: 3px")
         rl.addWidget(self.imbalance)
         rl.addWidget(self._build_class_table())
-        # examples over skipped files: the user can give either more room
+        # examples (or the duplicates) over skipped files: the user can give either more room
         lists = QSplitter(Qt.Vertical, childrenCollapsible=False)
-        lists.addWidget(self._build_examples())
-        lists.addWidget(self._build_skipped())
         self.duplicates = DuplicatesView()
         self.duplicates.distance_changed.connect(self._on_split_changed)
-        lists.addWidget(self.duplicates)
+        self.pictures = QTabWidget(objectName="datasetPictures", documentMode=True)
+        self.pictures.addTab(self._build_examples(), "Examples")
+        self.pictures.addTab(self.duplicates, "Duplicates")
+        lists.addWidget(self.pictures)
+        lists.addWidget(self._build_skipped())
         lists.setStretchFactor(0, 2)
         lists.setStretchFactor(1, 1)
-        lists.setStretchFactor(2, 2)
         rl.addWidget(lists, 1)
         split.addWidget(results)
         split.setStretchFactor(1, 1)
@@ -180,7 +181,6 @@ class DatasetPanel(QWidget):
         box = QWidget()
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("Examples"))
         self.thumbs = QListWidget(objectName="thumbnails")
         self.thumbs.setViewMode(QListWidget.IconMode)
         self.thumbs.setIconSize(QSize(72, 72))
@@ -382,6 +382,8 @@ class DatasetPanel(QWidget):
             report = find_duplicates(d.images, d.labels, d.pairs, self.duplicates.distance.value(), d.val_index,
                                      self._excluded_rows(d))
         self.duplicates.show_groups(d, report, self.excluded)
+        groups = len(report.groups) if report is not None else 0
+        self.pictures.setTabText(1, f"Duplicates ({groups})" if groups else "Duplicates")
 
     def _show_color_hint(self) -> None:
         """Suggest grayscale when every sampled image is grayscale and the panel reads them as RGB.
