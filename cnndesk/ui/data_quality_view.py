@@ -154,7 +154,8 @@ class DuplicatesView(QWidget):
         buttons.addStretch(1)
         side.addLayout(buttons)
         self.changes = ChangesView()
-        side.addWidget(self.changes, 1)
+        side.addWidget(self.changes)
+        side.addStretch(1)
 
     def show_groups(self, data, report: DuplicateReport | None, excluded: frozenset[str]) -> None:
         """Show ``report``'s groups of ``data`` (None: no dataset)."""
