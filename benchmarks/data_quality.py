@@ -92,7 +92,7 @@ def duplicate_precision(root: Path, planted) -> None:
         print(f"   {d:>8} {len(report.groups):>7} {p:10.2f} {r:7.2f}{mark}")
 
 
-def mislabel_precision(root: Path, planted, folds: int, epochs: int) -> None:
+def mislabel_precision(root: Path, planted, folds: int, epochs: int, retrain_epochs: int) -> None:
     from cnndesk.core.architecture import TrainingSettings, preset
     from cnndesk.core.dataset import load_dataset
     from cnndesk.core.inspection import Inspector
@@ -108,12 +108,13 @@ def mislabel_precision(root: Path, planted, folds: int, epochs: int) -> None:
     probs = Inspector(result.model, data.class_names, data.preprocessing).probabilities(data.images[data.val_index])
     scores = LabelScores(data.val_index, probs, np.full(len(data.val_index), VALIDATION, object))
     t = time.perf_counter()
-    scores = scores.merged(out_of_fold_probabilities(data, preset("seed"), settings, folds, epochs))
+    scores = scores.merged(out_of_fold_probabilities(data, preset("seed"), settings, folds, retrain_epochs))
     retrains = time.perf_counter() - t
     doubts = scores.doubts(data.labels)
     wrong = len(planted.swapped)
     print(f"4. Mislabel finder: seed preset, {epochs} epochs ({trained:.0f} s), validation accuracy "
-          f"{result.final_val_accuracy:.2f}; {folds} quick retrains for the training images ({retrains:.0f} s); "
+          f"{result.final_val_accuracy:.2f}; {folds} quick retrains of {retrain_epochs} epochs for the training "
+          f"images ({retrains:.0f} s); "
           f"{len(doubts)} candidates; {wrong} swapped labels planted")
     print(f"   {'first':>6} {'precision':>10} {'recall':>7}")
     for top in (wrong, 2 * wrong, 4 * wrong):
@@ -128,19 +129,23 @@ def main() -> None:
     parser.add_argument("--source-size", type=int, default=256, help="side of the image files read in part 1")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--retrain-epochs", type=int, default=3, help="epochs of each quick retrain (the app's: 3)")
+    parser.add_argument("--labels-only", action="store_true", help="only the mislabel finder")
     parser.add_argument("--no-train", action="store_true", help="skip the mislabel finder (needs TensorFlow)")
     args = parser.parse_args()
     from planted_data import write_planted_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        large = write_planted_dataset(Path(tmp) / "large", per_class=args.per_class, size=args.source_size)
-        overhead(large.root, args.source_size, [64, 224], args.rounds)
+        if not args.labels_only:
+            large = write_planted_dataset(Path(tmp) / "large", per_class=args.per_class, size=args.source_size)
+            overhead(large.root, args.source_size, [64, 224], args.rounds)
         planted = write_planted_dataset(Path(tmp) / "planted", per_class=args.per_class, exact=10, near=20,
                                         cross_class=10, swapped=12)
-        pair_search()
-        duplicate_precision(planted.root, planted)
+        if not args.labels_only:
+            pair_search()
+            duplicate_precision(planted.root, planted)
         if not args.no_train:
-            mislabel_precision(planted.root, planted, args.folds, args.epochs)
+            mislabel_precision(planted.root, planted, args.folds, args.epochs, args.retrain_epochs)
 
 
 if __name__ == "__main__":
