@@ -264,7 +264,8 @@ def cmd_train(args) -> int:
     else:
         counts = ", ".join(f"{printable(k)}: {v}" for k, v in data.counts().items())
         print(f"{len(data.labels)} images in {data.num_classes} classes ({counts}); "
-              f"{len(data.train_index)} for training, {len(data.val_index)} for validation", file=sys.stderr)
+              f"{len(data.train_index)} for training, {len(data.val_index)} for validation"
+              f"{f' ({data.split_note})' if data.split_note else ''}", file=sys.stderr)
         for line in describe_skipped(data.skipped):  # a summary: never one line per file
             print(line, file=sys.stderr)
         for warning in warnings:
