@@ -9,7 +9,7 @@
 2. The pair search alone on random hashes of 10,000 and 40,000 images (it compares all pairs).
 3. Duplicate finder: pair precision and recall against the planted copies at each hash distance.
 4. Mislabel finder (unless ``--no-train``): trains the seed preset on the planted dataset on
-   the CPU, scores the validation images with it and the training images with k quick
+   the CPU, scores the validation images with it and the training images with k
    retrains (``out_of_fold_probabilities``), and gives precision and recall of the first
    candidates against the swapped files (a cross-class copy named counts as a hit: one of its
    two files carries a wrong label).
@@ -113,7 +113,7 @@ def mislabel_precision(root: Path, planted, folds: int, epochs: int, retrain_epo
     doubts = scores.doubts(data.labels)
     wrong = len(planted.swapped)
     print(f"4. Mislabel finder: seed preset, {epochs} epochs ({trained:.0f} s), validation accuracy "
-          f"{result.final_val_accuracy:.2f}; {folds} quick retrains of {retrain_epochs} epochs for the training "
+          f"{result.final_val_accuracy:.2f}; {folds} retrains of {retrain_epochs} epochs for the training "
           f"images ({retrains:.0f} s); "
           f"{len(doubts)} candidates; {wrong} swapped labels planted")
     print(f"   {'first':>6} {'precision':>10} {'recall':>7}")
@@ -129,7 +129,8 @@ def main() -> None:
     parser.add_argument("--source-size", type=int, default=256, help="side of the image files read in part 1")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--retrain-epochs", type=int, default=3, help="epochs of each quick retrain (the app's: 3)")
+    parser.add_argument("--retrain-epochs", type=int, default=8,
+                        help="epochs of each retrain (the app's: the training settings' epochs)")
     parser.add_argument("--labels-only", action="store_true", help="only the mislabel finder")
     parser.add_argument("--no-train", action="store_true", help="skip the mislabel finder (needs TensorFlow)")
     args = parser.parse_args()

@@ -302,7 +302,7 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
     w.dataset_panel.load_folder(str(planted.root))
     qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == planted.root,
                     timeout=30000)
-    set_epochs(w, qtbot, 6)
+    set_epochs(w, qtbot, 5)
     w.model_panel.batch_size.setValue(8)
     w.model_panel.learning_rate.setValue(0.003)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
@@ -328,7 +328,7 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
     table = doubts.table
     assert table.rowCount() > 0, doubts.note.text()
     assert "validation images scored by the current model" in doubts.note.text()
-    assert "training images scored by 2 quick retrains" in doubts.note.text()
+    assert "training images scored by 2 retrains (5 epoch(s) each)" in doubts.note.text()
     rows = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
     for file, label, predicted, confidence, p_label, how in (r[1:] for r in rows):
         assert label == Path(file).parent.name and predicted != label and confidence.endswith("%")

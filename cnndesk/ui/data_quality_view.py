@@ -195,7 +195,7 @@ class LabelDoubtsView(QWidget):
     """The images whose label the model doubts most: label, predicted class, confidence, how each was scored.
 
     Signals:
-        score_requested(int): find candidates; the number of quick retrains that score the training
+        score_requested(int): find candidates; the number of retrains that score the training
             images (0: the validation images only, by the current model).
         cancel_requested(): stop the scoring.
         exclude_requested(list[str]), move_requested(list[str]): as in ``DuplicatesView``.
@@ -218,9 +218,10 @@ class LabelDoubtsView(QWidget):
                                     "gives their own label")
         self.find_button.clicked.connect(self._request)
         self.kfold = QCheckBox("Score training images too, with", objectName="scoreTraining")
-        self.kfold.setToolTip("Training images are scored by quick retrains that leave them out (k-fold); "
+        self.kfold.setToolTip("Training images are scored by retrains (with the Model tab's layers and epochs) "
+                              "that leave them out (k-fold); "
                               "the current model saw them, so its opinion of them says little")
-        self.folds = QSpinBox(objectName="foldCount", minimum=2, maximum=10, value=3, suffix=" quick retrains")
+        self.folds = QSpinBox(objectName="foldCount", minimum=2, maximum=10, value=3, suffix=" retrains")
         self.progress = QProgressBar(objectName="doubtProgress", visible=False)
         self.cancel_button = QPushButton("Cancel", objectName="cancelScoring", visible=False)
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -428,7 +429,7 @@ class DataQuality(QObject):
             self.doubts.show_message("Wait until the current work ends.")
             return
         if state.model is None and folds < 2:
-            self.doubts.show_message("There is no model yet: train one, or score the training images with quick "
+            self.doubts.show_message("There is no model yet: train one, or score the training images with "
                                      "retrains.")
             return
         self._progress = ProgressNote()

@@ -403,12 +403,12 @@ class EngineWorker(QObject):
 
     # -- data quality ------------------------------------------------------------
     @cancellable
-    def score_labels(self, data, layers, settings, folds=0, epochs=3, progress=None, *, task: TaskState):
+    def score_labels(self, data, layers, settings, folds=0, epochs=None, progress=None, *, task: TaskState):
         """Out-of-sample probabilities for finding mislabelled images (``core.quality.LabelScores``).
 
         Validation images are scored by the current model when it was trained on these
-        classes; with ``folds`` >= 2 the training images too, each by one of ``folds`` quick
-        retrains that did not see it (the current model is left as it is). ``progress``
+        classes; with ``folds`` >= 2 the training images too, each by one of ``folds``
+        retrains (of ``epochs``, by default the settings' epochs) that did not see it (the current model is left as it is). ``progress``
         (a ``core.quality.ProgressNote``) receives how far the retrains are. Returns None when
         cancelled.
         """
@@ -436,5 +436,5 @@ class EngineWorker(QObject):
             finally:
                 return_freed_memory()
         else:
-            scores.notes.append("Training images not scored (turn on the quick retrains to score them).")
+            scores.notes.append("Training images not scored (turn on the retrains to score them).")
         return scores
