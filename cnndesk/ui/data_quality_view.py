@@ -345,6 +345,7 @@ class DataQuality(QObject):
         doubts.score_requested.connect(self.score)
         doubts.cancel_requested.connect(self.cancel)
         state.observe(self._on_data, "data", "model")
+        state.observe(self._on_activity, "activity")
 
     # -- fixes -----------------------------------------------------------------------
     def _class_of(self, path: str) -> str:
@@ -470,6 +471,11 @@ class DataQuality(QObject):
     def _on_failed(self, message: str) -> None:
         self._finish()
         self.doubts.show_message(message)
+
+    def _on_activity(self, _names) -> None:
+        """Training started: stop the scoring (within a batch), so the run does not wait behind it."""
+        if self.state.training and self._job is not None:
+            self.engine.cancel(self._job)
 
     def _on_data(self, names) -> None:
         """A new model, or a dataset read again: the scores no longer hold (a new split or an exclusion keeps them)."""
