@@ -4,7 +4,8 @@ User errors (bad path, bad option, unreadable dataset, bad model file) print
 one line to stderr and exit 2, never a traceback. This module holds the
 parser, :func:`main` and the commands that make things (samples, train,
 selftest); the commands that open a trained model are in :mod:`.cli_models`,
-what all commands share in :mod:`.cli_support`.
+what all commands share in :mod:`.cli_support`, ``check`` (duplicates and leaks)
+in :mod:`.cli_quality`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from .cli_models import cmd_evaluate, cmd_export, cmd_inspect, cmd_predict
 from .cli_runs import cmd_runs
+from .cli_quality import add_check_parser, cmd_check
 from .cli_support import emit_json, load_tensorflow
 from .core.errors import UserError
 
@@ -179,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("project")
     ru.add_argument("--json", action="store_true", help="one JSON object per run")
 
+    add_check_parser(sub, _parse_size, _fraction, _seed)
+
     st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
                                          "inspect and export in a temporary folder")
     st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
@@ -307,7 +311,8 @@ def cmd_train(args, fit=None, save=None) -> int:
     else:
         counts = ", ".join(f"{printable(k)}: {v}" for k, v in data.counts().items())
         print(f"{len(data.labels)} images in {data.num_classes} classes ({counts}); "
-              f"{len(data.train_index)} for training, {len(data.val_index)} for validation", file=sys.stderr)
+              f"{len(data.train_index)} for training, {len(data.val_index)} for validation"
+              f"{f' ({data.split_note})' if data.split_note else ''}", file=sys.stderr)
         for line in describe_skipped(data.skipped):  # a summary: never one line per file
             print(line, file=sys.stderr)
         for warning in warnings:
@@ -414,7 +419,7 @@ def cmd_selftest(args) -> int:
 
 
 COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
-            "evaluate": cmd_evaluate, "export": cmd_export, "runs": cmd_runs}
+            "evaluate": cmd_evaluate, "export": cmd_export, "runs": cmd_runs, "check": cmd_check}
 
 if __name__ == "__main__":
     sys.exit(main())

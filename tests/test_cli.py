@@ -246,6 +246,7 @@ def test_train_without_json_prints_progress_on_stderr(tmp_path):
     assert code == 0
     assert "20 images in 4 classes (circle: 5, cross: 5, square: 5, triangle: 5); 16 for training, 4 for validation" \
         in err
+    assert "(no near-duplicate group spans training and validation)" in err  # the split says what it did
     assert "epoch 1/1: loss " in err
     assert out.startswith(f"saved {tmp_path / 'p'}; validation accuracy ")
 

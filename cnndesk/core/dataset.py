@@ -9,6 +9,7 @@ thread may load while another thread owns TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import Counter
@@ -21,6 +22,9 @@ import numpy as np
 
 from .errors import Cancelled, DatasetError, UserError
 from .images import Preprocessing, decode_image
+from .quality import (
+    DEFAULT_DISTANCE, confirm_pairs, find_duplicates, leak_free_split, perceptual_hashes, similar_pairs,
+)
 from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
 from .tasks import TaskState
 
@@ -46,6 +50,9 @@ class DatasetConfig:
         seed: seed of the split and the shuffle. Defaults to 1337.
         augment: names from ``AUGMENTATIONS`` applied in training only.
         class_weights: weight the loss by inverse class frequency.
+        duplicate_distance: the largest perceptual-hash distance (bits of 64) at
+            which two images count as near duplicates; the split keeps such
+            images on one side (see :mod:`.quality`). Defaults to 8.
     """
 
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
@@ -53,6 +60,7 @@ class DatasetConfig:
     seed: int = 1337
     augment: tuple[str, ...] = ()
     class_weights: bool = False
+    duplicate_distance: int = DEFAULT_DISTANCE
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -68,6 +76,7 @@ class DatasetConfig:
             seed=int(d.get("seed", 1337)),
             augment=tuple(d.get("augment", ())),
             class_weights=bool(d.get("class_weights", False)),
+            duplicate_distance=int(d.get("duplicate_distance", DEFAULT_DISTANCE)),
         )
 
 
@@ -89,6 +98,9 @@ class LoadedDataset:
     train_index: np.ndarray
     val_index: np.ndarray
     notes: list[str] = field(default_factory=list)  # warnings found while reading, e.g. unreadable files
+    hashes: np.ndarray | None = None  # (N,) uint64 perceptual hashes of the images (see .quality)
+    pairs: np.ndarray | None = None  # (M, 3) int32 (i, j, hash distance): near duplicates up to quality.MAX_DISTANCE
+    split_note: str = ""  # what the split did about duplicates and exclusions (quality.Split.summary)
 
     @property
     def num_classes(self) -> int:
@@ -229,9 +241,27 @@ def load_dataset(
                 f"{'have' if len(single) > 1 else 'has'} only 1 usable image: too few to split, since at least 2 "
                 "are needed to keep one for validation. Add images, or set the validation split to 0.")
 
-    train_index, val_index = split_indices(labels, config.val_split, config.seed)
-    return LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, train_index, val_index,
-                         notes)
+    data = LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), notes)
+    if state is not None:
+        state.set_status("Looking for duplicates…")
+    data.hashes = perceptual_hashes(images)
+    data.pairs = confirm_pairs(images, similar_pairs(data.hashes))
+    return resplit(data, config)
+
+
+def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[int] = ()) -> LoadedDataset:
+    """``data`` with a new split: stratified, every near-duplicate group on one side, excluded rows in neither.
+
+    The groups are those at ``config.duplicate_distance`` (:mod:`.quality`); a
+    dataset read without hashes gets the plain stratified split.
+    """
+    if data.pairs is None:
+        train, val = split_indices(data.labels, config.val_split, config.seed)
+        return dataclasses.replace(data, train_index=train, val_index=val, split_note="")
+    groups = find_duplicates(data.images, data.labels, data.pairs, config.duplicate_distance).groups
+    split = leak_free_split(data.labels, groups, config.val_split, config.seed, excluded_rows)
+    return dataclasses.replace(data, train_index=split.train, val_index=split.val, split_note=split.summary())
 
 
 def _check_readable(scan: DatasetScan, labels_all: np.ndarray, ok: np.ndarray,

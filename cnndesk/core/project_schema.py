@@ -30,10 +30,12 @@ class Project:
     project has no model, or was saved by a cnndesk that did not record runs).
     ``batch_loss`` is the run's loss per batch as ``[epoch position, loss]`` pairs
     (thinned by the session to a few thousand), so a reopened chart draws the same
-    line; ``viewer_images`` are the image files the viewer showed. Both are
-    optional: older projects open without them. ``model_file`` is the name of the file the
-    project's model was opened from (a model the user brought, whose outputs they may name and
-    whose pixel mode they may choose), None for a model cnndesk trained.
+    line; ``viewer_images`` are the image files the viewer showed; ``excluded_files``
+    the dataset's image files the user excluded from training and validation (the
+    files stay where they are). All three are optional: older projects open without them.
+    ``model_file`` is the name of the file the project's model was opened from (a model the
+    user brought, whose outputs they may name and whose pixel mode they may choose), None for
+    a model cnndesk trained.
 
     ``runs`` are the project's training runs (``core.runs``), oldest first; ``run`` is the
     current model's. A project saved before runs were kept opens with one run made from
@@ -60,6 +62,7 @@ class Project:
     viewer_images: list[str] = field(default_factory=list)
     model_file: str | None = None
     runs: list[Run] = field(default_factory=list)
+    excluded_files: list[str] = field(default_factory=list)
 
     @property
     def preprocessing(self):
@@ -83,6 +86,7 @@ class Project:
             "viewer_images": list(self.viewer_images),
             "model_file": self.model_file,
             "runs": [r.to_json() for r in self.runs],
+            "excluded_files": list(self.excluded_files),
         }
 
     @classmethod
@@ -103,6 +107,7 @@ class Project:
             batch_loss=_pairs(d.get("batch_loss")),
             viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
             model_file=d.get("model_file") if isinstance(d.get("model_file"), str) else None,
+            excluded_files=[str(p) for p in d.get("excluded_files") or [] if isinstance(p, str)],
         )
         project.runs = _runs(d, project)
         return project

@@ -115,13 +115,14 @@ class SessionState:
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
     runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
     probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
+    excluded: frozenset[str] = frozenset()  # image files the user excluded from training and validation
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False
 
     #: Fields that are part of the saved project: changing one marks the session modified.
     DOCUMENT = frozenset({"dataset_path", "dataset_config", "layers", "preset", "settings", "model", "history",
-                          "best_epoch", "batch_loss", "runs"})
+                          "best_epoch", "batch_loss", "runs", "excluded"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_observers", [])
@@ -252,6 +253,7 @@ class SessionState:
             viewer_images=list(self.viewed_images),
             model_file=self.model.file if self.model is not None else None,
             runs=list(self.runs),
+            excluded_files=sorted(self.excluded),
         )
 
 

@@ -50,6 +50,7 @@ def bind_dataset_panel(state: SessionState, panel: DatasetPanel) -> None:
     panel.dataset_changed.connect(read)
     panel.config_changed.connect(edited)
     state.observe(show, "dataset_config")
+    state.observe(lambda _: panel.set_excluded(state.excluded), "excluded")
     state.observe(lambda _: panel.set_busy(state.training), "activity")
     show(None)
 

@@ -1,8 +1,7 @@
-"""Dataset panel: choose or drop a folder, see its classes, thumbnails and skipped files."""
+"""Dataset panel: choose or drop a folder, see its classes, thumbnails, skipped files and duplicates."""
 
 from __future__ import annotations
 
-import dataclasses
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -12,13 +11,15 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
     QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
-    QSplitter, QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ..core.color_hint import ColorSample
-from ..core.dataset import AUGMENTATIONS, DatasetConfig, LoadedDataset, split_indices
+from ..core.dataset import AUGMENTATIONS, DatasetConfig, LoadedDataset, resplit
 from ..core.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
+from ..core.quality import find_duplicates
 from ..core.scanning import count_skipped, printable
+from .data_quality_view import DuplicatesView
 from .dataset_tables import QWIDGETSIZE_MAX, ClassTable, ElideMiddleDelegate, SkippedFilesModel
 from .loading import DatasetLoader
 from .widgets import array_to_qimage, parse_size
@@ -48,6 +49,7 @@ class DatasetPanel(QWidget):
         self.folder: str | None = None
         self.color_sample: ColorSample | None = None  # of the dataset being loaded or shown
         self._rgb_kept_for: str | None = None  # the folder the user chose RGB for by hand
+        self.excluded: frozenset[str] = frozenset()  # files left out of the split (the project's exclusions)
         self.loader = DatasetLoader(self)
         self._reload_timer = QTimer(self, singleShot=True, interval=350)
         self._reload_timer.timeout.connect(self.reload)
@@ -132,14 +134,21 @@ class DatasetPanel(QWidget):
         self.totals = QLabel(objectName="datasetTotals")
         self.totals.setStyleSheet("font-weight: bold")
         rl.addWidget(self.totals)
+        self.split_note = QLabel(objectName="splitNote", wordWrap=True)
+        rl.addWidget(self.split_note)
         rl.addWidget(self._build_color_hint())
         self.imbalance = QLabel(objectName="imbalanceWarning", wordWrap=True, visible=False)
         self.imbalance.setStyleSheet("color: #8a5300; background: #fff4e0; padding: 4px; border-radius: 3px")
         rl.addWidget(self.imbalance)
         rl.addWidget(self._build_class_table())
-        # examples over skipped files: the user can give either more room
+        # examples (or the duplicates) over skipped files: the user can give either more room
         lists = QSplitter(Qt.Vertical, childrenCollapsible=False)
-        lists.addWidget(self._build_examples())
+        self.duplicates = DuplicatesView()
+        self.duplicates.distance_changed.connect(self._on_split_changed)
+        self.pictures = QTabWidget(objectName="datasetPictures", documentMode=True)
+        self.pictures.addTab(self._build_examples(), "Examples")
+        self.pictures.addTab(self.duplicates, "Duplicates")
+        lists.addWidget(self.pictures)
         lists.addWidget(self._build_skipped())
         lists.setStretchFactor(0, 2)
         lists.setStretchFactor(1, 1)
@@ -172,7 +181,6 @@ class DatasetPanel(QWidget):
         box = QWidget()
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QLabel("Examples"))
         self.thumbs = QListWidget(objectName="thumbnails")
         self.thumbs.setViewMode(QListWidget.IconMode)
         self.thumbs.setIconSize(QSize(72, 72))
@@ -235,12 +243,13 @@ class DatasetPanel(QWidget):
             seed=self.seed.value(),
             augment=tuple(n for n, cb in self.augment_checks.items() if cb.isChecked()),
             class_weights=self.class_weights.isChecked(),
+            duplicate_distance=self.duplicates.distance.value(),
         )
 
     def set_config(self, config: DatasetConfig) -> None:
         """Show ``config`` in the controls without reloading."""
         widgets = [self.val_split, self.seed, self.image_size, self.color_mode, self.class_weights,
-                   *self.augment_checks.values()]
+                   self.duplicates.distance, *self.augment_checks.values()]
         with ExitStack() as stack:
             for w in widgets:
                 stack.enter_context(QSignalBlocker(w))
@@ -252,6 +261,7 @@ class DatasetPanel(QWidget):
             for name, cb in self.augment_checks.items():
                 cb.setChecked(name in config.augment)
             self.class_weights.setChecked(config.class_weights)
+            self.duplicates.distance.setValue(config.duplicate_distance)
         self._show_color_hint()
 
     # -- actions -----------------------------------------------------------
@@ -306,11 +316,25 @@ class DatasetPanel(QWidget):
         self.config_changed.emit()
         if self.data is None:
             return
-        cfg = self.config()
-        train, val = split_indices(self.data.labels, cfg.val_split, cfg.seed)
-        self.data = dataclasses.replace(self.data, train_index=train, val_index=val)
+        self._resplit()
+
+    def _resplit(self) -> None:
+        """Split again with the current settings and exclusions (groups of near duplicates on one side)."""
+        self.data = resplit(self.data, self.config(), self._excluded_rows(self.data))
         self._show_totals()
+        self._show_duplicates()
         self.dataset_changed.emit(self.data)
+
+    def _excluded_rows(self, data: LoadedDataset) -> list[int]:
+        return [i for i, p in enumerate(data.paths) if p in self.excluded] if self.excluded else []
+
+    def set_excluded(self, paths) -> None:
+        """Leave ``paths`` out of training and validation (they stay in the counts and on disk)."""
+        if frozenset(paths) == self.excluded:
+            return
+        self.excluded = frozenset(paths)
+        if self.data is not None:
+            self._resplit()
 
     def _on_training_option(self) -> None:
         self.config_changed.emit()
@@ -324,7 +348,8 @@ class DatasetPanel(QWidget):
         self.color_mode.setCurrentIndex(COLOR_MODES.index("grayscale"))
 
     def _on_loaded(self, data: LoadedDataset) -> None:
-        self.data = data
+        rows = self._excluded_rows(data)
+        self.data = data = resplit(data, self.config(), rows) if rows else data
         self.status_label.setText(f"Read {len(data.labels)} images from {data.root}")
         self._show(data)
         self.dataset_changed.emit(data)
@@ -336,6 +361,7 @@ class DatasetPanel(QWidget):
         self.class_table.setRowCount(0)
         self.thumbs.clear()
         self.skipped_model.set_files([])
+        self.duplicates.show_groups(None, None, self.excluded)
         self.color_sample = None
         self._show_color_hint()
         self.imbalance.setVisible(True)
@@ -347,6 +373,17 @@ class DatasetPanel(QWidget):
         d = self.data
         self.totals.setText(f"{len(d.labels)} images in {d.num_classes} classes: {len(d.train_index)} for training, "
                             f"{len(d.val_index)} for validation")
+        self.split_note.setText(f"Split: {d.split_note}." if d.split_note else "")
+
+    def _show_duplicates(self) -> None:
+        d = self.data
+        report = None
+        if d.pairs is not None:
+            report = find_duplicates(d.images, d.labels, d.pairs, self.duplicates.distance.value(), d.val_index,
+                                     self._excluded_rows(d))
+        self.duplicates.show_groups(d, report, self.excluded)
+        groups = len(report.groups) if report is not None else 0
+        self.pictures.setTabText(1, f"Duplicates ({groups})" if groups else "Duplicates")
 
     def _show_color_hint(self) -> None:
         """Suggest grayscale when every sampled image is grayscale and the panel reads them as RGB.
@@ -393,6 +430,7 @@ class DatasetPanel(QWidget):
                 item.setToolTip(printable(data.paths[i]))
                 self.thumbs.addItem(item)
         self._show_skipped(data)
+        self._show_duplicates()
 
     def _show_skipped(self, data: LoadedDataset) -> None:
         """The skipped files and their counts by reason; with none, a line that says so and leaves the room
@@ -424,5 +462,5 @@ class DatasetPanel(QWidget):
     def set_busy(self, busy: bool) -> None:
         """Disable changes while training runs."""
         for w in (self.choose_button, self.sample_button, self.image_size, self.color_mode, self.use_grayscale_button,
-                  self.val_split, self.seed, self.class_weights, *self.augment_checks.values()):
+                  self.val_split, self.seed, self.class_weights, self.duplicates, *self.augment_checks.values()):
             w.setEnabled(not busy)

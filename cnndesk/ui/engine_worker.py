@@ -514,3 +514,41 @@ class EngineWorker(QObject):
                 self.message.emit(recorder.recording.note)
         else:
             self._recordings.pop(model, None)
+
+    # -- data quality ------------------------------------------------------------
+    @cancellable
+    def score_labels(self, data, layers, settings, folds=0, epochs=None, progress=None, *, task: TaskState):
+        """Out-of-sample probabilities for finding mislabelled images (``core.quality.LabelScores``).
+
+        Validation images are scored by the current model when it was trained on these
+        classes; with ``folds`` >= 2 the training images too, each by one of ``folds``
+        retrains (of ``epochs``, by default the settings' epochs) that did not see it (the current model is left as it is). ``progress``
+        (a ``core.quality.ProgressNote``) receives how far the retrains are. Returns None when
+        cancelled.
+        """
+        import numpy as np
+
+        from ..core.errors import Cancelled
+        from ..core.model_pool import return_freed_memory
+        from ..core.quality import VALIDATION, LabelScores, out_of_fold_probabilities
+
+        empty = np.zeros(0, np.int64)
+        scores = LabelScores(empty, np.zeros((0, data.num_classes), np.float32), np.zeros(0, dtype=object))
+        ins = self.inspector
+        if ins is not None and list(ins.class_names) == list(data.class_names) and len(data.val_index):
+            probs = ins.probabilities(data.images[data.val_index])
+            scores = LabelScores(np.asarray(data.val_index), probs, np.full(len(data.val_index), VALIDATION, object),
+                                 [f"{len(data.val_index)} validation images scored by the current model"])
+        elif len(data.val_index):
+            scores.notes.append("Validation images not scored: there is no model trained on these classes.")
+        if folds >= 2:
+            report = progress.report if progress is not None else None
+            try:
+                scores = scores.merged(out_of_fold_probabilities(data, layers, settings, folds, epochs, task, report))
+            except Cancelled:
+                return None
+            finally:
+                return_freed_memory()
+        else:
+            scores.notes.append("Training images not scored (turn on the retrains to score them).")
+        return scores

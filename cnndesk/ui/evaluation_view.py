@@ -1,4 +1,5 @@
-"""The viewer's Evaluation tab: accuracy, confusion matrix, per-class metrics, misclassified images.
+"""The viewer's Evaluation tab: accuracy, confusion matrix, per-class metrics, misclassified images, and beside
+them the images whose label the model doubts (``data_quality_view.LabelDoubtsView``, run by ``DataQuality``).
 
 It shows an evaluation of the validation set and knows nothing of the image the viewer shows: it asks for an
 evaluation with ``evaluate_requested`` and hands a clicked image's file back with ``open_path``.
@@ -10,10 +11,11 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem, QPushButton,
-    QScrollArea, QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QScrollArea, QSizePolicy, QSplitter, QTabWidget, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from ..core.scanning import printable
+from .data_quality_view import LabelDoubtsView
 from .widgets import array_to_pixmap
 
 MISCLASSIFIED_TITLE = "Misclassified images, most confident first (click to open)"
@@ -75,7 +77,12 @@ class EvaluationView(QWidget):
         v.addLayout(self._build_header())
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self._build_tables())
-        split.addWidget(self._build_browser())
+        # the misclassified images and the label doubts share the right side, so the tables keep their height
+        self.browser_tabs = QTabWidget(objectName="evaluationBrowsers")
+        self.browser_tabs.addTab(self._build_browser(), "Misclassified")
+        self.label_doubts = LabelDoubtsView()
+        self.browser_tabs.addTab(self.label_doubts, "Likely mislabelled")
+        split.addWidget(self.browser_tabs)
         v.addWidget(split, 1)
 
     def _build_header(self) -> QHBoxLayout:

@@ -27,6 +27,7 @@ from ..core.model_file import MODEL_SUFFIXES
 from ..core.project import is_project
 from ..core.session import EXPORTING, IDLE, OPENING, SAVING, SWAPPING, SessionState
 from .bindings import bind_dataset_panel, bind_model_panel
+from .data_quality_view import DataQuality
 from .dataset_panel import DatasetPanel
 from .engine import Engine
 from .model_io import EXPORT_LABELS, ModelFiles
@@ -92,6 +93,8 @@ class MainWindow(QMainWindow):
         self.runs = RunsControl(self.state, self.engine, self.training, self.training_panel.runs_view,
                                 self.training_panel.chart, self._reread_dataset, self)
         self.models = ModelFiles(self.state, self.engine, self.settings, self)
+        self.data_quality = DataQuality(self.state, self.engine, self.dataset_panel,
+                                        self.viewer_panel.evaluation_view.label_doubts, self)
         self._make_actions()
         self.projects = ProjectFiles(self, RecentProjects(self.settings, self.recent_menu))
         self._connect()

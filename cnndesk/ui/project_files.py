@@ -58,7 +58,7 @@ class ProjectFiles(QObject):
         self.engine.submit(EngineWorker.clear_model)
         with state.not_an_edit():
             state.update(project_path=None, model=None, history=[], best_epoch=None, batch_loss=[], previous=None,
-                         viewed_images=[], runs=[],
+                         viewed_images=[], runs=[], excluded=frozenset(),
                          layers=preset("seed"), preset="seed", dataset_config=DatasetConfig(),
                          settings=TrainingSettings(device=state.settings.device))
         w.use_sample()
@@ -112,8 +112,8 @@ class ProjectFiles(QObject):
                          dataset_config=project.dataset, layers=list(project.layers),
                          preset=project.preset, settings=project.settings, history=list(project.history),
                          best_epoch=project.best_epoch, batch_loss=[tuple(p) for p in project.batch_loss],
-                         viewed_images=list(project.viewer_images), previous=None, model=model, activity=IDLE,
-                         runs=list(project.runs))
+                         viewed_images=list(project.viewer_images), excluded=frozenset(project.excluded_files),
+                         previous=None, model=model, activity=IDLE, runs=list(project.runs))
         if project.dataset_path and Path(project.dataset_path).is_dir():
             w.dataset_panel.load_folder(project.dataset_path)
         self.recent.add(state.project_path)
