@@ -50,11 +50,12 @@ def data(tmp_path_factory):
     return load_dataset(root, DatasetConfig(Preprocessing((32, 32)), val_split=0.25, seed=3))
 
 
-def test_the_table_knows_each_backbone_without_building_it(keras_home):
+def test_the_table_knows_each_backbone_without_building_it():
     for name in ("mobilenetv3small", "efficientnetb0", "mobilenetv2"):
-        cache_weights(keras_home, preset(name)[0].params["family"], (40, 72, 3))
-        rows = layer_table(preset(name), (40, 72, 3), 3)
-        model = build_model(preset(name), (40, 72, 3), 3)
+        stack = preset(name)
+        stack[0].params["weights"] = "none"  # random weights: the shapes and counts are the same
+        rows = layer_table(stack, (40, 72, 3), 3)
+        model = build_model(stack, (40, 72, 3), 3)
         assert total_params(rows) == model.count_params()
         assert rows[1].output_shape == tuple(find_backbone(model).output.shape[1:])
 
@@ -160,35 +161,38 @@ def test_a_chosen_weights_file_is_used_and_a_wrong_one_refused(keras_home, tmp_p
         build_model(stack, (32, 32, 3), 3)
 
 
-def test_the_head_trains_on_cached_features_and_says_so(keras_home, data):
-    cache_weights(keras_home, "MobileNetV3Small")
-    log = Log()
-    before = build_model(preset("mobilenetv3small"), (32, 32, 3), 3)
-    frozen = [w.copy() for w in find_backbone(before).get_weights()]
-    result = train(data, preset("mobilenetv3small"), TrainingSettings(**SETTINGS), log)
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """A MobileNetV2 preset trained for one epoch on weights from a temporary Keras cache, and its log."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("keras-home")
+        mp.setenv("KERAS_HOME", str(home))
+        cache_weights(home, "MobileNetV2")
+        before = build_model(preset("mobilenetv2"), (32, 32, 3), 3)
+        log = Log()
+        result = train(data, preset("mobilenetv2"), TrainingSettings(**SETTINGS), log)
+    return result, log, find_backbone(before).get_weights()
+
+
+def test_the_head_trains_on_cached_features_and_says_so(trained):
+    result, log, loaded = trained
     assert any(CACHED_PATH in m for m in log.messages)
     assert len(result.history) == 1 and result.history[0]["val_accuracy"] is not None
-    for a, b in zip(frozen, find_backbone(result.model).get_weights()):
+    for a, b in zip(loaded, find_backbone(result.model).get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the backbone stayed as loaded
 
 
-def test_augmentation_trains_through_the_frozen_backbone(keras_home, data):
-    cache_weights(keras_home, "MobileNetV3Small")
-    log = Log()
-    train(data, preset("mobilenetv3small"), TrainingSettings(**SETTINGS), log, augment=("flip",))
-    assert any(THROUGH_PATH in m for m in log.messages)
-    assert not any(CACHED_PATH in m for m in log.messages)
-
-
-def test_fine_tuning_changes_the_top_blocks_only_and_keeps_batchnorm_statistics(keras_home, data):
+def test_fine_tuning_goes_through_the_backbone_changes_the_top_blocks_only_and_keeps_batchnorm(keras_home, data):
     cache_weights(keras_home, "MobileNetV3Small")
     stack = preset("mobilenetv3small")
     stack[0].params["fine_tune"] = 2
     before = find_backbone(build_model(stack, (32, 32, 3), 3))
     log = Log()
-    result = train(data, stack, TrainingSettings(**SETTINGS), log)
+    result = train(data, stack, TrainingSettings(**SETTINGS), log, augment=("flip",))
     after = find_backbone(result.model)
     assert [r.epoch for r in log.epochs] == [1, 2]
+    assert any(THROUGH_PATH in m for m in log.messages)  # augmentation: no cached features
+    assert not any(CACHED_PATH in m for m in log.messages)
     assert any("Fine-tuning the top 2 blocks" in m and "0.001" in m for m in log.messages)
     old = [l for _, layers in backbone_blocks(before) for l in layers]  # Keras numbers unnamed layers per build
     new = [(block, l) for block, layers in backbone_blocks(after) for l in layers]
@@ -198,26 +202,23 @@ def test_fine_tuning_changes_the_top_blocks_only_and_keeps_batchnorm_statistics(
         assert same != (tuned and bool(layer.weights)), layer.name
 
 
-def test_an_exported_model_loads_in_plain_keras_with_identical_predictions(keras_home, data, tmp_path):
-    cache_weights(keras_home, "MobileNetV2")
-    result = train(data, preset("mobilenetv2"), TrainingSettings(**SETTINGS))
+def test_an_exported_model_loads_in_plain_keras_with_identical_predictions(trained, data, tmp_path):
+    model = trained[0].model
     path = tmp_path / "model.keras"
-    result.model.save(path)
+    model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     x = data.images[:5].astype("float32")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-def test_the_viewer_reads_maps_inside_a_trained_backbone(keras_home, data):
+def test_the_viewer_reads_maps_inside_a_trained_backbone(trained, data):
     from cnndesk.core.inspection import Inspector
 
-    cache_weights(keras_home, "MobileNetV3Small")
-    result = train(data, preset("mobilenetv3small"), TrainingSettings(**SETTINGS))
-    inspector = Inspector(result.model, data.class_names, data.preprocessing)
+    inspector = Inspector(trained[0].model, data.class_names, data.preprocessing)
     names = inspector.layer_names
-    assert "mobilenetv3small/conv" in names
+    assert "mobilenetv2/Conv1" in names
     maps, probabilities = inspector.activation_maps(data.images[0])
     assert [n for n, _ in maps] == names and all(m.ndim == 3 for _, m in maps)
     assert probabilities.shape[-1] == 3
-    cam = inspector.gradcam(data.images[0], 0, "mobilenetv3small/conv")
+    cam = inspector.gradcam(data.images[0], 0, "mobilenetv2/Conv1")
     assert cam.shape == maps[0][1].shape[:2] and 0 <= cam.min() <= cam.max() <= 1
