@@ -78,6 +78,16 @@ def _positive(text: str) -> int:
     return v
 
 
+def _blocks(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of blocks, 0 or more (got {text!r})") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
 class _UsageError(UserError):
     """A bad command line (unknown option, bad value)."""
 
@@ -107,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("dataset", help="folder with one subfolder of images per class")
     t.add_argument("--project", required=True, help="project folder to write")
     t.add_argument("--preset", choices=list(PRESETS), default="seed")
-    t.add_argument("--image-size", type=_parse_size, default=(64, 64), metavar="N|HxW")
+    t.add_argument("--image-size", type=_parse_size, default=None, metavar="N|HxW",
+                   help="default 64, or what a pretrained preset's backbone was trained at (224)")
     t.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
     t.add_argument("--epochs", type=_positive, default=10)
     t.add_argument("--batch-size", type=_positive, default=32)
@@ -122,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     t.add_argument("--device", default="cpu", help="cpu, gpu:N, or gpu:N,M for several GPUs (mirrored)")
     t.add_argument("--seed", type=_seed, default=1337)
+    t.add_argument("--fine-tune", type=_blocks, default=0, metavar="N",
+                   help="pretrained presets: after training the head, fine-tune the backbone's top N blocks at a "
+                        "tenth of the learning rate for as many epochs again (default 0: backbone frozen)")
+    t.add_argument("--weights-file", metavar="PATH",
+                   help="pretrained presets: load the backbone's weights from this file instead of the Keras cache")
     t.add_argument("--follow-outside-links", action="store_true",
                    help="also read class folders and files that are links out of the dataset folder")
     t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
@@ -238,8 +254,9 @@ def cmd_train(args) -> int:
     from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
     from .core.tasks import TaskState
 
-    config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed, args.augment,
-                           args.class_weights)
+    layers = _train_layers(args)
+    config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
+                           args.augment, args.class_weights)
     settings = TrainingSettings(optimizer=args.optimizer, learning_rate=args.learning_rate,
                                 batch_size=args.batch_size, epochs=args.epochs, patience=max(0, args.patience),
                                 device=args.device, seed=args.seed)
@@ -266,10 +283,10 @@ def cmd_train(args) -> int:
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
 
-    layers = preset(args.preset)
     params = total_params(layer_table(layers, data.preprocessing.input_shape, data.num_classes))
     check_destination(args.project, estimate_model_bytes(params))  # and one without room for the model, too
 
+    fetch_backbone_weights(layers, data.preprocessing.input_shape, bar)
     load_tensorflow()
     from .core.training import TrainingListener, train
 
@@ -314,6 +331,62 @@ def cmd_train(args) -> int:
         best = f" (weights of epoch {result.best_epoch})" if result.best_epoch else ""
         print(f"saved {folder}; validation accuracy {acc:.3f}{best}" if acc is not None else f"saved {folder}")
     return 0
+
+
+def _train_layers(args) -> list:
+    """The preset's stack with the pretrained options applied; refused for a preset without a backbone."""
+    from .core.architecture import has_backbone, preset
+
+    layers = preset(args.preset)
+    if not has_backbone(layers):
+        if args.fine_tune or args.weights_file:
+            option = "--fine-tune" if args.fine_tune else "--weights-file"
+            raise UserError(f"{option} needs a pretrained preset (mobilenetv3small, efficientnetb0, mobilenetv2).")
+        return layers
+    layers[0].params["fine_tune"] = args.fine_tune
+    if args.weights_file:
+        layers[0].params["weights"] = str(Path(args.weights_file).expanduser().resolve())
+    return layers
+
+
+def _image_size(args, layers) -> tuple[int, int]:
+    from .core.architecture import default_image_size
+
+    side = default_image_size(layers) or 64
+    return args.image_size or (side, side)
+
+
+def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
+    """Download a pretrained preset's weights into the Keras cache if needed, with progress on stderr.
+
+    Ctrl-C cancels the download (nothing is left in the cache) and the command.
+    Offline, the error names the file, its size and the folder.
+    """
+    from .core.architecture import has_backbone
+    from .core.backbones import WeightsUnavailable, ensure_weights
+    from .core.tasks import TaskState
+
+    if not has_backbone(layers):
+        return
+
+    class Download(TaskState):
+        shown = -25.0
+
+        def set_status(self, text):
+            print(text, file=sys.stderr)
+
+        def on_progress(self, percent):
+            bar.show(f"downloading {percent:.0f}%", percent / 100)
+            if not bar.enabled and percent >= self.shown + 25:  # a log line every quarter when not a terminal
+                self.shown = percent
+                print(f"downloaded {percent:.0f}%", file=sys.stderr)
+
+    try:
+        ensure_weights(layers[0].full_params(), input_shape, Download(min_interval=0.1))
+    except WeightsUnavailable as e:
+        raise UserError(str(e).replace("or choose a weights file", "or pass a weights file with --weights-file PATH"))
+    finally:
+        bar.done()
 
 
 def cmd_selftest(args) -> int:
