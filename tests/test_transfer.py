@@ -222,3 +222,19 @@ def test_the_viewer_reads_maps_inside_a_trained_backbone(trained, data):
     assert probabilities.shape[-1] == 3
     cam = inspector.gradcam(data.images[0], 0, "mobilenetv2/Conv1")
     assert cam.shape == maps[0][1].shape[:2] and 0 <= cam.min() <= cam.max() <= 1
+
+
+def test_a_project_with_a_backbone_saves_and_reopens_with_the_same_predictions(trained, data, tmp_path):
+    from cnndesk.core.dataset import DatasetConfig
+    from cnndesk.core.project import Project, open_project, save_project
+
+    result = trained[0]
+    layers = preset("mobilenetv2")
+    project = Project(dataset_path=str(data.root), class_names=data.class_names,
+                      dataset=DatasetConfig(Preprocessing((32, 32))), preset="mobilenetv2", layers=layers,
+                      settings=TrainingSettings(**SETTINGS), history=result.history, best_epoch=result.best_epoch)
+    save_project(tmp_path / "p", project, result.model)
+    reopened, model = open_project(tmp_path / "p")
+    assert reopened.preset == "mobilenetv2" and reopened.layers[0].to_json() == layers[0].to_json()
+    x = data.images[:3].astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6)
