@@ -226,6 +226,12 @@ def has_backbone(layers: list[LayerSpec]) -> bool:
     return bool(layers) and layers[0].kind == "Backbone"
 
 
+def run_epochs(settings: TrainingSettings, layers: list[LayerSpec]) -> int:
+    """How many epochs a run of this stack has: twice ``settings.epochs`` when its backbone is fine-tuned."""
+    tuned = has_backbone(layers) and int(layers[0].full_params()["fine_tune"]) > 0
+    return settings.epochs * (2 if tuned else 1)
+
+
 def default_image_size(layers: list[LayerSpec]) -> int | None:
     """The image side a stack's backbone was trained at (224), or None for a stack without one."""
     from .backbones import family
@@ -446,6 +452,11 @@ def multiply_adds(rows: list[LayerRow]) -> int:
             total += (r.params - filters) * h * w  # the weights, without the biases
         elif r.kind == "Dense":
             total += r.params - r.output_shape[0]
+        elif r.kind == "Backbone":  # the published figure, scaled by the image area (its output grows with it)
+            from .backbones import FAMILIES, STRIDE
+
+            fam = next(f for f in FAMILIES.values() if f.params == r.params and f.channels == r.output_shape[2])
+            total += round(fam.macs_224 * r.output_shape[0] * r.output_shape[1] * STRIDE**2 / 224**2)
     return total
 
 

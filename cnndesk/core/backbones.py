@@ -64,6 +64,8 @@ class Family:
         blocks: its blocks in order, as ``backbone_blocks`` groups the layers.
         block_pattern: a layer name's block, as the regular expression's first group.
         top_pattern: the layers after the last block (its final 1x1 convolution), one block "top".
+        macs_224: multiply-adds for one 224x224 image, as published for the family (with its classifier,
+            a few per cent more than the backbone alone).
     """
 
     name: str
@@ -74,6 +76,7 @@ class Family:
     blocks: tuple[str, ...]
     block_pattern: str
     top_pattern: str
+    macs_224: int
 
     @property
     def layer_name(self) -> str:
@@ -110,17 +113,17 @@ _WEIGHTS = {"MobileNetV3Small": _mobilenet_v3_small, "EfficientNetB0": _efficien
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("MobileNetV3Small", 224, 576, 939_120, "scales pixels to -1..1 (a Rescaling layer inside the backbone)",
            ("stem", "expanded_conv", *(f"expanded_conv_{i}" for i in range(1, 11)), "top"),
-           r"^(expanded_conv(?:_\d+)?)_", r"^conv_1"),
+           r"^(expanded_conv(?:_\d+)?)_", r"^conv_1", 66_000_000),
     Family("EfficientNetB0", 224, 1280, 4_049_571,
            "scales pixels to 0-1 and normalises them with the ImageNet mean and deviation (Rescaling and "
            "Normalization layers inside the backbone)",
            ("stem", "block1a", "block2a", "block2b", "block3a", "block3b", "block4a", "block4b", "block4c",
             "block5a", "block5b", "block5c", "block6a", "block6b", "block6c", "block6d", "block7a", "top"),
-           r"^(block\d+[a-z])_", r"^top_"),
+           r"^(block\d+[a-z])_", r"^top_", 390_000_000),
     Family("MobileNetV2", 224, 1280, 2_257_984,
            "scales pixels to -1..1 (a Rescaling layer before the backbone)",
            ("stem", "expanded_conv", *(f"block_{i}" for i in range(1, 17)), "top"),
-           r"^(expanded_conv|block_\d+)_", r"^(Conv_1|out_relu)"),
+           r"^(expanded_conv|block_\d+)_", r"^(Conv_1|out_relu)", 300_000_000),
 )}
 
 #: the smallest image side the families accept (keras.applications refuses less)

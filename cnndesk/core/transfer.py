@@ -208,10 +208,3 @@ def _result(model, stages: list[_Stage], settings, run, plan, initial_epoch, dat
     explain(result, run, plan, last.stopper, last.best, initial_epoch, data.num_classes,
             len(data.val_index) if has_val else len(data.train_index))
     return result
-
-
-def epochs_of(settings: TrainingSettings, layers: list[LayerSpec]) -> int:
-    """How many epochs a run of this stack has: twice ``settings.epochs`` when it fine-tunes."""
-    tuned = has_backbone(layers) and int(layers[0].full_params()["fine_tune"]) > 0
-    return settings.epochs * (2 if tuned else 1)
-
