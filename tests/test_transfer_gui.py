@@ -56,7 +56,7 @@ def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_hom
     assert blocks.isHidden()
     qtbot.mouseClick(toggle, Qt.LeftButton)
     assert not blocks.isHidden() and "top: fine-tuned" in blocks.text() and "expanded_conv_10: frozen" in blocks.text()
-    assert toggle.text() == "MobileNetV3Small: 13 blocks, 939,120 parameters (top 1 fine-tuned, 12 frozen)"
+    assert toggle.text() == "13 blocks, 939,120 parameters: top 1 fine-tuned, 12 frozen"
     w.model_panel.grab().save("/tmp/wt-16-model-panel.png")
 
     epochs = w.model_panel.epochs

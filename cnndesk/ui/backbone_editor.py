@@ -48,13 +48,15 @@ def backbone_rows(params: dict, set_param: Callable[[str, object], None]) -> lis
 
 def _weights_row(params: dict, set_param) -> QWidget:
     row = QWidget()
-    layout = QHBoxLayout(row)
+    layout = QVBoxLayout(row)  # a long folder name wraps above the buttons instead of widening the editor
     layout.setContentsMargins(0, 0, 0, 0)
     weights = params["weights"]
     text = f"ImageNet, from {keras_cache_dir()}" if weights == IMAGENET else str(weights)
     label = QLabel(text, objectName="backboneWeights", wordWrap=True)
     label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-    layout.addWidget(label, 1)
+    layout.addWidget(label)
+    buttons = QHBoxLayout()
+    layout.addLayout(buttons)
     choose = QPushButton("Choose a weights file…", objectName="chooseBackboneWeights")
 
     def chosen() -> None:
@@ -64,11 +66,12 @@ def _weights_row(params: dict, set_param) -> QWidget:
             set_param("weights", path)
 
     choose.clicked.connect(chosen)
-    layout.addWidget(choose)
+    buttons.addWidget(choose)
     if weights != IMAGENET:
         back = QPushButton("Use ImageNet", objectName="useImagenetWeights")
         back.clicked.connect(lambda: set_param("weights", IMAGENET))
-        layout.addWidget(back)
+        buttons.addWidget(back)
+    buttons.addStretch(1)
     return row
 
 
@@ -93,7 +96,7 @@ class BlockList(QWidget):
         fam = FAMILIES[family]
         blocks = fam.blocks
         state = f"top {tuned} fine-tuned, {len(blocks) - tuned} frozen" if tuned else "all frozen"
-        self.toggle.setText(f"{fam.name}: {len(blocks)} blocks, {fam.params:,} parameters ({state})")
+        self.toggle.setText(f"{len(blocks)} blocks, {fam.params:,} parameters: {state}")
         lines = [f"{name}: {'fine-tuned' if i >= len(blocks) - tuned else 'frozen'}" for i, name in enumerate(blocks)]
         self.details.setText("\n".join(lines))
 
