@@ -50,12 +50,14 @@ def uses_cached_features(augment, strategy=None, device: str = "cpu") -> bool:
 def train_transfer(data: LoadedDataset, layers: list[LayerSpec], settings: TrainingSettings,
                    listener: TrainingListener | None = None, state: TaskState | None = None, model=None,
                    augment: tuple[str, ...] = (), class_weights: bool = False, strategy=None,
-                   initial_epoch: int = 0) -> TrainResult:
+                   initial_epoch: int = 0, cache_features: bool | None = None) -> TrainResult:
     """``training.train`` for a stack with a backbone (same arguments and result; see the module docstring).
 
     The epochs of both stages are numbered on from each other; with fine-tuning
     the run has twice ``settings.epochs`` epochs. The model keeps the best
-    epoch's weights of its last stage.
+    epoch's weights of its last stage. ``cache_features`` forces the head's
+    path (False: through the backbone even without augmentation, as the
+    benchmark compares); None decides by ``uses_cached_features``.
     """
     times = StartTimes()
     times.mark("called")
@@ -74,14 +76,15 @@ def train_transfer(data: LoadedDataset, layers: list[LayerSpec], settings: Train
         set_fine_tune(backbone, 0)
         times.mark("model")
         listener.on_message(plan.note)
-        cached = uses_cached_features(augment, strategy, settings.device)
+        cached = uses_cached_features(augment, strategy, settings.device) if cache_features is None else cache_features
         with _quiet_tf():
             if cached:
                 head = _fit_head_on_features(model, data, settings, run, listener, state, class_weights,
                                              initial_epoch, plan, times)
             else:
-                listener.on_message(f"Training the head {THROUGH_PATH} {backbone.name}: augmentation is on, so "
-                                    "every epoch sees new pictures.")
+                why = ("augmentation is on, so every epoch sees new pictures" if augment else
+                       "features are not cached on several devices" if cache_features is None else "as asked")
+                listener.on_message(f"Training the head {THROUGH_PATH} {backbone.name}: {why}.")
                 compile_model(model, settings)
                 head = _fit_through(model, data, settings, run, listener, state, augment, class_weights,
                                     initial_epoch, plan, times, initial_epoch)
