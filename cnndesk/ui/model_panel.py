@@ -408,7 +408,9 @@ class ModelPanel(QWidget):
     def _show_preset_info(self, rows) -> None:
         """Each preset's use, size and relative speed for the current input: a tooltip each, a line for the current."""
         summaries = {name: preset_summary(name, self.input_shape, self.num_classes) for name in PRESETS}
-        fitting = [s for s in summaries.values() if s.multiply_adds is not None]
+        # the speed yardstick is the fastest preset trained from scratch: a backbone's many thin layers
+        # make its multiply-adds a poor guess of its time next to them
+        fitting = [s for s in summaries.values() if s.multiply_adds is not None and not has_backbone(preset(s.name))]
         fastest = min(fitting, key=lambda s: s.multiply_adds) if fitting else None
         for name, s in summaries.items():
             self.preset_combo.setItemData(self.preset_combo.findData(name), self._preset_tooltip(s, fastest),
