@@ -150,6 +150,8 @@ def _fit_head_on_features(model, data, settings, run, listener, state, class_wei
                           times) -> _Stage:
     """Compute the frozen backbone's features once per image, then fit the head's own layers on them."""
     extractor, head = split_at_backbone(model)
+    rows = len(data.train_index) + len(data.val_index)
+    listener.on_message(f"Computing the frozen backbone's features once for {rows:,} images…")
     start = time.perf_counter()
     features = backbone_features(extractor, data.images, np.concatenate([data.train_index, data.val_index]),
                                  settings.batch_size, state)
