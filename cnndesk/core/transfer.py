@@ -102,7 +102,10 @@ def train_transfer(data: LoadedDataset, layers: list[LayerSpec], settings: Train
                                            initial_epoch + len(head.reporter.reports), plan, times,
                                            initial_epoch))
         if cached and len(stages) == 1:
-            compile_model(model, settings)  # the full model leaves compiled, as after any training
+            # the full model leaves compiled, as after any training, with its optimizer's variables made, so a
+            # saved model reloads without Keras warning that the optimizer's saved variables do not match
+            compile_model(model, settings)
+            model.optimizer.build(model.trainable_variables)
     return _result(model, stages, settings, run, plan, initial_epoch, data, times, cached)
 
 
