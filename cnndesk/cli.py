@@ -385,6 +385,10 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
         ensure_weights(layers[0].full_params(), input_shape, Download(min_interval=0.1))
     except WeightsUnavailable as e:
         raise UserError(str(e).replace("or choose a weights file", "or pass a weights file with --weights-file PATH"))
+    except KeyboardInterrupt:  # Ctrl-C: the partial file is already gone
+        bar.done()
+        print("Download cancelled; nothing was kept in the Keras cache.", file=sys.stderr)
+        raise
     finally:
         bar.done()
 

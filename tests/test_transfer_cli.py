@@ -61,3 +61,27 @@ def test_a_pretrained_preset_downloads_its_weights_trains_fine_tunes_and_saves(t
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
     project, _ = open_project(tmp_path / "p", load_model=False)
     assert project.layers[0].kind == "Backbone" and project.layers[0].params["fine_tune"] == 1
+
+
+def test_ctrl_c_during_the_download_cancels_it_and_leaves_nothing(tmp_path, monkeypatch):
+    class Interrupted(io.BytesIO):
+        headers = {"Content-Length": "4000000"}
+
+        def read(self, n=-1):
+            if self.tell():
+                raise KeyboardInterrupt  # what Ctrl-C raises in the main thread while it reads
+            return super().read(1000)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setattr("urllib.request.urlopen", lambda url, timeout: Interrupted(b"w" * 4000))
+    data = write_dataset(tmp_path / "data", per_class=4, size=32)
+    code, _, err = run(["train", data, "--project", tmp_path / "p", "--preset", "mobilenetv3small", "--epochs", "1"])
+    assert code == 130
+    assert "Download cancelled; nothing was kept" in err and "Traceback" not in err
+    assert list((tmp_path / "keras-home" / "models").iterdir()) == []
