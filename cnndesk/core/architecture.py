@@ -96,7 +96,7 @@ class LayerSpec:
             return f"Dense({p['units']}, {p['activation']})"
         if self.kind == "Backbone":
             tuned = f"fine-tune top {p['fine_tune']} blocks" if p["fine_tune"] else "frozen"
-            source = "ImageNet" if p["weights"] == "imagenet" else "weights file"
+            source = {"imagenet": "ImageNet", "none": "random weights"}.get(p["weights"], "weights file")
             return f"{p['family']} ({source}, {tuned})"
         return self.kind
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from .errors import UserError
 from .tasks import TaskState
 
-#: the ``weights`` value that means "the ImageNet weights from the Keras cache"
+#: the ``weights`` value that means "the ImageNet weights from the Keras cache"; any other value is the
+#: path of a weights file, except "none": random weights (for timing and shape tests, nothing to load)
 IMAGENET = "imagenet"
 #: the bytes read per step while downloading; progress and cancel are checked after each
 CHUNK = 256 * 1024
