@@ -82,6 +82,16 @@ def _positive(text: str) -> int:
     return v
 
 
+def _blocks(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of blocks, 0 or more (got {text!r})") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
 class _UsageError(UserError):
     """A bad command line (unknown option, bad value)."""
 
@@ -111,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("dataset", help="folder with one subfolder of images per class")
     t.add_argument("--project", required=True, help="project folder to write")
     t.add_argument("--preset", choices=list(PRESETS), default="seed")
-    t.add_argument("--image-size", type=_parse_size, default=(64, 64), metavar="N|HxW")
+    t.add_argument("--image-size", type=_parse_size, default=None, metavar="N|HxW",
+                   help="default 64, or what a pretrained preset's backbone was trained at (224)")
     t.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
     t.add_argument("--epochs", type=_positive, default=10)
     t.add_argument("--batch-size", type=_positive, default=32)
@@ -127,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu, gpu:N, gpu:N,M or gpu:all for several GPUs (mirrored; "
                    "--batch-size is then per GPU)")
     t.add_argument("--seed", type=_seed, default=1337)
+    t.add_argument("--fine-tune", type=_blocks, default=0, metavar="N",
+                   help="pretrained presets: after training the head, fine-tune the backbone's top N blocks at a "
+                        "tenth of the learning rate for as many epochs again (default 0: backbone frozen)")
+    t.add_argument("--weights-file", metavar="PATH",
+                   help="pretrained presets: load the backbone's weights from this file instead of the Keras cache")
     t.add_argument("--follow-outside-links", action="store_true",
                    help="also read class folders and files that are links out of the dataset folder")
     t.add_argument("--probe", action="append", default=[], metavar="IMAGE",
@@ -279,7 +295,7 @@ class _Bar:
 def cmd_train(args, fit=None, save=None) -> int:
     """Train and save a project; ``fit`` and ``save`` replace ``training.train`` and ``project.save_project``
     (a distributed run's process passes its own)."""
-    from .core.architecture import TrainingSettings, preset
+    from .core.architecture import TrainingSettings
     from .core.architecture import layer_table, total_params
     from .core.dataset import DatasetConfig, load_dataset
     from .core.images import Preprocessing
@@ -288,8 +304,9 @@ def cmd_train(args, fit=None, save=None) -> int:
     from .core.runs import Run, next_run_name
     from .core.tasks import TaskState
 
-    config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed, args.augment,
-                           args.class_weights)
+    layers = _train_layers(args)
+    config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
+                           args.augment, args.class_weights)
     settings = TrainingSettings(optimizer=args.optimizer, learning_rate=args.learning_rate,
                                 batch_size=args.batch_size, epochs=args.epochs, patience=max(0, args.patience),
                                 device=args.device, seed=args.seed)
@@ -319,10 +336,10 @@ def cmd_train(args, fit=None, save=None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
 
     probes = _probe_recording(args.probe, data)
-    layers = preset(args.preset)
     params = total_params(layer_table(layers, data.preprocessing.input_shape, data.num_classes))
     check_destination(args.project, estimate_model_bytes(params))  # and one without room for the model, too
 
+    fetch_backbone_weights(layers, data.preprocessing.input_shape, bar)
     load_tensorflow()
     from .core.training import TrainingListener, train
 
@@ -410,6 +427,66 @@ def _report_probes(folder: Path, probes, as_json: bool) -> None:
     if probes.note:
         print(f"warning: {probes.note}", file=sys.stderr)
     print(f"probe recording ({len(probes.frames)} frames of {len(probes.probes)} images) saved in {where}")
+
+
+def _train_layers(args) -> list:
+    """The preset's stack with the pretrained options applied; refused for a preset without a backbone."""
+    from .core.architecture import has_backbone, preset
+
+    layers = preset(args.preset)
+    if not has_backbone(layers):
+        if args.fine_tune or args.weights_file:
+            option = "--fine-tune" if args.fine_tune else "--weights-file"
+            raise UserError(f"{option} needs a pretrained preset (mobilenetv3small, efficientnetb0, mobilenetv2).")
+        return layers
+    layers[0].params["fine_tune"] = args.fine_tune
+    if args.weights_file:
+        layers[0].params["weights"] = str(Path(args.weights_file).expanduser().resolve())
+    return layers
+
+
+def _image_size(args, layers) -> tuple[int, int]:
+    from .core.architecture import default_image_size
+
+    side = default_image_size(layers) or 64
+    return args.image_size or (side, side)
+
+
+def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
+    """Download a pretrained preset's weights into the Keras cache if needed, with progress on stderr.
+
+    Ctrl-C cancels the download (nothing is left in the cache) and the command.
+    Offline, the error names the file, its size and the folder.
+    """
+    from .core.architecture import has_backbone
+    from .core.backbones import WeightsUnavailable, ensure_weights
+    from .core.tasks import TaskState
+
+    if not has_backbone(layers):
+        return
+
+    class Download(TaskState):
+        shown = -25.0
+
+        def set_status(self, text):
+            print(text, file=sys.stderr)
+
+        def on_progress(self, percent):
+            bar.show(f"downloading {percent:.0f}%", percent / 100)
+            if not bar.enabled and percent >= self.shown + 25:  # a log line every quarter when not a terminal
+                self.shown = percent
+                print(f"downloaded {percent:.0f}%", file=sys.stderr)
+
+    try:
+        ensure_weights(layers[0].full_params(), input_shape, Download(min_interval=0.1))
+    except WeightsUnavailable as e:
+        raise UserError(str(e).replace("or choose a weights file", "or pass a weights file with --weights-file PATH"))
+    except KeyboardInterrupt:  # Ctrl-C: the partial file is already gone
+        bar.done()
+        print("Download cancelled; nothing was kept in the Keras cache.", file=sys.stderr)
+        raise
+    finally:
+        bar.done()
 
 
 def cmd_selftest(args) -> int:

@@ -30,6 +30,8 @@ LAYER_KINDS: dict[str, dict[str, Any]] = {
     "Flatten": {},
     "GlobalAveragePooling2D": {},
     "Dense": {"units": 64, "activation": "relu"},
+    # a pretrained keras.applications network (see backbones.py); only ever the first layer
+    "Backbone": {"family": "MobileNetV3Small", "weights": "imagenet", "fine_tune": 0},
 }
 
 #: a sentence per layer kind, for learners
@@ -51,6 +53,10 @@ EXPLANATIONS: dict[str, str] = {
                                "compact summary with no weights, often used instead of Flatten."),
     "Dense": ("A dense (fully connected) layer connects every input to every output. The last one has one "
               "output per class; softmax turns its outputs into probabilities that sum to 1."),
+    "Backbone": ("A pretrained backbone is a whole network trained on the 1.4 million photos of ImageNet, without "
+                 "its classifier. Its layers already find edges, textures and object parts, so the small head "
+                 "after it learns your classes from a few dozen photos. It stays frozen while the head trains; "
+                 "'fine tune' then also trains its top blocks at a tenth of the learning rate."),
 }
 
 
@@ -88,6 +94,10 @@ class LayerSpec:
             return f"Dropout({p['rate']})"
         if self.kind == "Dense":
             return f"Dense({p['units']}, {p['activation']})"
+        if self.kind == "Backbone":
+            tuned = f"fine-tune top {p['fine_tune']} blocks" if p["fine_tune"] else "frozen"
+            source = {"imagenet": "ImageNet", "none": "random weights"}.get(p["weights"], "weights file")
+            return f"{p['family']} ({source}, {tuned})"
         return self.kind
 
 
@@ -181,6 +191,21 @@ PRESETS: dict[str, tuple[str, list[LayerSpec]]] = {
 }
 
 
+def _pretrained(family: str, dropout: float) -> list[LayerSpec]:
+    return [LayerSpec("Backbone", {"family": family, "weights": "imagenet", "fine_tune": 0}),
+            LayerSpec("GlobalAveragePooling2D"), LayerSpec("Dropout", {"rate": dropout}), _out()]
+
+
+PRESETS.update({
+    "mobilenetv3small": ("MobileNetV3Small (pretrained) - ImageNet MobileNetV3Small, global average pooling, "
+                         "Dropout, Dense", _pretrained("MobileNetV3Small", 0.2)),
+    "efficientnetb0": ("EfficientNetB0 (pretrained) - ImageNet EfficientNetB0, global average pooling, Dropout, Dense",
+                       _pretrained("EfficientNetB0", 0.2)),
+    "mobilenetv2": ("MobileNetV2 (pretrained) - ImageNet MobileNetV2, global average pooling, Dropout, Dense",
+                    _pretrained("MobileNetV2", 0.2)),
+})
+
+
 #: what each preset is good for, one sentence a learner can choose by
 PRESET_USES: dict[str, str] = {
     "seed": "A quick first model for simple shapes and colours; the baseline to beat.",
@@ -188,7 +213,31 @@ PRESET_USES: dict[str, str] = {
                 "a good model to look inside."),
     "deeper": ("More capacity for harder pictures (textures, many classes, larger images); BatchNorm and "
                "Dropout keep it steady, but it does several times the work."),
+    "mobilenetv3small": ("Real photos from a few dozen per class: a small network pretrained on ImageNet (4.3 MB "
+                         "download); the fastest pretrained choice."),
+    "efficientnetb0": ("Real photos when accuracy matters most: pretrained on ImageNet (16.7 MB download), "
+                       "several times slower than MobileNetV3Small."),
+    "mobilenetv2": ("Real photos, the classic transfer-learning backbone of the Keras guide (9.4 MB download); "
+                    "between the two others in speed."),
 }
+
+
+def has_backbone(layers: list[LayerSpec]) -> bool:
+    """Whether the stack starts with a pretrained backbone."""
+    return bool(layers) and layers[0].kind == "Backbone"
+
+
+def run_epochs(settings: TrainingSettings, layers: list[LayerSpec]) -> int:
+    """How many epochs a run of this stack has: twice ``settings.epochs`` when its backbone is fine-tuned."""
+    tuned = has_backbone(layers) and int(layers[0].full_params()["fine_tune"]) > 0
+    return settings.epochs * (2 if tuned else 1)
+
+
+def default_image_size(layers: list[LayerSpec]) -> int | None:
+    """The image side a stack's backbone was trained at (224), or None for a stack without one."""
+    from .backbones import family
+
+    return family(layers[0].full_params()["family"]).default_size if has_backbone(layers) else None
 
 
 @dataclass
@@ -342,6 +391,8 @@ def _layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num
             shape = (math.prod(shape),)
         elif spec.kind == "GlobalAveragePooling2D":
             shape = (shape[2],)
+        elif spec.kind == "Backbone":
+            shape, params = _backbone_row(spec, i, shape, where)
         elif spec.kind == "Dense":
             if len(shape) != 1:
                 raise ArchitectureError(
@@ -358,6 +409,30 @@ def _layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num
             f"Layer {len(layers)} ({last.kind}): the last layer must be Dense with one unit per class "
             f"({num_classes}) and softmax activation.", len(layers) - 1)
     return rows
+
+
+def _backbone_row(spec: LayerSpec, index: int, shape: tuple, where: str) -> tuple[tuple, int]:
+    """Output shape and parameter count of a pretrained backbone, or a refusal saying what to change."""
+    from .backbones import FAMILIES, MIN_SIZE, STRIDE
+
+    p = spec.full_params()
+    if index != 0:
+        raise ArchitectureError(f"{where}: a pretrained backbone must be the first layer.", index)
+    fam = FAMILIES.get(p["family"])
+    if fam is None:
+        raise ArchitectureError(f"{where}: unknown backbone {p['family']!r}; choose from {', '.join(FAMILIES)}.",
+                                index)
+    if shape[2] != 3:
+        raise ArchitectureError(f"{where}: {fam.name} was trained on colour photos; set the colour mode to RGB.",
+                                index)
+    if min(shape[:2]) < MIN_SIZE:
+        raise ArchitectureError(f"{where}: {fam.name} needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels "
+                                f"(trained at {fam.default_size}); use a larger image size.", index)
+    n = _int_param(spec, index, "fine_tune", 0)
+    if n > len(fam.blocks):
+        raise ArchitectureError(f"{where}: {fam.name} has {len(fam.blocks)} blocks; fine-tune at most that many.",
+                                index)
+    return (math.ceil(shape[0] / STRIDE), math.ceil(shape[1] / STRIDE), fam.channels), fam.params
 
 
 def total_params(rows: list[LayerRow]) -> int:
@@ -378,6 +453,11 @@ def multiply_adds(rows: list[LayerRow]) -> int:
             total += (r.params - filters) * h * w  # the weights, without the biases
         elif r.kind == "Dense":
             total += r.params - r.output_shape[0]
+        elif r.kind == "Backbone":  # the published figure, scaled by the image area (its output grows with it)
+            from .backbones import FAMILIES, STRIDE
+
+            fam = next(f for f in FAMILIES.values() if f.params == r.params and f.channels == r.output_shape[2])
+            total += round(fam.macs_224 * r.output_shape[0] * r.output_shape[1] * STRIDE**2 / 224**2)
     return total
 
 
@@ -395,6 +475,9 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
 
     layer_table(layers, input_shape, num_classes)
     model_layers = [keras.Input(shape=input_shape, name="image")]
+    if has_backbone(layers):
+        scale_inside = False  # the backbone brings its own preprocessing
+        model_layers.extend(_backbone_layers(layers[0], input_shape))
     if scale_inside:
         model_layers.append(keras.layers.Rescaling(1.0 / 255, name="rescaling"))
     for i, spec in enumerate(layers):
@@ -417,11 +500,32 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
             layer = keras.layers.Flatten(name=name)
         elif spec.kind == "GlobalAveragePooling2D":
             layer = keras.layers.GlobalAveragePooling2D(name=name)
+        elif spec.kind == "Backbone":
+            continue  # added above, with its preprocessing
         else:  # Dense
             units = num_classes if p["units"] == CLASSES else int(p["units"])
             layer = keras.layers.Dense(units, activation=p["activation"], name=name)
         model_layers.append(layer)
     return keras.Sequential(model_layers, name="cnndesk_model")
+
+
+def _backbone_layers(spec: LayerSpec, input_shape: tuple[int, int, int]) -> list:
+    """The backbone (weights loaded, frozen) and, where the family needs it, its preprocessing before it.
+
+    The model keeps taking 0-255 pixels; MobileNetV3Small and EfficientNetB0
+    scale them inside the backbone, MobileNetV2's -1..1 scaling is a Rescaling
+    layer in front of it, so every export carries it.
+    """
+    import keras
+
+    from .backbones import build_backbone, set_fine_tune
+
+    p = spec.full_params()
+    backbone = build_backbone(p, input_shape)
+    set_fine_tune(backbone, 0)  # the head trains first; training unfreezes the top blocks afterwards
+    if p["family"] == "MobileNetV2":
+        return [keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocessing"), backbone]
+    return [backbone]
 
 
 def compile_model(model, settings: TrainingSettings) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from .architecture import LayerSpec, TrainingSettings, build_model, compile_model
+from .architecture import LayerSpec, TrainingSettings, build_model, compile_model, has_backbone
 from .dataset import LoadedDataset, make_tf_dataset, release_tf_dataset, steps_for
 from .errors import UserError
 from .stopping import ALL_EPOCHS, BestWeights, EarlyStop, explain, stopping_plan
@@ -328,6 +328,12 @@ def train(
         when ``settings.restore_best`` and not cancelled), the history, and
         sentences saying why training stopped and which weights were kept.
     """
+    pretrained = _has_backbone_model(model) if model is not None else has_backbone(layers)
+    if pretrained:
+        from .transfer import train_transfer  # two stages, cached features (imports this module)
+
+        return train_transfer(data, layers, settings, listener, state, model, augment, class_weights, strategy,
+                              initial_epoch)
     times = StartTimes()
     times.mark("called")
     settings.validate()
@@ -398,6 +404,12 @@ def mirrored_note(batch_size: int, replicas: int) -> str:
     """The log's sentence for a run mirrored over ``replicas`` devices."""
     return (f"Training on {replicas} devices (mirrored): each step takes a global batch of {batch_size * replicas} "
             f"images, {batch_size} per device.")
+
+
+def _has_backbone_model(model) -> bool:
+    from .backbones import find_backbone
+
+    return find_backbone(model) is not None
 
 
 def trace_steps(model, data: LoadedDataset, batch_size: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from contextlib import contextmanager
 
+from ..core.architecture import default_image_size
 from ..core.session import SessionState
 from .dataset_panel import DatasetPanel
 from .model_panel import ModelPanel
@@ -68,7 +69,10 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
             with state.not_an_edit():
                 state.settings = settings
         else:
+            switched = panel.preset_name != state.preset
             state.update(layers=layers, preset=panel.preset_name, settings=settings)
+            if switched:
+                _suggest_image_size(state, layers)
 
     def show(names) -> None:
         with guard.pushing():
@@ -87,3 +91,15 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")
     show(frozenset({"layers", "preset", "settings"}))
 
+
+
+def _suggest_image_size(state: SessionState, layers) -> None:
+    """A pretrained preset just chosen: read the images at the size its backbone was trained at (and in colour).
+
+    The user can change the size afterwards; only the switch to the preset sets it.
+    """
+    side = default_image_size(layers)
+    config = state.dataset_config
+    wanted = dataclasses.replace(config.preprocessing, image_size=(side, side), color_mode="rgb") if side else None
+    if wanted is not None and wanted != config.preprocessing:
+        state.dataset_config = dataclasses.replace(config, preprocessing=wanted)

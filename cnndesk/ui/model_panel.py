@@ -23,10 +23,11 @@ from PySide6.QtWidgets import (
 
 from ..core.architecture import (
     ACTIVATIONS, CLASSES, EXPLANATIONS, LAYER_KINDS, OPTIMIZERS, PRESETS, LayerSpec, PresetSummary, TrainingSettings,
-    layer_table, multiply_adds, preset, preset_summary, total_params,
+    has_backbone, layer_table, multiply_adds, preset, preset_summary, total_params,
 )
 from ..core.errors import ArchitectureError
 from ..core.model_file import LIMITS
+from .backbone_editor import backbone_rows
 from .device_choice import DeviceChoice
 from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, Stack, StackEdit, format_number, out_of_range
 
@@ -112,7 +113,7 @@ class ModelPanel(QWidget):
         buttons = QHBoxLayout()
         self.add_button = QToolButton(objectName="addLayer", text="Add layer", popupMode=QToolButton.InstantPopup)
         menu = QMenu(self.add_button)
-        for kind in LAYER_KINDS:
+        for kind in (k for k in LAYER_KINDS if k != "Backbone"):  # a backbone comes with its preset
             act = QAction(kind, menu)
             act.triggered.connect(lambda _=False, k=kind: self.add_layer(k))
             menu.addAction(act)
@@ -371,7 +372,8 @@ class ModelPanel(QWidget):
         with QSignalBlocker(self.table):
             self.table.setRowCount(len(self.layers) + 1)
             h, w, c = self.input_shape
-            self._set_row(0, f"Input {h}×{w}×{c}, scaled to 0–1", (h, w, c), 0, None)
+            scaling = "the backbone scales them itself" if has_backbone(self.layers) else "scaled to 0–1"
+            self._set_row(0, f"Input {h}×{w}×{c}, {scaling}", (h, w, c), 0, None)
             by_index = {r.index: r for r in shown}
             for i, spec in enumerate(self.layers):
                 r = by_index.get(i)
@@ -398,7 +400,9 @@ class ModelPanel(QWidget):
     def _show_preset_info(self, rows) -> None:
         """Each preset's use, size and relative speed for the current input: a tooltip each, a line for the current."""
         summaries = {name: preset_summary(name, self.input_shape, self.num_classes) for name in PRESETS}
-        fitting = [s for s in summaries.values() if s.multiply_adds is not None]
+        # the speed yardstick is the fastest preset trained from scratch: a backbone's many thin layers
+        # make its multiply-adds a poor guess of its time next to them
+        fitting = [s for s in summaries.values() if s.multiply_adds is not None and not has_backbone(preset(s.name))]
         fastest = min(fitting, key=lambda s: s.multiply_adds) if fitting else None
         for name, s in summaries.items():
             self.preset_combo.setItemData(self.preset_combo.findData(name), self._preset_tooltip(s, fastest),
@@ -451,6 +455,10 @@ class ModelPanel(QWidget):
         self.editor_box.setTitle(f"Layer {index + 1}: {spec.kind}")
         self.explanation.setText(EXPLANATIONS.get(spec.kind, ""))
         params = spec.full_params()
+        if spec.kind == "Backbone":
+            for label, editor in backbone_rows(params, lambda key, value: self.set_param(index, key, value)):
+                self.editor_form.addRow(label, editor)
+            return
         if not params:
             self.editor_form.addRow(QLabel("This layer has no parameters."))
         for key, value in params.items():

@@ -13,13 +13,14 @@ import dataclasses
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.architecture import layer_table, total_params
+from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project import check_destination, estimate_model_bytes, new_run_id
 from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
+from .weights_download import WeightsGate
 
 
 def describe_preprocessing(pre) -> str:
@@ -58,6 +59,8 @@ class TrainingControl(QObject):
         self._shown: ModelInfo | None = None  # the model whose run the panel shows
         self._restock = QTimer(self, singleShot=True, interval=1500)  # after edits of the stack settle
         self._restock.timeout.connect(self._stock_when_idle)
+        self.weights = WeightsGate(dialog_parent)  # a pretrained backbone's weights, fetched before its first run
+        self.weights.error.connect(self.error)
         engine.batch.connect(panel.on_batch)
         engine.batch.connect(self._on_batch)
         engine.epoch.connect(self._on_epoch)
@@ -83,6 +86,8 @@ class TrainingControl(QObject):
                             f"({describe_preprocessing(model.preprocessing)}) than the dataset panel now prepares "
                             f"({describe_preprocessing(data.preprocessing)}); set them back or train a new model.")
             return False
+        if not continuing and not self._weights_ready(data):
+            return False  # Train starts again once the weights are there
         if state.project_path and not self._destination_ok(data):
             return False
         settings = state.settings
@@ -100,7 +105,7 @@ class TrainingControl(QObject):
             state.activity = TRAINING
             if not continuing:
                 state.history, state.best_epoch, state.batch_loss = [], None, []
-        self.panel.training_started(settings.epochs, continuing, initial)
+        self.panel.training_started(run_epochs(settings, list(state.layers)), continuing, initial)
         config = state.dataset_config
         self._job = self.engine.submit(EngineWorker.train, data=data, layers=list(state.layers), settings=settings,
                                        augment=config.augment, class_weights=config.class_weights,
@@ -205,6 +210,8 @@ class TrainingControl(QObject):
         state = self.state
         if not state.engine_ready or state.data is None or state.busy:
             return
+        if has_backbone(state.layers):  # a pretrained model is never pooled: its weights are not a fresh start
+            return
         self.engine.cancel(self._stock_job)
         self._stock_job = self.engine.submit(EngineWorker.stock_pool, state.data, list(state.layers), state.settings,
                                              on_error=lambda _message: None)  # a stack that cannot be built: Train says why
@@ -214,6 +221,15 @@ class TrainingControl(QObject):
         previous = state.previous
         self.panel.set_previous(previous.describe() if previous else None,
                                 enabled=state.engine_ready and not state.busy)
+
+    def _weights_ready(self, data) -> bool:
+        """Whether a pretrained backbone's weights are here; if not, get them (or a chosen file) and train then."""
+        def use_file(path: str) -> None:
+            layers = [LayerSpec(l.kind, dict(l.params)) for l in self.state.layers]
+            layers[0].params["weights"] = path
+            self.state.layers = layers
+
+        return self.weights.ensure(list(self.state.layers), data.preprocessing.input_shape, self.start, use_file)
 
     def _destination_ok(self, data) -> bool:
         """Before training: can the project folder take the trained model? Ask when it cannot."""

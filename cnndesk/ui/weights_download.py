@@ -1,0 +1,152 @@
+"""Getting a pretrained backbone's weights before training: download with progress and Cancel, or a chosen file.
+
+``WeightsGate.ensure`` answers at once when the weights are in the Keras cache
+(or a chosen file exists). Otherwise it downloads them in a plain thread (no
+TensorFlow is involved, so the engine stays free) behind a progress dialog with
+Cancel. Offline it shows what is needed, exactly: the file, its size and the
+Keras cache folder, with a "Choose a weights file…" button. Nothing waits in a
+nested event loop: the dialogs are opened, and their answers continue the flow.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushButton, QWidget
+
+from ..core.architecture import LayerSpec, has_backbone
+from ..core.backbones import DownloadCancelled, WeightsUnavailable, ensure_weights, keras_cache_dir, weights_path
+from ..core.errors import UserError
+from ..core.tasks import TaskState
+
+
+class _DownloadState(TaskState):
+    """Turns the download's reports into the gate's signals (emitted from the download thread, queued)."""
+
+    def __init__(self, gate: "WeightsGate"):
+        super().__init__(min_interval=0.1)
+        self.gate = gate
+
+    def set_status(self, text: str) -> None:
+        self.gate._status.emit(text)
+
+    def on_progress(self, percent: float) -> None:
+        self.gate._progress.emit(percent)
+
+
+class WeightsGate(QObject):
+    """Makes sure a stack's backbone weights are on this computer, then calls back.
+
+    Signals:
+        error(str, str): a title and message for an error box (a chosen file that cannot be used).
+    """
+
+    error = Signal(str, str)
+    _status = Signal(str)
+    _progress = Signal(float)
+    _finished = Signal(object)  # None when the weights are there, else the exception that stopped the download
+
+    def __init__(self, parent: QWidget):
+        super().__init__(parent)
+        self._parent = parent
+        self._task: _DownloadState | None = None
+        self._dialog: QProgressDialog | None = None
+        self._then: tuple | None = None
+        self._status.connect(lambda text: self._dialog and self._dialog.setLabelText(text))
+        self._progress.connect(lambda p: self._dialog and self._dialog.setValue(int(p)))
+        self._finished.connect(self._on_finished)
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None
+
+    def ensure(self, layers: list[LayerSpec], input_shape: tuple[int, int, int], on_ready: Callable[[], None],
+               use_file: Callable[[str], None]) -> bool:
+        """True when ``layers`` can be built now; else start getting the weights and call ``on_ready`` once they are.
+
+        Args:
+            use_file: called with the path the user chose in the offline dialog; it should put the
+                path into the stack (the Backbone's ``weights``) before ``on_ready`` runs.
+        """
+        if not has_backbone(layers):
+            return True
+        params = layers[0].full_params()
+        try:
+            weights_path(params, input_shape)
+            return True
+        except WeightsUnavailable:
+            pass
+        except UserError as e:  # a chosen file that is gone: offer to choose another
+            self._offer_file(str(e), on_ready, use_file)
+            return False
+        if self._task is None:
+            self._start(params, input_shape, on_ready, use_file)
+        return False
+
+    def _start(self, params: dict, input_shape, on_ready, use_file) -> None:
+        self._then = (on_ready, use_file)
+        self._task = _DownloadState(self)
+        dialog = QProgressDialog("Downloading the ImageNet weights…", "Cancel", 0, 100, self._parent)
+        dialog.setObjectName("weightsDownload")
+        dialog.setWindowTitle("Pretrained weights")
+        dialog.setWindowModality(Qt.WindowModal)
+        dialog.setMinimumDuration(0)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.canceled.connect(self._task.request_interruption)
+        dialog.show()
+        self._dialog = dialog
+        task = self._task
+
+        def run() -> None:
+            try:
+                ensure_weights(params, input_shape, task)
+                self._finished.emit(None)
+            except Exception as e:  # every failure becomes a message on the GUI thread, never a traceback
+                self._finished.emit(e)
+
+        threading.Thread(target=run, name="cnndesk-weights", daemon=True).start()
+
+    def _on_finished(self, failure) -> None:
+        on_ready, use_file = self._then
+        self._task, self._then = None, None
+        if self._dialog is not None:
+            self._dialog.close()
+            self._dialog.deleteLater()
+            self._dialog = None
+        if failure is None:
+            on_ready()
+        elif isinstance(failure, DownloadCancelled):
+            return
+        elif isinstance(failure, UserError):
+            self._offer_file(str(failure), on_ready, use_file)
+        else:
+            self.error.emit("Could not get the weights", f"{type(failure).__name__}: {failure}")
+
+    def _offer_file(self, message: str, on_ready, use_file) -> None:
+        """The offline dialog: what is needed and where, and a button to choose a weights file instead."""
+        box = QMessageBox(QMessageBox.Warning, "ImageNet weights not available", message, QMessageBox.Cancel,
+                          self._parent)
+        box.setObjectName("weightsMissingBox")
+        box.setTextInteractionFlags(Qt.TextSelectableByMouse)  # the file name and folder can be copied
+        choose = QPushButton("Choose a weights file…", objectName="chooseWeightsFile")
+        box.addButton(choose, QMessageBox.AcceptRole)
+        box.setDefaultButton(choose)
+
+        def answered(button) -> None:
+            if button is choose:
+                self._choose_file(on_ready, use_file)
+
+        box.buttonClicked.connect(answered)
+        box.open()
+
+    def _choose_file(self, on_ready, use_file) -> None:
+        folder = keras_cache_dir()
+        path, _ = QFileDialog.getOpenFileName(self._parent, "Choose a weights file",
+                                              str(folder if folder.is_dir() else folder.parent),
+                                              "Keras weights (*.h5);;All files (*)")
+        if path:
+            use_file(path)
+            on_ready()
