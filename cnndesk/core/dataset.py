@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .errors import Cancelled, DatasetError, UserError
 from .images import Preprocessing, decode_image
 from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
 from .tasks import TaskState
+
+if TYPE_CHECKING:
+    from .disk_cache import CachePlan, CacheSettings
 
 AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast", "brightness")
 
@@ -77,6 +80,8 @@ class LoadedDataset:
     """Decoded images of a dataset: a uint8 cache and the split.
 
     ``images`` has shape (N, H, W, C), dtype uint8; ``labels`` (N,) int32.
+    When the decoded images exceed the memory limit, ``images`` is a
+    ``disk_cache.ShardedImages`` that reads them from disk when indexed.
     """
 
     root: Path
@@ -89,6 +94,12 @@ class LoadedDataset:
     train_index: np.ndarray
     val_index: np.ndarray
     notes: list[str] = field(default_factory=list)  # warnings found while reading, e.g. unreadable files
+    storage: "CachePlan | None" = None  # in memory or on disk, and why (``disk_cache``)
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether ``images`` is read from an on-disk cache (a ``ShardedImages``) rather than held in memory."""
+        return self.storage is not None and self.storage.on_disk
 
     @property
     def num_classes(self) -> int:
@@ -152,6 +163,7 @@ def load_dataset(
     state: TaskState | None = None,
     workers: int | None = None,
     follow_outside_links: bool = False,
+    cache: "CacheSettings | None" = None,
 ) -> LoadedDataset:
     """Scan ``root``, decode every image once, and split it.
 
@@ -166,6 +178,9 @@ def load_dataset(
             releases the GIL while decoding).
         follow_outside_links: also read class folders and files that are
             links out of ``root``. Defaults to False.
+        cache: the memory limit for the decoded images and where an on-disk
+            cache goes when they exceed it (``disk_cache``). Defaults to half
+            of the available memory and the user's cache folder.
 
     Raises:
         DatasetError: the folder cannot be used, with what to do about it.
@@ -174,31 +189,18 @@ def load_dataset(
     config = config or DatasetConfig()
     scan = scan_dataset(root, state, follow_outside_links)
     pre = config.preprocessing
-    n = len(scan.files)
-    images = np.empty((n,) + pre.input_shape, dtype=np.uint8)
-    ok = np.zeros(n, dtype=bool)
-    skipped = list(scan.skipped)
-    workers = workers or min(8, os.cpu_count() or 2)
-    if state is not None:
-        state.set_status(f"Reading {n} images…")
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunk = 64
-        for start in range(0, n, chunk):
-            if state is not None and state.is_interruption_requested():
-                raise Cancelled()
-            part = scan.files[start:start + chunk]
-            for i, result in enumerate(pool.map(lambda f: _decode_or_reason(f[0], pre), part), start):
-                if isinstance(result, str):
-                    skipped.append(SkippedFile(str(scan.files[i][0]), result))
-                else:
-                    images[i] = result
-                    ok[i] = True
-            if state is not None:
-                state.set_progress_value(100.0 * min(start + chunk, n) / max(n, 1))
+    from .disk_cache import plan_cache, prepare_on_disk  # here: disk_cache decodes with this module's helper
 
+    plan = plan_cache(len(scan.files), pre, cache)
+    if plan.on_disk:
+        decoded, plan = prepare_on_disk(scan, pre, plan, cache, state, workers=workers)
+        ok = decoded.ok
+        skipped = list(scan.skipped) + [SkippedFile(str(scan.files[i][0]), why) for i, why in decoded.failures]
+        images = decoded.cache.images(np.flatnonzero(ok))
+    else:
+        images, ok, skipped = _decode_in_memory(scan, pre, state, workers)
     labels_all = np.array([lab for _, lab in scan.files], dtype=np.int32)
     idx = np.flatnonzero(ok)
-    images = images[idx] if len(idx) < n else images
     labels = labels_all[idx]
     paths = [str(scan.files[i][0]) for i in idx]
 
@@ -224,7 +226,35 @@ def load_dataset(
 
     train_index, val_index = split_indices(labels, config.val_split, config.seed)
     return LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, train_index, val_index,
-                         notes)
+                         notes, plan)
+
+
+def _decode_in_memory(scan: DatasetScan, pre: Preprocessing, state: TaskState | None,
+                      workers: int | None) -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
+    """Decode every scanned file into one uint8 array: (the decoded images, which files decoded, skipped files)."""
+    n = len(scan.files)
+    images = np.empty((n,) + pre.input_shape, dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    skipped = list(scan.skipped)
+    workers = workers or min(8, os.cpu_count() or 2)
+    if state is not None:
+        state.set_status(f"Reading {n} images…")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunk = 64
+        for start in range(0, n, chunk):
+            if state is not None and state.is_interruption_requested():
+                raise Cancelled()
+            part = scan.files[start:start + chunk]
+            for i, result in enumerate(pool.map(lambda f: _decode_or_reason(f[0], pre), part), start):
+                if isinstance(result, str):
+                    skipped.append(SkippedFile(str(scan.files[i][0]), result))
+                else:
+                    images[i] = result
+                    ok[i] = True
+            if state is not None:
+                state.set_progress_value(100.0 * min(start + chunk, n) / max(n, 1))
+    idx = np.flatnonzero(ok)
+    return (images[idx] if len(idx) < n else images), ok, skipped
 
 
 def _check_readable(scan: DatasetScan, labels_all: np.ndarray, ok: np.ndarray,
@@ -315,8 +345,15 @@ def make_tf_dataset(
     Autotune is off and prefetch fixed: on small CPUs autotune stalled epoch
     starts by seconds (see docs/tensorflow-notes.md).
 
+    When ``images`` is an on-disk cache (``disk_cache.ShardedImages``), a
+    training pipeline streams its shards instead (shard order shuffled,
+    interleaved, a bounded shuffle buffer: ``OnDiskCache.dataset``), so that
+    memory does not grow with the dataset; the other pipelines read their
+    rows from the shards batch by batch, in the order of ``index``.
+
     Args:
-        images: the uint8 cache, shape (N, H, W, C), e.g. ``LoadedDataset.images``.
+        images: the uint8 cache, shape (N, H, W, C), e.g. ``LoadedDataset.images``
+            (an ndarray, or an on-disk cache's ``ShardedImages``).
         labels: (N,) class ids.
         num_classes: length of the one-hot labels.
         batch_size: images per batch (the global batch under a strategy).
@@ -336,7 +373,16 @@ def make_tf_dataset(
     """
     import tensorflow as tf
 
-    images = np.asarray(images)  # an ndarray passes through uncopied
+    from .disk_cache import ShardedImages
+
+    if isinstance(images, ShardedImages):
+        rows = np.arange(len(labels)) if index is None else np.asarray(index, dtype=np.int64)
+        if training and len(rows) > batch_size:  # stream the shards; a single batch is read row by row below
+            return images.cache.dataset(images.file_labels(np.asarray(labels)), images.file_mask(rows),
+                                        num_classes, batch_size, training=True, seed=seed, augment=augment,
+                                        repeat=repeat)
+    else:
+        images = np.asarray(images)  # an ndarray passes through uncopied
     if images.ndim != 4 or len(images) != len(labels):
         raise ValueError(f"images must be (N, H, W, C) with one label each; got {images.shape} and "
                          f"{len(labels)} labels")
