@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--follow-outside-links", action="store_true",
                    help="also read class folders and files that are links out of the dataset folder")
     t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    _add_cache_options(t)
 
     pr = sub.add_parser("predict", help="classify images")
     pr.add_argument("model", metavar="PROJECT_OR_MODEL")
@@ -157,10 +158,64 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=list(FORMATS), required=True)
     ex.add_argument("--out", required=True)
 
+    cc = sub.add_parser("clear-cache", help="delete the on-disk caches of datasets larger than the memory limit")
+    cc.add_argument("--cache-dir", metavar="DIR", help="the cache folder, if not the default")
+
     st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
                                          "inspect and export in a temporary folder")
     st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
     return p
+
+
+def _memory_limit(text: str) -> int:
+    from .core.disk_cache import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_cache_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-memory-limit", type=_memory_limit, metavar="SIZE",
+                        help="memory the decoded images may take, e.g. 8G or 512M (default: half of the available "
+                             "memory); a dataset that needs more is decoded once into a cache on disk and read "
+                             "from there; 0 always uses the disk")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="folder for on-disk dataset caches (default: $CNNDESK_CACHE_DIR, else the user's "
+                             "cache folder, e.g. ~/.cache/cnndesk/datasets); delete it to free the space")
+
+
+def _cache_settings(args):
+    from .core.disk_cache import CacheSettings
+
+    return CacheSettings(args.cache_memory_limit, Path(args.cache_dir) if args.cache_dir else None)
+
+
+class _LoadProgress:
+    """Progress of reading a dataset for the CLI: the bar, and ``--json`` events while a cache is prepared."""
+
+    def __init__(self, bar: "_Bar", json_events: bool):
+        from .core.disk_cache import PREPARING
+        from .core.tasks import TaskState
+
+        progress = self
+
+        class State(TaskState):
+            def set_status(self, text):
+                progress.preparing = text.startswith(PREPARING)
+
+            def on_progress(self, percent):
+                progress.show(percent)
+
+        self.bar, self.json_events, self.preparing = bar, json_events, False
+        self.state = State(min_interval=0.5 if json_events else 0.05)
+
+    def show(self, percent: float) -> None:
+        what = "preparing the on-disk cache" if self.preparing else "reading images"
+        self.bar.show(f"{what} {percent:.0f}%", percent / 100)
+        if self.json_events and self.preparing:
+            emit_json({"event": "progress", "stage": "prepare_cache", "percent": round(percent, 1)})
 
 
 def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
@@ -236,7 +291,6 @@ def cmd_train(args) -> int:
     from .core.images import Preprocessing
     from .core.scanning import count_skipped, describe_skipped, printable
     from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
-    from .core.tasks import TaskState
 
     config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed, args.augment,
                            args.class_weights)
@@ -247,14 +301,13 @@ def cmd_train(args) -> int:
     bar = _Bar(not args.json)
     check_destination(args.project)  # a folder that cannot be written fails before any work
 
-    class LoadState(TaskState):
-        def on_progress(self, percent):
-            bar.show(f"reading images {percent:.0f}%", percent / 100)
-
-    data = load_dataset(args.dataset, config, LoadState(), follow_outside_links=args.follow_outside_links)
+    progress = _LoadProgress(bar, args.json)
+    data = load_dataset(args.dataset, config, progress.state, follow_outside_links=args.follow_outside_links,
+                        cache=_cache_settings(args))
     bar.done()
     warnings = data.warnings()
     if args.json:
+        emit_json({"event": "cache", "message": data.storage.describe(), **data.storage.to_json()})
         for warning in warnings:  # every warning the text output prints
             emit_json({"event": "warning", "message": warning})
     else:
@@ -316,6 +369,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_clear_cache(args) -> int:
+    from .core.disk_cache import CacheSettings, clear_caches, format_bytes
+
+    settings = CacheSettings(folder=Path(args.cache_dir) if args.cache_dir else None)
+    freed = clear_caches(settings)
+    print(f"freed {format_bytes(freed)} in {settings.root()}")
+    return 0
+
+
 def cmd_selftest(args) -> int:
     from .selftest import run_selftest
 
@@ -323,7 +385,8 @@ def cmd_selftest(args) -> int:
 
 
 COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
-            "evaluate": cmd_evaluate, "export": cmd_export}
+            "evaluate": cmd_evaluate, "export": cmd_export,
+            "clear-cache": cmd_clear_cache}
 
 if __name__ == "__main__":
     sys.exit(main())

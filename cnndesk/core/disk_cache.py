@@ -277,25 +277,26 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
     if decode is None:
         from .dataset import _decode_or_reason as decode
     root = settings.root()
-    final = root / cache_key(scan.root, preprocessing)
-    fingerprint = source_fingerprint(scan)
-    expected = _expected_manifest(scan, preprocessing, fingerprint)
-    found = OnDiskCache.open(final, expected)
+    key = cache_key(scan.root, preprocessing)
+    expected = _expected_manifest(scan, preprocessing, source_fingerprint(scan))
+    found = _find_complete(root, key, expected)
     if found is not None:
         decoded = found.decoded(len(scan.files))
         return decoded, _completed(plan, found, reused=True)
+    token = secrets.token_hex(4)
+    final = root / f"{key}-{token}"  # a new name for every cache made: a reader of an older one never mixes them
     try:
         root.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(root, final.name)
+        _remove_abandoned(root, key)
         _check_room(root, plan)
-        temp = root / f"{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        temp = root / f"{key}.tmp-{os.getpid()}-{token}"
         temp.mkdir()
     except OSError as e:
         raise _write_error(e, root, plan) from None
     try:
         _write_shards(temp, scan, preprocessing, state, decode, workers)
         _write_manifest(temp, expected, preprocessing)
-        _move_into_place(temp, final)
+        temp.rename(final)
     except Cancelled:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -348,8 +349,6 @@ def _remove_abandoned(root: Path, key: str) -> None:
             pid = -1
         if pid != os.getpid() and not _process_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
-    for entry in root.glob(f"{key}.old-*"):
-        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _process_alive(pid: int) -> bool:
@@ -435,15 +434,18 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _move_into_place(temp: Path, final: Path) -> None:
-    """Rename the complete cache to its own name, replacing an outdated one."""
-    if final.exists():
-        old = final.with_name(f"{final.name}.old-{secrets.token_hex(4)}")
-        final.rename(old)
-        temp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        temp.rename(final)
+def _find_complete(root: Path, key: str, expected: dict) -> "OnDiskCache | None":
+    """The complete cache of ``key`` made from the ``expected`` files; outdated and incomplete ones are removed."""
+    if not root.is_dir():
+        return None
+    found = None
+    for folder in sorted(root.glob(f"{key}-*")):
+        cache = OnDiskCache.open(folder, expected) if found is None else None
+        if cache is not None:
+            found = cache
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -603,7 +605,11 @@ class OnDiskCache:
             raise IndexError("a file that is not in the cache was asked for")
         for shard in np.unique(pos // self.per_shard):
             which = np.flatnonzero(pos // self.per_shard == shard)
-            fd = os.open(self.shard_files[int(shard)], os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                fd = os.open(self.shard_files[int(shard)], os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except FileNotFoundError:
+                raise DatasetError(f"The on-disk dataset cache {self.folder} was removed (its images changed, or "
+                                   "it was cleared): read the dataset again.") from None
             try:
                 for j in which:
                     offset = int(pos[j] % self.per_shard) * self.record_bytes + HEADER_BYTES

@@ -326,6 +326,8 @@ def train(
         callbacks = [reporter, best]
         plan = stopping_plan(settings, len(data.val_index))
         listener.on_message(plan.note)
+        if data.on_disk:  # say where the images come from: reading them may be what limits the speed
+            listener.on_message(data.storage.describe())
         stopper = None
         if plan.enabled:
             stopper = EarlyStop(plan.patience, plan.min_epochs)
