@@ -109,10 +109,11 @@ def default_cache_folder() -> Path:
 
 
 def format_bytes(n: float) -> str:
-    """``n`` bytes for people: "812 MB", "3.4 GB" (powers of 1000, as file managers show them)."""
+    """``n`` bytes for people, three digits at most: "812 MB", "3.41 GB" (powers of 1000, as file managers
+    show them)."""
     for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("bytes", "kB", "MB") else f"{n:.1f} {unit}"
+        if abs(n) < 999.5 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
 
@@ -400,6 +401,8 @@ def _write_shards(temp: Path, scan: DatasetScan, preprocessing: Preprocessing, s
                     written.append(int(i))
                 if state is not None:
                     state.set_progress_value(100.0 * min(start + _DECODE_CHUNK, n) / max(n, 1))
+        if state is not None and state.is_interruption_requested():  # also after the last chunk
+            raise Cancelled()
     finally:
         if shard is not None:
             shard.close()
