@@ -96,14 +96,13 @@ def test_each_process_reads_its_own_shards_and_together_they_read_every_image_on
     monkeypatch.setattr(disk_cache, "SHARD_BYTES", 10 * (32 * 32 * 3 + 4))  # 10 images a shard: 6 shards
     folder = write_dataset(tmp_path / "data", per_class=20, size=32)
     data = load(folder, cache)
-    opened = data.images.cache
-    assert len(opened.shard_files) == 6
-    labels, use = data.images.file_labels(data.labels), data.images.file_mask(data.train_index)
+    assert len(data.images.cache.shard_files) == 6
     counts = []
     for i in range(2):
-        ds = opened.dataset(labels, use, data.num_classes, 4, training=True, seed=1, shard_index=i, num_shards=2)
+        ds = data.images.dataset(data.labels, data.train_index, data.num_classes, 4, training=True, seed=1,
+                                 shard_index=i, num_shards=2)
         counts.append(sum(len(x) for x, _ in ds))
-        assert counts[-1] == opened.count(use, shard_index=i, num_shards=2)
+        assert counts[-1] == data.images.count(data.train_index, shard_index=i, num_shards=2)
     assert sum(counts) == len(data.train_index) and 0 < counts[0] < len(data.train_index)
 
 

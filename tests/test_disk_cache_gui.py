@@ -94,3 +94,33 @@ def test_preparing_the_cache_shows_progress_and_cancel_leaves_nothing_behind(pan
     assert not panel.cancel_button.isVisible() and panel.data is None
     panel.loader.shutdown()  # the cancelled thread has stopped and cleaned up
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
+
+
+def test_the_window_trains_from_a_dataset_on_disk_and_saves_a_normal_project(window, qtbot, monkeypatch, tmp_path,
+                                                                            cache_dir):
+    from cnndesk.core.project import open_project
+    from cnndesk.ui import file_dialogs
+
+    w = window
+    panel = w.dataset_panel
+    type_limit(panel, qtbot, "1")
+    panel.image_size.setCurrentText("96")  # the sample's 120 images: 3.32 MB decoded, over 1 MB
+    sample = panel.data.root
+    qtbot.waitUntil(lambda: loaded(panel, sample) and panel.data.on_disk and w.state.data is panel.data,
+                    timeout=30000)
+    spin = w.model_panel.epochs
+    spin.selectAll()
+    qtbot.keyClicks(spin, "1")
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=120000)
+    assert "cache on disk" in w.training_panel.log.toPlainText()
+    assert w.training_panel.progress.format().startswith("Done") and len(w.state.history) == 1
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.setattr(file_dialogs, "ask_folder_for_writing", lambda *a, **k: str(folder))
+    w.save_as_action.trigger()
+    qtbot.waitUntil(lambda: not w.state.busy, timeout=30000)
+    project, model = open_project(folder)
+    assert project.dataset.preprocessing.image_size == (96, 96) and len(project.history) == 1
+    assert model.predict(panel.data.images[:2].astype("float32"), verbose=0).shape == (2, 4)

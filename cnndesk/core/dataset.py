@@ -378,9 +378,8 @@ def make_tf_dataset(
     if isinstance(images, ShardedImages):
         rows = np.arange(len(labels)) if index is None else np.asarray(index, dtype=np.int64)
         if training and len(rows) > batch_size:  # stream the shards; a single batch is read row by row below
-            return images.cache.dataset(images.file_labels(np.asarray(labels)), images.file_mask(rows),
-                                        num_classes, batch_size, training=True, seed=seed, augment=augment,
-                                        repeat=repeat)
+            return images.dataset(labels, rows, num_classes, batch_size, training=True, seed=seed,
+                                  augment=augment, repeat=repeat)
     else:
         images = np.asarray(images)  # an ndarray passes through uncopied
     if images.ndim != 4 or len(images) != len(labels):

@@ -462,10 +462,11 @@ class OnDiskCache:
     other files, or whose shards do not have the sizes the manifest says.
     """
 
-    def __init__(self, folder: Path, manifest: dict, order: np.ndarray):
+    def __init__(self, folder: Path, manifest: dict, order: np.ndarray, failures: list[tuple[int, str]]):
         self.folder = Path(folder)
         self.manifest = manifest
         self.order = order  # file number of each record, in record order
+        self.failures = failures  # (file number, reason) of each file that could not be decoded
         self.record_bytes = int(manifest["record_bytes"])
         self.image_shape = (*manifest["image_size"], 1 if manifest["color_mode"] == "grayscale" else 3)
         self.shard_files = [str(self.folder / s["name"]) for s in manifest["shards"]]
@@ -485,9 +486,11 @@ class OnDiskCache:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
             usable = (manifest.get("complete") is True
                       and (expected is None or all(manifest.get(k) == v for k, v in expected.items())))
-            order = np.load(folder / RECORD_ORDER) if usable else None
             if usable:
-                cache = cls(folder, manifest, order)
+                order = np.load(folder / RECORD_ORDER)
+                failures = [(int(i), str(why)) for i, why in
+                            json.loads((folder / "failures.json").read_text(encoding="utf-8"))]
+                cache = cls(folder, manifest, order, failures)
                 usable = cache._shards_intact() and len(order) == int(manifest["records"])
         except (OSError, ValueError, KeyError, TypeError):
             usable = False
@@ -504,8 +507,7 @@ class OnDiskCache:
         """Which of the dataset's ``files`` are in the cache, and why the others are not."""
         ok = np.zeros(files, dtype=bool)
         ok[self.order] = True
-        failures = [(int(i), str(r)) for i, r in json.loads((self.folder / "failures.json").read_text("utf-8"))]
-        return Decoded(self, ok, failures)
+        return Decoded(self, ok, list(self.failures))
 
     def images(self, rows_to_files: np.ndarray) -> "ShardedImages":
         """An array-like view of the cached images, row ``r`` being file ``rows_to_files[r]``."""
@@ -671,6 +673,29 @@ class ShardedImages:
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape))
+
+    def dataset(self, labels: np.ndarray, index: np.ndarray | None, num_classes: int, batch_size: int, *,
+                training: bool, seed: int = 0, augment: Sequence[str] = (), repeat: bool = False,
+                shard_index: int = 0, num_shards: int = 1):
+        """The streaming pipeline of :meth:`OnDiskCache.dataset` over the rows ``index`` (None: all) of this view.
+
+        For a distributed run, each process passes its ``shard_index`` of ``num_shards``
+        and reads only its own shards; :meth:`count` says how many of ``index`` they hold.
+
+        Example::
+
+            ds = data.images.dataset(data.labels, data.train_index, data.num_classes, 32, training=True,
+                                     repeat=True, shard_index=process_id, num_shards=processes)
+        """
+        rows = np.arange(len(self)) if index is None else np.asarray(index, dtype=np.int64)
+        return self.cache.dataset(self.file_labels(np.asarray(labels)), self.file_mask(rows), num_classes,
+                                  batch_size, training=training, seed=seed, augment=augment, repeat=repeat,
+                                  shard_index=shard_index, num_shards=num_shards)
+
+    def count(self, index: np.ndarray | None = None, shard_index: int = 0, num_shards: int = 1) -> int:
+        """How many of the rows ``index`` (None: all) the shards ``shard_index::num_shards`` hold."""
+        rows = np.arange(len(self)) if index is None else np.asarray(index, dtype=np.int64)
+        return self.cache.count(self.file_mask(rows), shard_index, num_shards)
 
     def file_labels(self, labels: np.ndarray) -> np.ndarray:
         """Per scanned file, the class id of its row (-1 for a file that is not a row)."""
