@@ -93,7 +93,8 @@ def test_training_batches_stream_every_training_image_once_per_pass_with_its_lab
 
 
 def test_each_process_reads_its_own_shards_and_together_they_read_every_image_once(tmp_path, cache, monkeypatch):
-    monkeypatch.setattr(disk_cache, "SHARD_BYTES", 10 * (32 * 32 * 3 + 4))  # 10 images a shard: 6 shards
+    monkeypatch.setattr(disk_cache, "SHARD_BYTES", 10 * (32 * 32 * 3 + 4))  # 10 images a shard: 6 shards,
+    monkeypatch.setattr(disk_cache, "BLOCK_RECORDS", 5)  # read 5 at a time
     folder = write_dataset(tmp_path / "data", per_class=20, size=32)
     data = load(folder, cache)
     assert len(data.images.cache.shard_files) == 6

@@ -48,6 +48,10 @@ RECORD_ORDER = "records.npy"  # the file number of each record, in the order wri
 SHARD_BYTES = 128 * 2**20
 #: bytes before each image in a record: the file's number in the scan, little-endian uint32
 HEADER_BYTES = 4
+#: records read as one element: the pipeline filters and unpacks a block in one step, not record by record
+BLOCK_RECORDS = 64
+#: the file number of a padding record (the last shard is padded to whole blocks)
+PADDING = 2**32 - 1
 #: the training pipeline's shuffle buffer holds at most this many bytes of records
 SHUFFLE_BUFFER_BYTES = 64 * 2**20
 #: shards read at the same time in training
@@ -370,11 +374,13 @@ def _write_shards(temp: Path, scan: DatasetScan, preprocessing: Preprocessing, s
 
     The order is shuffled once here so that each shard holds every class in
     proportion: the training pipeline only shuffles within a bounded buffer.
-    Writes ``records.npy`` (file number of each record) and ``failures.json``.
+    Each shard holds whole blocks of ``BLOCK_RECORDS`` records; the last is
+    padded with records of file number ``PADDING``. Writes ``records.npy``
+    (file number of each record, padding left out) and ``failures.json``.
     """
     n = len(scan.files)
     image_bytes = int(np.prod(preprocessing.input_shape))
-    per_shard = max(1, SHARD_BYTES // (HEADER_BYTES + image_bytes))
+    per_shard = max(1, SHARD_BYTES // (HEADER_BYTES + image_bytes) // BLOCK_RECORDS) * BLOCK_RECORDS
     order = np.random.default_rng(int(cache_key(scan.root, preprocessing)[:8], 16)).permutation(n)
     written: list[int] = []
     failures: list[tuple[int, str]] = []
@@ -403,6 +409,9 @@ def _write_shards(temp: Path, scan: DatasetScan, preprocessing: Preprocessing, s
                     state.set_progress_value(100.0 * min(start + _DECODE_CHUNK, n) / max(n, 1))
         if state is not None and state.is_interruption_requested():  # also after the last chunk
             raise Cancelled()
+        if shard is not None:
+            padding = PADDING.to_bytes(HEADER_BYTES, "little") + bytes(image_bytes)
+            shard.write(padding * (-len(written) % BLOCK_RECORDS))
     finally:
         if shard is not None:
             shard.close()
@@ -420,8 +429,11 @@ def _write_manifest(temp: Path, expected: dict, preprocessing: Preprocessing) ->
     order = np.load(temp / RECORD_ORDER)
     shards = sorted(temp.glob("shard-*.bin"))
     record = HEADER_BYTES + int(np.prod(preprocessing.input_shape))
-    manifest = dict(expected, record_bytes=record, records=int(len(order)),
-                    shards=[{"name": s.name, "records": s.stat().st_size // record} for s in shards],
+    slots = [s.stat().st_size // record for s in shards]  # records with the padding
+    starts = np.cumsum([0, *slots])
+    real = [int(min(len(order), starts[k + 1]) - starts[k]) for k in range(len(shards))]
+    manifest = dict(expected, record_bytes=record, block_records=BLOCK_RECORDS, records=int(len(order)),
+                    shards=[{"name": s.name, "records": r, "slots": n} for s, r, n in zip(shards, real, slots)],
                     complete=True)
     for s in shards:
         _fsync(s)
@@ -471,7 +483,9 @@ class OnDiskCache:
         self.image_shape = (*manifest["image_size"], 1 if manifest["color_mode"] == "grayscale" else 3)
         self.shard_files = [str(self.folder / s["name"]) for s in manifest["shards"]]
         self.shard_records = [int(s["records"]) for s in manifest["shards"]]
-        self.per_shard = max(self.shard_records) if self.shard_records else 1
+        self.shard_slots = [int(s["slots"]) for s in manifest["shards"]]  # records with the padding
+        self.block = int(manifest["block_records"])
+        self.per_shard = max(self.shard_slots) if self.shard_slots else 1
 
     @classmethod
     def open(cls, folder: Path, expected: dict | None = None) -> "OnDiskCache | None":
@@ -501,7 +515,8 @@ class OnDiskCache:
 
     def _shards_intact(self) -> bool:
         sizes = [os.path.getsize(f) if os.path.exists(f) else -1 for f in self.shard_files]
-        return sizes == [n * self.record_bytes for n in self.shard_records]
+        return (sizes == [n * self.record_bytes for n in self.shard_slots]
+                and all(n % self.block == 0 for n in self.shard_slots))
 
     def decoded(self, files: int) -> Decoded:
         """Which of the dataset's ``files`` are in the cache, and why the others are not."""
@@ -559,32 +574,34 @@ class OnDiskCache:
             aug = augmentation_layers(augment, seed) if training and augment else None
         labels = tf.constant(np.asarray(file_labels, dtype=np.int32))
         keep = tf.constant(np.asarray(use, dtype=bool))
-        image_shape = self.image_shape
-        record = self.record_bytes
+        image_shape, record, block = self.image_shape, self.record_bytes, self.block
+
+        def file_numbers(raw):  # the little-endian header of each record, as int64 (padding: PADDING)
+            head = tf.cast(raw[:, :HEADER_BYTES], tf.int64)
+            return head[:, 0] + head[:, 1] * 256 + head[:, 2] * 65536 + head[:, 3] * 16777216
 
         @tf.autograph.experimental.do_not_convert
-        def wanted(rec):
-            head = tf.cast(tf.io.decode_raw(tf.strings.substr(rec, 0, HEADER_BYTES), tf.uint8), tf.int32)
-            return tf.gather(keep, head[0] + head[1] * 256 + head[2] * 65536 + head[3] * 16777216)
+        def wanted(blob):  # one block of records in, the wanted ones out as a (k, record) uint8 tensor
+            raw = tf.reshape(tf.io.decode_raw(blob, tf.uint8), (block, record))
+            number = file_numbers(raw)
+            real = number < len(use)
+            return tf.boolean_mask(raw, real & tf.gather(keep, tf.where(real, number, 0)))
 
         @tf.autograph.experimental.do_not_convert
-        def prepare(recs):
-            raw = tf.reshape(tf.io.decode_raw(recs, tf.uint8), (-1, record))
-            head = tf.cast(raw[:, :HEADER_BYTES], tf.int32)
-            number = head[:, 0] + head[:, 1] * 256 + head[:, 2] * 65536 + head[:, 3] * 16777216
+        def prepare(raw):
             x = tf.cast(tf.reshape(raw[:, HEADER_BYTES:], (-1, *image_shape)), tf.float32)
             if aug is not None:
                 x = tf.clip_by_value(aug(x, training=True), 0.0, 255.0)
-            return x, tf.one_hot(tf.gather(labels, number), num_classes)
+            return x, tf.one_hot(tf.gather(labels, file_numbers(raw)), num_classes)
 
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(files or [""], dtype=tf.string))
         if not files:
             ds = ds.take(0)
         if training:
             ds = ds.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.interleave(lambda f: tf.data.FixedLengthRecordDataset(f, record, buffer_size=2**20),
+        ds = ds.interleave(lambda f: tf.data.FixedLengthRecordDataset(f, record * block, buffer_size=2**20),
                            cycle_length=min(INTERLEAVE, max(len(files), 1)) if training else 1, block_length=1)
-        ds = ds.filter(wanted)
+        ds = ds.map(wanted).unbatch()
         if training:
             buffer = max(batch_size, min(selected, SHUFFLE_BUFFER_BYTES // record))
             ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
