@@ -56,8 +56,9 @@ def default_folder() -> Path:
 
 
 def _write_part(args: tuple[str, str, int, int, int]) -> None:
-    from cnndesk.core.samples import SAMPLE_CLASSES, draw_sample
     import numpy as np
+
+    from cnndesk.core.samples import draw_sample
 
     folder, kind, ci, start, stop = args
     rng = np.random.default_rng([11, ci, start])
