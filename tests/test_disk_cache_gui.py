@@ -124,3 +124,15 @@ def test_the_window_trains_from_a_dataset_on_disk_and_saves_a_normal_project(win
     project, model = open_project(folder)
     assert project.dataset.preprocessing.image_size == (96, 96) and len(project.history) == 1
     assert model.predict(panel.data.images[:2].astype("float32"), verbose=0).shape == (2, 4)
+
+
+def test_the_memory_limit_belongs_to_the_computer_and_is_remembered(make_window, qtbot, settings, cache_dir):
+    settings.setValue("dataset/memoryLimitMB", 750)
+    w = make_window(start_engine=False)
+    assert w.dataset_panel.memory_limit.value() == 750
+    assert w.dataset_panel.cache_settings().memory_limit == 750 * 10**6
+    type_limit(w.dataset_panel, qtbot, "0")
+    qtbot.keyClick(w.dataset_panel.memory_limit.lineEdit(), Qt.Key_Return)
+    assert w.dataset_panel.memory_limit.text().startswith("Auto (")
+    assert w.dataset_panel.cache_settings().memory_limit is None  # half of the available memory, read at load
+    assert int(settings.value("dataset/memoryLimitMB")) == 0
