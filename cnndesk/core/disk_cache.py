@@ -302,13 +302,10 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
         _write_shards(temp, scan, preprocessing, state, decode, workers)
         _write_manifest(temp, expected, preprocessing)
         temp.rename(final)
-    except Cancelled:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     except OSError as e:
         shutil.rmtree(temp, ignore_errors=True)
         raise _write_error(e, root, plan) from None
-    except BaseException:
+    except BaseException:  # cancelled, interrupted, a decoder's bug: nothing half-written stays
         shutil.rmtree(temp, ignore_errors=True)
         raise
     cache = OnDiskCache.open(final, expected)
