@@ -24,6 +24,7 @@ Usage:
     .venv/bin/python benchmarks/large_dataset.py --sizes 10000,30000 --epochs 3
     .venv/bin/python benchmarks/large_dataset.py --count 2000 --sizes 2000 --subset 2000 --epochs 2   # a quick look
     .venv/bin/python benchmarks/large_dataset.py --pipeline-only --sizes 10000,30000   # the input side alone
+    .venv/bin/python benchmarks/large_dataset.py --in-memory --sizes 10000 --subset 0    # the same sizes in memory
 
 Targets (issue 20): peak RSS flat in the dataset size (within TensorFlow's own
 footprint + 1 GiB); training from disk at least 0.9x the in-memory speed.
@@ -152,7 +153,7 @@ def _later(speeds: list[float]) -> float:
     return len(later) / sum(1 / s for s in later)  # total images over total time, each epoch the same size
 
 
-def child_disk(folder: Path, epochs: int, batch: int, image_size: int, run) -> dict:
+def child_disk(folder: Path, epochs: int, batch: int, image_size: int, run, in_memory: bool = False) -> dict:
     import keras  # noqa: F401  (TensorFlow's own footprint, before any data)
     from cnndesk.core.architecture import build_model, preset
     from cnndesk.core.dataset import DatasetConfig, load_dataset
@@ -166,12 +167,13 @@ def child_disk(folder: Path, epochs: int, batch: int, image_size: int, run) -> d
     try:
         t = time.perf_counter()
         data = load_dataset(folder, DatasetConfig(pre, seed=1),
-                            cache=CacheSettings(memory_limit=10**6, folder=cache_dir))
+                            cache=CacheSettings(memory_limit=2**40 if in_memory else 10**6, folder=cache_dir))
         prep = time.perf_counter() - t
-        assert data.on_disk
+        assert data.on_disk != in_memory
         after_prep = peak_rss_mb()
         speeds = run(data, epochs, batch)
         return {"images": len(data.labels), "cache_bytes": data.storage.bytes, "shards": data.storage.shards,
+                "path": "memory" if in_memory else "disk",
                 "prepare_images_per_s": len(data.labels) / prep, "epochs": speeds, "train_images_per_s": _later(speeds),
                 "rss_tf_mb": baseline, "rss_after_prepare_mb": after_prep, "peak_rss_mb": peak_rss_mb()}
     finally:
@@ -221,6 +223,8 @@ def main() -> None:
     ap.add_argument("--pipeline-only", action="store_true",
                     help="no model: time passes over the training input pipeline alone (for a loaded machine, "
                          "where training would take hours; peak RSS then shows the data side's memory)")
+    ap.add_argument("--in-memory", action="store_true",
+                    help="the peak RSS table with the in-memory path instead (for comparison)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -228,7 +232,7 @@ def main() -> None:
         kind, folder = args.child[0], Path(args.child[1])
         run = _stream if args.pipeline_only else _train
         if kind == "disk":
-            out = child_disk(folder, args.epochs, args.batch_size, args.image_size, run)
+            out = child_disk(folder, args.epochs, args.batch_size, args.image_size, run, args.in_memory)
         else:
             out = child_compare(folder, args.epochs, args.batch_size, args.image_size, args.rounds, run)
         print(json.dumps(out))
@@ -238,7 +242,8 @@ def main() -> None:
     source = args.folder or default_folder()
     ensure_images(source, max(args.count, *sizes, args.subset), args.workers)
     common = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--image-size",
-              str(args.image_size), *(["--pipeline-only"] if args.pipeline_only else [])]
+              str(args.image_size), *(["--pipeline-only"] if args.pipeline_only else []),
+              *(["--in-memory"] if args.in_memory else [])]
     what = "input pipeline alone, no model" if args.pipeline_only else "seed preset"
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; images {SIZE}x{SIZE} PNG, model input "
           f"{args.image_size}x{args.image_size}, batch {args.batch_size}, {args.epochs} epochs, {what}, CPU")
@@ -260,11 +265,11 @@ def compare_sizes(source: Path, args, common: list[str]) -> None:
 
 
 def print_sizes(source: Path, sizes: list[int], common: list[str]) -> None:
-    print(f"\n{'images':>8} {'cache':>9} {'shards':>6} {'prepare img/s':>13} {'img/s 2+':>11} "
+    print(f"\n{'images':>8} {'path':>6} {'cache':>9} {'shards':>6} {'prepare img/s':>13} {'img/s 2+':>11} "
           f"{'RSS TF+model':>12} {'RSS after prep':>14} {'peak RSS':>9}")
     for n in sizes:
         r = run_child("disk", str(subset_folder(source, n)), *common)
-        print(f"{r['images']:>8,} {r['cache_bytes'] / 1e9:>7.2f}GB {r['shards']:>6} "
+        print(f"{r['images']:>8,} {r['path']:>6} {r['cache_bytes'] / 1e9:>7.2f}GB {r['shards']:>6} "
               f"{r['prepare_images_per_s']:>13.0f} {r['train_images_per_s']:>11.0f} {r['rss_tf_mb']:>10.0f}MB "
               f"{r['rss_after_prepare_mb']:>12.0f}MB {r['peak_rss_mb']:>7.0f}MB", flush=True)
 
