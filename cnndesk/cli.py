@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --distributed: stop when another process has not answered for this long")
     t.add_argument("--join-timeout", type=_positive, default=300, metavar="SECONDS",
                    help="with --distributed: how long to wait for every process to start")
+    _add_cache_options(t)
 
     pr = sub.add_parser("predict", help="classify images")
     pr.add_argument("model", metavar="PROJECT_OR_MODEL")
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_check_parser(sub, _parse_size, _fraction, _seed)
 
+    cc = sub.add_parser("clear-cache", help="delete the on-disk caches of datasets larger than the memory limit")
+    cc.add_argument("--cache-dir", metavar="DIR", help="the cache folder, if not the default")
+
     st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
                                          "inspect and export in a temporary folder")
     st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
@@ -208,6 +212,57 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", metavar="NAME", help="use this training run of the project (its name or id, as "
                         "`cnndesk-cli runs PROJECT` lists them) instead of its current model")
+
+
+def _memory_limit(text: str) -> int:
+    from .core.disk_cache import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_cache_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-memory-limit", type=_memory_limit, metavar="SIZE",
+                        help="memory the decoded images may take, e.g. 8G or 512M (default: half of the available "
+                             "memory); a dataset that needs more is decoded once into a cache on disk and read "
+                             "from there; 0 always uses the disk")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="folder for on-disk dataset caches (default: $CNNDESK_CACHE_DIR, else the user's "
+                             "cache folder, e.g. ~/.cache/cnndesk/datasets); delete it to free the space")
+
+
+def _cache_settings(args):
+    from .core.disk_cache import CacheSettings
+
+    return CacheSettings(args.cache_memory_limit, Path(args.cache_dir) if args.cache_dir else None)
+
+
+class _LoadProgress:
+    """Progress of reading a dataset for the CLI: the bar, and ``--json`` events while a cache is prepared."""
+
+    def __init__(self, bar: "_Bar", json_events: bool):
+        from .core.disk_cache import PREPARING
+        from .core.tasks import TaskState
+
+        progress = self
+
+        class State(TaskState):
+            def set_status(self, text):
+                progress.preparing = text.startswith(PREPARING)
+
+            def on_progress(self, percent):
+                progress.show(percent)
+
+        self.bar, self.json_events, self.preparing = bar, json_events, False
+        self.state = State(min_interval=0.5 if json_events else 0.05)
+
+    def show(self, percent: float) -> None:
+        what = "preparing the on-disk cache" if self.preparing else "reading images"
+        self.bar.show(f"{what} {percent:.0f}%", percent / 100)
+        if self.json_events and self.preparing:
+            emit_json({"event": "progress", "stage": "prepare_cache", "percent": round(percent, 1)})
 
 
 def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
@@ -302,7 +357,6 @@ def cmd_train(args, fit=None, save=None) -> int:
     from .core.scanning import count_skipped, describe_skipped, printable
     from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
     from .core.runs import Run, next_run_name
-    from .core.tasks import TaskState
 
     layers = _train_layers(args)
     config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
@@ -315,14 +369,13 @@ def cmd_train(args, fit=None, save=None) -> int:
     check_destination(args.project)  # a folder that cannot be written fails before any work
     runs = _runs_kept(args.project)
 
-    class LoadState(TaskState):
-        def on_progress(self, percent):
-            bar.show(f"reading images {percent:.0f}%", percent / 100)
-
-    data = load_dataset(args.dataset, config, LoadState(), follow_outside_links=args.follow_outside_links)
+    progress = _LoadProgress(bar, args.json)
+    data = load_dataset(args.dataset, config, progress.state, follow_outside_links=args.follow_outside_links,
+                        cache=_cache_settings(args))
     bar.done()
     warnings = data.warnings()
     if args.json:
+        emit_json({"event": "cache", "message": data.storage.describe(), **data.storage.to_json()})
         for warning in warnings:  # every warning the text output prints
             emit_json({"event": "warning", "message": warning})
     else:
@@ -489,6 +542,15 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
         bar.done()
 
 
+def cmd_clear_cache(args) -> int:
+    from .core.disk_cache import CacheSettings, clear_caches, format_bytes
+
+    settings = CacheSettings(folder=Path(args.cache_dir) if args.cache_dir else None)
+    freed = clear_caches(settings)
+    print(f"freed {format_bytes(freed)} in {settings.root()}")
+    return 0
+
+
 def cmd_selftest(args) -> int:
     from .selftest import run_selftest
 
@@ -496,7 +558,8 @@ def cmd_selftest(args) -> int:
 
 
 COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
-            "evaluate": cmd_evaluate, "export": cmd_export, "runs": cmd_runs, "check": cmd_check}
+            "evaluate": cmd_evaluate, "export": cmd_export, "runs": cmd_runs, "check": cmd_check,
+            "clear-cache": cmd_clear_cache}
 
 if __name__ == "__main__":
     sys.exit(main())

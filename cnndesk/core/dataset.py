@@ -16,7 +16,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .quality import (
 )
 from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
 from .tasks import TaskState
+
+if TYPE_CHECKING:
+    from .disk_cache import CachePlan, CacheSettings
 
 AUGMENTATIONS = ("flip", "rotate", "zoom", "contrast", "brightness")
 
@@ -86,6 +89,8 @@ class LoadedDataset:
     """Decoded images of a dataset: a uint8 cache and the split.
 
     ``images`` has shape (N, H, W, C), dtype uint8; ``labels`` (N,) int32.
+    When the decoded images exceed the memory limit, ``images`` is a
+    ``disk_cache.ShardedImages`` that reads them from disk when indexed.
     """
 
     root: Path
@@ -101,6 +106,12 @@ class LoadedDataset:
     hashes: np.ndarray | None = None  # (N,) uint64 perceptual hashes of the images (see .quality)
     pairs: np.ndarray | None = None  # (M, 3) int32 (i, j, hash distance): near duplicates up to quality.MAX_DISTANCE
     split_note: str = ""  # what the split did about duplicates and exclusions (quality.Split.summary)
+    storage: "CachePlan | None" = None  # in memory or on disk, and why (``disk_cache``)
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether ``images`` is read from an on-disk cache (a ``ShardedImages``) rather than held in memory."""
+        return self.storage is not None and self.storage.on_disk
 
     @property
     def num_classes(self) -> int:
@@ -171,6 +182,7 @@ def load_dataset(
     state: TaskState | None = None,
     workers: int | None = None,
     follow_outside_links: bool = False,
+    cache: "CacheSettings | None" = None,
 ) -> LoadedDataset:
     """Scan ``root``, decode every image once, and split it.
 
@@ -185,6 +197,9 @@ def load_dataset(
             releases the GIL while decoding).
         follow_outside_links: also read class folders and files that are
             links out of ``root``. Defaults to False.
+        cache: the memory limit for the decoded images and where an on-disk
+            cache goes when they exceed it (``disk_cache``). Defaults to half
+            of the available memory and the user's cache folder.
 
     Raises:
         DatasetError: the folder cannot be used, with what to do about it.
@@ -193,31 +208,18 @@ def load_dataset(
     config = config or DatasetConfig()
     scan = scan_dataset(root, state, follow_outside_links)
     pre = config.preprocessing
-    n = len(scan.files)
-    images = np.empty((n,) + pre.input_shape, dtype=np.uint8)
-    ok = np.zeros(n, dtype=bool)
-    skipped = list(scan.skipped)
-    workers = workers or min(8, os.cpu_count() or 2)
-    if state is not None:
-        state.set_status(f"Reading {n} images…")
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunk = 64
-        for start in range(0, n, chunk):
-            if state is not None and state.is_interruption_requested():
-                raise Cancelled()
-            part = scan.files[start:start + chunk]
-            for i, result in enumerate(pool.map(lambda f: _decode_or_reason(f[0], pre), part), start):
-                if isinstance(result, str):
-                    skipped.append(SkippedFile(str(scan.files[i][0]), result))
-                else:
-                    images[i] = result
-                    ok[i] = True
-            if state is not None:
-                state.set_progress_value(100.0 * min(start + chunk, n) / max(n, 1))
+    from .disk_cache import plan_cache, prepare_on_disk  # here: disk_cache decodes with this module's helper
 
+    plan = plan_cache(len(scan.files), pre, cache)
+    if plan.on_disk:
+        decoded, plan = prepare_on_disk(scan, pre, plan, cache, state, workers=workers)
+        ok = decoded.ok
+        skipped = list(scan.skipped) + [SkippedFile(str(scan.files[i][0]), why) for i, why in decoded.failures]
+        images = decoded.cache.images(np.flatnonzero(ok))
+    else:
+        images, ok, skipped = _decode_in_memory(scan, pre, state, workers)
     labels_all = np.array([lab for _, lab in scan.files], dtype=np.int32)
     idx = np.flatnonzero(ok)
-    images = images[idx] if len(idx) < n else images
     labels = labels_all[idx]
     paths = [str(scan.files[i][0]) for i in idx]
 
@@ -242,10 +244,10 @@ def load_dataset(
                 "are needed to keep one for validation. Add images, or set the validation split to 0.")
 
     data = LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, np.zeros(0, np.int64),
-                         np.zeros(0, np.int64), notes)
+                         np.zeros(0, np.int64), notes, plan)
     if state is not None:
         state.set_status("Looking for duplicates…")
-    data.hashes = perceptual_hashes(images)
+    data.hashes = _perceptual_hashes(images)
     data.pairs = confirm_pairs(images, similar_pairs(data.hashes))
     return resplit(data, config)
 
@@ -262,6 +264,44 @@ def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[
     groups = find_duplicates(data.images, data.labels, data.pairs, config.duplicate_distance).groups
     split = leak_free_split(data.labels, groups, config.val_split, config.seed, excluded_rows)
     return dataclasses.replace(data, train_index=split.train, val_index=split.val, split_note=split.summary())
+
+
+def _perceptual_hashes(images) -> np.ndarray:
+    """``quality.perceptual_hashes`` of the decoded images; from an on-disk cache, a bounded chunk at a time."""
+    if isinstance(images, np.ndarray):
+        return perceptual_hashes(images)
+    height, width, channels = images.shape[1:]
+    step = max(1, (64 << 20) // max(height * width * channels, 1))  # about 64 MB of pixels per read
+    return np.concatenate([perceptual_hashes(images[np.arange(start, min(start + step, len(images)))])
+                           for start in range(0, len(images), step)] or [np.zeros(0, np.uint64)])
+
+
+def _decode_in_memory(scan: DatasetScan, pre: Preprocessing, state: TaskState | None,
+                      workers: int | None) -> tuple[np.ndarray, np.ndarray, list[SkippedFile]]:
+    """Decode every scanned file into one uint8 array: (the decoded images, which files decoded, skipped files)."""
+    n = len(scan.files)
+    images = np.empty((n,) + pre.input_shape, dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    skipped = list(scan.skipped)
+    workers = workers or min(8, os.cpu_count() or 2)
+    if state is not None:
+        state.set_status(f"Reading {n} images…")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunk = 64
+        for start in range(0, n, chunk):
+            if state is not None and state.is_interruption_requested():
+                raise Cancelled()
+            part = scan.files[start:start + chunk]
+            for i, result in enumerate(pool.map(lambda f: _decode_or_reason(f[0], pre), part), start):
+                if isinstance(result, str):
+                    skipped.append(SkippedFile(str(scan.files[i][0]), result))
+                else:
+                    images[i] = result
+                    ok[i] = True
+            if state is not None:
+                state.set_progress_value(100.0 * min(start + chunk, n) / max(n, 1))
+    idx = np.flatnonzero(ok)
+    return (images[idx] if len(idx) < n else images), ok, skipped
 
 
 def _check_readable(scan: DatasetScan, labels_all: np.ndarray, ok: np.ndarray,
@@ -352,8 +392,15 @@ def make_tf_dataset(
     Autotune is off and prefetch fixed: on small CPUs autotune stalled epoch
     starts by seconds (see docs/tensorflow-notes.md).
 
+    When ``images`` is an on-disk cache (``disk_cache.ShardedImages``), a
+    training pipeline streams its shards instead (shard order shuffled,
+    interleaved, a bounded shuffle buffer: ``OnDiskCache.dataset``), so that
+    memory does not grow with the dataset; the other pipelines read their
+    rows from the shards batch by batch, in the order of ``index``.
+
     Args:
-        images: the uint8 cache, shape (N, H, W, C), e.g. ``LoadedDataset.images``.
+        images: the uint8 cache, shape (N, H, W, C), e.g. ``LoadedDataset.images``
+            (an ndarray, or an on-disk cache's ``ShardedImages``).
         labels: (N,) class ids.
         num_classes: length of the one-hot labels.
         batch_size: images per batch (the global batch under a strategy).
@@ -373,7 +420,15 @@ def make_tf_dataset(
     """
     import tensorflow as tf
 
-    images = np.asarray(images)  # an ndarray passes through uncopied
+    from .disk_cache import ShardedImages
+
+    if isinstance(images, ShardedImages):
+        rows = np.arange(len(labels)) if index is None else np.asarray(index, dtype=np.int64)
+        if training and len(rows) > batch_size:  # stream the shards; a single batch is read row by row below
+            return images.dataset(labels, rows, num_classes, batch_size, training=True, seed=seed,
+                                  augment=augment, repeat=repeat)
+    else:
+        images = np.asarray(images)  # an ndarray passes through uncopied
     if images.ndim != 4 or len(images) != len(labels):
         raise ValueError(f"images must be (N, H, W, C) with one label each; got {images.shape} and "
                          f"{len(labels)} labels")

@@ -374,6 +374,8 @@ def train(
         if replicas > 1:
             listener.on_message(mirrored_note(settings.batch_size, replicas))
         listener.on_message(plan.note)
+        if data.on_disk:  # say where the images come from: reading them may be what limits the speed
+            listener.on_message(data.storage.describe())
         stopper = None
         if plan.enabled:
             stopper = EarlyStop(plan.patience, plan.min_epochs)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from ..core.color_hint import ColorSample
 from ..core.dataset import AUGMENTATIONS, DatasetConfig, LoadedDataset, resplit
+from ..core.disk_cache import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
 from ..core.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
 from ..core.quality import find_duplicates
 from ..core.scanning import count_skipped, printable
@@ -125,6 +126,7 @@ class DatasetPanel(QWidget):
         self.seed = QSpinBox(objectName="splitSeed", minimum=0, maximum=2**31 - 1, value=1337)
         self.seed.setToolTip("Seed of the train/validation split; the same seed gives the same split")
         form.addRow("Split seed", self.seed)
+        self._build_memory_limit(form)
         split.addWidget(settings)
 
         # results
@@ -161,6 +163,22 @@ class DatasetPanel(QWidget):
         self.seed.valueChanged.connect(self._on_split_changed)
         self.image_size.currentTextChanged.connect(self._on_decode_setting)
         self.color_mode.currentIndexChanged.connect(self._on_color_mode)
+
+    def _build_memory_limit(self, form: QFormLayout) -> None:
+        """The memory the decoded images may take, and a line saying what it means for this dataset."""
+        self.memory_limit = QSpinBox(objectName="memoryLimit", suffix=" MB", minimum=0, maximum=10**7,
+                                     singleStep=500, value=0)
+        self.memory_limit.setGroupSeparatorShown(True)
+        self.memory_limit.setSpecialValueText(f"Auto ({format_bytes(default_memory_limit())})")
+        self.memory_limit.setToolTip("Decoded images up to this size are kept in memory; a larger dataset is "
+                                     "decoded once into a cache on disk and read from there while training. "
+                                     "Auto: half of the memory available when the dataset is read.")
+        self.memory_limit.valueChanged.connect(self._on_memory_limit)
+        form.addRow("Memory for images", self.memory_limit)
+        self.cache_estimate = QLabel(objectName="cacheEstimate", wordWrap=True)
+        self.cache_estimate.setStyleSheet("color: palette(placeholder-text)")
+        form.addRow("", self.cache_estimate)
+        self._show_cache_estimate()
 
     def _build_class_table(self) -> QTableWidget:
         self.class_table = ClassTable(rowCount=0, columnCount=3, objectName="classTable")
@@ -235,6 +253,17 @@ class DatasetPanel(QWidget):
         return self.color_hint
 
     # -- config ------------------------------------------------------------
+    def cache_settings(self) -> CacheSettings:
+        """The memory limit as set (None: automatic) and the default cache folder."""
+        megabytes = self.memory_limit.value()
+        return CacheSettings(memory_limit=None if megabytes == 0 else megabytes * 10**6)
+
+    def set_memory_limit(self, megabytes: int) -> None:
+        """Show a remembered limit in MB (0: automatic) without reloading."""
+        with QSignalBlocker(self.memory_limit):
+            self.memory_limit.setValue(megabytes)
+        self._show_cache_estimate()
+
     def config(self) -> DatasetConfig:
         size = parse_size(self.image_size.currentText()) or (self.data.preprocessing.image_size if self.data else (64, 64))
         return DatasetConfig(
@@ -277,7 +306,7 @@ class DatasetPanel(QWidget):
         self.path_edit.setText(self.folder)
         self.status_label.setText(f"Reading {self.folder}…")
         self.color_sample = None
-        self.loader.load(self.folder, self.config(), make_sample=make_sample)
+        self.loader.load(self.folder, self.config(), make_sample=make_sample, cache=self.cache_settings())
 
     def reload(self) -> None:
         if self.folder:
@@ -304,8 +333,32 @@ class DatasetPanel(QWidget):
         self._show_color_hint()
         self._on_decode_setting()
 
+    def _on_memory_limit(self) -> None:
+        """Say what the new limit means; read the dataset again when it moves it into or out of memory."""
+        plan = self._show_cache_estimate()
+        if plan is not None and self.data is not None and plan.on_disk != self.data.on_disk:
+            self._reload_timer.start()
+
+    def _show_cache_estimate(self) -> "CachePlan | None":
+        """The decoded images' size for the current image size and colour against the limit, and where they
+        will be kept; the plan, or None before a dataset is read."""
+        size = parse_size(self.image_size.currentText())
+        if self.data is None or size is None:
+            self.cache_estimate.setText("Decoded images are kept in memory up to this size, on disk beyond it; "
+                                        "the estimate follows once a folder is read.")
+            return None
+        images = self.data.storage.images if self.data.storage is not None else len(self.data.labels)
+        pre = Preprocessing(size, COLOR_MODES[self.color_mode.currentIndex()])
+        settings = self.cache_settings()
+        plan = plan_cache(images, pre, settings)
+        where = (f"read from a cache on disk in {settings.root()}" if plan.on_disk else "kept in memory")
+        self.cache_estimate.setText(f"{images:,} images decoded: {format_bytes(plan.bytes)} of "
+                                    f"{format_bytes(plan.limit)} allowed, so they are {where}.")
+        return plan
+
     def _on_decode_setting(self) -> None:
         size = parse_size(self.image_size.currentText())
+        self._show_cache_estimate()
         self.size_error.setVisible(size is None)
         self.size_error.setText(f"Use N or HxW, {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels, e.g. 64 or 96x128")
         self.config_changed.emit()
@@ -350,7 +403,9 @@ class DatasetPanel(QWidget):
     def _on_loaded(self, data: LoadedDataset) -> None:
         rows = self._excluded_rows(data)
         self.data = data = resplit(data, self.config(), rows) if rows else data
-        self.status_label.setText(f"Read {len(data.labels)} images from {data.root}")
+        where = f" {data.storage.describe()}" if data.on_disk else ""
+        self.status_label.setText(f"Read {len(data.labels)} images from {data.root}.{where}")
+        self._show_cache_estimate()
         self._show(data)
         self.dataset_changed.emit(data)
 
@@ -462,5 +517,6 @@ class DatasetPanel(QWidget):
     def set_busy(self, busy: bool) -> None:
         """Disable changes while training runs."""
         for w in (self.choose_button, self.sample_button, self.image_size, self.color_mode, self.use_grayscale_button,
-                  self.val_split, self.seed, self.class_weights, self.duplicates, *self.augment_checks.values()):
+                  self.val_split, self.seed, self.class_weights, self.duplicates, self.memory_limit,
+                  *self.augment_checks.values()):
             w.setEnabled(not busy)

@@ -4,6 +4,9 @@ Decoding uses Pillow only (no TensorFlow), so it runs in its own short-lived
 thread while the engine thread may still be importing TensorFlow. Each new
 load cancels the previous one and disconnects it, so a stale load never
 reaches the panel (the habit of Orange3's ``ConcurrentWidgetMixin``).
+A dataset whose decoded images exceed the memory limit is prepared into an
+on-disk cache in the same thread, with the same progress, cancel and
+skipped-file reports (``core/disk_cache.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.color_hint import sample_colors
 from ..core.dataset import DatasetConfig, load_dataset
+from ..core.disk_cache import CacheSettings
 from ..core.errors import Cancelled, UserError
 from ..core.samples import ensure_sample_dataset
 from ..core.tasks import TaskState
@@ -38,9 +42,9 @@ class _LoadThread(QThread):
     loaded = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, root: Path, config: DatasetConfig, make_sample: bool):
+    def __init__(self, root: Path, config: DatasetConfig, make_sample: bool, cache: CacheSettings | None = None):
         super().__init__()
-        self.root, self.config, self.make_sample = root, config, make_sample
+        self.root, self.config, self.make_sample, self.cache = root, config, make_sample, cache
         self.state = _State(self)
 
     def run(self) -> None:
@@ -48,7 +52,7 @@ class _LoadThread(QThread):
             if self.make_sample:
                 self.status.emit("Writing the sample dataset…")
                 ensure_sample_dataset(self.root)
-            data = load_dataset(self.root, self.config, self.state)
+            data = load_dataset(self.root, self.config, self.state, cache=self.cache)
             colors = sample_colors(data.paths, data.images)
         except Cancelled:
             return
@@ -84,9 +88,11 @@ class DatasetLoader(QObject):
         self._current: _LoadThread | None = None
         self._threads: list[_LoadThread] = []
 
-    def load(self, root: str | Path, config: DatasetConfig, make_sample: bool = False) -> None:
+    def load(self, root: str | Path, config: DatasetConfig, make_sample: bool = False,
+             cache: CacheSettings | None = None) -> None:
+        """Read ``root`` in a new thread; ``cache``: the memory limit and cache folder (``disk_cache``)."""
         self._supersede()
-        thread = _LoadThread(Path(root), config, make_sample)
+        thread = _LoadThread(Path(root), config, make_sample, cache)
         thread.progress.connect(self._on_progress)
         thread.status.connect(self._on_status)
         thread.colors_sampled.connect(self._on_colors_sampled)

@@ -386,11 +386,21 @@ class MainWindow(QMainWindow):
             restored.update(layers=layers, preset=s.value("model/preset", "custom"))
         with self.state.not_an_edit():
             self.state.update(**restored)
+        self._restore_memory_limit()
         folder = s.value("folders/dataset")
         if folder and Path(folder).is_dir():
             self.dataset_panel.load_folder(folder)
         else:
             self.use_sample()
+
+    def _restore_memory_limit(self) -> None:
+        """The dataset panel's memory limit for decoded images belongs to this computer, not to a project."""
+        try:
+            self.dataset_panel.set_memory_limit(int(self.settings.value("dataset/memoryLimitMB", 0)))
+        except (TypeError, ValueError):
+            pass
+        self.dataset_panel.memory_limit.valueChanged.connect(
+            lambda megabytes: self.settings.setValue("dataset/memoryLimitMB", megabytes))
 
     def _setting_json(self, key: str, parse):
         """A JSON setting parsed with ``parse``; None when absent or unreadable (old/damaged settings)."""

@@ -1,0 +1,240 @@
+"""Datasets larger than the memory limit: prepared once into shards on disk, checked, trained from."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnndesk.cli import main
+from cnndesk.core import disk_cache
+from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset
+from cnndesk.core.disk_cache import (
+    CacheSettings, ShardedImages, clear_caches, estimate_bytes, parse_bytes, plan_cache,
+)
+from cnndesk.core.errors import Cancelled, DatasetError
+from cnndesk.core.images import Preprocessing
+from cnndesk.core.project import open_project
+from cnndesk.core.tasks import TaskState
+
+from conftest import write_dataset
+
+PRE = Preprocessing((32, 32), "rgb")
+
+
+@pytest.fixture
+def cache(tmp_path) -> CacheSettings:
+    """A limit of 0 bytes: every dataset goes on disk, into a temporary cache folder."""
+    return CacheSettings(memory_limit=0, folder=tmp_path / "cache")
+
+
+def load(folder, cache, **kwargs):
+    return load_dataset(folder, DatasetConfig(PRE), cache=cache, **kwargs)
+
+
+def cache_folders(cache: CacheSettings) -> list[str]:
+    return sorted(p.name for p in cache.root().iterdir()) if cache.root().exists() else []
+
+
+def test_the_estimate_decides_between_memory_and_disk():
+    assert estimate_bytes(1000, Preprocessing((96, 96), "rgb")) == 1000 * 96 * 96 * 3
+    assert estimate_bytes(1000, Preprocessing((96, 96), "grayscale")) == 1000 * 96 * 96
+    fits = plan_cache(1000, PRE, CacheSettings(memory_limit=parse_bytes("4M")))
+    assert not fits.on_disk and "kept in memory" in fits.describe()
+    too_big = plan_cache(1000, PRE, CacheSettings(memory_limit=parse_bytes("1M")))
+    assert too_big.on_disk and "on disk" in too_big.describe()
+    assert parse_bytes("1.5GiB") == int(1.5 * 2**30) and parse_bytes("512M") == 512 * 10**6
+    with pytest.raises(Exception, match="not a size"):
+        parse_bytes("lots")
+
+
+def test_a_dataset_on_disk_holds_the_same_images_labels_split_and_skipped_files(tmp_path, cache):
+    folder = write_dataset(tmp_path / "data", per_class=12, size=32)
+    (folder / "left" / "broken.png").write_bytes(b"not an image")
+    in_memory = load_dataset(folder, DatasetConfig(PRE))
+    on_disk = load(folder, cache)
+    assert not in_memory.on_disk and on_disk.on_disk and isinstance(on_disk.images, ShardedImages)
+    assert on_disk.skipped == in_memory.skipped and len(on_disk.skipped) == 1
+    assert on_disk.paths == in_memory.paths
+    np.testing.assert_array_equal(on_disk.labels, in_memory.labels)
+    np.testing.assert_array_equal(on_disk.train_index, in_memory.train_index)
+    np.testing.assert_array_equal(on_disk.images[np.arange(len(on_disk.labels))], in_memory.images)
+    np.testing.assert_array_equal(on_disk.images[5], in_memory.images[5])
+    assert on_disk.storage.folder.parent == cache.root() and not on_disk.storage.reused
+    assert load(folder, cache).storage.reused  # the second load reads the prepared cache
+
+
+def test_training_batches_stream_every_training_image_once_per_pass_with_its_label(tmp_path, cache):
+    folder = write_dataset(tmp_path / "data", per_class=15, size=32)
+    data = load(folder, cache)
+    reference = load_dataset(folder, DatasetConfig(PRE))
+    ds = make_tf_dataset(data.images, data.labels, data.num_classes, 8, training=True, seed=3,
+                         index=data.train_index)
+    seen = []
+    for x, y in ds:
+        for image, onehot in zip(x.numpy().astype(np.uint8), y.numpy()):
+            matches = np.flatnonzero((reference.images == image).all(axis=(1, 2, 3)))
+            assert len(matches) == 1
+            assert reference.labels[matches[0]] == onehot.argmax()
+            seen.append(int(matches[0]))
+    assert sorted(seen) == sorted(data.train_index.tolist())
+    assert seen != sorted(seen)  # shuffled
+    val = make_tf_dataset(data.images, data.labels, data.num_classes, 8, training=False, index=data.val_index)
+    xs = np.concatenate([x.numpy() for x, _ in val]).astype(np.uint8)
+    np.testing.assert_array_equal(xs, reference.images[reference.val_index])  # in the order of the index
+
+
+def test_each_process_reads_its_own_shards_and_together_they_read_every_image_once(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(disk_cache, "SHARD_BYTES", 10 * (32 * 32 * 3 + 4))  # 10 images a shard: 6 shards,
+    monkeypatch.setattr(disk_cache, "BLOCK_RECORDS", 5)  # read 5 at a time
+    folder = write_dataset(tmp_path / "data", per_class=20, size=32)
+    data = load(folder, cache)
+    assert len(data.images.cache.shard_files) == 6
+    counts = []
+    for i in range(2):
+        ds = data.images.dataset(data.labels, data.train_index, data.num_classes, 4, training=True, seed=1,
+                                 shard_index=i, num_shards=2)
+        counts.append(sum(len(x) for x, _ in ds))
+        assert counts[-1] == data.images.count(data.train_index, shard_index=i, num_shards=2)
+    assert sum(counts) == len(data.train_index) and 0 < counts[0] < len(data.train_index)
+
+
+def test_a_tiny_dataset_forced_on_disk_trains_from_the_cli_into_a_normal_reloadable_project(tmp_path):
+    folder = write_dataset(tmp_path / "data", per_class=16, size=32)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", str(folder), "--project", str(tmp_path / "proj"), "--epochs", "2", "--image-size", "32",
+                     "--batch-size", "8", "--json", "--cache-memory-limit", "0",
+                     "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    cache_event = next(e for e in events if e["event"] == "cache")
+    assert cache_event["on_disk"] and Path(cache_event["folder"]).parent == tmp_path / "cache"
+    assert any(e["event"] == "progress" and e["stage"] == "prepare_cache" for e in events)
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    assert any(e["event"] == "note" and "cache on disk" in e["message"] for e in events)
+    project, model = open_project(tmp_path / "proj")
+    assert project.class_names == ["centre", "left", "top"] and len(project.history) == 2
+    assert model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0).shape == (1, 3)
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["clear-cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "freed" in out.getvalue() and list((tmp_path / "cache").iterdir()) == []
+
+
+def _rewrite(path: Path, value: int) -> None:
+    Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(path)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+
+
+def test_a_changed_or_deleted_source_image_is_noticed_and_the_cache_rebuilt(tmp_path, cache):
+    folder = write_dataset(tmp_path / "data", per_class=10, size=32)
+    first = load(folder, cache)
+    changed = folder / "left" / "left_03.png"
+    row = first.paths.index(str(changed))
+    assert not (first.images[row] == 200).all()
+    _rewrite(changed, 200)
+    second = load(folder, cache)
+    assert not second.storage.reused and second.storage.folder != first.storage.folder
+    assert (second.images[row] == 200).all()
+    with pytest.raises(DatasetError, match="read the dataset again"):
+        first.images[row]  # the outdated cache is gone: never an image of the new one in its place
+    (folder / "top" / "top_01.png").unlink()
+    third = load(folder, cache)
+    assert not third.storage.reused and len(third.labels) == len(first.labels) - 1
+    assert str(folder / "top" / "top_01.png") not in third.paths
+    assert len(cache_folders(cache)) == 1  # the outdated caches are gone
+
+
+def test_a_half_written_cache_is_never_used(tmp_path, cache):
+    folder = write_dataset(tmp_path / "data", per_class=10, size=32)
+    good = load(folder, cache).storage.folder
+    # a kill while writing: a temporary folder of a process that is gone, with shards but no manifest
+    left_behind = good.with_name(f"{good.name.rsplit('-', 1)[0]}.tmp-999999999-dead")
+    shutil.copytree(good, left_behind)
+    (left_behind / "manifest.json").unlink()
+    # and the cache itself without its completeness marker
+    (good / "manifest.json").unlink()
+    again = load(folder, cache)
+    assert not again.storage.reused
+    rebuilt = again.storage.folder
+    assert cache_folders(cache) == [rebuilt.name]  # the abandoned temporary folder and the unmarked cache: gone
+    # a shard cut short after the fact is noticed too
+    shard = next(rebuilt.glob("shard-*.bin"))
+    with open(shard, "r+b") as f:
+        f.truncate(shard.stat().st_size - 10)
+    assert not load(folder, cache).storage.reused
+    reference = load_dataset(folder, DatasetConfig(PRE))
+    np.testing.assert_array_equal(load(folder, cache).images[np.arange(len(reference.labels))], reference.images)
+
+
+class _FullDisk:
+    """A shard file that takes a few records, then fails as a full disk does."""
+
+    def __init__(self, real, budget: int):
+        self.real, self.budget = real, budget
+
+    def write(self, data):
+        self.budget -= len(data)
+        if self.budget < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.real.write(data)
+
+    def close(self):
+        self.real.close()
+
+
+def test_a_full_disk_while_preparing_gives_a_clear_message_and_leaves_no_cache(tmp_path, cache, monkeypatch):
+    folder = write_dataset(tmp_path / "data", per_class=10, size=32)
+    real_open = open
+    monkeypatch.setattr(disk_cache, "open", lambda path, mode="r", *a, **k:
+                        _FullDisk(real_open(path, mode, *a, **k), 5 * 3076) if "w" in mode and
+                        Path(path).name.startswith("shard-") else real_open(path, mode, *a, **k), raising=False)
+    with pytest.raises(DatasetError) as info:
+        load(folder, cache)
+    message = str(info.value)
+    assert "is full" in message and str(cache.root()) in message and "Traceback" not in message
+    assert cache_folders(cache) == []  # nothing that could look complete, not even a temporary folder
+    monkeypatch.undo()
+    assert not load(folder, cache).storage.reused  # with room again it prepares from scratch
+
+
+def test_too_little_free_space_is_refused_before_writing(tmp_path, cache, monkeypatch):
+    folder = write_dataset(tmp_path / "data", per_class=10, size=32)
+    monkeypatch.setattr(disk_cache.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100, 100, 1000))
+    with pytest.raises(DatasetError, match="has only 1 kB free"):
+        load(folder, cache)
+    assert cache_folders(cache) == []
+
+
+def test_cancelling_the_preparation_leaves_nothing_behind(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(disk_cache, "_DECODE_CHUNK", 4)
+    folder = write_dataset(tmp_path / "data", per_class=10, size=32)
+
+    class StopAfterFirstChunk(TaskState):
+        def on_progress(self, percent):
+            self.request_interruption()  # as the Cancel button does, from another thread
+
+    state = StopAfterFirstChunk(min_interval=0)
+    with pytest.raises(Cancelled):
+        load(folder, cache, state=state)
+    assert cache_folders(cache) == []
+
+
+def test_clear_caches_leaves_a_cache_being_written_by_a_running_process(tmp_path, cache):
+    folder = write_dataset(tmp_path / "data", per_class=6, size=32)
+    done = load(folder, cache).storage.folder
+    writing = cache.root() / f"{done.name}.tmp-{os.getpid()}-live"
+    writing.mkdir()
+    (writing / "shard-00000.bin").write_bytes(b"x" * 100)
+    assert clear_caches(cache) >= 6 * 3 * 3076
+    assert cache_folders(cache) == [writing.name]
