@@ -244,7 +244,7 @@ def load_dataset(
                 "are needed to keep one for validation. Add images, or set the validation split to 0.")
 
     data = LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, np.zeros(0, np.int64),
-                         np.zeros(0, np.int64), notes, plan)
+                         np.zeros(0, np.int64), notes, storage=plan)
     if state is not None:
         state.set_status("Looking for duplicates…")
     data.hashes = _perceptual_hashes(images)
