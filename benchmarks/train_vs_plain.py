@@ -8,9 +8,13 @@ RMSprop, categorical cross-entropy. cnndesk is ``load_dataset`` + ``train``
 with the app's defaults (Adam 1e-3, keep-the-best, early stopping off so that
 both run every epoch). Both train the same Sequential on the same folder.
 
-Runs alternate (plain, cnndesk, then cnndesk, plain, ...) in this one process,
-so both see the same machine load; each run's first epoch (tracing, cache
-filling) is left out and the medians of epochs 2+ are compared. The ratio is
+Runs alternate (plain, cnndesk, then cnndesk, plain, ...) in one session, so
+both see the same machine load; each run is a child process started the way
+its program starts: the plain script with the environment as it is, cnndesk
+through its start-up choice of CPU kernels (``cnndesk.core.cpu_kernels``, made
+before TensorFlow is imported, process-wide, so the two cannot share one
+process). Each run's first epoch (tracing, cache filling) is left out and the
+medians of epochs 2+ are compared. The ratio is
 cnndesk's epoch time over the plain script's (below 1: cnndesk is faster; the
 target of issue 17 is 0.83 or less, i.e. at least 1.2x faster). Epoch times
 include the validation pass in both. CPU seconds of this process per epoch are
@@ -27,7 +31,9 @@ minute on 2 idle cores; 224 px takes about three times as long.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import statistics
 import sys
 import time
@@ -121,6 +127,44 @@ def cnndesk_run(loaded, epochs: int, batch_size: int) -> EpochClock:
     return clock
 
 
+def child(args) -> None:
+    """One run in this process; its epochs go to stdout as one JSON line."""
+    if args.child == "cnndesk":
+        from cnndesk.core.cpu_kernels import use_onednn_kernels
+
+        use_onednn_kernels()  # as cnndesk's app and CLI do at start-up
+    from _data import ensure_dataset
+
+    from cnndesk.core.library_warnings import hide_library_warnings
+
+    hide_library_warnings()
+    data = ensure_dataset(None, args.per_class, args.size, quiet=True)
+    if args.child == "plain":
+        clock = plain_run(data, args.size, args.epochs, args.batch_size)
+    else:
+        from cnndesk.core.dataset import DatasetConfig, load_dataset
+        from cnndesk.core.images import Preprocessing
+
+        config = DatasetConfig(Preprocessing((args.size, args.size), "rgb"), val_split=VAL_SPLIT, seed=SEED)
+        clock = cnndesk_run(load_dataset(data, config), args.epochs, args.batch_size)
+    print("RESULT " + json.dumps({"seconds": clock.seconds, "cpu": clock.cpu, "val_accuracy": clock.val_accuracy}),
+          flush=True)
+
+
+def one_run(name: str, size: int, args) -> EpochClock:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--size", str(size),
+           "--epochs", str(args.epochs), "--per-class", str(args.per_class), "--batch-size", str(args.batch_size)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"the {name} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    clock = EpochClock()
+    for key, value in json.loads(line[len("RESULT "):]).items():
+        setattr(clock, key, value)
+    return clock
+
+
 def summary(name: str, runs: list[EpochClock]) -> tuple[float, float]:
     """Print medians and spreads of epochs 2+; return the (wall, CPU) medians."""
     wall = [s for r in runs for s in r.seconds[1:]]
@@ -135,19 +179,15 @@ def summary(name: str, runs: list[EpochClock]) -> tuple[float, float]:
 def compare(size: int, args) -> float:
     from _data import CLASSES, ensure_dataset
 
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
-
-    data = ensure_dataset(None, args.per_class, size)
-    loaded = load_dataset(data, DatasetConfig(Preprocessing((size, size), "rgb"), val_split=VAL_SPLIT, seed=SEED))
-    print(f"\n{size}x{size}: {len(CLASSES)} classes x {args.per_class} JPEGs ({len(loaded.train_index)} training), "
+    ensure_dataset(None, args.per_class, size)
+    n_train = sum(round(args.per_class * (1 - VAL_SPLIT)) for _ in CLASSES)
+    print(f"\n{size}x{size}: {len(CLASSES)} classes x {args.per_class} JPEGs ({n_train} training), "
           f"batch {args.batch_size}, {args.epochs} epochs per run, {args.rounds} rounds", flush=True)
     runs: dict[str, list[EpochClock]] = {"plain": [], "cnndesk": []}
     for r in range(args.rounds):
         order = ("plain", "cnndesk") if r % 2 == 0 else ("cnndesk", "plain")
         for name in order:
-            clock = (plain_run(data, size, args.epochs, args.batch_size) if name == "plain"
-                     else cnndesk_run(loaded, args.epochs, args.batch_size))
+            clock = one_run(name, size, args)
             runs[name].append(clock)
             print(f"  round {r + 1} {name:8s} epochs " + "  ".join(f"{s:.2f}" for s in clock.seconds)
                   + f" s (CPU " + "  ".join(f"{c:.2f}" for c in clock.cpu) + f"), load {os.getloadavg()[0]:.1f}",
@@ -167,7 +207,12 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is not counted). Default 3")
     p.add_argument("--per-class", type=int, default=120, help="JPEGs per class (10 classes). Default 120")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--child", choices=("plain", "cnndesk"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        args.size = int(args.size)
+        child(args)
+        return 0
     if args.epochs < 2 or args.rounds < 1:
         p.error("--epochs must be at least 2 and --rounds at least 1")
     from cnndesk.core.library_warnings import hide_library_warnings
