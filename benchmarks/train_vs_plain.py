@@ -53,6 +53,7 @@ class EpochClock:
         self.seconds: list[float] = []
         self.cpu: list[float] = []
         self.val_accuracy: list[float] = []
+        self.peak_rss_mib = float("nan")  # of the run's process
 
     def begin(self) -> None:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
@@ -147,8 +148,20 @@ def child(args) -> None:
 
         config = DatasetConfig(Preprocessing((args.size, args.size), "rgb"), val_split=VAL_SPLIT, seed=SEED)
         clock = cnndesk_run(load_dataset(data, config), args.epochs, args.batch_size)
-    print("RESULT " + json.dumps({"seconds": clock.seconds, "cpu": clock.cpu, "val_accuracy": clock.val_accuracy}),
-          flush=True)
+    print("RESULT " + json.dumps({"seconds": clock.seconds, "cpu": clock.cpu, "val_accuracy": clock.val_accuracy,
+                                  "peak_rss_mib": peak_rss_mib()}), flush=True)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux ``VmHWM``; elsewhere ``ru_maxrss``), in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
 def one_run(name: str, size: int, args) -> EpochClock:
@@ -172,7 +185,7 @@ def summary(name: str, runs: list[EpochClock]) -> tuple[float, float]:
     acc = [r.val_accuracy[-1] for r in runs]
     print(f"  {name:8s} epochs 2+: median {statistics.median(wall):6.2f} s wall (range {min(wall):.2f}-{max(wall):.2f}, "
           f"{len(wall)} epochs), {statistics.median(cpu):6.2f} CPU-s; final val accuracy "
-          f"{' '.join(f'{a:.3f}' for a in acc)}")
+          f"{' '.join(f'{a:.3f}' for a in acc)}; peak RSS {max(r.peak_rss_mib for r in runs):,.0f} MiB")
     return statistics.median(wall), statistics.median(cpu)
 
 
