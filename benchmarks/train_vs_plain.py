@@ -1,4 +1,4 @@
-"""cnndesk's training epochs against the best plain Keras script, in one process, alternating.
+"""cnndesk's training epochs against the best plain Keras script, in one session, alternating.
 
 The plain script is what an expert writes for the "seed" CNN on a small CPU:
 ``image_dataset_from_directory`` (80/20 split), every image decoded once into
