@@ -24,9 +24,11 @@ Open the cnndesk window; PATH may be a project folder, a dataset folder, a
 
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
+    from .core.cpu_kernels import use_onednn_kernels
     from .core.library_warnings import hide_library_warnings
 
     hide_library_warnings()
+    use_onednn_kernels()  # before the engine imports TensorFlow: it reads the choice once
     argv = list(sys.argv if argv is None else argv)
     options = argv[1:]
     if "--help" in options or "-h" in options:

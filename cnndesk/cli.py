@@ -26,9 +26,11 @@ EXIT_USER_ERROR = 2
 
 def _quiet_tensorflow() -> None:
     """Keep library noise off the terminal (see ``cnndesk.core.library_warnings``)."""
+    from .core.cpu_kernels import use_onednn_kernels
     from .core.library_warnings import hide_library_warnings
 
     hide_library_warnings()
+    use_onednn_kernels()  # before TensorFlow is imported: it reads the choice once
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from cnndesk.core.cpu_kernels import use_onednn_kernels  # noqa: E402
+
+use_onednn_kernels()  # the kernels the app and the CLI train with; before anything imports TensorFlow
+
 import numpy as np
 import pytest
 from PIL import Image

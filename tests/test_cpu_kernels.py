@@ -1,0 +1,46 @@
+"""The start-up choice of TensorFlow's CPU kernels (cnndesk.core.cpu_kernels)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cnndesk.core.cpu_kernels import ONEDNN_VARIABLE, use_onednn_kernels
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_an_x86_64_cpu_gets_onednn_kernels():
+    for machine in ("x86_64", "AMD64"):
+        env = {}
+        assert use_onednn_kernels(env, machine) is True
+        assert env == {ONEDNN_VARIABLE: "1"}
+
+
+def test_the_users_own_choice_is_kept():
+    env = {ONEDNN_VARIABLE: "0"}
+    assert use_onednn_kernels(env, "x86_64") is False
+    assert env == {ONEDNN_VARIABLE: "0"}
+
+
+def test_other_processors_are_left_to_tensorflow():
+    env = {}
+    assert use_onednn_kernels(env, "aarch64") is False
+    assert use_onednn_kernels(env, "arm64") is False
+    assert env == {}
+
+
+def test_the_cli_chooses_before_tensorflow_is_imported():
+    """A command that fails on its input after start-up: the choice is made, TensorFlow never imported."""
+    import platform
+
+    expected = "1" if platform.machine().lower() in ("x86_64", "amd64") else "unset"
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN_VARIABLE}
+    env["PYTHONPATH"] = str(ROOT)
+    code = ("import os, sys\n"
+            "from cnndesk import cli\n"
+            "rc = cli.main(['predict', '/nonexistent-project', '/nonexistent.png'])\n"
+            "print(rc, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'), 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", expected, "False"], out.stderr
+    assert "does not exist" in out.stderr
