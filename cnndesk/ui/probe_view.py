@@ -283,7 +283,8 @@ class ProbeView(QWidget):
         if rec is not None and rec.note:
             self.note.setText(rec.note)
         elif not frames and rec is None and self._none_for is not None:
-            self.note.setText(f"{self._none_for} has no probe recording: it was trained without probe images."
+            self.note.setText(f"{self._none_for} has no probe recording (it was trained without probe images, "
+                              "or its recording was not kept)."
                               + (" Train to record the probe images chosen above." if self.state.probe_images else ""))
         elif not frames:
             self.note.setText("Add probe images, then train: after every epoch cnndesk records what the network "
@@ -329,6 +330,7 @@ class ProbeView(QWidget):
             self.bars[p].set_items([])
             self.bars[p].setVisible(False)
         self.filters.clear()
+        self.filters_title.setVisible(False)
         self.epoch_shown.emit(None)
 
     def top_text(self, probe: int) -> str:
