@@ -486,7 +486,7 @@ class EngineWorker(QObject):
                 "probe_frames": len(recording.frames) if recording is not None else None}
 
     def _run_recording(self, probe_dir):
-        """The probe recording in a run's folder ``probe_dir`` (None: none); an unreadable one is left out, saying so."""
+        """The recording in a run's folder ``probe_dir`` (None: none); an unreadable one is left out, saying so."""
         from ..core.probes import ProbeRecording
 
         if not probe_dir:

@@ -110,7 +110,8 @@ class RunsControl(QObject):
             return
         state.activity = SWAPPING
         self.engine.submit(EngineWorker.restore_run, run.file, list(run.class_names), run.dataset.preprocessing,
-                           run.probe_dir, on_done=lambda answer: self._restored(run, answer), on_error=self._restore_failed)
+                           run.probe_dir, on_done=lambda answer: self._restored(run, answer),
+                           on_error=self._restore_failed)
 
     def _restored(self, run: Run, answer: dict) -> None:
         state = self.state
