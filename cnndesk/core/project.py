@@ -612,6 +612,9 @@ def open_project(path: str | os.PathLike, load_model: bool = True):
             project = Project.from_json(d)
             model_path = _model_path(folder, migrate(d), pj, must_exist=load_model)
         except ProjectError:
+            now = _read_raw(folder)
+            if now is not None and now[0] != data:
+                continue  # the model it named went with a later save (its clean-up): read the new one
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ProjectError(f"{pj} is damaged: {type(e).__name__}: {e}.") from None
