@@ -430,6 +430,10 @@ def cmd_train(args, fit=None, save=None) -> int:
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
               dataset=config, preset=args.preset, layers=tuple(layers), settings=settings,
               history=tuple(result.history), best_epoch=result.best_epoch)
+    if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
+        from .core.probes import recording_summary
+
+        run = run.with_probes(recording_summary(probes))
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
                       preset=args.preset, layers=layers, settings=settings, history=result.history,
                       best_epoch=result.best_epoch, run=run.id, runs=[*runs, run])

@@ -93,6 +93,30 @@ def test_a_run_with_probe_files_carries_them_into_the_project(tmp_path, monkeypa
     assert (Path(run.probe_dir) / "frames" / "epoch-1.npz").read_bytes() == b"frame"
 
 
+def test_the_current_runs_recording_goes_into_its_folder_also_for_a_project_saved_before_runs_kept_them(tmp_path):
+    from test_probes import _frame, _recording
+
+    rec = _recording(budget=10 ** 7)
+    rec.add(_frame(1))
+    rec.add(_frame(2))
+    folder = tmp_path / "p"
+    save_project(folder, Project(run="r", runs=[Run("r", "Run 1")]), FakeModel(b"w"), probes=rec)
+    [run] = open_project(folder, load_model=False)[0].runs
+    assert run.probe_frames == 2 and run.probe_dir == str(folder / "runs/r/probes")
+    assert (folder / "runs/r/probes/frames.npz").read_bytes() == (folder / "versions/1/probes/frames.npz").read_bytes()
+
+    # as a save before runs kept recordings left it: the run's entry names none
+    d = json.loads((folder / "project.json").read_text())
+    d["runs"][0]["probes"] = d["runs"][0]["probe_files"] = None
+    (folder / "project.json").write_text(json.dumps(d))
+    shutil.rmtree(folder / "runs/r/probes")
+    project = open_project(folder, load_model=False)[0]
+    assert project.runs[0].probe_frames is None and project.runs[0].probe_dir is None
+    save_project(folder, project, FakeModel(b"w"), probes=rec)  # the app passes the recording it opened
+    [run] = open_project(folder, load_model=False)[0].runs
+    assert run.probe_frames == 2 and Path(run.probe_dir, "recording.json").is_file()
+
+
 def test_a_project_json_naming_a_run_file_outside_its_folder_is_refused(tmp_path):
     from cnndesk.core.errors import ProjectError
 
@@ -375,3 +399,97 @@ def test_an_old_format_project_shows_its_one_run_in_the_app(window, qtbot, tmp_p
     qtbot.waitUntil(lambda: window.state.project_path == str(folder), timeout=30000)
     view = window.training_panel.runs_view
     assert view.run_names() == ["Run 1"] and "(current)" in view.table.item(0, 1).text()
+
+
+# -- each run keeps its probe recording ----------------------------------------------------------------
+
+def shows_frames(w, n: int) -> bool:
+    """The probe view shows a recording of ``n`` epoch frames, from its last one."""
+    view = w.probe_view
+    return view.slider.isEnabled() and view.slider.maximum() == n - 1 and view.epoch_label.text() == f"Epoch {n} of {n}"
+
+
+def restore_from_list(w, qtbot, name: str):
+    view = w.training_panel.runs_view
+    w.training_panel.lower_tabs.setCurrentWidget(view)
+    select_cell(w, qtbot, name, 1)
+    qtbot.mouseClick(view.restore_button, Qt.LeftButton)
+    run_id = next(r.id for r in w.state.runs if r.name == name)
+    qtbot.waitUntil(lambda: w.state.model.run == run_id and not w.state.busy, timeout=60000)
+
+
+def test_each_run_keeps_its_probe_recording_through_restore_save_and_reopen(window, qtbot, tmp_path, make_window,
+                                                                          monkeypatch):
+    w = window
+    data = write_dataset(tmp_path / "tiny", per_class=8)
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    w.model_panel.batch_size.setValue(8)
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+    drop_paths(w.probe_view, [data / "left" / "left_01.png"])  # the probe image
+
+    train_now(w, qtbot, epochs=2)
+    qtbot.waitUntil(lambda: shows_frames(w, 2), timeout=30000)
+    train_now(w, qtbot, epochs=3)  # again, from scratch
+    qtbot.waitUntil(lambda: shows_frames(w, 3), timeout=30000)
+    assert w.training_panel.runs_view.run_names() == ["Run 1", "Run 2"]
+    qtbot.waitUntil(lambda: all(r.probe_dir for r in w.state.runs), timeout=20000)  # kept on disk
+    assert "a probe recording of 2 frames" in runs_table(w).item(0, 0).toolTip()
+
+    restore_from_list(w, qtbot, "Run 1")
+    qtbot.waitUntil(lambda: shows_frames(w, 2), timeout=30000)
+    qtbot.mouseClick(w.training_panel.previous_button, Qt.LeftButton)  # Bring Back: Run 2 again
+    qtbot.waitUntil(lambda: w.state.model.run == w.state.runs[1].id and shows_frames(w, 3), timeout=30000)
+
+    folder = tmp_path / "with-recordings"
+    folder.mkdir()
+    save_as(w, qtbot, monkeypatch, folder)
+    assert all((folder / "runs" / r.id / "probes" / "recording.json").is_file() for r in w.state.runs)
+
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder) and shows_frames(w2, 3), timeout=30000)
+    w2.tabs.setCurrentIndex(w2.TAB_TRAIN)
+    restore_from_list(w2, qtbot, "Run 1")  # from the project folder: neither current nor previous
+    qtbot.waitUntil(lambda: shows_frames(w2, 2), timeout=30000)
+    assert w2.probe_view.top_text(0)
+
+    # a run trained without probes shows none, not the frames of the run before it
+    view2 = w2.probe_view
+    view2.probe_list.setCurrentRow(0)
+    qtbot.mouseClick(view2.remove_button, Qt.LeftButton)
+    assert w2.state.probe_images == []
+    w2.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w2.dataset_panel.data is not None and w2.dataset_panel.data.root == data, timeout=20000)
+    train_now(w2, qtbot, epochs=1)
+    qtbot.waitUntil(lambda: "Run 3 has no probe recording" in view2.note.text(), timeout=30000)
+    assert not view2.slider.isEnabled() and view2.epoch_label.text() == "No recording"
+    assert not view2.images[0].isVisible()
+    restore_from_list(w2, qtbot, "Run 1")
+    qtbot.waitUntil(lambda: shows_frames(w2, 2), timeout=30000)
+    restore_from_list(w2, qtbot, "Run 3")
+    qtbot.waitUntil(lambda: "Run 3 has no probe recording" in view2.note.text(), timeout=30000)
+    assert not view2.slider.isEnabled() and view2.epoch_label.text() == "No recording"
+
+
+def test_cli_runs_report_each_runs_probe_recording(tmp_path):
+    data = write_dataset(tmp_path / "data", per_class=8)
+    project = tmp_path / "proj"
+    for epochs in (2, 3):
+        code, _, err = cli(["train", data, "--project", project, "--epochs", epochs, "--image-size", 32,
+                            "--batch-size", 8, "--preset", "tinyvgg", "--probe", data / "top" / "top_01.png"])
+        assert code == 0, err
+    code, out, _ = cli(["runs", project, "--json"])
+    assert code == 0
+    runs = [json.loads(line) for line in out.splitlines()]
+    assert [(r["name"], r["probe_frames"]) for r in runs] == [("Run 1", 2), ("Run 2", 3)]
+    code, out, _ = cli(["runs", project])
+    header, first, second = out.splitlines()[:3]
+    column = header.index("probe frames")
+    assert first[column:].split()[0] == "2" and second[column:].split()[0] == "3"
+    # each run's folder holds its own recording
+    from cnndesk.core.probes import ProbeRecording
+
+    for run in open_project(project, load_model=False)[0].runs:
+        assert len(ProbeRecording.load(run.probe_dir).frames) == run.probe_frames

@@ -413,3 +413,11 @@ class ProbeRecorder:
     def _give_up(self, error: Exception) -> None:
         self.inspector = None
         self.recording.note = f"Probe recording stopped: {type(error).__name__}: {error}"[:300]
+
+
+# -- a run's recording --------------------------------------------------------------------
+def recording_summary(recording: ProbeRecording) -> dict:
+    """What a run keeps of its recording in ``project.json`` (``Run.probes``): enough to list it without
+    reading its frames (``cnndesk-cli runs``, the runs list)."""
+    return {"frames": len(recording.frames), "images": len(recording.probes),
+            "last_epoch": float(recording.frames[-1].epoch) if recording.frames else None, "note": recording.note}

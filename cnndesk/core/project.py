@@ -381,13 +381,21 @@ def _write_runs(folder: Path, project: Project, committed: dict | None, version_
         old = before.get(run.id) if run.id in kept else None
         if old is not None and old.get("weights") is not None and (folder / weights_name(run.id)).is_file():
             entry["weights"], entry["probe_files"] = old.get("weights"), old.get("probe_files")
+            probes = _run_probes_source(run, project, version_dir) if run.id == project.run else None
+            if entry["probe_files"] is None and probes is not None:  # saved before runs kept recordings
+                target = folder / probe_name(run.id)
+                shutil.rmtree(target, ignore_errors=True)  # a leftover: the committed project.json names none
+                written.append(target)
+                _write_run_probes(probes, folder, run.id, entry)
+                _fsync_dir(target.parent)
             entries.append(entry)
             continue
         source = Path(run.file) if run.file and Path(run.file).is_file() else None
         if source is None and run.id == project.run and version_dir is not None:
             source = version_dir / MODEL_FILE
         entry["weights"] = entry["probe_files"] = None
-        if source is not None or run.probe_dir:
+        probes = _run_probes_source(run, project, version_dir)
+        if source is not None or probes is not None:
             run_dir = folder / RUNS_DIR / run.id
             _step("run folder")
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -398,13 +406,40 @@ def _write_runs(folder: Path, project: Project, committed: dict | None, version_
                 _place(source, target)
                 entry["weights"] = {"file": weights_name(run.id), "bytes": target.stat().st_size,
                                     "sha256": _sha256(target)}
-            if run.probe_dir and Path(run.probe_dir).is_dir():
-                _copy_folder(Path(run.probe_dir), folder / probe_name(run.id))
-                entry["probe_files"] = probe_name(run.id)
+            if probes is not None:
+                _write_run_probes(probes, folder, run.id, entry)
             _fsync_dir(run_dir)
             _fsync_dir(folder / RUNS_DIR)
         entries.append(entry)
     return entries
+
+
+def _write_run_probes(source: Path, folder: Path, run_id: str, entry: dict) -> None:
+    """Put the recording in ``source`` into the folder of run ``run_id``; ``entry`` (its ``runs`` entry) names it,
+    and gets its summary when it had none (a run from before recordings were kept with runs)."""
+    from .errors import UserError
+    from .probes import ProbeRecording, recording_summary
+
+    _step("run probes")
+    target = folder / probe_name(run_id)
+    _copy_folder(source, target)
+    entry["probe_files"] = probe_name(run_id)
+    if entry.get("probes") is None:
+        try:
+            entry["probes"] = recording_summary(ProbeRecording.load(target))
+        except UserError:
+            entry["probes"] = None  # listed without a frame count; opening it later says what is wrong
+
+
+def _run_probes_source(run, project: Project, version_dir: Path | None) -> Path | None:
+    """The folder whose probe recording a new run's folder gets: for the current model's run, the recording
+    this save just wrote beside the model (the same frames, linked rather than stored twice); for any other
+    run, its own ``probe_dir``."""
+    if run.id == project.run and version_dir is not None and (version_dir / PROBES_DIR).is_dir():
+        return version_dir / PROBES_DIR
+    if run.probe_dir and Path(run.probe_dir).is_dir():
+        return Path(run.probe_dir)
+    return None
 
 
 def _place(source: Path, target: Path) -> None:
@@ -422,12 +457,21 @@ def _place(source: Path, target: Path) -> None:
 
 
 def _copy_folder(source: Path, target: Path) -> None:
-    """Copy a folder of files (a run's probe recordings), each flushed to disk."""
-    shutil.copytree(source, target)
+    """Copy a folder of files (a run's probe recordings; hard links where the disk allows, as ``_place``), each
+    flushed to disk."""
+    shutil.copytree(source, target, copy_function=_link_or_copy)
     for root, _dirs, files in os.walk(target):
         for name in files:
             _fsync_path(Path(root) / name)
         _fsync_dir(Path(root))
+
+
+def _link_or_copy(source, target) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o666 & ~_umask())
 
 
 def _undo(folder: Path, version_dir: Path | None, run_dirs=()) -> None:
@@ -568,6 +612,9 @@ def open_project(path: str | os.PathLike, load_model: bool = True):
             project = Project.from_json(d)
             model_path = _model_path(folder, migrate(d), pj, must_exist=load_model)
         except ProjectError:
+            now = _read_raw(folder)
+            if now is not None and now[0] != data:
+                continue  # the model it named went with a later save (its clean-up): read the new one
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ProjectError(f"{pj} is damaged: {type(e).__name__}: {e}.") from None

@@ -95,7 +95,14 @@ class Run:
                 "best_epoch": self.best_epoch, "best_val_accuracy": self.best("val_accuracy"),
                 "best_val_loss": self.best("val_loss"),
                 "final": {k: final.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-                "note": self.note, "parent": self.parent, "has_weights": self.file is not None}
+                "note": self.note, "parent": self.parent, "has_weights": self.file is not None,
+                "probe_frames": self.probe_frames}
+
+    @property
+    def probe_frames(self) -> int | None:
+        """How many frames its probe recording holds (``core.probes.recording_summary``); None: it has none."""
+        frames = self.probes.get("frames") if isinstance(self.probes, dict) else None
+        return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
 
     # -- changing -----------------------------------------------------------------------------
     def renamed(self, name: str) -> "Run":

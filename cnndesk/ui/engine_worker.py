@@ -72,6 +72,7 @@ class EngineWorker(QObject):
         self.stock_spares = True  # False: stock_pool does nothing (for measurements)
         self._job: Job | None = None  # the job running now, for ``send_partial``
         self._run_files: dict[str, str] = {}  # run id -> its weights in the scratch folder (keep_run)
+        self._run_probes: dict[str, tuple[str, dict]] = {}  # run id -> its recording's scratch folder, summary
         self._scratch = None  # a temporary folder for runs' weights before a save, made when first needed
         self._recordings = weakref.WeakKeyDictionary()  # model -> the ProbeRecording of its training
 
@@ -209,6 +210,7 @@ class EngineWorker(QObject):
         from ..core.project import save_project
 
         project.runs = [r if r.file else r.at(self._run_files.get(r.id)) for r in project.runs]
+        project.runs = [self._with_kept_probes(r) for r in project.runs]
         probes = self._recordings.get(self.model) if self.model is not None else None
         return str(save_project(folder, project, self.model, probes=probes))
 
@@ -428,11 +430,13 @@ class EngineWorker(QObject):
         return self.inspector
 
     # -- training runs (core.runs) -------------------------------------------------
-    def keep_run(self, run_id: str) -> str:
-        """Write the current model, just trained as run ``run_id``, to the scratch folder; return the file.
+    def keep_run(self, run_id: str) -> dict:
+        """Write the current model, just trained as run ``run_id``, and its probe recording to the scratch folder.
 
-        A run's weights must outlive the model in memory (only the current and the previous run's models
-        are held, docs/memory.md) until a save puts them into the project.
+        A run's weights and recording must outlive the model in memory (only the current and the previous
+        run's models are held, docs/memory.md) until a save puts them into the project. Returns "file" (the
+        weights), "probe_dir" (the recording's folder) and "probes" (``core.probes.recording_summary``), both
+        None when its training recorded no probes.
         """
         from ..core.runs import RUN_ID
 
@@ -445,24 +449,61 @@ class EngineWorker(QObject):
         path = folder / "model.keras"
         self.model.save(path)
         self._run_files[run_id] = str(path)
-        return str(path)
+        kept = {"file": str(path), "probe_dir": None, "probes": None}
+        recording = self._recordings.get(self.model)
+        if recording is not None:
+            from ..core.probes import recording_summary
+            from ..core.runs import PROBES_DIR
 
-    def restore_run(self, path, class_names, preprocessing) -> dict:
+            kept["probe_dir"] = str(recording.save(folder / PROBES_DIR))
+            kept["probes"] = recording_summary(recording)
+            self._run_probes[run_id] = (kept["probe_dir"], kept["probes"])
+        return kept
+
+    def restore_run(self, path, class_names, preprocessing, probe_dir=None) -> dict:
         """Make the run whose weights are in ``path`` current; the current model becomes the previous run's.
 
-        Nothing changes when the file cannot be loaded or inspected.
+        ``probe_dir`` (the run's probe recording) becomes the restored model's recording, the one
+        ``probe_recording`` gives; a recording that cannot be read is left out, saying so. Nothing changes
+        when the weights cannot be loaded or inspected.
         """
         from ..core.model_loading import load_keras_model
 
         model = load_keras_model(path)
         inspector = self._inspector_for(model, list(class_names), preprocessing)
         inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
+        recording = self._run_recording(probe_dir)
         self._retire_previous()
         if self.model is not None:
             self.previous = (self.model, self.inspector)
             self.model = self.inspector = None
         self._set_model(model, inspector)
-        return {"has_maps": inspector.has_maps, "output_note": inspector.output_note}
+        if recording is not None:
+            self._recordings[model] = recording
+        else:
+            self._recordings.pop(model, None)
+        return {"has_maps": inspector.has_maps, "output_note": inspector.output_note,
+                "probe_frames": len(recording.frames) if recording is not None else None}
+
+    def _run_recording(self, probe_dir):
+        """The recording in a run's folder ``probe_dir`` (None: none); an unreadable one is left out, saying so."""
+        from ..core.probes import ProbeRecording
+
+        if not probe_dir:
+            return None
+        try:
+            return ProbeRecording.load(probe_dir)
+        except UserError as e:
+            self.warned.emit(f"The run's probe recording was left out: {e}")
+            return None
+
+    def _with_kept_probes(self, run):
+        """``run`` with the recording ``keep_run`` wrote for it, when it does not name one yet (a save that
+        came before the answer of ``keep_run`` reached the runs list)."""
+        kept = self._run_probes.get(run.id)
+        if run.probe_dir or kept is None:
+            return run
+        return run.with_probes(run.probes if run.probes is not None else kept[1], kept[0])
 
     def _scratch_folder(self):
         """The session's temporary folder for runs not yet saved, removed when the worker goes."""

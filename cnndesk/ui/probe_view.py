@@ -55,6 +55,7 @@ class ProbeView(QWidget):
         self.recording: ProbeRecording | None = None
         self._live = False  # frames are arriving from a run
         self._asked_for = None  # the model whose recording was last asked of the engine
+        self._none_for: str | None = None  # the name of the current model when its training recorded no probes
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
@@ -206,15 +207,30 @@ class ProbeView(QWidget):
         self._live = False
         self._asked_for = state.model
         if state.model is None:
+            self._none_for = None
             self._set_recording(None)
         else:
-            self.engine.submit(EngineWorker.probe_recording, on_done=self._set_recording,
+            model = state.model
+            self.engine.submit(EngineWorker.probe_recording,
+                               on_done=lambda recording: self._set_model_recording(model, recording),
                                on_error=self.note.setText)
+
+    def _set_model_recording(self, model, recording: ProbeRecording | None) -> None:
+        """Show the engine's recording of ``model`` (None: its training recorded no probes, which the note says,
+        rather than leaving another run's frames on show)."""
+        self._none_for = self._model_name(model) if recording is None else None
+        self._set_recording(recording)
+
+    def _model_name(self, model) -> str:
+        """What the user calls ``model``: its run's name, else the current model."""
+        run = next((r for r in self.state.runs if model.run is not None and r.id == model.run), None)
+        return run.name if run is not None else "The current model"
 
     def _start_live(self) -> None:
         """A run starts: show its frames as they come, on top of the probes' images read here."""
         data, paths = self.state.data, list(self.state.probe_images)
         self._live = bool(paths) and data is not None
+        self._none_for = None
         if not self._live:
             return
         if self.recording is not None and [p.path for p in self.recording.probes] == paths:
@@ -266,6 +282,10 @@ class ProbeView(QWidget):
             w.setEnabled(bool(frames))
         if rec is not None and rec.note:
             self.note.setText(rec.note)
+        elif not frames and rec is None and self._none_for is not None:
+            self.note.setText(f"{self._none_for} has no probe recording (it was trained without probe images, "
+                              "or its recording was not kept)."
+                              + (" Train to record the probe images chosen above." if self.state.probe_images else ""))
         elif not frames:
             self.note.setText("Add probe images, then train: after every epoch cnndesk records what the network "
                               "sees in them, to scrub through here." if not self.state.probe_images else
@@ -310,6 +330,7 @@ class ProbeView(QWidget):
             self.bars[p].set_items([])
             self.bars[p].setVisible(False)
         self.filters.clear()
+        self.filters_title.setVisible(False)
         self.epoch_shown.emit(None)
 
     def top_text(self, probe: int) -> str:

@@ -79,13 +79,17 @@ class RunsControl(QObject):
                   preset=preset_name, layers=tuple(layers), settings=settings, history=tuple(state.history),
                   best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run)
         state.runs = [*state.runs, run]
-        self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda path: self._kept(run.id, path),
+        self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda kept: self._kept(run.id, kept),
                            on_error=lambda message: self.status.emit(
                                f"The weights of {run.name} could not be kept for later: {message}", 10000))
 
-    def _kept(self, run_id: str, path: str) -> None:
-        with self.state.not_an_edit():  # where the weights wait for the save is no edit of the project
-            self.state.runs = [r.at(path) if r.id == run_id and r.file is None else r for r in self.state.runs]
+    def _kept(self, run_id: str, kept: dict) -> None:
+        """The engine wrote the run's weights (and its probe recording, if its training made one) to disk."""
+        with self.state.not_an_edit():  # where the files wait for the save is no edit of the project
+            self.state.runs = [r.at(kept["file"]) if r.id == run_id and r.file is None else r
+                               for r in self.state.runs]
+            if kept.get("probe_dir") is not None:
+                self.attach_probes(run_id, kept["probes"], kept["probe_dir"])
 
     # -- requests of the list -----------------------------------------------------------------
     def restore(self, run_id: str) -> None:
@@ -106,7 +110,8 @@ class RunsControl(QObject):
             return
         state.activity = SWAPPING
         self.engine.submit(EngineWorker.restore_run, run.file, list(run.class_names), run.dataset.preprocessing,
-                           on_done=lambda answer: self._restored(run, answer), on_error=self._restore_failed)
+                           run.probe_dir, on_done=lambda answer: self._restored(run, answer),
+                           on_error=self._restore_failed)
 
     def _restored(self, run: Run, answer: dict) -> None:
         state = self.state
@@ -165,7 +170,8 @@ class RunsControl(QObject):
         """Give the run ``run_id`` its probe recordings: ``probes`` (JSON-able data, saved as it is) and a
         folder of files (copied into the project with the run when the run is first saved). False: no such run.
 
-        This is the hook for the probe-image recorder; nothing here reads what it stores.
+        ``_kept`` calls it with what ``EngineWorker.keep_run`` wrote; restoring the run hands ``probe_dir``
+        back to the engine, which shows that recording in the probe view.
         """
         if self._find(run_id) is None:
             return False

@@ -126,6 +126,8 @@ class RunsView(QWidget):
             tip.append(f"continued from {self._name_of(run.parent)}")
         if run.file is None:
             tip.append("its weights were not kept: it cannot be restored")
+        if run.probe_frames is not None:
+            tip.append(f"a probe recording of {run.probe_frames} frame{'s' if run.probe_frames != 1 else ''}")
         name.setToolTip("; ".join(tip))
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)) if run.created else "–"
         cells = {NAME: name, DATE: QTableWidgetItem(date), EPOCHS: QTableWidgetItem(str(run.epochs)),
