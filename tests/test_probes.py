@@ -236,3 +236,19 @@ def test_cli_refuses_a_probe_that_is_not_an_image(tmp_path):
     assert code != 0
     assert "x.png" in err and "Traceback" not in err
     assert not (tmp_path / "p" / "project.json").exists()  # refused before any training
+
+
+def test_without_probes_the_view_is_two_rows_of_controls_and_the_chart_has_the_room(window, qtbot, tiny_dataset):
+    w = window
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+    view, panel = w.probe_view, w.training_panel
+    qtbot.waitUntil(lambda: panel.split.sizes()[0] > 0, timeout=10000)
+    assert not view.frames_area.isVisible()
+    chart_alone = panel.split.sizes()[0]
+    drop_paths(view, [str(next(tiny_dataset.rglob("*.png")))])  # a probe: its rows get room to show frames
+    qtbot.waitUntil(lambda: view.frames_area.isVisible(), timeout=10000)
+    assert panel.split.sizes()[0] < chart_alone and panel.split.sizes()[2] > view.minimumSizeHint().height()
+    view.probe_list.setCurrentRow(0)
+    qtbot.mouseClick(view.remove_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not view.frames_area.isVisible(), timeout=10000)
+    assert panel.split.sizes()[0] >= chart_alone - 5

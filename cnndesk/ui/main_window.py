@@ -80,6 +80,8 @@ class MainWindow(QMainWindow):
         self.viewer_panel = ViewerPanel(self.state, self.engine)
         self.probe_view = ProbeView(self.state, self.engine)
         self.training_panel.add_view(self.probe_view)
+        self.probe_view.wants_room.connect(self.training_panel.give_view_room)
+        self.training_panel.give_view_room(self.probe_view.frames_area.isVisibleTo(self.probe_view))
         self.tabs.addTab(self.dataset_panel, "1  Dataset")
         self.tabs.addTab(self.model_panel, "2  Model")
         self.tabs.addTab(self.training_panel, "3  Train")

@@ -42,10 +42,13 @@ class ProbeView(QWidget):
     Signals:
         epoch_shown(object): the epoch of the frame shown (a float), or None when none is.
         status(str): a short message for the status bar.
+        wants_room(bool): whether the view has frames to show (probes chosen, or a recording); without, it is
+            two rows of controls and the room can go to the chart.
     """
 
     epoch_shown = Signal(object)
     status = Signal(str)
+    wants_room = Signal(bool)
 
     def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
         super().__init__(parent)
@@ -56,6 +59,7 @@ class ProbeView(QWidget):
         self._live = False  # frames are arriving from a run
         self._asked_for = None  # the model whose recording was last asked of the engine
         self._none_for: str | None = None  # the name of the current model when its training recorded no probes
+        self._fitted = False  # wants_room has been emitted once
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
@@ -115,10 +119,12 @@ class ProbeView(QWidget):
         self.frame_widget = QWidget()
         self.grid = QGridLayout(self.frame_widget)
         self.grid.setAlignment(Qt.AlignLeft | Qt.AlignTop)
-        scroll = QScrollArea()
+        self.frames_area = scroll = QScrollArea(objectName="probeFrames")
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.frame_widget)
         outer.addWidget(scroll, 1)
+        self.filler = QWidget()  # takes the room the frames would, while there are none: the rows stay on top
+        outer.addWidget(self.filler, 1)
         self.map_header = QLabel("Activation maps")
         for col, header in enumerate(("Probe", "Heat map (true class)", self.map_header, "Prediction")):
             self.grid.addWidget(header if isinstance(header, QLabel) else QLabel(header), 0, col)
@@ -191,6 +197,7 @@ class ProbeView(QWidget):
         full = len(self.state.probe_images) >= MAX_PROBES
         self.add_button.setEnabled(not full)
         self.remove_button.setEnabled(bool(self.state.probe_images))
+        self._fit_frames()
         if not self.recording:
             self._show_recording()
 
@@ -263,7 +270,17 @@ class ProbeView(QWidget):
                 self.state.probe_images = paths  # a reopened project records the same images when trained again
         self._show_recording(follow=True)
 
+    def _fit_frames(self) -> None:
+        """The frames area only while there is something to show in it (probes chosen, or a recording)."""
+        wanted = bool(self.state.probe_images) or bool(self.recording is not None and self.recording.frames)
+        if wanted != self.frames_area.isVisibleTo(self) or not self._fitted:
+            self._fitted = True
+            self.frames_area.setVisible(wanted)
+            self.filler.setVisible(not wanted)
+            self.wants_room.emit(wanted)
+
     def _show_recording(self, follow: bool = True) -> None:
+        self._fit_frames()
         rec = self.recording
         frames = rec.frames if rec is not None else []
         layers = rec.layers if rec is not None else []

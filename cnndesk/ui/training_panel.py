@@ -381,7 +381,21 @@ class TrainingPanel(QWidget):
         """Show ``widget`` below the log, sharing the chart's splitter (the probe view)."""
         self.split.addWidget(widget)
         self.split.setStretchFactor(self.split.count() - 1, stretch)
-        self.split.setSizes([300, 80, 360])  # the chart, the log and the view: the view shows two probes at once
+        self.give_view_room(True)
+
+    def give_view_room(self, wanted: bool) -> None:
+        """Share the splitter between the chart, the log and the view below them: with ``wanted`` the view shows
+        two probes at once; without, it keeps just the height of its controls and the chart takes the rest."""
+        if self.split.count() < 3:
+            return
+        total = sum(self.split.sizes()) or 740
+        view = self.split.widget(2)
+        if wanted:
+            sizes = [300, 80, 360]
+        else:
+            sizes = [300, 80, view.minimumSizeHint().height()]
+            sizes[0] = max(300, total - sizes[1] - sizes[2])
+        self.split.setSizes(sizes)
 
     # -- state -------------------------------------------------------------
     def set_can_train(self, ok: bool, reason: str = "") -> None:
