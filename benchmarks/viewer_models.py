@@ -87,6 +87,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--models", default="resnet50,mobilenetv2")
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cnndesk.core.cpu_kernels import use_onednn_kernels
+
+    # the kernels the app runs with (chosen before TensorFlow is imported); the plain calls' child processes
+    # inherit the choice, so both sides run the same kernels
+    use_onednn_kernels()
 
     import numpy as np
     from PIL import Image

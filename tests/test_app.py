@@ -585,10 +585,10 @@ def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window,
 def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp_path):
     from PIL import Image
 
-    for c in ("a", "b"):  # identical pictures in both classes: nothing to learn
+    for c in ("a", "b"):  # the same pictures in both classes (the split keeps each pair together): nothing to learn
         (tmp_path / "same" / c).mkdir(parents=True)
         for i in range(10):
-            Image.new("RGB", (16, 16), (90, 90, 90)).save(tmp_path / "same" / c / f"{i}.png")
+            Image.new("RGB", (16, 16), (40 + 12 * i,) * 3).save(tmp_path / "same" / c / f"{i}.png")
     w = window
     w.dataset_panel.load_folder(str(tmp_path / "same"))
     qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tmp_path / "same",

@@ -207,11 +207,13 @@ def test_train_json_says_why_it_stopped_and_which_epoch_it_kept(tiny_dataset, tm
 
 
 def _same_images(folder):
-    """Two classes of identical pictures: nothing to learn, validation accuracy stays exactly at chance."""
+    """Two classes of the same pictures: nothing to learn, validation accuracy stays exactly at chance
+    (each picture is in both classes; the split keeps such a pair on one side, so validation holds whole
+    pairs, of which the model gets exactly one right)."""
     for c in ("a", "b"):
         (folder / c).mkdir(parents=True)
         for i in range(10):
-            Image.new("RGB", (16, 16), (90, 90, 90)).save(folder / c / f"{i}.png")
+            Image.new("RGB", (16, 16), (40 + 12 * i,) * 3).save(folder / c / f"{i}.png")
     return folder
 
 

@@ -115,7 +115,7 @@ def test_two_local_processes_train_one_model_that_the_app_opens_and_that_predict
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1]
     done = events[-1]
     assert done["event"] == "done" and Path(done["project"]).resolve() == project.resolve()
-    assert sorted(p.name for p in project.iterdir()) == ["project.json", "versions"]  # one writer, one save
+    assert sorted(p.name for p in project.iterdir()) == ["project.json", "runs", "versions"]  # one writer, one save
     assert len(list((project / "versions").iterdir())) == 1
 
     checks = {backend: predict_under(backend, project, sample_dir) for backend in ("tensorflow", "jax")}

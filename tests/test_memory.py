@@ -207,6 +207,7 @@ def test_training_on_several_devices_does_not_take_a_pooled_model(data, monkeypa
     import cnndesk.core.training as training
 
     monkeypatch.setattr(training, "distribution_scope", lambda device, strategy=None: contextlib.nullcontext())
+    monkeypatch.setattr(training, "replica_count", lambda device="cpu", strategy=None: 1)  # no GPUs to count here
     pool = ModelPool()
     settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=5, device="gpu:0,1")
     train(data, preset("seed"), settings, pool=pool)

@@ -352,13 +352,18 @@ def test_without_keep_the_best_the_last_epoch_is_kept_and_said(data):
 
 
 def _same_images(root, per_class=10):
-    """Two classes of identical grey pictures: nothing to learn, so validation accuracy is exactly chance."""
+    """Two classes of the same grey pictures: nothing to learn, so validation accuracy is exactly chance.
+
+    Picture i of one class is picture i of the other (a copy under two labels, which the split keeps on
+    one side); the pictures differ from one i to the next, so that every copy pair is its own group and
+    validation gets whole pairs: whatever the model says of a pair, it is right about exactly one of them.
+    """
     from PIL import Image
 
     for c in ("a", "b"):
         (root / c).mkdir(parents=True)
         for i in range(per_class):
-            Image.new("RGB", (16, 16), (120, 120, 120)).save(root / c / f"{i}.png")
+            Image.new("RGB", (16, 16), (40 + 12 * i,) * 3).save(root / c / f"{i}.png")
     return root
 
 

@@ -11,6 +11,7 @@ its conv/pool outputs tapped, comes from :mod:`.taps`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import time
 from typing import Callable, Sequence
 
 import keras
@@ -191,6 +192,7 @@ class Inspector:
         self._build_taps()
         self._predict_fn = tf.function(lambda x: self._outputs(x, training=False)[-1], reduce_retracing=True, autograph=False)
         self._maps_fn = tf.function(lambda x: self._outputs(x, training=False), reduce_retracing=True, autograph=False)
+        self.maps_pass_seconds: float | None = None  # how long the last ``activation_maps`` forward pass took
         self._cam_fns: dict[int, object] = {}
 
     # -- graph -------------------------------------------------------------
@@ -335,8 +337,10 @@ class Inspector:
             [(layer name, array (H, W, channels)), …] in network order (empty without
             ``has_maps``), and the probabilities.
         """
+        start = time.perf_counter()
         outs = self._maps_fn(self._model_input(image_uint8))
         probs = self._as_probabilities(outs[-1].numpy())[0]
+        self.maps_pass_seconds = time.perf_counter() - start
         if on_probabilities is not None:
             on_probabilities(probs)
         maps = [(n, o.numpy()[0]) for n, o in zip(self.layer_names, outs[:-1])]

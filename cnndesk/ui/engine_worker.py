@@ -21,6 +21,12 @@ from ..core.errors import UserError
 from ..core.tasks import TaskState
 
 
+#: A dropped image's maps may cost one more forward pass after its prediction (which then comes from a plain
+#: pass, sooner) when the pass that taps them took at most this long: the maps then still follow within the
+#: viewer's 100 ms. Slower models answer both from the tapping pass (docs/inspection.md).
+SECOND_PASS_SECONDS = 0.06
+
+
 def cancellable(method: Callable) -> Callable:
     """Mark a job that takes ``task=`` (its ``TaskState``) and stops when the job is cancelled."""
     method.cancellable = True
@@ -321,9 +327,16 @@ class EngineWorker(QObject):
             return {"path": str(path), "top": ins.top_k(probs, k), "probabilities": probs, "image": prepared,
                     "display": picture}
 
-        # the prediction goes to the viewer as soon as the forward pass has run; the maps follow
-        inspection = self.inspect(prepared, with_cam=False, **look_inside,
-                                  on_probabilities=lambda probs: self.send_partial([prediction(probs)]))
+        # the prediction goes to the viewer as soon as it is known; the maps follow. When the pass that taps
+        # every map is quick, the prediction comes from a plain pass first (a small model's taps cost a large
+        # share of its forward pass); else from the tapping pass itself, so that the maps do not wait for two.
+        taps = ins.maps_pass_seconds
+        if taps is not None and taps <= SECOND_PASS_SECONDS:
+            self.send_partial([prediction(ins.probabilities(prepared)[0])])
+            inspection = self.inspect(prepared, with_cam=False, **look_inside)
+        else:
+            inspection = self.inspect(prepared, with_cam=False, **look_inside,
+                                      on_probabilities=lambda probs: self.send_partial([prediction(probs)]))
         return dict(prediction(inspection["probabilities"]), inspection=inspection)
 
     def predict_arrays(self, images, labels=None, k=5) -> list[dict]:
