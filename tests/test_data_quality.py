@@ -310,7 +310,7 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     ev = w.viewer_panel.evaluation_view
     w.viewer_panel.tabs.setCurrentWidget(ev)
-    ev.browser_tabs.setCurrentWidget(ev.label_doubts)
+    ev.browser_tabs.setCurrentWidget(ev.label_doubts_tab)
     doubts = ev.label_doubts
 
     # many retrains, cancelled at once: the job stops and says so

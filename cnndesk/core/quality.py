@@ -337,9 +337,12 @@ def leak_free_split(labels: np.ndarray, groups: Sequence[DuplicateGroup], val_sp
     """A stratified split (:func:`.dataset.split_indices`) of the rows not excluded, with every group on one side.
 
     A group that the stratified split put on both sides goes whole to the side
-    that held most of it (training on a tie), so the per-class shares move by a
-    few images at most. Without groups and exclusions the split is exactly
-    ``split_indices(labels, val_split, seed)``.
+    that held most of it; on a tie, to validation while that keeps validation
+    within the share the stratified split gave it, else to training (so copies
+    under two labels, each pair split evenly, do not all end in training and
+    leave validation empty). The per-class shares move by a few images at most.
+    Without groups and exclusions the split is exactly ``split_indices(labels,
+    val_split, seed)``.
     """
     from .dataset import split_indices
 
@@ -353,13 +356,18 @@ def leak_free_split(labels: np.ndarray, groups: Sequence[DuplicateGroup], val_sp
     side[rows[np.asarray(train_pos, dtype=np.int64)]] = 0
     side[rows[np.asarray(val_pos, dtype=np.int64)]] = 1
     moved = 0
+    val_share = len(val_pos)
     for g in groups:
         members = np.array([m for m in g.members if side[m] >= 0], dtype=np.int64)
         if len(members) < 2:
             continue
         n_val = int((side[members] == 1).sum())
         if 0 < n_val < len(members):
-            side[members] = 1 if n_val > len(members) - n_val else 0
+            if 2 * n_val == len(members):  # a tie: validation takes it while it stays within its share
+                to_val = int((side == 1).sum()) - n_val + len(members) <= val_share
+            else:
+                to_val = n_val > len(members) - n_val
+            side[members] = 1 if to_val else 0
             moved += 1
     return Split(np.flatnonzero(side == 0), np.flatnonzero(side == 1), moved, int((side < 0).sum()))
 

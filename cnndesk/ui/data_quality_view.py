@@ -294,7 +294,7 @@ class LabelDoubtsView(QWidget):
             path = data.paths[d.row]
             gone = " (excluded)" if path in excluded else ""
             cells = ["", printable(_relative(path, data.root)) + gone, printable(data.class_names[d.given]),
-                     printable(data.class_names[d.predicted]), f"{d.confidence:.0%}", f"{d.given_probability:.1%}",
+                     printable(data.class_names[d.predicted]), f"{d.confidence:.1%}", f"{d.given_probability:.1%}",
                      SCORED_BY[d.scored_by]]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)

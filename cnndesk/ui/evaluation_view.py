@@ -81,7 +81,10 @@ class EvaluationView(QWidget):
         self.browser_tabs = QTabWidget(objectName="evaluationBrowsers")
         self.browser_tabs.addTab(self._build_browser(), "Misclassified")
         self.label_doubts = LabelDoubtsView()
-        self.browser_tabs.addTab(self.label_doubts, "Likely mislabelled")
+        self.label_doubts_tab = doubts = QScrollArea(objectName="labelDoubtsArea", widgetResizable=True,
+                                                     frameShape=QFrame.NoFrame)
+        doubts.setWidget(self.label_doubts)  # scrolls in a small window rather than making the window taller
+        self.browser_tabs.addTab(doubts, "Likely mislabelled")
         split.addWidget(self.browser_tabs)
         v.addWidget(split, 1)
 
