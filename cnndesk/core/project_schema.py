@@ -6,7 +6,6 @@ Where the files of a project folder go, and how a save commits them, is
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from .architecture import LayerSpec, TrainingSettings, preset
 from .dataset import DatasetConfig
 from .errors import ProjectError
-from .runs import RUN_ID, Run, legacy_run
+from .runs import RUN_ID, Run, finite_pairs, legacy_run
 
 SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
@@ -104,7 +103,7 @@ class Project:
             best_epoch=d.get("best_epoch"),
             saved_at=d.get("saved_at"),
             run=None if run is None else str(run),
-            batch_loss=_pairs(d.get("batch_loss")),
+            batch_loss=[list(p) for p in finite_pairs(d.get("batch_loss"))],
             viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
             model_file=d.get("model_file") if isinstance(d.get("model_file"), str) else None,
             excluded_files=[str(p) for p in d.get("excluded_files") or [] if isinstance(p, str)],
@@ -123,19 +122,6 @@ def _runs(d: dict, project: Project) -> list[Run]:
     if project.run is None or not RUN_ID.match(project.run):  # its id names a folder: one of ours
         project.run = new_run_id()
     return [legacy_run(project, ref["file"])]
-
-
-def _pairs(value) -> list[list[float]]:
-    """``[[x, y], …]`` of finite numbers from ``value``; anything else is left out (a hand-edited file)."""
-    out = []
-    for item in value if isinstance(value, list) else []:
-        try:
-            x, y = float(item[0]), float(item[1])
-        except (TypeError, ValueError, IndexError):
-            continue
-        if math.isfinite(x) and math.isfinite(y):
-            out.append([x, y])
-    return out
 
 
 def new_run_id() -> str:

@@ -147,7 +147,7 @@ class Run:
             layers=tuple(LayerSpec.from_json(l) for l in d.get("layers", [])),
             settings=TrainingSettings.from_json(d.get("settings") or {}),
             history=tuple(r for r in d.get("history", []) if isinstance(r, dict)),
-            best_epoch=d.get("best_epoch"), batch_loss=tuple(_pairs(d.get("batch_loss"))),
+            best_epoch=d.get("best_epoch"), batch_loss=tuple(finite_pairs(d.get("batch_loss"))),
             note=str(d.get("note") or ""), parent=d.get("parent") if isinstance(d.get("parent"), str) else None,
             file=file, probes=d.get("probes"),
             probe_dir=probe_name(run_id) if probe_dir == probe_name(run_id) else None,
@@ -232,7 +232,8 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _pairs(value) -> list[tuple[float, float]]:
+def finite_pairs(value) -> list[tuple[float, float]]:
+    """``[(x, y), …]`` of finite numbers from ``value``; anything else is left out (a hand-edited file)."""
     out = []
     for item in value if isinstance(value, list) else []:
         try:
