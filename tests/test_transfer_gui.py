@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressDialog, QPushButton, QSpinBox, QToolButton
 
 from pretrained import cache_weights, offline_urlopen
+from test_app import drop_paths
 
 
 @pytest.fixture
@@ -79,6 +81,17 @@ def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_hom
     assert [h["epoch"] for h in w.state.history] == [1, 2]  # the head's epoch, then the fine-tuning one
     log = w.training_panel.log.toPlainText()
     assert "cached backbone features" in log and "Fine-tuning the top 1 blocks" in log
+
+    # the viewer looks inside the backbone: its layers are in the choosers, as backbone/layer
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    v = w.viewer_panel
+    image = next(Path(w.state.dataset_path).rglob("*.png"))
+    drop_paths(v, [str(image)])
+    qtbot.waitUntil(lambda: v.inspection is not None and v.inspection.get("cam") is not None, timeout=60000)
+    combo = v.activations.layer_combo
+    inside = [combo.itemText(i) for i in range(combo.count()) if "/" in combo.itemText(i)]
+    assert inside and v.activations.grid.tiles  # maps of the backbone's own layers
+    assert "/" in v.inspection["cam_layer"]  # the head has no convolution: the heat map is the backbone's
 
 
 class Trickle(io.RawIOBase):
