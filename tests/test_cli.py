@@ -66,6 +66,8 @@ def test_samples_writes_the_sample_dataset(tmp_path):
 
 def test_train_json_reports_each_epoch_and_the_saved_project(trained, shapes):
     project, lines = trained
+    assert [d["event"] for d in lines].count("cache") == 1  # where the decoded images are kept, said once
+    lines = [d for d in lines if d["event"] != "cache"]
     epochs = [d for d in lines if d["event"] == "epoch"]
     assert [d["epoch"] for d in epochs] == [1, 2]
     for d in epochs:
@@ -188,6 +190,8 @@ def test_train_json_says_why_it_stopped_and_which_epoch_it_kept(tiny_dataset, tm
                           "--batch-size", 8, "--json"])
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["event"] == "cache" and lines[0]["on_disk"] is False  # a small dataset stays in memory
+    lines = lines[1:]
     assert lines[0] == {"event": "note", "message": "Validation set of 12 images: early stopping is off (it needs "
                         "at least 50 to tell an improvement from noise); all epochs will run."}
     history = [d for d in lines if d["event"] == "epoch"]
@@ -330,7 +334,7 @@ def test_train_without_room_for_the_model_fails_before_training(tmp_path, monkey
     # a disk with 100 kB left: the seed model at 128 px (about 40,000 weights and Adam's two slots) does not fit
     monkeypatch.setattr(project.shutil, "disk_usage", lambda p: usage._replace(free=100_000))
     code, out, err = run(["train", tmp_path / "shapes", "--project", tmp_path / "p", "--image-size", 128, "--json"])
-    assert code == 2 and out == ""
+    assert code == 2 and [json.loads(line)["event"] for line in out.splitlines()] == ["cache"]  # then nothing
     assert len(err.splitlines()) == 1
     assert err.startswith(f"cnndesk-cli: error: Cannot save the project in {tmp_path / 'p'}: the disk has 0.1 MB "
                           "free and the model needs about ")

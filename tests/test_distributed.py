@@ -136,6 +136,8 @@ def test_when_a_process_dies_the_other_stops_with_one_clear_line(tmp_path, sampl
     survivor = start_process(port, 0, sample_dir, tmp_path / "p", "--peer-timeout", "5")
     victim = start_process(port, 1, sample_dir, tmp_path / "p", "--peer-timeout", "5")
     first = survivor.stdout.readline()  # the run's first note: both processes have joined
+    while first.startswith('{"event": "cache"'):  # where the decoded images are kept comes before it
+        first = survivor.stdout.readline()
     assert first.startswith('{"event": "note"'), survivor.stderr.read()[-3000:]
     os.killpg(victim.pid, signal.SIGKILL)  # the command and its JAX child, as a machine that goes down
     victim.wait()
