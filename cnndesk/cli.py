@@ -246,19 +246,13 @@ class _LoadProgress:
 
     def __init__(self, bar: "_Bar", json_events: bool):
         from .core.disk_cache import PREPARING
-        from .core.tasks import TaskState
+        from .core.tasks import ReportingTaskState
 
-        progress = self
-
-        class State(TaskState):
-            def set_status(self, text):
-                progress.preparing = text.startswith(PREPARING)
-
-            def on_progress(self, percent):
-                progress.show(percent)
+        def status(text: str) -> None:
+            self.preparing = text.startswith(PREPARING)
 
         self.bar, self.json_events, self.preparing = bar, json_events, False
-        self.state = State(min_interval=0.5 if json_events else 0.05)
+        self.state = ReportingTaskState(status, self.show, min_interval=0.5 if json_events else 0.05)
 
     def show(self, percent: float) -> None:
         what = "preparing the on-disk cache" if self.preparing else "reading images"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 
 class TaskState:
@@ -45,3 +46,20 @@ class TaskState:
     # -- asked by the owner ------------------------------------------------
     def request_interruption(self) -> None:
         self._cancel.set()
+
+
+class ReportingTaskState(TaskState):
+    """A ``TaskState`` whose reports go to two callables: a GUI thread's signals' ``emit``, a CLI's printing."""
+
+    def __init__(self, status: Callable[[str], None] | None = None, progress: Callable[[float], None] | None = None,
+                 min_interval: float = 0.05):
+        super().__init__(min_interval)
+        self._status, self._progress = status, progress
+
+    def set_status(self, text: str) -> None:
+        if self._status is not None:
+            self._status(text)
+
+    def on_progress(self, percent: float) -> None:
+        if self._progress is not None:
+            self._progress(percent)

@@ -20,19 +20,7 @@ from ..core.dataset import DatasetConfig, load_dataset
 from ..core.disk_cache import CacheSettings
 from ..core.errors import Cancelled, UserError
 from ..core.samples import ensure_sample_dataset
-from ..core.tasks import TaskState
-
-
-class _State(TaskState):
-    def __init__(self, thread: "_LoadThread"):
-        super().__init__(min_interval=0.05)
-        self._thread = thread
-
-    def on_progress(self, percent: float) -> None:
-        self._thread.progress.emit(percent)
-
-    def set_status(self, text: str) -> None:
-        self._thread.status.emit(text)
+from ..core.tasks import ReportingTaskState
 
 
 class _LoadThread(QThread):
@@ -45,7 +33,7 @@ class _LoadThread(QThread):
     def __init__(self, root: Path, config: DatasetConfig, make_sample: bool, cache: CacheSettings | None = None):
         super().__init__()
         self.root, self.config, self.make_sample, self.cache = root, config, make_sample, cache
-        self.state = _State(self)
+        self.state = ReportingTaskState(self.status.emit, self.progress.emit, min_interval=0.05)
 
     def run(self) -> None:
         try:

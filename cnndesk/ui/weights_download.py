@@ -19,21 +19,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushBu
 from ..core.architecture import LayerSpec, has_backbone
 from ..core.backbones import DownloadCancelled, WeightsUnavailable, ensure_weights, keras_cache_dir, weights_path
 from ..core.errors import UserError
-from ..core.tasks import TaskState
-
-
-class _DownloadState(TaskState):
-    """Turns the download's reports into the gate's signals (emitted from the download thread, queued)."""
-
-    def __init__(self, gate: "WeightsGate"):
-        super().__init__(min_interval=0.1)
-        self.gate = gate
-
-    def set_status(self, text: str) -> None:
-        self.gate._status.emit(text)
-
-    def on_progress(self, percent: float) -> None:
-        self.gate._progress.emit(percent)
+from ..core.tasks import ReportingTaskState
 
 
 class WeightsGate(QObject):
@@ -51,7 +37,7 @@ class WeightsGate(QObject):
     def __init__(self, parent: QWidget):
         super().__init__(parent)
         self._parent = parent
-        self._task: _DownloadState | None = None
+        self._task: ReportingTaskState | None = None
         self._dialog: QProgressDialog | None = None
         self._then: tuple | None = None
         self._status.connect(lambda text: self._dialog and self._dialog.setLabelText(text))
@@ -87,7 +73,8 @@ class WeightsGate(QObject):
 
     def _start(self, params: dict, input_shape, on_ready, use_file) -> None:
         self._then = (on_ready, use_file)
-        self._task = _DownloadState(self)
+        # the download's reports become the gate's signals (emitted from the download thread, queued)
+        self._task = ReportingTaskState(self._status.emit, self._progress.emit, min_interval=0.1)
         dialog = QProgressDialog("Downloading the ImageNet weights…", "Cancel", 0, 100, self._parent)
         dialog.setObjectName("weightsDownload")
         dialog.setWindowTitle("Pretrained weights")
