@@ -189,6 +189,18 @@ def _stale_runs(folder: Path, committed: dict | None) -> list[str]:
     return [n for n in entries if n not in keep and (RUN_ID.match(n) or n.startswith("."))]
 
 
+def _remove(path: Path) -> bool:
+    """Remove a leftover folder (a link is unlinked, never followed) or file; False when it could not be."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
 def _clean(folder: Path, committed: dict | None) -> list[str]:
     """Remove what interrupted saves left in ``folder``; the caller holds the lock.
 
@@ -200,15 +212,8 @@ def _clean(folder: Path, committed: dict | None) -> list[str]:
     keep = _kept_versions(committed)
     for name in _stale_runs(folder, committed):
         _step("clean")
-        path = folder / RUNS_DIR / name
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+        if _remove(folder / RUNS_DIR / name):
             removed.append(f"{RUNS_DIR}/{name}")
-        except OSError:
-            pass
     try:
         names = os.listdir(folder)
     except OSError:
@@ -231,15 +236,8 @@ def _clean(folder: Path, committed: dict | None) -> list[str]:
         if name in keep or not (_VERSION_NAME.match(name) or name.startswith(".")):
             continue  # ours to keep, or not ours at all
         _step("clean")
-        path = versions / name
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+        if _remove(versions / name):
             removed.append(f"{VERSIONS_DIR}/{name}")
-        except OSError:
-            pass
     return removed
 
 
