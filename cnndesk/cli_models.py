@@ -202,7 +202,7 @@ def cmd_evaluate(args) -> int:
     from .core.inspection import Inspector
 
     ins = Inspector(model, class_names, _with_pixels(config.preprocessing, args.preprocessing))
-    x, y = data.subset(data.val_index)
+    x, y = data.rows(data.val_index), data.labels[data.val_index]
     if len(y) == 0:
         raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
                         "train with --val-split above 0.")

@@ -238,3 +238,26 @@ def test_clear_caches_leaves_a_cache_being_written_by_a_running_process(tmp_path
     (writing / "shard-00000.bin").write_bytes(b"x" * 100)
     assert clear_caches(cache) >= 6 * 3 * 3076
     assert cache_folders(cache) == [writing.name]
+
+
+def test_evaluating_an_on_disk_dataset_reads_its_validation_split_a_chunk_at_a_time(tmp_path, cache, monkeypatch):
+    from cnndesk.core import inspection
+    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.inspection import Inspector
+
+    folder = write_dataset(tmp_path / "data", per_class=15, size=32)
+    on_disk, in_memory = load(folder, cache), load_dataset(folder, DatasetConfig(PRE))
+    ins = Inspector(build_model(preset("seed"), PRE.input_shape, on_disk.num_classes), on_disk.class_names, PRE)
+    monkeypatch.setattr(inspection, "EVALUATION_CHUNK", 4)
+    asked = []
+    read = ShardedImages.__getitem__
+    monkeypatch.setattr(ShardedImages, "__getitem__", lambda self, rows: asked.append(len(np.atleast_1d(
+        np.arange(len(self))[rows]))) or read(self, rows))
+    rows = on_disk.rows(on_disk.val_index)
+    assert asked == []  # nothing read until evaluated
+    ev = ins.evaluate(rows, on_disk.labels[on_disk.val_index])
+    assert max(asked) <= 4 and sum(asked) == len(on_disk.val_index)  # never the whole split at once
+    x, y = in_memory.subset(in_memory.val_index)
+    expected = ins.evaluate(x, y)
+    np.testing.assert_array_equal(ev.confusion, expected.confusion)
+    np.testing.assert_array_equal(ev.predicted, expected.predicted)

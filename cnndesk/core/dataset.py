@@ -156,12 +156,40 @@ class LoadedDataset:
     def subset(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.images[index], self.labels[index]
 
+    def rows(self, index: np.ndarray) -> "ImageRows":
+        """The images ``index`` as a lazy sequence: nothing is read until a slice of it is asked for.
+
+        For evaluating a split chunk by chunk, so that an on-disk dataset's
+        validation split is never held in memory whole.
+        """
+        return ImageRows(self.images, index)
+
     def validation_size(self) -> int:
         """How many images a run validates on; the stopping rules weigh their evidence by it.
 
         A distributed process's share (``distributed.ProcessShare``) holds part of them and counts them all.
         """
         return len(self.val_index)
+
+
+class ImageRows:
+    """Some rows of a dataset's images (an array or an on-disk ``ShardedImages``), read when sliced.
+
+    ``rows[a:b]`` is the (n, H, W, C) uint8 array of those images; ``len(rows)``
+    their number. See :meth:`LoadedDataset.rows`.
+    """
+
+    def __init__(self, images, index: np.ndarray):
+        self.images, self.index = images, np.asarray(index, dtype=np.int64)
+        self.shape = (len(self.index), *images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice):
+            raise TypeError("ImageRows takes a slice: read the rows chunk by chunk")
+        return np.asarray(self.images[self.index[key]])
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,9 @@ OUTPUT_SCORES_NOTE = {
     "sigmoid": "This model outputs a score; cnndesk shows sigmoid probabilities for two classes.",
 }
 #: what to say when a class's heat map is all zero (HiResCAM's often is on backbones such as MobileNetV2)
+#: images read and predicted at a time by :meth:`Inspector.evaluate` (a few MB at the usual sizes)
+EVALUATION_CHUNK = 256
+
 EMPTY_CAM_NOTE = "No positive evidence for this class at this layer; try an earlier layer or classic Grad-CAM."
 
 
@@ -425,9 +428,16 @@ class Inspector:
     # -- evaluation --------------------------------------------------------
     def evaluate(self, images_uint8: np.ndarray, labels: np.ndarray,
                  paths: Sequence[str] | None = None) -> Evaluation:
-        """Accuracy, per-class precision/recall/F1, confusion matrix, misclassified images."""
+        """Accuracy, per-class precision/recall/F1, confusion matrix, misclassified images.
+
+        ``images_uint8`` is an (N, H, W, C) array or anything sliced like one
+        (``LoadedDataset.rows``): it is read ``EVALUATION_CHUNK`` images at a
+        time, so a lazy sequence is never held in memory whole.
+        """
         k = len(self.class_names)
-        probs = self.probabilities(images_uint8)
+        chunks = [self.probabilities(images_uint8[i:i + EVALUATION_CHUNK])
+                  for i in range(0, len(images_uint8), EVALUATION_CHUNK)]
+        probs = np.concatenate(chunks) if chunks else np.zeros((0, k), np.float32)
         pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
         conf = probs.max(axis=1) if len(probs) else np.zeros(0)
         labels = np.asarray(labels)

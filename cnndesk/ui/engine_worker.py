@@ -406,7 +406,7 @@ class EngineWorker(QObject):
         ins = self._need_inspector()
         if data.class_names != ins.class_names:
             raise UserError("The dataset's classes differ from the model's; evaluate on the dataset it was trained on.")
-        x, y = data.subset(data.val_index)
+        x, y = data.rows(data.val_index), data.labels[data.val_index]  # read chunk by chunk, never whole
         if len(y) == 0:
             raise UserError("The validation split is empty: set a validation split above 0 to evaluate.")
         return ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
