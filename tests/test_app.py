@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
+from cnndesk.core.cpu_kernels import ENGINE_NICENESS
 from conftest import kept_epoch, write_dataset
 
 
@@ -254,12 +257,18 @@ def test_the_gui_stays_responsive_while_training(tiny_window, qtbot):
     timer.timeout.connect(tick)
     timer.start()
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    pressed = len(gaps)  # the next gap holds the press itself: the window's own work to start a run, and its repaint
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
     timer.stop()
-    gaps.sort()
+    press = gaps[pressed] if len(gaps) > pressed else float("nan")
+    gaps = sorted(gaps[pressed + 1:])
     print(f"\n10 ms timer during training: {len(gaps)} ticks, median gap {gaps[len(gaps) // 2] * 1000:.1f} ms, "
-          f"longest {gaps[-1] * 1000:.1f} ms, next longest {', '.join(f'{g * 1000:.0f}' for g in gaps[-5:-1])} ms")
+          f"longest {gaps[-1] * 1000:.1f} ms, next longest {', '.join(f'{g * 1000:.0f}' for g in gaps[-5:-1])} ms; "
+          f"the press of Train itself {press * 1000:.1f} ms")
     assert len(gaps) > 10  # the timer ran while training did
+    if sys.platform.startswith("linux"):  # the engine thread, and so the threads TensorFlow starts from it, yields
+        engine = os.getpriority(os.PRIO_PROCESS, w.engine.worker_thread.native_id)
+        assert engine == min(19, os.getpriority(os.PRIO_PROCESS, 0) + ENGINE_NICENESS)
 
 
 def test_closing_during_training_asks_then_stops_cleanly(tiny_window, qtbot, monkeypatch):

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cnndesk.core.cpu_kernels import ONEDNN_VARIABLE, use_onednn_kernels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,34 @@ def test_the_cli_chooses_before_tensorflow_is_imported():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["2", expected, "False"], out.stderr
     assert "does not exist" in out.stderr
+
+
+def _niceness(tid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, tid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_a_thread_that_yields_to_the_window_runs_lower_and_so_do_the_threads_it_starts():
+    import threading
+
+    from cnndesk.core.cpu_kernels import ENGINE_NICENESS, yield_to_the_window
+
+    window = _niceness(threading.get_native_id())
+    seen = {}
+
+    def child():
+        seen["child"] = _niceness(threading.get_native_id())
+
+    def engine():
+        seen["lowered"] = yield_to_the_window()
+        seen["engine"] = _niceness(threading.get_native_id())
+        started = threading.Thread(target=child)
+        started.start()
+        started.join()
+
+    t = threading.Thread(target=engine)
+    t.start()
+    t.join()
+    assert seen["lowered"] is True
+    assert seen["engine"] == seen["child"] == min(19, window + ENGINE_NICENESS)
+    assert _niceness(threading.get_native_id()) == window  # the calling process's other threads keep theirs

@@ -7,12 +7,17 @@ products through Eigen, which for the narrow layers of small CNNs costs about
 three times the CPU time of oneDNN's kernels (docs/training-speed.md). The
 variable that chooses is read once, when TensorFlow is imported, so the choice
 is made at start-up, before anything imports TensorFlow.
+
+It also says how the app's engine thread shares the CPU with the window
+(:func:`yield_to_the_window`).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import sys
+import threading
 from typing import MutableMapping
 
 #: TensorFlow's switch for its oneDNN kernels ("1" on, "0" off); read when TensorFlow is imported
@@ -40,4 +45,37 @@ def use_onednn_kernels(environ: MutableMapping[str, str] | None = None, machine:
     if machine not in _X86_64 or ONEDNN_VARIABLE in environ:
         return False
     environ[ONEDNN_VARIABLE] = "1"
+    return True
+
+
+#: how much lower than the window the app's engine thread (and every thread it starts) runs, in nice steps
+ENGINE_NICENESS = 5
+
+
+def yield_to_the_window(steps: int = ENGINE_NICENESS) -> bool:
+    """Lower the calling thread's CPU priority by ``steps`` nice steps, on Linux; elsewhere do nothing.
+
+    The app calls it first thing in its engine thread, before TensorFlow is
+    imported there, so TensorFlow's compute and ``tf.data`` threads, which
+    that thread starts and which inherit its priority, run below the GUI
+    thread. On a machine with few cores they keep every core busy while
+    training, and the window's thread, at the same priority, waited its turn
+    for tens of milliseconds (docs/training-speed.md). Nothing else runs slower
+    while the CPU has room: a lower priority only decides who waits when it
+    has not. The window stays at the priority it was started with.
+
+    Linux keeps a priority per thread (``setpriority`` on the thread's id) and
+    a new thread inherits its creator's; other systems do not work this way,
+    so there the call changes nothing.
+
+    Returns:
+        True if the priority was lowered.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
+    except OSError:  # a sandbox that forbids it: the app works as before
+        return False
     return True

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import threading
 from typing import Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -38,7 +39,13 @@ class _EngineThread(QThread):
     Running ``exec()`` from Python keeps one thread state for the thread's life.
     """
 
+    native_id: int | None = None  # the thread's id for the system, once it runs
+
     def run(self) -> None:
+        from ..core.cpu_kernels import yield_to_the_window
+
+        self.native_id = threading.get_native_id()
+        yield_to_the_window()  # before TensorFlow starts its threads from this one: they inherit it
         self.exec()
 
 
