@@ -721,10 +721,33 @@ class ShardedImages:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, cache: OnDiskCache, rows_to_files: np.ndarray):
+    def __init__(self, cache: OnDiskCache, rows_to_files: np.ndarray, streamed: tuple[int, int] = (0, 1)):
         self.cache = cache
         self.rows_to_files = np.asarray(rows_to_files, dtype=np.int64)
         self.shape = (len(self.rows_to_files), *cache.image_shape)
+        self.streamed = streamed  # (shard_index, num_shards) that :meth:`dataset` streams unless told otherwise
+
+    @property
+    def shard_count(self) -> int:
+        """How many shards the cache has."""
+        return len(self.cache.shard_files)
+
+    def own_shards(self, shard_index: int, num_shards: int) -> "ShardedImages":
+        """The same images, whose training stream reads only the shards ``shard_index::num_shards``.
+
+        Indexing still reads any row (validation gathers its rows wherever
+        they are); only :meth:`dataset`, and so ``make_tf_dataset`` in
+        training, opens no other shard. A distributed process trains on this.
+        """
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(f"shard_index must be in 0..{num_shards - 1}; got {shard_index}")
+        return ShardedImages(self.cache, self.rows_to_files, (shard_index, num_shards))
+
+    def rows_in_shards(self, index: np.ndarray, shard_index: int, num_shards: int) -> np.ndarray:
+        """The rows of ``index`` whose records are in the shards ``shard_index::num_shards``, in index order."""
+        rows = np.asarray(index, dtype=np.int64)
+        shard = self.cache._positions()[self.rows_to_files[rows]] // self.cache.per_shard
+        return rows[shard % num_shards == shard_index]
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -740,10 +763,11 @@ class ShardedImages:
 
     def dataset(self, labels: np.ndarray, index: np.ndarray | None, num_classes: int, batch_size: int, *,
                 training: bool, seed: int = 0, augment: Sequence[str] = (), repeat: bool = False,
-                shard_index: int = 0, num_shards: int = 1):
+                shard_index: int | None = None, num_shards: int | None = None):
         """The streaming pipeline of :meth:`OnDiskCache.dataset` over the rows ``index`` (None: all) of this view.
 
         For a distributed run, each process passes its ``shard_index`` of ``num_shards``
+        (or streams a view made by :meth:`own_shards`, whose shards are the default)
         and reads only its own shards; :meth:`count` says how many of ``index`` they hold.
 
         Example::
@@ -751,6 +775,8 @@ class ShardedImages:
             ds = data.images.dataset(data.labels, data.train_index, data.num_classes, 32, training=True,
                                      repeat=True, shard_index=process_id, num_shards=processes)
         """
+        if shard_index is None or num_shards is None:
+            shard_index, num_shards = self.streamed
         rows = np.arange(len(self)) if index is None else np.asarray(index, dtype=np.int64)
         return self.cache.dataset(self.file_labels(np.asarray(labels)), self.file_mask(rows), num_classes,
                                   batch_size, training=training, seed=seed, augment=augment, repeat=repeat,
