@@ -345,3 +345,24 @@ def test_a_cache_another_process_reads_is_neither_cleared_nor_replaced_under_it(
     assert reader.returncode == 0, err[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "read.npy"), reference.images)  # every image, as it was
     assert load(folder, cache).storage.reused and cache_folders(cache) == [load(folder, cache).storage.folder.name]
+
+
+def test_a_lock_file_deleted_while_another_waits_for_it_never_gives_two_holders(tmp_path):
+    path = tmp_path / "key.lock"
+    first, second, third = (file_locks.ExclusiveLock(path) for _ in range(3))
+    assert first.acquire()
+    waiting = threading.Event()
+    waiter = threading.Thread(target=second.acquire, kwargs={"on_wait": waiting.set})
+    waiter.start()
+    assert waiting.wait(30)
+    os.unlink(path)  # as remove_unused does, holding the lock: the waiter waits on a file that is gone
+    first.release()
+    waiter.join(30)
+    assert not waiter.is_alive() and path.exists()  # it noticed, and locked the file now at the path
+    with pytest.raises(Cancelled):
+        third.acquire(cancelled=lambda: True)  # that one is held: a third must wait
+    assert not second.remove_unused() and path.exists()  # a held lock file is not deleted
+    second.release()
+    assert second.remove_unused() and not path.exists()
+    assert third.acquire()
+    third.release()

@@ -291,11 +291,9 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        found = _find_complete(root, key, expected)  # a cache folder that cannot be written may still be read
-        if found is None:
-            raise _write_error(e, root, plan) from None
-        return found.decoded(len(scan.files)), _completed(plan, found, reused=True)
-    # one preparer per cache at a time, across processes: the others wait here, then reuse what it made
+        raise _write_error(e, root, plan) from None
+    # one preparer per cache at a time, across processes: the others wait here, then reuse what it made (in a
+    # folder where no lock file can be made, nothing can be prepared either: it is only read, unlocked)
     lock = file_locks.ExclusiveLock(root / f"{key}.lock")
     lock.acquire(on_wait=lambda: state is not None and state.set_status(WAITING),
                  cancelled=lambda: state is not None and state.is_interruption_requested())
@@ -306,6 +304,7 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
         cache = _prepare(root, key, expected, scan, preprocessing, plan, state, decode, workers)
     finally:
         lock.release()
+        lock.remove_unused()  # unless another process waits for it: no lock files left in the cache folder
     return cache.decoded(len(scan.files)), _completed(plan, cache, reused=False)
 
 

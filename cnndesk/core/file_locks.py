@@ -20,7 +20,8 @@ exclusive lock beside its own shared lock on another descriptor).
 
 On Windows, ``msvcrt.locking`` gives exclusive locks only: the key lock works
 as on POSIX, but there are no read holds, and a cache another process reads
-is protected only as far as Windows refuses to remove files that are open.
+is protected only while one of its files is open, as far as Windows refuses
+to rename a folder with an open file in it (not tried on Windows).
 """
 
 from __future__ import annotations
@@ -111,7 +112,11 @@ class ExclusiveLock:
             os.close(fd)  # the file was removed while this one waited on it: lock the one there now
 
     def remove_unused(self) -> bool:
-        """Delete the lock file unless someone holds it or waits for it; whether it was deleted."""
+        """Delete the lock file unless another holds it; whether it was deleted.
+
+        A process waiting for it then gets the lock of the deleted file, sees
+        that, and locks the file at ``path`` afterwards (see :meth:`acquire`).
+        """
         try:
             fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
         except OSError:
