@@ -304,7 +304,7 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
         cache = _prepare(root, key, expected, scan, preprocessing, plan, state, decode, workers)
     finally:
         lock.release()
-        lock.remove_unused()  # unless another process waits for it: no lock files left in the cache folder
+        lock.remove_unused()  # unless another process holds it by now: no lock files left in the cache folder
     return cache.decoded(len(scan.files)), _completed(plan, cache, reused=False)
 
 
