@@ -8,6 +8,10 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ import pytest
 from PIL import Image
 
 from cnndesk.cli import main
-from cnndesk.core import disk_cache
+from cnndesk.core import disk_cache, file_locks
 from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset
 from cnndesk.core.disk_cache import (
     CacheSettings, ShardedImages, clear_caches, estimate_bytes, parse_bytes, plan_cache,
@@ -23,11 +27,12 @@ from cnndesk.core.disk_cache import (
 from cnndesk.core.errors import Cancelled, DatasetError
 from cnndesk.core.images import Preprocessing
 from cnndesk.core.project import open_project
-from cnndesk.core.tasks import TaskState
+from cnndesk.core.tasks import ReportingTaskState, TaskState
 
 from conftest import write_dataset
 
 PRE = Preprocessing((32, 32), "rgb")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -41,7 +46,8 @@ def load(folder, cache, **kwargs):
 
 
 def cache_folders(cache: CacheSettings) -> list[str]:
-    return sorted(p.name for p in cache.root().iterdir()) if cache.root().exists() else []
+    """The cache folder's folders (caches and temporary ones); the small lock file of each key is not one."""
+    return sorted(p.name for p in cache.root().iterdir() if p.is_dir()) if cache.root().exists() else []
 
 
 def test_the_estimate_decides_between_memory_and_disk():
@@ -238,6 +244,128 @@ def test_clear_caches_leaves_a_cache_being_written_by_a_running_process(tmp_path
     (writing / "shard-00000.bin").write_bytes(b"x" * 100)
     assert clear_caches(cache) >= 6 * 3 * 3076
     assert cache_folders(cache) == [writing.name]
+
+
+# -- processes sharing one cache folder ---------------------------------------------------------------
+
+def _slow_decoding(monkeypatch, seconds: float = 0.01) -> None:
+    """Decoding that takes a while, so that two preparers are sure to overlap."""
+    from cnndesk.core import dataset
+
+    real = dataset._decode_or_reason
+
+    def slow(path, preprocessing):
+        time.sleep(seconds)
+        return real(path, preprocessing)
+
+    monkeypatch.setattr(dataset, "_decode_or_reason", slow)
+
+
+def test_two_preparers_of_one_cache_at_once_share_one_cache_and_read_every_image(tmp_path, cache, monkeypatch):
+    # Two threads model two processes here: each opens the lock file itself, and flock locks exclude by open file.
+    folder = write_dataset(tmp_path / "data", per_class=10, size=32)
+    reference = load_dataset(folder, DatasetConfig(PRE))
+    _slow_decoding(monkeypatch)
+    start = threading.Barrier(2)
+    loaded, statuses, errors = {}, {"a": [], "b": []}, []
+
+    def prepare(name):
+        start.wait()
+        try:
+            loaded[name] = load(folder, cache, state=ReportingTaskState(status=statuses[name].append))
+        except Exception as e:  # reported below, with the other thread's outcome
+            errors.append(e)
+
+    threads = [threading.Thread(target=prepare, args=(name,)) for name in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(loaded) == 2
+    # one prepared it; the other waited for it, saying so, and then read that one cache
+    assert sorted(d.storage.reused for d in loaded.values()) == [False, True]
+    waiter = next(name for name, d in loaded.items() if d.storage.reused)
+    assert disk_cache.WAITING in statuses[waiter]
+    assert len({d.storage.folder for d in loaded.values()}) == 1
+    assert load(folder, cache).storage.reused  # a later reader keeps it: nothing of theirs is deleted
+    assert len(cache_folders(cache)) == 1
+    everything = np.arange(len(reference.labels))
+    for data in loaded.values():
+        np.testing.assert_array_equal(data.images[everything], reference.images)
+
+
+def test_waiting_for_another_preparer_can_be_cancelled(tmp_path, cache):
+    folder = write_dataset(tmp_path / "data", per_class=4, size=32)
+    cache.root().mkdir(parents=True)
+    other = file_locks.ExclusiveLock(cache.root() / f"{disk_cache.cache_key(folder, PRE)}.lock")
+    assert other.acquire()  # another process preparing the same cache, and taking its time
+
+    class CancelWhileWaiting(TaskState):
+        def set_status(self, text):
+            if text == disk_cache.WAITING:
+                self.request_interruption()  # the user presses Cancel
+
+    try:
+        with pytest.raises(Cancelled):
+            load(folder, cache, state=CancelWhileWaiting())
+    finally:
+        other.release()
+    assert cache_folders(cache) == []
+    assert not load(folder, cache).storage.reused  # once the other is done, this one prepares
+
+
+READ_LATER = """
+import sys
+from pathlib import Path
+import numpy as np
+from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.disk_cache import CacheSettings
+from cnndesk.core.images import Preprocessing
+data = load_dataset(sys.argv[1], DatasetConfig(Preprocessing((32, 32), "rgb")),
+                    cache=CacheSettings(memory_limit=0, folder=Path(sys.argv[2])))
+print(data.storage.folder, flush=True)
+sys.stdin.readline()  # until the test has tried to delete the cache
+np.save(sys.argv[3], data.images[np.arange(len(data.labels))])
+"""
+
+
+def test_a_cache_another_process_reads_is_neither_cleared_nor_replaced_under_it(tmp_path, cache):
+    folder = write_dataset(tmp_path / "data", per_class=6, size=32)
+    reference = load_dataset(folder, DatasetConfig(PRE))
+    reader = subprocess.Popen([sys.executable, "-c", READ_LATER, str(folder), str(cache.root()),
+                               str(tmp_path / "read.npy")], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    in_use = Path(reader.stdout.readline().strip())
+    assert in_use.parent == cache.root(), reader.stderr.read()
+    clear_caches(cache)
+    _rewrite(folder / "left" / "left_02.png", 90)  # the dataset changes: this process makes a new cache
+    assert not load(folder, cache).storage.reused
+    assert in_use.is_dir() and len(cache_folders(cache)) == 2  # the outdated one stays while it is read
+    _, err = reader.communicate("go\n", timeout=120)
+    assert reader.returncode == 0, err[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "read.npy"), reference.images)  # every image, as it was
+    assert load(folder, cache).storage.reused and cache_folders(cache) == [load(folder, cache).storage.folder.name]
+
+
+def test_a_lock_file_deleted_while_another_waits_for_it_never_gives_two_holders(tmp_path):
+    path = tmp_path / "key.lock"
+    first, second, third = (file_locks.ExclusiveLock(path) for _ in range(3))
+    assert first.acquire()
+    waiting = threading.Event()
+    waiter = threading.Thread(target=second.acquire, kwargs={"on_wait": waiting.set})
+    waiter.start()
+    assert waiting.wait(30)
+    os.unlink(path)  # as remove_unused does, holding the lock: the waiter waits on a file that is gone
+    first.release()
+    waiter.join(30)
+    assert not waiter.is_alive() and path.exists()  # it noticed, and locked the file now at the path
+    with pytest.raises(Cancelled):
+        third.acquire(cancelled=lambda: True)  # that one is held: a third must wait
+    assert not second.remove_unused() and path.exists()  # a held lock file is not deleted
+    second.release()
+    assert second.remove_unused() and not path.exists()
+    assert third.acquire()
+    third.release()
 
 
 def test_evaluating_an_on_disk_dataset_reads_its_validation_split_a_chunk_at_a_time(tmp_path, cache, monkeypatch):

@@ -7,6 +7,7 @@ opens it, and must predict as it does under JAX.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnndesk.core.distributed import DistributedError, cluster_from_env, process_rows
+from cnndesk.core import disk_cache
+from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset
+from cnndesk.core.disk_cache import CacheSettings
+from cnndesk.core.distributed import (
+    DistributedError, cluster_from_env, distributed_note, process_rows, process_share,
+)
+from cnndesk.core.images import Preprocessing
+
+from conftest import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,6 +62,74 @@ def test_each_process_gets_an_equal_share_of_whole_batches_and_no_image_twice():
     assert np.array_equal(process_rows(rows, 1, 2, 8, seed=4), shares[1])  # alike wherever it is computed
     assert [len(process_rows(rows, pid, 3, 5, seed=1)) for pid in range(3)] == [30, 30, 30]
     assert len(process_rows(rows[:10], 0, 2, 8, seed=1)) == 0  # less than one global batch
+
+
+RECORD = 32 * 32 * 3 + 4  # bytes of one 32×32 colour image's record in the on-disk cache
+
+
+def shard_of_each_row(data) -> np.ndarray:
+    """Which shard holds each row's image, from the cache's own record list and shard sizes."""
+    cache = data.images.cache
+    ends = np.cumsum(cache.shard_records)
+    record = {int(f): i for i, f in enumerate(cache.order)}  # file number -> record number
+    return np.array([np.searchsorted(ends, record[int(f)], side="right") for f in data.images.rows_to_files])
+
+
+def test_with_an_on_disk_cache_each_process_trains_on_whole_batches_from_its_own_shards_only(tmp_path,
+                                                                                             monkeypatch):
+    monkeypatch.setattr(disk_cache, "SHARD_BYTES", 10 * RECORD)  # 10 images a shard: 6 shards
+    monkeypatch.setattr(disk_cache, "BLOCK_RECORDS", 5)
+    folder = write_dataset(tmp_path / "data", per_class=20, size=32)
+    config = DatasetConfig(Preprocessing((32, 32), "rgb"))
+    data = load_dataset(folder, config, cache=CacheSettings(memory_limit=0, folder=tmp_path / "cache"))
+    in_memory = load_dataset(folder, config)
+    assert data.images.shard_count == 6 and len(data.train_index) == 48
+    shard = shard_of_each_row(data)
+    counts = [int(np.isin(shard[data.train_index], [p, p + 3]).sum()) for p in range(3)]
+    # which images a shard holds depends on the folder's path: leave out enough of process 0's that it has fewest
+    fewer = max(counts[0] - min(counts[1:]) + 1, 1)
+    train = np.setdiff1d(data.train_index, data.train_index[np.isin(shard[data.train_index], [0, 3])][:fewer])
+    data = dataclasses.replace(data, train_index=train)
+    assert len(train) == 48 - fewer
+
+    shares = [process_share(data, pid, 3, 2, seed=5) for pid in range(3)]
+    size = (counts[0] - fewer) // 2 * 2  # the smallest count, in whole batches of 2
+    assert [len(s.train_index) for s in shares] == [size] * 3  # the same whole batches everywhere
+    assert all(s.left_out == len(train) - 3 * size > 0 for s in shares)
+    rows = [set(s.train_index.tolist()) for s in shares]
+    assert not rows[0] & rows[1] and not rows[0] & rows[2] and not rows[1] & rows[2]
+    for pid, share in enumerate(shares):
+        assert set(shard[share.train_index]) <= {pid, pid + 3} and share.shards_read == 2
+        assert "from its 2 of the 6 shards of the on-disk cache" in distributed_note(3, 3, 2, share, 12)
+
+    # its training pipeline opens no other shard: with the others' shards gone it still reads its images
+    shard_files = [Path(f) for f in data.images.cache.shard_files]
+    for pid, share in enumerate(shares):
+        others = [f for k, f in enumerate(shard_files) if k % 3 != pid]
+        for f in others:
+            f.rename(f.with_suffix(".away"))
+        try:
+            ds = make_tf_dataset(share.images, share.labels, share.num_classes, 2, training=True, seed=1,
+                                 index=share.train_index)
+            seen = np.concatenate([x.numpy() for x, _ in ds]).astype(np.uint8)
+        finally:
+            for f in others:
+                f.with_suffix(".away").rename(f)
+        expected = in_memory.images[share.train_index]
+        assert len(seen) == len(expected)
+        assert sorted(map(bytes, seen)) == sorted(map(bytes, expected))
+        np.testing.assert_array_equal(share.images[share.val_index], in_memory.images[share.val_index])
+
+    # more processes than shards: rows dealt out as in memory, each process streaming every shard
+    many = process_share(data, 1, 7, 2, seed=5)
+    assert np.array_equal(many.train_index, process_rows(train, 1, 7, 2, seed=5))
+    assert many.images is data.images and not many.shards_read
+    assert "the on-disk cache has 6 shards, fewer than the 7 processes, so every process reads the whole cache" \
+        in distributed_note(7, 7, 2, many, 12)
+    # a dataset in memory: exactly the rows dealt out, and nothing about shards
+    kept = process_share(in_memory, 2, 3, 2, seed=5)
+    assert np.array_equal(kept.train_index, process_rows(in_memory.train_index, 2, 3, 2, seed=5))
+    assert kept.images is in_memory.images and "shard" not in distributed_note(3, 3, 2, kept, 12)
 
 
 def test_the_run_is_read_from_the_keras_variables_and_mistakes_are_named():
@@ -129,6 +206,35 @@ def test_two_local_processes_train_one_model_that_the_app_opens_and_that_predict
     tf_p, jax_p = (np.array(outputs[b]["probabilities"]) for b in ("tensorflow", "jax"))
     assert tf_p.shape == (12, 4) and np.allclose(tf_p.sum(axis=1), 1, atol=1e-5)
     assert np.abs(tf_p - jax_p).max() < 1e-5
+
+
+def test_two_local_processes_train_from_their_own_shards_of_one_on_disk_cache(tmp_path, sample_dir, monkeypatch):
+    from cnndesk.core.project import open_project
+
+    # the run's cache folder holds the sample's cache in small shards, as an earlier reading left it; both
+    # processes find it (one after the other: preparing and choosing a cache is locked) and share it
+    monkeypatch.setattr(disk_cache, "SHARD_BYTES", 20 * RECORD)
+    monkeypatch.setattr(disk_cache, "BLOCK_RECORDS", 5)
+    cache = tmp_path / "cache"
+    shards = load_dataset(sample_dir, DatasetConfig(Preprocessing((32, 32), "rgb")),
+                          cache=CacheSettings(memory_limit=0, folder=cache)).images.shard_count
+    assert shards == 6
+    project = tmp_path / "from-disk"
+    port = free_port()
+    runs = [start_process(port, pid, sample_dir, project, "--cache-memory-limit", "0", "--cache-dir", str(cache))
+            for pid in (0, 1)]
+    results = [answer(p) for p in runs]
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    events = [json.loads(line) for line in results[0][1].splitlines()]
+    where = next(e for e in events if e["event"] == "cache")
+    assert where["on_disk"] and where["reused"] and where["shards"] == shards
+    note = next(e for e in events if e["event"] == "note")["message"]
+    assert "from its 3 of the 6 shards of the on-disk cache" in note, note
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1] and events[-1]["event"] == "done"
+    opened, model = open_project(project)
+    assert len(opened.history) == 1 and model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0).shape == (1, 4)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1  # one cache, shared
 
 
 def test_when_a_process_dies_the_other_stops_with_one_clear_line(tmp_path, sample_dir):

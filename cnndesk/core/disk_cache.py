@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import sys
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import file_locks
 from .errors import Cancelled, DatasetError, UserError
 from .images import Preprocessing
 from .scanning import DatasetScan
@@ -62,6 +64,8 @@ SPARE_DISK_BYTES = 256 * 2**20
 CACHE_DIR_ENV = "CNNDESK_CACHE_DIR"
 #: the status text while a cache is prepared (the CLI tells its progress apart by it)
 PREPARING = "Preparing the on-disk cache"
+#: the status text while another process prepares the same cache (it starts with ``PREPARING`` too)
+WAITING = f"{PREPARING}: another cnndesk process is preparing the same cache; waiting for it…"
 _DECODE_CHUNK = 64
 
 
@@ -284,14 +288,32 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
     root = settings.root()
     key = cache_key(scan.root, preprocessing)
     expected = _expected_manifest(scan, preprocessing, source_fingerprint(scan))
-    found = _find_complete(root, key, expected)
-    if found is not None:
-        decoded = found.decoded(len(scan.files))
-        return decoded, _completed(plan, found, reused=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _write_error(e, root, plan) from None
+    # one preparer per cache at a time, across processes: the others wait here, then reuse what it made (in a
+    # folder where no lock file can be made, nothing can be prepared either: it is only read, unlocked)
+    lock = file_locks.ExclusiveLock(root / f"{key}.lock")
+    lock.acquire(on_wait=lambda: state is not None and state.set_status(WAITING),
+                 cancelled=lambda: state is not None and state.is_interruption_requested())
+    try:
+        found = _find_complete(root, key, expected)
+        if found is not None:
+            return found.decoded(len(scan.files)), _completed(plan, found, reused=True)
+        cache = _prepare(root, key, expected, scan, preprocessing, plan, state, decode, workers)
+    finally:
+        lock.release()
+        lock.remove_unused()  # unless another process holds it by now: no lock files left in the cache folder
+    return cache.decoded(len(scan.files)), _completed(plan, cache, reused=False)
+
+
+def _prepare(root: Path, key: str, expected: dict, scan: DatasetScan, preprocessing: Preprocessing,
+             plan: CachePlan, state: TaskState | None, decode, workers: int | None) -> "OnDiskCache":
+    """Write a new cache of ``key`` into a temporary folder, rename it into place and open it."""
     token = secrets.token_hex(4)
     final = root / f"{key}-{token}"  # a new name for every cache made: a reader of an older one never mixes them
     try:
-        root.mkdir(parents=True, exist_ok=True)
         _remove_abandoned(root, key)
         _check_room(root, plan)
         temp = root / f"{key}.tmp-{os.getpid()}-{token}"
@@ -312,7 +334,7 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
     if cache is None:  # renamed into place but not readable as written: never train on it
         raise DatasetError(f"The on-disk cache in {final} could not be read back after preparing it. "
                            "Check the disk, or raise the memory limit to keep the images in memory.")
-    return cache.decoded(len(scan.files)), _completed(plan, cache, reused=False)
+    return cache
 
 
 def _completed(plan: CachePlan, cache: "OnDiskCache", reused: bool) -> CachePlan:
@@ -456,8 +478,30 @@ def _find_complete(root: Path, key: str, expected: dict) -> "OnDiskCache | None"
         if cache is not None:
             found = cache
         else:
-            shutil.rmtree(folder, ignore_errors=True)
+            _discard(folder)
     return found
+
+
+def _discard(folder: Path) -> bool:
+    """Delete a cache folder unless another process reads it (holds its manifest); whether it went.
+
+    The folder is first renamed to a temporary name of this process while no
+    other process can start reading it, then deleted: a reader that opens it
+    a moment later finds nothing, never a folder half deleted.
+    """
+    key = folder.name.rsplit("-", 1)[0]
+    with file_locks.unused(folder / MANIFEST) as free:
+        if not free:
+            return False
+        doomed = folder.with_name(f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            folder.rename(doomed)
+        except FileNotFoundError:
+            return True
+        except OSError:  # e.g. Windows, where a file in it is open
+            return False
+    shutil.rmtree(doomed, ignore_errors=True)
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -493,6 +537,7 @@ class OnDiskCache:
         folder = Path(folder)
         if not folder.is_dir():
             return None
+        held = file_locks.hold_shared(folder / MANIFEST)  # before reading it: no process deletes it from now on
         try:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
             usable = (manifest.get("complete") is True
@@ -506,8 +551,12 @@ class OnDiskCache:
         except (OSError, ValueError, KeyError, TypeError):
             usable = False
         if not usable:
-            shutil.rmtree(folder, ignore_errors=True)
+            if held:
+                file_locks.release_shared(folder / MANIFEST)
+            _discard(folder)
             return None
+        if held:  # until this object is gone; a folder renamed away meanwhile reads as "removed", as before
+            weakref.finalize(cache, file_locks.release_shared, folder / MANIFEST)
         return cache
 
     def _shards_intact(self) -> bool:
@@ -671,10 +720,33 @@ class ShardedImages:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, cache: OnDiskCache, rows_to_files: np.ndarray):
+    def __init__(self, cache: OnDiskCache, rows_to_files: np.ndarray, streamed: tuple[int, int] = (0, 1)):
         self.cache = cache
         self.rows_to_files = np.asarray(rows_to_files, dtype=np.int64)
         self.shape = (len(self.rows_to_files), *cache.image_shape)
+        self.streamed = streamed  # (shard_index, num_shards) that :meth:`dataset` streams unless told otherwise
+
+    @property
+    def shard_count(self) -> int:
+        """How many shards the cache has."""
+        return len(self.cache.shard_files)
+
+    def own_shards(self, shard_index: int, num_shards: int) -> "ShardedImages":
+        """The same images, whose training stream reads only the shards ``shard_index::num_shards``.
+
+        Indexing still reads any row (validation gathers its rows wherever
+        they are); only :meth:`dataset`, and so ``make_tf_dataset`` in
+        training, opens no other shard. A distributed process trains on this.
+        """
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(f"shard_index must be in 0..{num_shards - 1}; got {shard_index}")
+        return ShardedImages(self.cache, self.rows_to_files, (shard_index, num_shards))
+
+    def rows_in_shards(self, index: np.ndarray, shard_index: int, num_shards: int) -> np.ndarray:
+        """The rows of ``index`` whose records are in the shards ``shard_index::num_shards``, in index order."""
+        rows = np.asarray(index, dtype=np.int64)
+        shard = self.cache._positions()[self.rows_to_files[rows]] // self.cache.per_shard
+        return rows[shard % num_shards == shard_index]
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -690,10 +762,11 @@ class ShardedImages:
 
     def dataset(self, labels: np.ndarray, index: np.ndarray | None, num_classes: int, batch_size: int, *,
                 training: bool, seed: int = 0, augment: Sequence[str] = (), repeat: bool = False,
-                shard_index: int = 0, num_shards: int = 1):
+                shard_index: int | None = None, num_shards: int | None = None):
         """The streaming pipeline of :meth:`OnDiskCache.dataset` over the rows ``index`` (None: all) of this view.
 
         For a distributed run, each process passes its ``shard_index`` of ``num_shards``
+        (or streams a view made by :meth:`own_shards`, whose shards are the default)
         and reads only its own shards; :meth:`count` says how many of ``index`` they hold.
 
         Example::
@@ -701,6 +774,8 @@ class ShardedImages:
             ds = data.images.dataset(data.labels, data.train_index, data.num_classes, 32, training=True,
                                      repeat=True, shard_index=process_id, num_shards=processes)
         """
+        if shard_index is None or num_shards is None:
+            shard_index, num_shards = self.streamed
         rows = np.arange(len(self)) if index is None else np.asarray(index, dtype=np.int64)
         return self.cache.dataset(self.file_labels(np.asarray(labels)), self.file_mask(rows), num_classes,
                                   batch_size, training=training, seed=seed, augment=augment, repeat=repeat,
@@ -725,13 +800,19 @@ class ShardedImages:
 
 
 def clear_caches(settings: CacheSettings | None = None) -> int:
-    """Delete every cache in the cache folder; the bytes freed. A cache being written by a running process
-    is left alone."""
+    """Delete every cache in the cache folder; the bytes freed. A cache being written by a running process,
+    or read by another one, is left alone, and so is the lock file of a cache being prepared."""
     root = (settings or CacheSettings()).root()
     freed = 0
     if not root.is_dir():
         return 0
     for entry in root.iterdir():
+        if entry.suffix == ".lock" and entry.is_file():
+            file_locks.ExclusiveLock(entry).remove_unused()
+            continue
+        if not entry.is_dir():
+            continue
+        size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
         if ".tmp-" in entry.name:
             try:
                 pid = int(entry.name.split(".tmp-")[1].split("-")[0])
@@ -739,7 +820,8 @@ def clear_caches(settings: CacheSettings | None = None) -> int:
                 pid = -1
             if _process_alive(pid):
                 continue
-        if entry.is_dir():
-            freed += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
             shutil.rmtree(entry, ignore_errors=True)
+        elif not _discard(entry):
+            continue
+        freed += size
     return freed

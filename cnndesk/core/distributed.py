@@ -2,7 +2,8 @@
 
 Every process of a run executes the same program: it joins the others
 (:func:`join`), reads the whole dataset, keeps only its own share of the
-training and validation images (:func:`process_share`), trains with
+training and validation images (:func:`process_share`; with an on-disk
+cache, the training images of its own shards), trains with
 ``keras.distribution.DataParallel`` and saves, after which only process 0's
 project is kept. The facts this relies on, and the traps it avoids, are in
 docs/distributed.md; in short:
@@ -136,17 +137,43 @@ def process_rows(rows: np.ndarray, process_id: int, num_processes: int, process_
     return np.sort(order[process_id::num_processes][:steps * process_batch])
 
 
+#: a process trains on its own shards only while that leaves out at most this part of the training split
+MAX_SHARD_LEFT_OUT = 0.25
+
+
+def shard_rows(images, rows: np.ndarray, process_id: int, num_processes: int, process_batch: int,
+               seed: int) -> np.ndarray:
+    """The rows this process trains on when it reads only its own shards ``process_id::num_processes``.
+
+    ``images`` is an on-disk cache's ``ShardedImages``. Each process counts
+    how many of ``rows`` every process's shards hold (the cache's record list
+    says, so all processes agree without asking each other); the smallest
+    count, cut to whole batches of ``process_batch``, is every process's
+    share. This process takes that many of the ``rows`` in its own shards,
+    chosen with ``seed``; the rest of them are left out.
+    """
+    counts = [images.count(rows, p, num_processes) for p in range(num_processes)]
+    take = min(counts) // process_batch * process_batch
+    own = images.rows_in_shards(rows, process_id, num_processes)
+    return np.sort(np.random.default_rng(seed).permutation(own)[:take])
+
+
 @dataclass
 class ProcessShare(LoadedDataset):
     """A process's share of a loaded dataset: its own training and validation rows of the same cache.
 
     Class weights stay those of the whole training split, so every process
-    weights the loss alike.
+    weights the loss alike. With an on-disk cache, ``images`` streams only the
+    process's own shards in training (``shards_read`` of ``shards``), unless
+    ``reads_all_because`` says why every process reads every shard.
     """
 
     whole: LoadedDataset | None = None
     processes: int = 1
-    left_out: int = 0  # training images no process uses (fewer than one global batch)
+    left_out: int = 0  # training images no process uses (fewer than one global batch, or shards' differences)
+    shards: int = 0  # shards of the on-disk cache (0: in memory)
+    shards_read: int = 0  # of them, those this process streams its training images from (0: rows dealt out)
+    reads_all_because: str = ""  # on disk but rows dealt out: why, as a clause for the log
 
     def validation_size(self) -> int:
         return len(self.val_index) * self.processes  # every process validates on as many
@@ -170,9 +197,39 @@ def process_share(data: LoadedDataset, process_id: int, num_processes: int, proc
     train = process_rows(data.train_index, process_id, num_processes, process_batch, seed)
     val = process_rows(data.val_index, process_id, num_processes, process_batch, seed + 1)
     fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(LoadedDataset)}
+    disk = {}
+    if data.on_disk:
+        disk = _on_disk_share(data, process_id, num_processes, process_batch, seed)
+        if "images" in disk:
+            train = disk.pop("train_index")
+            fields["images"] = disk.pop("images")
     fields.update(train_index=train, val_index=val)
     return ProcessShare(**fields, whole=data, processes=num_processes,
-                        left_out=len(data.train_index) - len(train) * num_processes)
+                        left_out=len(data.train_index) - len(train) * num_processes, **disk)
+
+
+def _on_disk_share(data: LoadedDataset, process_id: int, num_processes: int, process_batch: int,
+                   seed: int) -> dict:
+    """The training rows and images of a process that reads only its own shards, or why it cannot.
+
+    Returns ``ProcessShare`` fields: ``shards`` and, when the own shards give
+    every process at least one batch and leave out at most
+    ``MAX_SHARD_LEFT_OUT`` of the split, ``train_index``, ``images`` (the
+    view that streams only these shards) and ``shards_read``; otherwise
+    ``reads_all_because``, and the rows are dealt out as for a cache in memory.
+    """
+    images, n = data.images, num_processes
+    shards = images.shard_count
+    if shards < n:
+        return {"shards": shards, "reads_all_because": f"the on-disk cache has {shards} shard{'s' * (shards != 1)}, "
+                                                       f"fewer than the {n} processes"}
+    train = shard_rows(images, data.train_index, process_id, n, process_batch, seed)
+    left_out = len(data.train_index) - len(train) * n
+    if not len(train) or left_out > MAX_SHARD_LEFT_OUT * len(data.train_index):
+        return {"shards": shards, "reads_all_because": "the shards of the on-disk cache hold too unequal numbers "
+                                                       "of training images for equal shares"}
+    return {"shards": shards, "shards_read": len(range(process_id, shards, n)), "train_index": train,
+            "images": images.own_shards(process_id, n)}
 
 
 def distributed_note(num_processes: int, devices: int, batch_size: int, share: ProcessShare,
@@ -182,8 +239,12 @@ def distributed_note(num_processes: int, devices: int, batch_size: int, share: P
     text = (f"Training on {n} process{'es' if n != 1 else ''} with {devices} device{'s' if devices != 1 else ''}: "
             f"each step takes a global batch of {batch_size * devices} images, {batch_size} per device; each process "
             f"reads its own {len(share.train_index)} training images")
+    if share.shards_read:
+        text += f", from its {share.shards_read} of the {share.shards} shards of the on-disk cache"
     if share.left_out:
         text += f" ({share.left_out} left out each epoch so that every process takes equal steps)"
+    if share.reads_all_because:
+        text += f"; {share.reads_all_because}, so every process reads the whole cache and keeps its own images"
     used_val = len(share.val_index) * n
     if val_images and not used_val:
         text += f"; the {val_images} validation images are fewer than one global batch, so there is no validation"
