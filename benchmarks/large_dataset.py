@@ -11,6 +11,7 @@ child process of its own so that its peak memory is its own:
               images/s, training images/s of epochs 2+ and the peak RSS
               (``ru_maxrss``), next to the RSS once TensorFlow is imported and
               a model built (TensorFlow's own footprint).
+  gui N       the same through the app's window (``--gui``, below).
   compare N   the in-memory path against the on-disk path on a subset that
               fits (the first N images): trains memory, disk, memory, disk in
               one process (alternating, so that a machine whose load changes
@@ -25,6 +26,13 @@ Usage:
     .venv/bin/python benchmarks/large_dataset.py --count 2000 --sizes 2000 --subset 2000 --epochs 2   # a quick look
     .venv/bin/python benchmarks/large_dataset.py --pipeline-only --sizes 10000,30000   # the input side alone
     .venv/bin/python benchmarks/large_dataset.py --in-memory --sizes 10000 --subset 0    # the same sizes in memory
+    .venv/bin/python benchmarks/large_dataset.py --gui --sizes 10000,100000 --epochs 1   # through the app's window
+
+``--gui`` drives the app's main window offscreen as a user would: "Memory for
+images" set to 1 MB, the folder read (so prepared on disk), Train pressed, then
+the viewer's evaluation of the validation split; it prints preparation and
+training images/s, the RSS after each step and the peak, the evaluation's time,
+and the longest gap of a 10 ms timer on the GUI thread while training.
 
 Targets (issue 20): peak RSS flat in the dataset size (within TensorFlow's own
 footprint + 1 GiB); training from disk at least 0.9x the in-memory speed.
@@ -201,6 +209,85 @@ def child_compare(folder: Path, epochs: int, batch: int, image_size: int, rounds
         shutil.rmtree(cache_dir, ignore_errors=True)
 
 
+def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
+    """The app's main window, offscreen, as a user would drive it: a 1 MB "Memory for images", the folder read,
+    ``epochs`` epochs trained, then the validation split evaluated in the viewer; peak RSS, and the longest gap of
+    a 10 ms timer on the GUI thread from the first batch to the end of training."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from _qt import wait_until
+    from cnndesk.core.cpu_kernels import use_onednn_kernels
+    from cnndesk.ui.main_window import MainWindow
+
+    use_onednn_kernels()  # as the app starts
+    app = QApplication.instance() or QApplication([])
+    work = Path(tempfile.mkdtemp(prefix="cnndesk-large-gui-"))
+    os.environ["CNNDESK_CACHE_DIR"] = str(work / "cache")
+    try:
+        window = MainWindow(settings=QSettings(str(work / "settings.ini"), QSettings.IniFormat),
+                            sample_dir=work / "sample")
+        errors: list[str] = []
+        window.show_error = lambda title, message: errors.append(f"{title}: {message}")
+        window.engine.failed.connect(lambda name, message: errors.append(f"{name}: {message}"))
+        window.show()
+        panel = window.dataset_panel
+        wait_until(lambda: (window.engine.is_ready and panel.data is not None) or bool(errors), 600,
+                   "TensorFlow and the built-in sample")
+        panel.memory_limit.setValue(1)  # MB: every dataset goes to the on-disk cache
+        panel.image_size.setCurrentText(str(image_size))
+        baseline = peak_rss_mb()
+        t = time.perf_counter()
+        panel.load_folder(str(folder))
+        wait_until(lambda: (panel.data is not None and panel.data.root == folder.resolve()) or bool(errors),
+                   3600, "the dataset")
+        if errors:
+            raise SystemExit(errors[-1])
+        prepare = time.perf_counter() - t
+        data = panel.data
+        assert data.on_disk, "the window kept the images in memory"
+        after_prepare = peak_rss_mb()
+        window.model_panel.epochs.setValue(epochs)
+        speeds: list[float] = []
+        window.engine.epoch.connect(lambda report: speeds.append(report.images_per_s))
+        gaps, last = [], [time.perf_counter()]
+
+        def tick() -> None:
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            last[0] = now
+
+        batches: list[int] = []
+        window.engine.batch.connect(lambda report: batches.append(1))
+        wait_until(window.train_action.isEnabled, 600, "Train to be enabled")
+        window.train_action.trigger()
+        timer = QTimer(interval=10)
+        timer.timeout.connect(tick)
+        wait_until(lambda: bool(batches) or not window.training_panel.running, 7200, "the first batch")
+        timer.start()  # from the first batch on: the press and the first step's tracing are not what is asked about
+        last[0] = time.perf_counter()
+        wait_until(lambda: not window.training_panel.running, 7200, "training")
+        timer.stop()
+        if errors or not speeds:
+            raise SystemExit(errors[-1] if errors else "training failed")
+        after_training = peak_rss_mb()
+        t = time.perf_counter()
+        window.viewer_panel.evaluate()
+        wait_until(lambda: window.viewer_panel.evaluation_view.evaluation is not None or bool(errors), 3600,
+                   "the evaluation")
+        evaluated = time.perf_counter() - t
+        window.shutdown()
+        return {"images": len(data.labels), "path": "gui", "cache_bytes": data.storage.bytes,
+                "shards": data.storage.shards, "prepare_images_per_s": len(data.labels) / prepare,
+                "epochs": speeds, "train_images_per_s": _later(speeds), "rss_tf_mb": baseline,
+                "rss_after_prepare_mb": after_prepare, "rss_after_training_mb": after_training,
+                "peak_rss_mb": peak_rss_mb(), "evaluate_s": evaluated, "val_images": len(data.val_index),
+                "longest_stall_ms": 1000 * max(gaps, default=float("nan"))}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_child(*argv: str) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -225,13 +312,17 @@ def main() -> None:
                          "where training would take hours; peak RSS then shows the data side's memory)")
     ap.add_argument("--in-memory", action="store_true",
                     help="the peak RSS table with the in-memory path instead (for comparison)")
+    ap.add_argument("--gui", action="store_true",
+                    help="the peak RSS table from the app's window instead (offscreen): read, train, evaluate")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.child:
         kind, folder = args.child[0], Path(args.child[1])
         run = _stream if args.pipeline_only else _train
-        if kind == "disk":
+        if kind == "gui":
+            out = child_gui(folder, args.epochs, args.image_size)
+        elif kind == "disk":
             out = child_disk(folder, args.epochs, args.batch_size, args.image_size, run, args.in_memory)
         else:
             out = child_compare(folder, args.epochs, args.batch_size, args.image_size, args.rounds, run)
@@ -244,6 +335,12 @@ def main() -> None:
     common = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--image-size",
               str(args.image_size), *(["--pipeline-only"] if args.pipeline_only else []),
               *(["--in-memory"] if args.in_memory else [])]
+    if args.gui:
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; the app's window (offscreen), images "
+              f"{SIZE}x{SIZE} PNG at {args.image_size}x{args.image_size}, {args.epochs} epochs of the default model, "
+              "on-disk cache")
+        print_gui(source, sizes, common)
+        return
     what = "input pipeline alone, no model" if args.pipeline_only else "seed preset"
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; images {SIZE}x{SIZE} PNG, model input "
           f"{args.image_size}x{args.image_size}, batch {args.batch_size}, {args.epochs} epochs, {what}, CPU")
@@ -262,6 +359,17 @@ def compare_sizes(source: Path, args, common: list[str]) -> None:
     print(f"  on disk:   {', '.join(f'{v:.0f}' for v in disk)}")
     print(f"  disk / memory: {max(disk) / max(mem):.2f} (best of each), "
           f"{sum(disk) / sum(mem):.2f} (mean of each)")
+
+
+def print_gui(source: Path, sizes: list[int], common: list[str]) -> None:
+    print(f"\n{'images':>8} {'prepare img/s':>13} {'img/s 2+':>9} {'RSS TF':>8} {'after prep':>10} "
+          f"{'after train':>11} {'peak RSS':>9} {'evaluate':>14} {'longest stall':>13}")
+    for n in sizes:
+        r = run_child("gui", str(subset_folder(source, n)), *common)
+        print(f"{r['images']:>8,} {r['prepare_images_per_s']:>13.0f} {r['train_images_per_s']:>9.0f} "
+              f"{r['rss_tf_mb']:>6.0f}MB {r['rss_after_prepare_mb']:>8.0f}MB {r['rss_after_training_mb']:>9.0f}MB "
+              f"{r['peak_rss_mb']:>7.0f}MB {r['evaluate_s']:>5.0f} s/{r['val_images']:,} {r['longest_stall_ms']:>10.0f} ms",
+              flush=True)
 
 
 def print_sizes(source: Path, sizes: list[int], common: list[str]) -> None:

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox
 from cnndesk.core.dataset import DatasetConfig, load_dataset, resplit, split_indices
 from cnndesk.core.project_schema import Project
 from cnndesk.core.quality import (
-    DEFAULT_DISTANCE, KFOLD, VALIDATION, ChangeLog, Change, MOVE, find_duplicates, hamming, move_to_class,
-    perceptual_hashes, rank_label_doubts, stratified_folds,
+    DEFAULT_DISTANCE, KFOLD, VALIDATION, ChangeLog, Change, MOVE, colour_thumbnails, confirm_pairs, find_duplicates,
+    hamming, move_to_class, perceptual_hashes, rank_label_doubts, similar_pairs, stratified_folds,
 )
 from cnndesk.core.errors import UserError
 
@@ -346,3 +346,47 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
     assert table.item(0, 1).text().endswith("(excluded)")  # the list stays, the exclusion shows
     qtbot.mouseClick(doubts.changes.undo_button, Qt.LeftButton)
     assert not w.state.excluded
+
+
+def test_the_pair_search_confirms_colours_block_by_block_so_lookalike_candidates_are_never_all_held(monkeypatch):
+    """Simple shapes on plain backgrounds hash alike by the million; only the pairs that agree in colour are kept."""
+    import tracemalloc
+
+    from cnndesk.core import quality
+
+    monkeypatch.setattr(quality, "PAIR_BLOCK", 1 << 18)
+    n = 4000  # every hash alike: 8 million candidate pairs, 96 MB as (i, j, distance) rows
+    hashes = np.zeros(n, np.uint64)
+    colours = 10 * np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 8, 24), np.float32)  # all far apart
+    colours[[10, 20, 30]] = colours[10]  # three agree: three pairs
+    tracemalloc.start()
+    try:
+        pairs = quality.similar_pairs(hashes, thumbnails=colours)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sorted(map(tuple, pairs[:, :2].tolist())) == [(10, 20), (10, 30), (20, 30)]
+    assert peak < 24 * 2**20, f"the search held {peak / 2**20:.0f} MB"
+
+
+def test_confirming_pairs_of_an_array_or_of_rows_read_on_demand_gives_the_same_pairs():
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8)
+    images[7] = images[3]  # a copy
+    images[9] = np.clip(images[3].astype(int) + 2, 0, 255)  # a near copy
+    hashes = perceptual_hashes(images)
+    candidates = similar_pairs(hashes)
+
+    class OnDemand:  # indexed like an on-disk cache: rows read when asked for
+        shape, dtype = images.shape, images.dtype
+
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, rows):
+            return images[rows].copy()
+
+    expected = confirm_pairs(images, candidates)
+    np.testing.assert_array_equal(confirm_pairs(OnDemand(), candidates), expected)
+    np.testing.assert_array_equal(similar_pairs(hashes, thumbnails=colour_thumbnails(images)), expected)
+    assert {(3, 7), (3, 9), (7, 9)} <= set(map(tuple, expected[:, :2].tolist()))

@@ -23,7 +23,8 @@ import numpy as np
 from .errors import Cancelled, DatasetError, UserError
 from .images import Preprocessing, decode_image
 from .quality import (
-    DEFAULT_DISTANCE, confirm_pairs, find_duplicates, leak_free_split, perceptual_hashes, similar_pairs,
+    COLOUR_SIDE, DEFAULT_DISTANCE, chunked_thumbnails, colour_thumbnails, find_duplicates, leak_free_split,
+    perceptual_hashes, similar_pairs,
 )
 from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
 from .tasks import TaskState
@@ -275,8 +276,8 @@ def load_dataset(
                          np.zeros(0, np.int64), notes, storage=plan)
     if state is not None:
         state.set_status("Looking for duplicates…")
-    data.hashes = _perceptual_hashes(images)
-    data.pairs = confirm_pairs(images, similar_pairs(data.hashes))
+    data.hashes, thumbnails = _hashes_and_thumbnails(images)
+    data.pairs = similar_pairs(data.hashes, thumbnails=thumbnails)  # confirmed block by block: bounded memory
     return resplit(data, config)
 
 
@@ -294,14 +295,21 @@ def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[
     return dataclasses.replace(data, train_index=split.train, val_index=split.val, split_note=split.summary())
 
 
-def _perceptual_hashes(images) -> np.ndarray:
-    """``quality.perceptual_hashes`` of the decoded images; from an on-disk cache, a bounded chunk at a time."""
+def _hashes_and_thumbnails(images) -> tuple[np.ndarray, np.ndarray]:
+    """``quality.perceptual_hashes`` and ``quality.colour_thumbnails`` of the decoded images, in one pass over them.
+
+    From an on-disk cache a bounded chunk is read at a time (about 64 MB of pixels).
+    """
     if isinstance(images, np.ndarray):
-        return perceptual_hashes(images)
+        return perceptual_hashes(images), chunked_thumbnails(images)
     height, width, channels = images.shape[1:]
-    step = max(1, (64 << 20) // max(height * width * channels, 1))  # about 64 MB of pixels per read
-    return np.concatenate([perceptual_hashes(images[np.arange(start, min(start + step, len(images)))])
-                           for start in range(0, len(images), step)] or [np.zeros(0, np.uint64)])
+    step = max(1, (64 << 20) // max(height * width * channels, 1))
+    hashes, thumbnails = [np.zeros(0, np.uint64)], [np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * channels), np.float32)]
+    for start in range(0, len(images), step):
+        chunk = images[np.arange(start, min(start + step, len(images)))]
+        hashes.append(perceptual_hashes(chunk))
+        thumbnails.append(colour_thumbnails(chunk))
+    return np.concatenate(hashes), np.concatenate(thumbnails)
 
 
 def _decode_in_memory(scan: DatasetScan, pre: Preprocessing, state: TaskState | None,
