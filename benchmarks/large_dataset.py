@@ -278,6 +278,7 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
                    "the evaluation")
         evaluated = time.perf_counter() - t
         window.shutdown()
+        app.processEvents()  # the shutdown's last events, before the numbers are taken
         return {"images": len(data.labels), "path": "gui", "cache_bytes": data.storage.bytes,
                 "shards": data.storage.shards, "prepare_images_per_s": len(data.labels) / prepare,
                 "epochs": speeds, "train_images_per_s": _later(speeds), "rss_tf_mb": baseline,
@@ -339,7 +340,7 @@ def main() -> None:
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; the app's window (offscreen), images "
               f"{SIZE}x{SIZE} PNG at {args.image_size}x{args.image_size}, {args.epochs} epochs of the default model, "
               "on-disk cache")
-        print_gui(source, sizes, common)
+        print_table("gui", GUI_COLUMNS, source, sizes, common)
         return
     what = "input pipeline alone, no model" if args.pipeline_only else "seed preset"
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; images {SIZE}x{SIZE} PNG, model input "
@@ -347,7 +348,7 @@ def main() -> None:
     if args.subset:
         compare_sizes(source, args, common)
     if sizes:
-        print_sizes(source, sizes, common)
+        print_table("disk", DISK_COLUMNS, source, sizes, common)
 
 
 def compare_sizes(source: Path, args, common: list[str]) -> None:
@@ -361,26 +362,34 @@ def compare_sizes(source: Path, args, common: list[str]) -> None:
           f"{sum(disk) / sum(mem):.2f} (mean of each)")
 
 
-def print_gui(source: Path, sizes: list[int], common: list[str]) -> None:
-    print(f"\n{'images':>8} {'prepare img/s':>13} {'img/s 2+':>9} {'RSS TF':>8} {'after prep':>10} "
-          f"{'after train':>11} {'peak RSS':>9} {'evaluate':>14} {'longest stall':>13}")
+def _mb(key: str):
+    return lambda r: f"{r[key]:.0f}MB"
+
+
+#: the columns of each table: header, width, the cell from a child's result
+DISK_COLUMNS = [
+    ("images", 8, lambda r: f"{r['images']:,}"), ("path", 6, lambda r: r["path"]),
+    ("cache", 9, lambda r: f"{r['cache_bytes'] / 1e9:.2f}GB"), ("shards", 6, lambda r: str(r["shards"])),
+    ("prepare img/s", 13, lambda r: f"{r['prepare_images_per_s']:.0f}"),
+    ("img/s 2+", 11, lambda r: f"{r['train_images_per_s']:.0f}"),
+    ("RSS TF+model", 12, _mb("rss_tf_mb")), ("RSS after prep", 14, _mb("rss_after_prepare_mb")),
+    ("peak RSS", 9, _mb("peak_rss_mb")),
+]
+GUI_COLUMNS = [
+    ("images", 8, lambda r: f"{r['images']:,}"), ("prepare img/s", 13, lambda r: f"{r['prepare_images_per_s']:.0f}"),
+    ("img/s 2+", 9, lambda r: f"{r['train_images_per_s']:.0f}"), ("RSS TF", 8, _mb("rss_tf_mb")),
+    ("after prep", 10, _mb("rss_after_prepare_mb")), ("after train", 11, _mb("rss_after_training_mb")),
+    ("peak RSS", 9, _mb("peak_rss_mb")), ("evaluate", 14, lambda r: f"{r['evaluate_s']:.0f} s/{r['val_images']:,}"),
+    ("longest stall", 13, lambda r: f"{r['longest_stall_ms']:.0f} ms"),
+]
+
+
+def print_table(kind: str, columns, source: Path, sizes: list[int], common: list[str]) -> None:
+    """One row per dataset size, each from a child process of ``kind`` ("disk" or "gui")."""
+    print("\n" + " ".join(f"{header:>{width}}" for header, width, _ in columns))
     for n in sizes:
-        r = run_child("gui", str(subset_folder(source, n)), *common)
-        print(f"{r['images']:>8,} {r['prepare_images_per_s']:>13.0f} {r['train_images_per_s']:>9.0f} "
-              f"{r['rss_tf_mb']:>6.0f}MB {r['rss_after_prepare_mb']:>8.0f}MB {r['rss_after_training_mb']:>9.0f}MB "
-              f"{r['peak_rss_mb']:>7.0f}MB {r['evaluate_s']:>5.0f} s/{r['val_images']:,} {r['longest_stall_ms']:>10.0f} ms",
-              flush=True)
-
-
-def print_sizes(source: Path, sizes: list[int], common: list[str]) -> None:
-    print(f"\n{'images':>8} {'path':>6} {'cache':>9} {'shards':>6} {'prepare img/s':>13} {'img/s 2+':>11} "
-          f"{'RSS TF+model':>12} {'RSS after prep':>14} {'peak RSS':>9}")
-    for n in sizes:
-        r = run_child("disk", str(subset_folder(source, n)), *common)
-        print(f"{r['images']:>8,} {r['path']:>6} {r['cache_bytes'] / 1e9:>7.2f}GB {r['shards']:>6} "
-              f"{r['prepare_images_per_s']:>13.0f} {r['train_images_per_s']:>11.0f} {r['rss_tf_mb']:>10.0f}MB "
-              f"{r['rss_after_prepare_mb']:>12.0f}MB {r['peak_rss_mb']:>7.0f}MB", flush=True)
-
+        r = run_child(kind, str(subset_folder(source, n)), *common)
+        print(" ".join(f"{cell(r):>{width}}" for _, width, cell in columns), flush=True)
 
 if __name__ == "__main__":
     main()
