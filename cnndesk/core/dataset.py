@@ -23,7 +23,7 @@ import numpy as np
 from .errors import Cancelled, DatasetError, UserError
 from .images import Preprocessing, decode_image
 from .quality import (
-    COLOUR_SIDE, DEFAULT_DISTANCE, chunked_thumbnails, colour_thumbnails, find_duplicates, leak_free_split,
+    COLOUR_SIDE, DEFAULT_DISTANCE, colour_thumbnails, find_duplicates, image_chunks, leak_free_split,
     perceptual_hashes, similar_pairs,
 )
 from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
@@ -182,7 +182,6 @@ class ImageRows:
 
     def __init__(self, images, index: np.ndarray):
         self.images, self.index = images, np.asarray(index, dtype=np.int64)
-        self.shape = (len(self.index), *images.shape[1:])
 
     def __len__(self) -> int:
         return len(self.index)
@@ -298,15 +297,11 @@ def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[
 def _hashes_and_thumbnails(images) -> tuple[np.ndarray, np.ndarray]:
     """``quality.perceptual_hashes`` and ``quality.colour_thumbnails`` of the decoded images, in one pass over them.
 
-    From an on-disk cache a bounded chunk is read at a time (about 64 MB of pixels).
+    The images (in memory, or an on-disk cache) are read a bounded chunk at a time (``quality.image_chunks``).
     """
-    if isinstance(images, np.ndarray):
-        return perceptual_hashes(images), chunked_thumbnails(images)
-    height, width, channels = images.shape[1:]
-    step = max(1, (64 << 20) // max(height * width * channels, 1))
-    hashes, thumbnails = [np.zeros(0, np.uint64)], [np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * channels), np.float32)]
-    for start in range(0, len(images), step):
-        chunk = images[np.arange(start, min(start + step, len(images)))]
+    hashes, thumbnails = [np.zeros(0, np.uint64)], [np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * images.shape[-1]),
+                                                             np.float32)]
+    for chunk in image_chunks(images):
         hashes.append(perceptual_hashes(chunk))
         thumbnails.append(colour_thumbnails(chunk))
     return np.concatenate(hashes), np.concatenate(thumbnails)

@@ -27,10 +27,9 @@ OUTPUT_SCORES_NOTE = {
     "softmax": "This model outputs scores; cnndesk shows softmax probabilities.",
     "sigmoid": "This model outputs a score; cnndesk shows sigmoid probabilities for two classes.",
 }
-#: what to say when a class's heat map is all zero (HiResCAM's often is on backbones such as MobileNetV2)
 #: images read and predicted at a time by :meth:`Inspector.evaluate` (a few MB at the usual sizes)
 EVALUATION_CHUNK = 256
-
+#: what to say when a class's heat map is all zero (HiResCAM's often is on backbones such as MobileNetV2)
 EMPTY_CAM_NOTE = "No positive evidence for this class at this layer; try an earlier layer or classic Grad-CAM."
 
 

@@ -217,16 +217,21 @@ def confirm_pairs(images: np.ndarray, pairs: np.ndarray, tolerance: float = COLO
     return pairs[_thumbnails_agree(thumbs, np.concatenate([where, pairs[:, 2:]], axis=1), tolerance)]
 
 
-def chunked_thumbnails(images, rows: np.ndarray | None = None, chunk_bytes: int = 64 << 20) -> np.ndarray:
-    """:func:`colour_thumbnails` of the images ``rows`` (None: all), reading about ``chunk_bytes`` of pixels at a time.
+def image_chunks(images, rows: np.ndarray | None = None, chunk_bytes: int = 64 << 20):
+    """The images ``rows`` (None: all) as consecutive (n, H, W, C) arrays of about ``chunk_bytes`` of pixels each.
 
     ``images`` is the in-memory array or an on-disk ``ShardedImages``; either
     way no more than a chunk of them is copied at once.
     """
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
-    per_image = int(np.prod(images.shape[1:])) or 1
-    step = max(1, chunk_bytes // per_image)
-    parts = [colour_thumbnails(np.asarray(images[rows[start:start + step]])) for start in range(0, len(rows), step)]
+    step = max(1, chunk_bytes // (int(np.prod(images.shape[1:])) or 1))
+    for start in range(0, len(rows), step):
+        yield np.asarray(images[rows[start:start + step]])
+
+
+def chunked_thumbnails(images, rows: np.ndarray | None = None) -> np.ndarray:
+    """:func:`colour_thumbnails` of the images ``rows`` (None: all), read a chunk at a time (:func:`image_chunks`)."""
+    parts = [colour_thumbnails(chunk) for chunk in image_chunks(images, rows)]
     return np.concatenate(parts) if parts else np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * images.shape[-1]), np.float32)
 
 
