@@ -26,17 +26,27 @@ def panel(qtbot):
     p.loader.shutdown()
 
 
-def choose(panel, qtbot, monkeypatch, folder: Path) -> None:
-    """Pick ``folder`` in the folder dialog and wait until it is read."""
+def pick_folder(panel, qtbot, monkeypatch, folder: Path) -> None:
+    """Pick ``folder`` in the folder dialog (reading it starts)."""
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     qtbot.mouseClick(panel.choose_button, Qt.LeftButton)
+
+
+def choose(panel, qtbot, monkeypatch, folder: Path) -> None:
+    """Pick ``folder`` in the folder dialog and wait until it is read."""
+    pick_folder(panel, qtbot, monkeypatch, folder)
     wait_loaded(panel, qtbot, folder)
 
 
+def loaded(panel, folder: Path, color_mode: str | None = None) -> bool:
+    """Whether ``folder`` is read (in ``color_mode``, if given) and nothing else is being read."""
+    return (panel.data is not None and panel.data.root == folder
+            and not panel.progress.isVisible() and not panel._reload_timer.isActive()
+            and (color_mode is None or panel.data.preprocessing.color_mode == color_mode))
+
+
 def wait_loaded(panel, qtbot, folder: Path, color_mode: str | None = None) -> None:
-    qtbot.waitUntil(lambda: panel.data is not None and panel.data.root == folder
-                    and not panel.progress.isVisible() and not panel._reload_timer.isActive()
-                    and (color_mode is None or panel.data.preprocessing.color_mode == color_mode), timeout=20000)
+    qtbot.waitUntil(lambda: loaded(panel, folder, color_mode), timeout=20000)
 
 
 def write_gray_dataset(root: Path, classes=("dark", "light"), per_class=6) -> Path:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog
 
 from cnndesk.core import dataset as dataset_module
 from cnndesk.core.disk_cache import CACHE_DIR_ENV
 from cnndesk.ui.dataset_panel import DatasetPanel
 
 from conftest import shown, write_dataset
+from test_dataset_panel import loaded, pick_folder
 
 
 @pytest.fixture
@@ -30,16 +30,6 @@ def panel(qtbot, cache_dir):
     p.loader.shutdown()
 
 
-def choose(panel, qtbot, monkeypatch, folder: Path) -> None:
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
-    qtbot.mouseClick(panel.choose_button, Qt.LeftButton)
-
-
-def loaded(panel, folder: Path) -> bool:
-    return (panel.data is not None and panel.data.root == folder and not panel.progress.isVisible()
-            and not panel._reload_timer.isActive())
-
-
 def type_limit(panel, qtbot, text: str) -> None:
     editor = panel.memory_limit.lineEdit()
     editor.selectAll()
@@ -52,7 +42,7 @@ def test_the_memory_setting_shows_the_estimate_and_where_the_images_will_be_kept
     assert panel.memory_limit.text().startswith("Auto (")
     panel.image_size.setCurrentText("224")  # 30 images of 224x224x3: 4.5 MB decoded
     folder = write_dataset(tmp_path / "data", per_class=10, size=32)
-    choose(panel, qtbot, monkeypatch, folder)
+    pick_folder(panel, qtbot, monkeypatch, folder)
     qtbot.waitUntil(lambda: loaded(panel, folder), timeout=20000)
     assert not panel.data.on_disk
     assert panel.cache_estimate.text().startswith("30 images decoded: 4.52 MB of ")
@@ -85,7 +75,7 @@ def test_preparing_the_cache_shows_progress_and_cancel_leaves_nothing_behind(pan
     type_limit(panel, qtbot, "1")
     panel.image_size.setCurrentText("224")
     qtbot.waitUntil(lambda: not panel._reload_timer.isActive())  # no folder yet: nothing to read again
-    choose(panel, qtbot, monkeypatch, folder)
+    pick_folder(panel, qtbot, monkeypatch, folder)
     qtbot.waitUntil(lambda: "Preparing the on-disk cache" in panel.status_label.text(), timeout=20000)
     assert panel.progress.isVisible() and panel.cancel_button.isVisible()
     qtbot.mouseClick(panel.cancel_button, Qt.LeftButton)
