@@ -1,4 +1,4 @@
-"""Waiting for the app inside a benchmark: the Qt event loop runs until a condition holds."""
+"""Qt helpers for the benchmarks: waiting for the app (the event loop runs until a condition holds), drops, stalls."""
 
 from __future__ import annotations
 
@@ -42,3 +42,24 @@ def drop_file(widget, path) -> float:
     QApplication.sendEvent(widget, QDragEnterEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
     QApplication.sendEvent(widget, QDropEvent(QPointF(pos), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
     return dropped
+
+
+class GapMeter:
+    """The longest gap between ticks of a 10 ms timer on the GUI thread, since ``reset``."""
+
+    def __init__(self):
+        from PySide6.QtCore import QTimer
+
+        self.timer = QTimer(interval=10)
+        self.timer.timeout.connect(self._tick)
+        self.reset()
+        self.timer.start()
+
+    def reset(self) -> None:
+        self.last = time.perf_counter()
+        self.longest = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.longest = max(self.longest, (now - self.last) * 1000)
+        self.last = now

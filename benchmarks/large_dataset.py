@@ -214,17 +214,18 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
     ``epochs`` epochs trained, then the validation split evaluated in the viewer; peak RSS, and the longest gap of
     a 10 ms timer on the GUI thread from the first batch to the end of training."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from _qt import wait_until
+    from _qt import GapMeter, wait_until
     from cnndesk.core.cpu_kernels import use_onednn_kernels
+    from cnndesk.core.disk_cache import CACHE_DIR_ENV
     from cnndesk.ui.main_window import MainWindow
 
     use_onednn_kernels()  # as the app starts
     app = QApplication.instance() or QApplication([])
     work = Path(tempfile.mkdtemp(prefix="cnndesk-large-gui-"))
-    os.environ["CNNDESK_CACHE_DIR"] = str(work / "cache")
+    os.environ[CACHE_DIR_ENV] = str(work / "cache")
     try:
         window = MainWindow(settings=QSettings(str(work / "settings.ini"), QSettings.IniFormat),
                             sample_dir=work / "sample")
@@ -251,24 +252,14 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
         window.model_panel.epochs.setValue(epochs)
         speeds: list[float] = []
         window.engine.epoch.connect(lambda report: speeds.append(report.images_per_s))
-        gaps, last = [], [time.perf_counter()]
-
-        def tick() -> None:
-            now = time.perf_counter()
-            gaps.append(now - last[0])
-            last[0] = now
-
         batches: list[int] = []
         window.engine.batch.connect(lambda report: batches.append(1))
         wait_until(window.train_action.isEnabled, 600, "Train to be enabled")
         window.train_action.trigger()
-        timer = QTimer(interval=10)
-        timer.timeout.connect(tick)
         wait_until(lambda: bool(batches) or not window.training_panel.running, 7200, "the first batch")
-        timer.start()  # from the first batch on: the press and the first step's tracing are not what is asked about
-        last[0] = time.perf_counter()
+        gaps = GapMeter()  # from the first batch on: the press and the first step's tracing are not what is asked about
         wait_until(lambda: not window.training_panel.running, 7200, "training")
-        timer.stop()
+        gaps.timer.stop()
         if errors or not speeds:
             raise SystemExit(errors[-1] if errors else "training failed")
         after_training = peak_rss_mb()
@@ -284,7 +275,7 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
                 "epochs": speeds, "train_images_per_s": _later(speeds), "rss_tf_mb": baseline,
                 "rss_after_prepare_mb": after_prepare, "rss_after_training_mb": after_training,
                 "peak_rss_mb": peak_rss_mb(), "evaluate_s": evaluated, "val_images": len(data.val_index),
-                "longest_stall_ms": 1000 * max(gaps, default=float("nan"))}
+                "longest_stall_ms": gaps.longest}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -61,27 +61,6 @@ print(json.dumps(sorted(times)[len(times) // 2]))
 """
 
 
-class GapMeter:
-    """The longest gap between ticks of a 10 ms timer on the GUI thread, since ``reset``."""
-
-    def __init__(self):
-        from PySide6.QtCore import QTimer
-
-        self.timer = QTimer(interval=10)
-        self.timer.timeout.connect(self._tick)
-        self.reset()
-        self.timer.start()
-
-    def reset(self) -> None:
-        self.last = time.perf_counter()
-        self.longest = 0.0
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.longest = max(self.longest, (now - self.last) * 1000)
-        self.last = now
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
@@ -99,7 +78,7 @@ def main() -> None:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from _qt import drop_file, pause, wait_until
+    from _qt import GapMeter, drop_file, pause, wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="cnndesk-viewer-models-"))
     image = tmp / "noise.jpg"
