@@ -24,6 +24,7 @@ Open the cnndesk window; PATH may be a project folder, a dataset folder, a
 
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
+    from .core.app_log import start_logging
     from .core.cpu_kernels import use_onednn_kernels
     from .core.library_warnings import hide_library_warnings
 
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     use_onednn_kernels()  # before the engine imports TensorFlow: it reads the choice once
     argv = list(sys.argv if argv is None else argv)
     options = argv[1:]
+    if not {"--help", "-h", "--version"} & set(options):
+        start_logging("cnndesk --selftest" if "--selftest" in options else "cnndesk")
     if "--help" in options or "-h" in options:
         print(USAGE)
         return 0

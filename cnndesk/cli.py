@@ -18,10 +18,14 @@ from pathlib import Path
 from .cli_models import cmd_evaluate, cmd_export, cmd_inspect, cmd_predict
 from .cli_runs import cmd_runs
 from .cli_quality import add_check_parser, cmd_check
-from .cli_support import emit_json, load_tensorflow
+from .cli_support import emit_json
+from .core.library_warnings import import_tensorflow
+from .core.app_log import log, start_logging
 from .core.errors import UserError
 
 EXIT_USER_ERROR = 2
+VERBOSE_HELP = ("print cnndesk's log to stderr as well, with TensorFlow's start-up lines; "
+                "the log file always gets it (see docs/reliability.md)")
 
 
 def _quiet_tensorflow() -> None:
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .core.export import FORMATS
 
     p = _Parser(prog="cnndesk-cli", description="Train and inspect CNN image classifiers headless.")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("samples", help="write the built-in sample dataset")
@@ -208,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
                                          "inspect and export in a temporary folder")
     st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
+    for command in sub.choices.values():  # after the command, where people type it, as well as before
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return p
 
 
@@ -280,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnndesk-cli: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     _quiet_tensorflow()
+    start_logging(f"cnndesk-cli {args.command}", echo=args.verbose)
     if args.command == "train" and args.distributed:
         return run_command(lambda: _launch_distributed(args, sys.argv[1:] if argv is None else argv))
     return run_command(lambda: COMMANDS[args.command](args))
@@ -299,13 +307,16 @@ def run_command(command) -> int:
     try:
         return command()
     except UserError as e:
+        log.info("refused: %s", e)
         print(f"cnndesk-cli: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as e:  # a path that cannot be written or read: the user's to fix
+        log.warning("file error", exc_info=True)
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         print(f"cnndesk-cli: error:{where}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except MemoryError:
+        log.warning("out of memory", exc_info=True)
         print("cnndesk-cli: error: out of memory: use a smaller image size, batch size or model", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -389,7 +400,7 @@ def cmd_train(args, fit=None, save=None) -> int:
     check_destination(args.project, estimate_model_bytes(params))  # and one without room for the model, too
 
     fetch_backbone_weights(layers, data.preprocessing.input_shape, bar)
-    load_tensorflow()
+    import_tensorflow()
     from .core.training import TrainingListener, train
 
     class Listener(TrainingListener):

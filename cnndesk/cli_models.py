@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_support import emit_json, load_tensorflow
+from .cli_support import emit_json
+from .core.library_warnings import import_tensorflow
 from .core.errors import UserError
 
 
@@ -45,7 +46,7 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
         unknown = unknown_classes(config)
         if unknown:
             raise UserError(f"{p.name}: {describe_unknown(unknown)}.")
-    load_tensorflow()
+    import_tensorflow()
     from .core.inspection import Inspector
 
     if is_project(p):
@@ -75,7 +76,7 @@ def _open_run_inspector(p: Path, name: str, pixels: str | None):
         raise UserError(f"--run needs a project folder; {p} is not one.")
     project, _ = open_project(p, load_model=False)
     run = run_of(project, name)
-    load_tensorflow()
+    import_tensorflow()
     from .core.inspection import Inspector
 
     model = load_run_model(run)
@@ -182,7 +183,7 @@ def cmd_evaluate(args) -> int:
         from .cli_runs import run_of
 
         run = run_of(project, args.run)
-    load_tensorflow()
+    import_tensorflow()
     if run is not None:  # the run's model, evaluated on the data settings it was trained with
         from .cli_runs import load_run_model
 

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# the suite does not depend on the caller's shell: TensorFlow's log level is pinned here, and the log file goes
+# to a folder of the run's own instead of the user's data folder
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+os.environ["CNNDESK_LOG_DIR"] = tempfile.mkdtemp(prefix="cnndesk-test-logs-")
 
+REPO = Path(__file__).resolve().parents[1]
+#: variables a child's terminal output depends on; ``child_env`` clears them unless a test sets them
+TERMINAL_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "TF_ENABLE_ONEDNN_OPTS", "QT_QPA_PLATFORM")
+
+
+def child_env(**variables: str) -> dict[str, str]:
+    """The environment for a cnndesk child process whose terminal a test reads.
+
+    This checkout on the path, and the variables of ``TERMINAL_VARIABLES``
+    cleared (as a user who never set them has them) except those given, with
+    Qt offscreen unless ``QT_QPA_PLATFORM`` is given.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in TERMINAL_VARIABLES}
+    env.update(PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen")
+    env.update(variables)
+    return env
+
+from cnndesk.core.app_log import start_logging  # noqa: E402
 from cnndesk.core.cpu_kernels import use_onednn_kernels  # noqa: E402
 
+start_logging("pytest")  # as the app and the CLI do at start-up
 use_onednn_kernels()  # the kernels the app and the CLI train with; before anything imports TensorFlow
 
 import numpy as np

@@ -303,12 +303,36 @@ def test_an_engine_error_is_a_readable_message_and_the_app_goes_on(window, qtbot
     assert window.training_panel.train_button.isEnabled()
 
 
+def test_an_unexpected_engine_error_goes_to_the_log_file_that_the_dialog_names(window, qtbot, tmp_path,
+                                                                                  monkeypatch):
+    from cnndesk.core import model_loading
+    from cnndesk.core.app_log import log_path
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(model_loading, "load_model_with_labels", broken)
+    model = tmp_path / "any.keras"
+    model.write_bytes(b"PK")
+    window.open_model(str(model))
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "errorBox") is not None, timeout=20000)
+    box = window.findChild(QMessageBox, "errorBox")
+    assert "a bug of ours" in box.text() and "Traceback" not in box.text()
+    assert str(log_path()) in box.informativeText()
+    logged = log_path().read_text(encoding="utf-8")
+    assert "Traceback" in logged and "RuntimeError: a bug of ours" in logged
+    box.close()
+
+
 def test_about_names_the_versions_and_devices(window, qtbot):
+    from cnndesk.core.app_log import log_path
+
     window.findChild(type(window.new_action), "aboutAction").trigger()
     box = window.findChild(QMessageBox, "aboutBox")
     assert box is not None
     text = box.text()
     assert "TensorFlow 2." in text and "Keras 3." in text and "Qt 6." in text and "CPU" in text
+    assert f"Log file: {log_path()}" in text
     box.close()
 
 

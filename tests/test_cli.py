@@ -18,9 +18,8 @@ from cnndesk.cli import main
 from cnndesk.core.project import open_project
 from cnndesk.core.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
 
-from conftest import kept_epoch, read_only_folder
+from conftest import child_env, kept_epoch, read_only_folder
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run(argv) -> tuple[int, str, str]:
@@ -31,10 +30,10 @@ def run(argv) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def run_subprocess(argv) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def run_subprocess(argv, **variables) -> subprocess.CompletedProcess:
+    """``cnndesk-cli ARGV`` in a child, as a user whose shell sets nothing but ``variables``."""
     return subprocess.run([sys.executable, "-m", "cnndesk.cli", *map(str, argv)], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env=child_env(**variables), timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -405,17 +404,20 @@ def test_train_text_summarizes_skipped_files_and_prints_odd_names_escaped(tmp_pa
     assert "circ\\xe9" in proc.stdout and "two\\nlines" in proc.stdout and proc.stdout.count("\n") == 1
 
 
-def test_library_warnings_do_not_reach_the_terminal(tmp_path):
+# TF_CPP_MIN_LOG_LEVEL=2 is what many TensorFlow users keep in their shell profile: it lets TensorFlow's errors
+# through, and the "failed call to cuInit" of a machine without a GPU is logged as one
+@pytest.mark.parametrize("log_level", [{}, {"TF_CPP_MIN_LOG_LEVEL": "2"}], ids=["unset", "TF_CPP_MIN_LOG_LEVEL=2"])
+def test_library_warnings_do_not_reach_the_terminal(tmp_path, log_level):
     root = write_sample_dataset(tmp_path / "s", per_class=12, size=32)
     # a JPEG with a damaged EXIF block: Pillow warns "Corrupt EXIF data"; the image itself is fine
     img = Image.new("RGB", (16, 16), (200, 10, 10))
     exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x0f\x00\x02\xff\xff\xff\xf0\x00\x00\x00\x00"
     img.save(root / "circle" / "odd_exif.jpg", exif=exif)
     proc = run_subprocess(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
-                           "--batch-size", 8])
+                           "--batch-size", 8], **log_level)
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr and "EXIF" not in proc.stderr, proc.stderr
-    assert "I0000" not in proc.stderr and "cuda" not in proc.stderr.lower()
+    assert "I0000" not in proc.stderr and "E0000" not in proc.stderr and "cuda" not in proc.stderr.lower(), proc.stderr
     assert proc.stderr.startswith("49 images in 4 classes")
 
 
@@ -531,3 +533,19 @@ def test_evaluate_feeds_the_pixels_preprocessing_names(trained):
     assert code == 0, err
     divided = json.loads(out)  # the model rescales inside: fed 0-1 as well, it sees nearly black images
     assert divided["confusion_matrix"] != stored["confusion_matrix"]
+
+
+def test_the_log_file_gets_every_command_and_verbose_prints_it_too(tmp_path):
+    logs = tmp_path / "logs"
+    quiet = run_subprocess(["samples", tmp_path / "a", "--per-class", 2], CNNDESK_LOG_DIR=str(logs))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    loud = run_subprocess(["samples", tmp_path / "b", "--per-class", 2, "--verbose"], CNNDESK_LOG_DIR=str(logs))
+    assert loud.returncode == 0, loud.stderr
+    assert "cnndesk-cli samples started" in loud.stderr
+    refused = run_subprocess(["--verbose", "train", tmp_path / "nowhere", "--project", tmp_path / "p"],
+                             CNNDESK_LOG_DIR=str(logs))
+    assert refused.returncode == 2
+    logged = (logs / "cnndesk.log").read_text(encoding="utf-8")
+    assert logged.count("cnndesk-cli samples started") == 2 and "cnndesk-cli train started" in logged
+    assert "refused: The folder" in logged

@@ -28,6 +28,8 @@ from cnndesk.core.model_loading import load_keras_model, load_model_with_labels
 
 from crafted_models import MiB, bomb_member, config_of, raw_member, read_members, rewrite, write_zip
 
+from conftest import child_env  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 #: how every custom-class refusal ends
 ONLY_KERAS = "; cnndesk loads only Keras's own layers, so use the model in the program that defines them"
@@ -477,9 +479,8 @@ sys.exit(code)
 def measure_cli(argv, tmp_path) -> tuple[subprocess.CompletedProcess, float, float]:
     """Run ``cnndesk-cli argv`` in a fresh process: (result, seconds, peak memory in MB)."""
     stats = tmp_path / "stats.txt"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, "-c", _MEASURE, str(stats), *map(str, argv)], capture_output=True,
-                            text=True, env=env, timeout=120)
+                            text=True, env=child_env(), timeout=120)
     seconds, rss_kb = stats.read_text().split()
     return result, float(seconds), int(rss_kb) / 1024
 

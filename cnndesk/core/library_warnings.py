@@ -5,6 +5,10 @@ zipfile "Duplicate name", h5py and Keras about details of files, TensorFlow
 prints C++ log lines. What matters of these reaches the user as cnndesk's own
 messages (unreadable images are skipped files with a reason, bad model files
 are refused with one sentence); the raw lines are hidden.
+
+TensorFlow's real errors are not noise: ``import_tensorflow`` hides only its
+"no GPU here" start-up lines and the lines below ``TF_CPP_MIN_LOG_LEVEL``, and
+keeps every one of its lines in the log file (``app_log``).
 """
 
 from __future__ import annotations
@@ -33,33 +37,76 @@ def hide_library_warnings() -> None:
         warnings.filterwarnings("ignore", module=module)
 
 
-#: TensorFlow's C++ start-up lines: absl's preamble, glog-style "I0000 00:00:… file.cc:31] …" lines, and the
-#: continuation of the CPU-feature note. They are printed while TensorFlow is imported and its devices are
-#: listed, before TF_CPP_MIN_LOG_LEVEL is read.
-_TF_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-                       r"|[IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+\.(cc|h):\d+\]"
-                       r"|To enable the following instructions:)")
+#: TensorFlow's C++ log lines: absl's preamble, glog-style "I0000 00:00:… file.cc:31] …" lines, and the
+#: continuation of the CPU-feature note.
+_TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+                          r"|(?P<severity>[IWEF])\d{4} [\d:.]+ +\d+ [\w./-]+\.(cc|h):\d+\]"
+                          r"|To enable the following instructions:)")
+
+#: What TensorFlow says at start-up on every machine without a usable NVIDIA GPU (the ``tensorflow`` wheel is
+#: built with CUDA): no driver, cuInit failing, TensorRT missing, the CUDA plugin factories. Expected on a CPU
+#: machine, so hidden whatever ``TF_CPP_MIN_LOG_LEVEL`` says; written to the log file instead.
+_NO_GPU = re.compile(r"cuInit|cuda drivers|CUDA driver|libcuda|cudart|Cannot dlopen some GPU libraries"
+                     r"|GPU will not be used|TF-TRT|TensorRT|Unable to register cu(DNN|FFT|BLAS) factory"
+                     r"|computation placer already registered|CUDA-capable device", re.IGNORECASE)
+
+#: severities in the order of ``TF_CPP_MIN_LOG_LEVEL`` (0 shows all, 3 only fatal ones)
+_SEVERITIES = "IWEF"
 
 
 def is_tensorflow_log_line(line: str) -> bool:
-    """True for one of TensorFlow's raw C++ log lines (see ``tensorflow_log_lines_hidden``)."""
-    return bool(_TF_NOISE.match(line))
+    """True for one of TensorFlow's raw C++ log lines."""
+    return bool(_TF_LOG_LINE.match(line))
+
+
+def is_no_gpu_line(line: str) -> bool:
+    """True for one of TensorFlow's "no GPU here" start-up lines (see ``_NO_GPU``)."""
+    return is_tensorflow_log_line(line) and bool(_NO_GPU.search(line))
+
+
+def shown_on_terminal(line: str, min_log_level: int) -> bool:
+    """Whether a line TensorFlow wrote to stderr at start-up reaches the terminal.
+
+    Lines that are not TensorFlow's pass. Of TensorFlow's own, the "no GPU here"
+    lines never pass; the others pass when their severity is at least
+    ``min_log_level`` (TensorFlow prints its earliest lines before it reads the
+    variable, so this applies it to them too). The preamble and the CPU-feature
+    note count as information.
+    """
+    match = _TF_LOG_LINE.match(line)
+    if not match:
+        return True
+    if _NO_GPU.search(line):
+        return False
+    severity = _SEVERITIES.index(match.group("severity")) if match.group("severity") else 0
+    return severity >= min_log_level
+
+
+def _min_log_level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
 
 
 @contextlib.contextmanager
-def tensorflow_log_lines_hidden():
-    """Drop TensorFlow's C++ log lines from the process's stderr while the block runs; pass on the rest.
+def tensorflow_start_up_filtered():
+    """Filter TensorFlow's start-up lines out of the process's stderr while the block runs (see ``shown_on_terminal``).
 
     TensorFlow's C++ side writes to file descriptor 2 directly, so Python cannot
     filter it: the descriptor is pointed at a pipe for the block's duration and a
-    small thread copies every other line (Qt's, other threads' warnings) through
-    to the real stderr, so nothing else is lost.
+    small thread copies every line that should be seen (other threads' warnings,
+    TensorFlow's real errors) through to the real stderr. Every TensorFlow line,
+    shown or not, also goes to cnndesk's log file.
     """
+    from .app_log import log
+
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # stderr is not a file (captured in-process): nothing to do
         yield
         return
+    level = _min_log_level()
     sys.stderr.flush()
     saved = os.dup(fd)
     read_end, write_end = os.pipe()
@@ -69,9 +116,13 @@ def tensorflow_log_lines_hidden():
     def copy_through() -> None:
         try:
             with os.fdopen(read_end, "rb") as pipe:
-                for line in pipe:
-                    if not is_tensorflow_log_line(line.decode("utf-8", "replace")):
-                        os.write(saved, line)
+                for raw in pipe:
+                    line = raw.decode("utf-8", "replace")
+                    shown = shown_on_terminal(line, level)
+                    if is_tensorflow_log_line(line):
+                        log.info("TensorFlow%s: %s", "" if shown else " (not shown)", line.rstrip())
+                    if shown:
+                        os.write(saved, raw)
         finally:
             os.close(saved)
 
@@ -83,3 +134,27 @@ def tensorflow_log_lines_hidden():
         sys.stderr.flush()
         os.dup2(saved, fd)  # the pipe's last write end closes: the thread sees the end and stops
         thread.join(timeout=5)
+
+
+def import_tensorflow():
+    """Import TensorFlow and let it look for GPUs, with its start-up lines filtered; return the module.
+
+    The one way cnndesk starts TensorFlow (the window's engine, the CLI, the
+    selftest). Listing the GPUs here makes TensorFlow try CUDA now, inside the
+    filter, instead of at the first operation, where its "failed call to cuInit"
+    would reach the terminal.
+    """
+    global _tensorflow_started
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not _tensorflow_started:
+        with tensorflow_start_up_filtered():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+        _tensorflow_started = True
+    import tensorflow as tf
+
+    return tf
+
+
+_tensorflow_started = False

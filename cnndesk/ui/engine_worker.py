@@ -7,7 +7,6 @@ flag. How the thread and the GUI side work: ``engine``.
 
 from __future__ import annotations
 
-import os
 import threading
 import traceback
 import warnings
@@ -17,6 +16,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from ..core.app_log import log
 from ..core.errors import UserError
 from ..core.tasks import TaskState
 
@@ -96,7 +96,7 @@ class EngineWorker(QObject):
             return
         except Exception as e:  # report, never kill the thread
             detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-            traceback.print_exc()
+            log.exception("%s failed", getattr(job.method, "__name__", "a job"))
             self.failed.emit(job, f"Unexpected error: {detail[:500]}")
             return
         finally:
@@ -132,17 +132,15 @@ class EngineWorker(QObject):
     # -- jobs ------------------------------------------------------------------
     def init(self) -> dict:
         """Import TensorFlow and Keras (the first job, submitted by ``Engine.start``)."""
-        from ..core.library_warnings import tensorflow_log_lines_hidden
+        from ..core.library_warnings import import_tensorflow
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         self._install_warning_hook()
-        with tensorflow_log_lines_hidden():  # its C++ start-up lines come before TF_CPP_MIN_LOG_LEVEL counts
-            import keras
-            import tensorflow as tf
+        tf = import_tensorflow()
+        import keras
 
-            from ..core.training import available_devices
+        from ..core.training import available_devices
 
-            info = {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": available_devices()}
+        info = {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": available_devices()}
         self.ready.emit(info)
         return info
 

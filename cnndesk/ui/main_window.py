@@ -10,6 +10,7 @@ state alone (``_update_actions``).
 
 from __future__ import annotations
 
+import html
 import json
 import platform
 from pathlib import Path
@@ -20,6 +21,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from .. import __version__
+from ..core.app_log import log, log_path, where_the_log_is
 from ..core.architecture import LayerSpec, TrainingSettings
 from ..core.dataset import DatasetConfig
 from ..core.export import FORMATS
@@ -340,7 +342,9 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str) -> None:
         """A readable message; never a traceback."""
         self.statusBar().showMessage(message[:200], 10000)
+        log.info("%s: %s", title, message)
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
+        box.setInformativeText(where_the_log_is())
         box.setObjectName("errorBox")
         box.open()
 
@@ -351,7 +355,8 @@ class MainWindow(QMainWindow):
                 "<p>Train a convolutional image classifier by pointing and clicking, then see inside it.</p>"
                 f"<p>TensorFlow {info.get('tensorflow', '…')} · Keras {info.get('keras', '…')}<br>"
                 f"Qt {qVersion()} · PySide6 {PYSIDE_VERSION} · Python {platform.python_version()}<br>"
-                f"Devices: {devices}</p>")
+                f"Devices: {devices}</p>"
+                f"<p>Log file: {html.escape(str(log_path() or 'none (its folder could not be written)'))}</p>")
         box = QMessageBox(QMessageBox.Information, "About cnndesk", text, QMessageBox.Ok, self)
         box.setObjectName("aboutBox")
         box.setIconPixmap(app_icon().pixmap(64, 64))
