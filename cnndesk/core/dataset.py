@@ -85,13 +85,16 @@ class DatasetConfig:
 
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedDataset:
     """Decoded images of a dataset: a uint8 cache and the split.
 
     ``images`` has shape (N, H, W, C), dtype uint8; ``labels`` (N,) int32.
     When the decoded images exceed the memory limit, ``images`` is a
     ``disk_cache.ShardedImages`` that reads them from disk when indexed.
+
+    Two datasets are equal only when they are the same object: comparing their
+    fields would compare every pixel (an array the size of the image cache).
     """
 
     root: Path
