@@ -143,6 +143,7 @@ def test_changing_image_size_and_a_layer_parameter_updates_the_shape_table(tiny_
     before = w.model_panel.total_label.text()
     filters.selectAll()
     qtbot.keyClicks(filters, "16")
+    qtbot.keyClick(filters, Qt.Key_Return)  # a number applies when it is finished
     assert layer_row_text(w, 1)[1] == "30 × 30 × 16"
     assert layer_row_text(w, 1)[2] == f"{3 * 3 * 3 * 16 + 16:,}"
     assert w.model_panel.total_label.text() != before
@@ -157,6 +158,7 @@ def test_an_impossible_stack_is_shown_on_the_layer_and_blocks_training(tiny_wind
     kernel.selectAll()
     # 64 px input: a 60x60 kernel leaves 5, the next conv 3, the pool 1: layer 4's 3x3 kernel cannot fit
     qtbot.keyClicks(kernel, "60")
+    qtbot.keyClick(kernel, Qt.Key_Return)
     assert w.model_panel.error is not None
     message = w.model_panel.error_label.text()
     assert w.model_panel.error_label.isVisible()
@@ -171,6 +173,7 @@ def test_an_impossible_stack_is_shown_on_the_layer_and_blocks_training(tiny_wind
     # fixing it enables training again
     kernel.selectAll()
     qtbot.keyClicks(kernel, "3")
+    qtbot.keyClick(kernel, Qt.Key_Return)
     assert w.model_panel.error is None
     assert w.training_panel.train_button.isEnabled()
 

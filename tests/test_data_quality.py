@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QInputDialog, QMessageBox
+from PySide6.QtWidgets import QInputDialog, QLabel, QMessageBox
 
 from cnndesk.core.dataset import DatasetConfig, load_dataset, resplit, split_indices
 from cnndesk.core.project_schema import Project
@@ -257,9 +257,52 @@ def test_a_lower_hash_distance_keeps_only_exact_copies(make_window, qtbot, plant
     view = _show_duplicates(qtbot, w.dataset_panel)
     view.distance.selectAll()
     qtbot.keyClicks(view.distance, "0")
+    qtbot.keyClick(view.distance, Qt.Key_Return)
     assert w.state.dataset_config.duplicate_distance == 0
     kinds = [view.tree.topLevelItem(g).text(0) for g in range(view.tree.topLevelItemCount())]
     assert sum("exact" in k for k in kinds) == 6
+
+
+def test_a_hash_distance_out_of_range_is_refused_out_loud_and_changes_nothing(make_window, qtbot, planted):
+    w = _open(make_window, qtbot, planted.root, start_engine=False)
+    view = _show_duplicates(qtbot, w.dataset_panel)
+    groups = view.tree.topLevelItemCount()
+    refusal = view.findChild(QLabel, "distanceRefused")
+    view.distance.selectAll()
+    qtbot.keyClicks(view.distance, "16")
+    assert refusal.isVisible()
+    assert refusal.text() == f"Hash distance goes from 0 to 12: 16 is refused, and it stays {DEFAULT_DISTANCE}."
+    assert w.state.dataset_config.duplicate_distance == DEFAULT_DISTANCE  # the 1 typed on the way was not applied
+    assert view.tree.topLevelItemCount() == groups
+    qtbot.keyClick(view.distance, Qt.Key_Return)
+    assert view.distance.text() == str(DEFAULT_DISTANCE) and refusal.isVisible()
+    assert w.state.dataset_config.duplicate_distance == DEFAULT_DISTANCE and view.tree.topLevelItemCount() == groups
+    view.distance.selectAll()
+    qtbot.keyClicks(view.distance, "10")
+    assert not refusal.isVisible() and w.state.dataset_config.duplicate_distance == DEFAULT_DISTANCE
+    qtbot.keyClick(view.distance, Qt.Key_Return)
+    assert w.state.dataset_config.duplicate_distance == 10
+
+
+def test_a_number_of_retrains_out_of_range_is_refused_out_loud(qtbot):
+    from cnndesk.ui.data_quality_view import LabelDoubtsView
+
+    view = LabelDoubtsView()
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    asked = []
+    view.score_requested.connect(asked.append)
+    view.kfold.setChecked(True)
+    view.folds.selectAll()
+    qtbot.keyClicks(view.folds, "12")
+    refusal = view.findChild(QLabel, "foldsRefused")
+    assert refusal.isVisible()
+    assert refusal.text() == "The number of retrains goes from 2 to 10: 12 is refused, and it stays 3."
+    qtbot.keyClick(view.folds, Qt.Key_Return)
+    assert view.folds.text() == "3 retrains"
+    qtbot.mouseClick(view.find_button, Qt.LeftButton)
+    assert asked == [3]
 
 
 def test_a_file_moves_to_another_class_only_after_confirmation(make_window, qtbot, planted_copy, monkeypatch):
