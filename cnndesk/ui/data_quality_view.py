@@ -416,10 +416,16 @@ class DataQuality(QObject):
             self.panel.reload()
 
     def _show_changes(self) -> None:
-        for view in (self.duplicates, self.doubts):
-            view.changes.show_changes(self.log.changes)
+        self._list_changes()
         if self._scored is not None and self.state.data is not None:
             self._show_doubts()
+
+    def _list_changes(self) -> None:
+        """The changes of the files of the dataset shown (those of another folder come back with it)."""
+        data = self.state.data
+        mine = [c for c in self.log.changes if data is not None and Path(c.path).is_relative_to(data.root)]
+        for view in (self.duplicates, self.doubts):
+            view.changes.show_changes(mine)
 
     def _error(self, title: str, message: str) -> None:
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self.parent_widget)
@@ -487,6 +493,8 @@ class DataQuality(QObject):
     def _on_data(self, names) -> None:
         """A new model, or a dataset read again: the scores no longer hold (a new split or an exclusion keeps them)."""
         data = self.state.data
+        if "data" in names:
+            self._list_changes()
         if self._scored is None:
             return
         if "model" in names or data is None or data.paths is not self._scored[0]:
