@@ -139,6 +139,8 @@ class DatasetPanel(QWidget):
         rl.addWidget(self.totals)
         self.split_note = QLabel(objectName="splitNote", wordWrap=True)
         rl.addWidget(self.split_note)
+        self.scale_note = QLabel(objectName="scaleNote", wordWrap=True, visible=False)
+        rl.addWidget(self.scale_note)
         rl.addWidget(self._build_color_hint())
         self.imbalance = QLabel(objectName="imbalanceWarning", wordWrap=True, visible=False)
         self.imbalance.setStyleSheet("color: #8a5300; background: #fff4e0; padding: 4px; border-radius: 3px")
@@ -443,6 +445,7 @@ class DatasetPanel(QWidget):
         self.color_sample = None
         self.totals.setText("No usable dataset" if message else "")
         self.split_note.setText("")
+        self.scale_note.hide()
         self.class_table.setRowCount(0)
         self.thumbs.clear()
         self.skipped_model.set_files([])
@@ -513,6 +516,8 @@ class DatasetPanel(QWidget):
 
     def _show(self, data: LoadedDataset) -> None:
         self._show_totals()
+        self.scale_note.setText(data.upscaling_note())
+        self.scale_note.setVisible(bool(self.scale_note.text()))
         self._show_color_hint()
         warnings = data.warnings()  # every warning the CLI prints: unreadable files, links, few images, imbalance
         self.imbalance.setVisible(bool(warnings))
