@@ -118,12 +118,36 @@ def test_dropping_a_folder_on_the_window_reads_it(window, qtbot, tmp_path):
     assert window.tabs.currentIndex() == window.TAB_DATASET
 
 
-def test_a_wrong_folder_gets_a_clear_message(window, qtbot, tmp_path):
+def test_a_wrong_folder_gets_a_clear_message_and_the_dataset_read_before_stays(window, qtbot, tmp_path):
+    panel = window.dataset_panel
+    sample, path = window.state.data, window.state.dataset_path
     empty = tmp_path / "nothing"
     empty.mkdir()
-    window.dataset_panel.load_folder(str(empty))
-    qtbot.waitUntil(lambda: window.dataset_panel.data is None, timeout=20000)
-    qtbot.waitUntil(lambda: "no class subfolders" in window.dataset_panel.imbalance.text(), timeout=20000)
+    panel.load_folder(str(empty))
+    qtbot.waitUntil(lambda: "no class subfolders" in panel.status_label.text(), timeout=20000)
+    assert panel.status_label.text().startswith(f"The folder {empty} was refused: ")
+    assert panel.status_label.text().endswith(f"Still using {sample.root}.")
+    assert panel.path_edit.text() == str(sample.root) and "no class subfolders" not in panel.imbalance.text()
+    assert window.state.data is sample and window.state.dataset_path == path
+    assert window.training_panel.train_button.isEnabled()  # it trains on the dataset still shown
+
+
+def test_a_project_whose_dataset_is_refused_shows_no_dataset_and_why(window, qtbot, tmp_path):
+    from cnndesk.core.project import save_project
+
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    project = window.state.current_project()
+    project.dataset_path = str(empty)
+    save_project(tmp_path / "project", project)
+    panel = window.dataset_panel
+    window.open_project(str(tmp_path / "project"), confirm=False)
+    qtbot.waitUntil(lambda: "no class subfolders" in panel.imbalance.text(), timeout=20000)
+    # nothing of the dataset read before is left: the window has none, nor does the panel show one
+    assert window.state.data is None and panel.totals.text() == "No usable dataset"
+    assert panel.class_table.rowCount() == 0 and panel.split_note.text() == ""
+    assert "follows once a folder is read" in panel.cache_estimate.text()
+    assert panel.path_edit.text() == str(empty)
     assert not window.training_panel.train_button.isEnabled()
     assert "Choose a dataset folder" in window.training_panel.reason.text()
 
@@ -143,6 +167,7 @@ def test_changing_image_size_and_a_layer_parameter_updates_the_shape_table(tiny_
     before = w.model_panel.total_label.text()
     filters.selectAll()
     qtbot.keyClicks(filters, "16")
+    qtbot.keyClick(filters, Qt.Key_Return)  # a number applies when it is finished
     assert layer_row_text(w, 1)[1] == "30 × 30 × 16"
     assert layer_row_text(w, 1)[2] == f"{3 * 3 * 3 * 16 + 16:,}"
     assert w.model_panel.total_label.text() != before
@@ -157,6 +182,7 @@ def test_an_impossible_stack_is_shown_on_the_layer_and_blocks_training(tiny_wind
     kernel.selectAll()
     # 64 px input: a 60x60 kernel leaves 5, the next conv 3, the pool 1: layer 4's 3x3 kernel cannot fit
     qtbot.keyClicks(kernel, "60")
+    qtbot.keyClick(kernel, Qt.Key_Return)
     assert w.model_panel.error is not None
     message = w.model_panel.error_label.text()
     assert w.model_panel.error_label.isVisible()
@@ -171,6 +197,7 @@ def test_an_impossible_stack_is_shown_on_the_layer_and_blocks_training(tiny_wind
     # fixing it enables training again
     kernel.selectAll()
     qtbot.keyClicks(kernel, "3")
+    qtbot.keyClick(kernel, Qt.Key_Return)
     assert w.model_panel.error is None
     assert w.training_panel.train_button.isEnabled()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QInputDialog, QMessageBox
+from PySide6.QtWidgets import QInputDialog, QLabel, QMessageBox
 
 from cnndesk.core.dataset import DatasetConfig, load_dataset, resplit, split_indices
 from cnndesk.core.project_schema import Project
@@ -257,9 +257,121 @@ def test_a_lower_hash_distance_keeps_only_exact_copies(make_window, qtbot, plant
     view = _show_duplicates(qtbot, w.dataset_panel)
     view.distance.selectAll()
     qtbot.keyClicks(view.distance, "0")
+    qtbot.keyClick(view.distance, Qt.Key_Return)
     assert w.state.dataset_config.duplicate_distance == 0
     kinds = [view.tree.topLevelItem(g).text(0) for g in range(view.tree.topLevelItemCount())]
     assert sum("exact" in k for k in kinds) == 6
+
+
+def _counts_seen(panel) -> dict:
+    """What the Dataset tab says about the numbers of images: the header, each class row, the memory note."""
+    import re
+
+    head = re.fullmatch(r"([\d,]+) images in \d+ classes: ([\d,]+) for training, ([\d,]+) for validation"
+                        r"(?:, ([\d,]+) excluded)?", panel.totals.text())
+    assert head, panel.totals.text()
+    total, train, val, excluded = (int((g or "0").replace(",", "")) for g in head.groups())
+    t = panel.class_table
+    cells = [t.item(r, 1).text() for r in range(t.rowCount())]
+    used = [re.fullmatch(r"([\d,]+)(?: \+ ([\d,]+) excluded)?", c) for c in cells]
+    assert all(used), cells
+    decoded = re.match(r"([\d,]+) images decoded", panel.cache_estimate.text())
+    assert decoded, panel.cache_estimate.text()
+    return {"total": total, "train": train, "val": val, "excluded": excluded,
+            "class rows": sum(int(m.group(1).replace(",", "")) for m in used),
+            "class rows excluded": sum(int((m.group(2) or "0").replace(",", "")) for m in used),
+            "decoded": int(decoded.group(1).replace(",", "")), "cells": cells}
+
+
+def test_after_an_exclusion_every_count_on_the_dataset_tab_adds_up(make_window, qtbot, planted_copy):
+    root = Path(planted_copy.root)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir())[:2]:
+        (folder / "broken.png").write_text("not a picture")  # two files found, but no images
+    w = _open(make_window, qtbot, root, start_engine=False)
+    panel = w.dataset_panel
+    seen = _counts_seen(panel)
+    assert seen["train"] + seen["val"] == seen["total"] == seen["class rows"] == seen["decoded"]
+    assert seen["excluded"] == 0
+
+    view = _show_duplicates(qtbot, panel)
+    copy = planted_copy.cross_class[0][1]
+    item = next(i for i in _member_items(view.tree) if i.data(0, Qt.UserRole) == copy)
+    _click_item(qtbot, view.tree, item)
+    qtbot.mouseClick(view.exclude_button, Qt.LeftButton)
+    after = _counts_seen(panel)
+    assert after["total"] == after["decoded"] == seen["total"]  # still decoded, still counted once
+    assert after["excluded"] == after["class rows excluded"] == 1
+    assert after["train"] + after["val"] + after["excluded"] == after["total"]
+    assert after["class rows"] == after["train"] + after["val"]
+    assert f"+ 1 excluded" in after["cells"][panel.data.class_names.index(Path(copy).parent.name)]
+
+    qtbot.mouseClick(view.changes.undo_button, Qt.LeftButton)
+    assert _counts_seen(panel) == seen
+
+
+def test_the_changes_listed_are_those_of_the_dataset_shown(make_window, qtbot, planted, tmp_path):
+    from conftest import write_dataset
+
+    w = _open(make_window, qtbot, planted.root, start_engine=False)
+    view = _show_duplicates(qtbot, w.dataset_panel)
+    copy = planted.cross_class[0][1]
+    _click_item(qtbot, view.tree, next(i for i in _member_items(view.tree) if i.data(0, Qt.UserRole) == copy))
+    qtbot.mouseClick(view.exclude_button, Qt.LeftButton)
+    assert view.changes.list.count() == 1 and view.changes.undo_button.isEnabled()
+
+    other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6, size=16)
+    w.dataset_panel.load_folder(str(other))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=30000)
+    assert view.changes.list.count() == 0 and view.changes.title.text() == "Changes: none"
+    assert not view.changes.undo_button.isEnabled()
+
+    w.dataset_panel.load_folder(str(planted.root))  # back to the first: its change and its Undo come back
+    qtbot.waitUntil(lambda: w.dataset_panel.data.root == Path(planted.root), timeout=30000)
+    assert view.changes.list.count() == 1 and view.changes.undo_button.isEnabled()
+    qtbot.mouseClick(view.changes.undo_button, Qt.LeftButton)
+    assert not w.state.excluded
+
+
+def test_a_hash_distance_out_of_range_is_refused_out_loud_and_changes_nothing(make_window, qtbot, planted):
+    w = _open(make_window, qtbot, planted.root, start_engine=False)
+    view = _show_duplicates(qtbot, w.dataset_panel)
+    groups = view.tree.topLevelItemCount()
+    refusal = view.findChild(QLabel, "distanceRefused")
+    view.distance.selectAll()
+    qtbot.keyClicks(view.distance, "16")
+    assert refusal.isVisible()
+    assert refusal.text() == f"Hash distance goes from 0 to 12: 16 is refused, and it stays {DEFAULT_DISTANCE}."
+    assert w.state.dataset_config.duplicate_distance == DEFAULT_DISTANCE  # the 1 typed on the way was not applied
+    assert view.tree.topLevelItemCount() == groups
+    qtbot.keyClick(view.distance, Qt.Key_Return)
+    assert view.distance.text() == str(DEFAULT_DISTANCE) and refusal.isVisible()
+    assert w.state.dataset_config.duplicate_distance == DEFAULT_DISTANCE and view.tree.topLevelItemCount() == groups
+    view.distance.selectAll()
+    qtbot.keyClicks(view.distance, "10")
+    assert not refusal.isVisible() and w.state.dataset_config.duplicate_distance == DEFAULT_DISTANCE
+    qtbot.keyClick(view.distance, Qt.Key_Return)
+    assert w.state.dataset_config.duplicate_distance == 10
+
+
+def test_a_number_of_retrains_out_of_range_is_refused_out_loud(qtbot):
+    from cnndesk.ui.data_quality_view import LabelDoubtsView
+
+    view = LabelDoubtsView()
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    asked = []
+    view.score_requested.connect(asked.append)
+    view.kfold.setChecked(True)
+    view.folds.selectAll()
+    qtbot.keyClicks(view.folds, "12")
+    refusal = view.findChild(QLabel, "foldsRefused")
+    assert refusal.isVisible()
+    assert refusal.text() == "The number of retrains goes from 2 to 10: 12 is refused, and it stays 3."
+    qtbot.keyClick(view.folds, Qt.Key_Return)
+    assert view.folds.text() == "3 retrains"
+    qtbot.mouseClick(view.find_button, Qt.LeftButton)
+    assert asked == [3]
 
 
 def test_a_file_moves_to_another_class_only_after_confirmation(make_window, qtbot, planted_copy, monkeypatch):

@@ -94,6 +94,20 @@ def test_exif_orientation_is_applied(tmp_path):
     assert out[-6:].mean() > 235
 
 
+def test_images_smaller_than_the_image_size_are_noted_upright_at_their_largest(tmp_path):
+    for c, sizes in (("a", [(20, 30), (25, 12)]), ("b", [(25, 30), (18, 18)])):
+        (tmp_path / c).mkdir()
+        for i, (h, w) in enumerate(sizes):
+            Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(tmp_path / c / f"{i}.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40 wide x 20 high, shown upright 20 wide x 40 high
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "b" / "phone.jpg", exif=exif)
+    data = load_dataset(tmp_path, DatasetConfig(Preprocessing((64, 64)), val_split=0))
+    assert data.upscaling_note() == "Images are up to 40×30 px; they are scaled up to 64×64 for training."
+    assert load_dataset(tmp_path, DatasetConfig(Preprocessing((40, 30)), val_split=0)).upscaling_note() == ""
+    assert load_dataset(tmp_path, DatasetConfig(Preprocessing((32, 32)), val_split=0)).upscaling_note() == ""
+
+
 @pytest.mark.parametrize("orientation", [1, 6])
 def test_a_large_photo_is_decoded_at_reduced_scale_but_never_below_the_model_size(tmp_path, monkeypatch,
                                                                                    orientation):

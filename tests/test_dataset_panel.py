@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QStyleOptionViewItem
+from PySide6.QtWidgets import QFileDialog, QLabel, QStyleOptionViewItem
 
 from conftest import shown, write_dataset
 from cnndesk.core import color_hint
@@ -123,6 +123,61 @@ def test_a_path_outside_the_dataset_folder_is_shown_whole():
     assert relative_path("/data/flowers-old/rose/a.txt", root) == "/data/flowers-old/rose/a.txt"
     assert relative_path("/elsewhere/a.txt", root) == "/elsewhere/a.txt"
     assert relative_path("/data/flowers/a.txt", None) == "/data/flowers/a.txt"
+
+
+# -- a refused folder ---------------------------------------------------------
+
+def lines(panel) -> dict:
+    """Everything the panel shows about the dataset it holds."""
+    t = panel.class_table
+    return {"folder": panel.path_edit.text(), "totals": panel.totals.text(), "split": panel.split_note.text(),
+            "memory": panel.cache_estimate.text(), "warnings": panel.imbalance.text(),
+            "classes": [(t.item(r, 0).text(), t.item(r, 1).text()) for r in range(t.rowCount())],
+            "thumbnails": panel.thumbs.count(), "skipped": panel.skipped_label.text(),
+            "hint": panel.color_hint.isVisible(), "scaled up": (panel.scale_note.isVisible(), panel.scale_note.text())}
+
+
+def test_a_refused_folder_leaves_the_dataset_read_before_shown_whole_and_says_so(panel, qtbot, monkeypatch,
+                                                                                 tmp_path):
+    first = write_gray_dataset(tmp_path / "gray")
+    choose(panel, qtbot, monkeypatch, first)
+    before = lines(panel)
+    assert before["hint"] and before["split"] and before["scaled up"][0]
+    refused = write_dataset(tmp_path / "refused", classes=("left", "top"), per_class=4, size=16)
+    (refused / "empty").mkdir()
+    changed = []
+    panel.dataset_changed.connect(changed.append)
+    pick_folder(panel, qtbot, monkeypatch, refused)
+    qtbot.waitUntil(lambda: "refused" in panel.status_label.text() and not panel.progress.isVisible(),
+                    timeout=20000)
+    assert lines(panel) == before  # every line still describes the dataset read before
+    status = panel.status_label.text()
+    assert status.startswith(f"The folder {refused} was refused: ") and "'empty'" in status
+    assert status.endswith(f"Still using {first}.")
+    assert changed == [] and panel.data.root == first
+
+
+def test_a_refused_first_folder_shows_no_dataset_and_why(panel, qtbot, monkeypatch, tmp_path):
+    refused = write_dataset(tmp_path / "refused", classes=("left", "top"), per_class=4, size=16)
+    (refused / "empty").mkdir()
+    pick_folder(panel, qtbot, monkeypatch, refused)
+    qtbot.waitUntil(lambda: panel.totals.text() == "No usable dataset", timeout=20000)
+    assert "'empty'" in panel.imbalance.text() and panel.imbalance.isVisible()
+    assert panel.split_note.text() == "" and "follows once a folder is read" in panel.cache_estimate.text()
+    assert panel.class_table.rowCount() == 0 and panel.path_edit.text() == str(refused)
+
+
+# -- images smaller than the image size ---------------------------------------
+
+def test_images_smaller_than_the_image_size_are_said_to_be_scaled_up(panel, qtbot, monkeypatch, tmp_path):
+    folder = write_dataset(tmp_path / "small", classes=("left", "top"), per_class=4, size=25)
+    choose(panel, qtbot, monkeypatch, folder)
+    note = panel.findChild(QLabel, "scaleNote")
+    assert note.isVisible()
+    assert note.text() == "Images are 25×25 px; they are scaled up to 64×64 for training."
+    panel.image_size.setCurrentText("24")  # read at 24 px they are scaled down: nothing to say
+    qtbot.waitUntil(lambda: loaded(panel, folder) and panel.data.preprocessing.image_size == (24, 24), timeout=20000)
+    assert not note.isVisible()
 
 
 # -- the grayscale hint -----------------------------------------------------

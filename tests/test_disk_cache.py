@@ -389,3 +389,29 @@ def test_evaluating_an_on_disk_dataset_reads_its_validation_split_a_chunk_at_a_t
     expected = ins.evaluate(x, y)
     np.testing.assert_array_equal(ev.confusion, expected.confusion)
     np.testing.assert_array_equal(ev.predicted, expected.predicted)
+
+
+def test_scoring_likely_mislabelled_images_of_an_on_disk_dataset_reads_it_a_chunk_at_a_time(tmp_path, cache,
+                                                                                            monkeypatch):
+    """The validation split (by the current model) and each held-out fold (by its retrain) are read
+    ``EVALUATION_CHUNK`` images at a time, never whole, and each chunk alone becomes float32."""
+    from cnndesk.core import inspection
+    from cnndesk.core.architecture import TrainingSettings, build_model, preset
+    from cnndesk.core.inspection import Inspector
+    from cnndesk.ui.engine_worker import EngineWorker
+
+    folder = write_dataset(tmp_path / "data", per_class=15, size=32)
+    data = load(folder, cache)
+    worker = EngineWorker()
+    worker.inspector = Inspector(build_model(preset("seed"), PRE.input_shape, data.num_classes), data.class_names,
+                                 PRE)
+    monkeypatch.setattr(inspection, "EVALUATION_CHUNK", 4)
+    asked = []
+    read = ShardedImages.__getitem__
+    monkeypatch.setattr(ShardedImages, "__getitem__", lambda self, rows: asked.append(len(np.atleast_1d(
+        np.arange(len(self))[rows]))) or read(self, rows))
+    scores = worker.score_labels(data, preset("seed"), TrainingSettings(epochs=1, batch_size=8), folds=2, epochs=1,
+                                 task=TaskState())
+    assert sorted(scores.rows.tolist()) == sorted(data.val_index.tolist() + data.train_index.tolist())
+    assert asked and max(asked) <= 4  # never a whole split or fold at once
+    assert scores.probabilities.shape == (len(data.labels), data.num_classes)

@@ -44,6 +44,13 @@ def add_layer(panel, kind):
     action.trigger()
 
 
+def type_number(qtbot, spin, text):
+    """Type ``text`` over the number in ``spin`` and press Enter (a number applies when it is finished)."""
+    spin.selectAll()
+    qtbot.keyClicks(spin, text)
+    qtbot.keyClick(spin, Qt.Key_Return)
+
+
 def undo_keys(qtbot, panel):
     qtbot.keyClick(panel.table, Qt.Key_Z, Qt.ControlModifier)
 
@@ -76,9 +83,7 @@ def test_the_training_box_does_not_move_whichever_layer_is_selected(panel, qtbot
 
 def test_switching_preset_over_a_custom_stack_says_so_and_undo_brings_it_back(panel, qtbot):
     click_row(qtbot, panel, 0)
-    filters = param(panel, "filters")
-    filters.selectAll()
-    qtbot.keyClicks(filters, "16")
+    type_number(qtbot, param(panel, "filters"), "16")
     assert panel.preset_combo.currentText() == "Custom"
     custom = rows(panel)
     assert custom[0].startswith("1. Conv2D(16, 3")
@@ -121,9 +126,7 @@ def test_every_stack_edit_is_undone_by_ctrl_z_and_redone_by_ctrl_shift_z(panel, 
     assert states[-1][1] == "2. Dropout(0.25)"
     assert panel.editor_box.title() == "Layer 2: Dropout"  # the moved layer stays selected
     click_row(qtbot, panel, 0)
-    kernel = param(panel, "kernel_size")
-    kernel.selectAll()
-    qtbot.keyClicks(kernel, "5")
+    type_number(qtbot, param(panel, "kernel_size"), "5")
     states.append(rows(panel))
     assert states[-1][0] == "1. Conv2D(10, 5, relu)"
     qtbot.mouseClick(panel.remove_button, Qt.LeftButton)
@@ -143,9 +146,7 @@ def test_every_stack_edit_is_undone_by_ctrl_z_and_redone_by_ctrl_shift_z(panel, 
 
 def test_typing_a_number_is_one_undo_step_named_in_the_action(panel, qtbot):
     click_row(qtbot, panel, 0)
-    filters = param(panel, "filters")
-    filters.selectAll()
-    qtbot.keyClicks(filters, "128")
+    type_number(qtbot, param(panel, "filters"), "128")
     assert rows(panel)[0] == "1. Conv2D(128, 3, relu)"
     assert panel.undo_action.text() == "&Undo Change filters of layer 1"
     panel.undo_action.trigger()
@@ -160,9 +161,7 @@ def test_typing_a_number_is_one_undo_step_named_in_the_action(panel, qtbot):
 def test_typing_a_parameter_back_to_its_value_adds_no_undo_step(panel, qtbot):
     panel.set_layers(preset("seed"), "custom")
     click_row(qtbot, panel, 0)
-    filters = param(panel, "filters")
-    filters.selectAll()
-    qtbot.keyClicks(filters, "10")  # 1, then 10 again
+    type_number(qtbot, param(panel, "filters"), "10")  # the same number again
     assert rows(panel)[0] == "1. Conv2D(10, 3, relu)"
     assert not panel.undo_action.isEnabled()
 
@@ -197,13 +196,14 @@ def test_an_out_of_range_kernel_size_is_refused_with_a_message_not_cut_short(pan
     assert kernel.text() == "70"  # the 0 was not swallowed
     refusal = panel.findChild(QLabel, "paramRefused")
     assert refusal.isVisible()
-    assert refusal.text() == "Kernel size goes from 1 to 64: 70 is refused, and the layer keeps 7."
-    assert rows(panel)[0] == "1. Conv2D(10, 7, relu)"
+    assert refusal.text() == "Kernel size goes from 1 to 64: 70 is refused, and the layer keeps 3."
+    assert rows(panel)[0] == "1. Conv2D(10, 3, relu)"  # nor was the 7 typed on the way applied
     qtbot.keyClick(kernel, Qt.Key_Return)
-    assert kernel.text() == "7" and refusal.isVisible()  # the kept value is back, the reason still in sight
+    assert kernel.text() == "3" and refusal.isVisible()  # the kept value is back, the reason still in sight
     kernel.selectAll()
     qtbot.keyClicks(kernel, "5")
     assert not refusal.isVisible()
+    qtbot.keyClick(kernel, Qt.Key_Return)
     assert rows(panel)[0] == "1. Conv2D(10, 5, relu)"
 
 
@@ -222,6 +222,44 @@ def test_dropout_rate_and_filters_show_their_limits_and_refuse_beyond(panel, qtb
     refusal = panel.findChild(QLabel, "paramRefused").text()
     assert refusal == "Rate goes from 0 to 0.95: 1.5 is refused, and the layer keeps 0.25."
     assert rows(panel)[1] == "2. Dropout(0.25)"
+
+
+def test_a_number_is_applied_when_finished_and_a_refused_one_applies_nothing_typed_on_the_way(panel, qtbot):
+    """Typing 70000 into Filters passes 7000 on the way; nothing is applied until Enter or leaving the box."""
+    from cnndesk.core.model_file import LIMITS
+
+    click_row(qtbot, panel, 0)
+    filters = param(panel, "filters")
+    filters.selectAll()
+    qtbot.keyClicks(filters, "70000")
+    refusal = panel.findChild(QLabel, "paramRefused")
+    assert refusal.isVisible()
+    assert refusal.text() == f"Filters goes from 1 to {LIMITS.dimension:,}: 70000 is refused, and the layer keeps 10."
+    assert rows(panel)[0] == "1. Conv2D(10, 3, relu)"  # 7000 was never applied
+    qtbot.keyClick(filters, Qt.Key_Return)
+    assert filters.text() == "10" and rows(panel)[0] == "1. Conv2D(10, 3, relu)" and refusal.isVisible()
+    assert not panel.undo_action.isEnabled()  # nothing changed, nothing to undo
+
+    filters.selectAll()
+    qtbot.keyClicks(filters, "24")
+    assert not refusal.isVisible()
+    assert rows(panel)[0] == "1. Conv2D(10, 3, relu)"  # 2 is not applied half-way
+    qtbot.keyClick(filters, Qt.Key_Return)
+    assert rows(panel)[0] == "1. Conv2D(24, 3, relu)"
+    kernel = param(panel, "kernel_size")
+    qtbot.waitUntil(kernel.isVisible)  # the editor's rows show once the event loop runs
+    qtbot.mouseClick(kernel.lineEdit(), Qt.LeftButton)
+    assert kernel.hasFocus()
+    kernel.selectAll()
+    qtbot.keyClicks(kernel, "5")
+    assert rows(panel)[0] == "1. Conv2D(24, 3, relu)"
+    qtbot.keyClick(kernel, Qt.Key_Tab)  # leaving the box applies it too
+    assert rows(panel)[0] == "1. Conv2D(24, 5, relu)"
+    undo_keys(qtbot, panel)
+    assert rows(panel)[0] == "1. Conv2D(24, 3, relu)"
+    assert panel.undo_action.text() == "&Undo Change filters of layer 1"  # one step per number, not per keystroke
+    panel.undo_action.trigger()
+    assert rows(panel)[0] == "1. Conv2D(10, 3, relu)" and not panel.undo_action.isEnabled()
 
 
 # -- 5: what each preset is for, its size and speed ---------------------------------

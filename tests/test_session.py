@@ -166,3 +166,36 @@ def test_cancel_reaches_only_the_job_it_was_asked_of(qtbot):
         assert not second.task.is_interruption_requested()
     finally:
         engine.shutdown()
+
+
+def test_a_dataset_read_again_or_in_grayscale_is_a_change_found_without_comparing_pixels():
+    """Datasets compare by identity: comparing their pixels made an array the size of the image cache."""
+    import dataclasses
+    import tracemalloc
+    from pathlib import Path
+
+    import numpy as np
+
+    from cnndesk.core.dataset import LoadedDataset
+
+    n = 400
+    labels = np.arange(n, dtype=np.int32) % 2
+    first = LoadedDataset(Path("/data"), ["a", "b"], Preprocessing((64, 64)), np.zeros((n, 64, 64, 3), np.uint8),
+                          labels, [f"/data/{i}.png" for i in range(n)], [], np.arange(n), np.zeros(0, np.int64))
+    again = dataclasses.replace(first, images=first.images.copy())  # the same folder read again: the same pixels
+    gray = dataclasses.replace(first, preprocessing=Preprocessing((64, 64), "grayscale"),
+                               images=np.zeros((n, 64, 64, 1), np.uint8))
+    state = SessionState(data=first)
+    heard = []
+    state.observe(heard.append, "data")
+    tracemalloc.start()
+    try:
+        state.data = again
+        state.data = gray
+        state.data = gray  # the same dataset again is no change
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert heard == [frozenset({"data"})] * 2
+    assert state.data is gray
+    assert peak < 256 * 1024, f"setting the dataset took {peak / 2**20:.1f} MB"

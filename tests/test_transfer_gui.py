@@ -52,6 +52,7 @@ def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_hom
     tune = w.model_panel.editor_box.findChild(QSpinBox, "param_fine_tune")
     tune.selectAll()
     qtbot.keyClicks(tune, "1")
+    qtbot.keyClick(tune, Qt.Key_Return)  # a number applies when it is finished
     qtbot.waitUntil(lambda: w.state.layers[0].params.get("fine_tune") == 1, timeout=5000)
     blocks = w.model_panel.editor_box.findChild(QLabel, "backboneBlockList")
     toggle = w.model_panel.editor_box.findChild(QToolButton, "backboneBlocksToggle")

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .color_hint import SAMPLE_SIZE, spread
 from .errors import Cancelled, DatasetError, UserError
-from .images import Preprocessing, decode_image
+from .images import Preprocessing, decode_image, upright_size
 from .quality import (
     COLOUR_SIDE, DEFAULT_DISTANCE, colour_thumbnails, find_duplicates, image_chunks, leak_free_split,
     perceptual_hashes, similar_pairs,
@@ -85,13 +86,16 @@ class DatasetConfig:
 
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedDataset:
     """Decoded images of a dataset: a uint8 cache and the split.
 
     ``images`` has shape (N, H, W, C), dtype uint8; ``labels`` (N,) int32.
     When the decoded images exceed the memory limit, ``images`` is a
     ``disk_cache.ShardedImages`` that reads them from disk when indexed.
+
+    Two datasets are equal only when they are the same object: comparing their
+    fields would compare every pixel (an array the size of the image cache).
     """
 
     root: Path
@@ -108,6 +112,7 @@ class LoadedDataset:
     pairs: np.ndarray | None = None  # (M, 3) int32 (i, j, hash distance): near duplicates up to quality.MAX_DISTANCE
     split_note: str = ""  # what the split did about duplicates and exclusions (quality.Split.summary)
     storage: "CachePlan | None" = None  # in memory or on disk, and why (``disk_cache``)
+    image_sizes: tuple = ()  # (height, width) of a sample of the image files as stored, upright (``sample_sizes``)
 
     @property
     def on_disk(self) -> bool:
@@ -121,6 +126,18 @@ class LoadedDataset:
     def counts(self) -> dict[str, int]:
         c = Counter(self.labels.tolist())
         return {name: c.get(i, 0) for i, name in enumerate(self.class_names)}
+
+    def upscaling_note(self) -> str:
+        """A sentence when the images (those sampled) are smaller than the size they are read at, so they are
+        scaled up ("Images are 25×25 px; they are scaled up to 64×64 for training."); "" otherwise."""
+        if not self.image_sizes:
+            return ""
+        h, w = self.preprocessing.image_size
+        most = (max(s[0] for s in self.image_sizes), max(s[1] for s in self.image_sizes))
+        if most[0] > h or most[1] > w or most == (h, w):
+            return ""
+        size = f"{'' if len(set(self.image_sizes)) == 1 else 'up to '}{most[0]}×{most[1]}"
+        return f"Images are {size} px; they are scaled up to {h}×{w} for training."
 
     def imbalance_warning(self) -> str | None:
         """A sentence if the smallest class is much smaller than the largest."""
@@ -272,7 +289,7 @@ def load_dataset(
                 "are needed to keep one for validation. Add images, or set the validation split to 0.")
 
     data = LoadedDataset(scan.root, scan.class_names, pre, images, labels, paths, skipped, np.zeros(0, np.int64),
-                         np.zeros(0, np.int64), notes, storage=plan)
+                         np.zeros(0, np.int64), notes, storage=plan, image_sizes=sample_sizes(paths))
     if state is not None:
         state.set_status("Looking for duplicates…")
     data.hashes, thumbnails = _hashes_and_thumbnails(images)
@@ -292,6 +309,12 @@ def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[
     groups = find_duplicates(data.images, data.labels, data.pairs, config.duplicate_distance).groups
     split = leak_free_split(data.labels, groups, config.val_split, config.seed, excluded_rows)
     return dataclasses.replace(data, train_index=split.train, val_index=split.val, split_note=split.summary())
+
+
+def sample_sizes(paths: Sequence[str], size: int = SAMPLE_SIZE) -> tuple[tuple[int, int], ...]:
+    """The upright (height, width) of up to ``size`` of the image files ``paths`` (spread over the list, so every
+    class is reached), read from their headers; files that cannot be opened are left out."""
+    return tuple(s for s in map(upright_size, spread(paths, size)) if s is not None)
 
 
 def _hashes_and_thumbnails(images) -> tuple[np.ndarray, np.ndarray]:

@@ -158,7 +158,7 @@ def shard_rows(images, rows: np.ndarray, process_id: int, num_processes: int, pr
     return np.sort(np.random.default_rng(seed).permutation(own)[:take])
 
 
-@dataclass
+@dataclass(eq=False)  # equal only to itself, as a LoadedDataset
 class ProcessShare(LoadedDataset):
     """A process's share of a loaded dataset: its own training and validation rows of the same cache.
 

@@ -255,6 +255,17 @@ def _read_file(path, preprocessing: Preprocessing, use):
         raise UserError(f"damaged image: {e}") from None
 
 
+def upright_size(path) -> tuple[int, int] | None:
+    """The (height, width) an image file shows at, its EXIF orientation applied, from its header alone (no pixels
+    are decoded); None when it cannot be opened."""
+    try:
+        with Image.open(str(path)) as img:
+            w, h = img.size
+            return (w, h) if _orientation(img) in (5, 6, 7, 8) else (h, w)
+    except Exception:  # a damaged or vanished file: it says nothing about the others
+        return None
+
+
 def _upright(img: Image.Image) -> Image.Image:
     """The first frame, turned as its EXIF orientation says (``img`` itself when there is nothing to do)."""
     try:

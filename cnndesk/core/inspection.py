@@ -27,7 +27,8 @@ OUTPUT_SCORES_NOTE = {
     "softmax": "This model outputs scores; cnndesk shows softmax probabilities.",
     "sigmoid": "This model outputs a score; cnndesk shows sigmoid probabilities for two classes.",
 }
-#: images read and predicted at a time by :meth:`Inspector.evaluate` (a few MB at the usual sizes)
+#: images read and predicted at a time by :func:`predict_in_chunks` (evaluation, scoring labels; a few MB at the
+#: usual sizes)
 EVALUATION_CHUNK = 256
 #: what to say when a class's heat map is all zero (HiResCAM's often is on backbones such as MobileNetV2)
 EMPTY_CAM_NOTE = "No positive evidence for this class at this layer; try an earlier layer or classic Grad-CAM."
@@ -50,6 +51,14 @@ class Prediction:
 
     def to_json(self) -> dict:
         return {"path": self.path, "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
+
+
+def predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], images_uint8, classes: int) -> np.ndarray:
+    """``predict`` (uint8 images to (n, classes) probabilities) of an (N, H, W, C) array or anything sliced like
+    one (``LoadedDataset.rows``), called on ``EVALUATION_CHUNK`` images at a time: a lazy sequence is never held
+    in memory whole, and only a chunk at a time becomes float32."""
+    chunks = [predict(images_uint8[i:i + EVALUATION_CHUNK]) for i in range(0, len(images_uint8), EVALUATION_CHUNK)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, classes), np.float32)
 
 
 @dataclass
@@ -295,6 +304,11 @@ class Inspector:
                for i in range(0, len(images_uint8), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
+    def chunked_probabilities(self, images_uint8) -> np.ndarray:
+        """:meth:`probabilities` of an (N, H, W, C) array or anything sliced like one (``LoadedDataset.rows``),
+        read a chunk at a time (:func:`predict_in_chunks`)."""
+        return predict_in_chunks(self.probabilities, images_uint8, len(self.class_names))
+
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         order = np.argsort(-probabilities)[: max(1, min(k, len(self.class_names)))]
         return [(self.class_names[i], float(probabilities[i])) for i in order]
@@ -434,9 +448,7 @@ class Inspector:
         time, so a lazy sequence is never held in memory whole.
         """
         k = len(self.class_names)
-        chunks = [self.probabilities(images_uint8[i:i + EVALUATION_CHUNK])
-                  for i in range(0, len(images_uint8), EVALUATION_CHUNK)]
-        probs = np.concatenate(chunks) if chunks else np.zeros((0, k), np.float32)
+        probs = self.chunked_probabilities(images_uint8)
         pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
         conf = probs.max(axis=1) if len(probs) else np.zeros(0)
         labels = np.asarray(labels)

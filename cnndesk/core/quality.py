@@ -516,6 +516,7 @@ def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: in
         Cancelled: ``state`` asked to stop (between batches).
     """
     from .errors import Cancelled
+    from .inspection import predict_in_chunks
     from .training import TrainingListener, train
 
     parts = stratified_folds(data.train_index, data.labels, folds, settings.seed)
@@ -538,7 +539,9 @@ def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: in
         result = train(fold_data, layers, retrain, listener, state)
         if result.cancelled:
             raise Cancelled()
-        probs[held_out] = _predict(result.model, data.images[held_out], settings.batch_size)
+        # the held-out fold a chunk at a time (an on-disk one is never read whole, nor all of it as float32)
+        probs[held_out] = predict_in_chunks(lambda x: _predict(result.model, x, settings.batch_size),
+                                            data.rows(held_out), data.num_classes)
     rows = np.sort(np.concatenate(parts))
     note = (f"{len(rows)} training images scored by {folds} retrains ({retrain.epochs} epoch(s) each) "
             "that did not see them")

@@ -274,7 +274,11 @@ def thin(points, most: int = MAX_BATCH_POINTS) -> list:
 
 
 def _same(a, b) -> bool:
-    """Equal for the purpose of announcing a change (arrays and datasets compare by identity)."""
+    """Equal for the purpose of announcing a change (arrays and datasets compare by identity).
+
+    A ``LoadedDataset`` is equal only to itself (``eq=False``), so a dataset read again is a change
+    found without comparing its pixels.
+    """
     if a is b:
         return True
     if type(a) is not type(b):

@@ -51,6 +51,8 @@ def bind_dataset_panel(state: SessionState, panel: DatasetPanel) -> None:
     panel.dataset_changed.connect(read)
     panel.config_changed.connect(edited)
     state.observe(show, "dataset_config")
+    # a project opened drops the dataset: the panel shows none either (before the exclusions split the old one)
+    state.observe(lambda _: state.data is None and panel.forget(), "data")
     state.observe(lambda _: panel.set_excluded(state.excluded), "excluded")
     state.observe(lambda _: panel.set_busy(state.training), "activity")
     show(None)

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QListWidget, QListWidgetItem,
-    QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QTreeWidget, QTreeWidgetItem,
+    QMessageBox, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTreeWidget, QTreeWidgetItem,
     QVBoxLayout, QWidget,
 )
 
@@ -28,6 +28,7 @@ from ..core.quality import (
 )
 from ..core.scanning import printable
 from .engine_worker import EngineWorker
+from .layer_editing import RangeSpinBox, RefusalNote
 from .widgets import array_to_pixmap
 
 THUMB = 40
@@ -117,8 +118,8 @@ class DuplicatesView(QWidget):
         v.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
         self.summary = QLabel("Duplicates", objectName="duplicateSummary", wordWrap=True)
-        self.distance = QSpinBox(objectName="duplicateDistance", minimum=0, maximum=MAX_DISTANCE,
-                                 value=DEFAULT_DISTANCE)
+        self.distance = RangeSpinBox(objectName="duplicateDistance", minimum=0, maximum=MAX_DISTANCE,
+                                     value=DEFAULT_DISTANCE)
         self.distance.setToolTip("Largest difference (bits of a 64-bit perceptual hash) at which two images count "
                                  "as near duplicates; 0 finds only copies that look the same. The split keeps "
                                  "each group on one side.")
@@ -127,6 +128,9 @@ class DuplicatesView(QWidget):
         top.addWidget(QLabel("Hash distance"))
         top.addWidget(self.distance)
         v.addLayout(top)
+        self.distance_refusal = RefusalNote(objectName="distanceRefused")
+        self.distance_refusal.watch(self.distance, "Hash distance")
+        v.addWidget(self.distance_refusal)
         # the buttons beside the groups, above the changes: the view stays short enough for a small window
         self.tree = QTreeWidget(objectName="duplicateGroups", columnCount=4)
         self.tree.setHeaderLabels(["Image", "Class", "Split", "File"])
@@ -221,7 +225,7 @@ class LabelDoubtsView(QWidget):
         self.kfold.setToolTip("Training images are scored by retrains (with the Model tab's layers and epochs) "
                               "that leave them out (k-fold); "
                               "the current model saw them, so its opinion of them says little")
-        self.folds = QSpinBox(objectName="foldCount", minimum=2, maximum=10, value=3, suffix=" retrains")
+        self.folds = RangeSpinBox(objectName="foldCount", minimum=2, maximum=10, value=3, suffix=" retrains")
         self.progress = QProgressBar(objectName="doubtProgress", visible=False)
         self.cancel_button = QPushButton("Cancel", objectName="cancelScoring", visible=False)
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -235,6 +239,9 @@ class LabelDoubtsView(QWidget):
         retrains.addWidget(self.folds)
         retrains.addStretch(1)
         v.addLayout(retrains)
+        self.folds_refusal = RefusalNote(objectName="foldsRefused")
+        self.folds_refusal.watch(self.folds, "The number of retrains")
+        v.addWidget(self.folds_refusal)
         self.note = QLabel(objectName="doubtNote", wordWrap=True)
         v.addWidget(self.note)
         self.table = QTableWidget(0, len(self.COLUMNS), objectName="labelDoubts")
@@ -409,10 +416,16 @@ class DataQuality(QObject):
             self.panel.reload()
 
     def _show_changes(self) -> None:
-        for view in (self.duplicates, self.doubts):
-            view.changes.show_changes(self.log.changes)
+        self._list_changes()
         if self._scored is not None and self.state.data is not None:
             self._show_doubts()
+
+    def _list_changes(self) -> None:
+        """The changes of the files of the dataset shown (those of another folder come back with it)."""
+        data = self.state.data
+        mine = [c for c in self.log.changes if data is not None and Path(c.path).is_relative_to(data.root)]
+        for view in (self.duplicates, self.doubts):
+            view.changes.show_changes(mine)
 
     def _error(self, title: str, message: str) -> None:
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self.parent_widget)
@@ -480,6 +493,8 @@ class DataQuality(QObject):
     def _on_data(self, names) -> None:
         """A new model, or a dataset read again: the scores no longer hold (a new split or an exclusion keeps them)."""
         data = self.state.data
+        if "data" in names:
+            self._list_changes()
         if self._scored is None:
             return
         if "model" in names or data is None or data.paths is not self._scored[0]:

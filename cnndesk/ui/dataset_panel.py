@@ -48,7 +48,8 @@ class DatasetPanel(QWidget):
         super().__init__(parent)
         self.data: LoadedDataset | None = None
         self.folder: str | None = None
-        self.color_sample: ColorSample | None = None  # of the dataset being loaded or shown
+        self.color_sample: ColorSample | None = None  # of the dataset shown
+        self._incoming_colors: ColorSample | None = None  # of the dataset being read, shown once it is loaded
         self._rgb_kept_for: str | None = None  # the folder the user chose RGB for by hand
         self.excluded: frozenset[str] = frozenset()  # files left out of the split (the project's exclusions)
         self.loader = DatasetLoader(self)
@@ -138,6 +139,8 @@ class DatasetPanel(QWidget):
         rl.addWidget(self.totals)
         self.split_note = QLabel(objectName="splitNote", wordWrap=True)
         rl.addWidget(self.split_note)
+        self.scale_note = QLabel(objectName="scaleNote", wordWrap=True, visible=False)
+        rl.addWidget(self.scale_note)
         rl.addWidget(self._build_color_hint())
         self.imbalance = QLabel(objectName="imbalanceWarning", wordWrap=True, visible=False)
         self.imbalance.setStyleSheet("color: #8a5300; background: #fff4e0; padding: 4px; border-radius: 3px")
@@ -305,7 +308,7 @@ class DatasetPanel(QWidget):
         self.folder = str(folder)
         self.path_edit.setText(self.folder)
         self.status_label.setText(f"Reading {self.folder}…")
-        self.color_sample = None
+        self._incoming_colors = None
         self.loader.load(self.folder, self.config(), make_sample=make_sample, cache=self.cache_settings())
 
     def reload(self) -> None:
@@ -315,11 +318,15 @@ class DatasetPanel(QWidget):
     def _on_cancelled(self) -> None:
         """Keep what was loaded before: the previous dataset stays selected."""
         if self.data is not None:
-            self.folder = str(self.data.root)
-            self.path_edit.setText(self.folder)
-            self.status_label.setText(f"Reading cancelled; still using {self.folder}.")
+            self._keep_previous(f"Reading cancelled; still using {self.data.root}.")
         else:
             self.status_label.setText("Reading cancelled.")
+
+    def _keep_previous(self, status: str) -> None:
+        """The folder just read is not used: the dataset shown before stays, and every line still describes it."""
+        self.folder = str(self.data.root)
+        self.path_edit.setText(self.folder)
+        self.status_label.setText(status)
 
     def _on_running(self, running: bool) -> None:
         self.progress.setVisible(running)
@@ -347,7 +354,7 @@ class DatasetPanel(QWidget):
             self.cache_estimate.setText("Decoded images are kept in memory up to this size, on disk beyond it; "
                                         "the estimate follows once a folder is read.")
             return None
-        images = self.data.storage.images if self.data.storage is not None else len(self.data.labels)
+        images = len(self.data.labels)  # the images decoded, as the header counts them (not the files found)
         pre = Preprocessing(size, COLOR_MODES[self.color_mode.currentIndex()])
         settings = self.cache_settings()
         plan = plan_cache(images, pre, settings)
@@ -375,6 +382,7 @@ class DatasetPanel(QWidget):
         """Split again with the current settings and exclusions (groups of near duplicates on one side)."""
         self.data = resplit(self.data, self.config(), self._excluded_rows(self.data))
         self._show_totals()
+        self._show_classes()
         self._show_duplicates()
         self.dataset_changed.emit(self.data)
 
@@ -394,7 +402,7 @@ class DatasetPanel(QWidget):
 
     @Slot(object)
     def _on_colors_sampled(self, sample: ColorSample) -> None:
-        self.color_sample = sample
+        self._incoming_colors = sample
 
     def _use_grayscale(self) -> None:
         """Switch to grayscale, which reloads the dataset like any change of the colour mode."""
@@ -403,6 +411,7 @@ class DatasetPanel(QWidget):
     def _on_loaded(self, data: LoadedDataset) -> None:
         rows = self._excluded_rows(data)
         self.data = data = resplit(data, self.config(), rows) if rows else data
+        self.color_sample = self._incoming_colors
         where = f" {data.storage.describe()}" if data.on_disk else ""
         self.status_label.setText(f"Read {len(data.labels)} images from {data.root}.{where}")
         self._show_cache_estimate()
@@ -410,25 +419,73 @@ class DatasetPanel(QWidget):
         self.dataset_changed.emit(data)
 
     def _on_failed(self, message: str) -> None:
-        self.data = None
+        """A refused folder: the dataset read before stays, saying so; with none before, nothing is shown but why."""
+        if self.data is not None:
+            if self.folder == str(self.data.root):
+                self._keep_previous(f"{self.folder} could not be read again: {message} Still using the images read "
+                                    "before.")
+            else:
+                self._keep_previous(f"The folder {self.folder} was refused: {message} Still using {self.data.root}.")
+            return
         self.status_label.setText("")
-        self.totals.setText("No usable dataset")
+        self._show_no_dataset(message)
+        self.dataset_changed.emit(None)
+
+    def forget(self) -> None:
+        """Show no dataset: the session dropped the one shown (another project was opened)."""
+        if self.data is not None:
+            self.folder = None
+            self.path_edit.clear()
+            self.status_label.setText("")
+            self._show_no_dataset()
+
+    def _show_no_dataset(self, message: str = "") -> None:
+        """No line of a dataset read before stays; ``message`` says why the folder was refused."""
+        self.data = None
+        self.color_sample = None
+        self.totals.setText("No usable dataset" if message else "")
+        self.split_note.setText("")
+        self.scale_note.hide()
         self.class_table.setRowCount(0)
         self.thumbs.clear()
         self.skipped_model.set_files([])
+        self.skipped_label.setText("Skipped files")
         self.duplicates.show_groups(None, None, self.excluded)
-        self.color_sample = None
+        self.pictures.setTabText(1, "Duplicates")
+        self._show_cache_estimate()
         self._show_color_hint()
-        self.imbalance.setVisible(True)
+        self.imbalance.setVisible(bool(message))
         self.imbalance.setText(message)
-        self.dataset_changed.emit(None)
 
     # -- display -----------------------------------------------------------
     def _show_totals(self) -> None:
         d = self.data
+        excluded = len(d.labels) - len(d.train_index) - len(d.val_index)  # in neither side of the split
         self.totals.setText(f"{len(d.labels)} images in {d.num_classes} classes: {len(d.train_index)} for training, "
-                            f"{len(d.val_index)} for validation")
+                            f"{len(d.val_index)} for validation" + (f", {excluded} excluded" if excluded else ""))
         self.split_note.setText(f"Split: {d.split_note}." if d.split_note else "")
+
+    def _show_classes(self) -> None:
+        """Each class with the images it trains and validates on, and those excluded beside them."""
+        d = self.data
+        used = np.zeros(len(d.labels), bool)
+        used[d.train_index] = used[d.val_index] = True
+        counts = np.bincount(d.labels[used], minlength=d.num_classes)
+        left_out = np.bincount(d.labels[~used], minlength=d.num_classes)
+        most = max(int(counts.max()), 1)
+        self.class_table.setRowCount(d.num_classes)
+        for r, name in enumerate(d.class_names):
+            name_item = QTableWidgetItem(printable(name))
+            name_item.setToolTip(printable(name))
+            self.class_table.setItem(r, 0, name_item)
+            n, out = int(counts[r]), int(left_out[r])
+            item = QTableWidgetItem(f"{n} + {out} excluded" if out else str(n))
+            item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            self.class_table.setItem(r, 1, item)
+            bar = QProgressBar(maximum=most, value=n, textVisible=False)
+            bar.setMaximumHeight(14)
+            self.class_table.setCellWidget(r, 2, bar)
+        self.class_table.updateGeometry()
 
     def _show_duplicates(self) -> None:
         d = self.data
@@ -459,24 +516,13 @@ class DatasetPanel(QWidget):
 
     def _show(self, data: LoadedDataset) -> None:
         self._show_totals()
+        self.scale_note.setText(data.upscaling_note())
+        self.scale_note.setVisible(bool(self.scale_note.text()))
         self._show_color_hint()
         warnings = data.warnings()  # every warning the CLI prints: unreadable files, links, few images, imbalance
         self.imbalance.setVisible(bool(warnings))
         self.imbalance.setText("\n".join(warnings))
-        counts = data.counts()
-        most = max(counts.values())
-        self.class_table.setRowCount(len(counts))
-        for r, (name, n) in enumerate(counts.items()):
-            name_item = QTableWidgetItem(printable(name))
-            name_item.setToolTip(printable(name))
-            self.class_table.setItem(r, 0, name_item)
-            item = QTableWidgetItem(str(n))
-            item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-            self.class_table.setItem(r, 1, item)
-            bar = QProgressBar(maximum=most, value=n, textVisible=False)
-            bar.setMaximumHeight(14)
-            self.class_table.setCellWidget(r, 2, bar)
-        self.class_table.updateGeometry()
+        self._show_classes()
         self.thumbs.clear()
         for ci, name in enumerate(data.class_names):
             idx = np.flatnonzero(data.labels == ci)[:THUMBS_PER_CLASS]

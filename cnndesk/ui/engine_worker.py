@@ -588,7 +588,7 @@ class EngineWorker(QObject):
         scores = LabelScores(empty, np.zeros((0, data.num_classes), np.float32), np.zeros(0, dtype=object))
         ins = self.inspector
         if ins is not None and list(ins.class_names) == list(data.class_names) and len(data.val_index):
-            probs = ins.probabilities(data.images[data.val_index])
+            probs = ins.chunked_probabilities(data.rows(data.val_index))  # read chunk by chunk, never whole
             scores = LabelScores(np.asarray(data.val_index), probs, np.full(len(data.val_index), VALIDATION, object),
                                  [f"{len(data.val_index)} validation images scored by the current model"])
         elif len(data.val_index):

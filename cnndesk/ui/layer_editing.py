@@ -1,4 +1,9 @@
-"""Editing pieces of the model panel: number boxes that refuse out loud, and undoable stack edits."""
+"""Editing pieces of the model panel: number boxes that refuse out loud, and undoable stack edits.
+
+The number boxes (``RangeSpinBox``, ``RangeDoubleSpinBox`` and the ``RefusalNote`` that
+watches them) serve the data quality views too: every box whose number changes the
+model or the data applies it when it is finished and refuses an out-of-range one aloud.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QUndoCommand, QValidator
-from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QSpinBox
+from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QLabel, QSpinBox
 
 from ..core.architecture import LayerSpec
 
@@ -16,9 +21,23 @@ if TYPE_CHECKING:
 
 # -- spin boxes that refuse out-of-range numbers out loud ----------------------
 
+#: the background of a box while it shows a refused number
+REFUSED_STYLE = "background: #ffd8d8"
+
+
+def typed_number(spin: QAbstractSpinBox, text: str) -> str:
+    """The number part of the box's ``text``: without its prefix and suffix (" retrains") and spaces."""
+    prefix, suffix = spin.prefix(), spin.suffix()
+    if prefix and text.startswith(prefix):
+        text = text[len(prefix):]
+    if suffix and text.endswith(suffix):
+        text = text[:-len(suffix)]
+    return text.strip()
+
+
 def out_of_range(spin: QAbstractSpinBox, text: str) -> float | None:
     """The number typed in ``text`` when it lies outside the spin box's range; None otherwise."""
-    value, ok = spin.locale().toDouble(text.strip())
+    value, ok = spin.locale().toDouble(typed_number(spin, text))
     if ok and not spin.minimum() <= value <= spin.maximum():
         return value
     return None
@@ -39,14 +58,29 @@ def _keep_out_of_range(spin: QAbstractSpinBox, result: tuple, text: str, pos: in
 
 
 class RangeSpinBox(QSpinBox):
-    """A QSpinBox that shows an out-of-range number as typed instead of dropping keystrokes."""
+    """A QSpinBox that shows an out-of-range number as typed instead of dropping keystrokes.
+
+    Its value changes only when a number is finished (Enter, leaving the box, the arrows),
+    never on each keystroke: typing 70000 passes 7000 on the way, which must not be applied.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.setKeyboardTracking(False)
 
     def validate(self, text: str, pos: int):
         return _keep_out_of_range(self, super().validate(text, pos), text, pos)
 
 
 class RangeDoubleSpinBox(QDoubleSpinBox):
-    """A QDoubleSpinBox that shows an out-of-range number as typed instead of dropping keystrokes."""
+    """A QDoubleSpinBox that shows an out-of-range number as typed instead of dropping keystrokes.
+
+    Its value changes only when a number is finished, as a ``RangeSpinBox``'s.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.setKeyboardTracking(False)
 
     def validate(self, text: str, pos: int):
         return _keep_out_of_range(self, super().validate(text, pos), text, pos)
@@ -54,6 +88,50 @@ class RangeDoubleSpinBox(QDoubleSpinBox):
 
 def format_number(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+class RefusalNote(QLabel):
+    """A red line that says why a number typed into a watched box was refused, and which value stays.
+
+    Args:
+        keeps: the end of the sentence, with ``{kept}`` for the value that stays
+            ("the layer keeps {kept}"). Defaults to "it stays {kept}".
+    """
+
+    def __init__(self, keeps: str = "it stays {kept}", **kwargs):
+        super().__init__(wordWrap=True, visible=False, **kwargs)
+        self.setStyleSheet("color: #b71c1c")
+        self.keeps = keeps
+        self._refused_in: tuple | None = None  # the box whose typed number was refused, and the value it kept
+
+    def watch(self, spin: QAbstractSpinBox, what: str) -> None:
+        """Say so when the user types a number outside ``spin``'s range; ``what`` names the number."""
+        spin.lineEdit().textEdited.connect(lambda text: self._check_typed(spin, what, text))
+        spin.valueChanged.connect(lambda value: self._on_value(spin, value))
+        spin.editingFinished.connect(lambda: spin.setStyleSheet(""))  # the last valid value is back
+
+    def clear_refusal(self) -> None:
+        self._refused_in = None
+        self.hide()
+        self.clear()
+
+    def _on_value(self, spin: QAbstractSpinBox, value: float) -> None:
+        # leaving the box puts the kept value back, announced again: the refusal stays until the value changes
+        if self._refused_in != (spin, value):
+            self.clear_refusal()
+
+    def _check_typed(self, spin: QAbstractSpinBox, what: str, text: str) -> None:
+        if out_of_range(spin, text) is None:
+            spin.setStyleSheet("")
+            self.clear_refusal()
+            return
+        spin.setStyleSheet(REFUSED_STYLE)
+        kept = spin.specialValueText() if spin.value() == spin.minimum() and spin.specialValueText() else \
+            spin.textFromValue(spin.value())
+        self.setText(f"{what} goes from {format_number(spin.minimum())} to {format_number(spin.maximum())}: "
+                     f"{typed_number(spin, text)} is refused, and {self.keeps.format(kept=kept)}.")
+        self.show()
+        self._refused_in = (spin, spin.value())
 
 
 # -- undo ------------------------------------------------------------------------

@@ -29,10 +29,9 @@ from ..core.errors import ArchitectureError
 from ..core.model_file import LIMITS
 from .backbone_editor import backbone_rows
 from .device_choice import DeviceChoice
-from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, Stack, StackEdit, format_number, out_of_range
+from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, RefusalNote, Stack, StackEdit, format_number
 
 ERROR_BG = QColor("#ffd8d8")
-REFUSED_STYLE = "background: #ffd8d8"
 
 
 # -- the panel -------------------------------------------------------------------
@@ -60,7 +59,6 @@ class ModelPanel(QWidget):
         self.error: ArchitectureError | None = None
         self.undo_stack = QUndoStack(self)
         self._editor_generation = 0  # a new parameter editor starts a new undo step
-        self._refused_in: tuple | None = None  # the spin box whose typed number was refused, and the value it kept
         self._build()
         self._build_undo_actions()
         self.refresh()
@@ -145,8 +143,7 @@ class ModelPanel(QWidget):
         box = QVBoxLayout(self.editor_box)
         self.editor_form = QFormLayout()
         box.addLayout(self.editor_form)
-        self.refusal = QLabel(objectName="paramRefused", wordWrap=True, visible=False)
-        self.refusal.setStyleSheet("color: #b71c1c")
+        self.refusal = RefusalNote("the layer keeps {kept}", objectName="paramRefused")
         box.addWidget(self.refusal)
         column.addWidget(self.editor_box)
         self.explanation = QLabel(objectName="layerExplanation", wordWrap=True)
@@ -443,7 +440,7 @@ class ModelPanel(QWidget):
 
     def _show_editor(self, index: int | None) -> None:
         self._editor_generation += 1
-        self._hide_refusal()
+        self.refusal.clear_refusal()
         while self.editor_form.rowCount():
             self.editor_form.removeRow(0)
         if index is None:
@@ -457,6 +454,8 @@ class ModelPanel(QWidget):
         params = spec.full_params()
         if spec.kind == "Backbone":
             for label, editor in backbone_rows(params, lambda key, value: self.set_param(index, key, value)):
+                if isinstance(editor, QAbstractSpinBox):
+                    self.refusal.watch(editor, label)
                 self.editor_form.addRow(label, editor)
             return
         if not params:
@@ -466,7 +465,7 @@ class ModelPanel(QWidget):
             editor = self._param_editor(index, spec, key, value)
             if isinstance(editor, QAbstractSpinBox):  # the limits in sight, not found by hitting them
                 name += f" ({format_number(editor.minimum())}–{format_number(editor.maximum())})"
-                self._watch_range(editor, key.replace("_", " ").capitalize())
+                self.refusal.watch(editor, key.replace("_", " ").capitalize())
             self.editor_form.addRow(name, editor)
 
     def _param_editor(self, index: int, spec: LayerSpec, key: str, value) -> QWidget:
@@ -496,39 +495,8 @@ class ModelPanel(QWidget):
             largest = LIMITS.dimension if key in ("units", "filters") else 64
             w = RangeSpinBox(objectName=name, minimum=1, maximum=largest)
             w.setValue(int(value) if value != CLASSES else self.num_classes)
-            w.setKeyboardTracking(True)
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
         return w
-
-    # -- refused numbers -----------------------------------------------------
-    def _watch_range(self, spin: QAbstractSpinBox, what: str) -> None:
-        """Say so when the user types a number outside the spin box's range."""
-        spin.lineEdit().textEdited.connect(lambda text: self._check_typed(spin, what, text))
-        spin.valueChanged.connect(lambda value: self._on_watched_value(spin, value))
-        spin.editingFinished.connect(lambda: spin.setStyleSheet(""))  # the last valid value is back
-
-    def _on_watched_value(self, spin: QAbstractSpinBox, value: float) -> None:
-        # leaving the box puts the kept value back, announced again: the refusal stays until the value changes
-        if self._refused_in != (spin, value):
-            self._hide_refusal()
-
-    def _check_typed(self, spin: QAbstractSpinBox, what: str, text: str) -> None:
-        if out_of_range(spin, text) is None:
-            spin.setStyleSheet("")
-            self._hide_refusal()
-            return
-        spin.setStyleSheet(REFUSED_STYLE)
-        kept = spin.specialValueText() if spin.value() == spin.minimum() and spin.specialValueText() else \
-            spin.textFromValue(spin.value())
-        self.refusal.setText(f"{what} goes from {format_number(spin.minimum())} to {format_number(spin.maximum())}: "
-                             f"{text.strip()} is refused, and the layer keeps {kept}.")
-        self.refusal.show()
-        self._refused_in = (spin, spin.value())
-
-    def _hide_refusal(self) -> None:
-        self._refused_in = None
-        self.refusal.hide()
-        self.refusal.clear()
 
 
 def _speed_words(cost: int, fastest: PresetSummary | None, own: PresetSummary | None = None) -> str:
