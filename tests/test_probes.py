@@ -210,6 +210,31 @@ def test_a_file_that_is_not_an_image_is_not_a_probe_and_says_why(window, qtbot, 
     assert "notes.png is not an image" in said[0]
 
 
+
+def _probe_names(view) -> list[str]:
+    return [view.probe_list.item(i).text() for i in range(view.probe_list.count())]
+
+
+def test_new_and_open_start_without_the_probe_images_of_the_work_before(window, qtbot, tmp_path, monkeypatch,
+                                                                       tiny_dataset):
+    w, view = window, window.probe_view
+    _show_training_tab(w)
+    folder = tmp_path / "without-probes"
+    folder.mkdir()
+    save_as(w, qtbot, monkeypatch, folder)  # a project B, saved before any probe was chosen
+
+    drop_paths(view, [tiny_dataset / "left" / "left_03.png"])  # project A's probe
+    assert _probe_names(view) == ["left_03.png"]
+    w.new_action.trigger()
+    assert _probe_names(view) == [] and w.state.probe_images == []
+    assert view.add_button.isEnabled() and not view.remove_button.isEnabled()
+
+    drop_paths(view, [tiny_dataset / "top" / "top_05.png"])
+    assert _probe_names(view) == ["top_05.png"]
+    w.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w.state.project_path == str(folder) and not w.state.busy, timeout=30000)
+    assert _probe_names(view) == [] and w.state.probe_images == []  # B's next training records no probe of A
+
 # -- the CLI ---------------------------------------------------------------------------------------
 def test_cli_train_with_probes_records_them_into_the_project(tmp_path):
     data = write_dataset(tmp_path / "tiny", per_class=12)
