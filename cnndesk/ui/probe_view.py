@@ -63,7 +63,7 @@ class ProbeView(QWidget):
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
-        engine.worker.probe_frame.connect(self._on_live_frame)
+        engine.probe_frame.connect(self._on_live_frame)
         state.observe(self._show_probe_list, "probe_images")
         state.observe(self._on_model_or_activity, "model", "activity", "engine_ready")
         self._show_probe_list()
