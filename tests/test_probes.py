@@ -16,7 +16,7 @@ from cnndesk.core.probes import MAX_PROBES, Probe, ProbeFrame, ProbeRecording, s
 
 from conftest import write_dataset
 from test_cli import run as run_cli
-from test_app import drop_paths, save_as, set_epochs, tiny_window  # noqa: F401 (tiny_window is a fixture)
+from test_app import drop_paths, save_as, set_epochs, tiny_window, train_now  # noqa: F401 (tiny_window is a fixture)
 
 
 # -- the recording's budget -------------------------------------------------------------------
@@ -209,6 +209,39 @@ def test_a_file_that_is_not_an_image_is_not_a_probe_and_says_why(window, qtbot, 
     assert window.state.probe_images == []
     assert "notes.png is not an image" in said[0]
 
+
+
+def test_a_run_on_other_classes_shows_its_own_class_names_live_and_no_true_class_it_lacks(
+        tiny_window, qtbot, tmp_path, monkeypatch, tiny_dataset):
+    from test_dataset_panel import choose
+
+    w, view = tiny_window, tiny_window.probe_view
+    _show_training_tab(w)
+    drop_paths(view, [tiny_dataset / "left" / "left_03.png", tiny_dataset / "top" / "top_05.png"])
+    train_now(w, qtbot, epochs=1)
+    qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
+                    timeout=120000)
+    assert set(_bar_names(view, 0)) <= {"left", "top", "centre"}
+
+    # the same probes, another dataset with more classes and other names: the live bars name its classes
+    other = ("b_one", "b_two", "b_three", "b_four", "b_five")
+    choose(w.dataset_panel, qtbot, monkeypatch, write_dataset(tmp_path / "other", classes=other, per_class=8))
+    set_epochs(w, qtbot, 500)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: len(w.state.history) >= 2, timeout=120000)  # its first frames have been shown
+    assert w.training_panel.running
+    for probe in (0, 1):
+        assert len(_bar_names(view, probe)) == 3 and set(_bar_names(view, probe)) <= set(other)
+        assert view.recording.probes[probe].true_class is None  # "left" and "top" are no classes of this dataset
+    w.training.stop()
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=30000)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=30000)  # the engine's recording of the run is shown
+    assert set(_bar_names(view, 0)) <= set(other) and view.recording.probes[0].true_class is None
+
+
+def _bar_names(view, probe: int) -> list[str]:
+    """The class names the bars of ``probe`` show."""
+    return [name for name, _ in view.bars[probe].items]
 
 
 def _probe_names(view) -> list[str]:

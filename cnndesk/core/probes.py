@@ -110,6 +110,14 @@ class ProbeRecording:
         self.stride = 1  # the kept frames' numbers are multiples of it (and the newest)
         self.note = ""  # why recording stopped, when it could not go on
 
+    def follows(self, probes: Sequence[Probe], class_names: Sequence[str]) -> bool:
+        """Whether this recording is of ``probes`` (the same files, true classes and image sizes) for the classes
+        ``class_names``, so that a run with them can add to it; else a new recording is needed."""
+        def key(ps):
+            return [(p.path, p.true_class, p.image.shape) for p in ps]
+
+        return self.class_names == list(class_names) and key(self.probes) == key(probes)
+
     # -- frames ---------------------------------------------------------------------
     def add(self, frame: ProbeFrame) -> None:
         """Append ``frame`` (frames come in training order), thinning older frames to keep the budget.
@@ -232,7 +240,8 @@ def load_probes(paths: Sequence[str], preprocessing, class_names: Sequence[str],
 
     if len(paths) > MAX_PROBES:
         raise UserError(f"At most {MAX_PROBES} probe images can be followed; {len(paths)} were given.")
-    known = {str(Path(k).resolve()): v for k, v in (known or {}).items()}
+    names = {os.path.basename(p) for p in paths}  # only files of those names can be probes: resolve only them
+    known = {str(Path(k).resolve()): v for k, v in (known or {}).items() if os.path.basename(k) in names}
     probes = []
     for path in paths:
         resolved = str(Path(path).resolve())
