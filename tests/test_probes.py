@@ -63,6 +63,23 @@ def test_a_recording_saves_to_a_folder_and_loads_back_the_same(tmp_path):
         ProbeRecording.load(tmp_path / "rec")
 
 
+def test_a_recording_from_before_heat_maps_were_smoothed_opens_smoothed_as_the_viewer_draws_them(tmp_path):
+    from cnndesk.core.pictures import CAM_SMOOTH_SIGMA, smooth_map
+
+    rec = _recording(budget=10 ** 7)
+    rec.add(_frame(1))
+    raw = rec.frames[0].cams
+    rec.save(tmp_path / "rec")
+    meta = json.loads((tmp_path / "rec" / "recording.json").read_text())
+    assert meta.pop("cam_sigma") == CAM_SMOOTH_SIGMA  # what a recording says now
+    (tmp_path / "rec" / "recording.json").write_text(json.dumps(meta))  # as an older cnndesk wrote it
+    back = ProbeRecording.load(tmp_path / "rec")
+    assert back.cam_sigma == CAM_SMOOTH_SIGMA
+    for got, cam in zip(back.frames[0].cams, raw):
+        expected = smooth_map(cam / 255.0, CAM_SMOOTH_SIGMA)
+        assert np.abs(got / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+        assert np.abs(got.astype(int) - cam).max() > 20  # the speckled test map did change
+
 def test_more_than_four_probes_are_refused_with_a_message():
     probes = [Probe(f"p{i}", np.zeros((8, 8, 3), np.uint8)) for i in range(MAX_PROBES + 1)]
     with pytest.raises(UserError, match="At most 4"):
@@ -242,6 +259,50 @@ def test_a_run_on_other_classes_shows_its_own_class_names_live_and_no_true_class
 def _bar_names(view, probe: int) -> list[str]:
     """The class names the bars of ``probe`` show."""
     return [name for name, _ in view.bars[probe].items]
+
+
+def test_a_probes_heat_map_looks_as_the_viewer_shows_it_for_the_same_image_and_model(tiny_window, qtbot, tmp_path,
+                                                                                     monkeypatch, tiny_dataset):
+    from cnndesk.core.pictures import gradcam_overlay
+    from cnndesk.ui.current_image import qimage_to_array
+    from test_gradcam_view import click_box
+
+    w, view = tiny_window, tiny_window.probe_view
+    _show_training_tab(w)
+    probe = tiny_dataset / "left" / "left_03.png"
+    drop_paths(view, [probe])
+    train_now(w, qtbot, epochs=1)  # one epoch: its frame is of the model the viewer then asks
+    qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
+                    timeout=120000)
+    in_probe_view = qimage_to_array(view.heats[0].pixmap().toImage()).astype(int)
+    strip = tmp_path / "probes.png"  # the export draws the same heat map (the PNG strip: lossless, unlike a GIF)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(strip), ""))
+    qtbot.mouseClick(view.export_strip_button, Qt.LeftButton)
+    exported = np.asarray(Image.open(strip).convert("RGB")).astype(int)
+    side = in_probe_view.shape[0]
+    assert any(np.array_equal(exported[y:y + side, x:x + side], in_probe_view)
+               for y in range(exported.shape[0] - side) for x in range(exported.shape[1] - side))
+
+    # the viewer: the same image, the heat map of the probe's true class at the layer it starts with
+    viewer, cam = w.viewer_panel, w.viewer_panel.gradcam
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    viewer.tabs.setCurrentWidget(cam)
+    viewer.classify_paths([str(probe)])
+    qtbot.waitUntil(lambda: cam.cam is not None, timeout=60000)
+    cam.cam_class.setCurrentIndex(cam.cam_class.findText("left"))
+    qtbot.waitUntil(lambda: "“left”" in cam.cam_caption.text() and w.engine.pending() == 0, timeout=60000)
+
+    def as_drawn_in_the_probe_view() -> np.ndarray:
+        size = in_probe_view.shape[:2]
+        return gradcam_overlay(cam.image, cam.shown_map(), cam.opacity.value() / 100, size=size).astype(int)
+
+    assert cam.smooth.isChecked()  # the viewer's default
+    smoothed = as_drawn_in_the_probe_view()
+    click_box(qtbot, cam.smooth)
+    raw = as_drawn_in_the_probe_view()
+    assert np.abs(raw - smoothed).mean() > 4, "the raw and the smoothed map look alike here: nothing to compare"
+    off = np.abs(in_probe_view - smoothed)
+    assert off.mean() < 0.5 and off.max() <= 8, (off.mean(), off.max(), np.abs(raw - smoothed).mean())
 
 
 def _probe_names(view) -> list[str]:
