@@ -871,3 +871,75 @@ def test_after_an_edit_of_the_stack_settles_the_engine_traces_a_spare_for_it(tin
     qtbot.waitUntil(lambda: w.engine.worker._pool.has_spare(state.layers, data.preprocessing.input_shape,
                                                             data.num_classes, state.settings), timeout=60000)
     assert isinstance(state.layers[0], LayerSpec)
+
+
+# -- signals from other threads (docs/tensorflow-notes.md: they must land in @Slot methods) -----------------------
+def signal_receivers(sender) -> dict[str, list[str]]:
+    """What each signal of ``sender`` is connected to, as Qt lists it (``QObject.dumpObjectInfo``): a slot as
+    "Class::name slot(args)", a plain callable (a lambda, a function) as "<functor or function pointer>"."""
+    import re
+
+    from PySide6.QtCore import qInstallMessageHandler
+
+    lines: list[str] = []
+    before = qInstallMessageHandler(lambda mode, context, text: lines.extend(text.splitlines()))
+    try:
+        sender.dumpObjectInfo()
+    finally:
+        qInstallMessageHandler(before)
+    receivers: dict[str, list[str]] = {}
+    signal = None
+    for line in lines:
+        line = line.strip()
+        if line == "SIGNALS IN":
+            break
+        if line.startswith("signal: "):
+            signal = receivers.setdefault(line[len("signal: "):].split("(")[0], [])
+        elif signal is not None and (line.startswith("--> ") or line.startswith("<functor")):
+            signal.append(re.sub(r"^--> (\w+)::\S* ", r"\1::", line))
+    return receivers
+
+
+def own_signals(cls) -> list[str]:
+    """The names of the signals ``cls`` declares itself (not its Qt base class's)."""
+    from PySide6.QtCore import QMetaMethod
+
+    meta = cls.staticMetaObject
+    methods = [meta.method(i) for i in range(meta.superClass().methodCount(), meta.methodCount())]
+    return [m.name().data().decode() for m in methods if m.methodType() == QMetaMethod.Signal]
+
+
+def declared_slots(cls) -> set[str]:
+    """``cls``'s @Slot methods as "Class::name(args)" (a plain method connected to a signal becomes a slot of its
+    object's own meta-object only: that is the receiver PySide6 crashed with)."""
+    from PySide6.QtCore import QMetaMethod
+
+    meta = cls.staticMetaObject
+    return {f"{meta.className()}::{meta.method(i).methodSignature().data().decode()}"
+            for i in range(meta.methodCount()) if meta.method(i).methodType() == QMetaMethod.Slot}
+
+
+def test_every_signal_sent_from_another_thread_lands_in_a_slot(window, monkeypatch, tmp_path):
+    from cnndesk.ui.engine import Engine
+    from cnndesk.ui.engine_worker import EngineWorker
+    from cnndesk.ui.loading import DatasetLoader, _LoadThread
+    from cnndesk.ui.weights_download import WeightsGate
+
+    # the engine worker's signals reach the window only through the engine, whose slots drop them after shutdown
+    worker = signal_receivers(window.engine.worker)
+    for signal in own_signals(EngineWorker):
+        assert worker.get(signal), f"EngineWorker.{signal} is not forwarded by the engine"
+        assert set(worker[signal]) <= declared_slots(Engine), f"EngineWorker.{signal} reaches {worker[signal]}"
+
+    # the weights download thread's signals land in the gate's slots
+    gate = signal_receivers(window.training.weights)
+    for signal in ("_status", "_progress", "_finished"):
+        assert gate.get(signal) and set(gate[signal]) <= declared_slots(WeightsGate), f"{signal}: {gate[signal]}"
+
+    # and a dataset load's thread's in the loader's
+    monkeypatch.setattr(_LoadThread, "start", lambda self: None)
+    loader = DatasetLoader()
+    loader.load(tmp_path, window.state.dataset_config)
+    thread = signal_receivers(loader._current)
+    for signal in own_signals(_LoadThread):
+        assert thread.get(signal) and set(thread[signal]) <= declared_slots(DatasetLoader), thread[signal]

@@ -16,7 +16,7 @@ from cnndesk.core.probes import MAX_PROBES, Probe, ProbeFrame, ProbeRecording, s
 
 from conftest import write_dataset
 from test_cli import run as run_cli
-from test_app import drop_paths, save_as, set_epochs, tiny_window  # noqa: F401 (tiny_window is a fixture)
+from test_app import drop_paths, save_as, set_epochs, tiny_window, train_now  # noqa: F401 (tiny_window is a fixture)
 
 
 # -- the recording's budget -------------------------------------------------------------------
@@ -62,6 +62,23 @@ def test_a_recording_saves_to_a_folder_and_loads_back_the_same(tmp_path):
     with pytest.raises(UserError, match="cannot be read"):
         ProbeRecording.load(tmp_path / "rec")
 
+
+def test_a_recording_from_before_heat_maps_were_smoothed_opens_smoothed_as_the_viewer_draws_them(tmp_path):
+    from cnndesk.core.pictures import CAM_SMOOTH_SIGMA, smooth_map
+
+    rec = _recording(budget=10 ** 7)
+    rec.add(_frame(1))
+    raw = rec.frames[0].cams
+    rec.save(tmp_path / "rec")
+    meta = json.loads((tmp_path / "rec" / "recording.json").read_text())
+    assert meta.pop("cam_sigma") == CAM_SMOOTH_SIGMA  # what a recording says now
+    (tmp_path / "rec" / "recording.json").write_text(json.dumps(meta))  # as an older cnndesk wrote it
+    back = ProbeRecording.load(tmp_path / "rec")
+    assert back.cam_sigma == CAM_SMOOTH_SIGMA
+    for got, cam in zip(back.frames[0].cams, raw):
+        expected = smooth_map(cam / 255.0, CAM_SMOOTH_SIGMA)
+        assert np.abs(got / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+        assert np.abs(got.astype(int) - cam).max() > 20  # the speckled test map did change
 
 def test_more_than_four_probes_are_refused_with_a_message():
     probes = [Probe(f"p{i}", np.zeros((8, 8, 3), np.uint8)) for i in range(MAX_PROBES + 1)]
@@ -209,6 +226,108 @@ def test_a_file_that_is_not_an_image_is_not_a_probe_and_says_why(window, qtbot, 
     assert window.state.probe_images == []
     assert "notes.png is not an image" in said[0]
 
+
+
+def test_a_run_on_other_classes_shows_its_own_class_names_live_and_no_true_class_it_lacks(
+        tiny_window, qtbot, tmp_path, monkeypatch, tiny_dataset):
+    from test_dataset_panel import choose
+
+    w, view = tiny_window, tiny_window.probe_view
+    _show_training_tab(w)
+    drop_paths(view, [tiny_dataset / "left" / "left_03.png", tiny_dataset / "top" / "top_05.png"])
+    train_now(w, qtbot, epochs=1)
+    qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
+                    timeout=120000)
+    assert set(_bar_names(view, 0)) <= {"left", "top", "centre"}
+
+    # the same probes, another dataset with more classes and other names: the live bars name its classes
+    other = ("b_one", "b_two", "b_three", "b_four", "b_five")
+    choose(w.dataset_panel, qtbot, monkeypatch, write_dataset(tmp_path / "other", classes=other, per_class=8))
+    set_epochs(w, qtbot, 500)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: len(w.state.history) >= 2, timeout=120000)  # its first frames have been shown
+    assert w.training_panel.running
+    for probe in (0, 1):
+        assert len(_bar_names(view, probe)) == 3 and set(_bar_names(view, probe)) <= set(other)
+        assert view.recording.probes[probe].true_class is None  # "left" and "top" are no classes of this dataset
+    w.training.stop()
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=30000)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=30000)  # the engine's recording of the run is shown
+    assert set(_bar_names(view, 0)) <= set(other) and view.recording.probes[0].true_class is None
+
+
+def _bar_names(view, probe: int) -> list[str]:
+    """The class names the bars of ``probe`` show."""
+    return [name for name, _ in view.bars[probe].items]
+
+
+def test_a_probes_heat_map_looks_as_the_viewer_shows_it_for_the_same_image_and_model(tiny_window, qtbot, tmp_path,
+                                                                                     monkeypatch, tiny_dataset):
+    from cnndesk.core.pictures import gradcam_overlay
+    from cnndesk.ui.current_image import qimage_to_array
+    from test_gradcam_view import click_box
+
+    w, view = tiny_window, tiny_window.probe_view
+    _show_training_tab(w)
+    probe = tiny_dataset / "left" / "left_03.png"
+    drop_paths(view, [probe])
+    train_now(w, qtbot, epochs=1)  # one epoch: its frame is of the model the viewer then asks
+    qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
+                    timeout=120000)
+    in_probe_view = qimage_to_array(view.heats[0].pixmap().toImage()).astype(int)
+    strip = tmp_path / "probes.png"  # the export draws the same heat map (the PNG strip: lossless, unlike a GIF)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(strip), ""))
+    qtbot.mouseClick(view.export_strip_button, Qt.LeftButton)
+    exported = np.asarray(Image.open(strip).convert("RGB")).astype(int)
+    side = in_probe_view.shape[0]
+    assert any(np.array_equal(exported[y:y + side, x:x + side], in_probe_view)
+               for y in range(exported.shape[0] - side) for x in range(exported.shape[1] - side))
+
+    # the viewer: the same image, the heat map of the probe's true class at the layer it starts with
+    viewer, cam = w.viewer_panel, w.viewer_panel.gradcam
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    viewer.tabs.setCurrentWidget(cam)
+    viewer.classify_paths([str(probe)])
+    qtbot.waitUntil(lambda: cam.cam is not None, timeout=60000)
+    cam.cam_class.setCurrentIndex(cam.cam_class.findText("left"))
+    qtbot.waitUntil(lambda: "“left”" in cam.cam_caption.text() and w.engine.pending() == 0, timeout=60000)
+
+    def as_drawn_in_the_probe_view() -> np.ndarray:
+        size = in_probe_view.shape[:2]
+        return gradcam_overlay(cam.image, cam.shown_map(), cam.opacity.value() / 100, size=size).astype(int)
+
+    assert cam.smooth.isChecked()  # the viewer's default
+    smoothed = as_drawn_in_the_probe_view()
+    click_box(qtbot, cam.smooth)
+    raw = as_drawn_in_the_probe_view()
+    assert np.abs(raw - smoothed).mean() > 4, "the raw and the smoothed map look alike here: nothing to compare"
+    off = np.abs(in_probe_view - smoothed)
+    assert off.mean() < 0.5 and off.max() <= 8, (off.mean(), off.max(), np.abs(raw - smoothed).mean())
+
+
+def _probe_names(view) -> list[str]:
+    return [view.probe_list.item(i).text() for i in range(view.probe_list.count())]
+
+
+def test_new_and_open_start_without_the_probe_images_of_the_work_before(window, qtbot, tmp_path, monkeypatch,
+                                                                       tiny_dataset):
+    w, view = window, window.probe_view
+    _show_training_tab(w)
+    folder = tmp_path / "without-probes"
+    folder.mkdir()
+    save_as(w, qtbot, monkeypatch, folder)  # a project B, saved before any probe was chosen
+
+    drop_paths(view, [tiny_dataset / "left" / "left_03.png"])  # project A's probe
+    assert _probe_names(view) == ["left_03.png"]
+    w.new_action.trigger()
+    assert _probe_names(view) == [] and w.state.probe_images == []
+    assert view.add_button.isEnabled() and not view.remove_button.isEnabled()
+
+    drop_paths(view, [tiny_dataset / "top" / "top_05.png"])
+    assert _probe_names(view) == ["top_05.png"]
+    w.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w.state.project_path == str(folder) and not w.state.busy, timeout=30000)
+    assert _probe_names(view) == [] and w.state.probe_images == []  # B's next training records no probe of A
 
 # -- the CLI ---------------------------------------------------------------------------------------
 def test_cli_train_with_probes_records_them_into_the_project(tmp_path):

@@ -68,6 +68,60 @@ def test_a_run_record_describes_itself_by_its_kept_epoch():
     assert SessionState().activity == IDLE
 
 
+
+def _a_state_at_work() -> SessionState:
+    """A state whose every field of the work differs from a fresh state's (the fields of the session itself:
+    ``SessionState.SESSION``, are left)."""
+    state = SessionState()
+    work = dict(project_path="/p/a", dataset_path="/data/a", data=object(), dataset_config=DatasetConfig(val_split=0.3),
+                layers=[LayerSpec("Flatten")], preset="custom", settings=TrainingSettings(epochs=3, device="gpu:1"),
+                model=model(), history=[{"epoch": 1}], best_epoch=1, batch_loss=[(0.5, 1.0)],
+                previous=RunRecord(model()), viewed_images=["/data/a/x.png"], runs=["run"],
+                probe_images=["/data/a/probe.png"], excluded=frozenset({"/data/a/y.png"}), modified=True)
+    assert set(work) | SessionState.SESSION == set(SessionState.field_names()), "a field is missing from this test"
+    state.update(**work)
+    fresh = SessionState()
+    assert [n for n in work if getattr(state, n) == getattr(fresh, n)] == []
+    return state
+
+
+def test_reset_puts_every_field_of_the_work_back_as_a_fresh_session_has_it():
+    state = _a_state_at_work()
+    state.update(activity=SAVING, engine_ready=True)
+    heard = []
+    state.observe(heard.append)
+    state.reset()
+    fresh = SessionState()
+    for name in state.field_names():
+        if name == "settings":  # where to train is a preference of this machine, not of the work
+            assert state.settings == TrainingSettings(device="gpu:1")
+        elif name not in SessionState.SESSION:
+            assert getattr(state, name) == getattr(fresh, name), name
+    assert state.activity == SAVING and state.engine_ready  # what the application is doing stays
+    assert len(heard) == 1 and not state.modified  # told once; starting anew is not an edit
+
+
+def test_load_takes_what_a_project_holds_and_nothing_from_the_work_before():
+    from cnndesk.core.project import Project
+
+    state = _a_state_at_work()
+    project = Project(dataset_path="/data/b", class_names=["a", "b"], dataset=DatasetConfig(val_split=0.4),
+                      preset="deeper", layers=[LayerSpec("Dense", {"units": 4})], settings=TrainingSettings(epochs=7),
+                      history=[{"epoch": 1}, {"epoch": 2}], best_epoch=2, batch_loss=[[0.5, 2.0]],
+                      viewer_images=["/data/b/v.png"], runs=["run b"], excluded_files=["/data/b/e.png"])
+    opened = model(source="project")
+    state.activity = "opening"
+    state.load("/p/b", project, opened)
+    assert (state.project_path, state.dataset_path, state.model) == ("/p/b", "/data/b", opened)
+    assert (state.dataset_config, state.preset, state.layers, state.settings) == (
+        project.dataset, "deeper", project.layers, project.settings)
+    assert (state.history, state.best_epoch, state.batch_loss) == (project.history, 2, [(0.5, 2.0)])
+    assert (state.viewed_images, state.runs, state.excluded) == (["/data/b/v.png"], ["run b"],
+                                                                 frozenset({"/data/b/e.png"}))
+    # what the project does not hold starts empty: nothing of project A's work is left for B
+    assert state.data is None and state.previous is None and state.probe_images == []
+    assert state.activity == IDLE and not state.modified
+
 # -- the engine: typed jobs, cancel with the job ------------------------------------------
 
 def test_jobs_are_worker_methods_and_answers_come_back_in_order(qtbot):

@@ -4,8 +4,8 @@ Up to ``MAX_PROBES`` images are *probes*. After every epoch (and, when asked,
 every N batches) ``ProbeRecorder``, a Keras callback, records a ``ProbeFrame``:
 for each probe the top-k prediction, the activation maps of the selected
 layers (the first ``MAX_CHANNELS`` channels, shrunk to at most ``MAP_SIDE`` ×
-``MAP_SIDE``, as uint8), the heat map for its true class, and the first
-convolution's filters. It asks the model through an ``Inspector`` built once
+``MAP_SIDE``, as uint8), the heat map for its true class (smoothed as the
+viewer draws it: ``core.pictures.smooth_map``), and the first convolution's filters. It asks the model through an ``Inspector`` built once
 per model (a pooled model keeps it, see ``inspector_for``), so nothing is
 traced again per frame.
 
@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import UserError
+from .pictures import CAM_SMOOTH_SIGMA, smooth_map
 
 #: how many probe images a recording follows
 MAX_PROBES = 4
@@ -68,7 +69,8 @@ class ProbeFrame:
         top: (probes, k) class indices, best first; ``top_p`` their probabilities.
         maps: per followed layer, (probes, channels, h, w) uint8, each channel scaled to its own range;
             ``ranges`` holds that range, (probes, channels, 2) float32 (low, high).
-        cams: (probes, h, w) uint8 heat maps for each probe's true (else predicted) class, or None.
+        cams: (probes, h, w) uint8 heat maps for each probe's true (else predicted) class, smoothed by
+            ``ProbeRecording.cam_sigma`` map cells as the viewer draws them, or None.
         filters: (filters, k, k, in channels) uint8 first-layer kernels, scaled together, or None.
     """
 
@@ -109,6 +111,15 @@ class ProbeRecording:
         self.offered = 0  # frames added so far
         self.stride = 1  # the kept frames' numbers are multiples of it (and the newest)
         self.note = ""  # why recording stopped, when it could not go on
+        self.cam_sigma = CAM_SMOOTH_SIGMA  # the heat maps are smoothed as the viewer draws them (see ``ProbeRecorder``)
+
+    def follows(self, probes: Sequence[Probe], class_names: Sequence[str]) -> bool:
+        """Whether this recording is of ``probes`` (the same files, true classes and image sizes) for the classes
+        ``class_names``, so that a run with them can add to it; else a new recording is needed."""
+        def key(ps):
+            return [(p.path, p.true_class, p.image.shape) for p in ps]
+
+        return self.class_names == list(class_names) and key(self.probes) == key(probes)
 
     # -- frames ---------------------------------------------------------------------
     def add(self, frame: ProbeFrame) -> None:
@@ -151,6 +162,7 @@ class ProbeRecording:
         """A recording with the same frames list copied (frames themselves are never changed once added)."""
         other = ProbeRecording(self.probes, self.class_names, self.budget)
         other.layers, other.cam_layer, other.note = list(self.layers), self.cam_layer, self.note
+        other.cam_sigma = self.cam_sigma
         other.frames, other.numbers = list(self.frames), list(self.numbers)
         other.offered, other.stride = self.offered, self.stride
         return other
@@ -176,7 +188,8 @@ class ProbeRecording:
             frames.append({"epoch": f.epoch, "number": self.numbers[i]})
         meta = {"format": FORMAT_VERSION, "class_names": self.class_names, "budget": self.budget,
                 "offered": self.offered, "stride": self.stride,
-                "layers": self.layers, "cam_layer": self.cam_layer, "note": self.note, "frames": frames,
+                "layers": self.layers, "cam_layer": self.cam_layer, "cam_sigma": self.cam_sigma, "note": self.note,
+                "frames": frames,
                 "probes": [{"name": p.name, "true_class": p.true_class, "path": p.path} for p in self.probes]}
         with open(folder / ARRAYS_FILE, "wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -211,8 +224,14 @@ class ProbeRecording:
                 rec.frames.append(ProbeFrame(float(d["epoch"]), arrays[f"f{i}_top"], arrays[f"f{i}_top_p"], maps,
                                              ranges, arrays.get(f"f{i}_cams"), arrays.get(f"f{i}_filters")))
                 rec.numbers.append(int(d["number"]))
+            rec.cam_sigma = float(meta.get("cam_sigma", 0.0))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"The probe recording in {folder} is damaged ({type(e).__name__}: {e}).") from None
+        if rec.cam_sigma == 0:  # recorded before heat maps were smoothed: shown as the viewer shows them all the same
+            for f in rec.frames:
+                if f.cams is not None:
+                    f.cams = np.stack([to_uint8(smooth_map(c / 255.0, CAM_SMOOTH_SIGMA), 0.0, 1.0) for c in f.cams])
+            rec.cam_sigma = CAM_SMOOTH_SIGMA
         return rec
 
 
@@ -232,7 +251,8 @@ def load_probes(paths: Sequence[str], preprocessing, class_names: Sequence[str],
 
     if len(paths) > MAX_PROBES:
         raise UserError(f"At most {MAX_PROBES} probe images can be followed; {len(paths)} were given.")
-    known = {str(Path(k).resolve()): v for k, v in (known or {}).items()}
+    names = {os.path.basename(p) for p in paths}  # only files of those names can be probes: resolve only them
+    known = {str(Path(k).resolve()): v for k, v in (known or {}).items() if os.path.basename(k) in names}
     probes = []
     for path in paths:
         resolved = str(Path(path).resolve())
@@ -403,7 +423,9 @@ class ProbeRecorder:
                 per_layer[layer].append(_channels(by_name[layer]))
             if rec.cam_layer is not None:
                 target = probe.true_class if probe.true_class is not None else int(order[0])
-                cams.append(to_uint8(shrink(ins.gradcam(image, target, rec.cam_layer)), 0.0, 1.0))
+                # smoothed at the layer's own resolution, as the viewer draws it, then shrunk
+                cam = smooth_map(ins.gradcam(image, target, rec.cam_layer), rec.cam_sigma)
+                cams.append(to_uint8(shrink(cam), 0.0, 1.0))
         return ProbeFrame(
             epoch, np.stack(tops), np.stack(top_ps),
             {l: np.stack([c for c, _ in v]) for l, v in per_layer.items()},

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .architecture import LayerSpec, TrainingSettings, preset
@@ -123,6 +124,8 @@ class SessionState:
     #: Fields that are part of the saved project: changing one marks the session modified.
     DOCUMENT = frozenset({"dataset_path", "dataset_config", "layers", "preset", "settings", "model", "history",
                           "best_epoch", "batch_loss", "runs", "excluded"})
+    #: Fields of the application itself, not of the work: New and Open (``reset``, ``load``) leave them.
+    SESSION = frozenset({"activity", "engine_ready"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_observers", [])
@@ -202,6 +205,30 @@ class SessionState:
         for callback, wanted in list(self._observers):
             if not wanted or wanted & names:
                 callback(names)
+
+    # -- new and opened work ------------------------------------------------------
+    def reset(self, **values) -> None:
+        """Start new work: every field but ``SESSION``'s as a fresh session has it, then ``values``.
+
+        The fields are the dataclass's own, so a field added later is reset too and nothing of the work before
+        (its probe images, its excluded files…) is left for the next. Where to train stays: it is a preference of
+        this machine. Not an edit: ``modified`` ends False; observers hear once.
+        """
+        fresh = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                 for f in dataclasses.fields(self) if f.name not in self.SESSION}
+        fresh["settings"] = dataclasses.replace(fresh["settings"], device=self.settings.device)
+        with self.not_an_edit():
+            self.update(**{**fresh, **values})
+
+    def load(self, folder: str, project, model: ModelInfo | None) -> None:
+        """Make the project opened from ``folder`` (``core.project.Project``, with ``model`` the engine now holds)
+        the work: what it holds, and what it does not as a fresh session has it (``reset``). Its dataset is not
+        read yet: ``data`` stays None until the project's own is. The opening has ended: ``activity`` is idle."""
+        self.reset(project_path=str(Path(folder)), dataset_path=project.dataset_path, dataset_config=project.dataset,
+                   layers=list(project.layers), preset=project.preset, settings=project.settings,
+                   history=list(project.history), best_epoch=project.best_epoch,
+                   batch_loss=[tuple(p) for p in project.batch_loss], viewed_images=list(project.viewer_images),
+                   excluded=frozenset(project.excluded_files), runs=list(project.runs), model=model, activity=IDLE)
 
     # -- questions -------------------------------------------------------------
     @property

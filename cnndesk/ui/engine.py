@@ -65,6 +65,7 @@ class Engine(QObject):
     epoch = Signal(object)
     message = Signal(str)
     warned = Signal(str)
+    probe_frame = Signal(object)  # a ProbeFrame, while a run records its probes
     _submit = Signal(object)
 
     def __init__(self, parent: QObject | None = None):
@@ -87,6 +88,7 @@ class Engine(QObject):
         self.worker.epoch.connect(self._on_epoch)
         self.worker.message.connect(self._on_message)
         self.worker.warned.connect(self._on_warned)
+        self.worker.probe_frame.connect(self._on_probe_frame)
         self.worker_thread.finished.connect(self.worker.deleteLater)
         self._stopped = False
 
@@ -141,6 +143,11 @@ class Engine(QObject):
     def _on_warned(self, text: str) -> None:
         if not self._stopped:
             self.warned.emit(text)
+
+    @Slot(object)
+    def _on_probe_frame(self, frame) -> None:
+        if not self._stopped:
+            self.probe_frame.emit(frame)
 
     @Slot(dict)
     def _on_ready(self, info: dict) -> None:

@@ -553,7 +553,7 @@ class EngineWorker(QObject):
             return None
         probes = load_probes(list(paths), data.preprocessing, data.class_names, known_labels(data))
         recording = self._recordings.get(model) if model is not None else None
-        if recording is None or [p.path for p in recording.probes] != [p.path for p in probes]:
+        if recording is None or not recording.follows(probes, data.class_names):
             recording = ProbeRecording(probes, data.class_names)
         return ProbeRecorder(recording, data.preprocessing, initial_epoch=initial_epoch, every_batches=every_batches,
                              on_frame=self.probe_frame.emit)

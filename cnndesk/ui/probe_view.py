@@ -22,11 +22,11 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import UserError
-from ..core.images import IMAGE_EXTENSIONS, decode_image
+from ..core.images import IMAGE_EXTENSIONS
 from ..core.probe_pictures import (
     filters_picture, heat_picture, maps_picture, probe_picture, save_animation, save_strip, top_predictions,
 )
-from ..core.probes import MAX_PROBES, Probe, ProbeRecording
+from ..core.probes import MAX_PROBES, ProbeRecording, known_labels, load_probes
 from ..core.session import SessionState
 from .engine_worker import EngineWorker
 from .widgets import ProbabilityBars, array_to_pixmap
@@ -63,7 +63,7 @@ class ProbeView(QWidget):
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
-        engine.worker.probe_frame.connect(self._on_live_frame)
+        engine.probe_frame.connect(self._on_live_frame)
         state.observe(self._show_probe_list, "probe_images")
         state.observe(self._on_model_or_activity, "model", "activity", "engine_ready")
         self._show_probe_list()
@@ -234,21 +234,22 @@ class ProbeView(QWidget):
         return run.name if run is not None else "The current model"
 
     def _start_live(self) -> None:
-        """A run starts: show its frames as they come, on top of the probes' images read here."""
+        """A run starts: show its frames as they come, with the run's class names and the probes as the engine
+        reads them (the true class only when this dataset gives one)."""
         data, paths = self.state.data, list(self.state.probe_images)
         self._live = bool(paths) and data is not None
         self._none_for = None
         if not self._live:
             return
-        if self.recording is not None and [p.path for p in self.recording.probes] == paths:
+        try:
+            probes = load_probes(paths, data.preprocessing, data.class_names, known_labels(data))
+        except UserError as e:
+            self.note.setText(str(e))
+            self._live = False
+            return
+        if self.recording is not None and self.recording.follows(probes, data.class_names):
             live = self.recording.copy()  # a continued run adds to it; a new one replaces its frames
         else:
-            try:
-                probes = [Probe(Path(p).name, decode_image(p, data.preprocessing), None, p) for p in paths]
-            except UserError as e:
-                self.note.setText(str(e))
-                self._live = False
-                return
             live = ProbeRecording(probes, data.class_names)
         self._set_recording(live)
 

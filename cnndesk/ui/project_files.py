@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from ..core.architecture import TrainingSettings, preset
-from ..core.dataset import DatasetConfig
 from ..core.project import Project, is_project
 from ..core.runs import saved_in
 from ..core.session import IDLE, OPENING, SAVING, ModelInfo
@@ -56,11 +54,7 @@ class ProjectFiles(QObject):
     def _clear(self) -> None:
         w, state = self.window, self.state
         self.engine.submit(EngineWorker.clear_model)
-        with state.not_an_edit():
-            state.update(project_path=None, model=None, history=[], best_epoch=None, batch_loss=[], previous=None,
-                         viewed_images=[], runs=[], excluded=frozenset(),
-                         layers=preset("seed"), preset="seed", dataset_config=DatasetConfig(),
-                         settings=TrainingSettings(device=state.settings.device))
+        state.reset()
         w.use_sample()
         state.modified = False
 
@@ -106,14 +100,8 @@ class ProjectFiles(QObject):
                               run=project.run,
                               spec=(list(project.layers), project.preset, project.settings),
                               has_maps=answer.get("has_maps", True), output_note=answer.get("output_note", ""))
-        with state.not_an_edit():
-            # the dataset read before is not this project's: nothing trains or evaluates on it until its own is read
-            state.update(project_path=str(Path(folder)), dataset_path=project.dataset_path, data=None,
-                         dataset_config=project.dataset, layers=list(project.layers),
-                         preset=project.preset, settings=project.settings, history=list(project.history),
-                         best_epoch=project.best_epoch, batch_loss=[tuple(p) for p in project.batch_loss],
-                         viewed_images=list(project.viewer_images), excluded=frozenset(project.excluded_files),
-                         previous=None, model=model, activity=IDLE, runs=list(project.runs))
+        # the dataset read before is not this project's: nothing trains or evaluates on it until its own is read
+        state.load(folder, project, model)
         if project.dataset_path and Path(project.dataset_path).is_dir():
             w.dataset_panel.load_folder(project.dataset_path)
         self.recent.add(state.project_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from ..core.architecture import LayerSpec, has_backbone
@@ -40,8 +40,9 @@ class WeightsGate(QObject):
         self._task: ReportingTaskState | None = None
         self._dialog: QProgressDialog | None = None
         self._then: tuple | None = None
-        self._status.connect(lambda text: self._dialog and self._dialog.setLabelText(text))
-        self._progress.connect(lambda p: self._dialog and self._dialog.setValue(int(p)))
+        # emitted from the download thread: each lands in a @Slot (docs/tensorflow-notes.md)
+        self._status.connect(self._on_status)
+        self._progress.connect(self._on_progress)
         self._finished.connect(self._on_finished)
 
     @property
@@ -96,6 +97,17 @@ class WeightsGate(QObject):
 
         threading.Thread(target=run, name="cnndesk-weights", daemon=True).start()
 
+    @Slot(str)
+    def _on_status(self, text: str) -> None:
+        if self._dialog is not None:
+            self._dialog.setLabelText(text)
+
+    @Slot(float)
+    def _on_progress(self, percent: float) -> None:
+        if self._dialog is not None:
+            self._dialog.setValue(int(percent))
+
+    @Slot(object)
     def _on_finished(self, failure) -> None:
         on_ready, use_file = self._then
         self._task, self._then = None, None
