@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressDialog, QPushButton, QSpinBox, QToolButton
 
 from pretrained import cache_weights, offline_urlopen
-from test_app import drop_paths
+from test_app import drop_paths, layer_row_text
 
 
 @pytest.fixture
@@ -34,6 +34,14 @@ def use_image_size(window, qtbot, text):
     side = int(text)
     qtbot.waitUntil(lambda: panel.data is not None and panel.data.preprocessing.image_size == (side, side),
                     timeout=60000)
+
+
+def offline_box(w, qtbot) -> QMessageBox:
+    """Press Train with the ImageNet weights missing and no network: the offline dialog, once it is open."""
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.findChild(QMessageBox, "weightsMissingBox") is not None
+                    and w.findChild(QMessageBox, "weightsMissingBox").isVisible(), timeout=20000)
+    return w.findChild(QMessageBox, "weightsMissingBox")
 
 
 def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_home, window, qtbot, tmp_path,
@@ -66,13 +74,10 @@ def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_hom
     qtbot.keyClicks(epochs, "1")
     chosen = cache_weights(tmp_path / "elsewhere", "MobileNetV3Small")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(chosen), ""))
-    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.findChild(QMessageBox, "weightsMissingBox") is not None
-                    and w.findChild(QMessageBox, "weightsMissingBox").isVisible(), timeout=20000)
-    box = w.findChild(QMessageBox, "weightsMissingBox")
+    box = offline_box(w, qtbot)
     text = box.text()
     assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5 (4.3 MB)" in text
-    assert str(keras_home / "models") in text and "Temporary failure in name resolution" in text
+    assert str(keras_home / "models") in text and text.startswith("No internet connection")
     assert not w.training_panel.running
     qtbot.mouseClick(box.findChild(QPushButton, "chooseWeightsFile"), Qt.LeftButton)
     qtbot.waitUntil(lambda: w.training_panel.running, timeout=10000)
@@ -130,3 +135,56 @@ def test_the_download_shows_progress_and_cancel_leaves_nothing(keras_home, windo
     assert not w.training_panel.running and w.state.history == []
     assert [p.name for p in (keras_home / "models").iterdir()] == []
     assert w.findChild(QMessageBox, "weightsMissingBox") is None
+
+
+# -- issue 27: the seams between a pretrained preset and the rest of the app -------------------------------
+
+def test_offline_the_dialog_says_no_internet_in_plain_words(keras_home, window, qtbot):
+    w = window
+    choose_preset(w, qtbot, "mobilenetv3small")
+    use_image_size(w, qtbot, "32")
+    text = offline_box(w, qtbot).text()
+    assert text.startswith("No internet connection: the weights could not be downloaded.")
+    assert "Errno" not in text and "Name or service not known" not in text
+    assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5 (4.3 MB)" in text
+    assert str(keras_home / "models") in text
+
+
+def test_a_file_that_is_not_keras_weights_is_refused_on_the_backbone_row_and_f5_points_there(keras_home, window,
+                                                                                             qtbot, tmp_path,
+                                                                                             monkeypatch):
+    w = window
+    choose_preset(w, qtbot, "mobilenetv3small")
+    use_image_size(w, qtbot, "32")
+    bad = tmp_path / "photo.h5"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 a JPEG with the wrong name")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    # offline, the dialog offers to choose a file; the file chosen is not one
+    box = offline_box(w, qtbot)
+    qtbot.mouseClick(box.findChild(QPushButton, "chooseWeightsFile"), Qt.LeftButton)
+    qtbot.waitUntil(lambda: not box.isVisible(), timeout=5000)
+    assert not w.training_panel.running  # (Train starts at once when the file is taken)
+    # the backbone row says what is wrong, in words; Train says where to fix it
+    backbone = layer_row_text(w, 1)
+    assert backbone[3] == "⚠"
+    tip = w.model_panel.table.item(1, 0).toolTip()
+    assert "This file is not a Keras weights file (.h5)" in tip and str(bad) in tip
+    assert "signature" not in tip and "synchronously" not in tip
+    assert "This file is not a Keras weights file (.h5)" in w.model_panel.error_label.text()
+    reason = w.training_panel.reason.text()
+    assert "Model tab" in reason and "backbone" in reason.lower()
+    assert not w.training_panel.train_button.isEnabled()
+    # F5 again and again: no modal, nothing trains
+    assert not w.train_action.isEnabled()
+    for _ in range(2):
+        qtbot.keyClick(w, Qt.Key_F5)
+    assert not w.training_panel.running
+    assert [b.objectName() for b in w.findChildren(QMessageBox) if b.isVisible()] == []
+    # a good file fixes it, as one undoable step
+    good = cache_weights(tmp_path / "elsewhere", "MobileNetV3Small")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(good), ""))
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    w.model_panel.select_layer(0)
+    qtbot.mouseClick(w.model_panel.editor_box.findChild(QPushButton, "chooseBackboneWeights"), Qt.LeftButton)
+    assert layer_row_text(w, 1)[3] == "" and w.training_panel.train_button.isEnabled()
+    assert w.model_panel.undo_action.text() == "&Undo Change weights of layer 1"

@@ -260,7 +260,7 @@ class MainWindow(QMainWindow):
         elif state.data is None:
             ok, reason = False, "Choose a dataset folder first (Dataset tab)."
         elif not self.model_panel.is_valid():
-            ok, reason = False, f"The model cannot be built: {self.model_panel.error}"
+            ok, reason = False, f"The model cannot be built: {self.model_panel.error} Fix it on the Model tab."
         elif busy and not training:
             ok, reason = False, BUSY_REASONS.get(state.activity, "Please wait…")
         else:
