@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QProgressDialog, QPushButton, QSpinBox, QToolButton
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMenu, QMessageBox, QProgressDialog, QPushButton, QSpinBox,
+                               QToolButton)
 
 from pretrained import cache_weights, offline_urlopen
-from test_app import drop_paths, layer_row_text
+from test_app import drop_paths, layer_row_text, set_epochs
 
 
 @pytest.fixture
@@ -138,6 +139,52 @@ def test_the_download_shows_progress_and_cancel_leaves_nothing(keras_home, windo
 
 
 # -- issue 27: the seams between a pretrained preset and the rest of the app -------------------------------
+
+def undo(w):
+    """Edit > Undo."""
+    action = next(a for m in w.menuBar().findChildren(QMenu) for a in m.actions() if a.text().startswith("&Undo"))
+    assert action is w.model_panel.undo_action and action.isEnabled()
+    action.trigger()
+
+
+def use_faces(w, qtbot, tmp_path) -> Path:
+    """Drop a folder of 25 px pictures, two classes (what a person with small face crops has), and wait for it."""
+    from conftest import write_dataset
+
+    folder = write_dataset(tmp_path / "faces", classes=("left", "top"), per_class=6, size=25)
+    drop_paths(w, [folder])
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == folder, timeout=20000)
+    return folder
+
+
+def test_a_weights_file_chosen_offline_is_one_undo_step_and_the_history_stays(keras_home, window, qtbot, tmp_path,
+                                                                             monkeypatch):
+    w = window
+    use_faces(w, qtbot, tmp_path)  # twelve pictures: the one epoch trained on the way is short
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    for name in ("tinyvgg", "mobilenetv3small", "mobilenetv2"):
+        choose_preset(w, qtbot, name)
+    use_image_size(w, qtbot, "32")
+    set_epochs(w, qtbot, 1)
+    chosen = cache_weights(tmp_path / "elsewhere", "MobileNetV2")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(chosen), ""))
+    qtbot.mouseClick(offline_box(w, qtbot).findChild(QPushButton, "chooseWeightsFile"), Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.training_panel.running, timeout=10000)
+    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    assert w.state.layers[0].params["weights"] == str(chosen) and w.state.history
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    choose_preset(w, qtbot, "seed")
+    steps = []
+    while w.model_panel.undo_action.isEnabled() and len(steps) < 10:
+        steps.append(w.model_panel.undo_action.text())
+        undo(w)
+        if w.state.preset == "mobilenetv2":
+            assert w.state.layers[0].params["weights"] == (str(chosen) if len(steps) == 1 else "imagenet")
+    assert steps == ["&Undo Switch to Seed", "&Undo Change weights of layer 1",
+                     "&Undo Switch to MobileNetV2 (pretrained)", "&Undo Switch to MobileNetV3Small (pretrained)",
+                     "&Undo Switch to TinyVGG"]
+    assert w.state.preset == "seed"
+
 
 def test_offline_the_dialog_says_no_internet_in_plain_words(keras_home, window, qtbot):
     w = window

@@ -77,7 +77,10 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
     def show(names) -> None:
         with guard.pushing():
             if {"layers", "preset"} & names and (panel.layers != state.layers or panel.preset_name != state.preset):
-                panel.set_layers(list(state.layers), state.preset)
+                if state.loading:  # another piece of work: its own undo history
+                    panel.set_layers(list(state.layers), state.preset)
+                else:  # an edit made elsewhere (a weights file chosen, a run restored): one more undo step
+                    panel.take_layers(list(state.layers), state.preset)
             if "settings" in names and panel.settings() != state.settings:
                 panel.set_settings(state.settings)
 

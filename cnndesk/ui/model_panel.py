@@ -260,6 +260,16 @@ class ModelPanel(QWidget):
         self.notice.hide()
         self.refresh()
 
+    def take_layers(self, layers: list[LayerSpec], preset_name: str = "custom") -> None:
+        """Show a stack this session changed elsewhere (a weights file chosen in the offline dialog, a run
+        brought back) as one undoable step; the history before it stays."""
+        preset_name = preset_name if preset_name in PRESETS else "custom"
+        if list(layers) == self.layers and preset_name == self.preset_name:
+            return
+        i = self.selected_index()
+        self._push(_step_text(self.layers, layers), Stack(copy.deepcopy(list(layers)), preset_name),
+                   i if i is not None and i < len(layers) else None)
+
     def is_valid(self) -> bool:
         return self.error is None
 
@@ -529,6 +539,18 @@ class ModelPanel(QWidget):
         self._refused_in = None
         self.refusal.hide()
         self.refusal.clear()
+
+
+def _step_text(before: list[LayerSpec], after: list[LayerSpec]) -> str:
+    """The undo step's name for a stack changed elsewhere: one parameter's change named as the editor names it."""
+    changed = [(i, key) for i, (a, b) in enumerate(zip(before, after))
+               for key in sorted({*a.full_params(), *b.full_params()})
+               if a.kind == b.kind and a.full_params().get(key) != b.full_params().get(key)]
+    same_kinds = [a.kind for a in before] == [b.kind for b in after]
+    if same_kinds and len(changed) == 1:
+        i, key = changed[0]
+        return f"Change {key.replace('_', ' ')} of layer {i + 1}"
+    return "Bring back a run's layers"
 
 
 def _speed_words(cost: int, fastest: PresetSummary | None, own: PresetSummary | None = None) -> str:
