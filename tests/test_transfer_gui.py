@@ -140,6 +140,14 @@ def test_the_download_shows_progress_and_cancel_leaves_nothing(keras_home, windo
 
 # -- issue 27: the seams between a pretrained preset and the rest of the app -------------------------------
 
+def reads_at(w, side: int) -> bool:
+    """The Dataset tab shows ``side``, the dataset is read at it, and the Model tab describes that input."""
+    data = w.dataset_panel.data
+    return (w.dataset_panel.image_size.currentText() == str(side) and data is not None
+            and data.preprocessing.image_size == (side, side) and not w.dataset_panel._reload_timer.isActive()
+            and layer_row_text(w, 0)[0].startswith(f"Input {side}×{side}×3"))
+
+
 def undo(w):
     """Edit > Undo."""
     action = next(a for m in w.menuBar().findChildren(QMenu) for a in m.actions() if a.text().startswith("&Undo"))
@@ -155,6 +163,40 @@ def use_faces(w, qtbot, tmp_path) -> Path:
     drop_paths(w, [folder])
     qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == folder, timeout=20000)
     return folder
+
+
+def test_a_pretrained_preset_proposes_its_size_says_so_and_switching_away_puts_the_users_back(keras_home, window,
+                                                                                               qtbot, tmp_path):
+    w = window
+    use_faces(w, qtbot, tmp_path)
+    assert reads_at(w, 64)
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    choose_preset(w, qtbot, "mobilenetv3small")
+    choose_preset(w, qtbot, "mobilenetv2")
+    # the proposal is said where the switch was made, and the Model tab describes what training will use
+    notice = w.model_panel.notice
+    assert notice.isVisible() and "224×224" in notice.text() and "64×64" in notice.text()
+    qtbot.waitUntil(lambda: reads_at(w, 224), timeout=30000)
+    assert layer_row_text(w, 1)[1] == "7 × 7 × 1280"
+    # back on a preset without a backbone: the size the user had
+    choose_preset(w, qtbot, "seed")
+    assert w.dataset_panel.image_size.currentText() == "64"
+    qtbot.waitUntil(lambda: reads_at(w, 64), timeout=30000)
+    assert "64×64" in notice.text() and notice.isVisible()
+    # and undo takes the same way back and forth
+    undo(w)
+    assert w.state.preset == "mobilenetv2"
+    qtbot.waitUntil(lambda: reads_at(w, 224), timeout=30000)
+    assert layer_row_text(w, 1)[1] == "7 × 7 × 1280"
+    undo(w)
+    undo(w)
+    assert w.state.preset == "seed"
+    qtbot.waitUntil(lambda: reads_at(w, 64), timeout=30000)
+    # a size the user chose while on a pretrained preset is theirs: switching away keeps it
+    choose_preset(w, qtbot, "mobilenetv3small")
+    use_image_size(w, qtbot, "48")
+    choose_preset(w, qtbot, "tinyvgg")
+    qtbot.waitUntil(lambda: reads_at(w, 48), timeout=30000)
 
 
 def test_a_weights_file_chosen_offline_is_one_undo_step_and_the_history_stays(keras_home, window, qtbot, tmp_path,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from typing import Callable
 
-from ..core.architecture import default_image_size
+from ..core.architecture import default_image_size, has_backbone
 from ..core.session import SessionState
 from .dataset_panel import DatasetPanel
 from .model_panel import ModelPanel
@@ -56,8 +57,15 @@ def bind_dataset_panel(state: SessionState, panel: DatasetPanel) -> None:
     show(None)
 
 
-def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
+def bind_model_panel(state: SessionState, panel: ModelPanel, reread: Callable[[], None] | None = None) -> None:
+    """Wire the model panel to the state.
+
+    Args:
+        reread: reads the dataset folder again with the state's settings; called when choosing or leaving a
+            pretrained preset changes the image size, so that what the Model tab describes is what trains.
+    """
     guard = _Guard()
+    sizes = _ProposedSize()
 
     def edited() -> None:
         if guard.active:
@@ -69,40 +77,83 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
             with state.not_an_edit():
                 state.settings = settings
         else:
-            switched = panel.preset_name != state.preset
+            before = state.layers
             state.update(layers=layers, preset=panel.preset_name, settings=settings)
-            if switched:
-                _suggest_image_size(state, layers)
+            said = sizes.follow(state, before, layers)
+            if said:
+                panel.add_notice(said)
+                if reread is not None:
+                    reread()
 
     def show(names) -> None:
         with guard.pushing():
             if {"layers", "preset"} & names and (panel.layers != state.layers or panel.preset_name != state.preset):
-                if state.loading:  # another piece of work: its own undo history
+                if state.loading:  # another piece of work: its own undo history, and its own image size
+                    sizes.forget()
                     panel.set_layers(list(state.layers), state.preset)
                 else:  # an edit made elsewhere (a weights file chosen, a run restored): one more undo step
                     panel.take_layers(list(state.layers), state.preset)
             if "settings" in names and panel.settings() != state.settings:
                 panel.set_settings(state.settings)
 
-    def dataset(_names) -> None:
-        if state.data is not None:
-            panel.set_input(state.data.preprocessing.input_shape, state.data.num_classes)
+    def described(_names) -> None:
+        classes = state.data.num_classes if state.data is not None else panel.num_classes
+        panel.set_input(state.dataset_config.preprocessing.input_shape, classes)
 
     panel.changed.connect(edited)
     state.observe(show, "layers", "preset", "settings")
-    state.observe(dataset, "data")
+    state.observe(described, "data", "dataset_config")
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")
     show(frozenset({"layers", "preset", "settings"}))
+    described(None)
 
 
+class _ProposedSize:
+    """The image size a pretrained preset proposed, and the user's own that it replaced.
 
-def _suggest_image_size(state: SessionState, layers) -> None:
-    """A pretrained preset just chosen: read the images at the size its backbone was trained at (and in colour).
-
-    The user can change the size afterwards; only the switch to the preset sets it.
+    Choosing a backbone (a preset, or another family) reads the images at the size it was trained at, in
+    colour; leaving the backbones puts the user's size back, unless they chose another meanwhile. Undo
+    and redo are such switches too, so they take the size along.
     """
-    side = default_image_size(layers)
-    config = state.dataset_config
-    wanted = dataclasses.replace(config.preprocessing, image_size=(side, side), color_mode="rgb") if side else None
-    if wanted is not None and wanted != config.preprocessing:
-        state.dataset_config = dataclasses.replace(config, preprocessing=wanted)
+
+    def __init__(self):
+        self.own = self.proposed = None  # Preprocessing
+
+    def forget(self) -> None:
+        self.own = self.proposed = None
+
+    def follow(self, state: SessionState, before: list, after: list) -> str | None:
+        """Propose or give back the size for a stack that went from ``before`` to ``after``; what to say."""
+        family, was = _family(after), _family(before)
+        config = state.dataset_config
+        current = config.preprocessing
+        if family is not None and family != was:
+            side = default_image_size(after)
+            wanted = dataclasses.replace(current, image_size=(side, side), color_mode="rgb")
+            if wanted != current:
+                if current != self.proposed:
+                    self.own = current
+                self.proposed = wanted
+                state.dataset_config = dataclasses.replace(config, preprocessing=wanted)
+            if self.proposed != wanted:
+                return None  # the user's own size was this one already
+            return (f"{family} was trained on {side}×{side} colour photos, so the Dataset tab reads your images "
+                    f"at {side}×{side} now (you had {_size_words(self.own)}). Choosing a preset without a "
+                    f"backbone puts {_size_words(self.own)} back.")
+        if family is None and self.proposed is not None:
+            own, proposed = self.own, self.proposed
+            self.forget()
+            if current == proposed:
+                state.dataset_config = dataclasses.replace(config, preprocessing=own)
+                return (f"The Dataset tab reads your images at {_size_words(own)} again, the size you had before "
+                        f"the pretrained backbone's {_size_words(proposed)}.")
+        return None
+
+
+def _family(layers) -> str | None:
+    return layers[0].full_params()["family"] if has_backbone(layers) else None
+
+
+def _size_words(pre) -> str:
+    h, w = pre.image_size
+    return f"{h}×{w}" + (" grayscale" if pre.color_mode == "grayscale" else "")

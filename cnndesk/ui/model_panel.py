@@ -61,6 +61,7 @@ class ModelPanel(QWidget):
         self.undo_stack = QUndoStack(self)
         self._editor_generation = 0  # a new parameter editor starts a new undo step
         self._refused_in: tuple | None = None  # the spin box whose typed number was refused, and the value it kept
+        self._notices: list[str] = []  # what the last step did besides the stack (said in the notice)
         self._build()
         self._build_undo_actions()
         self.refresh()
@@ -225,6 +226,9 @@ class ModelPanel(QWidget):
 
     # -- state -------------------------------------------------------------
     def set_input(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        """Describe the stack for this input and class count (nothing is redrawn when neither changed)."""
+        if (tuple(input_shape), int(num_classes)) == (self.input_shape, self.num_classes):
+            return
         self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
         self.refresh()
 
@@ -257,7 +261,7 @@ class ModelPanel(QWidget):
         self.layers = copy.deepcopy(layers)
         self.preset_name = preset_name if preset_name in PRESETS else "custom"
         self._show_preset_choice()
-        self.notice.hide()
+        self._clear_notices()
         self.refresh()
 
     def take_layers(self, layers: list[LayerSpec], preset_name: str = "custom") -> None:
@@ -269,6 +273,16 @@ class ModelPanel(QWidget):
         i = self.selected_index()
         self._push(_step_text(self.layers, layers), Stack(copy.deepcopy(list(layers)), preset_name),
                    i if i is not None and i < len(layers) else None)
+
+    def add_notice(self, text: str) -> None:
+        """Say what the last step did besides the stack (the next step takes it away)."""
+        self._notices.append(text)
+        self.notice.setText("<br>".join(self._notices))
+        self.notice.show()
+
+    def _clear_notices(self) -> None:
+        self._notices = []
+        self.notice.hide()
 
     def is_valid(self) -> bool:
         return self.error is None
@@ -287,9 +301,8 @@ class ModelPanel(QWidget):
         self._push(f"Switch to {title}", Stack(preset(name), name), None)
         if replaced_custom:
             keys = self.undo_action.shortcut().toString(QKeySequence.NativeText)
-            self.notice.setText(f"Your custom stack was replaced by the {title} preset. "
-                                f"<a href='undo'>Undo</a> ({keys}) brings it back.")
-            self.notice.show()
+            self.add_notice(f"Your custom stack was replaced by the {title} preset. "
+                            f"<a href='undo'>Undo</a> ({keys}) brings it back.")
 
     def _show_preset_choice(self) -> None:
         with QSignalBlocker(self.preset_combo):
@@ -349,7 +362,7 @@ class ModelPanel(QWidget):
         self.layers = copy.deepcopy(stack.layers)
         self.preset_name = stack.preset
         self._show_preset_choice()
-        self.notice.hide()
+        self._clear_notices()
         self._refresh(selected, rebuild_editor)
         self.changed.emit()
 
