@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Callable
 
 from ..core.architecture import default_image_size, has_backbone
+from ..core.scanning import printable
 from ..core.session import SessionState
 from .dataset_panel import DatasetPanel
 from .model_panel import ModelPanel
@@ -97,15 +98,41 @@ def bind_model_panel(state: SessionState, panel: ModelPanel, reread: Callable[[]
                 panel.set_settings(state.settings)
 
     def described(_names) -> None:
-        classes = state.data.num_classes if state.data is not None else panel.num_classes
-        panel.set_input(state.dataset_config.preprocessing.input_shape, classes)
+        classes, note = _classes_described(state)
+        panel.set_input(state.dataset_config.preprocessing.input_shape, classes or panel.num_classes)
+        panel.set_classes_note(note)
 
     panel.changed.connect(edited)
     state.observe(show, "layers", "preset", "settings")
-    state.observe(described, "data", "dataset_config")
+    state.observe(described, "data", "dataset_config", "model", "layers")
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")
     show(frozenset({"layers", "preset", "settings"}))
     described(None)
+
+
+def _classes_described(state: SessionState) -> tuple[int | None, str]:
+    """How many classes the Model tab counts, and a sentence when the loaded dataset has others.
+
+    The stack the current model was trained with describes that model, with its own classes (a run restored
+    while another dataset is loaded); any other stack is the next model, for the loaded dataset's classes.
+    """
+    data, model = state.data, state.model
+    if model is None or model.spec is None or list(model.spec[0]) != list(state.layers):
+        return (data.num_classes if data is not None else None), ""
+    names = list(model.class_names)
+    if data is None or list(data.class_names) == names:
+        return len(names), ""
+    run = next((r for r in state.runs if r.id == model.run), None) if model.run else None
+    who = run.name if run is not None else "The current model"
+    loaded = list(data.class_names)
+    return len(names), (f"{who} was trained on {len(names)} classes ({_listed(names)}); the dataset loaded now has "
+                        f"{len(loaded)} ({_listed(loaded)}). Train builds a new model for the loaded dataset's "
+                        "classes.")
+
+
+def _listed(names: list[str], most: int = 6) -> str:
+    shown = [printable(n) for n in names[:most]]
+    return ", ".join(shown) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 class _ProposedSize:

@@ -98,6 +98,9 @@ class ModelPanel(QWidget):
         self.error_label = QLabel(objectName="modelError", wordWrap=True, visible=False)
         self.error_label.setStyleSheet("color: #b71c1c; background: #ffecec; padding: 4px; border-radius: 3px")
         column.addWidget(self.error_label)
+        self.classes_note = QLabel(objectName="modelClassesNote", wordWrap=True, visible=False)
+        self.classes_note.setStyleSheet("background: #fff8e1; padding: 4px; border-radius: 3px")
+        column.addWidget(self.classes_note)
 
     def _build_layer_table(self, column: QVBoxLayout) -> None:
         self.table = QTableWidget(0, 4, objectName="layerTable")
@@ -231,6 +234,11 @@ class ModelPanel(QWidget):
             return
         self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
         self.refresh()
+
+    def set_classes_note(self, text: str) -> None:
+        """A sentence when the classes the panel counts are not the loaded dataset's ("" hides it)."""
+        self.classes_note.setText(text)
+        self.classes_note.setVisible(bool(text))
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         self.device.set_devices(devices)
