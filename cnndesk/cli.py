@@ -433,8 +433,8 @@ def cmd_train(args, fit=None, save=None) -> int:
                             class_weights=args.class_weights, callbacks=(recorder.callback(),) if recorder else ())
     bar.done()
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
-              dataset=config, preset=args.preset, layers=tuple(layers), settings=settings,
-              history=tuple(result.history), best_epoch=result.best_epoch)
+              dataset=config, dataset_path=str(Path(args.dataset).resolve()), preset=args.preset,
+              layers=tuple(layers), settings=settings, history=tuple(result.history), best_epoch=result.best_epoch)
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
         from .core.probes import recording_summary
 

@@ -8,6 +8,7 @@ cnndesk then finds and loads them through its normal path.
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from cnndesk.core.backbones import family
 
 def offline_urlopen(*_args, **_kwargs):
     """What ``urllib.request.urlopen`` raises on a computer without a network."""
-    raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+    raise urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
 
 
 def save_legacy_weights(model, path: Path) -> Path:

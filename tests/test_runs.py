@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLineEdit, QMessageBox
+from PySide6.QtWidgets import QLabel, QLineEdit, QMessageBox
 
 from cnndesk.cli import main
 from cnndesk.core.project import Project, open_project, save_project
 from cnndesk.core.runs import Run, find_run, next_run_name
 from cnndesk.core.errors import UserError
+from cnndesk.ui.runs_view import DATASET, NOTE
 
 from conftest import make_image, write_dataset
-from test_app import drop_paths, save_as, set_epochs, train_now
+from test_app import drop_paths, layer_row_text, save_as, set_epochs, train_now
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -60,7 +61,8 @@ def test_each_run_is_written_once_and_a_deleted_run_leaves_the_folder_at_the_nex
     scratch.write_bytes(b"weights of run a")
     history = (row(1, 0.6, 0.9), row(2, 0.8, 0.7), row(3, 0.7, 0.8))
     project = Project(class_names=["x", "y"], run="b", runs=[
-        Run("a", "Run 1", history=history, best_epoch=2, file=str(scratch), note="first", probes={"kept": "as is"}),
+        Run("a", "Run 1", history=history, best_epoch=2, file=str(scratch), note="first", probes={"kept": "as is"},
+            dataset_path="/data/faces"),
         Run("b", "Run 2", history=history[:1])])
     folder = tmp_path / "p"
     save_project(folder, project, FakeModel(b"weights of run b"))
@@ -72,6 +74,7 @@ def test_each_run_is_written_once_and_a_deleted_run_leaves_the_folder_at_the_nex
     assert model == b"weights of run b" and opened.run == "b"
     a, b = opened.runs
     assert (a.name, a.note, a.best_epoch, a.probes, a.epochs) == ("Run 1", "first", 2, {"kept": "as is"}, 3)
+    assert (a.dataset_path, b.dataset_path) == ("/data/faces", None)  # (b: as a run of an older cnndesk)
     assert a.best("val_accuracy") == 0.8 and a.best("val_loss") == 0.7 and a.final["val_accuracy"] == 0.7
     assert a.file == str(folder / "runs/a/model.keras") and b.file == str(folder / "runs/b/model.keras")
 
@@ -287,7 +290,7 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
 
     # renamed and noted by typing into the list; the chart follows the name
     type_into_cell(w, qtbot, "Run 1", 0, "baseline")
-    type_into_cell(w, qtbot, "baseline", 6, "two epochs, batch 8")
+    type_into_cell(w, qtbot, "baseline", NOTE, "two epochs, batch 8")
     assert [r.name for r in w.state.runs] == ["baseline", "Run 2"] and w.state.runs[0].note == "two epochs, batch 8"
     assert chart.overlay_names()[0].startswith("baseline: ")
     assert w.isWindowModified()
@@ -324,7 +327,7 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     qtbot.waitUntil(lambda: w2.state.project_path == str(folder), timeout=30000)
     view2 = w2.training_panel.runs_view
     assert view2.run_names() == ["baseline", "Run 2"]
-    assert view2.table.item(0, 6).text() == "two epochs, batch 8" and "(current)" in view2.table.item(0, 1).text()
+    assert view2.table.item(0, NOTE).text() == "two epochs, batch 8" and "(current)" in view2.table.item(0, 1).text()
     assert w2.state.model.run == first
     # and the run that is not current can be restored from the reopened project
     w2.tabs.setCurrentIndex(w2.TAB_TRAIN)
@@ -391,6 +394,40 @@ def test_a_run_that_ends_while_a_name_is_being_typed_neither_closes_the_editor_n
     qtbot.keyClick(editor, Qt.Key_Return)
     qtbot.waitUntil(lambda: view.run_names() == ["Run 0", "Run 1", "Run 2"], timeout=5000)  # shown once it closed
     assert renamed == [("a", "baseline")]
+
+
+def test_runs_of_two_datasets_say_which_and_a_restored_run_keeps_its_own_classes(window, qtbot, tmp_path):
+    w = window
+    two = write_dataset(tmp_path / "two", classes=("left", "top"), per_class=8)
+    six = write_dataset(tmp_path / "six", classes=("left", "top", "centre", "a", "b", "c"), per_class=4)
+    w.dataset_panel.image_size.setCurrentText("32")
+    for folder in (two, six):
+        drop_paths(w, [folder])
+        qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == folder
+                        and w.dataset_panel.data.preprocessing.image_size == (32, 32), timeout=20000)
+        w.tabs.setCurrentIndex(w.TAB_TRAIN)
+        train_now(w, qtbot, epochs=1)
+    view = w.training_panel.runs_view
+    assert view.run_names() == ["Run 1", "Run 2"]
+    table = view.table
+    assert table.horizontalHeaderItem(DATASET).text() == "Dataset"
+    cells = [table.item(r, DATASET) for r in range(2)]
+    assert [c.text() for c in cells] == ["two · 2 classes", "six · 6 classes"]
+    assert str(two) in cells[0].toolTip() and str(six) in cells[1].toolTip()
+    qtbot.waitUntil(lambda: all(r.file for r in w.state.runs), timeout=20000)
+
+    # Run 1 restored while the six-class folder is loaded: its own two classes, and the difference said
+    restore_from_list(w, qtbot, "Run 1")
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and not w.dataset_panel.progress.isVisible(),
+                    timeout=20000)
+    last = w.model_panel.table.rowCount() - 1
+    assert "Dense(2 classes, softmax)" in layer_row_text(w, last)[0]
+    note = w.model_panel.findChild(QLabel, "modelClassesNote")
+    assert note.isVisibleTo(w.model_panel)
+    assert "Run 1 was trained on 2 classes (left, top)" in note.text() and "has 6" in note.text()
+    # training now is a new model, for the dataset loaded
+    train_now(w, qtbot, epochs=1)
+    assert "Dense(6 classes, softmax)" in layer_row_text(w, last)[0] and not note.isVisibleTo(w.model_panel)
 
 
 def test_an_old_format_project_shows_its_one_run_in_the_app(window, qtbot, tmp_path):

@@ -333,8 +333,9 @@ def layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
     The first row is the input with its rescaling. Raises ``ArchitectureError``
     naming the first layer that cannot be built (size below 1, a Dense or
     pooling layer on a tensor of the wrong rank, an unknown kind or a bad
-    parameter); its ``rows`` holds the rows of the layers before it, so an
-    editor can still show their shapes.
+    parameter, a chosen weights file that holds no weights for the backbone); its
+    ``rows`` holds the rows of the layers before it, so an editor can still show
+    their shapes.
     """
     rows: list[LayerRow] = []
     try:
@@ -413,7 +414,7 @@ def _layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num
 
 def _backbone_row(spec: LayerSpec, index: int, shape: tuple, where: str) -> tuple[tuple, int]:
     """Output shape and parameter count of a pretrained backbone, or a refusal saying what to change."""
-    from .backbones import FAMILIES, MIN_SIZE, STRIDE
+    from .backbones import FAMILIES, MIN_SIZE, STRIDE, chosen_weights_problem
 
     p = spec.full_params()
     if index != 0:
@@ -432,6 +433,9 @@ def _backbone_row(spec: LayerSpec, index: int, shape: tuple, where: str) -> tupl
     if n > len(fam.blocks):
         raise ArchitectureError(f"{where}: {fam.name} has {len(fam.blocks)} blocks; fine-tune at most that many.",
                                 index)
+    problem = chosen_weights_problem(p)
+    if problem:
+        raise ArchitectureError(f"{where}: {problem}", index)
     return (math.ceil(shape[0] / STRIDE), math.ceil(shape[1] / STRIDE), fam.channels), fam.params
 
 

@@ -13,9 +13,13 @@ are in docs/transfer-learning.md.
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import os
 import re
+import socket
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -67,6 +71,7 @@ class Family:
         top_pattern: the layers after the last block (its final 1x1 convolution), one block "top".
         macs_224: multiply-adds for one 224x224 image, as published for the family (with its classifier,
             a few per cent more than the backbone alone).
+        first_layer: its first convolution's name (any case), which a weights file for it names.
     """
 
     name: str
@@ -78,6 +83,7 @@ class Family:
     block_pattern: str
     top_pattern: str
     macs_224: int
+    first_layer: str
 
     @property
     def layer_name(self) -> str:
@@ -114,17 +120,17 @@ _WEIGHTS = {"MobileNetV3Small": _mobilenet_v3_small, "EfficientNetB0": _efficien
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("MobileNetV3Small", 224, 576, 939_120, "scales pixels to -1..1 (a Rescaling layer inside the backbone)",
            ("stem", "expanded_conv", *(f"expanded_conv_{i}" for i in range(1, 11)), "top"),
-           r"^(expanded_conv(?:_\d+)?)_", r"^conv_1", 66_000_000),
+           r"^(expanded_conv(?:_\d+)?)_", r"^conv_1", 66_000_000, "conv"),
     Family("EfficientNetB0", 224, 1280, 4_049_571,
            "scales pixels to 0-1 and normalises them with the ImageNet mean and deviation (Rescaling and "
            "Normalization layers inside the backbone)",
            ("stem", "block1a", "block2a", "block2b", "block3a", "block3b", "block4a", "block4b", "block4c",
             "block5a", "block5b", "block5c", "block6a", "block6b", "block6c", "block6d", "block7a", "top"),
-           r"^(block\d+[a-z])_", r"^top_", 390_000_000),
+           r"^(block\d+[a-z])_", r"^top_", 390_000_000, "stem_conv"),
     Family("MobileNetV2", 224, 1280, 2_257_984,
            "scales pixels to -1..1 (a Rescaling layer before the backbone)",
            ("stem", "expanded_conv", *(f"block_{i}" for i in range(1, 17)), "top"),
-           r"^(expanded_conv|block_\d+)_", r"^(Conv_1|out_relu)", 300_000_000),
+           r"^(expanded_conv|block_\d+)_", r"^(Conv_1|out_relu)", 300_000_000, "conv1"),
 )}
 
 #: the smallest image side the families accept (keras.applications refuses less)
@@ -186,22 +192,70 @@ def missing_message(fam: Family, input_shape: tuple[int, int, int], reason: str)
             "into that folder, or choose a weights file.")
 
 
+def chosen_weights_problem(params: dict) -> str | None:
+    """What is wrong with the weights file a backbone's parameters name, in a sentence; None when it can be
+    loaded, or when the weights are not a chosen file (ImageNet from the cache, or random)."""
+    weights = params.get("weights", IMAGENET)
+    if weights is None or weights in (IMAGENET, "none"):
+        return None
+    path = Path(weights).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"The weights file {path} does not exist. Choose another, or use the ImageNet weights."
+    if not path.is_file():
+        return f"{path} is a folder, not a Keras weights file (.h5). Choose a file, or use the ImageNet weights."
+    fam = FAMILIES.get(params.get("family"))
+    return _file_problem(str(path), stat.st_mtime_ns, stat.st_size, fam.name if fam else "")
+
+
+@functools.lru_cache(maxsize=32)
+def _file_problem(path: str, _mtime_ns: int, _size: int, family_name: str) -> str | None:
+    """``chosen_weights_problem`` for one version of a file (the model panel asks at every edit).
+
+    It reads what Keras' loader reads first: an HDF5 file, whose ``layer_names``
+    (at the top or under ``model_weights``) name the layers the weights are for.
+    A file whose layers do not include the family's first convolution holds
+    another network's weights.
+    """
+    import h5py
+
+    fam = FAMILIES.get(family_name)
+    expected = f"the file keras.applications saves for {fam.name} (such as {fam.weights_file((224, 224, 3)).name})" \
+        if fam else "a Keras weights file"
+    if not h5py.is_hdf5(path):
+        return f"This file is not a Keras weights file (.h5): {path}. Choose {expected}, or use the ImageNet weights."
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            names = [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in group.attrs.get("layer_names", [])]
+    except (OSError, KeyError, ValueError, TypeError):
+        names = []
+    if not names:
+        return f"{path} is an HDF5 file but holds no Keras weights. Choose {expected}, or use the ImageNet weights."
+    if fam is not None and fam.first_layer not in {n.lower() for n in names}:
+        return (f"The weights file {path} does not fit {fam.name}: it holds the weights of another network. "
+                f"Choose {expected}, or use the ImageNet weights.")
+    return None
+
+
 def weights_path(params: dict, input_shape: tuple[int, int, int]) -> Path | None:
     """The file a backbone's weights come from, without downloading: None for random weights.
 
     Raises:
         WeightsUnavailable: the ImageNet file is not in the Keras cache.
-        UserError: a chosen weights file does not exist.
+        UserError: a chosen weights file does not exist or holds no weights for the family
+            (``chosen_weights_problem``).
     """
     fam = family(params["family"])
     weights = params.get("weights", IMAGENET)
     if weights is None or weights == "none":
         return None
     if weights != IMAGENET:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise UserError(f"The weights file {path} does not exist.")
-        return path
+        problem = chosen_weights_problem(params)
+        if problem:
+            raise UserError(problem)
+        return Path(weights).expanduser()
     path = cached_weights(fam, input_shape)
     if path is None:
         raise WeightsUnavailable(missing_message(fam, input_shape, "The ImageNet weights have not been downloaded."),
@@ -237,10 +291,35 @@ def ensure_weights(params: dict, input_shape: tuple[int, int, int], state: TaskS
         folder.mkdir(parents=True, exist_ok=True)
         _download(f, folder / f.name, state, opener or urllib.request.urlopen)
     except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise WeightsUnavailable(missing_message(fam, input_shape, f"Could not download the weights ({reason})."),
-                                 f, folder) from None
+        raise WeightsUnavailable(missing_message(fam, input_shape, download_failure(e, folder)), f, folder) from None
     return folder / f.name
+
+
+#: what a computer without a network meets: no name lookup, no route, no answer
+_OFFLINE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ECONNREFUSED, errno.ETIMEDOUT,
+                   *(getattr(socket, n) for n in ("EAI_NONAME", "EAI_AGAIN", "EAI_FAIL", "EAI_NODATA")
+                     if hasattr(socket, n))}
+
+
+def download_failure(e: BaseException, folder: Path) -> str:
+    """Why a weights download failed, as a sentence for a person (no errno, no library's words)."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"The download server refused the weights file (HTTP {e.code})."
+    reason = e.reason if isinstance(e, urllib.error.URLError) else e
+    if isinstance(reason, ssl.SSLError):
+        return ("The secure connection to the download server failed (a proxy or a wrong clock can cause this): "
+                "the weights could not be downloaded.")
+    if isinstance(reason, (socket.gaierror, TimeoutError)) or (
+            isinstance(reason, OSError) and reason.errno in _OFFLINE_ERRNOS):
+        return "No internet connection: the weights could not be downloaded."
+    if isinstance(e, urllib.error.URLError):
+        return "The download server could not be reached: the weights could not be downloaded."
+    if isinstance(e, ValueError):  # the checksum: the words are ours
+        return f"The weights could not be downloaded: {e}."
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "it cannot be written"
+        return f"The weights could not be saved in the Keras cache folder {folder}: {why}."
+    return "The connection broke off: the weights could not be downloaded."
 
 
 def _download(f: WeightsFile, target: Path, state: TaskState | None, opener) -> None:

@@ -45,6 +45,7 @@ class Run:
         created: when its training ended (seconds since the epoch).
         class_names, dataset, preset, layers, settings: what it was trained on and with (the seed is
             ``settings.seed`` and ``dataset.seed``).
+        dataset_path: the dataset folder it was trained on (None: not recorded, a run of an older cnndesk).
         history, best_epoch, batch_loss: what it showed while training, as the session holds them.
         note: the user's words about it.
         parent: the run it continued from (None for a run from scratch).
@@ -70,6 +71,7 @@ class Run:
     file: str | None = None
     probes: Any = None
     probe_dir: str | None = None
+    dataset_path: str | None = None
 
     # -- key figures --------------------------------------------------------------------------
     @property
@@ -123,7 +125,7 @@ class Run:
     def to_json(self) -> dict:
         """Everything but where its files are (the save adds ``weights`` and ``probe_files``)."""
         return {"id": self.id, "name": self.name, "created": self.created, "class_names": list(self.class_names),
-                "dataset": self.dataset.to_json(), "preset": self.preset,
+                "dataset": self.dataset.to_json(), "dataset_path": self.dataset_path, "preset": self.preset,
                 "layers": [l.to_json() for l in self.layers], "settings": self.settings.to_json(),
                 "history": list(self.history), "best_epoch": self.best_epoch,
                 "batch_loss": [[round(float(x), 4), float(f"{y:.5g}")] for x, y in self.batch_loss],
@@ -144,6 +146,7 @@ class Run:
             id=run_id, name=str(d.get("name") or run_id), created=float(d.get("created") or 0.0),
             class_names=tuple(str(c) for c in d.get("class_names", [])),
             dataset=DatasetConfig.from_json(d.get("dataset") or {}), preset=str(d.get("preset", "custom")),
+            dataset_path=d.get("dataset_path") if isinstance(d.get("dataset_path"), str) else None,
             layers=tuple(LayerSpec.from_json(l) for l in d.get("layers", [])),
             settings=TrainingSettings.from_json(d.get("settings") or {}),
             history=tuple(r for r in d.get("history", []) if isinstance(r, dict)),
@@ -222,8 +225,9 @@ def find_run(runs, name: str) -> Run:
 def legacy_run(project, model_file: str | None) -> Run:
     """The one run an older project (saved before runs were kept) is given: its current model's."""
     return Run(id=project.run, name="Run 1", created=float(project.saved_at or time.time()),
-               class_names=tuple(project.class_names), dataset=project.dataset, preset=project.preset,
-               layers=tuple(project.layers), settings=project.settings, history=tuple(project.history),
+               class_names=tuple(project.class_names), dataset=project.dataset, dataset_path=project.dataset_path,
+               preset=project.preset, layers=tuple(project.layers), settings=project.settings,
+               history=tuple(project.history),
                best_epoch=project.best_epoch, batch_loss=tuple(tuple(p) for p in project.batch_loss),
                file=model_file)
 

@@ -242,6 +242,12 @@ class SessionState:
         return self._edits
 
     @property
+    def loading(self) -> bool:
+        """True while changes that are no edits (``not_an_edit``: a project opened, New, the last session's
+        settings) are made and announced: an observer can tell a new piece of work from an edit of this one."""
+        return self._quiet > 0
+
+    @property
     def busy(self) -> bool:
         return self.activity != IDLE
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from typing import Callable
 
-from ..core.architecture import default_image_size
+from ..core.architecture import default_image_size, has_backbone
+from ..core.scanning import printable
 from ..core.session import SessionState
 from .dataset_panel import DatasetPanel
 from .model_panel import ModelPanel
@@ -58,8 +60,15 @@ def bind_dataset_panel(state: SessionState, panel: DatasetPanel) -> None:
     show(None)
 
 
-def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
+def bind_model_panel(state: SessionState, panel: ModelPanel, reread: Callable[[], None] | None = None) -> None:
+    """Wire the model panel to the state.
+
+    Args:
+        reread: reads the dataset folder again with the state's settings; called when choosing or leaving a
+            pretrained preset changes the image size, so that what the Model tab describes is what trains.
+    """
     guard = _Guard()
+    sizes = _ProposedSize()
 
     def edited() -> None:
         if guard.active:
@@ -71,37 +80,109 @@ def bind_model_panel(state: SessionState, panel: ModelPanel) -> None:
             with state.not_an_edit():
                 state.settings = settings
         else:
-            switched = panel.preset_name != state.preset
+            before = state.layers
             state.update(layers=layers, preset=panel.preset_name, settings=settings)
-            if switched:
-                _suggest_image_size(state, layers)
+            said = sizes.follow(state, before, layers)
+            if said:
+                panel.add_notice(said)
+                if reread is not None:
+                    reread()
 
     def show(names) -> None:
         with guard.pushing():
             if {"layers", "preset"} & names and (panel.layers != state.layers or panel.preset_name != state.preset):
-                panel.set_layers(list(state.layers), state.preset)
+                if state.loading:  # another piece of work: its own undo history, and its own image size
+                    sizes.forget()
+                    panel.set_layers(list(state.layers), state.preset)
+                else:  # an edit made elsewhere (a weights file chosen, a run restored): one more undo step
+                    panel.take_layers(list(state.layers), state.preset)
             if "settings" in names and panel.settings() != state.settings:
                 panel.set_settings(state.settings)
 
-    def dataset(_names) -> None:
-        if state.data is not None:
-            panel.set_input(state.data.preprocessing.input_shape, state.data.num_classes)
+    def described(_names) -> None:
+        classes, note = _classes_described(state)
+        panel.set_input(state.dataset_config.preprocessing.input_shape, classes or panel.num_classes)
+        panel.set_classes_note(note)
 
     panel.changed.connect(edited)
     state.observe(show, "layers", "preset", "settings")
-    state.observe(dataset, "data")
+    state.observe(described, "data", "dataset_config", "model", "layers")
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")
     show(frozenset({"layers", "preset", "settings"}))
+    described(None)
 
 
+def _classes_described(state: SessionState) -> tuple[int | None, str]:
+    """How many classes the Model tab counts, and a sentence when the loaded dataset has others.
 
-def _suggest_image_size(state: SessionState, layers) -> None:
-    """A pretrained preset just chosen: read the images at the size its backbone was trained at (and in colour).
-
-    The user can change the size afterwards; only the switch to the preset sets it.
+    The stack the current model was trained with describes that model, with its own classes (a run restored
+    while another dataset is loaded); any other stack is the next model, for the loaded dataset's classes.
     """
-    side = default_image_size(layers)
-    config = state.dataset_config
-    wanted = dataclasses.replace(config.preprocessing, image_size=(side, side), color_mode="rgb") if side else None
-    if wanted is not None and wanted != config.preprocessing:
-        state.dataset_config = dataclasses.replace(config, preprocessing=wanted)
+    data, model = state.data, state.model
+    if model is None or model.spec is None or list(model.spec[0]) != list(state.layers):
+        return (data.num_classes if data is not None else None), ""
+    names = list(model.class_names)
+    if data is None or list(data.class_names) == names:
+        return len(names), ""
+    run = next((r for r in state.runs if r.id == model.run), None) if model.run else None
+    who = run.name if run is not None else "The current model"
+    loaded = list(data.class_names)
+    return len(names), (f"{who} was trained on {len(names)} classes ({_listed(names)}); the dataset loaded now has "
+                        f"{len(loaded)} ({_listed(loaded)}). Train builds a new model for the loaded dataset's "
+                        "classes.")
+
+
+def _listed(names: list[str], most: int = 6) -> str:
+    shown = [printable(n) for n in names[:most]]
+    return ", ".join(shown) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+class _ProposedSize:
+    """The image size a pretrained preset proposed, and the user's own that it replaced.
+
+    Choosing a backbone (a preset, or another family) reads the images at the size it was trained at, in
+    colour; leaving the backbones puts the user's size back, unless they chose another meanwhile. Undo
+    and redo are such switches too, so they take the size along.
+    """
+
+    def __init__(self):
+        self.own = self.proposed = None  # Preprocessing
+
+    def forget(self) -> None:
+        self.own = self.proposed = None
+
+    def follow(self, state: SessionState, before: list, after: list) -> str | None:
+        """Propose or give back the size for a stack that went from ``before`` to ``after``; what to say."""
+        family, was = _family(after), _family(before)
+        config = state.dataset_config
+        current = config.preprocessing
+        if family is not None and family != was:
+            side = default_image_size(after)
+            wanted = dataclasses.replace(current, image_size=(side, side), color_mode="rgb")
+            if wanted != current:
+                if current != self.proposed:
+                    self.own = current
+                self.proposed = wanted
+                state.dataset_config = dataclasses.replace(config, preprocessing=wanted)
+            if self.proposed != wanted:
+                return None  # the user's own size was this one already
+            return (f"{family} was trained on {side}×{side} colour photos, so the Dataset tab reads your images "
+                    f"at {side}×{side} now (you had {_size_words(self.own)}). Choosing a preset without a "
+                    f"backbone puts {_size_words(self.own)} back.")
+        if family is None and self.proposed is not None:
+            own, proposed = self.own, self.proposed
+            self.forget()
+            if current == proposed:
+                state.dataset_config = dataclasses.replace(config, preprocessing=own)
+                return (f"The Dataset tab reads your images at {_size_words(own)} again, the size you had before "
+                        f"the pretrained backbone's {_size_words(proposed)}.")
+        return None
+
+
+def _family(layers) -> str | None:
+    return layers[0].full_params()["family"] if has_backbone(layers) else None
+
+
+def _size_words(pre) -> str:
+    h, w = pre.image_size
+    return f"{h}×{w}" + (" grayscale" if pre.color_mode == "grayscale" else "")

@@ -215,7 +215,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         state = self.state
         bind_dataset_panel(state, self.dataset_panel)
-        bind_model_panel(state, self.model_panel)
+        bind_model_panel(state, self.model_panel, self._reread_dataset)
         state.observe(lambda _: self._update_actions())
         state.observe(lambda _: self._update_title(), "modified", "project_path")
         self.engine.ready.connect(self._on_engine_ready)
@@ -262,7 +262,7 @@ class MainWindow(QMainWindow):
         elif state.data is None:
             ok, reason = False, "Choose a dataset folder first (Dataset tab)."
         elif not self.model_panel.is_valid():
-            ok, reason = False, f"The model cannot be built: {self.model_panel.error}"
+            ok, reason = False, f"The model cannot be built: {self.model_panel.error} Fix it on the Model tab."
         elif busy and not training:
             ok, reason = False, BUSY_REASONS.get(state.activity, "Please wait…")
         else:
@@ -296,7 +296,8 @@ class MainWindow(QMainWindow):
         self.projects.open(folder, confirm)
 
     def _reread_dataset(self) -> None:
-        """Read the dataset folder again with the settings the state now holds (a restored run's)."""
+        """Read the dataset folder again with the settings the state now holds (a restored run's, or the image
+        size a pretrained preset proposed)."""
         folder = self.state.dataset_path
         if folder and Path(folder).is_dir():
             self.dataset_panel.load_folder(folder)

@@ -59,6 +59,7 @@ class ModelPanel(QWidget):
         self.error: ArchitectureError | None = None
         self.undo_stack = QUndoStack(self)
         self._editor_generation = 0  # a new parameter editor starts a new undo step
+        self._notices: list[str] = []  # what the last step did besides the stack (said in the notice)
         self._build()
         self._build_undo_actions()
         self.refresh()
@@ -95,6 +96,9 @@ class ModelPanel(QWidget):
         self.error_label = QLabel(objectName="modelError", wordWrap=True, visible=False)
         self.error_label.setStyleSheet("color: #b71c1c; background: #ffecec; padding: 4px; border-radius: 3px")
         column.addWidget(self.error_label)
+        self.classes_note = QLabel(objectName="modelClassesNote", wordWrap=True, visible=False)
+        self.classes_note.setStyleSheet("background: #fff8e1; padding: 4px; border-radius: 3px")
+        column.addWidget(self.classes_note)
 
     def _build_layer_table(self, column: QVBoxLayout) -> None:
         self.table = QTableWidget(0, 4, objectName="layerTable")
@@ -222,8 +226,16 @@ class ModelPanel(QWidget):
 
     # -- state -------------------------------------------------------------
     def set_input(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        """Describe the stack for this input and class count (nothing is redrawn when neither changed)."""
+        if (tuple(input_shape), int(num_classes)) == (self.input_shape, self.num_classes):
+            return
         self.input_shape, self.num_classes = tuple(input_shape), int(num_classes)
         self.refresh()
+
+    def set_classes_note(self, text: str) -> None:
+        """A sentence when the classes the panel counts are not the loaded dataset's ("" hides it)."""
+        self.classes_note.setText(text)
+        self.classes_note.setVisible(bool(text))
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         self.device.set_devices(devices)
@@ -254,8 +266,28 @@ class ModelPanel(QWidget):
         self.layers = copy.deepcopy(layers)
         self.preset_name = preset_name if preset_name in PRESETS else "custom"
         self._show_preset_choice()
-        self.notice.hide()
+        self._clear_notices()
         self.refresh()
+
+    def take_layers(self, layers: list[LayerSpec], preset_name: str = "custom") -> None:
+        """Show a stack this session changed elsewhere (a weights file chosen in the offline dialog, a run
+        brought back) as one undoable step; the history before it stays."""
+        preset_name = preset_name if preset_name in PRESETS else "custom"
+        if list(layers) == self.layers and preset_name == self.preset_name:
+            return
+        i = self.selected_index()
+        self._push(_step_text(self.layers, layers), Stack(copy.deepcopy(list(layers)), preset_name),
+                   i if i is not None and i < len(layers) else None)
+
+    def add_notice(self, text: str) -> None:
+        """Say what the last step did besides the stack (the next step takes it away)."""
+        self._notices.append(text)
+        self.notice.setText("<br>".join(self._notices))
+        self.notice.show()
+
+    def _clear_notices(self) -> None:
+        self._notices = []
+        self.notice.hide()
 
     def is_valid(self) -> bool:
         return self.error is None
@@ -274,9 +306,8 @@ class ModelPanel(QWidget):
         self._push(f"Switch to {title}", Stack(preset(name), name), None)
         if replaced_custom:
             keys = self.undo_action.shortcut().toString(QKeySequence.NativeText)
-            self.notice.setText(f"Your custom stack was replaced by the {title} preset. "
-                                f"<a href='undo'>Undo</a> ({keys}) brings it back.")
-            self.notice.show()
+            self.add_notice(f"Your custom stack was replaced by the {title} preset. "
+                            f"<a href='undo'>Undo</a> ({keys}) brings it back.")
 
     def _show_preset_choice(self) -> None:
         with QSignalBlocker(self.preset_combo):
@@ -336,7 +367,7 @@ class ModelPanel(QWidget):
         self.layers = copy.deepcopy(stack.layers)
         self.preset_name = stack.preset
         self._show_preset_choice()
-        self.notice.hide()
+        self._clear_notices()
         self._refresh(selected, rebuild_editor)
         self.changed.emit()
 
@@ -497,6 +528,18 @@ class ModelPanel(QWidget):
             w.setValue(int(value) if value != CLASSES else self.num_classes)
             w.valueChanged.connect(lambda v: self.set_param(index, key, v))
         return w
+
+
+def _step_text(before: list[LayerSpec], after: list[LayerSpec]) -> str:
+    """The undo step's name for a stack changed elsewhere: one parameter's change named as the editor names it."""
+    changed = [(i, key) for i, (a, b) in enumerate(zip(before, after))
+               for key in sorted({*a.full_params(), *b.full_params()})
+               if a.kind == b.kind and a.full_params().get(key) != b.full_params().get(key)]
+    same_kinds = [a.kind for a in before] == [b.kind for b in after]
+    if same_kinds and len(changed) == 1:
+        i, key = changed[0]
+        return f"Change {key.replace('_', ' ')} of layer {i + 1}"
+    return "Bring back a run's layers"
 
 
 def _speed_words(cost: int, fastest: PresetSummary | None, own: PresetSummary | None = None) -> str:

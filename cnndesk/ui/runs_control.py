@@ -76,6 +76,7 @@ class RunsControl(QObject):
         layers, preset_name, settings = model.spec
         run = Run(id=model.run, name=next_run_name(state.runs), created=time.time(), class_names=model.class_names,
                   dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
+                  dataset_path=state.dataset_path,
                   preset=preset_name, layers=tuple(layers), settings=settings, history=tuple(state.history),
                   best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run)
         state.runs = [*state.runs, run]

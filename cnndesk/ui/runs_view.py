@@ -7,6 +7,7 @@ it shows the runs it is given and says what the user asked for.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
@@ -15,8 +16,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Final loss / acc / val loss / val acc", "Note")
-NAME, DATE, EPOCHS, BEST_ACC, BEST_LOSS, FINAL, NOTE = range(len(COLUMNS))
+from ..core.scanning import printable
+
+COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Final loss / acc / val loss / val acc",
+           "Dataset", "Note")
+NAME, DATE, EPOCHS, BEST_ACC, BEST_LOSS, FINAL, DATASET, NOTE = range(len(COLUMNS))
 ID_ROLE = Qt.UserRole
 
 
@@ -29,6 +33,18 @@ def final_text(run) -> str:
     final = run.final
     return " / ".join(_number(final.get(k), f) for k, f in (("loss", ".3f"), ("accuracy", ".3f"),
                                                             ("val_loss", ".3f"), ("val_accuracy", ".3f")))
+
+
+def dataset_item(run) -> QTableWidgetItem:
+    """"faces · 2 classes": the folder a run was trained on (the whole path in the tooltip) and its class count."""
+    n = len(run.class_names)
+    classes = f"{n} class{'es' if n != 1 else ''}"
+    path = run.dataset_path
+    item = QTableWidgetItem(f"{Path(path).name} · {classes}" if path else classes)
+    names = ", ".join(printable(c) for c in run.class_names)
+    where = path if path else "The dataset folder was not recorded (a run of an older cnndesk)."
+    item.setToolTip(f"{where}\nClasses: {names}" if names else where)
+    return item
 
 
 class RunsView(QWidget):
@@ -133,7 +149,7 @@ class RunsView(QWidget):
         cells = {NAME: name, DATE: QTableWidgetItem(date), EPOCHS: QTableWidgetItem(str(run.epochs)),
                  BEST_ACC: QTableWidgetItem(_number(run.best("val_accuracy"))),
                  BEST_LOSS: QTableWidgetItem(_number(run.best("val_loss"), ".4f")),
-                 FINAL: QTableWidgetItem(final_text(run)), NOTE: QTableWidgetItem(run.note)}
+                 FINAL: QTableWidgetItem(final_text(run)), DATASET: dataset_item(run), NOTE: QTableWidgetItem(run.note)}
         for column, item in cells.items():
             if column not in (NAME, NOTE):
                 item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)

@@ -17,7 +17,8 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from ..core.architecture import LayerSpec, has_backbone
-from ..core.backbones import DownloadCancelled, WeightsUnavailable, ensure_weights, keras_cache_dir, weights_path
+from ..core.backbones import (DownloadCancelled, WeightsUnavailable, chosen_weights_problem, ensure_weights,
+                              keras_cache_dir, weights_path)
 from ..core.errors import UserError
 from ..core.tasks import ReportingTaskState
 
@@ -66,14 +67,14 @@ class WeightsGate(QObject):
         except WeightsUnavailable:
             pass
         except UserError as e:  # a chosen file that is gone: offer to choose another
-            self._offer_file(str(e), on_ready, use_file)
+            self._offer_file(str(e), params, on_ready, use_file)
             return False
         if self._task is None:
             self._start(params, input_shape, on_ready, use_file)
         return False
 
     def _start(self, params: dict, input_shape, on_ready, use_file) -> None:
-        self._then = (on_ready, use_file)
+        self._then = (on_ready, use_file, params)
         # the download's reports become the gate's signals (emitted from the download thread, queued)
         self._task = ReportingTaskState(self._status.emit, self._progress.emit, min_interval=0.1)
         dialog = QProgressDialog("Downloading the ImageNet weights…", "Cancel", 0, 100, self._parent)
@@ -109,7 +110,7 @@ class WeightsGate(QObject):
 
     @Slot(object)
     def _on_finished(self, failure) -> None:
-        on_ready, use_file = self._then
+        on_ready, use_file, params = self._then
         self._task, self._then = None, None
         if self._dialog is not None:
             self._dialog.close()
@@ -120,11 +121,12 @@ class WeightsGate(QObject):
         elif isinstance(failure, DownloadCancelled):
             return
         elif isinstance(failure, UserError):
-            self._offer_file(str(failure), on_ready, use_file)
-        else:
-            self.error.emit("Could not get the weights", f"{type(failure).__name__}: {failure}")
+            self._offer_file(str(failure), params, on_ready, use_file)
+        else:  # not one of the failures ensure_weights words itself: no library's words in the box either
+            self.error.emit("Could not get the weights", "The weights could not be downloaded. Try again, or "
+                            "choose a weights file in the backbone's editor on the Model tab.")
 
-    def _offer_file(self, message: str, on_ready, use_file) -> None:
+    def _offer_file(self, message: str, params: dict, on_ready, use_file) -> None:
         """The offline dialog: what is needed and where, and a button to choose a weights file instead."""
         box = QMessageBox(QMessageBox.Warning, "ImageNet weights not available", message, QMessageBox.Cancel,
                           self._parent)
@@ -136,16 +138,19 @@ class WeightsGate(QObject):
 
         def answered(button) -> None:
             if button is choose:
-                self._choose_file(on_ready, use_file)
+                self._choose_file(params, on_ready, use_file)
 
         box.buttonClicked.connect(answered)
         box.open()
 
-    def _choose_file(self, on_ready, use_file) -> None:
+    def _choose_file(self, params: dict, on_ready, use_file) -> None:
+        """Put the chosen file into the stack; train with it unless it is refused, which the backbone's row
+        then says (and Train, where to fix it): no box that every later Train would show again."""
         folder = keras_cache_dir()
         path, _ = QFileDialog.getOpenFileName(self._parent, "Choose a weights file",
                                               str(folder if folder.is_dir() else folder.parent),
                                               "Keras weights (*.h5);;All files (*)")
         if path:
             use_file(path)
-            on_ready()
+            if chosen_weights_problem({**params, "weights": path}) is None:
+                on_ready()
