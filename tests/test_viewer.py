@@ -302,6 +302,38 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     assert w.isWindowModified()
 
 
+def test_save_view_and_mark_as_probe_wait_for_an_image_to_be_shown(window, qtbot, tmp_path, images):
+    w = window
+    v = w.viewer_panel
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    buttons = (v.save_view_button, v.probe_button)
+    assert not any(b.isEnabled() for b in buttons)  # no model, nothing shown
+    w.open_model(str(_plain_keras_model(tmp_path / "m.keras")))
+    qtbot.waitUntil(lambda: w.state.has_model, timeout=30000)
+    assert v.placeholder.isVisible() and not any(b.isEnabled() for b in buttons)  # a model, still no image
+    classify(w, qtbot, images[:1])
+    assert all(b.isEnabled() for b in buttons)
+    # an image that could not be read shows no view; choosing the good one again brings the buttons back
+    drop_paths(v, [images[2]])
+    qtbot.waitUntil(lambda: v.strip.count() == 2, timeout=20000)
+    v.strip.setCurrentRow(1)
+    assert not any(b.isEnabled() for b in buttons)
+    v.strip.setCurrentRow(0)
+    assert all(b.isEnabled() for b in buttons)
+    # a pasted image has a view to save, but no file to follow while training
+    arr = np.asarray(make_image("top", np.random.default_rng(3)))
+    QApplication.clipboard().setImage(
+        QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format_RGB888).copy())
+    w.paste_action.trigger()
+    qtbot.waitUntil(lambda: v.strip.count() == 3 and v.current is v.images[2], timeout=20000)
+    assert v.save_view_button.isEnabled() and not v.probe_button.isEnabled()
+    # another model classifies the files again (the pasted image is gone) and shows the first
+    w.open_model(str(_plain_keras_model(tmp_path / "other.keras")))
+    qtbot.waitUntil(lambda: "other.keras" in v.model_label.text() and v.strip.count() == 2
+                    and v.inspection is not None, timeout=30000)
+    assert v.current.path == str(images[0]) and all(b.isEnabled() for b in buttons)
+
+
 def test_a_nested_model_opens_with_its_backbone_layers_in_the_choosers(window, qtbot, tmp_path, images):
     w = window
     path = _plain_keras_model(tmp_path / "nested.keras", nested=True)
