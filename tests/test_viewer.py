@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QWidget
 
-from conftest import make_image
+from conftest import columns_in_sight, make_image, rows_in_sight, write_dataset
 from test_app import drop_paths, set_epochs
 
 
@@ -197,6 +197,30 @@ def test_confusion_matrix_cells_list_their_images(trained, qtbot):
     assert v.images[0].path == paths[0]
     assert v.current_view.image_info.text() == f"true class: {true_name} · {Path(paths[0]).name}"
     assert v.current_view.verdict.text().startswith("It looks like")
+
+
+def test_at_1200x800_a_four_class_evaluation_shows_every_column_and_row_below_the_image(window, qtbot, tmp_path):
+    w = window
+    w.resize(1200, 800)
+    data = write_dataset(tmp_path / "dogs", classes=("left", "top", "centre", "stripes"), per_class=10)
+    for kind, name in zip(("left", "top", "centre", "stripes"),
+                          ("border collie", "dachshund", "german shepherd", "labrador retriever")):
+        (data / kind).rename(data / name)
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state.has_model and not w.state.busy, timeout=60000)
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    v = w.viewer_panel
+    classify(w, qtbot, [next((data / "dachshund").iterdir())])
+    qtbot.mouseClick(v.tabs.tabBar(), Qt.LeftButton, pos=v.tabs.tabBar().tabRect(v.tabs.indexOf(v.evaluation_view)).center())
+    qtbot.waitUntil(lambda: v.evaluation_view.evaluation is not None, timeout=30000)
+    QApplication.processEvents()
+    view = v.evaluation_view
+    assert v.current_view.isVisible()  # the image is still shown above
+    assert columns_in_sight(view.confusion) == 4 and rows_in_sight(view.confusion) == 4
+    assert rows_in_sight(view.metrics) == 4
 
 
 def _rect_in(widget: QWidget, ancestor: QWidget):
