@@ -38,8 +38,9 @@ def epoch_summary(row: dict, epochs: int | None = None) -> str:
 #: room right of the last epoch, as a share of the epochs shown, so that a point or the kept-epoch
 #: marker on the last epoch is drawn whole instead of cut by the edge of the plot
 EPOCH_PAD = 0.04
-#: room above accuracy 1.0, for the same reason
-ACCURACY_PAD = 0.04
+#: room above accuracy 1.0, for the same reason: the kept-epoch marker's 9 px fit down to the chart's
+#: minimum height (a plot about 150 px tall)
+ACCURACY_PAD = 0.1
 #: an epoch's values as the chart draws them and the hover label lists them, with their number formats
 EPOCH_VALUES = (("loss", ".4f"), ("val_loss", ".4f"), ("accuracy", ".3f"), ("val_accuracy", ".3f"))
 
