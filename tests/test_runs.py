@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLineEdit, QMessageBox
 
 from cnndesk.cli import main
 from cnndesk.core.project import Project, open_project, save_project
 from cnndesk.core.runs import Run, find_run, next_run_name
 from cnndesk.core.errors import UserError
 
-from conftest import make_image, rows_in_sight, write_dataset
+from conftest import make_image, write_dataset
 from test_app import drop_paths, save_as, set_epochs, train_now
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -496,7 +496,11 @@ def test_cli_runs_report_each_runs_probe_recording(tmp_path):
 
 
 def test_at_1200x800_with_probes_the_train_tab_shows_three_runs_a_whole_legend_and_a_chart_that_stays(window, qtbot):
+    from PySide6.QtCore import QPoint
     from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from conftest import rows_in_sight
 
     w = window
     w.resize(1200, 800)
