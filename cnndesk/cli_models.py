@@ -25,7 +25,7 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     file's layers suggest. ``run`` names a training run of the project to open instead of its current
     model (``cnndesk-cli runs`` lists them). For a model file, the mode used and why is said on stderr (unless
     ``tell_pixels`` is False: a command that feeds no images). Class names come from the file
-    (or a labels.txt beside it) when they fit the model's outputs.
+    (or a labels file beside it: ``mymodel.labels.txt``, else ``labels.txt``) when they fit the model's outputs.
     """
     from .core.model_loading import load_model_with_labels
     from .core.project import is_project, open_project

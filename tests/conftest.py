@@ -161,3 +161,17 @@ def shown(qtbot, widget, width: int, height: int):
     widget.show()
     qtbot.waitExposed(widget)
     return widget
+
+
+def rows_in_sight(table) -> int:
+    """How many of a table's rows a person sees whole: inside its viewport and not cut off by a scrolling parent."""
+    sight = table.viewport().visibleRegion().boundingRect()
+    return sum(1 for r in range(table.rowCount()) if table.rowViewportPosition(r) >= sight.top()
+               and table.rowViewportPosition(r) + table.rowHeight(r) - 1 <= sight.bottom())
+
+
+def columns_in_sight(table) -> int:
+    """How many of a table's columns a person sees whole (see ``rows_in_sight``)."""
+    sight = table.viewport().visibleRegion().boundingRect()
+    return sum(1 for c in range(table.columnCount()) if table.columnViewportPosition(c) >= sight.left()
+               and table.columnViewportPosition(c) + table.columnWidth(c) - 1 <= sight.right())

@@ -363,6 +363,38 @@ def test_about_names_the_versions_and_devices(window, qtbot):
     box.close()
 
 
+def _shortcuts_box(window, qtbot) -> QMessageBox:
+    """Press F1; the list of shortcuts it opens."""
+    def shown():
+        return [b for b in window.findChildren(QMessageBox) if b.windowTitle() == "Keyboard shortcuts" and b.isVisible()]
+
+    qtbot.keyClick(window, Qt.Key_F1)
+    qtbot.waitUntil(lambda: len(shown()) == 1, timeout=5000)
+    return shown()[0]
+
+
+def test_f1_lists_every_shortcut_the_window_has(window, qtbot):
+    from PySide6.QtGui import QAction, QKeySequence, QShortcut
+
+    box = _shortcuts_box(window, qtbot)
+    text = box.text()
+    box.close()
+    for keys in ("Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+Q", "Ctrl+N", "Ctrl+Shift+S", "F5", "Esc", "Ctrl+1", "F1"):
+        assert f"<b>{keys}" in text or f", {keys}" in text, f"{keys} is not listed"
+    everything = [k for a in window.findChildren(QAction) for k in a.shortcuts()]
+    everything += [k for s in window.findChildren(QShortcut) for k in s.keys()]
+    assert len(everything) > 20
+    for keys in everything:
+        assert keys.toString(QKeySequence.NativeText) in text
+    assert "&amp;" not in text  # menu mnemonics are not shown
+    # a shortcut added to the window later is listed too, with what it does
+    added = QShortcut(QKeySequence("Ctrl+Alt+J"), window)
+    added.setWhatsThis("Jump somewhere")
+    box = _shortcuts_box(window, qtbot)
+    assert "<b>Ctrl+Alt+J</b>" in box.text() and "Jump somewhere" in box.text()
+    box.close()
+
+
 def test_settings_are_remembered_between_sessions(make_window, qtbot, settings, tiny_dataset):
     w = make_window()
     qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)

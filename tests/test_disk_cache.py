@@ -236,14 +236,56 @@ def test_cancelling_the_preparation_leaves_nothing_behind(tmp_path, cache, monke
     assert cache_folders(cache) == []
 
 
-def test_clear_caches_leaves_a_cache_being_written_by_a_running_process(tmp_path, cache):
+def test_clear_caches_leaves_a_cache_being_written_by_a_running_process(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(disk_cache, "_DECODE_CHUNK", 4)
+    done = load(write_dataset(tmp_path / "done", per_class=6, size=32), cache).storage.folder
+    folder = write_dataset(tmp_path / "data", per_class=10, size=32)
+    _slow_decoding(monkeypatch, seconds=0.05)
+    loaded = []
+    writer = threading.Thread(target=lambda: loaded.append(load(folder, cache)))  # flock excludes threads too
+    writer.start()
+    deadline = time.monotonic() + 60
+    while not any(".tmp-" in name for name in cache_folders(cache)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [writing] = [name for name in cache_folders(cache) if ".tmp-" in name]
+    assert clear_caches(cache) >= 6 * 3 * 3076  # the finished cache goes
+    assert writing in cache_folders(cache) and done.name not in cache_folders(cache)
+    writer.join(timeout=120)
+    assert len(loaded) == 1 and not loaded[0].storage.reused  # the writer finished its cache undisturbed
+    assert cache_folders(cache) == [loaded[0].storage.folder.name]
+
+
+def test_a_leftover_temporary_folder_goes_whatever_running_program_its_number_names(tmp_path, cache, monkeypatch):
+    """A writer holds its cache's lock: a temporary folder whose lock is free is left over, even when the process
+    id in its name now belongs to another program (ids are reused). No process is ever signalled to find out:
+    on Windows ``os.kill`` ends the process."""
     folder = write_dataset(tmp_path / "data", per_class=6, size=32)
     done = load(folder, cache).storage.folder
-    writing = cache.root() / f"{done.name}.tmp-{os.getpid()}-live"
-    writing.mkdir()
-    (writing / "shard-00000.bin").write_bytes(b"x" * 100)
-    assert clear_caches(cache) >= 6 * 3 * 3076
-    assert cache_folders(cache) == [writing.name]
+    key = done.name.rsplit("-", 1)[0]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        def left_over(tag: str) -> Path:
+            left = cache.root() / f"{key}.tmp-{other.pid}-{tag}"
+            left.mkdir()
+            (left / "shard-00000.bin").write_bytes(b"x" * 100)
+            return left
+
+        def never(*args):
+            raise AssertionError("a process was signalled")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "kill", never)
+            first = left_over("crashed")
+            (done / "manifest.json").unlink()  # the cache has to be prepared again: its preparer tidies up
+            again = load(folder, cache)
+            assert not again.storage.reused and not first.exists()
+            second = left_over("killed")
+            assert clear_caches(cache) >= 100
+            assert not second.exists() and cache_folders(cache) == []
+        assert other.poll() is None  # the other program runs on
+    finally:
+        other.kill()
+        other.wait()
 
 
 # -- processes sharing one cache folder ---------------------------------------------------------------

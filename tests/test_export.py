@@ -206,13 +206,13 @@ NAMES = ["rocket", "ракета 🚀", "two\nlines \\ done"]
 def test_every_export_writes_labels_txt_with_the_class_names(model, tmp_path, fmt):
     path = export_model(model, fmt, tmp_path / "out" / "model", NAMES)
     labels = labels_path(path, fmt)
-    assert labels == (path / "labels.txt" if fmt == "saved_model" else path.parent / "labels.txt")
+    assert labels == (path / "labels.txt" if fmt == "saved_model" else path.parent / "model.labels.txt")
     text = labels.read_text(encoding="utf-8")
     assert text.splitlines() == ["rocket", "ракета 🚀", "two\\nlines \\\\ done"]  # one class a line
     assert parse_labels(text) == NAMES
     if fmt == "saved_model":
         assert parse_labels((path / "assets" / "labels.txt").read_text(encoding="utf-8")) == NAMES
-    beside = [path.name] if fmt == "saved_model" else [path.name, "labels.txt"]
+    beside = [path.name] if fmt == "saved_model" else [path.name, "model.labels.txt"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(beside)  # no leftovers
 
 
@@ -220,7 +220,7 @@ def test_the_keras_file_holds_the_names_and_opens_with_them_without_the_labels_t
     path = export_model(model, "keras", tmp_path / "model", NAMES)
     with zipfile.ZipFile(path) as zf:
         assert parse_labels(zf.read("labels.txt").decode("utf-8")) == NAMES
-    (tmp_path / "labels.txt").unlink()
+    (tmp_path / "model.labels.txt").unlink()
     check_model_path(path)  # cnndesk's own archive checks accept the extra member
     reopened, names = load_model_with_labels(path)
     assert names == NAMES
@@ -261,10 +261,29 @@ def test_without_names_an_export_writes_the_names_the_viewer_shows(model, tmp_pa
     assert parse_labels(labels_path(path, "litert").read_text()) == ["class 0", "class 1", "class 2"]
 
 
-def test_a_second_export_replaces_the_labels_txt_beside_it(model, tmp_path):
+def test_two_models_exported_into_one_folder_keep_their_own_class_names(model, tmp_path):
+    first = export_model(model, "litert", tmp_path / "cats", ["cat", "lynx", "puma"])
+    second = export_model(model, "litert", tmp_path / "cars", ["bus", "van", "taxi"])
+    assert labels_path(first, "litert") == tmp_path / "cats.labels.txt"
+    assert (tmp_path / "cats.labels.txt").read_text(encoding="utf-8") == "cat\nlynx\npuma\n"
+    assert (tmp_path / "cars.labels.txt").read_text(encoding="utf-8") == "bus\nvan\ntaxi\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cars.labels.txt", "cars.tflite", "cats.labels.txt",
+                                                          "cats.tflite"]
+    assert second == tmp_path / "cars.tflite"
+
+
+def test_a_models_own_labels_file_is_read_before_a_shared_labels_txt(model, tmp_path):
+    path = tmp_path / "elsewhere.keras"
+    model.save(path)  # no names inside
+    (tmp_path / "labels.txt").write_text("cat\ndog\nbird\n", encoding="utf-8")
+    (tmp_path / "elsewhere.labels.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")
+    assert load_model_with_labels(path)[1] == ["red", "green", "blue"]
+
+
+def test_a_second_export_to_the_same_file_replaces_its_labels_file(model, tmp_path):
     export_model(model, "keras", tmp_path / "model", ["a", "b", "c"])
     export_model(model, "keras", tmp_path / "model", ["x", "y", "z"])
-    assert (tmp_path / "labels.txt").read_text() == "x\ny\nz\n"
+    assert (tmp_path / "model.labels.txt").read_text() == "x\ny\nz\n"
 
 
 @pytest.mark.parametrize("name", ["plain", "", "back\\slash", "\\n literally", "cr\rlf\n", "\u2028sep\x85",
@@ -358,5 +377,5 @@ def test_a_full_disk_keeps_the_earlier_export_and_leaves_no_temporary_files(mode
     with pytest.raises(UserError, match="the disk is full"):
         export_model(model, "keras", path, ["x", "y", "z"])
     assert path.read_bytes() == before
-    assert (tmp_path / "labels.txt").read_text() == "a\nb\nc\n"  # still the names of the model beside it
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "model.keras"]
+    assert (tmp_path / "model.labels.txt").read_text() == "a\nb\nc\n"  # still the names of the model beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "model.labels.txt"]

@@ -135,6 +135,42 @@ def test_gradcam_is_a_map_of_the_layer_in_0_1_that_depends_on_the_class(inspecto
         inspector.gradcam(x[0], 0, layer_name="dense_8")
 
 
+def test_models_images_of_any_size_and_every_heat_map_layer_trace_without_a_retracing_warning(data, caplog):
+    """What a viewer session does: models opened or trained one after another, images of several sizes dropped
+    one or several at a time, every layer and method of the heat map chosen. Each function of each model is
+    traced once, whatever the number of images; TensorFlow has nothing to warn about on the terminal."""
+    import logging
+
+    from cnndesk.core.architecture import build_model
+
+    caplog.set_level(logging.WARNING, logger="tensorflow")
+    rng = np.random.default_rng(0)
+    pre = data.preprocessing
+
+    def image(size):
+        return rng.integers(0, 256, (size, size + 7, 3), dtype=np.uint8)
+
+    for n, size in enumerate((20, 45, 64, 100, 33)):  # five models, a few images each
+        ins = Inspector(build_model(preset("seed"), pre.input_shape, 3), data.class_names, pre)
+        ins.warm_up()
+        prepared = ins.prepare(image(size))
+        ins.activation_maps(prepared)
+        ins.gradcam(prepared, 1)
+        ins.probabilities(np.stack([ins.prepare(image(size + i)) for i in range(n + 2)]))
+    for size in (20, 100):  # the last one looked at closely: every layer, both methods, any number of images
+        prepared = ins.prepare(image(size))
+        ins.activation_maps(prepared)
+        for layer in ins.layer_names:
+            for method in ("hirescam", "gradcam"):
+                ins.gradcam(prepared, 0, layer, method)
+    for n in (1, 64, 65, 130):
+        ins.probabilities(np.zeros((n, *pre.input_shape), np.uint8))
+    assert [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()] == []
+    functions = [ins._predict_fn, ins._maps_fn, *ins._cam_fns.values()]
+    assert len(functions) == 2 + 2 * len(ins.layer_names)
+    assert [f.experimental_get_tracing_count() for f in functions] == [1] * len(functions)
+
+
 def _plain_functional(rescaling: bool) -> keras.Model:
     inp = keras.Input((16, 16, 3))
     x = keras.layers.Rescaling(1 / 255)(inp) if rescaling else inp

@@ -410,7 +410,7 @@ def test_an_exported_keras_file_reopened_in_the_window_shows_the_real_names(wind
 
     path = export_model(_small_classifier([keras.layers.Rescaling(1 / 255)]), "keras", tmp_path / "rockets",
                         ["rocket", "ракета", "bus"])
-    (tmp_path / "labels.txt").unlink()  # the names inside the file are enough
+    (tmp_path / "rockets.labels.txt").unlink()  # the names inside the file are enough
     window.open_model(str(path))
     qtbot.waitUntil(lambda: window.state.has_model, timeout=30000)
     assert window.viewer_panel.class_names == ["rocket", "ракета", "bus"]
@@ -423,7 +423,8 @@ def test_an_exported_keras_file_reopened_in_the_window_shows_the_real_names(wind
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "*.tflite"))
     window.export_actions["litert"].trigger()
     qtbot.waitUntil(lambda: out.exists() and window.engine.pending() == 0, timeout=60000)
-    assert (out.parent / "labels.txt").read_text(encoding="utf-8") == "one\ntwo\nthree\n"
+    assert (out.parent / "renamed.labels.txt").read_text(encoding="utf-8") == "one\ntwo\nthree\n"
+    assert window.statusBar().currentMessage() == f"Exported {out}; the class names are in renamed.labels.txt"
 
 
 def test_dropping_an_h5_file_opens_it(window, qtbot, tmp_path, image):
@@ -536,5 +537,5 @@ def test_predict_and_export_keep_the_class_names_of_an_h5(tmp_path, image):
     out = tmp_path / "out" / "model.keras"
     result, _, _ = measure_cli(["export", path, "--format", "keras", "--out", out], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [str(out), f"class names: {out.parent / 'labels.txt'}"]
-    assert (out.parent / "labels.txt").read_text(encoding="utf-8") == "red\ngreen\nblue\n"
+    assert result.stdout.splitlines() == [str(out), f"class names: {out.parent / 'model.labels.txt'}"]
+    assert (out.parent / "model.labels.txt").read_text(encoding="utf-8") == "red\ngreen\nblue\n"

@@ -530,3 +530,41 @@ def test_cli_runs_report_each_runs_probe_recording(tmp_path):
 
     for run in open_project(project, load_model=False)[0].runs:
         assert len(ProbeRecording.load(run.probe_dir).frames) == run.probe_frames
+
+
+def test_at_1200x800_with_probes_the_train_tab_shows_three_runs_a_whole_legend_and_a_chart_that_stays(window, qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from conftest import rows_in_sight
+
+    w = window
+    w.resize(1200, 800)
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+    panel = w.training_panel
+    drop_paths(w.probe_view, [str(next(w.sample_dir.rglob("*.png")))])  # a probe: its frames want room
+    qtbot.waitUntil(lambda: w.probe_view.frames_area.isVisible(), timeout=10000)
+    history = tuple({"epoch": e, "loss": 1 / e, "accuracy": 0.5, "val_loss": 1.2 / e, "val_accuracy": 0.4}
+                    for e in (1, 2, 3))
+    w.state.runs = [Run(f"r{i}", f"Run {i}", history=history) for i in (1, 2, 3)]  # as a reopened project has them
+    tabs = panel.lower_tabs
+    qtbot.mouseClick(tabs.tabBar(), Qt.LeftButton, pos=tabs.tabBar().tabRect(tabs.indexOf(panel.runs_view)).center())
+    for name in ("Run 1", "Run 2", "Run 3"):
+        tick(w, qtbot, name)
+    qtbot.waitUntil(lambda: len(panel.chart.overlay_names()) == 6, timeout=5000)
+    QApplication.processEvents()
+    assert rows_in_sight(runs_table(w)) >= 3
+    # the legend names every line in full: the current run's and the overlaid runs'
+    legend = panel.chart.legend_label
+    assert legend.isVisible() and legend.height() >= legend.heightForWidth(legend.width())
+    for name in ("Training loss", "Validation loss", "Training accuracy", "Validation accuracy", "Kept epoch",
+                 *panel.chart.overlay_names()):
+        assert name in legend.text()
+    # dragging the splitter up as far as it goes leaves the chart its room
+    handle = panel.split.handle(1)
+    QTest.mousePress(handle, Qt.LeftButton, pos=handle.rect().center())
+    QTest.mouseMove(handle, handle.rect().center() - QPoint(0, 2000))
+    QTest.mouseRelease(handle, Qt.LeftButton, pos=handle.rect().center() - QPoint(0, 2000))
+    assert panel.split.sizes()[0] > 0  # the handle moved, and the chart was not folded away
+    assert panel.chart.height() >= panel.chart.minimumHeight() > 150

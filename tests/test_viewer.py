@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QWidget
 
-from conftest import make_image
+from conftest import columns_in_sight, make_image, rows_in_sight, write_dataset
 from test_app import drop_paths, set_epochs
 
 
@@ -199,6 +199,30 @@ def test_confusion_matrix_cells_list_their_images(trained, qtbot):
     assert v.current_view.verdict.text().startswith("It looks like")
 
 
+def test_at_1200x800_a_four_class_evaluation_shows_every_column_and_row_below_the_image(window, qtbot, tmp_path):
+    w = window
+    w.resize(1200, 800)
+    data = write_dataset(tmp_path / "dogs", classes=("left", "top", "centre", "stripes"), per_class=10)
+    for kind, name in zip(("left", "top", "centre", "stripes"),
+                          ("border collie", "dachshund", "german shepherd", "labrador retriever")):
+        (data / kind).rename(data / name)
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    set_epochs(w, qtbot, 1)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state.has_model and not w.state.busy, timeout=60000)
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    v = w.viewer_panel
+    classify(w, qtbot, [next((data / "dachshund").iterdir())])
+    qtbot.mouseClick(v.tabs.tabBar(), Qt.LeftButton, pos=v.tabs.tabBar().tabRect(v.tabs.indexOf(v.evaluation_view)).center())
+    qtbot.waitUntil(lambda: v.evaluation_view.evaluation is not None, timeout=30000)
+    QApplication.processEvents()
+    view = v.evaluation_view
+    assert v.current_view.isVisible()  # the image is still shown above
+    assert columns_in_sight(view.confusion) == 4 and rows_in_sight(view.confusion) == 4
+    assert rows_in_sight(view.metrics) == 4
+
+
 def _rect_in(widget: QWidget, ancestor: QWidget):
     """The widget's rectangle in an ancestor's coordinates."""
     return QRect(widget.mapTo(ancestor, QPoint(0, 0)), widget.size())
@@ -300,6 +324,38 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     assert sorted(c for c, _ in v.current_view.bars.items) == ["cats", "dogs"]
     assert w.state.current_project().class_names == ["cats", "dogs"]  # a save keeps the names
     assert w.isWindowModified()
+
+
+def test_save_view_and_mark_as_probe_wait_for_an_image_to_be_shown(window, qtbot, tmp_path, images):
+    w = window
+    v = w.viewer_panel
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    buttons = (v.save_view_button, v.probe_button)
+    assert not any(b.isEnabled() for b in buttons)  # no model, nothing shown
+    w.open_model(str(_plain_keras_model(tmp_path / "m.keras")))
+    qtbot.waitUntil(lambda: w.state.has_model, timeout=30000)
+    assert v.placeholder.isVisible() and not any(b.isEnabled() for b in buttons)  # a model, still no image
+    classify(w, qtbot, images[:1])
+    assert all(b.isEnabled() for b in buttons)
+    # an image that could not be read shows no view; choosing the good one again brings the buttons back
+    drop_paths(v, [images[2]])
+    qtbot.waitUntil(lambda: v.strip.count() == 2, timeout=20000)
+    v.strip.setCurrentRow(1)
+    assert not any(b.isEnabled() for b in buttons)
+    v.strip.setCurrentRow(0)
+    assert all(b.isEnabled() for b in buttons)
+    # a pasted image has a view to save, but no file to follow while training
+    arr = np.asarray(make_image("top", np.random.default_rng(3)))
+    QApplication.clipboard().setImage(
+        QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format_RGB888).copy())
+    w.paste_action.trigger()
+    qtbot.waitUntil(lambda: v.strip.count() == 3 and v.current is v.images[2], timeout=20000)
+    assert v.save_view_button.isEnabled() and not v.probe_button.isEnabled()
+    # another model classifies the files again (the pasted image is gone) and shows the first
+    w.open_model(str(_plain_keras_model(tmp_path / "other.keras")))
+    qtbot.waitUntil(lambda: "other.keras" in v.model_label.text() and v.strip.count() == 2
+                    and v.inspection is not None, timeout=30000)
+    assert v.current.path == str(images[0]) and all(b.isEnabled() for b in buttons)
 
 
 def test_a_nested_model_opens_with_its_backbone_layers_in_the_choosers(window, qtbot, tmp_path, images):

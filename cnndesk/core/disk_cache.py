@@ -295,12 +295,13 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
     # one preparer per cache at a time, across processes: the others wait here, then reuse what it made (in a
     # folder where no lock file can be made, nothing can be prepared either: it is only read, unlocked)
     lock = file_locks.ExclusiveLock(root / f"{key}.lock")
-    lock.acquire(on_wait=lambda: state is not None and state.set_status(WAITING),
-                 cancelled=lambda: state is not None and state.is_interruption_requested())
+    held = lock.acquire(on_wait=lambda: state is not None and state.set_status(WAITING),
+                        cancelled=lambda: state is not None and state.is_interruption_requested())
     try:
         found = _find_complete(root, key, expected)
         if found is not None:
             return found.decoded(len(scan.files)), _completed(plan, found, reused=True)
+        _remove_abandoned(root, key, locked=held)
         cache = _prepare(root, key, expected, scan, preprocessing, plan, state, decode, workers)
     finally:
         lock.release()
@@ -314,7 +315,6 @@ def _prepare(root: Path, key: str, expected: dict, scan: DatasetScan, preprocess
     token = secrets.token_hex(4)
     final = root / f"{key}-{token}"  # a new name for every cache made: a reader of an older one never mixes them
     try:
-        _remove_abandoned(root, key)
         _check_room(root, plan)
         temp = root / f"{key}.tmp-{os.getpid()}-{token}"
         temp.mkdir()
@@ -364,27 +364,43 @@ def _write_error(e: OSError, root: Path, plan: CachePlan) -> DatasetError:
                         "was kept.")
 
 
-def _remove_abandoned(root: Path, key: str) -> None:
-    """Delete temporary folders of this cache left by a process that no longer runs (a crash or a kill)."""
-    for entry in root.glob(f"{key}.tmp-*"):
-        try:
-            pid = int(entry.name.split(".tmp-")[1].split("-")[0])
-        except (IndexError, ValueError):
-            pid = -1
-        if pid != os.getpid() and not _process_alive(pid):
-            shutil.rmtree(entry, ignore_errors=True)
+def _remove_abandoned(root: Path, key: str, locked: bool = False) -> int:
+    """Delete the temporary folders of ``key`` that no process writes (left by a crash or a kill); bytes freed.
 
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
+    A writer holds the cache's lock (``<key>.lock``) for as long as its
+    temporary folder exists, and the system drops the lock when a process
+    ends, however it ends. So while the lock is this caller's (``locked``),
+    or free to take, every temporary folder of ``key`` is left over; while
+    another holds it, they are all left alone. (The process id in a folder's
+    name decides nothing: ids are reused, and probing one with a signal ends
+    that process on Windows.)
+    """
+    lock = None
+    if not locked:
+        lock = file_locks.ExclusiveLock(root / f"{key}.lock")
+        if not lock.acquire(wait=False):
+            return 0
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # someone else's process, or a platform that cannot tell: leave its folder alone
-    return True
+        freed = 0
+        for entry in root.glob(f"{key}.tmp-*"):
+            freed += _folder_bytes(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+        return freed
+    finally:
+        if lock is not None:
+            lock.release()
+            lock.remove_unused()
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of the files in ``folder`` (0 for what vanishes while it is counted)."""
+    total = 0
+    for f in folder.rglob("*"):
+        try:
+            total += f.stat().st_size if f.is_file() else 0
+        except OSError:
+            pass
+    return total
 
 
 def _write_shards(temp: Path, scan: DatasetScan, preprocessing: Preprocessing, state: TaskState | None,
@@ -800,28 +816,22 @@ class ShardedImages:
 
 
 def clear_caches(settings: CacheSettings | None = None) -> int:
-    """Delete every cache in the cache folder; the bytes freed. A cache being written by a running process,
-    or read by another one, is left alone, and so is the lock file of a cache being prepared."""
+    """Delete every cache in the cache folder; the bytes freed. A cache being written by a running process
+    (which holds its lock), or read by another one, is left alone, and so is the lock file of a cache being
+    prepared."""
     root = (settings or CacheSettings()).root()
-    freed = 0
     if not root.is_dir():
         return 0
+    # the temporary folders first, each key's by its lock (which the lock files' tidying below would not keep)
+    keys = {entry.name.split(".tmp-")[0] for entry in root.iterdir() if ".tmp-" in entry.name and entry.is_dir()}
+    freed = sum(_remove_abandoned(root, key) for key in keys)
     for entry in root.iterdir():
         if entry.suffix == ".lock" and entry.is_file():
             file_locks.ExclusiveLock(entry).remove_unused()
             continue
-        if not entry.is_dir():
+        if not entry.is_dir() or ".tmp-" in entry.name:  # a temporary folder still here is being written
             continue
-        size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
-        if ".tmp-" in entry.name:
-            try:
-                pid = int(entry.name.split(".tmp-")[1].split("-")[0])
-            except (IndexError, ValueError):
-                pid = -1
-            if _process_alive(pid):
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
-        elif not _discard(entry):
-            continue
-        freed += size
+        size = _folder_bytes(entry)
+        if _discard(entry):
+            freed += size
     return freed

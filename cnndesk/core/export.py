@@ -12,11 +12,12 @@ SavedModel and ONNX exports therefore wrap the model in an inference-only
 graph (``model(x, training=False)``), so every export is deterministic.
 
 Every export carries the class names (``cnndesk.core.labels`` tells the
-format): a ``labels.txt`` beside the model file, or inside the SavedModel folder
-(and its ``assets/``); the ``.keras`` archive also holds them as its
-``labels.txt`` member, which plain Keras ignores, and the ONNX file as the
-``labels`` entry of its ``metadata_props`` (a JSON list). LiteRT has no place for
-them without the TFLite metadata tools, so it gets the ``labels.txt`` only.
+format): a labels file beside the model file, named after it
+(``mymodel.labels.txt`` for ``mymodel.tflite``), or a ``labels.txt`` inside the
+SavedModel folder (and its ``assets/``); the ``.keras`` archive also holds them
+as its ``labels.txt`` member, which plain Keras ignores, and the ONNX file as
+the ``labels`` entry of its ``metadata_props`` (a JSON list). LiteRT has no
+place for them without the TFLite metadata tools, so it gets the labels file only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .labels import LABELS_FILE, labels_text
+from .labels import LABELS_FILE, labels_file_for, labels_text
 
 FORMATS = ("keras", "saved_model", "litert", "onnx")
 SUFFIX = {"keras": ".keras", "litert": ".tflite", "onnx": ".onnx", "saved_model": ""}
@@ -46,10 +47,11 @@ _FALLBACK_SIZE = 224
 def labels_path(out: str | os.PathLike, fmt: str) -> Path:
     """Where :func:`export_model` writes the class names for a model exported to ``out``.
 
-    ``out`` is the path :func:`export_model` returned: beside a model file, inside a SavedModel folder.
+    ``out`` is the path :func:`export_model` returned: beside a model file and named after it
+    (``mymodel.labels.txt``), ``labels.txt`` inside a SavedModel folder.
     """
     out = Path(out)
-    return out / LABELS_FILE if fmt == "saved_model" else out.parent / LABELS_FILE
+    return out / LABELS_FILE if fmt == "saved_model" else labels_file_for(out)
 
 
 def export_model(model, fmt: str, out: str | os.PathLike, class_names=None) -> Path:
@@ -57,7 +59,7 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None) -> P
 
     ``class_names`` (one per output; "class 0", "class 1", ... when None) go
     where :func:`labels_path` says and inside the file where the format allows.
-    A ``labels.txt`` already beside the destination is replaced.
+    The labels file of an earlier export to the same path is replaced; other models' are left alone.
 
     The file suffix is added when missing (``model`` -> ``model.keras``). The
     export is written to a temporary path beside ``out`` and moved into place

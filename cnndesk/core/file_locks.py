@@ -81,13 +81,14 @@ class ExclusiveLock:
         self._fd: int | None = None
 
     def acquire(self, on_wait: Callable[[], None] | None = None,
-                cancelled: Callable[[], bool] | None = None) -> bool:
+                cancelled: Callable[[], bool] | None = None, wait: bool = True) -> bool:
         """Wait until the lock is this one's; whether it is held.
 
         ``on_wait`` is called once, when another holder makes this one wait;
-        ``cancelled`` is asked every ``POLL_S`` while waiting. A lock file
-        that cannot be created (a read-only cache folder, where nothing can
-        be prepared anyway) gives no lock: returns False.
+        ``cancelled`` is asked every ``POLL_S`` while waiting. With ``wait``
+        False, a lock another holds is not waited for: returns False. A lock
+        file that cannot be created (a read-only cache folder, where nothing
+        can be prepared anyway) gives no lock: returns False.
 
         Raises:
             Cancelled: ``cancelled`` said so while waiting.
@@ -99,6 +100,9 @@ class ExclusiveLock:
             except OSError:
                 return False
             while not _try_exclusive(fd):
+                if not wait:
+                    os.close(fd)
+                    return False
                 if not waited and on_wait is not None:
                     on_wait()
                 waited = True

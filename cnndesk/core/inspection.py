@@ -6,11 +6,19 @@ Sequential's ``layer.output`` is stale and gives no gradients, see docs/tensorfl
 and compiles one ``tf.function`` per question, so a warm call for one image
 takes milliseconds (figures in docs/inspection.md). The rebuilt graph, with
 its conv/pool outputs tapped, comes from :mod:`.taps`.
+
+Each function takes the model's own input shape with any batch size (its
+``input_signature``), so it is traced once: once per model, and for heat maps
+once per layer and method, however many images of whatever size come. Each is
+a function of its own to TensorFlow too (:func:`_traced_once`), so opening a
+sixth model or choosing a sixth layer does not look like retracing one
+function and print TensorFlow's warning about it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import functools
 import time
 from typing import Callable, Sequence
 
@@ -155,6 +163,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _traced_once(fn, *input_signature):
+    """``tf.function(fn)`` for inputs of ``input_signature``, which TensorFlow counts as a function of its own.
+
+    TensorFlow's warning about frequent retracing counts the traces of every ``tf.function`` made from the
+    same Python code together: one function per model (a lambda or a method of ``Inspector``) would look like
+    one function retraced for every model, and print the warning on the terminal by the fifth model or heat-map
+    layer. A ``functools.partial`` is counted by itself, so the warning keeps its meaning: it would still name
+    a function that is traced again.
+    """
+    return tf.function(functools.partial(fn), input_signature=list(input_signature), autograph=False)
+
+
 def _is_distribution(rows: np.ndarray) -> bool:
     """Whether each row is a probability distribution: no negative value, summing to 1 within 1e-3."""
     return bool(np.all(rows >= 0) and np.all(np.abs(rows.sum(axis=-1) - 1) <= 1e-3))
@@ -201,8 +221,9 @@ class Inspector:
                 f"{'x'.join(str(g) for g in given)} ({self.preprocessing.color_mode}); the project file does not "
                 "match its model.")
         self._build_taps()
-        self._predict_fn = tf.function(lambda x: self._outputs(x, training=False)[-1], reduce_retracing=True, autograph=False)
-        self._maps_fn = tf.function(lambda x: self._outputs(x, training=False), reduce_retracing=True, autograph=False)
+        self._input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
+        self._predict_fn = _traced_once(self._predict, self._input_spec)
+        self._maps_fn = _traced_once(self._outputs, self._input_spec)
         self.maps_pass_seconds: float | None = None  # how long the last ``activation_maps`` forward pass took
         self._cam_fns: dict[int, object] = {}
 
@@ -237,11 +258,15 @@ class Inspector:
         self._checked = not given  # a claimed distribution is still checked on the first prediction
         self.output_note = "" if given else OUTPUT_SCORES_NOTE[squash]
 
-    def _outputs(self, x, training=False):
-        outs = self._tapped(x, training=training)
+    def _outputs(self, x):
+        """The tapped maps, then the model's outputs (inference mode)."""
+        outs = self._tapped(x, training=False)
         if self._score_from is not None:
             return list(outs[:-2]) + [outs[-1]]
         return list(outs)
+
+    def _predict(self, x):
+        return self._outputs(x)[-1]
 
     def _as_probabilities(self, raw: np.ndarray) -> np.ndarray:
         """The model's outputs (N, units) as probabilities (N, classes): see the class docstring."""
@@ -292,7 +317,7 @@ class Inspector:
         x = np.asarray(images_uint8, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
-        return tf.convert_to_tensor(self.preprocessing.pixel_values(x))
+        return tf.convert_to_tensor(np.asarray(self.preprocessing.pixel_values(x), np.float32))
 
     # -- questions -----------------------------------------------------------
     def probabilities(self, images_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -395,8 +420,8 @@ class Inspector:
         key = (li, method)
         fn = self._cam_fns.get(key)
         if fn is None:
-            fn = tf.function(lambda x, c: self._gradcam(x, c, li, method == "hirescam"), reduce_retracing=True,
-                             autograph=False)
+            fn = _traced_once(functools.partial(self._gradcam, li=li, hires=method == "hirescam"), self._input_spec,
+                              tf.TensorSpec((), tf.int32))
             self._cam_fns[key] = fn
         return fn(self._model_input(image_uint8), tf.constant(int(class_index))).numpy()
 

@@ -1,8 +1,10 @@
 """Class names as a ``labels.txt``: one name a line, the Teachable Machine convention.
 
-Every export writes the model's class names this way beside the model (inside
-the folder for a SavedModel, inside the archive for ``.keras``), and opening a
-model reads them back, so "rocket" stays "rocket" instead of "class 5".
+Every export writes the model's class names this way beside the model, named
+after it (``mymodel.labels.txt`` for ``mymodel.tflite``, so that two models
+exported into one folder keep their own names; :func:`labels_file_for`),
+inside the folder for a SavedModel and inside the archive for ``.keras``; and
+opening a model reads them back, so "rocket" stays "rocket" instead of "class 5".
 
 A class name comes from a folder name and may hold any character, a line break
 included. One name a line cannot hold a line break, so names are escaped, not
@@ -20,7 +22,9 @@ index and a space.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 LABELS_FILE = "labels.txt"
 
@@ -29,6 +33,12 @@ _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
 _LINE_BOUNDARIES = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _ESCAPED = re.compile(r"\\(\\|n|r|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})")
 _NUMBERED = re.compile(r"(\d+) (.*)", re.DOTALL)
+
+
+def labels_file_for(model_file: str | os.PathLike) -> Path:
+    """The labels file beside a model file, named after it: ``out/mymodel.tflite`` -> ``out/mymodel.labels.txt``."""
+    model_file = Path(model_file)
+    return model_file.with_name(f"{model_file.stem}.{LABELS_FILE}")
 
 
 def _escape_char(c: str) -> str:

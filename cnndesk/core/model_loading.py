@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from .errors import ModelFileError
-from .labels import LABELS_FILE, parse_labels
+from .labels import LABELS_FILE, labels_file_for, parse_labels
 from .model_file import (LIMITS, H5_SUFFIXES, check_model_path, code_layers, code_refusal, describe_unknown,
                          read_embedded_labels, unknown_classes)
 from .model_h5 import unknown_h5_layers
@@ -70,21 +70,23 @@ def model_labels(path: str | os.PathLike) -> list[str] | None:
     """The class names that travel with a model file, or None.
 
     A ``.keras`` file exported by cnndesk holds them (its ``labels.txt``
-    member); otherwise a ``labels.txt`` beside the file is read, as written by
-    cnndesk's exports and by Teachable Machine. Call after the file was checked.
+    member); otherwise the labels file named after the model beside it is
+    read (``mymodel.labels.txt``, as cnndesk's exports write it), else a
+    ``labels.txt`` beside it (Teachable Machine's, and older cnndesk exports').
+    Call after the file was checked.
     """
     path = Path(path).expanduser()
     if path.suffix.lower() == ".keras":
         names = read_embedded_labels(path)
         if names:
             return names
-    beside = path.parent / LABELS_FILE
-    try:
-        if not beside.is_file() or beside.stat().st_size > LIMITS.metadata_bytes:
+    for beside in (labels_file_for(path), path.parent / LABELS_FILE):
+        try:
+            if beside.is_file() and beside.stat().st_size <= LIMITS.metadata_bytes:
+                return parse_labels(beside.read_text(encoding="utf-8", errors="replace")) or None
+        except OSError:
             return None
-        return parse_labels(beside.read_text(encoding="utf-8", errors="replace")) or None
-    except OSError:
-        return None
+    return None
 
 
 def load_model_with_labels(path: str | os.PathLike):

@@ -270,7 +270,7 @@ class EngineWorker(QObject):
                 "output_note": inspector.output_note}
 
     def export(self, fmt, out) -> str:
-        """Export the current model with the class names the viewer shows (labels.txt, and inside the file)."""
+        """Export the current model with the class names the viewer shows (a labels file, and inside the file)."""
         from ..core.export import export_model
 
         if self.model is None:

@@ -21,6 +21,8 @@ from .widgets import array_to_pixmap
 MISCLASSIFIED_TITLE = "Misclassified images, most confident first (click to open)"
 # The tables are as tall as their rows up to this many, then scroll.
 TABLE_VISIBLE_ROWS = 8
+# The tables' column is as wide as the confusion matrix up to this many pixels (the images beside it keep the rest).
+TABLES_MAX_WIDTH = 720
 
 
 class RowsTable(QTableWidget):
@@ -35,6 +37,13 @@ class RowsTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setWordWrap(False)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)  # one line of text a row
+
+    def full_width(self) -> int:
+        """The width that shows every column whole: row names, columns, frame, and a scroll bar past ``max_rows``."""
+        names = self.verticalHeader().sizeHint().width() if self.verticalHeader().isVisible() else 0
+        scroll_bar = self.verticalScrollBar().sizeHint().width() if self.rowCount() > self.max_rows else 0
+        return names + self.horizontalHeader().length() + 2 * self.frameWidth() + scroll_bar
 
     def sizeHint(self) -> QSize:
         rows = min(max(self.rowCount(), 1), self.max_rows)
@@ -75,8 +84,9 @@ class EvaluationView(QWidget):
         self._data = None
         v = QVBoxLayout(self)
         v.addLayout(self._build_header())
-        split = QSplitter(Qt.Horizontal)
+        self.split = split = QSplitter(Qt.Horizontal)
         split.addWidget(self._build_tables())
+        split.setCollapsible(0, False)
         # the misclassified images and the label doubts share the right side, so the tables keep their height
         self.browser_tabs = QTabWidget(objectName="evaluationBrowsers")
         self.browser_tabs.addTab(self._build_browser(), "Misclassified")
@@ -118,7 +128,16 @@ class EvaluationView(QWidget):
         lv.addStretch(1)
         scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame, objectName="evaluationTables")
         scroll.setWidget(left)
+        self.tables_area = scroll
         return scroll
+
+    def _fit_tables_width(self) -> None:
+        """Make the tables' column wide enough for every column of the confusion matrix (up to
+        ``TABLES_MAX_WIDTH``): the splitter moves to give it that room, the images beside it keep the rest."""
+        needed = self.confusion.full_width() if self.confusion.columnCount() else 0
+        if needed:
+            needed += self.tables_area.verticalScrollBar().sizeHint().width()  # the column may scroll
+        self.tables_area.setMinimumWidth(min(needed, TABLES_MAX_WIDTH))
 
     def _build_browser(self) -> QWidget:
         right = QWidget()
@@ -153,6 +172,7 @@ class EvaluationView(QWidget):
         self.metrics.setRowCount(0)
         self.confusion.fit_rows()
         self.metrics.fit_rows()
+        self._fit_tables_width()
         self.cell_label.setText(MISCLASSIFIED_TITLE)
         self.eval_list.clear()
 
@@ -180,6 +200,7 @@ class EvaluationView(QWidget):
                 self.confusion.setItem(r, c, self._confusion_item(ev, r, c, top))
         self.confusion.resizeColumnsToContents()
         self.confusion.fit_rows()
+        self._fit_tables_width()
 
     @staticmethod
     def _confusion_item(ev, r: int, c: int, top: int) -> QTableWidgetItem:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6 import __version__ as PYSIDE_VERSION
 from PySide6.QtCore import QSettings, QStandardPaths, QTimer, qVersion
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from .. import __version__
@@ -155,7 +155,11 @@ class MainWindow(QMainWindow):
             self.export_menu.addAction(act)
             self.export_actions[fmt] = act
         f.addSeparator()
-        f.addAction(self._action("&Quit", self.close, QKeySequence.Quit))
+        quit_action = self._action("&Quit", self.close)
+        # the platform's Quit keys (none on Windows and without a desktop), and Ctrl+Q everywhere
+        quit_action.setShortcuts(list(dict.fromkeys(QKeySequence.keyBindings(QKeySequence.Quit)
+                                                    + [QKeySequence("Ctrl+Q")])))
+        f.addAction(quit_action)
 
         e = mb.addMenu("&Edit")
         e.addAction(self.model_panel.undo_action)  # the layer stack's undo history (Model tab)
@@ -177,14 +181,15 @@ class MainWindow(QMainWindow):
 
         v = mb.addMenu("&View")
         for i, title in enumerate(["&Dataset", "&Model", "&Train", "&Viewer"]):
-            v.addAction(self._action(title, lambda _=False, i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}"))
+            v.addAction(self._action(title, lambda _=False, i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}",
+                                     tip=f"Show the {title.strip('&')} tab"))
         v.addSeparator()
         v.addAction(self._action("&Full Screen", self._toggle_full_screen, QKeySequence.FullScreen))
 
         t = mb.addMenu("&Training")
         self.train_action = self._action("&Train", lambda: self._train(self.training_panel.continue_check.isChecked()),
                                          "F5", name="trainAction")
-        self.stop_action = self._action("&Stop", self.training.stop, "Esc", name="stopAction")
+        self.stop_action = self._action("&Stop", self.training.stop, "Esc", tip="Stop training", name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
                                             name="evaluateAction")
         self.previous_action = self._action("Bring Back &Previous Model", self.training.bring_back_previous,
@@ -363,13 +368,24 @@ class MainWindow(QMainWindow):
         box.setIconPixmap(app_icon().pixmap(64, 64))
         box.open()
 
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """(keys, what they do) for every action and shortcut of the window that has keys, menus first, in their
+        order: what Help → Keyboard Shortcuts lists, read from the window itself so that it never leaves one out."""
+        rows, seen = [], []
+        for action in _menu_actions(self.menuBar()) + self.findChildren(QAction):
+            if action.shortcuts() and not any(action is a for a in seen):
+                seen.append(action)
+                rows.append((_keys_text(action.shortcuts()), action.statusTip() or _plain_text(action.text())))
+        for shortcut in self.findChildren(QShortcut):
+            if shortcut.keys():
+                rows.append((_keys_text(shortcut.keys()), shortcut.whatsThis() or shortcut.objectName()))
+        return rows
+
     def show_shortcuts(self) -> None:
-        rows = [("Ctrl+1 … Ctrl+4", "Dataset, Model, Train, Viewer"), ("F5", "Train"), ("Esc", "Stop training"),
-                ("F6", "Evaluate"), ("Ctrl+O / Ctrl+S", "Open / save project"),
-                ("Ctrl+Shift+O", "Choose dataset folder"), ("Ctrl+Shift+M", "Open a .keras or .h5 model"),
-                ("Ctrl+I", "Open images to classify"), ("Ctrl+V", "Paste an image to classify")]
-        html = "<table>" + "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
-        box = QMessageBox(QMessageBox.NoIcon, "Keyboard shortcuts", html, QMessageBox.Ok, self)
+        table = "".join(f"<tr><td><b>{html.escape(keys)}</b>&nbsp;&nbsp;</td><td>{html.escape(what)}</td></tr>"
+                        for keys, what in self.shortcut_rows())
+        box = QMessageBox(QMessageBox.NoIcon, "Keyboard shortcuts", f"<table>{table}</table>", QMessageBox.Ok, self)
+        box.setObjectName("shortcutsBox")
         box.open()
 
     def show_status(self, text: str, timeout_ms: int = 0) -> None:
@@ -478,6 +494,26 @@ class MainWindow(QMainWindow):
         """Stop every thread; safe to call more than once."""
         self.dataset_panel.loader.shutdown()
         self.engine.shutdown()
+
+
+def _menu_actions(menu) -> list[QAction]:
+    """The actions of a menu bar or menu and of its submenus, in menu order."""
+    actions = []
+    for action in menu.actions():
+        actions.append(action)
+        if action.menu() is not None:
+            actions += _menu_actions(action.menu())
+    return actions
+
+
+def _keys_text(keys: list[QKeySequence]) -> str:
+    """"Ctrl+Z, Alt+Backspace": an action's keys as the platform writes them."""
+    return ", ".join(k.toString(QKeySequence.NativeText) for k in keys)
+
+
+def _plain_text(text: str) -> str:
+    """A menu text without its mnemonic marks: "Save Project &As…" -> "Save Project As…"."""
+    return text.replace("&&", "\0").replace("&", "").replace("\0", "&")
 
 
 BUSY_REASONS = {SAVING: "Saving the project…", OPENING: "Opening…", SWAPPING: "Bringing back the previous model…",

@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.errors import UserError
-from ..core.export import SUFFIX
+from ..core.export import SUFFIX, labels_path
 from ..core.session import EXPORTING, IDLE, OPENING, ModelInfo, SessionState
 from . import file_dialogs
 from .engine import Engine
@@ -124,11 +124,12 @@ class ModelFiles(QObject):
             return
         self.state.activity = EXPORTING
         self.status.emit(f"Exporting to {out}…", 0)
-        self.engine.submit(EngineWorker.export, fmt, out, on_done=self._on_exported, on_error=self._on_export_failed)
+        self.engine.submit(EngineWorker.export, fmt, out, on_done=lambda path: self._on_exported(path, fmt),
+                           on_error=self._on_export_failed)
 
-    def _on_exported(self, path: str) -> None:
+    def _on_exported(self, path: str, fmt: str) -> None:
         self.state.activity = IDLE
-        self.status.emit(f"Exported {path}", 6000)
+        self.status.emit(f"Exported {path}; the class names are in {labels_path(path, fmt).name}", 6000)
 
     def _on_export_failed(self, message: str) -> None:
         self.state.activity = IDLE

@@ -198,10 +198,12 @@ class ModelPanel(QWidget):
         return train_box
 
     def _build_undo_actions(self) -> None:
-        self.undo_action = QAction("&Undo", self, objectName="undoLayerEdit")
+        self.undo_action = QAction("&Undo", self, objectName="undoLayerEdit",
+                                   statusTip="Undo the last change to the layers (Model tab)")
         self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
         self.undo_action.triggered.connect(self.undo_stack.undo)
-        self.redo_action = QAction("&Redo", self, objectName="redoLayerEdit")
+        self.redo_action = QAction("&Redo", self, objectName="redoLayerEdit",
+                                   statusTip="Redo the change to the layers just undone (Model tab)")
         self.redo_action.setShortcuts(QKeySequence.StandardKey.Redo)
         self.redo_action.triggered.connect(self.undo_stack.redo)
         for action in (self.undo_action, self.redo_action):

@@ -77,7 +77,11 @@ class RunsView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(NOTE, QHeaderView.Stretch)
-        self.table.setMinimumHeight(40)  # the chart above keeps its room; the table scrolls
+        rows = self.table.verticalHeader()
+        rows.setDefaultSectionSize(self.table.fontMetrics().height() + 8)  # one line of text a row, as in a list
+        # three runs in sight, with a horizontal scroll bar too; more scroll (the chart above keeps its room)
+        self.table.setMinimumHeight(header.sizeHint().height() + 3 * rows.defaultSectionSize()
+                                    + self.table.horizontalScrollBar().sizeHint().height() + 2 * self.table.frameWidth())
         outer.addWidget(self.table, 1)
         row = QHBoxLayout()
         self.hint = QLabel("Tick runs to draw them on the chart; double-click a name or a note to edit it.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 from PySide6.QtCharts import QChart, QChartView, QLineSeries, QScatterSeries, QValueAxis
@@ -23,6 +24,8 @@ LABELS = {"loss": "Training loss", "val_loss": "Validation loss", "accuracy": "T
 SHORT_LABELS = {"loss": "loss", "accuracy": "acc", "val_loss": "val loss", "val_accuracy": "val acc"}
 #: one colour per run overlaid on the chart (none of the current run's colours)
 OVERLAY_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+#: how the legend draws a line of each pen style
+LINE_SAMPLES = {Qt.SolidLine: "━━", Qt.DashLine: "╸╺╸", Qt.DotLine: "┈┈", Qt.DashDotLine: "╸·╸"}
 
 
 def epoch_summary(row: dict, epochs: int | None = None) -> str:
@@ -35,8 +38,9 @@ def epoch_summary(row: dict, epochs: int | None = None) -> str:
 #: room right of the last epoch, as a share of the epochs shown, so that a point or the kept-epoch
 #: marker on the last epoch is drawn whole instead of cut by the edge of the plot
 EPOCH_PAD = 0.04
-#: room above accuracy 1.0, for the same reason
-ACCURACY_PAD = 0.04
+#: room above accuracy 1.0, for the same reason: the kept-epoch marker's 9 px fit down to the chart's
+#: minimum height (a plot about 150 px tall)
+ACCURACY_PAD = 0.1
 #: an epoch's values as the chart draws them and the hover label lists them, with their number formats
 EPOCH_VALUES = (("loss", ".4f"), ("val_loss", ".4f"), ("accuracy", ".3f"), ("val_accuracy", ".3f"))
 
@@ -62,6 +66,10 @@ class TrainingChart(QChartView):
     space its ticks evenly over the range and print them truncated to integers,
     so points would not sit on their numbers). Hovering over the plot shows the
     values of the nearest epoch in a label on the chart.
+
+    The legend is ``legend_label``, for the panel to place below the chart: a
+    label that wraps onto more lines as runs are overlaid, where the chart's own
+    legend, one row, cut every name short ("Training accur…").
     """
 
     def __init__(self, parent: QWidget | None = None):
@@ -69,8 +77,8 @@ class TrainingChart(QChartView):
         super().__init__(self.chart_, parent)
         self.setObjectName("trainingChart")
         self.setRenderHint(QPainter.Antialiasing)
-        self.chart_.setTitle("Loss and accuracy")
-        self.chart_.legend().setAlignment(Qt.AlignBottom)
+        self.chart_.legend().setVisible(False)
+        self.legend_label = QLabel(objectName="chartLegend", wordWrap=True, textFormat=Qt.RichText)
         self.x_axis = QValueAxis(titleText="Epoch", labelFormat="%d")
         self.x_axis.setTickType(QValueAxis.TicksDynamic)
         self.x_axis.setTickAnchor(0)
@@ -112,6 +120,22 @@ class TrainingChart(QChartView):
         self._overlay_epochs = 0
         self._overlay_max_loss = 0.0
         self.clear()
+        self._show_legend()
+
+    def _show_legend(self) -> None:
+        """Name every line (the probe marker aside) in ``legend_label``, each beside a sample of its colour and
+        pen, wrapping between names, never inside one."""
+        entries = []
+        for s in self.chart_.series():
+            if s is self.probe_marker:
+                continue
+            if isinstance(s, QScatterSeries):
+                color, sample = s.color().name(), "●"
+            else:
+                color, sample = s.pen().color().name(), LINE_SAMPLES.get(s.pen().style(), "━━")
+            entries.append(f'<span style="white-space:nowrap"><span style="color:{color}">{sample}</span> '
+                           f'{html.escape(s.name())}</span>')
+        self.legend_label.setText(" &nbsp; ".join(entries))
 
     def _make_hover_items(self) -> None:
         """A dotted line through the hovered epoch and a label with its values, above the series."""
@@ -249,6 +273,7 @@ class TrainingChart(QChartView):
             self._overlay_epochs = max([self._overlay_epochs, *(r["epoch"] for r in history)])
         self.set_epochs(max(self._epochs, self._overlay_epochs))
         self._grow_loss(self._overlay_max_loss)
+        self._show_legend()
 
     def overlay_names(self) -> list[str]:
         """The legend names of the overlaid runs' lines, in order."""
@@ -350,7 +375,12 @@ class TrainingPanel(QWidget):
 
         split = QSplitter(Qt.Vertical)
         self.chart = TrainingChart()
-        split.addWidget(self.chart)
+        chart_box = QWidget()
+        chart_layout = QVBoxLayout(chart_box)
+        chart_layout.setContentsMargins(0, 0, 0, 0)
+        chart_layout.addWidget(self.chart, 1)
+        chart_layout.addWidget(self.chart.legend_label)
+        split.addWidget(chart_box)
         self.log = QPlainTextEdit(objectName="trainingLog", readOnly=True)
         self.log.setMaximumBlockCount(5000)
         self.log.setFont(QFont("monospace"))
@@ -360,7 +390,8 @@ class TrainingPanel(QWidget):
         self.lower_tabs.addTab(self.log, "Log")
         self.lower_tabs.addTab(self.runs_view, "Runs")
         split.addWidget(self.lower_tabs)
-        self.chart.setMinimumHeight(260)
+        self.chart.setMinimumHeight(220)  # with its legend below it: as tall as it was with its own legend inside
+        split.setCollapsible(0, False)  # dragging a handle up stops at the chart's minimum instead of folding it away
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         split.setSizes([300, 100])  # stretch factors only share out extra room: give the chart its share at once

@@ -198,6 +198,14 @@ class ViewerPanel(QWidget):
         else:
             self.placeholder.setText("Drop images here, or use Open images… / Paste (Ctrl+V).")
         self.stack.setCurrentIndex(1 if (usable and self.images) else 0)
+        self._update_image_buttons()
+
+    def _update_image_buttons(self) -> None:
+        """Save view and Mark as probe act on the image shown: off until one is (a probe needs its file too)."""
+        im = self.current
+        shown = self.usable and self.stack.currentIndex() == 1 and im is not None and not im.error
+        self.save_view_button.setEnabled(shown)
+        self.probe_button.setEnabled(shown and bool(im.path))
 
     def _on_model(self, _names=None) -> None:
         """A new model (or new names for it): forget what the old one showed, re-classify the strip."""
@@ -272,6 +280,7 @@ class ViewerPanel(QWidget):
         self.gradcam.clear()
         self.gradcam.set_classes(self.class_names)
         self.current_view.show_image(None)
+        self._update_image_buttons()
 
     def edit_class_names(self) -> None:
         shown = [printable(n) for n in self.class_names]
@@ -432,6 +441,7 @@ class ViewerPanel(QWidget):
         im = self.images[row]
         self.current = im
         self.current_view.show_image(im)
+        self._update_image_buttons()
         if im.error:
             return
         self.gradcam.select_class(int(np.argmax(im.probabilities)))
