@@ -37,6 +37,17 @@ def softmax(logits, temperature: float = 1.0) -> np.ndarray:
     return np.exp(_log_softmax(np.atleast_2d(z))).astype(np.float32)
 
 
+def temper(probabilities, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / temperature)``: the probabilities ``softmax(z / T)`` of logits ``z`` whose softmax is ``p``.
+
+    A softmax forgets only a constant added to all of a row's logits, which the
+    division keeps a constant, so this is exact up to rounding (a probability
+    that underflowed to 0 stays 0).
+    """
+    with np.errstate(divide="ignore"):
+        return softmax(np.log(np.asarray(probabilities, dtype=np.float64)), temperature)
+
+
 def log_loss(logits, labels, temperature: float = 1.0) -> float:
     """The mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
     z = np.asarray(logits, dtype=np.float64) / float(temperature)

@@ -35,7 +35,7 @@ import numpy as np
 #: the most feature dimensions kept (longer features are randomly projected to this many)
 MAX_DIMS = 256
 #: the leading eigen-directions of the shared covariance kept as they are
-COMPONENTS = 64
+COMPONENTS = 16
 #: the share of the validation images that pass (are not flagged)
 COVERAGE = 0.95
 #: the seed of the random projection
@@ -186,7 +186,9 @@ def fit_novelty(moments: FeatureMoments, components: int = COMPONENTS) -> Novelt
 def set_threshold(stats: NoveltyStats, validation_scores, coverage: float = COVERAGE) -> NoveltyStats:
     """``stats`` with the threshold that lets ``coverage`` of the validation images pass."""
     scores = np.asarray(validation_scores, dtype=np.float64)
-    # the smallest score that at least ``coverage`` of them do not exceed
-    stats.threshold = float(np.quantile(scores, coverage, method="inverted_cdf")) if len(scores) else float("inf")
+    # the smallest score that at least ``coverage`` of them do not exceed, a hair above it so that the image at
+    # the quantile still passes when its score is computed again in another batch (another rounding)
+    at = float(np.quantile(scores, coverage, method="inverted_cdf")) if len(scores) else float("inf")
+    stats.threshold = at + 1e-6 * abs(at)
     stats.coverage = float(coverage)
     return stats
