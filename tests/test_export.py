@@ -108,14 +108,7 @@ def test_litert_export_runs_in_the_litert_interpreter_with_the_same_predictions(
     x, expected = inputs
     path = export_model(model, "litert", tmp_path / "model")
     assert path.name == "model.tflite"
-    interpreter = _litert_interpreter(path)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(_run_export("litert", path, x), expected, atol=TOLERANCE, rtol=0)
 
 
 def test_onnx_export_runs_in_onnxruntime_with_the_same_predictions(model, inputs, tmp_path):
