@@ -97,7 +97,8 @@ def list_image_files(folder: str | os.PathLike, follow_outside_links: bool = Fal
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             files.append(path)
         else:
-            skipped.append(SkippedFile(str(path), f"not an image file type cnndesk reads ({path.suffix or 'no extension'})"))
+            kind = path.suffix or "no extension"
+            skipped.append(SkippedFile(str(path), f"not an image file type cnndesk reads ({kind})"))
     left = {Path(p).resolve() for p in left_out}
     return files, [s for s in skipped if Path(s.path).resolve() not in left]
 

@@ -81,7 +81,9 @@ class ModelHeads:
             z = features
         elif self.kind == "probabilities":
             p = tf.clip_by_value(out, _TINY, 1.0)
-            z = tf.math.log(p) - tf.math.log(tf.clip_by_value(1.0 - out, _TINY, 1.0)) if self.units == 1 else tf.math.log(p)
+            z = tf.math.log(p)
+            if self.units == 1:  # the sigmoid's logit
+                z = z - tf.math.log(tf.clip_by_value(1.0 - out, _TINY, 1.0))
         else:
             z = out
         if self.units == 1:
@@ -139,7 +141,8 @@ class Trust:
 
 
 def _chunks(data, rows: np.ndarray):
-    """(images, labels) of the dataset ``rows``, ``EVALUATION_CHUNK`` at a time (an on-disk cache read chunk by chunk)."""
+    """(images, labels) of the dataset ``rows``, ``EVALUATION_CHUNK`` at a time (an on-disk cache is read chunk by
+    chunk)."""
     images = data.rows(rows)
     for start in range(0, len(rows), EVALUATION_CHUNK):
         yield images[start:start + EVALUATION_CHUNK], data.labels[rows[start:start + EVALUATION_CHUNK]]
