@@ -167,11 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --distributed: how long to wait for every process to start")
     _add_cache_options(t)
 
-    pr = sub.add_parser("predict", help="classify images")
+    pr = sub.add_parser("predict", help="classify images, or every image in folders")
     pr.add_argument("model", metavar="PROJECT_OR_MODEL")
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                    help="image files, and folders whose images (in every subfolder) are classified")
     pr.add_argument("--top-k", type=_positive, default=3)
     pr.add_argument("--json", action="store_true")
+    pr.add_argument("--csv", metavar="FILE", help="write one row per image: path, class, confidence, the other "
+                    "top-k classes and confidences, flags ('not sure', 'unlike training')")
+    pr.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<predicted class>/")
+    pr.add_argument("--move", action="store_true", help="with --sort-into: move the images instead of copying them")
+    pr.add_argument("--flag-folders", action="store_true", help="with --sort-into: images flagged 'unlike "
+                    "training' or 'not sure' go to DIR/unlike training/ and DIR/not sure/ instead")
+    pr.add_argument("--follow-outside-links", action="store_true",
+                    help="also read files and folders that are links out of the folders given")
     _add_run(pr)
     _add_preprocessing(pr)
 
@@ -432,9 +441,15 @@ def cmd_train(args, fit=None, save=None) -> int:
     result = (fit or train)(data, layers, settings, Listener(), augment=args.augment,
                             class_weights=args.class_weights, callbacks=(recorder.callback(),) if recorder else ())
     bar.done()
+    trust = None
+    if fit is None:  # a distributed run's model lives on JAX; the measuring is TensorFlow's
+        from .core.trust import measure_trust
+
+        trust = measure_trust(result.model, data)
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
               dataset=config, dataset_path=str(Path(args.dataset).resolve()), preset=args.preset,
-              layers=tuple(layers), settings=settings, history=tuple(result.history), best_epoch=result.best_epoch)
+              layers=tuple(layers), settings=settings, history=tuple(result.history), best_epoch=result.best_epoch,
+              trust=None if trust is None else trust.to_json())
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
         from .core.probes import recording_summary
 
@@ -449,10 +464,15 @@ def cmd_train(args, fit=None, save=None) -> int:
     if args.json:
         emit_json({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
                "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, **result.summary_json(),
-               "skipped": skipped, "skipped_by_reason": count_skipped(data.skipped)})
+               "skipped": skipped, "skipped_by_reason": count_skipped(data.skipped),
+               "temperature": None if trust is None else trust.temperature,
+               "ece_before": None if trust is None or not trust.calibration else trust.calibration["ece_before"],
+               "ece_after": None if trust is None or not trust.calibration else trust.calibration["ece_after"]})
     else:
         print(result.stop_message, file=sys.stderr)
         print(result.kept_message, file=sys.stderr)
+        for note in trust.notes if trust is not None else ():
+            print(note, file=sys.stderr)
         if result.chance_message:
             print(f"warning: {result.chance_message}", file=sys.stderr)
         acc = result.final_val_accuracy

@@ -104,10 +104,31 @@ def _pixels_and_why(model, found: str, given: str | None) -> str:
     return f"{found} ({why}; --preprocessing changes it)"
 
 
+def _trust(project, run: str | None):
+    """The ``core.trust.Trust`` kept with the project's current model, or with its run ``run``; None for a model
+    file, or a run trained before trust was measured."""
+    if project is None:
+        return None
+    from .core.trust import Trust, trust_of
+
+    if run is not None:
+        from .cli_runs import run_of
+
+        return Trust.from_json(run_of(project, run).trust)
+    return trust_of(project.runs, project.run)
+
+
 def cmd_predict(args) -> int:
     from .core.scanning import printable
 
-    ins, _ = _open_inspector(args.model, args.preprocessing, run=args.run)
+    if (args.move or args.flag_folders) and not args.sort_into:
+        raise UserError("--move and --flag-folders sort images: give the folder to sort them into with --sort-into.")
+    ins, project = _open_inspector(args.model, args.preprocessing, run=args.run)
+    trust = _trust(project, args.run)
+    if trust is not None:
+        ins.temperature = trust.temperature
+    if args.csv or args.sort_into or any(Path(p).expanduser().is_dir() for p in args.images):
+        return _predict_many(args, ins, trust)
     failed = False
     results = ins.predict_files(args.images, k=args.top_k, display=False)
     _say_output_note(ins)
@@ -125,6 +146,62 @@ def cmd_predict(args) -> int:
             tops = ", ".join(f"{printable(c)} {p:.1%}" for c, p in result.top)
             print(f"{printable(str(result.path))}: {tops}")
     return 1 if failed else 0
+
+
+def _predict_many(args, ins, trust) -> int:
+    """``predict`` on folders, or with --csv or --sort-into: every image streamed through the model in batches
+    (``core.batch_predict``), each row printed, written to the CSV and sorted as it comes."""
+    import contextlib
+
+    from .core.batch_predict import NOT_SURE, UNLIKE, CsvRows, classify_files, collect_images, sort_row
+    from .core.inspection import OUTPUT_SCORES_NOTE
+    from .core.quality import ChangeLog
+    from .core.scanning import describe_skipped, printable
+    from .core.trust import ModelHeads
+
+    files, skipped = collect_images(args.images, args.follow_outside_links,
+                                    [args.sort_into] if args.sort_into else [])
+    for line in describe_skipped(skipped):
+        print(line, file=sys.stderr)
+    if not files:
+        raise UserError("No image files were found in the folders given.")
+    heads = ModelHeads(ins.model, ins.preprocessing)
+    if heads.kind == "scores":
+        print(f"note: {OUTPUT_SCORES_NOTE['softmax' if heads.units > 1 else 'sigmoid']}", file=sys.stderr)
+    if trust is None or trust.novelty is None:
+        print("note: this model carries no statistics of its training images (a model file, or a run trained "
+              "before cnndesk measured them), so no image is flagged 'unlike training'; its probabilities are "
+              "not calibrated", file=sys.stderr)
+    log, counts = ChangeLog(), {"images": 0, "errors": 0, NOT_SURE: 0, UNLIKE: 0}
+    with CsvRows(args.csv, args.top_k) if args.csv else contextlib.nullcontext() as table:
+        for row in classify_files(files, heads, ins.class_names, trust, k=args.top_k):
+            counts["images"] += 1
+            if row.error is not None:
+                counts["errors"] += 1
+                if args.json:
+                    emit_json(row.to_json())
+                else:
+                    print(f"{printable(row.path)}: error: {row.error}", file=sys.stderr)
+            else:
+                for flag in row.flags:
+                    counts[flag] += 1
+                if args.json:
+                    emit_json({**row.to_json(), "top": row.to_json()["top"][:args.top_k]})
+                else:
+                    tops = ", ".join(f"{printable(c)} {p:.1%}" for c, p in row.top[:args.top_k])
+                    print(f"{printable(row.path)}: {tops}" + (f"  [{', '.join(row.flags)}]" if row.flags else ""))
+            if table is not None:
+                table.write(row)
+            if args.sort_into:
+                sort_row(row, Path(args.sort_into).expanduser(), log, args.move, args.flag_folders)
+    print(f"{counts['images']:,} images: {counts['errors']:,} unreadable, {counts[NOT_SURE]:,} not sure, "
+          f"{counts[UNLIKE]:,} unlike training", file=sys.stderr)
+    if args.csv:
+        print(f"rows written to {printable(str(Path(args.csv).expanduser()))}", file=sys.stderr)
+    if args.sort_into:
+        print(f"{'moved' if args.move else 'copied'} {len(log.changes):,} images into "
+              f"{printable(str(Path(args.sort_into).expanduser()))}/<class>/", file=sys.stderr)
+    return 1 if counts["errors"] else 0
 
 
 def cmd_inspect(args) -> int:
@@ -207,12 +284,21 @@ def cmd_evaluate(args) -> int:
     if len(y) == 0:
         raise UserError("The project's validation split is empty (split 0), so there is nothing to evaluate on; "
                         "train with --val-split above 0.")
+    trust = _trust(project, args.run)
+    calibration = _calibration(ins, x, y, trust)
+    if trust is not None:
+        ins.temperature = trust.temperature
     ev = ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
     _say_output_note(ins)
     if args.json:
-        emit_json(ev.to_json())
+        emit_json({**ev.to_json(), "calibration": calibration})
         return 0
     print(f"accuracy {ev.accuracy:.3f} on {len(y)} validation images")
+    print(f"calibration: temperature {calibration['temperature']:.3g}"
+          f"{' (fitted now: the run kept none)' if calibration['fitted'] else ''}; expected calibration error "
+          f"{calibration['ece_before']:.1%} before, {calibration['ece_after']:.1%} after"
+          + (f"; {calibration['unlike_training']:.1%} flagged unlike training" if "unlike_training" in calibration
+             else ""))
     names = [printable(n) for n in ev.class_names]
     width = max(len(n) for n in names)
     print(f"{'class':<{width}}  precision  recall     f1  support")
@@ -225,11 +311,36 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _calibration(ins, images, labels, trust) -> dict:
+    """``core.calibration.calibration_report`` of the images with the run's temperature (fitted on them when the
+    run kept none), and the share of them flagged "unlike training" when the run kept its statistics."""
+    import numpy as np
+
+    from .core.calibration import calibration_report
+    from .core.inspection import EVALUATION_CHUNK
+    from .core.trust import ModelHeads
+
+    heads = ModelHeads(ins.model, ins.preprocessing)
+    novelty = trust.novelty if trust is not None else None
+    logits, flagged = [], 0
+    for start in range(0, len(labels), EVALUATION_CHUNK):
+        features, z = heads(images[start:start + EVALUATION_CHUNK])
+        logits.append(z)
+        if novelty is not None:
+            flagged += int(novelty.unlike(features).sum())
+    report = calibration_report(np.concatenate(logits), labels, trust.temperature if trust is not None else None)
+    if novelty is not None:
+        report["unlike_training"] = flagged / max(len(labels), 1)
+    return report
+
+
 def cmd_export(args) -> int:
     from .core.export import export_model, labels_path
 
-    ins, _ = _open_inspector(args.project, tell_pixels=False, run=args.run)
-    out = export_model(ins.model, args.format, args.out, ins.class_names)
+    ins, project = _open_inspector(args.project, tell_pixels=False, run=args.run)
+    trust = _trust(project, args.run)
+    out = export_model(ins.model, args.format, args.out, ins.class_names,
+                       temperature=trust.temperature if trust is not None else None)
     print(out)
     print(f"class names: {labels_path(out, args.format)}")
     return 0

@@ -184,6 +184,89 @@ def test_evaluate_prints_a_table(trained):
     assert "confusion matrix (rows: true, columns: predicted)" in lines
 
 
+def test_training_keeps_a_temperature_and_evaluate_json_reports_calibration_before_and_after(trained):
+    project, lines = trained
+    done = lines[-1]
+    assert 0.05 <= done["temperature"] <= 20 and 0 <= done["ece_after"] <= 1
+    proj, _ = open_project(project, load_model=False)
+    [kept] = proj.runs
+    assert kept.trust["temperature"] == done["temperature"] and kept.trust["novelty"]["threshold"] > 0
+    # the temperature minimises the validation log-loss (the ECE may move either way by a little)
+    assert kept.trust["calibration"]["log_loss_after"] <= kept.trust["calibration"]["log_loss_before"]
+    code, out, err = run_cli_json(["evaluate", project, "--json"])
+    calibration = out["calibration"]
+    assert calibration["temperature"] == pytest.approx(done["temperature"]) and calibration["fitted"] is False
+    assert calibration["ece_before"] == pytest.approx(done["ece_before"], abs=1e-6)
+    assert calibration["ece_after"] == pytest.approx(done["ece_after"], abs=1e-6)
+    assert len(calibration["reliability_before"]) == len(calibration["reliability_after"]) == 15
+    assert sum(b["count"] for b in calibration["reliability_after"]) == 320
+    assert calibration["unlike_training"] <= 0.05 + 1e-9  # the threshold lets 95 % of these very images pass
+
+
+def run_cli_json(argv):
+    code, out, err = run(argv)
+    assert code == 0, err
+    return code, json.loads(out), err
+
+
+def test_predict_classifies_a_folder_into_a_csv_and_sorts_copies_into_class_folders(trained, shapes, tmp_path):
+    project, _ = trained
+    inbox = tmp_path / "inbox"
+    for c in ("circle", "square"):
+        (inbox / "deep" / c).mkdir(parents=True)
+        for i in range(3):
+            (inbox / "deep" / c / f"{c}_{i}.png").write_bytes((shapes / c / f"{c}_{i:03d}.png").read_bytes())
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(inbox / "noise.png")
+    (inbox / "readme.txt").write_text("not an image")
+    table, dest = tmp_path / "rows.csv", tmp_path / "sorted"
+    code, out, err = run(["predict", project, inbox, "--csv", table, "--sort-into", dest, "--flag-folders", "--json"])
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [Path(r["path"]).name for r in rows] == [f"circle_{i}.png" for i in range(3)] + \
+        [f"square_{i}.png" for i in range(3)] + ["noise.png"]
+    assert all(set(r) == {"path", "top", "flags"} and len(r["top"]) == 3 for r in rows)
+    assert "1 not an image file type" in err and "7 images: 0 unreadable" in err
+    import csv
+
+    with open(table, newline="", encoding="utf-8") as f:
+        cells = list(csv.DictReader(f))
+    assert [c["path"] for c in cells] == [r["path"] for r in rows]
+    assert [c["class"] for c in cells] == [r["top"][0]["class"] for r in rows]
+    assert [c["flags"] for c in cells] == ["; ".join(r["flags"]) for r in rows]
+    sorted_files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.png"))
+    assert len(sorted_files) == 7
+    for r in rows:  # a flagged image in its flag's folder, the others in their class's
+        folder = next((f for f in ("unlike training", "not sure") if f in r["flags"]), r["top"][0]["class"])
+        assert f"{folder}/{Path(r['path']).name}" in sorted_files
+    assert len(list(inbox.rglob("*.png"))) == 7  # copies: nothing left the inbox
+    # --move without --sort-into is a mistake said in one line
+    code, _, err = run(["predict", project, inbox, "--move"])
+    assert code == 2 and "--sort-into" in err
+
+
+def test_an_export_of_a_project_gives_the_calibrated_probabilities(trained, shapes, tmp_path):
+    import keras
+
+    from cnndesk.core.calibration import softmax
+    from cnndesk.core.images import decode_image
+    from cnndesk.core.trust import ModelHeads
+
+    project, lines = trained
+    temperature = lines[-1]["temperature"]
+    code, out, err = run(["export", project, "--format", "keras", "--out", tmp_path / "m.keras"])
+    assert code == 0, err
+    proj, model = open_project(project)
+    x = np.stack([decode_image(shapes / "cross" / f"cross_{i:03d}.png", proj.preprocessing) for i in range(4)])
+    _, logits = ModelHeads(model, proj.preprocessing)(x)
+    exported = np.asarray(keras.saving.load_model(tmp_path / "m.keras")(x.astype(np.float32), training=False))
+    np.testing.assert_allclose(exported, softmax(logits, temperature), atol=1e-5)
+    # and predict shows those very probabilities
+    code, out, err = run(["predict", project, shapes / "cross" / "cross_000.png", "--json", "--top-k", 4])
+    [row] = [json.loads(line) for line in out.splitlines()]
+    shown = {t["class"]: t["probability"] for t in row["top"]}
+    assert [shown[c] for c in proj.class_names] == pytest.approx(exported[0].tolist(), abs=1e-5)
+
+
 def test_train_json_says_why_it_stopped_and_which_epoch_it_kept(tiny_dataset, tmp_path):
     code, out, err = run(["train", tiny_dataset, "--project", tmp_path / "p", "--epochs", 4, "--image-size", 32,
                           "--batch-size", 8, "--json"])

@@ -108,14 +108,7 @@ def test_litert_export_runs_in_the_litert_interpreter_with_the_same_predictions(
     x, expected = inputs
     path = export_model(model, "litert", tmp_path / "model")
     assert path.name == "model.tflite"
-    interpreter = _litert_interpreter(path)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(_run_export("litert", path, x), expected, atol=TOLERANCE, rtol=0)
 
 
 def test_onnx_export_runs_in_onnxruntime_with_the_same_predictions(model, inputs, tmp_path):
@@ -379,3 +372,57 @@ def test_a_full_disk_keeps_the_earlier_export_and_leaves_no_temporary_files(mode
     assert path.read_bytes() == before
     assert (tmp_path / "model.labels.txt").read_text() == "a\nb\nc\n"  # still the names of the model beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "model.labels.txt"]
+
+
+# ---------------------------------------------------------------------------
+# the temperature, folded into every format
+
+def _run_export(fmt: str, path, x: np.ndarray) -> np.ndarray:
+    """The outputs of the exported model at ``path`` for ``x``, from the format's own runtime."""
+    if fmt == "keras":
+        return np.asarray(keras.saving.load_model(path)(x, training=False))
+    if fmt == "saved_model":
+        loaded = tf.saved_model.load(str(path))
+        return loaded.serve(tf.constant(x)).numpy()
+    if fmt == "litert":
+        interpreter = _litert_interpreter(path)
+        inp = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(inp["index"], list(x.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_with_a_temperature_gives_softmax_of_the_logits_over_it(model, inputs, tmp_path, fmt):
+    from cnndesk.core.calibration import softmax
+    from cnndesk.core.trust import ModelHeads
+
+    x, expected = inputs
+    _, logits = ModelHeads(model)(x)
+    np.testing.assert_allclose(softmax(logits), expected, atol=TOLERANCE, rtol=0)  # the logits are the model's
+    weights = [w.copy() for w in model.get_weights()]
+    path = export_model(model, fmt, tmp_path / "calibrated", temperature=2.5)
+    calibrated = softmax(logits, 2.5)
+    assert np.abs(calibrated - expected).max() > 0.01  # the temperature changes the probabilities
+    np.testing.assert_allclose(_run_export(fmt, path, x), calibrated, atol=TOLERANCE, rtol=0)
+    # the model in cnndesk is exactly as it was
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(np.asarray(model(x, training=False)), expected)
+
+
+def test_a_temperature_that_cannot_be_folded_is_refused_and_nothing_is_written(tmp_path):
+    inp = keras.Input((SIZE, SIZE, 3))
+    a = keras.layers.Dense(CLASSES)(keras.layers.GlobalAveragePooling2D()(inp))
+    b = keras.layers.Dense(CLASSES)(keras.layers.GlobalMaxPooling2D()(inp))
+    m = keras.Model(inp, keras.layers.Softmax()(keras.layers.Add()([a, b])))
+    with pytest.raises(UserError, match="temperature cannot be folded"):
+        export_model(m, "keras", tmp_path / "branching", temperature=2.0)
+    assert list(tmp_path.iterdir()) == []
+    assert export_model(m, "keras", tmp_path / "branching", temperature=1.0).is_file()  # 1: nothing to fold

@@ -22,6 +22,7 @@ place for them without the TFLite metadata tools, so it gets the labels file onl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -54,8 +55,13 @@ def labels_path(out: str | os.PathLike, fmt: str) -> Path:
     return out / LABELS_FILE if fmt == "saved_model" else labels_file_for(out)
 
 
-def export_model(model, fmt: str, out: str | os.PathLike, class_names=None) -> Path:
+def export_model(model, fmt: str, out: str | os.PathLike, class_names=None, temperature: float | None = None) -> Path:
     """Write ``model`` as ``fmt`` to ``out`` (a file, or a folder for SavedModel), with its class names.
+
+    With a ``temperature`` (``Trust.temperature``) the export gives the calibrated
+    probabilities ``softmax(logits / temperature)``, as cnndesk shows them: the
+    temperature is folded into the last Dense layer's weights
+    (:func:`.trust.temperature_folded`), so every format keeps its layers.
 
     ``class_names`` (one per output; "class 0", "class 1", ... when None) go
     where :func:`labels_path` says and inside the file where the format allows.
@@ -94,22 +100,16 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None) -> P
     _ensure_called(model)
     names = _class_names(model, class_names)
     tmpdir: Path | None = None
+    folded = contextlib.nullcontext()
+    if temperature is not None:
+        from .trust import temperature_folded
+
+        folded = temperature_folded(model, temperature)
     try:
         tmpdir = Path(tempfile.mkdtemp(prefix=".cnndesk-export-", dir=out.parent))
         tmp = tmpdir / out.name
-        if fmt == "keras":
-            model.save(tmp)
-            _embed_in_keras(tmp, names)
-        elif fmt == "saved_model":
-            _inference_model(model).export(str(tmp), format="tf_saved_model", verbose=False)
-            _write_in_saved_model(tmp, names)
-        elif fmt == "litert":
-            # Keras' LiteRT export already traces model(x, training=False)
-            model.export(str(tmp), format="litert", verbose=False)
-        else:
-            _inference_model(model).export(str(tmp), format="onnx", verbose=False)
-            _check_onnx(tmp)
-            _embed_in_onnx(tmp, names)
+        with folded:
+            _write(model, fmt, tmp, names)
         if not tmp.exists():
             raise UserError(f"Could not export to {out}: the {fmt} exporter wrote nothing.")
         if fmt != "saved_model":
@@ -134,6 +134,23 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None) -> P
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def _write(model, fmt: str, tmp: Path, names: list[str]) -> None:
+    """Write the export of ``model`` as ``fmt`` at ``tmp``, with the class names inside where the format allows."""
+    if fmt == "keras":
+        model.save(tmp)
+        _embed_in_keras(tmp, names)
+    elif fmt == "saved_model":
+        _inference_model(model).export(str(tmp), format="tf_saved_model", verbose=False)
+        _write_in_saved_model(tmp, names)
+    elif fmt == "litert":
+        # Keras' LiteRT export already traces model(x, training=False)
+        model.export(str(tmp), format="litert", verbose=False)
+    else:
+        _inference_model(model).export(str(tmp), format="onnx", verbose=False)
+        _check_onnx(tmp)
+        _embed_in_onnx(tmp, names)
 
 
 def _class_names(model, class_names) -> list[str]:

@@ -225,6 +225,7 @@ class Inspector:
         self._predict_fn = _traced_once(self._predict, self._input_spec)
         self._maps_fn = _traced_once(self._outputs, self._input_spec)
         self.maps_pass_seconds: float | None = None  # how long the last ``activation_maps`` forward pass took
+        self.temperature = 1.0  # probabilities are softmax(logits / temperature): ``core.trust.Trust.temperature``
         self._cam_fns: dict[int, object] = {}
 
     # -- graph -------------------------------------------------------------
@@ -282,6 +283,10 @@ class Inspector:
             raw = _sigmoid(raw)
         if self.units == 1:
             raw = np.concatenate([1 - raw, raw], axis=-1)
+        if self.temperature != 1.0:
+            from .calibration import temper
+
+            raw = temper(raw, self.temperature)
         return raw.astype(np.float32, copy=False)
 
     @property

@@ -566,6 +566,17 @@ def move_to_class(path: str | os.PathLike, root: str | os.PathLike, class_name: 
     Raises:
         UserError: the file is gone, or the move failed (with the reason).
     """
+    return _place_in_class(path, root, class_name, os.rename, "move")
+
+
+def copy_to_class(path: str | os.PathLike, root: str | os.PathLike, class_name: str) -> Path:
+    """Copy the image file ``path`` into the folder ``root/class_name``, as :func:`move_to_class` moves it."""
+    import shutil
+
+    return _place_in_class(path, root, class_name, shutil.copy2, "copy")
+
+
+def _place_in_class(path, root, class_name: str, place, verb: str) -> Path:
     src = Path(path)
     if not src.is_file():
         raise UserError(f"{src} is no longer there; read the dataset again.")
@@ -577,9 +588,9 @@ def move_to_class(path: str | os.PathLike, root: str | os.PathLike, class_name: 
         target = folder / f"{src.stem}-{n}{src.suffix}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        os.rename(src, target)
+        place(src, target)
     except OSError as e:
-        raise UserError(f"Could not move {src.name} to {folder}: {e.strerror or e}.") from e
+        raise UserError(f"Could not {verb} {src.name} to {folder}: {e.strerror or e}.") from e
     return target
 
 
@@ -601,14 +612,27 @@ def move_back(moved_to: str | os.PathLike, original: str | os.PathLike) -> None:
         raise UserError(f"Could not move {src.name} back to {dst.parent}: {e.strerror or e}.") from e
 
 
-EXCLUDE, MOVE = "exclude", "move"
+def remove_copy(copy: str | os.PathLike) -> None:
+    """Undo :func:`copy_to_class`: delete the copy (already gone: nothing to do).
+
+    Raises:
+        UserError: it could not be deleted.
+    """
+    try:
+        Path(copy).unlink(missing_ok=True)
+    except OSError as e:
+        raise UserError(f"Could not delete the copy {Path(copy).name}: {e.strerror or e}.") from e
+
+
+EXCLUDE, MOVE, COPY = "exclude", "move", "copy"
 
 
 @dataclass(frozen=True)
 class Change:
-    """One fix: an exclusion (kept in the project) or a move on disk (from ``path`` to ``moved_to``)."""
+    """One fix: an exclusion (kept in the project), a move on disk (from ``path`` to ``moved_to``) or a copy
+    (of ``path``, to ``moved_to``)."""
 
-    kind: str  # EXCLUDE or MOVE
+    kind: str  # EXCLUDE, MOVE or COPY
     path: str
     moved_to: str | None = None
     from_class: str = ""
@@ -618,6 +642,8 @@ class Change:
         name = Path(self.path).name
         if self.kind == MOVE:
             return f"Moved {name} from {self.from_class} to {self.to_class}"
+        if self.kind == COPY:
+            return f"Copied {name} to {self.to_class}"
         return f"Excluded {name} ({self.from_class})"
 
 
@@ -631,12 +657,15 @@ class ChangeLog:
         self.changes.append(change)
 
     def undo(self, change: Change, excluded: set[str]) -> set[str]:
-        """Revert ``change`` (a move goes back on disk) and forget it; returns the exclusions after it.
+        """Revert ``change`` (a move goes back on disk, a copy is deleted) and forget it; returns the exclusions
+        after it.
 
         Raises:
             UserError: a move that cannot be reverted (the log keeps it).
         """
         if change.kind == MOVE:
             move_back(change.moved_to, change.path)
+        elif change.kind == COPY:
+            remove_copy(change.moved_to)
         self.changes.remove(change)
         return set(excluded) - {change.path} if change.kind == EXCLUDE else set(excluded)

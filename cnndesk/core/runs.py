@@ -53,6 +53,8 @@ class Run:
             scratch folder before the first save); None when they were not kept.
         probes: probe recordings' data, stored as it is (JSON-able), None when there are none.
         probe_dir: a folder of probe files that travels with the run, or None.
+        trust: its temperature, calibration and novelty statistics (``core.trust.Trust.to_json``, JSON-able),
+            None when they were not measured.
     """
 
     id: str
@@ -72,6 +74,7 @@ class Run:
     probes: Any = None
     probe_dir: str | None = None
     dataset_path: str | None = None
+    trust: Any = None
 
     # -- key figures --------------------------------------------------------------------------
     @property
@@ -129,7 +132,7 @@ class Run:
                 "layers": [l.to_json() for l in self.layers], "settings": self.settings.to_json(),
                 "history": list(self.history), "best_epoch": self.best_epoch,
                 "batch_loss": [[round(float(x), 4), float(f"{y:.5g}")] for x, y in self.batch_loss],
-                "note": self.note, "parent": self.parent, "probes": self.probes}
+                "note": self.note, "parent": self.parent, "probes": self.probes, "trust": self.trust}
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
@@ -154,6 +157,7 @@ class Run:
             note=str(d.get("note") or ""), parent=d.get("parent") if isinstance(d.get("parent"), str) else None,
             file=file, probes=d.get("probes"),
             probe_dir=probe_name(run_id) if probe_dir == probe_name(run_id) else None,
+            trust=d.get("trust") if isinstance(d.get("trust"), dict) else None,
         )
 
 

@@ -113,21 +113,8 @@ def scan_dataset(root: str | os.PathLike, state: TaskState | None = None,
         raise DatasetError(f"The folder {root} does not exist. Choose a folder that holds one subfolder per class.")
     if not root.is_dir():
         raise DatasetError(f"{root} is a file, not a folder. Choose the folder that holds one subfolder per class.")
-    real_root = root.resolve()
     not_followed: list[SkippedFile] = []
-
-    def allowed(p: Path) -> bool:
-        """False (and noted) for a link out of the dataset folder, unless such links are followed."""
-        if follow_outside_links or not p.is_symlink():
-            return True
-        target = p.resolve()
-        if target == real_root or real_root in target.parents:
-            return True
-        what = "folder" if p.is_dir() else "file"
-        not_followed.append(SkippedFile(str(p), f"link outside the dataset folder (a {what} link to "
-                                                f"{printable(str(target))}); not followed"))
-        return False
-
+    allowed = _links_inside(root, follow_outside_links, not_followed)
     try:
         class_dirs = sorted(
             (p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name) and allowed(p)), key=lambda p: p.name
@@ -157,6 +144,25 @@ def scan_dataset(root: str | os.PathLike, state: TaskState | None = None,
             else:
                 skipped.append(SkippedFile(str(path), f"not an image file type cnndesk reads ({path.suffix or 'no extension'})"))
     return DatasetScan(root, [p.name for p in class_dirs], files, not_followed + skipped, not_followed)
+
+
+def _links_inside(root: Path, follow_outside_links: bool, not_followed: list[SkippedFile], where: str = "dataset"):
+    """A test of a path under ``root``: False (and noted in ``not_followed``) for a link out of ``root``, unless
+    such links are followed."""
+    real_root = root.resolve()
+
+    def allowed(p: Path) -> bool:
+        if follow_outside_links or not p.is_symlink():
+            return True
+        target = p.resolve()
+        if target == real_root or real_root in target.parents:
+            return True
+        what = "folder" if p.is_dir() else "file"
+        not_followed.append(SkippedFile(str(p), f"link outside the {where} folder (a {what} link to "
+                                                f"{printable(str(target))}); not followed"))
+        return False
+
+    return allowed
 
 
 def _folder_keys(folders: Iterable[Path]) -> set[tuple[int, int]]:

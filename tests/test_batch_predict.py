@@ -1,0 +1,175 @@
+"""Putting a trained model to work: a whole folder classified, flagged, written to CSV and sorted (with undo)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnndesk.core.architecture import TrainingSettings, preset
+from cnndesk.core.batch_predict import (NOT_SURE, UNLIKE, CsvRows, FolderRow, classify_files, collect_images,
+                                        sort_row, undo_all)
+from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.errors import Cancelled
+from cnndesk.core.images import Preprocessing, decode_image
+from cnndesk.core.quality import ChangeLog
+from cnndesk.core.tasks import TaskState
+from cnndesk.core.training import train
+from cnndesk.core.trust import ModelHeads, Trust, measure_trust
+
+from conftest import write_dataset
+
+CLASSES = ("left", "top", "centre")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The seed preset trained on 3 generated classes (40 each at 32 px), its trust measured."""
+    root = write_dataset(tmp_path_factory.mktemp("train") / "data", CLASSES, per_class=40)
+    data = load_dataset(root, DatasetConfig(Preprocessing((32, 32)), val_split=0.3, seed=3))
+    result = train(data, preset("seed"), TrainingSettings(epochs=8, batch_size=16, seed=3))
+    trust = measure_trust(result.model, data)
+    return data, result.model, trust, ModelHeads(result.model, data.preprocessing)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Images the model never saw: 10 more of each class in nested folders, a note, a hidden file, two foreign
+    images (uniform noise, a checkerboard) and a damaged one."""
+    root = tmp_path_factory.mktemp("unsorted") / "inbox"
+    write_dataset(root / "batch1", CLASSES, per_class=10, seed=99)
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "noise.png")
+    board = (np.indices((32, 32)).sum(0) // 4 % 2 * 255).astype(np.uint8)
+    Image.fromarray(np.stack([board] * 3, -1)).save(root / "checkerboard.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden.png").write_bytes(b"")
+    return root
+
+
+def test_a_folder_is_listed_recursively_with_the_dataset_rules(folder):
+    files, skipped = collect_images([folder])
+    names = {f.name for f in files}
+    assert len(files) == 33 and {"noise.png", "checkerboard.png", "broken.jpg"} <= names
+    assert ".hidden.png" not in names and "notes.txt" not in names
+    assert [s.kind for s in skipped] == ["not an image file type cnndesk reads"]
+    assert [str(f) for f in files] == sorted(map(str, files))
+
+
+def test_every_file_gets_a_row_with_calibrated_probabilities_and_foreign_images_are_flagged(trained, folder):
+    data, model, trust, heads = trained
+    files, _ = collect_images([folder])
+    rows = list(classify_files(files, heads, data.class_names, trust, k=3, batch_size=8))
+    assert [r.path for r in rows] == [str(f) for f in files]  # in order, across batches
+    by_name = {r.path.rsplit("/", 1)[-1]: r for r in rows}
+    assert "not a readable image" in by_name["broken.jpg"].error and by_name["broken.jpg"].top == []
+    held_out = [r for r in rows if "/batch1/" in r.path]
+    right = sum(r.predicted == r.path.split("/")[-2] for r in held_out)
+    assert right >= 27  # of 30: the classes are easy
+    # the probabilities are the model's logits through the fitted temperature
+    _, z = heads(decode_image(held_out[0].path, heads.preprocessing)[None])
+    expected = trust.probabilities(z)[0]
+    assert held_out[0].top[0][1] == pytest.approx(float(expected.max()), abs=1e-6)
+    assert held_out[0].second[0] == data.class_names[int(np.argsort(-expected)[1])]
+    # 95 % of the validation images pass the threshold; new images of the same kinds pass too, foreign ones do not
+    assert sum(UNLIKE in r.flags for r in held_out) <= 3
+    assert UNLIKE in by_name["noise.png"].flags and UNLIKE in by_name["checkerboard.png"].flags
+    assert all((NOT_SURE in r.flags) == (r.confidence < 0.5) for r in rows if r.error is None)
+
+
+def test_trust_survives_json_and_measures_what_it_says(trained):
+    data, model, trust, heads = trained
+    again = Trust.from_json(json.loads(json.dumps(trust.to_json())))
+    assert again.temperature == trust.temperature
+    x = data.images[data.val_index]
+    features, _ = heads(x)
+    np.testing.assert_allclose(again.novelty.scores(features), trust.novelty.scores(features), rtol=1e-5)
+    # the threshold lets 95 % of the validation images pass
+    assert np.mean(trust.novelty.scores(features) <= trust.novelty.threshold) >= 0.95
+    assert trust.calibration["images"] == len(data.val_index)
+    assert Trust.from_json({"temperature": -1}) is None and Trust.from_json("junk") is None
+
+
+def test_the_csv_holds_path_class_confidence_top_k_and_flags(trained, folder, tmp_path):
+    data, model, trust, heads = trained
+    files, _ = collect_images([folder])
+    rows = list(classify_files(files, heads, data.class_names, trust, k=3))
+    out = tmp_path / "out" / "rows.csv"
+    with CsvRows(out, k=3) as writer:
+        for row in rows:
+            writer.write(row)
+    with open(out, newline="", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["path", "class", "confidence", "class_2", "confidence_2", "class_3", "confidence_3",
+                              "flags", "unlikeness", "error"]
+    assert [t["path"] for t in table] == [r.path for r in rows]
+    for t, r in zip(table, rows):
+        if r.error:
+            assert t["error"] == r.error and t["class"] == "" and t["confidence"] == ""
+            continue
+        assert [t["class"], t["class_2"], t["class_3"]] == [c for c, _ in r.top]
+        assert float(t["confidence"]) == pytest.approx(r.confidence, abs=1e-6)
+        assert float(t["confidence"]) >= float(t["confidence_2"]) >= float(t["confidence_3"])
+        assert t["flags"] == "; ".join(r.flags)
+    noise = next(t for t in table if t["path"].endswith("noise.png"))
+    assert UNLIKE in noise["flags"].split("; ")
+
+
+def test_sorting_copies_into_class_folders_and_every_change_can_be_undone(trained, folder, tmp_path):
+    data, model, trust, heads = trained
+    files, _ = collect_images([folder])
+    before = {f: f.read_bytes() for f in files}
+    dest = tmp_path / "sorted"
+    log = ChangeLog()
+    rows = list(classify_files(files, heads, data.class_names, trust))
+    for row in rows:
+        sort_row(row, dest, log, flag_folders=True)
+    assert len(log.changes) == 32  # every file but the damaged one
+    for row, change in zip([r for r in rows if r.error is None], log.changes):
+        expected = UNLIKE if UNLIKE in row.flags else NOT_SURE if NOT_SURE in row.flags else row.predicted
+        assert change.moved_to.startswith(str(dest / expected) + "/")
+    assert (dest / UNLIKE / "noise.png").read_bytes() == before[folder / "noise.png"]
+    assert all(f.read_bytes() == b for f, b in before.items())  # copies: the originals stay
+    assert undo_all(log) == [] and log.changes == []
+    assert not [p for p in dest.rglob("*") if p.is_file()]
+
+
+def test_moving_sorts_the_files_away_and_undo_puts_them_back(trained, folder, tmp_path):
+    data, model, trust, heads = trained
+    src = tmp_path / "moving"
+    write_dataset(src, ("left", "centre"), per_class=3, seed=7)
+    files, _ = collect_images([src])
+    dest = src / "sorted"  # inside the folder being sorted: never read as input
+    log = ChangeLog()
+    for row in classify_files(files, heads, data.class_names, trust):
+        sort_row(row, dest, log, move=True)
+    assert not any(f.exists() for f in files)
+    assert sorted(p.name for p in dest.rglob("*.png")) == sorted(f.name for f in files)
+    assert {p.parent.name for p in dest.rglob("*.png")} <= set(data.class_names)
+    again, skipped = collect_images([src], left_out=[dest])
+    assert again == [] and skipped == []
+    assert undo_all(log) == []
+    assert all(f.exists() for f in files)
+
+
+def test_cancelling_half_way_stops_after_the_batch_and_leaves_no_partial_csv(trained, folder, tmp_path):
+    data, model, trust, heads = trained
+    files, _ = collect_images([folder])
+    state = TaskState()
+    out = tmp_path / "rows.csv"
+    out.write_text("an earlier export\n")
+    seen: list[FolderRow] = []
+    with pytest.raises(Cancelled):
+        with CsvRows(out) as writer:
+            for row in classify_files(files, heads, data.class_names, trust, batch_size=8, state=state):
+                seen.append(row)
+                writer.write(row)
+                if len(seen) == 12:
+                    state.request_interruption()
+    assert len(seen) == 16  # the batch under way is finished, no new one is started
+    assert out.read_text() == "an earlier export\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
