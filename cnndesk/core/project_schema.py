@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .architecture import LayerSpec, TrainingSettings, preset
 from .dataset import DatasetConfig
 from .errors import ProjectError
-from .runs import RUN_ID, Run, finite_pairs, legacy_run
+from .runs import RUN_ID, Run, finite_pairs, history_rows, legacy_run
 
 SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
@@ -99,7 +99,7 @@ class Project:
             preset=d.get("preset", "custom"),
             layers=[LayerSpec.from_json(l) for l in d["layers"]],
             settings=TrainingSettings.from_json(d.get("settings", {})),
-            history=list(d.get("history", [])),
+            history=history_rows(d.get("history")),
             best_epoch=d.get("best_epoch"),
             saved_at=d.get("saved_at"),
             run=None if run is None else str(run),

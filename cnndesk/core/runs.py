@@ -146,7 +146,7 @@ class Run:
             dataset=DatasetConfig.from_json(d.get("dataset") or {}), preset=str(d.get("preset", "custom")),
             layers=tuple(LayerSpec.from_json(l) for l in d.get("layers", [])),
             settings=TrainingSettings.from_json(d.get("settings") or {}),
-            history=tuple(r for r in d.get("history", []) if isinstance(r, dict)),
+            history=tuple(history_rows(d.get("history"))),
             best_epoch=d.get("best_epoch"), batch_loss=tuple(finite_pairs(d.get("batch_loss"))),
             note=str(d.get("note") or ""), parent=d.get("parent") if isinstance(d.get("parent"), str) else None,
             file=file, probes=d.get("probes"),
@@ -230,6 +230,28 @@ def legacy_run(project, model_file: str | None) -> Run:
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def history_rows(value) -> list[dict]:
+    """The epoch rows of a history read from ``project.json``, with the losses the save wrote as null back as NaN.
+
+    ``project.json`` is strict JSON, so a NaN or infinite figure (a diverged run's loss) is saved as null. A
+    loss and an accuracy are figures every epoch has: null reads back as NaN. The validation figures are null
+    too in a run without validation images; they read back as NaN only when the other one of them is there.
+    """
+    rows = []
+    for row in value if isinstance(value, list) else []:
+        if not isinstance(row, dict):
+            continue
+        row = dict(row)
+        for key in ("loss", "accuracy"):
+            if key in row and row[key] is None:
+                row[key] = math.nan
+        for key, other in (("val_loss", "val_accuracy"), ("val_accuracy", "val_loss")):
+            if key in row and row[key] is None and row.get(other) is not None:
+                row[key] = math.nan
+        rows.append(row)
+    return rows
 
 
 def finite_pairs(value) -> list[tuple[float, float]]:
