@@ -617,12 +617,14 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
     assert verdict.isVisible()
 
 
-def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tiny_window, qtbot, monkeypatch):
+def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tiny_window, qtbot, monkeypatch,
+                                                                             tmp_path):
     from cnndesk.core.architecture import CLASSES, LayerSpec
     from cnndesk.core.errors import UserError
 
     w = tiny_window
-    train_now(w, qtbot, epochs=1)
+    panel = w.training_panel
+    train_now(w, qtbot, epochs=2)
     model, history = w.engine.worker.model, list(w.state.history)
     errors = []
     monkeypatch.setattr(w, "show_error", lambda title, message: errors.append((title, message)))
@@ -638,9 +640,23 @@ def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tin
     train_now(w, qtbot, epochs=1)
     assert errors and errors[0][0] == "Training failed" and "cannot open this model" in errors[0][1]
     assert w.engine.worker.model is model and w.state.history == history  # the model before it is still current
-    assert w.training_panel.chart.point_count("loss") == 1
+    # the chart and the log show the run that failed, ending with why
+    assert panel.chart.point_count("loss") == 1
+    log = panel.log.toPlainText().splitlines()
+    assert log[0] == "Training for 1 epochs…" and any(line.startswith("Epoch 1/1  loss ") for line in log)
+    assert log[-1] == "Training failed: The viewer cannot open this model."
+    assert panel.progress.format() == "Training failed"
     assert [l.kind for l in w.model_panel.layers] == ["Flatten", "Dense"]  # what the user tried is still there
     assert w.model_panel.batch_size.value() == 4
+
+    # the next action, here another dataset chosen from the Train tab, clears the failed run's chart and progress
+    other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(other))
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+    w.choose_dataset_action.trigger()
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=20000)
+    assert panel.chart.point_count("loss") == 0 and panel.chart.point_count("batch_loss") == 0
+    assert panel.log.toPlainText() == "" and panel.progress.format() == ""
 
 
 def test_units_and_filters_stop_at_what_cnndesk_can_open_again(tiny_window, qtbot):

@@ -53,6 +53,7 @@ class TrainingControl(QObject):
         self.parent_run: str | None = None  # the run the latest training continued (None: from scratch)
         self._plan: ModelInfo | None = None  # what the model being trained will be
         self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
+        self._continuing = False  # whether the latest run continued the current model
         self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
         self._stock_job = None  # a spare model being traced for the next run (docs/training-speed.md)
         self._produced: ModelInfo | None = None  # the model the last run made (its chart is already drawn)
@@ -68,7 +69,7 @@ class TrainingControl(QObject):
         state.observe(self._show_previous, "previous", "activity", "engine_ready")
         state.observe(self._stock_when_idle, "engine_ready", "data")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
-        state.observe(self._show_run, "model")
+        state.observe(self._show_run, "model", "dataset_path")
 
     # -- requests -------------------------------------------------------------------
     def start(self, continuing: bool = False) -> bool:
@@ -99,6 +100,7 @@ class TrainingControl(QObject):
         self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run, spec=spec)
         # the engine keeps the current model when the new one arrives: remember what goes with it
         self._replaced = state.current_run() if not continuing else None
+        self._continuing = continuing
         self.engine.cancel(self._stock_job)  # a spare not yet started would only make this run wait
         self._batch_points = list(state.batch_loss) if continuing else []
         with state.changes():
@@ -160,15 +162,14 @@ class TrainingControl(QObject):
     def _on_failed(self, message: str) -> None:
         state = self.state
         self._job = None
-        self.panel.training_finished(error=message)
+        self.panel.training_finished(error=message)  # the chart and the log go on showing the run that failed
         with state.changes():
-            if self._replaced is not None:  # the engine still holds the model it had: show its run again,
-                state.history = list(self._replaced.history)  # keeping the edits the user tried to train
-                state.best_epoch = self._replaced.best_epoch
-                state.batch_loss = list(self._replaced.batch_loss)
+            if not self._continuing:  # the engine still holds the model it had (or none): its run goes with it,
+                replaced = self._replaced  # and the edits the user tried to train stay
+                state.history = list(replaced.history) if replaced else []
+                state.best_epoch = replaced.best_epoch if replaced else None
+                state.batch_loss = list(replaced.batch_loss) if replaced else []
             state.activity = IDLE
-        if self._replaced is not None:
-            self.panel.show_history(state.history, state.best_epoch, state.batch_loss)
         self._replaced = None
         self.error.emit("Training failed", message)
 
@@ -192,12 +193,19 @@ class TrainingControl(QObject):
         self.error.emit("Could not bring back the model", message)
 
     # -- helpers -------------------------------------------------------------------------
-    def _show_run(self, _names=None) -> None:
-        """Show the current model's run, unless the panel already does (it drew it live, or only names changed)."""
+    def _show_run(self, names=None) -> None:
+        """Show the current model's run, unless the panel already does (it drew it live, or only names changed).
+
+        Another dataset folder with the same model clears the chart: the run drawn was one on the dataset before.
+        """
+        if names is not None and "model" not in names:
+            if not self.state.training:
+                self.panel.clear_run()
+            return
         model, shown = self.state.model, self._shown
         self._shown = model
-        if model is self._produced or (model is not None and shown is not None
-                                       and shown.renamed(list(model.class_names)) == model):
+        if (model is not None and model is self._produced) or (model is not None and shown is not None
+                                                               and shown.renamed(list(model.class_names)) == model):
             return
         self.panel.show_history(self.state.history, self.state.best_epoch, self.state.batch_loss)
 

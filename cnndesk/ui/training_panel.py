@@ -476,7 +476,7 @@ class TrainingPanel(QWidget):
         self.speed.clear()
         if error:
             self.progress.setFormat("Training failed")
-            self.log.appendPlainText(f"Training failed: {error}")
+            self.log.appendPlainText(f"Training failed: {' '.join(error.split())}")  # one line, after the run's
             return
         self.continue_check.setEnabled(True)
         if result.cancelled:
@@ -514,11 +514,20 @@ class TrainingPanel(QWidget):
         """A sentence from the trainer, e.g. which stopping rules apply to this run."""
         self.log.appendPlainText(text)
 
-    def show_history(self, history: list[dict], best_epoch: int | None, batch_loss=()) -> None:
-        """Show a saved run as it was drawn while it trained (after opening a project or bringing one back):
-        the epochs, the batch-loss line, each epoch's time and the kept epoch."""
+    def clear_run(self) -> None:
+        """Show no run: an empty chart and log, and no progress or verdict of the run shown before."""
         self.chart.clear()
         self.log.clear()
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.verdict.clear()
+        self.verdict.setVisible(False)
+
+    def show_history(self, history: list[dict], best_epoch: int | None, batch_loss=()) -> None:
+        """Show a saved run as it was drawn while it trained (after opening a project or bringing one back):
+        the epochs, the batch-loss line, each epoch's time and the kept epoch. How the run shown before ended
+        (its progress, a failure, a verdict) goes."""
+        self.clear_run()
         self.chart.set_epochs(max(len(history), 1))
         for x, loss in batch_loss:
             self.chart.add_batch(x, loss)
