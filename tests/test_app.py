@@ -493,9 +493,13 @@ def test_a_run_stopped_at_once_does_not_lose_the_model_before_it(tiny_window, qt
     qtbot.waitUntil(lambda: w.training_panel.chart.point_count("batch_loss") >= 1, timeout=60000)
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=20000)
+    assert w.training_panel.progress.format() == "Stopped; the model trained so far is kept"
     assert w.engine.worker.model is not first_model  # the barely trained model is current, as Stop says...
     w.previous_action.trigger()  # ...and the one before it comes back from the Training menu
     qtbot.waitUntil(lambda: w.engine.worker.model is first_model and len(w.state.history) == 1, timeout=20000)
+    qtbot.waitUntil(lambda: w.training_panel.chart.point_count("loss") == 1, timeout=5000)
+    assert w.training_panel.progress.format() == ""  # what the stopped run kept is no longer shown
+    assert "Stopped" not in w.training_panel.log.toPlainText()
 
 
 def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_window, qtbot, tmp_path, monkeypatch):
