@@ -423,7 +423,7 @@ def cmd_train(args, fit=None, save=None) -> int:
     bar.done()
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
               dataset=config, preset=args.preset, layers=tuple(layers), settings=settings,
-              history=tuple(result.history), best_epoch=result.best_epoch)
+              history=tuple(result.history), best_epoch=result.best_epoch, kept_message=result.kept_message)
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
         from .core.probes import recording_summary
 

@@ -718,12 +718,19 @@ def test_save_as_takes_the_name_of_a_new_folder(window, qtbot, tmp_path):
 def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qtbot, make_window, tmp_path,
                                                                  monkeypatch, tiny_dataset):
     w = tiny_window
+    train_now(w, qtbot, epochs=1)
     train_now(w, qtbot, epochs=2)
     batches = w.training_panel.chart.point_count("batch_loss")
+    kept = [line for line in w.training_panel.log.toPlainText().splitlines() if line.startswith("Kept ")]
+    assert len(kept) == 1 and ": " in kept[0]  # the trainer's explanation of the weights kept
+    offer = w.training_panel.previous_button.toolTip()
     images = sorted(str(p) for p in (tiny_dataset / "left").iterdir())[:2]
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     w.viewer_panel.classify_paths(images)
     qtbot.waitUntil(lambda: w.viewer_panel.strip.count() == 2, timeout=20000)
+    qtbot.mouseClick(w.viewer_panel.tabs.tabBar(), Qt.LeftButton,
+                     pos=w.viewer_panel.tabs.tabBar().tabRect(w.viewer_panel.tabs.indexOf(w.viewer_panel.gradcam)).center())
+    assert w.viewer_panel.tabs.currentWidget() is w.viewer_panel.gradcam
     folder = tmp_path / "whole"
     save_as(w, qtbot, monkeypatch, folder)
 
@@ -733,14 +740,26 @@ def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qt
     panel = w2.training_panel
     assert panel.chart.point_count("batch_loss") == batches  # the batch-loss line, as it was drawn
     assert panel.chart.best.count() == 1  # the kept epoch's marker
-    epochs = [line for line in panel.log.toPlainText().splitlines() if line.startswith("Epoch ")]
+    log = panel.log.toPlainText().splitlines()
+    epochs = [line for line in log if line.startswith("Epoch ")]
     assert len(epochs) == 2 and all(" s, " in line for line in epochs)  # each epoch's time and speed
+    assert log[-1] == kept[0]  # the same explanation, not a shorter one made up again
     viewer = w2.viewer_panel
+    assert viewer.tabs.currentWidget() is viewer.gradcam  # the tab it showed
     qtbot.waitUntil(lambda: viewer.strip.count() == 2, timeout=20000)  # the images the viewer showed
     w2.tabs.setCurrentIndex(w2.TAB_VIEWER)
     viewer.tabs.setCurrentWidget(viewer.evaluation_view)  # the evaluation is computed when it is looked at
     qtbot.waitUntil(lambda: viewer.evaluation_view.accuracy_label.text().startswith("Accuracy"), timeout=20000)
     assert not w2.isWindowModified()
+    # the run before can still be brought back, now from the project's folder
+    assert panel.previous_button.isEnabled() and w2.previous_action.isEnabled()
+    assert panel.previous_button.toolTip() == offer
+    w2.tabs.setCurrentIndex(w2.TAB_TRAIN)
+    assert panel.previous_button.isVisible()
+    qtbot.mouseClick(panel.previous_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: len(w2.state.history) == 1 and not w2.state.busy, timeout=30000)
+    assert w2.state.model.run == w2.state.runs[0].id and panel.chart.point_count("loss") == 1
+    assert "previous run (2 epochs" in panel.previous_button.toolTip()  # and back again, in one click
 
 
 def test_f5_from_any_tab_shows_the_training_as_it_starts(tiny_window, qtbot):
@@ -802,6 +821,11 @@ def test_opening_a_model_file_clears_the_previous_runs_chart(tiny_window, qtbot,
     qtbot.waitUntil(lambda: w.state.model is not None and w.state.model.source == "file", timeout=30000)
     assert w.training_panel.chart.point_count("loss") == 0
     assert w.training_panel.chart.point_count("batch_loss") == 0
+    # a run trained next keeps the opened model to bring back, called by its file, not "a run of 0 epochs"
+    train_now(w, qtbot)
+    assert ("The model opened from other.keras is kept: Training > Bring Back Previous Model makes it current "
+            "again.") == w.statusBar().currentMessage()
+    assert w.training_panel.previous_button.toolTip().startswith("Make the model opened from other.keras current")
 
 
 def test_class_names_cannot_be_edited_while_training(tiny_window, qtbot, tmp_path):

@@ -46,6 +46,8 @@ class Run:
         class_names, dataset, preset, layers, settings: what it was trained on and with (the seed is
             ``settings.seed`` and ``dataset.seed``).
         history, best_epoch, batch_loss: what it showed while training, as the session holds them.
+        kept_message: the sentence its training ended with on which epoch's weights it kept and why, shown
+            again with its history ("" when not recorded: the run's history says which epoch it was).
         note: the user's words about it.
         parent: the run it continued from (None for a run from scratch).
         file: where its weights are now (an absolute path: in the project folder, or a session's
@@ -65,6 +67,7 @@ class Run:
     history: tuple[dict, ...] = ()
     best_epoch: int | None = None
     batch_loss: tuple = ()
+    kept_message: str = ""
     note: str = ""
     parent: str | None = None
     file: str | None = None
@@ -127,7 +130,7 @@ class Run:
                 "layers": [l.to_json() for l in self.layers], "settings": self.settings.to_json(),
                 "history": list(self.history), "best_epoch": self.best_epoch,
                 "batch_loss": [[round(float(x), 4), float(f"{y:.5g}")] for x, y in self.batch_loss],
-                "note": self.note, "parent": self.parent, "probes": self.probes}
+                "kept_message": self.kept_message, "note": self.note, "parent": self.parent, "probes": self.probes}
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
@@ -148,6 +151,7 @@ class Run:
             settings=TrainingSettings.from_json(d.get("settings") or {}),
             history=tuple(history_rows(d.get("history"))),
             best_epoch=d.get("best_epoch"), batch_loss=tuple(finite_pairs(d.get("batch_loss"))),
+            kept_message=d.get("kept_message") if isinstance(d.get("kept_message"), str) else "",
             note=str(d.get("note") or ""), parent=d.get("parent") if isinstance(d.get("parent"), str) else None,
             file=file, probes=d.get("probes"),
             probe_dir=probe_name(run_id) if probe_dir == probe_name(run_id) else None,

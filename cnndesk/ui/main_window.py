@@ -185,7 +185,7 @@ class MainWindow(QMainWindow):
         self.stop_action = self._action("&Stop", self.training.stop, "Esc", name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
                                             name="evaluateAction")
-        self.previous_action = self._action("Bring Back &Previous Model", self.training.bring_back_previous,
+        self.previous_action = self._action("Bring Back &Previous Model", self.runs.bring_back,
                                             tip="Make the model of the previous training run current again",
                                             name="previousRunAction")
         t.addAction(self.train_action)
@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
         self.model_panel.validity_changed.connect(lambda *_: self._update_actions())
         self.training_panel.train_requested.connect(self._train)
         self.training_panel.stop_requested.connect(self.training.stop)
-        self.training_panel.previous_requested.connect(self.training.bring_back_previous)
+        self.training_panel.previous_requested.connect(self.runs.bring_back)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.viewer_panel.paths_dropped.connect(self.handle_dropped_paths)
         self.viewer_panel.pixels_chosen.connect(self.models.set_pixels)
@@ -275,7 +275,7 @@ class MainWindow(QMainWindow):
                     self.save_as_action):
             act.setEnabled(ready and not busy)  # the model is saved and opened by the (busy) engine
         self.evaluate_action.setEnabled(has_model and state.data is not None and not busy)
-        self.previous_action.setEnabled(ready and state.previous is not None and not busy)
+        self.previous_action.setEnabled(ready and self.runs.previous_offer() is not None and not busy)
         self.choose_dataset_action.setEnabled(not training)
         self.recent_menu.setEnabled(not busy and bool(self.projects.recent.folders()))
         for act in self.layer_actions:

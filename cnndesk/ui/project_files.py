@@ -112,7 +112,8 @@ class ProjectFiles(QObject):
                          dataset_config=project.dataset, layers=list(project.layers),
                          preset=project.preset, settings=project.settings, history=list(project.history),
                          best_epoch=project.best_epoch, batch_loss=[tuple(p) for p in project.batch_loss],
-                         viewed_images=list(project.viewer_images), excluded=frozenset(project.excluded_files),
+                         viewed_images=list(project.viewer_images), viewer_tab=project.viewer_tab or "",
+                         excluded=frozenset(project.excluded_files),
                          previous=None, model=model, activity=IDLE, runs=list(project.runs))
         if project.dataset_path and Path(project.dataset_path).is_dir():
             w.dataset_panel.load_folder(project.dataset_path)

@@ -8,8 +8,9 @@ current model and the previous run's are held in memory (``docs/memory.md``);
 restoring any other run loads its weights from disk.
 
 "Bring Back Previous Model" stays as the shortcut to restoring the run before the
-current one: that run's model is still in memory, so it comes back at once
-(``TrainingControl.bring_back_previous``); restoring it from the list does the same.
+current one (``bring_back``): that run's model is still in memory, so it comes back at once
+(``TrainingControl.bring_back_previous``); restoring it from the list does the same. With
+no such model in memory (a reopened project), it restores the latest other run of the list.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.runs import Run, next_run_name
-from ..core.session import IDLE, SWAPPING, ModelInfo, SessionState
+from ..core.session import IDLE, SWAPPING, ModelInfo, SessionState, describe_run
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .runs_view import RunsView
@@ -51,6 +52,7 @@ class RunsControl(QObject):
         state.observe(self._on_model, "model")
         state.observe(self._show, "runs", "model")
         state.observe(self._enable, "activity", "engine_ready")
+        state.observe(self._offer_previous, "previous", "runs", "model", "activity", "engine_ready")
         view.restore_requested.connect(self.restore)
         view.delete_requested.connect(self.delete)
         view.rename_requested.connect(self.rename)
@@ -58,6 +60,7 @@ class RunsControl(QObject):
         view.overlay_changed.connect(self._overlay)
         self._show()
         self._enable()
+        self._offer_previous()
 
     # -- a run ends ---------------------------------------------------------------------------
     def _on_model(self, _names=None) -> None:
@@ -77,7 +80,8 @@ class RunsControl(QObject):
         run = Run(id=model.run, name=next_run_name(state.runs), created=time.time(), class_names=model.class_names,
                   dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
                   preset=preset_name, layers=tuple(layers), settings=settings, history=tuple(state.history),
-                  best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run)
+                  best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run,
+                  kept_message=self.training.kept_message)
         state.runs = [*state.runs, run]
         self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda kept: self._kept(run.id, kept),
                            on_error=lambda message: self.status.emit(
@@ -112,6 +116,30 @@ class RunsControl(QObject):
         self.engine.submit(EngineWorker.restore_run, run.file, list(run.class_names), run.dataset.preprocessing,
                            run.probe_dir, on_done=lambda answer: self._restored(run, answer),
                            on_error=self._restore_failed)
+
+    def bring_back(self) -> None:
+        """Bring Back Previous Model: the model held beside the current one, else the run ``_previous_listed`` names."""
+        if self.state.previous is not None:
+            self.training.bring_back_previous()
+            return
+        run = self._previous_listed()
+        if run is not None:
+            self.restore(run.id)
+
+    def previous_offer(self) -> str | None:
+        """What Bring Back Previous Model makes current, in words ("the model of …"); None: nothing to bring back."""
+        if self.state.previous is not None:
+            return self.state.previous.describe()
+        run = self._previous_listed()
+        return describe_run(run.history, run.best_epoch) if run is not None else None
+
+    def _previous_listed(self) -> Run | None:
+        """The run Bring Back restores from disk when no model before the current one is held (after reopening a
+        project, or opening a model file): the latest run of the list, other than the current model's, whose
+        weights were kept."""
+        model = self.state.model
+        current = model.run if model is not None else None
+        return next((r for r in reversed(self.state.runs) if r.id != current and r.file is not None), None)
 
     def _restored(self, run: Run, answer: dict) -> None:
         state = self.state
@@ -192,6 +220,9 @@ class RunsControl(QObject):
 
     def _enable(self, _names=None) -> None:
         self.view.set_enabled(self.state.engine_ready and not self.state.busy)
+
+    def _offer_previous(self, _names=None) -> None:
+        self.training.panel.set_previous(self.previous_offer(), enabled=self.state.engine_ready and not self.state.busy)
 
     def _overlay(self, ids: list) -> None:
         self._overlaid = list(ids)

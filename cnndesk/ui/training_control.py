@@ -51,6 +51,7 @@ class TrainingControl(QObject):
         self._dialog_parent = dialog_parent
         self._job = None  # the running training job
         self.parent_run: str | None = None  # the run the latest training continued (None: from scratch)
+        self.kept_message = ""  # the sentence the latest run ended with on the weights it kept (its log line)
         self._plan: ModelInfo | None = None  # what the model being trained will be
         self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
         self._continuing = False  # whether the latest run continued the current model
@@ -66,7 +67,6 @@ class TrainingControl(QObject):
         engine.batch.connect(self._on_batch)
         engine.epoch.connect(self._on_epoch)
         engine.message.connect(panel.add_note)
-        state.observe(self._show_previous, "previous", "activity", "engine_ready")
         state.observe(self._stock_when_idle, "engine_ready", "data")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
         state.observe(self._show_run, "model", "dataset_path")
@@ -124,7 +124,8 @@ class TrainingControl(QObject):
             self.engine.cancel(self._job)
 
     def bring_back_previous(self) -> None:
-        """Make the previous run's model current; the current one becomes the previous (so this undoes itself)."""
+        """Make the previous run's model, held in memory, current; the current one becomes the previous (so this
+        undoes itself). ``RunsControl.bring_back`` is the request: without that model it restores a listed run."""
         state = self.state
         if state.previous is None or state.busy:
             return
@@ -144,6 +145,7 @@ class TrainingControl(QObject):
         # the epochs themselves arrived one by one through _on_epoch
         state = self.state
         self._job = None
+        self.kept_message = self.panel.kept_sentence(result)  # before the model changes: its run keeps it
         self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps, output_note=result.output_note)
         with state.changes():
             state.model = self._produced
@@ -156,8 +158,9 @@ class TrainingControl(QObject):
         self.panel.training_finished(result)
         self._stock_when_idle()
         if state.previous is not None:
-            self.status.emit(f"The model of {state.previous.describe()} is kept: Training > Bring Back Previous "
-                             "Model makes it current again.", 15000)
+            kept = state.previous.describe()
+            self.status.emit(f"{kept[0].upper()}{kept[1:]} is kept: Training > Bring Back Previous Model makes it "
+                             "current again.", 15000)
 
     def _on_failed(self, message: str) -> None:
         state = self.state
@@ -207,7 +210,9 @@ class TrainingControl(QObject):
         if (model is not None and model is self._produced) or (model is not None and shown is not None
                                                                and shown.renamed(list(model.class_names)) == model):
             return
-        self.panel.show_history(self.state.history, self.state.best_epoch, self.state.batch_loss)
+        listed = next((r for r in self.state.runs if model is not None and r.id == model.run), None)
+        self.panel.show_history(self.state.history, self.state.best_epoch, self.state.batch_loss,
+                                listed.kept_message if listed is not None else "")
 
     def _stock_when_idle(self, _names=None) -> None:
         """Have the engine trace a spare model for the next Train while nothing else runs.
@@ -223,12 +228,6 @@ class TrainingControl(QObject):
         self.engine.cancel(self._stock_job)
         self._stock_job = self.engine.submit(EngineWorker.stock_pool, state.data, list(state.layers), state.settings,
                                              on_error=lambda _message: None)  # a stack that cannot be built: Train says why
-
-    def _show_previous(self, _names) -> None:
-        state = self.state
-        previous = state.previous
-        self.panel.set_previous(previous.describe() if previous else None,
-                                enabled=state.engine_ready and not state.busy)
 
     def _weights_ready(self, data) -> bool:
         """Whether a pretrained backbone's weights are here; if not, get them (or a chosen file) and train then."""
