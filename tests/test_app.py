@@ -519,26 +519,46 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
         return real(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    asked = []
-
-    def answer(box):
-        asked.append((box.objectName(), box.text(), box.defaultButton() is box.button(QMessageBox.Cancel),
-                      box.escapeButton() is box.button(QMessageBox.Cancel)))
-        return answers.pop(0)
-
-    answers = [QMessageBox.Cancel, QMessageBox.Yes]
-    monkeypatch.setattr(QMessageBox, "exec", answer)
     set_epochs(w, qtbot, 1)
-    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+
+    def ask():
+        """Press Train; the question comes up and the press returns at once: nothing waits in a nested loop."""
+        returned = []
+
+        def give_up():  # a question that waits in a nested loop would hold the press until closed: close it
+            if not returned:
+                for box in w.findChildren(QMessageBox, "destinationBox"):
+                    box.reject()
+
+        QTimer.singleShot(5000, give_up)
+        qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+        returned.append(True)
+        boxes = [b for b in w.findChildren(QMessageBox, "destinationBox") if b.isVisible()]
+        assert len(boxes) == 1, "the question is not shown while the press has returned"
+        box = boxes[0]
+        assert box.windowModality() == Qt.WindowModal  # the window waits for the answer, the event loop does not
+        assert box.defaultButton() is box.button(QMessageBox.Cancel)
+        assert box.escapeButton() is box.button(QMessageBox.Cancel)
+        assert box.text().startswith(f"Cannot save the project in {ro}: the disk is read-only")
+        assert "Save Project As" in box.text()
+        return box
+
+    box = ask()
+    qtbot.mouseClick(box.button(QMessageBox.Cancel), Qt.LeftButton)
     assert not w.training_panel.running and not w.state.has_model  # Cancel: nothing started
-    name, text, cancel_default, cancel_escape = asked[0]
-    assert name == "destinationBox" and cancel_default and cancel_escape
-    assert text.startswith(f"Cannot save the project in {ro}: the disk is read-only")
-    assert "Save Project As" in text
-    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)  # Train Anyway
+
+    box = ask()
+    assert not w.training_panel.running
+    # an answer that arrives while the question is shown (another dataset read) is what Train Anyway trains on
+    other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6)
+    w.dataset_panel.load_folder(str(other))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=20000)
+    assert box.isVisible()
+    qtbot.mouseClick(box.button(QMessageBox.Yes), Qt.LeftButton)  # Train Anyway
     assert w.training_panel.running
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
-    assert w.state.has_model and len(asked) == 2
+    assert w.state.has_model and w.state.model.class_names == ("left", "top")
+    assert w.engine.worker.model.outputs[0].shape[-1] == 2
     assert os.listdir(ro) == []
 
 

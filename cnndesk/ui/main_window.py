@@ -228,6 +228,7 @@ class MainWindow(QMainWindow):
         self.dataset_panel.sample_button.clicked.connect(self.use_sample)
         self.model_panel.validity_changed.connect(lambda *_: self._update_actions())
         self.training_panel.train_requested.connect(self._train)
+        self.training.started.connect(lambda: self.tabs.setCurrentIndex(self.TAB_TRAIN))
         self.training_panel.stop_requested.connect(self.training.stop)
         self.training_panel.previous_requested.connect(self.runs.bring_back)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
@@ -238,8 +239,8 @@ class MainWindow(QMainWindow):
         self.probe_view.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     def _train(self, continuing: bool = False) -> None:
-        if self.train_action.isEnabled() and self.training.start(continuing):
-            self.tabs.setCurrentIndex(self.TAB_TRAIN)
+        if self.train_action.isEnabled():
+            self.training.start(continuing)  # the Train tab shows the run when it starts (training.started)
 
     def _on_engine_ready(self, info: dict) -> None:
         devices = info.get("devices", [])

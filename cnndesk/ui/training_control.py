@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
@@ -40,10 +40,12 @@ class TrainingControl(QObject):
     Signals:
         status(str, int): a message for the status bar and how long to show it (ms).
         error(str, str): a title and message for an error box.
+        started(): a run started (also one that started after a question or a download of weights).
     """
 
     status = Signal(str, int)
     error = Signal(str, str)
+    started = Signal()
 
     def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -72,8 +74,13 @@ class TrainingControl(QObject):
         state.observe(self._show_run, "model", "dataset_path")
 
     # -- requests -------------------------------------------------------------------
-    def start(self, continuing: bool = False) -> bool:
-        """Train the layer stack on the dataset (or continue the current model). False: refused or cancelled."""
+    def start(self, continuing: bool = False, asked_about: str | None = None) -> bool:
+        """Train the layer stack on the dataset (or continue the current model). False: refused, or a question or a
+        download of weights comes first (which calls this again: everything is read from the state then).
+
+        Args:
+            asked_about: the project folder the user chose to train for although it cannot take the model.
+        """
         state = self.state
         data = state.data
         if state.busy or data is None:
@@ -89,7 +96,7 @@ class TrainingControl(QObject):
             return False
         if not continuing and not self._weights_ready(data):
             return False  # Train starts again once the weights are there
-        if state.project_path and not self._destination_ok(data):
+        if state.project_path and state.project_path != asked_about and not self._destination_ok(data, continuing):
             return False
         settings = state.settings
         initial = len(state.history) if continuing else 0
@@ -114,6 +121,7 @@ class TrainingControl(QObject):
                                        continue_training=continuing, initial_epoch=initial,
                                        probes=list(state.probe_images),
                                        on_done=self._on_trained, on_error=self._on_failed)
+        self.started.emit()
         return True
 
     def stop(self) -> None:
@@ -238,11 +246,16 @@ class TrainingControl(QObject):
 
         return self.weights.ensure(list(self.state.layers), data.preprocessing.input_shape, self.start, use_file)
 
-    def _destination_ok(self, data) -> bool:
-        """Before training: can the project folder take the trained model? Ask when it cannot."""
+    def _destination_ok(self, data, continuing: bool) -> bool:
+        """Before training: can the project folder take the trained model? When it cannot, ask (False).
+
+        The question is window-modal and nothing waits for it: "Train Anyway" calls ``start`` again, which reads
+        the state as it is then (an engine answer may have changed it while the question was shown).
+        """
+        folder = self.state.project_path
         try:
             rows = layer_table(list(self.state.layers), data.preprocessing.input_shape, data.num_classes)
-            check_destination(self.state.project_path, estimate_model_bytes(total_params(rows)))
+            check_destination(folder, estimate_model_bytes(total_params(rows)))
         except ArchitectureError:
             return True  # training reports it
         except ProjectError as e:
@@ -250,8 +263,16 @@ class TrainingControl(QObject):
                               f"{e}\n\nTrain anyway? You can save the result elsewhere with Save Project As.",
                               QMessageBox.Yes | QMessageBox.Cancel, self._dialog_parent)
             box.setObjectName("destinationBox")
+            box.setAttribute(Qt.WA_DeleteOnClose)
             box.button(QMessageBox.Yes).setText("Train Anyway")
             box.setDefaultButton(QMessageBox.Cancel)
             box.setEscapeButton(QMessageBox.Cancel)
-            return box.exec() == QMessageBox.Yes
+
+            def answered(_result: int) -> None:
+                if box.standardButton(box.clickedButton()) == QMessageBox.Yes:
+                    self.start(continuing, asked_about=folder)
+
+            box.finished.connect(answered)
+            box.open()
+            return False
         return True
