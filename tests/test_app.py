@@ -37,6 +37,25 @@ def drop_paths(widget, paths):
     QApplication.sendEvent(widget, drop)
 
 
+def question_after(w, press, name: str) -> QMessageBox:
+    """Do ``press`` (a click); the question box called ``name`` is shown and the press has returned: nothing waits
+    for the answer in a nested event loop. The box is window-modal: the window waits, the event loop does not."""
+    returned = []
+
+    def give_up():  # a question that waited in a nested loop would hold the press until closed: close it
+        if not returned:
+            for box in w.findChildren(QMessageBox, name):
+                box.reject()
+
+    QTimer.singleShot(5000, give_up)
+    press()
+    returned.append(True)
+    boxes = [b for b in w.findChildren(QMessageBox, name) if b.isVisible()]
+    assert len(boxes) == 1, f"no question {name} is shown once the press has returned"
+    assert boxes[0].windowModality() == Qt.WindowModal
+    return boxes[0]
+
+
 def saved_model_file(folder: Path) -> Path | None:
     """The model file a saved project's project.json names (None: saved without a model)."""
     import json
@@ -522,21 +541,8 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
     set_epochs(w, qtbot, 1)
 
     def ask():
-        """Press Train; the question comes up and the press returns at once: nothing waits in a nested loop."""
-        returned = []
-
-        def give_up():  # a question that waits in a nested loop would hold the press until closed: close it
-            if not returned:
-                for box in w.findChildren(QMessageBox, "destinationBox"):
-                    box.reject()
-
-        QTimer.singleShot(5000, give_up)
-        qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-        returned.append(True)
-        boxes = [b for b in w.findChildren(QMessageBox, "destinationBox") if b.isVisible()]
-        assert len(boxes) == 1, "the question is not shown while the press has returned"
-        box = boxes[0]
-        assert box.windowModality() == Qt.WindowModal  # the window waits for the answer, the event loop does not
+        box = question_after(w, lambda: qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton),
+                             "destinationBox")
         assert box.defaultButton() is box.button(QMessageBox.Cancel)
         assert box.escapeButton() is box.button(QMessageBox.Cancel)
         assert box.text().startswith(f"Cannot save the project in {ro}: the disk is read-only")

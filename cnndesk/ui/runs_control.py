@@ -19,7 +19,7 @@ import dataclasses
 import time
 from typing import Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.runs import Run, next_run_name
@@ -167,26 +167,38 @@ class RunsControl(QObject):
         self.error.emit("Could not restore the run", message)
 
     def delete(self, run_id: str) -> None:
-        """Delete a run after asking; the current model's run is refused with the reason."""
-        state = self.state
+        """Delete a run after asking (a window-modal question; the answer continues in ``_delete``).
+
+        The current model's run is never deleted: the list disables Delete for it and says why.
+        """
         run = self._find(run_id)
-        if run is None or state.busy:
-            return
-        if state.model is not None and state.model.run == run_id:
-            box = QMessageBox(QMessageBox.Information, "This run is the current model",
-                              f"{run.name} is the current model's run, so it cannot be deleted. Restore another run "
-                              "first, then delete this one.", QMessageBox.Ok, self._dialog_parent)
-            box.setObjectName("deleteRefusedBox")
-            box.exec()
+        if run is None or not self._deletable(run_id):
             return
         box = QMessageBox(QMessageBox.Question, "Delete the run?",
                           f"Delete {run.name} ({run.epochs} epoch{'s' if run.epochs != 1 else ''})? Its figures and "
                           "weights leave the project when it is next saved. This cannot be undone.",
                           QMessageBox.Yes | QMessageBox.Cancel, self._dialog_parent)
         box.setObjectName("deleteRunBox")
+        box.setAttribute(Qt.WA_DeleteOnClose)
         box.button(QMessageBox.Yes).setText("Delete")
         box.setDefaultButton(QMessageBox.Cancel)
-        if box.exec() != QMessageBox.Yes:
+        box.finished.connect(lambda _result: box.standardButton(box.clickedButton()) == QMessageBox.Yes
+                             and self._delete(run_id))
+        box.open()
+
+    def _deletable(self, run_id: str) -> bool:
+        state = self.state
+        return not state.busy and (state.model is None or state.model.run != run_id)
+
+    def _delete(self, run_id: str) -> None:
+        """Delete the run the user said yes to, as the state is now (the answer may come after engine answers)."""
+        state = self.state
+        run = self._find(run_id)
+        if run is None:
+            return
+        if not self._deletable(run_id):
+            self.status.emit(f"{run.name} was not deleted: " + ("other work is running; try again when it ends."
+                             if state.busy else "it is the current model's run now."), 8000)
             return
         with state.changes():
             state.runs = [r for r in state.runs if r.id != run_id]
