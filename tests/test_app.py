@@ -13,7 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
 from cnndesk.core.cpu_kernels import ENGINE_NICENESS
-from conftest import kept_epoch, write_dataset
+from conftest import kept_epoch, strict_json, write_dataset
 
 
 def save_as(w, qtbot, monkeypatch, folder):
@@ -786,6 +786,50 @@ def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qt
     qtbot.waitUntil(lambda: len(w2.state.history) == 1 and not w2.state.busy, timeout=30000)
     assert w2.state.model.run == w2.state.runs[0].id and panel.chart.point_count("loss") == 1
     assert "previous run (2 epochs" in panel.previous_button.toolTip()  # and back again, in one click
+
+
+def test_a_run_whose_loss_became_nan_is_saved_as_strict_json_and_reopens_with_the_same_chart(
+        tiny_window, qtbot, make_window, tmp_path, monkeypatch):
+    import math
+
+    from cnndesk.core import training
+
+    def diverging(report):  # epoch 2's losses are not a number, as in a run whose weights blew up
+        def make(**values):
+            if values["epoch"] == 2:
+                values.update({key: math.nan for key in ("loss", "val_loss") if key in values})
+            return report(**values)
+        return make
+
+    monkeypatch.setattr(training, "EpochReport", diverging(training.EpochReport))
+    monkeypatch.setattr(training, "BatchReport", diverging(training.BatchReport))
+    w = tiny_window
+    train_now(w, qtbot, epochs=3)
+    assert math.isnan(w.state.history[1]["loss"])
+
+    def drawn(window):
+        chart = window.training_panel.chart
+        lines = {key: [v for p in s.points() for v in (p.x(), p.y())] for key, s in chart.series.items()}
+        lines["kept"] = [v for p in chart.best.points() for v in (p.x(), p.y())]
+        epochs = [line.replace("/3  ", "  ") for line in window.training_panel.log.toPlainText().splitlines()
+                  if line.startswith("Epoch ")]
+        return lines, epochs
+
+    before, log = drawn(w)
+    assert log[1].startswith("Epoch 2  loss nan  acc ") and "val_loss nan" in log[1]
+    assert len(before["loss"]) == 2 * 2 and len(before["val_loss"]) == 2 * 2 and len(before["accuracy"]) == 3 * 2
+    folder = tmp_path / "diverged"
+    save_as(w, qtbot, monkeypatch, folder)
+    strict_json((folder / "project.json").read_text())
+
+    w2 = make_window()
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder), timeout=60000)
+    after, reopened_log = drawn(w2)
+    assert reopened_log == log
+    for key, points in before.items():  # the batch losses are saved to 5 significant digits
+        assert len(after[key]) == len(points), key
+        assert after[key] == pytest.approx(points, rel=1e-4), key
 
 
 def test_f5_from_any_tab_shows_the_training_as_it_starts(tiny_window, qtbot):

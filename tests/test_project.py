@@ -21,6 +21,8 @@ from cnndesk.core.model_loading import load_keras_model
 from cnndesk.core.project import LOCK_FILE, MODEL_FILE, PROJECT_FILE, VERSIONS_DIR, Project, is_project, \
     open_project, save_project
 
+from conftest import strict_json
+
 FIXTURES = Path(__file__).parent / "fixtures"
 CLASSES = ["cat", "dog", "owl"]
 
@@ -86,14 +88,6 @@ def test_a_project_without_a_trained_model_opens_with_none(tmp_path):
     assert model is None and project.class_names == CLASSES
 
 
-def _strict_json(text: str):
-    """``text`` parsed as JSON that any reader takes: NaN, Infinity and -Infinity are refused."""
-    def refuse(name):
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
 def test_a_diverged_run_is_saved_as_strict_json_and_reopens_with_its_nan_losses(tmp_path):
     from cnndesk.core.runs import Run
 
@@ -103,7 +97,7 @@ def test_a_diverged_run_is_saved_as_strict_json_and_reopens_with_its_nan_losses(
                {"epoch": 3, "loss": nan, "accuracy": 0.5, "val_loss": None, "val_accuracy": None}]
     run = Run(id="r1", name="Run 1", history=tuple(history), batch_loss=((0.5, 3.0), (1.0, nan)))
     save_project(tmp_path / "p", _project(history=history, batch_loss=[[0.5, 3.0], [1.0, nan]], runs=[run]))
-    saved = _strict_json((tmp_path / "p" / PROJECT_FILE).read_text())
+    saved = strict_json((tmp_path / "p" / PROJECT_FILE).read_text())
     assert saved["history"][1]["loss"] is None and saved["runs"][0]["history"][0]["val_loss"] is None
     project, _ = open_project(tmp_path / "p", load_model=False)
     for rows in (project.history, project.runs[0].history):
