@@ -182,8 +182,12 @@ class RunsControl(QObject):
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.button(QMessageBox.Yes).setText("Delete")
         box.setDefaultButton(QMessageBox.Cancel)
-        box.finished.connect(lambda _result: box.standardButton(box.clickedButton()) == QMessageBox.Yes
-                             and self._delete(run_id))
+
+        def answered(_result: int) -> None:
+            if box.standardButton(box.clickedButton()) == QMessageBox.Yes:
+                self._delete(run_id)
+
+        box.finished.connect(answered)
         box.open()
 
     def _deletable(self, run_id: str) -> bool:

@@ -71,7 +71,8 @@ class TrainingControl(QObject):
         engine.message.connect(panel.add_note)
         state.observe(self._stock_when_idle, "engine_ready", "data")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
-        state.observe(self._show_run, "model", "dataset_path")
+        state.observe(self._show_run, "model")
+        state.observe(self._on_dataset_folder, "dataset_path")
 
     # -- requests -------------------------------------------------------------------
     def start(self, continuing: bool = False, asked_about: str | None = None) -> bool:
@@ -204,15 +205,14 @@ class TrainingControl(QObject):
         self.error.emit("Could not bring back the model", message)
 
     # -- helpers -------------------------------------------------------------------------
-    def _show_run(self, names=None) -> None:
-        """Show the current model's run, unless the panel already does (it drew it live, or only names changed).
+    def _on_dataset_folder(self, names) -> None:
+        """Another dataset folder chosen: the chart and log of a run on the one before go (a project opened with
+        its dataset shows its own run instead)."""
+        if not {"model", "history"} & names and not self.state.training:
+            self.panel.clear_run()
 
-        Another dataset folder with the same model clears the chart: the run drawn was one on the dataset before.
-        """
-        if names is not None and "model" not in names:
-            if not self.state.training:
-                self.panel.clear_run()
-            return
+    def _show_run(self, _names=None) -> None:
+        """Show the current model's run, unless the panel already does (it drew it live, or only names changed)."""
         model, shown = self.state.model, self._shown
         self._shown = model
         if (model is not None and model is self._produced) or (model is not None and shown is not None
