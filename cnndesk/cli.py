@@ -449,7 +449,7 @@ def cmd_train(args, fit=None, save=None) -> int:
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
               dataset=config, dataset_path=str(Path(args.dataset).resolve()), preset=args.preset,
               layers=tuple(layers), settings=settings, history=tuple(result.history), best_epoch=result.best_epoch,
-              trust=None if trust is None else trust.to_json())
+              kept_message=result.kept_message, trust=None if trust is None else trust.to_json())
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
         from .core.probes import recording_summary
 

@@ -86,6 +86,16 @@ def read_only_folder(folder, monkeypatch):
     return folder
 
 
+def strict_json(text: str):
+    """``text`` parsed as JSON that every reader takes: NaN, Infinity and -Infinity (Python's extensions) are refused."""
+    import json
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path):
     """3 classes x 20 PNG images at 32x32, easy to learn."""

@@ -13,7 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
 from cnndesk.core.cpu_kernels import ENGINE_NICENESS
-from conftest import kept_epoch, write_dataset
+from conftest import kept_epoch, strict_json, write_dataset
 
 
 def save_as(w, qtbot, monkeypatch, folder):
@@ -35,6 +35,25 @@ def drop_paths(widget, paths):
     assert enter.isAccepted(), "the widget refused the drag"
     drop = QDropEvent(QPointF(pos), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
     QApplication.sendEvent(widget, drop)
+
+
+def question_after(w, press, name: str) -> QMessageBox:
+    """Do ``press`` (a click); the question box called ``name`` is shown and the press has returned: nothing waits
+    for the answer in a nested event loop. The box is window-modal: the window waits, the event loop does not."""
+    returned = []
+
+    def give_up():  # a question that waited in a nested loop would hold the press until closed: close it
+        if not returned:
+            for box in w.findChildren(QMessageBox, name):
+                box.reject()
+
+    QTimer.singleShot(5000, give_up)
+    press()
+    returned.append(True)
+    boxes = [b for b in w.findChildren(QMessageBox, name) if b.isVisible()]
+    assert len(boxes) == 1, f"no question {name} is shown once the press has returned"
+    assert boxes[0].windowModality() == Qt.WindowModal
+    return boxes[0]
 
 
 def saved_model_file(folder: Path) -> Path | None:
@@ -576,9 +595,13 @@ def test_a_run_stopped_at_once_does_not_lose_the_model_before_it(tiny_window, qt
     qtbot.waitUntil(lambda: w.training_panel.chart.point_count("batch_loss") >= 1, timeout=60000)
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=20000)
+    assert w.training_panel.progress.format() == "Stopped; the model trained so far is kept"
     assert w.engine.worker.model is not first_model  # the barely trained model is current, as Stop says...
     w.previous_action.trigger()  # ...and the one before it comes back from the Training menu
     qtbot.waitUntil(lambda: w.engine.worker.model is first_model and len(w.state.history) == 1, timeout=20000)
+    qtbot.waitUntil(lambda: w.training_panel.chart.point_count("loss") == 1, timeout=5000)
+    assert w.training_panel.progress.format() == ""  # what the stopped run kept is no longer shown
+    assert "Stopped" not in w.training_panel.log.toPlainText()
 
 
 def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_window, qtbot, tmp_path, monkeypatch):
@@ -598,26 +621,33 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
         return real(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    asked = []
-
-    def answer(box):
-        asked.append((box.objectName(), box.text(), box.defaultButton() is box.button(QMessageBox.Cancel),
-                      box.escapeButton() is box.button(QMessageBox.Cancel)))
-        return answers.pop(0)
-
-    answers = [QMessageBox.Cancel, QMessageBox.Yes]
-    monkeypatch.setattr(QMessageBox, "exec", answer)
     set_epochs(w, qtbot, 1)
-    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+
+    def ask():
+        box = question_after(w, lambda: qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton),
+                             "destinationBox")
+        assert box.defaultButton() is box.button(QMessageBox.Cancel)
+        assert box.escapeButton() is box.button(QMessageBox.Cancel)
+        assert box.text().startswith(f"Cannot save the project in {ro}: the disk is read-only")
+        assert "Save Project As" in box.text()
+        return box
+
+    box = ask()
+    qtbot.mouseClick(box.button(QMessageBox.Cancel), Qt.LeftButton)
     assert not w.training_panel.running and not w.state.has_model  # Cancel: nothing started
-    name, text, cancel_default, cancel_escape = asked[0]
-    assert name == "destinationBox" and cancel_default and cancel_escape
-    assert text.startswith(f"Cannot save the project in {ro}: the disk is read-only")
-    assert "Save Project As" in text
-    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)  # Train Anyway
+
+    box = ask()
+    assert not w.training_panel.running
+    # an answer that arrives while the question is shown (another dataset read) is what Train Anyway trains on
+    other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6)
+    w.dataset_panel.load_folder(str(other))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=20000)
+    assert box.isVisible()
+    qtbot.mouseClick(box.button(QMessageBox.Yes), Qt.LeftButton)  # Train Anyway
     assert w.training_panel.running
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
-    assert w.state.has_model and len(asked) == 2
+    assert w.state.has_model and w.state.model.class_names == ("left", "top")
+    assert w.engine.worker.model.outputs[0].shape[-1] == 2
     assert os.listdir(ro) == []
 
 
@@ -700,12 +730,14 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
     assert verdict.isVisible()
 
 
-def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tiny_window, qtbot, monkeypatch):
+def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tiny_window, qtbot, monkeypatch,
+                                                                             tmp_path):
     from cnndesk.core.architecture import CLASSES, LayerSpec
     from cnndesk.core.errors import UserError
 
     w = tiny_window
-    train_now(w, qtbot, epochs=1)
+    panel = w.training_panel
+    train_now(w, qtbot, epochs=2)
     model, history = w.engine.worker.model, list(w.state.history)
     errors = []
     monkeypatch.setattr(w, "show_error", lambda title, message: errors.append((title, message)))
@@ -721,9 +753,23 @@ def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tin
     train_now(w, qtbot, epochs=1)
     assert errors and errors[0][0] == "Training failed" and "cannot open this model" in errors[0][1]
     assert w.engine.worker.model is model and w.state.history == history  # the model before it is still current
-    assert w.training_panel.chart.point_count("loss") == 1
+    # the chart and the log show the run that failed, ending with why
+    assert panel.chart.point_count("loss") == 1
+    log = panel.log.toPlainText().splitlines()
+    assert log[0] == "Training for 1 epochs…" and any(line.startswith("Epoch 1/1  loss ") for line in log)
+    assert log[-1] == "Training failed: The viewer cannot open this model."
+    assert panel.progress.format() == "Training failed"
     assert [l.kind for l in w.model_panel.layers] == ["Flatten", "Dense"]  # what the user tried is still there
     assert w.model_panel.batch_size.value() == 4
+
+    # the next action, here another dataset chosen from the Train tab, clears the failed run's chart and progress
+    other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(other))
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+    w.choose_dataset_action.trigger()
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=20000)
+    assert panel.chart.point_count("loss") == 0 and panel.chart.point_count("batch_loss") == 0
+    assert panel.log.toPlainText() == "" and panel.progress.format() == ""
 
 
 def test_units_and_filters_stop_at_what_cnndesk_can_open_again(tiny_window, qtbot):
@@ -781,12 +827,19 @@ def test_save_as_takes_the_name_of_a_new_folder(window, qtbot, tmp_path):
 def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qtbot, make_window, tmp_path,
                                                                  monkeypatch, tiny_dataset):
     w = tiny_window
+    train_now(w, qtbot, epochs=1)
     train_now(w, qtbot, epochs=2)
     batches = w.training_panel.chart.point_count("batch_loss")
+    kept = [line for line in w.training_panel.log.toPlainText().splitlines() if line.startswith("Kept ")]
+    assert len(kept) == 1 and ": " in kept[0]  # the trainer's explanation of the weights kept
+    offer = w.training_panel.previous_button.toolTip()
     images = sorted(str(p) for p in (tiny_dataset / "left").iterdir())[:2]
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     w.viewer_panel.classify_paths(images)
     qtbot.waitUntil(lambda: w.viewer_panel.strip.count() == 2, timeout=20000)
+    qtbot.mouseClick(w.viewer_panel.tabs.tabBar(), Qt.LeftButton,
+                     pos=w.viewer_panel.tabs.tabBar().tabRect(w.viewer_panel.tabs.indexOf(w.viewer_panel.gradcam)).center())
+    assert w.viewer_panel.tabs.currentWidget() is w.viewer_panel.gradcam
     folder = tmp_path / "whole"
     save_as(w, qtbot, monkeypatch, folder)
 
@@ -796,14 +849,70 @@ def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qt
     panel = w2.training_panel
     assert panel.chart.point_count("batch_loss") == batches  # the batch-loss line, as it was drawn
     assert panel.chart.best.count() == 1  # the kept epoch's marker
-    epochs = [line for line in panel.log.toPlainText().splitlines() if line.startswith("Epoch ")]
+    log = panel.log.toPlainText().splitlines()
+    epochs = [line for line in log if line.startswith("Epoch ")]
     assert len(epochs) == 2 and all(" s, " in line for line in epochs)  # each epoch's time and speed
+    assert log[-1] == kept[0]  # the same explanation, not a shorter one made up again
     viewer = w2.viewer_panel
+    assert viewer.tabs.currentWidget() is viewer.gradcam  # the tab it showed
     qtbot.waitUntil(lambda: viewer.strip.count() == 2, timeout=20000)  # the images the viewer showed
     w2.tabs.setCurrentIndex(w2.TAB_VIEWER)
     viewer.tabs.setCurrentWidget(viewer.evaluation_view)  # the evaluation is computed when it is looked at
     qtbot.waitUntil(lambda: viewer.evaluation_view.accuracy_label.text().startswith("Accuracy"), timeout=20000)
     assert not w2.isWindowModified()
+    # the run before can still be brought back, now from the project's folder
+    assert panel.previous_button.isEnabled() and w2.previous_action.isEnabled()
+    assert panel.previous_button.toolTip() == offer
+    w2.tabs.setCurrentIndex(w2.TAB_TRAIN)
+    assert panel.previous_button.isVisible()
+    qtbot.mouseClick(panel.previous_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: len(w2.state.history) == 1 and not w2.state.busy, timeout=30000)
+    assert w2.state.model.run == w2.state.runs[0].id and panel.chart.point_count("loss") == 1
+    assert "previous run (2 epochs" in panel.previous_button.toolTip()  # and back again, in one click
+
+
+def test_a_run_whose_loss_became_nan_is_saved_as_strict_json_and_reopens_with_the_same_chart(
+        tiny_window, qtbot, make_window, tmp_path, monkeypatch):
+    import math
+
+    from cnndesk.core import training
+
+    def diverging(report):  # epoch 2's losses are not a number, as in a run whose weights blew up
+        def make(**values):
+            if values["epoch"] == 2:
+                values.update({key: math.nan for key in ("loss", "val_loss") if key in values})
+            return report(**values)
+        return make
+
+    monkeypatch.setattr(training, "EpochReport", diverging(training.EpochReport))
+    monkeypatch.setattr(training, "BatchReport", diverging(training.BatchReport))
+    w = tiny_window
+    train_now(w, qtbot, epochs=3)
+    assert math.isnan(w.state.history[1]["loss"])
+
+    def drawn(window):
+        chart = window.training_panel.chart
+        lines = {key: [v for p in s.points() for v in (p.x(), p.y())] for key, s in chart.series.items()}
+        lines["kept"] = [v for p in chart.best.points() for v in (p.x(), p.y())]
+        epochs = [line.replace("/3  ", "  ") for line in window.training_panel.log.toPlainText().splitlines()
+                  if line.startswith("Epoch ")]
+        return lines, epochs
+
+    before, log = drawn(w)
+    assert log[1].startswith("Epoch 2  loss nan  acc ") and "val_loss nan" in log[1]
+    assert len(before["loss"]) == 2 * 2 and len(before["val_loss"]) == 2 * 2 and len(before["accuracy"]) == 3 * 2
+    folder = tmp_path / "diverged"
+    save_as(w, qtbot, monkeypatch, folder)
+    strict_json((folder / "project.json").read_text())
+
+    w2 = make_window()
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder), timeout=60000)
+    after, reopened_log = drawn(w2)
+    assert reopened_log == log
+    for key, points in before.items():  # the batch losses are saved to 5 significant digits
+        assert len(after[key]) == len(points), key
+        assert after[key] == pytest.approx(points, rel=1e-4), key
 
 
 def test_f5_from_any_tab_shows_the_training_as_it_starts(tiny_window, qtbot):
@@ -865,6 +974,11 @@ def test_opening_a_model_file_clears_the_previous_runs_chart(tiny_window, qtbot,
     qtbot.waitUntil(lambda: w.state.model is not None and w.state.model.source == "file", timeout=30000)
     assert w.training_panel.chart.point_count("loss") == 0
     assert w.training_panel.chart.point_count("batch_loss") == 0
+    # a run trained next keeps the opened model to bring back, called by its file, not "a run of 0 epochs"
+    train_now(w, qtbot)
+    assert ("The model opened from other.keras is kept: Training > Bring Back Previous Model makes it current "
+            "again.") == w.statusBar().currentMessage()
+    assert w.training_panel.previous_button.toolTip().startswith("Make the model opened from other.keras current")
 
 
 def test_class_names_cannot_be_edited_while_training(tiny_window, qtbot, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import zipfile
@@ -19,6 +20,8 @@ from cnndesk.core.errors import ModelFileError, ProjectError
 from cnndesk.core.model_loading import load_keras_model
 from cnndesk.core.project import LOCK_FILE, MODEL_FILE, PROJECT_FILE, VERSIONS_DIR, Project, is_project, \
     open_project, save_project
+
+from conftest import strict_json
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLASSES = ["cat", "dog", "owl"]
@@ -83,6 +86,25 @@ def test_a_project_without_a_trained_model_opens_with_none(tmp_path):
     save_project(tmp_path / "p", _project())
     project, model = open_project(tmp_path / "p")
     assert model is None and project.class_names == CLASSES
+
+
+def test_a_diverged_run_is_saved_as_strict_json_and_reopens_with_its_nan_losses(tmp_path):
+    from cnndesk.core.runs import Run
+
+    nan, inf = float("nan"), float("inf")
+    history = [{"epoch": 1, "loss": 92954.0, "accuracy": 0.5, "val_loss": inf, "val_accuracy": 0.5},
+               {"epoch": 2, "loss": nan, "accuracy": 0.5, "val_loss": nan, "val_accuracy": 0.5},
+               {"epoch": 3, "loss": nan, "accuracy": 0.5, "val_loss": None, "val_accuracy": None}]
+    run = Run(id="r1", name="Run 1", history=tuple(history), batch_loss=((0.5, 3.0), (1.0, nan)))
+    save_project(tmp_path / "p", _project(history=history, batch_loss=[[0.5, 3.0], [1.0, nan]], runs=[run]))
+    saved = strict_json((tmp_path / "p" / PROJECT_FILE).read_text())
+    assert saved["history"][1]["loss"] is None and saved["runs"][0]["history"][0]["val_loss"] is None
+    project, _ = open_project(tmp_path / "p", load_model=False)
+    for rows in (project.history, project.runs[0].history):
+        assert rows[0]["loss"] == 92954.0 and math.isnan(rows[0]["val_loss"])  # a loss, not a missing one
+        assert math.isnan(rows[1]["loss"]) and math.isnan(rows[1]["val_loss"]) and rows[1]["val_accuracy"] == 0.5
+        assert math.isnan(rows[2]["loss"]) and rows[2]["val_loss"] is None  # no validation stays no validation
+    assert project.batch_loss == [[0.5, 3.0]] and project.runs[0].batch_loss == ((0.5, 3.0),)
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

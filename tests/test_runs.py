@@ -24,7 +24,7 @@ from cnndesk.core.errors import UserError
 from cnndesk.ui.runs_view import DATASET, NOTE
 
 from conftest import make_image, write_dataset
-from test_app import drop_paths, layer_row_text, save_as, set_epochs, train_now
+from test_app import drop_paths, layer_row_text, question_after, save_as, set_epochs, train_now
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -295,13 +295,14 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     assert chart.overlay_names()[0].startswith("baseline: ")
     assert w.isWindowModified()
 
-    # the current run cannot be deleted: the reason is given
-    asked = []
-    monkeypatch.setattr(QMessageBox, "exec", lambda box: asked.append((box.objectName(), box.text())) or QMessageBox.Ok)
+    # the current run cannot be deleted: its Delete is disabled and says why
     select_cell(w, qtbot, "Run 2", 1)
     assert not view.restore_button.isEnabled()  # it is current already
-    qtbot.mouseClick(view.delete_button, Qt.LeftButton)
-    assert asked[-1][0] == "deleteRefusedBox" and "current model" in asked[-1][1]
+    assert not view.delete_button.isEnabled()
+    assert view.delete_button.toolTip() == ("Run 2 is the current model's run, so it cannot be deleted. Restore "
+                                            "another run first, then delete this one.")
+    select_cell(w, qtbot, "baseline", 1)
+    assert view.delete_button.isEnabled() and "current model" not in view.delete_button.toolTip()
     assert len(w.state.runs) == 2
 
     # restoring the first run brings back its model, layers and settings; the viewer predicts with it
@@ -364,15 +365,16 @@ def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_del
     assert w.engine.worker.model is not first_model  # (that model object was trained on as Run 2)
     assert w.state.previous.model.run == w.state.runs[2].id  # the model it replaced is the one before now
 
-    answers, asked = [QMessageBox.Cancel, QMessageBox.Yes], []
-    monkeypatch.setattr(QMessageBox, "exec", lambda box: asked.append(box.text()) or answers.pop(0))
     select_cell(w, qtbot, "Run 3", 1)
-    qtbot.mouseClick(view.delete_button, Qt.LeftButton)
-    assert asked[0].startswith("Delete Run 3 (1 epoch)?") and view.run_names() == ["Run 1", "Run 2", "Run 3"]
-    qtbot.mouseClick(view.delete_button, Qt.LeftButton)
+    box = question_after(w, lambda: qtbot.mouseClick(view.delete_button, Qt.LeftButton), "deleteRunBox")
+    assert box.text().startswith("Delete Run 3 (1 epoch)?") and box.defaultButton() is box.button(QMessageBox.Cancel)
+    qtbot.mouseClick(box.button(QMessageBox.Cancel), Qt.LeftButton)
+    assert view.run_names() == ["Run 1", "Run 2", "Run 3"]
+    box = question_after(w, lambda: qtbot.mouseClick(view.delete_button, Qt.LeftButton), "deleteRunBox")
+    qtbot.mouseClick(box.button(QMessageBox.Yes), Qt.LeftButton)
     assert view.run_names() == ["Run 1", "Run 2"]
-    # the deleted run was the one before: it cannot be brought back either
-    assert not w.training_panel.previous_button.isVisible()
+    # the deleted run was the one before: Bring Back offers the latest run left instead (Run 2, from disk)
+    assert "previous run (2 epochs" in w.training_panel.previous_button.toolTip()
 
 
 def test_a_run_that_ends_while_a_name_is_being_typed_neither_closes_the_editor_nor_renames_another_run(qtbot):

@@ -62,7 +62,9 @@ def test_the_project_to_save_comes_from_the_state_with_the_models_own_preprocess
 
 def test_a_run_record_describes_itself_by_its_kept_epoch():
     run = RunRecord(model(), ({"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.75}), best_epoch=2)
-    assert run.describe() == "the previous run (2 epochs, validation accuracy 0.750)"
+    assert run.describe() == "the model of the previous run (2 epochs, validation accuracy 0.750)"
+    opened = RunRecord(model(source="file", file="resnet50.keras"))  # no run of this project, no epochs
+    assert opened.describe() == "the model opened from resnet50.keras"
     assert SessionState(model=None).current_run() is None
     assert model(source="file").editable_names and not model().editable_names
     assert SessionState().activity == IDLE

@@ -377,6 +377,18 @@ def test_a_model_at_chance_is_called_so_with_advice(tmp_path):
         "image size, and more images per class.")
 
 
+def test_a_run_whose_loss_diverged_is_told_to_lower_the_learning_rate_not_to_train_longer(data):
+    result = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "epochs": 1, "learning_rate": 0.5}))
+    loss = result.history[0]["loss"]
+    assert not math.isfinite(loss) or loss > 100, "the run did not diverge"  # 7,233 here
+    message = result.chance_message
+    assert message.startswith("Validation accuracy 0.333 is at or near chance (0.333 with 3 classes)")
+    shown = f"{loss:,.0f}" if math.isfinite(loss) else "not a number"
+    assert (f"The training loss diverged ({shown} in epoch 1 at learning rate 0.5): lower the learning rate, "
+            "for example to 0.05, and train again.") in message
+    assert "more epochs" not in message
+
+
 def test_a_model_well_above_chance_gets_no_warning(trained):
     assert trained[0].chance_message is None
 

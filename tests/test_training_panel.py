@@ -250,6 +250,23 @@ def test_a_failed_run_clears_the_speed(panel):
     assert panel.speed.text() == "" and panel.progress.format() == "Training failed"
 
 
+def test_showing_another_run_clears_how_the_run_before_ended_and_says_why_its_epoch_was_kept(panel):
+    result = finished(run(panel, 3), best_epoch=3)
+    result.chance_message = "Validation accuracy 0.500 is at or near chance."
+    panel.training_finished(result)
+    assert panel.verdict.isVisible() and panel.progress.format() == "Done"
+    kept = "Kept epoch 2's weights: best validation accuracy 0.450 (validation loss 0.6000)."
+    panel.show_history([row(e) for e in range(1, 4)], best_epoch=2, kept_message=kept)  # Bring Back, a reopen
+    assert not panel.verdict.isVisible() and panel.progress.format() == "" and panel.progress.value() == 0
+    assert panel.log.toPlainText().splitlines()[-1] == kept
+    panel.training_started(3, False, 0)
+    panel.training_finished(error="The viewer cannot open\nthis model.")
+    assert panel.progress.format() == "Training failed"
+    assert panel.log.toPlainText().splitlines()[-1] == "Training failed: The viewer cannot open this model."
+    panel.clear_run()  # another dataset
+    assert panel.progress.format() == "" and panel.log.toPlainText() == "" and panel.chart.point_count("loss") == 0
+
+
 # -- 3. values on hover ------------------------------------------------------------------
 
 def hover(panel: TrainingPanel, qtbot, at: QPointF) -> str:

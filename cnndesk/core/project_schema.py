@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .architecture import LayerSpec, TrainingSettings, preset
 from .dataset import DatasetConfig
 from .errors import ProjectError
-from .runs import RUN_ID, Run, finite_pairs, legacy_run
+from .runs import RUN_ID, Run, finite_pairs, history_rows, legacy_run
 
 SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
@@ -31,7 +31,8 @@ class Project:
     (thinned by the session to a few thousand), so a reopened chart draws the same
     line; ``viewer_images`` are the image files the viewer showed; ``excluded_files``
     the dataset's image files the user excluded from training and validation (the
-    files stay where they are). All three are optional: older projects open without them.
+    files stay where they are); ``viewer_tab`` the viewer's tab that was shown (a
+    ``ViewerPanel.TABS`` key). All four are optional: older projects open without them.
     ``model_file`` is the name of the file the project's model was opened from (a model the
     user brought, whose outputs they may name and whose pixel mode they may choose), None for
     a model cnndesk trained.
@@ -62,6 +63,7 @@ class Project:
     model_file: str | None = None
     runs: list[Run] = field(default_factory=list)
     excluded_files: list[str] = field(default_factory=list)
+    viewer_tab: str | None = None
 
     @property
     def preprocessing(self):
@@ -86,6 +88,7 @@ class Project:
             "model_file": self.model_file,
             "runs": [r.to_json() for r in self.runs],
             "excluded_files": list(self.excluded_files),
+            "viewer_tab": self.viewer_tab,
         }
 
     @classmethod
@@ -99,7 +102,7 @@ class Project:
             preset=d.get("preset", "custom"),
             layers=[LayerSpec.from_json(l) for l in d["layers"]],
             settings=TrainingSettings.from_json(d.get("settings", {})),
-            history=list(d.get("history", [])),
+            history=history_rows(d.get("history")),
             best_epoch=d.get("best_epoch"),
             saved_at=d.get("saved_at"),
             run=None if run is None else str(run),
@@ -107,6 +110,7 @@ class Project:
             viewer_images=[str(p) for p in d.get("viewer_images") or [] if isinstance(p, str)],
             model_file=d.get("model_file") if isinstance(d.get("model_file"), str) else None,
             excluded_files=[str(p) for p in d.get("excluded_files") or [] if isinstance(p, str)],
+            viewer_tab=d.get("viewer_tab") if isinstance(d.get("viewer_tab"), str) else None,
         )
         project.runs = _runs(d, project)
         return project

@@ -47,6 +47,8 @@ class Run:
             ``settings.seed`` and ``dataset.seed``).
         dataset_path: the dataset folder it was trained on (None: not recorded, a run of an older cnndesk).
         history, best_epoch, batch_loss: what it showed while training, as the session holds them.
+        kept_message: the sentence its training ended with on which epoch's weights it kept and why, shown
+            again with its history ("" when not recorded: the run's history says which epoch it was).
         note: the user's words about it.
         parent: the run it continued from (None for a run from scratch).
         file: where its weights are now (an absolute path: in the project folder, or a session's
@@ -68,6 +70,7 @@ class Run:
     history: tuple[dict, ...] = ()
     best_epoch: int | None = None
     batch_loss: tuple = ()
+    kept_message: str = ""
     note: str = ""
     parent: str | None = None
     file: str | None = None
@@ -132,7 +135,8 @@ class Run:
                 "layers": [l.to_json() for l in self.layers], "settings": self.settings.to_json(),
                 "history": list(self.history), "best_epoch": self.best_epoch,
                 "batch_loss": [[round(float(x), 4), float(f"{y:.5g}")] for x, y in self.batch_loss],
-                "note": self.note, "parent": self.parent, "probes": self.probes, "trust": self.trust}
+                "kept_message": self.kept_message, "note": self.note, "parent": self.parent, "probes": self.probes,
+                "trust": self.trust}
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
@@ -152,8 +156,9 @@ class Run:
             dataset_path=d.get("dataset_path") if isinstance(d.get("dataset_path"), str) else None,
             layers=tuple(LayerSpec.from_json(l) for l in d.get("layers", [])),
             settings=TrainingSettings.from_json(d.get("settings") or {}),
-            history=tuple(r for r in d.get("history", []) if isinstance(r, dict)),
+            history=tuple(history_rows(d.get("history"))),
             best_epoch=d.get("best_epoch"), batch_loss=tuple(finite_pairs(d.get("batch_loss"))),
+            kept_message=d.get("kept_message") if isinstance(d.get("kept_message"), str) else "",
             note=str(d.get("note") or ""), parent=d.get("parent") if isinstance(d.get("parent"), str) else None,
             file=file, probes=d.get("probes"),
             probe_dir=probe_name(run_id) if probe_dir == probe_name(run_id) else None,
@@ -238,6 +243,28 @@ def legacy_run(project, model_file: str | None) -> Run:
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def history_rows(value) -> list[dict]:
+    """The epoch rows of a history read from ``project.json``, with the losses the save wrote as null back as NaN.
+
+    ``project.json`` is strict JSON, so a NaN or infinite figure (a diverged run's loss) is saved as null. A
+    loss and an accuracy are figures every epoch has: null reads back as NaN. The validation figures are null
+    too in a run without validation images; they read back as NaN only when the other one of them is there.
+    """
+    rows = []
+    for row in value if isinstance(value, list) else []:
+        if not isinstance(row, dict):
+            continue
+        row = dict(row)
+        for key in ("loss", "accuracy"):
+            if key in row and row[key] is None:
+                row[key] = math.nan
+        for key, other in (("val_loss", "val_accuracy"), ("val_accuracy", "val_loss")):
+            if key in row and row[key] is None and row.get(other) is not None:
+                row[key] = math.nan
+        rows.append(row)
+    return rows
 
 
 def finite_pairs(value) -> list[tuple[float, float]]:

@@ -85,12 +85,20 @@ class RunRecord:
     batch_loss: tuple = ()
 
     def describe(self) -> str:
-        """"the previous run (12 epochs, validation accuracy 0.917)"."""
-        rows = [r for r in self.history if r.get("epoch") == self.best_epoch] or list(self.history[-1:])
-        acc = rows[0].get("val_accuracy") if rows else None
-        n = len(self.history)
-        epochs = f"{n} epoch{'s' if n != 1 else ''}"
-        return f"the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
+        """"the model of the previous run (12 epochs, validation accuracy 0.917)", or for a model that no run
+        made (one opened from a file): "the model opened from resnet50.keras"."""
+        if self.model.run is None and self.model.file:
+            return f"the model opened from {self.model.file}"
+        return describe_run(self.history, self.best_epoch)
+
+
+def describe_run(history, best_epoch: int | None) -> str:
+    """"the model of the previous run (12 epochs, validation accuracy 0.917)": a run's, by its kept epoch."""
+    rows = [r for r in history if r.get("epoch") == best_epoch] or list(history[-1:])
+    acc = rows[0].get("val_accuracy") if rows else None
+    n = len(history)
+    epochs = f"{n} epoch{'s' if n != 1 else ''}"
+    return f"the model of the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
 
 
 def _seed_layers() -> list[LayerSpec]:
@@ -114,6 +122,7 @@ class SessionState:
     batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
     previous: RunRecord | None = None
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
+    viewer_tab: str = ""  # the viewer's tab shown (a ViewerPanel.TABS key; "" for its first)
     runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
     probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
     excluded: frozenset[str] = frozenset()  # image files the user excluded from training and validation
@@ -228,7 +237,8 @@ class SessionState:
                    layers=list(project.layers), preset=project.preset, settings=project.settings,
                    history=list(project.history), best_epoch=project.best_epoch,
                    batch_loss=[tuple(p) for p in project.batch_loss], viewed_images=list(project.viewer_images),
-                   excluded=frozenset(project.excluded_files), runs=list(project.runs), model=model, activity=IDLE)
+                   viewer_tab=project.viewer_tab or "", excluded=frozenset(project.excluded_files),
+                   runs=list(project.runs), model=model, activity=IDLE)
 
     # -- questions -------------------------------------------------------------
     @property
@@ -287,6 +297,7 @@ class SessionState:
             model_file=self.model.file if self.model is not None else None,
             runs=list(self.runs),
             excluded_files=sorted(self.excluded),
+            viewer_tab=self.viewer_tab or None,
         )
 
 

@@ -160,6 +160,32 @@ def near_chance(accuracy: float | None, num_classes: int, n_images: int) -> bool
 ADVICE = ("What usually helps: more epochs, augmentation (flip, rotate, zoom), a smaller image size, "
           "and more images per class.")
 
+#: a training loss this many times a guesser's (ln of the number of classes) means the run diverged
+DIVERGED_FACTOR = 10
+
+
+def diverged_epoch(history, num_classes: int) -> dict | None:
+    """The first epoch whose training loss is not a number or far above a guesser's, or None.
+
+    A guesser's loss is ln(classes) (0.69 with 2 classes); a loss ten times that (and at least 10) is no
+    slow start but weights thrown off by too large steps: more epochs do not help, a lower learning
+    rate does.
+    """
+    limit = DIVERGED_FACTOR * max(1.0, math.log(max(num_classes, 2)))
+    for row in history:
+        loss = row.get("loss")
+        if isinstance(loss, (int, float)) and (not math.isfinite(loss) or loss > limit):
+            return row
+    return None
+
+
+def _divergence_advice(row: dict, settings: TrainingSettings) -> str:
+    loss = row["loss"]
+    shown = f"{loss:,.0f}" if math.isfinite(loss) else "not a number"
+    rate = settings.learning_rate
+    return (f"The training loss diverged ({shown} in epoch {row['epoch']} at learning rate {rate:g}): lower the "
+            f"learning rate, for example to {rate / 10:g}, and train again.")
+
 
 def explain(result: "TrainResult", settings: TrainingSettings, plan: StoppingPlan, stopper: "EarlyStop | None",
             best: BestWeights, initial_epoch: int, num_classes: int, n_judged: int) -> None:
@@ -206,6 +232,8 @@ def explain(result: "TrainResult", settings: TrainingSettings, plan: StoppingPla
     if acc is None:
         acc, which = row.get("accuracy"), "Training"
     if near_chance(acc, num_classes, n_judged):
+        blown = diverged_epoch(result.history, num_classes)
+        advice = _divergence_advice(blown, settings) if blown is not None else ADVICE
         result.chance_message = (f"{which} accuracy {acc:.3f} is at or near chance ({1 / num_classes:.3f} with "
                                  f"{num_classes} classes): the model has not clearly learned to tell the classes "
-                                 f"apart. {ADVICE}")
+                                 f"apart. {advice}")

@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
         self.stop_action = self._action("&Stop", self.training.stop, "Esc", tip="Stop training", name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
                                             name="evaluateAction")
-        self.previous_action = self._action("Bring Back &Previous Model", self.training.bring_back_previous,
+        self.previous_action = self._action("Bring Back &Previous Model", self.runs.bring_back,
                                             tip="Make the model of the previous training run current again",
                                             name="previousRunAction")
         t.addAction(self.train_action)
@@ -235,8 +235,9 @@ class MainWindow(QMainWindow):
         self.dataset_panel.sample_button.clicked.connect(self.use_sample)
         self.model_panel.validity_changed.connect(lambda *_: self._update_actions())
         self.training_panel.train_requested.connect(self._train)
+        self.training.started.connect(lambda: self.tabs.setCurrentIndex(self.TAB_TRAIN))
         self.training_panel.stop_requested.connect(self.training.stop)
-        self.training_panel.previous_requested.connect(self.training.bring_back_previous)
+        self.training_panel.previous_requested.connect(self.runs.bring_back)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.viewer_panel.paths_dropped.connect(self.handle_dropped_paths)
         self.viewer_panel.pixels_chosen.connect(self.models.set_pixels)
@@ -245,8 +246,8 @@ class MainWindow(QMainWindow):
         self.probe_view.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     def _train(self, continuing: bool = False) -> None:
-        if self.train_action.isEnabled() and self.training.start(continuing):
-            self.tabs.setCurrentIndex(self.TAB_TRAIN)
+        if self.train_action.isEnabled():
+            self.training.start(continuing)  # the Train tab shows the run when it starts (training.started)
 
     def _on_engine_ready(self, info: dict) -> None:
         devices = info.get("devices", [])
@@ -282,7 +283,7 @@ class MainWindow(QMainWindow):
                     self.save_as_action):
             act.setEnabled(ready and not busy)  # the model is saved and opened by the (busy) engine
         self.evaluate_action.setEnabled(has_model and state.data is not None and not busy)
-        self.previous_action.setEnabled(ready and state.previous is not None and not busy)
+        self.previous_action.setEnabled(ready and self.runs.previous_offer() is not None and not busy)
         self.choose_dataset_action.setEnabled(not training)
         self.recent_menu.setEnabled(not busy and bool(self.projects.recent.folders()))
         for act in self.layer_actions:

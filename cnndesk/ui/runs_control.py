@@ -8,8 +8,9 @@ current model and the previous run's are held in memory (``docs/memory.md``);
 restoring any other run loads its weights from disk.
 
 "Bring Back Previous Model" stays as the shortcut to restoring the run before the
-current one: that run's model is still in memory, so it comes back at once
-(``TrainingControl.bring_back_previous``); restoring it from the list does the same.
+current one (``bring_back``): that run's model is still in memory, so it comes back at once
+(``TrainingControl.bring_back_previous``); restoring it from the list does the same. With
+no such model in memory (a reopened project), it restores the latest other run of the list.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import dataclasses
 import time
 from typing import Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.runs import Run, next_run_name
-from ..core.session import IDLE, SWAPPING, ModelInfo, SessionState
+from ..core.session import IDLE, SWAPPING, ModelInfo, SessionState, describe_run
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .runs_view import RunsView
@@ -51,6 +52,7 @@ class RunsControl(QObject):
         state.observe(self._on_model, "model")
         state.observe(self._show, "runs", "model")
         state.observe(self._enable, "activity", "engine_ready")
+        state.observe(self._offer_previous, "previous", "runs", "model", "activity", "engine_ready")
         view.restore_requested.connect(self.restore)
         view.delete_requested.connect(self.delete)
         view.rename_requested.connect(self.rename)
@@ -58,6 +60,7 @@ class RunsControl(QObject):
         view.overlay_changed.connect(self._overlay)
         self._show()
         self._enable()
+        self._offer_previous()
 
     # -- a run ends ---------------------------------------------------------------------------
     def _on_model(self, _names=None) -> None:
@@ -78,7 +81,8 @@ class RunsControl(QObject):
                   dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
                   dataset_path=state.dataset_path,
                   preset=preset_name, layers=tuple(layers), settings=settings, history=tuple(state.history),
-                  best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run)
+                  best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run,
+                  kept_message=self.training.kept_message)
         state.runs = [*state.runs, run]
         self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda kept: self._kept(run.id, kept),
                            on_error=lambda message: self.status.emit(
@@ -114,6 +118,30 @@ class RunsControl(QObject):
                            run.probe_dir, on_done=lambda answer: self._restored(run, answer),
                            on_error=self._restore_failed)
 
+    def bring_back(self) -> None:
+        """Bring Back Previous Model: the model held beside the current one, else the run ``_previous_listed`` names."""
+        if self.state.previous is not None:
+            self.training.bring_back_previous()
+            return
+        run = self._previous_listed()
+        if run is not None:
+            self.restore(run.id)
+
+    def previous_offer(self) -> str | None:
+        """What Bring Back Previous Model makes current, in words ("the model of …"); None: nothing to bring back."""
+        if self.state.previous is not None:
+            return self.state.previous.describe()
+        run = self._previous_listed()
+        return describe_run(run.history, run.best_epoch) if run is not None else None
+
+    def _previous_listed(self) -> Run | None:
+        """The run Bring Back restores from disk when no model before the current one is held (after reopening a
+        project, or opening a model file): the latest run of the list, other than the current model's, whose
+        weights were kept."""
+        model = self.state.model
+        current = model.run if model is not None else None
+        return next((r for r in reversed(self.state.runs) if r.id != current and r.file is not None), None)
+
     def _restored(self, run: Run, answer: dict) -> None:
         state = self.state
         model = ModelInfo(run.class_names, run.dataset.preprocessing, source="run", label=run.name, run=run.id,
@@ -140,26 +168,42 @@ class RunsControl(QObject):
         self.error.emit("Could not restore the run", message)
 
     def delete(self, run_id: str) -> None:
-        """Delete a run after asking; the current model's run is refused with the reason."""
-        state = self.state
+        """Delete a run after asking (a window-modal question; the answer continues in ``_delete``).
+
+        The current model's run is never deleted: the list disables Delete for it and says why.
+        """
         run = self._find(run_id)
-        if run is None or state.busy:
-            return
-        if state.model is not None and state.model.run == run_id:
-            box = QMessageBox(QMessageBox.Information, "This run is the current model",
-                              f"{run.name} is the current model's run, so it cannot be deleted. Restore another run "
-                              "first, then delete this one.", QMessageBox.Ok, self._dialog_parent)
-            box.setObjectName("deleteRefusedBox")
-            box.exec()
+        if run is None or not self._deletable(run_id):
             return
         box = QMessageBox(QMessageBox.Question, "Delete the run?",
                           f"Delete {run.name} ({run.epochs} epoch{'s' if run.epochs != 1 else ''})? Its figures and "
                           "weights leave the project when it is next saved. This cannot be undone.",
                           QMessageBox.Yes | QMessageBox.Cancel, self._dialog_parent)
         box.setObjectName("deleteRunBox")
+        box.setAttribute(Qt.WA_DeleteOnClose)
         box.button(QMessageBox.Yes).setText("Delete")
         box.setDefaultButton(QMessageBox.Cancel)
-        if box.exec() != QMessageBox.Yes:
+
+        def answered(_result: int) -> None:
+            if box.standardButton(box.clickedButton()) == QMessageBox.Yes:
+                self._delete(run_id)
+
+        box.finished.connect(answered)
+        box.open()
+
+    def _deletable(self, run_id: str) -> bool:
+        state = self.state
+        return not state.busy and (state.model is None or state.model.run != run_id)
+
+    def _delete(self, run_id: str) -> None:
+        """Delete the run the user said yes to, as the state is now (the answer may come after engine answers)."""
+        state = self.state
+        run = self._find(run_id)
+        if run is None:
+            return
+        if not self._deletable(run_id):
+            self.status.emit(f"{run.name} was not deleted: " + ("other work is running; try again when it ends."
+                             if state.busy else "it is the current model's run now."), 8000)
             return
         with state.changes():
             state.runs = [r for r in state.runs if r.id != run_id]
@@ -193,6 +237,9 @@ class RunsControl(QObject):
 
     def _enable(self, _names=None) -> None:
         self.view.set_enabled(self.state.engine_ready and not self.state.busy)
+
+    def _offer_previous(self, _names=None) -> None:
+        self.training.panel.set_previous(self.previous_offer(), enabled=self.state.engine_ready and not self.state.busy)
 
     def _overlay(self, ids: list) -> None:
         self._overlaid = list(ids)

@@ -52,7 +52,7 @@ class RunsView(QWidget):
 
     Signals:
         restore_requested(str): make this run (by id) the current model.
-        delete_requested(str): delete this run (the controller asks first).
+        delete_requested(str): delete this run (the controller asks first); never the current model's run.
         rename_requested(str, str): the user typed a new name for a run.
         note_requested(str, str): the user typed a note for a run.
         overlay_changed(list): the ids of the runs ticked for the chart, in the list's order.
@@ -217,7 +217,11 @@ class RunsView(QWidget):
         run = next((r for r in self._runs if r.id == chosen), None)
         self.restore_button.setEnabled(self._enabled and run is not None and run.id != self._current
                                        and run.file is not None)
-        self.delete_button.setEnabled(self._enabled and run is not None)
+        current = run is not None and run.id == self._current
+        self.delete_button.setEnabled(self._enabled and run is not None and not current)
+        self.delete_button.setToolTip(
+            f"{run.name} is the current model's run, so it cannot be deleted. Restore another run first, then "
+            "delete this one." if current else "Delete the selected run, its figures and weights (asks first)")
 
     def _emit_selected(self, signal) -> None:
         chosen = self.selected()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
@@ -40,10 +40,12 @@ class TrainingControl(QObject):
     Signals:
         status(str, int): a message for the status bar and how long to show it (ms).
         error(str, str): a title and message for an error box.
+        started(): a run started (also one that started after a question or a download of weights).
     """
 
     status = Signal(str, int)
     error = Signal(str, str)
+    started = Signal()
 
     def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -51,8 +53,10 @@ class TrainingControl(QObject):
         self._dialog_parent = dialog_parent
         self._job = None  # the running training job
         self.parent_run: str | None = None  # the run the latest training continued (None: from scratch)
+        self.kept_message = ""  # the sentence the latest run ended with on the weights it kept (its log line)
         self._plan: ModelInfo | None = None  # what the model being trained will be
         self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
+        self._continuing = False  # whether the latest run continued the current model
         self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
         self._stock_job = None  # a spare model being traced for the next run (docs/training-speed.md)
         self._produced: ModelInfo | None = None  # the model the last run made (its chart is already drawn)
@@ -65,14 +69,19 @@ class TrainingControl(QObject):
         engine.batch.connect(self._on_batch)
         engine.epoch.connect(self._on_epoch)
         engine.message.connect(panel.add_note)
-        state.observe(self._show_previous, "previous", "activity", "engine_ready")
         state.observe(self._stock_when_idle, "engine_ready", "data")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
         state.observe(self._show_run, "model")
+        state.observe(self._on_dataset_folder, "dataset_path")
 
     # -- requests -------------------------------------------------------------------
-    def start(self, continuing: bool = False) -> bool:
-        """Train the layer stack on the dataset (or continue the current model). False: refused or cancelled."""
+    def start(self, continuing: bool = False, asked_about: str | None = None) -> bool:
+        """Train the layer stack on the dataset (or continue the current model). False: refused, or a question or a
+        download of weights comes first (which calls this again: everything is read from the state then).
+
+        Args:
+            asked_about: the project folder the user chose to train for although it cannot take the model.
+        """
         state = self.state
         data = state.data
         if state.busy or data is None:
@@ -88,7 +97,7 @@ class TrainingControl(QObject):
             return False
         if not continuing and not self._weights_ready(data):
             return False  # Train starts again once the weights are there
-        if state.project_path and not self._destination_ok(data):
+        if state.project_path and state.project_path != asked_about and not self._destination_ok(data, continuing):
             return False
         settings = state.settings
         initial = len(state.history) if continuing else 0
@@ -99,6 +108,7 @@ class TrainingControl(QObject):
         self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run, spec=spec)
         # the engine keeps the current model when the new one arrives: remember what goes with it
         self._replaced = state.current_run() if not continuing else None
+        self._continuing = continuing
         self.engine.cancel(self._stock_job)  # a spare not yet started would only make this run wait
         self._batch_points = list(state.batch_loss) if continuing else []
         with state.changes():
@@ -112,6 +122,7 @@ class TrainingControl(QObject):
                                        continue_training=continuing, initial_epoch=initial,
                                        probes=list(state.probe_images),
                                        on_done=self._on_trained, on_error=self._on_failed)
+        self.started.emit()
         return True
 
     def stop(self) -> None:
@@ -122,7 +133,8 @@ class TrainingControl(QObject):
             self.engine.cancel(self._job)
 
     def bring_back_previous(self) -> None:
-        """Make the previous run's model current; the current one becomes the previous (so this undoes itself)."""
+        """Make the previous run's model, held in memory, current; the current one becomes the previous (so this
+        undoes itself). ``RunsControl.bring_back`` is the request: without that model it restores a listed run."""
         state = self.state
         if state.previous is None or state.busy:
             return
@@ -142,6 +154,7 @@ class TrainingControl(QObject):
         # the epochs themselves arrived one by one through _on_epoch
         state = self.state
         self._job = None
+        self.kept_message = self.panel.kept_sentence(result)  # before the model changes: its run keeps it
         self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps, output_note=result.output_note)
         with state.changes():
             state.model = self._produced
@@ -154,21 +167,21 @@ class TrainingControl(QObject):
         self.panel.training_finished(result)
         self._stock_when_idle()
         if state.previous is not None:
-            self.status.emit(f"The model of {state.previous.describe()} is kept: Training > Bring Back Previous "
-                             "Model makes it current again.", 15000)
+            kept = state.previous.describe()
+            self.status.emit(f"{kept[0].upper()}{kept[1:]} is kept: Training > Bring Back Previous Model makes it "
+                             "current again.", 15000)
 
     def _on_failed(self, message: str) -> None:
         state = self.state
         self._job = None
-        self.panel.training_finished(error=message)
+        self.panel.training_finished(error=message)  # the chart and the log go on showing the run that failed
         with state.changes():
-            if self._replaced is not None:  # the engine still holds the model it had: show its run again,
-                state.history = list(self._replaced.history)  # keeping the edits the user tried to train
-                state.best_epoch = self._replaced.best_epoch
-                state.batch_loss = list(self._replaced.batch_loss)
+            if not self._continuing:  # the engine still holds the model it had (or none): its run goes with it,
+                replaced = self._replaced  # and the edits the user tried to train stay
+                state.history = list(replaced.history) if replaced else []
+                state.best_epoch = replaced.best_epoch if replaced else None
+                state.batch_loss = list(replaced.batch_loss) if replaced else []
             state.activity = IDLE
-        if self._replaced is not None:
-            self.panel.show_history(state.history, state.best_epoch, state.batch_loss)
         self._replaced = None
         self.error.emit("Training failed", message)
 
@@ -192,14 +205,22 @@ class TrainingControl(QObject):
         self.error.emit("Could not bring back the model", message)
 
     # -- helpers -------------------------------------------------------------------------
+    def _on_dataset_folder(self, names) -> None:
+        """Another dataset folder chosen: the chart and log of a run on the one before go (a project opened with
+        its dataset shows its own run instead)."""
+        if not {"model", "history"} & names and not self.state.training:
+            self.panel.clear_run()
+
     def _show_run(self, _names=None) -> None:
         """Show the current model's run, unless the panel already does (it drew it live, or only names changed)."""
         model, shown = self.state.model, self._shown
         self._shown = model
-        if model is self._produced or (model is not None and shown is not None
-                                       and shown.renamed(list(model.class_names)) == model):
+        if (model is not None and model is self._produced) or (model is not None and shown is not None
+                                                               and shown.renamed(list(model.class_names)) == model):
             return
-        self.panel.show_history(self.state.history, self.state.best_epoch, self.state.batch_loss)
+        listed = next((r for r in self.state.runs if model is not None and r.id == model.run), None)
+        self.panel.show_history(self.state.history, self.state.best_epoch, self.state.batch_loss,
+                                listed.kept_message if listed is not None else "")
 
     def _stock_when_idle(self, _names=None) -> None:
         """Have the engine trace a spare model for the next Train while nothing else runs.
@@ -216,12 +237,6 @@ class TrainingControl(QObject):
         self._stock_job = self.engine.submit(EngineWorker.stock_pool, state.data, list(state.layers), state.settings,
                                              on_error=lambda _message: None)  # a stack that cannot be built: Train says why
 
-    def _show_previous(self, _names) -> None:
-        state = self.state
-        previous = state.previous
-        self.panel.set_previous(previous.describe() if previous else None,
-                                enabled=state.engine_ready and not state.busy)
-
     def _weights_ready(self, data) -> bool:
         """Whether a pretrained backbone's weights are here; if not, get them (or a chosen file) and train then."""
         def use_file(path: str) -> None:
@@ -231,11 +246,16 @@ class TrainingControl(QObject):
 
         return self.weights.ensure(list(self.state.layers), data.preprocessing.input_shape, self.start, use_file)
 
-    def _destination_ok(self, data) -> bool:
-        """Before training: can the project folder take the trained model? Ask when it cannot."""
+    def _destination_ok(self, data, continuing: bool) -> bool:
+        """Before training: can the project folder take the trained model? When it cannot, ask (False).
+
+        The question is window-modal and nothing waits for it: "Train Anyway" calls ``start`` again, which reads
+        the state as it is then (an engine answer may have changed it while the question was shown).
+        """
+        folder = self.state.project_path
         try:
             rows = layer_table(list(self.state.layers), data.preprocessing.input_shape, data.num_classes)
-            check_destination(self.state.project_path, estimate_model_bytes(total_params(rows)))
+            check_destination(folder, estimate_model_bytes(total_params(rows)))
         except ArchitectureError:
             return True  # training reports it
         except ProjectError as e:
@@ -243,8 +263,16 @@ class TrainingControl(QObject):
                               f"{e}\n\nTrain anyway? You can save the result elsewhere with Save Project As.",
                               QMessageBox.Yes | QMessageBox.Cancel, self._dialog_parent)
             box.setObjectName("destinationBox")
+            box.setAttribute(Qt.WA_DeleteOnClose)
             box.button(QMessageBox.Yes).setText("Train Anyway")
             box.setDefaultButton(QMessageBox.Cancel)
             box.setEscapeButton(QMessageBox.Cancel)
-            return box.exec() == QMessageBox.Yes
+
+            def answered(_result: int) -> None:
+                if box.standardButton(box.clickedButton()) == QMessageBox.Yes:
+                    self.start(continuing, asked_about=folder)
+
+            box.finished.connect(answered)
+            box.open()
+            return False
         return True

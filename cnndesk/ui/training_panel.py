@@ -440,10 +440,10 @@ class TrainingPanel(QWidget):
             self.continue_check.setChecked(False)
 
     def set_previous(self, description: str | None, enabled: bool = True) -> None:
-        """Offer to bring back the previous run's model (``description`` says which), or hide the offer."""
+        """Offer to bring back the previous model (``description`` says which: "the model of …"), or hide the offer."""
         self.previous_button.setVisible(description is not None)
         self.previous_button.setEnabled(description is not None and enabled)
-        self.previous_button.setToolTip(f"Make the model of {description} current again; the current one is kept "
+        self.previous_button.setToolTip(f"Make {description} current again; the current one is kept "
                                         "in its place" if description else "")
 
     def _on_stop(self) -> None:
@@ -507,7 +507,7 @@ class TrainingPanel(QWidget):
         self.speed.clear()
         if error:
             self.progress.setFormat("Training failed")
-            self.log.appendPlainText(f"Training failed: {error}")
+            self.log.appendPlainText(f"Training failed: {' '.join(error.split())}")  # one line, after the run's
             return
         self.continue_check.setEnabled(True)
         if result.cancelled:
@@ -517,7 +517,7 @@ class TrainingPanel(QWidget):
             note = f" (early stopping at epoch {result.history[-1]['epoch']})" if result.stopped_early else ""
             self.progress.setFormat(f"Done{note}")
         self.log.appendPlainText(result.stop_message)
-        self.log.appendPlainText(self._kept_sentence(result))
+        self.log.appendPlainText(self.kept_sentence(result))
         kept = result.best_epoch or self.chart.last_epoch()
         if kept is not None and self.chart.epoch_values(kept) is not None:
             self.chart.mark_best(kept, _shown_accuracy(self.chart.epoch_values(kept)))
@@ -526,8 +526,8 @@ class TrainingPanel(QWidget):
             self.verdict.setText(result.chance_message)
             self.verdict.setVisible(True)
 
-    def _kept_sentence(self, result) -> str:
-        """Which epoch's weights the model holds now, with the accuracy that epoch had."""
+    def kept_sentence(self, result) -> str:
+        """Which epoch's weights the model holds now, with the accuracy that epoch had (the run's log line)."""
         if result.cancelled:
             return _stopped_kept_sentence(self.chart, self._last_batch)
         kept = result.best_epoch or self.chart.last_epoch()
@@ -545,11 +545,21 @@ class TrainingPanel(QWidget):
         """A sentence from the trainer, e.g. which stopping rules apply to this run."""
         self.log.appendPlainText(text)
 
-    def show_history(self, history: list[dict], best_epoch: int | None, batch_loss=()) -> None:
-        """Show a saved run as it was drawn while it trained (after opening a project or bringing one back):
-        the epochs, the batch-loss line, each epoch's time and the kept epoch."""
+    def clear_run(self) -> None:
+        """Show no run: an empty chart and log, and no progress or verdict of the run shown before."""
         self.chart.clear()
         self.log.clear()
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.verdict.clear()
+        self.verdict.setVisible(False)
+
+    def show_history(self, history: list[dict], best_epoch: int | None, batch_loss=(), kept_message: str = "") -> None:
+        """Show a saved run as it was drawn while it trained (after opening a project or bringing one back):
+        the epochs, the batch-loss line, each epoch's time and the kept epoch, said with ``kept_message`` (the
+        sentence the run ended with) when there is one. How the run shown before ended (its progress, a failure,
+        a verdict) goes."""
+        self.clear_run()
         self.chart.set_epochs(max(len(history), 1))
         for x, loss in batch_loss:
             self.chart.add_batch(x, loss)
@@ -561,7 +571,9 @@ class TrainingPanel(QWidget):
         kept = best_epoch if self.chart.epoch_values(best_epoch) is not None else history[-1]["epoch"]
         row = self.chart.epoch_values(kept)
         self.chart.mark_best(kept, _shown_accuracy(row))
-        if kept == best_epoch:
+        if kept_message:
+            self.log.appendPlainText(kept_message)
+        elif kept == best_epoch:
             self.log.appendPlainText(f"Kept the weights of epoch {kept} ({_accuracy_phrase(row)}).")
         else:
             self.log.appendPlainText(f"The model holds the weights it had when training ended, after epoch {kept} "

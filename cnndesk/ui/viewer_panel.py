@@ -55,6 +55,9 @@ class ViewerPanel(QWidget):
     pixels_chosen = Signal(str)
     probe_marked = Signal(str)  # the current image's file is to be a probe image (followed while training)
 
+    #: the tabs, in order, by the names the state and a project give them (``SessionState.viewer_tab``)
+    TABS = ("activations", "layers", "gradcam", "filters", "evaluation")
+
     def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
         super().__init__(parent)
         self.state = state
@@ -72,6 +75,7 @@ class ViewerPanel(QWidget):
         state.observe(self._update_enabled, "model", "activity", "engine_ready", "data")
         state.observe(self._on_data, "data")
         state.observe(self._evaluate_on_demand, "activity")
+        state.observe(self._show_tab, "viewer_tab")
         self._update_enabled()
 
     # -- what the state says --------------------------------------------------------
@@ -182,7 +186,19 @@ class ViewerPanel(QWidget):
         self.evaluation_view.open_path.connect(self._open_evaluated)
         self.tabs.addTab(self.evaluation_view, "Evaluation")
         self.tabs.currentChanged.connect(self._evaluate_on_demand)
+        self.tabs.currentChanged.connect(self._on_tab)
         return self.tabs
+
+    def _on_tab(self, index: int) -> None:
+        """The tab shown is part of the project (saved with it, not an edit of it)."""
+        if 0 <= index < len(self.TABS):
+            self.state.viewer_tab = self.TABS[index]
+
+    def _show_tab(self, _names=None) -> None:
+        """Show the tab the state names (a reopened project's), if the model has it."""
+        key = self.state.viewer_tab
+        if key in self.TABS and self.tabs.isTabVisible(self.TABS.index(key)):
+            self.tabs.setCurrentIndex(self.TABS.index(key))
 
     # -- model state ---------------------------------------------------------------
     def _update_enabled(self, _names=None) -> None:
