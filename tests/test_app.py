@@ -793,6 +793,51 @@ def test_a_number_below_the_minimum_is_refused_when_finished_not_while_it_is_typ
 
 
 
+def test_ctrl_z_pressed_again_and_again_in_the_layer_editor_undoes_one_edit_after_another(make_window, qtbot):
+    """Undo rebuilds the layer editor; the cursor goes to the same parameter's new box (or, with none, to the
+    layer list), so the next Ctrl+Z is not lost on a box that no longer exists."""
+    from PySide6.QtWidgets import QDoubleSpinBox
+
+    w = make_window(start_engine=False)
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None, timeout=30000)  # its shapes rebuild the editor too
+    w.activateWindow()
+    qtbot.waitActive(w)
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    panel, table = w.model_panel, w.model_panel.table
+    qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=table.visualRect(table.model().index(1, 0)).center())
+
+    def box(kind, key):
+        found = panel.editor_box.findChild(kind, f"param_{key}")
+        qtbot.waitUntil(found.isVisible)  # the editor's rows show once the event loop runs
+        return found
+
+    def press(keys=Qt.ControlModifier):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Z, keys)  # where the cursor is
+
+    for key, text in (("filters", "16"), ("kernel_size", "5")):
+        qtbot.mouseClick(box(QSpinBox, key).lineEdit(), Qt.LeftButton)
+        box(QSpinBox, key).selectAll()
+        qtbot.keyClicks(box(QSpinBox, key), text)
+        qtbot.keyClick(box(QSpinBox, key), Qt.Key_Return)
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(16, 5, relu)"
+    press()
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(16, 3, relu)"
+    assert QApplication.focusWidget() is box(QSpinBox, "kernel_size")  # the rebuilt box, showing 3
+    press()
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(10, 3, relu)"
+    press(Qt.ControlModifier | Qt.ShiftModifier)
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(16, 3, relu)"
+
+    next(a for a in panel.add_button.menu().actions() if a.text() == "Dropout").trigger()
+    assert layer_row_text(w, 2)[0] == "2. Dropout(0.25)"
+    qtbot.mouseClick(box(QDoubleSpinBox, "rate").lineEdit(), Qt.LeftButton)
+    press()
+    assert layer_row_text(w, 2)[0] != "2. Dropout(0.25)"
+    assert QApplication.focusWidget() is table  # no rate box left: the cursor is in the layer list
+    press()
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(10, 3, relu)"
+
+
 # -- saving is a continuation, not a nested event loop ----------------------------------------
 
 def test_closing_while_the_project_is_saved_waits_for_the_save_then_closes(tiny_window, qtbot, tmp_path,

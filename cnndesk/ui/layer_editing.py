@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtGui import QUndoCommand, QValidator
+from PySide6.QtCore import QEvent
+from PySide6.QtGui import QKeySequence, QUndoCommand, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QLabel, QSpinBox
 
 from ..core.architecture import LayerSpec
@@ -44,6 +45,18 @@ def out_of_range(spin: QAbstractSpinBox, text: str) -> float | None:
     return None
 
 
+def _leaves_undo_to_the_window(spin: QAbstractSpinBox, event: QEvent) -> bool:
+    """Whether ``event`` is Undo or Redo pressed while the box holds no typing of its own to undo.
+
+    A spin box's line edit takes every Undo for itself, so with the cursor in a
+    box the window's Undo never came. Once the box shows its applied value, Undo
+    and Redo are the window's (the layer edits); typing not yet finished is still
+    undone in the box.
+    """
+    return (event.type() == QEvent.ShortcutOverride and not spin.lineEdit().isModified()
+            and (event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)))
+
+
 def _keep_out_of_range(spin: QAbstractSpinBox, result: tuple, text: str, pos: int) -> tuple:
     """Let an out-of-range number stay on screen as unfinished input.
 
@@ -72,6 +85,11 @@ class RangeSpinBox(QSpinBox):
     def validate(self, text: str, pos: int):
         return _keep_out_of_range(self, super().validate(text, pos), text, pos)
 
+    def event(self, event: QEvent) -> bool:
+        if _leaves_undo_to_the_window(self, event):
+            return False  # not overridden: the shortcut takes it
+        return super().event(event)
+
 
 class RangeDoubleSpinBox(QDoubleSpinBox):
     """A QDoubleSpinBox that shows an out-of-range number as typed instead of dropping keystrokes.
@@ -85,6 +103,11 @@ class RangeDoubleSpinBox(QDoubleSpinBox):
 
     def validate(self, text: str, pos: int):
         return _keep_out_of_range(self, super().validate(text, pos), text, pos)
+
+    def event(self, event: QEvent) -> bool:
+        if _leaves_undo_to_the_window(self, event):
+            return False  # not overridden: the shortcut takes it
+        return super().event(event)
 
 
 def format_number(value: float) -> str:

@@ -16,7 +16,7 @@ import copy
 from PySide6.QtCore import QEvent, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView, QAbstractSpinBox, QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox,
+    QAbstractItemView, QAbstractSpinBox, QApplication, QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox,
     QHBoxLayout, QHeaderView, QLabel, QMenu, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
     QToolButton, QVBoxLayout, QWidget,
 )
@@ -445,6 +445,20 @@ class ModelPanel(QWidget):
         self._show_editor(self.selected_index())
 
     def _show_editor(self, index: int | None) -> None:
+        # the cursor in a box of the editor (undo rebuilds it) goes to the same parameter's new box: the box it
+        # was in is deleted, and a cursor nowhere would let the next Ctrl+Z go unheard
+        focused = QApplication.focusWidget()
+        focused_name = focused.objectName() if focused is not None and self.editor_box.isAncestorOf(focused) else None
+        self._fill_editor(index)
+        if focused_name is not None:
+            same = self.editor_box.findChild(QWidget, focused_name) if focused_name else None
+            if same is not None and same.isEnabled():
+                same.show()  # a new row shows once the event loop runs; a hidden box would not take the cursor
+                same.setFocus(Qt.OtherFocusReason)
+            else:
+                self.table.setFocus(Qt.OtherFocusReason)
+
+    def _fill_editor(self, index: int | None) -> None:
         self._editor_generation += 1
         self.refusal.clear_refusal()
         while self.editor_form.rowCount():
