@@ -389,6 +389,7 @@ class DatasetPanel(QWidget):
         """Split again with the current settings and exclusions (groups of near duplicates on one side)."""
         self.data = resplit(self.data, self.config(), self._excluded_rows(self.data))
         self._show_totals()
+        self._show_warnings()
         self._show_classes()
         self._show_duplicates()
         self.dataset_changed.emit(self.data)
@@ -475,17 +476,14 @@ class DatasetPanel(QWidget):
     def _show_classes(self) -> None:
         """Each class with the images it trains and validates on, and those excluded beside them."""
         d = self.data
-        used = np.zeros(len(d.labels), bool)
-        used[d.train_index] = used[d.val_index] = True
-        counts = np.bincount(d.labels[used], minlength=d.num_classes)
-        left_out = np.bincount(d.labels[~used], minlength=d.num_classes)
-        most = max(int(counts.max()), 1)
+        counts, found = d.split_counts(), d.counts()
+        most = max(max(counts.values()), 1)
         self.class_table.setRowCount(d.num_classes)
         for r, name in enumerate(d.class_names):
             name_item = QTableWidgetItem(printable(name))
             name_item.setToolTip(printable(name))
             self.class_table.setItem(r, 0, name_item)
-            n, out = int(counts[r]), int(left_out[r])
+            n, out = counts[name], found[name] - counts[name]
             item = QTableWidgetItem(f"{n} + {out} excluded" if out else str(n))
             item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
             self.class_table.setItem(r, 1, item)
@@ -493,6 +491,12 @@ class DatasetPanel(QWidget):
             bar.setMaximumHeight(14)
             self.class_table.setCellWidget(r, 2, bar)
         self.class_table.updateGeometry()
+
+    def _show_warnings(self) -> None:
+        """Every warning the CLI prints (unreadable files, links, few images, imbalance), of the images trained on."""
+        warnings = self.data.warnings()
+        self.imbalance.setVisible(bool(warnings))
+        self.imbalance.setText("\n".join(warnings))
 
     def _show_duplicates(self) -> None:
         d = self.data
@@ -526,9 +530,7 @@ class DatasetPanel(QWidget):
         self.scale_note.setText(data.upscaling_note())
         self.scale_note.setVisible(bool(self.scale_note.text()))
         self._show_color_hint()
-        warnings = data.warnings()  # every warning the CLI prints: unreadable files, links, few images, imbalance
-        self.imbalance.setVisible(bool(warnings))
-        self.imbalance.setText("\n".join(warnings))
+        self._show_warnings()
         self._show_classes()
         self.thumbs.clear()
         for ci, name in enumerate(data.class_names):
