@@ -390,8 +390,11 @@ def cmd_train(args, fit=None, save=None) -> int:
                         cache=_cache_settings(args))
     bar.done()
     warnings = data.warnings()
+    scaled = data.upscaling_note()  # images smaller than the image size, as the Dataset tab says too
     if args.json:
         emit_json({"event": "cache", "message": data.storage.describe(), **data.storage.to_json()})
+        if scaled:
+            emit_json({"event": "note", "message": scaled})
         for warning in warnings:  # every warning the text output prints
             emit_json({"event": "warning", "message": warning})
     else:
@@ -399,6 +402,8 @@ def cmd_train(args, fit=None, save=None) -> int:
         print(f"{len(data.labels)} images in {data.num_classes} classes ({counts}); "
               f"{len(data.train_index)} for training, {len(data.val_index)} for validation"
               f"{f' ({data.split_note})' if data.split_note else ''}", file=sys.stderr)
+        if scaled:
+            print(scaled, file=sys.stderr)
         for line in describe_skipped(data.skipped):  # a summary: never one line per file
             print(line, file=sys.stderr)
         for warning in warnings:

@@ -78,6 +78,7 @@ def set_epochs(window, qtbot, n):
     spin = window.model_panel.epochs
     spin.selectAll()
     qtbot.keyClicks(spin, str(n))
+    qtbot.keyClick(spin, Qt.Key_Return)  # a number applies when it is finished
     assert spin.value() == n
 
 
@@ -783,6 +784,136 @@ def test_units_and_filters_stop_at_what_cnndesk_can_open_again(tiny_window, qtbo
     qtbot.keyClicks(filters, "70000")
     assert filters.value() <= LIMITS.dimension
     assert layer_row_text(w, 1)[1].endswith(f"× {filters.value()}")
+
+
+
+# -- numbers are applied when finished, and an out-of-range one is refused out loud --------------------
+
+def _cache_limit(w) -> str:
+    """The limit the Dataset tab's memory line says the decoded images may take ("1.5 GB")."""
+    import re
+
+    return re.search(r" of (.+) allowed", w.dataset_panel.cache_estimate.text()).group(1)
+
+
+SETTING_BOXES = {  # box: (tab, what the window applies, typed, applied then, refused number, its refusal)
+    "valSplit": (0, lambda w: w.state.dataset_config.val_split, "35", 0.35, "95",
+                 "Validation split goes from 0 to 90: 95 is refused, and it stays 35."),
+    "splitSeed": (0, lambda w: w.state.dataset_config.seed, "42", 42, "3000000000",
+                  "Split seed goes from 0 to 2,147,483,647: 3000000000 is refused, and it stays 42."),
+    "memoryLimit": (0, _cache_limit, "1500", "1.5 GB", "20000000",
+                    "Memory for images goes from 0 to 10,000,000: 20000000 is refused, and it stays 1,500."),
+    "learningRate": (1, lambda w: w.state.settings.learning_rate, "0.25", 0.25, "2",
+                     "Learning rate goes from 0.00001 to 1: 2 is refused, and it stays 0.25."),
+    "batchSize": (1, lambda w: w.state.settings.batch_size, "128", 128, "5000",
+                  "Batch size goes from 1 to 4,096: 5000 is refused, and it stays 128."),
+    "epochs": (1, lambda w: w.state.settings.epochs, "25", 25, "20000",
+               "Epochs goes from 1 to 10,000: 20000 is refused, and it stays 25."),
+    "patience": (1, lambda w: w.state.settings.patience, "15", 15, "2000",
+                 "Early stopping patience goes from 0 to 1,000: 2000 is refused, and it stays 15."),
+}
+
+
+@pytest.mark.parametrize("name", SETTING_BOXES)
+def test_a_setting_is_applied_when_typed_to_the_end_and_a_number_out_of_range_is_refused_out_loud(make_window,
+                                                                                                  qtbot, name):
+    """Typing 25 epochs passes 2 on the way, and 1500 MB passes 1 MB (which would move the images to disk):
+    nothing typed half-way is applied, only the number Enter (or leaving the box) finishes."""
+    from PySide6.QtWidgets import QAbstractSpinBox, QLabel
+
+    tab, applied, typed, then, refused, refusal = SETTING_BOXES[name]
+    w = make_window(start_engine=False)
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None, timeout=30000)
+    w.tabs.setCurrentIndex(tab)
+    spin = w.findChild(QAbstractSpinBox, name)
+    note = w.tabs.widget(tab).findChild(QLabel, "settingRefused")
+    before = applied(w)
+    spin.selectAll()
+    qtbot.keyClicks(spin, typed)
+    assert applied(w) == before and not note.isVisible()
+    qtbot.keyClick(spin, Qt.Key_Return)
+    assert applied(w) == then
+
+    spin.selectAll()
+    qtbot.keyClicks(spin, refused)
+    assert spin.text().replace(",", "").startswith(refused)  # shown as typed, no keystroke dropped
+    assert note.isVisible() and note.text() == refusal
+    qtbot.keyClick(spin, Qt.Key_Return)
+    assert note.isVisible() and note.text() == refusal  # the kept value is back, the reason still in sight
+    assert applied(w) == then
+    assert not w.dataset_panel.progress.isVisible()  # nothing was read again
+
+
+def test_a_number_below_the_minimum_is_refused_when_finished_not_while_it_is_typed(make_window, qtbot):
+    """0.0005 starts with 0, below the learning rate's minimum: no refusal flashes on the way."""
+    from PySide6.QtWidgets import QLabel
+
+    w = make_window(start_engine=False)
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None, timeout=30000)
+    w.activateWindow()
+    qtbot.waitActive(w)
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    spin, note = w.model_panel.learning_rate, w.model_panel.findChild(QLabel, "settingRefused")
+    qtbot.mouseClick(spin.lineEdit(), Qt.LeftButton)
+    spin.selectAll()
+    for key in "0.0005":
+        qtbot.keyClicks(spin, key)
+        assert not note.isVisible(), spin.text()
+    qtbot.keyClick(spin, Qt.Key_Return)
+    assert w.state.settings.learning_rate == pytest.approx(0.0005) and not note.isVisible()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "0")
+    assert not note.isVisible()
+    qtbot.keyClick(spin, Qt.Key_Tab)  # leaving the box finishes the number
+    assert note.isVisible()
+    assert note.text() == "Learning rate goes from 0.00001 to 1: 0 is refused, and it stays 0.0005."
+    assert w.state.settings.learning_rate == pytest.approx(0.0005)
+
+
+
+def test_ctrl_z_pressed_again_and_again_in_the_layer_editor_undoes_one_edit_after_another(make_window, qtbot):
+    """Undo rebuilds the layer editor; the cursor goes to the same parameter's new box (or, with none, to the
+    layer list), so the next Ctrl+Z is not lost on a box that no longer exists."""
+    from PySide6.QtWidgets import QDoubleSpinBox
+
+    w = make_window(start_engine=False)
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None, timeout=30000)  # its shapes rebuild the editor too
+    w.activateWindow()
+    qtbot.waitActive(w)
+    w.tabs.setCurrentIndex(w.TAB_MODEL)
+    panel, table = w.model_panel, w.model_panel.table
+    qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=table.visualRect(table.model().index(1, 0)).center())
+
+    def box(kind, key):
+        found = panel.editor_box.findChild(kind, f"param_{key}")
+        qtbot.waitUntil(found.isVisible)  # the editor's rows show once the event loop runs
+        return found
+
+    def press(keys=Qt.ControlModifier):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Z, keys)  # where the cursor is
+
+    for key, text in (("filters", "16"), ("kernel_size", "5")):
+        qtbot.mouseClick(box(QSpinBox, key).lineEdit(), Qt.LeftButton)
+        box(QSpinBox, key).selectAll()
+        qtbot.keyClicks(box(QSpinBox, key), text)
+        qtbot.keyClick(box(QSpinBox, key), Qt.Key_Return)
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(16, 5, relu)"
+    press()
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(16, 3, relu)"
+    assert QApplication.focusWidget() is box(QSpinBox, "kernel_size")  # the rebuilt box, showing 3
+    press()
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(10, 3, relu)"
+    press(Qt.ControlModifier | Qt.ShiftModifier)
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(16, 3, relu)"
+
+    next(a for a in panel.add_button.menu().actions() if a.text() == "Dropout").trigger()
+    assert layer_row_text(w, 2)[0] == "2. Dropout(0.25)"
+    qtbot.mouseClick(box(QDoubleSpinBox, "rate").lineEdit(), Qt.LeftButton)
+    press()
+    assert layer_row_text(w, 2)[0] != "2. Dropout(0.25)"
+    assert QApplication.focusWidget() is table  # no rate box left: the cursor is in the layer list
+    press()
+    assert layer_row_text(w, 1)[0] == "1. Conv2D(10, 3, relu)"
 
 
 # -- saving is a continuation, not a nested event loop ----------------------------------------

@@ -339,6 +339,21 @@ def test_train_without_json_prints_progress_on_stderr(tmp_path):
     assert out.startswith(f"saved {tmp_path / 'p'}; validation accuracy ")
 
 
+def test_train_says_with_the_dataset_summary_when_the_images_are_scaled_up(tmp_path):
+    write_sample_dataset(tmp_path / "s", per_class=5, size=16)
+    note = "Images are 16×16 px; they are scaled up to 32×32 for training."
+    argv = ["train", tmp_path / "s", "--epochs", 1, "--image-size", 32, "--batch-size", 8]
+    code, _, err = run([*argv, "--project", tmp_path / "p"])
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0].startswith("20 images in 4 classes") and lines[1] == note
+    code, out, err = run([*argv, "--project", tmp_path / "q", "--json"])
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[0]["event"] == "cache" and events[1] == {"event": "note", "message": note}
+    assert [e for e in events if e.get("message") == note] == [events[1]]  # said once
+
+
 @pytest.mark.parametrize("argv, words", [
     (["train", "{tmp}/nowhere", "--project", "{tmp}/p"], "does not exist"),
     (["train", "{tmp}", "--project", "{tmp}/p", "--image-size", "3"], "--image-size: image size must be between"),
@@ -410,7 +425,8 @@ def test_train_without_room_for_the_model_fails_before_training(tmp_path, monkey
 
     from cnndesk.core import project
 
-    write_sample_dataset(tmp_path / "shapes", per_class=12)  # enough per class for no warning on stdout
+    # enough per class for no warning on stdout, and as large as they are read: nothing is scaled up either
+    write_sample_dataset(tmp_path / "shapes", per_class=12, size=128)
     _no_training(monkeypatch)
     usage = shutil.disk_usage(tmp_path)
     # a disk with 100 kB left: the seed model at 128 px (about 40,000 weights and Adam's two slots) does not fit

@@ -309,6 +309,35 @@ def test_after_an_exclusion_every_count_on_the_dataset_tab_adds_up(make_window, 
     assert _counts_seen(panel) == seen
 
 
+def test_the_few_images_and_imbalance_warnings_count_the_images_trained_on(make_window, qtbot, tmp_path):
+    """centre has 10 images, as many as a class needs and half the largest: no warning. With a copy among them
+    excluded it trains on 9, which both warnings say; bringing the copy back takes them away."""
+    import shutil
+
+    from conftest import write_dataset
+
+    root = write_dataset(tmp_path / "data", classes=("left", "top"), per_class=20)
+    write_dataset(root, classes=("centre",), per_class=9, seed=1)
+    copy = root / "centre" / "copy of centre_00.png"
+    shutil.copyfile(root / "centre" / "centre_00.png", copy)
+    w = _open(make_window, qtbot, root, start_engine=False)
+    panel = w.dataset_panel
+    assert not panel.imbalance.isVisible()
+
+    view = _show_duplicates(qtbot, panel)
+    _click_item(qtbot, view.tree, next(i for i in _member_items(view.tree) if i.data(0, Qt.UserRole) == str(copy)))
+    qtbot.mouseClick(view.exclude_button, Qt.LeftButton)
+    assert _counts_seen(panel)["cells"] == ["9 + 1 excluded", "20", "20"]
+    warnings = panel.imbalance.text().splitlines()
+    assert panel.imbalance.isVisible() and len(warnings) == 2, warnings
+    assert warnings[0].startswith("Few images: centre (9) has fewer than 10 usable images")
+    assert warnings[1].startswith("Classes are imbalanced: centre (9) have less than half the images of the "
+                                  "largest class (20).")
+
+    qtbot.mouseClick(view.changes.undo_button, Qt.LeftButton)
+    assert not panel.imbalance.isVisible()
+
+
 def test_the_changes_listed_are_those_of_the_dataset_shown(make_window, qtbot, planted, tmp_path):
     from conftest import write_dataset
 

@@ -63,6 +63,7 @@ def test_ticking_two_gpus_trains_mirrored_and_shows_the_global_batch(panel, qtbo
     assert note.text() == "Mirrored over 2 GPUs: each step takes a global batch of 64 images (32 per GPU)."
     panel.batch_size.selectAll()
     qtbot.keyClicks(panel.batch_size, "24")
+    qtbot.keyClick(panel.batch_size, Qt.Key_Return)  # a number applies when it is finished
     assert panel.settings().batch_size == 24  # the batch size stays per device
     assert "global batch of 48 images (24 per GPU)" in note.text()
     tick(qtbot, panel, "gpu:1")

@@ -34,6 +34,7 @@ def type_limit(panel, qtbot, text: str) -> None:
     editor = panel.memory_limit.lineEdit()
     editor.selectAll()
     qtbot.keyClicks(editor, text)
+    qtbot.keyClick(editor, Qt.Key_Return)  # a number applies when it is finished
 
 
 def test_the_memory_setting_shows_the_estimate_and_where_the_images_will_be_kept(panel, qtbot, monkeypatch,
@@ -101,6 +102,7 @@ def test_the_window_trains_from_a_dataset_on_disk_and_saves_a_normal_project(win
     spin = w.model_panel.epochs
     spin.selectAll()
     qtbot.keyClicks(spin, "1")
+    qtbot.keyClick(spin, Qt.Key_Return)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.training_panel.running, timeout=120000)
     assert "cache on disk" in w.training_panel.log.toPlainText()
@@ -122,7 +124,6 @@ def test_the_memory_limit_belongs_to_the_computer_and_is_remembered(make_window,
     assert w.dataset_panel.memory_limit.value() == 750
     assert w.dataset_panel.cache_settings().memory_limit == 750 * 10**6
     type_limit(w.dataset_panel, qtbot, "0")
-    qtbot.keyClick(w.dataset_panel.memory_limit.lineEdit(), Qt.Key_Return)
     assert w.dataset_panel.memory_limit.text().startswith("Auto (")
     assert w.dataset_panel.cache_settings().memory_limit is None  # half of the available memory, read at load
     assert int(settings.value("dataset/memoryLimitMB")) == 0

@@ -74,6 +74,7 @@ def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_hom
     epochs = w.model_panel.epochs
     epochs.selectAll()
     qtbot.keyClicks(epochs, "1")
+    qtbot.keyClick(epochs, Qt.Key_Return)
     chosen = cache_weights(tmp_path / "elsewhere", "MobileNetV3Small")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(chosen), ""))
     box = offline_box(w, qtbot)

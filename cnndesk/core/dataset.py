@@ -127,6 +127,12 @@ class LoadedDataset:
         c = Counter(self.labels.tolist())
         return {name: c.get(i, 0) for i, name in enumerate(self.class_names)}
 
+    def split_counts(self) -> dict[str, int]:
+        """Each class's images in training and validation: what will be trained on, without the excluded."""
+        used = np.concatenate([self.train_index, self.val_index]).astype(np.intp)
+        c = np.bincount(self.labels[used], minlength=self.num_classes)
+        return {name: int(c[i]) for i, name in enumerate(self.class_names)}
+
     def upscaling_note(self) -> str:
         """A sentence when the images (those sampled) are smaller than the size they are read at, so they are
         scaled up ("Images are 25×25 px; they are scaled up to 64×64 for training."); "" otherwise."""
@@ -140,8 +146,8 @@ class LoadedDataset:
         return f"Images are {size} px; they are scaled up to {h}×{w} for training."
 
     def imbalance_warning(self) -> str | None:
-        """A sentence if the smallest class is much smaller than the largest."""
-        counts = self.counts()
+        """A sentence if the smallest class is much smaller than the largest (in the images trained on)."""
+        counts = self.split_counts()
         most = max(counts.values())
         small = [n for n, c in counts.items() if c < IMBALANCE_RATIO * most]
         if not small:
@@ -152,9 +158,10 @@ class LoadedDataset:
 
     def warnings(self) -> list[str]:
         """Every warning about this dataset, each a sentence: what was found while
-        reading (unreadable files, links not followed), imbalance, classes with few images."""
+        reading (unreadable files, links not followed), imbalance, classes with few images. The images
+        are counted as trained on: the excluded ones are not."""
         out = list(self.notes)
-        counts = self.counts()
+        counts = self.split_counts()
         few = [f"{printable(n)} ({c})" for n, c in counts.items() if c < FEW_IMAGES]
         if few:
             out.append(f"Few images: {', '.join(few)} {'has' if len(few) == 1 else 'have'} fewer than {FEW_IMAGES} "

@@ -9,8 +9,8 @@ import numpy as np
 from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-    QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox,
+    QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+    QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton,
     QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
@@ -22,6 +22,7 @@ from ..core.quality import find_duplicates
 from ..core.scanning import count_skipped, printable
 from .data_quality_view import DuplicatesView
 from .dataset_tables import QWIDGETSIZE_MAX, ClassTable, ElideMiddleDelegate, SkippedFilesModel
+from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, RefusalNote
 from .loading import DatasetLoader
 from .widgets import array_to_qimage, parse_size
 
@@ -96,8 +97,9 @@ class DatasetPanel(QWidget):
         # settings
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)
-        self.val_split = QDoubleSpinBox(objectName="valSplit", suffix=" %", decimals=0, minimum=0, maximum=90,
-                                        singleStep=5, value=20)
+        # numbers apply when finished (Enter, leaving the box): 35 % passes 3 % on the way
+        self.val_split = RangeDoubleSpinBox(objectName="valSplit", suffix=" %", decimals=0, minimum=0, maximum=90,
+                                            singleStep=5, value=20)
         self.val_split.setToolTip("Share of each class kept aside to measure accuracy on images the model never trains on")
         form.addRow("Validation split", self.val_split)
         self.image_size = QComboBox(objectName="imageSize", editable=True)
@@ -124,10 +126,15 @@ class DatasetPanel(QWidget):
         self.class_weights.setToolTip("Weight the loss so that rare classes count as much as frequent ones")
         self.class_weights.toggled.connect(self._on_training_option)
         form.addRow("Class weights", self.class_weights)
-        self.seed = QSpinBox(objectName="splitSeed", minimum=0, maximum=2**31 - 1, value=1337)
+        self.seed = RangeSpinBox(objectName="splitSeed", minimum=0, maximum=2**31 - 1, value=1337)
         self.seed.setToolTip("Seed of the train/validation split; the same seed gives the same split")
         form.addRow("Split seed", self.seed)
         self._build_memory_limit(form)
+        self.setting_refusal = RefusalNote(objectName="settingRefused")
+        for box, what in ((self.val_split, "Validation split"), (self.seed, "Split seed"),
+                          (self.memory_limit, "Memory for images")):
+            self.setting_refusal.watch(box, what)
+        form.addRow(self.setting_refusal)
         split.addWidget(settings)
 
         # results
@@ -169,8 +176,8 @@ class DatasetPanel(QWidget):
 
     def _build_memory_limit(self, form: QFormLayout) -> None:
         """The memory the decoded images may take, and a line saying what it means for this dataset."""
-        self.memory_limit = QSpinBox(objectName="memoryLimit", suffix=" MB", minimum=0, maximum=10**7,
-                                     singleStep=500, value=0)
+        self.memory_limit = RangeSpinBox(objectName="memoryLimit", suffix=" MB", minimum=0, maximum=10**7,
+                                         singleStep=500, value=0)
         self.memory_limit.setGroupSeparatorShown(True)
         self.memory_limit.setSpecialValueText(f"Auto ({format_bytes(default_memory_limit())})")
         self.memory_limit.setToolTip("Decoded images up to this size are kept in memory; a larger dataset is "
@@ -382,6 +389,7 @@ class DatasetPanel(QWidget):
         """Split again with the current settings and exclusions (groups of near duplicates on one side)."""
         self.data = resplit(self.data, self.config(), self._excluded_rows(self.data))
         self._show_totals()
+        self._show_warnings()
         self._show_classes()
         self._show_duplicates()
         self.dataset_changed.emit(self.data)
@@ -468,17 +476,14 @@ class DatasetPanel(QWidget):
     def _show_classes(self) -> None:
         """Each class with the images it trains and validates on, and those excluded beside them."""
         d = self.data
-        used = np.zeros(len(d.labels), bool)
-        used[d.train_index] = used[d.val_index] = True
-        counts = np.bincount(d.labels[used], minlength=d.num_classes)
-        left_out = np.bincount(d.labels[~used], minlength=d.num_classes)
-        most = max(int(counts.max()), 1)
+        counts, found = d.split_counts(), d.counts()
+        most = max(max(counts.values()), 1)
         self.class_table.setRowCount(d.num_classes)
         for r, name in enumerate(d.class_names):
             name_item = QTableWidgetItem(printable(name))
             name_item.setToolTip(printable(name))
             self.class_table.setItem(r, 0, name_item)
-            n, out = int(counts[r]), int(left_out[r])
+            n, out = counts[name], found[name] - counts[name]
             item = QTableWidgetItem(f"{n} + {out} excluded" if out else str(n))
             item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
             self.class_table.setItem(r, 1, item)
@@ -486,6 +491,12 @@ class DatasetPanel(QWidget):
             bar.setMaximumHeight(14)
             self.class_table.setCellWidget(r, 2, bar)
         self.class_table.updateGeometry()
+
+    def _show_warnings(self) -> None:
+        """Every warning the CLI prints (unreadable files, links, few images, imbalance), of the images trained on."""
+        warnings = self.data.warnings()
+        self.imbalance.setVisible(bool(warnings))
+        self.imbalance.setText("\n".join(warnings))
 
     def _show_duplicates(self) -> None:
         d = self.data
@@ -519,9 +530,7 @@ class DatasetPanel(QWidget):
         self.scale_note.setText(data.upscaling_note())
         self.scale_note.setVisible(bool(self.scale_note.text()))
         self._show_color_hint()
-        warnings = data.warnings()  # every warning the CLI prints: unreadable files, links, few images, imbalance
-        self.imbalance.setVisible(bool(warnings))
-        self.imbalance.setText("\n".join(warnings))
+        self._show_warnings()
         self._show_classes()
         self.thumbs.clear()
         for ci, name in enumerate(data.class_names):

@@ -1,8 +1,9 @@
 """Editing pieces of the model panel: number boxes that refuse out loud, and undoable stack edits.
 
 The number boxes (``RangeSpinBox``, ``RangeDoubleSpinBox`` and the ``RefusalNote`` that
-watches them) serve the data quality views too: every box whose number changes the
-model or the data applies it when it is finished and refuses an out-of-range one aloud.
+watches them) serve the data quality views and the dataset and training settings too: every
+box whose number changes the model or the data applies it when it is finished and refuses an
+out-of-range one aloud.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtGui import QUndoCommand, QValidator
+from PySide6.QtCore import QEvent
+from PySide6.QtGui import QKeySequence, QUndoCommand, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QLabel, QSpinBox
 
 from ..core.architecture import LayerSpec
@@ -43,6 +45,18 @@ def out_of_range(spin: QAbstractSpinBox, text: str) -> float | None:
     return None
 
 
+def _leaves_undo_to_the_window(spin: QAbstractSpinBox, event: QEvent) -> bool:
+    """Whether ``event`` is Undo or Redo pressed while the box holds no typing of its own to undo.
+
+    A spin box's line edit takes every Undo for itself, so with the cursor in a
+    box the window's Undo never came. Once the box shows its applied value, Undo
+    and Redo are the window's (the layer edits); typing not yet finished is still
+    undone in the box.
+    """
+    return (event.type() == QEvent.ShortcutOverride and not spin.lineEdit().isModified()
+            and (event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)))
+
+
 def _keep_out_of_range(spin: QAbstractSpinBox, result: tuple, text: str, pos: int) -> tuple:
     """Let an out-of-range number stay on screen as unfinished input.
 
@@ -71,6 +85,11 @@ class RangeSpinBox(QSpinBox):
     def validate(self, text: str, pos: int):
         return _keep_out_of_range(self, super().validate(text, pos), text, pos)
 
+    def event(self, event: QEvent) -> bool:
+        if _leaves_undo_to_the_window(self, event):
+            return False  # not overridden: the shortcut takes it
+        return super().event(event)
+
 
 class RangeDoubleSpinBox(QDoubleSpinBox):
     """A QDoubleSpinBox that shows an out-of-range number as typed instead of dropping keystrokes.
@@ -85,13 +104,22 @@ class RangeDoubleSpinBox(QDoubleSpinBox):
     def validate(self, text: str, pos: int):
         return _keep_out_of_range(self, super().validate(text, pos), text, pos)
 
+    def event(self, event: QEvent) -> bool:
+        if _leaves_undo_to_the_window(self, event):
+            return False  # not overridden: the shortcut takes it
+        return super().event(event)
+
 
 def format_number(value: float) -> str:
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+    """``value`` for people: "10,000", "0.95", "0.00001" (never "1e-05")."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:.10f}".rstrip("0")
 
 
 class RefusalNote(QLabel):
     """A red line that says why a number typed into a watched box was refused, and which value stays.
+
+    A number above the maximum is refused as it is typed (more digits only make it larger); one below
+    the minimum when it is finished, since typing goes on through such numbers (0.0005 starts with 0).
 
     Args:
         keeps: the end of the sentence, with ``{kept}`` for the value that stays
@@ -103,12 +131,13 @@ class RefusalNote(QLabel):
         self.setStyleSheet("color: #b71c1c")
         self.keeps = keeps
         self._refused_in: tuple | None = None  # the box whose typed number was refused, and the value it kept
+        self._below: tuple | None = None  # the box holding a number under its minimum, and that text
 
     def watch(self, spin: QAbstractSpinBox, what: str) -> None:
         """Say so when the user types a number outside ``spin``'s range; ``what`` names the number."""
         spin.lineEdit().textEdited.connect(lambda text: self._check_typed(spin, what, text))
         spin.valueChanged.connect(lambda value: self._on_value(spin, value))
-        spin.editingFinished.connect(lambda: spin.setStyleSheet(""))  # the last valid value is back
+        spin.editingFinished.connect(lambda: self._on_finished(spin, what))
 
     def clear_refusal(self) -> None:
         self._refused_in = None
@@ -120,18 +149,32 @@ class RefusalNote(QLabel):
         if self._refused_in != (spin, value):
             self.clear_refusal()
 
+    def _on_finished(self, spin: QAbstractSpinBox, what: str) -> None:
+        spin.setStyleSheet("")  # the last valid value is back
+        below, self._below = self._below, None
+        if below is not None and below[0] is spin:
+            self._refuse(spin, what, below[1])
+
     def _check_typed(self, spin: QAbstractSpinBox, what: str, text: str) -> None:
-        if out_of_range(spin, text) is None:
+        value = out_of_range(spin, text)
+        self._below = (spin, text) if value is not None and value < spin.minimum() else None
+        if value is None or self._below is not None:
             spin.setStyleSheet("")
             self.clear_refusal()
             return
         spin.setStyleSheet(REFUSED_STYLE)
-        kept = spin.specialValueText() if spin.value() == spin.minimum() and spin.specialValueText() else \
-            spin.textFromValue(spin.value())
+        self._refuse(spin, what, text)
+
+    def _refuse(self, spin: QAbstractSpinBox, what: str, text: str) -> None:
+        value = spin.value()
+        if value == spin.minimum() and spin.specialValueText():
+            kept = spin.specialValueText()
+        else:
+            kept = format_number(value) if isinstance(spin, QDoubleSpinBox) else spin.textFromValue(value)
         self.setText(f"{what} goes from {format_number(spin.minimum())} to {format_number(spin.maximum())}: "
                      f"{typed_number(spin, text)} is refused, and {self.keeps.format(kept=kept)}.")
         self.show()
-        self._refused_in = (spin, spin.value())
+        self._refused_in = (spin, value)
 
 
 # -- undo ------------------------------------------------------------------------

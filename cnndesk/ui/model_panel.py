@@ -16,8 +16,8 @@ import copy
 from PySide6.QtCore import QEvent, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView, QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox,
-    QHBoxLayout, QHeaderView, QLabel, QMenu, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem,
+    QAbstractItemView, QAbstractSpinBox, QApplication, QCheckBox, QComboBox, QFormLayout, QFrame, QGroupBox,
+    QHBoxLayout, QHeaderView, QLabel, QMenu, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
     QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -166,16 +166,17 @@ class ModelPanel(QWidget):
         self.optimizer = QComboBox(objectName="optimizer")
         self.optimizer.addItems(OPTIMIZERS)
         form.addRow("Optimizer", self.optimizer)
-        self.learning_rate = QDoubleSpinBox(objectName="learningRate", decimals=5, minimum=0.00001, maximum=1.0,
-                                            singleStep=0.0005, value=0.001)
+        # numbers apply when finished (Enter, leaving the box): 25 epochs pass 2 on the way
+        self.learning_rate = RangeDoubleSpinBox(objectName="learningRate", decimals=5, minimum=0.00001, maximum=1.0,
+                                                singleStep=0.0005, value=0.001)
         form.addRow("Learning rate", self.learning_rate)
-        self.batch_size = QSpinBox(objectName="batchSize", minimum=1, maximum=4096, value=32)
+        self.batch_size = RangeSpinBox(objectName="batchSize", minimum=1, maximum=4096, value=32)
         self.batch_size.setToolTip("Images per step on each device; with several GPUs a step takes this many on "
                                    "each of them")
         form.addRow("Batch size", self.batch_size)
-        self.epochs = QSpinBox(objectName="epochs", minimum=1, maximum=10000, value=10)
+        self.epochs = RangeSpinBox(objectName="epochs", minimum=1, maximum=10000, value=10)
         form.addRow("Epochs", self.epochs)
-        self.patience = QSpinBox(objectName="patience", minimum=0, maximum=1000, value=3, specialValueText="off")
+        self.patience = RangeSpinBox(objectName="patience", minimum=0, maximum=1000, value=3, specialValueText="off")
         self.patience.setToolTip("Stop when neither validation accuracy nor validation loss has improved for this "
                                  "many epochs (at least a quarter of the run). It never stops before half the "
                                  "epochs, and is off with fewer than 50 validation images (0 = off)")
@@ -189,6 +190,11 @@ class ModelPanel(QWidget):
         form.addRow("", self.restore_best)
         self.device = DeviceChoice(objectName="device")
         form.addRow("Devices", self.device)
+        self.setting_refusal = RefusalNote(objectName="settingRefused")
+        for box, what in ((self.learning_rate, "Learning rate"), (self.batch_size, "Batch size"),
+                          (self.epochs, "Epochs"), (self.patience, "Early stopping patience")):
+            self.setting_refusal.watch(box, what)
+        form.addRow(self.setting_refusal)
         self.device.changed.connect(self.changed)
         self.batch_size.valueChanged.connect(self.device.set_batch_size)
         self.optimizer.currentIndexChanged.connect(self.changed)
@@ -472,6 +478,20 @@ class ModelPanel(QWidget):
         self._show_editor(self.selected_index())
 
     def _show_editor(self, index: int | None) -> None:
+        # the cursor in a box of the editor (undo rebuilds it) goes to the same parameter's new box: the box it
+        # was in is deleted, and a cursor nowhere would let the next Ctrl+Z go unheard
+        focused = QApplication.focusWidget()
+        focused_name = focused.objectName() if focused is not None and self.editor_box.isAncestorOf(focused) else None
+        self._fill_editor(index)
+        if focused_name is not None:
+            same = self.editor_box.findChild(QWidget, focused_name) if focused_name else None
+            if same is not None and same.isEnabled():
+                same.show()  # a new row shows once the event loop runs; a hidden box would not take the cursor
+                same.setFocus(Qt.OtherFocusReason)
+            else:
+                self.table.setFocus(Qt.OtherFocusReason)
+
+    def _fill_editor(self, index: int | None) -> None:
         self._editor_generation += 1
         self.refusal.clear_refusal()
         while self.editor_form.rowCount():
