@@ -78,7 +78,7 @@ def _a_state_at_work() -> SessionState:
     work = dict(project_path="/p/a", dataset_path="/data/a", data=object(), dataset_config=DatasetConfig(val_split=0.3),
                 layers=[LayerSpec("Flatten")], preset="custom", settings=TrainingSettings(epochs=3, device="gpu:1"),
                 model=model(), history=[{"epoch": 1}], best_epoch=1, batch_loss=[(0.5, 1.0)],
-                previous=RunRecord(model()), viewed_images=["/data/a/x.png"], runs=["run"],
+                previous=RunRecord(model()), viewed_images=["/data/a/x.png"], viewer_tab="evaluation", runs=["run"],
                 probe_images=["/data/a/probe.png"], excluded=frozenset({"/data/a/y.png"}), modified=True)
     assert set(work) | SessionState.SESSION == set(SessionState.field_names()), "a field is missing from this test"
     state.update(**work)
@@ -110,7 +110,8 @@ def test_load_takes_what_a_project_holds_and_nothing_from_the_work_before():
     project = Project(dataset_path="/data/b", class_names=["a", "b"], dataset=DatasetConfig(val_split=0.4),
                       preset="deeper", layers=[LayerSpec("Dense", {"units": 4})], settings=TrainingSettings(epochs=7),
                       history=[{"epoch": 1}, {"epoch": 2}], best_epoch=2, batch_loss=[[0.5, 2.0]],
-                      viewer_images=["/data/b/v.png"], runs=["run b"], excluded_files=["/data/b/e.png"])
+                      viewer_images=["/data/b/v.png"], viewer_tab="gradcam", runs=["run b"],
+                      excluded_files=["/data/b/e.png"])
     opened = model(source="project")
     state.activity = "opening"
     state.load("/p/b", project, opened)
@@ -118,8 +119,8 @@ def test_load_takes_what_a_project_holds_and_nothing_from_the_work_before():
     assert (state.dataset_config, state.preset, state.layers, state.settings) == (
         project.dataset, "deeper", project.layers, project.settings)
     assert (state.history, state.best_epoch, state.batch_loss) == (project.history, 2, [(0.5, 2.0)])
-    assert (state.viewed_images, state.runs, state.excluded) == (["/data/b/v.png"], ["run b"],
-                                                                 frozenset({"/data/b/e.png"}))
+    assert (state.viewed_images, state.viewer_tab, state.runs, state.excluded) == (
+        ["/data/b/v.png"], "gradcam", ["run b"], frozenset({"/data/b/e.png"}))
     # what the project does not hold starts empty: nothing of project A's work is left for B
     assert state.data is None and state.previous is None and state.probe_images == []
     assert state.activity == IDLE and not state.modified
