@@ -32,7 +32,8 @@ def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser
     c = sub.add_parser("check", help="find duplicate images, copies across classes and train/validation leaks")
     c.add_argument("dataset", help="folder with one subfolder of images per class")
     c.add_argument("--distance", type=distance, default=DEFAULT_DISTANCE,
-                   help=f"largest hash distance (bits of 64) of near duplicates (default {DEFAULT_DISTANCE})")
+                   help=f"largest hash distance (bits of 64) at which images are compared as pictures to find "
+                        f"copies (default {DEFAULT_DISTANCE})")
     c.add_argument("--image-size", type=parse_size, default=(64, 64), metavar="N|HxW")
     c.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
     c.add_argument("--val-split", type=fraction, default=0.2)

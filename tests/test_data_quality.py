@@ -12,17 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QLabel, QMessageBox
 
 from cnndesk.core.dataset import DatasetConfig, load_dataset, resplit, split_indices
 from cnndesk.core.project_schema import Project
 from cnndesk.core.quality import (
-    DEFAULT_DISTANCE, KFOLD, VALIDATION, ChangeLog, Change, MOVE, colour_thumbnails, confirm_pairs, find_duplicates,
-    hamming, move_to_class, perceptual_hashes, rank_label_doubts, similar_pairs, stratified_folds,
+    DEFAULT_DISTANCE, KFOLD, MAX_DISTANCE, VALIDATION, ChangeLog, Change, MOVE, confirm_pairs, find_duplicates,
+    hamming, move_to_class, perceptual_hashes, picture_thumbnails, rank_label_doubts, similar_pairs, stratified_folds,
 )
 from cnndesk.core.errors import UserError
 
+from lookalikes import EDITS, edited_copy, stroke_digits, texture_tiles
 from planted_data import duplicate_scores, found_pairs, write_planted_dataset
 from test_app import set_epochs
 from test_cli import run
@@ -93,6 +95,71 @@ def test_the_hash_is_the_dct_of_a_32px_grey_thumbnail():
     assert int(perceptual_hashes(image[None])[0]) == expected
 
 
+@pytest.fixture(scope="module")
+def edited_tiles(tmp_path_factory):
+    """Photo-like tiles (JPEG, one class per picture) and 12 copies with the 6 edits, 3 of them under another class."""
+    root = tmp_path_factory.mktemp("tiles") / "tiles"
+    tiles, labels = texture_tiles(pictures=4, tiles_per_side=3, seed=2)
+    paths = []
+    for n, (tile, label) in enumerate(zip(tiles, labels)):
+        (root / f"p{label}").mkdir(parents=True, exist_ok=True)
+        paths.append(root / f"p{label}" / f"{n:02d}.jpg")
+        Image.fromarray(tile).save(paths[-1], quality=90)
+    planted = set()
+    for k in range(2 * len(EDITS)):
+        n = 3 * k % len(tiles)
+        with Image.open(paths[n]) as decoded:
+            copy = edited_copy(np.asarray(decoded.convert("RGB")), EDITS[k % len(EDITS)])
+        label = labels[n] if k % 4 else (labels[n] + 1) % 4  # every 4th under another class
+        target = root / f"p{label}" / f"{n:02d}_{EDITS[k % len(EDITS)]}.{'jpg' if k % 6 == 0 else 'png'}"
+        copy.save(target, **({"quality": 55} if target.suffix == ".jpg" else {}))
+        planted.add(frozenset((str(paths[n]), str(target))))
+    return root, planted
+
+
+def test_copies_of_photo_like_tiles_are_found_whatever_the_edit_and_neighbouring_tiles_are_not(edited_tiles):
+    """Re-saved at JPEG quality 55, resized, brightened by 12 %, cropped by 3 %, blurred or re-saved as PNG: still
+    the same picture; the neighbouring tiles of one picture look alike but are not copies."""
+    root, planted = edited_tiles
+    data = load_dataset(root)
+    report = find_duplicates(data.images, data.labels, data.pairs, DEFAULT_DISTANCE, data.val_index)
+    found = found_pairs(report, data.paths)
+    assert planted - found == set(), [sorted(Path(p).name for p in pair) for pair in planted - found]
+    assert found - planted == set()
+    assert report.counts()["cross_class"] == 3
+
+
+def test_handwritten_like_digits_are_look_alikes_not_copies(tmp_path):
+    """Ones and sevens drawn anew with a jittered hand look alike (their hashes are close) but none is a copy."""
+    images, labels = stroke_digits(150, seed=4, digits=(1, 7))
+    for c in (1, 7):
+        (tmp_path / str(c)).mkdir()
+    for n, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image).save(tmp_path / str(label) / f"{n:03d}.png")
+    data = load_dataset(tmp_path)
+    assert len(data.pairs) == 0
+    report = find_duplicates(data.images, data.labels, data.pairs, DEFAULT_DISTANCE)
+    assert report.groups == []
+    candidates = similar_pairs(data.hashes)
+    assert len(candidates) > 100, "many of them hash alike, so the test means something"
+
+
+def test_a_chain_of_copies_is_no_group_when_its_ends_are_not_copies():
+    """a~b and b~c are copies, a and c are not: no group holds all three, and no image is in two groups."""
+    images = np.zeros((6, 8, 8, 3), np.uint8)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    pairs = np.array([[0, 1, 2], [1, 2, 2], [3, 4, 0], [4, 5, 0], [3, 5, 2]], np.int32)  # 3, 4, 5: all copies
+    groups = find_duplicates(images, labels, pairs, DEFAULT_DISTANCE).groups
+    members = sorted(sorted(g.members) for g in groups)
+    assert [3, 4, 5] in members
+    assert [0, 1, 2] not in members and any(len(set(m) & {0, 1, 2}) == 2 for m in members)
+    everyone = [m for g in groups for m in g.members]
+    assert len(everyone) == len(set(everyone))
+    for g in groups:  # every member is a confirmed copy of the group's first image
+        linked = {frozenset(p) for p in pairs[:, :2].tolist()}
+        assert all(frozenset((g.members[0], m)) in linked for m in g.members[1:])
+
+
 # ---------------------------------------------------------------------------
 # the split
 
@@ -105,6 +172,38 @@ def test_the_split_keeps_every_group_on_one_side(planted, val_split, seed):
     assert not _groups_straddle(groups, data.train_index, data.val_index)
     assert sorted(np.concatenate([data.train_index, data.val_index]).tolist()) == list(range(len(data.labels)))
     assert "kept on one side" in data.split_note
+
+
+@pytest.mark.parametrize("val_split", [0.2, 0.3])
+def test_keeping_groups_together_keeps_every_class_share_within_2_points(val_split):
+    """Groups made so that a plain split puts one copy in validation and two in training: keeping them together
+    must not take a class's validation images away."""
+    from cnndesk.core.quality import DuplicateGroup, leak_free_split
+
+    labels = np.repeat([0, 1, 2], [300, 200, 100])
+    train, val = split_indices(labels, val_split, 1337)
+    groups = []
+    spare = {c: list(train[labels[train] == c]) for c in range(3)}
+    for v in val[labels[val] == 1]:  # every validation image of class 1 gets two training copies
+        groups.append(DuplicateGroup((int(v), int(spare[1].pop()), int(spare[1].pop())), False, False, False, 2))
+    split = leak_free_split(labels, groups, val_split, 1337)
+    for c in range(3):
+        share = np.isin(np.flatnonzero(labels == c), split.val).mean()
+        assert abs(share - val_split) <= 0.02, (c, share)
+    assert not _groups_straddle(groups, split.train, split.val)
+    assert sorted(np.concatenate([split.train, split.val]).tolist()) == list(range(len(labels)))
+
+
+def test_the_split_note_says_when_a_class_cannot_keep_its_share():
+    """A class made of one group of copies cannot give validation a share of it: the note says so."""
+    from cnndesk.core.quality import DuplicateGroup, leak_free_split
+
+    labels = np.repeat([0, 1], [100, 10])
+    groups = [DuplicateGroup(tuple(range(100, 110)), False, False, False, 0)]
+    split = leak_free_split(labels, groups, 0.2, 1337)
+    assert not _groups_straddle(groups, split.train, split.val)
+    assert "b: 0 % in validation" in split.summary(["a", "b"])
+    assert abs(np.isin(np.flatnonzero(labels == 0), split.val).mean() - 0.2) <= 0.02
 
 
 def test_excluded_images_are_in_neither_side(planted):
@@ -369,7 +468,8 @@ def test_a_hash_distance_out_of_range_is_refused_out_loud_and_changes_nothing(ma
     view.distance.selectAll()
     qtbot.keyClicks(view.distance, "16")
     assert refusal.isVisible()
-    assert refusal.text() == f"Hash distance goes from 0 to 12: 16 is refused, and it stays {DEFAULT_DISTANCE}."
+    assert refusal.text() == (f"Hash distance goes from 0 to {MAX_DISTANCE}: 16 is refused, "
+                              f"and it stays {DEFAULT_DISTANCE}.")
     assert w.state.dataset_config.duplicate_distance == DEFAULT_DISTANCE  # the 1 typed on the way was not applied
     assert view.tree.topLevelItemCount() == groups
     qtbot.keyClick(view.distance, Qt.Key_Return)
@@ -489,8 +589,9 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
     assert not w.state.excluded
 
 
-def test_the_pair_search_confirms_colours_block_by_block_so_lookalike_candidates_are_never_all_held(monkeypatch):
-    """Simple shapes on plain backgrounds hash alike by the million; only the pairs that agree in colour are kept."""
+def test_the_pair_search_compares_pictures_block_by_block_so_lookalike_candidates_are_never_all_held(monkeypatch):
+    """Simple shapes on plain backgrounds hash alike by the million; only the pairs that are the same picture are
+    kept."""
     import tracemalloc
 
     from cnndesk.core import quality
@@ -498,16 +599,31 @@ def test_the_pair_search_confirms_colours_block_by_block_so_lookalike_candidates
     monkeypatch.setattr(quality, "PAIR_BLOCK", 1 << 18)
     n = 4000  # every hash alike: 8 million candidate pairs, 96 MB as (i, j, distance) rows
     hashes = np.zeros(n, np.uint64)
-    colours = 10 * np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 8, 24), np.float32)  # all far apart
-    colours[[10, 20, 30]] = colours[10]  # three agree: three pairs
+    images = np.random.default_rng(3).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)  # all unlike
+    images[[20, 30]] = images[10]  # three alike: three pairs
+    thumbnails = picture_thumbnails(images)
     tracemalloc.start()
     try:
-        pairs = quality.similar_pairs(hashes, thumbnails=colours)
+        pairs = quality.similar_pairs(hashes, thumbnails=thumbnails)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert sorted(map(tuple, pairs[:, :2].tolist())) == [(10, 20), (10, 30), (20, 30)]
     assert peak < 24 * 2**20, f"the search held {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize("distance", [0, 4, 8, 10])
+def test_the_indexed_pair_search_finds_exactly_the_pairs_within_the_distance(distance):
+    """Candidates come from an index of hash bands, not from comparing all pairs; they must be the same pairs."""
+    rng = np.random.default_rng(distance)
+    base = rng.integers(0, 2**63, 400, dtype=np.uint64)
+    flips = [np.bitwise_or.reduce(np.uint64(1) << rng.choice(64, k, replace=False).astype(np.uint64))
+             if k else np.uint64(0) for k in rng.integers(0, 14, 1200)]
+    hashes = np.concatenate([base, np.repeat(base, 3) ^ np.array(flips, np.uint64), base[:50]])  # some alike
+    d = hamming(hashes[:, None], hashes[None, :])
+    i, j = np.nonzero(np.triu(d <= distance, 1))
+    pairs = similar_pairs(hashes, distance)
+    assert sorted(map(tuple, pairs.tolist())) == sorted(zip(i.tolist(), j.tolist(), d[i, j].tolist()))
 
 
 def test_confirming_pairs_of_an_array_or_of_rows_read_on_demand_gives_the_same_pairs():
@@ -529,5 +645,5 @@ def test_confirming_pairs_of_an_array_or_of_rows_read_on_demand_gives_the_same_p
 
     expected = confirm_pairs(images, candidates)
     np.testing.assert_array_equal(confirm_pairs(OnDemand(), candidates), expected)
-    np.testing.assert_array_equal(similar_pairs(hashes, thumbnails=colour_thumbnails(images)), expected)
+    np.testing.assert_array_equal(similar_pairs(hashes, thumbnails=picture_thumbnails(images)), expected)
     assert {(3, 7), (3, 9), (7, 9)} <= set(map(tuple, expected[:, :2].tolist()))

@@ -24,8 +24,8 @@ from .color_hint import SAMPLE_SIZE, spread
 from .errors import Cancelled, DatasetError, UserError
 from .images import Preprocessing, decode_image, upright_size
 from .quality import (
-    COLOUR_SIDE, DEFAULT_DISTANCE, colour_thumbnails, find_duplicates, image_chunks, leak_free_split,
-    perceptual_hashes, similar_pairs,
+    DEFAULT_DISTANCE, Thumbnails, find_duplicates, image_chunks, leak_free_split, perceptual_hashes,
+    picture_thumbnails, similar_pairs,
 )
 from .scanning import SKIPPED_SHOWN, DatasetScan, SkippedFile, printable, scan_dataset
 from .tasks import TaskState
@@ -56,8 +56,8 @@ class DatasetConfig:
         augment: names from ``AUGMENTATIONS`` applied in training only.
         class_weights: weight the loss by inverse class frequency.
         duplicate_distance: the largest perceptual-hash distance (bits of 64) at
-            which two images count as near duplicates; the split keeps such
-            images on one side (see :mod:`.quality`). Defaults to 8.
+            which two images are compared as pictures to find copies; the split
+            keeps copies on one side (see :mod:`.quality`). Defaults to 10.
     """
 
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
@@ -109,7 +109,7 @@ class LoadedDataset:
     val_index: np.ndarray
     notes: list[str] = field(default_factory=list)  # warnings found while reading, e.g. unreadable files
     hashes: np.ndarray | None = None  # (N,) uint64 perceptual hashes of the images (see .quality)
-    pairs: np.ndarray | None = None  # (M, 3) int32 (i, j, hash distance): near duplicates up to quality.MAX_DISTANCE
+    pairs: np.ndarray | None = None  # (M, 3) int32 (i, j, hash distance): copies (pictures compared), up to MAX_DISTANCE
     split_note: str = ""  # what the split did about duplicates and exclusions (quality.Split.summary)
     storage: "CachePlan | None" = None  # in memory or on disk, and why (``disk_cache``)
     image_sizes: tuple = ()  # (height, width) of a sample of the image files as stored, upright (``sample_sizes``)
@@ -300,7 +300,7 @@ def load_dataset(
     if state is not None:
         state.set_status("Looking for duplicates…")
     data.hashes, thumbnails = _hashes_and_thumbnails(images)
-    data.pairs = similar_pairs(data.hashes, thumbnails=thumbnails)  # confirmed block by block: bounded memory
+    data.pairs = similar_pairs(data.hashes, thumbnails=thumbnails)  # pictures compared block by block: bounded memory
     return resplit(data, config)
 
 
@@ -315,7 +315,8 @@ def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[
         return dataclasses.replace(data, train_index=train, val_index=val, split_note="")
     groups = find_duplicates(data.images, data.labels, data.pairs, config.duplicate_distance).groups
     split = leak_free_split(data.labels, groups, config.val_split, config.seed, excluded_rows)
-    return dataclasses.replace(data, train_index=split.train, val_index=split.val, split_note=split.summary())
+    return dataclasses.replace(data, train_index=split.train, val_index=split.val,
+                               split_note=split.summary(data.class_names))
 
 
 def sample_sizes(paths: Sequence[str], size: int = SAMPLE_SIZE) -> tuple[tuple[int, int], ...]:
@@ -324,17 +325,16 @@ def sample_sizes(paths: Sequence[str], size: int = SAMPLE_SIZE) -> tuple[tuple[i
     return tuple(s for s in map(upright_size, spread(paths, size)) if s is not None)
 
 
-def _hashes_and_thumbnails(images) -> tuple[np.ndarray, np.ndarray]:
-    """``quality.perceptual_hashes`` and ``quality.colour_thumbnails`` of the decoded images, in one pass over them.
+def _hashes_and_thumbnails(images) -> tuple[np.ndarray, Thumbnails]:
+    """``quality.perceptual_hashes`` and ``quality.picture_thumbnails`` of the decoded images, in one pass over them.
 
     The images (in memory, or an on-disk cache) are read a bounded chunk at a time (``quality.image_chunks``).
     """
-    hashes, thumbnails = [np.zeros(0, np.uint64)], [np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * images.shape[-1]),
-                                                             np.float32)]
+    hashes, thumbnails = [np.zeros(0, np.uint64)], []
     for chunk in image_chunks(images):
         hashes.append(perceptual_hashes(chunk))
-        thumbnails.append(colour_thumbnails(chunk))
-    return np.concatenate(hashes), np.concatenate(thumbnails)
+        thumbnails.append(picture_thumbnails(chunk))
+    return np.concatenate(hashes), Thumbnails.concatenate(thumbnails, images.shape[-1])
 
 
 def _decode_in_memory(scan: DatasetScan, pre: Preprocessing, state: TaskState | None,

@@ -1,14 +1,20 @@
 """What may be wrong with a dataset: duplicates, train/validation leaks, likely mislabelled images.
 
-**Duplicates.** Every image gets a 64-bit perceptual hash (:func:`perceptual_hashes`),
-computed from the uint8 cache :func:`.dataset.load_dataset` already holds, so no
-file is read again. Two images whose hashes differ in at most ``distance`` bits
-are near duplicates when their small colour thumbnails agree too (:func:`confirm_pairs`);
-images linked by such pairs form a :class:`DuplicateGroup`.
+**Duplicates.** Every image gets a 64-bit perceptual hash (:func:`perceptual_hashes`)
+and small thumbnails (:func:`picture_thumbnails`), computed from the uint8 cache
+:func:`.dataset.load_dataset` already holds, so no file is read again. The hashes
+only propose pairs: an index of hash bands finds the pairs at most ``distance``
+bits apart without comparing all pairs (:func:`candidate_pairs`). The pictures
+decide: a pair is a copy when its grey thumbnails correlate almost perfectly, as
+they are or after a small crop, brightness and contrast aside, and its colours
+agree (:func:`same_pictures`); two handwritten 1s hash alike but are no copies.
+Copies form a :class:`DuplicateGroup` in which every two images are a copy pair, so
+look-alikes never chain into one large group.
 A group is *exact* when all its images have the same pixels, *cross-class* when
 its images carry different labels, and a *leak* when the split put some of them
 in training and some in validation. :func:`leak_free_split` keeps every group on
-one side. How the hash works and what it costs: ``docs/data-quality.md``.
+one side and every class near the validation share asked for. How it works, the
+measurements behind its thresholds and what it costs: ``docs/data-quality.md``.
 
 **Likely mislabelled images.** An image whose out-of-sample predicted
 probability of its own label is low is a candidate (confident learning):
@@ -27,8 +33,10 @@ Everything here but :func:`out_of_fold_probabilities` is plain NumPy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,18 +46,39 @@ from .errors import UserError
 
 #: the side of the grey thumbnail an image is hashed from, and the bits of its hash
 THUMB_SIDE, HASH_BITS = 32, 64
-#: the default largest hash distance (bits of 64) at which two images count as near duplicates
-DEFAULT_DISTANCE = 8
-#: a pair of near duplicates must also agree in colour: 8x8 colour thumbnails at most this far apart (of 255)
-COLOUR_SIDE, COLOUR_TOLERANCE = 8, 8.0
-#: pairs are found once up to this distance, so that any threshold up to it needs no new search
-MAX_DISTANCE = 12
+#: the default largest hash distance (bits of 64) at which two images are compared as pictures
+DEFAULT_DISTANCE = 10
+#: pairs are looked for once up to this distance, so that any threshold up to it needs no new search
+MAX_DISTANCE = 10
+#: the index of the pair search: the hash cut into this many bands, each looked up within
+#: ``distance // HASH_BANDS`` bits (``docs/data-quality.md``: why 4)
+HASH_BANDS = 4
 #: images are hashed from every k-th pixel, so that their shorter side keeps at least this many
 SAMPLED_SIDE = 64
 #: pixel values hashed per step (bounds the float32 copy: 32 MiB)
 HASH_CHUNK_VALUES = 1 << 23
-#: hash comparisons per step of the pair search
-PAIR_BLOCK = 1 << 22
+#: candidate pairs looked at per step of the pair search (bounds its memory: about 40 MB)
+PAIR_BLOCK = 1 << 20
+#: candidate pairs whose thumbnails are compared per step (about 8 MB of thumbnails)
+PICTURE_BLOCK = 1 << 12
+
+# Whether two images are the same picture; docs/data-quality.md has the measurements behind each figure.
+#: each image keeps a grey thumbnail of this side with zero mean and unit spread, GREY_SCALE per unit, as int8
+GREY_SIDE, GREY_SCALE = 32, 32
+#: thumbnails are compared at this side; a spread below FLAT_SPREAD (of 255) counts as a flat picture
+COMPARE_SIDE, FLAT_SPREAD = 16, 2.0
+#: a copy: its grey thumbnails correlate at least COARSE_MIN at 8 px and LAYOUT_MIN at 16 px as they are,
+#: and at least COPY_MIN at 16 px, as they are or after the best small crop of either picture
+COARSE_MIN, LAYOUT_MIN, COPY_MIN = 0.9, 0.95, 0.995
+#: the crops tried: each side of a picture cut by one of these shares, the aspect kept (19 with none)
+CROP_SHARES = (0.0, 0.02, 0.04)
+#: tone: mean grey levels at most TONE_SHIFT apart (of 255), grey spreads at most TONE_FACTOR times apart
+TONE_SHIFT, TONE_FACTOR = 64.0, 2.0
+#: a picture clipped at white: at least CLIPPED_SHARE of its 16 px blocks at WHITE (of 255) or above
+WHITE, CLIPPED_SHARE = 245.0, 0.02
+#: colour: 8x8 colour thumbnails; what is left of the colours after their grey, scaled by the contrast,
+#: differs by at most COLOUR_TOLERANCE (of 255) on average, over the blocks no closer than CLIPPED to 0 or 255
+COLOUR_SIDE, COLOUR_TOLERANCE, CLIPPED = 8, 6.0, 16.0
 
 VALIDATION, KFOLD = "validation", "k-fold"
 #: how a doubt was scored: a few words for a table column, and a sentence
@@ -143,46 +172,294 @@ def hamming(a, b) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)))
 
 
-def similar_pairs(hashes: np.ndarray, max_distance: int = MAX_DISTANCE, thumbnails: np.ndarray | None = None,
-                  tolerance: float = COLOUR_TOLERANCE) -> np.ndarray:
-    """Every pair of images whose hashes differ in at most ``max_distance`` bits.
+def _band_masks(bits: int, radius: int) -> np.ndarray:
+    """Every value of ``bits`` bits with at most ``radius`` bits set (the XORs within ``radius`` of a band)."""
+    return np.array([sum(1 << b for b in flip) for k in range(radius + 1) for flip in combinations(range(bits), k)],
+                    dtype=np.int64)
 
-    Returns an (M, 3) int32 array of rows ``(i, j, distance)`` with ``i < j``.
-    All pairs are compared, a block of rows at a time: ``docs/data-quality.md``
-    has what that costs.
 
-    With ``thumbnails`` (:func:`colour_thumbnails` of every image) only the
-    pairs whose thumbnails agree too are kept (:func:`confirm_pairs`), block by
-    block. Pictures of a few simple shapes on plain backgrounds hash alike by
-    the million: 0.35 million candidate pairs among 10,000 such images, 35 million
-    expected among 100,000 (they grow with the square of the count), which
-    would take gigabytes if held before confirming them.
+def candidate_pairs(hashes: np.ndarray, max_distance: int = MAX_DISTANCE):
+    """The pairs of images whose hashes differ in at most ``max_distance`` bits, as blocks of (i, j, distance) rows.
+
+    Multi-index hashing: the 64 bits are cut into ``HASH_BANDS`` bands of 16; two hashes
+    at most ``max_distance`` apart differ in at most ``max_distance // HASH_BANDS`` bits
+    in at least one band. Each band's images are sorted into buckets by their band value,
+    and each image looks up only the buckets within that many bits of its own (137 of
+    65,536 for a distance of 10): about n x 550 look-ups and n² / 130,000 chance
+    candidates instead of n² / 2 comparisons. A pair found in several bands is kept in
+    the first. Each block holds at most about ``PAIR_BLOCK`` candidates before their
+    hash distance is checked, so that pictures that hash alike by the thousand never
+    fill memory. Every pair comes once, ``i < j``.
     """
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    n = len(hashes)
-    found = []
-    step = max(1, PAIR_BLOCK // max(n, 1))
+    h = np.asarray(hashes, dtype=np.uint64)
+    n = len(h)
+    if n < 2:
+        return
+    width = HASH_BITS // HASH_BANDS
+    radius = max_distance // HASH_BANDS
+    bands = [((h >> np.uint64(b * width)) & np.uint64((1 << width) - 1)).astype(np.int32) for b in range(HASH_BANDS)]
+    rows = np.arange(n, dtype=np.int32)
+    masks = _band_masks(width, radius).astype(np.int32)
+    per_step = max(1, (1 << 20) // n)  # masks looked up at once
+    for b, v in enumerate(bands):
+        order = np.argsort(v, kind="stable").astype(np.int32)
+        counts = np.bincount(v, minlength=1 << width).astype(np.int32)
+        start = (np.cumsum(counts) - counts).astype(np.int32)
+        for m0 in range(0, len(masks), per_step):
+            wanted = (v[None, :] ^ masks[m0:m0 + per_step, None]).ravel()  # the buckets each image looks up
+            hits = counts[wanted]
+            asks = np.flatnonzero(hits)
+            ends = np.cumsum(hits[asks], dtype=np.int64)
+            first = 0
+            while first < len(asks):
+                last = max(first + 1, int(np.searchsorted(ends, (ends[first - 1] if first else 0) + PAIR_BLOCK,
+                                                          side="right")))
+                ask = asks[first:last]
+                found = hits[ask]
+                total = int(ends[last - 1] - (ends[first - 1] if first else 0))
+                i = np.repeat(rows[ask % n], found)
+                j = order[np.repeat(start[wanted[ask]] - (np.cumsum(found, dtype=np.int32) - found), found)
+                          + np.arange(total, dtype=np.int32)]
+                keep = i < j
+                i, j = i[keep], j[keep]
+                d = np.bitwise_count(h[i] ^ h[j])
+                keep = d <= max_distance
+                for earlier in bands[:b]:  # already found in an earlier band
+                    keep &= np.bitwise_count(earlier[i] ^ earlier[j]) > radius
+                if keep.any():
+                    yield np.stack([i[keep], j[keep], d[keep]], axis=1).astype(np.int32)
+                first = last
+
+
+def similar_pairs(hashes: np.ndarray, max_distance: int = MAX_DISTANCE,
+                  thumbnails: "Thumbnails | None" = None) -> np.ndarray:
+    """The pairs of images whose hashes differ in at most ``max_distance`` bits, and with ``thumbnails`` whose
+    pictures are the same (:func:`same_pictures`).
+
+    Returns an (M, 3) int32 array of rows ``(i, j, distance)`` with ``i < j``, sorted.
+    The candidates come from an index of the hashes (:func:`candidate_pairs`), a
+    bounded block at a time, and are compared as pictures block by block, so only
+    the pairs that pass are kept. Pictures of a few simple shapes on plain
+    backgrounds, or handwritten digits, hash alike by the million: 0.35 million
+    candidate pairs among 10,000 such images, 35 million expected among 100,000
+    (they grow with the square of the count), which would take gigabytes if held.
+    """
+    found = [np.zeros((0, 3), np.int32)]
+    for block in candidate_pairs(hashes, max_distance):
+        found.append(block[same_pictures(thumbnails, block)] if thumbnails is not None else block)
+    pairs = np.concatenate(found)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+@dataclass
+class Thumbnails:
+    """What is kept of each image to tell a copy from a look-alike (:func:`picture_thumbnails`)."""
+
+    grey: np.ndarray  # (N, GREY_SIDE, GREY_SIDE) int8: grey block means, zero mean, GREY_SCALE per unit of spread
+    coarse: np.ndarray  # (N, 64) float32: the 8x8 grey thumbnail, zero mean, unit length
+    tone: np.ndarray  # (N, 2) float32: mean and spread (standard deviation) of the grey block means, of 255
+    colour: np.ndarray  # (N, COLOUR_SIDE, COLOUR_SIDE * C) float32 block means, colour kept (channels last)
+
+    def __len__(self) -> int:
+        return len(self.grey)
+
+    def __getitem__(self, rows) -> "Thumbnails":
+        return Thumbnails(self.grey[rows], self.coarse[rows], self.tone[rows], self.colour[rows])
+
+    @staticmethod
+    def concatenate(parts: Sequence["Thumbnails"], channels: int) -> "Thumbnails":
+        if not parts:
+            return Thumbnails(np.zeros((0, GREY_SIDE, GREY_SIDE), np.int8), np.zeros((0, 64), np.float32),
+                              np.zeros((0, 2), np.float32), np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * channels),
+                                                                     np.float32))
+        return Thumbnails(*(np.concatenate([getattr(p, f.name) for p in parts])
+                            for f in dataclasses.fields(Thumbnails)))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Each row of (m, ...) ``x`` flattened, less its mean, scaled to length 1 (a flat row stays 0)."""
+    x = x.reshape(len(x), -1).astype(np.float32)
+    x = x - x.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-6)
+
+
+def picture_thumbnails(images: np.ndarray) -> Thumbnails:
+    """The :class:`Thumbnails` of (N, H, W, C) uint8 images: grey 32x32 and 8x8, tone, colour 8x8.
+
+    The grey thumbnail (equal-area block means of all channels) is kept with its mean
+    taken away and divided by its spread (at least ``FLAT_SPREAD``), so brightness
+    and contrast drop out; as int8 it takes 1 KB an image. Images larger than 127 px
+    a side are read from every k-th pixel (``_sampled``).
+    """
+    images = _sampled(np.asarray(images), 4 * GREY_SIDE)
+    n, h, w, c = images.shape
+    rows = _thumbnail_matrix(h, GREY_SIDE).astype(np.float32)
+    cols = np.repeat(_thumbnail_matrix(w, GREY_SIDE).T / c, c, axis=0).astype(np.float32)  # (W*C, side): grey too
+    grey = np.empty((n, GREY_SIDE, GREY_SIDE), np.float32)
+    step = max(1, HASH_CHUNK_VALUES // max(h * w * c, 1))
     for start in range(0, n, step):
-        block = hashes[start:start + step]
-        d = hamming(block[:, None], hashes[None, start:])  # each row against itself and the rows after it
-        i, j = np.nonzero(d <= max_distance)
-        keep = j > i
-        i, j = i[keep], j[keep]
-        pairs = np.stack([i + start, j + start, d[i, j]], axis=1).astype(np.int32)
-        if thumbnails is not None:
-            pairs = pairs[_thumbnails_agree(thumbnails, pairs, tolerance)]
-        found.append(pairs)
-    return np.concatenate(found) if found else np.zeros((0, 3), np.int32)
+        part = images[start:start + step].reshape(-1, w * c).astype(np.float32)
+        grey[start:start + len(part) // h] = rows @ (part @ cols).reshape(-1, h, GREY_SIDE)
+    mean, spread = grey.mean(axis=(1, 2)), grey.std(axis=(1, 2))
+    z = (grey - mean[:, None, None]) / np.maximum(spread, FLAT_SPREAD)[:, None, None]
+    k = GREY_SIDE // 8
+    return Thumbnails(np.clip(np.rint(z * GREY_SCALE), -127, 127).astype(np.int8),
+                      _unit(z.reshape(n, 8, k, 8, k).mean(axis=(2, 4))),
+                      np.stack([mean, spread], axis=1).astype(np.float32),
+                      colour_thumbnails(images))
 
 
-def _thumbnails_agree(thumbnails: np.ndarray, pairs: np.ndarray, tolerance: float) -> np.ndarray:
-    """Whether each pair's two thumbnails differ by at most ``tolerance`` on average; ``PAIR_BLOCK`` values a step."""
-    agree = np.empty(len(pairs), bool)
-    step = max(1, PAIR_BLOCK // max(thumbnails[0].size if len(thumbnails) else 1, 1))
-    for start in range(0, len(pairs), step):
-        part = pairs[start:start + step]
-        agree[start:start + step] = np.abs(thumbnails[part[:, 0]] - thumbnails[part[:, 1]]).mean(axis=(1, 2)) <= tolerance
-    return agree
+def _crop_matrix(low: float, high: float, length: int, side: int) -> np.ndarray:
+    """(side, length): averages the span [low, high] of ``length`` pixels into ``side`` equal-width blocks."""
+    edges = np.linspace(low, high, side + 1)
+    pixels = np.arange(length)
+    overlap = np.clip(np.minimum(edges[1:, None], pixels + 1) - np.maximum(edges[:-1, None], pixels), 0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@functools.cache
+def _crops() -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """The crops of a grey thumbnail tried: each side cut by one of ``CROP_SHARES``, the aspect kept (as much cut
+    in all from the top and bottom as from the left and right), 19 with no cut at all. For each cut of the rows
+    (a matrix that takes them to ``COMPARE_SIDE``), the matching cuts of the columns."""
+    cuts = [(low, high) for low in CROP_SHARES for high in CROP_SHARES]
+
+    def matrix(low: float, high: float) -> np.ndarray:
+        return _crop_matrix(low * GREY_SIDE, GREY_SIDE - high * GREY_SIDE, GREY_SIDE, COMPARE_SIDE)
+
+    return [(matrix(*rows), [matrix(*cols) for cols in cuts if abs(sum(cols) - sum(rows)) < 1e-9]) for rows in cuts]
+
+
+def _best_crop(grey: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The highest correlation of ``other`` (:func:`_unit` rows at ``COMPARE_SIDE``) with any crop (:func:`_crops`)
+    of each ``grey`` thumbnail."""
+    best = np.full(len(grey), -1.0, np.float32)
+    for down, acrosses in _crops():
+        part = down @ grey  # (m, COMPARE_SIDE, GREY_SIDE)
+        for across in acrosses:
+            best = np.maximum(best, (_unit(part @ across.T) * other).sum(axis=1))
+    return best
+
+
+@dataclass
+class PairScores:
+    """How alike the pictures of some pairs are (:func:`pair_scores`); ``copy`` is the one that decides."""
+
+    coarse: np.ndarray  # correlation of the 8x8 grey thumbnails
+    layout: np.ndarray  # of the 16x16 grey thumbnails as they are
+    copy: np.ndarray  # of the 16x16 grey thumbnails after the best crop (computed where coarse and layout pass)
+    tone: np.ndarray  # bool: mean grey levels and spreads close enough
+    colour: np.ndarray  # colour difference left after the grey, of 255 (0 for grey images)
+
+    def same(self) -> np.ndarray:
+        return ((self.coarse >= COARSE_MIN) & (self.layout >= LAYOUT_MIN) & (self.copy >= COPY_MIN) & self.tone
+                & (self.colour <= COLOUR_TOLERANCE))
+
+
+def pair_scores(thumbnails: Thumbnails, pairs: np.ndarray, search_all: bool = False) -> PairScores:
+    """Compare the pictures of the ``pairs`` (rows ``(i, j, ...)`` of ``thumbnails``).
+
+    Cheapest first: the 8x8 grey thumbnails and the tone of every pair, then the 16x16
+    ones of the pairs that passed: their correlation as they are (layout), and where
+    that is at least ``LAYOUT_MIN`` but below ``COPY_MIN``, once both are clipped at white
+    alike (:func:`_clipped_alike`) and after each of 19 small crops of either picture
+    (:func:`_crops`). Correlation ignores brightness and contrast.
+    ``search_all`` computes every score of every pair (for measuring).
+    """
+    i, j = np.asarray(pairs)[:, 0], np.asarray(pairs)[:, 1]
+    m = len(i)
+    coarse = (thumbnails.coarse[i] * thumbnails.coarse[j]).sum(axis=1)
+    coarse[~thumbnails.coarse[i].any(axis=1) & ~thumbnails.coarse[j].any(axis=1)] = 1.0  # two pictures of one grey
+    (mean_i, spread_i), (mean_j, spread_j) = thumbnails.tone[i].T, thumbnails.tone[j].T
+    low, high = np.minimum(spread_i, spread_j), np.maximum(spread_i, spread_j)
+    tone = (np.abs(mean_i - mean_j) <= TONE_SHIFT) & (np.maximum(high, FLAT_SPREAD) <=
+                                                      TONE_FACTOR * np.maximum(low, FLAT_SPREAD))
+    layout = np.full(m, -1.0, np.float32)
+    copy = np.full(m, -1.0, np.float32)
+    colour = np.full(m, np.inf, np.float32)
+    look = np.flatnonzero((coarse >= COARSE_MIN) & tone) if not search_all else np.arange(m)
+    if len(look):
+        k = GREY_SIDE // COMPARE_SIDE
+        gi, gj = thumbnails.grey[i[look]], thumbnails.grey[j[look]]
+        si, sj = (g.reshape(len(look), COMPARE_SIDE, k, COMPARE_SIDE, k).sum(axis=(2, 4), dtype=np.float32)
+                  for g in (gi, gj))
+        ui, uj = _unit(si), _unit(sj)
+        flat = ~ui.any(axis=1) & ~uj.any(axis=1)  # two pictures of one grey
+        layout[look] = np.where(flat, 1.0, (ui * uj).sum(axis=1))
+        near = np.flatnonzero((layout[look] >= LAYOUT_MIN) | search_all)
+        copy[look[near]] = layout[look[near]]
+        clip = near[(copy[look[near]] < COPY_MIN) | search_all]
+        if len(clip):
+            copy[look[clip]] = np.maximum(copy[look[clip]], _clipped_alike(
+                si[clip] / k ** 2, sj[clip] / k ** 2, thumbnails.tone[i[look[clip]]], thumbnails.tone[j[look[clip]]]))
+        search = near[(copy[look[near]] < COPY_MIN) | search_all]
+        if len(search):
+            a, b = gi[search].astype(np.float32), gj[search].astype(np.float32)
+            copy[look[search]] = np.maximum(copy[look[search]],
+                                            np.maximum(_best_crop(a, uj[search]), _best_crop(b, ui[search])))
+        colour[look] = _colour_difference(thumbnails.colour[i[look]], thumbnails.colour[j[look]])
+    return PairScores(coarse, layout, copy, tone, colour)
+
+
+def _clipped_alike(zi: np.ndarray, zj: np.ndarray, tone_i: np.ndarray, tone_j: np.ndarray) -> np.ndarray:
+    """The correlation of two (m, COMPARE_SIDE, COMPARE_SIDE) grey thumbnails (``zi``, ``zj`` in grey-thumbnail
+    units, with their ``tone``) once both are cut off at white the same way; -1 where that does not apply.
+
+    A copy brightened until its highlights clip correlates less than its brightness
+    alone would make it: its white blocks are flat, the original's are not. Where the
+    brighter picture has at least ``CLIPPED_SHARE`` of its blocks at ``WHITE`` or above
+    and the darker fewer than half as many, the darker one's brightest blocks (as many)
+    are cut to one level and the brighter one's to ``WHITE`` before they are correlated.
+    """
+    m = len(zi)
+    li, lj = (z.reshape(m, -1) / GREY_SCALE * np.maximum(t[:, 1:], FLAT_SPREAD) + t[:, :1]
+              for z, t in ((zi, tone_i), (zj, tone_j)))
+    swap = li.mean(axis=1) > lj.mean(axis=1)
+    dark, bright = np.where(swap[:, None], lj, li), np.where(swap[:, None], li, lj)
+    white, whiter = (dark >= WHITE).mean(axis=1), (bright >= WHITE).mean(axis=1)
+    applies = (whiter >= CLIPPED_SHARE) & (white < whiter / 2)
+    out = np.full(m, -1.0, np.float32)
+    if applies.any():
+        dark, bright, whiter = dark[applies], bright[applies], whiter[applies]
+        top = np.sort(dark, axis=1)[np.arange(len(dark)), np.floor((1 - whiter) * (dark.shape[1] - 1)).astype(int)]
+        out[applies] = (_unit(np.minimum(dark, top[:, None])) * _unit(np.minimum(bright, WHITE))).sum(axis=1)
+    return out
+
+
+def _colour_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean difference (of 255) of the colours of (m, side, side * C) colour thumbnails once their grey is taken
+    away and ``a``'s is scaled to ``b``'s contrast: brightness and contrast drop out, hue does not.
+
+    Blocks where either picture is near black or white in some channel are left out (a brightened
+    copy clips there, which changes its colour); with fewer than a quarter of the blocks left the
+    colours are not compared (0).
+    """
+    m, c = len(a), a.shape[2] // a.shape[1]
+    if c == 1:
+        return np.zeros(m, np.float32)
+    a, b = a.reshape(m, -1, c), b.reshape(m, -1, c)
+    grey_a, grey_b = a.mean(axis=2), b.mean(axis=2)
+    gain = np.maximum(grey_b.std(axis=1), FLAT_SPREAD) / np.maximum(grey_a.std(axis=1), FLAT_SPREAD)
+    apart = np.abs((b - grey_b[..., None]) - gain[:, None, None] * (a - grey_a[..., None])).mean(axis=2)
+    kept = ((a > CLIPPED) & (a < 255 - CLIPPED) & (b > CLIPPED) & (b < 255 - CLIPPED)).all(axis=2)
+    enough = kept.sum(axis=1) >= kept.shape[1] // 4
+    return np.where(enough, (apart * kept).sum(axis=1) / np.maximum(kept.sum(axis=1), 1), 0.0).astype(np.float32)
+
+
+def same_pictures(thumbnails: Thumbnails, pairs: np.ndarray) -> np.ndarray:
+    """Whether each of the ``pairs`` shows the same picture (:func:`pair_scores`), ``PICTURE_BLOCK`` pairs a step.
+
+    A hash distance alone cannot tell a copy from a look-alike: two handwritten 1s
+    hash closer than a copy cropped by 3 %. The thumbnails can: a copy correlates
+    almost perfectly once it is lined up, brightness and contrast aside; two 1s
+    drawn apart do not. ``docs/data-quality.md`` has the measurements.
+    """
+    pairs = np.asarray(pairs).reshape(-1, 3)
+    same = np.zeros(len(pairs), bool)
+    for start in range(0, len(pairs), PICTURE_BLOCK):
+        same[start:start + PICTURE_BLOCK] = pair_scores(thumbnails, pairs[start:start + PICTURE_BLOCK]).same()
+    return same
 
 
 def colour_thumbnails(images: np.ndarray, side: int = COLOUR_SIDE) -> np.ndarray:
@@ -200,13 +477,10 @@ def colour_thumbnails(images: np.ndarray, side: int = COLOUR_SIDE) -> np.ndarray
     return out
 
 
-def confirm_pairs(images: np.ndarray, pairs: np.ndarray, tolerance: float = COLOUR_TOLERANCE) -> np.ndarray:
-    """The ``pairs`` whose 8x8 colour thumbnails differ by at most ``tolerance`` (of 255) on average.
+def confirm_pairs(images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The ``pairs`` whose images show the same picture (:func:`same_pictures`).
 
-    The hash sees grey layout only: two different pictures of one simple shape on
-    a plain background can hash alike. A copy keeps its colours; such look-alikes
-    rarely do (``docs/data-quality.md`` has the figures). ``images`` may be an
-    on-disk cache: only the paired rows are read, a chunk at a time.
+    ``images`` may be an on-disk cache: only the paired rows are read, a chunk at a time.
     """
     pairs = np.asarray(pairs).reshape(-1, 3)
     if not len(pairs):
@@ -214,7 +488,7 @@ def confirm_pairs(images: np.ndarray, pairs: np.ndarray, tolerance: float = COLO
     rows = np.unique(pairs[:, :2])
     thumbs = chunked_thumbnails(images, rows)
     where = np.searchsorted(rows, pairs[:, :2])
-    return pairs[_thumbnails_agree(thumbs, np.concatenate([where, pairs[:, 2:]], axis=1), tolerance)]
+    return pairs[same_pictures(thumbs, np.concatenate([where, pairs[:, 2:]], axis=1))]
 
 
 def image_chunks(images, rows: np.ndarray | None = None, chunk_bytes: int = 64 << 20):
@@ -229,10 +503,10 @@ def image_chunks(images, rows: np.ndarray | None = None, chunk_bytes: int = 64 <
         yield np.asarray(images[rows[start:start + step]])
 
 
-def chunked_thumbnails(images, rows: np.ndarray | None = None) -> np.ndarray:
-    """:func:`colour_thumbnails` of the images ``rows`` (None: all), read a chunk at a time (:func:`image_chunks`)."""
-    parts = [colour_thumbnails(chunk) for chunk in image_chunks(images, rows)]
-    return np.concatenate(parts) if parts else np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * images.shape[-1]), np.float32)
+def chunked_thumbnails(images, rows: np.ndarray | None = None) -> Thumbnails:
+    """:func:`picture_thumbnails` of the images ``rows`` (None: all), read a chunk at a time (:func:`image_chunks`)."""
+    return Thumbnails.concatenate([picture_thumbnails(chunk) for chunk in image_chunks(images, rows)],
+                                  images.shape[-1])
 
 
 # ---------------------------------------------------------------------------
@@ -288,35 +562,44 @@ class DuplicateReport:
             for g in self.groups]}
 
 
-def _components(n: int, pairs: np.ndarray) -> list[list[int]]:
-    """Connected components of size > 1 of the graph on ``n`` rows with edges ``pairs[:, :2]``."""
-    parent = list(range(n))
+def _copy_groups(pairs: np.ndarray) -> list[list[int]]:
+    """Groups of rows in which every two are linked by one of ``pairs`` (complete linkage), each row in one group.
 
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    A group never grows along a path: a~b and b~c make no group of three unless a~c.
+    The row with the most links starts a group (the lowest row on a tie); its linked
+    rows join it, most linked first, each only when it is linked to every member so far.
+    """
+    links: dict[int, set[int]] = {}
     for i, j in pairs[:, :2].tolist():
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    groups: dict[int, list[int]] = {}
-    for i in sorted({int(x) for x in pairs[:, :2].ravel()}):
-        groups.setdefault(root(i), []).append(i)
-    return [g for g in groups.values() if len(g) > 1]
+        links.setdefault(i, set()).add(j)
+        links.setdefault(j, set()).add(i)
+    taken: set[int] = set()
+    groups = []
+    for first in sorted(links, key=lambda r: (-len(links[r]), r)):
+        if first in taken:
+            continue
+        members = [first]
+        for r in sorted(links[first] - taken, key=lambda r: (-len(links[r]), r)):
+            if all(m in links[r] for m in members[1:]):
+                members.append(r)
+        if len(members) > 1:
+            taken.update(members)
+            groups.append(sorted(members))
+    return groups
 
 
 def find_duplicates(images: np.ndarray, labels: np.ndarray, pairs: np.ndarray, distance: int = DEFAULT_DISTANCE,
                     val_rows: np.ndarray | None = None, left_out: Sequence[int] = ()) -> DuplicateReport:
-    """Group the images linked by ``pairs`` (from :func:`similar_pairs`) at ``distance`` bits or less.
+    """Group the copies linked by ``pairs`` (from :func:`similar_pairs`, pictures compared) at ``distance`` or less.
+
+    Every two images of a group are a confirmed pair (:func:`_copy_groups`), so
+    look-alikes never chain into one large group.
 
     Args:
         images: the uint8 cache (to tell exact copies from near ones).
         labels: the class of each row.
         pairs: ``(i, j, distance)`` rows.
-        distance: the largest hash distance that links two images.
+        distance: the largest hash distance at which two images are compared.
         val_rows: the validation split, to mark groups that straddle it.
         left_out: rows to leave out (excluded images).
     """
@@ -329,11 +612,9 @@ def find_duplicates(images: np.ndarray, labels: np.ndarray, pairs: np.ndarray, d
     in_val = np.zeros(len(labels), bool)
     if val_rows is not None and len(val_rows):
         in_val[np.asarray(val_rows)] = True
-    far = {}
-    for i, j, d in pairs.tolist():
-        far[i] = max(far.get(i, 0), d)
+    apart = {(i, j): d for i, j, d in pairs.tolist()}
     groups = []
-    for members in _components(len(labels), pairs):
+    for members in _copy_groups(pairs):
         first = images[members[0]]
         sides = in_val[members]
         groups.append(DuplicateGroup(
@@ -341,13 +622,17 @@ def find_duplicates(images: np.ndarray, labels: np.ndarray, pairs: np.ndarray, d
             exact=all(np.array_equal(first, images[m]) for m in members[1:]),
             cross_class=len({int(labels[m]) for m in members}) > 1,
             leak=bool(sides.any() and not sides.all()),
-            distance=max(far.get(m, 0) for m in members)))
+            distance=max(apart[p] for p in combinations(members, 2))))
     groups.sort(key=lambda g: (not g.cross_class, not g.leak, g.distance, g.members))
     return DuplicateReport(groups, distance)
 
 
 # ---------------------------------------------------------------------------
 # the split
+
+#: the most a class's validation share may differ from the share asked for (a fraction) before the split says so
+SHARE_SLACK = 0.02
+
 
 @dataclass(frozen=True)
 class Split:
@@ -357,8 +642,10 @@ class Split:
     val: np.ndarray
     kept_together: int  # groups a plain stratified split would have put on both sides
     excluded: int  # rows in neither split (excluded by the user)
+    asked: float = 0.0  # the validation share asked for
+    uneven: tuple[tuple[int, float], ...] = ()  # (class, its validation share) where the groups kept it off the share
 
-    def summary(self) -> str:
+    def summary(self, class_names: Sequence[str] | None = None) -> str:
         """What the split did about duplicates and exclusions, for the split line of the panel and the CLI."""
         parts = []
         if self.kept_together:
@@ -366,6 +653,13 @@ class Split:
                          "near-copy of a training image")
         else:
             parts.append("no near-duplicate group spans training and validation")
+        if self.uneven:
+            def name(c: int) -> str:
+                return class_names[c] if class_names is not None else f"class {c}"
+
+            classes = ", ".join(f"{name(c)}: {100 * share:.0f} % in validation" for c, share in self.uneven)
+            parts.append(f"keeping copies together left some classes more than {100 * SHARE_SLACK:.0f} points from "
+                         f"the {100 * self.asked:.0f} % asked for ({classes})")
         if self.excluded:
             parts.append(f"{self.excluded} image(s) excluded")
         return "; ".join(parts)
@@ -373,15 +667,18 @@ class Split:
 
 def leak_free_split(labels: np.ndarray, groups: Sequence[DuplicateGroup], val_split: float, seed: int,
                     excluded_rows: Sequence[int] = ()) -> Split:
-    """A stratified split (:func:`.dataset.split_indices`) of the rows not excluded, with every group on one side.
+    """A stratified split (:func:`.dataset.split_indices`) of the rows not excluded, with every group on one side,
+    and every class as close to its share as the groups allow.
 
-    A group that the stratified split put on both sides goes whole to the side
-    that held most of it; on a tie, to validation while that keeps validation
-    within the share the stratified split gave it, else to training (so copies
-    under two labels, each pair split evenly, do not all end in training and
-    leave validation empty). The per-class shares move by a few images at most.
-    Without groups and exclusions the split is exactly ``split_indices(labels,
-    val_split, seed)``.
+    The stratified split gives each class its number of validation images. A group
+    that it put on both sides goes whole to the side that keeps its classes' numbers
+    closest (the side that held most of it on a tie); then each class that has too
+    many or too few validation images swaps images in no group between the sides
+    (seeded), and where those are too few, whole groups of that class alone. A class
+    still more than ``SHARE_SLACK`` from the share asked for is listed in
+    ``Split.uneven`` and in its summary (unless the stratified split left it there:
+    a class of 7 images cannot have 20 % of them in validation). Without groups and exclusions the split is
+    exactly ``split_indices(labels, val_split, seed)``.
     """
     from .dataset import split_indices
 
@@ -394,21 +691,53 @@ def leak_free_split(labels: np.ndarray, groups: Sequence[DuplicateGroup], val_sp
     side = np.full(len(labels), -1, np.int8)  # -1 excluded, 0 train, 1 validation
     side[rows[np.asarray(train_pos, dtype=np.int64)]] = 0
     side[rows[np.asarray(val_pos, dtype=np.int64)]] = 1
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    target = np.bincount(labels[side == 1], minlength=classes)
+    grouped = np.zeros(len(labels), bool)
+    units = [m for m in (np.array([r for r in g.members if side[r] >= 0], dtype=np.int64) for g in groups)
+             if len(m) > 1]
     moved = 0
-    val_share = len(val_pos)
-    for g in groups:
-        members = np.array([m for m in g.members if side[m] >= 0], dtype=np.int64)
-        if len(members) < 2:
+    for members in sorted(units, key=len, reverse=True):
+        grouped[members] = True
+        sides = side[members]
+        if sides.all() or not sides.any():
             continue
-        n_val = int((side[members] == 1).sum())
-        if 0 < n_val < len(members):
-            if 2 * n_val == len(members):  # a tie: validation takes it while it stays within its share
-                to_val = int((side == 1).sum()) - n_val + len(members) <= val_share
-            else:
-                to_val = n_val > len(members) - n_val
-            side[members] = 1 if to_val else 0
-            moved += 1
-    return Split(np.flatnonzero(side == 0), np.flatnonzero(side == 1), moved, int((side < 0).sum()))
+        in_val = np.bincount(labels[side == 1], minlength=classes)
+
+        def cost(to: int) -> tuple[int, bool]:
+            change = np.bincount(labels[members], weights=to - sides.astype(np.int64), minlength=classes)
+            return int(np.abs(in_val + change - target).sum()), to != (2 * sides.sum() > len(members))
+
+        side[members] = min((0, 1), key=cost)
+        moved += 1
+    if moved:
+        _even_out(side, labels, target, grouped, units, np.random.default_rng(seed))
+    counts = np.bincount(labels[side >= 0], minlength=classes)
+    in_val = np.bincount(labels[side == 1], minlength=classes)
+    uneven = [(int(c), float(in_val[c] / counts[c])) for c in np.flatnonzero(counts)
+              if in_val[c] != target[c] and abs(in_val[c] / counts[c] - val_split) > SHARE_SLACK + 1e-9]
+    return Split(np.flatnonzero(side == 0), np.flatnonzero(side == 1), moved, int((side < 0).sum()), val_split,
+                 tuple(uneven))
+
+
+def _even_out(side: np.ndarray, labels: np.ndarray, target: np.ndarray, grouped: np.ndarray,
+              units: list[np.ndarray], rng: np.random.Generator) -> None:
+    """Bring each class's number of validation rows to ``target``: first by moving rows in no group between the
+    sides, then whole groups of that class alone (the one that closes the gap most first); ``side`` is changed."""
+    for c in np.flatnonzero(target >= 0):
+        of_class = labels == c
+        gap = int(target[c] - (side[of_class] == 1).sum())
+        if gap:
+            free = np.flatnonzero(of_class & ~grouped & (side == (0 if gap > 0 else 1)))
+            side[rng.permutation(free)[:abs(gap)]] = 1 if gap > 0 else 0
+        own = [m for m in units if (labels[m] == c).all()]
+        while True:
+            gap = int(target[c] - (side[of_class] == 1).sum())
+            movable = [m for m in own if side[m[0]] == (0 if gap > 0 else 1) and len(m) < 2 * abs(gap)]
+            if not gap or not movable:
+                break
+            best = min(movable, key=lambda m: (abs(abs(gap) - len(m)), len(m)))
+            side[best] = 1 if gap > 0 else 0
 
 
 # ---------------------------------------------------------------------------

@@ -120,9 +120,9 @@ class DuplicatesView(QWidget):
         self.summary = QLabel("Duplicates", objectName="duplicateSummary", wordWrap=True)
         self.distance = RangeSpinBox(objectName="duplicateDistance", minimum=0, maximum=MAX_DISTANCE,
                                      value=DEFAULT_DISTANCE)
-        self.distance.setToolTip("Largest difference (bits of a 64-bit perceptual hash) at which two images count "
-                                 "as near duplicates; 0 finds only copies that look the same. The split keeps "
-                                 "each group on one side.")
+        self.distance.setToolTip("Largest difference (bits of a 64-bit perceptual hash) at which two images are "
+                                 "compared as pictures; copies are the pairs whose pictures match. 0 compares only "
+                                 "images that hash the same. The split keeps each group on one side.")
         self.distance.valueChanged.connect(self.distance_changed)
         top.addWidget(self.summary, 1)
         top.addWidget(QLabel("Hash distance"))
