@@ -132,8 +132,9 @@ def measure(kind: str, n: int, all_pairs_up_to: int) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     candidates = sum(len(b) for b in candidate_pairs(hashes, MAX_DISTANCE))
+    found = len(planted & set(map(tuple, pairs[:, :2].tolist())))
     line = (f"  {kind:>6} {n:>7} {hashing:8.1f} {search:9.1f} {grouping:7.1f} {peak / 2**20:8.0f} "
-            f"{candidates:>11} {len(pairs):>6} {len(planted & set(map(tuple, pairs[:, :2].tolist()))):>5}/{len(planted):<5} "
+            f"{candidates:>11} {len(pairs):>6} {found:>5}/{len(planted):<5} "
             f"{len(groups):>6} {max((len(g.members) for g in groups), default=0):>4}")
     if n <= all_pairs_up_to:
         t = time.perf_counter()
