@@ -2,11 +2,13 @@
 
 1. Overhead. A planted dataset (``tests/planted_data.py``: the sample's shapes plus exact,
    resized-JPEG and cross-class copies and swapped labels; 256 px files) is read with
-   ``load_dataset`` at each image size; per round the script times the whole read, then the hashing
-   (``perceptual_hashes``) and the pair search (``similar_pairs``) on the cache it made, and
-   reports the medians over the rounds and their share of the read without them. Rounds
-   alternate the sizes in one process, so a machine shared with other work slows all alike.
-2. The pair search alone on random hashes of 10,000 and 40,000 images (it compares all pairs).
+   ``load_dataset`` at each image size; per round the script times the whole read, then the hashes
+   and thumbnails (one pass, as ``load_dataset`` makes them) and the pair search with the pictures
+   compared (``similar_pairs``) on the cache it made, and reports the medians over the rounds and
+   their share of the read without them. Rounds alternate the sizes in one process, so a machine
+   shared with other work slows all alike.
+2. The pair search alone (the index of hash bands, no pictures) on random hashes of 10,000 and
+   40,000 images. ``benchmarks/copies_scale.py`` measures the whole search on up to 100,000 images.
 3. Duplicate finder: pair precision and recall against the planted copies at each hash distance.
 4. Mislabel finder (unless ``--no-train``): trains the seed preset on the planted dataset on
    the CPU, scores the validation images with it and the training images with k
@@ -35,9 +37,9 @@ import numpy as np  # noqa: E402
 
 
 def overhead(root: Path, source_size: int, sizes: list[int], rounds: int) -> None:
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.dataset import DatasetConfig, _hashes_and_thumbnails, load_dataset
     from cnndesk.core.images import Preprocessing
-    from cnndesk.core.quality import confirm_pairs, perceptual_hashes, similar_pairs
+    from cnndesk.core.quality import similar_pairs
 
     times: dict[int, list[tuple[float, float, float]]] = {s: [] for s in sizes}
     n = 0
@@ -47,16 +49,17 @@ def overhead(root: Path, source_size: int, sizes: list[int], rounds: int) -> Non
             data = load_dataset(root, DatasetConfig(preprocessing=Preprocessing((size, size))))
             read = time.perf_counter() - t
             t = time.perf_counter()
-            hashes = perceptual_hashes(data.images)
+            hashes, thumbnails = _hashes_and_thumbnails(data.images)
             hashing = time.perf_counter() - t
             t = time.perf_counter()
-            confirm_pairs(data.images, similar_pairs(hashes))
+            similar_pairs(hashes, thumbnails=thumbnails)
             pairs = time.perf_counter() - t
             times[size].append((read, hashing, pairs))
             n = len(data.labels)
     print(f"1. Reading {n} images ({source_size} px PNG, a few JPEG, on disk), medians of {rounds} alternating "
           "rounds:")
-    print(f"   {'size':>7} {'read s':>8} {'hash ms':>8} {'pairs ms':>9} {'hash %':>7} {'hash+pairs %':>13}")
+    print(f"   {'size':>7} {'read s':>8} {'hash ms':>8} {'pairs ms':>9} {'hash %':>7} {'hash+pairs %':>13}  "
+          "(hash: hashes and thumbnails)")
     for size in sizes:
         read, hashing, pairs = np.median(np.array(times[size]), axis=0)
         base = read - hashing - pairs  # the read as it was before hashing
@@ -67,7 +70,7 @@ def overhead(root: Path, source_size: int, sizes: list[int], rounds: int) -> Non
 def pair_search() -> None:
     from cnndesk.core.quality import similar_pairs
 
-    print("2. Pair search alone (all pairs compared), random hashes:")
+    print("2. Pair search alone (index of hash bands, no pictures compared), random hashes:")
     rng = np.random.default_rng(0)
     for n in (10_000, 40_000):
         hashes = rng.integers(0, 2**63, n, dtype=np.uint64)

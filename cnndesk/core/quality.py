@@ -77,7 +77,7 @@ TONE_SHIFT, TONE_FACTOR = 64.0, 2.0
 #: a picture clipped at white: at least CLIPPED_SHARE of its 16 px blocks at WHITE (of 255) or above
 WHITE, CLIPPED_SHARE = 245.0, 0.02
 #: colour: 8x8 colour thumbnails; what is left of the colours after their grey, scaled by the contrast,
-#: differs by at most COLOUR_TOLERANCE (of 255) on average, over the blocks no closer than CLIPPED to 0 or 255
+#: differs by at most COLOUR_TOLERANCE (of 255) on average, over the blocks no closer than CLIPPED to white
 COLOUR_SIDE, COLOUR_TOLERANCE, CLIPPED = 8, 6.0, 16.0
 
 VALIDATION, KFOLD = "validation", "k-fold"
@@ -185,9 +185,9 @@ def candidate_pairs(hashes: np.ndarray, max_distance: int = MAX_DISTANCE):
     at most ``max_distance`` apart differ in at most ``max_distance // HASH_BANDS`` bits
     in at least one band. Each band's images are sorted into buckets by their band value,
     and each image looks up only the buckets within that many bits of its own (137 of
-    65,536 for a distance of 10): about n x 550 look-ups and n² / 130,000 chance
-    candidates instead of n² / 2 comparisons. A pair found in several bands is kept in
-    the first. Each block holds at most about ``PAIR_BLOCK`` candidates before their
+    65,536 for a distance of 10): about n x 550 look-ups and, for hashes spread at
+    random, n² / 240 candidates instead of n² / 2 comparisons. A pair found in several
+    bands is kept in the first. Each block holds at most about ``PAIR_BLOCK`` candidates before their
     hash distance is checked, so that pictures that hash alike by the thousand never
     fill memory. Every pair comes once, ``i < j``.
     """
@@ -256,22 +256,23 @@ class Thumbnails:
     """What is kept of each image to tell a copy from a look-alike (:func:`picture_thumbnails`)."""
 
     grey: np.ndarray  # (N, GREY_SIDE, GREY_SIDE) int8: grey block means, zero mean, GREY_SCALE per unit of spread
-    coarse: np.ndarray  # (N, 64) float32: the 8x8 grey thumbnail, zero mean, unit length
+    fine: np.ndarray  # (N, COMPARE_SIDE ** 2) int8: the same at COMPARE_SIDE (block means of ``grey``)
+    coarse: np.ndarray  # (N, 64) float32: the same at 8x8, zero mean, unit length
     tone: np.ndarray  # (N, 2) float32: mean and spread (standard deviation) of the grey block means, of 255
-    colour: np.ndarray  # (N, COLOUR_SIDE, COLOUR_SIDE * C) float32 block means, colour kept (channels last)
+    colour: np.ndarray  # (N, COLOUR_SIDE, COLOUR_SIDE * C) float16 block means, colour kept (channels last)
 
     def __len__(self) -> int:
         return len(self.grey)
 
     def __getitem__(self, rows) -> "Thumbnails":
-        return Thumbnails(self.grey[rows], self.coarse[rows], self.tone[rows], self.colour[rows])
+        return Thumbnails(*(getattr(self, f.name)[rows] for f in dataclasses.fields(Thumbnails)))
 
     @staticmethod
     def concatenate(parts: Sequence["Thumbnails"], channels: int) -> "Thumbnails":
         if not parts:
-            return Thumbnails(np.zeros((0, GREY_SIDE, GREY_SIDE), np.int8), np.zeros((0, 64), np.float32),
-                              np.zeros((0, 2), np.float32), np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * channels),
-                                                                     np.float32))
+            return Thumbnails(np.zeros((0, GREY_SIDE, GREY_SIDE), np.int8), np.zeros((0, COMPARE_SIDE ** 2), np.int8),
+                              np.zeros((0, 64), np.float32), np.zeros((0, 2), np.float32),
+                              np.zeros((0, COLOUR_SIDE, COLOUR_SIDE * channels), np.float16))
         return Thumbnails(*(np.concatenate([getattr(p, f.name) for p in parts])
                             for f in dataclasses.fields(Thumbnails)))
 
@@ -285,29 +286,39 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def picture_thumbnails(images: np.ndarray) -> Thumbnails:
-    """The :class:`Thumbnails` of (N, H, W, C) uint8 images: grey 32x32 and 8x8, tone, colour 8x8.
+    """The :class:`Thumbnails` of (N, H, W, C) uint8 images: grey 32x32, 16x16 and 8x8, tone, colour 8x8.
 
     The grey thumbnail (equal-area block means of all channels) is kept with its mean
     taken away and divided by its spread (at least ``FLAT_SPREAD``), so brightness
-    and contrast drop out; as int8 it takes 1 KB an image. Images larger than 127 px
-    a side are read from every k-th pixel (``_sampled``).
+    and contrast drop out; as int8 it takes 1 KB an image, about 1.9 KB with the rest.
+    Images larger than 127 px a side are read from every k-th pixel (``_sampled``);
+    ``HASH_CHUNK_VALUES`` pixel values are converted to float32 at a time.
     """
     images = _sampled(np.asarray(images), 4 * GREY_SIDE)
     n, h, w, c = images.shape
     rows = _thumbnail_matrix(h, GREY_SIDE).astype(np.float32)
     cols = np.repeat(_thumbnail_matrix(w, GREY_SIDE).T / c, c, axis=0).astype(np.float32)  # (W*C, side): grey too
-    grey = np.empty((n, GREY_SIDE, GREY_SIDE), np.float32)
+    k, f = GREY_SIDE // 8, GREY_SIDE // COMPARE_SIDE
+    out = Thumbnails(np.empty((n, GREY_SIDE, GREY_SIDE), np.int8), np.empty((n, COMPARE_SIDE ** 2), np.int8),
+                     np.empty((n, 64), np.float32), np.empty((n, 2), np.float32),
+                     colour_thumbnails(images).astype(np.float16))
+
+    def as_int8(x: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(x * GREY_SCALE), -127, 127).astype(np.int8)
+
     step = max(1, HASH_CHUNK_VALUES // max(h * w * c, 1))
     for start in range(0, n, step):
         part = images[start:start + step].reshape(-1, w * c).astype(np.float32)
-        grey[start:start + len(part) // h] = rows @ (part @ cols).reshape(-1, h, GREY_SIDE)
-    mean, spread = grey.mean(axis=(1, 2)), grey.std(axis=(1, 2))
-    z = (grey - mean[:, None, None]) / np.maximum(spread, FLAT_SPREAD)[:, None, None]
-    k = GREY_SIDE // 8
-    return Thumbnails(np.clip(np.rint(z * GREY_SCALE), -127, 127).astype(np.int8),
-                      _unit(z.reshape(n, 8, k, 8, k).mean(axis=(2, 4))),
-                      np.stack([mean, spread], axis=1).astype(np.float32),
-                      colour_thumbnails(images))
+        m = len(part) // h
+        grey = rows @ (part @ cols).reshape(m, h, GREY_SIDE)
+        mean, spread = grey.mean(axis=(1, 2)), grey.std(axis=(1, 2))
+        z = (grey - mean[:, None, None]) / np.maximum(spread, FLAT_SPREAD)[:, None, None]
+        out.grey[start:start + m] = as_int8(z)
+        out.fine[start:start + m] = as_int8(z.reshape(m, COMPARE_SIDE, f, COMPARE_SIDE, f).mean(axis=(2, 4))
+                                            ).reshape(m, -1)
+        out.coarse[start:start + m] = _unit(z.reshape(m, 8, k, 8, k).mean(axis=(2, 4)))
+        out.tone[start:start + m] = np.stack([mean, spread], axis=1)
+    return out
 
 
 def _crop_matrix(low: float, high: float, length: int, side: int) -> np.ndarray:
@@ -380,31 +391,31 @@ def pair_scores(thumbnails: Thumbnails, pairs: np.ndarray, search_all: bool = Fa
     colour = np.full(m, np.inf, np.float32)
     look = np.flatnonzero((coarse >= COARSE_MIN) & tone) if not search_all else np.arange(m)
     if len(look):
-        k = GREY_SIDE // COMPARE_SIDE
-        gi, gj = thumbnails.grey[i[look]], thumbnails.grey[j[look]]
-        si, sj = (g.reshape(len(look), COMPARE_SIDE, k, COMPARE_SIDE, k).sum(axis=(2, 4), dtype=np.float32)
-                  for g in (gi, gj))
-        ui, uj = _unit(si), _unit(sj)
+        fi, fj = thumbnails.fine[i[look]].astype(np.float32), thumbnails.fine[j[look]].astype(np.float32)
+        ui, uj = _unit(fi), _unit(fj)
         flat = ~ui.any(axis=1) & ~uj.any(axis=1)  # two pictures of one grey
-        layout[look] = np.where(flat, 1.0, (ui * uj).sum(axis=1))
+        layout[look] = np.where(flat, 1.0, np.einsum("ij,ij->i", ui, uj))
         near = np.flatnonzero((layout[look] >= LAYOUT_MIN) | search_all)
         copy[look[near]] = layout[look[near]]
         clip = near[(copy[look[near]] < COPY_MIN) | search_all]
         if len(clip):
             copy[look[clip]] = np.maximum(copy[look[clip]], _clipped_alike(
-                si[clip] / k ** 2, sj[clip] / k ** 2, thumbnails.tone[i[look[clip]]], thumbnails.tone[j[look[clip]]]))
+                fi[clip], fj[clip], thumbnails.tone[i[look[clip]]], thumbnails.tone[j[look[clip]]]))
         search = near[(copy[look[near]] < COPY_MIN) | search_all]
         if len(search):
-            a, b = gi[search].astype(np.float32), gj[search].astype(np.float32)
+            a = thumbnails.grey[i[look[search]]].astype(np.float32)
+            b = thumbnails.grey[j[look[search]]].astype(np.float32)
             copy[look[search]] = np.maximum(copy[look[search]],
                                             np.maximum(_best_crop(a, uj[search]), _best_crop(b, ui[search])))
-        colour[look] = _colour_difference(thumbnails.colour[i[look]], thumbnails.colour[j[look]])
+    pick = look[copy[look] >= COPY_MIN] if not search_all else look  # colours only where the grey agrees
+    colour[pick] = _colour_difference(thumbnails.colour[i[pick]].astype(np.float32),
+                                      thumbnails.colour[j[pick]].astype(np.float32))
     return PairScores(coarse, layout, copy, tone, colour)
 
 
 def _clipped_alike(zi: np.ndarray, zj: np.ndarray, tone_i: np.ndarray, tone_j: np.ndarray) -> np.ndarray:
-    """The correlation of two (m, COMPARE_SIDE, COMPARE_SIDE) grey thumbnails (``zi``, ``zj`` in grey-thumbnail
-    units, with their ``tone``) once both are cut off at white the same way; -1 where that does not apply.
+    """The correlation of two (m, COMPARE_SIDE ** 2) grey thumbnails (``zi``, ``zj`` as ``Thumbnails.fine``, with
+    their ``tone``) once both are cut off at white the same way; -1 where that does not apply.
 
     A copy brightened until its highlights clip correlates less than its brightness
     alone would make it: its white blocks are flat, the original's are not. Where the
@@ -431,20 +442,19 @@ def _colour_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean difference (of 255) of the colours of (m, side, side * C) colour thumbnails once their grey is taken
     away and ``a``'s is scaled to ``b``'s contrast: brightness and contrast drop out, hue does not.
 
-    Blocks where either picture is near black or white in some channel are left out (a brightened
-    copy clips there, which changes its colour); with fewer than a quarter of the blocks left the
-    colours are not compared (0).
+    Blocks where either picture is near white in some channel are left out (a brightened copy
+    clips there, which changes its colour), unless that leaves fewer than a quarter of them.
     """
     m, c = len(a), a.shape[2] // a.shape[1]
-    if c == 1:
+    if c == 1 or not m:
         return np.zeros(m, np.float32)
     a, b = a.reshape(m, -1, c), b.reshape(m, -1, c)
     grey_a, grey_b = a.mean(axis=2), b.mean(axis=2)
     gain = np.maximum(grey_b.std(axis=1), FLAT_SPREAD) / np.maximum(grey_a.std(axis=1), FLAT_SPREAD)
     apart = np.abs((b - grey_b[..., None]) - gain[:, None, None] * (a - grey_a[..., None])).mean(axis=2)
-    kept = ((a > CLIPPED) & (a < 255 - CLIPPED) & (b > CLIPPED) & (b < 255 - CLIPPED)).all(axis=2)
-    enough = kept.sum(axis=1) >= kept.shape[1] // 4
-    return np.where(enough, (apart * kept).sum(axis=1) / np.maximum(kept.sum(axis=1), 1), 0.0).astype(np.float32)
+    kept = ((a < 255 - CLIPPED) & (b < 255 - CLIPPED)).all(axis=2)
+    kept[kept.sum(axis=1) < kept.shape[1] // 4] = True
+    return ((apart * kept).sum(axis=1) / kept.sum(axis=1)).astype(np.float32)
 
 
 def same_pictures(thumbnails: Thumbnails, pairs: np.ndarray) -> np.ndarray:
