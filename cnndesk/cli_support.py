@@ -6,5 +6,8 @@ import json
 
 
 def emit_json(obj: dict) -> None:
-    """Print ``obj`` as one JSON line, flushed, so a script reading the output sees it at once."""
-    print(json.dumps(obj), flush=True)
+    """Print ``obj`` as one line of strict JSON (a NaN loss as null), flushed, so a script reading the output sees
+    it at once."""
+    from .core.project import json_safe
+
+    print(json.dumps(json_safe(obj), allow_nan=False), flush=True)

@@ -648,3 +648,12 @@ def test_the_log_file_gets_every_command_and_verbose_prints_it_too(tmp_path):
     logged = (logs / "cnndesk.log").read_text(encoding="utf-8")
     assert logged.count("cnndesk-cli samples started") == 2 and "cnndesk-cli train started" in logged
     assert "refused: The folder" in logged
+
+
+def test_json_lines_are_strict_json_even_for_a_diverged_run(capsys):
+    from cnndesk.cli_support import emit_json
+    from conftest import strict_json
+
+    emit_json({"event": "epoch", "loss": float("nan"), "val_loss": float("inf"), "history": [1.0, float("-inf")]})
+    line = capsys.readouterr().out
+    assert strict_json(line) == {"event": "epoch", "loss": None, "val_loss": None, "history": [1.0, None]}

@@ -334,7 +334,7 @@ def save_project(folder: str | os.PathLike, project: Project, model=None, probes
             d["runs"] = _write_runs(folder, project, committed, version_dir, new_runs)
             previous = sorted(_kept_versions(committed), key=int, reverse=True)[:KEEP_PREVIOUS]
             d["previous_versions"] = [v for v in previous if version_dir is None or v != version_dir.name]
-            text = json.dumps(_strict(d), indent=2, allow_nan=False)  # JSON every reader takes
+            text = json.dumps(json_safe(d), indent=2, allow_nan=False)  # JSON every reader takes
             _step("project.json")
             tmp = _write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8"))
             _step("commit")
@@ -361,15 +361,16 @@ def save_project(folder: str | os.PathLike, project: Project, model=None, probes
     return folder
 
 
-def _strict(value):
-    """``value`` with every NaN or infinite number (a diverged run's loss) as None: ``project.json`` is strict
-    JSON, which has no such numbers (``runs.history_rows`` reads a history's losses back as NaN)."""
+def json_safe(value):
+    """``value`` with every NaN or infinite number (a diverged run's loss) as None: ``project.json`` and the CLI's
+    ``--json`` lines are strict JSON, which has no such numbers (``runs.history_rows`` reads a history's losses
+    back as NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
