@@ -59,11 +59,6 @@ def is_tensorflow_log_line(line: str) -> bool:
     return bool(_TF_LOG_LINE.match(line))
 
 
-def is_no_gpu_line(line: str) -> bool:
-    """True for one of TensorFlow's "no GPU here" start-up lines (see ``_NO_GPU``)."""
-    return is_tensorflow_log_line(line) and bool(_NO_GPU.search(line))
-
-
 def shown_on_terminal(line: str, min_log_level: int) -> bool:
     """Whether a line TensorFlow wrote to stderr at start-up reaches the terminal.
 
