@@ -49,12 +49,20 @@ class TaskState:
 
 
 class ReportingTaskState(TaskState):
-    """A ``TaskState`` whose reports go to two callables: a GUI thread's signals' ``emit``, a CLI's printing."""
+    """A ``TaskState`` whose reports go to two callables: a GUI thread's signals' ``emit``, a CLI's printing.
+
+    With ``stopped_by``, a cancel of that state (an engine job's own) stops this one's task too.
+    """
 
     def __init__(self, status: Callable[[str], None] | None = None, progress: Callable[[float], None] | None = None,
-                 min_interval: float = 0.05):
+                 min_interval: float = 0.05, stopped_by: TaskState | None = None):
         super().__init__(min_interval)
         self._status, self._progress = status, progress
+        self._stopped_by = stopped_by
+
+    def is_interruption_requested(self) -> bool:
+        return super().is_interruption_requested() or (
+            self._stopped_by is not None and self._stopped_by.is_interruption_requested())
 
     def set_status(self, text: str) -> None:
         if self._status is not None:

@@ -331,12 +331,16 @@ class DataQuality(QObject):
         dataset_panel: has the ``DuplicatesView`` and reads the folder again after a move.
         doubts: the ``LabelDoubtsView`` of the Evaluation tab.
         dialog_parent: the window the questions belong to.
+        more_views: other views that pick images to exclude or move and list the changes (the Map tab): each
+            has ``exclude_requested``, ``move_requested`` and a ``ChangesView`` as ``changes``.
     """
 
-    def __init__(self, state, engine, dataset_panel, doubts: LabelDoubtsView, dialog_parent: QWidget):
+    def __init__(self, state, engine, dataset_panel, doubts: LabelDoubtsView, dialog_parent: QWidget,
+                 more_views: tuple = ()):
         super().__init__(dialog_parent)
         self.state, self.engine, self.panel, self.doubts = state, engine, dataset_panel, doubts
         self.duplicates: DuplicatesView = dataset_panel.duplicates
+        self.views = (self.duplicates, doubts, *more_views)
         self.parent_widget = dialog_parent
         self.log = ChangeLog()
         self._job = None
@@ -344,7 +348,7 @@ class DataQuality(QObject):
         self._scored: tuple | None = None  # (paths list, LabelScores) of the last answer
         self._poll = QTimer(self, interval=PROGRESS_POLL_MS)
         self._poll.timeout.connect(self._show_progress)
-        for view in (self.duplicates, doubts):
+        for view in self.views:
             view.exclude_requested.connect(self.exclude)
             view.move_requested.connect(self.move)
             view.changes.undo_requested.connect(self.undo)
@@ -423,7 +427,7 @@ class DataQuality(QObject):
         """The changes of the files of the dataset shown (those of another folder come back with it)."""
         data = self.state.data
         mine = [c for c in self.log.changes if data is not None and Path(c.path).is_relative_to(data.root)]
-        for view in (self.duplicates, self.doubts):
+        for view in self.views:
             view.changes.show_changes(mine)
 
     def _error(self, title: str, message: str) -> None:
@@ -474,6 +478,12 @@ class DataQuality(QObject):
             return
         self._scored = (self.state.data.paths, scores)
         self._show_doubts()
+
+    def doubtful_rows(self) -> list[int]:
+        """The dataset rows the Evaluation tab lists as likely mislabelled (none until they are scored)."""
+        if self._scored is None or self.state.data is None:
+            return []
+        return [d.row for d in self._scored[1].doubts(self.state.data.labels, DOUBTS_SHOWN)]
 
     def _show_doubts(self) -> None:
         data = self.state.data

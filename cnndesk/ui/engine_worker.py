@@ -605,3 +605,28 @@ class EngineWorker(QObject):
         else:
             scores.notes.append("Training images not scored (turn on the retrains to score them).")
         return scores
+
+    @cancellable
+    def map_dataset(self, data, distance, doubtful_rows=(), progress=None, *, task: TaskState):
+        """The map of ``data`` as the current model sees it (``core.work.dataset_map.DatasetMap``).
+
+        ``progress`` (a ``core.quality.ProgressNote``) receives how far it is; the rows in ``doubtful_rows`` (label
+        scores' candidates) are marked likely mislabelled. Returns None when cancelled.
+        """
+        from ..core.errors import Cancelled
+        from ..core.tasks import ReportingTaskState
+        from ..core.work.dataset_map import dataset_map
+
+        ins = self._need_inspector()
+        if list(ins.class_names) != list(data.class_names):
+            raise UserError("The dataset's classes differ from the model's; map the dataset it was trained on.")
+        if data.preprocessing.input_shape != ins.preprocessing.input_shape:
+            raise UserError("The dataset is read at another size or colour than the model takes; set them back to "
+                            "map it.")
+        state = task if progress is None else ReportingTaskState(
+            status=lambda text: progress.report(progress.percent, text),
+            progress=lambda percent: progress.report(percent, progress.text), stopped_by=task)
+        try:
+            return dataset_map(self.model, data, distance, doubtful_rows, state)
+        except Cancelled:
+            return None

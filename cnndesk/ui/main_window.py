@@ -30,6 +30,7 @@ from ..core.project.store import is_project
 from ..core.project.session import EXPORTING, IDLE, OPENING, SAVING, SessionState, SWAPPING
 from .bindings import bind_dataset_panel, bind_model_panel
 from .data_quality_view import DataQuality
+from .dataset_map_view import MapControl
 from .dataset_panel import DatasetPanel
 from .engine import Engine
 from .model_io import EXPORT_LABELS, ModelFiles
@@ -98,7 +99,10 @@ class MainWindow(QMainWindow):
                                 self.training_panel.chart, self._reread_dataset, self)
         self.models = ModelFiles(self.state, self.engine, self.settings, self)
         self.data_quality = DataQuality(self.state, self.engine, self.dataset_panel,
-                                        self.viewer_panel.evaluation_view.label_doubts, self)
+                                        self.viewer_panel.evaluation_view.label_doubts, self,
+                                        more_views=(self.viewer_panel.map_view,))
+        self.dataset_map = MapControl(self.state, self.engine, self.viewer_panel.map_view, self.data_quality,
+                                      self.dataset_panel.duplicates.distance.value, self)
         self._make_actions()
         self.projects = ProjectFiles(self, RecentProjects(self.settings, self.recent_menu))
         self._connect()
@@ -192,12 +196,15 @@ class MainWindow(QMainWindow):
         self.stop_action = self._action("&Stop", self.training.stop, "Esc", tip="Stop training", name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
                                             name="evaluateAction")
+        self.map_action = self._action("Dataset &Map", self._show_map, "Ctrl+M", name="mapAction",
+                                       tip="Every image of the dataset placed by what the model sees (Viewer, Map)")
         self.previous_action = self._action("Bring Back &Previous Model", self.runs.bring_back,
                                             tip="Make the model of the previous training run current again",
                                             name="previousRunAction")
         t.addAction(self.train_action)
         t.addAction(self.stop_action)
         t.addAction(self.evaluate_action)
+        t.addAction(self.map_action)
         t.addSeparator()
         t.addAction(self.previous_action)
 
@@ -208,6 +215,10 @@ class MainWindow(QMainWindow):
     def _add_layer(self, kind: str) -> None:
         self.tabs.setCurrentIndex(self.TAB_MODEL)
         self.model_panel.add_layer(kind)
+
+    def _show_map(self) -> None:
+        self.tabs.setCurrentIndex(self.TAB_VIEWER)
+        self.viewer_panel.show_map()
 
     def _toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
@@ -283,6 +294,7 @@ class MainWindow(QMainWindow):
                     self.save_as_action):
             act.setEnabled(ready and not busy)  # the model is saved and opened by the (busy) engine
         self.evaluate_action.setEnabled(has_model and state.data is not None and not busy)
+        self.map_action.setEnabled(has_model and state.data is not None and not busy)
         self.previous_action.setEnabled(ready and self.runs.previous_offer() is not None and not busy)
         self.choose_dataset_action.setEnabled(not training)
         self.recent_menu.setEnabled(not busy and bool(self.projects.recent.folders()))

@@ -2,7 +2,7 @@
 
 ``ViewerPanel`` holds the strip of opened images and the current image with its verdict and probability bars.
 Below them sit tabs: the inspection views (activation maps, all layers, Grad-CAM, first-layer filters) show the
-current image; the evaluation view shows the whole validation set. The panel is the one that talks to the
+current image; the evaluation view shows the whole validation set, the map view the whole dataset as the model sees it. The panel is the one that talks to the
 engine and hands the answers to the views.
 
 What the current model is (its classes, how it prepares images, whether it has maps to show) comes from the
@@ -30,6 +30,7 @@ from ..core.data.scanning import printable
 from ..core.project.session import ModelInfo, SessionState
 from .current_image import CurrentImageView, ViewedImage, qimage_to_array
 from .engine_worker import EngineWorker
+from .dataset_map_view import DatasetMapView
 from .evaluation_view import EvaluationView
 from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
 from .widgets import MAX_CHANNEL_TILES, array_to_pixmap, array_to_qimage
@@ -56,7 +57,7 @@ class ViewerPanel(QWidget):
     probe_marked = Signal(str)  # the current image's file is to be a probe image (followed while training)
 
     #: the tabs, in order, by the names the state and a project give them (``SessionState.viewer_tab``)
-    TABS = ("activations", "layers", "gradcam", "filters", "evaluation")
+    TABS = ("activations", "layers", "gradcam", "filters", "evaluation", "map")
 
     def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
         super().__init__(parent)
@@ -185,6 +186,9 @@ class ViewerPanel(QWidget):
         self.evaluation_view.evaluate_requested.connect(self.evaluate)
         self.evaluation_view.open_path.connect(self._open_evaluated)
         self.tabs.addTab(self.evaluation_view, "Evaluation")
+        self.map_view = DatasetMapView()
+        self.map_view.open_requested.connect(self._open_mapped)
+        self.tabs.addTab(self.map_view, "Map")
         self.tabs.currentChanged.connect(self._evaluate_on_demand)
         self.tabs.currentChanged.connect(self._on_tab)
         return self.tabs
@@ -206,6 +210,7 @@ class ViewerPanel(QWidget):
         for w in (self.open_button, self.paste_button, self.names_button, self.pixels_combo):
             w.setEnabled(usable)
         self.evaluation_view.evaluate_button.setEnabled(usable and state.data is not None)
+        self.map_view.set_can_compute(usable and state.data is not None)
         if state.training:
             self.placeholder.setText("Training in progress…\nThe viewer is available when training ends.")
         elif not state.has_model:
@@ -574,6 +579,19 @@ class ViewerPanel(QWidget):
         true_class = self.evaluation_view.true_class(path)
         if true_class is not None:
             self._known_classes[path] = true_class
+        self.classify_paths([path])
+
+    def show_map(self) -> None:
+        """Show the Map tab (the tabs too, when no image is open yet)."""
+        self.tabs.setCurrentWidget(self.map_view)
+        if self.stack.currentIndex() == 0 and self.usable:
+            self.stack.setCurrentIndex(1)
+
+    def _open_mapped(self, path: str) -> None:
+        """Classify an image clicked on the map, with its class (its folder's name) beside the verdict."""
+        data = self.state.data
+        if data is not None and path in data.paths:
+            self._known_classes[path] = data.class_names[int(data.labels[data.paths.index(path)])]
         self.classify_paths([path])
 
     # -- saving ----------------------------------------------------------------------------
