@@ -188,3 +188,17 @@ def test_the_map_can_be_cancelled_in_the_window(window, qtbot):
     qtbot.waitUntil(lambda: view.compute_button.isEnabled(), timeout=60000)
     assert view.note.text() == "Map cancelled."
     assert view.canvas.map is None
+
+
+def test_beyond_the_sample_t_sne_places_the_others_beside_their_nearest(monkeypatch):
+    """Two far clusters of 120 images, 40 of them placed by t-SNE: every other image lands in its own cluster."""
+    import cnndesk.core.work.dataset_map as module
+
+    monkeypatch.setattr(module, "TSNE_MOST", 40)
+    rng = np.random.default_rng(1)
+    features = np.concatenate([rng.normal(0, 1, (60, 12)), rng.normal(20, 1, (60, 12))])
+    xy = embed(features)
+    assert xy.shape == (120, 2) and np.isfinite(xy).all()
+    a, b = xy[:60].mean(axis=0), xy[60:].mean(axis=0)
+    own = np.linalg.norm(xy[:60] - a, axis=1) < np.linalg.norm(xy[:60] - b, axis=1)
+    assert own.all() and (np.linalg.norm(xy[60:] - b, axis=1) < np.linalg.norm(xy[60:] - a, axis=1)).all()

@@ -172,11 +172,13 @@ class MapCanvas(QWidget):
             g = DOT + 1.5 * ring
             for r in m.rows_with(flag).tolist():
                 p.drawEllipse(QPointF(*screen[r]), g, g)
-        if len(self.selected):
-            p.setPen(QPen(QColor(0, 0, 0), 2))
+        if len(self.selected):  # a thin dark square around each picked point: its colour stays readable
+            p.setPen(QPen(QColor(0, 0, 0, 200), 1))
             for r in self.selected.tolist():
                 x, y = screen[r]
-                p.drawRect(QRectF(x - DOT - 2, y - DOT - 2, 2 * DOT + 4, 2 * DOT + 4))
+                p.drawRect(QRectF(x - DOT - 1.5, y - DOT - 1.5, 2 * DOT + 3, 2 * DOT + 3))
+        p.setPen(QPen(QColor(207, 216, 220), 1))
+        p.drawRect(QRectF(0.5, 0.5, self.width() - 1, self.height() - 1))
         p.end()
         return picture
 

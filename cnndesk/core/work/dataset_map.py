@@ -51,6 +51,12 @@ PCA_DIMS = 50
 TSNE_ITERATIONS = 500
 #: t-SNE's perplexity, lowered for small datasets (it must stay below the number of images)
 PERPLEXITY = 30.0
+#: t-SNE places at most this many images (a random sample); each of the others goes where its nearest sampled
+#: images (in the PCA space) went, weighted by nearness. t-SNE's time grows faster than the images' number
+#: (docs/data-quality.md), this keeps a map of 100,000 images within about the time of one of 5,000
+TSNE_MOST = 5000
+#: how many of the sampled images place one that was not sampled
+PLACING_NEIGHBOURS = 5
 #: how long t-SNE takes per image, roughly (seconds, measured: docs/data-quality.md); only the progress uses it
 TSNE_SECONDS_PER_IMAGE = 0.004
 #: the share of the progress bar that the forward pass takes; t-SNE the rest
@@ -198,7 +204,8 @@ def embed(features: np.ndarray, state: TaskState | None = None, seed: int = 0, s
     """``features`` (N, dims) placed on a plane: (N, 2) float32, by PCA then t-SNE.
 
     Fewer than 5 images (too few for t-SNE) or features that vary in fewer than
-    two directions are placed by PCA alone. t-SNE runs in a thread of its own
+    two directions are placed by PCA alone; beyond :data:`TSNE_MOST` images, t-SNE
+    places a sample and the others go beside their nearest sampled images. t-SNE runs in a thread of its own
     while this one reads ``state``'s cancel flag every :data:`POLL_SECONDS` and
     reports progress from ``start`` to 100 % (estimated from the time it takes).
     Cancelled, this returns at once; the t-SNE run finishes in its thread (at
@@ -221,6 +228,7 @@ def embed(features: np.ndarray, state: TaskState | None = None, seed: int = 0, s
         reduced = _pca(varying, min(2, dims), seed)
         return np.pad(reduced, ((0, 0), (0, 2 - reduced.shape[1]))).astype(np.float32)
     reduced = _pca(varying, dims, seed)
+    sample = np.arange(n) if n <= TSNE_MOST else np.sort(np.random.default_rng(seed).choice(n, TSNE_MOST, False))
     answer: dict = {}
 
     def run() -> None:
@@ -229,17 +237,19 @@ def embed(features: np.ndarray, state: TaskState | None = None, seed: int = 0, s
 
         try:
             with threadpool_limits(TSNE_THREADS, user_api="openmp"):
-                tsne = TSNE(2, perplexity=min(PERPLEXITY, (n - 1) / 3), init="pca", learning_rate="auto",
+                tsne = TSNE(2, perplexity=min(PERPLEXITY, (len(sample) - 1) / 3), init="pca", learning_rate="auto",
                             max_iter=TSNE_ITERATIONS, random_state=seed)
-                answer["xy"] = tsne.fit_transform(reduced).astype(np.float32)
+                placed = tsne.fit_transform(reduced[sample]).astype(np.float32)
+            answer["xy"] = placed if len(sample) == n else _place_the_rest(reduced, sample, placed)
         except Exception as e:  # handed to the waiting thread, raised there
             answer["error"] = e
 
     if state is not None:
-        state.set_status(f"Placing {n:,} images (t-SNE)…")
+        state.set_status(f"Placing {n:,} images (t-SNE" + (f" of {len(sample):,}, the others beside their nearest)…"
+                                                          if len(sample) < n else ")…"))
     worker = threading.Thread(target=run, name="cnndesk-tsne", daemon=True)
     began = time.monotonic()
-    expected = max(1.0, n * TSNE_SECONDS_PER_IMAGE)
+    expected = max(1.0, len(sample) * TSNE_SECONDS_PER_IMAGE)
     worker.start()
     while worker.is_alive():
         worker.join(POLL_SECONDS)
@@ -251,6 +261,21 @@ def embed(features: np.ndarray, state: TaskState | None = None, seed: int = 0, s
     if "error" in answer:
         raise answer["error"]
     return answer["xy"]
+
+
+def _place_the_rest(reduced: np.ndarray, sample: np.ndarray, placed: np.ndarray) -> np.ndarray:
+    """Every row of ``reduced`` placed: the ``sample`` rows where t-SNE put them (``placed``), each other row at
+    the mean place of its ``PLACING_NEIGHBOURS`` nearest sampled rows, weighted by one over the distance."""
+    from sklearn.neighbors import NearestNeighbors
+
+    xy = np.empty((len(reduced), 2), np.float32)
+    xy[sample] = placed
+    rest = np.setdiff1d(np.arange(len(reduced)), sample)
+    distance, nearest = NearestNeighbors(n_neighbors=PLACING_NEIGHBOURS).fit(reduced[sample]).kneighbors(
+        reduced[rest])
+    weight = 1.0 / (distance + 1e-6)
+    xy[rest] = (placed[nearest] * weight[..., None]).sum(axis=1) / weight.sum(axis=1, keepdims=True)
+    return xy
 
 
 def dataset_map(model, data, distance: int = DEFAULT_DISTANCE, doubtful_rows: Sequence[int] = (),
