@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_models import cmd_evaluate, cmd_export, cmd_inspect, cmd_predict
+from .cli_models import add_map_parser, cmd_evaluate, cmd_export, cmd_inspect, cmd_map, cmd_predict
 from .cli_runs import cmd_runs
 from .cli_quality import add_check_parser, cmd_check
 from .cli_support import emit_json
@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=list(FORMATS), required=True)
     ex.add_argument("--out", required=True)
     _add_run(ex)
+
+    ma = add_map_parser(sub)
+    _add_run(ma)
+    _add_preprocessing(ma)
+    _add_cache_options(ma)
 
     ru = sub.add_parser("runs", help="list a project's training runs with their key figures")
     ru.add_argument("project")
@@ -596,7 +601,7 @@ def cmd_selftest(args) -> int:
 
 COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
             "evaluate": cmd_evaluate, "export": cmd_export, "runs": cmd_runs, "check": cmd_check,
-            "clear-cache": cmd_clear_cache}
+            "clear-cache": cmd_clear_cache, "map": lambda args: cmd_map(args, _cache_settings(args))}
 
 if __name__ == "__main__":
     sys.exit(main())

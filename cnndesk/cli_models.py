@@ -1,4 +1,4 @@
-"""The ``cnndesk-cli`` commands that open a trained model: predict, inspect, evaluate and export.
+"""The ``cnndesk-cli`` commands that open a trained model: predict, inspect, evaluate, export and map.
 
 Each takes a cnndesk project folder or (all but evaluate) a ``.keras``/``.h5``
 model file, opens it as an :class:`~cnndesk.core.model.inspection.Inspector` and
@@ -8,6 +8,7 @@ reports on stdout; user errors are raised as :class:`UserError` for
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sys
@@ -344,4 +345,53 @@ def cmd_export(args) -> int:
                        temperature=trust.temperature if trust is not None else None)
     print(out)
     print(f"class names: {labels_path(out, args.format)}")
+    return 0
+
+
+def add_map_parser(sub) -> argparse.ArgumentParser:
+    """The ``map`` subcommand (``cnndesk.cli`` adds the run, pixel and cache options it shares with others)."""
+    from .core.data.copies import DEFAULT_DISTANCE
+
+    m = sub.add_parser("map", help="place every image of a dataset by what the model sees: a PNG and a CSV of "
+                                   "the places, copies, leaks and misclassified images marked")
+    m.add_argument("model", metavar="PROJECT_OR_MODEL")
+    m.add_argument("dataset", help="folder with one subfolder of images per class (the model's classes)")
+    m.add_argument("--png", metavar="FILE", help="write the map as a picture")
+    m.add_argument("--csv", metavar="FILE", help="write one row per image: file, class, split, x, y, predicted "
+                                                 "class and a 0/1 column per highlight")
+    m.add_argument("--distance", type=int, default=DEFAULT_DISTANCE,
+                   help=f"hash distance of the copies marked, as for check (default {DEFAULT_DISTANCE})")
+    m.add_argument("--follow-outside-links", action="store_true",
+                   help="also read class folders and files that are links out of the dataset folder")
+    return m
+
+
+def cmd_map(args, cache=None) -> int:
+    """Read the dataset as the model takes it (a project's own split and settings), map it, write the files."""
+    from .core.data.dataset import DatasetConfig, load_dataset
+    from .core.data.scanning import printable
+    from .core.tasks import ReportingTaskState
+    from .core.work.dataset_map import dataset_map, write_png
+
+    if not args.png and not args.csv:
+        raise UserError("Say what to write: --png FILE, --csv FILE or both.")
+    ins, project = _open_inspector(args.model, args.preprocessing, run=args.run)
+    config = DatasetConfig(ins.preprocessing, duplicate_distance=args.distance)
+    if project is not None:  # the project's split, so that training and validation are the ones it trained on
+        config = dataclasses.replace(project.dataset, preprocessing=ins.preprocessing, duplicate_distance=args.distance)
+    data = load_dataset(args.dataset, config, follow_outside_links=args.follow_outside_links, cache=cache)
+    if project is not None and data.class_names != list(ins.class_names):
+        raise UserError(f"The dataset's classes ({', '.join(map(printable, data.class_names))}) differ from the "
+                        f"project's ({', '.join(map(printable, ins.class_names))}).")
+    state = ReportingTaskState(status=lambda text: print(text, file=sys.stderr))
+    result = dataset_map(ins.model, data, args.distance, state=state)
+    print(result.summary())
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    if args.csv:
+        result.write_csv(args.csv, data.paths, data.class_names)
+        print(f"wrote {args.csv}")
+    if args.png:
+        write_png(result, data.class_names, args.png)
+        print(f"wrote {args.png}")
     return 0

@@ -4,7 +4,8 @@ It reads the folder as ``train`` would (same image size, colour, split and seed)
 prints the counts and every duplicate group, and says what the leak-free split did.
 ``--json`` prints one object with the counts and the groups instead. No
 TensorFlow is loaded. Finding likely mislabelled images needs a trained model;
-the app's Evaluation tab does that.
+the app's Evaluation tab does that; ``cnndesk-cli map`` (in ``cli_models``) draws
+the dataset as a model sees it.
 """
 
 from __future__ import annotations

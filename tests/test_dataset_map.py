@@ -100,6 +100,31 @@ def test_the_csv_has_a_row_per_image_and_the_png_is_drawn(planted, tmp_path):
         assert im.size[1] == 1000 and len(set(im.convert("RGB").getdata())) > 10
 
 
+def test_the_cli_writes_the_map_as_a_png_and_a_csv_row_per_image(planted, tmp_path):
+    import contextlib
+    import io
+
+    from cnndesk.cli import main
+
+    data, model, copy, _ = planted
+    model.save(tmp_path / "model.keras")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["map", str(tmp_path / "model.keras"), str(data.root), "--png", str(tmp_path / "map.png"),
+                     "--csv", str(tmp_path / "map.csv")])
+    assert code == 0, err.getvalue()
+    assert out.getvalue().startswith(f"{len(data.paths)} images: 2 copy")
+    with open(tmp_path / "map.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["path"] for r in rows) == sorted(data.paths)
+    assert {r["path"] for r in rows if r["copy"] == "1"} == {copy, str(Path(copy).with_name("centre_03.png"))}
+    with Image.open(tmp_path / "map.png") as im:
+        assert im.format == "PNG" and im.size[1] == 1000
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err := io.StringIO()):
+        assert main(["map", str(tmp_path / "model.keras"), str(data.root)]) == 2
+    assert "--png" in err.getvalue()
+
+
 # ---------------------------------------------------------------------------
 # the Map tab
 
