@@ -157,6 +157,13 @@ def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     return Path(target)
 
 
+def copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy the file ``source`` (bytes, times and permissions) to ``target``, whole or not at all; returns ``target``."""
+    with replacing(target) as tmp:
+        shutil.copy2(source, tmp)
+    return Path(target)
+
+
 def write_text(target: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Replace ``target`` with ``text`` encoded as ``encoding``, whole or not at all; returns ``target``."""
     return write_bytes(target, text.encode(encoding))
