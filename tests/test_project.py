@@ -272,7 +272,7 @@ import time
 from conftest import read_only_folder
 
 from cnndesk.core.project import store as project_module
-from cnndesk.core.project.store import check_destination, clean_project, estimate_model_bytes, ProjectLock
+from cnndesk.core.project.store import check_destination, clean_project, estimate_model_bytes, HOLDER_FILE, ProjectLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -349,6 +349,8 @@ def test_a_missing_model_file_is_named(saved):
 def test_leftovers_of_interrupted_saves_are_removed_by_an_open_and_by_a_save(saved, model):
     def litter():
         (saved / ".project-abc.json").write_text("{")
+        (saved / ".project.json-k2j4h1ab.tmp").mkdir()  # a save killed while it wrote project.json
+        (saved / ".project.json-k2j4h1ab.tmp" / PROJECT_FILE).write_text("{")
         (saved / VERSIONS_DIR / "7").mkdir()
         (saved / VERSIONS_DIR / "7" / MODEL_FILE).write_bytes(b"PK half")
         (saved / VERSIONS_DIR / "notes.txt").write_text("not ours: kept")
@@ -388,8 +390,8 @@ def test_a_project_being_saved_by_a_live_process_is_refused_with_its_pid(saved, 
     holder = _python(HOLD_LOCK, saved)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        lock = json.loads((saved / LOCK_FILE).read_text())
-        assert lock["pid"] == holder.pid and lock["host"]
+        holding = json.loads((saved / HOLDER_FILE).read_text())  # a file of its own, readable while it is locked
+        assert holding["pid"] == holder.pid and holding["host"]
         before = _snapshot(saved)
         started = time.perf_counter()
         with pytest.raises(ProjectError) as e:
@@ -402,20 +404,22 @@ def test_a_project_being_saved_by_a_live_process_is_refused_with_its_pid(saved, 
         holder.kill()
         holder.wait()
     # the holder died without releasing: its lock file stays, and is taken over
-    assert (saved / LOCK_FILE).exists()
+    assert (saved / LOCK_FILE).exists() and (saved / HOLDER_FILE).exists()
     save_project(saved, _project(history=[]), model)
-    assert not (saved / LOCK_FILE).exists() and open_project(saved, load_model=False)[0].history == []
+    assert not (saved / LOCK_FILE).exists() and not (saved / HOLDER_FILE).exists()
+    assert open_project(saved, load_model=False)[0].history == []
 
 
 def test_a_stale_lock_file_from_a_dead_process_is_taken_over(saved, model):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
-    (saved / LOCK_FILE).write_text(json.dumps({"pid": pid, "host": "this-host", "since": 0}))
+    (saved / LOCK_FILE).write_bytes(b"")
+    (saved / HOLDER_FILE).write_text(json.dumps({"pid": pid, "host": "this-host", "since": 0}))
     lock = ProjectLock(saved).acquire()
     assert lock.took_over["pid"] == pid
-    assert json.loads((saved / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert json.loads((saved / HOLDER_FILE).read_text())["pid"] == os.getpid()
     lock.release()
-    assert not (saved / LOCK_FILE).exists()
+    assert not (saved / LOCK_FILE).exists() and not (saved / HOLDER_FILE).exists()
 
 
 def test_a_save_that_fails_where_there_was_no_save_does_not_claim_one(tmp_path, model, monkeypatch):

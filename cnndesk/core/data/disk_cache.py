@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import file_locks
+from .. import file_locks, fsutil
 from ..errors import Cancelled, DatasetError, UserError
 from .augmentation import augmentation_layers
 from .images import Preprocessing, decode_or_reason
@@ -295,9 +295,9 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
         raise _write_error(e, root, plan) from None
     # one preparer per cache at a time, across processes: the others wait here, then reuse what it made (in a
     # folder where no lock file can be made, nothing can be prepared either: it is only read, unlocked)
-    lock = file_locks.ExclusiveLock(root / f"{key}.lock")
-    held = lock.acquire(on_wait=lambda: state is not None and state.set_status(WAITING),
-                        cancelled=lambda: state is not None and state.is_interruption_requested())
+    lock = file_locks.exclusive(root / f"{key}.lock")
+    held = file_locks.take(lock, on_wait=lambda: state is not None and state.set_status(WAITING),
+                           cancelled=lambda: state is not None and state.is_interruption_requested())
     try:
         found = _find_complete(root, key, expected)
         if found is not None:
@@ -305,8 +305,9 @@ def prepare_on_disk(scan: DatasetScan, preprocessing: Preprocessing, plan: Cache
         _remove_abandoned(root, key, locked=held)
         cache = _prepare(root, key, expected, scan, preprocessing, plan, state, decode, workers)
     finally:
-        lock.release()
-        lock.remove_unused()  # unless another process holds it by now: no lock files left in the cache folder
+        if held:
+            lock.release()
+        file_locks.remove_unused(lock.lock_file)  # unless another holds it by now: no lock files left behind
     return cache.decoded(len(scan.files)), _completed(plan, cache, reused=False)
 
 
@@ -325,6 +326,7 @@ def _prepare(root: Path, key: str, expected: dict, scan: DatasetScan, preprocess
         _write_shards(temp, scan, preprocessing, state, decode, workers)
         _write_manifest(temp, expected, preprocessing)
         temp.rename(final)
+        fsutil.fsync_folder(root)  # the complete cache's name, on disk
     except OSError as e:
         shutil.rmtree(temp, ignore_errors=True)
         raise _write_error(e, root, plan) from None
@@ -378,8 +380,8 @@ def _remove_abandoned(root: Path, key: str, locked: bool = False) -> int:
     """
     lock = None
     if not locked:
-        lock = file_locks.ExclusiveLock(root / f"{key}.lock")
-        if not lock.acquire(wait=False):
+        lock = file_locks.exclusive(root / f"{key}.lock")
+        if not file_locks.take(lock, wait=False):
             return 0
     try:
         freed = 0
@@ -390,7 +392,7 @@ def _remove_abandoned(root: Path, key: str, locked: bool = False) -> int:
     finally:
         if lock is not None:
             lock.release()
-            lock.remove_unused()
+            file_locks.remove_unused(lock.lock_file)
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -412,7 +414,8 @@ def _write_shards(temp: Path, scan: DatasetScan, preprocessing: Preprocessing, s
     proportion: the training pipeline only shuffles within a bounded buffer.
     Each shard holds whole blocks of ``BLOCK_RECORDS`` records; the last is
     padded with records of file number ``PADDING``. Writes ``records.npy``
-    (file number of each record, padding left out) and ``failures.json``.
+    (file number of each record, padding left out) and ``failures.json``;
+    everything it writes is flushed to disk before it returns.
     """
     n = len(scan.files)
     image_bytes = int(np.prod(preprocessing.input_shape))
@@ -451,9 +454,12 @@ def _write_shards(temp: Path, scan: DatasetScan, preprocessing: Preprocessing, s
     finally:
         if shard is not None:
             shard.close()
-    np.save(temp / RECORD_ORDER, np.asarray(written, dtype=np.int64))
+    for path in temp.glob("shard-*.bin"):
+        fsutil.fsync_file(path)
+    with fsutil.replacing(temp / RECORD_ORDER) as tmp:
+        np.save(tmp, np.asarray(written, dtype=np.int64))
     failures.sort()
-    (temp / "failures.json").write_text(json.dumps(failures), encoding="utf-8")
+    fsutil.write_text(temp / "failures.json", json.dumps(failures))
 
 
 def _shard_name(k: int) -> str:
@@ -461,7 +467,8 @@ def _shard_name(k: int) -> str:
 
 
 def _write_manifest(temp: Path, expected: dict, preprocessing: Preprocessing) -> None:
-    """The manifest, written last and flushed to disk: the cache's completeness marker."""
+    """The manifest, the cache's completeness marker: written last (what it vouches for is on disk already),
+    flushed to disk with the folder's entries."""
     order = np.load(temp / RECORD_ORDER)
     shards = sorted(temp.glob("shard-*.bin"))
     record = HEADER_BYTES + int(np.prod(preprocessing.input_shape))
@@ -471,18 +478,7 @@ def _write_manifest(temp: Path, expected: dict, preprocessing: Preprocessing) ->
     manifest = dict(expected, record_bytes=record, block_records=BLOCK_RECORDS, records=int(len(order)),
                     shards=[{"name": s.name, "records": r, "slots": n} for s, r, n in zip(shards, real, slots)],
                     complete=True)
-    for s in shards:
-        _fsync(s)
-    path = temp / MANIFEST
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(manifest, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    fsutil.write_text(temp / MANIFEST, json.dumps(manifest))
 
 
 def _find_complete(root: Path, key: str, expected: dict) -> "OnDiskCache | None":
@@ -826,7 +822,7 @@ def clear_caches(settings: CacheSettings | None = None) -> int:
     freed = sum(_remove_abandoned(root, key) for key in keys)
     for entry in root.iterdir():
         if entry.suffix == ".lock" and entry.is_file():
-            file_locks.ExclusiveLock(entry).remove_unused()
+            file_locks.remove_unused(entry)
             continue
         if not entry.is_dir() or ".tmp-" in entry.name:  # a temporary folder still here is being written
             continue

@@ -34,6 +34,7 @@ import numpy as np
 from ..data.copies import DEFAULT_DISTANCE, find_duplicates
 from ..data.scanning import printable
 from ..errors import Cancelled, UserError
+from ..fsutil import open_replacing
 from ..tasks import TaskState
 
 TRAINING, VALIDATION, EXCLUDED = 0, 1, 2
@@ -127,8 +128,9 @@ class DatasetMap:
         return " · ".join(parts)
 
     def write_csv(self, path: str | os.PathLike, paths: Sequence[str], class_names: Sequence[str]) -> None:
-        """One row per image: file, class, split, x, y, predicted class and a 0/1 column per highlight."""
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        """One row per image: file, class, split, x, y, predicted class and a 0/1 column per highlight (the file
+        appears whole or not at all, ``fsutil``)."""
+        with open_replacing(path, "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f)
             out.writerow(["path", "class", "split", "x", "y", "predicted"] +
                          [name.replace(" ", "_") for name in FLAG_NAMES.values()])
@@ -361,7 +363,8 @@ def write_png(dataset_map: DatasetMap, class_names: Sequence[str], path: str | o
         draw.ellipse((size + 8, y - 2, size + 22, y + 12), outline=FLAG_COLOURS[flag], width=2)
         draw.text((size + 28, y - 1), f"{name} ({int(np.count_nonzero(dataset_map.flags & flag))})", fill=(0, 0, 0))
         y += 18
-    image.save(path, "PNG")
+    with open_replacing(path, "wb") as f:
+        image.save(f, "PNG")
 
 
 def _fit(xy: np.ndarray, size: int, margin: int) -> np.ndarray:
