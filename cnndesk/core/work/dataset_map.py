@@ -328,7 +328,7 @@ def write_png(dataset_map: DatasetMap, class_names: Sequence[str], path: str | o
     legend_w = 260
     image = Image.new("RGB", (size + legend_w, size), "white")
     draw = ImageDraw.Draw(image)
-    xy = _fit(dataset_map.xy, size, margin=12)
+    xy = _fit(dataset_map.xy, size, margin=24)  # room for a dot and its rings at the edge
     r = 3 if len(dataset_map) > 2000 else 5
     for row in range(len(dataset_map)):
         x, y = xy[row]
@@ -341,6 +341,8 @@ def write_png(dataset_map: DatasetMap, class_names: Sequence[str], path: str | o
             draw.ellipse(box, outline=colour, width=2)
         else:
             draw.ellipse(box, outline=(170, 170, 170), width=1)
+    for row in np.flatnonzero(dataset_map.flags).tolist():  # the rings over every dot
+        x, y = xy[row]
         for ring, flag in enumerate(FLAG_NAMES, 1):
             if dataset_map.flags[row] & flag:
                 g = r + 2 * ring
@@ -368,12 +370,13 @@ def write_png(dataset_map: DatasetMap, class_names: Sequence[str], path: str | o
 
 
 def _fit(xy: np.ndarray, size: int, margin: int) -> np.ndarray:
-    """``xy`` scaled into a ``size`` square with ``margin`` pixels on every side, y pointing down."""
+    """``xy`` scaled into a ``size`` square with ``margin`` pixels on every side, centred, y pointing up."""
     xy = np.asarray(xy, dtype=np.float64)
     if not len(xy):
         return xy
     low, high = xy.min(axis=0), xy.max(axis=0)
-    scale = (size - 2 * margin) / max(float((high - low).max()), 1e-9)
-    out = (xy - low) * scale + margin
+    span = np.maximum(high - low, 1e-9)
+    scale = (size - 2 * margin) / float(span.max())
+    out = (xy - low) * scale + margin + (size - 2 * margin - span * scale) / 2
     out[:, 1] = size - out[:, 1]
     return out
