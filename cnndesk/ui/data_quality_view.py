@@ -97,6 +97,23 @@ class ChangesView(QWidget):
         self.undo_requested.emit(self._changes[row if 0 <= row < len(self._changes) else -1])
 
 
+def add_fix_buttons(view: QWidget, name: str, chosen: str) -> QHBoxLayout:
+    """Exclude and Move to class… for the images ``view`` has chosen (its ``selected_paths()``), made its
+    ``exclude_button`` and ``move_button`` (object names ``exclude<name>``, ``move<name>``), emitting its
+    ``exclude_requested`` and ``move_requested``; returns the row holding them. ``chosen``: "selected", "picked"."""
+    view.exclude_button = QPushButton("Exclude", objectName=f"exclude{name}", enabled=False)
+    view.exclude_button.setToolTip(f"Leave the {chosen} images out of training and validation (kept in the "
+                                   "project; the files stay)")
+    view.move_button = QPushButton("Move to class…", objectName=f"move{name}", enabled=False)
+    view.move_button.setToolTip(f"Move the {chosen} files into another class folder (asks first)")
+    view.exclude_button.clicked.connect(lambda: view.exclude_requested.emit(view.selected_paths()))
+    view.move_button.clicked.connect(lambda: view.move_requested.emit(view.selected_paths()))
+    buttons = QHBoxLayout()
+    buttons.addWidget(view.exclude_button)
+    buttons.addWidget(view.move_button)
+    return buttons
+
+
 class DuplicatesView(QWidget):
     """The duplicate groups of the dataset, each image with its thumbnail, class, side of the split and file.
 
@@ -144,16 +161,7 @@ class DuplicatesView(QWidget):
         side = QVBoxLayout()
         body.addLayout(side, 2)
         v.addLayout(body, 1)
-        buttons = QHBoxLayout()
-        self.exclude_button = QPushButton("Exclude", objectName="excludeDuplicate", enabled=False)
-        self.exclude_button.setToolTip("Leave the selected images out of training and validation (kept in the "
-                                       "project; the files stay)")
-        self.move_button = QPushButton("Move to class…", objectName="moveDuplicate", enabled=False)
-        self.move_button.setToolTip("Move the selected files into another class folder (asks first)")
-        self.exclude_button.clicked.connect(lambda: self.exclude_requested.emit(self.selected_paths()))
-        self.move_button.clicked.connect(lambda: self.move_requested.emit(self.selected_paths()))
-        buttons.addWidget(self.exclude_button)
-        buttons.addWidget(self.move_button)
+        buttons = add_fix_buttons(self, "Duplicate", "selected")
         buttons.addStretch(1)
         side.addLayout(buttons)
         self.changes = ChangesView()
@@ -320,6 +328,56 @@ class LabelDoubtsView(QWidget):
         self.move_button.setEnabled(chosen)
 
 
+class PolledJob(QObject):
+    """One engine job at a time whose progress (a ``ProgressNote`` it is given as ``progress=``) a view shows every
+    ``PROGRESS_POLL_MS``, with Cancel: the likely-mislabelled scoring and the map of the dataset.
+
+    Args:
+        engine: runs the job.
+        view: has ``set_running(bool)`` and ``set_progress(percent, text)``.
+    """
+
+    def __init__(self, engine, view, parent: QObject | None = None):
+        super().__init__(parent)
+        self.engine, self.view = engine, view
+        self.job = None
+        self.progress: ProgressNote | None = None
+        self._poll = QTimer(self, interval=PROGRESS_POLL_MS)
+        self._poll.timeout.connect(self._show_progress)
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def submit(self, method, *args, on_done, on_error, **kwargs) -> None:
+        """``engine.submit(method, *args, progress=…, **kwargs)``; ``on_done``/``on_error`` after the view is idle."""
+        self.progress = ProgressNote()
+        self.view.set_running(True)
+        self._poll.start()
+
+        def done(result) -> None:
+            self._finish()
+            on_done(result)
+
+        def failed(message: str) -> None:
+            self._finish()
+            on_error(message)
+
+        self.job = self.engine.submit(method, *args, progress=self.progress, on_done=done, on_error=failed, **kwargs)
+
+    def cancel(self) -> None:
+        self.engine.cancel(self.job)
+
+    def _show_progress(self) -> None:
+        if self.progress is not None:
+            self.view.set_progress(self.progress.percent, self.progress.text)
+
+    def _finish(self) -> None:
+        self._poll.stop()
+        self.job = None
+        self.view.set_running(False)
+
+
 class DataQuality(QObject):
     """Fixes of the data: exclusions (kept in the project), moves on disk (after asking) and their undo.
 
@@ -343,11 +401,8 @@ class DataQuality(QObject):
         self.views = (self.duplicates, doubts, *more_views)
         self.parent_widget = dialog_parent
         self.log = ChangeLog()
-        self._job = None
-        self._progress: ProgressNote | None = None
+        self.scoring = PolledJob(engine, doubts, self)
         self._scored: tuple | None = None  # (paths list, LabelScores) of the last answer
-        self._poll = QTimer(self, interval=PROGRESS_POLL_MS)
-        self._poll.timeout.connect(self._show_progress)
         for view in self.views:
             view.exclude_requested.connect(self.exclude)
             view.move_requested.connect(self.move)
@@ -449,28 +504,14 @@ class DataQuality(QObject):
             self.doubts.show_message("There is no model yet: train one, or score the training images with "
                                      "retrains.")
             return
-        self._progress = ProgressNote()
-        self.doubts.set_running(True)
         self.doubts.show_message("Scoring…")
-        self._poll.start()
-        self._job = self.engine.submit(EngineWorker.score_labels, state.data, list(state.layers), state.settings,
-                                       folds=folds, progress=self._progress, on_done=self._on_scored,
-                                       on_error=self._on_failed)
+        self.scoring.submit(EngineWorker.score_labels, state.data, list(state.layers), state.settings, folds=folds,
+                            on_done=self._on_scored, on_error=self.doubts.show_message)
 
     def cancel(self) -> None:
-        self.engine.cancel(self._job)
-
-    def _show_progress(self) -> None:
-        if self._progress is not None:
-            self.doubts.set_progress(self._progress.percent, self._progress.text)
-
-    def _finish(self) -> None:
-        self._poll.stop()
-        self._job = None
-        self.doubts.set_running(False)
+        self.scoring.cancel()
 
     def _on_scored(self, scores: LabelScores | None) -> None:
-        self._finish()
         if scores is None:
             self.doubts.show_message("Scoring cancelled.")
             return
@@ -490,14 +531,10 @@ class DataQuality(QObject):
         scores = self._scored[1]
         self.doubts.show_doubts(data, scores, scores.doubts(data.labels, DOUBTS_SHOWN), self.state.excluded)
 
-    def _on_failed(self, message: str) -> None:
-        self._finish()
-        self.doubts.show_message(message)
-
     def _on_activity(self, _names) -> None:
         """Training started: stop the scoring (within a batch), so the run does not wait behind it."""
-        if self.state.training and self._job is not None:
-            self.engine.cancel(self._job)
+        if self.state.training and self.scoring.running:
+            self.scoring.cancel()
 
     def _on_data(self, names) -> None:
         """A new model, or a dataset read again: the scores no longer hold (a new split or an exclusion keeps them)."""

@@ -15,18 +15,17 @@ is ``core.work.dataset_map``.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QToolTip, QVBoxLayout, QWidget,
 )
 
 from ..core.data.scanning import printable
-from ..core.quality.label_scores import ProgressNote
 from ..core.work.dataset_map import (
     class_colour, DatasetMap, EXCLUDED, FLAG_COLOURS, FLAG_NAMES, highlights, split_sides, TRAINING, VALIDATION,
 )
-from .data_quality_view import ChangesView, PROGRESS_POLL_MS
+from .data_quality_view import add_fix_buttons, ChangesView, PolledJob
 from .engine_worker import EngineWorker
 from .widgets import array_to_pixmap
 
@@ -295,16 +294,7 @@ class DatasetMapView(QWidget):
         self.legend = QLabel(objectName="mapLegend", wordWrap=True, textFormat=Qt.RichText)
         self.selection = QLabel("Draw around points to pick them; click a point to open its image.",
                                 objectName="mapSelection", wordWrap=True)
-        buttons = QHBoxLayout()
-        self.exclude_button = QPushButton("Exclude", objectName="excludeMapped", enabled=False)
-        self.exclude_button.setToolTip("Leave the picked images out of training and validation (kept in the "
-                                       "project; the files stay)")
-        self.move_button = QPushButton("Move to class…", objectName="moveMapped", enabled=False)
-        self.move_button.setToolTip("Move the picked files into another class folder (asks first)")
-        self.exclude_button.clicked.connect(lambda: self.exclude_requested.emit(self.selected_paths()))
-        self.move_button.clicked.connect(lambda: self.move_requested.emit(self.selected_paths()))
-        buttons.addWidget(self.exclude_button)
-        buttons.addWidget(self.move_button)
+        buttons = add_fix_buttons(self, "Mapped", "picked")
         self.changes = ChangesView()
         for w in (self.preview, self.hover_name, self.legend, self.selection):
             side.addWidget(w)
@@ -424,10 +414,7 @@ class MapControl(QObject):
         self.map: DatasetMap | None = None
         self._paths = None  # the dataset's paths list the map was made of
         self._doubts: list[int] = []
-        self._job = None
-        self._progress: ProgressNote | None = None
-        self._poll = QTimer(self, interval=PROGRESS_POLL_MS)
-        self._poll.timeout.connect(self._show_progress)
+        self.job = PolledJob(engine, view, self)
         view.compute_requested.connect(self.compute)
         view.cancel_requested.connect(self.cancel)
         state.observe(self._on_data, "data", "model")
@@ -441,30 +428,16 @@ class MapControl(QObject):
         if state.busy:
             self.view.show_message("Wait until the current work ends.")
             return
-        self._progress = ProgressNote()
         self._doubts = self.quality.doubtful_rows()
-        self.view.set_running(True)
         self.view.show_message("Starting…")
-        self._poll.start()
         data = state.data
-        self._job = self.engine.submit(EngineWorker.map_dataset, data, self.distance(), self._doubts,
-                                       progress=self._progress, on_done=lambda m: self._on_mapped(m, data),
-                                       on_error=self._on_failed)
+        self.job.submit(EngineWorker.map_dataset, data, self.distance(), self._doubts,
+                        on_done=lambda m: self._on_mapped(m, data), on_error=self.view.show_message)
 
     def cancel(self) -> None:
-        self.engine.cancel(self._job)
-
-    def _show_progress(self) -> None:
-        if self._progress is not None:
-            self.view.set_progress(self._progress.percent, self._progress.text)
-
-    def _finish(self) -> None:
-        self._poll.stop()
-        self._job = None
-        self.view.set_running(False)
+        self.job.cancel()
 
     def _on_mapped(self, dataset_map: DatasetMap | None, data) -> None:
-        self._finish()
         if dataset_map is None:
             self.view.show_message("Map cancelled.")
             return
@@ -475,14 +448,10 @@ class MapControl(QObject):
         self._on_data(("data",))  # the split may have changed while it ran
         self.view.show_map(dataset_map, self.state.data)
 
-    def _on_failed(self, message: str) -> None:
-        self._finish()
-        self.view.show_message(message)
-
     def _on_activity(self, _names) -> None:
         """Training started: stop the map (between chunks), so the run does not wait behind it."""
-        if self.state.training and self._job is not None:
-            self.engine.cancel(self._job)
+        if self.state.training and self.job.running:
+            self.job.cancel()
 
     def _on_data(self, names) -> None:
         """A new model or dataset: the map no longer holds. The same files split or excluded anew: it is redrawn."""
