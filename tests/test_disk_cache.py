@@ -23,9 +23,9 @@ from cnndesk.core.data import disk_cache
 from cnndesk.core import file_locks
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 from cnndesk.core.data.pipeline import make_tf_dataset
-from cnndesk.core.data.disk_cache import (
-    CacheSettings, clear_caches, estimate_bytes, parse_bytes, plan_cache, ShardedImages,
-)
+from cnndesk.core.data.cache_plan import CacheSettings, estimate_bytes, parse_bytes, plan_cache
+from cnndesk.core.data.disk_cache import clear_caches
+from cnndesk.core.data.shards import ShardedImages
 from cnndesk.core.errors import Cancelled, DatasetError
 from cnndesk.core.data.images import Preprocessing
 from cnndesk.core.project.store import open_project
