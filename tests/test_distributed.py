@@ -30,6 +30,8 @@ from cnndesk.core.images import Preprocessing
 
 from conftest import write_dataset
 
+pytestmark = pytest.mark.distributed
+
 REPO = Path(__file__).resolve().parents[1]
 
 
