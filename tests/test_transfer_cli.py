@@ -9,7 +9,7 @@ import json
 import pytest
 
 from cnndesk.cli import main
-from cnndesk.core.project import open_project
+from cnndesk.core.project.store import open_project
 
 from conftest import write_dataset
 from pretrained import cache_weights, offline_urlopen

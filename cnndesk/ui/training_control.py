@@ -13,10 +13,10 @@ import dataclasses
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
+from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
-from ..core.project import check_destination, estimate_model_bytes, new_run_id
-from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
+from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
+from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, SWAPPING, thin, TRAINING
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
