@@ -31,6 +31,8 @@ from cnndesk.core.data.images import Preprocessing
 
 from conftest import write_dataset
 
+pytestmark = pytest.mark.distributed
+
 REPO = Path(__file__).resolve().parents[1]
 
 
