@@ -23,9 +23,9 @@ from cnndesk.core.data import disk_cache
 from cnndesk.core import file_locks
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 from cnndesk.core.data.pipeline import make_tf_dataset
-from cnndesk.core.data.disk_cache import (
-    CacheSettings, clear_caches, estimate_bytes, parse_bytes, plan_cache, ShardedImages,
-)
+from cnndesk.core.data.cache_plan import CacheSettings, estimate_bytes, parse_bytes, plan_cache
+from cnndesk.core.data.disk_cache import clear_caches
+from cnndesk.core.data.shards import ShardedImages
 from cnndesk.core.errors import Cancelled, DatasetError
 from cnndesk.core.data.images import Preprocessing
 from cnndesk.core.project.store import open_project
@@ -143,6 +143,7 @@ def test_each_process_reads_its_own_shards_and_together_they_read_every_image_on
     assert sum(counts) == len(data.train_index) and 0 < counts[0] < len(data.train_index)
 
 
+@pytest.mark.slow
 def test_a_tiny_dataset_forced_on_disk_trains_from_the_cli_into_a_normal_reloadable_project(tmp_path):
     folder = write_dataset(tmp_path / "data", per_class=16, size=32)
     out = io.StringIO()
@@ -465,6 +466,7 @@ def test_evaluating_an_on_disk_dataset_reads_its_validation_split_a_chunk_at_a_t
     np.testing.assert_array_equal(ev.predicted, expected.predicted)
 
 
+@pytest.mark.slow
 def test_scoring_likely_mislabelled_images_of_an_on_disk_dataset_reads_it_a_chunk_at_a_time(tmp_path, cache,
                                                                                             monkeypatch):
     """The validation split (by the current model) and each held-out fold (by its retrain) are read

@@ -382,7 +382,7 @@ from pathlib import Path
 from cnndesk.core.project.store import ProjectLock
 lock = ProjectLock(Path(sys.argv[1])).acquire()
 print("locked", flush=True)
-time.sleep(60)
+time.sleep(60)  # holds the lock until the test kills it
 """
 
 
@@ -444,6 +444,7 @@ def _harness(tmp_path, mode) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_fault_a_save_killed_at_every_step_leaves_a_whole_project_and_the_next_save_no_debris(tmp_path):
     r = _harness(tmp_path, "steps")
     # a kill before the commit opens the old project, one after it the new; each step killed 3 times
@@ -462,6 +463,7 @@ def test_fault_saves_killed_at_random_moments_leave_a_whole_project(tmp_path):
     assert r["kills"] == r["tries"] == 60
 
 
+@pytest.mark.slow
 def test_two_writers_and_a_reader_at_once_never_mix_projects(tmp_path):
     r = _harness(tmp_path, "concurrent")
     assert r["reads"] > 20 and all(w["saved"] > 0 for w in r["writers"])
@@ -485,6 +487,7 @@ P.save_project(folder, project, model)
 """
 
 
+@pytest.mark.slow
 def test_a_real_keras_save_killed_after_the_model_and_before_the_commit_opens_the_old_model(saved, model):
     """The case the issue measured (a new model with the old project.json, 15 of 15 tries), with real Keras."""
     child = _python(KILL_AT_COMMIT, saved, "commit")
@@ -529,6 +532,7 @@ def test_a_destination_without_room_for_the_model_is_refused(tmp_path, monkeypat
                             "about 61.0 MB.")
 
 
+@pytest.mark.slow
 def test_the_model_size_estimate_covers_a_trained_model_file(tmp_path):
     from cnndesk.core.model.architecture import compile_model, layer_table, total_params
 
