@@ -77,6 +77,33 @@ def test_a_copy_across_the_split_is_a_leak_and_an_excluded_image_stays_on_the_ma
     assert len(m) == len(data.paths) and m.sides[0] == EXCLUDED and not m.flags[0] & COPY
 
 
+def test_a_dataset_kept_on_disk_is_read_a_chunk_at_a_time_and_mapped_as_in_memory(planted, tmp_path, monkeypatch):
+    import cnndesk.core.model.inspection as inspection
+    from cnndesk.core.data.cache_plan import CacheSettings
+
+    data, model, _, _ = planted
+    monkeypatch.setattr(inspection, "EVALUATION_CHUNK", 16)  # chunks smaller than the 48 images
+    on_disk = load_dataset(data.root, DatasetConfig(Preprocessing((32, 32)), val_split=0.25, seed=3),
+                           cache=CacheSettings(memory_limit=0, folder=tmp_path / "cache"))
+    assert on_disk.on_disk and on_disk.paths == data.paths
+    reads = []
+    images = on_disk.images
+
+    class Counted:  # the on-disk images, counting the rows of each read
+        shape = images.shape
+
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, rows):
+            reads.append(len(np.atleast_1d(np.arange(len(images))[rows])))
+            return images[rows]
+
+    m = dataset_map(model, dataclasses.replace(on_disk, images=Counted()))
+    assert sum(reads) >= len(data.paths) and max(reads) <= 16
+    np.testing.assert_allclose(m.xy, dataset_map(model, data).xy, atol=1e-3)
+
+
 def test_placing_stops_when_cancelled():
     state = TaskState()
     state.request_interruption()
