@@ -265,6 +265,19 @@ def _steps(app, run: _Run, work: Path, state: dict):
 
     run.step("inspect", inspect)
 
+    def dataset_map():  # scikit-learn's PCA and t-SNE, which an installer must bundle with their compiled parts
+        import numpy as np
+
+        from .core.data.copies import DEFAULT_DISTANCE
+
+        data = window.state.data
+        result = _job(app, window, EngineWorker.map_dataset, data=data, distance=DEFAULT_DISTANCE)
+        if result is None or result.xy.shape != (len(data.labels), 2) or not np.all(np.isfinite(result.xy)):
+            raise SelftestFailure("the map of the dataset did not place every image")
+        return f"{len(result):,} images placed"
+
+    run.step("map", dataset_map)
+
     def export(fmt: str, filename: str):
         path = Path(_job(app, window, EngineWorker.export, fmt=fmt, out=str(work / filename)))
         if not path.is_file() or path.stat().st_size == 0:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import child_env
 
-STEPS = ["window", "tensorflow", "dataset", "train", "save", "reopen", "predict", "inspect", "export .keras",
+STEPS = ["window", "tensorflow", "dataset", "train", "save", "reopen", "predict", "inspect", "map", "export .keras",
          "open .keras", "export LiteRT", "close"]
 
 
