@@ -101,7 +101,7 @@ exercise() {  # $1: what (deb or tarball), $2: folder of cnndesk and cnndesk-cli
 
 echo "== the .deb in a clean $release root"
 fresh_root
-before=$(cd "$sys" && find opt usr/bin usr/share/applications usr/share/icons usr/share/doc 2>/dev/null | sort)
+before=$(cd "$sys" && find opt usr/bin usr/share/applications usr/share/icons usr/share/doc 2>/dev/null | sort || true)
 cp "$deb" "$sys/tmp/"
 t=$(date +%s)
 pkgs_before=$(chroot "$sys" dpkg-query -W | wc -l)
@@ -111,7 +111,7 @@ pass "apt installed the .deb and $(( $(chroot "$sys" dpkg-query -W | wc -l) - pk
 rm "$sys/tmp/$(basename "$deb")"
 exercise deb ""
 chroot "$sys" dpkg -r cnndesk > /dev/null 2>&1 || fail "dpkg -r cnndesk"
-after=$(cd "$sys" && find opt usr/bin usr/share/applications usr/share/icons usr/share/doc 2>/dev/null | sort)
+after=$(cd "$sys" && find opt usr/bin usr/share/applications usr/share/icons usr/share/doc 2>/dev/null | sort || true)
 left=$(comm -13 <(echo "$before") <(echo "$after") | grep -i cnndesk || true)
 [ -z "$left" ] && [ ! -e "$sys/opt/cnndesk" ] || { echo "$left"; fail "dpkg -r left files of cnndesk behind"; }
 pass "dpkg -r removed it; nothing of cnndesk is left"
