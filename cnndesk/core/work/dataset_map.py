@@ -210,8 +210,8 @@ def embed(features: np.ndarray, state: TaskState | None = None, seed: int = 0, s
     places a sample and the others go beside their nearest sampled images. t-SNE runs in a thread of its own
     while this one reads ``state``'s cancel flag every :data:`POLL_SECONDS` and
     reports progress from ``start`` to 100 % (estimated from the time it takes).
-    Cancelled, this returns at once; the t-SNE run finishes in its thread (at
-    most seconds, docs/data-quality.md) and its answer is dropped.
+    Cancelled, this returns at once; the t-SNE run finishes in its thread (its
+    time bounded by the sample's size, docs/data-quality.md) and its answer is dropped.
 
     Raises:
         Cancelled: ``state`` asked to stop.
