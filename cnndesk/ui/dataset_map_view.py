@@ -18,7 +18,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QToolTip, QVBoxLayout, QWidget,
+    QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QToolTip, QVBoxLayout,
+    QWidget,
 )
 
 from ..core.data.scanning import printable
@@ -75,7 +76,7 @@ class MapCanvas(QWidget):
         super().__init__(parent)
         self.setObjectName("mapCanvas")
         self.setMouseTracking(True)
-        self.setMinimumSize(240, 200)
+        self.setMinimumSize(240, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.map: DatasetMap | None = None
         self.selected = np.zeros(0, np.int64)
@@ -285,7 +286,9 @@ class DatasetMapView(QWidget):
         self.canvas.clicked.connect(self._on_click)
         self.canvas.lassoed.connect(self._on_lasso)
         body.addWidget(self.canvas, 1)
-        side = QVBoxLayout()
+        side_widget = QWidget()
+        side = QVBoxLayout(side_widget)
+        side.setContentsMargins(0, 0, 0, 0)
         self.preview = QLabel(objectName="mapPreview", alignment=Qt.AlignCenter)
         self.preview.setFixedSize(PREVIEW + 4, PREVIEW + 4)
         self.preview.setStyleSheet("border: 1px solid #cfd8dc")
@@ -301,7 +304,12 @@ class DatasetMapView(QWidget):
         side.addLayout(buttons)
         side.addWidget(self.changes)
         side.addStretch(1)
-        body.addLayout(side)
+        # the column scrolls rather than making the window taller: its legend grows with the classes
+        column = QScrollArea(objectName="mapSide", widgetResizable=True, frameShape=QFrame.NoFrame)
+        column.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        column.setWidget(side_widget)
+        column.setMinimumWidth(side_widget.sizeHint().width() + column.verticalScrollBar().sizeHint().width())
+        body.addWidget(column)
         v.addLayout(body, 1)
 
     # -- computing ---------------------------------------------------------------------
