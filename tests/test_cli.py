@@ -651,7 +651,7 @@ def test_the_log_file_gets_every_command_and_verbose_prints_it_too(tmp_path):
 
 
 def test_json_lines_are_strict_json_even_for_a_diverged_run(capsys):
-    from cnndesk.cli_support import emit_json
+    from cnndesk.cli.support import emit_json
     from conftest import strict_json
 
     emit_json({"event": "epoch", "loss": float("nan"), "val_loss": float("inf"), "history": [1.0, float("-inf")]})

@@ -1,11 +1,8 @@
-"""``cnndesk-cli``: the headless command line, on the same core as the app.
+"""``cnndesk-cli train``: train a model on a dataset folder and save it as a project.
 
-User errors (bad path, bad option, unreadable dataset, bad model file) print
-one line to stderr and exit 2, never a traceback. This module holds the
-parser, :func:`main` and the commands that make things (samples, train,
-selftest); the commands that open a trained model are in :mod:`.cli_models`,
-what all commands share in :mod:`.cli_support`, ``check`` (duplicates and leaks)
-in :mod:`.cli_quality`.
+A project that exists already gains the run beside its earlier ones. ``--distributed``
+runs the same command in a child process on JAX (:mod:`.launcher`), which calls
+:func:`cmd_train` with its own ``fit`` and ``save``.
 """
 
 from __future__ import annotations
@@ -15,136 +12,36 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_models import cmd_evaluate, cmd_export, cmd_inspect, cmd_predict
-from .cli_runs import cmd_runs
-from .cli_quality import add_check_parser, cmd_check
-from .cli_support import emit_json
-from .core.library_warnings import import_tensorflow
-from .core.app_log import log, start_logging
-from .core.errors import UserError
-
-EXIT_USER_ERROR = 2
-VERBOSE_HELP = ("print cnndesk's log to stderr as well, with TensorFlow's start-up lines; "
-                "the log file always gets it (see docs/reliability.md)")
+from ..core.errors import UserError
+from ..core.library_warnings import import_tensorflow
+from .support import emit_json, fraction, image_size, positive, seed
 
 
-def _quiet_tensorflow() -> None:
-    """Keep library noise off the terminal (see ``cnndesk.core.library_warnings``)."""
-    from .core.cpu_kernels import use_onednn_kernels
-    from .core.library_warnings import hide_library_warnings
-
-    hide_library_warnings()
-    use_onednn_kernels()  # before TensorFlow is imported: it reads the choice once
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    from .core.images import parse_image_size
-
-    try:
-        return parse_image_size(text)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _parse_augment(text: str) -> tuple[str, ...]:
-    from .core.dataset import AUGMENTATIONS
-
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    aliases = {"rotation": "rotate", "flips": "flip"}
-    names = tuple(aliases.get(n, n) for n in names)
-    bad = [n for n in names if n not in AUGMENTATIONS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; choose from {','.join(AUGMENTATIONS)}")
-    return names
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number at least 0 and below 1 (got {text!r})") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError("must be at least 0 and below 1")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1} (got {text!r})") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1}")
-    return v
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return v
-
-
-def _blocks(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of blocks, 0 or more (got {text!r})") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return v
-
-
-class _UsageError(UserError):
-    """A bad command line (unknown option, bad value)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose mistakes are one line on stderr and exit 2, like every user error."""
-
-    def error(self, message):
-        if message.startswith("argument --preprocessing: expected one argument"):
-            # argparse takes "-1-1" for an option: say how to write it
-            message += "; write --preprocessing=-1-1 for pixels from -1 to 1"
-        raise _UsageError(f"{message} (see {self.prog} --help)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .core.architecture import OPTIMIZERS, PRESETS
-    from .core.export import FORMATS
-
-    p = _Parser(prog="cnndesk-cli", description="Train and inspect CNN image classifiers headless.")
-    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    s = sub.add_parser("samples", help="write the built-in sample dataset")
-    s.add_argument("out_dir")
-    s.add_argument("--per-class", type=_positive, default=400)
+def add_parser(sub) -> None:
+    """The ``train`` command."""
+    from ..core.architecture import OPTIMIZERS, PRESETS
 
     t = sub.add_parser("train", help="train a model on a dataset folder and save a project")
     t.add_argument("dataset", help="folder with one subfolder of images per class")
     t.add_argument("--project", required=True, help="project folder to write")
     t.add_argument("--preset", choices=list(PRESETS), default="seed")
-    t.add_argument("--image-size", type=_parse_size, default=None, metavar="N|HxW",
+    t.add_argument("--image-size", type=image_size, default=None, metavar="N|HxW",
                    help="default 64, or what a pretrained preset's backbone was trained at (224)")
     t.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
-    t.add_argument("--epochs", type=_positive, default=10)
-    t.add_argument("--batch-size", type=_positive, default=32)
+    t.add_argument("--epochs", type=positive, default=10)
+    t.add_argument("--batch-size", type=positive, default=32)
     t.add_argument("--learning-rate", type=float, default=1e-3)
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
     t.add_argument("--patience", type=int, default=3,
                    help="early stopping: stop when neither validation accuracy nor loss improved for this many "
                         "epochs (at least a quarter of the run, never before half of it, off with fewer than 50 "
                         "validation images); 0 = off")
-    t.add_argument("--val-split", type=_fraction, default=0.2)
+    t.add_argument("--val-split", type=fraction, default=0.2)
     t.add_argument("--augment", type=_parse_augment, default=(), metavar="flip,rotate,zoom,contrast,brightness")
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     t.add_argument("--device", default="cpu", help="cpu, gpu:N, gpu:N,M or gpu:all for several GPUs (mirrored; "
                    "--batch-size is then per GPU)")
-    t.add_argument("--seed", type=_seed, default=1337)
+    t.add_argument("--seed", type=seed, default=1337)
     t.add_argument("--fine-tune", type=_blocks, default=0, metavar="N",
                    help="pretrained presets: after training the head, fine-tune the backbone's top N blocks at a "
                         "tenth of the learning rate for as many epochs again (default 0: backbone frozen)")
@@ -161,79 +58,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "'distributed' extra): every process runs the same command, the run is found from "
                         "KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES and _PROCESS_ID or from Slurm or Open MPI, "
                         "and process 0 writes the project")
-    t.add_argument("--peer-timeout", type=_positive, default=60, metavar="SECONDS",
+    t.add_argument("--peer-timeout", type=positive, default=60, metavar="SECONDS",
                    help="with --distributed: stop when another process has not answered for this long")
-    t.add_argument("--join-timeout", type=_positive, default=300, metavar="SECONDS",
+    t.add_argument("--join-timeout", type=positive, default=300, metavar="SECONDS",
                    help="with --distributed: how long to wait for every process to start")
     _add_cache_options(t)
 
-    pr = sub.add_parser("predict", help="classify images, or every image in folders")
-    pr.add_argument("model", metavar="PROJECT_OR_MODEL")
-    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
-                    help="image files, and folders whose images (in every subfolder) are classified")
-    pr.add_argument("--top-k", type=_positive, default=3)
-    pr.add_argument("--json", action="store_true")
-    pr.add_argument("--csv", metavar="FILE", help="write one row per image: path, class, confidence, the other "
-                    "top-k classes and confidences, flags ('not sure', 'unlike training')")
-    pr.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<predicted class>/")
-    pr.add_argument("--move", action="store_true", help="with --sort-into: move the images instead of copying them")
-    pr.add_argument("--flag-folders", action="store_true", help="with --sort-into: images flagged 'unlike "
-                    "training' or 'not sure' go to DIR/unlike training/ and DIR/not sure/ instead")
-    pr.add_argument("--follow-outside-links", action="store_true",
-                    help="also read files and folders that are links out of the folders given")
-    _add_run(pr)
-    _add_preprocessing(pr)
 
-    ins = sub.add_parser("inspect", help="write activation-map grids and a Grad-CAM overlay as PNGs")
-    ins.add_argument("model", metavar="PROJECT_OR_MODEL")
-    ins.add_argument("image")
-    ins.add_argument("--out", required=True, help="folder for the PNGs")
-    ins.add_argument("--class", dest="class_name", help="Grad-CAM class (default: the predicted one)")
-    ins.add_argument("--layer", help="Grad-CAM layer, as the map files name it (default: the last convolution "
-                     "whose map is more than 1x1; a nested model's layers are backbone/layer)")
-    ins.add_argument("--method", choices=("hirescam", "gradcam"), default="hirescam",
-                     help="heat-map method: HiResCAM (default) or classic Grad-CAM")
-    _add_preprocessing(ins)
+def _parse_augment(text: str) -> tuple[str, ...]:
+    from ..core.dataset import AUGMENTATIONS
 
-    ev = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the validation split")
-    ev.add_argument("project")
-    ev.add_argument("--dataset", help="dataset folder, if it moved since training")
-    ev.add_argument("--follow-outside-links", action="store_true",
-                    help="also read class folders and files that are links out of the dataset folder")
-    ev.add_argument("--json", action="store_true")
-    _add_run(ev)
-    _add_preprocessing(ev)
-
-    ex = sub.add_parser("export", help="export the trained model")
-    ex.add_argument("project", metavar="PROJECT_OR_MODEL")
-    ex.add_argument("--format", choices=list(FORMATS), required=True)
-    ex.add_argument("--out", required=True)
-    _add_run(ex)
-
-    ru = sub.add_parser("runs", help="list a project's training runs with their key figures")
-    ru.add_argument("project")
-    ru.add_argument("--json", action="store_true", help="one JSON object per run")
-
-    add_check_parser(sub, _parse_size, _fraction, _seed)
-
-    cc = sub.add_parser("clear-cache", help="delete the on-disk caches of datasets larger than the memory limit")
-    cc.add_argument("--cache-dir", metavar="DIR", help="the cache folder, if not the default")
-
-    st = sub.add_parser("selftest", help="check this installation headless: train, save, reopen, predict, "
-                                         "inspect and export in a temporary folder")
-    st.add_argument("--keep", metavar="DIR", help="work in DIR and leave its files there")
-    for command in sub.choices.values():  # after the command, where people type it, as well as before
-        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
-    return p
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    aliases = {"rotation": "rotate", "flips": "flip"}
+    names = tuple(aliases.get(n, n) for n in names)
+    bad = [n for n in names if n not in AUGMENTATIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; choose from {','.join(AUGMENTATIONS)}")
+    return names
 
 
-def _add_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", metavar="NAME", help="use this training run of the project (its name or id, as "
-                        "`cnndesk-cli runs PROJECT` lists them) instead of its current model")
+
+def _blocks(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of blocks, 0 or more (got {text!r})") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
 
 
 def _memory_limit(text: str) -> int:
-    from .core.disk_cache import parse_bytes
+    from ..core.disk_cache import parse_bytes
 
     try:
         return parse_bytes(text)
@@ -252,7 +109,7 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache_settings(args):
-    from .core.disk_cache import CacheSettings
+    from ..core.disk_cache import CacheSettings
 
     return CacheSettings(args.cache_memory_limit, Path(args.cache_dir) if args.cache_dir else None)
 
@@ -261,8 +118,8 @@ class _LoadProgress:
     """Progress of reading a dataset for the CLI: the bar, and ``--json`` events while a cache is prepared."""
 
     def __init__(self, bar: "_Bar", json_events: bool):
-        from .core.disk_cache import PREPARING
-        from .core.tasks import ReportingTaskState
+        from ..core.disk_cache import PREPARING
+        from ..core.tasks import ReportingTaskState
 
         def status(text: str) -> None:
             self.preparing = text.startswith(PREPARING)
@@ -275,74 +132,6 @@ class _LoadProgress:
         self.bar.show(f"{what} {percent:.0f}%", percent / 100)
         if self.json_events and self.preparing:
             emit_json({"event": "progress", "stage": "prepare_cache", "percent": round(percent, 1)})
-
-
-def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
-    from .core.images import PIXEL_MODES
-
-    parser.add_argument("--preprocessing", choices=list(PIXEL_MODES), metavar="{" + ",".join(PIXEL_MODES) + "}",
-                        help="how pixels are fed to the model (write --preprocessing=-1-1 for the "
-                             "second): " + "; ".join(PIXEL_MODES.values()) +
-                             ". Default: what the project stores; for a model file, what its layers say "
-                             "(keras.applications families get their own mode, a model with a Rescaling "
-                             "layer 0-255, others 0-1)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as e:
-        print(f"cnndesk-cli: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    _quiet_tensorflow()
-    start_logging(f"cnndesk-cli {args.command}", echo=args.verbose)
-    if args.command == "train" and args.distributed:
-        return run_command(lambda: _launch_distributed(args, sys.argv[1:] if argv is None else argv))
-    return run_command(lambda: COMMANDS[args.command](args))
-
-
-def _launch_distributed(args, argv: list[str]) -> int:
-    """Train as one process of a distributed run, in a child process on the JAX backend (see ``distributed``)."""
-    from .distributed import launch
-
-    if args.device != "cpu":
-        raise UserError("--distributed trains on every device JAX finds on each machine: leave out --device.")
-    return launch(argv, args.peer_timeout, args.join_timeout)
-
-
-def run_command(command) -> int:
-    """Run ``command()``, turning the user's mistakes into one line on stderr and exit status 2."""
-    try:
-        return command()
-    except UserError as e:
-        log.info("refused: %s", e)
-        print(f"cnndesk-cli: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except OSError as e:  # a path that cannot be written or read: the user's to fix
-        log.warning("file error", exc_info=True)
-        where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"cnndesk-cli: error:{where}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except MemoryError:
-        log.warning("out of memory", exc_info=True)
-        print("cnndesk-cli: error: out of memory: use a smaller image size, batch size or model", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("cnndesk-cli: interrupted", file=sys.stderr)
-        return 130
-
-
-# ---------------------------------------------------------------------------
-# commands
-
-def cmd_samples(args) -> int:
-    from .core.samples import write_sample_dataset
-
-    out = write_sample_dataset(args.out_dir, per_class=args.per_class)
-    print(out)
-    return 0
-
 
 class _Bar:
     """A one-line terminal progress bar on stderr."""
@@ -366,13 +155,13 @@ class _Bar:
 def cmd_train(args, fit=None, save=None) -> int:
     """Train and save a project; ``fit`` and ``save`` replace ``training.train`` and ``project.save_project``
     (a distributed run's process passes its own)."""
-    from .core.architecture import TrainingSettings
-    from .core.architecture import layer_table, total_params
-    from .core.dataset import DatasetConfig, load_dataset
-    from .core.images import Preprocessing
-    from .core.scanning import count_skipped, describe_skipped, printable
-    from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
-    from .core.runs import Run, next_run_name
+    from ..core.architecture import TrainingSettings
+    from ..core.architecture import layer_table, total_params
+    from ..core.dataset import DatasetConfig, load_dataset
+    from ..core.images import Preprocessing
+    from ..core.scanning import count_skipped, describe_skipped, printable
+    from ..core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
+    from ..core.runs import Run, next_run_name
 
     layers = _train_layers(args)
     config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
@@ -415,7 +204,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 
     fetch_backbone_weights(layers, data.preprocessing.input_shape, bar)
     import_tensorflow()
-    from .core.training import TrainingListener, train
+    from ..core.training import TrainingListener, train
 
     class Listener(TrainingListener):
         def on_batch(self, r):
@@ -440,7 +229,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 
     recorder = None
     if probes is not None:
-        from .core.probes import ProbeRecorder
+        from ..core.probes import ProbeRecorder
 
         recorder = ProbeRecorder(probes, data.preprocessing)
     result = (fit or train)(data, layers, settings, Listener(), augment=args.augment,
@@ -448,7 +237,7 @@ def cmd_train(args, fit=None, save=None) -> int:
     bar.done()
     trust = None
     if fit is None:  # a distributed run's model lives on JAX; the measuring is TensorFlow's
-        from .core.trust import measure_trust
+        from ..core.trust import measure_trust
 
         trust = measure_trust(result.model, data)
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
@@ -456,7 +245,7 @@ def cmd_train(args, fit=None, save=None) -> int:
               layers=tuple(layers), settings=settings, history=tuple(result.history), best_epoch=result.best_epoch,
               kept_message=result.kept_message, trust=None if trust is None else trust.to_json())
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
-        from .core.probes import recording_summary
+        from ..core.probes import recording_summary
 
         run = run.with_probes(recording_summary(probes))
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
@@ -488,7 +277,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 
 def _runs_kept(folder) -> list:
     """The runs of the project ``train`` writes into (none for a new one): the new run is added to them."""
-    from .core.project import is_project, open_project
+    from ..core.project import is_project, open_project
 
     return list(open_project(folder, load_model=False)[0].runs) if is_project(folder) else []
 
@@ -497,7 +286,7 @@ def _probe_recording(paths: list[str], data):
     """The recording that ``--probe`` asks for (None without probes); unreadable images fail before training."""
     if not paths:
         return None
-    from .core.probes import ProbeRecording, known_labels, load_probes
+    from ..core.probes import ProbeRecording, known_labels, load_probes
 
     return ProbeRecording(load_probes(paths, data.preprocessing, data.class_names, known_labels(data)),
                           data.class_names)
@@ -520,7 +309,7 @@ def _report_probes(folder: Path, probes, as_json: bool) -> None:
 
 def _train_layers(args) -> list:
     """The preset's stack with the pretrained options applied; refused for a preset without a backbone."""
-    from .core.architecture import has_backbone, preset
+    from ..core.architecture import has_backbone, preset
 
     layers = preset(args.preset)
     if not has_backbone(layers):
@@ -535,7 +324,7 @@ def _train_layers(args) -> list:
 
 
 def _image_size(args, layers) -> tuple[int, int]:
-    from .core.architecture import default_image_size
+    from ..core.architecture import default_image_size
 
     side = default_image_size(layers) or 64
     return args.image_size or (side, side)
@@ -547,9 +336,9 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
     Ctrl-C cancels the download (nothing is left in the cache) and the command.
     Offline, the error names the file, its size and the folder.
     """
-    from .core.architecture import has_backbone
-    from .core.backbones import WeightsUnavailable, ensure_weights
-    from .core.tasks import TaskState
+    from ..core.architecture import has_backbone
+    from ..core.backbones import WeightsUnavailable, ensure_weights
+    from ..core.tasks import TaskState
 
     if not has_backbone(layers):
         return
@@ -577,25 +366,3 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
     finally:
         bar.done()
 
-
-def cmd_clear_cache(args) -> int:
-    from .core.disk_cache import CacheSettings, clear_caches, format_bytes
-
-    settings = CacheSettings(folder=Path(args.cache_dir) if args.cache_dir else None)
-    freed = clear_caches(settings)
-    print(f"freed {format_bytes(freed)} in {settings.root()}")
-    return 0
-
-
-def cmd_selftest(args) -> int:
-    from .selftest import run_selftest
-
-    return run_selftest(keep=args.keep)
-
-
-COMMANDS = {"selftest": cmd_selftest, "samples": cmd_samples, "train": cmd_train, "predict": cmd_predict, "inspect": cmd_inspect,
-            "evaluate": cmd_evaluate, "export": cmd_export, "runs": cmd_runs, "check": cmd_check,
-            "clear-cache": cmd_clear_cache}
-
-if __name__ == "__main__":
-    sys.exit(main())
