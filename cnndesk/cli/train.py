@@ -1,6 +1,7 @@
 """``cnndesk-cli train``: train a model on a dataset folder and save it as a project.
 
-A project that exists already gains the run beside its earlier ones. ``--distributed``
+The run is recorded as the app records one (``core.runs.new_run``); a project
+that exists already gains the run beside its earlier ones. ``--distributed``
 runs the same command in a child process on JAX (:mod:`.launcher`), which calls
 :func:`cmd_train` with its own ``fit`` and ``save``.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from ..core.errors import UserError
@@ -161,7 +161,8 @@ def cmd_train(args, fit=None, save=None) -> int:
     from ..core.images import Preprocessing
     from ..core.scanning import count_skipped, describe_skipped, printable
     from ..core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
-    from ..core.runs import Run, next_run_name
+    from ..core.runs import batch_point, new_run
+    from ..core.session import thin
 
     layers = _train_layers(args)
     config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
@@ -206,8 +207,11 @@ def cmd_train(args, fit=None, save=None) -> int:
     import_tensorflow()
     from ..core.training import TrainingListener, train
 
+    batch_points = []  # the run's batch-loss line, as the app draws and keeps it
+
     class Listener(TrainingListener):
         def on_batch(self, r):
+            batch_points.append(batch_point(r))
             bar.show(f"epoch {r.epoch}/{r.epochs} batch {r.batch}/{r.steps} loss {r.loss:.4f} "
                      f"acc {r.accuracy:.3f} {r.images_per_s:.0f} img/s ETA {r.eta_s:.0f}s",
                      (r.batch / r.steps))
@@ -240,17 +244,19 @@ def cmd_train(args, fit=None, save=None) -> int:
         from ..core.trust import measure_trust
 
         trust = measure_trust(result.model, data)
-    run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
-              dataset=config, dataset_path=str(Path(args.dataset).resolve()), preset=args.preset,
-              layers=tuple(layers), settings=settings, history=tuple(result.history), best_epoch=result.best_epoch,
-              kept_message=result.kept_message, trust=None if trust is None else trust.to_json())
+    summary = None
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
         from ..core.probes import recording_summary
 
-        run = run.with_probes(recording_summary(probes))
-    project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
+        summary = recording_summary(probes)
+    batch_loss = thin(batch_points)
+    run = new_run(runs, new_run_id(), class_names=data.class_names, dataset=config, dataset_path=args.dataset,
+                  preset=args.preset, layers=layers, settings=settings, history=result.history,
+                  best_epoch=result.best_epoch, kept_message=result.kept_message, batch_loss=batch_loss,
+                  trust=None if trust is None else trust.to_json(), probes=summary)
+    project = Project(dataset_path=run.dataset_path, class_names=data.class_names, dataset=config,
                       preset=args.preset, layers=layers, settings=settings, history=result.history,
-                      best_epoch=result.best_epoch, run=run.id, runs=[*runs, run])
+                      best_epoch=result.best_epoch, batch_loss=batch_loss, run=run.id, runs=[*runs, run])
     folder = (save or save_project)(args.project, project, result.model, probes=probes)
     if probes is not None:
         _report_probes(folder, probes, args.json)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project import check_destination, estimate_model_bytes, new_run_id
+from ..core.runs import batch_point
 from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
 from .engine import Engine
 from .engine_worker import EngineWorker
@@ -144,7 +145,7 @@ class TrainingControl(QObject):
 
     # -- engine answers ---------------------------------------------------------------
     def _on_batch(self, report) -> None:
-        self._batch_points.append((report.epoch - 1 + report.batch / report.steps, float(report.loss)))
+        self._batch_points.append(batch_point(report))
 
     def _on_epoch(self, report) -> None:
         self.panel.on_epoch(report)
