@@ -86,23 +86,25 @@ def fraction(text: str) -> float:
     return v
 
 
-def seed(text: str) -> int:
-    """``--seed``: what NumPy and TensorFlow take."""
+def whole_number(text: str, low: int, high: int | None = None, *, what: str, out_of_range: str) -> int:
+    """``text`` as a whole number from ``low`` to ``high`` (no upper end: None); the errors say ``must be {what}``
+    (not a number) and ``out_of_range``."""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1} (got {text!r})") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1}")
+        raise argparse.ArgumentTypeError(f"must be {what} (got {text!r})") from None
+    if v < low or (high is not None and v > high):
+        raise argparse.ArgumentTypeError(out_of_range)
     return v
+
+
+def seed(text: str) -> int:
+    """``--seed``: what NumPy and TensorFlow take."""
+    top = 2**32 - 1
+    return whole_number(text, 0, top, what=f"a whole number from 0 to {top}",
+                        out_of_range=f"must be a whole number from 0 to {top}")
 
 
 def positive(text: str) -> int:
     """A whole number of at least 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return v
+    return whole_number(text, 1, what="a whole number of at least 1", out_of_range="must be at least 1")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.library_warnings import import_tensorflow
-from .support import emit_json, fraction, image_size, positive, seed
+from .support import emit_json, fraction, image_size, positive, seed, whole_number
 
 
 def add_parser(sub) -> None:
@@ -79,14 +79,7 @@ def _parse_augment(text: str) -> tuple[str, ...]:
 
 
 def _blocks(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of blocks, 0 or more (got {text!r})") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return v
-
+    return whole_number(text, 0, what="a whole number of blocks, 0 or more", out_of_range="must be 0 or more")
 
 
 def _memory_limit(text: str) -> int:
