@@ -20,8 +20,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit, QMessageBox
 
 from cnndesk.cli import main
-from cnndesk.core.project import Project, open_project, save_project
-from cnndesk.core.runs import Run, find_run, new_run, next_run_name
+from cnndesk.core.project.store import open_project, Project, save_project
+from cnndesk.core.training.runs import find_run, new_run, next_run_name, Run
 from cnndesk.core.errors import UserError
 from cnndesk.ui.runs_view import DATASET, NOTE
 
@@ -55,7 +55,7 @@ def row(epoch, val_acc, val_loss):
 # -- the project folder ------------------------------------------------------------------------------
 
 def test_each_run_is_written_once_and_a_deleted_run_leaves_the_folder_at_the_next_save(tmp_path, monkeypatch):
-    import cnndesk.core.project as P
+    import cnndesk.core.project.store as P
 
     monkeypatch.setattr(P, "load_keras_model", lambda path: Path(path).read_bytes())
     scratch = tmp_path / "scratch" / "model.keras"
@@ -159,8 +159,8 @@ def test_runs_are_named_in_turn_and_found_by_name_or_id():
 
 
 def test_a_finished_training_is_recorded_as_the_next_run_with_its_dataset_folder_resolved(tmp_path, monkeypatch):
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import DatasetConfig
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import DatasetConfig
 
     (tmp_path / "data").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -580,7 +580,7 @@ def test_cli_runs_report_each_runs_probe_recording(tmp_path):
     column = header.index("probe frames")
     assert first[column:].split()[0] == "2" and second[column:].split()[0] == "3"
     # each run's folder holds its own recording
-    from cnndesk.core.probes import ProbeRecording
+    from cnndesk.core.training.probes import ProbeRecording
 
     for run in open_project(project, load_model=False)[0].runs:
         assert len(ProbeRecording.load(run.probe_dir).frames) == run.probe_frames

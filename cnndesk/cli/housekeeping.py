@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_samples(args) -> int:
-    from ..core.samples import write_sample_dataset
+    from ..core.data.samples import write_sample_dataset
 
     out = write_sample_dataset(args.out_dir, per_class=args.per_class)
     print(out)
@@ -31,7 +31,7 @@ def cmd_samples(args) -> int:
 
 
 def cmd_clear_cache(args) -> int:
-    from ..core.disk_cache import CacheSettings, clear_caches, format_bytes
+    from ..core.data.disk_cache import CacheSettings, clear_caches, format_bytes
 
     settings = CacheSettings(folder=Path(args.cache_dir) if args.cache_dir else None)
     freed = clear_caches(settings)

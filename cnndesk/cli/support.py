@@ -58,7 +58,7 @@ def run_command(command) -> int:
 def emit_json(obj: dict) -> None:
     """Print ``obj`` as one line of strict JSON (a NaN loss as null), flushed, so a script reading the output sees
     it at once."""
-    from ..core.project import json_safe
+    from ..core.project.store import json_safe
 
     print(json.dumps(json_safe(obj), allow_nan=False), flush=True)
 
@@ -67,7 +67,7 @@ def emit_json(obj: dict) -> None:
 
 def image_size(text: str) -> tuple[int, int]:
     """``--image-size N|HxW``."""
-    from ..core.images import parse_image_size
+    from ..core.data.images import parse_image_size
 
     try:
         return parse_image_size(text)

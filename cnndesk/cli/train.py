@@ -1,6 +1,6 @@
 """``cnndesk-cli train``: train a model on a dataset folder and save it as a project.
 
-The run is recorded as the app records one (``core.runs.new_run``); a project
+The run is recorded as the app records one (``core.training.runs.new_run``); a project
 that exists already gains the run beside its earlier ones. ``--distributed``
 runs the same command in a child process on JAX (:mod:`.launcher`), which calls
 :func:`cmd_train` with its own ``fit`` and ``save``.
@@ -19,7 +19,7 @@ from .support import emit_json, fraction, image_size, positive, seed, whole_numb
 
 def add_parser(sub) -> None:
     """The ``train`` command."""
-    from ..core.architecture import OPTIMIZERS, PRESETS
+    from ..core.model.architecture import OPTIMIZERS, PRESETS
 
     t = sub.add_parser("train", help="train a model on a dataset folder and save a project")
     t.add_argument("dataset", help="folder with one subfolder of images per class")
@@ -66,7 +66,7 @@ def add_parser(sub) -> None:
 
 
 def _parse_augment(text: str) -> tuple[str, ...]:
-    from ..core.dataset import AUGMENTATIONS
+    from ..core.data.augmentation import AUGMENTATIONS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     aliases = {"rotation": "rotate", "flips": "flip"}
@@ -83,7 +83,7 @@ def _blocks(text: str) -> int:
 
 
 def _memory_limit(text: str) -> int:
-    from ..core.disk_cache import parse_bytes
+    from ..core.data.disk_cache import parse_bytes
 
     try:
         return parse_bytes(text)
@@ -102,7 +102,7 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache_settings(args):
-    from ..core.disk_cache import CacheSettings
+    from ..core.data.disk_cache import CacheSettings
 
     return CacheSettings(args.cache_memory_limit, Path(args.cache_dir) if args.cache_dir else None)
 
@@ -111,7 +111,7 @@ class _LoadProgress:
     """Progress of reading a dataset for the CLI: the bar, and ``--json`` events while a cache is prepared."""
 
     def __init__(self, bar: "_Bar", json_events: bool):
-        from ..core.disk_cache import PREPARING
+        from ..core.data.disk_cache import PREPARING
         from ..core.tasks import ReportingTaskState
 
         def status(text: str) -> None:
@@ -148,14 +148,14 @@ class _Bar:
 def cmd_train(args, fit=None, save=None) -> int:
     """Train and save a project; ``fit`` and ``save`` replace ``training.train`` and ``project.save_project``
     (a distributed run's process passes its own)."""
-    from ..core.architecture import TrainingSettings
-    from ..core.architecture import layer_table, total_params
-    from ..core.dataset import DatasetConfig, load_dataset
-    from ..core.images import Preprocessing
-    from ..core.scanning import count_skipped, describe_skipped, printable
-    from ..core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
-    from ..core.runs import batch_point, new_run
-    from ..core.session import thin
+    from ..core.model.architecture import TrainingSettings
+    from ..core.model.architecture import layer_table, total_params
+    from ..core.data.dataset import DatasetConfig, load_dataset
+    from ..core.data.images import Preprocessing
+    from ..core.data.scanning import count_skipped, describe_skipped, printable
+    from ..core.project.store import check_destination, estimate_model_bytes, new_run_id, Project, save_project
+    from ..core.training.runs import batch_point, new_run
+    from ..core.project.session import thin
 
     layers = _train_layers(args)
     config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
@@ -198,7 +198,8 @@ def cmd_train(args, fit=None, save=None) -> int:
 
     fetch_backbone_weights(layers, data.preprocessing.input_shape, bar)
     import_tensorflow()
-    from ..core.training import TrainingListener, train
+    from ..core.training.progress import TrainingListener
+    from ..core.training.fitting import train
 
     batch_points = []  # the run's batch-loss line, as the app draws and keeps it
 
@@ -226,7 +227,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 
     recorder = None
     if probes is not None:
-        from ..core.probes import ProbeRecorder
+        from ..core.training.probes import ProbeRecorder
 
         recorder = ProbeRecorder(probes, data.preprocessing)
     result = (fit or train)(data, layers, settings, Listener(), augment=args.augment,
@@ -234,12 +235,12 @@ def cmd_train(args, fit=None, save=None) -> int:
     bar.done()
     trust = None
     if fit is None:  # a distributed run's model lives on JAX; the measuring is TensorFlow's
-        from ..core.trust import measure_trust
+        from ..core.work.trust import measure_trust
 
         trust = measure_trust(result.model, data)
     summary = None
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
-        from ..core.probes import recording_summary
+        from ..core.training.probes import recording_summary
 
         summary = recording_summary(probes)
     batch_loss = thin(batch_points)
@@ -276,7 +277,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 
 def _runs_kept(folder) -> list:
     """The runs of the project ``train`` writes into (none for a new one): the new run is added to them."""
-    from ..core.project import is_project, open_project
+    from ..core.project.store import is_project, open_project
 
     return list(open_project(folder, load_model=False)[0].runs) if is_project(folder) else []
 
@@ -285,7 +286,7 @@ def _probe_recording(paths: list[str], data):
     """The recording that ``--probe`` asks for (None without probes); unreadable images fail before training."""
     if not paths:
         return None
-    from ..core.probes import ProbeRecording, known_labels, load_probes
+    from ..core.training.probes import known_labels, load_probes, ProbeRecording
 
     return ProbeRecording(load_probes(paths, data.preprocessing, data.class_names, known_labels(data)),
                           data.class_names)
@@ -308,7 +309,7 @@ def _report_probes(folder: Path, probes, as_json: bool) -> None:
 
 def _train_layers(args) -> list:
     """The preset's stack with the pretrained options applied; refused for a preset without a backbone."""
-    from ..core.architecture import has_backbone, preset
+    from ..core.model.architecture import has_backbone, preset
 
     layers = preset(args.preset)
     if not has_backbone(layers):
@@ -323,7 +324,7 @@ def _train_layers(args) -> list:
 
 
 def _image_size(args, layers) -> tuple[int, int]:
-    from ..core.architecture import default_image_size
+    from ..core.model.architecture import default_image_size
 
     side = default_image_size(layers) or 64
     return args.image_size or (side, side)
@@ -335,8 +336,8 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
     Ctrl-C cancels the download (nothing is left in the cache) and the command.
     Offline, the error names the file, its size and the folder.
     """
-    from ..core.architecture import has_backbone
-    from ..core.backbones import WeightsUnavailable, ensure_weights
+    from ..core.model.architecture import has_backbone
+    from ..core.model.backbones import ensure_weights, WeightsUnavailable
     from ..core.tasks import TaskState
 
     if not has_backbone(layers):

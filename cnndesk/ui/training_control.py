@@ -13,11 +13,11 @@ import dataclasses
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
+from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
-from ..core.project import check_destination, estimate_model_bytes, new_run_id
-from ..core.runs import batch_point
-from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
+from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
+from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, SWAPPING, thin, TRAINING
+from ..core.training.runs import batch_point
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
