@@ -195,6 +195,7 @@ def two_runs(tmp_path_factory):
     return project, data
 
 
+@pytest.mark.slow
 def test_cli_train_into_a_project_adds_a_run_and_runs_lists_them(two_runs):
     project, _ = two_runs
     code, out, _ = cli(["runs", project, "--json"])
@@ -209,6 +210,7 @@ def test_cli_train_into_a_project_adds_a_run_and_runs_lists_them(two_runs):
     assert lines[1].startswith("   Run 1") and lines[2].startswith("*  Run 2") and lines[-1] == "* the current model"
 
 
+@pytest.mark.slow
 def test_cli_evaluate_export_and_predict_use_the_named_run(two_runs, tmp_path):
     project, data = two_runs
     picture = next((data / "left").iterdir())
@@ -368,6 +370,7 @@ def filled(run: Run) -> set[str]:
     return {f.name for f in dataclasses.fields(run) if getattr(run, f.name) not in (None, (), "", 0.0)}
 
 
+@pytest.mark.slow
 def test_the_cli_and_the_app_record_a_training_run_alike(window, qtbot, tmp_path, monkeypatch):
     """One training of the same folder on the command line and in the window: the two runs saved in their projects
     hold the same things (the app measures no trust yet: issue 30 did that for the command line)."""
@@ -564,6 +567,7 @@ def test_each_run_keeps_its_probe_recording_through_restore_save_and_reopen(wind
     assert not view2.slider.isEnabled() and view2.epoch_label.text() == "No recording"
 
 
+@pytest.mark.slow
 def test_cli_runs_report_each_runs_probe_recording(tmp_path):
     data = write_dataset(tmp_path / "data", per_class=8)
     project = tmp_path / "proj"

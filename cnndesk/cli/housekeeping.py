@@ -31,7 +31,8 @@ def cmd_samples(args) -> int:
 
 
 def cmd_clear_cache(args) -> int:
-    from ..core.data.disk_cache import CacheSettings, clear_caches, format_bytes
+    from ..core.data.cache_plan import CacheSettings, format_bytes
+    from ..core.data.disk_cache import clear_caches
 
     settings = CacheSettings(folder=Path(args.cache_dir) if args.cache_dir else None)
     freed = clear_caches(settings)

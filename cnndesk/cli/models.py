@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core import fsutil
 from ..core.library_warnings import import_tensorflow
 from .runs import add_run_option, load_run_model, run_of
 from .support import emit_json, positive
@@ -285,7 +286,8 @@ def cmd_inspect(args) -> int:
     written = []
     for i, (name, m) in enumerate(maps, 1):
         path = out / f"{i:02d}_{name.replace('/', '_')}.png"  # a nested model's layer: backbone/layer
-        Image.fromarray(channel_grid(m)).save(path)
+        with fsutil.replacing(path) as tmp:
+            Image.fromarray(channel_grid(m)).save(tmp)
         written.append(path)
     if ins.has_maps:
         cam = ins.gradcam(image, ci, args.layer, args.method)
@@ -294,7 +296,8 @@ def cmd_inspect(args) -> int:
             print(f"note: the heat map at {layer} is empty. {EMPTY_CAM_NOTE} (--layer, --method gradcam)",
                   file=sys.stderr)
         path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
-        Image.fromarray(gradcam_overlay(image, smooth_map(cam, CAM_SMOOTH_SIGMA), 0.5)).save(path)  # as the app
+        with fsutil.replacing(path) as tmp:
+            Image.fromarray(gradcam_overlay(image, smooth_map(cam, CAM_SMOOTH_SIGMA), 0.5)).save(tmp)  # as the app
         written.append(path)
     else:
         print("the model has no convolution or pooling layer: no activation maps and no heat map",

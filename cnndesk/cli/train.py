@@ -66,7 +66,7 @@ def add_parser(sub) -> None:
 
 
 def _parse_augment(text: str) -> tuple[str, ...]:
-    from ..core.data.augmentation import AUGMENTATIONS
+    from ..core.data.batches import AUGMENTATIONS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     aliases = {"rotation": "rotate", "flips": "flip"}
@@ -83,7 +83,7 @@ def _blocks(text: str) -> int:
 
 
 def _memory_limit(text: str) -> int:
-    from ..core.data.disk_cache import parse_bytes
+    from ..core.data.cache_plan import parse_bytes
 
     try:
         return parse_bytes(text)
@@ -102,7 +102,7 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache_settings(args):
-    from ..core.data.disk_cache import CacheSettings
+    from ..core.data.cache_plan import CacheSettings
 
     return CacheSettings(args.cache_memory_limit, Path(args.cache_dir) if args.cache_dir else None)
 
