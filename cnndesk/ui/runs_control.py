@@ -16,13 +16,12 @@ no such model in memory (a reopened project), it restores the latest other run o
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.training.runs import next_run_name, Run
+from ..core.training.runs import new_run, Run
 from ..core.project.session import describe_run, IDLE, ModelInfo, SessionState, SWAPPING
 from .engine import Engine
 from .engine_worker import EngineWorker
@@ -77,12 +76,11 @@ class RunsControl(QObject):
         if model.source != "trained" or model.spec is None:
             return
         layers, preset_name, settings = model.spec
-        run = Run(id=model.run, name=next_run_name(state.runs), created=time.time(), class_names=model.class_names,
-                  dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
-                  dataset_path=state.dataset_path,
-                  preset=preset_name, layers=tuple(layers), settings=settings, history=tuple(state.history),
-                  best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run,
-                  kept_message=self.training.kept_message)
+        run = new_run(state.runs, model.run, class_names=model.class_names,
+                      dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
+                      dataset_path=state.dataset_path, preset=preset_name, layers=layers, settings=settings,
+                      history=state.history, best_epoch=state.best_epoch, batch_loss=state.batch_loss,
+                      parent=self.training.parent_run, kept_message=self.training.kept_message)
         state.runs = [*state.runs, run]
         self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda kept: self._kept(run.id, kept),
                            on_error=lambda message: self.status.emit(

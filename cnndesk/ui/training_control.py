@@ -17,6 +17,7 @@ from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
 from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, SWAPPING, thin, TRAINING
+from ..core.training.runs import batch_point
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
@@ -144,7 +145,7 @@ class TrainingControl(QObject):
 
     # -- engine answers ---------------------------------------------------------------
     def _on_batch(self, report) -> None:
-        self._batch_points.append((report.epoch - 1 + report.batch / report.steps, float(report.loss)))
+        self._batch_points.append(batch_point(report))
 
     def _on_epoch(self, report) -> None:
         self.panel.on_epoch(report)

@@ -4,7 +4,7 @@ It reads the folder as ``train`` would (same image size, colour, split and seed)
 prints the counts and every duplicate group, and says what the leak-free split did.
 ``--json`` prints one object with the counts and the groups instead. No
 TensorFlow is loaded. Finding likely mislabelled images needs a trained model;
-the app's Evaluation tab does that; ``cnndesk-cli map`` (in ``cli_models``) draws
+the app's Evaluation tab does that; ``cnndesk-cli map`` (in :mod:`.models`) draws
 the dataset as a model sees it.
 """
 
@@ -14,12 +14,12 @@ import argparse
 import os
 import sys
 
-from .cli_support import emit_json
+from .support import emit_json, fraction, image_size, seed
 
 
-def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser:
-    """The ``check`` subcommand (the type parsers are the ones ``train`` uses)."""
-    from .core.data.copies import DEFAULT_DISTANCE, MAX_DISTANCE
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The ``check`` command (its options read as ``train``'s do)."""
+    from ..core.data.copies import DEFAULT_DISTANCE, MAX_DISTANCE
 
     def distance(text: str) -> int:
         try:
@@ -35,7 +35,7 @@ def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser
     c.add_argument("--distance", type=distance, default=DEFAULT_DISTANCE,
                    help=f"largest hash distance (bits of 64) at which images are compared as pictures to find "
                         f"copies (default {DEFAULT_DISTANCE})")
-    c.add_argument("--image-size", type=parse_size, default=(64, 64), metavar="N|HxW")
+    c.add_argument("--image-size", type=image_size, default=(64, 64), metavar="N|HxW")
     c.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
     c.add_argument("--val-split", type=fraction, default=0.2)
     c.add_argument("--seed", type=seed, default=1337)
@@ -46,11 +46,11 @@ def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser
 
 
 def cmd_check(args) -> int:
-    from .core.data.dataset import DatasetConfig, load_dataset
-    from .core.data.split import split_indices
-    from .core.data.images import Preprocessing
-    from .core.data.copies import find_duplicates
-    from .core.data.scanning import printable
+    from ..core.data.dataset import DatasetConfig, load_dataset
+    from ..core.data.split import split_indices
+    from ..core.data.images import Preprocessing
+    from ..core.data.copies import find_duplicates
+    from ..core.data.scanning import printable
 
     config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed,
                            duplicate_distance=args.distance)
