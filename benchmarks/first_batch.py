@@ -130,7 +130,7 @@ def press_train(app, window, full: bool) -> dict:
         wait(app, window.train_action.isEnabled, "Train to be enabled")
         pressed, pressed_cpu, pressed_gui_cpu = time.perf_counter(), time.process_time(), time.thread_time()
         window.train_action.trigger()
-        wait(app, lambda: "times" in seen or not window.training_panel.running, "the run to end")
+        wait(app, lambda: "times" in seen or not window.state.training, "the run to end")
     finally:
         del window.training._on_trained
         window.engine.batch.disconnect(on_batch)
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                 cells += [f"{v:9.3f}" for v in breakdown(run)] + [f"{run.get('epoch_seconds', float('nan')):9.2f}"]
                 traced = "?" if run["times"] is None else "yes" if run["times"].traced else "no"
                 print("  ".join(cells + [f"{traced:>9}"]), flush=True)
-                wait(app, lambda: not window.training_panel.running and window.engine.pending() == 0,
+                wait(app, lambda: not window.state.training and window.engine.pending() == 0,
                      "the run to finish (and the spare for the next one)")
         finally:
             window.state.modified = False

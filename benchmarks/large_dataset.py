@@ -256,9 +256,9 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
         window.engine.batch.connect(lambda report: batches.append(1))
         wait_until(window.train_action.isEnabled, 600, "Train to be enabled")
         window.train_action.trigger()
-        wait_until(lambda: bool(batches) or not window.training_panel.running, 7200, "the first batch")
+        wait_until(lambda: bool(batches) or not window.state.training, 7200, "the first batch")
         gaps = GapMeter()  # from the first batch on: the press and the first step's tracing are not what is asked about
-        wait_until(lambda: not window.training_panel.running, 7200, "training")
+        wait_until(lambda: not window.state.training, 7200, "training")
         gaps.timer.stop()
         if errors or not speeds:
             raise SystemExit(errors[-1] if errors else "training failed")

@@ -203,8 +203,8 @@ def _steps(app, run: _Run, work: Path, state: dict):
         if not window.train_action.isEnabled():
             raise SelftestFailure("Train is disabled although TensorFlow and the dataset are ready")
         window.train_action.trigger()
-        _wait(app, lambda: window.training_panel.running or window.state.has_model or bool(errors), "training to start")
-        _wait(app, lambda: not window.training_panel.running, "training to finish")
+        _wait(app, lambda: window.state.training or window.state.has_model or bool(errors), "training to start")
+        _wait(app, lambda: not window.state.training, "training to finish")
         check_errors()
         if not window.state.has_model or len(window.state.history) != 1:
             raise SelftestFailure(f"expected one trained epoch, the history holds {len(window.state.history)}")

@@ -138,9 +138,9 @@ def make_window(qtbot, settings, sample_dir):
 
     yield make
     for w in windows:
-        if w.training_panel.running:
+        if w.state.training:
             w.training.stop()
-            qtbot.waitUntil(lambda: not w.training_panel.running, timeout=30000)
+            qtbot.waitUntil(lambda: not w.state.training, timeout=30000)
         w.state.modified = False
         w.close()
         w.shutdown()

@@ -228,7 +228,7 @@ def test_training_two_epochs_draws_the_chart_and_logs_each_epoch(tiny_window, qt
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     assert w.tabs.currentIndex() == w.TAB_TRAIN
     assert w.training_panel.stop_button.isEnabled()
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     chart = w.training_panel.chart
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
         assert chart.point_count(key) == 2, key
@@ -247,7 +247,7 @@ def test_stop_ends_a_long_run_within_seconds_and_keeps_the_model(tiny_window, qt
     qtbot.waitUntil(lambda: w.training_panel.chart.point_count("loss") >= 1, timeout=60000)
     pressed = time.perf_counter()
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=10000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=10000)
     print(f"\nstopped {time.perf_counter() - pressed:.2f} s after Stop")
     assert "Stopped by you" in w.training_panel.log.toPlainText()
     assert w.training_panel.chart.point_count("loss") < 500
@@ -265,7 +265,7 @@ def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, 
     w.model_panel.learning_rate.setValue(0.002)
     w.dataset_panel.augment_checks["flip"].setChecked(True)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     folder = tmp_path / "my-project"
     folder.mkdir()
     save_as(w, qtbot, monkeypatch, folder)
@@ -305,7 +305,7 @@ def test_the_gui_stays_responsive_while_training(tiny_window, qtbot):
     timer.start()
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     pressed = len(gaps)  # the next gap holds the press itself: the window's own work to start a run, and its repaint
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     timer.stop()
     press = gaps[pressed] if len(gaps) > pressed else float("nan")
     gaps = sorted(gaps[pressed + 1:])
@@ -452,7 +452,7 @@ def test_reading_a_big_folder_shows_progress_and_can_be_cancelled(window, qtbot,
 def train_now(w, qtbot, epochs=1):
     set_epochs(w, qtbot, epochs)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
 
 
 def test_a_fresh_window_has_no_unsaved_changes(window):
@@ -482,7 +482,7 @@ def test_f5_continues_when_continue_is_ticked(tiny_window, qtbot):
     train_now(w, qtbot, epochs=1)
     w.training_panel.continue_check.setChecked(True)
     qtbot.keyClick(w, Qt.Key_F5)
-    qtbot.waitUntil(lambda: not w.training_panel.running and len(w.state.history) == 2, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training and len(w.state.history) == 2, timeout=60000)
     assert [h["epoch"] for h in w.state.history] == [1, 2]
 
 
@@ -542,7 +542,7 @@ def test_while_training_the_dataset_and_layers_cannot_change(tiny_window, qtbot,
     assert w.dataset_panel.data.root == root
     assert "stop it before" in w.statusBar().currentMessage()
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=10000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=10000)
     assert w.choose_dataset_action.isEnabled()
 
 
@@ -595,7 +595,7 @@ def test_a_run_stopped_at_once_does_not_lose_the_model_before_it(tiny_window, qt
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: w.training_panel.chart.point_count("batch_loss") >= 1, timeout=60000)
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=20000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=20000)
     assert w.training_panel.progress.format() == "Stopped; the model trained so far is kept"
     assert w.engine.worker.model is not first_model  # the barely trained model is current, as Stop says...
     w.previous_action.trigger()  # ...and the one before it comes back from the Training menu
@@ -635,18 +635,18 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
 
     box = ask()
     qtbot.mouseClick(box.button(QMessageBox.Cancel), Qt.LeftButton)
-    assert not w.training_panel.running and not w.state.has_model  # Cancel: nothing started
+    assert not w.state.training and not w.state.has_model  # Cancel: nothing started
 
     box = ask()
-    assert not w.training_panel.running
+    assert not w.state.training
     # an answer that arrives while the question is shown (another dataset read) is what Train Anyway trains on
     other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6)
     w.dataset_panel.load_folder(str(other))
     qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=20000)
     assert box.isVisible()
     qtbot.mouseClick(box.button(QMessageBox.Yes), Qt.LeftButton)  # Train Anyway
-    assert w.training_panel.running
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert w.state.training
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert w.state.has_model and w.state.model.class_names == ("left", "top")
     assert w.engine.worker.model.outputs[0].shape[-1] == 2
     assert os.listdir(ro) == []
@@ -687,7 +687,7 @@ def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window,
     w = tiny_window
     set_epochs(w, qtbot, 10)  # 2 batches per epoch: 3 epochs left this set at chance
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     log = w.training_panel.log.toPlainText().splitlines()
     assert log[1] == ("Validation set of 12 images: early stopping is off (it needs at least 50 to tell an "
                       "improvement from noise); all epochs will run.")
@@ -718,7 +718,7 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
                     timeout=20000)
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     verdict = w.training_panel.verdict
     assert verdict.isVisible()
     assert verdict.text().startswith("Validation accuracy 0.500 is at or near chance (0.500 with 2 classes)")
@@ -726,8 +726,8 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
     assert f"Warning: {verdict.text()}" in w.training_panel.log.toPlainText().splitlines()
     # training again clears the warning until that run has earned it too
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    assert w.training_panel.running and not verdict.isVisible()
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert w.state.training and not verdict.isVisible()
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert verdict.isVisible()
 
 

@@ -547,7 +547,7 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
     w.model_panel.batch_size.setValue(8)
     w.model_panel.learning_rate.setValue(0.003)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.state.has_model and not w.training_panel.running, timeout=120000)
+    qtbot.waitUntil(lambda: w.state.has_model and not w.state.training, timeout=120000)
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     ev = w.viewer_panel.evaluation_view
     w.viewer_panel.tabs.setCurrentWidget(ev)

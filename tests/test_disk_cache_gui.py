@@ -104,7 +104,7 @@ def test_the_window_trains_from_a_dataset_on_disk_and_saves_a_normal_project(win
     qtbot.keyClicks(spin, "1")
     qtbot.keyClick(spin, Qt.Key_Return)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=120000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=120000)
     assert "cache on disk" in w.training_panel.log.toPlainText()
     assert w.training_panel.progress.format().startswith("Done") and len(w.state.history) == 1
 

@@ -253,6 +253,36 @@ def bars(w):
     return dict(w.viewer_panel.current_view.bars.items)
 
 
+def test_one_press_of_train_is_one_training_job_and_its_run_is_listed_with_its_weights_as_it_ends(window, qtbot,
+                                                                                                    monkeypatch):
+    """The Train flow as docs/architecture.md draws it: one job trains and keeps the run's weights; the state is
+    written when it starts, with each epoch, and once when it ends: the model, its run (weights on disk) and idle
+    together, so that no observer has to finish the run."""
+    w = window
+    set_epochs(w, qtbot, 2)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)  # the spare for the sample's first run
+    jobs = []
+    submit = w.engine.submit
+    monkeypatch.setattr(w.engine, "submit", lambda method, *a, **k: (jobs.append(method.__name__),
+                                                                      submit(method, *a, **k))[1])
+    rounds = []
+    w.state.observe(lambda names: rounds.append((names, w.state.activity, w.state.model, list(w.state.runs))))
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)
+    # after the one training job only the probe view's look at the new model's recording and the spare for the
+    # next press follow, once each
+    assert jobs[0] == "train" and set(jobs[1:]) <= {"probe_recording", "stock_pool"} and len(set(jobs)) == len(jobs)
+    model = w.state.model
+    ends = [i for i, (names, _, m, _) in enumerate(rounds) if "model" in names and m is model]
+    assert len(ends) == 1
+    names, activity, _, runs = rounds[ends[0]]
+    assert activity == "idle" and [r.id for r in runs] == [model.run] and runs[0].file is not None
+    assert rounds[ends[0] + 1:] == []  # nothing to finish after it
+    assert sum("activity" in names for names, *_ in rounds[:ends[0]]) == 1  # one write starts it
+    assert w.training_panel.runs_view.run_names() == ["Run 1"]
+
+
 def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, tmp_path, make_window, monkeypatch):
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=12)

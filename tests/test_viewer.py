@@ -26,7 +26,7 @@ def trained(window, qtbot, tiny_dataset):
     w.model_panel.batch_size.setValue(4)  # 48 training images: small batches learn in a few epochs
     w.model_panel.learning_rate.setValue(0.003)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert w.state.has_model
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     return w
@@ -432,7 +432,7 @@ def test_a_stack_without_conv_or_pooling_trains_and_the_viewer_shows_its_predict
                              "custom")
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert w.state.has_model and not w.state.model.has_maps
     assert "failed" not in w.training_panel.progress.format().lower()
     v = w.viewer_panel

@@ -14,9 +14,10 @@ from typing import Callable
 
 from ..core.architecture import default_image_size, has_backbone
 from ..core.scanning import printable
-from ..core.session import SessionState
+from ..core.session import STOPPING, SessionState
 from .dataset_panel import DatasetPanel
 from .model_panel import ModelPanel
+from .training_panel import TrainingPanel
 
 
 class _Guard:
@@ -110,6 +111,26 @@ def bind_model_panel(state: SessionState, panel: ModelPanel, reread: Callable[[]
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")
     show(frozenset({"layers", "preset", "settings"}))
     described(None)
+
+
+def bind_training_panel(state: SessionState, panel: TrainingPanel,
+                        can_train: Callable[[], tuple[bool, str]]) -> Callable[[], None]:
+    """Show in the training panel what the state allows: Train, Continue, Stop, "Stopping…".
+
+    Args:
+        can_train: whether a run could be trained now and, if not, why (the window's answer, which also asks
+            the model panel whether its stack can be built).
+
+    Returns: the function that shows it again, for changes outside the state (the stack's validity).
+    """
+    def show(_names=None) -> None:
+        ok, reason = can_train()
+        panel.show_state(ok, reason, has_model=state.has_model, training=state.training,
+                         stopping=state.activity == STOPPING)
+
+    state.observe(show)
+    show()
+    return show
 
 
 def _classes_described(state: SessionState) -> tuple[int | None, str]:
