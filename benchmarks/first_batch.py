@@ -94,7 +94,7 @@ def open_window(app, work: Path, per_class: int, stock: bool = True):
     window.show_error = lambda title, message: errors.append(f"{title}: {message}")
     window.engine.failed.connect(lambda name, message: errors.append(f"{name}: {message}"))
     window.show()
-    wait(app, lambda: (window.engine.is_ready and window.dataset_panel.data is not None) or bool(errors),
+    wait(app, lambda: (window.engine.is_ready and window.state.data is not None) or bool(errors),
          "TensorFlow and the dataset")
     if errors:
         window.shutdown()
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         window = open_window(app, Path(tmp), args.per_class, stock=not args.no_stock)
         window.engine.worker.reuse_models = not args.no_reuse
-        data = window.dataset_panel.data
+        data = window.state.data
         print(f"window, TensorFlow {window.engine.info.get('tensorflow')} and {len(data.labels)} images "
               f"at {data.preprocessing.input_shape[0]} px ready in {time.perf_counter() - t0:.1f} s; "
               f"{'full runs' if args.full else 'each run stopped after its first epoch'}"

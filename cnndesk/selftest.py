@@ -189,9 +189,9 @@ def _steps(app, run: _Run, work: Path, state: dict):
 
     def dataset():
         panel = window.dataset_panel
-        _wait(app, lambda: panel.data is not None or bool(errors), "the sample dataset to be read")
+        _wait(app, lambda: window.state.data is not None or bool(errors), "the sample dataset to be read")
         check_errors()
-        data = panel.data
+        data = window.state.data
         if sorted(data.class_names) != sorted(SAMPLE_CLASSES):
             raise SelftestFailure(f"expected the sample's classes {sorted(SAMPLE_CLASSES)}, read {data.class_names}")
         return f"{len(data.labels)} images in {data.num_classes} classes"

@@ -287,7 +287,7 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=12)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     w.model_panel.batch_size.setValue(8)
     view, chart = w.training_panel.runs_view, w.training_panel.chart
 
@@ -374,7 +374,7 @@ def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_del
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=8)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     view = w.training_panel.runs_view
     train_now(w, qtbot, epochs=1)
     first_model = w.engine.worker.model
@@ -435,8 +435,8 @@ def test_runs_of_two_datasets_say_which_and_a_restored_run_keeps_its_own_classes
     w.dataset_panel.image_size.setCurrentText("32")
     for folder in (two, six):
         drop_paths(w, [folder])
-        qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == folder
-                        and w.dataset_panel.data.preprocessing.image_size == (32, 32), timeout=20000)
+        qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == folder
+                        and w.state.data.preprocessing.image_size == (32, 32), timeout=20000)
         w.tabs.setCurrentIndex(w.TAB_TRAIN)
         train_now(w, qtbot, epochs=1)
     view = w.training_panel.runs_view
@@ -450,7 +450,7 @@ def test_runs_of_two_datasets_say_which_and_a_restored_run_keeps_its_own_classes
 
     # Run 1 restored while the six-class folder is loaded: its own two classes, and the difference said
     restore_from_list(w, qtbot, "Run 1")
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and not w.dataset_panel.progress.isVisible(),
+    qtbot.waitUntil(lambda: w.state.data is not None and not w.dataset_panel.progress.isVisible(),
                     timeout=20000)
     last = w.model_panel.table.rowCount() - 1
     assert "Dense(2 classes, softmax)" in layer_row_text(w, last)[0]
@@ -492,7 +492,7 @@ def test_each_run_keeps_its_probe_recording_through_restore_save_and_reopen(wind
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=8)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     w.model_panel.batch_size.setValue(8)
     w.tabs.setCurrentIndex(w.TAB_TRAIN)
     drop_paths(w.probe_view, [data / "left" / "left_01.png"])  # the probe image
@@ -530,7 +530,7 @@ def test_each_run_keeps_its_probe_recording_through_restore_save_and_reopen(wind
     qtbot.mouseClick(view2.remove_button, Qt.LeftButton)
     assert w2.state.probe_images == []
     w2.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w2.dataset_panel.data is not None and w2.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w2.state.data is not None and w2.state.data.root == data, timeout=20000)
     train_now(w2, qtbot, epochs=1)
     qtbot.waitUntil(lambda: "Run 3 has no probe recording" in view2.note.text(), timeout=30000)
     assert not view2.slider.isEnabled() and view2.epoch_label.text() == "No recording"

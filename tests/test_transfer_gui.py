@@ -33,7 +33,8 @@ def use_image_size(window, qtbot, text):
     panel = window.dataset_panel
     panel.image_size.setCurrentText(text)
     side = int(text)
-    qtbot.waitUntil(lambda: panel.data is not None and panel.data.preprocessing.image_size == (side, side),
+    state = window.state
+    qtbot.waitUntil(lambda: state.data is not None and state.data.preprocessing.image_size == (side, side),
                     timeout=60000)
 
 
@@ -144,7 +145,7 @@ def test_the_download_shows_progress_and_cancel_leaves_nothing(keras_home, windo
 
 def reads_at(w, side: int) -> bool:
     """The Dataset tab shows ``side``, the dataset is read at it, and the Model tab describes that input."""
-    data = w.dataset_panel.data
+    data = w.state.data
     return (w.dataset_panel.image_size.currentText() == str(side) and data is not None
             and data.preprocessing.image_size == (side, side) and not w.dataset_panel._reload_timer.isActive()
             and layer_row_text(w, 0)[0].startswith(f"Input {side}×{side}×3"))
@@ -163,7 +164,7 @@ def use_faces(w, qtbot, tmp_path) -> Path:
 
     folder = write_dataset(tmp_path / "faces", classes=("left", "top"), per_class=6, size=25)
     drop_paths(w, [folder])
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == folder, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == folder, timeout=20000)
     return folder
 
 

@@ -111,7 +111,7 @@ class SessionState:
 
     project_path: str | None = None
     dataset_path: str | None = None
-    data: Any = None  # the LoadedDataset read from dataset_path with dataset_config, or None
+    data: Any = None  # the LoadedDataset read from dataset_path with dataset_config, split without excluded; or None
     dataset_config: DatasetConfig = field(default_factory=DatasetConfig)
     layers: list[LayerSpec] = field(default_factory=_seed_layers)
     preset: str = "seed"
@@ -126,6 +126,7 @@ class SessionState:
     runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
     probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
     excluded: frozenset[str] = frozenset()  # image files the user excluded from training and validation
+    color_sample: Any = None  # how grey data's images are (core.color_hint.ColorSample), for the grayscale hint
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False

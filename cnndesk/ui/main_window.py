@@ -219,7 +219,7 @@ class MainWindow(QMainWindow):
     # -- wiring --------------------------------------------------------------
     def _connect(self) -> None:
         state = self.state
-        bind_dataset_panel(state, self.dataset_panel)
+        self.dataset_reading = bind_dataset_panel(state, self.dataset_panel)
         bind_model_panel(state, self.model_panel, self._reread_dataset)
         show_training = bind_training_panel(state, self.training_panel, self._can_train)
         self.model_panel.validity_changed.connect(lambda *_: show_training())
@@ -497,7 +497,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop every thread; safe to call more than once."""
-        self.dataset_panel.loader.shutdown()
+        self.dataset_reading.shutdown()
         self.engine.shutdown()
 
 
