@@ -6,8 +6,9 @@ training settings, which model the engine holds (``ModelInfo``) with its
 training history, the project's training runs, the run that can be brought back, what the application is
 busy with, and whether there are unsaved changes.
 
-Only two things write to it: user edits (the panels, through the window) and
-engine results (the controllers that submitted the job). Everything else
+Only two things write to it: user edits and requests (the panels, through
+their bindings, ``ui.bindings``) and answers of other threads (a folder read;
+engine results, written by the controllers that submitted the job). Everything else
 observes it: ``state.observe(callback, "model", "history")`` calls
 ``callback(changed_names)`` after any of those fields changed. It is plain
 Python with change callbacks, in the style of napari's ``EventedModel`` or

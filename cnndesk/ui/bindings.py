@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QObject, Slot
@@ -81,8 +82,9 @@ class DatasetReading(QObject):
 
     @Slot()
     def reload(self) -> None:
+        """Read again the folder being read, else the state's (a project's missing folder is not tried)."""
         folder = self._reading or self.state.dataset_path
-        if folder:
+        if folder and (self.state.data is not None or Path(folder).is_dir()):
             self.read(folder)
 
     def split_again(self) -> None:

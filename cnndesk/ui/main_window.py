@@ -1,7 +1,8 @@
 """The main window: the four panels in tabs, menus, drops, window settings and closing.
 
 The session lives in ``self.state`` (``core.session.SessionState``): the
-panels are bound to it (``bindings``), and three small controllers turn
+dataset, model and training panels are views bound to it (``bindings``, which
+also reads the dataset folders: ``DatasetReading``), and small controllers turn
 requests into engine jobs and write the answers into it: ``TrainingControl``
 (Train, Stop, Bring Back), ``ProjectFiles`` (New, Open, Save) and
 ``ModelFiles`` (Open Model, Export). The window enables its actions from the
