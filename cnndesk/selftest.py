@@ -188,7 +188,6 @@ def _steps(app, run: _Run, work: Path, state: dict):
     run.step("tensorflow", tensorflow)
 
     def dataset():
-        panel = window.dataset_panel
         _wait(app, lambda: window.state.data is not None or bool(errors), "the sample dataset to be read")
         check_errors()
         data = window.state.data

@@ -10,12 +10,11 @@ from PySide6.QtCore import Qt
 
 from cnndesk.core import dataset as dataset_module
 from cnndesk.core.disk_cache import CACHE_DIR_ENV
-from cnndesk.core.session import SessionState
 from cnndesk.ui.bindings import bind_dataset_panel
 from cnndesk.ui.dataset_panel import DatasetPanel
 
 from conftest import shown, write_dataset
-from test_dataset_panel import loaded, pick_folder
+from test_dataset_panel import loaded, panel, pick_folder, state  # noqa: F401 (panel and state: fixtures)
 
 
 @pytest.fixture
@@ -26,20 +25,11 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def state():
-    return SessionState()
-
-
-@pytest.fixture
 def reading(qtbot, cache_dir, state):
+    """The panel of test_dataset_panel (``panel``, ``state``), a little taller, with its cache in ``cache_dir``."""
     r = bind_dataset_panel(state, shown(qtbot, DatasetPanel(), 1000, 700))
     yield r
     r.shutdown()
-
-
-@pytest.fixture
-def panel(reading):
-    return reading.panel
 
 
 def type_limit(panel, qtbot, text: str) -> None:
