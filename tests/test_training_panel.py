@@ -15,8 +15,8 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QGraphicsLineItem
 
 from conftest import shown
-from cnndesk.core.session import IDLE, STOPPING, TRAINING, SessionState
-from cnndesk.core.training import BatchReport, EpochReport, TrainResult
+from cnndesk.core.project.session import IDLE, STOPPING, TRAINING, SessionState
+from cnndesk.core.training.progress import BatchReport, EpochReport, TrainResult
 from cnndesk.ui.bindings import bind_training_panel
 from cnndesk.ui.training_panel import TrainingPanel
 

@@ -11,7 +11,7 @@ Dropping a dataset folder, read from the drop (docs/architecture.md, "Flows")::
     MainWindow.handle_dropped_paths -> DatasetPanel.load_folder -> folder_requested -> DatasetReading.read
         the loader thread reads and decodes the folder, samples its colours            (GUI -> loader)
         DatasetLoader.loaded(data, colours)                                            (loader -> GUI)
-    DatasetReading._on_loaded: the exclusions applied (core.dataset.split_excluding), then one state write:
+    DatasetReading._on_loaded: the exclusions applied (core.data.dataset.split_excluding), then one state write:
         data, dataset_path, color_sample; the panel shows it (the observer of "data")
         the engine's spare for the next Train (TrainingControl._stock_when_idle)       (GUI -> engine -> GUI)
 """
@@ -25,10 +25,10 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Slot
 
-from ..core.architecture import default_image_size, has_backbone
-from ..core.dataset import split_excluding
-from ..core.scanning import printable
-from ..core.session import STOPPING, SessionState
+from ..core.data.dataset import split_excluding
+from ..core.data.scanning import printable
+from ..core.model.architecture import default_image_size, has_backbone
+from ..core.project.session import STOPPING, SessionState
 from .dataset_panel import DatasetPanel
 from .loading import DatasetLoader
 from .model_panel import ModelPanel

@@ -138,7 +138,7 @@ class EngineWorker(QObject):
         tf = import_tensorflow()
         import keras
 
-        from ..core.training import available_devices
+        from ..core.training.devices import available_devices
 
         info = {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": available_devices()}
         self.ready.emit(info)
@@ -156,8 +156,9 @@ class EngineWorker(QObject):
         ``kept`` is what ``keep_run`` returns, or None with ``kept_error`` saying why it could not be written
         (the trained model stays current either way).
         """
-        from ..core.model_pool import ModelPool, return_freed_memory
-        from ..core.training import TrainingListener, train
+        from ..core.training.model_pool import ModelPool, return_freed_memory
+        from ..core.training.progress import TrainingListener
+        from ..core.training.fitting import train
 
         worker = self
 
@@ -212,7 +213,7 @@ class EngineWorker(QObject):
         Submitted when the engine would otherwise be idle; a Train pressed meanwhile cancels it, and it
         returns at once when that happened before it started (tracing itself cannot be interrupted).
         """
-        from ..core.model_pool import ModelPool
+        from ..core.training.model_pool import ModelPool
 
         if task.is_interruption_requested() or not (self.reuse_models and self.stock_spares):
             return False
@@ -221,7 +222,7 @@ class EngineWorker(QObject):
         return self._pool.stock(data, layers, settings)
 
     def save_project(self, folder, project) -> str:
-        from ..core.project import save_project
+        from ..core.project.store import save_project
 
         project.runs = [r if r.file else r.at(self._run_files.get(r.id)) for r in project.runs]
         project.runs = [self._with_kept_probes(r) for r in project.runs]
@@ -236,7 +237,7 @@ class EngineWorker(QObject):
         return True
 
     def open_project(self, folder) -> dict:
-        from ..core.project import open_project
+        from ..core.project.store import open_project
 
         project, model = open_project(folder)
         probes = self._open_probes(folder) if model is not None else None
@@ -262,9 +263,9 @@ class EngineWorker(QObject):
 
     def open_model(self, path) -> dict:
         """Load a model file; its class names come from the file (or a labels.txt beside it) when they fit."""
-        from ..core.images import recognise_pixels
-        from ..core.inspection import Inspector
-        from ..core.model_loading import load_model_with_labels
+        from ..core.data.images import recognise_pixels
+        from ..core.model.inspection import Inspector
+        from ..core.model.loading import load_model_with_labels
 
         model, names = load_model_with_labels(path)
         inspector = Inspector(model)
@@ -281,7 +282,7 @@ class EngineWorker(QObject):
 
     def export(self, fmt, out) -> str:
         """Export the current model with the class names the viewer shows (a labels file, and inside the file)."""
-        from ..core.export import export_model
+        from ..core.model.export import export_model
 
         if self.model is None:
             raise UserError("There is no trained model to export yet: train or open one first.")
@@ -324,7 +325,7 @@ class EngineWorker(QObject):
         return out
 
     def _predict_and_look(self, path, k, look_inside: dict) -> dict:
-        from ..core.images import decode_for_viewing
+        from ..core.data.images import decode_for_viewing
 
         ins = self.inspector
         try:
@@ -394,7 +395,7 @@ class EngineWorker(QObject):
 
     def _pictures(self, maps, shown_layer, shown_channels, first_channels) -> dict:
         """The first channels of each layer's maps coloured (``inspect``); layers given 0 channels are left out."""
-        from ..core.pictures import colorize_channels
+        from ..core.model.pictures import colorize_channels
 
         names = [n for n, _ in maps]
         if shown_layer not in names:
@@ -423,7 +424,7 @@ class EngineWorker(QObject):
     @staticmethod
     def _inspector_for(model, class_names, preprocessing):
         """The viewer's ``Inspector`` for ``model`` (raises when the model cannot be inspected); changes nothing."""
-        from ..core.probes import inspector_for
+        from ..core.training.probes import inspector_for
 
         # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
         return inspector_for(model, class_names, preprocessing)
@@ -459,7 +460,7 @@ class EngineWorker(QObject):
         weights), "probe_dir" (the recording's folder) and "probes" (``core.probes.recording_summary``), both
         None when its training recorded no probes.
         """
-        from ..core.runs import RUN_ID
+        from ..core.training.runs import RUN_ID
 
         if self.model is None:
             raise UserError("There is no trained model to keep.")
@@ -473,8 +474,8 @@ class EngineWorker(QObject):
         kept = {"file": str(path), "probe_dir": None, "probes": None}
         recording = self._recordings.get(self.model)
         if recording is not None:
-            from ..core.probes import recording_summary
-            from ..core.runs import PROBES_DIR
+            from ..core.training.probes import recording_summary
+            from ..core.training.runs import PROBES_DIR
 
             kept["probe_dir"] = str(recording.save(folder / PROBES_DIR))
             kept["probes"] = recording_summary(recording)
@@ -488,7 +489,7 @@ class EngineWorker(QObject):
         ``probe_recording`` gives; a recording that cannot be read is left out, saying so. Nothing changes
         when the weights cannot be loaded or inspected.
         """
-        from ..core.model_loading import load_keras_model
+        from ..core.model.loading import load_keras_model
 
         model = load_keras_model(path)
         inspector = self._inspector_for(model, list(class_names), preprocessing)
@@ -508,7 +509,7 @@ class EngineWorker(QObject):
 
     def _run_recording(self, probe_dir):
         """The recording in a run's folder ``probe_dir`` (None: none); an unreadable one is left out, saying so."""
-        from ..core.probes import ProbeRecording
+        from ..core.training.probes import ProbeRecording
 
         if not probe_dir:
             return None
@@ -547,7 +548,7 @@ class EngineWorker(QObject):
     def _open_probes(self, folder):
         """The recording saved with a project's model; a damaged one is left out (saying so), the project opens."""
         from ..core.errors import ProjectError
-        from ..core.project import open_probes
+        from ..core.project.store import open_probes
 
         try:
             return open_probes(folder)
@@ -557,7 +558,7 @@ class EngineWorker(QObject):
 
     def _probe_recorder(self, data, paths, model, initial_epoch: int, every_batches: int):
         """The recorder for a run with probe image ``paths`` (None without); continuing extends the model's own."""
-        from ..core.probes import ProbeRecorder, ProbeRecording, known_labels, load_probes
+        from ..core.training.probes import known_labels, load_probes, ProbeRecorder, ProbeRecording
 
         if not paths:
             return None
@@ -591,8 +592,8 @@ class EngineWorker(QObject):
         import numpy as np
 
         from ..core.errors import Cancelled
-        from ..core.model_pool import return_freed_memory
-        from ..core.quality import VALIDATION, LabelScores, out_of_fold_probabilities
+        from ..core.training.model_pool import return_freed_memory
+        from ..core.quality.label_scores import LabelScores, out_of_fold_probabilities, VALIDATION
 
         empty = np.zeros(0, np.int64)
         scores = LabelScores(empty, np.zeros((0, data.num_classes), np.float32), np.zeros(0, dtype=object))

@@ -21,8 +21,8 @@ from typing import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.runs import Run
-from ..core.session import IDLE, SWAPPING, ModelInfo, SessionState, describe_run
+from ..core.training.runs import Run
+from ..core.project.session import describe_run, IDLE, ModelInfo, SessionState, SWAPPING
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .runs_view import RunsView

@@ -14,7 +14,7 @@ One press of Train, read from the button (docs/architecture.md, "Flows")::
                          to the scratch folder (keep_run) and answers with all of it
         each epoch:      _on_epoch writes the history (the chart draws it live)
     TrainingControl._on_trained
-        one state write: the model, its kept epoch, the run recorded in the runs list (record_run), idle
+        one state write: the model, its kept epoch, the run recorded in the runs list (_record_run), idle
         then the idle-time spare for the next press (_stock_when_idle)
 """
 
@@ -26,11 +26,11 @@ import time
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
+from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
-from ..core.project import check_destination, estimate_model_bytes, new_run_id
-from ..core.runs import Run, next_run_name
-from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
+from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
+from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, SWAPPING, thin, TRAINING
+from ..core.training.runs import Run, next_run_name
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
