@@ -242,7 +242,8 @@ def test_a_run_on_other_classes_shows_its_own_class_names_live_and_no_true_class
 
     # the same probes, another dataset with more classes and other names: the live bars name its classes
     other = ("b_one", "b_two", "b_three", "b_four", "b_five")
-    choose(w.dataset_panel, qtbot, monkeypatch, write_dataset(tmp_path / "other", classes=other, per_class=8))
+    choose(w.state, w.dataset_panel, qtbot, monkeypatch,
+           write_dataset(tmp_path / "other", classes=other, per_class=8))
     set_epochs(w, qtbot, 500)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: len(w.state.history) >= 2, timeout=120000)  # its first frames have been shown
