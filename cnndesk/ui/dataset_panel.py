@@ -14,11 +14,11 @@ from PySide6.QtWidgets import (
     QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..core.data.augmentation import AUGMENTATIONS
+from ..core.data.batches import AUGMENTATIONS
+from ..core.data.cache_plan import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
 from ..core.data.color_hint import ColorSample
 from ..core.data.copies import find_duplicates
 from ..core.data.dataset import DatasetConfig, LoadedDataset, excluded_rows
-from ..core.data.disk_cache import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
 from ..core.data.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
 from ..core.data.scanning import count_skipped, printable
 from .data_quality_view import DuplicatesView

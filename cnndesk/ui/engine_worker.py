@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from ..core import fsutil
 from ..core.app_log import log
 from ..core.errors import UserError
 from ..core.tasks import TaskState
@@ -469,7 +470,8 @@ class EngineWorker(QObject):
         folder = self._scratch_folder() / run_id
         folder.mkdir(exist_ok=True)
         path = folder / "model.keras"
-        self.model.save(path)
+        with fsutil.replacing(path) as tmp:
+            self.model.save(tmp)
         self._run_files[run_id] = str(path)
         kept = {"file": str(path), "probe_dir": None, "probes": None}
         recording = self._recordings.get(self.model)
