@@ -94,7 +94,7 @@ def open_window(app, work: Path, per_class: int, stock: bool = True):
     window.show_error = lambda title, message: errors.append(f"{title}: {message}")
     window.engine.failed.connect(lambda name, message: errors.append(f"{name}: {message}"))
     window.show()
-    wait(app, lambda: (window.engine.is_ready and window.dataset_panel.data is not None) or bool(errors),
+    wait(app, lambda: (window.engine.is_ready and window.state.data is not None) or bool(errors),
          "TensorFlow and the dataset")
     if errors:
         window.shutdown()
@@ -130,7 +130,7 @@ def press_train(app, window, full: bool) -> dict:
         wait(app, window.train_action.isEnabled, "Train to be enabled")
         pressed, pressed_cpu, pressed_gui_cpu = time.perf_counter(), time.process_time(), time.thread_time()
         window.train_action.trigger()
-        wait(app, lambda: "times" in seen or not window.training_panel.running, "the run to end")
+        wait(app, lambda: "times" in seen or not window.state.training, "the run to end")
     finally:
         del window.training._on_trained
         window.engine.batch.disconnect(on_batch)
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         window = open_window(app, Path(tmp), args.per_class, stock=not args.no_stock)
         window.engine.worker.reuse_models = not args.no_reuse
-        data = window.dataset_panel.data
+        data = window.state.data
         print(f"window, TensorFlow {window.engine.info.get('tensorflow')} and {len(data.labels)} images "
               f"at {data.preprocessing.input_shape[0]} px ready in {time.perf_counter() - t0:.1f} s; "
               f"{'full runs' if args.full else 'each run stopped after its first epoch'}"
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                 cells += [f"{v:9.3f}" for v in breakdown(run)] + [f"{run.get('epoch_seconds', float('nan')):9.2f}"]
                 traced = "?" if run["times"] is None else "yes" if run["times"].traced else "no"
                 print("  ".join(cells + [f"{traced:>9}"]), flush=True)
-                wait(app, lambda: not window.training_panel.running and window.engine.pending() == 0,
+                wait(app, lambda: not window.state.training and window.engine.pending() == 0,
                      "the run to finish (and the spare for the next one)")
         finally:
             window.state.modified = False

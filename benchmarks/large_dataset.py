@@ -235,19 +235,19 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
         window.engine.failed.connect(lambda name, message: errors.append(f"{name}: {message}"))
         window.show()
         panel = window.dataset_panel
-        wait_until(lambda: (window.engine.is_ready and panel.data is not None) or bool(errors), 600,
+        wait_until(lambda: (window.engine.is_ready and window.state.data is not None) or bool(errors), 600,
                    "TensorFlow and the built-in sample")
         panel.memory_limit.setValue(1)  # MB: every dataset goes to the on-disk cache
         panel.image_size.setCurrentText(str(image_size))
         baseline = peak_rss_mb()
         t = time.perf_counter()
         panel.load_folder(str(folder))
-        wait_until(lambda: (panel.data is not None and panel.data.root == folder.resolve()) or bool(errors),
+        wait_until(lambda: (window.state.data is not None and window.state.data.root == folder.resolve()) or bool(errors),
                    3600, "the dataset")
         if errors:
             raise SystemExit(errors[-1])
         prepare = time.perf_counter() - t
-        data = panel.data
+        data = window.state.data
         assert data.on_disk, "the window kept the images in memory"
         after_prepare = peak_rss_mb()
         window.model_panel.epochs.setValue(epochs)
@@ -257,9 +257,9 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
         window.engine.batch.connect(lambda report: batches.append(1))
         wait_until(window.train_action.isEnabled, 600, "Train to be enabled")
         window.train_action.trigger()
-        wait_until(lambda: bool(batches) or not window.training_panel.running, 7200, "the first batch")
+        wait_until(lambda: bool(batches) or not window.state.training, 7200, "the first batch")
         gaps = GapMeter()  # from the first batch on: the press and the first step's tracing are not what is asked about
-        wait_until(lambda: not window.training_panel.running, 7200, "training")
+        wait_until(lambda: not window.state.training, 7200, "training")
         gaps.timer.stop()
         if errors or not speeds:
             raise SystemExit(errors[-1] if errors else "training failed")

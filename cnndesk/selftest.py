@@ -188,10 +188,9 @@ def _steps(app, run: _Run, work: Path, state: dict):
     run.step("tensorflow", tensorflow)
 
     def dataset():
-        panel = window.dataset_panel
-        _wait(app, lambda: panel.data is not None or bool(errors), "the sample dataset to be read")
+        _wait(app, lambda: window.state.data is not None or bool(errors), "the sample dataset to be read")
         check_errors()
-        data = panel.data
+        data = window.state.data
         if sorted(data.class_names) != sorted(SAMPLE_CLASSES):
             raise SelftestFailure(f"expected the sample's classes {sorted(SAMPLE_CLASSES)}, read {data.class_names}")
         return f"{len(data.labels)} images in {data.num_classes} classes"
@@ -203,8 +202,8 @@ def _steps(app, run: _Run, work: Path, state: dict):
         if not window.train_action.isEnabled():
             raise SelftestFailure("Train is disabled although TensorFlow and the dataset are ready")
         window.train_action.trigger()
-        _wait(app, lambda: window.training_panel.running or window.state.has_model or bool(errors), "training to start")
-        _wait(app, lambda: not window.training_panel.running, "training to finish")
+        _wait(app, lambda: window.state.training or window.state.has_model or bool(errors), "training to start")
+        _wait(app, lambda: not window.state.training, "training to finish")
         check_errors()
         if not window.state.has_model or len(window.state.history) != 1:
             raise SelftestFailure(f"expected one trained epoch, the history holds {len(window.state.history)}")

@@ -148,21 +148,22 @@ def make_window(qtbot, settings, sample_dir):
 
     yield make
     for w in windows:
-        if w.training_panel.running:
+        if w.state.training:
             w.training.stop()
-            qtbot.waitUntil(lambda: not w.training_panel.running, timeout=30000)
+            qtbot.waitUntil(lambda: not w.state.training, timeout=30000)
         w.state.modified = False
         w.close()
         w.shutdown()
         assert not w.engine.worker_thread.isRunning(), "the engine thread outlived its window"
-        assert not w.dataset_panel.loader._threads or all(not t.isRunning() for t in w.dataset_panel.loader._threads)
+        threads = w.dataset_reading.loader._threads
+        assert not threads or all(not t.isRunning() for t in threads)
 
 
 @pytest.fixture
 def window(make_window, qtbot):
     """The main window with TensorFlow loaded and the sample dataset read."""
     w = make_window()
-    qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
+    qtbot.waitUntil(lambda: w.engine.is_ready and w.state.data is not None, timeout=60000)
     return w
 
 

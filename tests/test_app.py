@@ -85,8 +85,8 @@ def set_epochs(window, qtbot, n):
 @pytest.fixture
 def tiny_window(window, qtbot, tiny_dataset):
     window.dataset_panel.load_folder(str(tiny_dataset))
-    qtbot.waitUntil(lambda: window.dataset_panel.data is not None
-                    and window.dataset_panel.data.root == Path(tiny_dataset), timeout=20000)
+    qtbot.waitUntil(lambda: window.state.data is not None
+                    and window.state.data.root == Path(tiny_dataset), timeout=20000)
     return window
 
 
@@ -100,7 +100,7 @@ def test_window_opens_at_once_with_tensorflow_loading_then_the_sample(make_windo
     assert not w.engine.is_ready
     assert w.engine_label.text() == "Loading TensorFlow…"
     assert not w.training_panel.train_button.isEnabled()
-    qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
+    qtbot.waitUntil(lambda: w.engine.is_ready and w.state.data is not None, timeout=60000)
     assert w.engine_label.text().startswith("TensorFlow ")
     assert not w.windowIcon().isNull()  # the app icon from resources/ loaded
     assert w.dataset_panel.path_edit.text() == str(sample_dir)
@@ -114,8 +114,8 @@ def test_choosing_a_folder_shows_its_classes_thumbnails_and_skipped_files(window
     (tiny_dataset / "left" / "broken.png").write_text("this is not an image")
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tiny_dataset))
     qtbot.mouseClick(window.dataset_panel.choose_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: window.dataset_panel.data is not None
-                    and window.dataset_panel.data.root == tiny_dataset, timeout=20000)
+    qtbot.waitUntil(lambda: window.state.data is not None
+                    and window.state.data.root == tiny_dataset, timeout=20000)
     panel = window.dataset_panel
     assert class_rows(panel) == {"centre": 20, "left": 20, "top": 20}
     assert panel.thumbs.count() == 3 * 6
@@ -132,8 +132,8 @@ def test_choosing_a_folder_shows_its_classes_thumbnails_and_skipped_files(window
 def test_dropping_a_folder_on_the_window_reads_it(window, qtbot, tmp_path):
     folder = write_dataset(tmp_path / "dropped", classes=("left", "top"), per_class=8)
     drop_paths(window, [folder])
-    qtbot.waitUntil(lambda: window.dataset_panel.data is not None
-                    and window.dataset_panel.data.root == folder, timeout=20000)
+    qtbot.waitUntil(lambda: window.state.data is not None
+                    and window.state.data.root == folder, timeout=20000)
     assert class_rows(window.dataset_panel) == {"left": 8, "top": 8}
     assert window.tabs.currentIndex() == window.TAB_DATASET
 
@@ -177,7 +177,7 @@ def test_changing_image_size_and_a_layer_parameter_updates_the_shape_table(tiny_
     size = w.dataset_panel.image_size
     size.setCurrentText("")
     qtbot.keyClicks(size, "32")
-    qtbot.waitUntil(lambda: w.dataset_panel.data.preprocessing.image_size == (32, 32), timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data.preprocessing.image_size == (32, 32), timeout=20000)
     assert layer_row_text(w, 0)[0].startswith("Input 32×32×3")
     assert layer_row_text(w, 1)[1] == "30 × 30 × 10"
 
@@ -228,7 +228,7 @@ def test_training_two_epochs_draws_the_chart_and_logs_each_epoch(tiny_window, qt
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     assert w.tabs.currentIndex() == w.TAB_TRAIN
     assert w.training_panel.stop_button.isEnabled()
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     chart = w.training_panel.chart
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
         assert chart.point_count(key) == 2, key
@@ -247,13 +247,13 @@ def test_stop_ends_a_long_run_within_seconds_and_keeps_the_model(tiny_window, qt
     qtbot.waitUntil(lambda: w.training_panel.chart.point_count("loss") >= 1, timeout=60000)
     pressed = time.perf_counter()
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=10000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=10000)
     print(f"\nstopped {time.perf_counter() - pressed:.2f} s after Stop")
     assert "Stopped by you" in w.training_panel.log.toPlainText()
     assert w.training_panel.chart.point_count("loss") < 500
     assert w.state.has_model
     # the kept model classifies
-    path = w.dataset_panel.data.paths[0]
+    path = w.state.data.paths[0]
     w.viewer_panel.classify_paths([path])
     qtbot.waitUntil(lambda: w.viewer_panel.strip.count() == 1, timeout=20000)
     assert "%" in w.viewer_panel.strip_labels()[0]
@@ -265,7 +265,7 @@ def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, 
     w.model_panel.learning_rate.setValue(0.002)
     w.dataset_panel.augment_checks["flip"].setChecked(True)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     folder = tmp_path / "my-project"
     folder.mkdir()
     save_as(w, qtbot, monkeypatch, folder)
@@ -305,7 +305,7 @@ def test_the_gui_stays_responsive_while_training(tiny_window, qtbot):
     timer.start()
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     pressed = len(gaps)  # the next gap holds the press itself: the window's own work to start a run, and its repaint
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     timer.stop()
     press = gaps[pressed] if len(gaps) > pressed else float("nan")
     gaps = sorted(gaps[pressed + 1:])
@@ -417,17 +417,18 @@ def test_f1_lists_every_shortcut_the_window_has(window, qtbot):
 
 def test_settings_are_remembered_between_sessions(make_window, qtbot, settings, tiny_dataset):
     w = make_window()
-    qtbot.waitUntil(lambda: w.engine.is_ready and w.dataset_panel.data is not None, timeout=60000)
+    qtbot.waitUntil(lambda: w.engine.is_ready and w.state.data is not None, timeout=60000)
     w.dataset_panel.load_folder(str(tiny_dataset))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tiny_dataset,
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == tiny_dataset,
                     timeout=20000)
     w.model_panel.batch_size.setValue(8)
     w.model_panel.preset_combo.setCurrentIndex(w.model_panel.preset_combo.findData("tinyvgg"))
     w.state.modified = False
     w.close()
     w2 = make_window()
-    qtbot.waitUntil(lambda: w2.dataset_panel.data is not None, timeout=20000)
-    assert w2.dataset_panel.folder == str(tiny_dataset)
+    qtbot.waitUntil(lambda: w2.state.data is not None, timeout=20000)
+    assert w2.state.dataset_path == str(tiny_dataset)
+    assert w2.dataset_panel.path_edit.text() == str(tiny_dataset)
     assert w2.model_panel.batch_size.value() == 8
     assert w2.model_panel.preset_combo.currentData() == "tinyvgg"
 
@@ -435,7 +436,7 @@ def test_settings_are_remembered_between_sessions(make_window, qtbot, settings, 
 def test_reading_a_big_folder_shows_progress_and_can_be_cancelled(window, qtbot, tmp_path):
     big = write_dataset(tmp_path / "big", classes=("left", "top"), per_class=1500, size=96, fmt="jpg")
     panel = window.dataset_panel
-    before = panel.data
+    before = window.state.data
     panel.load_folder(str(big))
     qtbot.waitUntil(lambda: panel.progress.isVisible() and panel.progress.value() > 0, timeout=20000)
     assert panel.cancel_button.isVisible()
@@ -444,8 +445,8 @@ def test_reading_a_big_folder_shows_progress_and_can_be_cancelled(window, qtbot,
     assert "Reading cancelled" in panel.status_label.text()
     # the previous dataset stays selected, and a stale result never replaces it: once the cancelled read's thread
     # has finished (its finished signal comes after any result it sent), whatever it sent has arrived
-    qtbot.waitUntil(lambda: not panel.loader._threads, timeout=60000)
-    assert panel.data is before
+    qtbot.waitUntil(lambda: not window.dataset_reading.loader._threads, timeout=60000)
+    assert window.state.data is before
     assert panel.path_edit.text() == str(before.root)
     assert window.training_panel.train_button.isEnabled()
 
@@ -453,7 +454,7 @@ def test_reading_a_big_folder_shows_progress_and_can_be_cancelled(window, qtbot,
 def train_now(w, qtbot, epochs=1):
     set_epochs(w, qtbot, epochs)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
 
 
 def test_a_fresh_window_has_no_unsaved_changes(window):
@@ -466,7 +467,7 @@ def test_a_project_keeps_the_image_size_its_model_was_trained_at(tiny_window, qt
     w = tiny_window
     train_now(w, qtbot)
     w.dataset_panel.image_size.setCurrentText("48")  # changed after training
-    qtbot.waitUntil(lambda: w.dataset_panel.data.preprocessing.image_size == (48, 48), timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data.preprocessing.image_size == (48, 48), timeout=20000)
     folder = tmp_path / "p"
     folder.mkdir()
     save_as(w, qtbot, monkeypatch, folder)
@@ -483,7 +484,7 @@ def test_f5_continues_when_continue_is_ticked(tiny_window, qtbot):
     train_now(w, qtbot, epochs=1)
     w.training_panel.continue_check.setChecked(True)
     qtbot.keyClick(w, Qt.Key_F5)
-    qtbot.waitUntil(lambda: not w.training_panel.running and len(w.state.history) == 2, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training and len(w.state.history) == 2, timeout=60000)
     assert [h["epoch"] for h in w.state.history] == [1, 2]
 
 
@@ -536,14 +537,14 @@ def test_while_training_the_dataset_and_layers_cannot_change(tiny_window, qtbot,
     assert not w.choose_dataset_action.isEnabled()
     assert not any(a.isEnabled() for a in w.layer_actions)
     assert not w.save_action.isEnabled() and not w.open_action.isEnabled()
-    root = w.dataset_panel.data.root
+    root = w.state.data.root
     other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=4)
     drop_paths(w, [other])  # refused at once, while the drop is handled: no read is started
     assert w.dataset_panel.path_edit.text() == str(root)  # a read started would show its folder here at once
-    assert w.dataset_panel.data.root == root
+    assert w.state.data.root == root
     assert "stop it before" in w.statusBar().currentMessage()
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=10000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=10000)
     assert w.choose_dataset_action.isEnabled()
 
 
@@ -596,7 +597,7 @@ def test_a_run_stopped_at_once_does_not_lose_the_model_before_it(tiny_window, qt
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: w.training_panel.chart.point_count("batch_loss") >= 1, timeout=60000)
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=20000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=20000)
     assert w.training_panel.progress.format() == "Stopped; the model trained so far is kept"
     assert w.engine.worker.model is not first_model  # the barely trained model is current, as Stop says...
     w.previous_action.trigger()  # ...and the one before it comes back from the Training menu
@@ -636,18 +637,18 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
 
     box = ask()
     qtbot.mouseClick(box.button(QMessageBox.Cancel), Qt.LeftButton)
-    assert not w.training_panel.running and not w.state.has_model  # Cancel: nothing started
+    assert not w.state.training and not w.state.has_model  # Cancel: nothing started
 
     box = ask()
-    assert not w.training_panel.running
+    assert not w.state.training
     # an answer that arrives while the question is shown (another dataset read) is what Train Anyway trains on
     other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6)
     w.dataset_panel.load_folder(str(other))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == other, timeout=20000)
     assert box.isVisible()
     qtbot.mouseClick(box.button(QMessageBox.Yes), Qt.LeftButton)  # Train Anyway
-    assert w.training_panel.running
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert w.state.training
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert w.state.has_model and w.state.model.class_names == ("left", "top")
     assert w.engine.worker.model.outputs[0].shape[-1] == 2
     assert os.listdir(ro) == []
@@ -659,10 +660,13 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     from cnndesk.core.data.dataset import LoadedDataset
     from cnndesk.core.data.images import Preprocessing
     from cnndesk.core.data.scanning import SkippedFile
+    from cnndesk.core.project.session import SessionState
+    from cnndesk.ui.bindings import bind_dataset_panel
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     panel = DatasetPanel()
     qtbot.addWidget(panel)
+    reading = bind_dataset_panel(SessionState(), panel)
     skipped = [SkippedFile(f"/data/share/f{i}.txt", "not an image file type cnndesk reads (.txt)")
                for i in range(47_000)]
     skipped.append(SkippedFile("/data/odd\nname/x.png", "damaged image: broken"))
@@ -671,7 +675,7 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
                          np.zeros((15, 8, 8, 3), np.uint8), labels, [f"/data/{i}.png" for i in range(15)], skipped,
                          np.arange(12), np.arange(12, 15), ["3 of the 18 image files (16.7%) could not be read."])
     t = time.perf_counter()
-    panel._on_loaded(data)  # what the loader thread hands over
+    reading.loader.loaded.emit(data, None)  # what the loader hands over from its thread
     assert time.perf_counter() - t < 1.0
     model = panel.skipped_table.model()
     assert model.rowCount() == 47_001
@@ -688,7 +692,7 @@ def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window,
     w = tiny_window
     set_epochs(w, qtbot, 10)  # 2 batches per epoch: 3 epochs left this set at chance
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     log = w.training_panel.log.toPlainText().splitlines()
     assert log[1] == ("Validation set of 12 images: early stopping is off (it needs at least 50 to tell an "
                       "improvement from noise); all epochs will run.")
@@ -715,11 +719,11 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
             Image.new("RGB", (16, 16), (40 + 12 * i,) * 3).save(tmp_path / "same" / c / f"{i}.png")
     w = window
     w.dataset_panel.load_folder(str(tmp_path / "same"))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tmp_path / "same",
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == tmp_path / "same",
                     timeout=20000)
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     verdict = w.training_panel.verdict
     assert verdict.isVisible()
     assert verdict.text().startswith("Validation accuracy 0.500 is at or near chance (0.500 with 2 classes)")
@@ -727,8 +731,8 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
     assert f"Warning: {verdict.text()}" in w.training_panel.log.toPlainText().splitlines()
     # training again clears the warning until that run has earned it too
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    assert w.training_panel.running and not verdict.isVisible()
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    assert w.state.training and not verdict.isVisible()
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert verdict.isVisible()
 
 
@@ -769,7 +773,7 @@ def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tin
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(other))
     w.tabs.setCurrentIndex(w.TAB_TRAIN)
     w.choose_dataset_action.trigger()
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == other, timeout=20000)
     assert panel.chart.point_count("loss") == 0 and panel.chart.point_count("batch_loss") == 0
     assert panel.log.toPlainText() == "" and panel.progress.format() == ""
 
@@ -824,7 +828,7 @@ def test_a_setting_is_applied_when_typed_to_the_end_and_a_number_out_of_range_is
 
     tab, applied, typed, then, refused, refusal = SETTING_BOXES[name]
     w = make_window(start_engine=False)
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None, timeout=30000)
+    qtbot.waitUntil(lambda: w.state.data is not None, timeout=30000)
     w.tabs.setCurrentIndex(tab)
     spin = w.findChild(QAbstractSpinBox, name)
     note = w.tabs.widget(tab).findChild(QLabel, "settingRefused")
@@ -850,7 +854,7 @@ def test_a_number_below_the_minimum_is_refused_when_finished_not_while_it_is_typ
     from PySide6.QtWidgets import QLabel
 
     w = make_window(start_engine=False)
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None, timeout=30000)
+    qtbot.waitUntil(lambda: w.state.data is not None, timeout=30000)
     w.activateWindow()
     qtbot.waitActive(w)
     w.tabs.setCurrentIndex(w.TAB_MODEL)
@@ -878,7 +882,7 @@ def test_ctrl_z_pressed_again_and_again_in_the_layer_editor_undoes_one_edit_afte
     from PySide6.QtWidgets import QDoubleSpinBox
 
     w = make_window(start_engine=False)
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None, timeout=30000)  # its shapes rebuild the editor too
+    qtbot.waitUntil(lambda: w.state.data is not None, timeout=30000)  # its shapes rebuild the editor too
     w.activateWindow()
     qtbot.waitActive(w)
     w.tabs.setCurrentIndex(w.TAB_MODEL)
@@ -977,7 +981,7 @@ def test_reopening_a_project_brings_back_the_whole_working_state(tiny_window, qt
 
     w2 = make_window()
     w2.open_project(str(folder), confirm=False)
-    qtbot.waitUntil(lambda: w2.state.project_path == str(folder) and w2.dataset_panel.data is not None, timeout=60000)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder) and w2.state.data is not None, timeout=60000)
     panel = w2.training_panel
     assert panel.chart.point_count("batch_loss") == batches  # the batch-loss line, as it was drawn
     assert panel.chart.best.count() == 1  # the kept epoch's marker

@@ -304,7 +304,7 @@ def test_check_json_gives_the_groups(planted):
 def _open(make_window, qtbot, folder, **kwargs):
     w = make_window(**kwargs)
     w.dataset_panel.load_folder(str(folder))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == Path(folder),
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == Path(folder),
                     timeout=30000)
     return w
 
@@ -354,6 +354,36 @@ def test_a_duplicate_excluded_in_the_panel_leaves_the_split_and_undo_brings_it_b
     assert not w.state.excluded and view.changes.list.count() == 0
     assert row in set(w.state.data.train_index.tolist()) | set(w.state.data.val_index.tolist())
     assert view.tree.topLevelItemCount() == 12
+
+
+def test_an_exclusion_survives_saving_and_reopening_the_project_on_the_dataset_tab(make_window, qtbot, planted,
+                                                                                     tmp_path, monkeypatch):
+    from test_app import save_as
+
+    w = _open(make_window, qtbot, planted.root)
+    qtbot.waitUntil(lambda: w.engine.is_ready, timeout=60000)
+    view = _show_duplicates(qtbot, w.dataset_panel)
+    copy = planted.cross_class[0][1]
+    _click_item(qtbot, view.tree, next(i for i in _member_items(view.tree) if i.data(0, Qt.UserRole) == copy))
+    qtbot.mouseClick(view.exclude_button, Qt.LeftButton)
+    totals = w.dataset_panel.totals.text()
+    assert totals.endswith(", 1 excluded")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    save_as(w, qtbot, monkeypatch, folder)
+
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready and w2.state.data is not None, timeout=60000)
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder) and w2.state.data is not None
+                    and w2.state.data.root == Path(planted.root), timeout=30000)
+    panel = w2.dataset_panel
+    assert w2.state.excluded == {copy} and panel.totals.text() == totals
+    row = w2.state.data.paths.index(copy)
+    assert row not in w2.state.data.train_index and row not in w2.state.data.val_index
+    cells = [panel.class_table.item(r, 1).text() for r in range(panel.class_table.rowCount())]
+    assert cells[w2.state.data.class_names.index(Path(copy).parent.name)].endswith("+ 1 excluded")
+    assert panel.path_edit.text() == str(planted.root)
 
 
 def test_a_lower_hash_distance_keeps_only_exact_copies(make_window, qtbot, planted):
@@ -407,7 +437,7 @@ def test_after_an_exclusion_every_count_on_the_dataset_tab_adds_up(make_window, 
     assert after["excluded"] == after["class rows excluded"] == 1
     assert after["train"] + after["val"] + after["excluded"] == after["total"]
     assert after["class rows"] == after["train"] + after["val"]
-    assert f"+ 1 excluded" in after["cells"][panel.data.class_names.index(Path(copy).parent.name)]
+    assert f"+ 1 excluded" in after["cells"][w.state.data.class_names.index(Path(copy).parent.name)]
 
     qtbot.mouseClick(view.changes.undo_button, Qt.LeftButton)
     assert _counts_seen(panel) == seen
@@ -454,12 +484,12 @@ def test_the_changes_listed_are_those_of_the_dataset_shown(make_window, qtbot, p
 
     other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=6, size=16)
     w.dataset_panel.load_folder(str(other))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == other, timeout=30000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == other, timeout=30000)
     assert view.changes.list.count() == 0 and view.changes.title.text() == "Changes: none"
     assert not view.changes.undo_button.isEnabled()
 
     w.dataset_panel.load_folder(str(planted.root))  # back to the first: its change and its Undo come back
-    qtbot.waitUntil(lambda: w.dataset_panel.data.root == Path(planted.root), timeout=30000)
+    qtbot.waitUntil(lambda: w.state.data.root == Path(planted.root), timeout=30000)
     assert view.changes.list.count() == 1 and view.changes.undo_button.isEnabled()
     qtbot.mouseClick(view.changes.undo_button, Qt.LeftButton)
     assert not w.state.excluded
@@ -546,13 +576,13 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
                                     exact=0)
     w = window
     w.dataset_panel.load_folder(str(planted.root))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == planted.root,
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == planted.root,
                     timeout=30000)
     set_epochs(w, qtbot, 5)
     w.model_panel.batch_size.setValue(8)
     w.model_panel.learning_rate.setValue(0.003)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.state.has_model and not w.training_panel.running, timeout=120000)
+    qtbot.waitUntil(lambda: w.state.has_model and not w.state.training, timeout=120000)
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     ev = w.viewer_panel.evaluation_view
     w.viewer_panel.tabs.setCurrentWidget(ev)

@@ -14,16 +14,28 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QStyleOptionViewItem
 from conftest import shown, write_dataset
 from cnndesk.core.data import color_hint
 from cnndesk.core.data.color_hint import ColorSample, sample_colors, spread
+from cnndesk.core.project.session import SessionState
+from cnndesk.ui.bindings import bind_dataset_panel
 from cnndesk.ui.dataset_panel import DatasetPanel
 from cnndesk.ui.dataset_tables import relative_path
 
 
 @pytest.fixture
-def panel(qtbot):
-    """The panel at about the size a 1024x700 window gives it."""
-    p = shown(qtbot, DatasetPanel(), 1000, 600)
-    yield p
-    p.loader.shutdown()
+def state():
+    return SessionState()
+
+
+@pytest.fixture
+def reading(qtbot, state):
+    """The panel at about the size a 1024x700 window gives it, bound to ``state`` as in the window."""
+    r = bind_dataset_panel(state, shown(qtbot, DatasetPanel(), 1000, 600))
+    yield r
+    r.shutdown()
+
+
+@pytest.fixture
+def panel(reading):
+    return reading.panel
 
 
 def pick_folder(panel, qtbot, monkeypatch, folder: Path) -> None:
@@ -32,21 +44,22 @@ def pick_folder(panel, qtbot, monkeypatch, folder: Path) -> None:
     qtbot.mouseClick(panel.choose_button, Qt.LeftButton)
 
 
-def choose(panel, qtbot, monkeypatch, folder: Path) -> None:
+def choose(state, panel, qtbot, monkeypatch, folder: Path) -> None:
     """Pick ``folder`` in the folder dialog and wait until it is read."""
     pick_folder(panel, qtbot, monkeypatch, folder)
-    wait_loaded(panel, qtbot, folder)
+    wait_loaded(state, panel, qtbot, folder)
 
 
-def loaded(panel, folder: Path, color_mode: str | None = None) -> bool:
-    """Whether ``folder`` is read (in ``color_mode``, if given) and nothing else is being read."""
-    return (panel.data is not None and panel.data.root == folder
+def loaded(state, panel, folder: Path, color_mode: str | None = None) -> bool:
+    """Whether ``folder`` is read into ``state`` (in ``color_mode``, if given), the panel says so and nothing else
+    is being read."""
+    return (state.data is not None and state.data.root == folder
             and not panel.progress.isVisible() and not panel._reload_timer.isActive()
-            and (color_mode is None or panel.data.preprocessing.color_mode == color_mode))
+            and (color_mode is None or state.data.preprocessing.color_mode == color_mode))
 
 
-def wait_loaded(panel, qtbot, folder: Path, color_mode: str | None = None) -> None:
-    qtbot.waitUntil(lambda: loaded(panel, folder, color_mode), timeout=20000)
+def wait_loaded(state, panel, qtbot, folder: Path, color_mode: str | None = None) -> None:
+    qtbot.waitUntil(lambda: loaded(state, panel, folder, color_mode), timeout=20000)
 
 
 def write_gray_dataset(root: Path, classes=("dark", "light"), per_class=6) -> Path:
@@ -65,10 +78,10 @@ def rows_in_view(table) -> list[bool]:
 
 # -- the class table --------------------------------------------------------
 
-def test_six_classes_are_all_in_sight_without_scrolling(panel, qtbot, monkeypatch, tmp_path):
+def test_six_classes_are_all_in_sight_without_scrolling(panel, qtbot, monkeypatch, tmp_path, state):
     classes = ("left", "top", "centre", "stripes", "dots", "rings")
     folder = write_dataset(tmp_path / "six", classes=classes, per_class=4, size=16)
-    choose(panel, qtbot, monkeypatch, folder)
+    choose(state, panel, qtbot, monkeypatch, folder)
     table = panel.class_table
     assert table.rowCount() == 6
     qtbot.waitUntil(lambda: all(rows_in_view(table)))
@@ -79,11 +92,11 @@ def test_six_classes_are_all_in_sight_without_scrolling(panel, qtbot, monkeypatc
     assert panel.skipped_box.height() <= panel.skipped_label.sizeHint().height()
 
 
-def test_many_classes_fill_twelve_rows_and_scroll_the_rest(panel, qtbot, monkeypatch, tmp_path):
+def test_many_classes_fill_twelve_rows_and_scroll_the_rest(panel, qtbot, monkeypatch, tmp_path, state):
     panel.resize(1580, 900)
     folder = write_dataset(tmp_path / "many", classes=tuple(f"class_{i:02d}" for i in range(14)), per_class=2,
                            size=12)
-    choose(panel, qtbot, monkeypatch, folder)
+    choose(state, panel, qtbot, monkeypatch, folder)
     table = panel.class_table
     qtbot.waitUntil(lambda: table.height() == table.height_for_rows(12))
     assert rows_in_view(table)[:12] == [True] * 12
@@ -93,14 +106,14 @@ def test_many_classes_fill_twelve_rows_and_scroll_the_rest(panel, qtbot, monkeyp
 # -- skipped files ----------------------------------------------------------
 
 def test_skipped_files_show_their_path_in_the_dataset_with_the_full_path_as_tooltip(panel, qtbot, monkeypatch,
-                                                                                   tmp_path):
+                                                                                   tmp_path, state):
     folder = write_dataset(tmp_path / "a folder" / "deep" / "down" / "pictures", classes=("left", "top"),
                            per_class=4, size=16)
     notes = folder / "left" / "scans from the old camera" / "notes about these photographs.txt"
     notes.parent.mkdir()
     notes.write_text("not a picture")
     (folder / "top" / "broken.png").write_text("not a picture either")
-    choose(panel, qtbot, monkeypatch, folder)
+    choose(state, panel, qtbot, monkeypatch, folder)
 
     model = panel.skipped_table.model()
     rows = {model.index(r, 0).data(): r for r in range(model.rowCount())}
@@ -138,15 +151,15 @@ def lines(panel) -> dict:
 
 
 def test_a_refused_folder_leaves_the_dataset_read_before_shown_whole_and_says_so(panel, qtbot, monkeypatch,
-                                                                                 tmp_path):
+                                                                                 tmp_path, state):
     first = write_gray_dataset(tmp_path / "gray")
-    choose(panel, qtbot, monkeypatch, first)
+    choose(state, panel, qtbot, monkeypatch, first)
     before = lines(panel)
     assert before["hint"] and before["split"] and before["scaled up"][0]
     refused = write_dataset(tmp_path / "refused", classes=("left", "top"), per_class=4, size=16)
     (refused / "empty").mkdir()
     changed = []
-    panel.dataset_changed.connect(changed.append)
+    state.observe(changed.append, "data", "dataset_path")
     pick_folder(panel, qtbot, monkeypatch, refused)
     qtbot.waitUntil(lambda: "refused" in panel.status_label.text() and not panel.progress.isVisible(),
                     timeout=20000)
@@ -154,7 +167,7 @@ def test_a_refused_folder_leaves_the_dataset_read_before_shown_whole_and_says_so
     status = panel.status_label.text()
     assert status.startswith(f"The folder {refused} was refused: ") and "'empty'" in status
     assert status.endswith(f"Still using {first}.")
-    assert changed == [] and panel.data.root == first
+    assert changed == [] and state.data.root == first
 
 
 def test_a_refused_first_folder_shows_no_dataset_and_why(panel, qtbot, monkeypatch, tmp_path):
@@ -169,25 +182,26 @@ def test_a_refused_first_folder_shows_no_dataset_and_why(panel, qtbot, monkeypat
 
 # -- images smaller than the image size ---------------------------------------
 
-def test_images_smaller_than_the_image_size_are_said_to_be_scaled_up(panel, qtbot, monkeypatch, tmp_path):
+def test_images_smaller_than_the_image_size_are_said_to_be_scaled_up(panel, qtbot, monkeypatch, tmp_path, state):
     folder = write_dataset(tmp_path / "small", classes=("left", "top"), per_class=4, size=25)
-    choose(panel, qtbot, monkeypatch, folder)
+    choose(state, panel, qtbot, monkeypatch, folder)
     note = panel.findChild(QLabel, "scaleNote")
     assert note.isVisible()
     assert note.text() == "Images are 25×25 px; they are scaled up to 64×64 for training."
     panel.image_size.setCurrentText("24")  # read at 24 px they are scaled down: nothing to say
-    qtbot.waitUntil(lambda: loaded(panel, folder) and panel.data.preprocessing.image_size == (24, 24), timeout=20000)
+    qtbot.waitUntil(lambda: loaded(state, panel, folder) and state.data.preprocessing.image_size == (24, 24),
+                    timeout=20000)
     assert not note.isVisible()
 
 
 # -- the grayscale hint -----------------------------------------------------
 
 def test_a_grayscale_dataset_read_as_rgb_gets_a_hint_and_one_click_reads_it_as_grayscale(panel, qtbot, monkeypatch,
-                                                                                         tmp_path):
+                                                                                         tmp_path, state):
     folder = write_gray_dataset(tmp_path / "gray")
     assert panel.color_mode.currentText() == "RGB"
-    choose(panel, qtbot, monkeypatch, folder)
-    assert panel.data.preprocessing.color_mode == "rgb"  # nothing switched behind the user's back
+    choose(state, panel, qtbot, monkeypatch, folder)
+    assert state.data.preprocessing.color_mode == "rgb"  # nothing switched behind the user's back
     assert panel.color_hint.isVisible()
     assert panel.color_hint_label.text() == ("All 12 images are grayscale: read as RGB, the model gets "
                                              "three copies of one channel.")
@@ -196,34 +210,35 @@ def test_a_grayscale_dataset_read_as_rgb_gets_a_hint_and_one_click_reads_it_as_g
     panel.config_changed.connect(lambda: changed.append(True))
     qtbot.mouseClick(panel.use_grayscale_button, Qt.LeftButton)
     assert panel.color_mode.currentText() == "Grayscale" and changed
-    wait_loaded(panel, qtbot, folder, "grayscale")
-    assert panel.data.images.shape[-1] == 1
+    wait_loaded(state, panel, qtbot, folder, "grayscale")
+    assert state.data.images.shape[-1] == 1
     assert panel.config().preprocessing.color_mode == "grayscale"
     assert not panel.color_hint.isVisible()
 
 
-def test_once_the_user_picks_rgb_for_a_grayscale_folder_the_hint_stays_away(panel, qtbot, monkeypatch, tmp_path):
+def test_once_the_user_picks_rgb_for_a_grayscale_folder_the_hint_stays_away(panel, qtbot, monkeypatch, tmp_path,
+                                                                            state):
     folder = write_gray_dataset(tmp_path / "gray")
-    choose(panel, qtbot, monkeypatch, folder)
+    choose(state, panel, qtbot, monkeypatch, folder)
     qtbot.mouseClick(panel.use_grayscale_button, Qt.LeftButton)
-    wait_loaded(panel, qtbot, folder, "grayscale")
+    wait_loaded(state, panel, qtbot, folder, "grayscale")
 
     panel.color_mode.setFocus()
     qtbot.keyClick(panel.color_mode, Qt.Key_Up)  # back to RGB, on purpose
     assert panel.color_mode.currentText() == "RGB"
-    wait_loaded(panel, qtbot, folder, "rgb")
+    wait_loaded(state, panel, qtbot, folder, "rgb")
     assert not panel.color_hint.isVisible()
 
 
-def test_a_colour_dataset_gets_no_hint(panel, qtbot, monkeypatch, tmp_path):
+def test_a_colour_dataset_gets_no_hint(panel, qtbot, monkeypatch, tmp_path, state):
     folder = write_dataset(tmp_path / "colour", classes=("left", "top"), per_class=4, size=16)
-    choose(panel, qtbot, monkeypatch, folder)
-    assert panel.color_sample == ColorSample(8, 0)
+    choose(state, panel, qtbot, monkeypatch, folder)
+    assert state.color_sample == ColorSample(8, 0)
     assert not panel.color_hint.isVisible()
 
 
-def test_while_training_the_hint_cannot_switch_the_colour_mode(panel, qtbot, monkeypatch, tmp_path):
-    choose(panel, qtbot, monkeypatch, write_gray_dataset(tmp_path / "gray"))
+def test_while_training_the_hint_cannot_switch_the_colour_mode(panel, qtbot, monkeypatch, tmp_path, state):
+    choose(state, panel, qtbot, monkeypatch, write_gray_dataset(tmp_path / "gray"))
     panel.set_busy(True)
     assert panel.color_hint.isVisible() and not panel.use_grayscale_button.isEnabled()
     panel.set_busy(False)

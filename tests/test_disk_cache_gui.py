@@ -11,10 +11,11 @@ from PySide6.QtCore import Qt
 from cnndesk.core.data import dataset as dataset_module
 from cnndesk.core.data import disk_cache
 from cnndesk.core.data.cache_plan import CACHE_DIR_ENV
+from cnndesk.ui.bindings import bind_dataset_panel
 from cnndesk.ui.dataset_panel import DatasetPanel
 
 from conftest import shown, write_dataset
-from test_dataset_panel import loaded, pick_folder
+from test_dataset_panel import loaded, panel, pick_folder, state  # noqa: F401 (panel and state: fixtures)
 
 
 @pytest.fixture
@@ -25,10 +26,11 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def panel(qtbot, cache_dir):
-    p = shown(qtbot, DatasetPanel(), 1000, 700)
-    yield p
-    p.loader.shutdown()
+def reading(qtbot, cache_dir, state):
+    """The panel of test_dataset_panel (``panel``, ``state``), a little taller, with its cache in ``cache_dir``."""
+    r = bind_dataset_panel(state, shown(qtbot, DatasetPanel(), 1000, 700))
+    yield r
+    r.shutdown()
 
 
 def type_limit(panel, qtbot, text: str) -> None:
@@ -39,32 +41,32 @@ def type_limit(panel, qtbot, text: str) -> None:
 
 
 def test_the_memory_setting_shows_the_estimate_and_where_the_images_will_be_kept(panel, qtbot, monkeypatch,
-                                                                                 tmp_path, cache_dir):
+                                                                                 tmp_path, cache_dir, state):
     assert "follows once a folder is read" in panel.cache_estimate.text()
     assert panel.memory_limit.text().startswith("Auto (")
     panel.image_size.setCurrentText("224")  # 30 images of 224x224x3: 4.5 MB decoded
     folder = write_dataset(tmp_path / "data", per_class=10, size=32)
     pick_folder(panel, qtbot, monkeypatch, folder)
-    qtbot.waitUntil(lambda: loaded(panel, folder), timeout=20000)
-    assert not panel.data.on_disk
+    qtbot.waitUntil(lambda: loaded(state, panel, folder), timeout=20000)
+    assert not state.data.on_disk
     assert panel.cache_estimate.text().startswith("30 images decoded: 4.52 MB of ")
     assert "kept in memory" in panel.cache_estimate.text()
 
     type_limit(panel, qtbot, "1")  # 1 MB: too little for them
     assert "4.52 MB of 1 MB allowed" in panel.cache_estimate.text()
     assert f"read from a cache on disk in {cache_dir}" in panel.cache_estimate.text()
-    qtbot.waitUntil(lambda: loaded(panel, folder) and panel.data.on_disk, timeout=20000)
+    qtbot.waitUntil(lambda: loaded(state, panel, folder) and state.data.on_disk, timeout=20000)
     assert "cache on disk" in panel.status_label.text()
     assert panel.thumbs.count() == 18 and panel.class_table.rowCount() == 3  # read back from the shards
-    assert [p.parent for p in cache_dir.glob("*/manifest.json")] == [panel.data.storage.folder]
+    assert [p.parent for p in cache_dir.glob("*/manifest.json")] == [state.data.storage.folder]
 
     panel.image_size.setCurrentText("32")  # 30 images of 32x32x3: 92 kB, within 1 MB
     assert "92.2 kB of 1 MB allowed, so they are kept in memory" in panel.cache_estimate.text()
-    qtbot.waitUntil(lambda: loaded(panel, folder) and not panel.data.on_disk, timeout=20000)
+    qtbot.waitUntil(lambda: loaded(state, panel, folder) and not state.data.on_disk, timeout=20000)
 
 
-def test_preparing_the_cache_shows_progress_and_cancel_leaves_nothing_behind(panel, qtbot, monkeypatch, tmp_path,
-                                                                            cache_dir):
+def test_preparing_the_cache_shows_progress_and_cancel_leaves_nothing_behind(panel, reading, qtbot, monkeypatch,
+                                                                            tmp_path, cache_dir, state):
     folder = write_dataset(tmp_path / "data", per_class=10, size=32)
     release = threading.Event()
     real = dataset_module.decode_or_reason
@@ -84,8 +86,8 @@ def test_preparing_the_cache_shows_progress_and_cancel_leaves_nothing_behind(pan
     qtbot.mouseClick(panel.cancel_button, Qt.LeftButton)
     release.set()
     assert panel.status_label.text() == "Reading cancelled."
-    assert not panel.cancel_button.isVisible() and panel.data is None
-    panel.loader.shutdown()  # the cancelled thread has stopped and cleaned up
+    assert not panel.cancel_button.isVisible() and state.data is None
+    reading.shutdown()  # the cancelled thread has stopped and cleaned up
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
 
 
@@ -98,15 +100,14 @@ def test_the_window_trains_from_a_dataset_on_disk_and_saves_a_normal_project(win
     panel = w.dataset_panel
     type_limit(panel, qtbot, "1")
     panel.image_size.setCurrentText("96")  # the sample's 120 images: 3.32 MB decoded, over 1 MB
-    sample = panel.data.root
-    qtbot.waitUntil(lambda: loaded(panel, sample) and panel.data.on_disk and w.state.data is panel.data,
-                    timeout=30000)
+    sample = w.state.data.root
+    qtbot.waitUntil(lambda: loaded(w.state, panel, sample) and w.state.data.on_disk, timeout=30000)
     spin = w.model_panel.epochs
     spin.selectAll()
     qtbot.keyClicks(spin, "1")
     qtbot.keyClick(spin, Qt.Key_Return)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=120000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=120000)
     assert "cache on disk" in w.training_panel.log.toPlainText()
     assert w.training_panel.progress.format().startswith("Done") and len(w.state.history) == 1
 
@@ -117,7 +118,7 @@ def test_the_window_trains_from_a_dataset_on_disk_and_saves_a_normal_project(win
     qtbot.waitUntil(lambda: not w.state.busy, timeout=30000)
     project, model = open_project(folder)
     assert project.dataset.preprocessing.image_size == (96, 96) and len(project.history) == 1
-    assert model.predict(panel.data.images[:2].astype("float32"), verbose=0).shape == (2, 4)
+    assert model.predict(w.state.data.images[:2].astype("float32"), verbose=0).shape == (2, 4)
 
 
 def test_the_memory_limit_belongs_to_the_computer_and_is_remembered(make_window, qtbot, settings, cache_dir):

@@ -136,7 +136,7 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
 
     set_epochs(w, qtbot, 3)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=300000)
     qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
                     timeout=120000)  # the engine's own recording, with the true classes
     assert view.slider.maximum() == 2 and view.slider.isEnabled()
@@ -179,7 +179,7 @@ def test_a_probe_marked_in_the_gui_is_recorded_scrubbed_exported_and_reopened(ti
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.continue_check, Qt.LeftButton)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=300000)
     qtbot.waitUntil(lambda: view.slider.maximum() == 3 and view.recording.probes[0].true_class is not None,
                     timeout=120000)
     assert view.recording.epochs() == [1, 2, 3, 4]
@@ -206,7 +206,7 @@ def test_an_image_in_the_viewer_can_be_marked_as_a_probe(tiny_window, qtbot, tin
     w = tiny_window
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=300000)
     path = tiny_dataset / "centre" / "centre_02.png"
     w.viewer_panel.classify_paths([str(path)])
     qtbot.waitUntil(lambda: w.viewer_panel.current is not None, timeout=120000)
@@ -242,16 +242,17 @@ def test_a_run_on_other_classes_shows_its_own_class_names_live_and_no_true_class
 
     # the same probes, another dataset with more classes and other names: the live bars name its classes
     other = ("b_one", "b_two", "b_three", "b_four", "b_five")
-    choose(w.dataset_panel, qtbot, monkeypatch, write_dataset(tmp_path / "other", classes=other, per_class=8))
+    choose(w.state, w.dataset_panel, qtbot, monkeypatch,
+           write_dataset(tmp_path / "other", classes=other, per_class=8))
     set_epochs(w, qtbot, 500)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: len(w.state.history) >= 2, timeout=120000)  # its first frames have been shown
-    assert w.training_panel.running
+    assert w.state.training
     for probe in (0, 1):
         assert len(_bar_names(view, probe)) == 3 and set(_bar_names(view, probe)) <= set(other)
         assert view.recording.probes[probe].true_class is None  # "left" and "top" are no classes of this dataset
     w.training.stop()
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=30000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=30000)
     qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=30000)  # the engine's recording of the run is shown
     assert set(_bar_names(view, 0)) <= set(other) and view.recording.probes[0].true_class is None
 

@@ -279,11 +279,41 @@ def bars(w):
     return dict(w.viewer_panel.current_view.bars.items)
 
 
+def test_one_press_of_train_is_one_training_job_and_its_run_is_listed_with_its_weights_as_it_ends(window, qtbot,
+                                                                                                    monkeypatch):
+    """The Train flow as docs/architecture.md draws it: one job trains and keeps the run's weights; the state is
+    written when it starts, with each epoch, and once when it ends: the model, its run (weights on disk) and idle
+    together, so that no observer has to finish the run."""
+    w = window
+    set_epochs(w, qtbot, 2)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)  # the spare for the sample's first run
+    jobs = []
+    submit = w.engine.submit
+    monkeypatch.setattr(w.engine, "submit", lambda method, *a, **k: (jobs.append(method.__name__),
+                                                                      submit(method, *a, **k))[1])
+    rounds = []
+    w.state.observe(lambda names: rounds.append((names, w.state.activity, w.state.model, list(w.state.runs))))
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)
+    # after the one training job only the probe view's look at the new model's recording and the spare for the
+    # next press follow, once each
+    assert jobs[0] == "train" and set(jobs[1:]) <= {"probe_recording", "stock_pool"} and len(set(jobs)) == len(jobs)
+    model = w.state.model
+    ends = [i for i, (names, _, m, _) in enumerate(rounds) if "model" in names and m is model]
+    assert len(ends) == 1
+    names, activity, _, runs = rounds[ends[0]]
+    assert activity == "idle" and [r.id for r in runs] == [model.run] and runs[0].file is not None
+    assert rounds[ends[0] + 1:] == []  # nothing to finish after it
+    assert sum("activity" in names for names, *_ in rounds[:ends[0]]) == 1  # one write starts it
+    assert w.training_panel.runs_view.run_names() == ["Run 1"]
+
+
 def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, tmp_path, make_window, monkeypatch):
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=12)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     w.model_panel.batch_size.setValue(8)
     view, chart = w.training_panel.runs_view, w.training_panel.chart
 
@@ -399,7 +429,7 @@ def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_del
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=8)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     view = w.training_panel.runs_view
     train_now(w, qtbot, epochs=1)
     first_model = w.engine.worker.model
@@ -460,8 +490,8 @@ def test_runs_of_two_datasets_say_which_and_a_restored_run_keeps_its_own_classes
     w.dataset_panel.image_size.setCurrentText("32")
     for folder in (two, six):
         drop_paths(w, [folder])
-        qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == folder
-                        and w.dataset_panel.data.preprocessing.image_size == (32, 32), timeout=20000)
+        qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == folder
+                        and w.state.data.preprocessing.image_size == (32, 32), timeout=20000)
         w.tabs.setCurrentIndex(w.TAB_TRAIN)
         train_now(w, qtbot, epochs=1)
     view = w.training_panel.runs_view
@@ -475,7 +505,7 @@ def test_runs_of_two_datasets_say_which_and_a_restored_run_keeps_its_own_classes
 
     # Run 1 restored while the six-class folder is loaded: its own two classes, and the difference said
     restore_from_list(w, qtbot, "Run 1")
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and not w.dataset_panel.progress.isVisible(),
+    qtbot.waitUntil(lambda: w.state.data is not None and not w.dataset_panel.progress.isVisible(),
                     timeout=20000)
     last = w.model_panel.table.rowCount() - 1
     assert "Dense(2 classes, softmax)" in layer_row_text(w, last)[0]
@@ -517,7 +547,7 @@ def test_each_run_keeps_its_probe_recording_through_restore_save_and_reopen(wind
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=8)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     w.model_panel.batch_size.setValue(8)
     w.tabs.setCurrentIndex(w.TAB_TRAIN)
     drop_paths(w.probe_view, [data / "left" / "left_01.png"])  # the probe image
@@ -555,7 +585,7 @@ def test_each_run_keeps_its_probe_recording_through_restore_save_and_reopen(wind
     qtbot.mouseClick(view2.remove_button, Qt.LeftButton)
     assert w2.state.probe_images == []
     w2.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w2.dataset_panel.data is not None and w2.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w2.state.data is not None and w2.state.data.root == data, timeout=20000)
     train_now(w2, qtbot, epochs=1)
     qtbot.waitUntil(lambda: "Run 3 has no probe recording" in view2.note.text(), timeout=30000)
     assert not view2.slider.isEnabled() and view2.epoch_label.text() == "No recording"

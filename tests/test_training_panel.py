@@ -1,7 +1,8 @@
 """The training panel as a person sees it: epoch ticks, hover values, Stop feedback and which weights were kept.
 
 The panel is fed the trainer's own report objects, as the main window feeds it
-during a run, so these tests need no model and no training.
+during a run, so these tests need no model and no training. Its buttons follow a
+``SessionState`` through ``bind_training_panel``, as in the window.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QGraphicsLineItem
 
 from conftest import shown
+from cnndesk.core.project.session import IDLE, STOPPING, TRAINING, SessionState
 from cnndesk.core.training.progress import BatchReport, EpochReport, TrainResult
+from cnndesk.ui.bindings import bind_training_panel
 from cnndesk.ui.training_panel import TrainingPanel
 
 STEPS = 10
@@ -22,9 +25,36 @@ STEPS = 10
 
 @pytest.fixture
 def panel(qtbot):
-    p = shown(qtbot, TrainingPanel(), 900, 600)
-    p.set_can_train(True)
-    return p
+    return shown(qtbot, TrainingPanel(), 900, 600)
+
+
+class Control:
+    """What ``TrainingControl`` does around the panel: the state's activity, and the panel told of the run."""
+
+    def __init__(self, panel: TrainingPanel):
+        self.panel, self.state = panel, SessionState()
+        bind_training_panel(self.state, panel, lambda: (True, ""))
+        panel.stop_requested.connect(self.stop)
+
+    def started(self, epochs: int, continuing: bool, initial: int) -> None:
+        self.state.activity = TRAINING
+        self.panel.training_started(epochs, continuing, initial)
+
+    def batch(self, report: BatchReport) -> None:
+        self.panel.on_batch(report, stopping=self.state.activity == STOPPING)
+
+    def stop(self) -> None:
+        if self.state.activity == TRAINING:
+            self.state.activity = STOPPING
+
+    def finished(self, result=None, error=None) -> None:
+        self.state.activity = IDLE
+        self.panel.training_finished(result, error=error)
+
+
+@pytest.fixture
+def control(panel):
+    return Control(panel)
 
 
 def row(epoch: int) -> dict:
@@ -44,14 +74,14 @@ def epoch_report(epoch: int, total: int) -> EpochReport:
                        val_accuracy=r["val_accuracy"], images_per_s=2.0, seconds=1.0)
 
 
-def run(panel: TrainingPanel, epochs: int, first: int = 0, batches_only: bool = False) -> list[dict]:
+def run(control: Control, epochs: int, first: int = 0, batches_only: bool = False) -> list[dict]:
     """Feed ``epochs`` epochs after ``first`` as the trainer reports them (two batches each); the history."""
-    panel.training_started(epochs, first > 0, first)
+    control.started(epochs, first > 0, first)
     total = first + epochs
     for e in range(first + 1, total + 1):
-        panel.on_batch(batch(e, STEPS // 2, total))
-        panel.on_batch(batch(e, STEPS, total))
-        panel.on_epoch(epoch_report(e, total))
+        control.batch(batch(e, STEPS // 2, total))
+        control.batch(batch(e, STEPS, total))
+        control.panel.on_epoch(epoch_report(e, total))
     return [row(e) for e in range(first + 1, total + 1)]
 
 
@@ -106,9 +136,9 @@ def settle(panel: TrainingPanel, qtbot) -> None:
 # -- 1. the epoch axis ---------------------------------------------------------------
 
 @pytest.mark.parametrize("epochs", [1, 3, 7, 12, 37, 200])
-def test_epoch_ticks_are_whole_epochs_with_each_point_on_its_number(panel, qtbot, epochs):
-    run(panel, epochs)
-    panel.training_finished(finished([row(e) for e in range(1, epochs + 1)]))
+def test_epoch_ticks_are_whole_epochs_with_each_point_on_its_number(panel, qtbot, epochs, control):
+    run(control, epochs)
+    control.finished(finished([row(e) for e in range(1, epochs + 1)]))
     settle(panel, qtbot)  # let the chart lay out its axis
     assert panel.chart.x_axis.labelFormat() == "%d"
     labels = labels_of(epoch_ticks(panel))
@@ -128,11 +158,11 @@ def test_before_any_training_the_axis_shows_epochs_0_and_1(panel, qtbot):
     assert labels_of(epoch_ticks(panel)) == [0, 1]
 
 
-def test_continuing_a_run_keeps_whole_epoch_ticks(panel, qtbot):
-    first = run(panel, 3)
-    panel.training_finished(finished(first))
-    second = run(panel, 4, first=3)
-    panel.training_finished(finished(second))
+def test_continuing_a_run_keeps_whole_epoch_ticks(panel, qtbot, control):
+    first = run(control, 3)
+    control.finished(finished(first))
+    second = run(control, 4, first=3)
+    control.finished(finished(second))
     settle(panel, qtbot)
     assert labels_of(epoch_ticks(panel)) == list(range(8))
     assert [p.x() for p in panel.chart.series["val_accuracy"].points()] == list(range(1, 8))
@@ -149,9 +179,9 @@ def test_a_reopened_history_has_every_epoch_labelled_under_its_point(panel, qtbo
             chart.mapToPosition(QPointF(ticks[e], 0), panel.chart.series["loss"]).x(), abs=0.01)
 
 
-def test_the_kept_epoch_marker_on_the_last_epoch_at_full_accuracy_is_drawn_whole(panel, qtbot):
-    history = run(panel, 14)  # validation accuracy reaches 1.0 at epoch 13
-    panel.training_finished(finished(history, best_epoch=14, kept_message="Kept epoch 14's weights."))
+def test_the_kept_epoch_marker_on_the_last_epoch_at_full_accuracy_is_drawn_whole(panel, qtbot, control):
+    history = run(control, 14)  # validation accuracy reaches 1.0 at epoch 13
+    control.finished(finished(history, best_epoch=14, kept_message="Kept epoch 14's weights."))
     settle(panel, qtbot)
     chart = panel.chart.chart_
     marker = panel.chart.best
@@ -165,31 +195,31 @@ def test_the_kept_epoch_marker_on_the_last_epoch_at_full_accuracy_is_drawn_whole
 
 # -- 2. progress, Stop and the kept weights ------------------------------------------------
 
-def test_starting_a_run_does_not_show_the_previous_runs_speed(panel):
-    panel.training_finished(finished(run(panel, 2)))
-    panel.training_started(3, False, 0)
+def test_starting_a_run_does_not_show_the_previous_runs_speed(panel, control):
+    control.finished(finished(run(control, 2)))
+    control.started(3, False, 0)
     assert panel.progress.format() == "Starting…"
     assert panel.speed.text() == ""
-    panel.on_batch(batch(1, 1, 3))
+    control.batch(batch(1, 1, 3))
     assert "images/s" in panel.speed.text() and "ETA" in panel.speed.text()
 
 
-def test_stop_shows_stopping_then_says_which_weights_were_kept(panel, qtbot):
+def test_stop_shows_stopping_then_says_which_weights_were_kept(panel, qtbot, control):
     history = [row(1), row(2)]
-    panel.training_started(5, False, 0)
+    control.started(5, False, 0)
     for e in (1, 2):
-        panel.on_batch(batch(e, STEPS, 5))
+        control.batch(batch(e, STEPS, 5))
         panel.on_epoch(epoch_report(e, 5))
-    panel.on_batch(batch(3, 2, 5))
+    control.batch(batch(3, 2, 5))
     assert "ETA" in panel.speed.text()
     with qtbot.waitSignal(panel.stop_requested):
         qtbot.mouseClick(panel.stop_button, Qt.LeftButton)
     assert panel.progress.format() == "Stopping…"
     assert panel.stop_button.text() == "Stopping…" and not panel.stop_button.isEnabled()
     assert panel.speed.text() == ""
-    panel.on_batch(batch(3, 3, 5))  # the batch in which Stop took effect, reported afterwards
+    control.batch(batch(3, 3, 5))  # the batch in which Stop took effect, reported afterwards
     assert panel.progress.format() == "Stopping…" and panel.speed.text() == ""
-    panel.training_finished(finished(history, cancelled=True,
+    control.finished(finished(history, cancelled=True,
                                      kept_message="The model keeps the weights trained so far."))
     assert panel.speed.text() == ""
     assert panel.progress.format().startswith("Stopped")
@@ -199,53 +229,58 @@ def test_stop_shows_stopping_then_says_which_weights_were_kept(panel, qtbot):
     assert panel.train_button.isEnabled() and panel.stop_button.text() == "■  Stop"
 
 
-def test_stop_pressed_in_the_first_epoch_says_no_epoch_was_complete(panel, qtbot):
-    panel.training_started(3, False, 0)
-    panel.on_batch(batch(1, 4, 3))
+def test_stop_pressed_in_the_first_epoch_says_no_epoch_was_complete(panel, qtbot, control):
+    control.started(3, False, 0)
+    control.batch(batch(1, 4, 3))
     qtbot.mouseClick(panel.stop_button, Qt.LeftButton)
-    panel.training_finished(finished([], cancelled=True))
+    control.finished(finished([], cancelled=True))
     assert ("Kept the weights trained so far: 4 of 10 batches of epoch 1, before any epoch was complete"
             in panel.log.toPlainText())
     assert panel.chart.best.count() == 0
 
 
-def test_the_stopping_state_can_come_from_the_window_too(panel):
-    """Esc stops through the main window, which tells the panel with training_stopping()."""
-    panel.training_started(3, False, 0)
-    panel.on_batch(batch(1, 1, 3))
-    panel.training_stopping()
+def test_the_stopping_state_can_come_from_the_window_too(panel, control):
+    """Esc stops through the main window's action, which changes the state; the panel shows the state."""
+    control.started(3, False, 0)
+    assert panel.stop_button.isEnabled() and not panel.train_button.isEnabled()
+    assert not panel.continue_check.isEnabled()
+    control.batch(batch(1, 1, 3))
+    control.stop()
     assert panel.progress.format() == "Stopping…" and panel.speed.text() == ""
-    panel.training_stopping()  # asking twice changes nothing
-    assert panel.stop_button.text() == "Stopping…"
+    control.stop()  # asking twice changes nothing
+    assert panel.stop_button.text() == "Stopping…" and not panel.stop_button.isEnabled()
+    control.finished(finished([], cancelled=True))
+    assert panel.train_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert panel.stop_button.text() == "■  Stop"
 
 
-def test_the_log_names_the_kept_epoch_when_the_best_one_was_restored(panel):
-    history = run(panel, 4)
+def test_the_log_names_the_kept_epoch_when_the_best_one_was_restored(panel, control):
+    history = run(control, 4)
     kept = "Kept epoch 3's weights: best validation accuracy 0.500 (validation loss 0.4000)."
-    panel.training_finished(finished(history, best_epoch=3, kept_message=kept))
+    control.finished(finished(history, best_epoch=3, kept_message=kept))
     assert kept in panel.log.toPlainText()
     assert [(p.x(), p.y()) for p in panel.chart.best.points()] == [(3, pytest.approx(0.5))]
 
 
-def test_the_log_gives_the_last_epochs_accuracy_when_the_last_weights_are_kept(panel):
-    history = run(panel, 3)
+def test_the_log_gives_the_last_epochs_accuracy_when_the_last_weights_are_kept(panel, control):
+    history = run(control, 3)
     kept = "Kept the last epoch's weights (epoch 3): keeping the best epoch is off."
-    panel.training_finished(finished(history, kept_message=kept))
+    control.finished(finished(history, kept_message=kept))
     assert f"{kept} Epoch 3: validation accuracy 0.500." in panel.log.toPlainText()
     assert [p.x() for p in panel.chart.best.points()] == [3]
 
 
-def test_without_the_trainers_sentence_the_panel_names_the_kept_epoch_itself(panel):
-    panel.training_finished(finished(run(panel, 3), best_epoch=2))
+def test_without_the_trainers_sentence_the_panel_names_the_kept_epoch_itself(panel, control):
+    control.finished(finished(run(control, 3), best_epoch=2))
     assert "Kept the weights of epoch 2 (validation accuracy 0.450)." in panel.log.toPlainText()
 
 
-def test_a_continued_run_stopped_at_once_names_the_epoch_before_it(panel, qtbot):
-    panel.training_finished(finished(run(panel, 2)))
-    panel.training_started(3, True, 2)
-    panel.on_batch(batch(3, 1, 5))
+def test_a_continued_run_stopped_at_once_names_the_epoch_before_it(panel, qtbot, control):
+    control.finished(finished(run(control, 2)))
+    control.started(3, True, 2)
+    control.batch(batch(3, 1, 5))
     qtbot.mouseClick(panel.stop_button, Qt.LeftButton)
-    panel.training_finished(finished([], cancelled=True))
+    control.finished(finished([], cancelled=True))
     assert ("Kept the weights trained so far: epoch 2 (validation accuracy 0.450) plus 1 of 10 batches of epoch 3."
             in panel.log.toPlainText())
 
@@ -258,24 +293,24 @@ def test_a_reopened_history_says_which_weights_the_model_holds(panel):
     assert [p.x() for p in panel.chart.best.points()] == [3]
 
 
-def test_a_failed_run_clears_the_speed(panel):
-    panel.training_started(3, False, 0)
-    panel.on_batch(batch(1, 1, 3))
-    panel.training_finished(error="out of memory")
+def test_a_failed_run_clears_the_speed(panel, control):
+    control.started(3, False, 0)
+    control.batch(batch(1, 1, 3))
+    control.finished(error="out of memory")
     assert panel.speed.text() == "" and panel.progress.format() == "Training failed"
 
 
-def test_showing_another_run_clears_how_the_run_before_ended_and_says_why_its_epoch_was_kept(panel):
-    result = finished(run(panel, 3), best_epoch=3)
+def test_showing_another_run_clears_how_the_run_before_ended_and_says_why_its_epoch_was_kept(panel, control):
+    result = finished(run(control, 3), best_epoch=3)
     result.chance_message = "Validation accuracy 0.500 is at or near chance."
-    panel.training_finished(result)
+    control.finished(result)
     assert panel.verdict.isVisible() and panel.progress.format() == "Done"
     kept = "Kept epoch 2's weights: best validation accuracy 0.450 (validation loss 0.6000)."
     panel.show_history([row(e) for e in range(1, 4)], best_epoch=2, kept_message=kept)  # Bring Back, a reopen
     assert not panel.verdict.isVisible() and panel.progress.format() == "" and panel.progress.value() == 0
     assert panel.log.toPlainText().splitlines()[-1] == kept
-    panel.training_started(3, False, 0)
-    panel.training_finished(error="The viewer cannot open\nthis model.")
+    control.started(3, False, 0)
+    control.finished(error="The viewer cannot open\nthis model.")
     assert panel.progress.format() == "Training failed"
     assert panel.log.toPlainText().splitlines()[-1] == "Training failed: The viewer cannot open this model."
     panel.clear_run()  # another dataset
@@ -298,8 +333,8 @@ def hover(panel: TrainingPanel, qtbot, at: QPointF) -> str:
     return view.shown_values()
 
 
-def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot):
-    run(panel, 7)
+def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot, control):
+    run(control, 7)
     settle(panel, qtbot)
     text = hover(panel, qtbot, point_position(panel, "val_loss", 4))
     assert text.splitlines() == ["Epoch 4", "Training loss: 0.2500", "Validation loss: 0.3000",
@@ -307,9 +342,9 @@ def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot):
     assert panel.chart.hover_box.isVisible()
 
 
-def test_hovering_anywhere_over_the_plot_shows_the_nearest_epoch(panel, qtbot):
-    history = run(panel, 7)
-    panel.training_finished(finished(history, best_epoch=6, kept_message="Kept epoch 6's weights."))
+def test_hovering_anywhere_over_the_plot_shows_the_nearest_epoch(panel, qtbot, control):
+    history = run(control, 7)
+    control.finished(finished(history, best_epoch=6, kept_message="Kept epoch 6's weights."))
     settle(panel, qtbot)
     chart = panel.chart.chart_
     between = chart.mapToPosition(QPointF(5.8, 0.1), panel.chart.series["loss"])  # empty space near epoch 6

@@ -33,7 +33,8 @@ def use_image_size(window, qtbot, text):
     panel = window.dataset_panel
     panel.image_size.setCurrentText(text)
     side = int(text)
-    qtbot.waitUntil(lambda: panel.data is not None and panel.data.preprocessing.image_size == (side, side),
+    state = window.state
+    qtbot.waitUntil(lambda: state.data is not None and state.data.preprocessing.image_size == (side, side),
                     timeout=60000)
 
 
@@ -81,10 +82,10 @@ def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_hom
     text = box.text()
     assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5 (4.3 MB)" in text
     assert str(keras_home / "models") in text and text.startswith("No internet connection")
-    assert not w.training_panel.running
+    assert not w.state.training
     qtbot.mouseClick(box.findChild(QPushButton, "chooseWeightsFile"), Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.training_panel.running, timeout=10000)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: w.state.training, timeout=10000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=300000)
     assert w.state.layers[0].params["weights"] == str(chosen)
     assert [h["epoch"] for h in w.state.history] == [1, 2]  # the head's epoch, then the fine-tuning one
     log = w.training_panel.log.toPlainText()
@@ -135,7 +136,7 @@ def test_the_download_shows_progress_and_cancel_leaves_nothing(keras_home, windo
     qtbot.mouseClick(dialog.findChild(QPushButton), Qt.LeftButton)  # Cancel
     gate.set()
     qtbot.waitUntil(lambda: not w.training.weights.busy, timeout=10000)
-    assert not w.training_panel.running and w.state.history == []
+    assert not w.state.training and w.state.history == []
     assert [p.name for p in (keras_home / "models").iterdir()] == []
     assert w.findChild(QMessageBox, "weightsMissingBox") is None
 
@@ -144,7 +145,7 @@ def test_the_download_shows_progress_and_cancel_leaves_nothing(keras_home, windo
 
 def reads_at(w, side: int) -> bool:
     """The Dataset tab shows ``side``, the dataset is read at it, and the Model tab describes that input."""
-    data = w.dataset_panel.data
+    data = w.state.data
     return (w.dataset_panel.image_size.currentText() == str(side) and data is not None
             and data.preprocessing.image_size == (side, side) and not w.dataset_panel._reload_timer.isActive()
             and layer_row_text(w, 0)[0].startswith(f"Input {side}×{side}×3"))
@@ -163,7 +164,7 @@ def use_faces(w, qtbot, tmp_path) -> Path:
 
     folder = write_dataset(tmp_path / "faces", classes=("left", "top"), per_class=6, size=25)
     drop_paths(w, [folder])
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == folder, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == folder, timeout=20000)
     return folder
 
 
@@ -213,8 +214,8 @@ def test_a_weights_file_chosen_offline_is_one_undo_step_and_the_history_stays(ke
     chosen = cache_weights(tmp_path / "elsewhere", "MobileNetV2")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(chosen), ""))
     qtbot.mouseClick(offline_box(w, qtbot).findChild(QPushButton, "chooseWeightsFile"), Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.training_panel.running, timeout=10000)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=300000)
+    qtbot.waitUntil(lambda: w.state.training, timeout=10000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=300000)
     assert w.state.layers[0].params["weights"] == str(chosen) and w.state.history
     w.tabs.setCurrentIndex(w.TAB_MODEL)
     choose_preset(w, qtbot, "seed")
@@ -254,7 +255,7 @@ def test_a_file_that_is_not_keras_weights_is_refused_on_the_backbone_row_and_f5_
     box = offline_box(w, qtbot)
     qtbot.mouseClick(box.findChild(QPushButton, "chooseWeightsFile"), Qt.LeftButton)
     qtbot.waitUntil(lambda: not box.isVisible(), timeout=5000)
-    assert not w.training_panel.running  # (Train starts at once when the file is taken)
+    assert not w.state.training  # (Train starts at once when the file is taken)
     # the backbone row says what is wrong, in words; Train says where to fix it
     backbone = layer_row_text(w, 1)
     assert backbone[3] == "⚠"
@@ -269,7 +270,7 @@ def test_a_file_that_is_not_keras_weights_is_refused_on_the_backbone_row_and_f5_
     assert not w.train_action.isEnabled()
     for _ in range(2):
         qtbot.keyClick(w, Qt.Key_F5)
-    assert not w.training_panel.running
+    assert not w.state.training
     assert [b.objectName() for b in w.findChildren(QMessageBox) if b.isVisible()] == []
     # a good file fixes it, as one undoable step
     good = cache_weights(tmp_path / "elsewhere", "MobileNetV3Small")

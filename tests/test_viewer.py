@@ -20,13 +20,13 @@ def trained(window, qtbot, tiny_dataset):
     """The window after training the seed model for 3 epochs on the tiny dataset, viewer tab shown."""
     w = window
     w.dataset_panel.load_folder(str(tiny_dataset))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tiny_dataset,
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == tiny_dataset,
                     timeout=20000)
     set_epochs(w, qtbot, 3)
     w.model_panel.batch_size.setValue(4)  # 48 training images: small batches learn in a few epochs
     w.model_panel.learning_rate.setValue(0.003)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert w.state.has_model
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     return w
@@ -207,7 +207,7 @@ def test_at_1200x800_a_four_class_evaluation_shows_every_column_and_row_below_th
                           ("border collie", "dachshund", "german shepherd", "labrador retriever")):
         (data / kind).rename(data / name)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: w.state.has_model and not w.state.busy, timeout=60000)
@@ -426,13 +426,13 @@ def test_a_stack_without_conv_or_pooling_trains_and_the_viewer_shows_its_predict
 
     w = window
     w.dataset_panel.load_folder(str(tiny_dataset))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == tiny_dataset,
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == tiny_dataset,
                     timeout=20000)
     w.model_panel.set_layers([LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})],
                              "custom")
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.training_panel.running, timeout=60000)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     assert w.state.has_model and not w.state.model.has_maps
     assert "failed" not in w.training_panel.progress.format().lower()
     v = w.viewer_panel

@@ -105,13 +105,13 @@ def close_dialogs():
 settings = QSettings(str(WORK / "settings.ini"), QSettings.IniFormat)
 win = MainWindow(settings=settings, sample_dir=str(WORK / "sample"))
 win.show()
-wait(lambda: win.engine.is_ready and win.dataset_panel.data is not None, 180, "engine + sample")
+wait(lambda: win.engine.is_ready and win.state.data is not None, 180, "engine + sample")
 shot("start-sample")
 
 def choose_dataset(folder):
     QFileDialog.getExistingDirectory = staticmethod(lambda *a, **k: str(folder))
     QTest.mouseClick(win.dataset_panel.choose_button, Qt.LeftButton)
-    wait(lambda: win.dataset_panel.data is not None and Path(win.dataset_panel.data.root) == Path(folder)
+    wait(lambda: win.state.data is not None and Path(win.state.data.root) == Path(folder)
          and not win.dataset_panel.progress.isVisible(), 120, f"read {folder}")
 
 def train(epochs=None):
@@ -144,7 +144,7 @@ QFileDialog.getExistingDirectory = staticmethod(lambda *a, **k: str(REAL / "patc
 win.tabs.setCurrentIndex(win.TAB_TRAIN)
 act = [a for a in win.findChildren(type(win.new_action)) if a.shortcut().toString() == "Ctrl+Shift+O"]
 act[0].trigger() if act else choose_dataset(REAL / "patches")
-wait(lambda: win.dataset_panel.data is not None and Path(win.dataset_panel.data.root) == REAL / "patches"
+wait(lambda: win.state.data is not None and Path(win.state.data.root) == REAL / "patches"
      and not win.dataset_panel.progress.isVisible(), 120, "patches")
 win.tabs.setCurrentIndex(win.TAB_TRAIN)
 shot("patches-chosen-from-train-tab")
@@ -196,7 +196,7 @@ wait(lambda: (proj / "project.json").exists(), 120, "save")
 pause(2)
 QMessageBox.question = staticmethod(lambda *a, **k: QMessageBox.Discard)
 win.new_action.trigger()
-wait(lambda: win.dataset_panel.data is not None, 120, "new")
+wait(lambda: win.state.data is not None, 120, "new")
 pause(2)
 shot("after-new")
 log("probes after New:", win.state.probe_images)

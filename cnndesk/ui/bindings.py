@@ -1,22 +1,38 @@
 """Two-way wiring between the ``SessionState`` and the panels that edit or show it.
 
-A panel is a view with setters and signals; it does not know the state. Each
-``bind_*`` function writes the panel's user edits into the state and shows
-the state's changes in the panel. A change the binding itself pushes into a
-panel is not written back (the guard), so an update never echoes.
+A panel is a view with setters and signals; it does not know the state and
+holds none of it. Each ``bind_*`` function writes the panel's user edits and
+requests into the state and shows the state's changes in the panel. A change
+the binding itself pushes into a panel is not written back (the guard), so an
+update never echoes.
+
+Dropping a dataset folder, read from the drop (docs/architecture.md, "Flows")::
+
+    MainWindow.handle_dropped_paths -> DatasetPanel.load_folder -> folder_requested -> DatasetReading.read
+        the loader thread reads and decodes the folder, samples its colours            (GUI -> loader)
+        DatasetLoader.loaded(data, colours)                                            (loader -> GUI)
+    DatasetReading._on_loaded: the exclusions applied (core.data.dataset.split_excluding), then one state write:
+        data, dataset_path, color_sample; the panel shows it (the observer of "data")
+        the engine's spare for the next Train (TrainingControl._stock_when_idle)       (GUI -> engine -> GUI)
 """
 
 from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable
 
-from ..core.model.architecture import default_image_size, has_backbone
+from PySide6.QtCore import QObject, Slot
+
+from ..core.data.dataset import split_excluding
 from ..core.data.scanning import printable
-from ..core.project.session import SessionState
+from ..core.model.architecture import default_image_size, has_backbone
+from ..core.project.session import STOPPING, SessionState
 from .dataset_panel import DatasetPanel
+from .loading import DatasetLoader
 from .model_panel import ModelPanel
+from .training_panel import TrainingPanel
 
 
 class _Guard:
@@ -34,30 +50,146 @@ class _Guard:
             self.active = before
 
 
-def bind_dataset_panel(state: SessionState, panel: DatasetPanel) -> None:
-    guard = _Guard()
+class DatasetReading(QObject):
+    """Reads the folders the dataset panel asks for (off the GUI thread) and writes what was read into the state.
 
-    def read(data) -> None:  # reading a folder is not an edit of the project; its settings are
+    What is being read is the loader's; what was read, its split, its folder and the exclusions are the
+    state's. A split setting or an exclusion changed splits ``state.data`` again (``split_excluding``).
+    """
+
+    def __init__(self, state: SessionState, panel: DatasetPanel):
+        super().__init__(panel)
+        self.state, self.panel = state, panel
+        self.loader = DatasetLoader(self)
+        self._reading: str | None = None  # the folder asked for, until its answer (or a refusal) came
+        self.loader.progress.connect(panel.show_progress)
+        self.loader.status.connect(panel.show_status)
+        self.loader.running_changed.connect(panel.show_running)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_failed)
+        self.loader.cancelled.connect(self._on_cancelled)
+        panel.folder_requested.connect(self.read)
+        panel.reload_requested.connect(self.reload)
+        panel.cancel_requested.connect(self.loader.cancel)
+
+    @Slot(str, bool)
+    def read(self, folder: str, make_sample: bool = False) -> None:
+        """Read ``folder`` with the state's settings; the dataset read before stays until it is there."""
+        self._reading = str(folder)
+        self.panel.show_reading(self._reading)
+        self.loader.load(self._reading, self.state.dataset_config, make_sample=make_sample,
+                         cache=self.panel.cache_settings())
+
+    @Slot()
+    def reload(self) -> None:
+        """Read again the folder being read, else the state's (a project's missing folder is not tried)."""
+        folder = self._reading or self.state.dataset_path
+        if folder and (self.state.data is not None or Path(folder).is_dir()):
+            self.read(folder)
+
+    def split_again(self) -> None:
+        """Split the dataset read with the state's settings and exclusions (not an edit: the settings were)."""
+        state = self.state
+        if state.data is not None:
+            with state.not_an_edit():
+                state.data = split_excluding(state.data, state.dataset_config, state.excluded)
+
+    @Slot(object, object)
+    def _on_loaded(self, data, colors) -> None:
+        state = self.state
+        folder, self._reading = self._reading, None
+        if state.excluded:
+            data = split_excluding(data, state.dataset_config, state.excluded)
+        with state.not_an_edit():  # reading a folder is not an edit of the project; its settings are
+            state.update(data=data, dataset_path=folder, color_sample=colors)
+        self.panel.show_read(data)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        """A refused folder: the dataset read before stays, saying so; with none before, nothing is shown but why."""
+        state, folder = self.state, self._reading
+        self._reading = None
+        data = state.data
+        if data is not None:
+            if folder == str(data.root):
+                self._keep(f"{folder} could not be read again: {message} Still using the images read before.")
+            else:
+                self._keep(f"The folder {folder} was refused: {message} Still using {data.root}.")
+            return
         with state.not_an_edit():
-            state.update(data=data, dataset_path=panel.folder)
+            state.dataset_path = folder
+        self.panel.show_status("")
+        self.panel.show_no_dataset(message)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        """Keep what was read before: the previous dataset stays selected."""
+        self._reading = None
+        if self.state.data is not None:
+            self._keep(f"Reading cancelled; still using {self.state.data.root}.")
+        else:
+            self.panel.show_status("Reading cancelled.")
+
+    def _keep(self, status: str) -> None:
+        """The folder just read is not used: the dataset shown before stays, and every line still describes it."""
+        self.panel.show_folder(str(self.state.data.root))
+        self.panel.show_status(status)
+
+    def shutdown(self) -> None:
+        self.loader.shutdown()
+
+
+def bind_dataset_panel(state: SessionState, panel: DatasetPanel) -> DatasetReading:
+    """Wire the dataset panel to the state; returns what reads its folders (the window shuts it down)."""
+    guard = _Guard()
+    reading = DatasetReading(state, panel)
+
+    def derived():  # what follows from the settings shown and the dataset read; the cache plan
+        plan = panel.show_cache_estimate(state.data)
+        panel.show_color_hint(state.data, state.color_sample)
+        return plan
 
     def edited() -> None:
-        if not guard.active:
-            state.dataset_config = panel.config()
+        if guard.active:
+            return
+        before = state.dataset_config
+        config = panel.config(before.preprocessing.image_size)
+        split = (config.val_split, config.seed, config.duplicate_distance)
+        with state.changes():  # the settings and the split they make, announced once
+            state.dataset_config = config
+            if split != (before.val_split, before.seed, before.duplicate_distance):
+                reading.split_again()
+        derived()
 
-    def show(_names) -> None:
-        if panel.config() != state.dataset_config:
+    def memory_limit() -> None:
+        """Say what the new limit means; read the dataset again when it moves it into or out of memory."""
+        plan = derived()
+        if plan is not None and plan.on_disk != state.data.on_disk:
+            panel.start_reload_timer()
+
+    def show_config(_names) -> None:
+        if panel.config(state.dataset_config.preprocessing.image_size) != state.dataset_config:
             with guard.pushing():
                 panel.set_config(state.dataset_config)
+        derived()
 
-    panel.dataset_changed.connect(read)
+    def show_data(_names) -> None:
+        if state.data is None:  # a project opened or New dropped the dataset: the panel shows none either
+            panel.show_folder(None)
+            panel.show_status("")
+            panel.show_no_dataset()
+        else:
+            panel.show_dataset(state.data, state.excluded)
+        derived()
+
     panel.config_changed.connect(edited)
-    state.observe(show, "dataset_config")
-    # a project opened drops the dataset: the panel shows none either (before the exclusions split the old one)
-    state.observe(lambda _: state.data is None and panel.forget(), "data")
-    state.observe(lambda _: panel.set_excluded(state.excluded), "excluded")
+    panel.memory_limit_changed.connect(memory_limit)
+    state.observe(show_config, "dataset_config")
+    state.observe(show_data, "data", "color_sample")
+    state.observe(lambda _: reading.split_again(), "excluded")
     state.observe(lambda _: panel.set_busy(state.training), "activity")
-    show(None)
+    show_config(None)
+    return reading
 
 
 def bind_model_panel(state: SessionState, panel: ModelPanel, reread: Callable[[], None] | None = None) -> None:
@@ -110,6 +242,26 @@ def bind_model_panel(state: SessionState, panel: ModelPanel, reread: Callable[[]
     state.observe(lambda _: panel.setEnabled(not state.training), "activity")
     show(frozenset({"layers", "preset", "settings"}))
     described(None)
+
+
+def bind_training_panel(state: SessionState, panel: TrainingPanel,
+                        can_train: Callable[[], tuple[bool, str]]) -> Callable[[], None]:
+    """Show in the training panel what the state allows: Train, Continue, Stop, "Stopping…".
+
+    Args:
+        can_train: whether a run could be trained now and, if not, why (the window's answer, which also asks
+            the model panel whether its stack can be built).
+
+    Returns: the function that shows it again, for changes outside the state (the stack's validity).
+    """
+    def show(_names=None) -> None:
+        ok, reason = can_train()
+        panel.show_state(ok, reason, has_model=state.has_model, training=state.training,
+                         stopping=state.activity == STOPPING)
+
+    state.observe(show)
+    show()
+    return show
 
 
 def _classes_described(state: SessionState) -> tuple[int | None, str]:

@@ -6,7 +6,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
@@ -14,17 +14,16 @@ from PySide6.QtWidgets import (
     QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..core.data.color_hint import ColorSample
 from ..core.data.batches import AUGMENTATIONS
-from ..core.data.dataset import DatasetConfig, LoadedDataset, resplit
 from ..core.data.cache_plan import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
-from ..core.data.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
+from ..core.data.color_hint import ColorSample
 from ..core.data.copies import find_duplicates
+from ..core.data.dataset import DatasetConfig, LoadedDataset, excluded_rows
+from ..core.data.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
 from ..core.data.scanning import count_skipped, printable
 from .data_quality_view import DuplicatesView
 from .dataset_tables import QWIDGETSIZE_MAX, ClassTable, ElideMiddleDelegate, SkippedFilesModel
 from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, RefusalNote
-from .loading import DatasetLoader
 from .widgets import array_to_qimage, parse_size
 
 IMAGE_SIZES = ["32", "48", "64", "96", "128", "160", "224"]
@@ -36,35 +35,31 @@ AUGMENT_LABELS = {"flip": "Flip left/right", "rotate": "Rotate", "zoom": "Zoom",
 
 
 class DatasetPanel(QWidget):
-    """Pick a folder, set image size/colour/split/augmentation, see what was read.
+    """Pick a folder, set image size/colour/split/augmentation, see what was read: a view.
+
+    The dataset, its folder, its split and the exclusions are the session state's; ``bindings.bind_dataset_panel``
+    reads folders for the panel's requests and shows the state in it (``show_dataset``, ``show_read``, …).
 
     Signals:
-        dataset_changed(LoadedDataset | None): a new dataset (or split) is ready.
+        folder_requested(str, bool): read this folder (True: write the built-in sample there first).
+        reload_requested(): read the folder again (a decoding setting or the memory limit changed).
+        cancel_requested(): stop reading.
         config_changed(): a setting changed (the project is modified).
+        memory_limit_changed(): the user set another memory limit for decoded images.
     """
 
-    dataset_changed = Signal(object)
+    folder_requested = Signal(str, bool)
+    reload_requested = Signal()
+    cancel_requested = Signal()
     config_changed = Signal()
+    memory_limit_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.data: LoadedDataset | None = None
-        self.folder: str | None = None
-        self.color_sample: ColorSample | None = None  # of the dataset shown
-        self._incoming_colors: ColorSample | None = None  # of the dataset being read, shown once it is loaded
-        self._rgb_kept_for: str | None = None  # the folder the user chose RGB for by hand
-        self.excluded: frozenset[str] = frozenset()  # files left out of the split (the project's exclusions)
-        self.loader = DatasetLoader(self)
-        self._reload_timer = QTimer(self, singleShot=True, interval=350)
+        self._rgb_kept_for: str | None = None  # the hint put away: the folder the user chose RGB for by hand
+        self._reload_timer = QTimer(self, singleShot=True, interval=350)  # edits settle before a new read
         self._reload_timer.timeout.connect(self.reload)
         self._build()
-        self.loader.progress.connect(lambda p: self.progress.setValue(int(p)))
-        self.loader.status.connect(self.status_label.setText)
-        self.loader.colors_sampled.connect(self._on_colors_sampled)
-        self.loader.loaded.connect(self._on_loaded)
-        self.loader.failed.connect(self._on_failed)
-        self.loader.cancelled.connect(self._on_cancelled)
-        self.loader.running_changed.connect(self._on_running)
 
     # -- layout ------------------------------------------------------------
     def _build(self) -> None:
@@ -85,7 +80,7 @@ class DatasetPanel(QWidget):
         prog = QHBoxLayout()
         self.progress = QProgressBar(objectName="scanProgress", visible=False)
         self.cancel_button = QPushButton("Cancel", objectName="cancelScan", visible=False)
-        self.cancel_button.clicked.connect(self.loader.cancel)
+        self.cancel_button.clicked.connect(self.cancel_requested)
         self.status_label = QLabel(objectName="datasetStatus", wordWrap=True)
         prog.addWidget(self.status_label, 1)
         prog.addWidget(self.progress)
@@ -157,7 +152,7 @@ class DatasetPanel(QWidget):
         # examples (or the duplicates) over skipped files: the user can give either more room
         lists = QSplitter(Qt.Vertical, childrenCollapsible=False)
         self.duplicates = DuplicatesView()
-        self.duplicates.distance_changed.connect(self._on_split_changed)
+        self.duplicates.distance_changed.connect(self.config_changed)
         self.pictures = QTabWidget(objectName="datasetPictures", documentMode=True)
         self.pictures.addTab(self._build_examples(), "Examples")
         self.pictures.addTab(self.duplicates, "Duplicates")
@@ -170,8 +165,8 @@ class DatasetPanel(QWidget):
         split.setStretchFactor(1, 1)
 
         self.choose_button.clicked.connect(self.choose_folder)
-        self.val_split.valueChanged.connect(self._on_split_changed)
-        self.seed.valueChanged.connect(self._on_split_changed)
+        self.val_split.valueChanged.connect(self.config_changed)
+        self.seed.valueChanged.connect(self.config_changed)
         self.image_size.currentTextChanged.connect(self._on_decode_setting)
         self.color_mode.currentIndexChanged.connect(self._on_color_mode)
 
@@ -184,12 +179,12 @@ class DatasetPanel(QWidget):
         self.memory_limit.setToolTip("Decoded images up to this size are kept in memory; a larger dataset is "
                                      "decoded once into a cache on disk and read from there while training. "
                                      "Auto: half of the memory available when the dataset is read.")
-        self.memory_limit.valueChanged.connect(self._on_memory_limit)
+        self.memory_limit.valueChanged.connect(self.memory_limit_changed)
         form.addRow("Memory for images", self.memory_limit)
         self.cache_estimate = QLabel(objectName="cacheEstimate", wordWrap=True)
         self.cache_estimate.setStyleSheet("color: palette(placeholder-text)")
         form.addRow("", self.cache_estimate)
-        self._show_cache_estimate()
+        self.show_cache_estimate(None)
 
     def _build_class_table(self) -> QTableWidget:
         self.class_table = ClassTable(rowCount=0, columnCount=3, objectName="classTable")
@@ -270,13 +265,13 @@ class DatasetPanel(QWidget):
         return CacheSettings(memory_limit=None if megabytes == 0 else megabytes * 10**6)
 
     def set_memory_limit(self, megabytes: int) -> None:
-        """Show a remembered limit in MB (0: automatic) without reloading."""
+        """Show a remembered limit in MB (0: automatic) without reading again."""
         with QSignalBlocker(self.memory_limit):
             self.memory_limit.setValue(megabytes)
-        self._show_cache_estimate()
 
-    def config(self) -> DatasetConfig:
-        size = parse_size(self.image_size.currentText()) or (self.data.preprocessing.image_size if self.data else (64, 64))
+    def config(self, fallback_size: tuple[int, int] = (64, 64)) -> DatasetConfig:
+        """The settings as shown; ``fallback_size`` while the image size typed is not one (yet)."""
+        size = parse_size(self.image_size.currentText()) or fallback_size
         return DatasetConfig(
             preprocessing=Preprocessing(size, COLOR_MODES[self.color_mode.currentIndex()]),
             val_split=self.val_split.value() / 100.0,
@@ -287,7 +282,7 @@ class DatasetPanel(QWidget):
         )
 
     def set_config(self, config: DatasetConfig) -> None:
-        """Show ``config`` in the controls without reloading."""
+        """Show ``config`` in the controls without reading again."""
         widgets = [self.val_split, self.seed, self.image_size, self.color_mode, self.class_weights,
                    self.duplicates.distance, *self.augment_checks.values()]
         with ExitStack() as stack:
@@ -302,67 +297,76 @@ class DatasetPanel(QWidget):
                 cb.setChecked(name in config.augment)
             self.class_weights.setChecked(config.class_weights)
             self.duplicates.distance.setValue(config.duplicate_distance)
-        self._show_color_hint()
 
-    # -- actions -----------------------------------------------------------
+    # -- requests ----------------------------------------------------------
     def choose_folder(self) -> None:
-        start = self.folder or str(Path.home())
+        start = self.path_edit.text() or str(Path.home())
         folder = QFileDialog.getExistingDirectory(self, "Choose a dataset folder", start)
         if folder:
             self.load_folder(folder)
 
     def load_folder(self, folder: str, make_sample: bool = False) -> None:
-        """Read ``folder`` with the current settings (off the GUI thread)."""
-        self.folder = str(folder)
-        self.path_edit.setText(self.folder)
-        self.status_label.setText(f"Reading {self.folder}…")
-        self._incoming_colors = None
-        self.loader.load(self.folder, self.config(), make_sample=make_sample, cache=self.cache_settings())
+        """Ask for ``folder`` to be read with the current settings (off the GUI thread)."""
+        self.folder_requested.emit(str(folder), make_sample)
 
     def reload(self) -> None:
-        if self.folder:
-            self.load_folder(self.folder)
+        self.reload_requested.emit()
 
-    def _on_cancelled(self) -> None:
-        """Keep what was loaded before: the previous dataset stays selected."""
-        if self.data is not None:
-            self._keep_previous(f"Reading cancelled; still using {self.data.root}.")
-        else:
-            self.status_label.setText("Reading cancelled.")
+    def _on_color_mode(self) -> None:
+        if COLOR_MODES[self.color_mode.currentIndex()] == "rgb":
+            shown = self.path_edit.text()  # chosen by the user: suggest nothing more for this folder
+            self._rgb_kept_for = str(Path(shown)) if shown else None
+        self._on_decode_setting()
 
-    def _keep_previous(self, status: str) -> None:
-        """The folder just read is not used: the dataset shown before stays, and every line still describes it."""
-        self.folder = str(self.data.root)
-        self.path_edit.setText(self.folder)
-        self.status_label.setText(status)
+    def _on_decode_setting(self) -> None:
+        size = parse_size(self.image_size.currentText())
+        self.size_error.setVisible(size is None)
+        self.size_error.setText(f"Use N or HxW, {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels, e.g. 64 or 96x128")
+        self.config_changed.emit()
+        if size is not None:
+            self._reload_timer.start()
 
-    def _on_running(self, running: bool) -> None:
+    def _on_training_option(self) -> None:
+        self.config_changed.emit()
+
+    def _use_grayscale(self) -> None:
+        """Switch to grayscale, which reads the dataset again like any change of the colour mode."""
+        self.color_mode.setCurrentIndex(COLOR_MODES.index("grayscale"))
+
+    # -- reading -----------------------------------------------------------
+    def show_reading(self, folder: str) -> None:
+        self.show_folder(folder)
+        self.status_label.setText(f"Reading {folder}…")
+
+    def show_folder(self, folder: str | None) -> None:
+        """The folder read (or being read); None: none."""
+        self.path_edit.setText(folder or "")
+
+    def show_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def show_progress(self, percent: float) -> None:
+        self.progress.setValue(int(percent))
+
+    def show_running(self, running: bool) -> None:
         self.progress.setVisible(running)
         self.cancel_button.setVisible(running)
         if running:
             self.progress.setValue(0)
 
-    def _on_color_mode(self) -> None:
-        if COLOR_MODES[self.color_mode.currentIndex()] == "rgb":
-            self._rgb_kept_for = self.folder  # chosen by the user: suggest nothing more for this folder
-        self._show_color_hint()
-        self._on_decode_setting()
+    def start_reload_timer(self) -> None:
+        """Read again once the edits settle (the memory limit moved the images into or out of memory)."""
+        self._reload_timer.start()
 
-    def _on_memory_limit(self) -> None:
-        """Say what the new limit means; read the dataset again when it moves it into or out of memory."""
-        plan = self._show_cache_estimate()
-        if plan is not None and self.data is not None and plan.on_disk != self.data.on_disk:
-            self._reload_timer.start()
-
-    def _show_cache_estimate(self) -> "CachePlan | None":
+    def show_cache_estimate(self, data: LoadedDataset | None) -> "CachePlan | None":
         """The decoded images' size for the current image size and colour against the limit, and where they
         will be kept; the plan, or None before a dataset is read."""
         size = parse_size(self.image_size.currentText())
-        if self.data is None or size is None:
+        if data is None or size is None:
             self.cache_estimate.setText("Decoded images are kept in memory up to this size, on disk beyond it; "
                                         "the estimate follows once a folder is read.")
             return None
-        images = len(self.data.labels)  # the images decoded, as the header counts them (not the files found)
+        images = len(data.labels)  # the images decoded, as the header counts them (not the files found)
         pre = Preprocessing(size, COLOR_MODES[self.color_mode.currentIndex()])
         settings = self.cache_settings()
         plan = plan_cache(images, pre, settings)
@@ -371,87 +375,8 @@ class DatasetPanel(QWidget):
                                     f"{format_bytes(plan.limit)} allowed, so they are {where}.")
         return plan
 
-    def _on_decode_setting(self) -> None:
-        size = parse_size(self.image_size.currentText())
-        self._show_cache_estimate()
-        self.size_error.setVisible(size is None)
-        self.size_error.setText(f"Use N or HxW, {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} pixels, e.g. 64 or 96x128")
-        self.config_changed.emit()
-        if size is not None:
-            self._reload_timer.start()
-
-    def _on_split_changed(self) -> None:
-        self.config_changed.emit()
-        if self.data is None:
-            return
-        self._resplit()
-
-    def _resplit(self) -> None:
-        """Split again with the current settings and exclusions (groups of near duplicates on one side)."""
-        self.data = resplit(self.data, self.config(), self._excluded_rows(self.data))
-        self._show_totals()
-        self._show_warnings()
-        self._show_classes()
-        self._show_duplicates()
-        self.dataset_changed.emit(self.data)
-
-    def _excluded_rows(self, data: LoadedDataset) -> list[int]:
-        return [i for i, p in enumerate(data.paths) if p in self.excluded] if self.excluded else []
-
-    def set_excluded(self, paths) -> None:
-        """Leave ``paths`` out of training and validation (they stay in the counts and on disk)."""
-        if frozenset(paths) == self.excluded:
-            return
-        self.excluded = frozenset(paths)
-        if self.data is not None:
-            self._resplit()
-
-    def _on_training_option(self) -> None:
-        self.config_changed.emit()
-
-    @Slot(object)
-    def _on_colors_sampled(self, sample: ColorSample) -> None:
-        self._incoming_colors = sample
-
-    def _use_grayscale(self) -> None:
-        """Switch to grayscale, which reloads the dataset like any change of the colour mode."""
-        self.color_mode.setCurrentIndex(COLOR_MODES.index("grayscale"))
-
-    def _on_loaded(self, data: LoadedDataset) -> None:
-        rows = self._excluded_rows(data)
-        self.data = data = resplit(data, self.config(), rows) if rows else data
-        self.color_sample = self._incoming_colors
-        where = f" {data.storage.describe()}" if data.on_disk else ""
-        self.status_label.setText(f"Read {len(data.labels)} images from {data.root}.{where}")
-        self._show_cache_estimate()
-        self._show(data)
-        self.dataset_changed.emit(data)
-
-    def _on_failed(self, message: str) -> None:
-        """A refused folder: the dataset read before stays, saying so; with none before, nothing is shown but why."""
-        if self.data is not None:
-            if self.folder == str(self.data.root):
-                self._keep_previous(f"{self.folder} could not be read again: {message} Still using the images read "
-                                    "before.")
-            else:
-                self._keep_previous(f"The folder {self.folder} was refused: {message} Still using {self.data.root}.")
-            return
-        self.status_label.setText("")
-        self._show_no_dataset(message)
-        self.dataset_changed.emit(None)
-
-    def forget(self) -> None:
-        """Show no dataset: the session dropped the one shown (another project was opened)."""
-        if self.data is not None:
-            self.folder = None
-            self.path_edit.clear()
-            self.status_label.setText("")
-            self._show_no_dataset()
-
-    def _show_no_dataset(self, message: str = "") -> None:
+    def show_no_dataset(self, message: str = "") -> None:
         """No line of a dataset read before stays; ``message`` says why the folder was refused."""
-        self.data = None
-        self.color_sample = None
         self.totals.setText("No usable dataset" if message else "")
         self.split_note.setText("")
         self.scale_note.hide()
@@ -459,24 +384,45 @@ class DatasetPanel(QWidget):
         self.thumbs.clear()
         self.skipped_model.set_files([])
         self.skipped_label.setText("Skipped files")
-        self.duplicates.show_groups(None, None, self.excluded)
+        self.duplicates.show_groups(None, None, frozenset())
         self.pictures.setTabText(1, "Duplicates")
-        self._show_cache_estimate()
-        self._show_color_hint()
+        self.show_cache_estimate(None)
+        self.show_color_hint(None, None)
         self.imbalance.setVisible(bool(message))
         self.imbalance.setText(message)
 
     # -- display -----------------------------------------------------------
-    def _show_totals(self) -> None:
-        d = self.data
+    def show_read(self, data: LoadedDataset) -> None:
+        """What a new read brought that no split changes: the status line, the examples, the skipped files."""
+        where = f" {data.storage.describe()}" if data.on_disk else ""
+        self.status_label.setText(f"Read {len(data.labels)} images from {data.root}.{where}")
+        self.scale_note.setText(data.upscaling_note())
+        self.scale_note.setVisible(bool(self.scale_note.text()))
+        self.thumbs.clear()
+        for ci, name in enumerate(data.class_names):
+            idx = np.flatnonzero(data.labels == ci)[:THUMBS_PER_CLASS]
+            for i in idx:
+                item = QListWidgetItem(QIcon(QPixmap.fromImage(array_to_qimage(data.images[i]))), printable(name))
+                item.setToolTip(printable(data.paths[i]))
+                self.thumbs.addItem(item)
+        self._show_skipped(data)
+
+    def show_dataset(self, data: LoadedDataset, excluded: frozenset[str]) -> None:
+        """The dataset as it is split now: totals, warnings, each class's counts and the duplicate groups, with the
+        files ``excluded`` in neither side."""
+        self._show_totals(data)
+        self._show_warnings(data)
+        self._show_classes(data)
+        self._show_duplicates(data, excluded)
+
+    def _show_totals(self, d: LoadedDataset) -> None:
         excluded = len(d.labels) - len(d.train_index) - len(d.val_index)  # in neither side of the split
         self.totals.setText(f"{len(d.labels)} images in {d.num_classes} classes: {len(d.train_index)} for training, "
                             f"{len(d.val_index)} for validation" + (f", {excluded} excluded" if excluded else ""))
         self.split_note.setText(f"Split: {d.split_note}." if d.split_note else "")
 
-    def _show_classes(self) -> None:
+    def _show_classes(self, d: LoadedDataset) -> None:
         """Each class with the images it trains and validates on, and those excluded beside them."""
-        d = self.data
         counts, found = d.split_counts(), d.counts()
         most = max(max(counts.values()), 1)
         self.class_table.setRowCount(d.num_classes)
@@ -493,55 +439,36 @@ class DatasetPanel(QWidget):
             self.class_table.setCellWidget(r, 2, bar)
         self.class_table.updateGeometry()
 
-    def _show_warnings(self) -> None:
+    def _show_warnings(self, d: LoadedDataset) -> None:
         """Every warning the CLI prints (unreadable files, links, few images, imbalance), of the images trained on."""
-        warnings = self.data.warnings()
+        warnings = d.warnings()
         self.imbalance.setVisible(bool(warnings))
         self.imbalance.setText("\n".join(warnings))
 
-    def _show_duplicates(self) -> None:
-        d = self.data
+    def _show_duplicates(self, d: LoadedDataset, excluded: frozenset[str]) -> None:
         report = None
         if d.pairs is not None:
             report = find_duplicates(d.images, d.labels, d.pairs, self.duplicates.distance.value(), d.val_index,
-                                     self._excluded_rows(d))
-        self.duplicates.show_groups(d, report, self.excluded)
+                                     excluded_rows(d, excluded))
+        self.duplicates.show_groups(d, report, excluded)
         groups = len(report.groups) if report is not None else 0
         self.pictures.setTabText(1, f"Duplicates ({groups})" if groups else "Duplicates")
 
-    def _show_color_hint(self) -> None:
-        """Suggest grayscale when every sampled image is grayscale and the panel reads them as RGB.
+    def show_color_hint(self, data: LoadedDataset | None, sample: ColorSample | None) -> None:
+        """Suggest grayscale when every sampled image of ``data`` is grayscale and the panel reads them as RGB.
 
         Never switches by itself: the user may want RGB (e.g. to add colour
         images later), and once they choose RGB by hand for a folder the hint
         stays away for it.
         """
-        sample = self.color_sample
         mode = COLOR_MODES[self.color_mode.currentIndex()]
-        show = (self.data is not None and sample is not None and sample.suggestion(mode) == "grayscale"
-                and self._rgb_kept_for != self.folder)
+        show = (data is not None and sample is not None and sample.suggestion(mode) == "grayscale"
+                and self._rgb_kept_for != str(data.root))
         if show:
-            looked_at = "images are" if sample.sampled >= len(self.data.labels) else "images sampled are"
+            looked_at = "images are" if sample.sampled >= len(data.labels) else "images sampled are"
             self.color_hint_label.setText(f"All {sample.sampled:,} {looked_at} grayscale: read as RGB, the model "
                                           "gets three copies of one channel.")
         self.color_hint.setVisible(show)
-
-    def _show(self, data: LoadedDataset) -> None:
-        self._show_totals()
-        self.scale_note.setText(data.upscaling_note())
-        self.scale_note.setVisible(bool(self.scale_note.text()))
-        self._show_color_hint()
-        self._show_warnings()
-        self._show_classes()
-        self.thumbs.clear()
-        for ci, name in enumerate(data.class_names):
-            idx = np.flatnonzero(data.labels == ci)[:THUMBS_PER_CLASS]
-            for i in idx:
-                item = QListWidgetItem(QIcon(QPixmap.fromImage(array_to_qimage(data.images[i]))), printable(name))
-                item.setToolTip(printable(data.paths[i]))
-                self.thumbs.addItem(item)
-        self._show_skipped(data)
-        self._show_duplicates()
 
     def _show_skipped(self, data: LoadedDataset) -> None:
         """The skipped files and their counts by reason; with none, a line that says so and leaves the room

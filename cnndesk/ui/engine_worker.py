@@ -147,11 +147,15 @@ class EngineWorker(QObject):
 
     @cancellable
     def train(self, data, layers, settings, augment=(), class_weights=False, continue_training=False,
-              initial_epoch=0, probes=(), probe_every_batches=0, *, task: TaskState) -> Any:
+              initial_epoch=0, probes=(), probe_every_batches=0, run_id: str | None = None, *,
+              task: TaskState) -> Any:
         """Train a new model (or the current one, continuing); it becomes current with its inspector.
 
         ``probes`` (image files) are recorded after every epoch, and every ``probe_every_batches``
         batches when above 0 (``core.probes``); each frame is also sent as ``probe_frame``.
+        With ``run_id``, the new model is also kept as that run (``keep_run``) in the same job: the answer's
+        ``kept`` is what ``keep_run`` returns, or None with ``kept_error`` saying why it could not be written
+        (the trained model stays current either way).
         """
         from ..core.training.model_pool import ModelPool, return_freed_memory
         from ..core.training.progress import TrainingListener
@@ -194,6 +198,12 @@ class EngineWorker(QObject):
         result.model = None  # the model stays in this thread
         result.has_maps = inspector.has_maps
         result.output_note = inspector.output_note
+        result.kept, result.kept_error = None, None
+        if run_id is not None:
+            try:
+                result.kept = self.keep_run(run_id)
+            except (OSError, UserError) as e:
+                result.kept_error = str(e)
         return_freed_memory()
         return result
 

@@ -26,8 +26,7 @@ from ..core.tasks import ReportingTaskState
 class _LoadThread(QThread):
     progress = Signal(float)
     status = Signal(str)
-    colors_sampled = Signal(object)
-    loaded = Signal(object)
+    loaded = Signal(object, object)  # LoadedDataset, ColorSample
     failed = Signal(str)
 
     def __init__(self, root: Path, config: DatasetConfig, make_sample: bool, cache: CacheSettings | None = None):
@@ -51,8 +50,7 @@ class _LoadThread(QThread):
             self.failed.emit(f"Could not read the dataset: {type(e).__name__}: {e}")
             return
         if not self.state.is_interruption_requested():
-            self.colors_sampled.emit(colors)  # queued before ``loaded``, so it arrives first
-            self.loaded.emit(data)
+            self.loaded.emit(data, colors)  # one crossing to the GUI thread with all it shows
 
 
 class DatasetLoader(QObject):
@@ -65,8 +63,7 @@ class DatasetLoader(QObject):
 
     progress = Signal(float)
     status = Signal(str)
-    colors_sampled = Signal(object)  # ColorSample of the dataset that ``loaded`` brings next
-    loaded = Signal(object)  # LoadedDataset
+    loaded = Signal(object, object)  # LoadedDataset and the ColorSample of its images
     failed = Signal(str)
     cancelled = Signal()
     running_changed = Signal(bool)
@@ -83,7 +80,6 @@ class DatasetLoader(QObject):
         thread = _LoadThread(Path(root), config, make_sample, cache)
         thread.progress.connect(self._on_progress)
         thread.status.connect(self._on_status)
-        thread.colors_sampled.connect(self._on_colors_sampled)
         thread.loaded.connect(self._on_loaded)
         thread.failed.connect(self._on_failed)
         thread.finished.connect(self._on_thread_finished)
@@ -116,17 +112,12 @@ class DatasetLoader(QObject):
         if self._is_current():
             self.status.emit(text)
 
-    @Slot(object)
-    def _on_colors_sampled(self, sample) -> None:
-        if self._is_current():
-            self.colors_sampled.emit(sample)
-
-    @Slot(object)
-    def _on_loaded(self, data) -> None:
+    @Slot(object, object)
+    def _on_loaded(self, data, colors) -> None:
         if self._is_current():
             self._current = None
             self.running_changed.emit(False)
-            self.loaded.emit(data)
+            self.loaded.emit(data, colors)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:

@@ -1,7 +1,8 @@
 """The main window: the four panels in tabs, menus, drops, window settings and closing.
 
 The session lives in ``self.state`` (``core.session.SessionState``): the
-panels are bound to it (``bindings``), and three small controllers turn
+dataset, model and training panels are views bound to it (``bindings``, which
+also reads the dataset folders: ``DatasetReading``), and small controllers turn
 requests into engine jobs and write the answers into it: ``TrainingControl``
 (Train, Stop, Bring Back), ``ProjectFiles`` (New, Open, Save) and
 ``ModelFiles`` (Open Model, Export). The window enables its actions from the
@@ -28,7 +29,7 @@ from ..core.model.export import FORMATS
 from ..core.model.keras_file import MODEL_SUFFIXES
 from ..core.project.store import is_project
 from ..core.project.session import EXPORTING, IDLE, OPENING, SAVING, SessionState, SWAPPING
-from .bindings import bind_dataset_panel, bind_model_panel
+from .bindings import bind_dataset_panel, bind_model_panel, bind_training_panel
 from .data_quality_view import DataQuality
 from .dataset_map_view import MapControl
 from .dataset_panel import DatasetPanel
@@ -230,8 +231,10 @@ class MainWindow(QMainWindow):
     # -- wiring --------------------------------------------------------------
     def _connect(self) -> None:
         state = self.state
-        bind_dataset_panel(state, self.dataset_panel)
+        self.dataset_reading = bind_dataset_panel(state, self.dataset_panel)
         bind_model_panel(state, self.model_panel, self._reread_dataset)
+        show_training = bind_training_panel(state, self.training_panel, self._can_train)
+        self.model_panel.validity_changed.connect(lambda *_: show_training())
         state.observe(lambda _: self._update_actions())
         state.observe(lambda _: self._update_title(), "modified", "project_path")
         self.engine.ready.connect(self._on_engine_ready)
@@ -269,23 +272,25 @@ class MainWindow(QMainWindow):
         self.state.engine_ready = True
         self.statusBar().showMessage("Ready", 3000)
 
+    def _can_train(self) -> tuple[bool, str]:
+        """Whether a run could be trained (or is training) now; if not, why, in a sentence for the Train tab."""
+        state = self.state
+        if not state.engine_ready:
+            return False, "Loading TensorFlow…"
+        if state.data is None:
+            return False, "Choose a dataset folder first (Dataset tab)."
+        if not self.model_panel.is_valid():
+            return False, f"The model cannot be built: {self.model_panel.error} Fix it on the Model tab."
+        if state.busy and not state.training:
+            return False, BUSY_REASONS.get(state.activity, "Please wait…")
+        return True, ""
+
     def _update_actions(self) -> None:
-        """Enable what the state allows; the one place that decides it."""
+        """Enable the window's actions from what the state allows (the Train tab's buttons: bind_training_panel)."""
         state = self.state
         ready, busy, training = state.engine_ready, state.busy, state.training
         has_model = ready and state.has_model
-        if not ready:
-            ok, reason = False, "Loading TensorFlow…"
-        elif state.data is None:
-            ok, reason = False, "Choose a dataset folder first (Dataset tab)."
-        elif not self.model_panel.is_valid():
-            ok, reason = False, f"The model cannot be built: {self.model_panel.error} Fix it on the Model tab."
-        elif busy and not training:
-            ok, reason = False, BUSY_REASONS.get(state.activity, "Please wait…")
-        else:
-            ok, reason = True, ""
-        self.training_panel.set_can_train(ok, reason)
-        self.training_panel.set_has_model(state.has_model)  # its Continue box: kept ticked through a save
+        ok, _reason = self._can_train()
         self.train_action.setEnabled(ok and not busy)
         self.stop_action.setEnabled(training)
         for act in self.export_actions.values():
@@ -505,7 +510,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop every thread; safe to call more than once."""
-        self.dataset_panel.loader.shutdown()
+        self.dataset_reading.shutdown()
         self.engine.shutdown()
 
 

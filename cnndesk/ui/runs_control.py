@@ -1,9 +1,9 @@
 """Keeping every training run, and restoring, renaming, noting, deleting and comparing runs.
 
-``RunsControl`` adds a ``core.runs.Run`` to the state each time a training run
-ends (from scratch or continued), has the engine write its weights to a scratch
-file until a save puts them into the project, and turns the requests of the runs
-list (``runs_view.RunsView``) into state changes and engine jobs. Only the
+``RunsControl`` turns the requests of the runs list (``runs_view.RunsView``) into
+state changes and engine jobs. A run is added to the list by the Train flow itself
+(``TrainingControl._on_trained``), with its weights already in a scratch file until
+a save puts them into the project. Only the
 current model and the previous run's are held in memory (``docs/memory.md``);
 restoring any other run loads its weights from disk.
 
@@ -21,7 +21,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.training.runs import new_run, Run
+from ..core.training.runs import Run
 from ..core.project.session import describe_run, IDLE, ModelInfo, SessionState, SWAPPING
 from .engine import Engine
 from .engine_worker import EngineWorker
@@ -61,38 +61,16 @@ class RunsControl(QObject):
         self._enable()
         self._offer_previous()
 
-    # -- a run ends ---------------------------------------------------------------------------
+    # -- the current model renamed -------------------------------------------------------------
     def _on_model(self, _names=None) -> None:
-        """A model this session trained that is not listed yet is a new run: list it and keep its weights."""
+        """The user renamed the current model's classes: its run in the list takes the new names."""
         state, model = self.state, self.state.model
         if model is None or model.run is None:
             return
         listed = next((r for r in state.runs if r.id == model.run), None)
-        if listed is not None:
-            if listed.class_names != model.class_names:  # the user renamed the model's classes
-                state.runs = [dataclasses.replace(r, class_names=model.class_names) if r is listed else r
-                              for r in state.runs]
-            return
-        if model.source != "trained" or model.spec is None:
-            return
-        layers, preset_name, settings = model.spec
-        run = new_run(state.runs, model.run, class_names=model.class_names,
-                      dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
-                      dataset_path=state.dataset_path, preset=preset_name, layers=layers, settings=settings,
-                      history=state.history, best_epoch=state.best_epoch, batch_loss=state.batch_loss,
-                      parent=self.training.parent_run, kept_message=self.training.kept_message)
-        state.runs = [*state.runs, run]
-        self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda kept: self._kept(run.id, kept),
-                           on_error=lambda message: self.status.emit(
-                               f"The weights of {run.name} could not be kept for later: {message}", 10000))
-
-    def _kept(self, run_id: str, kept: dict) -> None:
-        """The engine wrote the run's weights (and its probe recording, if its training made one) to disk."""
-        with self.state.not_an_edit():  # where the files wait for the save is no edit of the project
-            self.state.runs = [r.at(kept["file"]) if r.id == run_id and r.file is None else r
-                               for r in self.state.runs]
-            if kept.get("probe_dir") is not None:
-                self.attach_probes(run_id, kept["probes"], kept["probe_dir"])
+        if listed is not None and listed.class_names != model.class_names:
+            state.runs = [dataclasses.replace(r, class_names=model.class_names) if r is listed else r
+                          for r in state.runs]
 
     # -- requests of the list -----------------------------------------------------------------
     def restore(self, run_id: str) -> None:
@@ -208,18 +186,6 @@ class RunsControl(QObject):
             if state.previous is not None and state.previous.model.run == run_id:
                 state.previous = None  # a deleted run cannot be brought back either
         self.status.emit(f"Deleted {run.name}.", 5000)
-
-    def attach_probes(self, run_id: str, probes, probe_dir: str | None = None) -> bool:
-        """Give the run ``run_id`` its probe recordings: ``probes`` (JSON-able data, saved as it is) and a
-        folder of files (copied into the project with the run when the run is first saved). False: no such run.
-
-        ``_kept`` calls it with what ``EngineWorker.keep_run`` wrote; restoring the run hands ``probe_dir``
-        back to the engine, which shows that recording in the probe view.
-        """
-        if self._find(run_id) is None:
-            return False
-        self.state.runs = [r.with_probes(probes, probe_dir) if r.id == run_id else r for r in self.state.runs]
-        return True
 
     def rename(self, run_id: str, name: str) -> None:
         self.state.runs = [r.renamed(name) if r.id == run_id else r for r in self.state.runs]

@@ -3,7 +3,19 @@
 ``TrainingControl`` turns the Train/Stop/Bring Back requests of the window and
 the training panel into engine jobs, streams the engine's reports into the
 training panel, and writes what the run produced (model identity, history,
-kept epoch, the run it replaced) into the ``SessionState``.
+kept epoch, the run it replaced, the run listed with its kept weights) into the
+``SessionState``.
+
+One press of Train, read from the button (docs/architecture.md, "Flows")::
+
+    TrainingPanel.train_requested -> MainWindow._train -> TrainingControl.start
+        one state write: activity TRAINING (and a fresh history)
+        one engine job:  EngineWorker.train(run_id=…) trains, makes the model current, writes its weights
+                         to the scratch folder (keep_run) and answers with all of it
+        each epoch:      _on_epoch writes the history (the chart draws it live)
+    TrainingControl._on_trained
+        one state write: the model, its kept epoch, the run recorded in the runs list (_record_run), idle
+        then the idle-time spare for the next press (_stock_when_idle)
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
 from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, SWAPPING, thin, TRAINING
-from ..core.training.runs import batch_point
+from ..core.training.runs import Run, batch_point, new_run
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
@@ -53,8 +65,7 @@ class TrainingControl(QObject):
         self.state, self.engine, self.panel = state, engine, panel
         self._dialog_parent = dialog_parent
         self._job = None  # the running training job
-        self.parent_run: str | None = None  # the run the latest training continued (None: from scratch)
-        self.kept_message = ""  # the sentence the latest run ended with on the weights it kept (its log line)
+        self._parent_run: str | None = None  # the run the running training continues (None: from scratch)
         self._plan: ModelInfo | None = None  # what the model being trained will be
         self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
         self._continuing = False  # whether the latest run continued the current model
@@ -66,7 +77,6 @@ class TrainingControl(QObject):
         self._restock.timeout.connect(self._stock_when_idle)
         self.weights = WeightsGate(dialog_parent)  # a pretrained backbone's weights, fetched before its first run
         self.weights.error.connect(self.error)
-        engine.batch.connect(panel.on_batch)
         engine.batch.connect(self._on_batch)
         engine.epoch.connect(self._on_epoch)
         engine.message.connect(panel.add_note)
@@ -103,7 +113,7 @@ class TrainingControl(QObject):
         settings = state.settings
         initial = len(state.history) if continuing else 0
         run = new_run_id()  # every training, continued or not, is a run of its own (core.runs)
-        self.parent_run = model.run if continuing else None
+        self._parent_run = model.run if continuing else None
         # continuing trains the model's own layers: the stack shown may have been edited since
         spec = model.spec if continuing else (list(state.layers), state.preset, settings)
         self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run, spec=spec)
@@ -121,7 +131,7 @@ class TrainingControl(QObject):
         self._job = self.engine.submit(EngineWorker.train, data=data, layers=list(state.layers), settings=settings,
                                        augment=config.augment, class_weights=config.class_weights,
                                        continue_training=continuing, initial_epoch=initial,
-                                       probes=list(state.probe_images),
+                                       probes=list(state.probe_images), run_id=run,
                                        on_done=self._on_trained, on_error=self._on_failed)
         self.started.emit()
         return True
@@ -129,8 +139,7 @@ class TrainingControl(QObject):
     def stop(self) -> None:
         """Stop the running training within a batch; the model trained so far is kept."""
         if self.state.activity == TRAINING:
-            self.state.activity = STOPPING
-            self.panel.training_stopping()
+            self.state.activity = STOPPING  # the panel shows "Stopping…" from the state
             self.engine.cancel(self._job)
 
     def bring_back_previous(self) -> None:
@@ -145,6 +154,8 @@ class TrainingControl(QObject):
 
     # -- engine answers ---------------------------------------------------------------
     def _on_batch(self, report) -> None:
+        # reports still queued when Stop was pressed must not bring back the ETA
+        self.panel.on_batch(report, stopping=self.state.activity == STOPPING)
         self._batch_points.append(batch_point(report))
 
     def _on_epoch(self, report) -> None:
@@ -152,10 +163,12 @@ class TrainingControl(QObject):
         self.state.update(history=[*self.state.history, report.to_json()], batch_loss=thin(self._batch_points))
 
     def _on_trained(self, result) -> None:
+        """The end of Train: the model, its run in the runs list (with the weights the job kept) and idle, in one
+        write of the state; then the spare for the next press."""
         # the epochs themselves arrived one by one through _on_epoch
         state = self.state
         self._job = None
-        self.kept_message = self.panel.kept_sentence(result)  # before the model changes: its run keeps it
+        kept_message = self.panel.kept_sentence(result)  # before the model changes: its run keeps it
         self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps, output_note=result.output_note)
         with state.changes():
             state.model = self._produced
@@ -163,14 +176,34 @@ class TrainingControl(QObject):
             state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
             if self._replaced is not None:
                 state.previous = self._replaced
+            state.runs = [*state.runs, self._record_run(self._produced, kept_message, result.kept)]
             state.activity = IDLE
         self._replaced = None
         self.panel.training_finished(result)
         self._stock_when_idle()
-        if state.previous is not None:
+        if result.kept is None:
+            self.status.emit(f"The weights of {state.runs[-1].name} could not be kept for later: "
+                             f"{result.kept_error}", 10000)
+        elif state.previous is not None:
             kept = state.previous.describe()
             self.status.emit(f"{kept[0].upper()}{kept[1:]} is kept: Training > Bring Back Previous Model makes it "
                              "current again.", 15000)
+
+    def _record_run(self, model: ModelInfo, kept_message: str, kept: dict | None) -> Run:
+        """The run that just ended, as the runs list keeps it: what it trained, its figures and where its weights
+        (and probe recording) wait for the save; ``kept`` is ``EngineWorker.keep_run``'s answer, None when the
+        weights could not be written."""
+        state = self.state
+        layers, preset_name, settings = model.spec
+        run = new_run(state.runs, model.run, class_names=model.class_names,
+                      dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
+                      dataset_path=state.dataset_path, preset=preset_name, layers=layers, settings=settings,
+                      history=state.history, best_epoch=state.best_epoch, batch_loss=state.batch_loss,
+                      parent=self._parent_run, kept_message=kept_message)
+        if kept is None:
+            return run
+        run = run.at(kept["file"])
+        return run.with_probes(kept["probes"], kept["probe_dir"]) if kept.get("probe_dir") is not None else run
 
     def _on_failed(self, message: str) -> None:
         state = self.state

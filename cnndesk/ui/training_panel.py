@@ -325,7 +325,8 @@ class TrainingChart(QChartView):
 
 
 class TrainingPanel(QWidget):
-    """Train/Stop, chart, progress and log. The main window connects it to the engine.
+    """Train/Stop, chart, progress and log: a view. Whether a run goes on, is stopping, or may start is the
+    session state's (``bindings.bind_training_panel`` shows it with ``show_state``); the panel only asks.
 
     Signals:
         train_requested(bool): Train pressed; True means continue from the current model.
@@ -399,11 +400,8 @@ class TrainingPanel(QWidget):
         self.split = split
 
         self.train_button.clicked.connect(lambda: self.train_requested.emit(self.continue_check.isChecked()))
-        self.stop_button.clicked.connect(self._on_stop)
+        self.stop_button.clicked.connect(self.stop_requested)
         self.previous_button.clicked.connect(self.previous_requested)
-        self.running = False
-        self._can_train = False
-        self.stopping = False
         self._epochs = 0
         self._initial_epoch = 0
         self._last_batch = None  # the latest BatchReport of the run, to say how far a stopped run got
@@ -429,15 +427,20 @@ class TrainingPanel(QWidget):
         self.split.setSizes(sizes)
 
     # -- state -------------------------------------------------------------
-    def set_can_train(self, ok: bool, reason: str = "") -> None:
-        self._can_train = ok
-        self.reason.setText("" if ok else reason)
-        self.train_button.setEnabled(ok and not self.running)
-
-    def set_has_model(self, has: bool) -> None:
-        self.continue_check.setEnabled(has and not self.running)
-        if not has:
+    def show_state(self, can_train: bool, reason: str = "", has_model: bool = False, training: bool = False,
+                   stopping: bool = False) -> None:
+        """Show what the session allows: Train (or ``reason`` why not), Continue (with a model to continue), Stop
+        while a run goes on, and "Stopping…" once a stop was asked for (the run ends after its current batch)."""
+        self.reason.setText("" if can_train else reason)
+        self.train_button.setEnabled(can_train and not training)
+        self.continue_check.setEnabled(has_model and not training)  # kept ticked through a save
+        if not has_model:
             self.continue_check.setChecked(False)
+        self.stop_button.setEnabled(training and not stopping)
+        self.stop_button.setText("Stopping…" if stopping else "■  Stop")
+        if stopping:
+            self.progress.setFormat("Stopping…")
+            self.speed.clear()
 
     def set_previous(self, description: str | None, enabled: bool = True) -> None:
         """Offer to bring back the previous model (``description`` says which: "the model of …"), or hide the offer."""
@@ -446,23 +449,8 @@ class TrainingPanel(QWidget):
         self.previous_button.setToolTip(f"Make {description} current again; the current one is kept "
                                         "in its place" if description else "")
 
-    def _on_stop(self) -> None:
-        self.training_stopping()
-        self.stop_requested.emit()
-
-    def training_stopping(self) -> None:
-        """Show that a stop was asked for: the run ends after its current batch."""
-        if not self.running or self.stopping:
-            return
-        self.stopping = True
-        self.stop_button.setEnabled(False)
-        self.stop_button.setText("Stopping…")
-        self.progress.setFormat("Stopping…")
-        self.speed.clear()
-
     def training_started(self, epochs: int, continuing: bool, initial_epoch: int) -> None:
-        self.running = True
-        self.stopping = False
+        """Make room for a run of ``epochs`` epochs (its buttons follow the state: ``show_state``)."""
         self._last_batch = None
         self._epochs = epochs
         self._initial_epoch = initial_epoch if continuing else 0
@@ -472,22 +460,19 @@ class TrainingPanel(QWidget):
         self.verdict.clear()
         self.verdict.setVisible(False)
         self.chart.set_epochs(self._initial_epoch + epochs)
-        self.train_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self.stop_button.setText("■  Stop")
-        self.continue_check.setEnabled(False)
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
         self.speed.clear()  # the previous run's speed says nothing about this one
         self.log.appendPlainText(f"Training for {epochs} epochs…")
 
-    def on_batch(self, r) -> None:
+    def on_batch(self, r, stopping: bool = False) -> None:
+        """A batch of the run; ``stopping``: Stop was asked for (the ETA no longer says anything)."""
         self._last_batch = r
         done = (r.epoch - 1 - self._initial_epoch) * r.steps + r.batch
         total = self._epochs * r.steps
         self.progress.setValue(int(1000 * done / max(total, 1)))
-        if not self.stopping:  # reports still queued when Stop was pressed must not bring back the ETA
+        if not stopping:
             self.progress.setFormat(f"Epoch {r.epoch}/{r.epochs} · batch {r.batch}/{r.steps}")
             self.speed.setText(f"{r.images_per_s:,.0f} images/s · ETA {format_duration(r.eta_s)}")
         self.chart.add_batch(r.epoch - 1 + r.batch / r.steps, r.loss)
@@ -499,17 +484,12 @@ class TrainingPanel(QWidget):
                                  f"  ({r.seconds:.1f} s, {r.images_per_s:,.0f} img/s)")
 
     def training_finished(self, result=None, error: str | None = None) -> None:
-        self.running = False
-        self.stopping = False
-        self.stop_button.setEnabled(False)
-        self.stop_button.setText("■  Stop")
-        self.train_button.setEnabled(self._can_train)
+        """Say how the run ended (its buttons follow the state: ``show_state``)."""
         self.speed.clear()
         if error:
             self.progress.setFormat("Training failed")
             self.log.appendPlainText(f"Training failed: {' '.join(error.split())}")  # one line, after the run's
             return
-        self.continue_check.setEnabled(True)
         if result.cancelled:
             self.progress.setFormat("Stopped; the model trained so far is kept")
         else:

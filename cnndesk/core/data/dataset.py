@@ -310,6 +310,17 @@ def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[
                                split_note=split.summary(data.class_names))
 
 
+def excluded_rows(data: LoadedDataset, excluded) -> list[int]:
+    """The rows of ``data`` whose files are among ``excluded`` (file paths, the project's exclusions)."""
+    return [i for i, p in enumerate(data.paths) if p in excluded] if excluded else []
+
+
+def split_excluding(data: LoadedDataset, config: DatasetConfig, excluded) -> LoadedDataset:
+    """``data`` split again with ``config``'s split settings, the files ``excluded`` (paths) in neither side:
+    what a change of the split, the hash distance or the exclusions makes of the dataset read."""
+    return resplit(data, config, excluded_rows(data, excluded))
+
+
 def sample_sizes(paths: Sequence[str], size: int = SAMPLE_SIZE) -> tuple[tuple[int, int], ...]:
     """The upright (height, width) of up to ``size`` of the image files ``paths`` (spread over the list, so every
     class is reached), read from their headers; files that cannot be opened are left out."""

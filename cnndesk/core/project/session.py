@@ -6,8 +6,9 @@ training settings, which model the engine holds (``ModelInfo``) with its
 training history, the project's training runs, the run that can be brought back, what the application is
 busy with, and whether there are unsaved changes.
 
-Only two things write to it: user edits (the panels, through the window) and
-engine results (the controllers that submitted the job). Everything else
+Only two things write to it: user edits and requests (the panels, through
+their bindings, ``ui.bindings``) and answers of other threads (a folder read;
+engine results, written by the controllers that submitted the job). Everything else
 observes it: ``state.observe(callback, "model", "history")`` calls
 ``callback(changed_names)`` after any of those fields changed. It is plain
 Python with change callbacks, in the style of napari's ``EventedModel`` or
@@ -111,7 +112,7 @@ class SessionState:
 
     project_path: str | None = None
     dataset_path: str | None = None
-    data: Any = None  # the LoadedDataset read from dataset_path with dataset_config, or None
+    data: Any = None  # the LoadedDataset read from dataset_path with dataset_config, split without excluded; or None
     dataset_config: DatasetConfig = field(default_factory=DatasetConfig)
     layers: list[LayerSpec] = field(default_factory=_seed_layers)
     preset: str = "seed"
@@ -126,6 +127,7 @@ class SessionState:
     runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
     probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
     excluded: frozenset[str] = frozenset()  # image files the user excluded from training and validation
+    color_sample: Any = None  # how grey data's images are (core.data.color_hint.ColorSample), for the grayscale hint
     activity: str = IDLE
     engine_ready: bool = False
     modified: bool = False
