@@ -166,11 +166,11 @@ def test_the_map_tab_hovers_opens_lassoes_excludes_and_undoes(window, qtbot, tmp
     w = window
     root = write_dataset(tmp_path / "shapes", CLASSES, per_class=12)
     w.dataset_panel.load_folder(str(root))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == root, timeout=30000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == root, timeout=30000)
     set_epochs(w, qtbot, 3)
     w.model_panel.batch_size.setValue(8)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.state.has_model and not w.training_panel.running, timeout=120000)
+    qtbot.waitUntil(lambda: w.state.has_model and not w.state.training, timeout=120000)
 
     w.map_action.trigger()  # Training → Dataset Map
     view = w.viewer_panel.map_view
@@ -232,7 +232,7 @@ def test_the_map_can_be_cancelled_in_the_window(window, qtbot):
     w = window
     set_epochs(w, qtbot, 1)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: w.state.has_model and not w.training_panel.running, timeout=120000)
+    qtbot.waitUntil(lambda: w.state.has_model and not w.state.training, timeout=120000)
     w.map_action.trigger()
     view = w.viewer_panel.map_view
     qtbot.mouseClick(view.compute_button, Qt.LeftButton)
