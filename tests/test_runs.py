@@ -409,7 +409,7 @@ def test_the_cli_and_the_app_record_a_training_run_alike(window, qtbot, tmp_path
     assert code == 0, err
     w = window
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     w.model_panel.batch_size.setValue(8)
     train_now(w, qtbot, epochs=1)
     qtbot.waitUntil(lambda: w.training_panel.runs_view.run_names() == ["Run 1"], timeout=20000)
