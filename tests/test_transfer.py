@@ -12,10 +12,10 @@ import pytest
 from cnndesk.core import backbones
 from cnndesk.core.architecture import (LayerSpec, TrainingSettings, build_model, layer_table, preset,
                                        total_params)
-from cnndesk.core.backbones import (DownloadCancelled, WeightsUnavailable, backbone_blocks, ensure_weights,
+from cnndesk.core.backbones import (WeightsUnavailable, backbone_blocks, ensure_weights,
                                     find_backbone, weights_path)
 from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
-from cnndesk.core.errors import ArchitectureError, UserError
+from cnndesk.core.errors import ArchitectureError, Cancelled, UserError
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training import TrainingListener, train
 from cnndesk.core.transfer import CACHED_PATH, THROUGH_PATH
@@ -113,7 +113,7 @@ def test_a_download_reports_progress_and_cancel_leaves_nothing(keras_home):
 
     state = Cancelling(min_interval=0)
     opener = lambda url, timeout: FakeResponse(b"x" * (4 * backbones.CHUNK))
-    with pytest.raises(DownloadCancelled):
+    with pytest.raises(Cancelled, match="cancelled; nothing was kept"):
         ensure_weights(preset("mobilenetv3small")[0].params, (32, 32, 3), state, opener)
     assert seen[:2] == [25.0, 50.0]
     assert not list((keras_home / "models").iterdir())

@@ -17,9 +17,9 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from ..core.architecture import LayerSpec, has_backbone
-from ..core.backbones import (DownloadCancelled, WeightsUnavailable, chosen_weights_problem, ensure_weights,
+from ..core.backbones import (WeightsUnavailable, chosen_weights_problem, ensure_weights,
                               keras_cache_dir, weights_path)
-from ..core.errors import UserError
+from ..core.errors import Cancelled, UserError
 from ..core.tasks import ReportingTaskState
 
 
@@ -118,7 +118,7 @@ class WeightsGate(QObject):
             self._dialog = None
         if failure is None:
             on_ready()
-        elif isinstance(failure, DownloadCancelled):
+        elif isinstance(failure, Cancelled):
             return
         elif isinstance(failure, UserError):
             self._offer_file(str(failure), params, on_ready, use_file)
