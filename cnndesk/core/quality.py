@@ -38,7 +38,7 @@ import os
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -825,23 +825,8 @@ def stratified_folds(rows: np.ndarray, labels: np.ndarray, k: int, seed: int) ->
     return [np.sort(np.array(f, dtype=np.int64)) for f in folds]
 
 
-class ProgressNote:
-    """The latest progress of a long job, written by the job's thread and read by whoever shows it.
-
-    The reader polls (the job answers only when done); one float and one string,
-    each replaced whole, so no lock is needed.
-    """
-
-    def __init__(self):
-        self.percent = 0.0
-        self.text = ""
-
-    def report(self, percent: float, text: str) -> None:
-        self.percent, self.text = float(percent), text
-
-
-def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: int | None = None, state=None,
-                              on_progress: Callable[[float, str], None] | None = None) -> LabelScores:
+def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: int | None = None,
+                              state=None) -> LabelScores:
     """Score every training image with a model trained on the other folds only (needs TensorFlow).
 
     Each of ``folds`` retrains uses the given layers and settings (``epochs``
@@ -851,28 +836,34 @@ def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: in
     got 61 % of their held-out images right against 83 % with 8, and ranked
     fewer wrong labels first (``docs/data-quality.md``).
 
+    ``state`` (a ``TaskState``) hears which retrain runs (``set_status``: "Retrain 2 of 3") and how far all of
+    them are (``set_progress_value``).
+
     Raises:
         Cancelled: ``state`` asked to stop (between batches).
     """
     from .errors import Cancelled
     from .inspection import predict_in_chunks
+    from .tasks import TaskState
     from .training import TrainingListener, train
 
     parts = stratified_folds(data.train_index, data.labels, folds, settings.seed)
     retrain = dataclasses.replace(settings, epochs=max(1, epochs or settings.epochs), restore_best=False)
     probs = np.zeros((len(data.labels), data.num_classes), np.float32)
 
+    state = state or TaskState()
+
     class Progress(TrainingListener):
         fold = 0
 
         def on_batch(self, report):
-            if on_progress is not None:
-                done = (report.epoch - 1 + report.batch / report.steps) / report.epochs
-                on_progress(100.0 * (self.fold + done) / folds, f"Retrain {self.fold + 1} of {folds}")
+            done = (report.epoch - 1 + report.batch / report.steps) / report.epochs
+            state.set_progress_value(100.0 * (self.fold + done) / folds)
 
     listener = Progress()
     for f, held_out in enumerate(parts):
         listener.fold = f
+        state.set_status(f"Retrain {f + 1} of {folds}")
         rest = np.sort(np.concatenate([p for g, p in enumerate(parts) if g != f]))
         fold_data = dataclasses.replace(data, train_index=rest, val_index=np.zeros(0, np.int64))
         result = train(fold_data, layers, retrain, listener, state)

@@ -2,10 +2,11 @@
 
 (When a run stops early and which epoch it keeps are decided in ``stopping``.)
 
-``train`` runs Keras ``fit`` on the calling thread. It reports through a
-plain ``TrainingListener`` (the GUI turns the calls into Qt signals, the CLI
-prints them) and stops within one batch when its ``TaskState`` is
-interrupted, keeping the weights trained so far.
+``train`` runs Keras ``fit`` on the calling thread. It reports through its
+``TaskState`` (``TaskReports``: each batch, epoch and log sentence to the
+state's ``report``; the GUI's job channel) or through a plain
+``TrainingListener`` given instead (the CLI prints the calls), and stops within
+one batch when the ``TaskState`` is interrupted, keeping the weights trained so far.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import keras
 
 from .architecture import LayerSpec, TrainingSettings, build_model, compile_model, has_backbone
 from .dataset import LoadedDataset, make_tf_dataset, release_tf_dataset, steps_for
-from .errors import UserError
+from .errors import Cancelled, UserError
 from .stopping import ALL_EPOCHS, BestWeights, EarlyStop, explain, stopping_plan
 from .tasks import TaskState
 
@@ -135,6 +136,23 @@ class TrainingListener:
         """A sentence for the log, e.g. "validation set of 24 images: early stopping is off"."""
 
 
+class TaskReports(TrainingListener):
+    """A run's reports sent through its ``TaskState``'s ``report``: each ``BatchReport`` and ``EpochReport``, and
+    the log's sentences as ``str``. ``train``'s listener unless another is given."""
+
+    def __init__(self, state: TaskState | None):
+        self.state = state or TaskState()
+
+    def on_batch(self, report: BatchReport) -> None:
+        self.state.report(report)
+
+    def on_epoch(self, report: EpochReport) -> None:
+        self.state.report(report)
+
+    def on_message(self, text: str) -> None:
+        self.state.report(text)
+
+
 class _Reporter(keras.callbacks.Callback):
     """Per-batch progress, ETA, images/s and cancel within one batch."""
 
@@ -185,7 +203,7 @@ class _Reporter(keras.callbacks.Callback):
             # Setting model.stop_training would still run the validation pass and close the
             # partial epoch as if it were complete; leaving fit at once keeps neither.
             self.cancelled = True
-            raise _Stopped()
+            raise Stopped()
 
     @property
     def _current_epoch(self) -> int:
@@ -206,8 +224,9 @@ class _Reporter(keras.callbacks.Callback):
         self.listener.on_epoch(report)
 
 
-class _Stopped(Exception):
-    """Raised by the reporter to leave ``fit`` right after the batch in which Stop was pressed."""
+class Stopped(Cancelled):
+    """Raised by the reporter to leave ``fit`` right after the batch in which Stop was pressed; ``train``
+    catches it and keeps the weights trained so far (``TrainResult.cancelled``)."""
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -311,7 +330,8 @@ def train(
         data: the loaded dataset with its split.
         layers: the layer stack (ignored when ``model`` is given).
         settings: optimizer, learning rate, batch size, epochs, patience, device, seed.
-        listener: receives a report per batch and per epoch.
+        listener: receives a report per batch and per epoch; by default they go to ``state.report``
+            (``TaskReports``).
         state: its interruption request stops training within one batch.
         model: a model to continue training; a fresh one is built when None.
         augment: augmentation names applied in the input pipeline only.
@@ -337,7 +357,7 @@ def train(
     times = StartTimes()
     times.mark("called")
     settings.validate()
-    listener = listener or TrainingListener()
+    listener = listener or TaskReports(state)
     keras.utils.set_random_seed(settings.seed)
     n_train = len(data.train_index)
     if n_train == 0:
@@ -385,7 +405,7 @@ def train(
                 model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, steps_per_epoch=steps,
                           callbacks=callbacks, verbose=0, shuffle=False,
                           class_weight=data.class_weight() if class_weights else None)
-            except _Stopped:
+            except Stopped:
                 pass  # the weights trained so far stay in the model
             finally:
                 release_tf_dataset(train_ds, val_ds)  # TF would keep the image cache alive for good

@@ -26,7 +26,8 @@ from .dataset import LoadedDataset, make_tf_dataset, release_tf_dataset, steps_f
 from .errors import UserError
 from .stopping import BestWeights, EarlyStop, explain, stopping_plan
 from .tasks import TaskState
-from .training import StartTimes, TrainingListener, TrainResult, _quiet_tf, _Reporter, _Stopped, distribution_scope
+from .training import (StartTimes, Stopped, TaskReports, TrainingListener, TrainResult, _quiet_tf, _Reporter,
+                       distribution_scope)
 
 #: the training-log sentence of each head-training path (tests and the benchmark look for these words)
 CACHED_PATH = "cached backbone features"
@@ -62,7 +63,7 @@ def train_transfer(data: LoadedDataset, layers: list[LayerSpec], settings: Train
     times = StartTimes()
     times.mark("called")
     settings.validate()
-    listener = listener or TrainingListener()
+    listener = listener or TaskReports(state)
     keras.utils.set_random_seed(settings.seed)
     if len(data.train_index) == 0:
         raise UserError("The training split is empty: lower the validation split or add images.")
@@ -126,7 +127,7 @@ def _fit(fit_model, stage: _Stage, epochs: int, **fit_args) -> _Stage:
     callbacks = [stage.reporter, stage.best] + ([stage.stopper] if stage.stopper else [])
     try:
         fit_model.fit(epochs=epochs, callbacks=callbacks, verbose=0, **fit_args)
-    except _Stopped:
+    except Stopped:
         pass  # the weights trained so far stay in the model
     return stage
 

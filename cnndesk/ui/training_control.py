@@ -1,14 +1,14 @@
 """Starting, stopping and undoing training runs.
 
-``TrainingControl`` turns the Train/Stop/Bring Back requests of the window and
-the training panel into engine jobs, streams the engine's reports into the
-training panel, and writes what the run produced (model identity, history,
-kept epoch, the run it replaced) into the ``SessionState``.
+``TrainingControl`` turns the Train/Stop requests of the window and the
+training panel into engine jobs, streams the training job's reports (its one
+channel: ``Engine.submit``'s ``on_report``) into the training panel and the
+probe view, and writes what the run produced (model identity, history, kept
+epoch) into the ``SessionState``. Bringing a run back is restoring it
+(``RunsControl``).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
@@ -16,7 +16,9 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project import check_destination, estimate_model_bytes, new_run_id
-from ..core.session import IDLE, STOPPING, SWAPPING, TRAINING, ModelInfo, SessionState, thin
+from ..core.probes import ProbeFrame
+from ..core.runs import run_before
+from ..core.session import IDLE, STOPPING, TRAINING, ModelInfo, SessionState, Trained, thin
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
@@ -41,11 +43,13 @@ class TrainingControl(QObject):
         status(str, int): a message for the status bar and how long to show it (ms).
         error(str, str): a title and message for an error box.
         started(): a run started (also one that started after a question or a download of weights).
+        probe_frame(ProbeFrame): a frame of the running training's probe recording.
     """
 
     status = Signal(str, int)
     error = Signal(str, str)
     started = Signal()
+    probe_frame = Signal(object)
 
     def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -54,8 +58,7 @@ class TrainingControl(QObject):
         self._job = None  # the running training job
         self.parent_run: str | None = None  # the run the latest training continued (None: from scratch)
         self.kept_message = ""  # the sentence the latest run ended with on the weights it kept (its log line)
-        self._plan: ModelInfo | None = None  # what the model being trained will be
-        self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
+        self._before: tuple | None = None  # (history, kept epoch, batch losses) of the model a new run replaces
         self._continuing = False  # whether the latest run continued the current model
         self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
         self._stock_job = None  # a spare model being traced for the next run (docs/training-speed.md)
@@ -65,10 +68,6 @@ class TrainingControl(QObject):
         self._restock.timeout.connect(self._stock_when_idle)
         self.weights = WeightsGate(dialog_parent)  # a pretrained backbone's weights, fetched before its first run
         self.weights.error.connect(self.error)
-        engine.batch.connect(panel.on_batch)
-        engine.batch.connect(self._on_batch)
-        engine.epoch.connect(self._on_epoch)
-        engine.message.connect(panel.add_note)
         state.observe(self._stock_when_idle, "engine_ready", "data")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
         state.observe(self._show_run, "model")
@@ -105,9 +104,8 @@ class TrainingControl(QObject):
         self.parent_run = model.run if continuing else None
         # continuing trains the model's own layers: the stack shown may have been edited since
         spec = model.spec if continuing else (list(state.layers), state.preset, settings)
-        self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run, spec=spec)
-        # the engine keeps the current model when the new one arrives: remember what goes with it
-        self._replaced = state.current_run() if not continuing else None
+        # until the run ends, the current model stays the engine's: if it fails, its run is shown again
+        self._before = (list(state.history), state.best_epoch, list(state.batch_loss))
         self._continuing = continuing
         self.engine.cancel(self._stock_job)  # a spare not yet started would only make this run wait
         self._batch_points = list(state.batch_loss) if continuing else []
@@ -120,8 +118,8 @@ class TrainingControl(QObject):
         self._job = self.engine.submit(EngineWorker.train, data=data, layers=list(state.layers), settings=settings,
                                        augment=config.augment, class_weights=config.class_weights,
                                        continue_training=continuing, initial_epoch=initial,
-                                       probes=list(state.probe_images),
-                                       on_done=self._on_trained, on_error=self._on_failed)
+                                       probes=list(state.probe_images), run=run, spec=spec,
+                                       on_done=self._on_trained, on_error=self._on_failed, on_report=self._on_report)
         self.started.emit()
         return True
 
@@ -132,42 +130,40 @@ class TrainingControl(QObject):
             self.panel.training_stopping()
             self.engine.cancel(self._job)
 
-    def bring_back_previous(self) -> None:
-        """Make the previous run's model, held in memory, current; the current one becomes the previous (so this
-        undoes itself). ``RunsControl.bring_back`` is the request: without that model it restores a listed run."""
-        state = self.state
-        if state.previous is None or state.busy:
-            return
-        # until the engine has swapped the models, a new run would start from the wrong one: Train waits
-        state.activity = SWAPPING
-        self.engine.submit(EngineWorker.restore_previous, on_done=self._on_swapped, on_error=self._on_swap_failed)
+    # -- the training job's reports and answer ---------------------------------------------
+    def _on_report(self, report) -> None:
+        """What the running training reports through its job: batches, epochs, probe frames, log sentences.
 
-    # -- engine answers ---------------------------------------------------------------
-    def _on_batch(self, report) -> None:
-        self._batch_points.append((report.epoch - 1 + report.batch / report.steps, float(report.loss)))
+        (A ``core.training.BatchReport`` is told from an ``EpochReport`` by its batch number: the window never
+        imports ``core.training``, which imports Keras, outside the engine thread.)"""
+        if isinstance(report, str):
+            self.panel.add_note(report)
+        elif isinstance(report, ProbeFrame):
+            self.probe_frame.emit(report)
+        elif hasattr(report, "batch"):
+            self.panel.on_batch(report)
+            self._batch_points.append((report.epoch - 1 + report.batch / report.steps, float(report.loss)))
+        else:
+            self.panel.on_epoch(report)
+            self.state.update(history=[*self.state.history, report.to_json()], batch_loss=thin(self._batch_points))
 
-    def _on_epoch(self, report) -> None:
-        self.panel.on_epoch(report)
-        self.state.update(history=[*self.state.history, report.to_json()], batch_loss=thin(self._batch_points))
-
-    def _on_trained(self, result) -> None:
-        # the epochs themselves arrived one by one through _on_epoch
-        state = self.state
+    def _on_trained(self, answer: Trained) -> None:
+        # the epochs themselves arrived one by one through _on_report
+        state, result = self.state, answer.result
         self._job = None
         self.kept_message = self.panel.kept_sentence(result)  # before the model changes: its run keeps it
-        self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps, output_note=result.output_note)
+        self._produced = answer.model
         with state.changes():
             state.model = self._produced
             state.best_epoch = result.best_epoch
             state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
-            if self._replaced is not None:
-                state.previous = self._replaced
             state.activity = IDLE
-        self._replaced = None
+        self._before = None
         self.panel.training_finished(result)
         self._stock_when_idle()
-        if state.previous is not None:
-            kept = state.previous.describe()
+        before = run_before(state.runs, state.model.run, state.model.before)
+        if before is not None:
+            kept = before.described()
             self.status.emit(f"{kept[0].upper()}{kept[1:]} is kept: Training > Bring Back Previous Model makes it "
                              "current again.", 15000)
 
@@ -177,32 +173,11 @@ class TrainingControl(QObject):
         self.panel.training_finished(error=message)  # the chart and the log go on showing the run that failed
         with state.changes():
             if not self._continuing:  # the engine still holds the model it had (or none): its run goes with it,
-                replaced = self._replaced  # and the edits the user tried to train stay
-                state.history = list(replaced.history) if replaced else []
-                state.best_epoch = replaced.best_epoch if replaced else None
-                state.batch_loss = list(replaced.batch_loss) if replaced else []
+                # and the edits the user tried to train stay
+                state.history, state.best_epoch, state.batch_loss = self._before
             state.activity = IDLE
-        self._replaced = None
+        self._before = None
         self.error.emit("Training failed", message)
-
-    def _on_swapped(self, _) -> None:
-        state = self.state
-        current, previous = state.current_run(), state.previous
-        with state.changes():
-            state.model = previous.model
-            state.history, state.best_epoch = list(previous.history), previous.best_epoch
-            state.batch_loss = list(previous.batch_loss)
-            state.previous = current
-            if previous.model.spec is not None:  # the layers and settings that go with the model
-                layers, preset_name, settings = previous.model.spec
-                state.layers, state.preset, state.settings = list(layers), preset_name, settings
-            state.activity = IDLE
-        self.status.emit("The previous model is current again; the one trained after it can be brought back the "
-                         "same way.", 10000)
-
-    def _on_swap_failed(self, message: str) -> None:
-        self.state.activity = IDLE
-        self.error.emit("Could not bring back the model", message)
 
     # -- helpers -------------------------------------------------------------------------
     def _on_dataset_folder(self, names) -> None:
