@@ -131,9 +131,9 @@ CASES = {"tiles": write_tiles, "textures": write_textures, "digits": write_digit
 
 
 def measure(name: str, root: Path, planted: dict[frozenset[str], str], size: int) -> None:
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.quality import find_duplicates
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.data.copies import find_duplicates
 
     config = DatasetConfig(Preprocessing((size, size)))
     data = load_dataset(root, config)
@@ -195,9 +195,9 @@ def scores(name: str, root: Path, planted: dict[frozenset[str], str], size: int)
     ``MORE_EDITS`` of ``tests/lookalikes.py``), decoded as the dataset is read. Then the
     candidate pairs of the dataset that are no planted copy: how many pass each score.
     """
-    from cnndesk.core import quality as q
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing, decode_image
+    from cnndesk.core.data import copies as q
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import decode_image, Preprocessing
     from lookalikes import EDITS, MORE_EDITS, edited_copy
 
     pre = Preprocessing((size, size))

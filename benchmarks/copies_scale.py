@@ -53,7 +53,7 @@ def cpu() -> str:
 def _with_copies(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
     """``images`` with 1 % of them replaced by an edited copy of another (edits in turn), as decoded at their size;
     their labels, and the planted pairs."""
-    from cnndesk.core.images import Preprocessing, decode_image
+    from cnndesk.core.data.images import decode_image, Preprocessing
     from lookalikes import EDITS, edited_copy
 
     n = len(images)
@@ -98,7 +98,7 @@ KINDS = {"digits": digits, "photos": photos}
 
 def all_pairs(hashes: np.ndarray, max_distance: int, block: int = 1 << 22) -> int:
     """The pair search before the index: every pair of hashes compared, a block of rows at a time."""
-    from cnndesk.core.quality import hamming
+    from cnndesk.core.data.copies import hamming
 
     n, found = len(hashes), 0
     step = max(1, block // max(n, 1))
@@ -110,10 +110,9 @@ def all_pairs(hashes: np.ndarray, max_distance: int, block: int = 1 << 22) -> in
 
 
 def measure(kind: str, n: int, all_pairs_up_to: int) -> None:
-    from cnndesk.core.dataset import _hashes_and_thumbnails
-    from cnndesk.core.quality import (
-        MAX_DISTANCE, candidate_pairs, find_duplicates, leak_free_split, similar_pairs,
-    )
+    from cnndesk.core.data.dataset import _hashes_and_thumbnails
+    from cnndesk.core.data.copies import candidate_pairs, find_duplicates, MAX_DISTANCE, similar_pairs
+    from cnndesk.core.data.split import leak_free_split
 
     t = time.perf_counter()
     images, labels, planted = KINDS[kind](n)

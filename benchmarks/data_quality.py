@@ -37,9 +37,9 @@ import numpy as np  # noqa: E402
 
 
 def overhead(root: Path, source_size: int, sizes: list[int], rounds: int) -> None:
-    from cnndesk.core.dataset import DatasetConfig, _hashes_and_thumbnails, load_dataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.quality import similar_pairs
+    from cnndesk.core.data.dataset import _hashes_and_thumbnails, DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.data.copies import similar_pairs
 
     times: dict[int, list[tuple[float, float, float]]] = {s: [] for s in sizes}
     n = 0
@@ -68,7 +68,7 @@ def overhead(root: Path, source_size: int, sizes: list[int], rounds: int) -> Non
 
 
 def pair_search() -> None:
-    from cnndesk.core.quality import similar_pairs
+    from cnndesk.core.data.copies import similar_pairs
 
     print("2. Pair search alone (index of hash bands, no pictures compared), random hashes:")
     rng = np.random.default_rng(0)
@@ -80,8 +80,8 @@ def pair_search() -> None:
 
 
 def duplicate_precision(root: Path, planted) -> None:
-    from cnndesk.core.dataset import load_dataset
-    from cnndesk.core.quality import DEFAULT_DISTANCE, MAX_DISTANCE, find_duplicates
+    from cnndesk.core.data.dataset import load_dataset
+    from cnndesk.core.data.copies import DEFAULT_DISTANCE, find_duplicates, MAX_DISTANCE
     from planted_data import duplicate_scores
 
     data = load_dataset(root)
@@ -96,11 +96,11 @@ def duplicate_precision(root: Path, planted) -> None:
 
 
 def mislabel_precision(root: Path, planted, folds: int, epochs: int, retrain_epochs: int) -> None:
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import load_dataset
-    from cnndesk.core.inspection import Inspector
-    from cnndesk.core.quality import VALIDATION, LabelScores, out_of_fold_probabilities
-    from cnndesk.core.training import train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import load_dataset
+    from cnndesk.core.model.inspection import Inspector
+    from cnndesk.core.quality.label_scores import LabelScores, out_of_fold_probabilities, VALIDATION
+    from cnndesk.core.training.fitting import train
     from planted_data import label_scores
 
     data = load_dataset(root)

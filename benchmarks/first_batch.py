@@ -83,7 +83,7 @@ def open_window(app, work: Path, per_class: int, stock: bool = True):
     """The main window with TensorFlow loaded and the sample dataset read, nothing else pending."""
     from PySide6.QtCore import QSettings
 
-    from cnndesk.core.samples import write_sample_dataset
+    from cnndesk.core.data.samples import write_sample_dataset
     from cnndesk.ui.main_window import MainWindow
 
     sample = work / "sample"

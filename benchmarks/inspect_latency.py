@@ -2,7 +2,7 @@
 
 Builds the "seed" preset for 10 classes at 224x224 RGB (untrained, fixed
 seed: latency does not depend on the weights), wraps it in
-``cnndesk.core.inspection.Inspector`` and times, after a warm-up, each of:
+``cnndesk.core.model.inspection.Inspector`` and times, after a warm-up, each of:
 
   probabilities   Inspector.probabilities on one prepared uint8 image
   activation maps Inspector.activation_maps (every conv/pool layer + probabilities)
@@ -50,7 +50,7 @@ def time_calls(fn, runs: int, warmup: int) -> np.ndarray:
 
 
 def measure(model, jpeg: Path, image: np.ndarray, runs: int, warmup: int) -> tuple[dict[str, np.ndarray], float]:
-    from cnndesk.core.inspection import Inspector
+    from cnndesk.core.model.inspection import Inspector
 
     t = time.perf_counter()
     inspector = Inspector(model, [f"class {i}" for i in range(10)])
@@ -95,14 +95,14 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from _data import draw
-    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.model.architecture import build_model, preset
 
     keras.utils.set_random_seed(1337)
     model = build_model(preset("seed"), (SIZE, SIZE, 3), 10)
     with tempfile.TemporaryDirectory() as tmp:
         jpeg = Path(tmp) / "drop.jpg"
         draw("ring", np.random.default_rng(3), SIZE).save(jpeg, quality=90)
-        from cnndesk.core.images import Preprocessing, decode_image
+        from cnndesk.core.data.images import decode_image, Preprocessing
 
         image = decode_image(jpeg, Preprocessing((SIZE, SIZE), "rgb"))
         print(f"seed preset, 10 classes, {SIZE}x{SIZE} RGB, {model.count_params():,} parameters; "

@@ -67,7 +67,7 @@ def default_folder() -> Path:
 def _write_part(args: tuple[str, str, int, int, int]) -> None:
     import numpy as np
 
-    from cnndesk.core.samples import draw_sample
+    from cnndesk.core.data.samples import draw_sample
 
     folder, kind, ci, start, stop = args
     rng = np.random.default_rng([11, ci, start])
@@ -78,7 +78,7 @@ def _write_part(args: tuple[str, str, int, int, int]) -> None:
 
 def ensure_images(folder: Path, count: int, workers: int) -> None:
     """``count`` images spread over the four sample classes; the folder is reused when it holds at least that."""
-    from cnndesk.core.samples import SAMPLE_CLASSES
+    from cnndesk.core.data.samples import SAMPLE_CLASSES
 
     marker = folder / MARKER
     if marker.exists() and int(marker.read_text()) >= count:
@@ -100,7 +100,7 @@ def ensure_images(folder: Path, count: int, workers: int) -> None:
 
 def subset_folder(source: Path, count: int) -> Path:
     """A folder of hard links to the first ``count`` images (a quarter per class): each size its own dataset."""
-    from cnndesk.core.samples import SAMPLE_CLASSES
+    from cnndesk.core.data.samples import SAMPLE_CLASSES
 
     folder = source.parent / f"{source.name}-first-{count}"
     marker = folder / MARKER
@@ -126,8 +126,9 @@ def peak_rss_mb() -> float:
 
 def _train(data, epochs: int, batch: int) -> list[float]:
     """Images/s of each epoch of one training run of the seed preset."""
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.training import TrainingListener, train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.training.progress import TrainingListener
+    from cnndesk.core.training.fitting import train
 
     speeds = []
 
@@ -142,7 +143,7 @@ def _train(data, epochs: int, batch: int) -> list[float]:
 
 def _stream(data, epochs: int, batch: int) -> list[float]:
     """Images/s of each pass over the training pipeline alone (no model): what the input side can deliver."""
-    from cnndesk.core.dataset import make_tf_dataset, release_tf_dataset
+    from cnndesk.core.data.pipeline import make_tf_dataset, release_tf_dataset
 
     ds = make_tf_dataset(data.images, data.labels, data.num_classes, batch, training=True, seed=1,
                          index=data.train_index)
@@ -163,10 +164,10 @@ def _later(speeds: list[float]) -> float:
 
 def child_disk(folder: Path, epochs: int, batch: int, image_size: int, run, in_memory: bool = False) -> dict:
     import keras  # noqa: F401  (TensorFlow's own footprint, before any data)
-    from cnndesk.core.architecture import build_model, preset
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.disk_cache import CacheSettings
-    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.model.architecture import build_model, preset
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.disk_cache import CacheSettings
+    from cnndesk.core.data.images import Preprocessing
 
     pre = Preprocessing((image_size, image_size), "rgb")
     build_model(preset("seed"), pre.input_shape, 4)
@@ -189,9 +190,9 @@ def child_disk(folder: Path, epochs: int, batch: int, image_size: int, run, in_m
 
 
 def child_compare(folder: Path, epochs: int, batch: int, image_size: int, rounds: int, run) -> dict:
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.disk_cache import CacheSettings
-    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.disk_cache import CacheSettings
+    from cnndesk.core.data.images import Preprocessing
 
     pre = Preprocessing((image_size, image_size), "rgb")
     cache_dir = Path(tempfile.mkdtemp(prefix="cnndesk-large-cache-"))
@@ -219,7 +220,7 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
 
     from _qt import GapMeter, wait_until
     from cnndesk.core.cpu_kernels import use_onednn_kernels
-    from cnndesk.core.disk_cache import CACHE_DIR_ENV
+    from cnndesk.core.data.disk_cache import CACHE_DIR_ENV
     from cnndesk.ui.main_window import MainWindow
 
     use_onednn_kernels()  # as the app starts

@@ -68,9 +68,9 @@ def slopes(values: list[float]) -> tuple[float, float]:
 
 
 def make_data(folder: Path, size: int, per_class: int):
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.samples import write_sample_dataset
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.data.samples import write_sample_dataset
 
     root = write_sample_dataset(folder / "shapes", per_class=per_class)
     return load_dataset(root, DatasetConfig(preprocessing=Preprocessing((size, size))), workers=2)
@@ -85,7 +85,7 @@ def engine_runs(args) -> list[dict]:
 
     from _qt import wait_until
 
-    from cnndesk.core.architecture import TrainingSettings, preset
+    from cnndesk.core.model.architecture import preset, TrainingSettings
     from cnndesk.ui.engine import Engine
     from cnndesk.ui.engine_worker import EngineWorker
 

@@ -1,7 +1,7 @@
 """What recording probe images costs: training with and without a ``ProbeRecorder``, in one process.
 
 Trains the "seed" preset on the benchmark shapes (10 classes, JPEGs generated once and reused)
-through ``cnndesk.core.training.train`` with a ``ModelPool``, as the GUI's engine does, in
+through ``cnndesk.core.training.fitting.train`` with a ``ModelPool``, as the GUI's engine does, in
 alternating order: without probes, with 4 probes recorded after every epoch, and (``--every``)
 with 4 probes recorded every N batches too. Each run's time is the wall time of ``train`` (the
 model comes from the pool in every variant, so the difference is the recording); the first round
@@ -40,12 +40,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from _data import ensure_dataset
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.model_pool import ModelPool
-    from cnndesk.core.probes import DEFAULT_BUDGET, ProbeRecorder, ProbeRecording, known_labels, load_probes
-    from cnndesk.core.training import train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.training.model_pool import ModelPool
+    from cnndesk.core.training.probes import DEFAULT_BUDGET, known_labels, load_probes, ProbeRecorder, ProbeRecording
+    from cnndesk.core.training.fitting import train
 
     folder = ensure_dataset(None, args.per_class, size=args.image_size)
     data = load_dataset(folder, DatasetConfig(Preprocessing((args.image_size, args.image_size)), val_split=0.2))

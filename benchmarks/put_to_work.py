@@ -109,10 +109,10 @@ def kinds(base: Path) -> dict[str, Path]:
 
 
 def train_model(train_dir: Path, name: str, seed: int):
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.training import train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.training.fitting import train
 
     size, color = FORMAT[name]
     data = load_dataset(train_dir, DatasetConfig(Preprocessing((size, size), color), seed=seed))
@@ -122,15 +122,15 @@ def train_model(train_dir: Path, name: str, seed: int):
 
 
 def flag_rate(files, heads, names, trust) -> float:
-    from cnndesk.core.batch_predict import UNLIKE, classify_files
+    from cnndesk.core.work.classify_folder import classify_files, UNLIKE
 
     rows = [r for r in classify_files(files, heads, names, trust) if r.error is None]
     return sum(UNLIKE in r.flags for r in rows) / max(len(rows), 1)
 
 
 def held_out_calibration(test_dir: Path, heads, data, trust) -> dict:
-    from cnndesk.core.calibration import calibration_report
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.model.calibration import calibration_report
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 
     test = load_dataset(test_dir, DatasetConfig(data.preprocessing, val_split=0.0))
     logits = np.concatenate([heads(test.images[i:i + 256])[1] for i in range(0, len(test.labels), 256)])
@@ -141,8 +141,8 @@ def held_out_calibration(test_dir: Path, heads, data, trust) -> dict:
 
 def throughput(files, model, heads, names, trust, repeats: int = 2) -> dict:
     """Best-of images/s of classify_files and of a plain decode + model.predict loop, alternating."""
-    from cnndesk.core.batch_predict import BATCH, classify_files
-    from cnndesk.core.images import decode_image
+    from cnndesk.core.work.classify_folder import BATCH, classify_files
+    from cnndesk.core.data.images import decode_image
 
     pre = heads.preprocessing
 
@@ -171,7 +171,7 @@ def throughput(files, model, heads, names, trust, repeats: int = 2) -> dict:
 def stream_memory(folder: Path, count: int, heads, names, trust) -> dict:
     """Resident memory while classify_files streams ``count`` hard links (a quarter in, at the end) and the
     images/s; the CSV is written as in the CLI."""
-    from cnndesk.core.batch_predict import CsvRows, classify_files, collect_images
+    from cnndesk.core.work.classify_folder import classify_files, collect_images, CsvRows
 
     big = folder.parent / f"{folder.name}-x{count}"
     sources = sorted(folder.rglob("*.png"))
@@ -205,7 +205,7 @@ def main() -> int:
     a = ap.parse_args()
     import keras  # noqa: F401
 
-    from cnndesk.core.trust import ModelHeads, measure_trust
+    from cnndesk.core.work.trust import measure_trust, ModelHeads
 
     base = Path(tempfile.gettempdir()) / "cnndesk-put-to-work"
     folders = kinds(base)

@@ -33,13 +33,13 @@ def main() -> None:
 
     from _data import ensure_dataset
 
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.model_pool import ModelPool
-    from cnndesk.core.project import Project, save_project
-    from cnndesk.core.runs import Run
-    from cnndesk.core.training import train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.training.model_pool import ModelPool
+    from cnndesk.core.project.store import Project, save_project
+    from cnndesk.core.training.runs import Run
+    from cnndesk.core.training.fitting import train
 
     folder = ensure_dataset(None, args.per_class, args.size)
     data = load_dataset(folder, DatasetConfig(Preprocessing((args.size, args.size))))

@@ -122,7 +122,7 @@ def make_dataset(name: str):
 
 def held_out_split(labels: np.ndarray, split_seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Stratified (train+validation rows, held-out rows), fixed by ``split_seed``: cnndesk's own split."""
-    from cnndesk.core.dataset import split_indices
+    from cnndesk.core.data.split import split_indices
 
     return split_indices(labels, TEST_SHARE, split_seed)
 
@@ -144,8 +144,8 @@ def write_folders(name: str, base: Path, split_seed: int = SPLIT_SEED) -> tuple[
 # training
 
 def _config(name: str, seed: int):
-    from cnndesk.core.dataset import DatasetConfig
-    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.data.dataset import DatasetConfig
+    from cnndesk.core.data.images import Preprocessing
 
     size, color = FORMAT[name]
     # what the CLI builds from --image-size/--color/--seed with every other option at its default
@@ -158,9 +158,9 @@ def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def run_cnndesk(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: int) -> dict:
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import load_dataset
-    from cnndesk.core.training import train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import load_dataset
+    from cnndesk.core.training.fitting import train
 
     config = _config(name, seed)
     data = load_dataset(train_dir, config)
@@ -183,7 +183,7 @@ def run_plain(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: int
     """The plain Keras script: the seed model, Adam, no callbacks, on cnndesk's training rows."""
     import keras
 
-    from cnndesk.core.dataset import load_dataset
+    from cnndesk.core.data.dataset import load_dataset
 
     config = _config(name, seed)
     data = load_dataset(train_dir, config)  # the same decoded images and the same 80/20 split

@@ -35,9 +35,10 @@ from small_data import DATASETS, _accuracy, _config, write_folders  # noqa: E402
 
 
 def record(name: str, train_dir: Path, test_dir: Path, seed: int, epochs: int) -> dict:
-    from cnndesk.core.architecture import TrainingSettings, build_model, preset
-    from cnndesk.core.dataset import load_dataset
-    from cnndesk.core.training import TrainingListener, train
+    from cnndesk.core.model.architecture import build_model, preset, TrainingSettings
+    from cnndesk.core.data.dataset import load_dataset
+    from cnndesk.core.training.progress import TrainingListener
+    from cnndesk.core.training.fitting import train
 
     config = _config(name, seed)
     data = load_dataset(train_dir, config)

@@ -5,8 +5,8 @@ shapes/patterns, 224x224, generated once and reused) with the same epochs,
 batch size 32, Adam 1e-3 and an 80/20 split, three ways, each in its own
 process so that peak memory is per variant:
 
-  cnndesk  cnndesk.core.dataset.load_dataset (decode once into a uint8 cache)
-           + cnndesk.core.training.train
+  cnndesk  cnndesk.core.data.dataset.load_dataset (decode once into a uint8 cache)
+           + cnndesk.core.training.fitting.train
   naive    keras.utils.image_dataset_from_directory(validation_split=0.2,
            subset="both") + model.fit, as a beginner writes it
   tuned    the same plus the Keras/TF guide's .cache().prefetch(tf.data.AUTOTUNE)
@@ -116,10 +116,11 @@ def _row(epoch: int, seconds: float, cpu: float, n_train: int, val_accuracy) -> 
 
 
 def run_cnndesk(data: Path, epochs: int, batch_size: int, size: int) -> dict:
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.training import TrainingListener, train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.training.progress import TrainingListener
+    from cnndesk.core.training.fitting import train
 
     t0, c0 = time.perf_counter(), time.process_time()
     loaded = load_dataset(data, DatasetConfig(Preprocessing((size, size), "rgb"), val_split=VAL_SPLIT, seed=SEED))
@@ -149,7 +150,7 @@ def run_plain(data: Path, epochs: int, batch_size: int, size: int, tuned: bool) 
     import keras
     import tensorflow as tf
 
-    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.model.architecture import build_model, preset
 
     keras.utils.set_random_seed(SEED)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -110,8 +110,9 @@ def plain_run(data: Path, size: int, epochs: int, batch_size: int) -> EpochClock
 
 def cnndesk_run(loaded, epochs: int, batch_size: int) -> EpochClock:
     """cnndesk's core as the app and the CLI call it (defaults; every epoch runs)."""
-    from cnndesk.core.architecture import TrainingSettings, preset
-    from cnndesk.core.training import TrainingListener, train
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.training.progress import TrainingListener
+    from cnndesk.core.training.fitting import train
 
     clock = EpochClock()
 
@@ -144,8 +145,8 @@ def child(args) -> None:
     if args.child == "plain":
         clock = plain_run(data, args.size, args.epochs, args.batch_size)
     else:
-        from cnndesk.core.dataset import DatasetConfig, load_dataset
-        from cnndesk.core.images import Preprocessing
+        from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+        from cnndesk.core.data.images import Preprocessing
 
         config = DatasetConfig(Preprocessing((args.size, args.size), "rgb"), val_split=VAL_SPLIT, seed=SEED)
         clock = cnndesk_run(load_dataset(data, config), args.epochs, args.batch_size)

@@ -4,7 +4,7 @@ Trains the head of a pretrained preset (default MobileNetV3Small) on the
 same folder of JPEGs three ways, in one process, alternating their order
 each round so that a busy machine slows all three alike:
 
-  cached   cnndesk.core.training.train with no augmentation: the frozen
+  cached   cnndesk.core.training.fitting.train with no augmentation: the frozen
            backbone's features are computed once per image, then the head
            trains on them (the training log says so)
   through  the same run forced through the frozen backbone every batch
@@ -40,9 +40,9 @@ from _data import ensure_dataset  # noqa: E402
 
 
 def run_cnndesk(data, family: str, epochs: int, batch_size: int, cached: bool) -> dict:
-    from cnndesk.core.architecture import LayerSpec, TrainingSettings
-    from cnndesk.core.training import TrainingListener
-    from cnndesk.core.transfer import train_transfer
+    from cnndesk.core.model.architecture import LayerSpec, TrainingSettings
+    from cnndesk.core.training.progress import TrainingListener
+    from cnndesk.core.training.transfer import train_transfer
 
     layers = [LayerSpec("Backbone", {"family": family, "weights": "none", "fine_tune": 0}),
               LayerSpec("GlobalAveragePooling2D"), LayerSpec("Dropout", {"rate": 0.2}),
@@ -109,8 +109,8 @@ def main() -> int:
     from cnndesk.core.library_warnings import hide_library_warnings
 
     hide_library_warnings()
-    from cnndesk.core.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+    from cnndesk.core.data.images import Preprocessing
 
     folder = ensure_dataset(None, args.per_class, size=args.image_size)
     data = load_dataset(folder, DatasetConfig(Preprocessing((args.image_size, args.image_size)), val_split=0.2))

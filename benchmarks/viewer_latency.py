@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MAKE_MODEL = """
 import sys
-from cnndesk.core.architecture import build_model, preset
+from cnndesk.core.model.architecture import build_model, preset
 build_model(preset("seed"), (224, 224, 3), 4).save(sys.argv[1])
 """
 
@@ -56,7 +56,7 @@ def main() -> None:
     Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(image, quality=90)
 
     app = QApplication.instance() or QApplication(sys.argv)
-    from cnndesk.core.samples import write_sample_dataset
+    from cnndesk.core.data.samples import write_sample_dataset
     from cnndesk.ui.main_window import MainWindow
 
     sample = write_sample_dataset(tmp / "sample", per_class=5)

@@ -93,7 +93,7 @@ def main() -> None:
         plain[name] = json.loads(out.strip().splitlines()[-1])
 
     app = QApplication.instance() or QApplication(sys.argv)
-    from cnndesk.core.samples import write_sample_dataset
+    from cnndesk.core.data.samples import write_sample_dataset
     from cnndesk.ui.main_window import MainWindow
 
     w = MainWindow(settings=QSettings(str(tmp / "s.ini"), QSettings.IniFormat),

@@ -38,7 +38,7 @@ def _quiet_tensorflow() -> None:
 
 
 def _parse_size(text: str) -> tuple[int, int]:
-    from .core.images import parse_image_size
+    from .core.data.images import parse_image_size
 
     try:
         return parse_image_size(text)
@@ -47,7 +47,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _parse_augment(text: str) -> tuple[str, ...]:
-    from .core.dataset import AUGMENTATIONS
+    from .core.data.augmentation import AUGMENTATIONS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     aliases = {"rotation": "rotate", "flips": "flip"}
@@ -113,8 +113,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.architecture import OPTIMIZERS, PRESETS
-    from .core.export import FORMATS
+    from .core.model.architecture import OPTIMIZERS, PRESETS
+    from .core.model.export import FORMATS
 
     p = _Parser(prog="cnndesk-cli", description="Train and inspect CNN image classifiers headless.")
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
@@ -233,7 +233,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
 
 
 def _memory_limit(text: str) -> int:
-    from .core.disk_cache import parse_bytes
+    from .core.data.disk_cache import parse_bytes
 
     try:
         return parse_bytes(text)
@@ -252,7 +252,7 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache_settings(args):
-    from .core.disk_cache import CacheSettings
+    from .core.data.disk_cache import CacheSettings
 
     return CacheSettings(args.cache_memory_limit, Path(args.cache_dir) if args.cache_dir else None)
 
@@ -261,7 +261,7 @@ class _LoadProgress:
     """Progress of reading a dataset for the CLI: the bar, and ``--json`` events while a cache is prepared."""
 
     def __init__(self, bar: "_Bar", json_events: bool):
-        from .core.disk_cache import PREPARING
+        from .core.data.disk_cache import PREPARING
         from .core.tasks import ReportingTaskState
 
         def status(text: str) -> None:
@@ -278,7 +278,7 @@ class _LoadProgress:
 
 
 def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
-    from .core.images import PIXEL_MODES
+    from .core.data.images import PIXEL_MODES
 
     parser.add_argument("--preprocessing", choices=list(PIXEL_MODES), metavar="{" + ",".join(PIXEL_MODES) + "}",
                         help="how pixels are fed to the model (write --preprocessing=-1-1 for the "
@@ -337,7 +337,7 @@ def run_command(command) -> int:
 # commands
 
 def cmd_samples(args) -> int:
-    from .core.samples import write_sample_dataset
+    from .core.data.samples import write_sample_dataset
 
     out = write_sample_dataset(args.out_dir, per_class=args.per_class)
     print(out)
@@ -366,13 +366,13 @@ class _Bar:
 def cmd_train(args, fit=None, save=None) -> int:
     """Train and save a project; ``fit`` and ``save`` replace ``training.train`` and ``project.save_project``
     (a distributed run's process passes its own)."""
-    from .core.architecture import TrainingSettings
-    from .core.architecture import layer_table, total_params
-    from .core.dataset import DatasetConfig, load_dataset
-    from .core.images import Preprocessing
-    from .core.scanning import count_skipped, describe_skipped, printable
-    from .core.project import Project, check_destination, estimate_model_bytes, new_run_id, save_project
-    from .core.runs import Run, next_run_name
+    from .core.model.architecture import TrainingSettings
+    from .core.model.architecture import layer_table, total_params
+    from .core.data.dataset import DatasetConfig, load_dataset
+    from .core.data.images import Preprocessing
+    from .core.data.scanning import count_skipped, describe_skipped, printable
+    from .core.project.store import check_destination, estimate_model_bytes, new_run_id, Project, save_project
+    from .core.training.runs import next_run_name, Run
 
     layers = _train_layers(args)
     config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
@@ -415,7 +415,8 @@ def cmd_train(args, fit=None, save=None) -> int:
 
     fetch_backbone_weights(layers, data.preprocessing.input_shape, bar)
     import_tensorflow()
-    from .core.training import TrainingListener, train
+    from .core.training.progress import TrainingListener
+    from .core.training.fitting import train
 
     class Listener(TrainingListener):
         def on_batch(self, r):
@@ -440,7 +441,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 
     recorder = None
     if probes is not None:
-        from .core.probes import ProbeRecorder
+        from .core.training.probes import ProbeRecorder
 
         recorder = ProbeRecorder(probes, data.preprocessing)
     result = (fit or train)(data, layers, settings, Listener(), augment=args.augment,
@@ -448,7 +449,7 @@ def cmd_train(args, fit=None, save=None) -> int:
     bar.done()
     trust = None
     if fit is None:  # a distributed run's model lives on JAX; the measuring is TensorFlow's
-        from .core.trust import measure_trust
+        from .core.work.trust import measure_trust
 
         trust = measure_trust(result.model, data)
     run = Run(id=new_run_id(), name=next_run_name(runs), created=time.time(), class_names=tuple(data.class_names),
@@ -456,7 +457,7 @@ def cmd_train(args, fit=None, save=None) -> int:
               layers=tuple(layers), settings=settings, history=tuple(result.history), best_epoch=result.best_epoch,
               kept_message=result.kept_message, trust=None if trust is None else trust.to_json())
     if probes is not None:  # the save puts the recording into the run's folder as well as beside the model
-        from .core.probes import recording_summary
+        from .core.training.probes import recording_summary
 
         run = run.with_probes(recording_summary(probes))
     project = Project(dataset_path=str(Path(args.dataset).resolve()), class_names=data.class_names, dataset=config,
@@ -488,7 +489,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 
 def _runs_kept(folder) -> list:
     """The runs of the project ``train`` writes into (none for a new one): the new run is added to them."""
-    from .core.project import is_project, open_project
+    from .core.project.store import is_project, open_project
 
     return list(open_project(folder, load_model=False)[0].runs) if is_project(folder) else []
 
@@ -497,7 +498,7 @@ def _probe_recording(paths: list[str], data):
     """The recording that ``--probe`` asks for (None without probes); unreadable images fail before training."""
     if not paths:
         return None
-    from .core.probes import ProbeRecording, known_labels, load_probes
+    from .core.training.probes import known_labels, load_probes, ProbeRecording
 
     return ProbeRecording(load_probes(paths, data.preprocessing, data.class_names, known_labels(data)),
                           data.class_names)
@@ -520,7 +521,7 @@ def _report_probes(folder: Path, probes, as_json: bool) -> None:
 
 def _train_layers(args) -> list:
     """The preset's stack with the pretrained options applied; refused for a preset without a backbone."""
-    from .core.architecture import has_backbone, preset
+    from .core.model.architecture import has_backbone, preset
 
     layers = preset(args.preset)
     if not has_backbone(layers):
@@ -535,7 +536,7 @@ def _train_layers(args) -> list:
 
 
 def _image_size(args, layers) -> tuple[int, int]:
-    from .core.architecture import default_image_size
+    from .core.model.architecture import default_image_size
 
     side = default_image_size(layers) or 64
     return args.image_size or (side, side)
@@ -547,8 +548,8 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
     Ctrl-C cancels the download (nothing is left in the cache) and the command.
     Offline, the error names the file, its size and the folder.
     """
-    from .core.architecture import has_backbone
-    from .core.backbones import WeightsUnavailable, ensure_weights
+    from .core.model.architecture import has_backbone
+    from .core.model.backbones import ensure_weights, WeightsUnavailable
     from .core.tasks import TaskState
 
     if not has_backbone(layers):
@@ -579,7 +580,7 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
 
 
 def cmd_clear_cache(args) -> int:
-    from .core.disk_cache import CacheSettings, clear_caches, format_bytes
+    from .core.data.disk_cache import CacheSettings, clear_caches, format_bytes
 
     settings = CacheSettings(folder=Path(args.cache_dir) if args.cache_dir else None)
     freed = clear_caches(settings)

@@ -1,7 +1,7 @@
 """The ``cnndesk-cli`` commands that open a trained model: predict, inspect, evaluate and export.
 
 Each takes a cnndesk project folder or (all but evaluate) a ``.keras``/``.h5``
-model file, opens it as an :class:`~cnndesk.core.inspection.Inspector` and
+model file, opens it as an :class:`~cnndesk.core.model.inspection.Inspector` and
 reports on stdout; user errors are raised as :class:`UserError` for
 :func:`cnndesk.cli.main` to print as one line.
 """
@@ -27,8 +27,8 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     ``tell_pixels`` is False: a command that feeds no images). Class names come from the file
     (or a labels file beside it: ``mymodel.labels.txt``, else ``labels.txt``) when they fit the model's outputs.
     """
-    from .core.model_loading import load_model_with_labels
-    from .core.project import is_project, open_project
+    from .core.model.loading import load_model_with_labels
+    from .core.project.store import is_project, open_project
 
     p = Path(path).expanduser()
     if not p.exists():
@@ -36,7 +36,8 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     if run is not None:
         return _open_run_inspector(p, run, pixels)
     if not is_project(p):
-        from .core.model_file import check_model_path, code_layers, code_refusal, describe_unknown, unknown_classes
+        from .core.model.keras_file import check_model_path
+        from .core.model.config_checks import code_layers, code_refusal, describe_unknown, unknown_classes
 
         # a damaged or hostile file, or one needing code or a class from the program that saved it, is refused
         # in a moment, before TensorFlow loads
@@ -47,15 +48,15 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
         if unknown:
             raise UserError(f"{p.name}: {describe_unknown(unknown)}.")
     import_tensorflow()
-    from .core.inspection import Inspector
+    from .core.model.inspection import Inspector
 
     if is_project(p):
         project, model = open_project(p)
         if model is None:
             raise UserError(f"The project {p} has no trained model yet: train it first.")
         return Inspector(model, project.class_names, _with_pixels(project.preprocessing, pixels)), project
-    from .core.inspection import preprocessing_for_model
-    from .core.scanning import printable
+    from .core.model.inspection import preprocessing_for_model
+    from .core.data.scanning import printable
 
     model, names = load_model_with_labels(p)
     found = preprocessing_for_model(model)
@@ -70,14 +71,14 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
 def _open_run_inspector(p: Path, name: str, pixels: str | None):
     """The Inspector of the project's run called ``name`` (+ the project)."""
     from .cli_runs import load_run_model, run_of
-    from .core.project import is_project, open_project
+    from .core.project.store import is_project, open_project
 
     if not is_project(p):
         raise UserError(f"--run needs a project folder; {p} is not one.")
     project, _ = open_project(p, load_model=False)
     run = run_of(project, name)
     import_tensorflow()
-    from .core.inspection import Inspector
+    from .core.model.inspection import Inspector
 
     model = load_run_model(run)
     return Inspector(model, list(run.class_names), _with_pixels(run.dataset.preprocessing, pixels)), project
@@ -96,7 +97,7 @@ def _with_pixels(preprocessing, pixels: str | None):
 
 def _pixels_and_why(model, found: str, given: str | None) -> str:
     """"caffe (recognised as ResNet)" or "-1-1 (--preprocessing; the layers suggest caffe)"."""
-    from .core.images import recognise_pixels
+    from .core.data.images import recognise_pixels
 
     if given is not None:
         return given + ("" if given == found else f" (--preprocessing; the model's layers suggest {found})")
@@ -109,7 +110,7 @@ def _trust(project, run: str | None):
     file, or a run trained before trust was measured."""
     if project is None:
         return None
-    from .core.trust import Trust, trust_of
+    from .core.work.trust import Trust, trust_of
 
     if run is not None:
         from .cli_runs import run_of
@@ -119,7 +120,7 @@ def _trust(project, run: str | None):
 
 
 def cmd_predict(args) -> int:
-    from .core.scanning import printable
+    from .core.data.scanning import printable
 
     if (args.move or args.flag_folders) and not args.sort_into:
         raise UserError("--move and --flag-folders sort images: give the folder to sort them into with --sort-into.")
@@ -153,11 +154,11 @@ def _predict_many(args, ins, trust) -> int:
     (``core.batch_predict``), each row printed, written to the CSV and sorted as it comes."""
     import contextlib
 
-    from .core.batch_predict import NOT_SURE, UNLIKE, CsvRows, classify_files, collect_images, sort_row
-    from .core.inspection import OUTPUT_SCORES_NOTE
-    from .core.quality import ChangeLog
-    from .core.scanning import describe_skipped, printable
-    from .core.trust import ModelHeads
+    from .core.work.classify_folder import classify_files, collect_images, CsvRows, NOT_SURE, sort_row, UNLIKE
+    from .core.model.inspection import OUTPUT_SCORES_NOTE
+    from .core.data.fixes import ChangeLog
+    from .core.data.scanning import describe_skipped, printable
+    from .core.work.trust import ModelHeads
 
     files, skipped = collect_images(args.images, args.follow_outside_links,
                                     [args.sort_into] if args.sort_into else [])
@@ -208,9 +209,9 @@ def cmd_inspect(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from .core.scanning import printable
-    from .core.inspection import EMPTY_CAM_NOTE
-    from .core.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
+    from .core.data.scanning import printable
+    from .core.model.inspection import EMPTY_CAM_NOTE
+    from .core.model.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
 
     ins, _ = _open_inspector(args.model, args.preprocessing)
     image = ins.prepare(args.image)
@@ -250,9 +251,9 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.dataset import load_dataset
-    from .core.scanning import printable
-    from .core.project import open_project
+    from .core.data.dataset import load_dataset
+    from .core.data.scanning import printable
+    from .core.project.store import open_project
 
     project, _ = open_project(args.project, load_model=False)  # a damaged project.json fails before TF loads
     run = None
@@ -277,7 +278,7 @@ def cmd_evaluate(args) -> int:
     if data.class_names != class_names:
         raise UserError(f"The dataset's classes ({', '.join(map(printable, data.class_names))}) differ from the "
                         f"project's ({', '.join(map(printable, class_names))}).")
-    from .core.inspection import Inspector
+    from .core.model.inspection import Inspector
 
     ins = Inspector(model, class_names, _with_pixels(config.preprocessing, args.preprocessing))
     x, y = data.rows(data.val_index), data.labels[data.val_index]
@@ -316,9 +317,9 @@ def _calibration(ins, images, labels, trust) -> dict:
     run kept none), and the share of them flagged "unlike training" when the run kept its statistics."""
     import numpy as np
 
-    from .core.calibration import calibration_report
-    from .core.inspection import EVALUATION_CHUNK
-    from .core.trust import ModelHeads
+    from .core.model.calibration import calibration_report
+    from .core.model.inspection import EVALUATION_CHUNK
+    from .core.work.trust import ModelHeads
 
     heads = ModelHeads(ins.model, ins.preprocessing)
     novelty = trust.novelty if trust is not None else None
@@ -335,7 +336,7 @@ def _calibration(ins, images, labels, trust) -> dict:
 
 
 def cmd_export(args) -> int:
-    from .core.export import export_model, labels_path
+    from .core.model.export import export_model, labels_path
 
     ins, project = _open_inspector(args.project, tell_pixels=False, run=args.run)
     trust = _trust(project, args.run)

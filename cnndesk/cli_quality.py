@@ -18,7 +18,7 @@ from .cli_support import emit_json
 
 def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser:
     """The ``check`` subcommand (the type parsers are the ones ``train`` uses)."""
-    from .core.quality import DEFAULT_DISTANCE, MAX_DISTANCE
+    from .core.data.copies import DEFAULT_DISTANCE, MAX_DISTANCE
 
     def distance(text: str) -> int:
         try:
@@ -45,10 +45,11 @@ def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser
 
 
 def cmd_check(args) -> int:
-    from .core.dataset import DatasetConfig, load_dataset, split_indices
-    from .core.images import Preprocessing
-    from .core.quality import find_duplicates
-    from .core.scanning import printable
+    from .core.data.dataset import DatasetConfig, load_dataset
+    from .core.data.split import split_indices
+    from .core.data.images import Preprocessing
+    from .core.data.copies import find_duplicates
+    from .core.data.scanning import printable
 
     config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed,
                            duplicate_distance=args.distance)

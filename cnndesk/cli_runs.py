@@ -10,7 +10,7 @@ from .core.errors import UserError
 
 def run_of(project, name: str):
     """The run of ``project`` called ``name`` (its name or id), with weights that can be loaded."""
-    from .core.runs import find_run
+    from .core.training.runs import find_run
 
     run = find_run(project.runs, name)
     if run.file is None:
@@ -20,14 +20,14 @@ def run_of(project, name: str):
 
 def load_run_model(run):
     """The Keras model of ``run`` (TensorFlow must be loaded)."""
-    from .core.model_loading import load_keras_model
+    from .core.model.loading import load_keras_model
 
     return load_keras_model(run.file)
 
 
 def cmd_runs(args) -> int:
-    from .core.project import open_project
-    from .core.scanning import printable
+    from .core.project.store import open_project
+    from .core.data.scanning import printable
 
     project, _ = open_project(args.project, load_model=False)
     if args.json:

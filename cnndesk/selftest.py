@@ -153,7 +153,7 @@ def run_selftest(out: TextIO | None = None, keep: str | os.PathLike | None = Non
 def _steps(app, run: _Run, work: Path, state: dict):
     from PySide6.QtCore import QSettings
 
-    from .core.samples import SAMPLE_CLASSES, write_sample_dataset
+    from .core.data.samples import SAMPLE_CLASSES, write_sample_dataset
     from .ui.main_window import MainWindow
     from .ui.engine_worker import EngineWorker
 
@@ -220,7 +220,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
         if not saved[0]:
             check_errors()
             raise SelftestFailure("saving the project failed")
-        from .core.project import is_project
+        from .core.project.store import is_project
 
         if not is_project(project_dir):
             raise SelftestFailure(f"{project_dir} was saved but is not recognised as a project")

@@ -108,7 +108,7 @@ def tiny_dataset(tmp_path):
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory):
     """A small copy of the built-in sample (30 per class), what the app starts with."""
-    from cnndesk.core.samples import write_sample_dataset
+    from cnndesk.core.data.samples import write_sample_dataset
 
     return write_sample_dataset(tmp_path_factory.mktemp("sample") / "shapes", per_class=30)
 

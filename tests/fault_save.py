@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnndesk.core import project as P
+from cnndesk.core.project import store as P
 from cnndesk.core.errors import ModelFileError, ProjectError
 
 CHUNKS = 4

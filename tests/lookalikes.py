@@ -8,7 +8,7 @@
 - :func:`edited_copy`: a copy of a tile with one of :data:`EDITS`, as files get copied in real
   folders (re-saved as a JPEG, resized, brightened, cropped a little, blurred, re-saved as PNG).
 
-The tests of :mod:`cnndesk.core.quality` and ``benchmarks/copies_real.py`` share them.
+The tests of :mod:`cnndesk.core.data.copies` and ``benchmarks/copies_real.py`` share them.
 """
 
 from __future__ import annotations

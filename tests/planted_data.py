@@ -1,4 +1,4 @@
-"""A dataset with known faults, and how well the finder of :mod:`cnndesk.core.quality` finds them.
+"""A dataset with known faults, and how well the finder of :mod:`cnndesk.core.data.copies` finds them.
 
 :func:`write_planted_dataset` writes the built-in sample's coloured shapes (learnable, and far
 apart in hash space) and then plants, each a known number of times:
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnndesk.core.samples import SAMPLE_CLASSES, draw_sample
+from cnndesk.core.data.samples import draw_sample, SAMPLE_CLASSES
 
 
 @dataclass

@@ -16,7 +16,7 @@ import h5py
 import keras
 from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
-from cnndesk.core.backbones import family
+from cnndesk.core.model.backbones import family
 
 
 def offline_urlopen(*_args, **_kwargs):

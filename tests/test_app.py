@@ -153,7 +153,7 @@ def test_a_wrong_folder_gets_a_clear_message_and_the_dataset_read_before_stays(w
 
 
 def test_a_project_whose_dataset_is_refused_shows_no_dataset_and_why(window, qtbot, tmp_path):
-    from cnndesk.core.project import save_project
+    from cnndesk.core.project.store import save_project
 
     empty = tmp_path / "nothing"
     empty.mkdir()
@@ -352,7 +352,7 @@ def test_an_engine_error_is_a_readable_message_and_the_app_goes_on(window, qtbot
 
 def test_an_unexpected_engine_error_goes_to_the_log_file_that_the_dialog_names(window, qtbot, tmp_path,
                                                                                   monkeypatch):
-    from cnndesk.core import model_loading
+    from cnndesk.core.model import loading as model_loading
     from cnndesk.core.app_log import log_path
 
     def broken(*args, **kwargs):
@@ -655,9 +655,9 @@ def test_training_for_a_project_folder_that_cannot_be_written_asks_first(tiny_wi
 def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_shows_odd_names_escaped(qtbot):
     import numpy as np
 
-    from cnndesk.core.dataset import LoadedDataset
-    from cnndesk.core.images import Preprocessing
-    from cnndesk.core.scanning import SkippedFile
+    from cnndesk.core.data.dataset import LoadedDataset
+    from cnndesk.core.data.images import Preprocessing
+    from cnndesk.core.data.scanning import SkippedFile
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     panel = DatasetPanel()
@@ -733,7 +733,7 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
 
 def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tiny_window, qtbot, monkeypatch,
                                                                              tmp_path):
-    from cnndesk.core.architecture import CLASSES, LayerSpec
+    from cnndesk.core.model.architecture import CLASSES, LayerSpec
     from cnndesk.core.errors import UserError
 
     w = tiny_window
@@ -774,7 +774,7 @@ def test_a_failed_run_keeps_the_model_before_it_and_the_edits_the_user_tried(tin
 
 
 def test_units_and_filters_stop_at_what_cnndesk_can_open_again(tiny_window, qtbot):
-    from cnndesk.core.model_file import LIMITS
+    from cnndesk.core.model.config_checks import LIMITS
 
     w = tiny_window
     w.tabs.setCurrentIndex(w.TAB_MODEL)
@@ -920,7 +920,7 @@ def test_ctrl_z_pressed_again_and_again_in_the_layer_editor_undoes_one_edit_afte
 
 def test_closing_while_the_project_is_saved_waits_for_the_save_then_closes(tiny_window, qtbot, tmp_path,
                                                                           monkeypatch):
-    from cnndesk.core.project import is_project
+    from cnndesk.core.project.store import is_project
 
     w = tiny_window
     train_now(w, qtbot)
@@ -938,7 +938,7 @@ def test_closing_while_the_project_is_saved_waits_for_the_save_then_closes(tiny_
 def test_save_as_takes_the_name_of_a_new_folder(window, qtbot, tmp_path):
     from PySide6.QtWidgets import QLineEdit
 
-    from cnndesk.core.project import is_project
+    from cnndesk.core.project.store import is_project
     from cnndesk.ui.file_dialogs import NewFolderDialog
 
     window.settings.setValue("folders/project", str(tmp_path))
@@ -1006,7 +1006,7 @@ def test_a_run_whose_loss_became_nan_is_saved_as_strict_json_and_reopens_with_th
         tiny_window, qtbot, make_window, tmp_path, monkeypatch):
     import math
 
-    from cnndesk.core import training
+    from cnndesk.core.training import progress
 
     def diverging(report):  # epoch 2's losses are not a number, as in a run whose weights blew up
         def make(**values):
@@ -1015,8 +1015,8 @@ def test_a_run_whose_loss_became_nan_is_saved_as_strict_json_and_reopens_with_th
             return report(**values)
         return make
 
-    monkeypatch.setattr(training, "EpochReport", diverging(training.EpochReport))
-    monkeypatch.setattr(training, "BatchReport", diverging(training.BatchReport))
+    monkeypatch.setattr(progress, "EpochReport", diverging(progress.EpochReport))
+    monkeypatch.setattr(progress, "BatchReport", diverging(progress.BatchReport))
     w = tiny_window
     train_now(w, qtbot, epochs=3)
     assert math.isnan(w.state.history[1]["loss"])
@@ -1140,7 +1140,7 @@ def test_the_evaluation_is_computed_when_the_viewer_is_shown_with_its_evaluation
 
 
 def test_after_an_edit_of_the_stack_settles_the_engine_traces_a_spare_for_it(tiny_window, qtbot):
-    from cnndesk.core.architecture import LayerSpec
+    from cnndesk.core.model.architecture import LayerSpec
 
     w = tiny_window
     qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)

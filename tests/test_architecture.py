@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from cnndesk.core.architecture import (
-    CLASSES,
-    PRESETS,
-    LayerSpec,
-    TrainingSettings,
-    build_model,
-    layer_table,
-    preset,
-    total_params,
+from cnndesk.core.model.architecture import (
+    build_model, CLASSES, layer_table, LayerSpec, preset, PRESETS, total_params, TrainingSettings,
 )
 from cnndesk.core.errors import ArchitectureError, UserError
 
@@ -178,7 +171,7 @@ def test_bad_training_settings_are_refused(settings, words):
 
 
 def test_multiply_adds_count_each_weight_once_per_output_position():
-    from cnndesk.core.architecture import multiply_adds
+    from cnndesk.core.model.architecture import multiply_adds
 
     layers = [LayerSpec("Conv2D", {"filters": 4, "kernel_size": 3}), LayerSpec("MaxPool2D"), LayerSpec("Flatten"),
               LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
@@ -188,7 +181,7 @@ def test_multiply_adds_count_each_weight_once_per_output_position():
 
 
 def test_preset_summaries_give_size_and_cost_for_the_input_or_say_why_it_does_not_fit():
-    from cnndesk.core.architecture import preset_summary
+    from cnndesk.core.model.architecture import preset_summary
 
     seed = preset_summary("seed", (64, 64, 3), 4)
     assert seed.title == "Seed" and seed.use

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnndesk.core.architecture import TrainingSettings, preset
-from cnndesk.core.batch_predict import (NOT_SURE, UNLIKE, CsvRows, FolderRow, classify_files, collect_images,
-                                        sort_row, undo_all)
-from cnndesk.core.dataset import DatasetConfig, load_dataset
+from cnndesk.core.model.architecture import preset, TrainingSettings
+from cnndesk.core.work.classify_folder import (
+    classify_files, collect_images, CsvRows, FolderRow, NOT_SURE, sort_row, undo_all, UNLIKE,
+)
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 from cnndesk.core.errors import Cancelled
-from cnndesk.core.images import Preprocessing, decode_image
-from cnndesk.core.quality import ChangeLog
+from cnndesk.core.data.images import decode_image, Preprocessing
+from cnndesk.core.data.fixes import ChangeLog
 from cnndesk.core.tasks import TaskState
-from cnndesk.core.training import train
-from cnndesk.core.trust import ModelHeads, Trust, measure_trust
+from cnndesk.core.training.fitting import train
+from cnndesk.core.work.trust import measure_trust, ModelHeads, Trust
 
 from conftest import write_dataset
 

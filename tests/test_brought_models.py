@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from cnndesk.cli import main
-from cnndesk.core.inspection import EMPTY_CAM_NOTE, Inspector
-from cnndesk.core.model_loading import load_keras_model
+from cnndesk.core.model.inspection import EMPTY_CAM_NOTE, Inspector
+from cnndesk.core.model.loading import load_keras_model
 
 from test_app import drop_paths
 

@@ -9,8 +9,10 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from cnndesk.core.calibration import (T_MAX, T_MIN, calibration_report, expected_calibration_error, fit_temperature,
-                                      log_loss, reliability_bins, softmax)
+from cnndesk.core.model.calibration import (
+    calibration_report, expected_calibration_error, fit_temperature, log_loss, reliability_bins, softmax, T_MAX,
+    T_MIN,
+)
 
 
 def _overconfident(n: int = 400, classes: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from cnndesk.cli import main
-from cnndesk.core.project import open_project
-from cnndesk.core.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
+from cnndesk.core.project.store import open_project
+from cnndesk.core.data.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
 
 from conftest import child_env, kept_epoch, read_only_folder
 
@@ -247,9 +247,9 @@ def test_predict_classifies_a_folder_into_a_csv_and_sorts_copies_into_class_fold
 def test_an_export_of_a_project_gives_the_calibrated_probabilities(trained, shapes, tmp_path):
     import keras
 
-    from cnndesk.core.calibration import softmax
-    from cnndesk.core.images import decode_image
-    from cnndesk.core.trust import ModelHeads
+    from cnndesk.core.model.calibration import softmax
+    from cnndesk.core.data.images import decode_image
+    from cnndesk.core.work.trust import ModelHeads
 
     project, lines = trained
     temperature = lines[-1]["temperature"]
@@ -395,7 +395,7 @@ def test_user_errors_in_a_real_process_print_one_line_and_no_traceback(tmp_path,
 # the destination is checked before the work (issue 12)
 
 def _no_training(monkeypatch):
-    import cnndesk.core.training as training
+    import cnndesk.core.training.fitting as training
 
     def train(*args, **kwargs):
         raise AssertionError("training started although the project could not be saved")
@@ -406,7 +406,7 @@ def _no_training(monkeypatch):
 def test_train_into_a_read_only_folder_fails_before_reading_or_training(tmp_path, monkeypatch):
     ro = read_only_folder(tmp_path / "ro", monkeypatch)
     _no_training(monkeypatch)
-    import cnndesk.core.dataset as dataset
+    import cnndesk.core.data.dataset as dataset
 
     monkeypatch.setattr(dataset, "load_dataset", lambda *a, **k: pytest.fail("the dataset was read"))
     try:
@@ -423,7 +423,7 @@ def test_train_into_a_read_only_folder_fails_before_reading_or_training(tmp_path
 def test_train_without_room_for_the_model_fails_before_training(tmp_path, monkeypatch):
     import shutil
 
-    from cnndesk.core import project
+    from cnndesk.core.project import store as project
 
     # enough per class for no warning on stdout, and as large as they are read: nothing is scaled up either
     write_sample_dataset(tmp_path / "shapes", per_class=12, size=128)
@@ -536,8 +536,8 @@ def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
 def test_the_app_opens_every_image_size_the_cli_trains_at(qtbot, size):
     """A project the CLI trained at, say, 1500 px shows 1500 px in the app, not a fallback size."""
     from cnndesk.cli import build_parser
-    from cnndesk.core.dataset import DatasetConfig
-    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.data.dataset import DatasetConfig
+    from cnndesk.core.data.images import Preprocessing
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     cli_size = build_parser().parse_args(["train", "data", "--project", "p", "--image-size", size]).image_size
@@ -549,7 +549,7 @@ def test_the_app_opens_every_image_size_the_cli_trains_at(qtbot, size):
 
 
 def test_an_image_size_both_refuse_names_the_same_limits(qtbot):
-    from cnndesk.core.images import MAX_IMAGE_SIDE
+    from cnndesk.core.data.images import MAX_IMAGE_SIDE
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     code, out, err = run(["train", "data", "--project", "p", "--image-size", MAX_IMAGE_SIDE + 1])

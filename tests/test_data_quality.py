@@ -16,12 +16,15 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QLabel, QMessageBox
 
-from cnndesk.core.dataset import DatasetConfig, load_dataset, resplit, split_indices
-from cnndesk.core.project_schema import Project
-from cnndesk.core.quality import (
-    DEFAULT_DISTANCE, KFOLD, MAX_DISTANCE, VALIDATION, ChangeLog, Change, MOVE, confirm_pairs, find_duplicates,
-    hamming, move_to_class, perceptual_hashes, picture_thumbnails, rank_label_doubts, similar_pairs, stratified_folds,
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset, resplit
+from cnndesk.core.data.split import split_indices
+from cnndesk.core.project.schema import Project
+from cnndesk.core.data.copies import (
+    confirm_pairs, DEFAULT_DISTANCE, find_duplicates, hamming, MAX_DISTANCE, perceptual_hashes, picture_thumbnails,
+    similar_pairs,
 )
+from cnndesk.core.quality.label_scores import KFOLD, rank_label_doubts, stratified_folds, VALIDATION
+from cnndesk.core.data.fixes import Change, ChangeLog, MOVE, move_to_class
 from cnndesk.core.errors import UserError
 
 from lookalikes import EDITS, edited_copy, stroke_digits, texture_tiles
@@ -178,7 +181,8 @@ def test_the_split_keeps_every_group_on_one_side(planted, val_split, seed):
 def test_keeping_groups_together_keeps_every_class_share_within_2_points(val_split):
     """Groups made so that a plain split puts one copy in validation and two in training: keeping them together
     must not take a class's validation images away."""
-    from cnndesk.core.quality import DuplicateGroup, leak_free_split
+    from cnndesk.core.data.copies import DuplicateGroup
+    from cnndesk.core.data.split import leak_free_split
 
     labels = np.repeat([0, 1, 2], [300, 200, 100])
     train, val = split_indices(labels, val_split, 1337)
@@ -196,7 +200,8 @@ def test_keeping_groups_together_keeps_every_class_share_within_2_points(val_spl
 
 def test_the_split_note_says_when_a_class_cannot_keep_its_share():
     """A class made of one group of copies cannot give validation a share of it: the note says so."""
-    from cnndesk.core.quality import DuplicateGroup, leak_free_split
+    from cnndesk.core.data.copies import DuplicateGroup
+    from cnndesk.core.data.split import leak_free_split
 
     labels = np.repeat([0, 1], [100, 10])
     groups = [DuplicateGroup(tuple(range(100, 110)), False, False, False, 0)]
@@ -594,7 +599,7 @@ def test_the_pair_search_compares_pictures_block_by_block_so_lookalike_candidate
     kept."""
     import tracemalloc
 
-    from cnndesk.core import quality
+    from cnndesk.core.data import copies as quality
 
     monkeypatch.setattr(quality, "PAIR_BLOCK", 1 << 18)
     n = 4000  # every hash alike: 8 million candidate pairs, 96 MB as (i, j, distance) rows

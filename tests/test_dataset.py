@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset, split_indices
-from cnndesk.core.images import DISPLAY_SIDE, Preprocessing, decode_for_viewing, decode_image
-from cnndesk.core.scanning import SkippedFile, count_skipped, describe_skipped, printable, scan_dataset
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.data.pipeline import make_tf_dataset
+from cnndesk.core.data.split import split_indices
+from cnndesk.core.data.images import decode_for_viewing, decode_image, DISPLAY_SIDE, Preprocessing
+from cnndesk.core.data.scanning import count_skipped, describe_skipped, printable, scan_dataset, SkippedFile
 from cnndesk.core.errors import DatasetError, UserError
 
 from conftest import make_image, write_dataset
@@ -455,7 +457,7 @@ def test_the_pipeline_gives_float_pixels_in_0_255_and_one_hot_labels(tiny_datase
 
 
 def test_augmentation_changes_training_batches_but_stays_out_of_the_model(tiny_dataset):
-    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.model.architecture import build_model, preset
 
     data = load_dataset(tiny_dataset, RGB32)
     x, y = data.subset(data.train_index)
@@ -623,7 +625,7 @@ def test_odd_class_folder_names_are_kept_and_shown_escaped(tmp_path):
 
 
 def test_a_project_reopens_with_class_names_holding_newlines_and_undecodable_bytes(tmp_path):
-    from cnndesk.core.project import PROJECT_FILE, Project, open_project, save_project
+    from cnndesk.core.project.store import open_project, Project, PROJECT_FILE, save_project
 
     names = ["caf\udce9", "two\nlines", "plain", "tab\there"]
     folder = save_project(tmp_path / "proj", Project(dataset_path=os.fsdecode(b"/data/ph\xf6tos"), class_names=names))

@@ -12,8 +12,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QLabel, QStyleOptionViewItem
 
 from conftest import shown, write_dataset
-from cnndesk.core import color_hint
-from cnndesk.core.color_hint import ColorSample, sample_colors, spread
+from cnndesk.core.data import color_hint
+from cnndesk.core.data.color_hint import ColorSample, sample_colors, spread
 from cnndesk.ui.dataset_panel import DatasetPanel
 from cnndesk.ui.dataset_tables import relative_path
 

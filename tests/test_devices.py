@@ -94,7 +94,7 @@ def test_devices_are_ticked_from_the_keyboard_too(panel, qtbot):
 
 
 def test_a_saved_choice_comes_back_and_one_this_machine_lacks_is_not_forced(panel):
-    from cnndesk.core.architecture import TrainingSettings
+    from cnndesk.core.model.architecture import TrainingSettings
 
     panel.set_settings(TrainingSettings(device="gpu:1,2", batch_size=16))
     assert ticked(panel) == ["gpu:1", "gpu:2"] and "global batch of 32 images" in panel.device.batch_note.text()
@@ -141,11 +141,11 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cnndesk.core.architecture import TrainingSettings, preset
-from cnndesk.core.dataset import DatasetConfig, load_dataset
-from cnndesk.core.images import Preprocessing
-from cnndesk.core.project import Project, new_run_id, open_project, save_project
-from cnndesk.core.training import TrainingListener, train
+from cnndesk.core.model.architecture import TrainingSettings, preset
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.data.images import Preprocessing
+from cnndesk.core.project.store import Project, new_run_id, open_project, save_project
+from cnndesk.core.training.fitting import TrainingListener, train
 
 class Steps(TrainingListener):
     def __init__(self):

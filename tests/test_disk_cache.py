@@ -19,14 +19,16 @@ import pytest
 from PIL import Image
 
 from cnndesk.cli import main
-from cnndesk.core import disk_cache, file_locks
-from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset
-from cnndesk.core.disk_cache import (
-    CacheSettings, ShardedImages, clear_caches, estimate_bytes, parse_bytes, plan_cache,
+from cnndesk.core.data import disk_cache
+from cnndesk.core import file_locks
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.data.pipeline import make_tf_dataset
+from cnndesk.core.data.disk_cache import (
+    CacheSettings, clear_caches, estimate_bytes, parse_bytes, plan_cache, ShardedImages,
 )
 from cnndesk.core.errors import Cancelled, DatasetError
-from cnndesk.core.images import Preprocessing
-from cnndesk.core.project import open_project
+from cnndesk.core.data.images import Preprocessing
+from cnndesk.core.project.store import open_project
 from cnndesk.core.tasks import ReportingTaskState, TaskState
 
 from conftest import write_dataset
@@ -292,15 +294,16 @@ def test_a_leftover_temporary_folder_goes_whatever_running_program_its_number_na
 
 def _slow_decoding(monkeypatch, seconds: float = 0.01) -> None:
     """Decoding that takes a while, so that two preparers are sure to overlap."""
-    from cnndesk.core import dataset
+    from cnndesk.core.data import dataset
 
-    real = dataset._decode_or_reason
+    real = dataset.decode_or_reason
 
     def slow(path, preprocessing):
         time.sleep(seconds)
         return real(path, preprocessing)
 
-    monkeypatch.setattr(dataset, "_decode_or_reason", slow)
+    for module in (dataset, disk_cache):  # the in-memory reader and the cache's preparer
+        monkeypatch.setattr(module, "decode_or_reason", slow)
 
 
 def test_two_preparers_of_one_cache_at_once_share_one_cache_and_read_every_image(tmp_path, cache, monkeypatch):
@@ -360,9 +363,9 @@ READ_LATER = """
 import sys
 from pathlib import Path
 import numpy as np
-from cnndesk.core.dataset import DatasetConfig, load_dataset
-from cnndesk.core.disk_cache import CacheSettings
-from cnndesk.core.images import Preprocessing
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.data.disk_cache import CacheSettings
+from cnndesk.core.data.images import Preprocessing
 data = load_dataset(sys.argv[1], DatasetConfig(Preprocessing((32, 32), "rgb")),
                     cache=CacheSettings(memory_limit=0, folder=Path(sys.argv[2])))
 print(data.storage.folder, flush=True)
@@ -411,9 +414,9 @@ def test_a_lock_file_deleted_while_another_waits_for_it_never_gives_two_holders(
 
 
 def test_evaluating_an_on_disk_dataset_reads_its_validation_split_a_chunk_at_a_time(tmp_path, cache, monkeypatch):
-    from cnndesk.core import inspection
-    from cnndesk.core.architecture import build_model, preset
-    from cnndesk.core.inspection import Inspector
+    from cnndesk.core.model import inspection
+    from cnndesk.core.model.architecture import build_model, preset
+    from cnndesk.core.model.inspection import Inspector
 
     folder = write_dataset(tmp_path / "data", per_class=15, size=32)
     on_disk, in_memory = load(folder, cache), load_dataset(folder, DatasetConfig(PRE))
@@ -437,9 +440,9 @@ def test_scoring_likely_mislabelled_images_of_an_on_disk_dataset_reads_it_a_chun
                                                                                             monkeypatch):
     """The validation split (by the current model) and each held-out fold (by its retrain) are read
     ``EVALUATION_CHUNK`` images at a time, never whole, and each chunk alone becomes float32."""
-    from cnndesk.core import inspection
-    from cnndesk.core.architecture import TrainingSettings, build_model, preset
-    from cnndesk.core.inspection import Inspector
+    from cnndesk.core.model import inspection
+    from cnndesk.core.model.architecture import build_model, preset, TrainingSettings
+    from cnndesk.core.model.inspection import Inspector
     from cnndesk.ui.engine_worker import EngineWorker
 
     folder = write_dataset(tmp_path / "data", per_class=15, size=32)

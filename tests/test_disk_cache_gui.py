@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from cnndesk.core import dataset as dataset_module
-from cnndesk.core.disk_cache import CACHE_DIR_ENV
+from cnndesk.core.data import dataset as dataset_module
+from cnndesk.core.data import disk_cache
+from cnndesk.core.data.disk_cache import CACHE_DIR_ENV
 from cnndesk.ui.dataset_panel import DatasetPanel
 
 from conftest import shown, write_dataset
@@ -66,13 +67,14 @@ def test_preparing_the_cache_shows_progress_and_cancel_leaves_nothing_behind(pan
                                                                             cache_dir):
     folder = write_dataset(tmp_path / "data", per_class=10, size=32)
     release = threading.Event()
-    real = dataset_module._decode_or_reason
+    real = dataset_module.decode_or_reason
 
     def slow_decode(path, preprocessing):  # the loader thread waits here until the test has pressed Cancel
         release.wait(20)
         return real(path, preprocessing)
 
-    monkeypatch.setattr(dataset_module, "_decode_or_reason", slow_decode)
+    for module in (dataset_module, disk_cache):
+        monkeypatch.setattr(module, "decode_or_reason", slow_decode)
     type_limit(panel, qtbot, "1")
     panel.image_size.setCurrentText("224")
     qtbot.waitUntil(lambda: not panel._reload_timer.isActive())  # no folder yet: nothing to read again
@@ -89,7 +91,7 @@ def test_preparing_the_cache_shows_progress_and_cancel_leaves_nothing_behind(pan
 
 def test_the_window_trains_from_a_dataset_on_disk_and_saves_a_normal_project(window, qtbot, monkeypatch, tmp_path,
                                                                             cache_dir):
-    from cnndesk.core.project import open_project
+    from cnndesk.core.project.store import open_project
     from cnndesk.ui import file_dialogs
 
     w = window

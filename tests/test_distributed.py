@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnndesk.core import disk_cache
-from cnndesk.core.dataset import DatasetConfig, load_dataset, make_tf_dataset
-from cnndesk.core.disk_cache import CacheSettings
+from cnndesk.core.data import disk_cache
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.data.pipeline import make_tf_dataset
+from cnndesk.core.data.disk_cache import CacheSettings
 from cnndesk.core.distributed import (
-    DistributedError, cluster_from_env, distributed_note, process_rows, process_share,
+    cluster_from_env, distributed_note, DistributedError, process_rows, process_share,
 )
-from cnndesk.core.images import Preprocessing
+from cnndesk.core.data.images import Preprocessing
 
 from conftest import write_dataset
 
@@ -158,8 +159,8 @@ def test_the_command_line_reaches_the_jax_child_without_importing_keras():
 PREDICT = """
 import json, sys
 import keras, numpy as np
-from cnndesk.core.dataset import DatasetConfig, load_dataset
-from cnndesk.core.project import open_project
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.project.store import open_project
 project, model = open_project(sys.argv[1])
 data = load_dataset(sys.argv[2], project.dataset)
 images = data.images[:12].astype("float32")
@@ -209,7 +210,7 @@ def test_two_local_processes_train_one_model_that_the_app_opens_and_that_predict
 
 
 def test_two_local_processes_train_from_their_own_shards_of_one_on_disk_cache(tmp_path, sample_dir, monkeypatch):
-    from cnndesk.core.project import open_project
+    from cnndesk.core.project.store import open_project
 
     # the run's cache folder holds the sample's cache in small shards, as an earlier reading left it; both
     # processes find it (one after the other: preparing and choosing a cache is locked) and share it

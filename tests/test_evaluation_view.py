@@ -15,7 +15,7 @@ from cnndesk.ui.evaluation_view import TABLE_VISIBLE_ROWS, EvaluationView
 def _evaluation(k: int, per_class: int = 3):
     """An evaluation of k classes, per_class images each, where every class's last image is taken for the next
     class; and the dataset it was made on (images, files, validation rows)."""
-    from cnndesk.core.inspection import ClassMetrics, Evaluation, Misclassified
+    from cnndesk.core.model.inspection import ClassMetrics, Evaluation, Misclassified
 
     names = [f"class {i}" for i in range(k)]
     labels = np.repeat(np.arange(k), per_class)

@@ -22,12 +22,12 @@ import pytest
 import keras
 import tensorflow as tf
 
-from cnndesk.core.architecture import TrainingSettings, build_model, compile_model, preset
+from cnndesk.core.model.architecture import build_model, compile_model, preset, TrainingSettings
 from cnndesk.core.errors import UserError
-from cnndesk.core.export import FORMATS, ONNX_LABELS_KEY, export_model, labels_path
-from cnndesk.core.labels import escape_label, labels_text, parse_labels
-from cnndesk.core.model_file import check_model_path
-from cnndesk.core.model_loading import load_model_with_labels
+from cnndesk.core.model.export import export_model, FORMATS, labels_path, ONNX_LABELS_KEY
+from cnndesk.core.model.labels import escape_label, labels_text, parse_labels
+from cnndesk.core.model.keras_file import check_model_path
+from cnndesk.core.model.loading import load_model_with_labels
 
 SIZE = 32
 CLASSES = 3
@@ -400,8 +400,8 @@ def _run_export(fmt: str, path, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_an_export_with_a_temperature_gives_softmax_of_the_logits_over_it(model, inputs, tmp_path, fmt):
-    from cnndesk.core.calibration import softmax
-    from cnndesk.core.trust import ModelHeads
+    from cnndesk.core.model.calibration import softmax
+    from cnndesk.core.work.trust import ModelHeads
 
     x, expected = inputs
     _, logits = ModelHeads(model)(x)

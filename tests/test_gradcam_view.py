@@ -9,8 +9,8 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QStyle, QStyleOptionButton
 
-from cnndesk.core.pictures import smooth_map
-from cnndesk.core.pictures import CAM_SMOOTH_SIGMA
+from cnndesk.core.model.pictures import smooth_map
+from cnndesk.core.model.pictures import CAM_SMOOTH_SIGMA
 from cnndesk.ui.inspection_views import GradCamView
 
 
@@ -92,7 +92,7 @@ def test_the_smooth_check_box_is_on_by_default_and_switches_what_is_shown(qtbot)
 
 
 def test_the_saved_overlay_is_the_map_that_is_shown(qtbot):
-    from cnndesk.core.pictures import gradcam_overlay
+    from cnndesk.core.model.pictures import gradcam_overlay
 
     view = shown_view(qtbot)
     for checked in (True, False):

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnndesk.core.architecture import TrainingSettings, layer_table, preset
-from cnndesk.core.dataset import DatasetConfig, load_dataset
-from cnndesk.core.images import Preprocessing
+from cnndesk.core.model.architecture import layer_table, preset, TrainingSettings
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.data.images import Preprocessing
 from cnndesk.core.errors import ModelFileError, UserError
-from cnndesk.core.inspection import Inspector
-from cnndesk.core.training import train
+from cnndesk.core.model.inspection import Inspector
+from cnndesk.core.training.fitting import train
 
 from conftest import write_dataset
 
@@ -77,7 +77,7 @@ def test_predict_files_reports_an_unreadable_file_and_classifies_the_rest(inspec
 
 
 def test_a_prediction_carries_the_decoded_image_and_a_picture_so_nothing_decodes_it_again(inspector, data, tmp_path):
-    from cnndesk.core.images import decode_image
+    from cnndesk.core.data.images import decode_image
 
     Image.new("RGB", (300, 200), (10, 200, 10)).save(tmp_path / "wide.png")
     paths = [data.paths[0], str(tmp_path / "wide.png")]
@@ -141,7 +141,7 @@ def test_models_images_of_any_size_and_every_heat_map_layer_trace_without_a_retr
     traced once, whatever the number of images; TensorFlow has nothing to warn about on the terminal."""
     import logging
 
-    from cnndesk.core.architecture import build_model
+    from cnndesk.core.model.architecture import build_model
 
     caplog.set_level(logging.WARNING, logger="tensorflow")
     rng = np.random.default_rng(0)
@@ -267,10 +267,10 @@ def test_evaluation_counts_what_the_model_got_right_and_wrong(inspector, data):
 
 
 def test_an_inspector_refuses_preprocessing_that_does_not_fit_the_model():
-    from cnndesk.core.architecture import build_model, preset
-    from cnndesk.core.images import Preprocessing
+    from cnndesk.core.model.architecture import build_model, preset
+    from cnndesk.core.data.images import Preprocessing
     from cnndesk.core.errors import ModelFileError
-    from cnndesk.core.inspection import Inspector
+    from cnndesk.core.model.inspection import Inspector
 
     model = build_model(preset("seed"), (32, 32, 3), 3)
     with pytest.raises(ModelFileError, match="takes 32x32x3 images but the project prepares 64x64x3"):
@@ -308,7 +308,7 @@ def test_an_inspector_with_maps_says_so(inspector):
 
 
 def test_a_trained_flatten_dense_stack_can_be_inspected(data, tmp_path):
-    from cnndesk.core.architecture import CLASSES, LayerSpec
+    from cnndesk.core.model.architecture import CLASSES, LayerSpec
 
     flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
     settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=1)
@@ -364,7 +364,7 @@ def _family_layers(name: str):
                                             ("EfficientNetB0", "0-255"), ("VGG16", "caffe"), ("ResNet50V2", "-1-1"),
                                             ("MobileNet", "-1-1"), ("Xception", "-1-1"), ("InceptionV3", "-1-1")])
 def test_keras_applications_families_are_recognised_by_their_layers(family, pixels):
-    from cnndesk.core.inspection import preprocessing_for_model
+    from cnndesk.core.model.inspection import preprocessing_for_model
 
     pre = preprocessing_for_model(_family_layers(family))
     assert pre.pixels == pixels and pre.color_mode == "rgb"

@@ -24,10 +24,10 @@ def test_the_import_linter_contracts_in_pyproject_hold():
 
 
 def test_the_tensorflow_free_core_modules_load_neither_tensorflow_nor_qt():
-    modules = ["cnndesk.core.dataset", "cnndesk.core.images", "cnndesk.core.scanning", "cnndesk.core.architecture",
-               "cnndesk.core.samples", "cnndesk.core.tasks", "cnndesk.core.errors", "cnndesk.core.pictures",
-               "cnndesk.core.project_schema", "cnndesk.core.project_lock", "cnndesk.core.session",
-               "cnndesk.core.color_hint"]
+    modules = ["cnndesk.core.data.dataset", "cnndesk.core.data.images", "cnndesk.core.data.scanning", "cnndesk.core.model.architecture",
+               "cnndesk.core.data.samples", "cnndesk.core.tasks", "cnndesk.core.errors", "cnndesk.core.model.pictures",
+               "cnndesk.core.project.schema", "cnndesk.core.project.lock", "cnndesk.core.project.session",
+               "cnndesk.core.data.color_hint"]
     code = (f"import importlib, json, sys\n"
             f"for m in {modules!r}: importlib.import_module(m)\n"
             f"print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in "

@@ -18,13 +18,13 @@ import weakref
 import numpy as np
 import pytest
 
-from cnndesk.core.architecture import TrainingSettings, preset
-from cnndesk.core.dataset import DatasetConfig, load_dataset
-from cnndesk.core.images import Preprocessing
-from cnndesk.core.model_pool import ModelPool
-from cnndesk.core.project import new_run_id
+from cnndesk.core.model.architecture import preset, TrainingSettings
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset
+from cnndesk.core.data.images import Preprocessing
+from cnndesk.core.training.model_pool import ModelPool
+from cnndesk.core.project.store import new_run_id
 from cnndesk.core.tasks import TaskState
-from cnndesk.core.training import train
+from cnndesk.core.training.fitting import train
 
 from conftest import write_dataset
 
@@ -173,7 +173,7 @@ def test_a_finished_dataset_does_not_keep_its_images(tmp_path):
 # the pool never takes a model the user can still see or bring back
 
 def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs_as_they_were(data, monkeypatch):
-    from cnndesk.core.architecture import CLASSES, LayerSpec
+    from cnndesk.core.model.architecture import CLASSES, LayerSpec
     from cnndesk.core.errors import UserError
 
     worker = engine_worker()
@@ -197,7 +197,7 @@ def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs
 
 def test_a_project_whose_model_the_viewer_refuses_leaves_the_runs_as_they_were(data, tmp_path, monkeypatch):
     from cnndesk.core.errors import UserError
-    from cnndesk.core.project import Project, save_project
+    from cnndesk.core.project.store import Project, save_project
 
     worker = engine_worker()
     train_in(worker, data)
@@ -220,7 +220,7 @@ def test_training_on_several_devices_does_not_take_a_pooled_model(data, monkeypa
     """Each multi-GPU run has its own MirroredStrategy; a pooled model's variables belong to another one."""
     import contextlib
 
-    import cnndesk.core.training as training
+    import cnndesk.core.training.fitting as training
 
     monkeypatch.setattr(training, "distribution_scope", lambda device, strategy=None: contextlib.nullcontext())
     monkeypatch.setattr(training, "replica_count", lambda device="cpu", strategy=None: 1)  # no GPUs to count here

@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnndesk.core.architecture import build_model, preset
+from cnndesk.core.model.architecture import build_model, preset
 from cnndesk.core.errors import ModelFileError
-from cnndesk.core.model_file import LIMITS, Limits, check_model_file, check_model_path, unknown_classes
-from cnndesk.core.model_loading import load_keras_model, load_model_with_labels
+from cnndesk.core.model.config_checks import LIMITS, Limits, unknown_classes
+from cnndesk.core.model.keras_file import check_model_file, check_model_path
+from cnndesk.core.model.loading import load_keras_model, load_model_with_labels
 
 from crafted_models import MiB, bomb_member, config_of, raw_member, read_members, rewrite, write_zip
 
@@ -235,7 +236,7 @@ def test_layers_that_would_allocate_far_more_than_the_weights_file_holds_are_ref
 
 
 def test_the_parameter_estimate_matches_real_models(tmp_path, real):
-    from cnndesk.core.model_file import estimate_parameters
+    from cnndesk.core.model.config_checks import estimate_parameters
 
     model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=5)
     path = tmp_path / "m.keras"
@@ -406,7 +407,7 @@ def test_an_exported_keras_file_reopened_in_the_window_shows_the_real_names(wind
                                                                             monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
-    from cnndesk.core.export import export_model
+    from cnndesk.core.model.export import export_model
 
     path = export_model(_small_classifier([keras.layers.Rescaling(1 / 255)]), "keras", tmp_path / "rockets",
                         ["rocket", "ракета", "bus"])

@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDoubleSpinBox, QGroupBox, QLabel, QSpinBox
 
-from cnndesk.core.architecture import layer_table, preset, total_params
+from cnndesk.core.model.architecture import layer_table, preset, total_params
 from cnndesk.ui.model_panel import ModelPanel
 
 
@@ -208,7 +208,7 @@ def test_an_out_of_range_kernel_size_is_refused_with_a_message_not_cut_short(pan
 
 
 def test_dropout_rate_and_filters_show_their_limits_and_refuse_beyond(panel, qtbot):
-    from cnndesk.core.model_file import LIMITS
+    from cnndesk.core.model.config_checks import LIMITS
 
     click_row(qtbot, panel, 0)
     filters = param(panel, "filters")
@@ -226,7 +226,7 @@ def test_dropout_rate_and_filters_show_their_limits_and_refuse_beyond(panel, qtb
 
 def test_a_number_is_applied_when_finished_and_a_refused_one_applies_nothing_typed_on_the_way(panel, qtbot):
     """Typing 70000 into Filters passes 7000 on the way; nothing is applied until Enter or leaving the box."""
-    from cnndesk.core.model_file import LIMITS
+    from cnndesk.core.model.config_checks import LIMITS
 
     click_row(qtbot, panel, 0)
     filters = param(panel, "filters")

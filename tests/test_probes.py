@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from cnndesk.core.errors import UserError
-from cnndesk.core.probes import MAX_PROBES, Probe, ProbeFrame, ProbeRecording, shrink
+from cnndesk.core.training.probes import MAX_PROBES, Probe, ProbeFrame, ProbeRecording, shrink
 
 from conftest import write_dataset
 from test_cli import run as run_cli
@@ -64,7 +64,7 @@ def test_a_recording_saves_to_a_folder_and_loads_back_the_same(tmp_path):
 
 
 def test_a_recording_from_before_heat_maps_were_smoothed_opens_smoothed_as_the_viewer_draws_them(tmp_path):
-    from cnndesk.core.pictures import CAM_SMOOTH_SIGMA, smooth_map
+    from cnndesk.core.model.pictures import CAM_SMOOTH_SIGMA, smooth_map
 
     rec = _recording(budget=10 ** 7)
     rec.add(_frame(1))
@@ -94,9 +94,9 @@ def test_large_maps_are_shrunk_by_averaging_to_at_most_32_cells():
 
 
 def test_a_project_saves_the_recording_with_its_model_and_a_damaged_one_is_refused(tmp_path):
-    from cnndesk.core.architecture import build_model, preset
+    from cnndesk.core.model.architecture import build_model, preset
     from cnndesk.core.errors import ProjectError
-    from cnndesk.core.project import open_probes, save_project
+    from cnndesk.core.project.store import open_probes, save_project
     from test_project import _project
 
     model = build_model(preset("tinyvgg"), (24, 20, 3), 3)
@@ -263,7 +263,7 @@ def _bar_names(view, probe: int) -> list[str]:
 
 def test_a_probes_heat_map_looks_as_the_viewer_shows_it_for_the_same_image_and_model(tiny_window, qtbot, tmp_path,
                                                                                      monkeypatch, tiny_dataset):
-    from cnndesk.core.pictures import gradcam_overlay
+    from cnndesk.core.model.pictures import gradcam_overlay
     from cnndesk.ui.current_image import qimage_to_array
     from test_gradcam_view import click_box
 
@@ -337,7 +337,7 @@ def test_cli_train_with_probes_records_them_into_the_project(tmp_path):
     code, out, err = run_cli(["train", data, "--project", project, "--epochs", 2, "--batch-size", 8,
                               "--image-size", 32, "--probe", probe, "--probe", data / "left" / "left_00.png"])
     assert code == 0, err
-    from cnndesk.core.project import open_probes
+    from cnndesk.core.project.store import open_probes
 
     rec = open_probes(project)
     assert rec.epochs() == [1, 2]

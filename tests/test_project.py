@@ -13,13 +13,14 @@ import keras
 import numpy as np
 import pytest
 
-from cnndesk.core.architecture import LayerSpec, TrainingSettings, build_model, preset
-from cnndesk.core.dataset import DatasetConfig
-from cnndesk.core.images import Preprocessing
+from cnndesk.core.model.architecture import build_model, LayerSpec, preset, TrainingSettings
+from cnndesk.core.data.dataset import DatasetConfig
+from cnndesk.core.data.images import Preprocessing
 from cnndesk.core.errors import ModelFileError, ProjectError
-from cnndesk.core.model_loading import load_keras_model
-from cnndesk.core.project import LOCK_FILE, MODEL_FILE, PROJECT_FILE, VERSIONS_DIR, Project, is_project, \
-    open_project, save_project
+from cnndesk.core.model.loading import load_keras_model
+from cnndesk.core.project.store import (
+    is_project, LOCK_FILE, MODEL_FILE, open_project, Project, PROJECT_FILE, save_project, VERSIONS_DIR,
+)
 
 from conftest import strict_json
 
@@ -89,7 +90,7 @@ def test_a_project_without_a_trained_model_opens_with_none(tmp_path):
 
 
 def test_a_diverged_run_is_saved_as_strict_json_and_reopens_with_its_nan_losses(tmp_path):
-    from cnndesk.core.runs import Run
+    from cnndesk.core.training.runs import Run
 
     nan, inf = float("nan"), float("inf")
     history = [{"epoch": 1, "loss": 92954.0, "accuracy": 0.5, "val_loss": inf, "val_accuracy": 0.5},
@@ -249,7 +250,7 @@ def test_saved_project_files_can_be_read_by_others_as_usual(tmp_path):
     import os
     import stat
 
-    from cnndesk.core.project import Project, save_project
+    from cnndesk.core.project.store import Project, save_project
 
     old = os.umask(0o022)
     try:
@@ -270,8 +271,8 @@ import time
 
 from conftest import read_only_folder
 
-from cnndesk.core import project as project_module
-from cnndesk.core.project import ProjectLock, check_destination, clean_project, estimate_model_bytes
+from cnndesk.core.project import store as project_module
+from cnndesk.core.project.store import check_destination, clean_project, estimate_model_bytes, ProjectLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -376,7 +377,7 @@ def test_an_open_of_a_read_only_project_does_not_try_to_tidy_it(saved, monkeypat
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from cnndesk.core.project import ProjectLock
+from cnndesk.core.project.store import ProjectLock
 lock = ProjectLock(Path(sys.argv[1])).acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -465,8 +466,8 @@ def test_two_writers_and_a_reader_at_once_never_mix_projects(tmp_path):
 KILL_AT_COMMIT = """
 import os, signal, sys
 import keras
-from cnndesk.core import project as P
-from cnndesk.core.architecture import build_model, preset
+from cnndesk.core.project import store as P
+from cnndesk.core.model.architecture import build_model, preset
 folder = sys.argv[1]
 project, _ = P.open_project(folder, load_model=False)
 project.history = [{"epoch": 99}]
@@ -525,7 +526,7 @@ def test_a_destination_without_room_for_the_model_is_refused(tmp_path, monkeypat
 
 
 def test_the_model_size_estimate_covers_a_trained_model_file(tmp_path):
-    from cnndesk.core.architecture import compile_model, layer_table, total_params
+    from cnndesk.core.model.architecture import compile_model, layer_table, total_params
 
     layers = preset("tinyvgg")
     keras.utils.set_random_seed(1)

@@ -18,8 +18,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit, QMessageBox
 
 from cnndesk.cli import main
-from cnndesk.core.project import Project, open_project, save_project
-from cnndesk.core.runs import Run, find_run, next_run_name, run_before
+from cnndesk.core.project.store import open_project, Project, save_project
+from cnndesk.core.training.runs import find_run, next_run_name, Run, run_before
 from cnndesk.core.errors import UserError
 from cnndesk.ui.runs_view import DATASET, NOTE
 
@@ -53,7 +53,7 @@ def row(epoch, val_acc, val_loss):
 # -- the project folder ------------------------------------------------------------------------------
 
 def test_each_run_is_written_once_and_a_deleted_run_leaves_the_folder_at_the_next_save(tmp_path, monkeypatch):
-    import cnndesk.core.project as P
+    import cnndesk.core.project.store as P
 
     monkeypatch.setattr(P, "load_keras_model", lambda path: Path(path).read_bytes())
     scratch = tmp_path / "scratch" / "model.keras"
@@ -594,7 +594,7 @@ def test_cli_runs_report_each_runs_probe_recording(tmp_path):
     column = header.index("probe frames")
     assert first[column:].split()[0] == "2" and second[column:].split()[0] == "3"
     # each run's folder holds its own recording
-    from cnndesk.core.probes import ProbeRecording
+    from cnndesk.core.training.probes import ProbeRecording
 
     for run in open_project(project, load_model=False)[0].runs:
         assert len(ProbeRecording.load(run.probe_dir).frames) == run.probe_frames

@@ -31,7 +31,7 @@ def test_the_app_selftest_runs_every_step_and_exits_0(tmp_path):
     # TensorFlow's raw C++ start-up lines ("Could not find cuda drivers", absl's preamble) are not shown
     assert "absl::InitializeLog" not in proc.stderr and ".cc:" not in proc.stderr, proc.stderr
     # --keep leaves what it made: the project reopens in the core, the exports are there
-    from cnndesk.core.project import is_project, open_project
+    from cnndesk.core.project.store import is_project, open_project
 
     assert is_project(keep / "project")
     project, _ = open_project(keep / "project", load_model=False)
@@ -42,7 +42,7 @@ def test_the_app_selftest_runs_every_step_and_exits_0(tmp_path):
 
 def test_a_failing_step_is_named_and_the_cli_selftest_exits_1(qapp, monkeypatch, capsys):
     from cnndesk import cli
-    from cnndesk.core import export
+    from cnndesk.core.model import export
     from cnndesk.core.errors import UserError
 
     def full_disk(model, fmt, out, class_names=None):

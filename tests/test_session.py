@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cnndesk.core.architecture import LayerSpec, TrainingSettings
-from cnndesk.core.dataset import DatasetConfig
-from cnndesk.core.images import Preprocessing
-from cnndesk.core.session import IDLE, SAVING, ModelInfo, SessionState
+from cnndesk.core.model.architecture import LayerSpec, TrainingSettings
+from cnndesk.core.data.dataset import DatasetConfig
+from cnndesk.core.data.images import Preprocessing
+from cnndesk.core.project.session import IDLE, ModelInfo, SAVING, SessionState
 
 
 def model(names=("a", "b"), **kw) -> ModelInfo:
@@ -99,7 +99,7 @@ def test_reset_puts_every_field_of_the_work_back_as_a_fresh_session_has_it():
 
 
 def test_load_takes_what_a_project_holds_and_nothing_from_the_work_before():
-    from cnndesk.core.project import Project
+    from cnndesk.core.project.store import Project
 
     state = _a_state_at_work()
     project = Project(dataset_path="/data/b", class_names=["a", "b"], dataset=DatasetConfig(val_split=0.4),
@@ -272,7 +272,7 @@ def test_a_dataset_read_again_or_in_grayscale_is_a_change_found_without_comparin
 
     import numpy as np
 
-    from cnndesk.core.dataset import LoadedDataset
+    from cnndesk.core.data.dataset import LoadedDataset
 
     n = 400
     labels = np.arange(n, dtype=np.int32) % 2

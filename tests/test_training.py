@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnndesk.core.architecture import TrainingSettings, build_model, preset
-from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.model.architecture import build_model, preset, TrainingSettings
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset, Preprocessing
 from cnndesk.core.errors import UserError
 from cnndesk.core.tasks import TaskState
-from cnndesk.core.training import BatchReport, EpochReport, TrainingListener, train
+from cnndesk.core.training.progress import BatchReport, EpochReport, TrainingListener
+from cnndesk.core.training.fitting import train
 
 from conftest import write_dataset
 
@@ -106,7 +107,7 @@ def test_a_run_says_where_the_time_to_its_first_batch_went(trained):
 
 
 def test_a_stocked_spare_trains_exactly_as_a_new_model_without_tracing(trained, data):
-    from cnndesk.core.model_pool import ModelPool
+    from cnndesk.core.training.model_pool import ModelPool
 
     new, _ = trained
     settings = TrainingSettings(**SETTINGS)
@@ -247,7 +248,7 @@ def test_early_stopping_is_off_for_a_tiny_validation_set_and_says_so(data):
 
 
 def test_patience_grows_with_the_length_of_the_run():
-    from cnndesk.core.stopping import stopping_plan
+    from cnndesk.core.training.stopping import stopping_plan
 
     plan = stopping_plan(TrainingSettings(epochs=40, patience=3), n_val=200)
     assert (plan.enabled, plan.min_epochs, plan.patience) == (True, 20, 10)
@@ -394,7 +395,7 @@ def test_a_model_well_above_chance_gets_no_warning(trained):
 
 
 def test_near_chance_allows_for_the_noise_of_a_small_validation_set():
-    from cnndesk.core.stopping import near_chance
+    from cnndesk.core.training.stopping import near_chance
 
     # 2 classes, 32 validation images: a guesser's accuracy has a standard error of 0.088
     assert near_chance(0.65, 2, 32) and not near_chance(0.70, 2, 32)
@@ -438,9 +439,10 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cnndesk.core.architecture import TrainingSettings, preset
-from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset, make_tf_dataset
-from cnndesk.core.training import train
+from cnndesk.core.model.architecture import TrainingSettings, preset
+from cnndesk.core.data.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.data.pipeline import make_tf_dataset
+from cnndesk.core.training.fitting import train
 
 data = load_dataset(sys.argv[1], DatasetConfig(Preprocessing((32, 32)), val_split=0.2, seed=3))
 strategy = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])

@@ -14,7 +14,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QGraphicsLineItem
 
 from conftest import shown
-from cnndesk.core.training import BatchReport, EpochReport, TrainResult
+from cnndesk.core.training.progress import BatchReport, EpochReport, TrainResult
 from cnndesk.ui.training_panel import TrainingPanel
 
 STEPS = 10

@@ -9,16 +9,17 @@ import keras
 import numpy as np
 import pytest
 
-from cnndesk.core import backbones
-from cnndesk.core.architecture import (LayerSpec, TrainingSettings, build_model, layer_table, preset,
-                                       total_params)
-from cnndesk.core.backbones import (WeightsUnavailable, backbone_blocks, ensure_weights,
-                                    find_backbone, weights_path)
-from cnndesk.core.dataset import DatasetConfig, Preprocessing, load_dataset
+from cnndesk.core.model import backbones
+from cnndesk.core.model.architecture import build_model, layer_table, LayerSpec, preset, total_params, TrainingSettings
+from cnndesk.core.model.backbones import (
+    backbone_blocks, ensure_weights, find_backbone, weights_path, WeightsUnavailable,
+)
+from cnndesk.core.data.dataset import DatasetConfig, load_dataset, Preprocessing
 from cnndesk.core.errors import ArchitectureError, Cancelled, UserError
 from cnndesk.core.tasks import TaskState
-from cnndesk.core.training import TrainingListener, train
-from cnndesk.core.transfer import CACHED_PATH, THROUGH_PATH
+from cnndesk.core.training.progress import TrainingListener
+from cnndesk.core.training.fitting import train
+from cnndesk.core.training.transfer import CACHED_PATH, THROUGH_PATH
 
 from conftest import write_dataset
 from pretrained import cache_weights, offline_urlopen, save_legacy_weights
@@ -236,7 +237,7 @@ def test_an_exported_model_loads_in_plain_keras_with_identical_predictions(train
 
 
 def test_the_viewer_reads_maps_inside_a_trained_backbone(trained, data):
-    from cnndesk.core.inspection import Inspector
+    from cnndesk.core.model.inspection import Inspector
 
     inspector = Inspector(trained[0].model, data.class_names, data.preprocessing)
     names = inspector.layer_names
@@ -249,8 +250,8 @@ def test_the_viewer_reads_maps_inside_a_trained_backbone(trained, data):
 
 
 def test_a_project_with_a_backbone_saves_and_reopens_with_the_same_predictions(trained, data, tmp_path):
-    from cnndesk.core.dataset import DatasetConfig
-    from cnndesk.core.project import Project, open_project, save_project
+    from cnndesk.core.data.dataset import DatasetConfig
+    from cnndesk.core.project.store import open_project, Project, save_project
 
     result = trained[0]
     layers = preset("mobilenetv2")

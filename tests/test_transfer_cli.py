@@ -7,7 +7,7 @@ import io
 import json
 
 from cnndesk.cli import main
-from cnndesk.core.project import open_project
+from cnndesk.core.project.store import open_project
 
 from conftest import write_dataset
 from pretrained import cache_weights, offline_urlopen

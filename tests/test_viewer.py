@@ -422,7 +422,7 @@ def test_opening_a_crafted_model_file_answers_in_seconds_with_one_sentence(windo
 
 def test_a_stack_without_conv_or_pooling_trains_and_the_viewer_shows_its_predictions_only(window, qtbot,
                                                                                           tiny_dataset, images):
-    from cnndesk.core.architecture import CLASSES, LayerSpec
+    from cnndesk.core.model.architecture import CLASSES, LayerSpec
 
     w = window
     w.dataset_panel.load_folder(str(tiny_dataset))

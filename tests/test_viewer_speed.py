@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
-from cnndesk.core.pictures import colorize, colorize_channels
+from cnndesk.core.model.pictures import colorize, colorize_channels
 from cnndesk.ui.inspection_views import OVERVIEW_CHANNELS, ActivationView, LayerOverview
 from cnndesk.ui.widgets import MAX_CHANNEL_TILES, ImageTile
 from conftest import shown

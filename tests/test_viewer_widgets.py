@@ -7,8 +7,8 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from cnndesk.core.pictures import gradcam_overlay
-from cnndesk.core.session import SessionState
+from cnndesk.core.model.pictures import gradcam_overlay
+from cnndesk.core.project.session import SessionState
 from cnndesk.ui.viewer_panel import ViewerPanel
 from cnndesk.ui.widgets import ColorBar
 

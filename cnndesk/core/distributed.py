@@ -33,7 +33,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .dataset import LoadedDataset
+from .data.dataset import LoadedDataset
 from .errors import UserError
 
 #: seconds a process may miss its heartbeats before the others give up on it (JAX's own default is 100)
@@ -281,7 +281,8 @@ class DistributedRun:
         import jax
         import keras
 
-        from .training import TrainingListener, train
+        from .training.progress import TrainingListener
+        from .training.fitting import train
 
         listener = listener or TrainingListener()
         process_batch = settings.batch_size * jax.local_device_count()
@@ -305,7 +306,7 @@ class DistributedRun:
         import keras
         from jax.experimental import multihost_utils
 
-        from .project import save_project
+        from .project.store import save_project
 
         keras.distribution.set_distribution(None)
         if self.process_id == 0:

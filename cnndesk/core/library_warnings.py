@@ -153,3 +153,17 @@ def import_tensorflow():
 
 
 _tensorflow_started = False
+
+
+@contextlib.contextmanager
+def quiet_tensorflow_logger():
+    """Keep TF/absl warnings about the input pipeline out of the user's terminal."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)

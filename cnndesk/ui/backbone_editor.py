@@ -13,7 +13,7 @@ from typing import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
-from ..core.backbones import FAMILIES, IMAGENET, keras_cache_dir
+from ..core.model.backbones import FAMILIES, IMAGENET, keras_cache_dir
 from .layer_editing import RangeSpinBox
 
 

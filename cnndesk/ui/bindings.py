@@ -12,9 +12,9 @@ import dataclasses
 from contextlib import contextmanager
 from typing import Callable
 
-from ..core.architecture import default_image_size, has_backbone
-from ..core.scanning import printable
-from ..core.session import SessionState
+from ..core.model.architecture import default_image_size, has_backbone
+from ..core.data.scanning import printable
+from ..core.project.session import SessionState
 from .dataset_panel import DatasetPanel
 from .model_panel import ModelPanel
 

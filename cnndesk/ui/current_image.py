@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from ..core.scanning import printable
+from ..core.data.scanning import printable
 from .widgets import ProbabilityBars, array_to_pixmap
 
 

@@ -22,11 +22,10 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import UserError
-from ..core.quality import (
-    DEFAULT_DISTANCE, EXCLUDE, MAX_DISTANCE, MOVE, SCORED_BY, SCORED_BY_SENTENCE, Change, ChangeLog, DuplicateReport, LabelScores,
-    move_to_class,
-)
-from ..core.scanning import printable
+from ..core.data.copies import DEFAULT_DISTANCE, DuplicateReport, MAX_DISTANCE
+from ..core.data.fixes import Change, ChangeLog, EXCLUDE, MOVE, move_to_class
+from ..core.quality.label_scores import LabelScores, SCORED_BY, SCORED_BY_SENTENCE
+from ..core.data.scanning import printable
 from .engine_worker import EngineWorker
 from .layer_editing import RangeSpinBox, RefusalNote
 from .widgets import array_to_pixmap

@@ -14,12 +14,13 @@ from PySide6.QtWidgets import (
     QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..core.color_hint import ColorSample
-from ..core.dataset import AUGMENTATIONS, DatasetConfig, LoadedDataset, resplit
-from ..core.disk_cache import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
-from ..core.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
-from ..core.quality import find_duplicates
-from ..core.scanning import count_skipped, printable
+from ..core.data.color_hint import ColorSample
+from ..core.data.augmentation import AUGMENTATIONS
+from ..core.data.dataset import DatasetConfig, LoadedDataset, resplit
+from ..core.data.disk_cache import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
+from ..core.data.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
+from ..core.data.copies import find_duplicates
+from ..core.data.scanning import count_skipped, printable
 from .data_quality_view import DuplicatesView
 from .dataset_tables import QWIDGETSIZE_MAX, ClassTable, ElideMiddleDelegate, SkippedFilesModel
 from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, RefusalNote

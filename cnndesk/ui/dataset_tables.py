@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView, QSizePolicy, QStyledItemDelegate, QTableWidget,
 )
 
-from ..core.scanning import SkippedFile, printable
+from ..core.data.scanning import printable, SkippedFile
 
 QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum" for a widget's size
 #: the class table grows with its rows up to this many, then scrolls

@@ -31,7 +31,7 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.session import Runtime
+from ..core.project.session import Runtime
 from ..core.tasks import ReportingTaskState
 from .engine_worker import EngineWorker, Job
 

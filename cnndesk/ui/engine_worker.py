@@ -19,12 +19,12 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from ..core.app_log import log
 from ..core.errors import UserError
-from ..core.runs import KeptRun, Run
-from ..core.session import ModelInfo, ModelOpened, ProjectOpened, RunRestored, Runtime, Trained
+from ..core.training.runs import KeptRun, Run
+from ..core.project.session import ModelInfo, ModelOpened, ProjectOpened, RunRestored, Runtime, Trained
 from ..core.tasks import TaskState
 
 if TYPE_CHECKING:  # core.inspection imports TensorFlow: only the jobs, in the engine thread, import it
-    from ..core.inspection import HeatMap, Inspection, Seen
+    from ..core.model.inspection import HeatMap, Inspection, Seen
 
 
 #: A dropped image's maps may cost one more forward pass after its prediction (which then comes from a plain
@@ -149,7 +149,7 @@ class EngineWorker(QObject):
         tf = import_tensorflow()
         import keras
 
-        from ..core.training import available_devices
+        from ..core.training.devices import available_devices
 
         info = Runtime(tf.__version__, keras.__version__, tuple(available_devices()))
         self.ready.emit(info)
@@ -166,8 +166,8 @@ class EngineWorker(QObject):
         are recorded after every epoch, and every ``probe_every_batches`` batches when above 0
         (``core.probes``); each frame is reported through ``task`` too.
         """
-        from ..core.model_pool import ModelPool, return_freed_memory
-        from ..core.training import train
+        from ..core.training.model_pool import ModelPool, return_freed_memory
+        from ..core.training.fitting import train
 
         if self._pool is None and self.reuse_models:
             self._pool = ModelPool()
@@ -200,7 +200,7 @@ class EngineWorker(QObject):
         Submitted when the engine would otherwise be idle; a Train pressed meanwhile cancels it, and it
         returns at once when that happened before it started (tracing itself cannot be interrupted).
         """
-        from ..core.model_pool import ModelPool
+        from ..core.training.model_pool import ModelPool
 
         if task.is_interruption_requested() or not (self.reuse_models and self.stock_spares):
             return False
@@ -209,7 +209,7 @@ class EngineWorker(QObject):
         return self._pool.stock(data, layers, settings)
 
     def save_project(self, folder, project) -> str:
-        from ..core.project import save_project
+        from ..core.project.store import save_project
 
         project.runs = [r if r.file else r.at(self._run_files.get(r.id)) for r in project.runs]
         project.runs = [self._with_kept_probes(r) for r in project.runs]
@@ -217,7 +217,7 @@ class EngineWorker(QObject):
         return str(save_project(folder, project, self.model, probes=probes))
 
     def open_project(self, folder) -> ProjectOpened:
-        from ..core.project import open_project
+        from ..core.project.store import open_project
 
         project, model = open_project(folder)
         probes = self._open_probes(folder) if model is not None else None
@@ -241,9 +241,9 @@ class EngineWorker(QObject):
 
     def open_model(self, path) -> ModelOpened:
         """Load a model file; its class names come from the file (or a labels.txt beside it) when they fit."""
-        from ..core.images import recognise_pixels
-        from ..core.inspection import Inspector
-        from ..core.model_loading import load_model_with_labels
+        from ..core.data.images import recognise_pixels
+        from ..core.model.inspection import Inspector
+        from ..core.model.loading import load_model_with_labels
 
         model, names = load_model_with_labels(path)
         inspector = Inspector(model)
@@ -258,7 +258,7 @@ class EngineWorker(QObject):
 
     def export(self, fmt, out) -> str:
         """Export the current model with the class names the viewer shows (a labels file, and inside the file)."""
-        from ..core.export import export_model
+        from ..core.model.export import export_model
 
         if self.model is None:
             raise UserError("There is no trained model to export yet: train or open one first.")
@@ -288,7 +288,7 @@ class EngineWorker(QObject):
         map): the viewer shows the prediction and the selected layer's grid together, after one forward
         pass instead of two.
         """
-        from ..core.inspection import Seen
+        from ..core.model.inspection import Seen
 
         ins = self._need_inspector()
         if look_inside is not None and len(paths) == 1 and ins.has_maps:
@@ -302,8 +302,8 @@ class EngineWorker(QObject):
         return out
 
     def _predict_and_look(self, path, k, look_inside: dict) -> Seen:
-        from ..core.images import decode_for_viewing
-        from ..core.inspection import Seen
+        from ..core.data.images import decode_for_viewing
+        from ..core.model.inspection import Seen
 
         ins = self.inspector
         try:
@@ -328,7 +328,7 @@ class EngineWorker(QObject):
 
     def predict_arrays(self, images, labels=None, k=5) -> list[Seen]:
         """Predict in-memory images (pasted or dropped as image data); ``labels`` names them."""
-        from ..core.inspection import Seen
+        from ..core.model.inspection import Seen
 
         ins = self._need_inspector()
         out = []
@@ -357,7 +357,7 @@ class EngineWorker(QObject):
         """
         import numpy as np
 
-        from ..core.inspection import Inspection
+        from ..core.model.inspection import Inspection
 
         ins = self._need_inspector()
         maps, probs = ins.activation_maps(image, on_probabilities)
@@ -375,7 +375,7 @@ class EngineWorker(QObject):
 
     def _pictures(self, maps, shown_layer, shown_channels, first_channels) -> dict:
         """The first channels of each layer's maps coloured (``inspect``); layers given 0 channels are left out."""
-        from ..core.pictures import colorize_channels
+        from ..core.model.pictures import colorize_channels
 
         names = [n for n, _ in maps]
         if shown_layer not in names:
@@ -385,7 +385,7 @@ class EngineWorker(QObject):
         return {n: colorize_channels(m, count=counts[n]) for n, m in maps if counts[n] > 0}
 
     def gradcam(self, image, class_index, layer=None, cam_method="hirescam") -> HeatMap:
-        from ..core.inspection import HeatMap
+        from ..core.model.inspection import HeatMap
 
         ins = self._need_inspector()
         if layer not in ins.layer_names:
@@ -405,7 +405,7 @@ class EngineWorker(QObject):
     @staticmethod
     def _inspector_for(model, class_names, preprocessing):
         """The viewer's ``Inspector`` for ``model`` (raises when the model cannot be inspected); changes nothing."""
-        from ..core.probes import inspector_for
+        from ..core.training.probes import inspector_for
 
         # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
         return inspector_for(model, class_names, preprocessing)
@@ -455,7 +455,7 @@ class EngineWorker(QObject):
         A run's weights and recording must outlive the model in memory (only the current and the held
         run's models are, docs/memory.md) until a save puts them into the project.
         """
-        from ..core.runs import RUN_ID
+        from ..core.training.runs import RUN_ID
 
         if self.model is None:
             raise UserError("There is no trained model to keep.")
@@ -469,8 +469,8 @@ class EngineWorker(QObject):
         recording = self._recordings.get(self.model)
         if recording is None:
             return KeptRun(str(path))
-        from ..core.probes import recording_summary
-        from ..core.runs import PROBES_DIR
+        from ..core.training.probes import recording_summary
+        from ..core.training.runs import PROBES_DIR
 
         kept = KeptRun(str(path), str(recording.save(folder / PROBES_DIR)), recording_summary(recording))
         self._run_probes[run_id] = (kept.probe_dir, kept.probes)
@@ -484,7 +484,7 @@ class EngineWorker(QObject):
         ``probe_recording`` gives; a recording that cannot be read is left out, saying so. Nothing changes
         when the weights cannot be loaded or inspected.
         """
-        from ..core.model_loading import load_keras_model
+        from ..core.model.loading import load_keras_model
 
         held = self.held.pop(run.id, None)
         if held is not None:
@@ -510,7 +510,7 @@ class EngineWorker(QObject):
 
     def _run_recording(self, probe_dir):
         """The recording in a run's folder ``probe_dir`` (None: none); an unreadable one is left out, saying so."""
-        from ..core.probes import ProbeRecording
+        from ..core.training.probes import ProbeRecording
 
         if not probe_dir:
             return None
@@ -549,7 +549,7 @@ class EngineWorker(QObject):
     def _open_probes(self, folder):
         """The recording saved with a project's model; a damaged one is left out (saying so), the project opens."""
         from ..core.errors import ProjectError
-        from ..core.project import open_probes
+        from ..core.project.store import open_probes
 
         try:
             return open_probes(folder)
@@ -560,7 +560,7 @@ class EngineWorker(QObject):
     def _probe_recorder(self, data, paths, model, initial_epoch: int, every_batches: int, task: TaskState):
         """The recorder for a run with probe image ``paths`` (None without); continuing extends the model's own.
         Each frame is reported through the run's ``task``."""
-        from ..core.probes import ProbeRecorder, ProbeRecording, known_labels, load_probes
+        from ..core.training.probes import known_labels, load_probes, ProbeRecorder, ProbeRecording
 
         if not paths:
             return None
@@ -594,8 +594,8 @@ class EngineWorker(QObject):
         import numpy as np
 
         from ..core.errors import Cancelled
-        from ..core.model_pool import return_freed_memory
-        from ..core.quality import VALIDATION, LabelScores, out_of_fold_probabilities
+        from ..core.training.model_pool import return_freed_memory
+        from ..core.quality.label_scores import LabelScores, out_of_fold_probabilities, VALIDATION
 
         empty = np.zeros(0, np.int64)
         scores = LabelScores(empty, np.zeros((0, data.num_classes), np.float32), np.zeros(0, dtype=object))

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QScrollArea, QSizePolicy, QSplitter, QTabWidget, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ..core.scanning import printable
+from ..core.data.scanning import printable
 from .data_quality_view import LabelDoubtsView
 from .widgets import array_to_pixmap
 

@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget,
 )
 
-from ..core.scanning import printable
-from ..core.pictures import CAM_SMOOTH_SIGMA, colorize_channels, gradcam_overlay, smooth_map
+from ..core.data.scanning import printable
+from ..core.model.pictures import CAM_SMOOTH_SIGMA, colorize_channels, gradcam_overlay, smooth_map
 from .widgets import MAX_CHANNEL_TILES, ActivationGrid, ColorBar, array_to_pixmap, channel_pixmap, clear_layout
 
 INPUT_LAYER = "input (the image's channels)"

@@ -9,16 +9,14 @@ out-of-range one aloud.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QEvent
 from PySide6.QtGui import QKeySequence, QUndoCommand, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QLabel, QSpinBox
 
-from ..core.architecture import LayerSpec
+from ..core.model.architecture import LayerSpec
 
-if TYPE_CHECKING:
-    from .model_panel import ModelPanel
 
 
 # -- spin boxes that refuse out-of-range numbers out loud ----------------------
@@ -187,6 +185,12 @@ class Stack:
     preset: str
 
 
+class StackOwner(Protocol):
+    """The panel whose layer stack an edit changes (the model panel)."""
+
+    def _apply(self, stack: Stack, selected: int, rebuild_editor: bool) -> None: ...
+
+
 class StackEdit(QUndoCommand):
     """One edit of the layer stack, undone and redone by putting whole snapshots back.
 
@@ -197,7 +201,7 @@ class StackEdit(QUndoCommand):
 
     MERGE_ID = 1
 
-    def __init__(self, panel: "ModelPanel", text: str, before: Stack, after: Stack,
+    def __init__(self, panel: "StackOwner", text: str, before: Stack, after: Stack,
                  selected_before: int | None, selected_after: int | None, merge_key: tuple | None = None):
         super().__init__(text)
         self.panel, self.before, self.after = panel, before, after

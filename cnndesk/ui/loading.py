@@ -15,11 +15,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.color_hint import sample_colors
-from ..core.dataset import DatasetConfig, load_dataset
-from ..core.disk_cache import CacheSettings
+from ..core.data.color_hint import sample_colors
+from ..core.data.dataset import DatasetConfig, load_dataset
+from ..core.data.disk_cache import CacheSettings
 from ..core.errors import Cancelled, UserError
-from ..core.samples import ensure_sample_dataset
+from ..core.data.samples import ensure_sample_dataset
 from ..core.tasks import ReportingTaskState
 
 

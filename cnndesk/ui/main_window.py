@@ -22,12 +22,12 @@ from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox, QT
 
 from .. import __version__
 from ..core.app_log import log, log_path, where_the_log_is
-from ..core.architecture import LayerSpec, TrainingSettings
-from ..core.dataset import DatasetConfig
-from ..core.export import FORMATS
-from ..core.model_file import MODEL_SUFFIXES
-from ..core.project import is_project
-from ..core.session import EXPORTING, IDLE, OPENING, SAVING, SWAPPING, Runtime, SessionState
+from ..core.model.architecture import LayerSpec, TrainingSettings
+from ..core.data.dataset import DatasetConfig
+from ..core.model.export import FORMATS
+from ..core.model.keras_file import MODEL_SUFFIXES
+from ..core.project.store import is_project
+from ..core.project.session import EXPORTING, IDLE, OPENING, Runtime, SAVING, SessionState, SWAPPING
 from .bindings import bind_dataset_panel, bind_model_panel
 from .data_quality_view import DataQuality
 from .dataset_panel import DatasetPanel

@@ -9,8 +9,8 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.errors import UserError
-from ..core.export import SUFFIX, labels_path
-from ..core.session import EXPORTING, IDLE, OPENING, ModelOpened, SessionState
+from ..core.model.export import labels_path, SUFFIX
+from ..core.project.session import EXPORTING, IDLE, ModelOpened, OPENING, SessionState
 from . import file_dialogs
 from .engine import Engine
 from .engine_worker import EngineWorker

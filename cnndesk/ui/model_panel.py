@@ -21,12 +21,12 @@ from PySide6.QtWidgets import (
     QToolButton, QVBoxLayout, QWidget,
 )
 
-from ..core.architecture import (
-    ACTIVATIONS, CLASSES, EXPLANATIONS, LAYER_KINDS, OPTIMIZERS, PRESETS, LayerSpec, PresetSummary, TrainingSettings,
-    has_backbone, layer_table, multiply_adds, preset, preset_summary, total_params,
+from ..core.model.architecture import (
+    ACTIVATIONS, CLASSES, EXPLANATIONS, has_backbone, LAYER_KINDS, layer_table, LayerSpec, multiply_adds, OPTIMIZERS,
+    preset, preset_summary, PRESETS, PresetSummary, total_params, TrainingSettings,
 )
 from ..core.errors import ArchitectureError
-from ..core.model_file import LIMITS
+from ..core.model.config_checks import LIMITS
 from .backbone_editor import backbone_rows
 from .device_choice import DeviceChoice
 from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, RefusalNote, Stack, StackEdit, format_number

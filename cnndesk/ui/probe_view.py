@@ -22,12 +22,12 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import UserError
-from ..core.images import IMAGE_EXTENSIONS
-from ..core.probe_pictures import (
+from ..core.data.images import IMAGE_EXTENSIONS
+from ..core.training.probe_pictures import (
     filters_picture, heat_picture, maps_picture, probe_picture, save_animation, save_strip, top_predictions,
 )
-from ..core.probes import MAX_PROBES, ProbeRecording, known_labels, load_probes
-from ..core.session import SessionState
+from ..core.training.probes import known_labels, load_probes, MAX_PROBES, ProbeRecording
+from ..core.project.session import SessionState
 from .engine_worker import EngineWorker
 from .widgets import ProbabilityBars, array_to_pixmap
 

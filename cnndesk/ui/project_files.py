@@ -11,20 +11,18 @@ status bar saying so.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
-from ..core.project import Project, is_project
-from ..core.runs import saved_in
-from ..core.session import IDLE, OPENING, SAVING, ProjectOpened
+from ..core.project.store import is_project, Project
+from ..core.training.runs import saved_in
+from ..core.project.session import IDLE, OPENING, ProjectOpened, SAVING
 from . import file_dialogs
 from .engine_worker import EngineWorker
 from .recent import RecentProjects
 
-if TYPE_CHECKING:
-    from .main_window import MainWindow
 
 Then = Callable[[bool], None]
 
@@ -40,7 +38,7 @@ class ProjectFiles(QObject):
     status = Signal(str, int)
     error = Signal(str, str)
 
-    def __init__(self, window: "MainWindow", recent: RecentProjects):
+    def __init__(self, window: QMainWindow, recent: RecentProjects):
         super().__init__(window)
         self.window = window
         self.state, self.engine, self.settings = window.state, window.engine, window.settings

@@ -20,8 +20,8 @@ from typing import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.runs import KeptRun, Run, next_run_name, run_before
-from ..core.session import IDLE, SWAPPING, RunRestored, SessionState
+from ..core.training.runs import KeptRun, next_run_name, Run, run_before
+from ..core.project.session import IDLE, RunRestored, SessionState, SWAPPING
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .runs_view import RunsView

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.scanning import printable
+from ..core.data.scanning import printable
 
 COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Final loss / acc / val loss / val acc",
            "Dataset", "Note")

@@ -13,12 +13,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.architecture import LayerSpec, has_backbone, layer_table, run_epochs, total_params
+from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
-from ..core.project import check_destination, estimate_model_bytes, new_run_id
-from ..core.probes import ProbeFrame
-from ..core.runs import run_before
-from ..core.session import IDLE, STOPPING, TRAINING, ModelInfo, SessionState, Trained, thin
+from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
+from ..core.training.probes import ProbeFrame
+from ..core.training.runs import run_before
+from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, thin, Trained, TRAINING
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel

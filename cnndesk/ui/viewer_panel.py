@@ -26,9 +26,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem, QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..core.images import IMAGE_EXTENSIONS, PIXEL_MODES
-from ..core.scanning import printable
-from ..core.session import ModelInfo, SessionState
+from ..core.data.images import IMAGE_EXTENSIONS, PIXEL_MODES
+from ..core.data.scanning import printable
+from ..core.project.session import ModelInfo, SessionState
 from .current_image import CurrentImageView, ViewedImage, qimage_to_array
 from .engine_worker import EngineWorker
 from .evaluation_view import EvaluationView

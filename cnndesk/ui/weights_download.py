@@ -16,9 +16,10 @@ from typing import Callable
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushButton, QWidget
 
-from ..core.architecture import LayerSpec, has_backbone
-from ..core.backbones import (WeightsUnavailable, chosen_weights_problem, ensure_weights,
-                              keras_cache_dir, weights_path)
+from ..core.model.architecture import has_backbone, LayerSpec
+from ..core.model.backbones import (
+    chosen_weights_problem, ensure_weights, keras_cache_dir, weights_path, WeightsUnavailable,
+)
 from ..core.errors import Cancelled, UserError
 from ..core.tasks import ReportingTaskState
 

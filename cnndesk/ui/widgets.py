@@ -10,9 +10,9 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLayout, QSizePolicy, QVBoxLayout, QWidget
 
-from ..core.images import parse_image_size
+from ..core.data.images import parse_image_size
 from ..core.errors import UserError
-from ..core.pictures import COLORMAPS, colorize, colorize_channels
+from ..core.model.pictures import colorize, colorize_channels, COLORMAPS
 
 
 def array_to_qimage(arr: np.ndarray) -> QImage:

@@ -42,7 +42,7 @@ def settle(app, seconds: float = 0.8) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(HERE.parents[1]))
-    from cnndesk.core.samples import SAMPLE_CLASSES
+    from cnndesk.core.data.samples import SAMPLE_CLASSES
     from cnndesk.ui.main_window import MainWindow
 
     app = QApplication(sys.argv[:1])

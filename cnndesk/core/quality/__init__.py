@@ -1,0 +1,2 @@
+"""What may be wrong with the labels, found by training: out-of-sample label scores (k-fold).
+"""

@@ -1,0 +1,313 @@
+"""Training runs kept in a project: what each run was trained with, what it reached, where its weights are.
+
+Every training (from scratch or continued) makes one ``Run``. A run is
+immutable once its training ended, except for its name and note: its model's
+weights are written once (``runs/<id>/model.keras`` in the project folder,
+see ``docs/projects.md``) and never rewritten. Only the metadata of runs is
+held in memory; a run's weights are read from disk when it is restored
+(``docs/memory.md``).
+
+``Run.probes`` and ``Run.probe_dir`` are room for probe-image recordings: the
+probe recorder fills them, this module and the project save only carry them
+(``probes`` is stored in ``project.json`` as it is; the files in
+``probe_dir`` are copied into ``runs/<id>/probes/`` with the run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..model.architecture import LayerSpec, TrainingSettings
+from ..data.dataset import DatasetConfig
+from ..errors import UserError
+
+RUNS_DIR = "runs"
+RUN_MODEL = "model.keras"
+PROBES_DIR = "probes"
+
+#: what a run id may look like: it names a folder, so nothing that could leave ``runs/``
+RUN_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run.
+
+    Attributes:
+        id: unique within the project (``20261130-024512-3f9a``); names its folder.
+        name: what the user calls it ("Run 2" until renamed).
+        created: when its training ended (seconds since the epoch).
+        class_names, dataset, preset, layers, settings: what it was trained on and with (the seed is
+            ``settings.seed`` and ``dataset.seed``).
+        dataset_path: the dataset folder it was trained on (None: not recorded, a run of an older cnndesk).
+        history, best_epoch, batch_loss: what it showed while training, as the session holds them.
+        kept_message: the sentence its training ended with on which epoch's weights it kept and why, shown
+            again with its history ("" when not recorded: the run's history says which epoch it was).
+        note: the user's words about it.
+        parent: the run it continued from (None for a run from scratch).
+        file: where its weights are now (an absolute path: in the project folder, or a session's
+            scratch folder before the first save); None when they were not kept.
+        probes: probe recordings' data, stored as it is (JSON-able), None when there are none.
+        probe_dir: a folder of probe files that travels with the run, or None.
+        trust: its temperature, calibration and novelty statistics (``core.trust.Trust.to_json``, JSON-able),
+            None when they were not measured.
+    """
+
+    id: str
+    name: str
+    created: float = 0.0
+    class_names: tuple[str, ...] = ()
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    preset: str = "custom"
+    layers: tuple[LayerSpec, ...] = ()
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+    history: tuple[dict, ...] = ()
+    best_epoch: int | None = None
+    batch_loss: tuple = ()
+    kept_message: str = ""
+    note: str = ""
+    parent: str | None = None
+    file: str | None = None
+    probes: Any = None
+    probe_dir: str | None = None
+    dataset_path: str | None = None
+    trust: Any = None
+
+    # -- key figures --------------------------------------------------------------------------
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    def best(self, key: str) -> float | None:
+        """The best value of ``key`` over the epochs: the highest accuracy, the lowest loss (None: never recorded)."""
+        values = [r[key] for r in self.history if _finite(r.get(key))]
+        if not values:
+            return None
+        return min(values) if "loss" in key else max(values)
+
+    @property
+    def final(self) -> dict:
+        """The last epoch's row (empty before any epoch)."""
+        return dict(self.history[-1]) if self.history else {}
+
+    def summary(self) -> dict:
+        """Its key figures, as the runs list and ``cnndesk-cli runs --json`` give them."""
+        final = self.final
+        return {"id": self.id, "name": self.name, "created": self.created, "epochs": self.epochs,
+                "best_epoch": self.best_epoch, "best_val_accuracy": self.best("val_accuracy"),
+                "best_val_loss": self.best("val_loss"),
+                "final": {k: final.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                "note": self.note, "parent": self.parent, "has_weights": self.file is not None,
+                "probe_frames": self.probe_frames}
+
+    @property
+    def probe_frames(self) -> int | None:
+        """How many frames its probe recording holds (``core.probes.recording_summary``); None: it has none."""
+        frames = self.probes.get("frames") if isinstance(self.probes, dict) else None
+        return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
+
+    def described(self) -> str:
+        """"the model of the previous run (12 epochs, validation accuracy 0.917)": what Bring Back Previous Model
+        makes current, by the run's kept epoch."""
+        rows = [r for r in self.history if r.get("epoch") == self.best_epoch] or list(self.history[-1:])
+        acc = rows[0].get("val_accuracy") if rows else None
+        n = len(self.history)
+        epochs = f"{n} epoch{'s' if n != 1 else ''}"
+        return f"the model of the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
+
+    # -- changing -----------------------------------------------------------------------------
+    def renamed(self, name: str) -> "Run":
+        return dataclasses.replace(self, name=name)
+
+    def noted(self, note: str) -> "Run":
+        return dataclasses.replace(self, note=note)
+
+    def with_probes(self, probes, probe_dir: str | None = None) -> "Run":
+        """The same run with probe recordings (``probes`` stored as it is, ``probe_dir`` copied with the run)."""
+        return dataclasses.replace(self, probes=probes, probe_dir=probe_dir)
+
+    def at(self, file: str | None, probe_dir: str | None = None) -> "Run":
+        """The same run with its weights (and probe files) found elsewhere."""
+        return dataclasses.replace(self, file=file, probe_dir=probe_dir if probe_dir is not None else self.probe_dir)
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """Everything but where its files are (the save adds ``weights`` and ``probe_files``)."""
+        return {"id": self.id, "name": self.name, "created": self.created, "class_names": list(self.class_names),
+                "dataset": self.dataset.to_json(), "dataset_path": self.dataset_path, "preset": self.preset,
+                "layers": [l.to_json() for l in self.layers], "settings": self.settings.to_json(),
+                "history": list(self.history), "best_epoch": self.best_epoch,
+                "batch_loss": [[round(float(x), 4), float(f"{y:.5g}")] for x, y in self.batch_loss],
+                "kept_message": self.kept_message, "note": self.note, "parent": self.parent, "probes": self.probes,
+                "trust": self.trust}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Run":
+        """A run from ``project.json``; its ``file`` is the project-relative name the save recorded."""
+        run_id = d.get("id")
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+            raise ValueError(f"a run has an invalid id {str(run_id)[:80]!r}")
+        weights = d.get("weights")
+        file = weights.get("file") if isinstance(weights, dict) else None
+        if file is not None and file != weights_name(run_id) and not _legacy_model_name(file):
+            raise ValueError(f"run {run_id} names the weights file {str(file)[:100]!r}, which is not one of cnndesk's")
+        probe_dir = d.get("probe_files")
+        return cls(
+            id=run_id, name=str(d.get("name") or run_id), created=float(d.get("created") or 0.0),
+            class_names=tuple(str(c) for c in d.get("class_names", [])),
+            dataset=DatasetConfig.from_json(d.get("dataset") or {}), preset=str(d.get("preset", "custom")),
+            dataset_path=d.get("dataset_path") if isinstance(d.get("dataset_path"), str) else None,
+            layers=tuple(LayerSpec.from_json(l) for l in d.get("layers", [])),
+            settings=TrainingSettings.from_json(d.get("settings") or {}),
+            history=tuple(history_rows(d.get("history"))),
+            best_epoch=d.get("best_epoch"), batch_loss=tuple(finite_pairs(d.get("batch_loss"))),
+            kept_message=d.get("kept_message") if isinstance(d.get("kept_message"), str) else "",
+            note=str(d.get("note") or ""), parent=d.get("parent") if isinstance(d.get("parent"), str) else None,
+            file=file, probes=d.get("probes"),
+            probe_dir=probe_name(run_id) if probe_dir == probe_name(run_id) else None,
+            trust=d.get("trust") if isinstance(d.get("trust"), dict) else None,
+        )
+
+
+def weights_name(run_id: str) -> str:
+    """Where a run's weights go inside a project folder."""
+    return f"{RUNS_DIR}/{run_id}/{RUN_MODEL}"
+
+
+def probe_name(run_id: str) -> str:
+    """Where a run's probe files go inside a project folder."""
+    return f"{RUNS_DIR}/{run_id}/{PROBES_DIR}"
+
+
+def _legacy_model_name(name: str) -> bool:
+    """A project model file of the layout before runs: a run made from such a project points at it."""
+    return name == "model.keras" or re.match(r"^versions/[0-9]{1,12}/model\.keras$", name) is not None
+
+
+def located(runs, folder: str | Path) -> list[Run]:
+    """``runs`` with their relative file names (as read from ``project.json``) made absolute in ``folder``.
+
+    A weights file that is not there leaves the run without weights (listed, not restorable).
+    """
+    folder = Path(folder)
+    out = []
+    for run in runs:
+        file = folder / run.file if run.file is not None else None
+        probes = folder / run.probe_dir if run.probe_dir is not None else None
+        out.append(dataclasses.replace(run, file=str(file) if file is not None and file.is_file() else None,
+                                       probe_dir=str(probes) if probes is not None and probes.is_dir() else None))
+    return out
+
+
+def saved_in(runs, folder: str | Path) -> list[Run]:
+    """``runs`` as found after a save into ``folder``: each whose folder the save wrote points there."""
+    folder = Path(folder)
+    out = []
+    for run in runs:
+        file = folder / weights_name(run.id)
+        probes = folder / probe_name(run.id)
+        out.append(run.at(str(file) if file.is_file() else run.file,
+                          str(probes) if probes.is_dir() else run.probe_dir))
+    return out
+
+
+def next_run_name(runs) -> str:
+    """"Run N", N one more than the highest number a run is named with (so a deleted number is not reused)."""
+    numbers = [int(m.group(1)) for r in runs if (m := re.fullmatch(r"Run (\d{1,6})", r.name))]
+    return f"Run {max(numbers, default=len(list(runs))) + 1}"
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """Where a run's weights (and its probe recording) were written until a save puts them into the project.
+
+    Attributes:
+        file: the weights.
+        probe_dir: the recording's folder, None when its training recorded no probes.
+        probes: the recording's summary (``core.probes.recording_summary``), None without one.
+    """
+
+    file: str
+    probe_dir: str | None = None
+    probes: Any = None
+
+
+def run_before(runs, current: str | None, before: str | None = None) -> Run | None:
+    """The run Bring Back Previous Model makes current, of ``runs`` whose weights were kept: ``before``, the run
+    the current model (of run ``current``) replaced, whose model the engine holds beside it (so that it comes back
+    at once, and doing it twice undoes it); else (after a project was opened, or that run was deleted) the latest
+    run other than the current one, read from its file."""
+    runs = [r for r in runs if r.id != current and r.file is not None]
+    return next((r for r in runs if r.id == before), None) or (runs[-1] if runs else None)
+
+
+def find_run(runs, name: str) -> Run:
+    """The run called ``name`` (its name, or its id).
+
+    Raises:
+        UserError: no run or several runs have that name.
+    """
+    runs = list(runs)
+    matches = [r for r in runs if r.id == name] or [r for r in runs if r.name == name]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(repr(r.name) for r in runs) or "none"
+        raise UserError(f"The project has no run called {name!r} (its runs: {known}).")
+    raise UserError(f"Several runs are called {name!r}; name one by its id "
+                    f"({', '.join(r.id for r in matches)}).")
+
+
+def legacy_run(project, model_file: str | None) -> Run:
+    """The one run an older project (saved before runs were kept) is given: its current model's."""
+    return Run(id=project.run, name="Run 1", created=float(project.saved_at or time.time()),
+               class_names=tuple(project.class_names), dataset=project.dataset, dataset_path=project.dataset_path,
+               preset=project.preset, layers=tuple(project.layers), settings=project.settings,
+               history=tuple(project.history),
+               best_epoch=project.best_epoch, batch_loss=tuple(tuple(p) for p in project.batch_loss),
+               file=model_file)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def history_rows(value) -> list[dict]:
+    """The epoch rows of a history read from ``project.json``, with the losses the save wrote as null back as NaN.
+
+    ``project.json`` is strict JSON, so a NaN or infinite figure (a diverged run's loss) is saved as null. A
+    loss and an accuracy are figures every epoch has: null reads back as NaN. The validation figures are null
+    too in a run without validation images; they read back as NaN only when the other one of them is there.
+    """
+    rows = []
+    for row in value if isinstance(value, list) else []:
+        if not isinstance(row, dict):
+            continue
+        row = dict(row)
+        for key in ("loss", "accuracy"):
+            if key in row and row[key] is None:
+                row[key] = math.nan
+        for key, other in (("val_loss", "val_accuracy"), ("val_accuracy", "val_loss")):
+            if key in row and row[key] is None and row.get(other) is not None:
+                row[key] = math.nan
+        rows.append(row)
+    return rows
+
+
+def finite_pairs(value) -> list[tuple[float, float]]:
+    """``[(x, y), …]`` of finite numbers from ``value``; anything else is left out (a hand-edited file)."""
+    out = []
+    for item in value if isinstance(value, list) else []:
+        try:
+            x, y = float(item[0]), float(item[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if math.isfinite(x) and math.isfinite(y):
+            out.append((x, y))
+    return out

@@ -1,0 +1,277 @@
+"""Classify a whole folder: stream its images through the model, write a CSV, sort them into class folders.
+
+:func:`collect_images` lists the image files of folders (recursively, with the
+rules and readers of datasets: :mod:`.scanning`, :func:`.images.decode_image`)
+and files given one by one. :func:`classify_files` decodes them in threads a
+batch ahead of the model, so decoding and prediction overlap, and yields one
+:class:`FolderRow` per file: the top classes with calibrated probabilities
+(``Trust.temperature``) and the flags "not sure" (the calibrated confidence is
+under ``not_sure_below``) and "unlike training" (``Trust.novelty``). Only two
+batches are held at a time, so memory stays flat for any number of files.
+:class:`CsvRows` writes the rows as they come; :func:`sort_row` copies (or
+moves) a file into ``<destination>/<class>/`` and notes it in a
+:class:`.quality.ChangeLog`, so each change can be undone (:func:`undo_all`).
+
+TensorFlow-free: the model is reached through ``heads``, a
+:class:`.trust.ModelHeads` (or anything that maps prepared uint8 images to
+``(features, logits)`` and has the ``preprocessing`` they are prepared with).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..model.calibration import softmax
+from ..data.images import decode_or_reason
+from ..errors import Cancelled, DatasetError, UserError
+from ..data.images import IMAGE_EXTENSIONS
+from ..data.fixes import Change, ChangeLog, COPY, copy_to_class, MOVE, move_to_class
+from ..data.scanning import folder_keys, links_inside, SkippedFile, walk_files
+from ..tasks import TaskState
+
+#: the flags a row may carry
+NOT_SURE, UNLIKE = "not sure", "unlike training"
+#: a calibrated confidence under this is "not sure": the model is then likelier wrong than right
+NOT_SURE_BELOW = 0.5
+#: images decoded and predicted at a time
+BATCH = 64
+
+
+@dataclass
+class FolderRow:
+    """What the model says about one file, or why it could not be read (``error``)."""
+
+    path: str
+    top: list[tuple[str, float]] = field(default_factory=list)  # (class, calibrated probability), best first
+    flags: tuple[str, ...] = ()
+    unlikeness: float | None = None  # the novelty score (squared Mahalanobis distance); None without statistics
+    error: str | None = None
+
+    @property
+    def predicted(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+    @property
+    def confidence(self) -> float | None:
+        return self.top[0][1] if self.top else None
+
+    @property
+    def second(self) -> tuple[str, float] | None:
+        return self.top[1] if len(self.top) > 1 else None
+
+    def to_json(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top],
+                "flags": list(self.flags)}
+
+
+def list_image_files(folder: str | os.PathLike, follow_outside_links: bool = False,
+                     left_out: Iterable[str | os.PathLike] = ()) -> tuple[list[Path], list[SkippedFile]]:
+    """Every image file under ``folder`` (recursively, sorted), by the rules of :func:`.scanning.scan_dataset`.
+
+    Hidden files and folders are skipped; files of other types, loops and
+    links out of ``folder`` (unless ``follow_outside_links``) are listed as
+    skipped. The folders ``left_out`` (where the images are sorted into, say)
+    are not entered.
+
+    Raises:
+        DatasetError: the folder is missing or is a file.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"The folder {root} does not exist." if not root.exists() else f"{root} is not a folder.")
+    skipped: list[SkippedFile] = []
+    allowed = links_inside(root, follow_outside_links, skipped, "chosen")
+    excluded = folder_keys(Path(p) for p in left_out)
+    files = []
+    for path in walk_files(root, skipped, folder_keys(root.resolve().parents) | excluded, allowed):
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            files.append(path)
+        else:
+            kind = path.suffix or "no extension"
+            skipped.append(SkippedFile(str(path), f"not an image file type cnndesk reads ({kind})"))
+    left = {Path(p).resolve() for p in left_out}
+    return files, [s for s in skipped if Path(s.path).resolve() not in left]
+
+
+def collect_images(sources: Sequence[str | os.PathLike], follow_outside_links: bool = False,
+                   left_out: Iterable[str | os.PathLike] = ()) -> tuple[list[Path], list[SkippedFile]]:
+    """The files to classify: each folder's image files (:func:`list_image_files`), each file as given."""
+    files: list[Path] = []
+    skipped: list[SkippedFile] = []
+    for source in sources:
+        p = Path(source).expanduser()
+        if p.is_dir():
+            found, passed = list_image_files(p, follow_outside_links, left_out)
+            files += found
+            skipped += passed
+        else:
+            files.append(p)  # a file named on its own is read whatever its type; a missing one gives an error row
+    return files, skipped
+
+
+def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Sequence[str], trust=None, k: int = 3,
+                   batch_size: int = BATCH, state: TaskState | None = None, not_sure_below: float = NOT_SURE_BELOW,
+                   workers: int | None = None) -> Iterator[FolderRow]:
+    """One :class:`FolderRow` per file, in order, decoded ``batch_size`` at a time a batch ahead of the model.
+
+    Args:
+        heads: prepared uint8 images (n, H, W, C) -> (features, logits); has ``preprocessing``.
+        trust: a :class:`.trust.Trust` (temperature, novelty statistics), or None: probabilities as the model
+            gives them, no "unlike training" flag.
+        k: classes kept per row (at least 2, so every row has a second class).
+
+    Raises:
+        Cancelled: ``state`` asked to stop; the rows yielded before stay valid.
+    """
+    names = list(class_names)
+    k = max(2, min(int(k), len(names)))
+    temperature = getattr(trust, "temperature", 1.0) or 1.0
+    novelty = getattr(trust, "novelty", None)
+    pre = heads.preprocessing
+    total = len(files)
+    workers = workers or min(8, os.cpu_count() or 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        def submit(start: int):
+            return [pool.submit(decode_or_reason, Path(f), pre) for f in files[start:start + batch_size]]
+
+        pending = submit(0)
+        for start in range(0, total, batch_size):
+            if state is not None and state.is_interruption_requested():
+                for f in pending:
+                    f.cancel()
+                raise Cancelled()
+            decoded = [f.result() for f in pending]
+            pending = submit(start + batch_size)  # decoded while the model works on this batch
+            good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+            rows = [FolderRow(str(files[start + i]), error=d) if isinstance(d, str) else None
+                    for i, d in enumerate(decoded)]
+            if good:
+                features, logits = heads(np.stack([decoded[i] for i in good]))
+                probs = softmax(logits, temperature)
+                scores = novelty.scores(features) if novelty is not None else None
+                order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+                for j, i in enumerate(good):
+                    top = [(names[c], float(probs[j, c])) for c in order[j]]
+                    flags = []
+                    if top[0][1] < not_sure_below:
+                        flags.append(NOT_SURE)
+                    if scores is not None and scores[j] > novelty.threshold:
+                        flags.append(UNLIKE)
+                    rows[i] = FolderRow(str(files[start + i]), top, tuple(flags),
+                                        None if scores is None else float(scores[j]))
+            yield from rows
+            if state is not None:
+                state.set_progress_value(100.0 * min(start + batch_size, total) / max(total, 1))
+
+
+# ---------------------------------------------------------------------------
+# CSV
+
+class CsvRows:
+    """Rows written to a CSV file as they come; the file appears whole when the block ends without an error.
+
+    Columns: ``path, class, confidence, class_2, confidence_2, … class_k,
+    confidence_k, flags, unlikeness, error``; flags are joined by "; ". Used as
+    a context manager; an exception (Cancelled, say) leaves an earlier file at
+    the path as it was and no partial one.
+    """
+
+    def __init__(self, path: str | os.PathLike, k: int = 3):
+        self.path, self.k = Path(path).expanduser(), max(2, int(k))
+        self.count = 0
+
+    def __enter__(self) -> "CsvRows":
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".cnndesk-", suffix=".csv", dir=folder)
+        except OSError as e:
+            raise UserError(f"Cannot write {self.path}: {e.strerror or e}.") from None
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        header = ["path", "class", "confidence"]
+        for i in range(2, self.k + 1):
+            header += [f"class_{i}", f"confidence_{i}"]
+        self._writer.writerow(header + ["flags", "unlikeness", "error"])
+        return self
+
+    def write(self, row: FolderRow) -> None:
+        cells = [row.path]
+        for i in range(self.k):
+            c, p = row.top[i] if i < len(row.top) else ("", None)
+            cells += [c, "" if p is None else f"{p:.6f}"]
+        cells += ["; ".join(row.flags), "" if row.unlikeness is None else f"{row.unlikeness:.6g}", row.error or ""]
+        self._writer.writerow(cells)
+        self.count += 1
+
+    def __exit__(self, kind, value, tb) -> None:
+        self._file.close()
+        if kind is None:
+            try:
+                os.replace(self._tmp, self.path)
+            except OSError as e:
+                self._tmp.unlink(missing_ok=True)
+                raise UserError(f"Cannot write {self.path}: {e.strerror or e}.") from None
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------
+# sorting into folders
+
+def folder_name(class_name: str) -> str:
+    """A class name as one folder name: path separators become "_", and "", "." and ".." become "_"."""
+    name = str(class_name).replace("/", "_").replace(os.sep, "_")
+    return "_" if name in ("", ".", "..") else name
+
+
+def sort_target(row: FolderRow, flag_folders: bool = False) -> str | None:
+    """The folder (under the destination) a row's file goes to: its class, or with ``flag_folders`` "unlike
+    training" or "not sure" for a flagged one; None for a file that could not be read."""
+    if row.error is not None or not row.top:
+        return None
+    if flag_folders:
+        for flag in (UNLIKE, NOT_SURE):
+            if flag in row.flags:
+                return flag
+    return folder_name(row.predicted)
+
+
+def sort_row(row: FolderRow, destination: str | os.PathLike, log: ChangeLog, move: bool = False,
+             flag_folders: bool = False) -> Change | None:
+    """Copy (or ``move``) the row's file into ``destination/<class>/`` (see :func:`sort_target`), never over
+    another file, and note it in ``log``; None for a file that could not be read.
+
+    Raises:
+        UserError: the file could not be copied or moved (with the reason).
+    """
+    target = sort_target(row, flag_folders)
+    if target is None:
+        return None
+    placed = (move_to_class if move else copy_to_class)(row.path, destination, target)
+    change = Change(MOVE if move else COPY, row.path, str(placed), "", target)
+    log.add(change)
+    return change
+
+
+def undo_all(log: ChangeLog) -> list[str]:
+    """Undo every change of ``log``, newest first; returns a sentence for each that could not be undone (kept in
+    the log)."""
+    problems = []
+    for change in reversed(list(log.changes)):
+        try:
+            log.undo(change, set())
+        except UserError as e:
+            problems.append(str(e))
+    return problems

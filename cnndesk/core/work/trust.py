@@ -1,0 +1,228 @@
+"""How far a model's answers can be trusted: its temperature, its calibration and its novelty statistics.
+
+:func:`measure_trust` runs after training, on the dataset the model was trained
+on: the training split gives the class means and shared covariance of the
+penultimate features (:mod:`.novelty`), the validation split the temperature
+(:mod:`.calibration`), the calibration figures before and after it, and the
+threshold above which an image is "unlike training". The result, a
+:class:`Trust`, is JSON-able and is kept with the run (``Run.trust``).
+
+:class:`ModelHeads` gives, in one compiled forward pass, the two things both
+need from any model cnndesk opens: the penultimate features and the logits
+(the scores before the softmax or sigmoid). Exports fold the temperature into
+the model (:mod:`cnndesk.core.model.temperature`).
+
+Needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..data.images import Preprocessing
+from ..errors import Cancelled
+from ..model.calibration import calibration_report, softmax
+from ..model.inspection import EVALUATION_CHUNK, activation_name, preprocessing_for_model
+from ..model.taps import trace_taps
+from ..tasks import TaskState
+from .novelty import COVERAGE, FeatureMoments, NoveltyStats, fit_novelty, set_threshold
+
+#: the smallest probability whose logarithm stands for a logit, when a model gives probabilities only
+_TINY = 1e-37
+
+
+class ModelHeads:
+    """The penultimate features and the logits of prepared uint8 images, from one compiled forward pass.
+
+    The logits are the scores the model's last softmax (or sigmoid) is applied
+    to: computed from the last Dense layer's input, or that layer's input when
+    the last layer is a Softmax or Activation layer, or the output itself when
+    the model outputs scores (cnndesk shows those through a softmax). A model
+    with one sigmoid unit is a binary classifier: its logits are ``(0, z)``, so
+    that ``softmax`` gives ``(1 - p, p)``. A model whose graph does not give the
+    last layer's input (a branching model ending in a layer that is not Dense)
+    has only its probabilities: their logarithms stand for the logits.
+
+    The features are the last layer's input, flattened (the logits themselves
+    when the graph does not give it).
+    """
+
+    def __init__(self, model, preprocessing: Preprocessing | None = None):
+        self.preprocessing = preprocessing or preprocessing_for_model(model)
+        graph = trace_taps(model)
+        last, penultimate = graph.last, graph.penultimate
+        self.units = int(model.outputs[0].shape[-1])
+        self.classes = max(self.units, 2)
+        squashed = activation_name(last) in ("softmax", "sigmoid")
+        if squashed and penultimate is not None:
+            self.kind = "dense" if isinstance(last, keras.layers.Dense) else "input"
+        else:
+            self.kind = "probabilities" if squashed else "scores"
+        self._last = last
+        self.has_features = penultimate is not None
+        outs = [penultimate if penultimate is not None else graph.output, graph.output]
+        self._graph = keras.Model(graph.inputs, outs, name="cnndesk_heads")
+        self._fn = tf.function(self._heads, reduce_retracing=True, autograph=False)
+
+    def _heads(self, x):
+        features, out = self._graph(x, training=False)
+        if self.kind == "dense":
+            z = tf.matmul(features, self._last.kernel)
+            if self._last.use_bias:
+                z = z + self._last.bias
+        elif self.kind == "input":
+            z = features
+        elif self.kind == "probabilities":
+            p = tf.clip_by_value(out, _TINY, 1.0)
+            z = tf.math.log(p)
+            if self.units == 1:  # the sigmoid's logit
+                z = z - tf.math.log(tf.clip_by_value(1.0 - out, _TINY, 1.0))
+        else:
+            z = out
+        if self.units == 1:
+            z = tf.concat([tf.zeros_like(z), z], axis=-1)
+        if not self.has_features:
+            features = z
+        return tf.reshape(features, (tf.shape(features)[0], -1)), z
+
+    def __call__(self, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(features (n, dims) float32, logits (n, classes) float32) of prepared uint8 images (n, H, W, C)."""
+        x = self.preprocessing.pixel_values(np.asarray(images_uint8))
+        if x.ndim == 3:
+            x = x[None]
+        features, logits = self._fn(tf.convert_to_tensor(x))
+        return features.numpy(), logits.numpy()
+
+
+@dataclass
+class Trust:
+    """A model's temperature, its calibration figures and its novelty statistics (JSON-able).
+
+    ``calibration`` is :func:`.calibration.calibration_report` of the validation
+    split (None without one); ``novelty`` the statistics that flag an image
+    "unlike training" (None when they could not be gathered); ``notes`` sentences
+    on what was measured on what.
+    """
+
+    temperature: float = 1.0
+    calibration: dict | None = None
+    novelty: NoveltyStats | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def probabilities(self, logits) -> np.ndarray:
+        """The calibrated probabilities: ``softmax(logits / temperature)``."""
+        return softmax(logits, self.temperature)
+
+    def to_json(self) -> dict:
+        return {"temperature": self.temperature, "calibration": self.calibration,
+                "novelty": None if self.novelty is None else self.novelty.to_json(), "notes": list(self.notes)}
+
+    @classmethod
+    def from_json(cls, d) -> "Trust | None":
+        """:meth:`to_json`'s dict as a Trust; None for None or anything that is not one (a damaged file)."""
+        if not isinstance(d, dict):
+            return None
+        try:
+            t = float(d.get("temperature", 1.0))
+            novelty = NoveltyStats.from_json(d["novelty"]) if isinstance(d.get("novelty"), dict) else None
+        except (TypeError, ValueError):
+            return None
+        if not t > 0:
+            return None
+        calibration = d.get("calibration") if isinstance(d.get("calibration"), dict) else None
+        return cls(t, calibration, novelty, [str(n) for n in d.get("notes") or [] if isinstance(n, str)])
+
+
+def _chunks(data, rows: np.ndarray):
+    """(images, labels) of the dataset ``rows``, ``EVALUATION_CHUNK`` at a time (an on-disk cache is read chunk by
+    chunk)."""
+    images = data.rows(rows)
+    for start in range(0, len(rows), EVALUATION_CHUNK):
+        yield images[start:start + EVALUATION_CHUNK], data.labels[rows[start:start + EVALUATION_CHUNK]]
+
+
+def measure_trust(model, data, state: TaskState | None = None, coverage: float = COVERAGE) -> Trust:
+    """The temperature, calibration and novelty statistics of ``model`` on its dataset ``data`` (a ``LoadedDataset``).
+
+    One forward pass over the training split (novelty means and covariance)
+    and one over the validation split (temperature, calibration before and
+    after, novelty threshold at ``coverage``), a chunk at a time. Without a
+    validation split the temperature stays 1 and the threshold comes from the
+    training images.
+
+    Raises:
+        Cancelled: ``state`` asked to stop (between chunks).
+    """
+    heads = ModelHeads(model, data.preprocessing)
+    train, val = np.asarray(data.train_index), np.asarray(data.val_index)
+    total, done = max(len(train) + len(val), 1), 0
+    moments = None
+
+    def step(n):
+        nonlocal done
+        if state is not None:
+            if state.is_interruption_requested():
+                raise Cancelled()
+            done += n
+            state.set_progress_value(100.0 * done / total)
+
+    if state is not None:
+        state.set_status("Measuring how far the model's answers can be trusted…")
+    for images, labels in _chunks(data, train):
+        features, _ = heads(images)
+        if moments is None:
+            moments = FeatureMoments(features.shape[1], heads.classes)
+        moments.add(features, labels)
+        step(len(labels))
+    logits, projected, labels_seen = [], [], []
+    for images, labels in _chunks(data, val):
+        features, z = heads(images)
+        if moments is None:
+            moments = FeatureMoments(features.shape[1], heads.classes)
+        logits.append(z)
+        projected.append(moments.project(features))
+        labels_seen.append(labels)
+        step(len(labels))
+    notes = []
+    trust = Trust(notes=notes)
+    if logits:
+        z, y = np.concatenate(logits), np.concatenate(labels_seen)
+        trust.calibration = calibration_report(z, y)
+        trust.temperature = trust.calibration["temperature"]
+        notes.append(f"Temperature {trust.temperature:.3g} fitted on {len(y)} validation images: expected "
+                     f"calibration error {trust.calibration['ece_before']:.1%} before, "
+                     f"{trust.calibration['ece_after']:.1%} after.")
+    else:
+        notes.append("No validation split: the probabilities are not calibrated (temperature 1).")
+    if moments is not None and moments.counts.sum() >= 2:
+        novelty = fit_novelty(moments)
+        if projected:
+            scores = novelty.scores_of_projected(np.concatenate(projected))
+            set_threshold(novelty, scores, coverage)
+            notes.append(f"Unlike training: images farther from every class than {coverage:.0%} of the validation "
+                         "images are flagged.")
+        else:
+            scores = [novelty.scores(heads(images)[0]) for images, _ in _chunks(data, train)]
+            set_threshold(novelty, np.concatenate(scores), coverage)
+            notes.append(f"Unlike training: without a validation split the threshold lets {coverage:.0%} of the "
+                         "training images pass, which sit closer to their classes; more new images are flagged.")
+        trust.novelty = novelty
+    return trust
+
+
+def trust_of(runs, run_id: str | None) -> Trust | None:
+    """The Trust kept with the run ``run_id`` among ``runs`` (None when it has none)."""
+    for run in runs:
+        if run.id == run_id:
+            return Trust.from_json(getattr(run, "trust", None))
+    return None
+
+
+def with_trust(run, trust: Trust | None):
+    """``run`` (a ``Run``) with ``trust`` kept in it."""
+    return dataclasses.replace(run, trust=None if trust is None else trust.to_json())
