@@ -69,28 +69,33 @@ def _plant(root: Path, tiles: list[tuple[str, Path]], classes: list[str], copies
     return planted
 
 
-def _write_tiles(root: Path, pictures: dict[str, np.ndarray]) -> list[tuple[str, Path]]:
-    """Cut each picture into non-overlapping ``TILE`` px tiles, saved as JPEG (quality 90) under its name."""
+def _write_tiles(root: Path, pictures: dict[str, np.ndarray], tile: int = TILE) -> list[tuple[str, Path]]:
+    """Cut each picture into non-overlapping ``tile`` px tiles, saved as JPEG (quality 90) under its name."""
     tiles = []
     for name, photo in pictures.items():
         (root / name).mkdir(parents=True)
-        for y in range(0, photo.shape[0] - TILE + 1, TILE):
-            for x in range(0, photo.shape[1] - TILE + 1, TILE):
-                path = root / name / f"{name}_{y // TILE}_{x // TILE}.jpg"
-                Image.fromarray(np.ascontiguousarray(photo[y:y + TILE, x:x + TILE, :3])).save(path, quality=90)
+        for y in range(0, photo.shape[0] - tile + 1, tile):
+            for x in range(0, photo.shape[1] - tile + 1, tile):
+                path = root / name / f"{name}_{y // tile}_{x // tile}.jpg"
+                Image.fromarray(np.ascontiguousarray(photo[y:y + tile, x:x + tile, :3])).save(path, quality=90)
                 tiles.append((name, path))
     return tiles
 
 
-def write_tiles(root: Path, seed: int = 3) -> dict[frozenset[str], str]:
-    """The photo tiles with 18 planted copies, 3 of each edit, one of each under another class."""
+def photo_tiles(root: Path, tile: int = TILE) -> list[tuple[str, Path]]:
+    """The six photos (RGB) cut into non-overlapping ``tile`` px tiles in one folder each; (class, file) of each."""
     import skimage.data
 
     pictures = {}
     for name in PHOTOS:
         photo = getattr(skimage.data, name)()
         pictures[name] = np.stack([photo] * 3, axis=-1) if photo.ndim == 2 else photo
-    return _plant(root, _write_tiles(root, pictures), list(PHOTOS), 18, 6, np.random.default_rng(seed))
+    return _write_tiles(root, pictures, tile)
+
+
+def write_tiles(root: Path, seed: int = 3) -> dict[frozenset[str], str]:
+    """The photo tiles with 18 planted copies, 3 of each edit, one of each under another class."""
+    return _plant(root, photo_tiles(root), list(PHOTOS), 18, 6, np.random.default_rng(seed))
 
 
 def write_textures(root: Path, seed: int = 4) -> dict[frozenset[str], str]:

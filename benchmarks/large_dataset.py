@@ -166,7 +166,7 @@ def child_disk(folder: Path, epochs: int, batch: int, image_size: int, run, in_m
     import keras  # noqa: F401  (TensorFlow's own footprint, before any data)
     from cnndesk.core.model.architecture import build_model, preset
     from cnndesk.core.data.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.data.disk_cache import CacheSettings
+    from cnndesk.core.data.cache_plan import CacheSettings
     from cnndesk.core.data.images import Preprocessing
 
     pre = Preprocessing((image_size, image_size), "rgb")
@@ -191,7 +191,7 @@ def child_disk(folder: Path, epochs: int, batch: int, image_size: int, run, in_m
 
 def child_compare(folder: Path, epochs: int, batch: int, image_size: int, rounds: int, run) -> dict:
     from cnndesk.core.data.dataset import DatasetConfig, load_dataset
-    from cnndesk.core.data.disk_cache import CacheSettings
+    from cnndesk.core.data.cache_plan import CacheSettings
     from cnndesk.core.data.images import Preprocessing
 
     pre = Preprocessing((image_size, image_size), "rgb")
@@ -220,7 +220,7 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
 
     from _qt import GapMeter, wait_until
     from cnndesk.core.cpu_kernels import use_onednn_kernels
-    from cnndesk.core.data.disk_cache import CACHE_DIR_ENV
+    from cnndesk.core.data.cache_plan import CACHE_DIR_ENV
     from cnndesk.ui.main_window import MainWindow
 
     use_onednn_kernels()  # as the app starts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import traceback
 
 
 USAGE = """usage: cnndesk [PATH ...] [--selftest [--keep DIR]] [--version]
@@ -50,11 +51,24 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
+    app = QApplication.instance() or QApplication(argv)
+    try:
+        window = _open_window(app, argv)  # noqa: F841 - kept alive while the event loop runs
+    except Exception as error:  # noqa: BLE001 - started from a menu there is no terminal: say it in a window
+        from .core.app_log import log
+
+        log.critical("cnndesk could not start", exc_info=True)
+        start_failure_dialog(error).exec()
+        return 1
+    return app.exec()
+
+
+def _open_window(app, argv: list[str]):
+    """Set the application up and show the main window (opening PATH arguments in it)."""
     from . import __version__
     from .ui.main_window import MainWindow
     from .ui.resources import app_icon
 
-    app = QApplication.instance() or QApplication(argv)
     app.setOrganizationName("cnndesk")
     app.setApplicationName("cnndesk")
     app.setApplicationVersion(__version__)
@@ -65,7 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     # cnndesk PATH: open a project, a dataset folder, a model or images
     if len(argv) > 1:
         window.handle_dropped_paths(argv[1:])
-    return app.exec()
+    return window
+
+
+def start_failure_dialog(error: BaseException):
+    """The message box for a window that could not open: what failed and where the log is.
+
+    Started from the desktop menu, cnndesk has no terminal, so without it a failure
+    on start would show nothing at all. The caller runs ``exec()`` on it.
+    """
+    from PySide6.QtWidgets import QMessageBox
+
+    from .core.app_log import where_the_log_is
+
+    box = QMessageBox(QMessageBox.Icon.Critical, "cnndesk could not start",
+                      f"cnndesk could not open its window: {type(error).__name__}: {error}")
+    box.setInformativeText(where_the_log_is())
+    box.setDetailedText("".join(traceback.format_exception(error)))
+    return box
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _parse_augment(text: str) -> tuple[str, ...]:
-    from .core.data.augmentation import AUGMENTATIONS
+    from .core.data.batches import AUGMENTATIONS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     aliases = {"rotation": "rotate", "flips": "flip"}
@@ -233,7 +233,7 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
 
 
 def _memory_limit(text: str) -> int:
-    from .core.data.disk_cache import parse_bytes
+    from .core.data.cache_plan import parse_bytes
 
     try:
         return parse_bytes(text)
@@ -252,7 +252,7 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache_settings(args):
-    from .core.data.disk_cache import CacheSettings
+    from .core.data.cache_plan import CacheSettings
 
     return CacheSettings(args.cache_memory_limit, Path(args.cache_dir) if args.cache_dir else None)
 
@@ -580,7 +580,8 @@ def fetch_backbone_weights(layers, input_shape, bar: _Bar) -> None:
 
 
 def cmd_clear_cache(args) -> int:
-    from .core.data.disk_cache import CacheSettings, clear_caches, format_bytes
+    from .core.data.cache_plan import CacheSettings, format_bytes
+    from .core.data.disk_cache import clear_caches
 
     settings = CacheSettings(folder=Path(args.cache_dir) if args.cache_dir else None)
     freed = clear_caches(settings)

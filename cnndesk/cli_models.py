@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .cli_support import emit_json
 from .core.library_warnings import import_tensorflow
+from .core import fsutil
 from .core.errors import UserError
 
 
@@ -229,7 +230,8 @@ def cmd_inspect(args) -> int:
     written = []
     for i, (name, m) in enumerate(maps, 1):
         path = out / f"{i:02d}_{name.replace('/', '_')}.png"  # a nested model's layer: backbone/layer
-        Image.fromarray(channel_grid(m)).save(path)
+        with fsutil.replacing(path) as tmp:
+            Image.fromarray(channel_grid(m)).save(tmp)
         written.append(path)
     if ins.has_maps:
         cam = ins.gradcam(image, ci, args.layer, args.method)
@@ -238,7 +240,8 @@ def cmd_inspect(args) -> int:
             print(f"note: the heat map at {layer} is empty. {EMPTY_CAM_NOTE} (--layer, --method gradcam)",
                   file=sys.stderr)
         path = out / f"gradcam_{ins.class_names[ci].replace(os.sep, '_')}.png"
-        Image.fromarray(gradcam_overlay(image, smooth_map(cam, CAM_SMOOTH_SIGMA), 0.5)).save(path)  # as the app
+        with fsutil.replacing(path) as tmp:
+            Image.fromarray(gradcam_overlay(image, smooth_map(cam, CAM_SMOOTH_SIGMA), 0.5)).save(tmp)  # as the app
         written.append(path)
     else:
         print("the model has no convolution or pooling layer: no activation maps and no heat map",

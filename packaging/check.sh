@@ -3,7 +3,11 @@
 #
 #   bash packaging/check.sh              build (packaging/build.sh), then check
 #   bash packaging/check.sh --no-build   check what dist/ already holds
+#   bash packaging/check.sh --clean-root [--no-build]   install and run both installers in a minimal
+#        root of the oldest Debian release they claim instead (packaging/check_clean_root.sh)
 #
+# 0. lists every versioned glibc/libstdc++ symbol the bundle needs (packaging/abi_floor.py) and
+#    fails if one is above the installers' floor (glibc 2.35: Ubuntu 22.04 LTS, Debian 12);
 # 1. installs dist/cnndesk_<version>_<arch>.deb with apt (which brings its Depends);
 # 2. runs the installed `cnndesk --selftest` and `cnndesk-cli selftest` with an empty environment
 #    (no virtual environment, no PYTHONPATH, no checkout on any path, a fresh HOME, cwd /);
@@ -17,8 +21,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 build=1
-[ "${1:-}" = "--no-build" ] && build=0
+clean_root=0
+for arg in "$@"; do
+    case $arg in
+        --no-build) build=0 ;;
+        --clean-root) clean_root=1 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "check.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
 [ "$(id -u)" = 0 ] || { echo "check.sh: run as root (it installs and removes the .deb)" >&2; exit 2; }
+symbols() {
+    echo "== glibc floor of the bundle"
+    python3 packaging/abi_floor.py dist/cnndesk || { echo "  FAIL the bundle needs a newer glibc or libstdc++ than the floor"; exit 1; }
+}
+if [ $clean_root = 1 ]; then
+    [ $build = 1 ] && bash packaging/build.sh
+    symbols
+    exec bash packaging/check_clean_root.sh
+fi
 for t in Xvfb xdotool import desktop-file-validate apt-get dpkg; do
     command -v $t >/dev/null || { echo "check.sh: missing $t: apt-get install -y xvfb xdotool imagemagick desktop-file-utils" >&2; exit 2; }
 done
@@ -28,6 +49,7 @@ if installed; then
     echo "check.sh: a cnndesk package is already installed; remove it first (dpkg -r cnndesk)" >&2; exit 2
 fi
 [ $build = 1 ] && bash packaging/build.sh
+symbols
 version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 arch=$(dpkg --print-architecture)
 deb=$root/dist/cnndesk_${version}_${arch}.deb

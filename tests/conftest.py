@@ -96,6 +96,16 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that drives Qt (the ``qtbot`` fixture, directly or through a window fixture) is marked ``gui``.
+
+    ``slow`` and ``distributed`` are marked by hand in the test files; pyproject.toml registers all three.
+    """
+    for item in items:
+        if {"qtbot", "qapp"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.gui)
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path):
     """3 classes x 20 PNG images at 32x32, easy to learn."""

@@ -132,7 +132,7 @@ def killed_save(folder: Path, gen: int, at: int | None = None, delay: float | No
         finally:
             os._exit(0)
     if delay is not None:
-        time.sleep(delay)
+        time.sleep(delay)  # the fault itself: a kill at a random moment of the saves, not a wait for something
         os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL

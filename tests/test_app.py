@@ -442,8 +442,9 @@ def test_reading_a_big_folder_shows_progress_and_can_be_cancelled(window, qtbot,
     qtbot.mouseClick(panel.cancel_button, Qt.LeftButton)
     assert not panel.progress.isVisible()
     assert "Reading cancelled" in panel.status_label.text()
-    # the previous dataset stays selected, and a stale result never replaces it
-    qtbot.wait(1500)
+    # the previous dataset stays selected, and a stale result never replaces it: once the cancelled read's thread
+    # has finished (its finished signal comes after any result it sent), whatever it sent has arrived
+    qtbot.waitUntil(lambda: not panel.loader._threads, timeout=60000)
     assert panel.data is before
     assert panel.path_edit.text() == str(before.root)
     assert window.training_panel.train_button.isEnabled()
@@ -537,8 +538,8 @@ def test_while_training_the_dataset_and_layers_cannot_change(tiny_window, qtbot,
     assert not w.save_action.isEnabled() and not w.open_action.isEnabled()
     root = w.dataset_panel.data.root
     other = write_dataset(tmp_path / "other", classes=("left", "top"), per_class=4)
-    drop_paths(w, [other])
-    qtbot.wait(300)
+    drop_paths(w, [other])  # refused at once, while the drop is handled: no read is started
+    assert w.dataset_panel.path_edit.text() == str(root)  # a read started would show its folder here at once
     assert w.dataset_panel.data.root == root
     assert "stop it before" in w.statusBar().currentMessage()
     qtbot.mouseClick(w.training_panel.stop_button, Qt.LeftButton)

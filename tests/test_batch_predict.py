@@ -61,6 +61,7 @@ def test_a_folder_is_listed_recursively_with_the_dataset_rules(folder):
     assert [str(f) for f in files] == sorted(map(str, files))
 
 
+@pytest.mark.slow
 def test_every_file_gets_a_row_with_calibrated_probabilities_and_foreign_images_are_flagged(trained, folder):
     data, model, trust, heads = trained
     files, _ = collect_images([folder])
@@ -82,6 +83,7 @@ def test_every_file_gets_a_row_with_calibrated_probabilities_and_foreign_images_
     assert all((NOT_SURE in r.flags) == (r.confidence < 0.5) for r in rows if r.error is None)
 
 
+@pytest.mark.slow
 def test_trust_survives_json_and_measures_what_it_says(trained):
     data, model, trust, heads = trained
     again = Trust.from_json(json.loads(json.dumps(trust.to_json())))
@@ -95,6 +97,7 @@ def test_trust_survives_json_and_measures_what_it_says(trained):
     assert Trust.from_json({"temperature": -1}) is None and Trust.from_json("junk") is None
 
 
+@pytest.mark.slow
 def test_the_csv_holds_path_class_confidence_top_k_and_flags(trained, folder, tmp_path):
     data, model, trust, heads = trained
     files, _ = collect_images([folder])
@@ -120,6 +123,7 @@ def test_the_csv_holds_path_class_confidence_top_k_and_flags(trained, folder, tm
     assert UNLIKE in noise["flags"].split("; ")
 
 
+@pytest.mark.slow
 def test_sorting_copies_into_class_folders_and_every_change_can_be_undone(trained, folder, tmp_path):
     data, model, trust, heads = trained
     files, _ = collect_images([folder])
@@ -139,6 +143,7 @@ def test_sorting_copies_into_class_folders_and_every_change_can_be_undone(traine
     assert not [p for p in dest.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_moving_sorts_the_files_away_and_undo_puts_them_back(trained, folder, tmp_path):
     data, model, trust, heads = trained
     src = tmp_path / "moving"
@@ -157,6 +162,7 @@ def test_moving_sorts_the_files_away_and_undo_puts_them_back(trained, folder, tm
     assert all(f.exists() for f in files)
 
 
+@pytest.mark.slow
 def test_cancelling_half_way_stops_after_the_batch_and_leaves_no_partial_csv(trained, folder, tmp_path):
     data, model, trust, heads = trained
     files, _ = collect_images([folder])

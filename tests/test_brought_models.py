@@ -169,6 +169,7 @@ def _nested_models():
 @pytest.mark.filterwarnings("error::UserWarning")  # Keras warns of a call that does not match a model's inputs
 @pytest.mark.parametrize("index", [0, 1], ids=["functional backbone in a Sequential",
                                                "Sequential backbone in a Functional model"])
+@pytest.mark.slow
 def test_a_nested_backbone_opens_with_its_layers_in_the_choosers(images, tmp_path, index):
     model = _nested_models()[index]
     for ins in (Inspector(model), _save_and_open(model, tmp_path)[1]):

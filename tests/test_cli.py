@@ -63,6 +63,7 @@ def test_samples_writes_the_sample_dataset(tmp_path):
     assert (tmp_path / "s" / MARKER).is_file()
 
 
+@pytest.mark.slow
 def test_train_json_reports_each_epoch_and_the_saved_project(trained, shapes):
     project, lines = trained
     assert [d["event"] for d in lines].count("cache") == 1  # where the decoded images are kept, said once
@@ -91,6 +92,7 @@ def test_train_json_reports_each_epoch_and_the_saved_project(trained, shapes):
     assert model is not None
 
 
+@pytest.mark.slow
 def test_predict_json_classifies_each_image_and_reports_a_bad_one(trained, shapes, tmp_path):
     project, _ = trained
     bad = tmp_path / "bad.jpg"
@@ -109,6 +111,7 @@ def test_predict_json_classifies_each_image_and_reports_a_bad_one(trained, shape
         assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-5
 
 
+@pytest.mark.slow
 def test_predict_prints_readable_lines_and_exits_0_when_all_images_read(trained, shapes):
     project, _ = trained
     code, out, _ = run(["predict", project, shapes / "square" / "square_002.png", "--top-k", 2])
@@ -119,6 +122,7 @@ def test_predict_prints_readable_lines_and_exits_0_when_all_images_read(trained,
     assert len(tops.split(", ")) == 2 and tops.endswith("%")
 
 
+@pytest.mark.slow
 def test_predict_accepts_a_plain_keras_file(trained, shapes):
     project, _ = trained
     model_file = project / json.loads((project / "project.json").read_text())["model"]["file"]
@@ -128,6 +132,7 @@ def test_predict_accepts_a_plain_keras_file(trained, shapes):
     assert {t["class"] for t in row["top"]} <= {"class 0", "class 1", "class 2", "class 3"}
 
 
+@pytest.mark.slow
 def test_inspect_writes_one_png_per_conv_and_pool_layer_and_a_gradcam(trained, shapes, tmp_path):
     project, _ = trained
     out_dir = tmp_path / "maps"
@@ -151,6 +156,7 @@ def test_inspect_writes_one_png_per_conv_and_pool_layer_and_a_gradcam(trained, s
     assert code == 0 and (out_dir / "gradcam_cross.png").is_file()
 
 
+@pytest.mark.slow
 def test_inspect_with_an_unknown_class_is_a_user_error(trained, shapes, tmp_path):
     project, _ = trained
     code, out, err = run(["inspect", project, shapes / "circle" / "circle_000.png", "--out", tmp_path,
@@ -159,6 +165,7 @@ def test_inspect_with_an_unknown_class_is_a_user_error(trained, shapes, tmp_path
     assert err.strip() == "cnndesk-cli: error: Unknown class 'hexagon'; the model knows circle, cross, square, triangle."
 
 
+@pytest.mark.slow
 def test_evaluate_json_gives_metrics_and_a_confusion_matrix(trained):
     project, lines = trained
     code, out, _ = run(["evaluate", project, "--json"])
@@ -175,6 +182,7 @@ def test_evaluate_json_gives_metrics_and_a_confusion_matrix(trained):
     assert len(ev["misclassified"]) == cm.sum() - np.trace(cm)
 
 
+@pytest.mark.slow
 def test_evaluate_prints_a_table(trained):
     project, _ = trained
     code, out, _ = run(["evaluate", project])
@@ -184,6 +192,7 @@ def test_evaluate_prints_a_table(trained):
     assert "confusion matrix (rows: true, columns: predicted)" in lines
 
 
+@pytest.mark.slow
 def test_training_keeps_a_temperature_and_evaluate_json_reports_calibration_before_and_after(trained):
     project, lines = trained
     done = lines[-1]
@@ -209,6 +218,7 @@ def run_cli_json(argv):
     return code, json.loads(out), err
 
 
+@pytest.mark.slow
 def test_predict_classifies_a_folder_into_a_csv_and_sorts_copies_into_class_folders(trained, shapes, tmp_path):
     project, _ = trained
     inbox = tmp_path / "inbox"
@@ -244,6 +254,7 @@ def test_predict_classifies_a_folder_into_a_csv_and_sorts_copies_into_class_fold
     assert code == 2 and "--sort-into" in err
 
 
+@pytest.mark.slow
 def test_an_export_of_a_project_gives_the_calibrated_probabilities(trained, shapes, tmp_path):
     import keras
 
@@ -267,6 +278,7 @@ def test_an_export_of_a_project_gives_the_calibrated_probabilities(trained, shap
     assert [shown[c] for c in proj.class_names] == pytest.approx(exported[0].tolist(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_train_json_says_why_it_stopped_and_which_epoch_it_kept(tiny_dataset, tmp_path):
     code, out, err = run(["train", tiny_dataset, "--project", tmp_path / "p", "--epochs", 4, "--image-size", 32,
                           "--batch-size", 8, "--json"])
@@ -303,6 +315,7 @@ def _same_images(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_train_json_says_when_the_model_is_at_chance(tmp_path):
     code, out, err = run(["train", _same_images(tmp_path / "same"), "--project", tmp_path / "p", "--epochs", 2,
                           "--image-size", 16, "--json"])
@@ -314,6 +327,7 @@ def test_train_json_says_when_the_model_is_at_chance(tmp_path):
     assert "more epochs" in done["chance_message"] and "more images per class" in done["chance_message"]
 
 
+@pytest.mark.slow
 def test_train_text_says_why_it_stopped_which_epoch_it_kept_and_warns_at_chance(tmp_path):
     code, out, err = run(["train", _same_images(tmp_path / "same"), "--project", tmp_path / "p", "--epochs", 2, "--image-size", 16])
     assert code == 0, err
@@ -327,6 +341,7 @@ def test_train_text_says_why_it_stopped_which_epoch_it_kept_and_warns_at_chance(
            "rotate, zoom), a smaller image size, and more images per class." in lines
 
 
+@pytest.mark.slow
 def test_train_without_json_prints_progress_on_stderr(tmp_path):
     write_sample_dataset(tmp_path / "s", per_class=5, size=32)
     code, out, err = run(["train", tmp_path / "s", "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
@@ -339,6 +354,7 @@ def test_train_without_json_prints_progress_on_stderr(tmp_path):
     assert out.startswith(f"saved {tmp_path / 'p'}; validation accuracy ")
 
 
+@pytest.mark.slow
 def test_train_says_with_the_dataset_summary_when_the_images_are_scaled_up(tmp_path):
     write_sample_dataset(tmp_path / "s", per_class=5, size=16)
     note = "Images are 16×16 px; they are scaled up to 32×32 for training."
@@ -462,6 +478,7 @@ def _messy_dataset(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_train_json_carries_every_warning_and_the_full_skipped_list(tmp_path):
     root = _messy_dataset(tmp_path)
     code, out, err = run(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
@@ -482,6 +499,7 @@ def test_train_json_carries_every_warning_and_the_full_skipped_list(tmp_path):
     assert project.class_names == ["circ\udce9", "square", "triangle", "two\nlines"]
 
 
+@pytest.mark.slow
 def test_train_text_summarizes_skipped_files_and_prints_odd_names_escaped(tmp_path):
     root = _messy_dataset(tmp_path)
     proc = run_subprocess(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
@@ -505,6 +523,7 @@ def test_train_text_summarizes_skipped_files_and_prints_odd_names_escaped(tmp_pa
 
 # TF_CPP_MIN_LOG_LEVEL=2 is what many TensorFlow users keep in their shell profile: it lets TensorFlow's errors
 # through, and the "failed call to cuInit" of a machine without a GPU is logged as one
+@pytest.mark.slow
 @pytest.mark.parametrize("log_level", [{}, {"TF_CPP_MIN_LOG_LEVEL": "2"}], ids=["unset", "TF_CPP_MIN_LOG_LEVEL=2"])
 def test_library_warnings_do_not_reach_the_terminal(tmp_path, log_level):
     root = write_sample_dataset(tmp_path / "s", per_class=12, size=32)
@@ -623,6 +642,7 @@ def test_a_preprocessing_the_model_cannot_take_is_a_user_error(tmp_path):
     assert code == 2 and "write --preprocessing=-1-1 for pixels from -1 to 1" in err
 
 
+@pytest.mark.slow
 def test_evaluate_feeds_the_pixels_preprocessing_names(trained):
     project, _ = trained
     code, out, err = run(["evaluate", project, "--json"])
@@ -634,6 +654,7 @@ def test_evaluate_feeds_the_pixels_preprocessing_names(trained):
     assert divided["confusion_matrix"] != stored["confusion_matrix"]
 
 
+@pytest.mark.slow
 def test_the_log_file_gets_every_command_and_verbose_prints_it_too(tmp_path):
     logs = tmp_path / "logs"
     quiet = run_subprocess(["samples", tmp_path / "a", "--per-class", 2], CNNDESK_LOG_DIR=str(logs))

@@ -597,6 +597,7 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
     assert not w.state.excluded
 
 
+@pytest.mark.slow
 def test_the_pair_search_compares_pictures_block_by_block_so_lookalike_candidates_are_never_all_held(monkeypatch):
     """Simple shapes on plain backgrounds hash alike by the million; only the pairs that are the same picture are
     kept."""

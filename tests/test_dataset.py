@@ -456,6 +456,7 @@ def test_the_pipeline_gives_float_pixels_in_0_255_and_one_hot_labels(tiny_datase
     assert np.array_equal(yb.numpy(), np.eye(3)[y[:5]])
 
 
+@pytest.mark.slow
 def test_augmentation_changes_training_batches_but_stays_out_of_the_model(tiny_dataset):
     from cnndesk.core.model.architecture import build_model, preset
 
@@ -522,6 +523,7 @@ def test_the_pipeline_reads_the_split_from_the_one_cache_by_row_number(tiny_data
 # links, skipped files, unreadable datasets, odd names (issue 12)
 
 
+@pytest.mark.slow
 def test_a_class_folder_linking_out_of_the_dataset_is_not_followed_and_said(tiny_dataset, tmp_path):
     elsewhere = tmp_path / "usr-share"  # like a link to /usr/share: thousands of unrelated files
     for i in range(3000):
@@ -579,6 +581,7 @@ def _break(files):
         f.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a PNG signature and nothing readable after it
 
 
+@pytest.mark.slow
 def test_a_dataset_that_lost_most_of_its_images_is_refused_with_the_numbers(tmp_path):
     root = write_dataset(tmp_path / "ds", classes=("left", "top"), per_class=400, size=8)
     _break(sorted(root.rglob("*.png"))[2:400] + sorted(root.rglob("*.png"))[402:])  # 796 of 800

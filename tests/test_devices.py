@@ -176,6 +176,7 @@ print(json.dumps({"steps": sorted(listener.steps), "messages": listener.messages
 """
 
 
+@pytest.mark.slow
 def test_a_mirrored_run_over_two_logical_devices_saves_a_normal_project(tmp_path, sample_dir):
     # a child process: the CPU is split into two logical devices before TensorFlow runs any op, which would
     # otherwise hold for every later test of the session

@@ -23,9 +23,9 @@ from cnndesk.core.data import disk_cache
 from cnndesk.core import file_locks
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 from cnndesk.core.data.pipeline import make_tf_dataset
-from cnndesk.core.data.disk_cache import (
-    CacheSettings, clear_caches, estimate_bytes, parse_bytes, plan_cache, ShardedImages,
-)
+from cnndesk.core.data.cache_plan import CacheSettings, estimate_bytes, parse_bytes, plan_cache
+from cnndesk.core.data.disk_cache import clear_caches
+from cnndesk.core.data.shards import ShardedImages
 from cnndesk.core.errors import Cancelled, DatasetError
 from cnndesk.core.data.images import Preprocessing
 from cnndesk.core.project.store import open_project
@@ -80,6 +80,34 @@ def test_a_dataset_on_disk_holds_the_same_images_labels_split_and_skipped_files(
     assert load(folder, cache).storage.reused  # the second load reads the prepared cache
 
 
+def test_the_manifest_is_written_only_after_everything_it_vouches_for_is_on_disk(tmp_path, cache, monkeypatch):
+    """The manifest marks a cache complete: the shards, the record order and the failures are flushed to disk
+    before it is written, and the folder's rename into place is flushed after it."""
+    folder = write_dataset(tmp_path / "data", per_class=6, size=32)
+    (folder / "left" / "broken.png").write_bytes(b"not an image")  # a failures.json with something in it
+    flushed = []  # (device, inode) of each file or folder flushed, in order
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        flushed.append((st.st_dev, st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    made = load(folder, cache).storage.folder
+    monkeypatch.undo()
+
+    def first_flush(path):
+        st = path.stat()
+        assert (st.st_dev, st.st_ino) in flushed, f"{path.name} was never flushed to disk"
+        return flushed.index((st.st_dev, st.st_ino))
+
+    manifest = first_flush(made / disk_cache.MANIFEST)
+    vouched = [made / disk_cache.RECORD_ORDER, made / "failures.json", *sorted(made.glob("shard-*.bin"))]
+    assert len(vouched) > 2 and all(first_flush(p) < manifest for p in vouched)
+    assert first_flush(cache.root()) > manifest  # the cache folder's new name, flushed once it is complete
+
+
 def test_training_batches_stream_every_training_image_once_per_pass_with_its_label(tmp_path, cache):
     folder = write_dataset(tmp_path / "data", per_class=15, size=32)
     data = load(folder, cache)
@@ -115,6 +143,7 @@ def test_each_process_reads_its_own_shards_and_together_they_read_every_image_on
     assert sum(counts) == len(data.train_index) and 0 < counts[0] < len(data.train_index)
 
 
+@pytest.mark.slow
 def test_a_tiny_dataset_forced_on_disk_trains_from_the_cli_into_a_normal_reloadable_project(tmp_path):
     folder = write_dataset(tmp_path / "data", per_class=16, size=32)
     out = io.StringIO()
@@ -342,8 +371,8 @@ def test_two_preparers_of_one_cache_at_once_share_one_cache_and_read_every_image
 def test_waiting_for_another_preparer_can_be_cancelled(tmp_path, cache):
     folder = write_dataset(tmp_path / "data", per_class=4, size=32)
     cache.root().mkdir(parents=True)
-    other = file_locks.ExclusiveLock(cache.root() / f"{disk_cache.cache_key(folder, PRE)}.lock")
-    assert other.acquire()  # another process preparing the same cache, and taking its time
+    other = file_locks.exclusive(cache.root() / f"{disk_cache.cache_key(folder, PRE)}.lock")
+    assert file_locks.take(other)  # another process preparing the same cache, and taking its time
 
     class CancelWhileWaiting(TaskState):
         def set_status(self, text):
@@ -394,22 +423,23 @@ def test_a_cache_another_process_reads_is_neither_cleared_nor_replaced_under_it(
 
 def test_a_lock_file_deleted_while_another_waits_for_it_never_gives_two_holders(tmp_path):
     path = tmp_path / "key.lock"
-    first, second, third = (file_locks.ExclusiveLock(path) for _ in range(3))
-    assert first.acquire()
+    first, second, third = (file_locks.exclusive(path) for _ in range(3))
+    assert file_locks.take(first)
     waiting = threading.Event()
-    waiter = threading.Thread(target=second.acquire, kwargs={"on_wait": waiting.set})
+    waiter = threading.Thread(target=file_locks.take, args=(second,), kwargs={"on_wait": waiting.set})
     waiter.start()
     assert waiting.wait(30)
     os.unlink(path)  # as remove_unused does, holding the lock: the waiter waits on a file that is gone
     first.release()
     waiter.join(30)
-    assert not waiter.is_alive() and path.exists()  # it noticed, and locked the file now at the path
+    assert not waiter.is_alive() and second.is_locked and path.exists()  # it noticed, and locked the file there now
+    assert not file_locks.take(third, wait=False)  # that one is held: a third must wait
     with pytest.raises(Cancelled):
-        third.acquire(cancelled=lambda: True)  # that one is held: a third must wait
-    assert not second.remove_unused() and path.exists()  # a held lock file is not deleted
+        file_locks.take(third, cancelled=lambda: True)
+    assert not file_locks.remove_unused(path) and path.exists()  # a held lock file is not deleted
     second.release()
-    assert second.remove_unused() and not path.exists()
-    assert third.acquire()
+    assert file_locks.remove_unused(path) and not path.exists()
+    assert file_locks.take(third)
     third.release()
 
 
@@ -436,6 +466,7 @@ def test_evaluating_an_on_disk_dataset_reads_its_validation_split_a_chunk_at_a_t
     np.testing.assert_array_equal(ev.predicted, expected.predicted)
 
 
+@pytest.mark.slow
 def test_scoring_likely_mislabelled_images_of_an_on_disk_dataset_reads_it_a_chunk_at_a_time(tmp_path, cache,
                                                                                             monkeypatch):
     """The validation split (by the current model) and each held-out fold (by its retrain) are read

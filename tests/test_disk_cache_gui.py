@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 
 from cnndesk.core.data import dataset as dataset_module
 from cnndesk.core.data import disk_cache
-from cnndesk.core.data.disk_cache import CACHE_DIR_ENV
+from cnndesk.core.data.cache_plan import CACHE_DIR_ENV
 from cnndesk.ui.dataset_panel import DatasetPanel
 
 from conftest import shown, write_dataset

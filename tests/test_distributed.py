@@ -23,13 +23,15 @@ import pytest
 from cnndesk.core.data import disk_cache
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 from cnndesk.core.data.pipeline import make_tf_dataset
-from cnndesk.core.data.disk_cache import CacheSettings
+from cnndesk.core.data.cache_plan import CacheSettings
 from cnndesk.core.distributed import (
     cluster_from_env, distributed_note, DistributedError, process_rows, process_share,
 )
 from cnndesk.core.data.images import Preprocessing
 
 from conftest import write_dataset
+
+pytestmark = pytest.mark.distributed
 
 REPO = Path(__file__).resolve().parents[1]
 

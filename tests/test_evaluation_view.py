@@ -31,7 +31,8 @@ def _evaluation(k: int, per_class: int = 3):
         per_class=[ClassMetrics(c, 0.5, 0.5, 0.5, per_class) for c in names], confusion=confusion,
         misclassified=[Misclassified(int(i), paths[i], names[labels[i]], names[predicted[i]], 0.9) for i in wrong],
         labels=labels, predicted=predicted, confidence=np.full(n, 0.9))
-    data = SimpleNamespace(images=np.zeros((n, 8, 8, 3), np.uint8), paths=paths, val_index=np.arange(n))
+    data = SimpleNamespace(images=np.zeros((n, 8, 8, 3), np.uint8), paths=paths, labels=labels,
+                           train_index=np.zeros(0, np.int64), val_index=np.arange(n))
     return ev, data
 
 
@@ -63,7 +64,32 @@ def test_the_metrics_table_shows_all_six_classes(view, qtbot):
     QApplication.processEvents()
     shown = QRect(view.metrics.mapTo(column.viewport(), QPoint(0, 0)), view.metrics.size())
     assert column.viewport().rect().contains(shown)
-    assert view.accuracy_label.text() == "Accuracy 66.7% on 18 validation images (6 misclassified)"
+    assert view.accuracy_label.text() == "Accuracy 66.7% on 18 validation images (3 per class; 6 misclassified)"
+
+
+def test_each_class_says_how_many_validation_images_it_has(view):
+    """A class that kept few validation images stands out: its count and share are in its row and the headline."""
+    from cnndesk.core.model.inspection import ClassMetrics, Evaluation
+
+    names = ["one", "seven", "nine"]
+    val_labels = np.repeat([0, 1, 2], [4, 100, 60])  # "one" kept 4 of its 500 images, as when a chain took them
+    train_labels = np.repeat([0, 1, 2], [496, 400, 240])
+    labels = np.concatenate([val_labels, train_labels])
+    n = len(val_labels)
+    ev = Evaluation(accuracy=0.952, class_names=names,
+                    per_class=[ClassMetrics(c, 1.0, 1.0, 1.0, int((val_labels == i).sum())) for i, c in enumerate(names)],
+                    confusion=np.diag(np.bincount(val_labels)), misclassified=[], labels=val_labels,
+                    predicted=val_labels, confidence=np.ones(n))
+    data = SimpleNamespace(images=np.zeros((len(labels), 8, 8, 3), np.uint8), paths=[f"/d/{i}.png" for i in
+                           range(len(labels))], labels=labels, val_index=np.arange(n),
+                           train_index=np.arange(n, len(labels)))
+    view.show_result(ev, data)
+    header = [view.metrics.horizontalHeaderItem(c).text() for c in range(view.metrics.columnCount())]
+    column = header.index("Validation images")
+    shown = {view.metrics.item(r, 0).text(): view.metrics.item(r, column).text() for r in range(3)}
+    assert shown == {"one": "4 of 500 (0.8 %)", "seven": "100 of 500 (20.0 %)", "nine": "60 of 300 (20.0 %)"}
+    assert view.accuracy_label.text() == ("Accuracy 95.2% on 164 validation images (4 to 100 per class, fewest: one; "
+                                          "0 misclassified)")
 
 
 def test_many_classes_fill_the_table_up_to_a_limit_and_then_scroll(qtbot):

@@ -78,6 +78,7 @@ def inputs(model):
 # ---------------------------------------------------------------------------
 # each format, reloaded with its own runtime
 
+@pytest.mark.slow
 def test_keras_export_reloads_in_plain_keras_with_the_same_predictions(model, inputs, tmp_path):
     x, expected = inputs
     path = export_model(model, "keras", tmp_path / "model")
@@ -104,6 +105,7 @@ def _litert_interpreter(path):
     return Interpreter(model_path=str(path))
 
 
+@pytest.mark.slow
 def test_litert_export_runs_in_the_litert_interpreter_with_the_same_predictions(model, inputs, tmp_path):
     x, expected = inputs
     path = export_model(model, "litert", tmp_path / "model")
@@ -111,6 +113,7 @@ def test_litert_export_runs_in_the_litert_interpreter_with_the_same_predictions(
     np.testing.assert_allclose(_run_export("litert", path, x), expected, atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime_with_the_same_predictions(model, inputs, tmp_path):
     import onnxruntime
 
@@ -122,6 +125,7 @@ def test_onnx_export_runs_in_onnxruntime_with_the_same_predictions(model, inputs
     np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_model_with_augmentation_layers_exports_deterministic_inference(tmp_path):
     """A .keras model from elsewhere may hold Random* layers; exports must not serve random outputs."""
     import onnxruntime
@@ -160,6 +164,7 @@ def test_a_model_onnx_cannot_express_is_refused_instead_of_writing_a_broken_file
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_exported_keras_file_loads_in_a_process_without_cnndesk(model, inputs, tmp_path):
     x, expected = inputs
     path = export_model(model, "keras", tmp_path / "standalone.keras")
@@ -195,6 +200,7 @@ def test_exported_keras_file_loads_in_a_process_without_cnndesk(model, inputs, t
 NAMES = ["rocket", "ракета 🚀", "two\nlines \\ done"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_export_writes_labels_txt_with_the_class_names(model, tmp_path, fmt):
     path = export_model(model, fmt, tmp_path / "out" / "model", NAMES)
@@ -249,11 +255,13 @@ def test_the_onnx_file_holds_the_names_in_its_metadata(model, tmp_path):
     assert json.loads(meta.custom_metadata_map[ONNX_LABELS_KEY]) == NAMES
 
 
+@pytest.mark.slow
 def test_without_names_an_export_writes_the_names_the_viewer_shows(model, tmp_path):
     path = export_model(model, "litert", tmp_path / "model")
     assert parse_labels(labels_path(path, "litert").read_text()) == ["class 0", "class 1", "class 2"]
 
 
+@pytest.mark.slow
 def test_two_models_exported_into_one_folder_keep_their_own_class_names(model, tmp_path):
     first = export_model(model, "litert", tmp_path / "cats", ["cat", "lynx", "puma"])
     second = export_model(model, "litert", tmp_path / "cars", ["bus", "van", "taxi"])
@@ -335,6 +343,7 @@ def test_a_saved_model_export_never_deletes_an_unrelated_folder(model, tmp_path)
     assert (documents / "thesis.txt").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_a_saved_model_export_replaces_an_earlier_one(model, inputs, tmp_path):
     x, expected = inputs
     first = export_model(model, "saved_model", tmp_path / "served")
@@ -398,6 +407,7 @@ def _run_export(fmt: str, path, x: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_an_export_with_a_temperature_gives_softmax_of_the_logits_over_it(model, inputs, tmp_path, fmt):
     from cnndesk.core.model.calibration import softmax

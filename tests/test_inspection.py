@@ -41,6 +41,7 @@ def reloaded_inspector(model, data, tmp_path_factory):
     return Inspector(keras.saving.load_model(path), data.class_names, data.preprocessing)
 
 
+@pytest.mark.slow
 def test_top_k_is_sorted_and_sums_to_at_most_one(inspector, data):
     probs = inspector.probabilities(data.images[:5])
     assert probs.shape == (5, 3)
@@ -135,6 +136,7 @@ def test_gradcam_is_a_map_of_the_layer_in_0_1_that_depends_on_the_class(inspecto
         inspector.gradcam(x[0], 0, layer_name="dense_8")
 
 
+@pytest.mark.slow
 def test_models_images_of_any_size_and_every_heat_map_layer_trace_without_a_retracing_warning(data, caplog):
     """What a viewer session does: models opened or trained one after another, images of several sizes dropped
     one or several at a time, every layer and method of the heat map chosen. Each function of each model is
@@ -183,6 +185,7 @@ def _plain_functional(rescaling: bool) -> keras.Model:
     return keras.Model(inp, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rescaling", [False, True])
 def test_a_plain_keras_functional_model_can_be_inspected(rescaling, tmp_path):
     model = _plain_functional(rescaling)
@@ -307,6 +310,7 @@ def test_an_inspector_with_maps_says_so(inspector):
     assert inspector.has_maps and inspector.default_cam_layer == inspector.conv_layer_names[-1]
 
 
+@pytest.mark.slow
 def test_a_trained_flatten_dense_stack_can_be_inspected(data, tmp_path):
     from cnndesk.core.model.architecture import CLASSES, LayerSpec
 
@@ -363,6 +367,7 @@ def _family_layers(name: str):
 @pytest.mark.parametrize("family, pixels", [("MobileNetV2", "-1-1"), ("ResNet50", "caffe"), ("DenseNet121", "torch"),
                                             ("EfficientNetB0", "0-255"), ("VGG16", "caffe"), ("ResNet50V2", "-1-1"),
                                             ("MobileNet", "-1-1"), ("Xception", "-1-1"), ("InceptionV3", "-1-1")])
+@pytest.mark.slow
 def test_keras_applications_families_are_recognised_by_their_layers(family, pixels):
     from cnndesk.core.model.inspection import preprocessing_for_model
 
@@ -370,6 +375,7 @@ def test_keras_applications_families_are_recognised_by_their_layers(family, pixe
     assert pre.pixels == pixels and pre.color_mode == "rgb"
 
 
+@pytest.mark.slow
 def test_a_recognised_model_is_fed_its_familys_numbers():
     keras.utils.set_random_seed(2)
     model = keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=3)

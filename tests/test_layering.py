@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -38,6 +40,7 @@ def test_the_tensorflow_free_core_modules_load_neither_tensorflow_nor_qt():
     assert json.loads(proc.stdout) == []
 
 
+@pytest.mark.slow
 def test_starting_the_app_imports_no_tensorflow_outside_the_engine():
     """Only the engine thread may import TensorFlow: the window's modules must not, at import time."""
     import subprocess

@@ -28,6 +28,8 @@ from cnndesk.core.training.fitting import train
 
 from conftest import write_dataset
 
+pytestmark = pytest.mark.slow  # every test here trains several models in turn
+
 #: growth allowed per run; before the pool this loop grew 7-10 MB per run, with it well under 1 MB
 LIMIT_MB_PER_RUN = 3.0
 

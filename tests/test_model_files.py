@@ -89,6 +89,7 @@ def test_a_real_model_passes_the_check_and_loads(real):
     assert isinstance(load_keras_model(real), keras.Model)
 
 
+@pytest.mark.slow
 def test_the_limits_comfortably_allow_a_keras_applications_model(tmp_path):
     path = tmp_path / "mobilenet.keras"
     keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=5).save(path)
@@ -235,6 +236,7 @@ def test_layers_that_would_allocate_far_more_than_the_weights_file_holds_are_ref
         load_keras_model(path)
 
 
+@pytest.mark.slow
 def test_the_parameter_estimate_matches_real_models(tmp_path, real):
     from cnndesk.core.model.config_checks import estimate_parameters
 
@@ -529,6 +531,7 @@ def test_predict_refuses_an_h5_with_a_lambda_before_tensorflow_loads(tmp_path, i
     assert seconds < 5 and peak_mb < 300
 
 
+@pytest.mark.slow
 def test_predict_and_export_keep_the_class_names_of_an_h5(tmp_path, image):
     path = _save_h5(_small_classifier([keras.layers.Rescaling(1 / 255)]), tmp_path / "legacy.h5")
     (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")

@@ -330,6 +330,7 @@ def test_new_and_open_start_without_the_probe_images_of_the_work_before(window, 
     assert _probe_names(view) == [] and w.state.probe_images == []  # B's next training records no probe of A
 
 # -- the CLI ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_train_with_probes_records_them_into_the_project(tmp_path):
     data = write_dataset(tmp_path / "tiny", per_class=12)
     probe = data / "top" / "top_01.png"

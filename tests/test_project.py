@@ -272,7 +272,7 @@ import time
 from conftest import read_only_folder
 
 from cnndesk.core.project import store as project_module
-from cnndesk.core.project.store import check_destination, clean_project, estimate_model_bytes, ProjectLock
+from cnndesk.core.project.store import check_destination, clean_project, estimate_model_bytes, HOLDER_FILE, ProjectLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -349,6 +349,8 @@ def test_a_missing_model_file_is_named(saved):
 def test_leftovers_of_interrupted_saves_are_removed_by_an_open_and_by_a_save(saved, model):
     def litter():
         (saved / ".project-abc.json").write_text("{")
+        (saved / ".project.json-k2j4h1ab.tmp").mkdir()  # a save killed while it wrote project.json
+        (saved / ".project.json-k2j4h1ab.tmp" / PROJECT_FILE).write_text("{")
         (saved / VERSIONS_DIR / "7").mkdir()
         (saved / VERSIONS_DIR / "7" / MODEL_FILE).write_bytes(b"PK half")
         (saved / VERSIONS_DIR / "notes.txt").write_text("not ours: kept")
@@ -380,7 +382,7 @@ from pathlib import Path
 from cnndesk.core.project.store import ProjectLock
 lock = ProjectLock(Path(sys.argv[1])).acquire()
 print("locked", flush=True)
-time.sleep(60)
+time.sleep(60)  # holds the lock until the test kills it
 """
 
 
@@ -388,8 +390,8 @@ def test_a_project_being_saved_by_a_live_process_is_refused_with_its_pid(saved, 
     holder = _python(HOLD_LOCK, saved)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        lock = json.loads((saved / LOCK_FILE).read_text())
-        assert lock["pid"] == holder.pid and lock["host"]
+        holding = json.loads((saved / HOLDER_FILE).read_text())  # a file of its own, readable while it is locked
+        assert holding["pid"] == holder.pid and holding["host"]
         before = _snapshot(saved)
         started = time.perf_counter()
         with pytest.raises(ProjectError) as e:
@@ -402,20 +404,22 @@ def test_a_project_being_saved_by_a_live_process_is_refused_with_its_pid(saved, 
         holder.kill()
         holder.wait()
     # the holder died without releasing: its lock file stays, and is taken over
-    assert (saved / LOCK_FILE).exists()
+    assert (saved / LOCK_FILE).exists() and (saved / HOLDER_FILE).exists()
     save_project(saved, _project(history=[]), model)
-    assert not (saved / LOCK_FILE).exists() and open_project(saved, load_model=False)[0].history == []
+    assert not (saved / LOCK_FILE).exists() and not (saved / HOLDER_FILE).exists()
+    assert open_project(saved, load_model=False)[0].history == []
 
 
 def test_a_stale_lock_file_from_a_dead_process_is_taken_over(saved, model):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
-    (saved / LOCK_FILE).write_text(json.dumps({"pid": pid, "host": "this-host", "since": 0}))
+    (saved / LOCK_FILE).write_bytes(b"")
+    (saved / HOLDER_FILE).write_text(json.dumps({"pid": pid, "host": "this-host", "since": 0}))
     lock = ProjectLock(saved).acquire()
     assert lock.took_over["pid"] == pid
-    assert json.loads((saved / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert json.loads((saved / HOLDER_FILE).read_text())["pid"] == os.getpid()
     lock.release()
-    assert not (saved / LOCK_FILE).exists()
+    assert not (saved / LOCK_FILE).exists() and not (saved / HOLDER_FILE).exists()
 
 
 def test_a_save_that_fails_where_there_was_no_save_does_not_claim_one(tmp_path, model, monkeypatch):
@@ -440,6 +444,7 @@ def _harness(tmp_path, mode) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_fault_a_save_killed_at_every_step_leaves_a_whole_project_and_the_next_save_no_debris(tmp_path):
     r = _harness(tmp_path, "steps")
     # a kill before the commit opens the old project, one after it the new; each step killed 3 times
@@ -458,6 +463,7 @@ def test_fault_saves_killed_at_random_moments_leave_a_whole_project(tmp_path):
     assert r["kills"] == r["tries"] == 60
 
 
+@pytest.mark.slow
 def test_two_writers_and_a_reader_at_once_never_mix_projects(tmp_path):
     r = _harness(tmp_path, "concurrent")
     assert r["reads"] > 20 and all(w["saved"] > 0 for w in r["writers"])
@@ -481,6 +487,7 @@ P.save_project(folder, project, model)
 """
 
 
+@pytest.mark.slow
 def test_a_real_keras_save_killed_after_the_model_and_before_the_commit_opens_the_old_model(saved, model):
     """The case the issue measured (a new model with the old project.json, 15 of 15 tries), with real Keras."""
     child = _python(KILL_AT_COMMIT, saved, "commit")
@@ -525,6 +532,7 @@ def test_a_destination_without_room_for_the_model_is_refused(tmp_path, monkeypat
                             "about 61.0 MB.")
 
 
+@pytest.mark.slow
 def test_the_model_size_estimate_covers_a_trained_model_file(tmp_path):
     from cnndesk.core.model.architecture import compile_model, layer_table, total_params
 

@@ -183,6 +183,7 @@ def two_runs(tmp_path_factory):
     return project, data
 
 
+@pytest.mark.slow
 def test_cli_train_into_a_project_adds_a_run_and_runs_lists_them(two_runs):
     project, _ = two_runs
     code, out, _ = cli(["runs", project, "--json"])
@@ -197,6 +198,7 @@ def test_cli_train_into_a_project_adds_a_run_and_runs_lists_them(two_runs):
     assert lines[1].startswith("   Run 1") and lines[2].startswith("*  Run 2") and lines[-1] == "* the current model"
 
 
+@pytest.mark.slow
 def test_cli_evaluate_export_and_predict_use_the_named_run(two_runs, tmp_path):
     project, data = two_runs
     picture = next((data / "left").iterdir())
@@ -578,6 +580,7 @@ def test_each_run_keeps_its_probe_recording_through_restore_save_and_reopen(wind
     assert not view2.slider.isEnabled() and view2.epoch_label.text() == "No recording"
 
 
+@pytest.mark.slow
 def test_cli_runs_report_each_runs_probe_recording(tmp_path):
     data = write_dataset(tmp_path / "data", per_class=8)
     project = tmp_path / "proj"

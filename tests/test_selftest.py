@@ -16,6 +16,7 @@ STEPS = ["window", "tensorflow", "dataset", "train", "save", "reopen", "predict"
          "open .keras", "export LiteRT", "close"]
 
 
+@pytest.mark.slow
 def test_the_app_selftest_runs_every_step_and_exits_0(tmp_path):
     keep = tmp_path / "selftest"
     env = child_env(QT_QPA_PLATFORM="xcb")  # the selftest must go offscreen by itself

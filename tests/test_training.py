@@ -55,6 +55,7 @@ def _val_accuracy(model, data) -> float:
     return float((probs.argmax(1) == y).mean())
 
 
+@pytest.mark.slow
 def test_two_epochs_learn_well_above_chance(trained, data):
     result, _ = trained
     assert len(result.history) == 2
@@ -64,6 +65,7 @@ def test_two_epochs_learn_well_above_chance(trained, data):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
+@pytest.mark.slow
 def test_every_batch_and_epoch_is_reported(trained, data):
     result, rec = trained
     steps = math.ceil(len(data.train_index) / 4)  # 48 training images
@@ -85,6 +87,7 @@ def test_every_batch_and_epoch_is_reported(trained, data):
                                       "seconds"}
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_history(trained, data):
     result, _ = trained
     again = train(data, preset("seed"), TrainingSettings(**SETTINGS))
@@ -97,6 +100,7 @@ STAGES = ["called", "input pipeline", "model", "compile", "fit setup", "iterator
           "second step"]
 
 
+@pytest.mark.slow
 def test_a_run_says_where_the_time_to_its_first_batch_went(trained):
     result, _ = trained
     times = result.start_times
@@ -106,6 +110,7 @@ def test_a_run_says_where_the_time_to_its_first_batch_went(trained):
     assert times.traced  # a new model traces its train step in its first batch
 
 
+@pytest.mark.slow
 def test_a_stocked_spare_trains_exactly_as_a_new_model_without_tracing(trained, data):
     from cnndesk.core.training.model_pool import ModelPool
 
@@ -145,6 +150,7 @@ class CancelAfterFirstBatch(Recorder):
         self.state.request_interruption()  # the user presses Stop after the first batch
 
 
+@pytest.mark.slow
 def test_cancel_stops_within_one_batch_and_keeps_a_usable_model(data):
     state = TaskState()
     rec = CancelAfterFirstBatch(state)
@@ -177,6 +183,7 @@ class SpoilEpochThree(Recorder):
             self.model.set_weights([rng.normal(0, 3, w.shape).astype(w.dtype) for w in self.model.get_weights()])
 
 
+@pytest.mark.slow
 def test_a_wrecked_epoch_is_not_the_one_kept(data):
     model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
     rec = SpoilEpochThree(model)
@@ -220,6 +227,7 @@ def _frozen_run(data, **settings):
     return result, rec
 
 
+@pytest.mark.slow
 def test_early_stopping_waits_for_half_the_run(data):
     # 12 validation images: the limit is lowered so that early stopping may act at all
     result, rec = _frozen_run(data, epochs=8, patience=1, min_val_images=10)
@@ -233,12 +241,14 @@ def test_early_stopping_waits_for_half_the_run(data):
     assert result.notes == rec.messages
 
 
+@pytest.mark.slow
 def test_the_minimum_number_of_epochs_can_be_set(data):
     result, _ = _frozen_run(data, epochs=8, patience=1, min_val_images=10, min_epochs=6)
     assert len(result.history) == 6 and result.stopped_early
     assert result.stop_message.startswith("Early stopping at epoch 6 of 8:")
 
 
+@pytest.mark.slow
 def test_early_stopping_is_off_for_a_tiny_validation_set_and_says_so(data):
     result, rec = _frozen_run(data, epochs=6, patience=1)  # min_val_images left at its default, 50
     assert len(result.history) == 6 and not result.stopped_early
@@ -309,6 +319,7 @@ def heads(trained, data):
             "soft": _with_head(good, 0.05), "softer": _with_head(good, 0.02)}  # right answers, near-uniform
 
 
+@pytest.mark.slow
 def test_the_kept_epoch_has_the_best_validation_accuracy_ties_broken_by_loss(heads, data):
     measure, top = heads["measure"], heads["top"]
     biased = next(w for short, w in sorted(heads["biased"].items()) if short >= 2)
@@ -330,6 +341,7 @@ def test_the_kept_epoch_has_the_best_validation_accuracy_ties_broken_by_loss(hea
                                    f"{result.history[2]['val_loss']:.4f}).")
 
 
+@pytest.mark.slow
 def test_one_validation_image_short_of_the_best_counts_as_a_tie(heads, data):
     measure, top = heads["measure"], heads["top"]
     assert 1 in heads["biased"], "no head one image short of the best was found"
@@ -346,6 +358,7 @@ def test_one_validation_image_short_of_the_best_counts_as_a_tie(heads, data):
                                    f"({result.history[1]['val_loss']:.4f}).")
 
 
+@pytest.mark.slow
 def test_without_keep_the_best_the_last_epoch_is_kept_and_said(data):
     result, _ = _frozen_run(data, epochs=2, restore_best=False)
     assert result.best_epoch is None
@@ -368,6 +381,7 @@ def _same_images(root, per_class=10):
     return root
 
 
+@pytest.mark.slow
 def test_a_model_at_chance_is_called_so_with_advice(tmp_path):
     data = load_dataset(_same_images(tmp_path / "same"), DatasetConfig(Preprocessing((16, 16)), val_split=0.2))
     result = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "epochs": 1}))
@@ -378,6 +392,7 @@ def test_a_model_at_chance_is_called_so_with_advice(tmp_path):
         "image size, and more images per class.")
 
 
+@pytest.mark.slow
 def test_a_run_whose_loss_diverged_is_told_to_lower_the_learning_rate_not_to_train_longer(data):
     result = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "epochs": 1, "learning_rate": 0.5}))
     loss = result.history[0]["loss"]
@@ -390,6 +405,7 @@ def test_a_run_whose_loss_diverged_is_told_to_lower_the_learning_rate_not_to_tra
     assert "more epochs" not in message
 
 
+@pytest.mark.slow
 def test_a_model_well_above_chance_gets_no_warning(trained):
     assert trained[0].chance_message is None
 
@@ -411,6 +427,7 @@ def test_an_unknown_gpu_is_refused_with_a_clear_message(data):
         train(data, preset("seed"), TrainingSettings(device="tpu", epochs=1))
 
 
+@pytest.mark.slow
 def test_continuing_training_numbers_epochs_on_and_keeps_learning(trained, data):
     first, _ = trained
     model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
@@ -426,6 +443,7 @@ def test_continuing_training_numbers_epochs_on_and_keeps_learning(trained, data)
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
+@pytest.mark.slow
 def test_augmentation_and_class_weights_train_and_stay_out_of_the_model(data):
     result = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "epochs": 1}),
                    augment=("flip", "brightness"), class_weights=True)
@@ -456,6 +474,7 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "shapes": shapes, "
 """
 
 
+@pytest.mark.slow
 def test_training_runs_distributed_over_two_devices(tmp_path):
     # a child process: the CPU is split into 2 logical devices before TensorFlow runs any op,
     # which would otherwise apply to every later test

@@ -88,13 +88,28 @@ def labels_of(ticks: list[float]) -> list[int]:
     return [round(t) for t in ticks]
 
 
+def settle(panel: TrainingPanel, qtbot) -> None:
+    """Wait until the chart is drawn for what it was given: its epoch ticks are every multiple of the axis' tick
+    interval from 0 to the axis' end. Laying a chart out takes several passes of the event loop (each pass posts
+    the next layout request), more of them on a busy machine."""
+    axis = panel.chart.x_axis
+
+    def drawn() -> None:
+        step = axis.tickInterval()
+        ticks = epoch_ticks(panel)
+        assert len(ticks) == int(axis.max() / step) + 1, (ticks, step, axis.max())
+        assert all(t == pytest.approx(i * step, abs=1e-6) for i, t in enumerate(ticks)), (ticks, step)
+
+    qtbot.waitUntil(drawn, timeout=10000)
+
+
 # -- 1. the epoch axis ---------------------------------------------------------------
 
 @pytest.mark.parametrize("epochs", [1, 3, 7, 12, 37, 200])
 def test_epoch_ticks_are_whole_epochs_with_each_point_on_its_number(panel, qtbot, epochs):
     run(panel, epochs)
     panel.training_finished(finished([row(e) for e in range(1, epochs + 1)]))
-    settle(qtbot)  # let the chart lay out its axis
+    settle(panel, qtbot)  # let the chart lay out its axis
     assert panel.chart.x_axis.labelFormat() == "%d"
     labels = labels_of(epoch_ticks(panel))
     step = labels[1] - labels[0]
@@ -109,7 +124,7 @@ def test_epoch_ticks_are_whole_epochs_with_each_point_on_its_number(panel, qtbot
 
 
 def test_before_any_training_the_axis_shows_epochs_0_and_1(panel, qtbot):
-    settle(qtbot)
+    settle(panel, qtbot)
     assert labels_of(epoch_ticks(panel)) == [0, 1]
 
 
@@ -118,14 +133,14 @@ def test_continuing_a_run_keeps_whole_epoch_ticks(panel, qtbot):
     panel.training_finished(finished(first))
     second = run(panel, 4, first=3)
     panel.training_finished(finished(second))
-    settle(qtbot)
+    settle(panel, qtbot)
     assert labels_of(epoch_ticks(panel)) == list(range(8))
     assert [p.x() for p in panel.chart.series["val_accuracy"].points()] == list(range(1, 8))
 
 
 def test_a_reopened_history_has_every_epoch_labelled_under_its_point(panel, qtbot):
     panel.show_history([row(e) for e in range(1, 6)], best_epoch=4)
-    settle(qtbot)
+    settle(panel, qtbot)
     ticks = epoch_ticks(panel)
     assert labels_of(ticks) == [0, 1, 2, 3, 4, 5]
     chart = panel.chart.chart_
@@ -137,7 +152,7 @@ def test_a_reopened_history_has_every_epoch_labelled_under_its_point(panel, qtbo
 def test_the_kept_epoch_marker_on_the_last_epoch_at_full_accuracy_is_drawn_whole(panel, qtbot):
     history = run(panel, 14)  # validation accuracy reaches 1.0 at epoch 13
     panel.training_finished(finished(history, best_epoch=14, kept_message="Kept epoch 14's weights."))
-    settle(qtbot)
+    settle(panel, qtbot)
     chart = panel.chart.chart_
     marker = panel.chart.best
     assert [(p.x(), p.y()) for p in marker.points()] == [(14, 1.0)]
@@ -283,14 +298,9 @@ def hover(panel: TrainingPanel, qtbot, at: QPointF) -> str:
     return view.shown_values()
 
 
-def settle(qtbot) -> None:
-    """Let the chart lay out what it was given (on a busy machine one pass of the event loop is not enough)."""
-    qtbot.wait(50)
-
-
 def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot):
     run(panel, 7)
-    settle(qtbot)
+    settle(panel, qtbot)
     text = hover(panel, qtbot, point_position(panel, "val_loss", 4))
     assert text.splitlines() == ["Epoch 4", "Training loss: 0.2500", "Validation loss: 0.3000",
                                  "Training accuracy: 0.600", "Validation accuracy: 0.550"]
@@ -300,7 +310,7 @@ def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot):
 def test_hovering_anywhere_over_the_plot_shows_the_nearest_epoch(panel, qtbot):
     history = run(panel, 7)
     panel.training_finished(finished(history, best_epoch=6, kept_message="Kept epoch 6's weights."))
-    settle(qtbot)
+    settle(panel, qtbot)
     chart = panel.chart.chart_
     between = chart.mapToPosition(QPointF(5.8, 0.1), panel.chart.series["loss"])  # empty space near epoch 6
     text = hover(panel, qtbot, between)
@@ -312,14 +322,14 @@ def test_hovering_anywhere_over_the_plot_shows_the_nearest_epoch(panel, qtbot):
 
 
 def test_hovering_before_any_epoch_shows_nothing(panel, qtbot):
-    settle(qtbot)
+    settle(panel, qtbot)
     assert hover(panel, qtbot, panel.chart.chart_.plotArea().center()) == ""
 
 
 def test_an_epoch_without_validation_shows_only_its_training_values(panel, qtbot):
     rows = [dict(row(e), val_loss=None, val_accuracy=None) for e in (1, 2)]
     panel.show_history(rows, best_epoch=None)
-    settle(qtbot)
+    settle(panel, qtbot)
     text = hover(panel, qtbot, point_position(panel, "loss", 2))
     assert text.splitlines() == ["Epoch 2  (weights kept)", "Training loss: 0.5000", "Training accuracy: 0.500"]
     assert not math.isnan(panel.chart.best.points()[0].y())

@@ -51,6 +51,7 @@ def data(tmp_path_factory):
     return load_dataset(root, DatasetConfig(Preprocessing((32, 32)), val_split=0.25, seed=3))
 
 
+@pytest.mark.slow
 def test_the_table_knows_each_backbone_without_building_it():
     for name in ("mobilenetv3small", "efficientnetb0", "mobilenetv2"):
         stack = preset(name)
@@ -61,6 +62,7 @@ def test_the_table_knows_each_backbone_without_building_it():
         assert rows[1].output_shape == tuple(find_backbone(model).output.shape[1:])
 
 
+@pytest.mark.slow
 def test_each_family_groups_its_layers_into_the_blocks_it_names(keras_home):
     for name, fam in backbones.FAMILIES.items():
         model = getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(32, 32, 3),
@@ -132,6 +134,7 @@ def test_a_download_without_a_known_checksum_lands_under_the_keras_name(keras_ho
     assert path.stat().st_size == 4 * backbones.CHUNK
 
 
+@pytest.mark.slow
 def test_cached_weights_are_the_ones_the_model_gets(keras_home):
     path = cache_weights(keras_home, "MobileNetV3Small")
     reference = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -141,6 +144,7 @@ def test_cached_weights_are_the_ones_the_model_gets(keras_home):
     np.testing.assert_allclose(find_backbone(model)(x), reference(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_efficientnet_from_a_file_computes_what_keras_imagenet_build_does(keras_home, monkeypatch):
     path = cache_weights(keras_home, "EfficientNetB0")
     # Keras' own ImageNet build, handed the same file instead of downloading it
@@ -151,6 +155,7 @@ def test_efficientnet_from_a_file_computes_what_keras_imagenet_build_does(keras_
     np.testing.assert_allclose(find_backbone(model)(x), reference(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_chosen_weights_file_is_used_and_a_wrong_one_refused(keras_home, tmp_path):
     chosen = cache_weights(tmp_path / "elsewhere", "MobileNetV3Small")
     stack = preset("mobilenetv3small")
@@ -196,6 +201,7 @@ def trained(data, tmp_path_factory):
     return result, log, find_backbone(before).get_weights()
 
 
+@pytest.mark.slow
 def test_the_head_trains_on_cached_features_and_says_so(trained):
     result, log, loaded = trained
     assert any(CACHED_PATH in m for m in log.messages)
@@ -204,6 +210,7 @@ def test_the_head_trains_on_cached_features_and_says_so(trained):
         np.testing.assert_array_equal(a, b)  # the backbone stayed as loaded
 
 
+@pytest.mark.slow
 def test_fine_tuning_goes_through_the_backbone_changes_the_top_blocks_only_and_keeps_batchnorm(keras_home, data):
     cache_weights(keras_home, "MobileNetV3Small")
     stack = preset("mobilenetv3small")
@@ -224,6 +231,7 @@ def test_fine_tuning_goes_through_the_backbone_changes_the_top_blocks_only_and_k
         assert same != (tuned and bool(layer.weights)), layer.name
 
 
+@pytest.mark.slow
 def test_an_exported_model_loads_in_plain_keras_with_identical_predictions(trained, data, tmp_path):
     model = trained[0].model
     path = tmp_path / "model.keras"
@@ -236,6 +244,7 @@ def test_an_exported_model_loads_in_plain_keras_with_identical_predictions(train
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_viewer_reads_maps_inside_a_trained_backbone(trained, data):
     from cnndesk.core.model.inspection import Inspector
 
@@ -249,6 +258,7 @@ def test_the_viewer_reads_maps_inside_a_trained_backbone(trained, data):
     assert cam.shape == maps[0][1].shape[:2] and 0 <= cam.min() <= cam.max() <= 1
 
 
+@pytest.mark.slow
 def test_a_project_with_a_backbone_saves_and_reopens_with_the_same_predictions(trained, data, tmp_path):
     from cnndesk.core.data.dataset import DatasetConfig
     from cnndesk.core.project.store import open_project, Project, save_project

@@ -6,6 +6,8 @@ import contextlib
 import io
 import json
 
+import pytest
+
 from cnndesk.cli import main
 from cnndesk.core.project.store import open_project
 
@@ -33,6 +35,7 @@ def test_offline_with_an_empty_cache_exits_2_naming_the_file_its_size_and_the_fo
     assert not (tmp_path / "p" / "project.json").exists()
 
 
+@pytest.mark.slow
 def test_a_pretrained_preset_downloads_its_weights_trains_fine_tunes_and_saves(tmp_path, monkeypatch):
     made = cache_weights(tmp_path / "made", "MobileNetV2", (32, 32, 3))
     served = made.read_bytes()

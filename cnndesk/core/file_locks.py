@@ -1,27 +1,24 @@
-"""Advisory file locks for processes that share one cache folder.
+"""Locks for processes that share one dataset cache folder (``disk_cache``'s).
 
-Two uses, both by ``disk_cache``:
+- The build lock of a cache key (:func:`exclusive`, :func:`take`, :func:`remove_unused`): an exclusive
+  ``filelock.FileLock`` on one lock file per key. The process (or thread) that holds it finds or
+  prepares that cache; the others wait, then find the complete cache and reuse it, instead of
+  preparing a second one that would later have to be deleted. The OS drops it when a process ends,
+  however it ends.
+- Read holds (:func:`hold_shared`, :func:`release_shared`, :func:`unused`): a process that reads a
+  cache holds a shared lock on its manifest for as long as it uses the cache; a process about to
+  delete a cache takes an exclusive lock on the manifest without waiting, and leaves the cache alone
+  when another process holds it.
 
-- :class:`ExclusiveLock`: one lock file per cache key. The process (or
-  thread) that holds it finds or prepares that cache; the others wait, then
-  find the complete cache and reuse it, instead of preparing a second one that
-  would later have to be deleted.
-- Read holds (:func:`hold_shared`, :func:`unused`): a process that reads a
-  cache holds a shared lock on its manifest for as long as it uses the cache;
-  a process about to delete a cache takes an exclusive lock on the manifest
-  without waiting, and leaves the cache alone when another process holds it.
-
-On POSIX these are ``flock`` locks. They belong to an open file description,
-so two threads that each open the file exclude each other as two processes
-do, and the system drops them when a process ends, however it ends. A process
-keeps one descriptor per held file (reference-counted), so that it can turn
-its own shared lock into the exclusive one (``flock`` cannot take an
-exclusive lock beside its own shared lock on another descriptor).
-
-On Windows, ``msvcrt.locking`` gives exclusive locks only: the key lock works
-as on POSIX, but there are no read holds, and a cache another process reads
-is protected only while one of its files is open, as far as Windows refuses
-to rename a folder with an open file in it (not tried on Windows).
+The read holds stay hand-written, on ``flock``, because filelock has no lock that fits: its
+reader/writer lock keeps its state in an SQLite database file, which would have to live inside the
+cache folder that is renamed and deleted under it, and it refuses to turn a process's own read hold
+into the write hold that deleting needs. ``flock`` locks belong to an open file description, and a
+process keeps one descriptor per held manifest (reference-counted), so that it can turn its own
+shared lock into the exclusive one (``flock`` cannot take an exclusive lock beside its own shared
+lock on another descriptor). On Windows there are no read holds: a cache another process reads is
+protected only while one of its files is open, as far as Windows refuses to rename a folder with an
+open file in it (not tried on Windows).
 """
 
 from __future__ import annotations
@@ -30,130 +27,85 @@ import contextlib
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterator
+
+import filelock
 
 from .errors import Cancelled
 
 WINDOWS = sys.platform == "win32"
-if WINDOWS:
-    import msvcrt
-else:
+if not WINDOWS:
     import fcntl
 
 #: seconds between two tries of a lock another process holds
 POLL_S = 0.2
+_WAIT_S = 60.0
 
 
-def _try_exclusive(fd: int) -> bool:
-    """Take the exclusive lock of ``fd`` without waiting; whether it was taken."""
-    try:
-        if WINDOWS:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # held by another (BlockingIOError on POSIX, PermissionError on Windows)
-        return False
-    return True
+def exclusive(path: Path) -> filelock.FileLock:
+    """The exclusive lock on ``path`` (the file is created when it is taken); take it with :func:`take`.
 
-
-def _unlock(fd: int) -> None:
-    if WINDOWS:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-class ExclusiveLock:
-    """An exclusive lock on ``path`` (created if missing), held between :meth:`acquire` and :meth:`release`.
-
-    The lock file may be deleted by :meth:`remove_unused` while another
-    process waits on it; a waiter that then gets the lock of the deleted file
-    notices (the path names another file, or none) and starts again on the
-    file now at ``path``, so that two processes never both hold "the" lock.
+    Each call gives a lock of its own, shared by the threads that use it: two of them exclude each
+    other as two processes do. A lock file that another process deletes while this one waits for it
+    is noticed (filelock checks that the file it locked still has a name) and the path is tried again,
+    so two processes never both hold "the" lock.
     """
+    return filelock.FileLock(path, thread_local=False, fallback_to_soft=False, poll_interval=POLL_S)
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._fd: int | None = None
 
-    def acquire(self, on_wait: Callable[[], None] | None = None,
-                cancelled: Callable[[], bool] | None = None, wait: bool = True) -> bool:
-        """Wait until the lock is this one's; whether it is held.
+def take(lock: filelock.FileLock, on_wait: Callable[[], None] | None = None,
+         cancelled: Callable[[], bool] | None = None, wait: bool = True) -> bool:
+    """Wait until ``lock`` is this one's; whether it is held.
 
-        ``on_wait`` is called once, when another holder makes this one wait;
-        ``cancelled`` is asked every ``POLL_S`` while waiting. With ``wait``
-        False, a lock another holds is not waited for: returns False. A lock
-        file that cannot be created (a read-only cache folder, where nothing
-        can be prepared anyway) gives no lock: returns False.
+    ``on_wait`` is called once, when another holder makes this one wait; ``cancelled`` is asked every
+    ``POLL_S`` while waiting. With ``wait`` False, a lock another holds is not waited for: returns
+    False. A lock file that cannot be created (a read-only cache folder, where nothing can be prepared
+    anyway) gives no lock: returns False.
 
-        Raises:
-            Cancelled: ``cancelled`` said so while waiting.
-        """
-        waited = False
+    Raises:
+        Cancelled: ``cancelled`` said so while waiting.
+    """
+    try:
+        try:
+            lock.acquire(blocking=False)
+            return True
+        except filelock.Timeout:
+            if not wait:
+                return False
+        if on_wait is not None:
+            on_wait()
         while True:
+            # waits of a finite length: filelock refuses an endless one for a lock another instance holds in this
+            # thread (its deadlock check), which is how a test stands in for another process
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
-            except OSError:
-                return False
-            while not _try_exclusive(fd):
-                if not wait:
-                    os.close(fd)
-                    return False
-                if not waited and on_wait is not None:
-                    on_wait()
-                waited = True
-                if cancelled is not None and cancelled():
-                    os.close(fd)
-                    raise Cancelled()
-                time.sleep(POLL_S)
-            if _names(self.path, fd):
-                self._fd = fd
+                lock.acquire(timeout=_WAIT_S, cancel_check=cancelled)
                 return True
-            os.close(fd)  # the file was removed while this one waited on it: lock the one there now
-
-    def remove_unused(self) -> bool:
-        """Delete the lock file unless another holds it; whether it was deleted.
-
-        A process waiting for it then gets the lock of the deleted file, sees
-        that, and locks the file at ``path`` afterwards (see :meth:`acquire`).
-        """
-        try:
-            fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
-        except OSError:
-            return False
-        try:
-            if not _try_exclusive(fd):
-                return False
-            try:
-                if _names(self.path, fd):
-                    os.unlink(self.path)
-                    return True
-            finally:
-                _unlock(fd)
-        except OSError:  # Windows keeps a file that is open from being deleted
-            pass
-        finally:
-            os.close(fd)
+            except filelock.Timeout:
+                if cancelled is not None and cancelled():
+                    raise Cancelled() from None
+    except OSError:  # filelock.Timeout is one too, but never reaches here
         return False
 
-    def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                _unlock(fd)
-            finally:
-                os.close(fd)
 
-    def __enter__(self) -> "ExclusiveLock":
-        self.acquire()
-        return self
+def remove_unused(path: Path) -> bool:
+    """Delete the lock file at ``path`` unless another holds it; whether it was deleted.
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    A process waiting for it then gets the lock of the deleted file, which filelock notices, and
+    locks the file at ``path`` afterwards (see :func:`exclusive`).
+    """
+    if not os.path.lexists(path):
+        return False
+    lock = exclusive(path)
+    if not take(lock, wait=False):
+        return False
+    try:
+        os.unlink(path)
+        return True
+    except OSError:  # Windows keeps a file that is open from being deleted; filelock deletes it on release there
+        return False
+    finally:
+        lock.release()
 
 
 def _names(path: Path, fd: int) -> bool:
@@ -240,7 +192,11 @@ def unused(path: Path) -> Iterator[bool]:
             except OSError:
                 yield True
                 return
-        free = _try_exclusive(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            free = True
+        except OSError:  # held by another
+            free = False
         try:
             yield free
         finally:

@@ -15,9 +15,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.data.color_hint import ColorSample
-from ..core.data.augmentation import AUGMENTATIONS
+from ..core.data.batches import AUGMENTATIONS
 from ..core.data.dataset import DatasetConfig, LoadedDataset, resplit
-from ..core.data.disk_cache import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
+from ..core.data.cache_plan import CachePlan, CacheSettings, default_memory_limit, format_bytes, plan_cache
 from ..core.data.images import COLOR_MODES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, Preprocessing
 from ..core.data.copies import find_duplicates
 from ..core.data.scanning import count_skipped, printable

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from ..core import fsutil
 from ..core.app_log import log
 from ..core.errors import UserError
 from ..core.training.runs import KeptRun, Run
@@ -464,7 +465,8 @@ class EngineWorker(QObject):
         folder = self._scratch_folder() / run_id
         folder.mkdir(exist_ok=True)
         path = folder / "model.keras"
-        self.model.save(path)
+        with fsutil.replacing(path) as tmp:
+            self.model.save(tmp)
         self._run_files[run_id] = str(path)
         recording = self._recordings.get(self.model)
         if recording is None:

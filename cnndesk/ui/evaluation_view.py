@@ -7,6 +7,7 @@ evaluation with ``evaluate_requested`` and hands a clicked image's file back wit
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
@@ -23,6 +24,16 @@ MISCLASSIFIED_TITLE = "Misclassified images, most confident first (click to open
 TABLE_VISIBLE_ROWS = 8
 # The tables' column is as wide as the confusion matrix up to this many pixels (the images beside it keep the rest).
 TABLES_MAX_WIDTH = 720
+
+
+def _per_class_counts(ev) -> str:
+    """How many validation images the classes have: "3 per class", or "4 to 100 per class, fewest: one"."""
+    counts = [m.support for m in ev.per_class]
+    if not counts or min(counts) == max(counts):
+        return f"{counts[0] if counts else 0} per class"
+    fewest = [printable(m.name) for m in ev.per_class if m.support == min(counts)]
+    more = f" and {len(fewest) - 3} more" if len(fewest) > 3 else ""
+    return f"{min(counts)} to {max(counts)} per class, fewest: {', '.join(fewest[:3])}{more}"
 
 
 class RowsTable(QTableWidget):
@@ -119,7 +130,9 @@ class EvaluationView(QWidget):
         self.confusion.cellClicked.connect(self._on_confusion_cell)
         lv.addWidget(self.confusion)
         self.metrics = RowsTable(0, 5, objectName="classMetrics")
-        self.metrics.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "F1", "Images"])
+        self.metrics.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "F1", "Validation images"])
+        self.metrics.horizontalHeaderItem(4).setToolTip(
+            "The class's validation images, of its images in the split (excluded images not counted)")
         self.metrics.verticalHeader().setVisible(False)
         header = self.metrics.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
@@ -181,9 +194,9 @@ class EvaluationView(QWidget):
         self.evaluation = ev
         self._data = data
         self.accuracy_label.setText(f"Accuracy {ev.accuracy:.1%} on {len(ev.labels)} validation images "
-                                    f"({len(ev.misclassified)} misclassified)")
+                                    f"({_per_class_counts(ev)}; {len(ev.misclassified)} misclassified)")
         self._fill_confusion(ev)
-        self._fill_metrics(ev)
+        self._fill_metrics(ev, data)
         self.cell_label.setText(MISCLASSIFIED_TITLE)
         self._fill_list([m.index for m in ev.misclassified])
 
@@ -216,11 +229,14 @@ class EvaluationView(QWidget):
                         f"{v} image(s)")
         return item
 
-    def _fill_metrics(self, ev) -> None:
+    def _fill_metrics(self, ev, data) -> None:
         self.metrics.setRowCount(len(ev.per_class))
+        in_split = np.bincount(np.asarray(data.labels)[np.concatenate([data.train_index, data.val_index])],
+                               minlength=len(ev.per_class))
         for r, m in enumerate(ev.per_class):
+            share = f"{m.support} of {in_split[r]} ({100 * m.support / in_split[r]:.1f} %)" if in_split[r] else "0"
             for c, text in enumerate([printable(m.name), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}",
-                                      str(m.support)]):
+                                      share]):
                 self.metrics.setItem(r, c, QTableWidgetItem(text))
         self.metrics.fit_rows()
 

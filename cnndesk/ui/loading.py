@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..core.data.color_hint import sample_colors
 from ..core.data.dataset import DatasetConfig, load_dataset
-from ..core.data.disk_cache import CacheSettings
+from ..core.data.cache_plan import CacheSettings
 from ..core.errors import Cancelled, UserError
 from ..core.data.samples import ensure_sample_dataset
 from ..core.tasks import ReportingTaskState

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem, QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from ..core import fsutil
 from ..core.data.images import IMAGE_EXTENSIONS, PIXEL_MODES
 from ..core.data.scanning import printable
 from ..core.project.session import ModelInfo, SessionState
@@ -588,7 +589,14 @@ class ViewerPanel(QWidget):
         """Save what the current tab shows as PNG: the Grad-CAM overlay at the image's size, else the tab's picture."""
         tab = self.tabs.currentWidget()
         overlay = self.gradcam.overlay_image() if tab is self.gradcam else None
-        ok = (array_to_qimage(overlay) if overlay is not None else tab.grab()).save(path, "PNG")
+        picture = array_to_qimage(overlay) if overlay is not None else tab.grab()
+        try:
+            with fsutil.replacing(path) as tmp:
+                if not picture.save(str(tmp), "PNG"):
+                    raise OSError(f"Qt could not write {tmp}")  # whatever it wrote is not kept
+            ok = True
+        except OSError:
+            ok = False
         self.status.emit(f"Saved {path}" if ok else f"Could not write {path}")
         return ok
 

@@ -22,7 +22,8 @@ import numpy as np
 from .color_hint import SAMPLE_SIZE, spread
 from ..errors import Cancelled, DatasetError
 from .images import Preprocessing, decode_or_reason, upright_size
-from .disk_cache import CachePlan, CacheSettings, plan_cache, prepare_on_disk
+from .cache_plan import CachePlan, CacheSettings, plan_cache
+from .disk_cache import prepare_on_disk
 from .copies import (
     DEFAULT_DISTANCE, find_duplicates, image_chunks, perceptual_hashes, picture_thumbnails, similar_pairs,
     Thumbnails,
@@ -94,7 +95,7 @@ class LoadedDataset:
 
     ``images`` has shape (N, H, W, C), dtype uint8; ``labels`` (N,) int32.
     When the decoded images exceed the memory limit, ``images`` is a
-    ``disk_cache.ShardedImages`` that reads them from disk when indexed.
+    ``shards.ShardedImages`` that reads them from disk when indexed.
 
     Two datasets are equal only when they are the same object: comparing their
     fields would compare every pixel (an array the size of the image cache).

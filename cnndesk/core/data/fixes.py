@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import fsutil
 from ..errors import UserError
 
 def move_to_class(path: str | os.PathLike, root: str | os.PathLike, class_name: str) -> Path:
@@ -26,10 +27,9 @@ def move_to_class(path: str | os.PathLike, root: str | os.PathLike, class_name: 
 
 
 def copy_to_class(path: str | os.PathLike, root: str | os.PathLike, class_name: str) -> Path:
-    """Copy the image file ``path`` into the folder ``root/class_name``, as :func:`move_to_class` moves it."""
-    import shutil
-
-    return _place_in_class(path, root, class_name, shutil.copy2, "copy")
+    """Copy the image file ``path`` into the folder ``root/class_name``, as :func:`move_to_class` moves it; a copy cut
+    short (a full disk) leaves no part of it there."""
+    return _place_in_class(path, root, class_name, fsutil.copy, "copy")
 
 
 def _place_in_class(path, root, class_name: str, place, verb: str) -> Path:

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .augmentation import augmentation_layers
-from .disk_cache import ShardedImages
+from .batches import augmentation_layers, finish_batches
+from .shards import ShardedImages
 
 def make_tf_dataset(
     images: np.ndarray,
@@ -36,7 +36,7 @@ def make_tf_dataset(
     Autotune is off and prefetch fixed: on small CPUs autotune stalled epoch
     starts by seconds (see docs/tensorflow-notes.md).
 
-    When ``images`` is an on-disk cache (``disk_cache.ShardedImages``), a
+    When ``images`` is an on-disk cache (``shards.ShardedImages``), a
     training pipeline streams its shards instead (shard order shuffled,
     interleaved, a bounded shuffle buffer: ``OnDiskCache.dataset``), so that
     memory does not grow with the dataset; the other pipelines read their
@@ -88,10 +88,6 @@ def make_tf_dataset(
     ds = tf.data.Dataset.from_tensor_slices(rows)
     if training:
         ds = ds.shuffle(max(len(rows), 1), seed=seed, reshuffle_each_iteration=True)
-    # batch before repeat: each pass is one epoch of ceil(n / batch) batches, every image once
-    ds = ds.batch(batch_size)
-    if repeat:
-        ds = ds.repeat()
 
     # TensorFlow keeps every function given to ``numpy_function`` for the life of the process (it ties it
     # to the eager context's global graph): ``gather`` reads the arrays through ``source``, which
@@ -116,12 +112,7 @@ def make_tf_dataset(
             x = tf.clip_by_value(x, 0.0, 255.0)
         return x, tf.one_hot(y, num_classes)
 
-    ds = ds.map(prepare, num_parallel_calls=2 if aug is not None else 1)
-    ds = ds.prefetch(2)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.deterministic = True
-    ds = ds.with_options(options)
+    ds = finish_batches(ds, batch_size, prepare, repeat, augmented=aug is not None)
     ds._cnndesk_source = source
     return ds
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .. import fsutil
+
 SAMPLE_CLASSES = ("circle", "square", "triangle", "cross")
 MARKER = ".cnndesk-sample"
 
@@ -56,7 +58,11 @@ def draw_sample(kind: str, rng: np.random.Generator, size: int = 64) -> Image.Im
 
 
 def write_sample_dataset(out_dir: str | os.PathLike, per_class: int = 400, size: int = 64, seed: int = 7) -> Path:
-    """Write the sample dataset as PNGs into ``out_dir/<class>/``; the same every time."""
+    """Write the sample dataset as PNGs into ``out_dir/<class>/``; the same every time.
+
+    The marker that says the sample is complete is written last, once the images are on disk: a sample
+    cut short (a kill, a full disk) is written again the next time.
+    """
     out = Path(out_dir).expanduser()
     for ci, kind in enumerate(SAMPLE_CLASSES):
         d = out / kind
@@ -64,7 +70,8 @@ def write_sample_dataset(out_dir: str | os.PathLike, per_class: int = 400, size:
         rng = np.random.default_rng([seed, ci])
         for i in range(per_class):
             draw_sample(kind, rng, size).save(d / f"{kind}_{i:03d}.png", optimize=False)
-    (out / MARKER).write_text(f"cnndesk sample dataset, {per_class} per class, {size}px, seed {seed}\n")
+        fsutil.fsync_tree(d)
+    fsutil.write_text(out / MARKER, f"cnndesk sample dataset, {per_class} per class, {size}px, seed {seed}\n")
     return out
 
 

@@ -25,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import fsutil
 from ..errors import Cancelled, UserError
 from ..tasks import TaskState
 
@@ -319,28 +320,23 @@ def download_failure(e: BaseException, folder: Path) -> str:
 
 
 def _download(f: WeightsFile, target: Path, state: TaskState | None, opener) -> None:
-    """Fetch ``f`` into ``target`` through a partial file that only a complete, checked download replaces."""
+    """Fetch ``f`` into ``target`` through a temporary file that only a complete, checked download replaces."""
     state = state or TaskState()
     state.set_status(f"Downloading the ImageNet weights {f.name} ({f.megabytes})…")
-    partial = target.with_name(target.name + ".part")
     digest = hashlib.md5()
     done = 0
-    try:
-        with opener(f.url, timeout=30) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or f.size)
-            while chunk := response.read(CHUNK):
-                if state.is_interruption_requested():
-                    raise Cancelled(f"Download of {f.name} cancelled; nothing was kept.")
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                state.set_progress_value(min(99.0, 100.0 * done / max(total, 1)))
-        if f.md5 is not None and digest.hexdigest() != f.md5:
+    with opener(f.url, timeout=30) as response, fsutil.open_replacing(target, "wb") as out:
+        total = int(response.headers.get("Content-Length") or f.size)
+        while chunk := response.read(CHUNK):
+            if state.is_interruption_requested():
+                raise Cancelled(f"Download of {f.name} cancelled; nothing was kept.")
+            out.write(chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            state.set_progress_value(min(99.0, 100.0 * done / max(total, 1)))
+        if f.md5 is not None and digest.hexdigest() != f.md5:  # before the block ends: a damaged file is not kept
             raise ValueError(f"the file arrived damaged ({done:,} bytes, wrong checksum)")
-        os.replace(partial, target)
-        state.set_progress_value(100.0)
-    finally:
-        partial.unlink(missing_ok=True)
+    state.set_progress_value(100.0)
 
 
 # ---------------------------------------------------------------------------

@@ -26,12 +26,11 @@ import contextlib
 import errno
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .. import fsutil
 from ..errors import UserError
 from .labels import LABELS_FILE, labels_file_for, labels_text
 
@@ -68,10 +67,10 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None, temp
     The labels file of an earlier export to the same path is replaced; other models' are left alone.
 
     The file suffix is added when missing (``model`` -> ``model.keras``). The
-    export is written to a temporary path beside ``out`` and moved into place
-    when complete, so a failed export leaves an earlier file at ``out`` as it
-    was. An existing SavedModel folder is replaced; any other existing folder
-    is refused rather than deleted.
+    export, and then its labels file, are written through :func:`.fsutil.replacing`
+    (a temporary path beside ``out``, moved into place when complete), so a failed
+    export leaves an earlier file at ``out`` as it was. An existing SavedModel
+    folder is replaced; any other existing folder is refused rather than deleted.
 
     Returns:
         the path written.
@@ -99,40 +98,21 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None, temp
         raise UserError(f"Cannot create the folder {out.parent}: {_reason(e)}.") from None
     _ensure_called(model)
     names = _class_names(model, class_names)
-    tmpdir: Path | None = None
     folded = contextlib.nullcontext()
     if temperature is not None:
         from .temperature import temperature_folded  # imports Keras
 
         folded = temperature_folded(model, temperature)
     try:
-        tmpdir = Path(tempfile.mkdtemp(prefix=".cnndesk-export-", dir=out.parent))
-        tmp = tmpdir / out.name
-        with folded:
-            _write(model, fmt, tmp, names)
-        if not tmp.exists():
-            raise UserError(f"Could not export to {out}: the {fmt} exporter wrote nothing.")
+        with fsutil.replacing(out) as tmp:  # an earlier SavedModel folder stays until the new one is whole
+            with folded:
+                _write(model, fmt, tmp, names)
+            if not tmp.exists():
+                raise UserError(f"Could not export to {out}: the {fmt} exporter wrote nothing.")
         if fmt != "saved_model":
-            labels_tmp = tmpdir / LABELS_FILE
-            labels_tmp.write_text(labels_text(names), encoding="utf-8")
-        if fmt == "saved_model" and out.is_dir():
-            # keep the old SavedModel until the new one is in place
-            old = tmpdir / (out.name + ".previous")
-            os.replace(out, old)
-            try:
-                os.replace(tmp, out)
-            except OSError:
-                os.replace(old, out)
-                raise
-        else:
-            os.replace(tmp, out)
-        if fmt != "saved_model":
-            os.replace(labels_tmp, labels_path(out, fmt))
+            fsutil.write_text(labels_path(out, fmt), labels_text(names))
     except OSError as e:
         raise UserError(f"Could not export to {out}: {_reason(e)}.") from None
-    finally:
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
     return out
 
 
@@ -169,7 +149,10 @@ def _embed_in_keras(path: Path, names: list[str]) -> None:
 
 
 def _write_in_saved_model(folder: Path, names: list[str]) -> None:
-    """labels.txt at the top of the SavedModel folder, where people look, and in ``assets/``, where tools look."""
+    """labels.txt at the top of the SavedModel folder, where people look, and in ``assets/``, where tools look.
+
+    The folder is a new one that ``export_model`` moves into place whole: its files need no temporary names.
+    """
     text = labels_text(names)
     (folder / LABELS_FILE).write_text(text, encoding="utf-8")
     assets = folder / "assets"

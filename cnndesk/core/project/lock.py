@@ -1,4 +1,4 @@
-"""An exclusive, OS-backed lock on a project folder for the length of a save."""
+"""An exclusive lock on a project folder for the length of a save, and who holds it."""
 
 from __future__ import annotations
 
@@ -9,18 +9,26 @@ import socket
 import time
 from pathlib import Path
 
+import filelock
+
+from .. import fsutil
 from ..errors import ProjectError
 
 LOCK_FILE = ".cnndesk-lock"
+#: the holder's pid, host and start time, written beside the lock file: a file of its own, so it can be read while
+#: the lock is held on every system (a Windows lock makes the bytes it covers unreadable to others)
+HOLDER_FILE = ".cnndesk-lock.json"
+#: how long a writer that finds the lock taken looks for the holder's name before it says "another process"
+_NAME_WAIT_S = 0.5
 
 
 class ProjectLock:
     """An exclusive lock on a project folder for the length of a save.
 
-    The lock file holds the writer's pid and host, to name it in messages; the
-    exclusion itself is an OS lock on that file (``flock``; ``msvcrt.locking`` on
-    Windows), which the OS drops when the process dies. A lock file left by a
-    killed writer is therefore free and is simply taken over.
+    The exclusion is an OS lock on ``LOCK_FILE`` (``filelock``: ``flock``, or ``LockFileEx`` on Windows),
+    which the OS drops when the process dies: a lock left by a killed writer is therefore free and is
+    simply taken over. ``HOLDER_FILE`` names the holder, for messages. Both files go when the lock is
+    released.
 
     Args:
         folder: the project folder (it must exist).
@@ -33,60 +41,55 @@ class ProjectLock:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
-        self.fd: int | None = None
-        self.took_over: dict | None = None  # what a stale lock file said, if one was taken over
+        self.holder_path = self.folder / HOLDER_FILE
+        # one lock per ProjectLock, shared by the threads that use it: two of them exclude each other as processes do
+        self._lock = filelock.FileLock(self.path, thread_local=False, fallback_to_soft=False)
+        self.took_over: dict | None = None  # who held it, if a writer died holding it
 
     def acquire(self, timeout: float = 0.0) -> "ProjectLock":
         """Take the lock, waiting up to ``timeout`` seconds for a live holder to finish."""
-        deadline = time.monotonic() + timeout
-        for _ in range(1000):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._lock.acquire(timeout=timeout, poll_interval=0.02)
+        except filelock.Timeout:
+            holder = self._holder_or_lock()
+            if holder is not None:
+                raise ProjectError(_busy_message(self.folder, holder)) from None
+        try:
+            self.took_over = _read_holder(self.holder_path)  # a clean release removes it: a writer died holding it
+            me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+            fsutil.write_text(self.holder_path, json.dumps(me))
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def _holder_or_lock(self) -> dict | None:
+        """Who holds the lock (read from ``HOLDER_FILE``), or None when it could be taken after all.
+
+        The holder writes its name just after it takes the lock and removes it just before it lets go:
+        while the name is missing, the lock is tried again.
+        """
+        deadline = time.monotonic() + _NAME_WAIT_S
+        while True:
+            holder = _read_holder(self.holder_path)
+            if holder is not None:
+                return holder
             try:
-                if not _try_lock(fd):
-                    if time.monotonic() < deadline:
-                        os.close(fd)
-                        fd = None
-                        time.sleep(0.02)
-                        continue
-                    holder = _read_holder(fd)
-                    for _ in range(10):  # the holder writes its name just after taking the lock
-                        if holder:
-                            break
-                        time.sleep(0.01)
-                        holder = _read_holder(fd)
-                    os.close(fd)
-                    fd = None
-                    raise ProjectError(_busy_message(self.folder, holder))
-                try:  # the previous holder may have removed the file after we opened it: lock the file at the path
-                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    os.close(fd)
-                    fd = None
-                    continue
-                holder = _read_holder(fd)
-                if holder:
-                    self.took_over = holder  # a writer died holding it (its OS lock went with it)
-                me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.ftruncate(fd, 0)
-                os.write(fd, me)
-                self.fd, fd = fd, None
-                return self
-            finally:
-                if fd is not None:
-                    os.close(fd)
-        raise ProjectError(f"{self.folder} is being saved by another process; try again in a moment.")
+                self._lock.acquire(blocking=False)
+                return None
+            except filelock.Timeout:
+                if time.monotonic() > deadline:
+                    return {}
+                time.sleep(0.01)
 
     def release(self) -> None:
-        if self.fd is None:
+        if not self._lock.is_locked:
             return
-        with contextlib.suppress(OSError):  # before unlocking, so a waiting writer sees the file is gone and retries
-            os.unlink(self.path)
-        _unlock(self.fd)
-        os.close(self.fd)
-        self.fd = None
+        # before unlocking, so that a waiting writer never reads a name that is gone
+        for path in (self.holder_path, self.path):
+            with contextlib.suppress(OSError):  # Windows deletes the lock file itself once it is unlocked
+                os.unlink(path)
+        self._lock.release()
 
     def __enter__(self):
         return self.acquire()
@@ -95,49 +98,16 @@ class ProjectLock:
         self.release()
 
 
-try:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-except ImportError:  # Windows
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1 << 20)  # a byte range beyond the text, so it stays readable
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1 << 20)
-        except OSError:
-            pass
-
-
-def _read_holder(fd: int) -> dict | None:
+def _read_holder(path: Path) -> dict | None:
     try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        d = json.loads(os.read(fd, 4096).decode("utf-8"))
-        return d if isinstance(d, dict) else None
+        d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return d if isinstance(d, dict) else None
 
 
-def _busy_message(folder: Path, holder: dict | None) -> str:
-    pid = holder.get("pid") if holder else None
-    host = holder.get("host") if holder else None
+def _busy_message(folder: Path, holder: dict) -> str:
+    pid, host = holder.get("pid"), holder.get("host")
     who = f"process {pid}" if isinstance(pid, int) else "another process"
     if isinstance(host, str) and host and host != socket.gethostname():
         who += f" on {host}"

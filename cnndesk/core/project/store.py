@@ -8,11 +8,12 @@ settings and history, and the trained model. Layout (schema 2, see
     project.json              the commit point: the whole project, naming its model file
     versions/<n>/model.keras  the model of save n (and of the save before it, kept for readers)
     runs/<id>/model.keras     each training run's weights, written once (``core.runs``)
-    .cnndesk-lock             only while a save runs: the writer's pid and host
+    .cnndesk-lock             only while a save runs: the lock (and .cnndesk-lock.json: the writer's pid and host)
 
 A save writes the model into a new ``versions/<n>`` folder, flushes it to disk,
-then replaces ``project.json`` with ``os.replace`` (after flushing it too): that
-one rename is the moment the new save becomes visible. A reader that follows
+then replaces ``project.json`` the way :mod:`.fsutil` writes every file (a
+temporary name, flushed, ``os.replace``): that one rename is the moment the new
+save becomes visible. A reader that follows
 ``project.json`` therefore sees the old project or the new one, whole. Saves
 into one folder are serialized by an OS lock on the lock file (released by the
 OS when the writer dies, so a stale lock is simply taken over). A save, and an
@@ -22,9 +23,9 @@ Schema 1 folders (``project.json`` + ``model.keras`` side by side) still open;
 they are migrated to schema 2 the next time they are saved.
 
 This module is the public face of projects (``__all__``): what ``project.json``
-holds is defined in :mod:`.project_schema`, the lock in :mod:`.project_lock`,
+holds is defined in :mod:`.schema`, the lock in :mod:`.lock`,
 and both are used through here; opening a model file (a project's, or one
-brought from elsewhere) is :mod:`.model_loading`. Saving, tidying and opening
+brought from elsewhere) is :mod:`..model.loading`. Saving, tidying and opening
 projects stay together in this module: they share the commit protocol (which
 version folders a committed ``project.json`` still needs), and splitting them
 would spread it.
@@ -43,14 +44,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import fsutil
 from ..errors import ModelFileError, ProjectError
 from ..model.loading import load_keras_model
-from .lock import LOCK_FILE, ProjectLock
+from .lock import HOLDER_FILE, LOCK_FILE, ProjectLock
 from .schema import migrate, MODEL_FILE, new_run_id, Project, PROJECT_FILE, SCHEMA_VERSION, VERSIONS_DIR
 from ..training.runs import located, probe_name, RUN_ID, RUNS_DIR, weights_name
 
 __all__ = [
-    "LOCK_FILE", "MODEL_FILE", "PROJECT_FILE", "SCHEMA_VERSION", "VERSIONS_DIR", "Project", "ProjectLock",
+    "HOLDER_FILE", "LOCK_FILE", "MODEL_FILE", "PROJECT_FILE", "SCHEMA_VERSION", "VERSIONS_DIR", "Project", "ProjectLock",
     "check_destination", "clean_project", "estimate_model_bytes", "is_project", "migrate", "new_run_id",
     "open_probes", "open_project", "save_project",
 ]
@@ -63,21 +65,12 @@ LOCK_WAIT = 1.0
 
 _VERSION_NAME = re.compile(r"^[0-9]{1,12}$")
 _MODEL_REF = re.compile(r"^versions/([0-9]{1,12})/model\.keras$")
-_TEMP_NAMES = (re.compile(r"^\.project-.*\.json$"), re.compile(r"^\.model-.*\.keras$"))  # temporary files of saves
+_TEMP_NAMES = (re.compile(r"^\.project-.*\.json$"), re.compile(r"^\.model-.*\.keras$"))  # of cnndesk 0.x saves
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where the system allows (os.umask is process-wide)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _is_temporary(name: str) -> bool:
+    """A temporary file or folder of an interrupted save (``fsutil``'s, or an older cnndesk's)."""
+    return fsutil.is_temporary(name) or any(p.match(name) for p in _TEMP_NAMES)
 
 
 def _step(name: str) -> None:
@@ -86,49 +79,6 @@ def _step(name: str) -> None:
     The fault test replaces it, in a child process, to kill the process at
     each step in turn (``tests/fault_save.py``).
     """
-
-
-def _fsync_path(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Flush a folder's entries (a rename or a new file in it) to disk, where the system allows."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # Windows cannot open folders; its renames are journalled by NTFS
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_temp(target: Path, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``target``, flushed to disk; return its path.
-
-    The temporary file is removed again if ``write`` fails.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        _fsync_path(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; saved files get the usual permissions
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    return Path(tmp)
-
-
-def _remove_quietly(path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _sha256(path: Path) -> str:
@@ -220,14 +170,11 @@ def _clean(folder: Path, committed: dict | None) -> list[str]:
     except OSError:
         return removed
     for name in names:
-        if any(p.match(name) for p in _TEMP_NAMES) or (name == MODEL_FILE and committed is not None
-                                                         and committed.get("schema_version") == SCHEMA_VERSION):
+        if _is_temporary(name) or (name == MODEL_FILE and committed is not None
+                                   and committed.get("schema_version") == SCHEMA_VERSION):
             _step("clean")
-            try:
-                os.unlink(folder / name)
+            if _remove(folder / name):
                 removed.append(name)
-            except OSError:
-                pass
     versions = folder / VERSIONS_DIR
     try:
         entries = os.listdir(versions)
@@ -250,7 +197,7 @@ def _has_debris(folder: Path, committed: dict | None) -> bool:
         return False
     if _stale_runs(folder, committed):
         return True
-    if any(any(p.match(n) for p in _TEMP_NAMES) for n in names):
+    if any(_is_temporary(n) for n in names):
         return True
     if MODEL_FILE in names and isinstance(committed, dict) and committed.get("schema_version") == SCHEMA_VERSION:
         return True
@@ -307,7 +254,7 @@ def save_project(folder: str | os.PathLike, project: Project, model=None, probes
         committed = old[1] if old else None
         _clean(folder, committed)
         had_previous = (folder / PROJECT_FILE).is_file()
-        version_dir = tmp = None
+        version_dir = None
         new_runs: list[Path] = []  # run folders this save wrote, removed again if it fails
         try:
             project.saved_at = time.time()
@@ -321,12 +268,12 @@ def save_project(folder: str | os.PathLike, project: Project, model=None, probes
                 version_dir.mkdir()
                 target = version_dir / MODEL_FILE
                 _step("model")
-                model.save(target)
+                model.save(target)  # into a new folder that no project.json names yet: no temporary name needed
                 _step("model written")
-                _fsync_path(target)
-                os.chmod(target, 0o666 & ~_umask())
-                _fsync_dir(version_dir)
-                _fsync_dir(folder / VERSIONS_DIR)
+                fsutil.fsync_file(target)
+                os.chmod(target, fsutil.file_mode())
+                fsutil.fsync_folder(version_dir)
+                fsutil.fsync_folder(folder / VERSIONS_DIR)
                 d["model"] = {"file": f"{VERSIONS_DIR}/{version}/{MODEL_FILE}", "bytes": target.stat().st_size,
                               "sha256": _sha256(target)}
                 if probes is not None:
@@ -336,22 +283,17 @@ def save_project(folder: str | os.PathLike, project: Project, model=None, probes
             d["previous_versions"] = [v for v in previous if version_dir is None or v != version_dir.name]
             text = json.dumps(json_safe(d), indent=2, allow_nan=False)  # JSON every reader takes
             _step("project.json")
-            tmp = _write_temp(folder / PROJECT_FILE, lambda p: p.write_text(text, encoding="utf-8"))
-            _step("commit")
-            os.replace(tmp, folder / PROJECT_FILE)  # the commit point
-            tmp = version_dir = None  # committed: nothing below may undo it
+            with fsutil.replacing(folder / PROJECT_FILE) as tmp:  # its rename at the end is the commit point
+                tmp.write_text(text, encoding="utf-8")
+                _step("commit")
+            version_dir = None  # committed: nothing below may undo it
             new_runs = []
             _step("committed")
-            _fsync_dir(folder)
         except OSError as e:
-            if tmp is not None:
-                _remove_quietly(tmp)
             _undo(folder, version_dir, new_runs)
             after = "The previous save is unchanged." if had_previous else "Nothing was saved."
             raise ProjectError(f"Could not save the project in {folder}: {_reason(e)}. {after}") from None
         except BaseException:
-            if tmp is not None:
-                _remove_quietly(tmp)
             _undo(folder, version_dir, new_runs)
             raise
         _clean(folder, d)
@@ -399,7 +341,7 @@ def _write_runs(folder: Path, project: Project, committed: dict | None, version_
                 shutil.rmtree(target, ignore_errors=True)  # a leftover: the committed project.json names none
                 written.append(target)
                 _write_run_probes(probes, folder, run.id, entry)
-                _fsync_dir(target.parent)
+                fsutil.fsync_folder(target.parent)
             entries.append(entry)
             continue
         source = Path(run.file) if run.file and Path(run.file).is_file() else None
@@ -420,8 +362,8 @@ def _write_runs(folder: Path, project: Project, committed: dict | None, version_
                                     "sha256": _sha256(target)}
             if probes is not None:
                 _write_run_probes(probes, folder, run.id, entry)
-            _fsync_dir(run_dir)
-            _fsync_dir(folder / RUNS_DIR)
+            fsutil.fsync_folder(run_dir)
+            fsutil.fsync_folder(folder / RUNS_DIR)
         entries.append(entry)
     return entries
 
@@ -460,22 +402,15 @@ def _place(source: Path, target: Path) -> None:
     Sharing the bytes is safe because cnndesk never writes into a model file once it is complete: every
     save writes new files.
     """
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-        os.chmod(target, 0o666 & ~_umask())
-    _fsync_path(target)
+    _link_or_copy(source, target)
+    fsutil.fsync_file(target)
 
 
 def _copy_folder(source: Path, target: Path) -> None:
     """Copy a folder of files (a run's probe recordings; hard links where the disk allows, as ``_place``), each
     flushed to disk."""
     shutil.copytree(source, target, copy_function=_link_or_copy)
-    for root, _dirs, files in os.walk(target):
-        for name in files:
-            _fsync_path(Path(root) / name)
-        _fsync_dir(Path(root))
+    fsutil.fsync_tree(target)
 
 
 def _link_or_copy(source, target) -> None:
@@ -483,7 +418,7 @@ def _link_or_copy(source, target) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-        os.chmod(target, 0o666 & ~_umask())
+        os.chmod(target, fsutil.file_mode())
 
 
 def _undo(folder: Path, version_dir: Path | None, run_dirs=()) -> None:
@@ -667,12 +602,8 @@ _PROBES_REF = re.compile(r"^versions/([0-9]{1,12})/probes$")
 def _write_probes(version_dir: Path, probes) -> str:
     """Save ``probes`` into ``version_dir``, flushed to disk; return the name ``project.json`` gives it."""
     _step("probes")
-    target = probes.save(version_dir / PROBES_DIR)
-    for path in target.iterdir():
-        _fsync_path(path)
-        os.chmod(path, 0o666 & ~_umask())
-    _fsync_dir(target)
-    _fsync_dir(version_dir)
+    probes.save(version_dir / PROBES_DIR)  # its files written through fsutil: flushed, the usual permissions
+    fsutil.fsync_folder(version_dir)
     return f"{VERSIONS_DIR}/{version_dir.name}/{PROBES_DIR}"
 
 

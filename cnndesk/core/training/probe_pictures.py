@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import fsutil
 from ..errors import UserError
 from ..model.pictures import COLORMAPS, gradcam_overlay
 from .probes import ProbeFrame, ProbeRecording
@@ -146,7 +147,8 @@ def save_animation(recording: ProbeRecording, path: str | os.PathLike, layer: st
     sheets = [Image.fromarray(frame_sheet(recording, i, layer)) for i in range(len(recording.frames))]
     extra = {"optimize": False} if path.suffix.lower() == ".gif" else {"lossless": True}
     try:
-        sheets[0].save(path, save_all=True, append_images=sheets[1:], duration=ms_per_frame, loop=0, **extra)
+        with fsutil.replacing(path) as tmp:
+            sheets[0].save(tmp, save_all=True, append_images=sheets[1:], duration=ms_per_frame, loop=0, **extra)
     except OSError as e:
         raise UserError(f"Could not write {path}: {e.strerror or e}.") from None
     return path
@@ -170,7 +172,8 @@ def save_strip(recording: ProbeRecording, path: str | os.PathLike, layer: str | 
         r, c = divmod(i, cols)
         out[r * h:r * h + s.shape[0], c * w:c * w + s.shape[1]] = s
     try:
-        Image.fromarray(out).save(Path(path), format="PNG")
+        with fsutil.replacing(path) as tmp:
+            Image.fromarray(out).save(tmp, format="PNG")
     except OSError as e:
         raise UserError(f"Could not write {path}: {e.strerror or e}.") from None
     return Path(path)

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import fsutil
 from ..errors import UserError
 from ..model.pictures import CAM_SMOOTH_SIGMA, smooth_map
 
@@ -169,7 +170,8 @@ class ProbeRecording:
 
     # -- files ----------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the recording into ``folder`` (created; its two files replaced). Returns the folder."""
+        """Write the recording into ``folder`` (created; each of its two files replaced whole, through ``fsutil``).
+        Returns the folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
@@ -191,9 +193,9 @@ class ProbeRecording:
                 "layers": self.layers, "cam_layer": self.cam_layer, "cam_sigma": self.cam_sigma, "note": self.note,
                 "frames": frames,
                 "probes": [{"name": p.name, "true_class": p.true_class, "path": p.path} for p in self.probes]}
-        with open(folder / ARRAYS_FILE, "wb") as fh:
+        with fsutil.open_replacing(folder / ARRAYS_FILE, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-        (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        fsutil.write_text(folder / META_FILE, json.dumps(meta, indent=1))
         return folder
 
     @classmethod

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .. import fsutil
 from ..model.calibration import softmax
 from ..data.images import decode_or_reason
 from ..errors import Cancelled, DatasetError, UserError
@@ -191,15 +191,12 @@ class CsvRows:
         self.count = 0
 
     def __enter__(self) -> "CsvRows":
-        folder = self.path.parent
+        self._writing = fsutil.open_replacing(self.path, "w", newline="", encoding="utf-8")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".cnndesk-", suffix=".csv", dir=folder)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = csv.writer(self._writing.__enter__())
         except OSError as e:
             raise UserError(f"Cannot write {self.path}: {e.strerror or e}.") from None
-        self._tmp = Path(tmp)
-        self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
         header = ["path", "class", "confidence"]
         for i in range(2, self.k + 1):
             header += [f"class_{i}", f"confidence_{i}"]
@@ -216,15 +213,12 @@ class CsvRows:
         self.count += 1
 
     def __exit__(self, kind, value, tb) -> None:
-        self._file.close()
-        if kind is None:
-            try:
-                os.replace(self._tmp, self.path)
-            except OSError as e:
-                self._tmp.unlink(missing_ok=True)
-                raise UserError(f"Cannot write {self.path}: {e.strerror or e}.") from None
-        else:
-            self._tmp.unlink(missing_ok=True)
+        try:
+            self._writing.__exit__(kind, value, tb)  # the file replaces an earlier one only when all went well
+        except OSError as e:
+            if kind is not None:
+                raise  # the block's own error, passed on
+            raise UserError(f"Cannot write {self.path}: {e.strerror or e}.") from None
 
 
 # ---------------------------------------------------------------------------
