@@ -672,9 +672,24 @@ def test_the_log_file_gets_every_command_and_verbose_prints_it_too(tmp_path):
 
 
 def test_json_lines_are_strict_json_even_for_a_diverged_run(capsys):
-    from cnndesk.cli_support import emit_json
+    from cnndesk.cli.support import emit_json
     from conftest import strict_json
 
     emit_json({"event": "epoch", "loss": float("nan"), "val_loss": float("inf"), "history": [1.0, float("-inf")]})
     line = capsys.readouterr().out
     assert strict_json(line) == {"event": "epoch", "loss": None, "val_loss": None, "history": [1.0, None]}
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--epochs", "0", "argument --epochs: must be at least 1 "),
+    ("--batch-size", "many", "argument --batch-size: must be a whole number of at least 1 (got 'many') "),
+    ("--seed", "-1", "argument --seed: must be a whole number from 0 to 4294967295 "),
+    ("--seed", "4294967296", "argument --seed: must be a whole number from 0 to 4294967295 "),
+    ("--seed", "1.5", "argument --seed: must be a whole number from 0 to 4294967295 (got '1.5') "),
+    ("--fine-tune", "-1", "argument --fine-tune: must be 0 or more "),
+    ("--fine-tune", "top", "argument --fine-tune: must be a whole number of blocks, 0 or more (got 'top') "),
+])
+def test_a_count_or_seed_out_of_range_is_one_line_saying_what_it_must_be(option, value, says):
+    code, out, err = run(["train", "data", "--project", "p", f"{option}={value}"])
+    assert (code, out) == (2, "")
+    assert err == f"cnndesk-cli: error: {says}(see cnndesk-cli train --help)\n"

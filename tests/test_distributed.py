@@ -148,7 +148,7 @@ def test_the_run_is_read_from_the_keras_variables_and_mistakes_are_named():
 
 def test_the_command_line_reaches_the_jax_child_without_importing_keras():
     # KERAS_BACKEND is read once, when Keras is first imported: the command that starts the JAX child must not
-    check = ("import sys; import cnndesk.cli, cnndesk.distributed, cnndesk.core.distributed; "
+    check = ("import sys; import cnndesk.cli, cnndesk.cli.launcher, cnndesk.cli.distributed_process; "
              "print(sorted(m for m in ('keras', 'jax', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
                          capture_output=True, text=True, timeout=60)

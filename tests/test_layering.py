@@ -52,3 +52,66 @@ def test_starting_the_app_imports_no_tensorflow_outside_the_engine():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _cnndesk_modules():
+    import grimp
+
+    graph = grimp.build_graph("cnndesk")  # every import, also those inside functions and under TYPE_CHECKING
+    return graph, sorted(m for m in graph.modules if m.startswith("cnndesk"))
+
+
+def test_no_module_of_cnndesk_imports_itself_round_a_circle():
+    graph, modules = _cnndesk_modules()
+    # Tarjan's strongly connected components: any with two or more modules is a circle
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if not w.startswith("cnndesk"):
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for m in modules:
+        if m not in index:
+            visit(m)
+    assert circles == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    import ast
+
+    found = []
+    for path in sorted((REPO / "cnndesk").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("cnndesk")):
+                found += [f"{path.relative_to(REPO)}:{node.lineno} {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert found == []
+
+
+def test_every_package_folder_is_in_the_installed_package_list():
+    """A subpackage missing from pyproject's list installs without its modules: the app then fails on a clean
+    machine only."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "cnndesk").rglob("__init__.py")}
+    assert on_disk | {"cnndesk.resources"} == listed

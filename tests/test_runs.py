@@ -7,9 +7,11 @@ folder (each run's weights written once, older projects opening with one run).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from PySide6.QtWidgets import QLabel, QLineEdit, QMessageBox
 
 from cnndesk.cli import main
 from cnndesk.core.project.store import open_project, Project, save_project
-from cnndesk.core.training.runs import find_run, next_run_name, Run, run_before
+from cnndesk.core.training.runs import find_run, new_run, next_run_name, Run, run_before
 from cnndesk.core.errors import UserError
 from cnndesk.ui.runs_view import DATASET, NOTE
 
@@ -166,6 +168,28 @@ def test_bring_back_offers_the_run_the_current_one_replaced_else_the_latest_othe
     assert run_before(runs, "b", before="d").name == "Run 3"  # Run 4's weights were not kept
     assert run_before(runs[:1], "a") is None
     assert runs[0].described() == "the model of the previous run (2 epochs, validation accuracy 0.750)"
+
+
+def test_a_finished_training_is_recorded_as_the_next_run_with_its_dataset_folder_resolved(tmp_path, monkeypatch):
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import DatasetConfig
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    kept = [Run("a1", "Run 1"), Run("b2", "baseline")]
+    history = [row(1, 0.5, 0.9), row(2, 0.75, 0.6)]
+    run = new_run(kept, "c3", class_names=["cat", "dog"], dataset=DatasetConfig(), dataset_path="data",
+                  preset="tinyvgg", layers=preset("tinyvgg"), settings=TrainingSettings(epochs=2), history=history,
+                  best_epoch=2, kept_message="Kept epoch 2.", batch_loss=[(0.5, 0.9), (1.0, 0.7)], parent="b2",
+                  trust={"temperature": 1.2})
+    assert (run.id, run.name, run.dataset_path) == ("c3", "Run 2", str(tmp_path / "data"))
+    assert run.class_names == ("cat", "dog") and run.history == tuple(history) and run.epochs == 2
+    assert run.layers == tuple(preset("tinyvgg")) and run.batch_loss == ((0.5, 0.9), (1.0, 0.7))
+    assert (run.best_epoch, run.kept_message, run.parent, run.trust) == (2, "Kept epoch 2.", "b2", {"temperature": 1.2})
+    assert run.file is None and run.note == "" and abs(run.created - time.time()) < 60
+    history.append(row(3, 0.8, 0.5))  # the run is a record: later changes to what it was made from do not reach it
+    assert run.epochs == 2
+    assert Run.from_json(run.to_json()).to_json() == run.to_json()
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -351,6 +375,35 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     qtbot.mouseClick(view2.restore_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: w2.state.model.run == w.state.runs[1].id and not w2.state.busy, timeout=20000)
     assert w2.model_panel.epochs.value() == 1 and len(w2.state.history) == 1
+
+
+def filled(run: Run) -> set[str]:
+    """The fields of ``run`` that hold something."""
+    return {f.name for f in dataclasses.fields(run) if getattr(run, f.name) not in (None, (), "", 0.0)}
+
+
+@pytest.mark.slow
+def test_the_cli_and_the_app_record_a_training_run_alike(window, qtbot, tmp_path, monkeypatch):
+    """One training of the same folder on the command line and in the window: the two runs saved in their projects
+    hold the same things (the app measures no trust yet: issue 30 did that for the command line)."""
+    data = write_dataset(tmp_path / "tiny", per_class=8)
+    code, _, err = cli(["train", data, "--project", tmp_path / "by-cli", "--epochs", 1, "--batch-size", 8])
+    assert code == 0, err
+    w = window
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    w.model_panel.batch_size.setValue(8)
+    train_now(w, qtbot, epochs=1)
+    qtbot.waitUntil(lambda: w.training_panel.runs_view.run_names() == ["Run 1"], timeout=20000)
+    (tmp_path / "by-app").mkdir()
+    save_as(w, qtbot, monkeypatch, tmp_path / "by-app")
+
+    [by_cli] = open_project(tmp_path / "by-cli", load_model=False)[0].runs
+    [by_app] = open_project(tmp_path / "by-app", load_model=False)[0].runs
+    assert filled(by_cli) - {"trust"} == filled(by_app)
+    assert {"batch_loss", "kept_message", "dataset_path", "file", "history", "best_epoch"} <= filled(by_app)
+    assert by_cli.name == by_app.name == "Run 1" and by_cli.dataset_path == by_app.dataset_path == str(data)
+    assert by_cli.class_names == by_app.class_names and by_cli.epochs == by_app.epochs == 1
 
 
 def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_deleting_asks(window, qtbot, tmp_path,

@@ -10,7 +10,7 @@ docs/distributed.md; in short:
 
 - ``KERAS_BACKEND=jax`` must be set before Keras is first imported, so this
   module imports Keras (and JAX) only inside its functions, and the CLI runs
-  it in a fresh child process (``cnndesk.distributed``).
+  it in a fresh child process (``cnndesk.cli.distributed_process``).
 - Every process must take the same number of steps with batches of the same
   size, or the run hangs (steps) or silently diverges (sizes): each share is
   cut to whole global batches, the rest of the split left out.

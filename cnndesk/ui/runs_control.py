@@ -14,13 +14,12 @@ run loads its weights from disk.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.training.runs import KeptRun, next_run_name, Run, run_before
+from ..core.training.runs import KeptRun, Run, new_run, run_before
 from ..core.project.session import IDLE, RunRestored, SessionState, SWAPPING
 from .engine import Engine
 from .engine_worker import EngineWorker
@@ -75,12 +74,11 @@ class RunsControl(QObject):
         if model.source != "trained" or model.spec is None:
             return
         layers, preset_name, settings = model.spec
-        run = Run(id=model.run, name=next_run_name(state.runs), created=time.time(), class_names=model.class_names,
-                  dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
-                  dataset_path=state.dataset_path,
-                  preset=preset_name, layers=tuple(layers), settings=settings, history=tuple(state.history),
-                  best_epoch=state.best_epoch, batch_loss=tuple(state.batch_loss), parent=self.training.parent_run,
-                  kept_message=self.training.kept_message)
+        run = new_run(state.runs, model.run, class_names=model.class_names,
+                      dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
+                      dataset_path=state.dataset_path, preset=preset_name, layers=layers, settings=settings,
+                      history=state.history, best_epoch=state.best_epoch, batch_loss=state.batch_loss,
+                      parent=self.training.parent_run, kept_message=self.training.kept_message)
         state.runs = [*state.runs, run]
         self.engine.submit(EngineWorker.keep_run, run.id, on_done=lambda kept: self._kept(run.id, kept),
                            on_error=lambda message: self.status.emit(

@@ -17,7 +17,7 @@ from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
 from ..core.training.probes import ProbeFrame
-from ..core.training.runs import run_before
+from ..core.training.runs import batch_point, run_before
 from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, thin, Trained, TRAINING
 from .engine import Engine
 from .engine_worker import EngineWorker
@@ -142,7 +142,7 @@ class TrainingControl(QObject):
             self.probe_frame.emit(report)
         elif hasattr(report, "batch"):
             self.panel.on_batch(report)
-            self._batch_points.append((report.epoch - 1 + report.batch / report.steps, float(report.loss)))
+            self._batch_points.append(batch_point(report))
         else:
             self.panel.on_epoch(report)
             self.state.update(history=[*self.state.history, report.to_json()], batch_loss=thin(self._batch_points))

@@ -217,6 +217,41 @@ def saved_in(runs, folder: str | Path) -> list[Run]:
     return out
 
 
+def new_run(runs, run_id: str, *, class_names, dataset: DatasetConfig, dataset_path: str | Path | None, preset: str,
+            layers, settings: TrainingSettings, history, best_epoch: int | None, kept_message: str = "",
+            batch_loss=(), parent: str | None = None, trust: Any = None, probes: Any = None) -> Run:
+    """The run a training that just ended makes, to be listed after ``runs`` (the project's runs so far).
+
+    The one way a run is recorded, in the app (``ui.runs_control``) and by
+    ``cnndesk-cli train``: named after ``runs`` ("Run 3"), stamped now, with what
+    it was trained on and with, and what it reached, copied into a record that
+    later changes do not reach. The dataset folder is kept resolved, so a run
+    trained from a relative path still finds it. Its weights are not kept yet
+    (``file`` is None): the app's engine or the project save writes them.
+
+    Args:
+        run_id: its id (``core.project.schema.new_run_id``; the app chooses it when training starts).
+        batch_loss: ``(epoch position, loss)`` pairs (``batch_point``), thinned as the session thins them.
+        parent: the run it continued from; None for a training from scratch.
+        trust: ``core.work.trust.Trust.to_json()``, when it was measured.
+        probes: its probe recording's data (``core.training.probes.recording_summary``), when one was made.
+    """
+    return Run(id=run_id, name=next_run_name(runs), created=time.time(), class_names=tuple(class_names),
+               dataset=dataset, dataset_path=None if dataset_path is None else str(Path(dataset_path).resolve()),
+               preset=preset, layers=tuple(layers), settings=settings, history=tuple(dict(r) for r in history),
+               best_epoch=best_epoch, batch_loss=tuple(tuple(p) for p in batch_loss), kept_message=kept_message,
+               parent=parent, trust=trust, probes=probes)
+
+
+def batch_point(report) -> tuple[float, float]:
+    """A batch's point on its run's batch-loss line (``Run.batch_loss``): (epoch position, loss).
+
+    ``report`` is a ``core.training.progress.BatchReport``; the position of batch ``b`` of
+    ``n`` in epoch ``e`` is ``e - 1 + b / n``.
+    """
+    return report.epoch - 1 + report.batch / report.steps, float(report.loss)
+
+
 def next_run_name(runs) -> str:
     """"Run N", N one more than the highest number a run is named with (so a deleted number is not reused)."""
     numbers = [int(m.group(1)) for r in runs if (m := re.fullmatch(r"Run (\d{1,6})", r.name))]

@@ -13,11 +13,70 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_support import emit_json
-from .core.library_warnings import import_tensorflow
-from .core import fsutil
-from .core.errors import UserError
+from ..core.errors import UserError
+from ..core import fsutil
+from ..core.library_warnings import import_tensorflow
+from .runs import add_run_option, load_run_model, run_of
+from .support import emit_json, positive
 
+
+def add_parsers(sub) -> None:
+    """The ``predict``, ``inspect``, ``evaluate`` and ``export`` commands."""
+    from ..core.model.export import FORMATS
+
+    pr = sub.add_parser("predict", help="classify images, or every image in folders")
+    pr.add_argument("model", metavar="PROJECT_OR_MODEL")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                    help="image files, and folders whose images (in every subfolder) are classified")
+    pr.add_argument("--top-k", type=positive, default=3)
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--csv", metavar="FILE", help="write one row per image: path, class, confidence, the other "
+                    "top-k classes and confidences, flags ('not sure', 'unlike training')")
+    pr.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<predicted class>/")
+    pr.add_argument("--move", action="store_true", help="with --sort-into: move the images instead of copying them")
+    pr.add_argument("--flag-folders", action="store_true", help="with --sort-into: images flagged 'unlike "
+                    "training' or 'not sure' go to DIR/unlike training/ and DIR/not sure/ instead")
+    pr.add_argument("--follow-outside-links", action="store_true",
+                    help="also read files and folders that are links out of the folders given")
+    add_run_option(pr)
+    _add_preprocessing(pr)
+
+    ins = sub.add_parser("inspect", help="write activation-map grids and a Grad-CAM overlay as PNGs")
+    ins.add_argument("model", metavar="PROJECT_OR_MODEL")
+    ins.add_argument("image")
+    ins.add_argument("--out", required=True, help="folder for the PNGs")
+    ins.add_argument("--class", dest="class_name", help="Grad-CAM class (default: the predicted one)")
+    ins.add_argument("--layer", help="Grad-CAM layer, as the map files name it (default: the last convolution "
+                     "whose map is more than 1x1; a nested model's layers are backbone/layer)")
+    ins.add_argument("--method", choices=("hirescam", "gradcam"), default="hirescam",
+                     help="heat-map method: HiResCAM (default) or classic Grad-CAM")
+    _add_preprocessing(ins)
+
+    ev = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix on the validation split")
+    ev.add_argument("project")
+    ev.add_argument("--dataset", help="dataset folder, if it moved since training")
+    ev.add_argument("--follow-outside-links", action="store_true",
+                    help="also read class folders and files that are links out of the dataset folder")
+    ev.add_argument("--json", action="store_true")
+    add_run_option(ev)
+    _add_preprocessing(ev)
+
+    ex = sub.add_parser("export", help="export the trained model")
+    ex.add_argument("project", metavar="PROJECT_OR_MODEL")
+    ex.add_argument("--format", choices=list(FORMATS), required=True)
+    ex.add_argument("--out", required=True)
+    add_run_option(ex)
+
+
+def _add_preprocessing(parser) -> None:
+    from ..core.data.images import PIXEL_MODES
+
+    parser.add_argument("--preprocessing", choices=list(PIXEL_MODES), metavar="{" + ",".join(PIXEL_MODES) + "}",
+                        help="how pixels are fed to the model (write --preprocessing=-1-1 for the "
+                             "second): " + "; ".join(PIXEL_MODES.values()) +
+                             ". Default: what the project stores; for a model file, what its layers say "
+                             "(keras.applications families get their own mode, a model with a Rescaling "
+                             "layer 0-255, others 0-1)")
 
 def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = True, run: str | None = None):
     """A project folder or a .keras/.h5 file -> Inspector (+ Project or None).
@@ -28,8 +87,8 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     ``tell_pixels`` is False: a command that feeds no images). Class names come from the file
     (or a labels file beside it: ``mymodel.labels.txt``, else ``labels.txt``) when they fit the model's outputs.
     """
-    from .core.model.loading import load_model_with_labels
-    from .core.project.store import is_project, open_project
+    from ..core.model.loading import load_model_with_labels
+    from ..core.project.store import is_project, open_project
 
     p = Path(path).expanduser()
     if not p.exists():
@@ -37,8 +96,8 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
     if run is not None:
         return _open_run_inspector(p, run, pixels)
     if not is_project(p):
-        from .core.model.keras_file import check_model_path
-        from .core.model.config_checks import code_layers, code_refusal, describe_unknown, unknown_classes
+        from ..core.model.keras_file import check_model_path
+        from ..core.model.config_checks import code_layers, code_refusal, describe_unknown, unknown_classes
 
         # a damaged or hostile file, or one needing code or a class from the program that saved it, is refused
         # in a moment, before TensorFlow loads
@@ -49,15 +108,15 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
         if unknown:
             raise UserError(f"{p.name}: {describe_unknown(unknown)}.")
     import_tensorflow()
-    from .core.model.inspection import Inspector
+    from ..core.model.inspection import Inspector
 
     if is_project(p):
         project, model = open_project(p)
         if model is None:
             raise UserError(f"The project {p} has no trained model yet: train it first.")
         return Inspector(model, project.class_names, _with_pixels(project.preprocessing, pixels)), project
-    from .core.model.inspection import preprocessing_for_model
-    from .core.data.scanning import printable
+    from ..core.model.inspection import preprocessing_for_model
+    from ..core.data.scanning import printable
 
     model, names = load_model_with_labels(p)
     found = preprocessing_for_model(model)
@@ -71,15 +130,14 @@ def _open_inspector(path: str, pixels: str | None = None, tell_pixels: bool = Tr
 
 def _open_run_inspector(p: Path, name: str, pixels: str | None):
     """The Inspector of the project's run called ``name`` (+ the project)."""
-    from .cli_runs import load_run_model, run_of
-    from .core.project.store import is_project, open_project
+    from ..core.project.store import is_project, open_project
 
     if not is_project(p):
         raise UserError(f"--run needs a project folder; {p} is not one.")
     project, _ = open_project(p, load_model=False)
     run = run_of(project, name)
     import_tensorflow()
-    from .core.model.inspection import Inspector
+    from ..core.model.inspection import Inspector
 
     model = load_run_model(run)
     return Inspector(model, list(run.class_names), _with_pixels(run.dataset.preprocessing, pixels)), project
@@ -98,7 +156,7 @@ def _with_pixels(preprocessing, pixels: str | None):
 
 def _pixels_and_why(model, found: str, given: str | None) -> str:
     """"caffe (recognised as ResNet)" or "-1-1 (--preprocessing; the layers suggest caffe)"."""
-    from .core.data.images import recognise_pixels
+    from ..core.data.images import recognise_pixels
 
     if given is not None:
         return given + ("" if given == found else f" (--preprocessing; the model's layers suggest {found})")
@@ -107,21 +165,19 @@ def _pixels_and_why(model, found: str, given: str | None) -> str:
 
 
 def _trust(project, run: str | None):
-    """The ``core.trust.Trust`` kept with the project's current model, or with its run ``run``; None for a model
+    """The ``core.work.trust.Trust`` kept with the project's current model, or with its run ``run``; None for a model
     file, or a run trained before trust was measured."""
     if project is None:
         return None
-    from .core.work.trust import Trust, trust_of
+    from ..core.work.trust import Trust, trust_of
 
     if run is not None:
-        from .cli_runs import run_of
-
         return Trust.from_json(run_of(project, run).trust)
     return trust_of(project.runs, project.run)
 
 
 def cmd_predict(args) -> int:
-    from .core.data.scanning import printable
+    from ..core.data.scanning import printable
 
     if (args.move or args.flag_folders) and not args.sort_into:
         raise UserError("--move and --flag-folders sort images: give the folder to sort them into with --sort-into.")
@@ -155,11 +211,11 @@ def _predict_many(args, ins, trust) -> int:
     (``core.batch_predict``), each row printed, written to the CSV and sorted as it comes."""
     import contextlib
 
-    from .core.work.classify_folder import classify_files, collect_images, CsvRows, NOT_SURE, sort_row, UNLIKE
-    from .core.model.inspection import OUTPUT_SCORES_NOTE
-    from .core.data.fixes import ChangeLog
-    from .core.data.scanning import describe_skipped, printable
-    from .core.work.trust import ModelHeads
+    from ..core.work.classify_folder import classify_files, collect_images, CsvRows, NOT_SURE, sort_row, UNLIKE
+    from ..core.model.inspection import OUTPUT_SCORES_NOTE
+    from ..core.data.fixes import ChangeLog
+    from ..core.data.scanning import describe_skipped, printable
+    from ..core.work.trust import ModelHeads
 
     files, skipped = collect_images(args.images, args.follow_outside_links,
                                     [args.sort_into] if args.sort_into else [])
@@ -210,9 +266,9 @@ def cmd_inspect(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from .core.data.scanning import printable
-    from .core.model.inspection import EMPTY_CAM_NOTE
-    from .core.model.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
+    from ..core.data.scanning import printable
+    from ..core.model.inspection import EMPTY_CAM_NOTE
+    from ..core.model.pictures import CAM_SMOOTH_SIGMA, channel_grid, gradcam_overlay, smooth_map
 
     ins, _ = _open_inspector(args.model, args.preprocessing)
     image = ins.prepare(args.image)
@@ -254,20 +310,16 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.data.dataset import load_dataset
-    from .core.data.scanning import printable
-    from .core.project.store import open_project
+    from ..core.data.dataset import load_dataset
+    from ..core.data.scanning import printable
+    from ..core.project.store import open_project
 
     project, _ = open_project(args.project, load_model=False)  # a damaged project.json fails before TF loads
     run = None
     if args.run is not None:
-        from .cli_runs import run_of
-
         run = run_of(project, args.run)
     import_tensorflow()
     if run is not None:  # the run's model, evaluated on the data settings it was trained with
-        from .cli_runs import load_run_model
-
         model, class_names, config = load_run_model(run), list(run.class_names), run.dataset
     else:
         project, model = open_project(args.project)
@@ -281,7 +333,7 @@ def cmd_evaluate(args) -> int:
     if data.class_names != class_names:
         raise UserError(f"The dataset's classes ({', '.join(map(printable, data.class_names))}) differ from the "
                         f"project's ({', '.join(map(printable, class_names))}).")
-    from .core.model.inspection import Inspector
+    from ..core.model.inspection import Inspector
 
     ins = Inspector(model, class_names, _with_pixels(config.preprocessing, args.preprocessing))
     x, y = data.rows(data.val_index), data.labels[data.val_index]
@@ -320,9 +372,9 @@ def _calibration(ins, images, labels, trust) -> dict:
     run kept none), and the share of them flagged "unlike training" when the run kept its statistics."""
     import numpy as np
 
-    from .core.model.calibration import calibration_report
-    from .core.model.inspection import EVALUATION_CHUNK
-    from .core.work.trust import ModelHeads
+    from ..core.model.calibration import calibration_report
+    from ..core.model.inspection import EVALUATION_CHUNK
+    from ..core.work.trust import ModelHeads
 
     heads = ModelHeads(ins.model, ins.preprocessing)
     novelty = trust.novelty if trust is not None else None
@@ -339,7 +391,7 @@ def _calibration(ins, images, labels, trust) -> dict:
 
 
 def cmd_export(args) -> int:
-    from .core.model.export import export_model, labels_path
+    from ..core.model.export import export_model, labels_path
 
     ins, project = _open_inspector(args.project, tell_pixels=False, run=args.run)
     trust = _trust(project, args.run)

@@ -13,12 +13,12 @@ import argparse
 import os
 import sys
 
-from .cli_support import emit_json
+from .support import emit_json, fraction, image_size, seed
 
 
-def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser:
-    """The ``check`` subcommand (the type parsers are the ones ``train`` uses)."""
-    from .core.data.copies import DEFAULT_DISTANCE, MAX_DISTANCE
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The ``check`` command (its options read as ``train``'s do)."""
+    from ..core.data.copies import DEFAULT_DISTANCE, MAX_DISTANCE
 
     def distance(text: str) -> int:
         try:
@@ -34,7 +34,7 @@ def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser
     c.add_argument("--distance", type=distance, default=DEFAULT_DISTANCE,
                    help=f"largest hash distance (bits of 64) at which images are compared as pictures to find "
                         f"copies (default {DEFAULT_DISTANCE})")
-    c.add_argument("--image-size", type=parse_size, default=(64, 64), metavar="N|HxW")
+    c.add_argument("--image-size", type=image_size, default=(64, 64), metavar="N|HxW")
     c.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
     c.add_argument("--val-split", type=fraction, default=0.2)
     c.add_argument("--seed", type=seed, default=1337)
@@ -45,11 +45,11 @@ def add_check_parser(sub, parse_size, fraction, seed) -> argparse.ArgumentParser
 
 
 def cmd_check(args) -> int:
-    from .core.data.dataset import DatasetConfig, load_dataset
-    from .core.data.split import split_indices
-    from .core.data.images import Preprocessing
-    from .core.data.copies import find_duplicates
-    from .core.data.scanning import printable
+    from ..core.data.dataset import DatasetConfig, load_dataset
+    from ..core.data.split import split_indices
+    from ..core.data.images import Preprocessing
+    from ..core.data.copies import find_duplicates
+    from ..core.data.scanning import printable
 
     config = DatasetConfig(Preprocessing(args.image_size, args.color), args.val_split, args.seed,
                            duplicate_distance=args.distance)

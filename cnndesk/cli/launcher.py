@@ -1,12 +1,12 @@
 """``cnndesk-cli train … --distributed``: the same training, one process of a run across machines.
 
 The command runs in two processes. The one the user started (:func:`launch`)
-never imports Keras or JAX: it starts this module as a child
-(``python -m cnndesk.distributed ARGS``) with ``KERAS_BACKEND=jax`` in its
-environment, passes the child's output through, and turns the child's death
-into one line. The child (:func:`child_main`) joins the run and trains through
-``cmd_train`` with ``cnndesk.core.distributed.DistributedRun``'s ``fit`` and
-``save`` in place of the single-machine ones.
+never imports Keras or JAX: it starts :mod:`.distributed_process` as a child
+(``python -m cnndesk.cli.distributed_process ARGS``) with ``KERAS_BACKEND=jax``
+in its environment, passes the child's output through, and turns the child's
+death into one line. The child joins the run and trains through ``cmd_train``
+with ``cnndesk.core.distributed.DistributedRun``'s ``fit`` and ``save`` in
+place of the single-machine ones.
 
 The split exists because JAX ends a process whose peer died from native code
 (an abort, after the peer timeout): no Python handler runs, so only a parent
@@ -25,16 +25,30 @@ import sys
 import threading
 from pathlib import Path
 
-from .core.errors import UserError
+from ..core.errors import UserError
 
 #: the child's exit status when it was ended because another process of the run died or stopped answering
 EXIT_RUN_LOST = 1
+
+#: the module the child runs (``python -m``)
+CHILD_MODULE = "cnndesk.cli.distributed_process"
 
 CHILD_ENVIRONMENT = {"KERAS_BACKEND": "jax", "JAX_ENABLE_PREEMPTION_SERVICE": "false"}
 
 #: what JAX's native abort says when not every process joined in time, and when one stopped sending heartbeats
 _JOIN_FAILED = ("CoordinationService/RegisterTask",)
 _PEER_LOST = ("stopped sending heartbeats", "JAX distributed service detected fatal errors", "tasks have crashed")
+
+
+def launch_training(args, argv: list[str]) -> int:
+    """``train --distributed``: ``argv`` (the command line, ``args`` parsed) run as one process of a distributed run.
+
+    Raises:
+        UserError: a device was chosen (JAX uses every device it finds), or JAX is not installed.
+    """
+    if args.device != "cpu":
+        raise UserError("--distributed trains on every device JAX finds on each machine: leave out --device.")
+    return launch(argv, args.peer_timeout, args.join_timeout)
 
 
 def launch(argv: list[str], peer_timeout_s: int, join_timeout_s: int) -> int:
@@ -46,10 +60,10 @@ def launch(argv: list[str], peer_timeout_s: int, join_timeout_s: int) -> int:
     if importlib.util.find_spec("jax") is None:
         raise UserError("--distributed needs JAX: install the extra with pip install \"cnndesk[distributed]\" (CPU) "
                         "or add jax[cuda13] for NVIDIA GPUs.")
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, **CHILD_ENVIRONMENT)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    child = subprocess.Popen([sys.executable, "-m", "cnndesk.distributed", *argv], env=env,
+    child = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, *argv], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     relays = [Relay(child.stdout, sys.stdout), Relay(child.stderr, sys.stderr)]
     code = _wait(child)
@@ -106,7 +120,7 @@ class Relay:
         self._thread.start()
 
     def _run(self) -> None:
-        from .core.library_warnings import is_tensorflow_log_line
+        from ..core.library_warnings import is_tensorflow_log_line
 
         for raw in self.source:
             line = raw.decode("utf-8", "replace")
@@ -123,27 +137,3 @@ class Relay:
 
     def join(self) -> None:
         self._thread.join(timeout=10)
-
-
-def child_main(argv: list[str]) -> int:
-    """One process of the run: join the others, then ``train`` as ``cmd_train`` does, on this process's share."""
-    os.environ.update(CHILD_ENVIRONMENT)  # before Keras is first imported: it reads the backend once
-    from .cli import build_parser, cmd_train, run_command
-    from .core.distributed import DistributedRun
-    from .core.library_warnings import hide_library_warnings
-
-    args = build_parser().parse_args(argv)
-    hide_library_warnings()
-
-    def work() -> int:
-        run = DistributedRun.start(peer_timeout_s=args.peer_timeout, join_timeout_s=args.join_timeout)
-        if run.process_id != 0:  # one process reports; the others say only what goes wrong
-            args.json = True
-            sys.stdout = open(os.devnull, "w")
-        return cmd_train(args, fit=run.fit, save=run.save)
-
-    return run_command(work)
-
-
-if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))

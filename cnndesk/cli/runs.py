@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from .cli_support import emit_json
-from .core.errors import UserError
+from ..core.errors import UserError
+from .support import emit_json
 
 
 def run_of(project, name: str):
     """The run of ``project`` called ``name`` (its name or id), with weights that can be loaded."""
-    from .core.training.runs import find_run
+    from ..core.training.runs import find_run
 
     run = find_run(project.runs, name)
     if run.file is None:
@@ -20,14 +20,27 @@ def run_of(project, name: str):
 
 def load_run_model(run):
     """The Keras model of ``run`` (TensorFlow must be loaded)."""
-    from .core.model.loading import load_keras_model
+    from ..core.model.loading import load_keras_model
 
     return load_keras_model(run.file)
 
 
+def add_parser(sub) -> None:
+    """The ``runs`` command."""
+    ru = sub.add_parser("runs", help="list a project's training runs with their key figures")
+    ru.add_argument("project")
+    ru.add_argument("--json", action="store_true", help="one JSON object per run")
+
+
+def add_run_option(parser) -> None:
+    """``--run NAME``, for the commands that can use any run of a project."""
+    parser.add_argument("--run", metavar="NAME", help="use this training run of the project (its name or id, as "
+                        "`cnndesk-cli runs PROJECT` lists them) instead of its current model")
+
+
 def cmd_runs(args) -> int:
-    from .core.project.store import open_project
-    from .core.data.scanning import printable
+    from ..core.project.store import open_project
+    from ..core.data.scanning import printable
 
     project, _ = open_project(args.project, load_model=False)
     if args.json:

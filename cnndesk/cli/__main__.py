@@ -1,0 +1,7 @@
+"""``python -m cnndesk.cli ARGS``: the same as ``cnndesk-cli ARGS``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
