@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QListWidget, QListWidgetItem,
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from ..core.errors import UserError
 from ..core.data.copies import DEFAULT_DISTANCE, DuplicateReport, MAX_DISTANCE
 from ..core.data.fixes import Change, ChangeLog, EXCLUDE, MOVE, move_to_class
-from ..core.quality.label_scores import LabelScores, ProgressNote, SCORED_BY, SCORED_BY_SENTENCE
+from ..core.quality.label_scores import LabelScores, SCORED_BY, SCORED_BY_SENTENCE
 from ..core.data.scanning import printable
 from .engine_worker import EngineWorker
 from .layer_editing import RangeSpinBox, RefusalNote
@@ -33,8 +33,6 @@ from .widgets import array_to_pixmap
 THUMB = 40
 #: the label doubts listed, most doubtful first
 DOUBTS_SHOWN = 50
-#: how often the progress of a scoring job is read (ms)
-PROGRESS_POLL_MS = 200
 
 
 def _side(row: int, data, val_rows: set[int], excluded: frozenset[str]) -> str:
@@ -340,10 +338,8 @@ class DataQuality(QObject):
         self.parent_widget = dialog_parent
         self.log = ChangeLog()
         self._job = None
-        self._progress: ProgressNote | None = None
+        self._doing = ""  # what the scoring job said it does ("Retrain 1 of 3")
         self._scored: tuple | None = None  # (paths list, LabelScores) of the last answer
-        self._poll = QTimer(self, interval=PROGRESS_POLL_MS)
-        self._poll.timeout.connect(self._show_progress)
         for view in (self.duplicates, doubts):
             view.exclude_requested.connect(self.exclude)
             view.move_requested.connect(self.move)
@@ -445,23 +441,23 @@ class DataQuality(QObject):
             self.doubts.show_message("There is no model yet: train one, or score the training images with "
                                      "retrains.")
             return
-        self._progress = ProgressNote()
+        self._doing = ""
         self.doubts.set_running(True)
         self.doubts.show_message("Scoring…")
-        self._poll.start()
         self._job = self.engine.submit(EngineWorker.score_labels, state.data, list(state.layers), state.settings,
-                                       folds=folds, progress=self._progress, on_done=self._on_scored,
-                                       on_error=self._on_failed)
+                                       folds=folds, on_done=self._on_scored, on_error=self._on_failed,
+                                       on_status=self._on_status, on_progress=self._on_progress)
 
     def cancel(self) -> None:
         self.engine.cancel(self._job)
 
-    def _show_progress(self) -> None:
-        if self._progress is not None:
-            self.doubts.set_progress(self._progress.percent, self._progress.text)
+    def _on_status(self, text: str) -> None:
+        self._doing = text
+
+    def _on_progress(self, percent: float) -> None:
+        self.doubts.set_progress(percent, self._doing)
 
     def _finish(self) -> None:
-        self._poll.stop()
         self._job = None
         self.doubts.set_running(False)
 
