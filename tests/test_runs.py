@@ -488,7 +488,7 @@ def test_bring_back_restores_the_run_before_and_the_list_viewer_and_chart_agree_
     w = window
     data = write_dataset(tmp_path / "tiny", per_class=8)
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     panel = w.training_panel
     train_now(w, qtbot, epochs=2)
     train_now(w, qtbot, epochs=1)
