@@ -117,24 +117,29 @@ def press_train(app, window, full: bool) -> dict:
         if not full:
             window.training.stop()
 
-    trained = window.training._on_trained
+    trained, reported = window.training._on_trained, window.training._on_report
 
-    def on_trained(result) -> None:
+    def on_trained(answer) -> None:
+        result = getattr(answer, "result", answer)  # the engine's Trained answer (a TrainResult before it)
         seen["times"] = getattr(result, "start_times", None)  # None: a version of cnndesk that does not record them
-        trained(result)
+        trained(answer)
 
-    window.engine.batch.connect(on_batch)
-    window.engine.epoch.connect(on_epoch)
-    window.training._on_trained = on_trained  # TrainingControl passes it to the train job when Train is pressed
+    def on_report(report) -> None:
+        if hasattr(report, "batch"):
+            on_batch(report)
+        elif hasattr(report, "seconds"):
+            on_epoch(report)
+        reported(report)
+
+    # TrainingControl passes both to the train job when Train is pressed (its reports come through the job)
+    window.training._on_trained, window.training._on_report = on_trained, on_report
     try:
         wait(app, window.train_action.isEnabled, "Train to be enabled")
         pressed, pressed_cpu, pressed_gui_cpu = time.perf_counter(), time.process_time(), time.thread_time()
         window.train_action.trigger()
         wait(app, lambda: "times" in seen or not window.state.training, "the run to end")
     finally:
-        del window.training._on_trained
-        window.engine.batch.disconnect(on_batch)
-        window.engine.epoch.disconnect(on_epoch)
+        del window.training._on_trained, window.training._on_report
     if "times" not in seen or "first_batch" not in seen:
         raise SystemExit("the run failed before its first batch")
     return {"pressed": pressed, "cpu": seen["first_batch_cpu"] - pressed_cpu,

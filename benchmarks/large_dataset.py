@@ -252,9 +252,17 @@ def child_gui(folder: Path, epochs: int, image_size: int) -> dict:
         after_prepare = peak_rss_mb()
         window.model_panel.epochs.setValue(epochs)
         speeds: list[float] = []
-        window.engine.epoch.connect(lambda report: speeds.append(report.images_per_s))
         batches: list[int] = []
-        window.engine.batch.connect(lambda report: batches.append(1))
+        reported = window.training._on_report  # the train job's reports reach TrainingControl through it
+
+        def on_report(report) -> None:
+            if hasattr(report, "batch"):
+                batches.append(1)
+            elif hasattr(report, "images_per_s"):
+                speeds.append(report.images_per_s)
+            reported(report)
+
+        window.training._on_report = on_report
         wait_until(window.train_action.isEnabled, 600, "Train to be enabled")
         window.train_action.trigger()
         wait_until(lambda: bool(batches) or not window.state.training, 7200, "the first batch")

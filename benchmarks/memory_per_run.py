@@ -119,11 +119,11 @@ def engine_runs(args) -> list[dict]:
         job(EngineWorker.memory_probe_start)  # tracemalloc starts in the engine thread (see probe below)
     rows = []
     for run in range(args.warmup + args.runs):
+        # with --cancel, Stop as the job reports its first batch (through its own channel)
+        stop = (lambda report: engine.cancel(running["job"])) if args.cancel else None
+        result = job(EngineWorker.train, data=data, layers=layers, settings=settings, run=f"run-{run}",
+                     on_report=stop).result
         if args.cancel:
-            engine.batch.connect(lambda report: engine.cancel(running["job"]))
-        result = job(EngineWorker.train, data=data, layers=layers, settings=settings)
-        if args.cancel:
-            engine.batch.disconnect()
             assert result.cancelled, "the run was meant to be cancelled"
         # what the viewer asks of a new model: classify the strip, then look inside the current image
         job(EngineWorker.predict_arrays, images=[image], labels=["strip"])

@@ -183,7 +183,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
         _wait(app, lambda: window.engine.is_ready or bool(errors), "TensorFlow to load in the engine thread")
         check_errors()
         info = window.engine.info
-        return f"TensorFlow {info.get('tensorflow')}, Keras {info.get('keras')}"
+        return f"TensorFlow {info.tensorflow}, Keras {info.keras}"
 
     run.step("tensorflow", tensorflow)
 
@@ -243,10 +243,10 @@ def _steps(app, run: _Run, work: Path, state: dict):
 
     def predict():
         result = _job(app, window, EngineWorker.predict_files, paths=[image], k=3)[0]
-        if "error" in result:
-            raise SelftestFailure(result["error"])
-        state["prepared"] = result["image"]
-        top = result["top"][0]
+        if result.error is not None:
+            raise SelftestFailure(result.error)
+        state["prepared"] = result.image
+        top = result.top[0]
         return f"{Path(image).name}: {top[0]} {top[1]:.0%}"
 
     run.step("predict", predict)
@@ -255,7 +255,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
         import numpy as np
 
         result = _job(app, window, EngineWorker.inspect, image=state["prepared"])
-        maps, cam = result["maps"], np.asarray(result["cam"])
+        maps, cam = result.maps, np.asarray(result.cam)
         if not maps:
             raise SelftestFailure("no activation maps came back")
         if cam.ndim != 2 or not np.all(np.isfinite(cam)):
@@ -287,11 +287,11 @@ def _steps(app, run: _Run, work: Path, state: dict):
     run.step("export .keras", lambda: export("keras", "exported.keras"))
 
     def open_keras():
-        info = _job(app, window, EngineWorker.open_model, path=str(state["keras"]))
-        if len(info["class_names"]) != len(SAMPLE_CLASSES):
-            raise SelftestFailure(f"the exported model has {len(info['class_names'])} classes, expected "
+        opened = _job(app, window, EngineWorker.open_model, path=str(state["keras"]))
+        if len(opened.model.class_names) != len(SAMPLE_CLASSES):
+            raise SelftestFailure(f"the exported model has {len(opened.model.class_names)} classes, expected "
                                   f"{len(SAMPLE_CLASSES)}")
-        return f"{len(info['layers'])} layers"
+        return f"{len(opened.layers)} layers"
 
     run.step("open .keras", open_keras)
 

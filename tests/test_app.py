@@ -1098,7 +1098,7 @@ def test_choosing_where_to_train_is_not_an_unsaved_change(window):
     assert not window.isWindowModified()
 
 
-def test_opening_a_model_file_clears_the_previous_runs_chart(tiny_window, qtbot, tmp_path):
+def test_opening_a_model_file_clears_the_previous_runs_chart_and_bring_back_offers_the_run_before(tiny_window, qtbot, tmp_path):
     from test_viewer import _plain_keras_model
 
     w = tiny_window
@@ -1110,11 +1110,13 @@ def test_opening_a_model_file_clears_the_previous_runs_chart(tiny_window, qtbot,
     qtbot.waitUntil(lambda: w.state.model is not None and w.state.model.source == "file", timeout=30000)
     assert w.training_panel.chart.point_count("loss") == 0
     assert w.training_panel.chart.point_count("batch_loss") == 0
-    # a run trained next keeps the opened model to bring back, called by its file, not "a run of 0 epochs"
+    # a model from a file is no run: after a run trained next, Bring Back offers the run before (Run 1), which the
+    # runs list holds, not "a run of 0 epochs"
     train_now(w, qtbot)
-    assert ("The model opened from other.keras is kept: Training > Bring Back Previous Model makes it current "
-            "again.") == w.statusBar().currentMessage()
-    assert w.training_panel.previous_button.toolTip().startswith("Make the model opened from other.keras current")
+    assert w.statusBar().currentMessage().startswith("The model of the previous run (1 epoch, validation accuracy ")
+    assert w.statusBar().currentMessage().endswith(" is kept: Training > Bring Back Previous Model makes it current "
+                                                   "again.")
+    assert w.training_panel.previous_button.toolTip().startswith("Make the model of the previous run (1 epoch,")
 
 
 def test_class_names_cannot_be_edited_while_training(tiny_window, qtbot, tmp_path):

@@ -600,6 +600,9 @@ def test_likely_mislabelled_images_are_found_after_training(window, qtbot, tmp_p
 
     doubts.folds.setValue(2)
     qtbot.mouseClick(doubts.find_button, Qt.LeftButton)
+    # the job's own progress and status reach the view while it runs (its one channel: no polling)
+    qtbot.waitUntil(lambda: doubts.note.text() in ("Retrain 1 of 2…", "Retrain 2 of 2…")
+                    and doubts.progress.value() > 0, timeout=120000)
     qtbot.waitUntil(lambda: doubts.find_button.isEnabled(), timeout=180000)
     table = doubts.table
     assert table.rowCount() > 0, doubts.note.text()

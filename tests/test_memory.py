@@ -22,6 +22,7 @@ from cnndesk.core.model.architecture import preset, TrainingSettings
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 from cnndesk.core.data.images import Preprocessing
 from cnndesk.core.training.model_pool import ModelPool
+from cnndesk.core.project.store import new_run_id
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training.fitting import train
 
@@ -68,7 +69,15 @@ def engine_worker():
 
 
 def train_in(worker, data, settings=SETTINGS, task=None):
-    return worker.train(data, preset("seed"), settings, task=task or TaskState())
+    """Train a new run in ``worker``; returns the run's id."""
+    run = new_run_id()
+    worker.train(data, preset("seed"), settings, run=run, task=task or TaskState())
+    return run
+
+
+def held_models(worker) -> list:
+    """The models the worker holds beside the current one (the run it replaced, to bring back at once)."""
+    return [model for model, _ in worker.held.values()]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident size from /proc")
@@ -95,12 +104,19 @@ def test_training_again_and_again_does_not_grow_the_process(data):
 
 def test_cancelled_runs_reuse_their_models_and_the_viewer_sees_the_current_one(data):
     worker = engine_worker()
-    tasks = []
-    worker.batch.connect(lambda report: tasks[-1].request_interruption())
+
+    class StopAtTheFirstBatch(TaskState):
+        """Stop pressed as the job reports its first batch (through the job's own TaskState)."""
+
+        def report(self, item):
+            if hasattr(item, "batch"):
+                self.request_interruption()
+
     for _ in range(4):
-        tasks.append(TaskState())
-        result = train_in(worker, data, TrainingSettings(batch_size=2, epochs=3, patience=0, seed=5), tasks[-1])
-        assert result.cancelled
+        run = new_run_id()
+        answer = worker.train(data, preset("seed"), TrainingSettings(batch_size=2, epochs=3, patience=0, seed=5),
+                              run=run, task=StopAtTheFirstBatch())
+        assert answer.result.cancelled and answer.model.run == run and worker.run_id == run
     assert worker._pool.compiled == 3 and worker._pool.reused == 1  # current, previous, pooled: see above
     # the reused model's inspector reads the model's current weights
     x = data.images[:1].astype("float32")
@@ -167,7 +183,7 @@ def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs
     first = worker.model
     train_in(worker, data)
     second = worker.model
-    assert worker.previous[0] is first
+    assert held_models(worker) == [first]
     flat = [LayerSpec("Flatten"), LayerSpec("Dense", {"units": CLASSES, "activation": "softmax"})]
 
     def refuse(model, class_names, preprocessing):
@@ -175,8 +191,8 @@ def test_a_trained_model_the_viewer_refuses_leaves_the_current_and_previous_runs
 
     monkeypatch.setattr(worker, "_inspector_for", refuse)
     with pytest.raises(UserError, match="cannot open this model"):
-        worker.train(data, flat, SETTINGS, task=TaskState())
-    assert worker.model is second and worker.previous[0] is first
+        worker.train(data, flat, SETTINGS, run=new_run_id(), task=TaskState())
+    assert worker.model is second and held_models(worker) == [first]
     assert worker.inspector.model is second
     assert id(first) not in worker._pool._free and id(second) not in worker._pool._free
 
@@ -198,7 +214,7 @@ def test_a_project_whose_model_the_viewer_refuses_leaves_the_runs_as_they_were(d
     monkeypatch.setattr(worker, "_inspector_for", refuse)
     with pytest.raises(UserError, match="does not match"):
         worker.open_project(str(tmp_path / "p"))
-    assert worker.model is second and worker.previous[0] is first
+    assert worker.model is second and held_models(worker) == [first]
     assert id(first) not in worker._pool._free
 
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QLabel, QLineEdit, QMessageBox
 
 from cnndesk.cli import main
 from cnndesk.core.project.store import open_project, Project, save_project
-from cnndesk.core.training.runs import find_run, new_run, next_run_name, Run
+from cnndesk.core.training.runs import find_run, new_run, next_run_name, Run, run_before
 from cnndesk.core.errors import UserError
 from cnndesk.ui.runs_view import DATASET, NOTE
 
@@ -156,6 +156,18 @@ def test_runs_are_named_in_turn_and_found_by_name_or_id():
         find_run(runs, "nope")
     with pytest.raises(UserError, match="Several runs"):
         find_run([Run("a1", "x"), Run("b2", "x")], "x")
+
+
+def test_bring_back_offers_the_run_the_current_one_replaced_else_the_latest_other_whose_weights_were_kept():
+    history = ({"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.75})
+    runs = [Run("a", "Run 1", history=history, best_epoch=2, file="a.keras"), Run("b", "Run 2", file="b.keras"),
+            Run("c", "Run 3", file="c.keras"), Run("d", "Run 4")]
+    assert run_before(runs, "c", before="a").name == "Run 1"  # the run Run 3 replaced (its model is held)
+    assert run_before(runs, "c").name == "Run 2"  # none held (a reopened project): the latest other run
+    assert run_before(runs, "c", before="deleted").name == "Run 2"
+    assert run_before(runs, "b", before="d").name == "Run 3"  # Run 4's weights were not kept
+    assert run_before(runs[:1], "a") is None
+    assert runs[0].described() == "the model of the previous run (2 epochs, validation accuracy 0.750)"
 
 
 def test_a_finished_training_is_recorded_as_the_next_run_with_its_dataset_folder_resolved(tmp_path, monkeypatch):
@@ -409,7 +421,7 @@ def test_the_cli_and_the_app_record_a_training_run_alike(window, qtbot, tmp_path
     assert code == 0, err
     w = window
     w.dataset_panel.load_folder(str(data))
-    qtbot.waitUntil(lambda: w.dataset_panel.data is not None and w.dataset_panel.data.root == data, timeout=20000)
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
     w.model_panel.batch_size.setValue(8)
     train_now(w, qtbot, epochs=1)
     qtbot.waitUntil(lambda: w.training_panel.runs_view.run_names() == ["Run 1"], timeout=20000)
@@ -448,7 +460,8 @@ def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_del
     qtbot.mouseClick(view.restore_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: w.state.model.run == w.state.runs[0].id and not w.state.busy, timeout=60000)
     assert w.engine.worker.model is not first_model  # (that model object was trained on as Run 2)
-    assert w.state.previous.model.run == w.state.runs[2].id  # the model it replaced is the one before now
+    # the model it replaced (Run 3) is the one before now
+    assert "previous run (1 epoch," in w.training_panel.previous_button.toolTip()
 
     select_cell(w, qtbot, "Run 3", 1)
     box = question_after(w, lambda: qtbot.mouseClick(view.delete_button, Qt.LeftButton), "deleteRunBox")
@@ -460,6 +473,59 @@ def test_a_continued_run_is_a_run_and_an_older_run_comes_back_from_disk_then_del
     assert view.run_names() == ["Run 1", "Run 2"]
     # the deleted run was the one before: Bring Back offers the latest run left instead (Run 2, from disk)
     assert "previous run (2 epochs" in w.training_panel.previous_button.toolTip()
+
+
+def current_run_name(w) -> str:
+    """The run the runs list marks as the current model's."""
+    table = runs_table(w)
+    marked = [table.item(r, 0).text() for r in range(table.rowCount()) if "(current)" in table.item(r, 1).text()]
+    assert len(marked) == 1, marked
+    return marked[0]
+
+
+def test_bring_back_restores_the_run_before_and_the_list_viewer_and_chart_agree_through_a_reopen(
+        window, qtbot, tmp_path, make_window, monkeypatch):
+    w = window
+    data = write_dataset(tmp_path / "tiny", per_class=8)
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
+    panel = w.training_panel
+    train_now(w, qtbot, epochs=2)
+    train_now(w, qtbot, epochs=1)
+    assert current_run_name(w) == "Run 2"
+    assert "previous run (2 epochs," in panel.previous_button.toolTip()
+
+    qtbot.mouseClick(panel.previous_button, Qt.LeftButton)  # Bring Back: Run 1
+    qtbot.waitUntil(lambda: not w.state.busy and current_run_name(w) == "Run 1", timeout=30000)
+    assert w.viewer_panel.model_label.text().startswith("Model: Run 1 ·")  # the viewer names the run the list marks
+    assert panel.chart.point_count("loss") == 2 and w.model_panel.epochs.value() == 2
+    assert "previous run (1 epoch," in panel.previous_button.toolTip()  # Run 2, back in one click
+
+    # a run trained from Run 1 replaces Run 1: Bring Back makes Run 1 current again, not Run 2
+    train_now(w, qtbot, epochs=3)
+    assert current_run_name(w) == "Run 3"
+    assert "previous run (2 epochs," in panel.previous_button.toolTip()
+    assert w.statusBar().currentMessage().startswith("The model of the previous run (2 epochs")
+    w.previous_action.trigger()
+    qtbot.waitUntil(lambda: not w.state.busy and current_run_name(w) == "Run 1", timeout=30000)
+    assert w.viewer_panel.model_label.text().startswith("Model: Run 1 ·")
+    assert panel.chart.point_count("loss") == 2
+    assert "previous run (3 epochs," in panel.previous_button.toolTip()
+
+    folder = tmp_path / "brought-back"
+    save_as(w, qtbot, monkeypatch, folder)
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    w2.open_project(str(folder), confirm=False)
+    qtbot.waitUntil(lambda: w2.state.project_path == str(folder) and not w2.state.busy, timeout=30000)
+    assert w2.training_panel.runs_view.run_names() == ["Run 1", "Run 2", "Run 3"] and current_run_name(w2) == "Run 1"
+    assert w2.training_panel.chart.point_count("loss") == 2 and w2.model_panel.epochs.value() == 2
+    assert "previous run (3 epochs," in w2.training_panel.previous_button.toolTip()  # the latest other run
+    w2.previous_action.trigger()
+    qtbot.waitUntil(lambda: not w2.state.busy and current_run_name(w2) == "Run 3", timeout=30000)
+    assert w2.viewer_panel.model_label.text().startswith("Model: Run 3 ·")
+    assert w2.training_panel.chart.point_count("loss") == 3
+    assert "previous run (2 epochs" in w2.training_panel.previous_button.toolTip()
 
 
 def test_a_run_that_ends_while_a_name_is_being_typed_neither_closes_the_editor_nor_renames_another_run(qtbot):

@@ -7,7 +7,7 @@ import pytest
 from cnndesk.core.model.architecture import LayerSpec, TrainingSettings
 from cnndesk.core.data.dataset import DatasetConfig
 from cnndesk.core.data.images import Preprocessing
-from cnndesk.core.project.session import IDLE, ModelInfo, RunRecord, SAVING, SessionState
+from cnndesk.core.project.session import IDLE, ModelInfo, SAVING, SessionState
 
 
 def model(names=("a", "b"), **kw) -> ModelInfo:
@@ -60,12 +60,7 @@ def test_the_project_to_save_comes_from_the_state_with_the_models_own_preprocess
     assert project.dataset_path == "/data" and project.history == [{"epoch": 1, "loss": 0.5}]
 
 
-def test_a_run_record_describes_itself_by_its_kept_epoch():
-    run = RunRecord(model(), ({"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.75}), best_epoch=2)
-    assert run.describe() == "the model of the previous run (2 epochs, validation accuracy 0.750)"
-    opened = RunRecord(model(source="file", file="resnet50.keras"))  # no run of this project, no epochs
-    assert opened.describe() == "the model opened from resnet50.keras"
-    assert SessionState(model=None).current_run() is None
+def test_a_model_info_says_whose_names_the_user_may_edit():
     assert model(source="file").editable_names and not model().editable_names
     assert SessionState().activity == IDLE
 
@@ -78,7 +73,7 @@ def _a_state_at_work() -> SessionState:
     work = dict(project_path="/p/a", dataset_path="/data/a", data=object(), dataset_config=DatasetConfig(val_split=0.3),
                 layers=[LayerSpec("Flatten")], preset="custom", settings=TrainingSettings(epochs=3, device="gpu:1"),
                 model=model(), history=[{"epoch": 1}], best_epoch=1, batch_loss=[(0.5, 1.0)],
-                previous=RunRecord(model()), viewed_images=["/data/a/x.png"], viewer_tab="evaluation", runs=["run"],
+                viewed_images=["/data/a/x.png"], viewer_tab="evaluation", runs=["run"],
                 probe_images=["/data/a/probe.png"], excluded=frozenset({"/data/a/y.png"}), color_sample=object(),
                 modified=True)
     assert set(work) | SessionState.SESSION == set(SessionState.field_names()), "a field is missing from this test"
@@ -123,7 +118,7 @@ def test_load_takes_what_a_project_holds_and_nothing_from_the_work_before():
     assert (state.viewed_images, state.viewer_tab, state.runs, state.excluded) == (
         ["/data/b/v.png"], "gradcam", ["run b"], frozenset({"/data/b/e.png"}))
     # what the project does not hold starts empty: nothing of project A's work is left for B
-    assert state.data is None and state.previous is None and state.probe_images == []
+    assert state.data is None and state.probe_images == []
     assert state.activity == IDLE and not state.modified
 
 # -- the engine: typed jobs, cancel with the job ------------------------------------------
@@ -223,6 +218,50 @@ def test_cancel_reaches_only_the_job_it_was_asked_of(qtbot):
         assert answers == ["stopped", "ran"]
         assert not second.task.is_interruption_requested()
     finally:
+        engine.shutdown()
+
+
+def test_what_a_job_reports_through_its_task_reaches_that_jobs_callbacks_only(qtbot):
+    import threading
+
+    from cnndesk.ui.engine import Engine
+    from cnndesk.ui.engine_worker import EngineWorker, cancellable
+
+    release = threading.Event()
+
+    class Worker(EngineWorker):
+        @cancellable
+        def count(self, name, *, task):
+            task.set_status(f"{name} counting")
+            for i in range(1, 4):
+                task.report((name, i))
+            task.set_progress_value(100.0)
+            release.wait(10)
+            return f"{name} done"
+
+    engine = Engine()
+    engine.worker_thread.start()
+    try:
+        heard = {"a": [], "b": []}
+        for name in heard:
+            engine.submit(Worker.count, name, on_done=heard[name].append, on_report=heard[name].append,
+                          on_status=heard[name].append, on_progress=heard[name].append)
+        qtbot.waitUntil(lambda: len(heard["a"]) == 5, timeout=10000)
+        assert heard["a"] == ["a counting", ("a", 1), ("a", 2), ("a", 3), 100.0]  # in order, on the GUI thread
+        release.set()
+        qtbot.waitUntil(lambda: engine.pending() == 0, timeout=10000)
+        assert heard["a"][-1] == "a done" and heard["b"] == ["b counting", ("b", 1), ("b", 2), ("b", 3), 100.0,
+                                                              "b done"]
+        # a job whose answer is no longer wanted (a newer one of its kind came) reports to no one either
+        release.clear()
+        stale, fresh = [], []
+        engine.submit(Worker.count, "c", latest_only=True, on_report=stale.append, on_done=stale.append)
+        engine.submit(Worker.count, "d", latest_only=True, on_report=fresh.append, on_done=fresh.append)
+        release.set()
+        qtbot.waitUntil(lambda: engine.pending() == 0, timeout=10000)
+        assert stale == [] and fresh == [("d", 1), ("d", 2), ("d", 3), "d done"]
+    finally:
+        release.set()
         engine.shutdown()
 
 

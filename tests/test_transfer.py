@@ -12,10 +12,10 @@ import pytest
 from cnndesk.core.model import backbones
 from cnndesk.core.model.architecture import build_model, layer_table, LayerSpec, preset, total_params, TrainingSettings
 from cnndesk.core.model.backbones import (
-    backbone_blocks, DownloadCancelled, ensure_weights, find_backbone, weights_path, WeightsUnavailable,
+    backbone_blocks, ensure_weights, find_backbone, weights_path, WeightsUnavailable,
 )
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset, Preprocessing
-from cnndesk.core.errors import ArchitectureError, UserError
+from cnndesk.core.errors import ArchitectureError, Cancelled, UserError
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training.progress import TrainingListener
 from cnndesk.core.training.fitting import train
@@ -116,7 +116,7 @@ def test_a_download_reports_progress_and_cancel_leaves_nothing(keras_home):
 
     state = Cancelling(min_interval=0)
     opener = lambda url, timeout: FakeResponse(b"x" * (4 * backbones.CHUNK))
-    with pytest.raises(DownloadCancelled):
+    with pytest.raises(Cancelled, match="cancelled; nothing was kept"):
         ensure_weights(preset("mobilenetv3small")[0].params, (32, 32, 3), state, opener)
     assert seen[:2] == [25.0, 50.0]
     assert not list((keras_home / "models").iterdir())

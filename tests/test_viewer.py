@@ -97,7 +97,7 @@ def test_each_layer_shows_one_map_per_channel_and_a_click_enlarges_it(trained, q
     assert v.activations.layer_combo.currentText() == "conv2d_1"  # the first layer is shown first
     for i, name in enumerate(names, 1):
         v.activations.layer_combo.setCurrentIndex(i)
-        channels = v.inspection["maps"][i - 1][1].shape[-1]
+        channels = v.inspection.maps[i - 1][1].shape[-1]
         assert len(v.activations.grid.tiles) == channels == 10
         assert v.activations.layer_info.text().startswith(f"{name}: 10 channels")
     qtbot.mouseClick(v.activations.grid.tiles[3], Qt.LeftButton)
@@ -538,7 +538,7 @@ def test_one_dropped_image_gets_its_prediction_and_maps_from_one_forward_pass(tr
     classify(trained, qtbot, [str(images[0])])
     assert EngineWorker.predict_files in submitted and EngineWorker.inspect not in submitted
     assert v.activations.grid.tiles and v.current_view.verdict.text().startswith("It looks like")
-    assert v.inspection is not None and v.inspection["cam"] is not None  # the heat map followed as its own job
+    assert v.inspection is not None and v.inspection.cam is not None  # the heat map followed as its own job
 
 
 def test_the_prediction_is_on_screen_while_the_maps_are_still_being_prepared(trained, qtbot, images):

@@ -1,8 +1,10 @@
 """A Qt-free progress/cancel interface for long work (scanning, training).
 
-Long functions take a ``TaskState`` and report through it only; the GUI
-subclasses or wraps it to turn reports into signals, the CLI prints them.
-Modelled on Orange3's ``TaskState``.
+Long functions take a ``TaskState`` and report through it only: how far they are (``set_progress_value``),
+what they do (``set_status``), typed reports a view draws (``report``: a training run's batches and epochs,
+its probe frames, sentences for its log), and whether to stop (``is_interruption_requested``; stopping raises
+``errors.Cancelled`` or one of its kinds). The GUI wraps it so that each engine job's reports reach the
+callbacks given with that job, the CLI prints them. Modelled on Orange3's ``TaskState``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class TaskState:
     def set_status(self, text: str) -> None:
         """Say in words what the task is doing."""
 
+    def report(self, item) -> None:
+        """Send a typed report to whoever shows the task (never throttled: a chart draws each one)."""
+
     def set_progress_value(self, percent: float) -> None:
         """Report progress in percent (0-100); throttled."""
         now = time.monotonic()
@@ -49,24 +54,20 @@ class TaskState:
 
 
 class ReportingTaskState(TaskState):
-    """A ``TaskState`` whose reports go to two callables: a GUI thread's signals' ``emit``, a CLI's printing.
-
-    With ``stopped_by``, a cancel of that state (an engine job's own) stops this one's task too.
-    """
+    """A ``TaskState`` whose reports go to callables: a GUI thread's signals' ``emit``, a CLI's printing."""
 
     def __init__(self, status: Callable[[str], None] | None = None, progress: Callable[[float], None] | None = None,
-                 min_interval: float = 0.05, stopped_by: TaskState | None = None):
+                 min_interval: float = 0.05, report: Callable[[object], None] | None = None):
         super().__init__(min_interval)
-        self._status, self._progress = status, progress
-        self._stopped_by = stopped_by
-
-    def is_interruption_requested(self) -> bool:
-        return super().is_interruption_requested() or (
-            self._stopped_by is not None and self._stopped_by.is_interruption_requested())
+        self._status, self._progress, self._report = status, progress, report
 
     def set_status(self, text: str) -> None:
         if self._status is not None:
             self._status(text)
+
+    def report(self, item) -> None:
+        if self._report is not None:
+            self._report(item)
 
     def on_progress(self, percent: float) -> None:
         if self._progress is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -25,7 +26,7 @@ class ViewedImage:
     probabilities: np.ndarray | None = None
     error: str | None = None
     true_class: str | None = None  # known when opened from the evaluation
-    inspection: dict | None = None  # its maps, when they came with the prediction (used once, then dropped)
+    inspection: Any = None  # its core.inspection.Inspection, when it came with the prediction (used once, then dropped)
     maps_coming: bool = False  # its prediction is shown and its maps are still on the way in the same job
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QListWidget, QListWidgetItem,
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from ..core.errors import UserError
 from ..core.data.copies import DEFAULT_DISTANCE, DuplicateReport, MAX_DISTANCE
 from ..core.data.fixes import Change, ChangeLog, EXCLUDE, MOVE, move_to_class
-from ..core.quality.label_scores import LabelScores, ProgressNote, SCORED_BY, SCORED_BY_SENTENCE
+from ..core.quality.label_scores import LabelScores, SCORED_BY, SCORED_BY_SENTENCE
 from ..core.data.scanning import printable
 from .engine_worker import EngineWorker
 from .layer_editing import RangeSpinBox, RefusalNote
@@ -33,8 +33,6 @@ from .widgets import array_to_pixmap
 THUMB = 40
 #: the label doubts listed, most doubtful first
 DOUBTS_SHOWN = 50
-#: how often the progress of a scoring job is read (ms)
-PROGRESS_POLL_MS = 200
 
 
 def _side(row: int, data, val_rows: set[int], excluded: frozenset[str]) -> str:
@@ -328,56 +326,6 @@ class LabelDoubtsView(QWidget):
         self.move_button.setEnabled(chosen)
 
 
-class PolledJob(QObject):
-    """One engine job at a time whose progress (a ``ProgressNote`` it is given as ``progress=``) a view shows every
-    ``PROGRESS_POLL_MS``, with Cancel: the likely-mislabelled scoring and the map of the dataset.
-
-    Args:
-        engine: runs the job.
-        view: has ``set_running(bool)`` and ``set_progress(percent, text)``.
-    """
-
-    def __init__(self, engine, view, parent: QObject | None = None):
-        super().__init__(parent)
-        self.engine, self.view = engine, view
-        self.job = None
-        self.progress: ProgressNote | None = None
-        self._poll = QTimer(self, interval=PROGRESS_POLL_MS)
-        self._poll.timeout.connect(self._show_progress)
-
-    @property
-    def running(self) -> bool:
-        return self.job is not None
-
-    def submit(self, method, *args, on_done, on_error, **kwargs) -> None:
-        """``engine.submit(method, *args, progress=…, **kwargs)``; ``on_done``/``on_error`` after the view is idle."""
-        self.progress = ProgressNote()
-        self.view.set_running(True)
-        self._poll.start()
-
-        def done(result) -> None:
-            self._finish()
-            on_done(result)
-
-        def failed(message: str) -> None:
-            self._finish()
-            on_error(message)
-
-        self.job = self.engine.submit(method, *args, progress=self.progress, on_done=done, on_error=failed, **kwargs)
-
-    def cancel(self) -> None:
-        self.engine.cancel(self.job)
-
-    def _show_progress(self) -> None:
-        if self.progress is not None:
-            self.view.set_progress(self.progress.percent, self.progress.text)
-
-    def _finish(self) -> None:
-        self._poll.stop()
-        self.job = None
-        self.view.set_running(False)
-
-
 class DataQuality(QObject):
     """Fixes of the data: exclusions (kept in the project), moves on disk (after asking) and their undo.
 
@@ -401,7 +349,8 @@ class DataQuality(QObject):
         self.views = (self.duplicates, doubts, *more_views)
         self.parent_widget = dialog_parent
         self.log = ChangeLog()
-        self.scoring = PolledJob(engine, doubts, self)
+        self._job = None
+        self._doing = ""  # what the scoring job said it does ("Retrain 1 of 3")
         self._scored: tuple | None = None  # (paths list, LabelScores) of the last answer
         for view in self.views:
             view.exclude_requested.connect(self.exclude)
@@ -504,14 +453,28 @@ class DataQuality(QObject):
             self.doubts.show_message("There is no model yet: train one, or score the training images with "
                                      "retrains.")
             return
+        self._doing = ""
+        self.doubts.set_running(True)
         self.doubts.show_message("Scoring…")
-        self.scoring.submit(EngineWorker.score_labels, state.data, list(state.layers), state.settings, folds=folds,
-                            on_done=self._on_scored, on_error=self.doubts.show_message)
+        self._job = self.engine.submit(EngineWorker.score_labels, state.data, list(state.layers), state.settings,
+                                       folds=folds, on_done=self._on_scored, on_error=self._on_failed,
+                                       on_status=self._on_status, on_progress=self._on_progress)
 
     def cancel(self) -> None:
-        self.scoring.cancel()
+        self.engine.cancel(self._job)
+
+    def _on_status(self, text: str) -> None:
+        self._doing = text
+
+    def _on_progress(self, percent: float) -> None:
+        self.doubts.set_progress(percent, self._doing)
+
+    def _finish(self) -> None:
+        self._job = None
+        self.doubts.set_running(False)
 
     def _on_scored(self, scores: LabelScores | None) -> None:
+        self._finish()
         if scores is None:
             self.doubts.show_message("Scoring cancelled.")
             return
@@ -531,10 +494,14 @@ class DataQuality(QObject):
         scores = self._scored[1]
         self.doubts.show_doubts(data, scores, scores.doubts(data.labels, DOUBTS_SHOWN), self.state.excluded)
 
+    def _on_failed(self, message: str) -> None:
+        self._finish()
+        self.doubts.show_message(message)
+
     def _on_activity(self, _names) -> None:
         """Training started: stop the scoring (within a batch), so the run does not wait behind it."""
-        if self.state.training and self.scoring.running:
-            self.scoring.cancel()
+        if self.state.training and self._job is not None:
+            self.engine.cancel(self._job)
 
     def _on_data(self, names) -> None:
         """A new model, or a dataset read again: the scores no longer hold (a new split or an exclusion keeps them)."""

@@ -6,8 +6,8 @@ one cached picture, so that hovering and dragging over 10,000 points stays
 fluid; finding the point under the mouse and the points inside a lasso are
 numpy sums over the points. ``DatasetMapView`` is the tab: the canvas, the
 image under the mouse, the legend, and Exclude / Move to class for the images
-the lasso caught. ``MapControl`` runs the map as an engine job (progress,
-cancel) and keeps it in step with the dataset; the fixes go through
+the lasso caught. ``MapControl`` runs the map as an engine job (progress and
+cancel through the job's ``TaskState``) and keeps it in step with the dataset; the fixes go through
 ``data_quality_view.DataQuality``, as the Duplicates tab's do. The map itself
 is ``core.work.dataset_map``.
 """
@@ -26,7 +26,7 @@ from ..core.data.scanning import printable
 from ..core.work.dataset_map import (
     class_colour, DatasetMap, EXCLUDED, FLAG_COLOURS, FLAG_NAMES, highlights, split_sides, TRAINING, VALIDATION,
 )
-from .data_quality_view import add_fix_buttons, ChangesView, PolledJob
+from .data_quality_view import add_fix_buttons, ChangesView
 from .engine_worker import EngineWorker
 from .widgets import array_to_pixmap
 
@@ -422,7 +422,8 @@ class MapControl(QObject):
         self.map: DatasetMap | None = None
         self._paths = None  # the dataset's paths list the map was made of
         self._doubts: list[int] = []
-        self.job = PolledJob(engine, view, self)
+        self._job = None
+        self._doing = ""  # what the job last said it does
         view.compute_requested.connect(self.compute)
         view.cancel_requested.connect(self.cancel)
         state.observe(self._on_data, "data", "model")
@@ -437,15 +438,33 @@ class MapControl(QObject):
             self.view.show_message("Wait until the current work ends.")
             return
         self._doubts = self.quality.doubtful_rows()
+        self._doing = ""
+        self.view.set_running(True)
         self.view.show_message("Starting…")
         data = state.data
-        self.job.submit(EngineWorker.map_dataset, data, self.distance(), self._doubts,
-                        on_done=lambda m: self._on_mapped(m, data), on_error=self.view.show_message)
+        self._job = self.engine.submit(EngineWorker.map_dataset, data, self.distance(), self._doubts,
+                                       on_done=lambda m: self._on_mapped(m, data), on_error=self._on_failed,
+                                       on_status=self._on_status, on_progress=self._on_progress)
 
     def cancel(self) -> None:
-        self.job.cancel()
+        self.engine.cancel(self._job)
+
+    def _on_status(self, text: str) -> None:
+        self._doing = text
+
+    def _on_progress(self, percent: float) -> None:
+        self.view.set_progress(percent, self._doing)
+
+    def _finish(self) -> None:
+        self._job = None
+        self.view.set_running(False)
+
+    def _on_failed(self, message: str) -> None:
+        self._finish()
+        self.view.show_message(message)
 
     def _on_mapped(self, dataset_map: DatasetMap | None, data) -> None:
+        self._finish()
         if dataset_map is None:
             self.view.show_message("Map cancelled.")
             return
@@ -458,8 +477,8 @@ class MapControl(QObject):
 
     def _on_activity(self, _names) -> None:
         """Training started: stop the map (between chunks), so the run does not wait behind it."""
-        if self.state.training and self.job.running:
-            self.job.cancel()
+        if self.state.training and self._job is not None:
+            self.engine.cancel(self._job)
 
     def _on_data(self, names) -> None:
         """A new model or dataset: the map no longer holds. The same files split or excluded anew: it is redrawn."""

@@ -11,8 +11,13 @@ A job is a method of ``EngineWorker`` and its arguments::
     engine.submit(EngineWorker.predict_files, paths, k=3, on_done=show)
 
 so a reader (or a tool) follows a job from the call to its code. Each job
-carries its own ``TaskState``: ``engine.cancel(job)`` sets that job's cancel
-flag, which only a job that takes a ``task`` argument (``@cancellable``) reads.
+carries its own ``TaskState`` (as Orange3's ``ConcurrentWidgetMixin`` gives each
+task its state), the one channel of that job's progress and cancelling: what the
+job reports through it (``set_progress_value``, ``set_status``, ``report``)
+reaches the ``on_progress``, ``on_status`` and ``on_report`` callbacks given with
+the job, on the GUI thread, while its answer is still wanted; ``engine.cancel(job)``
+sets its cancel flag, which only a job that takes a ``task`` argument
+(``@cancellable``) reads.
 An exception in a job comes back as a readable message, never as an uncaught
 exception in the thread. Warnings raised in a job are forwarded as ``warned``.
 """
@@ -26,6 +31,8 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from ..core.project.session import Runtime
+from ..core.tasks import ReportingTaskState
 from .engine_worker import EngineWorker, Job
 
 
@@ -59,13 +66,9 @@ class Engine(QObject):
     one). A failed job without ``on_error`` is announced by ``failed``.
     """
 
-    ready = Signal(dict)
+    ready = Signal(object)  # Runtime
     failed = Signal(str, str)  # job name, message: for jobs without their own error callback
-    batch = Signal(object)
-    epoch = Signal(object)
-    message = Signal(str)
     warned = Signal(str)
-    probe_frame = Signal(object)  # a ProbeFrame, while a run records its probes
     _submit = Signal(object)
 
     def __init__(self, parent: QObject | None = None):
@@ -74,7 +77,7 @@ class Engine(QObject):
         self._jobs: dict[int, Job] = {}
         self._latest: dict[Callable, int] = {}
         self.is_ready = False
-        self.info: dict = {}
+        self.info: Runtime | None = None
         self.worker_thread = _EngineThread()
         self.worker_thread.setObjectName("cnndesk-engine")
         self.worker = EngineWorker()
@@ -84,11 +87,10 @@ class Engine(QObject):
         self.worker.failed.connect(self._on_failed)
         self.worker.partial.connect(self._on_partial)
         self.worker.ready.connect(self._on_ready)
-        self.worker.batch.connect(self._on_batch)
-        self.worker.epoch.connect(self._on_epoch)
-        self.worker.message.connect(self._on_message)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.status.connect(self._on_status)
+        self.worker.reported.connect(self._on_reported)
         self.worker.warned.connect(self._on_warned)
-        self.worker.probe_frame.connect(self._on_probe_frame)
         self.worker_thread.finished.connect(self.worker.deleteLater)
         self._stopped = False
 
@@ -97,16 +99,24 @@ class Engine(QObject):
         self.submit(EngineWorker.init)
 
     def submit(self, method: Callable, *args, on_done: Callable | None = None, on_error: Callable | None = None,
-               latest_only: bool = False, on_partial: Callable | None = None, **kwargs) -> Job | None:
+               latest_only: bool = False, on_partial: Callable | None = None, on_progress: Callable | None = None,
+               on_status: Callable | None = None, on_report: Callable | None = None, **kwargs) -> Job | None:
         """Run ``method(worker, *args, **kwargs)`` in the engine thread after the jobs before it.
 
         ``on_partial`` receives the first part of the answer when the job sends one (``EngineWorker.send_partial``),
-        before ``on_done`` receives the whole. Returns the job (to ``cancel`` it), or None once the engine has
-        shut down.
+        before ``on_done`` receives the whole. ``on_progress`` (percent), ``on_status`` (words) and ``on_report``
+        (a typed report: a training run's ``BatchReport``, ``EpochReport``, ``ProbeFrame`` or log sentence) receive
+        what the job reports through its ``TaskState``. Returns the job (to ``cancel`` it), or None once the engine
+        has shut down.
         """
         if self._stopped:
             return None
-        job = Job(next(self._ids), method, args, kwargs, on_done, on_error, latest_only, on_partial=on_partial)
+        job = Job(next(self._ids), method, args, kwargs, on_done, on_error, latest_only, on_partial=on_partial,
+                  on_progress=on_progress, on_status=on_status, on_report=on_report)
+        worker = self.worker
+        job.task = ReportingTaskState(status=lambda text: worker.status.emit(job, text),
+                                      progress=lambda percent: worker.progress.emit(job, percent),
+                                      report=lambda item: worker.reported.emit(job, item))
         self._jobs[job.id] = job
         if latest_only:
             self._latest[method] = job.id
@@ -124,20 +134,24 @@ class Engine(QObject):
 
     # Cross-thread signals land in decorated slots only (a plain callable as the
     # receiver of another thread's signal crashed PySide6: docs/tensorflow-notes.md).
-    @Slot(object)
-    def _on_batch(self, report) -> None:
-        if not self._stopped:  # after shutdown a job still finishing reports to no one
-            self.batch.emit(report)
+    def _reporting(self, job: Job) -> bool:
+        """Whether ``job``'s reports are still wanted (after shutdown a job still finishing reports to no one)."""
+        return job.id in self._jobs and self._wanted(job)
 
-    @Slot(object)
-    def _on_epoch(self, report) -> None:
-        if not self._stopped:
-            self.epoch.emit(report)
+    @Slot(object, float)
+    def _on_progress(self, job: Job, percent: float) -> None:
+        if job.on_progress is not None and self._reporting(job):
+            job.on_progress(percent)
 
-    @Slot(str)
-    def _on_message(self, text: str) -> None:
-        if not self._stopped:
-            self.message.emit(text)
+    @Slot(object, str)
+    def _on_status(self, job: Job, text: str) -> None:
+        if job.on_status is not None and self._reporting(job):
+            job.on_status(text)
+
+    @Slot(object, object)
+    def _on_reported(self, job: Job, item) -> None:
+        if job.on_report is not None and self._reporting(job):
+            job.on_report(item)
 
     @Slot(str)
     def _on_warned(self, text: str) -> None:
@@ -145,12 +159,7 @@ class Engine(QObject):
             self.warned.emit(text)
 
     @Slot(object)
-    def _on_probe_frame(self, frame) -> None:
-        if not self._stopped:
-            self.probe_frame.emit(frame)
-
-    @Slot(dict)
-    def _on_ready(self, info: dict) -> None:
+    def _on_ready(self, info: Runtime) -> None:
         self.is_ready = True
         self.info = info
         self.ready.emit(info)

@@ -11,15 +11,21 @@ import threading
 import traceback
 import warnings
 import weakref
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from ..core import fsutil
 from ..core.app_log import log
 from ..core.errors import UserError
+from ..core.training.runs import KeptRun, Run
+from ..core.project.session import ModelInfo, ModelOpened, ProjectOpened, RunRestored, Runtime, Trained
 from ..core.tasks import TaskState
+
+if TYPE_CHECKING:  # core.inspection imports TensorFlow: only the jobs, in the engine thread, import it
+    from ..core.model.inspection import HeatMap, Inspection, Seen
 
 
 #: A dropped image's maps may cost one more forward pass after its prediction (which then comes from a plain
@@ -46,7 +52,10 @@ class Job:
     on_error: Callable[[str], None] | None = None
     latest_only: bool = False
     on_partial: Callable[[Any], None] | None = None  # a first part of the answer, before the whole of it
-    task: TaskState = field(default_factory=TaskState)
+    on_progress: Callable[[float], None] | None = None  # what the job reports through ``task`` (``Engine.submit``)
+    on_status: Callable[[str], None] | None = None
+    on_report: Callable[[Any], None] | None = None
+    task: TaskState = field(default_factory=TaskState)  # the job's one progress and cancel channel
 
     @property
     def name(self) -> str:
@@ -56,24 +65,26 @@ class Job:
 class EngineWorker(QObject):
     """Runs jobs in the engine thread. Holds the current model and its inspector.
 
-    Its public methods are the jobs; each runs in the engine thread only.
+    Its public methods are the jobs; each runs in the engine thread only. Beside the current model it holds the
+    model of the run that model replaced (``held``, by run id), so that bringing that run back is instant; any
+    other run is read from its file (``restore_run``).
     """
 
-    ready = Signal(dict)  # versions and devices, once TensorFlow is imported
+    ready = Signal(object)  # the Runtime (versions and devices), once TensorFlow is imported
     done = Signal(object, object)  # Job, result
     failed = Signal(object, str)  # Job, message
     partial = Signal(object, object)  # Job, the first part of its answer (``send_partial``)
-    batch = Signal(object)  # BatchReport
-    epoch = Signal(object)  # EpochReport
-    message = Signal(str)  # a sentence for the training log (which stopping rules apply)
+    progress = Signal(object, float)  # Job, percent: what the job reported through its TaskState
+    status = Signal(object, str)  # Job, words
+    reported = Signal(object, object)  # Job, a typed report (a BatchReport, EpochReport, ProbeFrame, log sentence)
     warned = Signal(str)
-    probe_frame = Signal(object)  # a ProbeFrame, while a run records its probes
 
     def __init__(self):
         super().__init__()
         self.model = None
         self.inspector = None
-        self.previous = None  # (model, inspector) of the run before the current model's, to bring back
+        self.run_id: str | None = None  # the id of the run the current model is (None: a model from a file)
+        self.held: dict[str, tuple] = {}  # run id -> (model, inspector) of the run the current model replaced
         self._pool = None  # ModelPool: models replaced by a newer one, reused by later runs (docs/memory.md)
         self.reuse_models = True  # False: every run builds and traces a new model (for measurements)
         self.stock_spares = True  # False: stock_pool does nothing (for measurements)
@@ -131,7 +142,7 @@ class EngineWorker(QObject):
         warnings.showwarning = showwarning
 
     # -- jobs ------------------------------------------------------------------
-    def init(self) -> dict:
+    def init(self) -> Runtime:
         """Import TensorFlow and Keras (the first job, submitted by ``Engine.start``)."""
         from ..core.library_warnings import import_tensorflow
 
@@ -141,71 +152,55 @@ class EngineWorker(QObject):
 
         from ..core.training.devices import available_devices
 
-        info = {"tensorflow": tf.__version__, "keras": keras.__version__, "devices": available_devices()}
+        info = Runtime(tf.__version__, keras.__version__, tuple(available_devices()))
         self.ready.emit(info)
         return info
 
     @cancellable
     def train(self, data, layers, settings, augment=(), class_weights=False, continue_training=False,
-              initial_epoch=0, probes=(), probe_every_batches=0, run_id: str | None = None, *,
-              task: TaskState) -> Any:
-        """Train a new model (or the current one, continuing); it becomes current with its inspector.
+              initial_epoch=0, probes=(), probe_every_batches=0, *, run: str, spec: tuple | None = None,
+              task: TaskState) -> Trained:
+        """Train a new model (or the current one, continuing) as run ``run``; it becomes current with its inspector.
 
-        ``probes`` (image files) are recorded after every epoch, and every ``probe_every_batches``
-        batches when above 0 (``core.probes``); each frame is also sent as ``probe_frame``.
-        With ``run_id``, the new model is also kept as that run (``keep_run``) in the same job: the answer's
-        ``kept`` is what ``keep_run`` returns, or None with ``kept_error`` saying why it could not be written
-        (the trained model stays current either way).
+        ``spec`` (layers, preset name, settings) is what the model is said to be trained with. Each batch, epoch
+        and log sentence is reported through ``task`` (``core.training.TaskReports``). ``probes`` (image files)
+        are recorded after every epoch, and every ``probe_every_batches`` batches when above 0
+        (``core.probes``); each frame is reported through ``task`` too. The new model is also kept as run ``run``
+        (``keep_run``) in the same job: the answer's ``kept`` says where, or ``kept_error`` why it could not be
+        written (the trained model stays current either way).
         """
         from ..core.training.model_pool import ModelPool, return_freed_memory
-        from ..core.training.progress import TrainingListener
         from ..core.training.fitting import train
-
-        worker = self
-
-        class Listener(TrainingListener):
-            def on_batch(self, report):
-                worker.batch.emit(report)
-
-            def on_epoch(self, report):
-                worker.epoch.emit(report)
-
-            def on_message(self, text):
-                worker.message.emit(text)
 
         if self._pool is None and self.reuse_models:
             self._pool = ModelPool()
         model = self.model if continue_training else None
         recorder = self._probe_recorder(data, probes, model, initial_epoch if continue_training else 0,
-                                        probe_every_batches)
-        result = train(data, layers, settings, Listener(), task, model=model, augment=augment,
+                                        probe_every_batches, task)
+        result = train(data, layers, settings, None, task, model=model, augment=augment,
                        class_weights=class_weights, initial_epoch=initial_epoch if continue_training else 0,
                        pool=self._pool, callbacks=(recorder.callback(),) if recorder else ())
-        self._keep_recording(result.model, recorder)
-        try:  # first what can fail: until it succeeded, the current and previous runs stay as they were
+        self._keep_recording(result.model, recorder, task)
+        try:  # first what can fail: until it succeeded, the current and the held runs stay as they were
             inspector = self._inspector_for(result.model, data.class_names, data.preprocessing)
         except Exception:
             if result.model is not self.model and self._pool is not None:
                 self._pool.give_back(result.model)
             raise
         if not continue_training and self.model is not None and result.model is not self.model:
-            # a new run never discards the last one: it becomes the previous run (to bring back), and
-            # only the run before that goes to the pool, whose models get overwritten by later runs
-            self._retire_previous()
-            self.previous = (self.model, self.inspector)
-            self.model = self.inspector = None
-        self._set_model(result.model, inspector)
-        result.model = None  # the model stays in this thread
-        result.has_maps = inspector.has_maps
-        result.output_note = inspector.output_note
-        result.kept, result.kept_error = None, None
-        if run_id is not None:
-            try:
-                result.kept = self.keep_run(run_id)
-            except (OSError, UserError) as e:
-                result.kept_error = str(e)
+            # a new run never discards the last one: it is held (to bring back at once), and only the run
+            # held before goes to the pool, whose models get overwritten by later runs
+            self._hold_current()
+        self._set_model(result.model, inspector, run)
+        kept, kept_error = None, None
+        try:
+            kept = self.keep_run(run)
+        except (OSError, UserError) as e:
+            kept_error = str(e)
         return_freed_memory()
-        return result
+        # the model stays in this thread
+        return Trained(dataclasses.replace(result, model=None), ModelInfo.trained(inspector, run, spec, self._before()),
+                       kept, kept_error)
 
     @cancellable
     def stock_pool(self, data, layers, settings, *, task: TaskState) -> bool:
@@ -230,39 +225,30 @@ class EngineWorker(QObject):
         probes = self._recordings.get(self.model) if self.model is not None else None
         return str(save_project(folder, project, self.model, probes=probes))
 
-    def restore_previous(self) -> bool:
-        """Swap the current model with the previous run's (so that doing it again swaps them back)."""
-        if self.previous is None:
-            raise UserError("There is no previous model to bring back.")
-        (self.model, self.inspector), self.previous = self.previous, (self.model, self.inspector)
-        return True
-
-    def open_project(self, folder) -> dict:
+    def open_project(self, folder) -> ProjectOpened:
         from ..core.project.store import open_project
 
         project, model = open_project(folder)
         probes = self._open_probes(folder) if model is not None else None
-        # the inspector first: a model it refuses leaves the current and previous runs as they were
+        # the inspector first: a model it refuses leaves the current and the held runs as they were
         inspector = self._inspector_for(model, project.class_names, project.preprocessing) if model else None
         if inspector is not None:
             inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
-        self._retire_previous()
+        self._release_held()
         if model is not None:
-            self._set_model(model, inspector)
+            self._set_model(model, inspector, project.run)
             if probes is not None:
                 self._recordings[model] = probes
         else:
             self._drop_model()
-        return {"project": project, "has_model": model is not None,
-                "has_maps": inspector.has_maps if inspector is not None else False,
-                "output_note": inspector.output_note if inspector is not None else ""}
+        return ProjectOpened(project, ModelInfo.of_project(inspector, project, folder) if model is not None else None)
 
     def clear_model(self) -> None:
         """Forget the current model (File > New): a later save writes no model."""
-        self._retire_previous()
+        self._release_held()
         self._drop_model()
 
-    def open_model(self, path) -> dict:
+    def open_model(self, path) -> ModelOpened:
         """Load a model file; its class names come from the file (or a labels.txt beside it) when they fit."""
         from ..core.data.images import recognise_pixels
         from ..core.model.inspection import Inspector
@@ -273,13 +259,11 @@ class EngineWorker(QObject):
         if names is not None and len(names) == len(inspector.class_names):
             inspector.class_names = list(names)
         inspector.warm_up()
-        self._retire_previous()
+        self._release_held()
         self._drop_model()
-        self._set_model(model, inspector)
+        self._set_model(model, inspector, None)
         _, pixels_why = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
-        return {"class_names": inspector.class_names, "preprocessing": inspector.preprocessing,
-                "pixels_why": pixels_why, "layers": inspector.layer_names, "has_maps": inspector.has_maps,
-                "output_note": inspector.output_note}
+        return ModelOpened(ModelInfo.of_file(inspector, path), pixels_why or "", tuple(inspector.layer_names))
 
     def export(self, fmt, out) -> str:
         """Export the current model with the class names the viewer shows (a labels file, and inside the file)."""
@@ -305,37 +289,39 @@ class EngineWorker(QObject):
         ins.preprocessing = preprocessing
         return preprocessing
 
-    def predict_files(self, paths, k=5, look_inside: dict | None = None) -> list[dict]:
+    def predict_files(self, paths, k=5, look_inside: dict | None = None) -> list[Seen]:
         """Top-k for image files, with the prepared input and a picture to show (each file decoded once).
 
         With ``look_inside`` (keyword arguments of ``inspect``) and one file, the prediction comes from the
-        pass that also taps the activation maps, and the answer carries them ("inspection", without the heat
+        pass that also taps the activation maps, and the answer carries them (``inspection``, without the heat
         map): the viewer shows the prediction and the selected layer's grid together, after one forward
         pass instead of two.
         """
+        from ..core.model.inspection import Seen
+
         ins = self._need_inspector()
         if look_inside is not None and len(paths) == 1 and ins.has_maps:
             return [self._predict_and_look(paths[0], k, look_inside)]
         out = []
         for result in ins.predict_files(paths, k=k):
             if isinstance(result, tuple):
-                out.append({"path": result[0], "error": result[1]})
+                out.append(Seen(result[0], error=result[1]))
             else:
-                out.append({"path": result.path, "top": result.top, "probabilities": result.probabilities,
-                            "image": result.image, "display": result.display})
+                out.append(Seen(result.path, tuple(result.top), result.probabilities, result.image, result.display))
         return out
 
-    def _predict_and_look(self, path, k, look_inside: dict) -> dict:
+    def _predict_and_look(self, path, k, look_inside: dict) -> Seen:
         from ..core.data.images import decode_for_viewing
+        from ..core.model.inspection import Seen
 
         ins = self.inspector
         try:
             picture, prepared = decode_for_viewing(path, ins.preprocessing)
         except UserError as e:
-            return {"path": str(path), "error": str(e)}
-        def prediction(probs) -> dict:
-            return {"path": str(path), "top": ins.top_k(probs, k), "probabilities": probs, "image": prepared,
-                    "display": picture}
+            return Seen(str(path), error=str(e))
+
+        def prediction(probs, inspection=None) -> Seen:
+            return Seen(str(path), tuple(ins.top_k(probs, k)), probs, prepared, picture, inspection=inspection)
 
         # the prediction goes to the viewer as soon as it is known; the maps follow. When the pass that taps
         # every map is quick, the prediction comes from a plain pass first (a small model's taps cost a large
@@ -347,37 +333,40 @@ class EngineWorker(QObject):
         else:
             inspection = self.inspect(prepared, with_cam=False, **look_inside,
                                       on_probabilities=lambda probs: self.send_partial([prediction(probs)]))
-        return dict(prediction(inspection["probabilities"]), inspection=inspection)
+        return prediction(inspection.probabilities, inspection)
 
-    def predict_arrays(self, images, labels=None, k=5) -> list[dict]:
+    def predict_arrays(self, images, labels=None, k=5) -> list[Seen]:
         """Predict in-memory images (pasted or dropped as image data); ``labels`` names them."""
+        from ..core.model.inspection import Seen
+
         ins = self._need_inspector()
         out = []
         for i, img in enumerate(images):
             try:
                 arr = ins.prepare(img)
             except UserError as e:
-                out.append({"path": labels[i] if labels else None, "error": str(e)})
+                out.append(Seen(labels[i] if labels else None, error=str(e)))
                 continue
             probs = ins.probabilities(arr)[0]
-            out.append({"path": labels[i] if labels else None, "top": ins.top_k(probs, k),
-                        "probabilities": probs, "image": arr, "display": img})
+            out.append(Seen(labels[i] if labels else None, tuple(ins.top_k(probs, k)), probs, arr, img))
         return out
 
     def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
-                shown_channels=0, first_channels=0, with_cam=True, on_probabilities=None) -> dict:
+                shown_channels=0, first_channels=0, with_cam=True, on_probabilities=None) -> Inspection:
         """Activation maps of every conv/pool layer, and a heat map (``Inspector.gradcam``'s method), for one
         prepared image. (``cam_method``, not ``method``: that is ``Engine.submit``'s job argument.)
 
-        ``with_cam=False`` leaves the heat map out ("cam" None; "cam_layer" still says which layer it would
+        ``with_cam=False`` leaves the heat map out (``cam`` None; ``cam_layer`` still says which layer it would
         be at), for a caller that shows the maps first and asks for the heat map (a backward pass) next.
 
         The maps' pictures the viewer shows first are coloured here too, so that the GUI thread only turns
-        them into pixmaps ("pictures": layer name -> (channels, H, W, 3) uint8): the first ``shown_channels``
+        them into pixmaps (``pictures``: layer name -> (channels, H, W, 3) uint8): the first ``shown_channels``
         of ``shown_layer`` (a layer it does not have: the first convolution, the one a viewer shows first) and
         the first ``first_channels`` of every other layer. ``on_probabilities``: ``Inspector.activation_maps``'s.
         """
         import numpy as np
+
+        from ..core.model.inspection import Inspection
 
         ins = self._need_inspector()
         maps, probs = ins.activation_maps(image, on_probabilities)
@@ -389,10 +378,9 @@ class EngineWorker(QObject):
             cam = ins.gradcam(image, ci, layer, cam_method) if with_cam else None
         else:
             layer = None
-        return {"maps": maps, "probabilities": probs, "class_index": ci, "cam": cam, "cam_layer": layer,
-                "has_maps": ins.has_maps, "pictures": self._pictures(maps, shown_layer, shown_channels, first_channels),
-                "kernels": ins.first_layer_kernels(), "conv_layers": list(ins.conv_layer_names),
-                "layers": list(ins.layer_names)}
+        return Inspection(maps, probs, ci, cam, layer, ins.has_maps,
+                          self._pictures(maps, shown_layer, shown_channels, first_channels), ins.first_layer_kernels(),
+                          list(ins.conv_layer_names), list(ins.layer_names))
 
     def _pictures(self, maps, shown_layer, shown_channels, first_channels) -> dict:
         """The first channels of each layer's maps coloured (``inspect``); layers given 0 channels are left out."""
@@ -405,12 +393,13 @@ class EngineWorker(QObject):
         counts = {n: shown_channels if n == shown_layer else first_channels for n in names}
         return {n: colorize_channels(m, count=counts[n]) for n, m in maps if counts[n] > 0}
 
-    def gradcam(self, image, class_index, layer=None, cam_method="hirescam") -> dict:
+    def gradcam(self, image, class_index, layer=None, cam_method="hirescam") -> HeatMap:
+        from ..core.model.inspection import HeatMap
+
         ins = self._need_inspector()
         if layer not in ins.layer_names:
             layer = ins.default_cam_layer
-        return {"cam": ins.gradcam(image, int(class_index), layer, cam_method), "class_index": int(class_index),
-                "cam_layer": layer, "cam_method": cam_method}
+        return HeatMap(ins.gradcam(image, int(class_index), layer, cam_method), int(class_index), layer, cam_method)
 
     def evaluate(self, data):
         ins = self._need_inspector()
@@ -430,22 +419,38 @@ class EngineWorker(QObject):
         # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
         return inspector_for(model, class_names, preprocessing)
 
-    def _set_model(self, model, inspector) -> None:
-        """Make ``model`` and its ``inspector`` current together; the model it replaces goes to the pool."""
+    def _set_model(self, model, inspector, run: str | None) -> None:
+        """Make ``model`` and its ``inspector`` current together, as run ``run``; the model it replaces goes to
+        the pool."""
         self._drop_model(keep=model)
-        self.model, self.inspector = model, inspector
+        self.model, self.inspector, self.run_id = model, inspector, run
 
-    def _retire_previous(self) -> None:
-        """Forget the previous run's model (it can no longer be brought back), giving it to the pool."""
-        if self.previous is not None and self._pool is not None and self.previous[0] is not self.model:
-            self._pool.give_back(self.previous[0])
-        self.previous = None
+    def _hold_current(self) -> None:
+        """The current model is being replaced: hold it by its run id (it comes back at once), instead of the run
+        held before, which goes to the pool. A model of no run (one from a file) goes to the pool."""
+        self._release_held()
+        if self.run_id is not None:
+            self.held[self.run_id] = (self.model, self.inspector)
+        elif self._pool is not None:
+            self._pool.give_back(self.model)
+        self.model = self.inspector = self.run_id = None
+
+    def _before(self) -> str | None:
+        """The id of the run whose model is held beside the current one (``ModelInfo.before``)."""
+        return next(iter(self.held), None)
+
+    def _release_held(self) -> None:
+        """Forget the held run's model (it comes back from its file now), giving it to the pool."""
+        for model, _ in self.held.values():
+            if self._pool is not None and model is not self.model:
+                self._pool.give_back(model)
+        self.held.clear()
 
     def _drop_model(self, keep=None) -> None:
         """Forget the current model (unless it is ``keep``), giving it back to the pool."""
         if self.model is not None and self.model is not keep and self._pool is not None:
             self._pool.give_back(self.model)
-        self.model = self.inspector = None
+        self.model = self.inspector = self.run_id = None
 
     def _need_inspector(self):
         if self.inspector is None:
@@ -453,13 +458,11 @@ class EngineWorker(QObject):
         return self.inspector
 
     # -- training runs (core.runs) -------------------------------------------------
-    def keep_run(self, run_id: str) -> dict:
+    def keep_run(self, run_id: str) -> KeptRun:
         """Write the current model, just trained as run ``run_id``, and its probe recording to the scratch folder.
 
-        A run's weights and recording must outlive the model in memory (only the current and the previous
-        run's models are held, docs/memory.md) until a save puts them into the project. Returns "file" (the
-        weights), "probe_dir" (the recording's folder) and "probes" (``core.probes.recording_summary``), both
-        None when its training recorded no probes.
+        A run's weights and recording must outlive the model in memory (only the current and the held
+        run's models are, docs/memory.md) until a save puts them into the project.
         """
         from ..core.training.runs import RUN_ID
 
@@ -473,41 +476,47 @@ class EngineWorker(QObject):
         with fsutil.replacing(path) as tmp:
             self.model.save(tmp)
         self._run_files[run_id] = str(path)
-        kept = {"file": str(path), "probe_dir": None, "probes": None}
         recording = self._recordings.get(self.model)
-        if recording is not None:
-            from ..core.training.probes import recording_summary
-            from ..core.training.runs import PROBES_DIR
+        if recording is None:
+            return KeptRun(str(path))
+        from ..core.training.probes import recording_summary
+        from ..core.training.runs import PROBES_DIR
 
-            kept["probe_dir"] = str(recording.save(folder / PROBES_DIR))
-            kept["probes"] = recording_summary(recording)
-            self._run_probes[run_id] = (kept["probe_dir"], kept["probes"])
+        kept = KeptRun(str(path), str(recording.save(folder / PROBES_DIR)), recording_summary(recording))
+        self._run_probes[run_id] = (kept.probe_dir, kept.probes)
         return kept
 
-    def restore_run(self, path, class_names, preprocessing, probe_dir=None) -> dict:
-        """Make the run whose weights are in ``path`` current; the current model becomes the previous run's.
+    def restore_run(self, run: Run) -> RunRestored:
+        """Make ``run`` current; the current model is held in its place (when it is a run's).
 
-        ``probe_dir`` (the run's probe recording) becomes the restored model's recording, the one
+        The held run's model comes back at once, with its probe recording; any other is loaded from ``run.file``,
+        and its ``probe_dir`` (the run's probe recording) becomes the restored model's recording, the one
         ``probe_recording`` gives; a recording that cannot be read is left out, saying so. Nothing changes
         when the weights cannot be loaded or inspected.
         """
         from ..core.model.loading import load_keras_model
 
-        model = load_keras_model(path)
-        inspector = self._inspector_for(model, list(class_names), preprocessing)
-        inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
-        recording = self._run_recording(probe_dir)
-        self._retire_previous()
-        if self.model is not None:
-            self.previous = (self.model, self.inspector)
-            self.model = self.inspector = None
-        self._set_model(model, inspector)
-        if recording is not None:
-            self._recordings[model] = recording
+        held = self.held.pop(run.id, None)
+        if held is not None:
+            model, inspector = held
+            inspector.class_names = list(run.class_names)  # as the runs list names them now
+            recording = self._recordings.get(model)
         else:
-            self._recordings.pop(model, None)
-        return {"has_maps": inspector.has_maps, "output_note": inspector.output_note,
-                "probe_frames": len(recording.frames) if recording is not None else None}
+            if run.file is None:
+                raise UserError(f"The weights of {run.name} were not kept, so it cannot be restored.")
+            model = load_keras_model(run.file)
+            inspector = self._inspector_for(model, list(run.class_names), run.dataset.preprocessing)
+            inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
+            recording = self._run_recording(run.probe_dir)
+            if recording is not None:
+                self._recordings[model] = recording
+            else:
+                self._recordings.pop(model, None)
+        if self.model is not None:
+            self._hold_current()
+        self._set_model(model, inspector, run.id)
+        return RunRestored(ModelInfo.of_run(inspector, run, self._before()),
+                           len(recording.frames) if recording is not None else None)
 
     def _run_recording(self, probe_dir):
         """The recording in a run's folder ``probe_dir`` (None: none); an unreadable one is left out, saying so."""
@@ -558,8 +567,9 @@ class EngineWorker(QObject):
             self.warned.emit(f"The probe recording was left out: {e}")
             return None
 
-    def _probe_recorder(self, data, paths, model, initial_epoch: int, every_batches: int):
-        """The recorder for a run with probe image ``paths`` (None without); continuing extends the model's own."""
+    def _probe_recorder(self, data, paths, model, initial_epoch: int, every_batches: int, task: TaskState):
+        """The recorder for a run with probe image ``paths`` (None without); continuing extends the model's own.
+        Each frame is reported through the run's ``task``."""
         from ..core.training.probes import known_labels, load_probes, ProbeRecorder, ProbeRecording
 
         if not paths:
@@ -569,26 +579,26 @@ class EngineWorker(QObject):
         if recording is None or not recording.follows(probes, data.class_names):
             recording = ProbeRecording(probes, data.class_names)
         return ProbeRecorder(recording, data.preprocessing, initial_epoch=initial_epoch, every_batches=every_batches,
-                             on_frame=self.probe_frame.emit)
+                             on_frame=task.report)
 
-    def _keep_recording(self, model, recorder) -> None:
+    def _keep_recording(self, model, recorder, task: TaskState) -> None:
         """Remember ``recorder``'s recording as ``model``'s (a pooled model reused without probes has none)."""
         if recorder is not None:
             self._recordings[model] = recorder.recording
             if recorder.recording.note:
-                self.message.emit(recorder.recording.note)
+                task.report(recorder.recording.note)  # a sentence for the run's log
         else:
             self._recordings.pop(model, None)
 
     # -- data quality ------------------------------------------------------------
     @cancellable
-    def score_labels(self, data, layers, settings, folds=0, epochs=None, progress=None, *, task: TaskState):
+    def score_labels(self, data, layers, settings, folds=0, epochs=None, *, task: TaskState):
         """Out-of-sample probabilities for finding mislabelled images (``core.quality.LabelScores``).
 
         Validation images are scored by the current model when it was trained on these
         classes; with ``folds`` >= 2 the training images too, each by one of ``folds``
-        retrains (of ``epochs``, by default the settings' epochs) that did not see it (the current model is left as it is). ``progress``
-        (a ``core.quality.ProgressNote``) receives how far the retrains are. Returns None when
+        retrains (of ``epochs``, by default the settings' epochs) that did not see it (the current model is left
+        as it is). Which retrain runs and how far they are is reported through ``task``. Returns None when
         cancelled.
         """
         import numpy as np
@@ -607,9 +617,8 @@ class EngineWorker(QObject):
         elif len(data.val_index):
             scores.notes.append("Validation images not scored: there is no model trained on these classes.")
         if folds >= 2:
-            report = progress.report if progress is not None else None
             try:
-                scores = scores.merged(out_of_fold_probabilities(data, layers, settings, folds, epochs, task, report))
+                scores = scores.merged(out_of_fold_probabilities(data, layers, settings, folds, epochs, task))
             except Cancelled:
                 return None
             finally:
@@ -619,14 +628,13 @@ class EngineWorker(QObject):
         return scores
 
     @cancellable
-    def map_dataset(self, data, distance, doubtful_rows=(), progress=None, *, task: TaskState):
+    def map_dataset(self, data, distance, doubtful_rows=(), *, task: TaskState):
         """The map of ``data`` as the current model sees it (``core.work.dataset_map.DatasetMap``).
 
-        ``progress`` (a ``core.quality.ProgressNote``) receives how far it is; the rows in ``doubtful_rows`` (label
-        scores' candidates) are marked likely mislabelled. Returns None when cancelled.
+        How far it is goes through ``task``; the rows in ``doubtful_rows`` (label scores' candidates) are marked
+        likely mislabelled. Returns None when cancelled.
         """
         from ..core.errors import Cancelled
-        from ..core.tasks import ReportingTaskState
         from ..core.work.dataset_map import dataset_map
 
         ins = self._need_inspector()
@@ -635,10 +643,7 @@ class EngineWorker(QObject):
         if data.preprocessing.input_shape != ins.preprocessing.input_shape:
             raise UserError("The dataset is read at another size or colour than the model takes; set them back to "
                             "map it.")
-        state = task if progress is None else ReportingTaskState(
-            status=lambda text: progress.report(progress.percent, text),
-            progress=lambda percent: progress.report(percent, progress.text), stopped_by=task)
         try:
-            return dataset_map(self.model, data, distance, doubtful_rows, state)
+            return dataset_map(self.model, data, distance, doubtful_rows, task)
         except Cancelled:
             return None

@@ -28,7 +28,7 @@ from ..core.data.dataset import DatasetConfig
 from ..core.model.export import FORMATS
 from ..core.model.keras_file import MODEL_SUFFIXES
 from ..core.project.store import is_project
-from ..core.project.session import EXPORTING, IDLE, OPENING, SAVING, SessionState, SWAPPING
+from ..core.project.session import EXPORTING, IDLE, OPENING, Runtime, SAVING, SessionState, SWAPPING
 from .bindings import bind_dataset_panel, bind_model_panel, bind_training_panel
 from .data_quality_view import DataQuality
 from .dataset_map_view import MapControl
@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.engine_label)
 
         self.training = TrainingControl(self.state, self.engine, self.training_panel, self)
+        self.training.probe_frame.connect(self.probe_view.show_live_frame)
         self.runs = RunsControl(self.state, self.engine, self.training, self.training_panel.runs_view,
                                 self.training_panel.chart, self._reread_dataset, self)
         self.models = ModelFiles(self.state, self.engine, self.settings, self)
@@ -263,10 +264,10 @@ class MainWindow(QMainWindow):
         if self.train_action.isEnabled():
             self.training.start(continuing)  # the Train tab shows the run when it starts (training.started)
 
-    def _on_engine_ready(self, info: dict) -> None:
-        devices = info.get("devices", [])
+    def _on_engine_ready(self, info: Runtime) -> None:
+        devices = list(info.devices)
         gpu = sum(1 for d, _ in devices if d.startswith("gpu"))
-        self.engine_label.setText(f"TensorFlow {info.get('tensorflow')} · {'%d GPU(s)' % gpu if gpu else 'CPU'}")
+        self.engine_label.setText(f"TensorFlow {info.tensorflow} · {'%d GPU(s)' % gpu if gpu else 'CPU'}")
         self.model_panel.set_devices(devices)
         self.model_panel.device.set_value(self.settings.value("model/device", "cpu"))
         self.state.engine_ready = True
@@ -374,10 +375,11 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> None:
         info = self.engine.info
-        devices = ", ".join(desc for _, desc in info.get("devices", [])) or "(TensorFlow is still loading)"
+        devices = ", ".join(desc for _, desc in info.devices) if info is not None else ""
+        devices = devices or "(TensorFlow is still loading)"
         text = (f"<h3>cnndesk {__version__}</h3>"
                 "<p>Train a convolutional image classifier by pointing and clicking, then see inside it.</p>"
-                f"<p>TensorFlow {info.get('tensorflow', '…')} · Keras {info.get('keras', '…')}<br>"
+                f"<p>TensorFlow {info.tensorflow if info else '…'} · Keras {info.keras if info else '…'}<br>"
                 f"Qt {qVersion()} · PySide6 {PYSIDE_VERSION} · Python {platform.python_version()}<br>"
                 f"Devices: {devices}</p>"
                 f"<p>Log file: {html.escape(str(log_path() or 'none (its folder could not be written)'))}</p>")

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.errors import UserError
 from ..core.model.export import labels_path, SUFFIX
-from ..core.project.session import EXPORTING, IDLE, ModelInfo, OPENING, SessionState
+from ..core.project.session import EXPORTING, IDLE, ModelOpened, OPENING, SessionState
 from . import file_dialogs
 from .engine import Engine
 from .engine_worker import EngineWorker
@@ -62,21 +62,18 @@ class ModelFiles(QObject):
             return
         self.settings.setValue("folders/model", str(Path(path).parent))
         self.state.activity = OPENING
-        self.engine.submit(EngineWorker.open_model, path, on_done=lambda info: self._on_opened(path, info),
-                           on_error=self._on_failed)
+        self.engine.submit(EngineWorker.open_model, path, on_done=self._on_opened, on_error=self._on_failed)
 
     def _on_failed(self, message: str) -> None:
         self.state.activity = IDLE
         self.error.emit("Could not open the model", message)
 
-    def _on_opened(self, path: str, info: dict) -> None:
-        model = ModelInfo(tuple(info["class_names"]), info["preprocessing"], source="file", label=Path(path).name,
-                          file=Path(path).name,
-                          has_maps=info.get("has_maps", True), output_note=info.get("output_note", ""))
-        self.state.update(model=model, history=[], best_epoch=None, batch_loss=[], previous=None, activity=IDLE)
+    def _on_opened(self, answer: ModelOpened) -> None:
+        model = answer.model
+        self.state.update(model=model, history=[], best_epoch=None, batch_loss=[], activity=IDLE)
         self.opened.emit()
-        why = info.get("pixels_why")
-        self.status.emit(f"Opened {Path(path).name}: pixels {model.preprocessing.pixels}"
+        why = answer.pixels_why
+        self.status.emit(f"Opened {model.file}: pixels {model.preprocessing.pixels}"
                          + (f" ({why})" if why else "") + "; change it with Pixels in the viewer.", 10000)
 
     # -- pixels --------------------------------------------------------------------

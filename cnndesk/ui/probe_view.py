@@ -63,7 +63,6 @@ class ProbeView(QWidget):
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
-        engine.probe_frame.connect(self._on_live_frame)
         state.observe(self._show_probe_list, "probe_images")
         state.observe(self._on_model_or_activity, "model", "activity", "engine_ready")
         self._show_probe_list()
@@ -253,7 +252,8 @@ class ProbeView(QWidget):
             live = ProbeRecording(probes, data.class_names)
         self._set_recording(live)
 
-    def _on_live_frame(self, frame) -> None:
+    def show_live_frame(self, frame) -> None:
+        """A frame of the running training's recording (``TrainingControl.probe_frame``)."""
         if not self._live or self.recording is None:
             return
         at_end = self.slider.value() == self.slider.maximum()

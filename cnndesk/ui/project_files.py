@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from ..core.project.store import is_project, Project
 from ..core.training.runs import saved_in
-from ..core.project.session import IDLE, ModelInfo, OPENING, SAVING
+from ..core.project.session import IDLE, OPENING, ProjectOpened, SAVING
 from . import file_dialogs
 from .engine_worker import EngineWorker
 from .recent import RecentProjects
@@ -85,21 +85,11 @@ class ProjectFiles(QObject):
         self.state.activity = IDLE
         self.error.emit("Could not open the project", message)
 
-    def _on_opened(self, folder: str, answer: dict) -> None:
-        project: Project = answer["project"]
+    def _on_opened(self, folder: str, answer: ProjectOpened) -> None:
+        project: Project = answer.project
         state, w = self.state, self.window
-        model = None
-        if answer["has_model"]:
-            # a model the user brought stays theirs to name and to feed (its pixel mode) after a reopen
-            brought = project.model_file is not None
-            model = ModelInfo(tuple(project.class_names), project.preprocessing,
-                              source="file" if brought else "project", file=project.model_file,
-                              label=f"{project.model_file} in {Path(folder).name}" if brought else Path(folder).name,
-                              run=project.run,
-                              spec=(list(project.layers), project.preset, project.settings),
-                              has_maps=answer.get("has_maps", True), output_note=answer.get("output_note", ""))
         # the dataset read before is not this project's: nothing trains or evaluates on it until its own is read
-        state.load(folder, project, model)
+        state.load(folder, project, answer.model)
         if project.dataset_path and Path(project.dataset_path).is_dir():
             w.dataset_panel.load_folder(project.dataset_path)
         self.recent.add(state.project_path)

@@ -3,14 +3,11 @@
 ``RunsControl`` turns the requests of the runs list (``runs_view.RunsView``) into
 state changes and engine jobs. A run is added to the list by the Train flow itself
 (``TrainingControl._on_trained``), with its weights already in a scratch file until
-a save puts them into the project. Only the
-current model and the previous run's are held in memory (``docs/memory.md``);
-restoring any other run loads its weights from disk.
-
-"Bring Back Previous Model" stays as the shortcut to restoring the run before the
-current one (``bring_back``): that run's model is still in memory, so it comes back at once
-(``TrainingControl.bring_back_previous``); restoring it from the list does the same. With
-no such model in memory (a reopened project), it restores the latest other run of the list.
+a save puts them into the project. The runs list is the one history: "Bring Back
+Previous Model" (``bring_back``) restores the run before the current one
+(``core.training.runs.run_before``) as the list restores any run. The engine holds
+the current model and the model of the run it replaced (``docs/memory.md``), so
+bringing that one back is instant; restoring any other run loads its weights from disk.
 """
 
 from __future__ import annotations
@@ -21,8 +18,8 @@ from typing import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from ..core.training.runs import Run
-from ..core.project.session import describe_run, IDLE, ModelInfo, SessionState, SWAPPING
+from ..core.training.runs import Run, run_before
+from ..core.project.session import IDLE, RunRestored, SessionState, SWAPPING
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .runs_view import RunsView
@@ -51,7 +48,7 @@ class RunsControl(QObject):
         state.observe(self._on_model, "model")
         state.observe(self._show, "runs", "model")
         state.observe(self._enable, "activity", "engine_ready")
-        state.observe(self._offer_previous, "previous", "runs", "model", "activity", "engine_ready")
+        state.observe(self._offer_previous, "runs", "model", "activity", "engine_ready")
         view.restore_requested.connect(self.restore)
         view.delete_requested.connect(self.delete)
         view.rename_requested.connect(self.rename)
@@ -82,53 +79,38 @@ class RunsControl(QObject):
         if state.model is not None and state.model.run == run_id:
             self.status.emit(f"{run.name} is the current model already.", 5000)
             return
-        if state.previous is not None and state.previous.model.run == run_id:
-            self.training.bring_back_previous()  # still in memory: swapped at once
-            return
         if run.file is None:
             self.error.emit("Cannot restore the run", f"The weights of {run.name} were not kept, so it cannot be "
                             "restored; its figures stay listed.")
             return
         state.activity = SWAPPING
-        self.engine.submit(EngineWorker.restore_run, run.file, list(run.class_names), run.dataset.preprocessing,
-                           run.probe_dir, on_done=lambda answer: self._restored(run, answer),
+        # the engine answers at once when it holds the run's model (the run the current one replaced)
+        self.engine.submit(EngineWorker.restore_run, run, on_done=lambda answer: self._restored(run, answer),
                            on_error=self._restore_failed)
 
     def bring_back(self) -> None:
-        """Bring Back Previous Model: the model held beside the current one, else the run ``_previous_listed`` names."""
-        if self.state.previous is not None:
-            self.training.bring_back_previous()
-            return
-        run = self._previous_listed()
+        """Bring Back Previous Model: restore the run before the current one (``core.runs.run_before``)."""
+        run = self._run_before()
         if run is not None:
             self.restore(run.id)
 
     def previous_offer(self) -> str | None:
         """What Bring Back Previous Model makes current, in words ("the model of …"); None: nothing to bring back."""
-        if self.state.previous is not None:
-            return self.state.previous.describe()
-        run = self._previous_listed()
-        return describe_run(run.history, run.best_epoch) if run is not None else None
+        run = self._run_before()
+        return run.described() if run is not None else None
 
-    def _previous_listed(self) -> Run | None:
-        """The run Bring Back restores from disk when no model before the current one is held (after reopening a
-        project, or opening a model file): the latest run of the list, other than the current model's, whose
-        weights were kept."""
+    def _run_before(self) -> Run | None:
         model = self.state.model
-        current = model.run if model is not None else None
-        return next((r for r in reversed(self.state.runs) if r.id != current and r.file is not None), None)
+        return run_before(self.state.runs, *((model.run, model.before) if model is not None else (None, None)))
 
-    def _restored(self, run: Run, answer: dict) -> None:
+    def _restored(self, run: Run, answer: RunRestored) -> None:
         state = self.state
-        model = ModelInfo(run.class_names, run.dataset.preprocessing, source="run", label=run.name, run=run.id,
-                          spec=(list(run.layers), run.preset, run.settings), has_maps=answer["has_maps"],
-                          output_note=answer["output_note"])
+        model = answer.model
         # the data settings come back too (the dataset is read again with them); the device is this
         # machine's choice, not the run's
         config = run.dataset
         reread = config != state.dataset_config and state.dataset_path is not None
         with state.changes():
-            state.previous = state.current_run()
             state.model = model
             state.history, state.best_epoch, state.batch_loss = list(run.history), run.best_epoch, list(run.batch_loss)
             state.layers, state.preset = list(run.layers), run.preset
@@ -181,10 +163,7 @@ class RunsControl(QObject):
             self.status.emit(f"{run.name} was not deleted: " + ("other work is running; try again when it ends."
                              if state.busy else "it is the current model's run now."), 8000)
             return
-        with state.changes():
-            state.runs = [r for r in state.runs if r.id != run_id]
-            if state.previous is not None and state.previous.model.run == run_id:
-                state.previous = None  # a deleted run cannot be brought back either
+        state.runs = [r for r in state.runs if r.id != run_id]  # and it cannot be brought back either
         self.status.emit(f"Deleted {run.name}.", 5000)
 
     def rename(self, run_id: str, name: str) -> None:

@@ -1,18 +1,19 @@
 """Starting, stopping and undoing training runs.
 
-``TrainingControl`` turns the Train/Stop/Bring Back requests of the window and
-the training panel into engine jobs, streams the engine's reports into the
-training panel, and writes what the run produced (model identity, history,
-kept epoch, the run it replaced, the run listed with its kept weights) into the
-``SessionState``.
+``TrainingControl`` turns the Train/Stop requests of the window and the
+training panel into engine jobs, streams the training job's reports (its one
+channel: ``Engine.submit``'s ``on_report``) into the training panel and the
+probe view, and writes what the run produced (model identity, history, kept
+epoch, the run listed with its kept weights) into the ``SessionState``.
+Bringing a run back is restoring it (``RunsControl``).
 
 One press of Train, read from the button (docs/architecture.md, "Flows")::
 
     TrainingPanel.train_requested -> MainWindow._train -> TrainingControl.start
         one state write: activity TRAINING (and a fresh history)
-        one engine job:  EngineWorker.train(run_id=…) trains, makes the model current, writes its weights
-                         to the scratch folder (keep_run) and answers with all of it
-        each epoch:      _on_epoch writes the history (the chart draws it live)
+        one engine job:  EngineWorker.train(run=…) trains, makes the model current, writes its weights
+                         to the scratch folder (keep_run) and answers with all of it (``Trained``)
+        each epoch:      _on_report writes the history (the chart draws it live)
     TrainingControl._on_trained
         one state write: the model, its kept epoch, the run recorded in the runs list (_record_run), idle
         then the idle-time spare for the next press (_stock_when_idle)
@@ -28,8 +29,9 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from ..core.model.architecture import has_backbone, layer_table, LayerSpec, run_epochs, total_params
 from ..core.errors import ArchitectureError, ProjectError
 from ..core.project.store import check_destination, estimate_model_bytes, new_run_id
-from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, SWAPPING, thin, TRAINING
-from ..core.training.runs import Run, batch_point, new_run
+from ..core.project.session import IDLE, ModelInfo, SessionState, STOPPING, thin, Trained, TRAINING
+from ..core.training.probes import ProbeFrame
+from ..core.training.runs import KeptRun, Run, batch_point, new_run, run_before
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .training_panel import TrainingPanel
@@ -54,11 +56,13 @@ class TrainingControl(QObject):
         status(str, int): a message for the status bar and how long to show it (ms).
         error(str, str): a title and message for an error box.
         started(): a run started (also one that started after a question or a download of weights).
+        probe_frame(ProbeFrame): a frame of the running training's probe recording.
     """
 
     status = Signal(str, int)
     error = Signal(str, str)
     started = Signal()
+    probe_frame = Signal(object)
 
     def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, dialog_parent: QWidget):
         super().__init__(dialog_parent)
@@ -66,8 +70,7 @@ class TrainingControl(QObject):
         self._dialog_parent = dialog_parent
         self._job = None  # the running training job
         self._parent_run: str | None = None  # the run the running training continues (None: from scratch)
-        self._plan: ModelInfo | None = None  # what the model being trained will be
-        self._replaced = None  # RunRecord of the model a new run replaces (it becomes the previous run)
+        self._before: tuple | None = None  # (history, kept epoch, batch losses) of the model a new run replaces
         self._continuing = False  # whether the latest run continued the current model
         self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
         self._stock_job = None  # a spare model being traced for the next run (docs/training-speed.md)
@@ -77,9 +80,6 @@ class TrainingControl(QObject):
         self._restock.timeout.connect(self._stock_when_idle)
         self.weights = WeightsGate(dialog_parent)  # a pretrained backbone's weights, fetched before its first run
         self.weights.error.connect(self.error)
-        engine.batch.connect(self._on_batch)
-        engine.epoch.connect(self._on_epoch)
-        engine.message.connect(panel.add_note)
         state.observe(self._stock_when_idle, "engine_ready", "data")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
         state.observe(self._show_run, "model")
@@ -116,9 +116,8 @@ class TrainingControl(QObject):
         self._parent_run = model.run if continuing else None
         # continuing trains the model's own layers: the stack shown may have been edited since
         spec = model.spec if continuing else (list(state.layers), state.preset, settings)
-        self._plan = ModelInfo(tuple(data.class_names), data.preprocessing, run=run, spec=spec)
-        # the engine keeps the current model when the new one arrives: remember what goes with it
-        self._replaced = state.current_run() if not continuing else None
+        # until the run ends, the current model stays the engine's: if it fails, its run is shown again
+        self._before = (list(state.history), state.best_epoch, list(state.batch_loss))
         self._continuing = continuing
         self.engine.cancel(self._stock_job)  # a spare not yet started would only make this run wait
         self._batch_points = list(state.batch_loss) if continuing else []
@@ -131,8 +130,8 @@ class TrainingControl(QObject):
         self._job = self.engine.submit(EngineWorker.train, data=data, layers=list(state.layers), settings=settings,
                                        augment=config.augment, class_weights=config.class_weights,
                                        continue_training=continuing, initial_epoch=initial,
-                                       probes=list(state.probe_images), run_id=run,
-                                       on_done=self._on_trained, on_error=self._on_failed)
+                                       probes=list(state.probe_images), run=run, spec=spec,
+                                       on_done=self._on_trained, on_error=self._on_failed, on_report=self._on_report)
         self.started.emit()
         return True
 
@@ -142,54 +141,51 @@ class TrainingControl(QObject):
             self.state.activity = STOPPING  # the panel shows "Stopping…" from the state
             self.engine.cancel(self._job)
 
-    def bring_back_previous(self) -> None:
-        """Make the previous run's model, held in memory, current; the current one becomes the previous (so this
-        undoes itself). ``RunsControl.bring_back`` is the request: without that model it restores a listed run."""
-        state = self.state
-        if state.previous is None or state.busy:
-            return
-        # until the engine has swapped the models, a new run would start from the wrong one: Train waits
-        state.activity = SWAPPING
-        self.engine.submit(EngineWorker.restore_previous, on_done=self._on_swapped, on_error=self._on_swap_failed)
+    # -- the training job's reports and answer ---------------------------------------------
+    def _on_report(self, report) -> None:
+        """What the running training reports through its job: batches, epochs, probe frames, log sentences.
 
-    # -- engine answers ---------------------------------------------------------------
-    def _on_batch(self, report) -> None:
-        # reports still queued when Stop was pressed must not bring back the ETA
-        self.panel.on_batch(report, stopping=self.state.activity == STOPPING)
-        self._batch_points.append(batch_point(report))
+        (A ``core.training.BatchReport`` is told from an ``EpochReport`` by its batch number: the window never
+        imports ``core.training``, which imports Keras, outside the engine thread.)"""
+        if isinstance(report, str):
+            self.panel.add_note(report)
+        elif isinstance(report, ProbeFrame):
+            self.probe_frame.emit(report)
+        elif hasattr(report, "batch"):
+            # reports still queued when Stop was pressed must not bring back the ETA
+            self.panel.on_batch(report, stopping=self.state.activity == STOPPING)
+            self._batch_points.append(batch_point(report))
+        else:
+            self.panel.on_epoch(report)
+            self.state.update(history=[*self.state.history, report.to_json()], batch_loss=thin(self._batch_points))
 
-    def _on_epoch(self, report) -> None:
-        self.panel.on_epoch(report)
-        self.state.update(history=[*self.state.history, report.to_json()], batch_loss=thin(self._batch_points))
-
-    def _on_trained(self, result) -> None:
+    def _on_trained(self, answer: Trained) -> None:
         """The end of Train: the model, its run in the runs list (with the weights the job kept) and idle, in one
         write of the state; then the spare for the next press."""
-        # the epochs themselves arrived one by one through _on_epoch
-        state = self.state
+        # the epochs themselves arrived one by one through _on_report
+        state, result = self.state, answer.result
         self._job = None
         kept_message = self.panel.kept_sentence(result)  # before the model changes: its run keeps it
-        self._produced = dataclasses.replace(self._plan, has_maps=result.has_maps, output_note=result.output_note)
+        self._produced = answer.model
         with state.changes():
             state.model = self._produced
             state.best_epoch = result.best_epoch
             state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
-            if self._replaced is not None:
-                state.previous = self._replaced
-            state.runs = [*state.runs, self._record_run(self._produced, kept_message, result.kept)]
+            state.runs = [*state.runs, self._record_run(self._produced, kept_message, answer.kept)]
             state.activity = IDLE
-        self._replaced = None
+        self._before = None
         self.panel.training_finished(result)
         self._stock_when_idle()
-        if result.kept is None:
+        before = run_before(state.runs, state.model.run, state.model.before)
+        if answer.kept is None:
             self.status.emit(f"The weights of {state.runs[-1].name} could not be kept for later: "
-                             f"{result.kept_error}", 10000)
-        elif state.previous is not None:
-            kept = state.previous.describe()
+                             f"{answer.kept_error}", 10000)
+        elif before is not None:
+            kept = before.described()
             self.status.emit(f"{kept[0].upper()}{kept[1:]} is kept: Training > Bring Back Previous Model makes it "
                              "current again.", 15000)
 
-    def _record_run(self, model: ModelInfo, kept_message: str, kept: dict | None) -> Run:
+    def _record_run(self, model: ModelInfo, kept_message: str, kept: KeptRun | None) -> Run:
         """The run that just ended, as the runs list keeps it: what it trained, its figures and where its weights
         (and probe recording) wait for the save; ``kept`` is ``EngineWorker.keep_run``'s answer, None when the
         weights could not be written."""
@@ -202,8 +198,8 @@ class TrainingControl(QObject):
                       parent=self._parent_run, kept_message=kept_message)
         if kept is None:
             return run
-        run = run.at(kept["file"])
-        return run.with_probes(kept["probes"], kept["probe_dir"]) if kept.get("probe_dir") is not None else run
+        run = run.at(kept.file)
+        return run.with_probes(kept.probes, kept.probe_dir) if kept.probe_dir is not None else run
 
     def _on_failed(self, message: str) -> None:
         state = self.state
@@ -211,32 +207,11 @@ class TrainingControl(QObject):
         self.panel.training_finished(error=message)  # the chart and the log go on showing the run that failed
         with state.changes():
             if not self._continuing:  # the engine still holds the model it had (or none): its run goes with it,
-                replaced = self._replaced  # and the edits the user tried to train stay
-                state.history = list(replaced.history) if replaced else []
-                state.best_epoch = replaced.best_epoch if replaced else None
-                state.batch_loss = list(replaced.batch_loss) if replaced else []
+                # and the edits the user tried to train stay
+                state.history, state.best_epoch, state.batch_loss = self._before
             state.activity = IDLE
-        self._replaced = None
+        self._before = None
         self.error.emit("Training failed", message)
-
-    def _on_swapped(self, _) -> None:
-        state = self.state
-        current, previous = state.current_run(), state.previous
-        with state.changes():
-            state.model = previous.model
-            state.history, state.best_epoch = list(previous.history), previous.best_epoch
-            state.batch_loss = list(previous.batch_loss)
-            state.previous = current
-            if previous.model.spec is not None:  # the layers and settings that go with the model
-                layers, preset_name, settings = previous.model.spec
-                state.layers, state.preset, state.settings = list(layers), preset_name, settings
-            state.activity = IDLE
-        self.status.emit("The previous model is current again; the one trained after it can be brought back the "
-                         "same way.", 10000)
-
-    def _on_swap_failed(self, message: str) -> None:
-        self.state.activity = IDLE
-        self.error.emit("Could not bring back the model", message)
 
     # -- helpers -------------------------------------------------------------------------
     def _on_dataset_folder(self, names) -> None:

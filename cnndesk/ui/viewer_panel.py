@@ -15,6 +15,7 @@ selection and one model; the views and tiles that stand alone are in ``inspectio
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,7 @@ class ViewerPanel(QWidget):
         self.setAcceptDrops(True)
         self.images: list[ViewedImage] = []
         self.current: ViewedImage | None = None
-        self.inspection: dict | None = None  # the current image's maps and heat map, once all are shown
+        self.inspection = None  # the current image's core.inspection.Inspection with its heat map, once all are shown
         self._inspecting: dict | None = None  # its maps, shown, while the heat map is being computed
         self._known_classes: dict[str, str] = {}  # file -> true class, for images opened from the evaluation
         self._shown_model: ModelInfo | None = None  # the model the strip was classified with
@@ -365,15 +366,15 @@ class ViewerPanel(QWidget):
         # the prediction is shown as soon as the forward pass has run (a partial answer); the maps follow
         shown: list[ViewedImage] = []
 
-        def whole(results: list[dict]) -> None:
+        def whole(results: list) -> None:
             if shown:
-                self._on_looked(shown[0], results[0])
+                self._on_looked(shown[0], results[0].inspection)
             else:  # the file could not be read: no partial answer came
                 self._on_predicted(results)
 
         def failed(message: str) -> None:
             if shown:
-                self._on_looked(shown[0], {})
+                self._on_looked(shown[0], None)
             self.status.emit(message)
 
         self.engine.submit(EngineWorker.predict_files, list(paths), k=k,
@@ -402,26 +403,26 @@ class ViewerPanel(QWidget):
         self.engine.submit(EngineWorker.predict_arrays, [qimage_to_array(img)], labels=[label],
                            k=min(5, len(self.class_names)), on_done=self._on_predicted, on_error=self.status.emit)
 
-    def _on_predicted(self, results: list[dict], maps_coming: bool = False) -> list[ViewedImage]:
+    def _on_predicted(self, results: list, maps_coming: bool = False) -> list[ViewedImage]:
         """Add the classified images to the strip and show the first; returns them.
 
         ``maps_coming``: their maps are on the way in the same job (``_on_looked`` receives them), so none are
         asked for when they are shown.
         """
         first_new = len(self.images)
-        for r in results:
-            label = Path(r["path"]).name if r.get("path") and Path(r["path"]).exists() else (r.get("path") or "image")
-            im = ViewedImage(label=label, path=r.get("path") if r.get("path") and Path(r["path"]).exists() else None)
+        for r in results:  # core.inspection.Seen
+            is_file = bool(r.path) and Path(r.path).exists()
+            im = ViewedImage(label=Path(r.path).name if is_file else (r.path or "image"), path=r.path if is_file else None)
             im.true_class = self._known_classes.pop(im.path, None) if im.path else None
-            if "error" in r:
-                im.error = r["error"]
+            if r.error is not None:
+                im.error = r.error
             else:
-                im.top = list(r["top"])
-                im.probabilities = r["probabilities"]
-                im.prepared = r["image"]
-                picture = r.get("display")  # decoded once in the engine, with the model's input
+                im.top = list(r.top)
+                im.probabilities = r.probabilities
+                im.prepared = r.image
+                picture = r.display  # decoded once in the engine, with the model's input
                 im.original = array_to_pixmap(picture if picture is not None else im.prepared)
-                im.inspection = r.get("inspection")
+                im.inspection = r.inspection
                 im.maps_coming = maps_coming
             self.images.append(im)
             self._add_strip_item(im)
@@ -435,10 +436,10 @@ class ViewerPanel(QWidget):
         self.strip.setCurrentRow(good[0] if good else len(self.images) - 1)
         return self.images[first_new:]
 
-    def _on_looked(self, im: ViewedImage, result: dict) -> None:
-        """The maps of ``im``, whose prediction is already shown, have come (``result`` lacks them on failure)."""
+    def _on_looked(self, im: ViewedImage, inspection) -> None:
+        """The maps of ``im``, whose prediction is already shown, have come (``inspection`` None: they failed)."""
         im.maps_coming = False
-        im.inspection = result.get("inspection")
+        im.inspection = inspection
         if self.current is im and not im.error and self.state.model.has_maps:
             self._look_inside(im)
 
@@ -490,22 +491,22 @@ class ViewerPanel(QWidget):
                 "first_channels": OVERVIEW_CHANNELS}
 
     # -- inside the network ------------------------------------------------------------
-    def _on_inspected(self, result: dict) -> None:
-        """Show the maps, then ask for the heat map: ``inspection`` is set once the heat map is shown too."""
+    def _on_inspected(self, result) -> None:
+        """Show the maps (a ``core.inspection.Inspection``), then ask for the heat map: ``inspection`` is set once
+        the heat map is shown too."""
         if self.current is None or self.current.prepared is None:  # the model changed while it ran
             return
         image = self.current.prepared
-        self.gradcam.set_layers([n for n, _ in result["maps"]], result["cam_layer"])
-        pictures = result.get("pictures")
-        self.activations.show_maps(image, result["maps"], result["conv_layers"], pictures)
-        self.overview.show_maps(image, result["maps"], pictures)
-        self.kernels.show_kernels(result.get("kernels"))
-        if result["cam_layer"] is None:
+        self.gradcam.set_layers([n for n, _ in result.maps], result.cam_layer)
+        self.activations.show_maps(image, result.maps, result.conv_layers, result.pictures)
+        self.overview.show_maps(image, result.maps, result.pictures)
+        self.kernels.show_kernels(result.kernels)
+        if result.cam_layer is None:
             self.inspection = result
             return
         # the heat map (a forward and a backward pass) is a job of its own, so the maps do not wait for it
         self._inspecting = result
-        self._submit_gradcam(result["class_index"], result["cam_layer"])
+        self._submit_gradcam(result.class_index, result.cam_layer)
 
     def _request_gradcam(self) -> None:
         model = self.state.model
@@ -520,12 +521,12 @@ class ViewerPanel(QWidget):
                            cam_method=self.gradcam.method(), latest_only=True,
                            on_done=lambda result: self._on_gradcam(im, result), on_error=self.status.emit)
 
-    def _on_gradcam(self, im: ViewedImage, result: dict) -> None:
+    def _on_gradcam(self, im: ViewedImage, result) -> None:
         if self.current is not im or im.prepared is None:  # another image or model since it was asked for
             return
-        self.gradcam.show_cam(im.prepared, result["cam"])
-        if self._inspecting is not None:  # the heat map that completes the current image's inspection
-            self.inspection = {**self._inspecting, "cam": result["cam"], "cam_layer": result["cam_layer"]}
+        self.gradcam.show_cam(im.prepared, result.cam)
+        if self._inspecting is not None:  # the heat map (a HeatMap) that completes the current image's inspection
+            self.inspection = dataclasses.replace(self._inspecting, cam=result.cam, cam_layer=result.cam_layer)
             self._inspecting = None
 
     # -- evaluation ----------------------------------------------------------------------

@@ -18,9 +18,9 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushBu
 
 from ..core.model.architecture import has_backbone, LayerSpec
 from ..core.model.backbones import (
-    chosen_weights_problem, DownloadCancelled, ensure_weights, keras_cache_dir, weights_path, WeightsUnavailable,
+    chosen_weights_problem, ensure_weights, keras_cache_dir, weights_path, WeightsUnavailable,
 )
-from ..core.errors import UserError
+from ..core.errors import Cancelled, UserError
 from ..core.tasks import ReportingTaskState
 
 
@@ -119,7 +119,7 @@ class WeightsGate(QObject):
             self._dialog = None
         if failure is None:
             on_ready()
-        elif isinstance(failure, DownloadCancelled):
+        elif isinstance(failure, Cancelled):
             return
         elif isinstance(failure, UserError):
             self._offer_file(str(failure), params, on_ready, use_file)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import fsutil
-from ..errors import UserError
+from ..errors import Cancelled, UserError
 from ..tasks import TaskState
 
 #: the ``weights`` value that means "the ImageNet weights from the Keras cache"; any other value is the
@@ -161,10 +161,6 @@ class WeightsUnavailable(UserError):
         self.file, self.folder = file, folder
 
 
-class DownloadCancelled(UserError):
-    """The user cancelled a weights download; nothing was left in the cache."""
-
-
 def keras_cache_dir() -> Path:
     """The folder Keras keeps downloaded weights in: ``$KERAS_HOME/models``, else ``~/.keras/models``.
 
@@ -279,7 +275,7 @@ def ensure_weights(params: dict, input_shape: tuple[int, int, int], state: TaskS
 
     Raises:
         WeightsUnavailable: offline, or the server did not give the file; the message says what to do.
-        DownloadCancelled: the user cancelled.
+        Cancelled: the user cancelled (nothing was left in the cache).
     """
     try:
         return weights_path(params, input_shape)
@@ -333,7 +329,7 @@ def _download(f: WeightsFile, target: Path, state: TaskState | None, opener) -> 
         total = int(response.headers.get("Content-Length") or f.size)
         while chunk := response.read(CHUNK):
             if state.is_interruption_requested():
-                raise DownloadCancelled(f"Download of {f.name} cancelled; nothing was kept.")
+                raise Cancelled(f"Download of {f.name} cancelled; nothing was kept.")
             out.write(chunk)
             digest.update(chunk)
             done += len(chunk)

@@ -61,6 +61,61 @@ class Prediction:
         return {"path": self.path, "top": [{"class": c, "probability": round(p, 6)} for c, p in self.top]}
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """What a model shows inside for one prepared image (the engine's ``inspect`` answer).
+
+    Attributes:
+        maps: (layer name, its maps) of every conv/pool layer, in order.
+        probabilities: the model's output for the image.
+        class_index: the class the heat map is for.
+        cam: the heat map; None when it was not asked for (it follows as a ``HeatMap``) or the model has no maps.
+        cam_layer: the layer the heat map is (or would be) at; None for a model without maps.
+        has_maps: whether the model has conv or pooling layers to look inside.
+        pictures: layer name -> the first channels of its maps coloured ((channels, H, W, 3) uint8).
+        kernels: the first layer's filters (``Inspector.first_layer_kernels``).
+        conv_layers: the convolution layers' names; layers: every layer's.
+    """
+
+    maps: list
+    probabilities: np.ndarray
+    class_index: int
+    cam: np.ndarray | None
+    cam_layer: str | None
+    has_maps: bool
+    pictures: dict
+    kernels: object
+    conv_layers: list[str]
+    layers: list[str]
+
+
+@dataclass(frozen=True)
+class HeatMap:
+    """A heat map for one prepared image (the engine's ``gradcam`` answer), with what it is of."""
+
+    cam: np.ndarray
+    class_index: int
+    cam_layer: str
+    cam_method: str
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the viewer is told of one image: its prediction, with the prepared model input (``image``) and a picture
+    to show (``display``), or why there is none (``error``); ``inspection`` when its maps came from the same pass.
+
+    ``path`` is the file, or the label of an image that came as data (None: it has none).
+    """
+
+    path: str | None
+    top: tuple = ()
+    probabilities: np.ndarray | None = None
+    image: np.ndarray | None = None
+    display: np.ndarray | None = None
+    error: str | None = None
+    inspection: Inspection | None = None
+
+
 def predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], images_uint8, classes: int) -> np.ndarray:
     """``predict`` (uint8 images to (n, classes) probabilities) of an (N, H, W, C) array or anything sliced like
     one (``LoadedDataset.rows``), called on ``EVALUATION_CHUNK`` images at a time: a lazy sequence is never held

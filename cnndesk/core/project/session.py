@@ -3,8 +3,8 @@
 ``SessionState`` is the one place that says what the user is working on: the
 project folder, the dataset and how it is prepared, the layer stack and
 training settings, which model the engine holds (``ModelInfo``) with its
-training history, the project's training runs, the run that can be brought back, what the application is
-busy with, and whether there are unsaved changes.
+training history, the project's training runs (the one history: Bring Back Previous Model restores the run
+before the current one, ``core.runs.run_before``), what the application is busy with, and whether there are unsaved changes.
 
 Only two things write to it: user edits and requests (the panels, through
 their bindings, ``ui.bindings``) and answers of other threads (a folder read;
@@ -55,6 +55,9 @@ class ModelInfo:
         has_maps: it has conv or pooling layers to look inside; without, the viewer shows predictions only.
         output_note: a sentence when cnndesk turns the model's outputs into probabilities (a model that
             outputs scores), shown on the viewer's model line; "" when they are shown as they are.
+        before: the run whose model the engine holds beside this one: the run this one replaced (a continued
+            run keeps its model's), which Bring Back Previous Model makes current at once (``core.runs.run_before``);
+            None when the engine holds none.
     """
 
     class_names: tuple[str, ...]
@@ -66,6 +69,7 @@ class ModelInfo:
     has_maps: bool = True
     output_note: str = ""
     file: str | None = None
+    before: str | None = None
 
     @property
     def editable_names(self) -> bool:
@@ -75,31 +79,87 @@ class ModelInfo:
     def renamed(self, names: list[str]) -> "ModelInfo":
         return dataclasses.replace(self, class_names=tuple(names))
 
+    # -- the model the engine now holds: each way a model comes, built here only ---------------------------------
+    @classmethod
+    def trained(cls, inspector, run: str, spec: tuple, before: str | None) -> "ModelInfo":
+        """A model trained in this session as run ``run`` with ``spec`` (layers, preset name, settings)."""
+        return cls._held(inspector, run=run, spec=spec, before=before)
+
+    @classmethod
+    def of_run(cls, inspector, run, before: str | None) -> "ModelInfo":
+        """The model of ``run`` (a ``core.runs.Run``), restored from the runs list or brought back."""
+        return cls._held(inspector, source="run", label=run.name, run=run.id,
+                         spec=(list(run.layers), run.preset, run.settings), before=before)
+
+    @classmethod
+    def of_project(cls, inspector, project, folder) -> "ModelInfo":
+        """The model saved in the project ``folder``; a model the user brought stays theirs to name and to feed
+        (its pixel mode) after a reopen."""
+        brought = project.model_file is not None
+        return cls._held(inspector, source="file" if brought else "project", file=project.model_file,
+                         label=f"{project.model_file} in {Path(folder).name}" if brought else Path(folder).name,
+                         run=project.run, spec=(list(project.layers), project.preset, project.settings))
+
+    @classmethod
+    def of_file(cls, inspector, path) -> "ModelInfo":
+        """A model the user opened from the file ``path``."""
+        return cls._held(inspector, source="file", label=Path(path).name, file=Path(path).name)
+
+    @classmethod
+    def _held(cls, inspector, **identity) -> "ModelInfo":
+        """What the ``core.inspection.Inspector`` of the model the engine holds says (its classes, pixels,
+        whether it has maps, how its outputs are shown), with where the model came from (``identity``)."""
+        return cls(tuple(inspector.class_names), inspector.preprocessing, has_maps=inspector.has_maps,
+                   output_note=inspector.output_note, **identity)
+
+
+# -- the engine's answers (``ui.engine_worker``: its jobs answer with these) -----------------------------------------
+@dataclass(frozen=True)
+class Runtime:
+    """The TensorFlow the engine trains with: versions, and the devices (``core.training.available_devices``)."""
+
+    tensorflow: str
+    keras: str
+    devices: tuple[tuple[str, str], ...]
+
 
 @dataclass(frozen=True)
-class RunRecord:
-    """A training run that is not current but can be brought back: its model and what it showed."""
+class Trained:
+    """A training run ended: what ``core.training.train`` gave back (its ``model`` None: the model stays in the
+    engine's thread), the model the engine now holds, and where its run's weights were kept for the save
+    (``kept``, a ``core.training.runs.KeptRun``) or why they could not be (``kept_error``)."""
+
+    result: Any  # core.training.TrainResult
+    model: ModelInfo
+    kept: Any = None
+    kept_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectOpened:
+    """A project was opened: the ``core.project.Project`` and its model, now held (None: it has none)."""
+
+    project: Any
+    model: ModelInfo | None
+
+
+@dataclass(frozen=True)
+class ModelOpened:
+    """A model file was opened and is now held; ``pixels_why`` says why its pixels are fed as they are, ``layers``
+    names its layers."""
 
     model: ModelInfo
-    history: tuple[dict, ...] = ()
-    best_epoch: int | None = None
-    batch_loss: tuple = ()
-
-    def describe(self) -> str:
-        """"the model of the previous run (12 epochs, validation accuracy 0.917)", or for a model that no run
-        made (one opened from a file): "the model opened from resnet50.keras"."""
-        if self.model.run is None and self.model.file:
-            return f"the model opened from {self.model.file}"
-        return describe_run(self.history, self.best_epoch)
+    pixels_why: str = ""
+    layers: tuple[str, ...] = ()
 
 
-def describe_run(history, best_epoch: int | None) -> str:
-    """"the model of the previous run (12 epochs, validation accuracy 0.917)": a run's, by its kept epoch."""
-    rows = [r for r in history if r.get("epoch") == best_epoch] or list(history[-1:])
-    acc = rows[0].get("val_accuracy") if rows else None
-    n = len(history)
-    epochs = f"{n} epoch{'s' if n != 1 else ''}"
-    return f"the model of the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
+@dataclass(frozen=True)
+class RunRestored:
+    """A run of the runs list is the current model again; ``probe_frames`` counts its probe recording's frames
+    (None: it has none)."""
+
+    model: ModelInfo
+    probe_frames: int | None = None
 
 
 def _seed_layers() -> list[LayerSpec]:
@@ -121,7 +181,6 @@ class SessionState:
     history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
-    previous: RunRecord | None = None
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
     viewer_tab: str = ""  # the viewer's tab shown (a ViewerPanel.TABS key; "" for its first)
     runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
@@ -266,12 +325,6 @@ class SessionState:
     @property
     def training(self) -> bool:
         return self.activity in (TRAINING, STOPPING)
-
-    def current_run(self) -> RunRecord | None:
-        """The current model with its history, as it would be kept when a new run replaces it."""
-        if self.model is None:
-            return None
-        return RunRecord(self.model, tuple(self.history), self.best_epoch, tuple(self.batch_loss))
 
     def current_project(self):
         """The project as it would be saved now (``core.project.Project``)."""

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 
 from ..errors import Cancelled, UserError
+from ..tasks import TaskState
 
 VALIDATION, KFOLD = "validation", "k-fold"
 
@@ -101,23 +100,8 @@ def stratified_folds(rows: np.ndarray, labels: np.ndarray, k: int, seed: int) ->
     return [np.sort(np.array(f, dtype=np.int64)) for f in folds]
 
 
-class ProgressNote:
-    """The latest progress of a long job, written by the job's thread and read by whoever shows it.
-
-    The reader polls (the job answers only when done); one float and one string,
-    each replaced whole, so no lock is needed.
-    """
-
-    def __init__(self):
-        self.percent = 0.0
-        self.text = ""
-
-    def report(self, percent: float, text: str) -> None:
-        self.percent, self.text = float(percent), text
-
-
-def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: int | None = None, state=None,
-                              on_progress: Callable[[float, str], None] | None = None) -> LabelScores:
+def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: int | None = None,
+                              state: TaskState | None = None) -> LabelScores:
     """Score every training image with a model trained on the other folds only (needs TensorFlow).
 
     Each of ``folds`` retrains uses the given layers and settings (``epochs``
@@ -126,6 +110,9 @@ def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: in
     on the planted set of ``benchmarks/data_quality.py`` retrains of 3 epochs
     got 61 % of their held-out images right against 83 % with 8, and ranked
     fewer wrong labels first (``docs/data-quality.md``).
+
+    ``state`` hears which retrain runs (``set_status``: "Retrain 2 of 3") and how far all of them are
+    (``set_progress_value``).
 
     Raises:
         Cancelled: ``state`` asked to stop (between batches).
@@ -139,17 +126,19 @@ def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: in
     retrain = dataclasses.replace(settings, epochs=max(1, epochs or settings.epochs), restore_best=False)
     probs = np.zeros((len(data.labels), data.num_classes), np.float32)
 
+    state = state or TaskState()
+
     class Progress(TrainingListener):
         fold = 0
 
         def on_batch(self, report):
-            if on_progress is not None:
-                done = (report.epoch - 1 + report.batch / report.steps) / report.epochs
-                on_progress(100.0 * (self.fold + done) / folds, f"Retrain {self.fold + 1} of {folds}")
+            done = (report.epoch - 1 + report.batch / report.steps) / report.epochs
+            state.set_progress_value(100.0 * (self.fold + done) / folds)
 
     listener = Progress()
     for f, held_out in enumerate(parts):
         listener.fold = f
+        state.set_status(f"Retrain {f + 1} of {folds}")
         rest = np.sort(np.concatenate([p for g, p in enumerate(parts) if g != f]))
         fold_data = dataclasses.replace(data, train_index=rest, val_index=np.zeros(0, np.int64))
         result = train(fold_data, layers, retrain, listener, state)

@@ -2,10 +2,11 @@
 
 (When a run stops early and which epoch it keeps are decided in ``stopping``.)
 
-``train`` runs Keras ``fit`` on the calling thread. It reports through a
-plain ``TrainingListener`` (the GUI turns the calls into Qt signals, the CLI
-prints them) and stops within one batch when its ``TaskState`` is
-interrupted, keeping the weights trained so far.
+``train`` runs Keras ``fit`` on the calling thread. It reports through its
+``TaskState`` (``TaskReports``: each batch, epoch and log sentence to the
+state's ``report``; the GUI's job channel) or through a plain
+``TrainingListener`` given instead (the CLI prints the calls), and stops within
+one batch when the ``TaskState`` is interrupted, keeping the weights trained so far.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..model.architecture import LayerSpec, TrainingSettings, build_model, compi
 from ..model.backbones import find_backbone
 from ..tasks import TaskState
 from .devices import distribution_scope, mirrored_note, replica_count, several_devices
-from .progress import Reporter, StartTimes, Stopped, TrainingListener, TrainResult
+from .progress import Reporter, StartTimes, Stopped, TaskReports, TrainingListener, TrainResult
 from .stopping import BestWeights, EarlyStop, explain, stopping_plan
 from .transfer import train_transfer
 
@@ -44,7 +45,8 @@ def train(
         data: the loaded dataset with its split.
         layers: the layer stack (ignored when ``model`` is given).
         settings: optimizer, learning rate, batch size, epochs, patience, device, seed.
-        listener: receives a report per batch and per epoch.
+        listener: receives a report per batch and per epoch; by default they go to ``state.report``
+            (``TaskReports``).
         state: its interruption request stops training within one batch.
         model: a model to continue training; a fresh one is built when None.
         augment: augmentation names applied in the input pipeline only.
@@ -68,7 +70,7 @@ def train(
     times = StartTimes()
     times.mark("called")
     settings.validate()
-    listener = listener or TrainingListener()
+    listener = listener or TaskReports(state)
     keras.utils.set_random_seed(settings.seed)
     n_train = len(data.train_index)
     if n_train == 0:

@@ -1,9 +1,10 @@
 """What a training run reports while it runs, and how it is stopped within a batch.
 
 :class:`TrainingListener` receives one :class:`BatchReport` per batch and one
-:class:`EpochReport` per epoch (the GUI turns the calls into Qt signals, the CLI
-prints them); :class:`Reporter` is the Keras callback that makes them and raises
-:class:`Stopped` right after the batch in which Stop was pressed.
+:class:`EpochReport` per epoch (the CLI prints them); :class:`TaskReports`, the
+default, sends them through the run's ``TaskState`` (``report``: the GUI job's one
+channel); :class:`Reporter` is the Keras callback that makes them and raises
+:class:`Stopped` (a ``Cancelled``) right after the batch in which Stop was pressed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from ..errors import Cancelled
 from ..tasks import TaskState
 
 #: the stop reason of a run that ran every epoch asked for
@@ -128,6 +130,23 @@ class TrainingListener:
         """A sentence for the log, e.g. "validation set of 24 images: early stopping is off"."""
 
 
+class TaskReports(TrainingListener):
+    """A run's reports sent through its ``TaskState``'s ``report``: each ``BatchReport`` and ``EpochReport``, and
+    the log's sentences as ``str``. ``train``'s listener unless another is given."""
+
+    def __init__(self, state: TaskState | None):
+        self.state = state or TaskState()
+
+    def on_batch(self, report: BatchReport) -> None:
+        self.state.report(report)
+
+    def on_epoch(self, report: EpochReport) -> None:
+        self.state.report(report)
+
+    def on_message(self, text: str) -> None:
+        self.state.report(text)
+
+
 class Reporter(keras.callbacks.Callback):
     """Per-batch progress, ETA, images/s and cancel within one batch."""
 
@@ -199,5 +218,6 @@ class Reporter(keras.callbacks.Callback):
         self.listener.on_epoch(report)
 
 
-class Stopped(Exception):
-    """Raised by the reporter to leave ``fit`` right after the batch in which Stop was pressed."""
+class Stopped(Cancelled):
+    """Raised by the reporter to leave ``fit`` right after the batch in which Stop was pressed; ``train``
+    catches it and keeps the weights trained so far (``TrainResult.cancelled``)."""

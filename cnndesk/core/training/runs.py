@@ -112,6 +112,15 @@ class Run:
         frames = self.probes.get("frames") if isinstance(self.probes, dict) else None
         return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
 
+    def described(self) -> str:
+        """"the model of the previous run (12 epochs, validation accuracy 0.917)": what Bring Back Previous Model
+        makes current, by the run's kept epoch."""
+        rows = [r for r in self.history if r.get("epoch") == self.best_epoch] or list(self.history[-1:])
+        acc = rows[0].get("val_accuracy") if rows else None
+        n = len(self.history)
+        epochs = f"{n} epoch{'s' if n != 1 else ''}"
+        return f"the model of the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
+
     # -- changing -----------------------------------------------------------------------------
     def renamed(self, name: str) -> "Run":
         return dataclasses.replace(self, name=name)
@@ -247,6 +256,30 @@ def next_run_name(runs) -> str:
     """"Run N", N one more than the highest number a run is named with (so a deleted number is not reused)."""
     numbers = [int(m.group(1)) for r in runs if (m := re.fullmatch(r"Run (\d{1,6})", r.name))]
     return f"Run {max(numbers, default=len(list(runs))) + 1}"
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """Where a run's weights (and its probe recording) were written until a save puts them into the project.
+
+    Attributes:
+        file: the weights.
+        probe_dir: the recording's folder, None when its training recorded no probes.
+        probes: the recording's summary (``core.probes.recording_summary``), None without one.
+    """
+
+    file: str
+    probe_dir: str | None = None
+    probes: Any = None
+
+
+def run_before(runs, current: str | None, before: str | None = None) -> Run | None:
+    """The run Bring Back Previous Model makes current, of ``runs`` whose weights were kept: ``before``, the run
+    the current model (of run ``current``) replaced, whose model the engine holds beside it (so that it comes back
+    at once, and doing it twice undoes it); else (after a project was opened, or that run was deleted) the latest
+    run other than the current one, read from its file."""
+    runs = [r for r in runs if r.id != current and r.file is not None]
+    return next((r for r in runs if r.id == before), None) or (runs[-1] if runs else None)
 
 
 def find_run(runs, name: str) -> Run:

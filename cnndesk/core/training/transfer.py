@@ -27,7 +27,7 @@ from ..data.pipeline import make_tf_dataset, release_tf_dataset, steps_for
 from ..errors import UserError
 from .stopping import BestWeights, EarlyStop, explain, stopping_plan
 from ..tasks import TaskState
-from .progress import Reporter, StartTimes, Stopped, TrainingListener, TrainResult
+from .progress import Reporter, StartTimes, Stopped, TaskReports, TrainingListener, TrainResult
 from ..library_warnings import quiet_tensorflow_logger
 from .devices import distribution_scope
 
@@ -65,7 +65,7 @@ def train_transfer(data: LoadedDataset, layers: list[LayerSpec], settings: Train
     times = StartTimes()
     times.mark("called")
     settings.validate()
-    listener = listener or TrainingListener()
+    listener = listener or TaskReports(state)
     keras.utils.set_random_seed(settings.seed)
     if len(data.train_index) == 0:
         raise UserError("The training split is empty: lower the validation split or add images.")
