@@ -26,6 +26,7 @@ from ..core.data.copies import DEFAULT_DISTANCE, DuplicateReport, MAX_DISTANCE
 from ..core.data.fixes import Change, ChangeLog, EXCLUDE, MOVE, move_to_class
 from ..core.quality.label_scores import LabelScores, SCORED_BY, SCORED_BY_SENTENCE
 from ..core.data.scanning import printable
+from .engine import ShownJob
 from .engine_worker import EngineWorker
 from .layer_editing import RangeSpinBox, RefusalNote
 from .widgets import array_to_pixmap
@@ -349,17 +350,15 @@ class DataQuality(QObject):
         self.views = (self.duplicates, doubts, *more_views)
         self.parent_widget = dialog_parent
         self.log = ChangeLog()
-        self._job = None
-        self._doing = ""  # what the scoring job said it does ("Retrain 1 of 3")
+        self.job = ShownJob(state, engine, self.doubts)  # progress, cancel, and stopped when training starts
         self._scored: tuple | None = None  # (paths list, LabelScores) of the last answer
         for view in self.views:
             view.exclude_requested.connect(self.exclude)
             view.move_requested.connect(self.move)
             view.changes.undo_requested.connect(self.undo)
         doubts.score_requested.connect(self.score)
-        doubts.cancel_requested.connect(self.cancel)
+        doubts.cancel_requested.connect(self.job.cancel)
         state.observe(self._on_data, "data", "model")
-        state.observe(self._on_activity, "activity")
 
     # -- fixes -----------------------------------------------------------------------
     def _class_of(self, path: str) -> str:
@@ -453,28 +452,11 @@ class DataQuality(QObject):
             self.doubts.show_message("There is no model yet: train one, or score the training images with "
                                      "retrains.")
             return
-        self._doing = ""
-        self.doubts.set_running(True)
         self.doubts.show_message("Scoring…")
-        self._job = self.engine.submit(EngineWorker.score_labels, state.data, list(state.layers), state.settings,
-                                       folds=folds, on_done=self._on_scored, on_error=self._on_failed,
-                                       on_status=self._on_status, on_progress=self._on_progress)
-
-    def cancel(self) -> None:
-        self.engine.cancel(self._job)
-
-    def _on_status(self, text: str) -> None:
-        self._doing = text
-
-    def _on_progress(self, percent: float) -> None:
-        self.doubts.set_progress(percent, self._doing)
-
-    def _finish(self) -> None:
-        self._job = None
-        self.doubts.set_running(False)
+        self.job.start(EngineWorker.score_labels, state.data, list(state.layers), state.settings, folds=folds,
+                       on_done=self._on_scored)
 
     def _on_scored(self, scores: LabelScores | None) -> None:
-        self._finish()
         if scores is None:
             self.doubts.show_message("Scoring cancelled.")
             return
@@ -493,15 +475,6 @@ class DataQuality(QObject):
         data = self.state.data
         scores = self._scored[1]
         self.doubts.show_doubts(data, scores, scores.doubts(data.labels, DOUBTS_SHOWN), self.state.excluded)
-
-    def _on_failed(self, message: str) -> None:
-        self._finish()
-        self.doubts.show_message(message)
-
-    def _on_activity(self, _names) -> None:
-        """Training started: stop the scoring (within a batch), so the run does not wait behind it."""
-        if self.state.training and self._job is not None:
-            self.engine.cancel(self._job)
 
     def _on_data(self, names) -> None:
         """A new model, or a dataset read again: the scores no longer hold (a new split or an exclusion keeps them)."""

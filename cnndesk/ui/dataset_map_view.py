@@ -27,6 +27,7 @@ from ..core.work.dataset_map import (
     class_colour, DatasetMap, EXCLUDED, FLAG_COLOURS, FLAG_NAMES, highlights, split_sides, TRAINING, VALIDATION,
 )
 from .data_quality_view import add_fix_buttons, ChangesView
+from .engine import ShownJob
 from .engine_worker import EngineWorker
 from .widgets import array_to_pixmap
 
@@ -422,12 +423,10 @@ class MapControl(QObject):
         self.map: DatasetMap | None = None
         self._paths = None  # the dataset's paths list the map was made of
         self._doubts: list[int] = []
-        self._job = None
-        self._doing = ""  # what the job last said it does
+        self.job = ShownJob(state, engine, view)  # progress, cancel, and stopped when training starts
         view.compute_requested.connect(self.compute)
-        view.cancel_requested.connect(self.cancel)
+        view.cancel_requested.connect(self.job.cancel)
         state.observe(self._on_data, "data", "model")
-        state.observe(self._on_activity, "activity")
 
     def compute(self) -> None:
         state = self.state
@@ -438,33 +437,12 @@ class MapControl(QObject):
             self.view.show_message("Wait until the current work ends.")
             return
         self._doubts = self.quality.doubtful_rows()
-        self._doing = ""
-        self.view.set_running(True)
         self.view.show_message("Starting…")
         data = state.data
-        self._job = self.engine.submit(EngineWorker.map_dataset, data, self.distance(), self._doubts,
-                                       on_done=lambda m: self._on_mapped(m, data), on_error=self._on_failed,
-                                       on_status=self._on_status, on_progress=self._on_progress)
-
-    def cancel(self) -> None:
-        self.engine.cancel(self._job)
-
-    def _on_status(self, text: str) -> None:
-        self._doing = text
-
-    def _on_progress(self, percent: float) -> None:
-        self.view.set_progress(percent, self._doing)
-
-    def _finish(self) -> None:
-        self._job = None
-        self.view.set_running(False)
-
-    def _on_failed(self, message: str) -> None:
-        self._finish()
-        self.view.show_message(message)
+        self.job.start(EngineWorker.map_dataset, data, self.distance(), self._doubts,
+                       on_done=lambda m: self._on_mapped(m, data))
 
     def _on_mapped(self, dataset_map: DatasetMap | None, data) -> None:
-        self._finish()
         if dataset_map is None:
             self.view.show_message("Map cancelled.")
             return
@@ -474,11 +452,6 @@ class MapControl(QObject):
         self.map, self._paths = dataset_map, data.paths
         self._on_data(("data",))  # the split may have changed while it ran
         self.view.show_map(dataset_map, self.state.data)
-
-    def _on_activity(self, _names) -> None:
-        """Training started: stop the map (between chunks), so the run does not wait behind it."""
-        if self.state.training and self._job is not None:
-            self.engine.cancel(self._job)
 
     def _on_data(self, names) -> None:
         """A new model or dataset: the map no longer holds. The same files split or excluded anew: it is redrawn."""

@@ -210,3 +210,46 @@ class Engine(QObject):
         print(f"cnndesk: the engine thread did not stop within {timeout_ms / 1000:.0f} s "
               "(a job is still running); quitting anyway.", file=sys.stderr)
         return False
+
+
+class ShownJob:
+    """One cancellable engine job at a time, shown by a view while it runs; stopped when training starts.
+
+    The view has ``set_running(bool)``, ``set_progress(percent, text)`` and
+    ``show_message(text)`` (the Evaluation tab's likely-mislabelled list, the Map
+    tab). The job's status words and percent, reported through its ``TaskState``,
+    go to ``set_progress``; its answer goes to ``on_done`` once the view shows it
+    stopped, and an error to ``show_message``. A training run started meanwhile
+    cancels it, so the run does not wait behind it.
+    """
+
+    def __init__(self, state, engine: Engine, view):
+        self.state, self.engine, self.view = state, engine, view
+        self._job: Job | None = None
+        self._doing = ""  # what the job last said it does ("Retrain 1 of 3")
+        state.observe(self._on_activity, "activity")
+
+    def start(self, method: Callable, *args, on_done: Callable, **kwargs) -> None:
+        self._doing = ""
+        self.view.set_running(True)
+        self._job = self.engine.submit(method, *args, on_done=lambda answer: self._finish(on_done, answer),
+                                       on_error=lambda message: self._finish(self.view.show_message, message),
+                                       on_status=self._on_status, on_progress=self._on_progress, **kwargs)
+
+    def cancel(self) -> None:
+        self.engine.cancel(self._job)
+
+    def _on_status(self, text: str) -> None:
+        self._doing = text
+
+    def _on_progress(self, percent: float) -> None:
+        self.view.set_progress(percent, self._doing)
+
+    def _finish(self, then: Callable, value) -> None:
+        self._job = None
+        self.view.set_running(False)
+        then(value)
+
+    def _on_activity(self, _names) -> None:
+        if self.state.training and self._job is not None:
+            self.engine.cancel(self._job)
