@@ -1070,7 +1070,7 @@ def test_while_idle_the_engine_traces_a_spare_so_the_next_train_traces_nothing(t
                                                state.settings)
     results = []
     finished = w.training._on_trained
-    w.training._on_trained = lambda result: (results.append(result), finished(result))
+    w.training._on_trained = lambda answer: (results.append(answer.result), finished(answer))
     qtbot.keyClick(w, Qt.Key_F5)
     qtbot.waitUntil(lambda: bool(results), timeout=60000)
     assert results[0].start_times.traced is False  # the press found the spare: no trace before its first batch
