@@ -7,7 +7,9 @@ import pytest
 from cnndesk.core.model.architecture import LayerSpec, TrainingSettings
 from cnndesk.core.data.dataset import DatasetConfig
 from cnndesk.core.data.images import Preprocessing
-from cnndesk.core.project.session import IDLE, ModelInfo, SAVING, SessionState
+import numpy as np
+
+from cnndesk.core.project.session import Classified, IDLE, ModelInfo, SAVING, SessionState
 
 
 def model(names=("a", "b"), **kw) -> ModelInfo:
@@ -28,6 +30,27 @@ def test_observers_hear_the_fields_they_asked_for_once_per_group_of_changes():
     assert heard == [frozenset({"model", "history", "modified"})]
     state.history = [{"epoch": 1}]  # the same value again is no change
     assert len(heard) == 1
+
+
+def test_what_the_viewer_shows_is_relabeled_by_a_rename_and_dropped_by_another_model():
+    state = SessionState()
+    first = model(("cat", "dog", "fox"), run="r1")
+    seen = Classified("a.png", "/x/a.png", first, top=(("dog", 0.7), ("cat", 0.2)),
+                      probabilities=np.array([0.2, 0.7, 0.1]), true_class="dog")
+    state.update(model=first, classified=(seen,))
+    renamed = first.renamed(["Cat", "Dog", "Fox"])
+    again = seen.relabeled(renamed)  # the same model with new names: the same numbers, the new names
+    assert again.top == (("Dog", 0.7), ("Cat", 0.2)) and again.model == renamed
+    assert again.path == seen.path and again.true_class == "dog" and again.probabilities is seen.probabilities
+    # another model (another run, the same names) or a model from a file is not a rename: classify again
+    assert seen.relabeled(model(("cat", "dog", "fox"), run="r2")) is None
+    assert seen.relabeled(model(("Cat", "Dog", "Fox"), run="r2")) is None
+    assert seen.relabeled(model(("cat", "dog", "fox"), source="file", label="m.keras", file="m.keras")) is None
+    unreadable = Classified("b.png", "/x/b.png", first, error="not an image")
+    assert unreadable.relabeled(renamed).error == "not an image"
+    # a new piece of work shows nothing of the last
+    state.reset()
+    assert state.classified == ()
 
 
 def test_edits_mark_the_session_modified_and_opening_does_not():
@@ -73,7 +96,8 @@ def _a_state_at_work() -> SessionState:
     work = dict(project_path="/p/a", dataset_path="/data/a", data=object(), dataset_config=DatasetConfig(val_split=0.3),
                 layers=[LayerSpec("Flatten")], preset="custom", settings=TrainingSettings(epochs=3, device="gpu:1"),
                 model=model(), history=[{"epoch": 1}], best_epoch=1, batch_loss=[(0.5, 1.0)],
-                viewed_images=["/data/a/x.png"], viewer_tab="evaluation", runs=["run"],
+                viewed_images=["/data/a/x.png"], classified=(Classified("x.png", "/data/a/x.png", model()),),
+                viewer_tab="evaluation", runs=["run"],
                 probe_images=["/data/a/probe.png"], excluded=frozenset({"/data/a/y.png"}), color_sample=object(),
                 modified=True)
     assert set(work) | SessionState.SESSION == set(SessionState.field_names()), "a field is missing from this test"

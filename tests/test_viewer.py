@@ -165,7 +165,7 @@ def test_a_pasted_image_is_classified(trained, qtbot):
     trained.paste_action.trigger()
     qtbot.waitUntil(lambda: v.strip.count() == 1, timeout=20000)
     assert v.strip_labels()[0].endswith("%")
-    assert v.images[0].label == "pasted image"
+    assert v.current_view.image_info.text() == "pasted image"
 
 
 def test_confusion_matrix_cells_list_their_images(trained, qtbot):
@@ -194,7 +194,7 @@ def test_confusion_matrix_cells_list_their_images(trained, qtbot):
     eval_list = v.evaluation_view.eval_list
     qtbot.mouseClick(eval_list.viewport(), Qt.LeftButton, pos=eval_list.visualItemRect(eval_list.item(0)).center())
     qtbot.waitUntil(lambda: v.strip.count() == 1, timeout=20000)
-    assert v.images[0].path == paths[0]
+    assert w.state.viewed_images == [paths[0]]
     assert v.current_view.image_info.text() == f"true class: {true_name} · {Path(paths[0]).name}"
     assert v.current_view.verdict.text().startswith("It looks like")
 
@@ -317,11 +317,15 @@ def test_a_model_trained_elsewhere_opens_and_classifies(window, qtbot, tmp_path,
     classify(w, qtbot, images[:2])
     assert sorted(c for c, _ in v.current_view.bars.items) == ["class 0", "class 1"]
     assert [v.activations.layer_combo.itemText(i) for i in range(1, v.activations.layer_combo.count())] == ["my_conv", "my_pool"]
-    # the user names the classes
+    labels, seen = v.strip_labels(), w.state.classified
+    # the user names the classes: the strip is relabeled, not classified again (the same numbers, the new names)
     v.rename_classes(["cats", "dogs"])
     qtbot.waitUntil(lambda: v.class_names == ["cats", "dogs"], timeout=20000)
     qtbot.waitUntil(lambda: v.strip.count() == 2 and bool(v.current_view.bars.items), timeout=20000)
     assert sorted(c for c, _ in v.current_view.bars.items) == ["cats", "dogs"]
+    assert v.strip_labels() == [t.replace("class 0", "cats").replace("class 1", "dogs") for t in labels]
+    assert [im.probabilities for im in w.state.classified] == [im.probabilities for im in seen]  # the same arrays
+    assert all(im.model == w.state.model for im in w.state.classified)
     assert w.state.current_project().class_names == ["cats", "dogs"]  # a save keeps the names
     assert w.isWindowModified()
 
@@ -349,7 +353,8 @@ def test_save_view_and_mark_as_probe_wait_for_an_image_to_be_shown(window, qtbot
     QApplication.clipboard().setImage(
         QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format_RGB888).copy())
     w.paste_action.trigger()
-    qtbot.waitUntil(lambda: v.strip.count() == 3 and v.current is v.images[2], timeout=20000)
+    qtbot.waitUntil(lambda: v.strip.count() == 3 and v.strip.currentRow() == 2
+                    and v.current_view.image_info.text() == "pasted image", timeout=20000)
     assert v.save_view_button.isEnabled() and not v.probe_button.isEnabled()
     # another model classifies the files again (the pasted image is gone) and shows the first
     w.open_model(str(_plain_keras_model(tmp_path / "other.keras")))
@@ -479,20 +484,20 @@ def test_the_pixels_of_a_model_from_a_file_are_shown_and_changing_them_classifie
     assert v.pixels_combo.isVisible() and v.pixels_combo.currentText() == "0-1"
     assert "pixels 0-1 (the usual Keras convention" in w.statusBar().currentMessage()
     classify(w, qtbot, images[:2])
-    before = [im.probabilities for im in v.images]
+    before = [im.probabilities for im in w.state.classified]
 
     v.pixels_combo.setFocus()
     qtbot.keyClick(v.pixels_combo, Qt.Key_Down)  # the next choice: -1 to 1
     qtbot.waitUntil(lambda: w.state.model.preprocessing.pixels == "-1-1", timeout=20000)
-    qtbot.waitUntil(lambda: v.strip.count() == 2 and all(im.probabilities is not None for im in v.images)
+    qtbot.waitUntil(lambda: v.strip.count() == 2 and all(im.model == w.state.model for im in w.state.classified)
                     and v.inspection is not None, timeout=20000)
     assert "input 32×32 rgb, pixels -1-1" in v.model_label.text() and v.pixels_combo.currentText() == "-1-1"
-    after = [im.probabilities for im in v.images]
+    after = [im.probabilities for im in w.state.classified]
     assert all(not np.allclose(a, b, atol=1e-4) for a, b in zip(after, before))  # the same images, other numbers
     import keras
 
     model = keras.saving.load_model(tmp_path / "elsewhere.keras")
-    fed = v.images[0].prepared[None].astype(np.float32) / np.float32(127.5) - 1
+    fed = w.state.classified[0].prepared[None].astype(np.float32) / np.float32(127.5) - 1
     np.testing.assert_allclose(after[0], np.asarray(model(fed))[0], atol=1e-5)
     assert w.state.current_project().preprocessing.pixels == "-1-1"  # what a save stores
     assert w.isWindowModified()
@@ -561,7 +566,7 @@ def test_the_prediction_is_on_screen_while_the_maps_are_still_being_prepared(tra
         assert v.strip.count() == before + 1 and v.inspection is shown  # the maps have not come yet
         release.set()
         qtbot.waitUntil(lambda: v.inspection is not shown, timeout=60000)  # then they do, and the heat map
-        assert v.activations.grid.tiles and v.current.maps_coming is False
+        assert v.activations.grid.tiles
     finally:
         release.set()
         del worker._pictures

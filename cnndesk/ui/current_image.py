@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..core.data.scanning import printable
+from ..core.project.session import Classified
 from .widgets import ProbabilityBars, array_to_pixmap
-
-
-@dataclass
-class ViewedImage:
-    """One image in the strip: where it came from, what the model sees and says."""
-
-    label: str
-    path: str | None
-    original: QPixmap | None = None
-    prepared: np.ndarray | None = None
-    top: list = field(default_factory=list)
-    probabilities: np.ndarray | None = None
-    error: str | None = None
-    true_class: str | None = None  # known when opened from the evaluation
-    inspection: Any = None  # its core.inspection.Inspection, when it came with the prediction (used once, then dropped)
-    maps_coming: bool = False  # its prediction is shown and its maps are still on the way in the same job
 
 
 class CurrentImageView(QWidget):
@@ -66,8 +48,8 @@ class CurrentImageView(QWidget):
         v.addWidget(img)
         return box, img
 
-    def show_image(self, im: ViewedImage | None) -> None:
-        """The image as opened and as the model sees it, the verdict, where it came from, the bars."""
+    def show_image(self, im: Classified | None, original: QPixmap | None = None) -> None:
+        """The image as opened (``original``) and as the model sees it, the verdict, where it came from, the bars."""
         self.original_view[1].clear()
         self.model_view[1].clear()
         self.image_info.setText(self._image_source(im) if im is not None and not im.error else "")
@@ -83,11 +65,11 @@ class CurrentImageView(QWidget):
             self.verdict.setStyleSheet("font-size: 15pt; font-weight: bold")
             self.verdict.setText(f"It looks like “{printable(name)}” ({prob:.1%} sure).")
             self.bars.set_items([(printable(c), p) for c, p in im.top])
-            self.original_view[1].setPixmap(im.original.scaled(196, 196, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+            self.original_view[1].setPixmap(original.scaled(196, 196, Qt.KeepAspectRatio, Qt.SmoothTransformation))
             self.model_view[1].setPixmap(array_to_pixmap(im.prepared, 196, 196))
 
     @staticmethod
-    def _image_source(im: ViewedImage) -> str:
+    def _image_source(im: Classified) -> str:
         """"true class: cat · cat_017.png" for an image from the evaluation, else the file's name."""
         name = printable(im.label)
         return f"true class: {printable(im.true_class)} · {name}" if im.true_class else name

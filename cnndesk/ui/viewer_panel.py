@@ -5,8 +5,10 @@ Below them sit tabs: the inspection views (activation maps, all layers, Grad-CAM
 current image; the evaluation view shows the whole validation set, the map view the whole dataset as the model sees it. The panel is the one that talks to the
 engine and hands the answers to the views.
 
-What the current model is (its classes, how it prepares images, whether it has maps to show) comes from the
-session state, which the panel observes: a new model re-classifies the strip, a rename relabels it.
+What the current model is (its classes, how it prepares images, whether it has maps to show) and what the strip
+shows (``SessionState.classified``: each image with what the model said of it) come from the session state, which
+the panel observes: a new model re-classifies the strip, a rename relabels it (``Classified.relabeled``). The panel
+keeps only what is drawn from the state (the strip's pictures) and the answers of jobs on their way.
 
 A little over 500 lines: the strip, the current image and the engine requests that fill them share one
 selection and one model; the views and tiles that stand alone are in ``inspection_views``,
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QApplication, QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListView, QListWidget,
     QListWidgetItem, QPushButton, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
@@ -29,8 +32,8 @@ from PySide6.QtWidgets import (
 from ..core import fsutil
 from ..core.data.images import IMAGE_EXTENSIONS, PIXEL_MODES
 from ..core.data.scanning import printable
-from ..core.project.session import ModelInfo, SessionState
-from .current_image import CurrentImageView, ViewedImage, qimage_to_array
+from ..core.project.session import Classified, ModelInfo, SessionState
+from .current_image import CurrentImageView, qimage_to_array
 from .engine_worker import EngineWorker
 from .dataset_map_view import DatasetMapView
 from .evaluation_view import EvaluationView
@@ -66,15 +69,17 @@ class ViewerPanel(QWidget):
         self.state = state
         self.engine = engine
         self.setAcceptDrops(True)
-        self.images: list[ViewedImage] = []
-        self.current: ViewedImage | None = None
+        self.current: Classified | None = None  # the image shown, one of the state's ``classified``
+        self._pixmaps: dict[Classified, QPixmap] = {}  # the picture of each image in the strip, in its order
+        self._came_with: dict[Classified, Any] = {}  # maps (core.inspection.Inspection) that came with a prediction
+        self._maps_coming: set[Classified] = set()  # images shown whose maps are still on the way in the same job
         self.inspection = None  # the current image's core.inspection.Inspection with its heat map, once all are shown
         self._inspecting: dict | None = None  # its maps, shown, while the heat map is being computed
         self._known_classes: dict[str, str] = {}  # file -> true class, for images opened from the evaluation
-        self._shown_model: ModelInfo | None = None  # the model the strip was classified with
         self._evaluating = False  # an evaluation job is on its way
         self._build()
         state.observe(self._on_model, "model")
+        state.observe(self._show_strip, "classified")
         state.observe(self._update_enabled, "model", "activity", "engine_ready", "data")
         state.observe(self._on_data, "data")
         state.observe(self._evaluate_on_demand, "activity")
@@ -220,7 +225,7 @@ class ViewerPanel(QWidget):
                                      "then drop images here to see what the network predicts and why.")
         else:
             self.placeholder.setText("Drop images here, or use Open images… / Paste (Ctrl+V).")
-        self.stack.setCurrentIndex(1 if (usable and self.images) else 0)
+        self.stack.setCurrentIndex(1 if (usable and state.classified) else 0)
         self._update_image_buttons()
 
     def _update_image_buttons(self) -> None:
@@ -232,11 +237,9 @@ class ViewerPanel(QWidget):
 
     def _on_model(self, _names=None) -> None:
         """A new model (or new names for it): forget what the old one showed, re-classify the strip."""
-        model, shown = self.state.model, self._shown_model
-        self._shown_model = model
+        model, shown = self.state.model, self.state.classified
         if model is None:
-            self.images = []
-            self.strip.clear()
+            self.state.classified = ()
             self.model_label.setText("")
             self.pixels_box.setVisible(False)
             self._reset_views()
@@ -247,15 +250,15 @@ class ViewerPanel(QWidget):
             self.tabs.setTabVisible(self.tabs.indexOf(view), model.has_maps)  # else predictions only
         if not model.has_maps:
             self.tabs.setCurrentWidget(self.evaluation_view)
-        if shown is not None and shown.renamed(list(model.class_names)) == model and shown != model:
-            self._relabel()  # the same model, new names: no need to ask the engine again
+        relabeled = [im.relabeled(model) for im in shown]
+        if shown and None not in relabeled:
+            self._relabel(tuple(relabeled))  # the same model, new names: no need to ask the engine again
             return
         # the images shown (or, for a reopened project, the ones it showed) are classified again by the new model
-        self._known_classes.update({im.path: im.true_class for im in self.images if im.path and im.true_class})
+        self._known_classes.update({im.path: im.true_class for im in shown if im.path and im.true_class})
         paths = [p for p in self.state.viewed_images if Path(p).is_file()]
         self._reset_views()
-        self.images = []
-        self.strip.clear()
+        self.state.classified = ()
         if paths:
             self.classify_paths(paths)
         self._evaluate_on_demand()
@@ -277,20 +280,35 @@ class ViewerPanel(QWidget):
         if self.state.model is not None:
             self._show_pixels(self.state.model)
 
-    def _relabel(self) -> None:
+    def _relabel(self, relabeled: tuple[Classified, ...]) -> None:
         """Show the renamed classes on what is already classified."""
-        names = self.class_names
-        for im in self.images:
-            if not im.error:
-                order = np.argsort(-im.probabilities)[:len(im.top)]
-                im.top = [(names[i], float(im.probabilities[i])) for i in order]
         current = self.strip.currentRow()
-        self.strip.clear()
-        for im in self.images:
-            self._add_strip_item(im)
-        self.gradcam.set_classes(names)
-        if 0 <= current < len(self.images):
+        self.state.classified = relabeled
+        self.gradcam.set_classes(self.class_names)
+        if 0 <= current < len(relabeled):
             self.strip.setCurrentRow(current)
+
+    def _show_strip(self, _names=None) -> None:
+        """Show the state's classified images in the strip: those added at its end are added, else all anew."""
+        shown = self.state.classified
+        drawn = list(self._pixmaps)
+        appended = drawn == list(shown[:len(drawn)])
+        new = shown[len(drawn):] if appended else shown
+        # every picture first: the strip's row changes while it is cleared and filled show the state's images
+        self._pixmaps = {im: self._pixmaps[im] if im in self._pixmaps else self._picture(im) for im in shown}
+        kept = set(shown)
+        self._came_with = {im: maps for im, maps in self._came_with.items() if im in kept}
+        self._maps_coming &= kept
+        if not appended:
+            self.strip.clear()
+        for im in new:
+            self._add_strip_item(im)
+
+    @staticmethod
+    def _picture(im: Classified) -> QPixmap | None:
+        if im.error:
+            return None
+        return array_to_pixmap(im.display if im.display is not None else im.prepared)
 
     def _reset_views(self) -> None:
         """Clear everything computed by a previous model (layers, maps, heat map, evaluation)."""
@@ -364,7 +382,7 @@ class ViewerPanel(QWidget):
                                on_error=self.status.emit)
             return
         # the prediction is shown as soon as the forward pass has run (a partial answer); the maps follow
-        shown: list[ViewedImage] = []
+        shown: list[Classified] = []
 
         def whole(results: list) -> None:
             if shown:
@@ -403,52 +421,56 @@ class ViewerPanel(QWidget):
         self.engine.submit(EngineWorker.predict_arrays, [qimage_to_array(img)], labels=[label],
                            k=min(5, len(self.class_names)), on_done=self._on_predicted, on_error=self.status.emit)
 
-    def _on_predicted(self, results: list, maps_coming: bool = False) -> list[ViewedImage]:
+    def _on_predicted(self, results: list, maps_coming: bool = False) -> tuple[Classified, ...]:
         """Add the classified images to the strip and show the first; returns them.
 
         ``maps_coming``: their maps are on the way in the same job (``_on_looked`` receives them), so none are
         asked for when they are shown.
         """
-        first_new = len(self.images)
+        model, new = self.state.model, []
         for r in results:  # core.inspection.Seen
             is_file = bool(r.path) and Path(r.path).exists()
-            im = ViewedImage(label=Path(r.path).name if is_file else (r.path or "image"), path=r.path if is_file else None)
-            im.true_class = self._known_classes.pop(im.path, None) if im.path else None
+            path = r.path if is_file else None
+            label = Path(r.path).name if is_file else (r.path or "image")
+            true_class = self._known_classes.pop(path, None) if path else None
             if r.error is not None:
-                im.error = r.error
-            else:
-                im.top = list(r.top)
-                im.probabilities = r.probabilities
-                im.prepared = r.image
-                picture = r.display  # decoded once in the engine, with the model's input
-                im.original = array_to_pixmap(picture if picture is not None else im.prepared)
-                im.inspection = r.inspection
-                im.maps_coming = maps_coming
-            self.images.append(im)
-            self._add_strip_item(im)
+                new.append(Classified(label, path, model, error=r.error, true_class=true_class))
+                continue
+            # the picture is decoded once in the engine, with the model's input
+            im = Classified(label, path, model, top=tuple(tuple(t) for t in r.top), probabilities=r.probabilities,
+                            prepared=r.image, display=r.display, true_class=true_class)
+            if r.inspection is not None:
+                self._came_with[im] = r.inspection
+            if maps_coming:
+                self._maps_coming.add(im)
+            new.append(im)
+        shown = self.state.classified + tuple(new)
         # what the viewer shows is part of the working state a project brings back (not an edit of it)
-        self.state.viewed_images = list(dict.fromkeys(im.path for im in self.images if im.path))
+        self.state.update(classified=shown, viewed_images=list(dict.fromkeys(im.path for im in shown if im.path)))
         self.stack.setCurrentIndex(1)
-        errors = [im for im in self.images[first_new:] if im.error]
+        errors = [im for im in new if im.error]
         if errors:
             self.status.emit("; ".join(f"{e.label}: {e.error}" for e in errors))
-        good = [i for i in range(first_new, len(self.images)) if not self.images[i].error]
-        self.strip.setCurrentRow(good[0] if good else len(self.images) - 1)
-        return self.images[first_new:]
+        first_new = len(shown) - len(new)
+        good = [i for i in range(first_new, len(shown)) if not shown[i].error]
+        self.strip.setCurrentRow(good[0] if good else len(shown) - 1)
+        return tuple(new)
 
-    def _on_looked(self, im: ViewedImage, inspection) -> None:
+    def _on_looked(self, im: Classified, inspection) -> None:
         """The maps of ``im``, whose prediction is already shown, have come (``inspection`` None: they failed)."""
-        im.maps_coming = False
-        im.inspection = inspection
+        self._maps_coming.discard(im)
+        if inspection is not None and im in self._pixmaps:
+            self._came_with[im] = inspection
         if self.current is im and not im.error and self.state.model.has_maps:
             self._look_inside(im)
 
-    def _add_strip_item(self, im: ViewedImage) -> None:
+    def _add_strip_item(self, im: Classified) -> None:
         if im.error:
             icon = self.style().standardIcon(self.style().StandardPixmap.SP_MessageBoxWarning)
             text = f"{im.label}: not readable"
         else:
-            icon = QIcon(im.original.scaled(STRIP_ICON, STRIP_ICON, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+            picture = self._pixmaps[im]
+            icon = QIcon(picture.scaled(STRIP_ICON, STRIP_ICON, Qt.KeepAspectRatio, Qt.SmoothTransformation))
             name, prob = im.top[0]
             text = f"{printable(name)} {prob:.0%}"
         item = QListWidgetItem(icon, text)
@@ -459,24 +481,25 @@ class ViewerPanel(QWidget):
         return [self.strip.item(i).text() for i in range(self.strip.count())]
 
     def _on_strip_row(self, row: int) -> None:
-        if not (0 <= row < len(self.images)):
+        shown = self.state.classified
+        if not (0 <= row < len(shown)):
             return
-        im = self.images[row]
+        im = shown[row]
         self.current = im
-        self.current_view.show_image(im)
+        self.current_view.show_image(im, self._pixmaps.get(im))
         self._update_image_buttons()
         if im.error:
             return
         self.gradcam.select_class(int(np.argmax(im.probabilities)))
         if not self.state.model.has_maps:
             return  # a model without conv or pooling layers: its prediction is all there is to show
-        if not im.maps_coming:
+        if im not in self._maps_coming:
             self._look_inside(im)
 
-    def _look_inside(self, im: ViewedImage) -> None:
+    def _look_inside(self, im: Classified) -> None:
         """Show the current image's maps: those that came with its prediction, else ask the engine for them."""
-        if im.inspection is not None:  # came with the prediction
-            inspection, im.inspection = im.inspection, None
+        inspection = self._came_with.pop(im, None)
+        if inspection is not None:  # came with the prediction
             self._on_inspected(inspection)
             return
         self.engine.submit(EngineWorker.inspect, im.prepared, class_index=self.gradcam.class_index(),
@@ -521,7 +544,7 @@ class ViewerPanel(QWidget):
                            cam_method=self.gradcam.method(), latest_only=True,
                            on_done=lambda result: self._on_gradcam(im, result), on_error=self.status.emit)
 
-    def _on_gradcam(self, im: ViewedImage, result) -> None:
+    def _on_gradcam(self, im: Classified, result) -> None:
         if self.current is not im or im.prepared is None:  # another image or model since it was asked for
             return
         self.gradcam.show_cam(im.prepared, result.cam)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from ..model.architecture import LayerSpec, preset, TrainingSettings
 from ..data.dataset import DatasetConfig
 from ..data.images import Preprocessing
@@ -113,6 +115,47 @@ class ModelInfo:
                    output_note=inspector.output_note, **identity)
 
 
+@dataclass(frozen=True, eq=False)
+class Classified:
+    """One image the viewer shows and what the model it was classified with said of it.
+
+    Equal only to itself (``eq=False``): the same file opened twice is shown twice.
+
+    Attributes:
+        label: the file's name, or what the image is ("pasted image").
+        path: the image file; None for an image without one (pasted, dropped as image data).
+        model: the model (``ModelInfo``) that classified it.
+        top: its most likely classes with their probabilities, most likely first.
+        probabilities: the probability of each of the model's classes (a numpy array).
+        prepared: the image as the model sees it (a numpy array, 0-255).
+        display: the image as opened, for showing (a numpy array; None: ``prepared`` is shown).
+        error: why it could not be classified (then nothing else is known of it).
+        true_class: its class, when it was opened from the evaluation.
+    """
+
+    label: str
+    path: str | None
+    model: ModelInfo | None
+    top: tuple[tuple[str, float], ...] = ()
+    probabilities: Any = None
+    prepared: Any = None
+    display: Any = None
+    error: str | None = None
+    true_class: str | None = None
+
+    def relabeled(self, model: ModelInfo) -> "Classified | None":
+        """What it shows when ``model`` holds: its verdict under ``model``'s class names when ``model`` is the model
+        it was classified with, renamed; None when ``model`` is another model (the image must be classified again)."""
+        mine = self.model
+        if mine is None or mine.renamed(list(model.class_names)) != model:
+            return None
+        if self.error:
+            return dataclasses.replace(self, model=model)
+        order = np.argsort(-np.asarray(self.probabilities))[:len(self.top)]
+        top = tuple((model.class_names[i], float(self.probabilities[i])) for i in order)
+        return dataclasses.replace(self, model=model, top=top)
+
+
 # -- the engine's answers (``ui.engine_worker``: its jobs answer with these) -----------------------------------------
 @dataclass(frozen=True)
 class Runtime:
@@ -182,6 +225,7 @@ class SessionState:
     best_epoch: int | None = None
     batch_loss: list[tuple[float, float]] = field(default_factory=list)  # (epoch position, loss) of each batch
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
+    classified: tuple[Classified, ...] = ()  # the images the viewer's strip shows, in order, with their verdicts
     viewer_tab: str = ""  # the viewer's tab shown (a ViewerPanel.TABS key; "" for its first)
     runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
     probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
