@@ -121,7 +121,7 @@ class _Bar:
 
 
 def cmd_train(args, fit=None, save=None) -> int:
-    """Train and save a project; ``fit`` and ``save`` replace ``training.train`` and ``project.save_project``
+    """Train and save a project; ``fit`` and ``save`` replace ``fitting.train`` and ``store.save_project``
     (a distributed run's process passes its own)."""
     from ..core.model.architecture import TrainingSettings
     from ..core.model.architecture import layer_table, total_params

@@ -257,7 +257,7 @@ class DistributedRun:
     """This process's part in a run: train on its share under ``DataParallel``, then save.
 
     Made by :meth:`start` once the process has joined; ``fit`` and ``save``
-    take the arguments of ``training.train`` and ``project.save_project``, so a
+    take the arguments of ``fitting.train`` and ``store.save_project``, so a
     caller swaps them in for those.
     """
 
@@ -272,7 +272,7 @@ class DistributedRun:
         return cls(*join(cluster or cluster_from_env(), join_timeout_s, peer_timeout_s))
 
     def fit(self, data: LoadedDataset, layers, settings, listener=None, **kwargs):
-        """``training.train`` on this process's share, every device of every process taking part.
+        """``fitting.train`` on this process's share, every device of every process taking part.
 
         ``settings.batch_size`` is per device, as on one machine; ``device`` is
         not used (JAX trains on the devices it finds). Every process must

@@ -36,5 +36,5 @@ class ProjectError(UserError):
 
 
 class Cancelled(Exception):
-    """Raised inside a long task when the user asked to stop it (the one kind of cancelling; ``training.Stopped``
+    """Raised inside a long task when the user asked to stop it (the one kind of cancelling; ``progress.Stopped``
     is the one a training run catches itself). A message, when given, says what was left (shown as it is)."""

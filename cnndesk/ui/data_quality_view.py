@@ -297,7 +297,7 @@ class LabelDoubtsView(QWidget):
         self._enable()
 
     def show_doubts(self, data, scores: LabelScores, doubts, excluded: frozenset[str]) -> None:
-        """List ``doubts`` (``core.quality.LabelDoubt``, most doubtful first) of ``data``."""
+        """List ``doubts`` (``core.quality.label_scores.LabelDoubt``, most doubtful first) of ``data``."""
         scored = ". ".join(n.rstrip(".") for n in scores.notes)
         self.note.setText(f"{len(doubts)} image(s) whose predicted class is not their label, least probable label "
                           f"first. {scored}." if doubts else f"No image's predicted class differs from its label. "

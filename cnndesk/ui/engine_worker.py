@@ -163,7 +163,7 @@ class EngineWorker(QObject):
         """Train a new model (or the current one, continuing) as run ``run``; it becomes current with its inspector.
 
         ``spec`` (layers, preset name, settings) is what the model is said to be trained with. Each batch, epoch
-        and log sentence is reported through ``task`` (``core.training.TaskReports``). ``probes`` (image files)
+        and log sentence is reported through ``task`` (``core.training.progress.TaskReports``). ``probes`` (image files)
         are recorded after every epoch, and every ``probe_every_batches`` batches when above 0
         (``core.probes``); each frame is reported through ``task`` too. The new model is also kept as run ``run``
         (``keep_run``) in the same job: the answer's ``kept`` says where, or ``kept_error`` why it could not be
@@ -593,7 +593,7 @@ class EngineWorker(QObject):
     # -- data quality ------------------------------------------------------------
     @cancellable
     def score_labels(self, data, layers, settings, folds=0, epochs=None, *, task: TaskState):
-        """Out-of-sample probabilities for finding mislabelled images (``core.quality.LabelScores``).
+        """Out-of-sample probabilities for finding mislabelled images (``core.quality.label_scores.LabelScores``).
 
         Validation images are scored by the current model when it was trained on these
         classes; with ``folds`` >= 2 the training images too, each by one of ``folds``

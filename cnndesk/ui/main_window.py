@@ -1,6 +1,6 @@
 """The main window: the four panels in tabs, menus, drops, window settings and closing.
 
-The session lives in ``self.state`` (``core.session.SessionState``): the
+The session lives in ``self.state`` (``core.project.session.SessionState``): the
 dataset, model and training panels are views bound to it (``bindings``, which
 also reads the dataset folders: ``DatasetReading``), and small controllers turn
 requests into engine jobs and write the answers into it: ``TrainingControl``

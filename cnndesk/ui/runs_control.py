@@ -89,7 +89,7 @@ class RunsControl(QObject):
                            on_error=self._restore_failed)
 
     def bring_back(self) -> None:
-        """Bring Back Previous Model: restore the run before the current one (``core.runs.run_before``)."""
+        """Bring Back Previous Model: restore the run before the current one (``core.training.runs.run_before``)."""
         run = self._run_before()
         if run is not None:
             self.restore(run.id)

@@ -108,7 +108,7 @@ class RunsView(QWidget):
 
     # -- showing -----------------------------------------------------------------------
     def set_runs(self, runs, current: str | None) -> None:
-        """Show ``runs`` (``core.runs.Run``, oldest first), marking the run of the current model.
+        """Show ``runs`` (``core.training.runs.Run``, oldest first), marking the run of the current model.
 
         Ticks and the selection stay on the runs that are still listed.
         """

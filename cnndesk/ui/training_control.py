@@ -145,7 +145,7 @@ class TrainingControl(QObject):
     def _on_report(self, report) -> None:
         """What the running training reports through its job: batches, epochs, probe frames, log sentences.
 
-        (A ``core.training.BatchReport`` is told from an ``EpochReport`` by its batch number: the window never
+        (A ``core.training.progress.BatchReport`` is told from an ``EpochReport`` by its batch number: the window never
         imports ``core.training``, which imports Keras, outside the engine thread.)"""
         if isinstance(report, str):
             self.panel.add_note(report)

@@ -71,9 +71,9 @@ class ViewerPanel(QWidget):
         self.setAcceptDrops(True)
         self.current: Classified | None = None  # the image shown, one of the state's ``classified``
         self._pixmaps: dict[Classified, QPixmap] = {}  # the picture of each image in the strip, in its order
-        self._came_with: dict[Classified, Any] = {}  # maps (core.inspection.Inspection) that came with a prediction
+        self._came_with: dict[Classified, Any] = {}  # maps (model.inspection.Inspection) that came with a prediction
         self._maps_coming: set[Classified] = set()  # images shown whose maps are still on the way in the same job
-        self.inspection = None  # the current image's core.inspection.Inspection with its heat map, once all are shown
+        self.inspection = None  # the current image's model.inspection.Inspection with its heat map, once all are shown
         self._inspecting: dict | None = None  # its maps, shown, while the heat map is being computed
         self._known_classes: dict[str, str] = {}  # file -> true class, for images opened from the evaluation
         self._evaluating = False  # an evaluation job is on its way
@@ -428,7 +428,7 @@ class ViewerPanel(QWidget):
         asked for when they are shown.
         """
         model, new = self.state.model, []
-        for r in results:  # core.inspection.Seen
+        for r in results:  # core.model.inspection.Seen
             is_file = bool(r.path) and Path(r.path).exists()
             path = r.path if is_file else None
             label = Path(r.path).name if is_file else (r.path or "image")
@@ -515,7 +515,7 @@ class ViewerPanel(QWidget):
 
     # -- inside the network ------------------------------------------------------------
     def _on_inspected(self, result) -> None:
-        """Show the maps (a ``core.inspection.Inspection``), then ask for the heat map: ``inspection`` is set once
+        """Show the maps (a ``core.model.inspection.Inspection``), then ask for the heat map: ``inspection`` is set once
         the heat map is shown too."""
         if self.current is None or self.current.prepared is None:  # the model changed while it ran
             return

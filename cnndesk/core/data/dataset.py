@@ -61,7 +61,7 @@ class DatasetConfig:
         class_weights: weight the loss by inverse class frequency.
         duplicate_distance: the largest perceptual-hash distance (bits of 64) at
             which two images are compared as pictures to find copies; the split
-            keeps copies on one side (see :mod:`.quality`). Defaults to 10.
+            keeps copies on one side (see :mod:`.copies`). Defaults to 10.
     """
 
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
@@ -298,7 +298,7 @@ def load_dataset(
 def resplit(data: LoadedDataset, config: DatasetConfig, excluded_rows: Sequence[int] = ()) -> LoadedDataset:
     """``data`` with a new split: stratified, every near-duplicate group on one side, excluded rows in neither.
 
-    The groups are those at ``config.duplicate_distance`` (:mod:`.quality`); a
+    The groups are those at ``config.duplicate_distance`` (:mod:`.copies`); a
     dataset read without hashes gets the plain stratified split.
     """
     if data.pairs is None:
@@ -328,9 +328,9 @@ def sample_sizes(paths: Sequence[str], size: int = SAMPLE_SIZE) -> tuple[tuple[i
 
 
 def _hashes_and_thumbnails(images) -> tuple[np.ndarray, Thumbnails]:
-    """``quality.perceptual_hashes`` and ``quality.picture_thumbnails`` of the decoded images, in one pass over them.
+    """``copies.perceptual_hashes`` and ``copies.picture_thumbnails`` of the decoded images, in one pass over them.
 
-    The images (in memory, or an on-disk cache) are read a bounded chunk at a time (``quality.image_chunks``).
+    The images (in memory, or an on-disk cache) are read a bounded chunk at a time (``copies.image_chunks``).
     """
     hashes, thumbnails = [np.zeros(0, np.uint64)], []
     for chunk in image_chunks(images):

@@ -10,7 +10,7 @@ The expected calibration error (ECE) is the gap between confidence and
 accuracy, averaged over equal-width confidence bins weighted by their images;
 the bins themselves are the reliability diagram.
 
-Plain NumPy, no TensorFlow: logits come from :mod:`.trust`.
+Plain NumPy, no TensorFlow: logits come from :mod:`cnndesk.core.work.trust`.
 """
 
 from __future__ import annotations

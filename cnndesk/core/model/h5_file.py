@@ -4,7 +4,7 @@ An ``.h5`` model keeps its layer graph as JSON in the ``model_config``
 attribute and its weights as HDF5 arrays. :func:`check_h5_file` reads that
 attribute (after checking its size) and the sizes of the arrays, never the
 arrays, and puts the config through the same checks as a ``.keras`` archive's
-``config.json`` (:mod:`.model_file`); :func:`unknown_h5_layers` names the
+``config.json`` (:mod:`.keras_file`); :func:`unknown_h5_layers` names the
 custom layers of such a config. Nothing here imports Keras or TensorFlow.
 """
 

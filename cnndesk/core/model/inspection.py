@@ -280,7 +280,7 @@ class Inspector:
         self._predict_fn = _traced_once(self._predict, self._input_spec)
         self._maps_fn = _traced_once(self._outputs, self._input_spec)
         self.maps_pass_seconds: float | None = None  # how long the last ``activation_maps`` forward pass took
-        self.temperature = 1.0  # probabilities are softmax(logits / temperature): ``core.trust.Trust.temperature``
+        self.temperature = 1.0  # probabilities are softmax(logits / temperature): ``core.work.trust.Trust.temperature``
         self._cam_fns: dict[int, object] = {}
 
     # -- graph -------------------------------------------------------------

@@ -17,7 +17,7 @@ MobileNetV2 163 KB, 156 layers, 15 MB. See ``docs/model-files.md``.
 
 Nothing here imports Keras or TensorFlow, so the check answers within a
 fraction of a second, before the slow import. Legacy ``.h5`` files get the
-same config checks through :mod:`.model_h5`.
+same config checks through :mod:`.h5_file`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every way into the app (Open Model, a drop, a project, the command line) opens
 a ``.keras`` or legacy ``.h5`` file through :func:`load_keras_model`: it checks
-the file before Keras reads it (:mod:`.model_file`, :mod:`.model_h5`), refuses
+the file before Keras reads it (:mod:`.keras_file`, :mod:`.h5_file`), refuses
 layers carrying code and classes Keras does not know, and turns the many
 errors Keras raises into one :class:`ModelFileError`. :func:`model_labels`
 finds the class names that travel with a file. See ``docs/model-files.md``.

@@ -1,7 +1,7 @@
 """The project file's content: the ``Project`` record, its JSON schema and the migration of older schemas.
 
 Where the files of a project folder go, and how a save commits them, is
-:mod:`.project`; ``docs/projects.md`` describes the format.
+:mod:`.store`; ``docs/projects.md`` describes the format.
 """
 
 from __future__ import annotations

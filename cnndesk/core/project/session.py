@@ -4,7 +4,8 @@
 project folder, the dataset and how it is prepared, the layer stack and
 training settings, which model the engine holds (``ModelInfo``) with its
 training history, the project's training runs (the one history: Bring Back Previous Model restores the run
-before the current one, ``core.runs.run_before``), what the application is busy with, and whether there are unsaved changes.
+before the current one, ``training.runs.run_before``), what the application is busy with, and whether
+there are unsaved changes.
 
 Only two things write to it: user edits and requests (the panels, through
 their bindings, ``ui.bindings``) and answers of other threads (a folder read;
@@ -58,8 +59,8 @@ class ModelInfo:
         output_note: a sentence when cnndesk turns the model's outputs into probabilities (a model that
             outputs scores), shown on the viewer's model line; "" when they are shown as they are.
         before: the run whose model the engine holds beside this one: the run this one replaced (a continued
-            run keeps its model's), which Bring Back Previous Model makes current at once (``core.runs.run_before``);
-            None when the engine holds none.
+            run keeps its model's), which Bring Back Previous Model makes current at once
+            (``training.runs.run_before``); None when the engine holds none.
     """
 
     class_names: tuple[str, ...]
@@ -89,7 +90,7 @@ class ModelInfo:
 
     @classmethod
     def of_run(cls, inspector, run, before: str | None) -> "ModelInfo":
-        """The model of ``run`` (a ``core.runs.Run``), restored from the runs list or brought back."""
+        """The model of ``run`` (a ``core.training.runs.Run``), restored from the runs list or brought back."""
         return cls._held(inspector, source="run", label=run.name, run=run.id,
                          spec=(list(run.layers), run.preset, run.settings), before=before)
 
@@ -109,7 +110,7 @@ class ModelInfo:
 
     @classmethod
     def _held(cls, inspector, **identity) -> "ModelInfo":
-        """What the ``core.inspection.Inspector`` of the model the engine holds says (its classes, pixels,
+        """What the ``core.model.inspection.Inspector`` of the model the engine holds says (its classes, pixels,
         whether it has maps, how its outputs are shown), with where the model came from (``identity``)."""
         return cls(tuple(inspector.class_names), inspector.preprocessing, has_maps=inspector.has_maps,
                    output_note=inspector.output_note, **identity)
@@ -159,7 +160,7 @@ class Classified:
 # -- the engine's answers (``ui.engine_worker``: its jobs answer with these) -----------------------------------------
 @dataclass(frozen=True)
 class Runtime:
-    """The TensorFlow the engine trains with: versions, and the devices (``core.training.available_devices``)."""
+    """The TensorFlow the engine trains with: versions, and the devices (``training.devices.available_devices``)."""
 
     tensorflow: str
     keras: str
@@ -168,11 +169,11 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Trained:
-    """A training run ended: what ``core.training.train`` gave back (its ``model`` None: the model stays in the
+    """A training run ended: what ``core.training.fitting.train`` gave back (its ``model`` None: the model stays in the
     engine's thread), the model the engine now holds, and where its run's weights were kept for the save
     (``kept``, a ``core.training.runs.KeptRun``) or why they could not be (``kept_error``)."""
 
-    result: Any  # core.training.TrainResult
+    result: Any  # core.training.progress.TrainResult
     model: ModelInfo
     kept: Any = None
     kept_error: str | None = None
@@ -180,7 +181,7 @@ class Trained:
 
 @dataclass(frozen=True)
 class ProjectOpened:
-    """A project was opened: the ``core.project.Project`` and its model, now held (None: it has none)."""
+    """A project was opened: the ``core.project.store.Project`` and its model, now held (None: it has none)."""
 
     project: Any
     model: ModelInfo | None
@@ -227,7 +228,7 @@ class SessionState:
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
     classified: tuple[Classified, ...] = ()  # the images the viewer's strip shows, in order, with their verdicts
     viewer_tab: str = ""  # the viewer's tab shown (a ViewerPanel.TABS key; "" for its first)
-    runs: list = field(default_factory=list)  # the project's training runs (core.runs.Run), oldest first
+    runs: list = field(default_factory=list)  # the project's training runs (core.training.runs.Run), oldest first
     probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)
     excluded: frozenset[str] = frozenset()  # image files the user excluded from training and validation
     color_sample: Any = None  # how grey data's images are (core.data.color_hint.ColorSample), for the grayscale hint
@@ -335,7 +336,7 @@ class SessionState:
             self.update(**{**fresh, **values})
 
     def load(self, folder: str, project, model: ModelInfo | None) -> None:
-        """Make the project opened from ``folder`` (``core.project.Project``, with ``model`` the engine now holds)
+        """Make the project opened from ``folder`` (``core.project.store.Project``, with ``model`` the engine now holds)
         the work: what it holds, and what it does not as a fresh session has it (``reset``). Its dataset is not
         read yet: ``data`` stays None until the project's own is. The opening has ended: ``activity`` is idle."""
         self.reset(project_path=str(Path(folder)), dataset_path=project.dataset_path, dataset_config=project.dataset,
@@ -371,7 +372,7 @@ class SessionState:
         return self.activity in (TRAINING, STOPPING)
 
     def current_project(self):
-        """The project as it would be saved now (``core.project.Project``)."""
+        """The project as it would be saved now (``core.project.store.Project``)."""
         from .store import Project
 
         config = self.dataset_config

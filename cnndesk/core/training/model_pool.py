@@ -76,7 +76,7 @@ class ModelPool:
         """The compiled model to train: ``model`` to continue, else a pooled or a new one.
 
         Called inside the device scope, in place of ``build_model`` + ``compile_model``.
-        ``times`` (a ``training.StartTimes``), when given, gets the ``model`` mark
+        ``times`` (a ``progress.StartTimes``), when given, gets the ``model`` mark
         once the model has its weights, before it is compiled or its optimizer reset.
         """
         mark = times.mark if times is not None else (lambda stage: None)

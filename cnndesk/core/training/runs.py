@@ -55,7 +55,7 @@ class Run:
             scratch folder before the first save); None when they were not kept.
         probes: probe recordings' data, stored as it is (JSON-able), None when there are none.
         probe_dir: a folder of probe files that travels with the run, or None.
-        trust: its temperature, calibration and novelty statistics (``core.trust.Trust.to_json``, JSON-able),
+        trust: its temperature, calibration and novelty statistics (``core.work.trust.Trust.to_json``, JSON-able),
             None when they were not measured.
     """
 
@@ -108,7 +108,7 @@ class Run:
 
     @property
     def probe_frames(self) -> int | None:
-        """How many frames its probe recording holds (``core.probes.recording_summary``); None: it has none."""
+        """How many frames its probe recording holds (``core.training.probes.recording_summary``); None: it has none."""
         frames = self.probes.get("frames") if isinstance(self.probes, dict) else None
         return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
 
@@ -265,7 +265,7 @@ class KeptRun:
     Attributes:
         file: the weights.
         probe_dir: the recording's folder, None when its training recorded no probes.
-        probes: the recording's summary (``core.probes.recording_summary``), None without one.
+        probes: the recording's summary (``core.training.probes.recording_summary``), None without one.
     """
 
     file: str

@@ -1,6 +1,6 @@
 """The rules that decide when a run stops early and which epoch's weights it keeps, and how a run explains them.
 
-The rules, and the measurements behind them, are in docs/early-stopping.md. ``training.train``
+The rules, and the measurements behind them, are in docs/early-stopping.md. ``fitting.train``
 installs the two callbacks here and calls ``explain`` when ``fit`` returns.
 """
 

@@ -54,7 +54,7 @@ def train_transfer(data: LoadedDataset, layers: list[LayerSpec], settings: Train
                    listener: TrainingListener | None = None, state: TaskState | None = None, model=None,
                    augment: tuple[str, ...] = (), class_weights: bool = False, strategy=None,
                    initial_epoch: int = 0, cache_features: bool | None = None) -> TrainResult:
-    """``training.train`` for a stack with a backbone (same arguments and result; see the module docstring).
+    """``fitting.train`` for a stack with a backbone (same arguments and result; see the module docstring).
 
     The epochs of both stages are numbered on from each other; with fine-tuning
     the run has twice ``settings.epochs`` epochs. The model keeps the best
