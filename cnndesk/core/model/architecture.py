@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ArchitectureError, UserError
+from .backbones import FAMILIES, MIN_SIZE, STRIDE, build_backbone, chosen_weights_problem, family, set_fine_tune
 
 #: the final Dense layer's ``units`` value meaning "as many as there are classes"
 CLASSES = "classes"
@@ -235,8 +236,6 @@ def run_epochs(settings: TrainingSettings, layers: list[LayerSpec]) -> int:
 
 def default_image_size(layers: list[LayerSpec]) -> int | None:
     """The image side a stack's backbone was trained at (224), or None for a stack without one."""
-    from .backbones import family
-
     return family(layers[0].full_params()["family"]).default_size if has_backbone(layers) else None
 
 
@@ -414,8 +413,6 @@ def _layer_table(layers: list[LayerSpec], input_shape: tuple[int, int, int], num
 
 def _backbone_row(spec: LayerSpec, index: int, shape: tuple, where: str) -> tuple[tuple, int]:
     """Output shape and parameter count of a pretrained backbone, or a refusal saying what to change."""
-    from .backbones import FAMILIES, MIN_SIZE, STRIDE, chosen_weights_problem
-
     p = spec.full_params()
     if index != 0:
         raise ArchitectureError(f"{where}: a pretrained backbone must be the first layer.", index)
@@ -458,8 +455,6 @@ def multiply_adds(rows: list[LayerRow]) -> int:
         elif r.kind == "Dense":
             total += r.params - r.output_shape[0]
         elif r.kind == "Backbone":  # the published figure, scaled by the image area (its output grows with it)
-            from .backbones import FAMILIES, STRIDE
-
             fam = next(f for f in FAMILIES.values() if f.params == r.params and f.channels == r.output_shape[2])
             total += round(fam.macs_224 * r.output_shape[0] * r.output_shape[1] * STRIDE**2 / 224**2)
     return total
@@ -521,8 +516,6 @@ def _backbone_layers(spec: LayerSpec, input_shape: tuple[int, int, int]) -> list
     layer in front of it, so every export carries it.
     """
     import keras
-
-    from .backbones import build_backbone, set_fine_tune
 
     p = spec.full_params()
     backbone = build_backbone(p, input_shape)

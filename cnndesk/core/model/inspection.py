@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from ..data.images import decode_for_viewing, decode_image, Preprocessing, recognise_pixels
 from ..errors import ModelFileError, UserError
+from .calibration import temper
 from .taps import trace_taps
 
 #: what ``Inspector.output_note`` says when cnndesk turns a model's outputs into probabilities
@@ -339,8 +340,6 @@ class Inspector:
         if self.units == 1:
             raw = np.concatenate([1 - raw, raw], axis=-1)
         if self.temperature != 1.0:
-            from .calibration import temper
-
             raw = temper(raw, self.temperature)
         return raw.astype(np.float32, copy=False)
 

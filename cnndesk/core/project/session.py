@@ -33,6 +33,7 @@ import numpy as np
 from ..model.architecture import LayerSpec, preset, TrainingSettings
 from ..data.dataset import DatasetConfig
 from ..data.images import Preprocessing
+from .store import Project
 
 Observer = Callable[[frozenset[str]], None]
 
@@ -373,8 +374,6 @@ class SessionState:
 
     def current_project(self):
         """The project as it would be saved now (``core.project.store.Project``)."""
-        from .store import Project
-
         config = self.dataset_config
         if self.model is not None:
             # the project must reopen its model with the preprocessing the model was trained with

@@ -45,10 +45,11 @@ import time
 from pathlib import Path
 
 from .. import fsutil
-from ..errors import ModelFileError, ProjectError
+from ..errors import ModelFileError, ProjectError, UserError
 from ..model.loading import load_keras_model
 from .lock import HOLDER_FILE, LOCK_FILE, ProjectLock
 from .schema import migrate, MODEL_FILE, new_run_id, Project, PROJECT_FILE, SCHEMA_VERSION, VERSIONS_DIR
+from ..training.probes import ProbeRecording, recording_summary
 from ..training.runs import located, probe_name, RUN_ID, RUNS_DIR, weights_name
 
 __all__ = [
@@ -371,9 +372,6 @@ def _write_runs(folder: Path, project: Project, committed: dict | None, version_
 def _write_run_probes(source: Path, folder: Path, run_id: str, entry: dict) -> None:
     """Put the recording in ``source`` into the folder of run ``run_id``; ``entry`` (its ``runs`` entry) names it,
     and gets its summary when it had none (a run from before recordings were kept with runs)."""
-    from ..errors import UserError
-    from ..training.probes import ProbeRecording, recording_summary
-
     _step("run probes")
     target = folder / probe_name(run_id)
     _copy_folder(source, target)
@@ -613,9 +611,6 @@ def open_probes(path: str | os.PathLike):
     Raises:
         ProjectError: the project names a recording that is missing or damaged.
     """
-    from ..errors import UserError
-    from ..training.probes import ProbeRecording
-
     path = Path(path).expanduser()
     folder = path.parent if path.name == PROJECT_FILE else path
     raw = _read_raw(folder)

@@ -21,6 +21,9 @@ import json
 import random
 from collections import OrderedDict
 
+from ..model.architecture import build_model, compile_model
+from .devices import distribution_scope, several_devices
+
 #: how many models' initial values the pool remembers (one per layer stack and seed last trained)
 INITIAL_VALUES_KEPT = 2
 
@@ -104,8 +107,6 @@ class ModelPool:
 
     def _build(self, layers, input_shape, num_classes, graph):
         """A new model, its initial values remembered for ``_initial_values``."""
-        from ..model.architecture import build_model
-
         key = (graph, random.getstate())
         model = build_model(layers, input_shape, num_classes)
         self._initial[key] = ([v.numpy() for v in model.variables], random.getstate())
@@ -153,7 +154,6 @@ class ModelPool:
         """
         import keras
 
-        from .devices import distribution_scope, several_devices
         from .fitting import trace_steps
 
         if several_devices(settings.device) or self.has_spare(layers, data.preprocessing.input_shape,
@@ -170,8 +170,6 @@ class ModelPool:
         return True
 
     def _compile(self, model, settings, graph, compiled) -> None:
-        from ..model.architecture import compile_model
-
         compile_model(model, settings)
         optimizer = model.optimizer
         optimizer.build(model.trainable_variables)

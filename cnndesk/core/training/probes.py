@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import fsutil
+from ..data.images import decode_image
 from ..errors import UserError
 from ..model.pictures import CAM_SMOOTH_SIGMA, smooth_map
 
@@ -249,8 +250,6 @@ def load_probes(paths: Sequence[str], preprocessing, class_names: Sequence[str],
     Raises:
         UserError: more than ``MAX_PROBES`` files, or a file that cannot be read as an image.
     """
-    from ..data.images import decode_image
-
     if len(paths) > MAX_PROBES:
         raise UserError(f"At most {MAX_PROBES} probe images can be followed; {len(paths)} were given.")
     names = {os.path.basename(p) for p in paths}  # only files of those names can be probes: resolve only them
