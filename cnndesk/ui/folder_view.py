@@ -331,10 +331,7 @@ def _counts(result: FolderResult) -> str:
 def _sentence(result: FolderResult, note: str) -> str:
     """What the note under the buttons says of ``result``."""
     where = ", ".join(printable(s) for s in result.sources)
-    unread = sum(1 for r in result.rows if r.error is not None)
-    not_sure = sum(1 for r in result.rows if NOT_SURE in r.flags)
-    unlike = sum(1 for r in result.rows if UNLIKE in r.flags)
-    tally = f"{not_sure:,} not sure, {unlike:,} unlike training, {unread:,} unreadable."
+    tally = f"{result.not_sure:,} not sure, {result.unlike:,} unlike training, {result.unreadable:,} unreadable."
     skipped = " ".join(describe_skipped(list(result.skipped)))
     said = {RUNNING: f"Classifying {where}…",
             DONE: f"Classified {where}: {tally}",
@@ -408,6 +405,7 @@ class FolderWork(QObject):
         self.log = ChangeLog()
         self.dialog: QWidget | None = None  # the dialog open now (a file dialog, the sort dialog, a question)
         self._sorting = None  # the sort job under way
+        self.note = ""  # what the Folder tab adds under the rows (the model carries no statistics)
 
     # -- classifying ---------------------------------------------------------------------
     @property
@@ -436,10 +434,10 @@ class FolderWork(QObject):
         state = self.state
         run = next((r for r in state.runs if r.id == state.model.run), None) if state.model.run else None
         trust = getattr(run, "trust", None)
-        state.folder_result = FolderResult(tuple(str(s) for s in sources), state.model, started=time.perf_counter())
-        self._no_trust = "" if trust else (
+        self.note = "" if trust else (
             "This model carries no statistics of its training images, so no image is flagged \"unlike training\" "
             "and its confidences are not calibrated.")
+        state.folder_result = FolderResult(tuple(str(s) for s in sources), state.model, started=time.perf_counter())
         self.job.start(EngineWorker.classify_folder, list(sources), trust, k=min(TOP_K, len(state.model.class_names)),
                        thumbnails=THUMB, on_done=self._on_done, on_report=self._on_rows)
 
@@ -485,11 +483,6 @@ class FolderWork(QObject):
 
     def cancel(self) -> None:
         self.job.cancel()
-
-    @property
-    def note(self) -> str:
-        """What the Folder tab adds under a result (the model carries no statistics)."""
-        return getattr(self, "_no_trust", "")
 
     def dropped_on_viewer(self, paths: list[str], otherwise: Callable[[list[str]], None]) -> None:
         """A folder dropped on the viewer is classified; anything else (images, a project, a model) goes to

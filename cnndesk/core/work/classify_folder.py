@@ -430,10 +430,18 @@ class FolderResult:
     stale: str = ""
     started: float = 0.0
     seconds: float | None = None
+    not_sure: int = 0  # rows flagged "not sure"
+    unlike: int = 0  # rows flagged "unlike training"
+    unreadable: int = 0  # rows of files that could not be read
 
     def with_rows(self, report: RowsClassified) -> "FolderResult":
-        return dataclasses.replace(self, rows=self.rows + tuple(report.rows), total=report.total,
-                                   skipped=self.skipped + tuple(report.skipped))
+        """The result with a batch's rows added (counted as they come, so that a long run costs no more a batch)."""
+        rows = report.rows
+        return dataclasses.replace(self, rows=self.rows + tuple(rows), total=report.total,
+                                   skipped=self.skipped + tuple(report.skipped),
+                                   not_sure=self.not_sure + sum(NOT_SURE in r.flags for r in rows),
+                                   unlike=self.unlike + sum(UNLIKE in r.flags for r in rows),
+                                   unreadable=self.unreadable + sum(r.error is not None for r in rows))
 
     def ended(self, status: str, seconds: float, message: str = "") -> "FolderResult":
         return dataclasses.replace(self, status=status, seconds=seconds, message=message)
