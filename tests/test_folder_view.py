@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
+from PIL import Image
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 
 from cnndesk.core.work.classify_folder import SORT_LOG
 
-from conftest import make_image
+from conftest import child_env, make_image, write_dataset
 from test_app import drop_paths, set_epochs
 
 CLASSES = ("left", "top", "centre")
@@ -203,3 +206,47 @@ def test_classify_folder_from_the_menu_and_cancel_half_way(trained, qtbot, inbox
     assert view.counts.text().startswith(f"{kept:,} of 3,000 images")
     assert w.engine.pending() == 0  # no job left running
     assert view.export_button.isEnabled() and view.sort_button.isEnabled()
+
+
+@pytest.fixture(scope="module")
+def project_with_trust(tmp_path_factory):
+    """A project trained by ``cnndesk-cli train`` (in a child, as a user would), whose run keeps its temperature and
+    novelty statistics."""
+    base = tmp_path_factory.mktemp("trusted")
+    data = write_dataset(base / "shapes", CLASSES, per_class=30, seed=3)
+    project = base / "project"
+    done = subprocess.run([sys.executable, "-m", "cnndesk.cli", "train", str(data), "--project", str(project),
+                           "--image-size", "32", "--epochs", "4", "--batch-size", "8", "--seed", "1"],
+                          capture_output=True, text=True, env=child_env(), timeout=600)
+    assert done.returncode == 0, done.stderr
+    return project
+
+
+def test_images_unlike_the_training_images_are_flagged_in_the_table_and_filtered(make_window, qtbot,
+                                                                                 project_with_trust, tmp_path):
+    w = make_window()
+    qtbot.waitUntil(lambda: w.engine.is_ready, timeout=60000)
+    w.open_project(str(project_with_trust), confirm=False)
+    qtbot.waitUntil(lambda: w.state.has_model and not w.state.busy, timeout=60000)
+    run = next(r for r in w.state.runs if r.id == w.state.model.run)
+    assert run.trust["novelty"] is not None
+    folder = tmp_path / "new"
+    write_dataset(folder / "shapes", CLASSES, per_class=2, seed=99)
+    rng = np.random.default_rng(4)
+    (folder / "noise").mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "noise" / f"n{i}.png")
+    view = w.viewer_panel.folder_view
+    drop_paths(w.viewer_panel, [folder])
+    wait_done(qtbot, view)
+    assert "carries no statistics" not in view.note.text()
+    table = cells(view)
+    assert len(table) == 12
+    flagged_noise = [r for r in table if r[1].startswith("noise/") and "unlike training" in r[5]]
+    flagged_shapes = [r for r in table if r[1].startswith("shapes/") and "unlike training" in r[5]]
+    assert len(flagged_noise) >= 5 and len(flagged_shapes) <= 1
+    view.filter.setCurrentText("Unlike training")
+    assert sorted(r[1] for r in cells(view)) == sorted(r[1] for r in flagged_noise + flagged_shapes)
+    result = w.state.folder_result
+    assert view.note.text().startswith(f"Classified {folder}: {result.not_sure} not sure, "
+                                       f"{len(flagged_noise) + len(flagged_shapes)} unlike training, 0 unreadable.")
