@@ -94,7 +94,8 @@ def main() -> int:
     from _qt import drop_file, GapMeter, wait_until
     from cnndesk.core.work.classify_folder import RUNNING
 
-    app = QApplication.instance() or QApplication(sys.argv)  # noqa: F841
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("cnndesk-folder-window")
     from cnndesk.ui.main_window import MainWindow
 
     w = MainWindow(settings=QSettings(str(base / "s.ini"), QSettings.IniFormat), sample_dir=base / "sample")

@@ -260,12 +260,13 @@ class FolderView(QWidget):
         changes.addWidget(self.undo_all_button, 0, Qt.AlignTop)
         v.addLayout(changes)
         self._classes: tuple[str, ...] = ()
+        self._can_classify = False
 
     # -- what ShownJob drives ----------------------------------------------------------
     def set_running(self, running: bool) -> None:
         self.progress.setVisible(running)
         self.cancel_button.setVisible(running)
-        self.classify_button.setEnabled(not running)
+        self.classify_button.setEnabled(self._can_classify and not running)
         if running:
             self.progress.setValue(0)
 
@@ -303,7 +304,9 @@ class FolderView(QWidget):
         self.undo_all_button.setEnabled(bool(changes))
 
     def set_can_classify(self, can: bool) -> None:
-        self.classify_button.setEnabled(can and not self.cancel_button.isVisible())
+        """Whether a folder can be classified now (a model, an idle engine)."""
+        self._can_classify = can
+        self.classify_button.setEnabled(can and not self.cancel_button.isVisibleTo(self))
 
     def _filter(self, choice: str) -> None:
         self.proxy.set_choice(choice)
@@ -406,6 +409,7 @@ class FolderWork(QObject):
         self.dialog: QWidget | None = None  # the dialog open now (a file dialog, the sort dialog, a question)
         self._sorting = None  # the sort job under way
         self.note = ""  # what the Folder tab adds under the rows (the model carries no statistics)
+        self.running = False  # a classification job is under way
 
     # -- classifying ---------------------------------------------------------------------
     @property
@@ -442,7 +446,7 @@ class FolderWork(QObject):
                        thumbnails=THUMB, on_done=self._on_done, on_report=self._on_rows)
 
     def _can_start(self) -> bool:
-        if self.view.cancel_button.isVisible():
+        if self.running:
             self.view.show_message("A folder is being classified: wait for it, or cancel it first.")
             return False
         if not self.usable:
@@ -470,6 +474,7 @@ class FolderWork(QObject):
 
     # ShownJob's view: the bar and Cancel go to the Folder tab; an error ends the result in the state
     def set_running(self, running: bool) -> None:
+        self.running = running
         self.view.set_running(running)
 
     def set_progress(self, percent: float, text: str) -> None:

@@ -146,9 +146,9 @@ class MainWindow(QMainWindow):
                                               name="openModel")
         self.open_image_action = self._action("Open &Image…", self.viewer_panel.open_images_dialog, "Ctrl+I",
                                               name="openImage")
-        self.classify_folder_action = self._action("&Classify Folder…", self.folder_work.choose_folder, "Ctrl+Shift+F",
-                                                   tip="Classify every image of a folder (Viewer, Folder)",
-                                                   name="classifyFolderAction")
+        self.classify_folder_action = self._action("&Classify Folder…", self.folder_work.choose_folder,
+                                                   "Ctrl+Shift+F", name="classifyFolderAction",
+                                                   tip="Classify every image of a folder (Viewer, Folder)")
         for a in (self.new_action, self.open_action):
             f.addAction(a)
         self.recent_menu = f.addMenu("Open &Recent")
