@@ -112,6 +112,15 @@ def test_a_folder_dropped_on_the_viewer_is_classified_then_sorted_filtered_expor
                     timeout=30000)
     qtbot.waitUntil(lambda: w.viewer_panel.inspection is not None, timeout=30000)
     assert w.viewer_panel.current_view.isVisible() and view.isVisible()
+    # Enter opens the row selected
+    view.filter.setCurrentText("All images")
+    view.table.setCurrentIndex(view.table.model().index(0, 1))
+    qtbot.keyClick(view.table, Qt.Key_Down)
+    qtbot.keyClick(view.table, Qt.Key_Return)
+    second = str(inbox / cells(view)[1][1])
+    qtbot.waitUntil(lambda: w.viewer_panel.current is not None and w.viewer_panel.current.path == second,
+                    timeout=30000)
+    view.filter.setCurrentText("left")
 
     # export the rows shown (class "left") as CSV
     out = tmp_path / "left.csv"
