@@ -215,6 +215,13 @@ def test_classify_folder_from_the_menu_and_cancel_half_way(trained, qtbot, inbox
     assert view.counts.text().startswith(f"{kept:,} of 3,000 images")
     assert w.engine.pending() == 0  # no job left running
     assert view.export_button.isEnabled() and view.sort_button.isEnabled()
+    # a folder without images says so
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no pictures here")
+    drop_paths(w.viewer_panel, [empty])
+    qtbot.waitUntil(lambda: view.note.text().startswith(f"No image files were found in {empty}."), timeout=30000)
+    assert "1 not an image file type" in view.note.text() and model.rowCount() == 0
 
 
 @pytest.fixture(scope="module")

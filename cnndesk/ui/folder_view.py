@@ -337,7 +337,7 @@ def _sentence(result: FolderResult, note: str) -> str:
     tally = f"{result.not_sure:,} not sure, {result.unlike:,} unlike training, {result.unreadable:,} unreadable."
     skipped = " ".join(describe_skipped(list(result.skipped)))
     said = {RUNNING: f"Classifying {where}…",
-            DONE: f"Classified {where}: {tally}",
+            DONE: f"Classified {where}: {tally}" if result.total else f"No image files were found in {where}.",
             CANCELLED: f"Cancelled: {len(result.rows):,} of {result.total or 0:,} images of {where} classified "
                        f"(kept below). {tally}",
             FAILED: f"Classifying {where} failed: {result.message}"}[result.status]
