@@ -398,8 +398,6 @@ class FolderWork(QObject):
         dialog_parent: the window the dialogs belong to.
     """
 
-    status = Signal(str)
-
     def __init__(self, state, engine, view: FolderView, show_view: Callable[[], None], dialog_parent: QWidget):
         super().__init__(dialog_parent)
         self.state, self.engine, self.view, self.show_view = state, engine, view, show_view
