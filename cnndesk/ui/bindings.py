@@ -8,7 +8,7 @@ the state's changes in the view; it says what happened through ``status(str, int
 (and ``error(str, str)``). The small bindings are here (``DatasetReading``,
 ``ModelBinding``, ``ViewerBinding``, ``ProbeBinding``); the larger ones have a
 module each (``training_control``, ``runs_control``, ``project_files``,
-``model_io``, and ``MapControl`` / ``DataQuality`` beside their views). A change a
+``model_io``, and ``MapControl`` / ``DataQuality`` / ``FolderWork`` beside their views). A change a
 binding itself pushes into a panel is not written back (the guard), so an update
 never echoes.
 
@@ -41,6 +41,7 @@ from .data_quality_view import DataQuality
 from .dataset_map_view import MapControl
 from .dataset_panel import DatasetPanel
 from .engine_worker import EngineWorker
+from .folder_view import FolderWork
 from .loading import DatasetLoader
 from .model_io import ModelFiles
 from .model_panel import ModelPanel
@@ -752,6 +753,8 @@ def bind_window(window) -> None:
                                       more_views=(window.viewer_panel.map_view,))
     window.dataset_map = MapControl(state, engine, window.viewer_panel.map_view, window.data_quality,
                                     window.dataset_panel.duplicates.distance.value, window)
+    window.folder_work = FolderWork(state, engine, window.viewer_panel.folder_view,
+                                    lambda: window.show_viewer_tab(window.viewer_panel.folder_view), window)
     window.projects = ProjectFiles(state, engine, window.settings, RecentProjects(window.settings, window.recent_menu),
                                    window.dataset_panel.load_folder, window.use_sample, window)
     window.dataset_reading = DatasetReading(state, window.dataset_panel, window)
@@ -780,7 +783,9 @@ def bind_window(window) -> None:
     window.training.started.connect(lambda: window.tabs.setCurrentIndex(window.TAB_TRAIN))
     window.training.probe_frame.connect(window.probes.show_live_frame)
     window.models.opened.connect(lambda: window.tabs.setCurrentIndex(window.TAB_VIEWER))
-    window.viewer_panel.paths_dropped.connect(window.handle_dropped_paths)
+    window.viewer_panel.paths_dropped.connect(
+        lambda paths: window.folder_work.dropped_on_viewer(paths, window.handle_dropped_paths))
+    window.viewer_panel.folder_view.open_requested.connect(lambda path: window.viewer.classify_paths([path]))
     window.viewer_panel.pixels_chosen.connect(window.models.set_pixels)
     window.viewer_panel.probe_marked.connect(lambda path: window.probe_view.add_probes([path]))
     window.probe_view.epoch_shown.connect(window.training_panel.chart.mark_epoch)

@@ -125,6 +125,9 @@ class MainWindow(QMainWindow):
                                               "Ctrl+Shift+M", name="openModel")
         self.open_image_action = self._action("Open &Image…", self.viewer_panel.open_images_dialog, "Ctrl+I",
                                               name="openImage")
+        self.classify_folder_action = self._action("&Classify Folder…", lambda: self.folder_work.choose_folder(),
+                                                   "Ctrl+Shift+F", name="classifyFolderAction",
+                                                   tip="Classify every image of a folder (Viewer, Folder)")
         for a in (self.new_action, self.open_action):
             f.addAction(a)
         self.recent_menu = f.addMenu("Open &Recent")
@@ -135,6 +138,7 @@ class MainWindow(QMainWindow):
         f.addAction(self.choose_dataset_action)
         f.addAction(self.open_model_action)
         f.addAction(self.open_image_action)
+        f.addAction(self.classify_folder_action)
         self.export_menu = f.addMenu("&Export Model")
         self.export_actions = {}
         for fmt in FORMATS:
@@ -201,8 +205,12 @@ class MainWindow(QMainWindow):
         self.model_panel.add_layer(kind)
 
     def _show_map(self) -> None:
+        self.show_viewer_tab(self.viewer_panel.map_view)
+
+    def show_viewer_tab(self, view) -> None:
+        """Bring the Viewer and its tab ``view`` (the Map, the Folder tab) to the front."""
         self.tabs.setCurrentIndex(self.TAB_VIEWER)
-        self.viewer_panel.show_map()
+        self.viewer_panel.show_map(view)
 
     def _toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
@@ -252,6 +260,7 @@ class MainWindow(QMainWindow):
             act.setEnabled(ready and not busy)  # the model is saved and opened by the (busy) engine
         self.evaluate_action.setEnabled(has_model and state.data is not None and not busy)
         self.map_action.setEnabled(has_model and state.data is not None and not busy)
+        self.classify_folder_action.setEnabled(has_model and not busy)
         self.previous_action.setEnabled(ready and self.runs.previous_offer() is not None and not busy)
         self.choose_dataset_action.setEnabled(not training)
         self.recent_menu.setEnabled(not busy and bool(self.projects.recent.folders()))

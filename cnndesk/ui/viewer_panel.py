@@ -30,6 +30,7 @@ from ..core.project.session import Classified, ModelInfo
 from .current_image import CurrentImageView, qimage_to_array
 from .dataset_map_view import DatasetMapView
 from .evaluation_view import EvaluationView
+from .folder_view import FolderView
 from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
 from .widgets import MAX_CHANNEL_TILES, array_to_pixmap, array_to_qimage
 
@@ -74,7 +75,7 @@ class ViewerPanel(QWidget):
     probe_marked = Signal(str)
 
     #: the tabs, in order, by the names the state and a project give them (``SessionState.viewer_tab``)
-    TABS = ("activations", "layers", "gradcam", "filters", "evaluation", "map")
+    TABS = ("activations", "layers", "gradcam", "filters", "evaluation", "map", "folder")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -191,6 +192,8 @@ class ViewerPanel(QWidget):
         self.tabs.addTab(self.evaluation_view, "Evaluation")
         self.map_view = DatasetMapView()
         self.tabs.addTab(self.map_view, "Map")
+        self.folder_view = FolderView()  # its binding: folder_view.FolderWork
+        self.tabs.addTab(self.folder_view, "Folder")
         self.tabs.currentChanged.connect(self._ask_for_evaluation)
         self.tabs.currentChanged.connect(self._on_tab)
         return self.tabs
@@ -434,9 +437,9 @@ class ViewerPanel(QWidget):
         """Classify an image clicked in the evaluation, with its true class to show beside the verdict."""
         self.open_requested.emit(path, self.evaluation_view.true_class(path))
 
-    def show_map(self) -> None:
-        """Show the Map tab (the tabs too, when no image is open yet)."""
-        self.tabs.setCurrentWidget(self.map_view)
+    def show_map(self, view: QWidget | None = None) -> None:
+        """Show the Map tab, or another of the tabs (``view``); the tabs too, when no image is open yet."""
+        self.tabs.setCurrentWidget(view or self.map_view)
         if self.stack.currentIndex() == 0 and self._usable:
             self.stack.setCurrentIndex(1)
 
