@@ -75,7 +75,10 @@ def layer_row_text(window, row):
 
 
 def set_epochs(window, qtbot, n):
-    spin = window.model_panel.epochs
+    type_into(qtbot, window.model_panel.epochs, n)
+
+
+def type_into(qtbot, spin, n):
     spin.selectAll()
     qtbot.keyClicks(spin, str(n))
     qtbot.keyClick(spin, Qt.Key_Return)  # a number applies when it is finished
@@ -691,10 +694,7 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
 def test_a_small_folder_trains_the_epochs_of_the_minimum_of_steps_the_model_panel_asks(tiny_window, qtbot):
     w = tiny_window
     set_epochs(w, qtbot, 2)  # 48 training images at batch 32: 2 steps per epoch, so 2 epochs are 4 steps
-    spin = w.model_panel.min_steps
-    spin.selectAll()
-    qtbot.keyClicks(spin, "10")
-    qtbot.keyClick(spin, Qt.Key_Return)
+    type_into(qtbot, w.model_panel.min_steps, 10)
     qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     log = w.training_panel.log.toPlainText().splitlines()

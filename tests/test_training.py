@@ -28,12 +28,16 @@ class Recorder(TrainingListener):
     def __init__(self):
         self.batches: list[BatchReport] = []
         self.epochs: list[EpochReport] = []
+        self.messages: list[str] = []
 
     def on_batch(self, report):
         self.batches.append(report)
 
     def on_epoch(self, report):
         self.epochs.append(report)
+
+    def on_message(self, text):
+        self.messages.append(text)
 
 
 @pytest.fixture(scope="module")
@@ -210,14 +214,10 @@ class Frozen(Recorder):
         super().__init__()
         self.model = model
         self.weights = [w.copy() for w in model.get_weights()]
-        self.messages: list[str] = []
 
     def on_batch(self, report):
         super().on_batch(report)
         self.model.set_weights(self.weights)
-
-    def on_message(self, text):
-        self.messages.append(text)
 
 
 def _frozen_run(data, **settings):
@@ -510,21 +510,9 @@ def test_a_small_folder_gets_the_epochs_that_make_the_minimum_number_of_steps(ap
         TrainingSettings(min_steps=-1).validate()
 
 
-class Messages(TrainingListener):
-    def __init__(self):
-        self.messages: list[str] = []
-        self.epochs: list[EpochReport] = []
-
-    def on_message(self, text):
-        self.messages.append(text)
-
-    def on_epoch(self, report):
-        self.epochs.append(report)
-
-
 @pytest.mark.slow
 def test_a_new_model_on_a_small_folder_trains_more_epochs_and_the_log_says_why(data):
-    rec = Messages()
+    rec = Recorder()
     # 48 training images at batch 4: 12 steps per epoch; 2 epochs are 24 steps, short of 30
     result = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "min_steps": 30}), rec)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
@@ -541,7 +529,7 @@ def test_continuing_a_model_trains_exactly_the_epochs_asked(trained, data):
     first, _ = trained
     model = build_model(preset("seed"), data.preprocessing.input_shape, data.num_classes)
     model.set_weights(first.model.get_weights())
-    rec = Messages()
+    rec = Recorder()
     result = train(data, [], TrainingSettings(**{**SETTINGS, "epochs": 1, "min_steps": 1000}), rec, model=model,
                    initial_epoch=2)
     assert [r["epoch"] for r in result.history] == [3]

@@ -83,10 +83,9 @@ def train(
     replicas = replica_count(settings.device, strategy)
     bs = settings.batch_size * replicas  # the global batch: a strategy splits it among the devices
     steps = steps_for(n_train, bs)
-    more_steps = None
-    if model is None and planned_epochs(settings, steps) != settings.epochs:  # a new model on a small folder
-        more_steps = more_steps_note(settings, planned_epochs(settings, steps), n_train, steps)
-        settings = dataclasses.replace(settings, epochs=planned_epochs(settings, steps))
+    epochs = planned_epochs(settings, steps) if model is None else settings.epochs  # continuing: as asked
+    more_steps = more_steps_note(settings, epochs, n_train, steps) if epochs != settings.epochs else None
+    settings = dataclasses.replace(settings, epochs=epochs)  # a new model on a small folder: more epochs
     # Both pipelines read the one uint8 cache through the split's row numbers (no copies). They are
     # built outside the device/strategy scope: the input pipeline (and the augmentation layers'
     # random state) lives on the host; a strategy distributes the dataset itself inside ``fit``.
