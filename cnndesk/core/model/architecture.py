@@ -146,7 +146,7 @@ class TrainingSettings:
     min_val_images: int = 50
     device: str = "cpu"
     seed: int = 1337
-    min_steps: int = field(default_factory=lambda: MIN_STEPS)  # read when made (the tests' folders set it to 0)
+    min_steps: int = field(default_factory=lambda: MIN_STEPS)  # MIN_STEPS as it is when the settings are made
 
     def to_json(self) -> dict:
         return asdict(self)
