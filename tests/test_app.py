@@ -75,7 +75,10 @@ def layer_row_text(window, row):
 
 
 def set_epochs(window, qtbot, n):
-    spin = window.model_panel.epochs
+    type_into(qtbot, window.model_panel.epochs, n)
+
+
+def type_into(qtbot, spin, n):
     spin.selectAll()
     qtbot.keyClicks(spin, str(n))
     qtbot.keyClick(spin, Qt.Key_Return)  # a number applies when it is finished
@@ -687,6 +690,20 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     warnings = panel.imbalance.text()
     assert "could not be read" in warnings and "Few images: two\\nlines (3)" in warnings
     assert "Classes are imbalanced: two\\nlines (3)" in warnings
+
+def test_a_small_folder_trains_the_epochs_of_the_minimum_of_steps_the_model_panel_asks(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 2)  # 48 training images at batch 32: 2 steps per epoch, so 2 epochs are 4 steps
+    type_into(qtbot, w.model_panel.min_steps, 10)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    log = w.training_panel.log.toPlainText().splitlines()
+    assert ("48 training images make 2 steps per epoch, so 2 epochs would be only 4 steps, too few for a new model to "
+            "get past its random start: this run trains 5 epochs (10 steps, at least 10; set the minimum steps to 0 "
+            "to train exactly the epochs asked).") in log
+    assert "Trained all 5 epochs." in log
+    assert [r["epoch"] for r in w.state.history] == [1, 2, 3, 4, 5]
+
 
 def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window, qtbot):
     w = tiny_window
