@@ -221,3 +221,10 @@ def columns_in_sight(table) -> int:
     sight = table.viewport().visibleRegion().boundingRect()
     return sum(1 for c in range(table.columnCount()) if table.columnViewportPosition(c) >= sight.left()
                and table.columnViewportPosition(c) + table.columnWidth(c) - 1 <= sight.right())
+
+
+def looked_inside(viewer) -> bool:
+    """The viewer shows the selected image's maps and its heat map (the Grad-CAM tab's picture), as a person sees
+    them once every answer for that image has come."""
+    cam, im = viewer.gradcam, viewer.current
+    return im is not None and im.prepared is not None and cam.image is im.prepared and cam.cam is not None

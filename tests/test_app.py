@@ -13,7 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
 from cnndesk.core.cpu_kernels import ENGINE_NICENESS
-from conftest import kept_epoch, strict_json, write_dataset
+from conftest import kept_epoch, looked_inside, strict_json, write_dataset
 
 
 def save_as(w, qtbot, monkeypatch, folder):
@@ -496,11 +496,11 @@ def test_retraining_another_architecture_refreshes_the_viewer(tiny_window, qtbot
     train_now(w, qtbot)
     v = w.viewer_panel
     v.classify_paths([str(next((tiny_dataset / "left").iterdir()))])
-    qtbot.waitUntil(lambda: v.inspection is not None, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(v), timeout=20000)
     w.model_panel.preset_combo.setCurrentIndex(w.model_panel.preset_combo.findData("deeper"))
     train_now(w, qtbot)
     # the strip is classified again by the new model and its layers are shown
-    qtbot.waitUntil(lambda: v.inspection is not None and v.strip.count() == 1, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(v) and v.strip.count() == 1, timeout=20000)
     layers = [v.activations.layer_combo.itemText(i) for i in range(1, v.activations.layer_combo.count())]
     assert layers[0] == "conv2d_1" and "batchnormalization_2" not in layers and len(layers) == 6
     assert v.gradcam.cam_layer.currentText() == "conv2d_7"
@@ -664,12 +664,12 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     from cnndesk.core.data.images import Preprocessing
     from cnndesk.core.data.scanning import SkippedFile
     from cnndesk.core.project.session import SessionState
-    from cnndesk.ui.bindings import bind_dataset_panel
+    from cnndesk.ui.bindings import DatasetReading
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     panel = DatasetPanel()
     qtbot.addWidget(panel)
-    reading = bind_dataset_panel(SessionState(), panel)
+    reading = DatasetReading(SessionState(), panel)
     skipped = [SkippedFile(f"/data/share/f{i}.txt", "not an image file type cnndesk reads (.txt)")
                for i in range(47_000)]
     skipped.append(SkippedFile("/data/odd\nname/x.png", "damaged image: broken"))
