@@ -20,6 +20,8 @@ CLASSES = "classes"
 
 ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh", "elu", "gelu", "swish", "softmax")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
+#: the training precisions a run may be given: "auto" picks per CPU (``core.training.precision``)
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 #: the parameters of each layer kind, with their defaults; the editor shows these
 LAYER_KINDS: dict[str, dict[str, Any]] = {
@@ -124,6 +126,9 @@ class TrainingSettings:
             (too few to tell an improvement from noise). Defaults to 50.
         device: "cpu", "gpu:N", "gpu:0,1" or "gpu:all" (several GPUs, mirrored). Defaults to "cpu".
         seed: seeds weights, shuffles and augmentation. Defaults to 1337.
+        precision: "auto" (bfloat16 mixed precision on a CPU that computes bfloat16 natively, float32
+            elsewhere), "float32" or "bfloat16" (``core.training.precision``). Like the device, a choice
+            of the machine, not of the model: the model a run returns is float32 either way. Defaults to "auto".
     """
 
     optimizer: str = "adam"
@@ -137,6 +142,7 @@ class TrainingSettings:
     min_val_images: int = 50
     device: str = "cpu"
     seed: int = 1337
+    precision: str = "auto"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -161,6 +167,8 @@ class TrainingSettings:
             raise UserError("The minimum number of epochs before early stopping cannot be negative.")
         if self.min_val_images < 0:
             raise UserError("The smallest validation set for early stopping cannot be negative.")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"Unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}.")
 
 
 # ---------------------------------------------------------------------------
@@ -469,6 +477,9 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
 
     Pixel scaling (``Rescaling(1/255)``) is the first layer, so the model
     takes 0-255 pixels and its exports need no separate preprocessing.
+    The layers compute in Keras's global dtype policy, except the last one,
+    which is float32 always (under a mixed policy its softmax and the loss stay
+    float32; ``core.training.precision``).
     """
     import keras
 
@@ -503,7 +514,9 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
             continue  # added above, with its preprocessing
         else:  # Dense
             units = num_classes if p["units"] == CLASSES else int(p["units"])
-            layer = keras.layers.Dense(units, activation=p["activation"], name=name)
+            output = i == len(layers) - 1
+            layer = keras.layers.Dense(units, activation=p["activation"], name=name,
+                                       dtype="float32" if output else None)
         model_layers.append(layer)
     return keras.Sequential(model_layers, name="cnndesk_model")
 

@@ -23,6 +23,7 @@ from collections import OrderedDict
 
 from ..model.architecture import build_model, compile_model
 from .devices import distribution_scope, several_devices
+from .precision import choose_precision, policy_during
 
 #: how many models' initial values the pool remembers (one per layer stack and seed last trained)
 INITIAL_VALUES_KEPT = 2
@@ -160,7 +161,7 @@ class ModelPool:
                                                              data.num_classes, settings):
             return False
         graph, compiled = _key(layers, data.preprocessing.input_shape, data.num_classes, settings)
-        with distribution_scope(settings.device):
+        with distribution_scope(settings.device), policy_during(choose_precision(settings.precision, settings.device)):
             # seeded as ``train`` seeds before it builds: the run that takes the spare finds its initial values here
             keras.utils.set_random_seed(settings.seed)
             model = self._build(layers, data.preprocessing.input_shape, data.num_classes, graph)
@@ -182,7 +183,8 @@ def _key(layers, input_shape, num_classes, settings) -> tuple[str, tuple]:
     """(graph, compiled): what a pooled model must share with a run to be reused for it."""
     graph = json.dumps({"layers": [spec.to_json() for spec in layers], "input": list(input_shape),
                         "classes": int(num_classes)}, sort_keys=True)
-    return graph, (settings.optimizer, settings.loss, settings.device)
+    return graph, (settings.optimizer, settings.loss, settings.device,
+                   choose_precision(settings.precision, settings.device).policy)
 
 
 def attachments(model) -> dict:
