@@ -288,6 +288,25 @@ def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, 
     assert any(str(folder) in a.text() for a in w2.recent_menu.actions())
 
 
+def test_the_precision_chosen_in_the_window_trains_is_logged_and_remembered(tiny_window, qtbot, make_window):
+    w = tiny_window
+    box = w.model_panel.precision
+    assert box.currentText() == "Automatic (bfloat16 where the CPU has it)"
+    set_epochs(w, qtbot, 1)
+    box.setFocus()
+    qtbot.keyClick(box, Qt.Key_Down)  # the next row: float32
+    assert box.currentText() == "float32"
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    assert "precision: float32 (chosen in the settings)" in w.training_panel.log.toPlainText()
+    w.state.modified = False
+    w.close()
+
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    assert w2.model_panel.precision.currentText() == "float32"
+
+
 def test_the_gui_stays_responsive_while_training(tiny_window, qtbot):
     """Benchmark figure (printed, not asserted): the longest gap of a 10 ms timer during training."""
     w = tiny_window
