@@ -1097,6 +1097,34 @@ def test_while_idle_the_engine_traces_a_spare_so_the_next_train_traces_nothing(t
     assert pool.has_spare(state.layers, data.preprocessing.input_shape, data.num_classes, state.settings)
 
 
+def test_presses_right_after_each_run_find_a_traced_model_and_wait_for_no_spare_being_traced(tiny_window, qtbot):
+    from PySide6.QtCore import QTimer
+
+    w = tiny_window
+    set_epochs(w, qtbot, 1)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=120000)  # the spares for the dataset just read
+    pool = w.engine.worker._pool
+    traced_spares = []  # spares traced between the first press and the end of the last run
+    stock = pool.stock
+    pool.stock = lambda *a, **k: (lambda made: (traced_spares.append(made) if made else None, made)[1])(
+        stock(*a, **k))
+    results = []
+    finished = w.training._on_trained
+
+    def on_trained(answer):
+        results.append(answer.result)
+        finished(answer)
+        if len(results) < 3:
+            QTimer.singleShot(0, w.train_action.trigger)  # Train again as soon as the window shows the run ended
+
+    w.training._on_trained = on_trained
+    qtbot.keyClick(w, Qt.Key_F5)
+    qtbot.waitUntil(lambda: len(results) == 3 and not w.state.training, timeout=120000)
+    assert [r.start_times.traced for r in results] == [False, False, False]
+    assert traced_spares == [], "a press waited for a spare traced after the run before it"
+    assert len(w.state.runs) == 3
+
+
 # -- review fixes: the state stays true while the engine works -----------------------------------
 
 def test_an_edit_made_while_the_project_is_saved_stays_unsaved(tiny_window, qtbot, tmp_path):
