@@ -201,8 +201,10 @@ def main(argv=None) -> int:
               f"{'full runs' if args.full else 'each run stopped after its first epoch'}"
               f"{', no model reuse' if args.no_reuse else ''}{', no spare stocked while idle' if args.no_stock else ''}"
               f"{'; each press right after the run before' if args.right_after else '; each press once the engine is idle'}")
-        from cnndesk.core.cpu_kernels import describe_cpu
-
+        try:
+            from cnndesk.core.cpu_kernels import describe_cpu
+        except ImportError:  # an older checkout timed through PYTHONPATH
+            from platform import processor as describe_cpu
         print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
         titles = ["press", "total", "cpu", "GUI cpu", "queue"] + [c for c, _ in COLUMNS] + ["to GUI", "2nd step", "epoch 1", "traced"]
         print("  ".join(f"{t:>9}" for t in titles))
