@@ -57,6 +57,19 @@ SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 CPUINFO = "/proc/cpuinfo"
 
 
+def _cpuinfo_field(name: str, cpuinfo: str) -> str | None:
+    """The value of the first ``name`` line in ``cpuinfo`` (the first processor's), None if none or no file."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def cpu_flags(cpuinfo: str = CPUINFO) -> frozenset[str] | None:
     """The instruction-set flags of this CPU as Linux lists them ("avx2", "avx512_bf16", …).
 
@@ -64,28 +77,13 @@ def cpu_flags(cpuinfo: str = CPUINFO) -> frozenset[str] | None:
         the flags of the first processor in ``cpuinfo``; None where the file is
         missing or lists none (not Linux, or not x86: ARM lists "Features").
     """
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return frozenset(value.split())
-    except OSError:
-        pass
-    return None
+    flags = _cpuinfo_field("flags", cpuinfo)
+    return frozenset(flags.split()) if flags is not None else None
 
 
 def cpu_model(cpuinfo: str = CPUINFO) -> str:
     """This CPU's model name ("AMD EPYC 9B14", …), or the processor as ``platform`` names it."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def native_bfloat16(flags: frozenset[str] | None) -> bool:
