@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         window = open_window(app, Path(tmp), args.per_class, stock=not args.no_stock)
         window.engine.worker.reuse_models = not args.no_reuse
         data = window.state.data
-        print(f"window, TensorFlow {window.engine.info.get('tensorflow')} and {len(data.labels)} images "
+        print(f"window, TensorFlow {window.engine.info.tensorflow} and {len(data.labels)} images "
               f"at {data.preprocessing.input_shape[0]} px ready in {time.perf_counter() - t0:.1f} s; "
               f"{'full runs' if args.full else 'each run stopped after its first epoch'}"
               f"{', no model reuse' if args.no_reuse else ''}{', no spare stocked while idle' if args.no_stock else ''}"
