@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--presets", default="seed,deeper")
     parser.add_argument("--seeds", default="1337,1,2")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="default float32,bfloat16")
     parser.add_argument("--json", action="store_true", help="one JSON object per run as well")
     args = parser.parse_args(argv)
 
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
             train_dir, test_dir = write_folders(name, Path(tmp))
             for preset_name in args.presets.split(","):
                 for seed in seeds:
-                    for precision in PRECISIONS:  # alternating, so that both meet the same load
+                    for precision in args.precisions.split(","):  # alternating, so that both meet the same load
                         row = run(train_dir, test_dir, name, preset_name, precision, seed, args.epochs)
                         rows.append(row)
                         if args.json:
@@ -100,6 +101,10 @@ def main(argv=None) -> int:
             speed = []
             for precision in PRECISIONS:
                 got = [r for r in rows if (r["dataset"], r["preset"], r["precision"]) == (name, preset_name, precision)]
+                if not got:
+                    cells.append("-")
+                    speed.append(float("nan"))
+                    continue
                 acc = [r["held_out"] for r in got]
                 cells.append(f"{statistics.mean(acc):.3f} ({min(acc):.3f}-{max(acc):.3f})")
                 speed.append(statistics.median(r["seconds_per_epoch"] for r in got))

@@ -20,6 +20,9 @@ CLASSES = "classes"
 
 ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh", "elu", "gelu", "swish", "softmax")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
+#: layer kinds that compute in float32 under any dtype policy: the model's head (pooling or flattening the last
+#: maps into one vector, dropout, the dense layers and the softmax), cheap beside the convolutions
+FLOAT32_KINDS = ("GlobalAveragePooling2D", "Flatten", "Dropout", "Dense")
 #: the training precisions a run may be given: "auto" picks per CPU (``core.training.precision``)
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -477,9 +480,10 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
 
     Pixel scaling (``Rescaling(1/255)``) is the first layer, so the model
     takes 0-255 pixels and its exports need no separate preprocessing.
-    The layers compute in Keras's global dtype policy, except the last one,
-    which is float32 always (under a mixed policy its softmax and the loss stay
-    float32; ``core.training.precision``).
+    The layers compute in Keras's global dtype policy, except the head
+    (``FLOAT32_KINDS``: global pooling and dense layers), which is float32
+    always: under a mixed policy the softmax and the loss stay float32
+    (``core.training.precision``).
     """
     import keras
 
@@ -505,18 +509,16 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
         elif spec.kind == "BatchNormalization":
             layer = keras.layers.BatchNormalization(name=name)
         elif spec.kind == "Dropout":
-            layer = keras.layers.Dropout(float(p["rate"]), name=name)
+            layer = keras.layers.Dropout(float(p["rate"]), name=name, dtype="float32")
         elif spec.kind == "Flatten":
-            layer = keras.layers.Flatten(name=name)
+            layer = keras.layers.Flatten(name=name, dtype="float32")
         elif spec.kind == "GlobalAveragePooling2D":
-            layer = keras.layers.GlobalAveragePooling2D(name=name)
+            layer = keras.layers.GlobalAveragePooling2D(name=name, dtype="float32")
         elif spec.kind == "Backbone":
             continue  # added above, with its preprocessing
         else:  # Dense
             units = num_classes if p["units"] == CLASSES else int(p["units"])
-            output = i == len(layers) - 1
-            layer = keras.layers.Dense(units, activation=p["activation"], name=name,
-                                       dtype="float32" if output else None)
+            layer = keras.layers.Dense(units, activation=p["activation"], name=name, dtype="float32")
         model_layers.append(layer)
     return keras.Sequential(model_layers, name="cnndesk_model")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..cpu_kernels import BFLOAT16_FLAGS, cpu_flags, native_bfloat16
 from ..errors import UserError
-from ..model.architecture import PRECISIONS
+from ..model.architecture import FLOAT32_KINDS, PRECISIONS
 
 #: the Keras policy of each precision a run can train in
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -110,7 +110,7 @@ def policy_during(precision: Precision):
 def with_policy(model, precision: Precision):
     """``model`` itself when its layers already compute in ``precision``, else the same layers and weights in it.
 
-    The output layer stays float32 either way. Works on any model whose config Keras can rebuild
+    The output layer and the head (``FLOAT32_KINDS``) stay float32 either way. Works on any model whose config Keras can rebuild
     (``Sequential`` and functional models, cnndesk's own and opened ones).
     """
     if model_policy(model) == precision.policy:
@@ -145,10 +145,19 @@ def model_policy(model) -> str:
     return POLICIES["float32"]
 
 
-def _replace_policies(config, policy: str, output_name: str | None) -> None:
-    """Every DTypePolicy in ``config`` (a layer config tree) set to ``policy``; the output layer's to float32."""
+def _replace_policies(config, policy: str, output_name: str | None, kind: str | None = None) -> None:
+    """Every DTypePolicy in ``config`` (a layer config tree) set to ``policy``; the output layer's and the
+    head's (``FLOAT32_KINDS``) to float32."""
     if isinstance(config, dict):
-        keep = config.get("name") == output_name and output_name is not None and "dtype" in config
+        kind = config.get("class_name", kind)
+        inner = config.get("config")
+        if isinstance(inner, dict) and isinstance(kind, str):
+            _replace_policies(inner, policy, output_name, kind)
+            for key, value in config.items():
+                if key != "config":
+                    _replace_policies(value, policy, output_name)
+            return
+        keep = (config.get("name") == output_name and output_name is not None) or kind in FLOAT32_KINDS
         dtype = config.get("dtype")
         if isinstance(dtype, dict) and dtype.get("class_name") == "DTypePolicy":
             dtype["config"]["name"] = POLICIES["float32"] if keep else policy
