@@ -291,6 +291,25 @@ def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, 
     assert any(str(folder) in a.text() for a in w2.recent_menu.actions())
 
 
+def test_the_precision_chosen_in_the_window_trains_is_logged_and_remembered(tiny_window, qtbot, make_window):
+    w = tiny_window
+    box = w.model_panel.precision
+    assert box.currentText() == "Automatic (bfloat16 where the CPU has it)"
+    set_epochs(w, qtbot, 1)
+    box.setFocus()
+    qtbot.keyClick(box, Qt.Key_Down)  # the next row: float32
+    assert box.currentText() == "float32"
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    assert "precision: float32 (chosen in the settings)" in w.training_panel.log.toPlainText()
+    w.state.modified = False
+    w.close()
+
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    assert w2.model_panel.precision.currentText() == "float32"
+
+
 def test_the_gui_stays_responsive_while_training(tiny_window, qtbot):
     """Benchmark figure (printed, not asserted): the longest gap of a 10 ms timer during training."""
     w = tiny_window
@@ -1093,6 +1112,34 @@ def test_while_idle_the_engine_traces_a_spare_so_the_next_train_traces_nothing(t
     assert results[0].start_times.traced is False  # the press found the spare: no trace before its first batch
     qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)  # and a spare for the next press
     assert pool.has_spare(state.layers, data.preprocessing.input_shape, data.num_classes, state.settings)
+
+
+def test_presses_right_after_each_run_find_a_traced_model_and_wait_for_no_spare_being_traced(tiny_window, qtbot):
+    from PySide6.QtCore import QTimer
+
+    w = tiny_window
+    set_epochs(w, qtbot, 1)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=120000)  # the spares for the dataset just read
+    pool = w.engine.worker._pool
+    traced_spares = []  # spares traced between the first press and the end of the last run
+    stock = pool.stock
+    pool.stock = lambda *a, **k: (lambda made: (traced_spares.append(made) if made else None, made)[1])(
+        stock(*a, **k))
+    results = []
+    finished = w.training._on_trained
+
+    def on_trained(answer):
+        results.append(answer.result)
+        finished(answer)
+        if len(results) < 3:
+            QTimer.singleShot(0, w.train_action.trigger)  # Train again as soon as the window shows the run ended
+
+    w.training._on_trained = on_trained
+    qtbot.keyClick(w, Qt.Key_F5)
+    qtbot.waitUntil(lambda: len(results) == 3 and not w.state.training, timeout=120000)
+    assert [r.start_times.traced for r in results] == [False, False, False]
+    assert traced_spares == [], "a press waited for a spare traced after the run before it"
+    assert len(w.state.runs) == 3
 
 
 # -- review fixes: the state stays true while the engine works -----------------------------------

@@ -369,6 +369,24 @@ def test_train_without_json_prints_progress_on_stderr(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_says_its_precision_and_precision_flag_forces_it(tmp_path):
+    from cnndesk.core.training.precision import choose_precision
+
+    write_sample_dataset(tmp_path / "s", per_class=5, size=16)
+    common = ["--epochs", 1, "--image-size", 16, "--batch-size", 8]
+    code, _, err = run(["train", tmp_path / "s", "--project", tmp_path / "auto", *common])
+    assert code == 0, err
+    assert choose_precision("auto").note in err.splitlines()  # this CPU's choice, e.g. "precision: float32 (…)"
+    code, _, err = run(["train", tmp_path / "s", "--project", tmp_path / "forced", *common, "--precision", "bfloat16"])
+    assert code == 0, err
+    assert any(line.startswith("precision: bfloat16 mixed precision (chosen in the settings") for line in err.splitlines())
+    saved = json.loads((tmp_path / "forced" / "project.json").read_text())
+    assert saved["settings"]["precision"] == "bfloat16"
+    code, _, err = run(["train", tmp_path / "s", "--project", tmp_path / "bad", *common, "--precision", "half"])
+    assert code == 2 and "invalid choice: 'half'" in err
+
+
+@pytest.mark.slow
 def test_train_says_with_the_dataset_summary_when_the_images_are_scaled_up(tmp_path):
     write_sample_dataset(tmp_path / "s", per_class=5, size=16)
     note = "Images are 16×16 px; they are scaled up to 32×32 for training."

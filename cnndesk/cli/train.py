@@ -19,7 +19,7 @@ from .support import add_cache_options, cache_settings, emit_json, fraction, ima
 
 def add_parser(sub) -> None:
     """The ``train`` command."""
-    from ..core.model.architecture import OPTIMIZERS, PRESETS, TrainingSettings
+    from ..core.model.architecture import OPTIMIZERS, PRECISIONS, PRESETS, TrainingSettings
 
     defaults = TrainingSettings()  # the one place of the training defaults, the model panel's too
     t = sub.add_parser("train", help="train a model on a dataset folder and save a project")
@@ -45,6 +45,10 @@ def add_parser(sub) -> None:
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     t.add_argument("--device", default=defaults.device, help="cpu, gpu:N, gpu:N,M or gpu:all for several GPUs (mirrored; "
                    "--batch-size is then per GPU)")
+    t.add_argument("--precision", choices=list(PRECISIONS), default=defaults.precision,
+                   help="auto (default): bfloat16 mixed precision on a CPU that computes bfloat16 natively "
+                        "(avx512_bf16, amx_bf16), float32 elsewhere; float32 or bfloat16 force one. The saved "
+                        "model is float32 either way")
     t.add_argument("--seed", type=seed, default=defaults.seed)
     t.add_argument("--fine-tune", type=_blocks, default=0, metavar="N",
                    help="pretrained presets: after training the head, fine-tune the backbone's top N blocks at a "
@@ -141,7 +145,8 @@ def cmd_train(args, fit=None, save=None) -> int:
                            args.augment, args.class_weights)
     settings = TrainingSettings(optimizer=args.optimizer, learning_rate=args.learning_rate,
                                 batch_size=args.batch_size, epochs=args.epochs, patience=max(0, args.patience),
-                                device=args.device, seed=args.seed, min_steps=max(0, args.min_steps))
+                                device=args.device, seed=args.seed, min_steps=max(0, args.min_steps),
+                                precision=args.precision)
     settings.validate()
     bar = _Bar(not args.json)
     check_destination(args.project)  # a folder that cannot be written fails before any work

@@ -238,8 +238,9 @@ class ModelBinding(QObject):
         state, panel = self.state, self.panel
         layers, settings = list(panel.layers), panel.settings()
         only_device = (layers == state.layers and panel.preset_name == state.preset
-                       and dataclasses.replace(settings, device=state.settings.device) == state.settings)
-        if only_device:  # where to train is a preference of this machine, not an edit of the project
+                       and dataclasses.replace(settings, device=state.settings.device,
+                                               precision=state.settings.precision) == state.settings)
+        if only_device:  # where to train and in what precision are this machine's preferences, not project edits
             with state.not_an_edit():
                 state.settings = settings
         else:

@@ -229,6 +229,7 @@ class MainWindow(QMainWindow):
         self.engine_label.setText(f"TensorFlow {info.tensorflow} · {'%d GPU(s)' % gpu if gpu else 'CPU'}")
         self.model_panel.set_devices(devices)
         self.model_panel.device.set_value(self.settings.value("model/device", "cpu"))
+        self.model_panel.set_precision(str(self.settings.value("model/precision", "auto")))
         self.state.engine_ready = True
         self.statusBar().showMessage("Ready", 3000)
 
@@ -425,6 +426,7 @@ class MainWindow(QMainWindow):
         s.setValue("model/layers", json.dumps([l.to_json() for l in state.layers]))
         s.setValue("model/preset", state.preset)
         s.setValue("model/device", state.settings.device or "cpu")
+        s.setValue("model/precision", state.settings.precision)
         folder = state.dataset_path
         if folder and Path(folder) != self.sample_dir:
             s.setValue("folders/dataset", folder)

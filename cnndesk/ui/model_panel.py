@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from ..core.model.architecture import (
     ACTIVATIONS, CLASSES, EXPLANATIONS, has_backbone, LAYER_KINDS, layer_table, LayerSpec, multiply_adds, OPTIMIZERS,
-    preset, preset_summary, PRESETS, PresetSummary, total_params, TrainingSettings,
+    PRECISIONS, preset, preset_summary, PRESETS, PresetSummary, total_params, TrainingSettings,
 )
 from ..core.errors import ArchitectureError
 from ..core.model.config_checks import LIMITS
@@ -32,6 +32,9 @@ from .device_choice import DeviceChoice
 from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, RefusalNote, Stack, StackEdit, format_number
 
 ERROR_BG = QColor("#ffd8d8")
+#: the Precision box's rows: (settings value, what it shows)
+PRECISION_CHOICES = tuple(zip(PRECISIONS, ("Automatic (bfloat16 where the CPU has it)", "float32",
+                                           "bfloat16 mixed precision")))
 
 
 # -- the panel -------------------------------------------------------------------
@@ -199,6 +202,13 @@ class ModelPanel(QWidget):
         form.addRow("", self.restore_best)
         self.device = DeviceChoice(objectName="device")
         form.addRow("Devices", self.device)
+        self.precision = QComboBox(objectName="precision")
+        for value, text in PRECISION_CHOICES:
+            self.precision.addItem(text, value)
+        self.precision.setToolTip("Automatic: bfloat16 mixed precision on a CPU that computes bfloat16 natively "
+                                  "(AVX-512 BF16, AMX), float32 elsewhere; the training log says which. The saved "
+                                  "model is float32 either way")
+        form.addRow("Precision", self.precision)
         self.setting_refusal = RefusalNote(objectName="settingRefused")
         for box, what in ((self.learning_rate, "Learning rate"), (self.batch_size, "Batch size"),
                           (self.epochs, "Epochs"), (self.min_steps, "At least steps"),
@@ -206,6 +216,7 @@ class ModelPanel(QWidget):
             self.setting_refusal.watch(box, what)
         form.addRow(self.setting_refusal)
         self.device.changed.connect(self.changed)
+        self.precision.currentIndexChanged.connect(self.changed)
         self.batch_size.valueChanged.connect(self.device.set_batch_size)
         self.optimizer.currentIndexChanged.connect(self.changed)
         for w in (self.learning_rate, self.batch_size, self.epochs, self.min_steps, self.patience):
@@ -263,6 +274,7 @@ class ModelPanel(QWidget):
                                 batch_size=self.batch_size.value(), epochs=self.epochs.value(),
                                 patience=self.patience.value(), restore_best=self.restore_best.isChecked(),
                                 device=self.device.value(), min_steps=self.min_steps.value(),
+                                precision=self.precision.currentData(),
                                 **self._stopping_limits)
 
     def set_settings(self, s: TrainingSettings) -> None:
@@ -275,6 +287,11 @@ class ModelPanel(QWidget):
         self.restore_best.setChecked(s.restore_best)
         self._stopping_limits = {"min_epochs": s.min_epochs, "min_val_images": s.min_val_images}
         self.device.set_value(s.device)
+        self.set_precision(s.precision)
+
+    def set_precision(self, precision: str) -> None:
+        """Show ``precision`` ("auto", "float32", "bfloat16"); anything else shows "auto"."""
+        self.precision.setCurrentIndex(max(0, self.precision.findData(precision)))
 
     def set_layers(self, layers: list[LayerSpec], preset_name: str = "custom") -> None:
         """Show a stack brought from elsewhere (a project, the last session).

@@ -105,15 +105,16 @@ class RunsControl(QObject):
     def _restored(self, run: Run, answer: RunRestored) -> None:
         state = self.state
         model = answer.model
-        # the data settings come back too (the dataset is read again with them); the device is this
-        # machine's choice, not the run's
+        # the data settings come back too (the dataset is read again with them); the device and the
+        # precision are this machine's choice, not the run's
         config = run.dataset
         reread = config != state.dataset_config and state.dataset_path is not None
         with state.changes():
             state.model = model
             state.history, state.best_epoch, state.batch_loss = list(run.history), run.best_epoch, list(run.batch_loss)
             state.layers, state.preset = list(run.layers), run.preset
-            state.settings = dataclasses.replace(run.settings, device=state.settings.device)
+            state.settings = dataclasses.replace(run.settings, device=state.settings.device,
+                                                 precision=state.settings.precision)
             state.dataset_config = config
             state.activity = IDLE
         if reread:

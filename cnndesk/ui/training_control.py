@@ -16,7 +16,7 @@ One press of Train, read from the button (docs/architecture.md, "Flows")::
         each epoch:      _on_report writes the history (the chart draws it live)
     TrainingControl._on_trained
         one state write: the model, its kept epoch, the run recorded in the runs list (_record_run), idle
-        then the idle-time spare for the next press (_stock_when_idle)
+        then, once idle, spares for the next presses (_stock_when_idle)
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ class TrainingControl(QObject):
             state.activity = IDLE
         self._before = None
         self.panel.training_finished(result)
-        self._stock_when_idle()
+        self._restock.start()  # not at once: a press right after the run must not wait for a spare being traced
         before = run_before(state.runs, state.model.run, state.model.before)
         if answer.kept is None:
             self.status.emit(f"The weights of {state.runs[-1].name} could not be kept for later: "
@@ -250,10 +250,11 @@ class TrainingControl(QObject):
         state.charted = model
 
     def _stock_when_idle(self, _names=None) -> None:
-        """Have the engine trace a spare model for the next Train while nothing else runs.
+        """Have the engine trace spare models for the next presses of Train while nothing else runs.
 
-        Tracing a new model is most of the time from Train to the first batch; a spare traced now
-        makes the next press on these layers start at once (figures: docs/training-speed.md).
+        Tracing a new model is most of the time from Train to the first batch; spares traced now
+        make the next presses on these layers start at once, one right after another included
+        (``SPARES_AHEAD``; figures: docs/training-speed.md).
         """
         state = self.state
         if not state.engine_ready or state.data is None or state.busy:

@@ -25,6 +25,7 @@ from ..model.architecture import (
 from ..model.backbones import find_backbone
 from ..tasks import TaskState
 from .devices import distribution_scope, mirrored_note, replica_count, several_devices
+from .precision import choose_precision, copy_optimizer_state, policy_during, with_policy
 from .progress import Reporter, StartTimes, Stopped, TaskReports, TrainingListener, TrainResult
 from .stopping import BestWeights, EarlyStop, explain, stopping_plan
 from .transfer import train_transfer
@@ -66,6 +67,9 @@ def train(
         the model (the weights of the epoch with the best validation accuracy
         when ``settings.restore_best`` and not cancelled), the history, and
         sentences saying why training stopped and which weights were kept.
+        The model is float32 whatever precision the run trained in
+        (``settings.precision``, ``core.training.precision``); a model trained in
+        bfloat16 goes back to ``pool``, which hands it to the next such run.
     """
     pretrained = _has_backbone_model(model) if model is not None else has_backbone(layers)
     if pretrained:
@@ -94,9 +98,12 @@ def train(
     val_ds = make_tf_dataset(data.images, data.labels, data.num_classes, bs, training=False,
                              index=data.val_index) if has_val else None
     times.mark("input pipeline")
+    precision = choose_precision(settings.precision, settings.device)
 
-    with distribution_scope(settings.device, strategy):
+    with distribution_scope(settings.device, strategy), policy_during(precision):
         # several GPUs: each run makes its own MirroredStrategy, whose variables cannot take a pooled model's
+        if model is not None:
+            model = with_policy(model, precision)  # continuing: the same weights, in this run's precision
         if pool is not None and strategy is None and not several_devices(settings.device):
             model = pool.prepare(model, layers, data.preprocessing.input_shape, data.num_classes, settings, times)
         else:
@@ -116,6 +123,7 @@ def train(
         if more_steps:
             listener.on_message(more_steps)
         listener.on_message(plan.note)
+        listener.on_message(precision.note)
         if data.on_disk:  # say where the images come from: reading them may be what limits the speed
             listener.on_message(data.storage.describe())
         stopper = None
@@ -132,12 +140,20 @@ def train(
             finally:
                 release_tf_dataset(train_ds, val_ds)  # TF would keep the image cache alive for good
 
+    if settings.restore_best and not reporter.cancelled and best.best_weights is not None \
+            and best.best_epoch != len(reporter.reports) - 1:
+        model.set_weights(best.best_weights)
+    trained = with_policy(model, precision.float32())  # what is saved, exported and shown is float32
+    if trained is not model:
+        compile_model(trained, settings)  # compiled, as a model leaves any run, with the run's optimizer state
+        copy_optimizer_state(model, trained)
+        if pool is not None:
+            pool.give_back(model)  # the run's own model, traced: the next bfloat16 run takes it
+    model = trained
     history = [r.to_json() for r in reporter.reports]
     result = TrainResult(model=model, history=history, cancelled=reporter.cancelled,
                          notes=[n for n in (more_steps, plan.note) if n], start_times=times)
     if settings.restore_best and not reporter.cancelled and best.best_weights is not None:
-        if best.best_epoch != len(history) - 1:
-            model.set_weights(best.best_weights)
         result.best_epoch = initial_epoch + best.best_epoch + 1
     explain(result, settings, plan, stopper, best, initial_epoch, data.num_classes,
              data.validation_size() if has_val else n_train)
