@@ -70,6 +70,11 @@ def interval_range(accuracy: float, n: int, digits: int = 3) -> str:
     return f"{low:.{digits}f}–{high:.{digits}f}"
 
 
+def interval_phrase(accuracy: float, n: int, digits: int = 3) -> str:
+    """What ``with_interval`` puts in brackets after the figure: "95 % interval 0.831–0.986, 39 images"."""
+    return f"95 % interval {interval_range(accuracy, n, digits)}, {n} images"
+
+
 def with_interval(accuracy: float | None, n: int | None, digits: int = 3) -> str:
     """``accuracy`` for people, with its interval: "0.949 (95 % interval 0.831–0.986, 39 images)".
 
@@ -82,4 +87,4 @@ def with_interval(accuracy: float | None, n: int | None, digits: int = 3) -> str
         return f"{accuracy:.{digits}f} (number of images unknown)"
     if n <= 0:
         return f"{accuracy:.{digits}f}"
-    return f"{accuracy:.{digits}f} (95 % interval {interval_range(accuracy, n, digits)}, {n} images)"
+    return f"{accuracy:.{digits}f} ({interval_phrase(accuracy, n, digits)})"
