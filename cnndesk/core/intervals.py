@@ -8,8 +8,8 @@ collapse to a zero width at 0 or 1 correct, and its coverage stays near the
 nominal 95 % for the small n of small folders (Brown, Cai and DasGupta 2001).
 Clopper–Pearson's "exact" interval is wider than it needs to be: over true
 accuracies from 0.05 to 0.95, its coverage averages 0.97 on 20 or 39 images where
-Wilson's averages 0.95 (docs/guide.md has the figures), and a wider interval would
-call more runs that did learn "near chance".
+Wilson's averages 0.95 (docs/guide.md, "How sure a figure is"), and a wider interval
+would call more runs that did learn "near chance".
 
 The interval says how far the figure could move on other images like these,
 measured the same way: it covers the luck of which images were held out, not a
