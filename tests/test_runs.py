@@ -235,11 +235,20 @@ def test_cli_train_into_a_project_adds_a_run_and_runs_lists_them(two_runs):
     runs = [json.loads(line) for line in out.splitlines()]
     assert [(r["name"], r["epochs"], r["current"]) for r in runs] == [("Run 1", 2, False), ("Run 2", 1, True)]
     assert all(r["has_weights"] and r["best_val_accuracy"] is not None for r in runs)
+    n_val = runs[0]["val_images"]
+    assert n_val > 0 and all(r["val_images"] == r["final"]["val_images"] == n_val for r in runs)
+    for r in runs:  # each accuracy with its 95 % interval on the run's validation images
+        assert r["best_val_accuracy_interval"] == pytest.approx(
+            list(proportion_interval(r["best_val_accuracy"] * n_val, n_val)))
+        assert r["final"]["val_accuracy_interval"] == pytest.approx(
+            list(proportion_interval(r["final"]["val_accuracy"] * n_val, n_val)))
     code, out, _ = cli(["runs", project])
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["name", "id", "date"]
     assert lines[1].startswith("   Run 1") and lines[2].startswith("*  Run 2") and lines[-1] == "* the current model"
+    for line, r in zip(lines[1:3], runs):
+        assert with_interval(r["best_val_accuracy"], n_val) in line
 
 
 @pytest.mark.slow
