@@ -168,7 +168,8 @@ def test_bring_back_offers_the_run_the_current_one_replaced_else_the_latest_othe
     assert run_before(runs, "c", before="deleted").name == "Run 2"
     assert run_before(runs, "b", before="d").name == "Run 3"  # Run 4's weights were not kept
     assert run_before(runs[:1], "a") is None
-    assert runs[0].described() == "the model of the previous run (2 epochs, validation accuracy 0.750)"
+    assert runs[0].described() == ("the model of the previous run (2 epochs, validation accuracy 0.750 (number of "
+                                   "images unknown))")  # an older cnndesk's run: its rows did not record it
     counted = Run("e", "Run 5", history=tuple(dict(r, val_images=20) for r in history), best_epoch=2)
     assert counted.described() == ("the model of the previous run (2 epochs, validation accuracy 0.750 (95 % interval "
                                    "0.531–0.888, 20 images))")
@@ -380,7 +381,8 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     for i, run in enumerate(w.state.runs):
         best = max(r["val_accuracy"] for r in run.history)
         assert table.item(i, BEST_ACC).text() == with_interval(best, n_val)
-        assert "(95 % interval " in table.item(i, BEST_ACC).text() and f", {n_val} images)" in table.item(i, FINAL).text()
+        assert "(95 % interval " in table.item(i, BEST_ACC).text()
+        assert table.item(i, FINAL).text().endswith(f", {n_val} images)")
     qtbot.waitUntil(lambda: all(r.file for r in w.state.runs), timeout=20000)  # weights kept on disk
 
     # both ticked: both drawn on the chart beside the current run

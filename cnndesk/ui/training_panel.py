@@ -31,7 +31,7 @@ LINE_SAMPLES = {Qt.SolidLine: "━━", Qt.DashLine: "╸╺╸", Qt.DotLine: "�
 
 def epoch_summary(row: dict, epochs: int | None = None) -> str:
     """One log line for an epoch of the history: "Epoch 2/5  loss …  acc …  val_loss …  val_acc 0.900 (95 % interval
-    0.683–0.972, 20 images)" (the validation accuracy alone in a row of an older cnndesk, which did not record on how
+    0.699–0.972, 20 images)" (the validation accuracy alone in a row of an older cnndesk, which did not record on how
     many images it was measured)."""
     of = f"/{epochs}" if epochs else ""
     val = "" if row.get("val_loss") is None else f"  val_loss {row['val_loss']:.4f}  val_acc {val_accuracy_text(row)}"
@@ -39,7 +39,7 @@ def epoch_summary(row: dict, epochs: int | None = None) -> str:
 
 
 def val_accuracy_text(row: dict) -> str:
-    """An epoch's validation accuracy with its interval ("0.900 (95 % interval 0.683–0.972, 20 images)"), or alone
+    """An epoch's validation accuracy with its interval ("0.900 (95 % interval 0.699–0.972, 20 images)"), or alone
     when its row does not say on how many images it was measured (``unrecorded_note`` says so once)."""
     n = row.get("val_images")
     return with_interval(row["val_accuracy"], n) if n is not None else f"{row['val_accuracy']:.3f}"
