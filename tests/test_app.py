@@ -13,6 +13,8 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
 from cnndesk.core.cpu_kernels import ENGINE_NICENESS
+from cnndesk.core.intervals import with_interval
+from cnndesk.ui.runs_view import BEST_ACC
 from conftest import kept_epoch, looked_inside, strict_json, write_dataset
 
 
@@ -738,12 +740,37 @@ def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window,
     kept = [line for line in log if line.startswith("Kept epoch ")]
     assert len(kept) == 1
     assert kept[0].startswith(f"Kept epoch {best['epoch']}'s weights: ")
-    assert f"validation accuracy {best['val_accuracy']:.3f}" in kept[0]
+    assert f"validation accuracy {with_interval(best['val_accuracy'], 12)}" in kept[0]
     assert w.state.best_epoch == best["epoch"]
     # the chart marks the same epoch, on its validation accuracy
     points = w.training_panel.chart.best.points()
     assert [(p.x(), round(p.y(), 6)) for p in points] == [(best["epoch"], round(best["val_accuracy"], 6))]
     assert not w.training_panel.verdict.isVisible(), "\n".join(log)  # well above chance: no warning
+
+
+def test_every_accuracy_a_trained_model_shows_says_how_sure_it_is(tiny_window, qtbot):
+    """The log's epoch lines, the chart's hover label, the runs list and the Evaluation tab give each validation
+    accuracy with its 95 % interval and the number of validation images (12 here) it was measured on."""
+    w = tiny_window
+    train_now(w, qtbot, epochs=2)
+    history = w.state.history
+    lines = [line for line in w.training_panel.log.toPlainText().splitlines() if line.startswith("Epoch ")]
+    assert [line.split("  val_acc ")[1].split("  (")[0] for line in lines] == [
+        with_interval(r["val_accuracy"], 12) for r in history]
+    assert all(", 12 images)" in line for line in lines)
+    assert f"Validation accuracy: {with_interval(history[1]['val_accuracy'], 12)}" in \
+        w.training_panel.chart.values_text(2).splitlines()
+    runs = w.training_panel.runs_view.table
+    best = max(r["val_accuracy"] for r in history)
+    assert runs.item(0, BEST_ACC).text() == with_interval(best, 12)
+    viewer = w.viewer_panel
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    viewer.tabs.setCurrentWidget(viewer.evaluation_view)
+    label = viewer.evaluation_view.accuracy_label
+    qtbot.waitUntil(lambda: label.text().startswith("Accuracy"), timeout=20000)
+    accuracy = viewer.evaluation_view.evaluation.accuracy
+    assert accuracy == pytest.approx(history[w.state.best_epoch - 1]["val_accuracy"], abs=1e-6)
+    assert label.text().startswith(f"Accuracy {with_interval(accuracy, 12)} on the validation images (4 per class")
 
 
 def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp_path):
@@ -762,7 +789,8 @@ def test_a_model_at_chance_is_called_so_in_the_training_panel(window, qtbot, tmp
     qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
     verdict = w.training_panel.verdict
     assert verdict.isVisible()
-    assert verdict.text().startswith("Validation accuracy 0.500 is at or near chance (0.500 with 2 classes)")
+    assert verdict.text().startswith("Validation accuracy 0.500 (95 % interval 0.150–0.850, 4 images) is at or "
+                                     "near chance (0.500 with 2 classes; its interval reaches down to chance)")
     assert "What usually helps: more epochs, augmentation" in verdict.text()
     assert f"Warning: {verdict.text()}" in w.training_panel.log.toPlainText().splitlines()
     # training again clears the warning until that run has earned it too

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from cnndesk.cli import main
+from cnndesk.core.intervals import proportion_interval, with_interval
 from cnndesk.core.project.store import open_project
 from cnndesk.core.data.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
 
@@ -73,6 +74,9 @@ def test_train_json_reports_each_epoch_and_the_saved_project(trained, shapes):
     for d in epochs:
         assert {"event", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "images_per_s"} <= set(d)
         assert 0 <= d["val_accuracy"] <= 1 and d["images_per_s"] > 0
+        # how sure each validation accuracy is: its 95 % interval, on the 320 validation images
+        assert d["val_images"] == 320
+        assert d["val_accuracy_interval"] == pytest.approx(list(proportion_interval(d["val_accuracy"] * 320, 320)))
     done = lines[-1]
     assert len(lines) == 4 and done["event"] == "done"
     # 1600 images, 320 for validation: early stopping may act, but not within 2 epochs
@@ -81,6 +85,8 @@ def test_train_json_reports_each_epoch_and_the_saved_project(trained, shapes):
     assert {"event", "project", "val_accuracy", "skipped"} <= set(done)
     assert done["project"] == str(project)
     assert done["val_accuracy"] > 0.5  # 4 classes: chance is 0.25
+    assert done["val_images"] == 320 and done["val_accuracy_interval"] == pytest.approx(
+        list(proportion_interval(done["val_accuracy"] * 320, 320)))
     assert done["skipped"] == [{"path": str(shapes / "circle" / "broken.png"),
                                 "reason": "not a readable image (unknown or damaged format)"}]
 
@@ -180,6 +186,11 @@ def test_evaluate_json_gives_metrics_and_a_confusion_matrix(trained):
     assert [m["class"] for m in ev["per_class"]] == ev["classes"]
     assert [m["support"] for m in ev["per_class"]] == cm.sum(axis=1).tolist()
     assert len(ev["misclassified"]) == cm.sum() - np.trace(cm)
+    # each accuracy with its 95 % interval: the whole one on 320 images, each class's recall on its own images
+    assert ev["images"] == 320
+    assert ev["accuracy_interval"] == pytest.approx(list(proportion_interval(np.trace(cm), 320)))
+    for m, right, support in zip(ev["per_class"], np.diag(cm), cm.sum(axis=1)):
+        assert m["recall_interval"] == pytest.approx(list(proportion_interval(right, support)))
 
 
 @pytest.mark.slow
@@ -188,7 +199,11 @@ def test_evaluate_prints_a_table(trained):
     code, out, _ = run(["evaluate", project])
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("accuracy ") and lines[0].endswith("on 320 validation images")
+    assert lines[0].startswith("accuracy ") and lines[0].endswith(", 320 images) on the validation split")
+    assert "(95 % interval " in lines[0]
+    header = next(i for i, line in enumerate(lines) if line.startswith("class "))
+    assert header + 1 < len(lines) and "recall 95 % interval" in lines[header]
+    assert all("–" in line for line in lines[header + 1:header + 5])  # each class's recall interval
     assert "confusion matrix (rows: true, columns: predicted)" in lines
 
 
@@ -311,7 +326,7 @@ def test_train_json_says_why_it_stopped_and_which_epoch_it_kept(tiny_dataset, tm
     assert done["kept_epoch"] == done["best_epoch"] == kept
     row = history[kept - 1]
     assert done["kept_message"].startswith(f"Kept epoch {kept}'s weights: ")
-    assert f"validation accuracy {row['val_accuracy']:.3f}" in done["kept_message"]
+    assert f"validation accuracy {with_interval(row['val_accuracy'], 12)}" in done["kept_message"]
     assert done["val_accuracy"] == row["val_accuracy"]
     assert done["notes"] == [lines[0]["message"]]
     assert done["near_chance"] is False and done["chance_message"] is None
@@ -337,7 +352,10 @@ def test_train_json_says_when_the_model_is_at_chance(tmp_path):
     done = json.loads(out.splitlines()[-1])
     assert done["val_accuracy"] == 0.5
     assert done["near_chance"] is True
-    assert done["chance_message"].startswith("Validation accuracy 0.500 is at or near chance (0.500 with 2 classes)")
+    assert done["chance_message"].startswith("Validation accuracy 0.500 (95 % interval 0.150–0.850, 4 images) is at "
+                                             "or near chance (0.500 with 2 classes; its interval reaches down to "
+                                             "chance)")
+    assert done["val_images"] == 4 and done["val_accuracy_interval"] == pytest.approx([0.150, 0.850], abs=1e-3)
     assert "more epochs" in done["chance_message"] and "more images per class" in done["chance_message"]
 
 
@@ -349,8 +367,10 @@ def test_train_text_says_why_it_stopped_which_epoch_it_kept_and_warns_at_chance(
     assert "Validation set of 4 images: early stopping is off (it needs at least 50 to tell an improvement from " \
            "noise); all epochs will run." in lines
     assert "Trained all 2 epochs." in lines
-    assert any(line.startswith("Kept epoch ") and "best validation accuracy 0.500" in line for line in lines)
-    assert "warning: Validation accuracy 0.500 is at or near chance (0.500 with 2 classes): the model has not " \
+    assert any(line.startswith("Kept epoch ") and "best validation accuracy 0.500 (95 % interval 0.150–0.850, 4 "
+               "images)" in line for line in lines)
+    assert "warning: Validation accuracy 0.500 (95 % interval 0.150–0.850, 4 images) is at or near chance (0.500 " \
+           "with 2 classes; its interval reaches down to chance): the model has not " \
            "clearly learned to tell the classes apart. What usually helps: more epochs, augmentation (flip, " \
            "rotate, zoom), a smaller image size, and more images per class." in lines
 
@@ -365,7 +385,10 @@ def test_train_without_json_prints_progress_on_stderr(tmp_path):
         in err
     assert "(no near-duplicate group spans training and validation)" in err  # the split says what it did
     assert "epoch 1/1: loss " in err
+    [epoch] = [line for line in err.splitlines() if line.startswith("epoch 1/1: loss ")]
+    assert " val_acc " in epoch and ", 4 images) (" in epoch and "(95 % interval " in epoch
     assert out.startswith(f"saved {tmp_path / 'p'}; validation accuracy ")
+    assert ", 4 images)" in out and "(95 % interval " in out
 
 
 @pytest.mark.slow

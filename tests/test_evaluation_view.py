@@ -64,7 +64,8 @@ def test_the_metrics_table_shows_all_six_classes(view, qtbot):
     QApplication.processEvents()
     shown = QRect(view.metrics.mapTo(column.viewport(), QPoint(0, 0)), view.metrics.size())
     assert column.viewport().rect().contains(shown)
-    assert view.accuracy_label.text() == "Accuracy 66.7% on 18 validation images (3 per class; 6 misclassified)"
+    assert view.accuracy_label.text() == ("Accuracy 0.667 (95 % interval 0.437–0.837, 18 images) on the validation "
+                                          "images (3 per class; 6 misclassified)")
 
 
 def test_each_class_says_how_many_validation_images_it_has(view):
@@ -88,8 +89,12 @@ def test_each_class_says_how_many_validation_images_it_has(view):
     column = header.index("Validation images")
     shown = {view.metrics.item(r, 0).text(): view.metrics.item(r, column).text() for r in range(3)}
     assert shown == {"one": "4 of 500 (0.8 %)", "seven": "100 of 500 (20.0 %)", "nine": "60 of 300 (20.0 %)"}
-    assert view.accuracy_label.text() == ("Accuracy 95.2% on 164 validation images (4 to 100 per class, fewest: one; "
-                                          "0 misclassified)")
+    assert view.accuracy_label.text() == ("Accuracy 0.952 (95 % interval 0.907–0.975, 164 images) on the validation "
+                                          "images (4 to 100 per class, fewest: one; 0 misclassified)")
+    # each class's recall (its accuracy) with its interval on its own images: all right on 4 images is not sure
+    recall = header.index("Recall (95 % interval)")
+    shown = {view.metrics.item(r, 0).text(): view.metrics.item(r, recall).text() for r in range(3)}
+    assert shown == {"one": "1.000 (0.510–1.000)", "seven": "1.000 (0.963–1.000)", "nine": "1.000 (0.940–1.000)"}
 
 
 def test_many_classes_fill_the_table_up_to_a_limit_and_then_scroll(qtbot):

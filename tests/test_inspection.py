@@ -11,6 +11,7 @@ from cnndesk.core.model.architecture import layer_table, preset, TrainingSetting
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset
 from cnndesk.core.data.images import Preprocessing
 from cnndesk.core.errors import ModelFileError, UserError
+from cnndesk.core.intervals import proportion_interval
 from cnndesk.core.model.inspection import Inspector
 from cnndesk.core.training.fitting import train
 
@@ -265,8 +266,14 @@ def test_evaluation_counts_what_the_model_got_right_and_wrong(inspector, data):
     right = inspector.evaluate(x, y, paths)
     assert right.accuracy > 0.8
     js = right.to_json()
-    assert set(js) == {"accuracy", "classes", "per_class", "confusion_matrix", "misclassified"}
-    assert sum(map(sum, js["confusion_matrix"])) == n
+    assert set(js) == {"accuracy", "accuracy_interval", "images", "classes", "per_class", "confusion_matrix",
+                       "misclassified"}
+    assert sum(map(sum, js["confusion_matrix"])) == n == js["images"]
+    # each accuracy with its 95 % interval: the whole one on the n images, each class's recall on its own images
+    assert js["accuracy_interval"] == pytest.approx(list(proportion_interval(round(right.accuracy * n), n)))
+    for m in js["per_class"]:
+        assert m["recall_interval"] == pytest.approx(list(proportion_interval(round(m["recall"] * m["support"]),
+                                                                              m["support"])))
 
 
 def test_an_inspector_refuses_preprocessing_that_does_not_fit_the_model():

@@ -23,7 +23,8 @@ from cnndesk.cli import main
 from cnndesk.core.project.store import open_project, Project, save_project
 from cnndesk.core.training.runs import find_run, new_run, next_run_name, Run, run_before
 from cnndesk.core.errors import UserError
-from cnndesk.ui.runs_view import DATASET, NOTE
+from cnndesk.core.intervals import proportion_interval, with_interval
+from cnndesk.ui.runs_view import BEST_ACC, DATASET, FINAL, NOTE
 
 from conftest import make_image, write_dataset
 from test_app import drop_paths, layer_row_text, question_after, save_as, set_epochs, train_now
@@ -167,7 +168,27 @@ def test_bring_back_offers_the_run_the_current_one_replaced_else_the_latest_othe
     assert run_before(runs, "c", before="deleted").name == "Run 2"
     assert run_before(runs, "b", before="d").name == "Run 3"  # Run 4's weights were not kept
     assert run_before(runs[:1], "a") is None
-    assert runs[0].described() == "the model of the previous run (2 epochs, validation accuracy 0.750)"
+    assert runs[0].described() == ("the model of the previous run (2 epochs, validation accuracy 0.750 (number of "
+                                   "images unknown))")  # an older cnndesk's run: its rows did not record it
+    counted = Run("e", "Run 5", history=tuple(dict(r, val_images=20) for r in history), best_epoch=2)
+    assert counted.described() == ("the model of the previous run (2 epochs, validation accuracy 0.750 (95 % interval "
+                                   "0.531–0.888, 20 images))")
+
+
+def test_a_run_knows_its_validation_images_and_a_run_of_an_older_cnndesk_says_they_are_unknown():
+    rows = (dict(row(1, 0.5, 0.9), val_images=39), dict(row(2, 37 / 39, 0.2), val_images=39),
+            dict(row(3, 0.9, 0.3), val_images=39))
+    run = Run.from_json(Run("a1", "Run 1", history=rows, best_epoch=2).to_json())  # as project.json keeps it
+    assert run.val_images == 39 and run.best_accuracy_text() == "0.949 (95 % interval 0.831–0.986, 39 images)"
+    summary = run.summary()
+    assert summary["best_val_accuracy"] == 37 / 39 and summary["val_images"] == 39
+    assert summary["best_val_accuracy_interval"] == pytest.approx(list(proportion_interval(37, 39)))
+    assert summary["final"]["val_images"] == 39
+    assert summary["final"]["val_accuracy_interval"] == pytest.approx(list(proportion_interval(35.1, 39)))
+    old = Run.from_json(Run("b2", "Run 2", history=(row(1, 0.5, 0.9), row(2, 0.75, 0.6))).to_json())
+    assert old.val_images is None and old.best_accuracy_text() == "0.750 (number of images unknown)"
+    assert old.summary()["best_val_accuracy_interval"] is None and old.summary()["val_images"] is None
+    assert Run("c3", "Run 3").summary()["best_val_accuracy_interval"] is None  # no epochs at all
 
 
 def test_a_finished_training_is_recorded_as_the_next_run_with_its_dataset_folder_resolved(tmp_path, monkeypatch):
@@ -215,11 +236,20 @@ def test_cli_train_into_a_project_adds_a_run_and_runs_lists_them(two_runs):
     runs = [json.loads(line) for line in out.splitlines()]
     assert [(r["name"], r["epochs"], r["current"]) for r in runs] == [("Run 1", 2, False), ("Run 2", 1, True)]
     assert all(r["has_weights"] and r["best_val_accuracy"] is not None for r in runs)
+    n_val = runs[0]["val_images"]
+    assert n_val > 0 and all(r["val_images"] == r["final"]["val_images"] == n_val for r in runs)
+    for r in runs:  # each accuracy with its 95 % interval on the run's validation images
+        assert r["best_val_accuracy_interval"] == pytest.approx(
+            list(proportion_interval(r["best_val_accuracy"] * n_val, n_val)))
+        assert r["final"]["val_accuracy_interval"] == pytest.approx(
+            list(proportion_interval(r["final"]["val_accuracy"] * n_val, n_val)))
     code, out, _ = cli(["runs", project])
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["name", "id", "date"]
     assert lines[1].startswith("   Run 1") and lines[2].startswith("*  Run 2") and lines[-1] == "* the current model"
+    for line, r in zip(lines[1:3], runs):
+        assert with_interval(r["best_val_accuracy"], n_val) in line
 
 
 @pytest.mark.slow
@@ -346,6 +376,13 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     table = runs_table(w)
     assert "(current)" in table.item(1, 1).text() and "(current)" not in table.item(0, 1).text()
     assert [table.item(i, 2).text() for i in range(2)] == ["2", "1"]  # epochs
+    # each run's best validation accuracy says how sure it is, on the validation images it was measured on
+    n_val = len(w.state.data.val_index)
+    for i, run in enumerate(w.state.runs):
+        best = max(r["val_accuracy"] for r in run.history)
+        assert table.item(i, BEST_ACC).text() == with_interval(best, n_val)
+        assert "(95 % interval " in table.item(i, BEST_ACC).text()
+        assert table.item(i, FINAL).text().endswith(f", {n_val} images)")
     qtbot.waitUntil(lambda: all(r.file for r in w.state.runs), timeout=20000)  # weights kept on disk
 
     # both ticked: both drawn on the chart beside the current run
@@ -589,6 +626,10 @@ def test_an_old_format_project_shows_its_one_run_in_the_app(window, qtbot, tmp_p
     qtbot.waitUntil(lambda: window.state.project_path == str(folder), timeout=30000)
     view = window.training_panel.runs_view
     assert view.run_names() == ["Run 1"] and "(current)" in view.table.item(0, 1).text()
+    # its epochs did not record their validation images: the plain figure, and the reason on hover
+    assert view.table.item(0, BEST_ACC).text() == "0.500"
+    assert "was not recorded with this run" in view.table.item(0, BEST_ACC).toolTip()
+    assert view.table.item(0, FINAL).text() == "0.690 / 0.500 / 0.700 / 0.500"
 
 
 # -- each run keeps its probe recording ----------------------------------------------------------------

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from cnndesk.core.model.architecture import build_model, preset, TrainingSettings
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset, Preprocessing
 from cnndesk.core.errors import UserError
+from cnndesk.core.intervals import interval_range, with_interval
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training.progress import BatchReport, EpochReport, TrainingListener
 from cnndesk.core.training.fitting import train
@@ -88,8 +90,11 @@ def test_every_batch_and_epoch_is_reported(trained, data):
         assert e.epochs == 2 and e.seconds > 0 and e.images_per_s > 0
         assert 0 <= e.accuracy <= 1 and 0 <= e.val_accuracy <= 1 and e.val_loss > 0
     assert result.history == [e.to_json() for e in rec.epochs]
-    assert set(result.history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "images_per_s",
-                                      "seconds"}
+    assert set(result.history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_images",
+                                      "images_per_s", "seconds"}
+    # each validation accuracy says how many images measured it, which its interval needs
+    assert [e.val_images for e in rec.epochs] == [len(data.val_index)] * 2 == [12, 12]
+    assert result.val_images == 12
 
 
 @pytest.mark.slow
@@ -337,7 +342,9 @@ def test_the_kept_epoch_has_the_best_validation_accuracy_ties_broken_by_loss(hea
     assert result.best_epoch == 3
     for kept, want in zip(result.model.get_weights(), soft):
         np.testing.assert_allclose(kept, want, rtol=1e-6)
-    assert result.kept_message == (f"Kept epoch 3's weights: best validation accuracy {acc_s:.3f} and the lowest "
+    n = len(data.val_index)
+    assert result.kept_message == (f"Kept epoch 3's weights: best validation accuracy {acc_s:.3f} (95 % interval "
+                                   f"{interval_range(acc_s, n)}, {n} images) and the lowest "
                                    f"validation loss of the epochs within one image of it (validation loss "
                                    f"{result.history[2]['val_loss']:.4f}).")
 
@@ -354,7 +361,8 @@ def test_one_validation_image_short_of_the_best_counts_as_a_tie(heads, data):
     rec = Scripted(model, [softer, one_short])
     result = train(data, [], TrainingSettings(**{**SETTINGS, "epochs": 2}), rec, model=model)
     assert result.best_epoch == 2
-    assert result.kept_message == (f"Kept epoch 2's weights: validation accuracy {acc_1:.3f}, one validation image "
+    assert result.kept_message == (f"Kept epoch 2's weights: validation accuracy "
+                                   f"{with_interval(acc_1, len(data.val_index))}, one validation image "
                                    f"short of the best ({top:.3f}), with a lower validation loss "
                                    f"({result.history[1]['val_loss']:.4f}).")
 
@@ -387,8 +395,10 @@ def test_a_model_at_chance_is_called_so_with_advice(tmp_path):
     data = load_dataset(_same_images(tmp_path / "same"), DatasetConfig(Preprocessing((16, 16)), val_split=0.2))
     result = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "epochs": 1}))
     assert result.history[0]["val_accuracy"] == 0.5
+    n = data.validation_size()
     assert result.chance_message == (
-        "Validation accuracy 0.500 is at or near chance (0.500 with 2 classes): the model has not clearly learned "
+        f"Validation accuracy 0.500 (95 % interval {interval_range(0.5, n)}, {n} images) is at or near chance (0.500 "
+        "with 2 classes; its interval reaches down to chance): the model has not clearly learned "
         "to tell the classes apart. What usually helps: more epochs, augmentation (flip, rotate, zoom), a smaller "
         "image size, and more images per class.")
 
@@ -399,7 +409,8 @@ def test_a_run_whose_loss_diverged_is_told_to_lower_the_learning_rate_not_to_tra
     loss = result.history[0]["loss"]
     assert not math.isfinite(loss) or loss > 100, "the run did not diverge"  # 7,233 here
     message = result.chance_message
-    assert message.startswith("Validation accuracy 0.333 is at or near chance (0.333 with 3 classes)")
+    assert message.startswith(f"Validation accuracy {with_interval(1 / 3, data.validation_size())} is at or near "
+                              "chance (0.333 with 3 classes; its interval reaches down to chance)")
     shown = f"{loss:,.0f}" if math.isfinite(loss) else "not a number"
     assert (f"The training loss diverged ({shown} in epoch 1 at learning rate 0.5): lower the learning rate, "
             "for example to 0.05, and train again.") in message
@@ -414,10 +425,24 @@ def test_a_model_well_above_chance_gets_no_warning(trained):
 def test_near_chance_allows_for_the_noise_of_a_small_validation_set():
     from cnndesk.core.training.stopping import near_chance
 
-    # 2 classes, 32 validation images: a guesser's accuracy has a standard error of 0.088
-    assert near_chance(0.65, 2, 32) and not near_chance(0.70, 2, 32)
-    # 10 classes, 287 validation images: the floor of 0.05 above chance applies
+    # 2 classes, 32 validation images: 21 right is 0.483–0.796, 22 right 0.514–0.820
+    assert near_chance(21 / 32, 2, 32) and not near_chance(22 / 32, 2, 32)
+    # 10 classes, 287 validation images: the floor of 0.05 above chance applies (0.14: 0.104–0.184)
     assert near_chance(0.14, 10, 287) and not near_chance(0.16, 10, 287)
+
+
+def test_near_chance_is_an_interval_that_reaches_down_to_chance():
+    from cnndesk.core.training.stopping import near_chance
+
+    # 60 of 100 right with 2 classes: 0.502–0.690, clear of chance though within two of a guesser's standard errors
+    assert not near_chance(0.60, 2, 100)
+    # 59 of 100: 0.492–0.680 reaches 0.5
+    assert near_chance(0.59, 2, 100)
+    # the same accuracy on fewer images is less sure: 6 of 10 right, 0.313–0.832
+    assert near_chance(0.60, 2, 10)
+    for k, n, classes in ((13, 39, 3), (14, 39, 3), (19, 39, 3), (7, 30, 10), (6, 30, 10)):
+        low = binomtest(k, n).proportion_ci(0.95, method="wilson").low
+        assert near_chance(k / n, classes, n) == (low <= 1 / classes or k / n <= 1 / classes + 0.05), (k, n)
 
 
 def test_an_unknown_gpu_is_refused_with_a_clear_message(data):

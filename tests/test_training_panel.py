@@ -15,12 +15,14 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QGraphicsLineItem
 
 from conftest import shown
+from cnndesk.core.intervals import with_interval
 from cnndesk.core.project.session import IDLE, STOPPING, TRAINING, SessionState
 from cnndesk.core.training.progress import BatchReport, EpochReport, TrainResult
 from cnndesk.ui.training_control import TrainingControl
 from cnndesk.ui.training_panel import TrainingPanel
 
 STEPS = 10
+VAL_IMAGES = 20  # the validation images of the made-up runs
 
 
 @pytest.fixture
@@ -66,7 +68,12 @@ def control(panel):
 def row(epoch: int) -> dict:
     """Made-up but plausible figures for ``epoch``: loss falls, accuracy rises to 1.0."""
     return {"epoch": epoch, "loss": 1.0 / epoch, "accuracy": min(1.0, 0.4 + 0.05 * epoch),
-            "val_loss": 1.2 / epoch, "val_accuracy": min(1.0, 0.35 + 0.05 * epoch)}
+            "val_loss": 1.2 / epoch, "val_accuracy": min(1.0, 0.35 + 0.05 * epoch), "val_images": VAL_IMAGES}
+
+
+def val_acc(epoch: int) -> str:
+    """How the panel says ``epoch``'s validation accuracy: with its interval on ``VAL_IMAGES`` images."""
+    return with_interval(row(epoch)["val_accuracy"], VAL_IMAGES)
 
 
 def batch(epoch: int, b: int, total: int) -> BatchReport:
@@ -77,7 +84,7 @@ def batch(epoch: int, b: int, total: int) -> BatchReport:
 def epoch_report(epoch: int, total: int) -> EpochReport:
     r = row(epoch)
     return EpochReport(epoch=epoch, epochs=total, loss=r["loss"], accuracy=r["accuracy"], val_loss=r["val_loss"],
-                       val_accuracy=r["val_accuracy"], images_per_s=2.0, seconds=1.0)
+                       val_accuracy=r["val_accuracy"], images_per_s=2.0, seconds=1.0, val_images=VAL_IMAGES)
 
 
 def run(control: Control, epochs: int, first: int = 0, batches_only: bool = False) -> list[dict]:
@@ -230,7 +237,8 @@ def test_stop_shows_stopping_then_says_which_weights_were_kept(panel, qtbot, con
     assert panel.speed.text() == ""
     assert panel.progress.format().startswith("Stopped")
     log = panel.log.toPlainText()
-    assert "Kept the weights trained so far: epoch 2 (validation accuracy 0.450) plus 3 of 10 batches of epoch 3." in log
+    assert (f"Kept the weights trained so far: epoch 2, validation accuracy {val_acc(2)}, plus 3 of 10 batches of "
+            "epoch 3.") in log
     assert [(p.x(), p.y()) for p in panel.chart.best.points()] == [(2, pytest.approx(0.45))]
     assert panel.train_button.isEnabled() and panel.stop_button.text() == "■  Stop"
 
@@ -272,13 +280,14 @@ def test_the_log_gives_the_last_epochs_accuracy_when_the_last_weights_are_kept(p
     history = run(control, 3)
     kept = "Kept the last epoch's weights (epoch 3): keeping the best epoch is off."
     control.finished(finished(history, kept_message=kept))
-    assert f"{kept} Epoch 3: validation accuracy 0.500." in panel.log.toPlainText()
+    assert f"{kept} Epoch 3: validation accuracy {val_acc(3)}." in panel.log.toPlainText()
+    assert val_acc(3) == "0.500 (95 % interval 0.299–0.701, 20 images)"
     assert [p.x() for p in panel.chart.best.points()] == [3]
 
 
 def test_without_the_trainers_sentence_the_panel_names_the_kept_epoch_itself(panel, control):
     control.finished(finished(run(control, 3), best_epoch=2))
-    assert "Kept the weights of epoch 2 (validation accuracy 0.450)." in panel.log.toPlainText()
+    assert f"Kept the weights of epoch 2: validation accuracy {val_acc(2)}." in panel.log.toPlainText()
 
 
 def test_a_continued_run_stopped_at_once_names_the_epoch_before_it(panel, qtbot, control):
@@ -287,16 +296,36 @@ def test_a_continued_run_stopped_at_once_names_the_epoch_before_it(panel, qtbot,
     control.batch(batch(3, 1, 5))
     qtbot.mouseClick(panel.stop_button, Qt.LeftButton)
     control.finished(finished([], cancelled=True))
-    assert ("Kept the weights trained so far: epoch 2 (validation accuracy 0.450) plus 1 of 10 batches of epoch 3."
-            in panel.log.toPlainText())
+    assert (f"Kept the weights trained so far: epoch 2, validation accuracy {val_acc(2)}, plus 1 of 10 batches of "
+            "epoch 3.") in panel.log.toPlainText()
 
 
 def test_a_reopened_history_says_which_weights_the_model_holds(panel):
     panel.show_history([row(e) for e in range(1, 4)], best_epoch=2)
-    assert "Kept the weights of epoch 2 (validation accuracy 0.450)." in panel.log.toPlainText()
+    assert f"Kept the weights of epoch 2: validation accuracy {val_acc(2)}." in panel.log.toPlainText()
     panel.show_history([row(e) for e in range(1, 4)], best_epoch=None)
-    assert "after epoch 3 (validation accuracy 0.500)" in panel.log.toPlainText()
+    assert f"after epoch 3: validation accuracy {val_acc(3)}." in panel.log.toPlainText()
     assert [p.x() for p in panel.chart.best.points()] == [3]
+
+
+def test_each_epochs_log_line_says_how_sure_its_validation_accuracy_is(panel, control):
+    run(control, 2)
+    lines = [line for line in panel.log.toPlainText().splitlines() if line.startswith("Epoch ")]
+    assert lines == ["Epoch 1/2  loss 1.0000  acc 0.450  val_loss 1.2000  val_acc 0.400 (95 % interval 0.219–0.613, "
+                     "20 images)  (1.0 s, 2 img/s)",
+                     f"Epoch 2/2  loss 0.5000  acc 0.500  val_loss 0.6000  val_acc {val_acc(2)}  (1.0 s, 2 img/s)"]
+
+
+def test_a_run_of_an_older_cnndesk_shows_plain_accuracies_and_says_why(panel, qtbot):
+    old = [{k: v for k, v in row(e).items() if k != "val_images"} for e in (1, 2)]  # no count recorded
+    panel.show_history(old, best_epoch=2)
+    log = panel.log.toPlainText().splitlines()
+    assert log[1] == "Epoch 2  loss 0.5000  acc 0.500  val_loss 0.6000  val_acc 0.450"
+    assert log[2] == ("The number of validation images was not recorded with this run (an older cnndesk), so its "
+                      "validation accuracies are shown without their 95 % intervals.")
+    assert log[3] == "Kept the weights of epoch 2: validation accuracy 0.450."
+    settle(panel, qtbot)
+    assert "Validation accuracy: 0.450" in hover(panel, qtbot, point_position(panel, "val_loss", 2)).splitlines()
 
 
 def test_a_failed_run_clears_the_speed(panel, control):
@@ -344,7 +373,8 @@ def test_hovering_over_a_point_shows_that_epochs_values(panel, qtbot, control):
     settle(panel, qtbot)
     text = hover(panel, qtbot, point_position(panel, "val_loss", 4))
     assert text.splitlines() == ["Epoch 4", "Training loss: 0.2500", "Validation loss: 0.3000",
-                                 "Training accuracy: 0.600", "Validation accuracy: 0.550"]
+                                 "Training accuracy: 0.600",
+                                 "Validation accuracy: 0.550 (95 % interval 0.342–0.742, 20 images)"]
     assert panel.chart.hover_box.isVisible()
 
 
@@ -356,7 +386,7 @@ def test_hovering_anywhere_over_the_plot_shows_the_nearest_epoch(panel, qtbot, c
     between = chart.mapToPosition(QPointF(5.8, 0.1), panel.chart.series["loss"])  # empty space near epoch 6
     text = hover(panel, qtbot, between)
     assert text.splitlines()[0] == "Epoch 6  (weights kept)"
-    assert "Validation accuracy: 0.650" in text
+    assert f"Validation accuracy: {val_acc(6)}" in text
     # leaving the plot area hides the values
     outside = QPointF(chart.plotArea().left() - 30, chart.plotArea().center().y())
     assert hover(panel, qtbot, outside) == ""

@@ -202,10 +202,11 @@ def trained(data, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_head_trains_on_cached_features_and_says_so(trained):
+def test_the_head_trains_on_cached_features_and_says_so(trained, data):
     result, log, loaded = trained
     assert any(CACHED_PATH in m for m in log.messages)
     assert len(result.history) == 1 and result.history[0]["val_accuracy"] is not None
+    assert result.history[0]["val_images"] == result.val_images == len(data.val_index) > 0  # its interval's count
     for a, b in zip(loaded, find_backbone(result.model).get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the backbone stayed as loaded
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.intervals import interval_range, with_interval
 from ..core import fsutil
 from ..core.library_warnings import import_tensorflow
 from .runs import add_run_option, load_run_model, run_of
@@ -398,7 +399,7 @@ def cmd_evaluate(args) -> int:
     if args.json:
         emit_json({**ev.to_json(), "calibration": calibration})
         return 0
-    print(f"accuracy {ev.accuracy:.3f} on {len(y)} validation images")
+    print(f"accuracy {with_interval(ev.accuracy, ev.images)} on the validation split")
     print(f"calibration: temperature {calibration['temperature']:.3g}"
           f"{' (fitted now: the run kept none)' if calibration['fitted'] else ''}; expected calibration error "
           f"{calibration['ece_before']:.1%} before, {calibration['ece_after']:.1%} after"
@@ -406,9 +407,10 @@ def cmd_evaluate(args) -> int:
              else ""))
     names = [printable(n) for n in ev.class_names]
     width = max(len(n) for n in names)
-    print(f"{'class':<{width}}  precision  recall     f1  support")
+    print(f"{'class':<{width}}  precision  recall  recall 95 % interval     f1  support")
     for name, m in zip(names, ev.per_class):
-        print(f"{name:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
+        spread = interval_range(m.recall, m.support) if m.support else "-"
+        print(f"{name:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {spread:>20}  {m.f1:5.3f}  {m.support:7d}")
     print("confusion matrix (rows: true, columns: predicted)")
     print(" " * width + "  " + " ".join(f"{n[:6]:>6}" for n in names))
     for name, row in zip(names, ev.confusion):

@@ -56,7 +56,8 @@ def cmd_runs(args) -> int:
         final = run.final
         rows.append(("*" if run.id == project.run else "", printable(run.name), run.id,
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)) if run.created else "-",
-                     str(run.epochs), _num(run.best("val_accuracy")), _num(run.best("val_loss"), ".4f"),
+                     str(run.epochs), "-" if run.best("val_accuracy") is None else run.best_accuracy_text(),
+                     _num(run.best("val_loss"), ".4f"),
                      "/".join(_num(final.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
                      "-" if run.probe_frames is None else str(run.probe_frames), printable(run.note)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.intervals import interval_json, with_interval
 from ..core.library_warnings import import_tensorflow
 from .support import add_cache_options, cache_settings, emit_json, fraction, image_size, positive, seed, whole_number
 
@@ -196,10 +197,12 @@ def cmd_train(args, fit=None, save=None) -> int:
 
         def on_epoch(self, r):
             if args.json:
-                emit_json({"event": "epoch", **r.to_json()})
+                emit_json({"event": "epoch", **r.to_json(),
+                           "val_accuracy_interval": interval_json(r.val_accuracy, r.val_images)})
             else:
                 bar.done()
-                val = "" if r.val_loss is None else f" val_loss {r.val_loss:.4f} val_acc {r.val_accuracy:.3f}"
+                val = ("" if r.val_loss is None else
+                       f" val_loss {r.val_loss:.4f} val_acc {with_interval(r.val_accuracy, r.val_images)}")
                 print(f"epoch {r.epoch}/{r.epochs}: loss {r.loss:.4f} acc {r.accuracy:.3f}{val} "
                       f"({r.images_per_s:.0f} img/s, {r.seconds:.1f}s)", file=sys.stderr)
 
@@ -241,6 +244,8 @@ def cmd_train(args, fit=None, save=None) -> int:
     skipped = [{"path": s.path, "reason": s.reason} for s in data.skipped]
     if args.json:
         emit_json({"event": "done", "project": str(folder), "val_accuracy": result.final_val_accuracy,
+               "val_accuracy_interval": interval_json(result.final_val_accuracy, result.val_images),
+               "val_images": result.val_images,
                "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, **result.summary_json(),
                "skipped": skipped, "skipped_by_reason": count_skipped(data.skipped),
                "temperature": None if trust is None else trust.temperature,
@@ -255,7 +260,8 @@ def cmd_train(args, fit=None, save=None) -> int:
             print(f"warning: {result.chance_message}", file=sys.stderr)
         acc = result.final_val_accuracy
         best = f" (weights of epoch {result.best_epoch})" if result.best_epoch else ""
-        print(f"saved {folder}; validation accuracy {acc:.3f}{best}" if acc is not None else f"saved {folder}")
+        print(f"saved {folder}; validation accuracy {with_interval(acc, result.val_images)}{best}" if acc is not None
+              else f"saved {folder}")
     return 0
 
 

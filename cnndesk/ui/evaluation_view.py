@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.data.scanning import printable
+from ..core.intervals import interval_range, with_interval
 from .data_quality_view import LabelDoubtsView
 from .widgets import array_to_pixmap
 
@@ -130,7 +131,11 @@ class EvaluationView(QWidget):
         self.confusion.cellClicked.connect(self._on_confusion_cell)
         lv.addWidget(self.confusion)
         self.metrics = RowsTable(0, 5, objectName="classMetrics")
-        self.metrics.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "F1", "Validation images"])
+        self.metrics.setHorizontalHeaderLabels(["Class", "Precision", "Recall (95 % interval)", "F1",
+                                                "Validation images"])
+        self.metrics.horizontalHeaderItem(2).setToolTip(
+            "The share of the class's validation images the model got right (its accuracy on the class), with its "
+            "95 % interval (Wilson score): on a few images per class it could as well be anywhere in it")
         self.metrics.horizontalHeaderItem(4).setToolTip(
             "The class's validation images, of its images in the split (excluded images not counted)")
         self.metrics.verticalHeader().setVisible(False)
@@ -193,7 +198,7 @@ class EvaluationView(QWidget):
         """Show an evaluation of ``data``'s validation images (``data`` gives their pixels and files)."""
         self.evaluation = ev
         self._data = data
-        self.accuracy_label.setText(f"Accuracy {ev.accuracy:.1%} on {len(ev.labels)} validation images "
+        self.accuracy_label.setText(f"Accuracy {with_interval(ev.accuracy, ev.images)} on the validation images "
                                     f"({_per_class_counts(ev)}; {len(ev.misclassified)} misclassified)")
         self._fill_confusion(ev)
         self._fill_metrics(ev, data)
@@ -235,8 +240,8 @@ class EvaluationView(QWidget):
                                minlength=len(ev.per_class))
         for r, m in enumerate(ev.per_class):
             share = f"{m.support} of {in_split[r]} ({100 * m.support / in_split[r]:.1f} %)" if in_split[r] else "0"
-            for c, text in enumerate([printable(m.name), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}",
-                                      share]):
+            recall = f"{m.recall:.3f} ({interval_range(m.recall, m.support)})" if m.support else f"{m.recall:.3f}"
+            for c, text in enumerate([printable(m.name), f"{m.precision:.3f}", recall, f"{m.f1:.3f}", share]):
                 self.metrics.setItem(r, c, QTableWidgetItem(text))
         self.metrics.fit_rows()
 

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.data.scanning import printable
+from ..core.intervals import interval_phrase
 
 COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Final loss / acc / val loss / val acc",
            "Dataset", "Note")
@@ -28,11 +29,36 @@ def _number(value, fmt: str = ".3f") -> str:
     return "–" if value is None else f"{value:{fmt}}"
 
 
+#: what the accuracy columns' headers say on hover
+INTERVAL_TIP = ("A validation accuracy is shown with its 95 % interval (Wilson score) and the number of validation "
+                "images it was measured on: on a few dozen images it could as well be anywhere in that interval.")
+#: what a run of an older cnndesk, which did not record its validation images, says on hover over its accuracies
+UNRECORDED_TIP = ("The number of validation images was not recorded with this run (an older cnndesk), so its "
+                  "accuracy is shown without its interval.")
+
+
 def final_text(run) -> str:
-    """"0.512 / 0.800 / 0.633 / 0.750": the last epoch's figures (– for one not recorded)."""
+    """"0.512 / 0.800 / 0.633 / 0.750 (95 % interval 0.531–0.888, 20 images)": the last epoch's figures (– for one
+    not recorded), its validation accuracy with its interval when its number of images was recorded."""
     final = run.final
-    return " / ".join(_number(final.get(k), f) for k, f in (("loss", ".3f"), ("accuracy", ".3f"),
+    text = " / ".join(_number(final.get(k), f) for k, f in (("loss", ".3f"), ("accuracy", ".3f"),
                                                             ("val_loss", ".3f"), ("val_accuracy", ".3f")))
+    if final.get("val_accuracy") is not None and final.get("val_images"):
+        text += f" ({interval_phrase(final['val_accuracy'], final['val_images'])})"
+    return text
+
+
+def best_accuracy_item(run) -> QTableWidgetItem:
+    """The best validation accuracy with its interval ("0.949 (95 % interval 0.831–0.986, 39 images)"), the figure
+    alone for a run of an older cnndesk (the tooltip says its number of images is unknown)."""
+    best = run.best("val_accuracy")
+    if best is not None and run.val_images is None:
+        item = QTableWidgetItem(_number(best))
+        item.setToolTip(UNRECORDED_TIP)
+        return item
+    item = QTableWidgetItem(run.best_accuracy_text())
+    item.setToolTip(INTERVAL_TIP)
+    return item
 
 
 def dataset_item(run) -> QTableWidgetItem:
@@ -70,6 +96,8 @@ class RunsView(QWidget):
         outer.setContentsMargins(0, 4, 0, 0)
         self.table = QTableWidget(0, len(COLUMNS), objectName="runsTable")
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for column in (BEST_ACC, FINAL):
+            self.table.horizontalHeaderItem(column).setToolTip(INTERVAL_TIP)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
@@ -151,7 +179,7 @@ class RunsView(QWidget):
         name.setToolTip("; ".join(tip))
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)) if run.created else "–"
         cells = {NAME: name, DATE: QTableWidgetItem(date), EPOCHS: QTableWidgetItem(str(run.epochs)),
-                 BEST_ACC: QTableWidgetItem(_number(run.best("val_accuracy"))),
+                 BEST_ACC: best_accuracy_item(run),
                  BEST_LOSS: QTableWidgetItem(_number(run.best("val_loss"), ".4f")),
                  FINAL: QTableWidgetItem(final_text(run)), DATASET: dataset_item(run), NOTE: QTableWidgetItem(run.note)}
         for column, item in cells.items():

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
+from ..core.intervals import with_interval
 from .runs_view import RunsView
 from .widgets import format_duration
 
@@ -29,10 +30,27 @@ LINE_SAMPLES = {Qt.SolidLine: "━━", Qt.DashLine: "╸╺╸", Qt.DotLine: "�
 
 
 def epoch_summary(row: dict, epochs: int | None = None) -> str:
-    """One log line for an epoch of the history: "Epoch 2/5  loss …  acc …  val_loss …  val_acc …"."""
+    """One log line for an epoch of the history: "Epoch 2/5  loss …  acc …  val_loss …  val_acc 0.900 (95 % interval
+    0.699–0.972, 20 images)" (the validation accuracy alone in a row of an older cnndesk, which did not record on how
+    many images it was measured)."""
     of = f"/{epochs}" if epochs else ""
-    val = "" if row.get("val_loss") is None else f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.3f}"
+    val = "" if row.get("val_loss") is None else f"  val_loss {row['val_loss']:.4f}  val_acc {val_accuracy_text(row)}"
     return f"Epoch {row['epoch']}{of}  loss {row['loss']:.4f}  acc {row['accuracy']:.3f}{val}"
+
+
+def val_accuracy_text(row: dict) -> str:
+    """An epoch's validation accuracy with its interval ("0.900 (95 % interval 0.699–0.972, 20 images)"), or alone
+    when its row does not say on how many images it was measured (``unrecorded_note`` says so once)."""
+    n = row.get("val_images")
+    return with_interval(row["val_accuracy"], n) if n is not None else f"{row['val_accuracy']:.3f}"
+
+
+def unrecorded_note(history) -> str | None:
+    """What the log says once for a run of an older cnndesk, whose epochs did not record their validation images."""
+    if any(r.get("val_accuracy") is not None and r.get("val_images") is None for r in history):
+        return ("The number of validation images was not recorded with this run (an older cnndesk), so its "
+                "validation accuracies are shown without their 95 % intervals.")
+    return None
 
 
 #: room right of the last epoch, as a share of the epochs shown, so that a point or the kept-epoch
@@ -212,6 +230,7 @@ class TrainingChart(QChartView):
 
     def add_epoch(self, epoch: int, values: dict) -> None:
         self._rows[epoch] = {key: values.get(key) for key, _ in EPOCH_VALUES}
+        self._rows[epoch]["val_images"] = values.get("val_images")
         for key, _ in EPOCH_VALUES:
             v = values.get(key)
             if v is not None and math.isfinite(v):
@@ -222,7 +241,8 @@ class TrainingChart(QChartView):
             self.set_epochs(epoch)
 
     def epoch_values(self, epoch: int) -> dict | None:
-        """The values drawn for ``epoch`` (loss, val_loss, accuracy, val_accuracy), or None if not drawn."""
+        """The values drawn for ``epoch`` (loss, val_loss, accuracy, val_accuracy, and val_images: how many validation
+        images measured them, None when not recorded), or None if not drawn."""
         return self._rows.get(epoch)
 
     def last_epoch(self) -> int | None:
@@ -284,7 +304,8 @@ class TrainingChart(QChartView):
         """What the hover label says about ``epoch``: its number, then one line per value it has."""
         row = self._rows[epoch]
         lines = [f"Epoch {epoch}" + ("  (weights kept)" if epoch == self._kept else "")]
-        lines += [f"{LABELS[key]}: {row[key]:{fmt}}" for key, fmt in EPOCH_VALUES if row[key] is not None]
+        lines += [f"{LABELS[key]}: {val_accuracy_text(row) if key == 'val_accuracy' else format(row[key], fmt)}"
+                  for key, fmt in EPOCH_VALUES if row[key] is not None]
         return "\n".join(lines)
 
     def shown_values(self) -> str:
@@ -478,8 +499,7 @@ class TrainingPanel(QWidget):
         self.chart.add_batch(r.epoch - 1 + r.batch / r.steps, r.loss)
 
     def on_epoch(self, r) -> None:
-        self.chart.add_epoch(r.epoch, {"loss": r.loss, "accuracy": r.accuracy, "val_loss": r.val_loss,
-                                       "val_accuracy": r.val_accuracy})
+        self.chart.add_epoch(r.epoch, r.to_json())
         self.log.appendPlainText(f"{epoch_summary(r.to_json(), r.epochs)}"
                                  f"  ({r.seconds:.1f} s, {r.images_per_s:,.0f} img/s)")
 
@@ -515,7 +535,7 @@ class TrainingPanel(QWidget):
         if row is None:
             return result.kept_message
         if not result.kept_message:
-            return f"Kept the weights of epoch {kept} ({_accuracy_phrase(row)})."
+            return f"Kept the weights of epoch {kept}: {_accuracy_phrase(row)}."
         if result.best_epoch is not None:
             return result.kept_message  # the trainer's sentence names the kept epoch, its accuracy and why
         # the last epoch's weights: the trainer's sentence says why; add that epoch's accuracy
@@ -548,16 +568,18 @@ class TrainingPanel(QWidget):
             self.log.appendPlainText(epoch_summary(row) + _timing(row))
         if not history:
             return
+        if note := unrecorded_note(history):
+            self.log.appendPlainText(note)
         kept = best_epoch if self.chart.epoch_values(best_epoch) is not None else history[-1]["epoch"]
         row = self.chart.epoch_values(kept)
         self.chart.mark_best(kept, _shown_accuracy(row))
         if kept_message:
             self.log.appendPlainText(kept_message)
         elif kept == best_epoch:
-            self.log.appendPlainText(f"Kept the weights of epoch {kept} ({_accuracy_phrase(row)}).")
+            self.log.appendPlainText(f"Kept the weights of epoch {kept}: {_accuracy_phrase(row)}.")
         else:
-            self.log.appendPlainText(f"The model holds the weights it had when training ended, after epoch {kept} "
-                                     f"({_accuracy_phrase(row)}).")
+            self.log.appendPlainText(f"The model holds the weights it had when training ended, after epoch {kept}: "
+                                     f"{_accuracy_phrase(row)}.")
 
 
 def _timing(row: dict) -> str:
@@ -582,14 +604,15 @@ def _stopped_kept_sentence(chart: TrainingChart, last_batch) -> str:
     if last_epoch is None:
         return (f"Kept the weights trained so far: {partial or 'part of the first epoch'}, "
                 "before any epoch was complete (no validation figures yet).")
-    after = f"epoch {last_epoch} ({_accuracy_phrase(chart.epoch_values(last_epoch))})"
-    return f"Kept the weights trained so far: {after}" + (f" plus {partial}." if partial else ".")
+    after = f"epoch {last_epoch}, {_accuracy_phrase(chart.epoch_values(last_epoch))}"
+    return f"Kept the weights trained so far: {after}" + (f", plus {partial}." if partial else ".")
 
 
 def _accuracy_phrase(row: dict) -> str:
-    """ "validation accuracy 0.700", or the training accuracy when the run had no validation images."""
+    """ "validation accuracy 0.700 (95 % interval 0.481–0.855, 20 images)", or the training accuracy when the run
+    had no validation images."""
     if row.get("val_accuracy") is not None:
-        return f"validation accuracy {row['val_accuracy']:.3f}"
+        return f"validation accuracy {val_accuracy_text(row)}"
     return f"training accuracy {row['accuracy']:.3f} (no validation images)"
 
 

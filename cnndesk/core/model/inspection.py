@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from ..data.images import decode_for_viewing, decode_image, Preprocessing, recognise_pixels
 from ..errors import ModelFileError, UserError
+from ..intervals import interval_json
 from .calibration import temper
 from .taps import trace_taps
 
@@ -158,11 +159,21 @@ class Evaluation:
         """Indices of the evaluated images with this true and predicted class."""
         return np.flatnonzero((self.labels == true_index) & (self.predicted == predicted_index)).tolist()
 
+    @property
+    def images(self) -> int:
+        """How many images were evaluated (what the accuracy's interval is measured on)."""
+        return int(self.confusion.sum())
+
     def to_json(self) -> dict:
+        """The figures, each accuracy with its 95 % interval (``core.intervals``): ``accuracy_interval`` on ``images``
+        images, and each class's ``recall_interval`` (its accuracy) on its ``support`` images."""
         return {
             "accuracy": self.accuracy,
+            "accuracy_interval": interval_json(self.accuracy, self.images),
+            "images": self.images,
             "classes": self.class_names,
-            "per_class": [{"class": m.name, "precision": m.precision, "recall": m.recall, "f1": m.f1,
+            "per_class": [{"class": m.name, "precision": m.precision, "recall": m.recall,
+                           "recall_interval": interval_json(m.recall, m.support), "f1": m.f1,
                            "support": m.support} for m in self.per_class],
             "confusion_matrix": self.confusion.tolist(),
             "misclassified": [{"path": m.path, "true": m.true_class, "predicted": m.predicted_class,

@@ -114,7 +114,7 @@ def train(
         times.mark("compile")
         times.traced = getattr(model, "train_function", None) is None
         reporter = Reporter(listener, state, initial_epoch + settings.epochs, steps, n_train, bs, initial_epoch,
-                             times)
+                            times, n_val=data.validation_size())
         best = BestWeights(data.validation_size())
         callbacks = [reporter, best, *callbacks]
         plan = stopping_plan(settings, data.validation_size())

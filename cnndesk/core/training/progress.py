@@ -67,6 +67,9 @@ class BatchReport:
 
 @dataclass
 class EpochReport:
+    """One epoch's figures; ``val_images``: how many validation images ``val_accuracy`` was measured on (what its
+    interval needs, ``core.intervals``; 0 without validation)."""
+
     epoch: int  # 1-based
     epochs: int
     loss: float
@@ -75,10 +78,13 @@ class EpochReport:
     val_accuracy: float | None
     images_per_s: float
     seconds: float
+    val_images: int = 0
 
     def to_json(self) -> dict:
+        """The epoch's row of a history (as the session, a run and ``project.json`` keep it)."""
         return {"epoch": self.epoch, "loss": self.loss, "accuracy": self.accuracy, "val_loss": self.val_loss,
-                "val_accuracy": self.val_accuracy, "images_per_s": self.images_per_s, "seconds": self.seconds}
+                "val_accuracy": self.val_accuracy, "val_images": self.val_images,
+                "images_per_s": self.images_per_s, "seconds": self.seconds}
 
 
 @dataclass
@@ -103,12 +109,22 @@ class TrainResult:
     start_times: StartTimes = field(default_factory=StartTimes)
 
     @property
-    def final_val_accuracy(self) -> float | None:
+    def kept_row(self) -> dict:
+        """The history row of the epoch whose weights the model holds (the last one unless a best was kept)."""
         if not self.history:
-            return None
+            return {}
         # ``best_epoch`` counts epochs trained before this run too; history rows carry their number
         rows = [r for r in self.history if r.get("epoch") == self.best_epoch] if self.best_epoch else []
-        return (rows or self.history[-1:])[0].get("val_accuracy")
+        return (rows or self.history[-1:])[0]
+
+    @property
+    def final_val_accuracy(self) -> float | None:
+        return self.kept_row.get("val_accuracy")
+
+    @property
+    def val_images(self) -> int | None:
+        """How many validation images ``final_val_accuracy`` was measured on."""
+        return self.kept_row.get("val_images")
 
     def summary_json(self) -> dict:
         """The stopping and keeping facts, as the CLI's ``done`` event carries them."""
@@ -151,8 +167,9 @@ class Reporter(keras.callbacks.Callback):
     """Per-batch progress, ETA, images/s and cancel within one batch."""
 
     def __init__(self, listener: TrainingListener, state: TaskState | None, epochs: int, steps: int,
-                 n_train: int, batch_size: int, first_epoch: int, times: StartTimes | None = None):
+                 n_train: int, batch_size: int, first_epoch: int, times: StartTimes | None = None, n_val: int = 0):
         super().__init__()
+        self.n_val = n_val  # the validation images each epoch's report says its validation figures were measured on
         self.listener, self.state = listener, state
         self.times = times or StartTimes()
         self.epochs, self.steps, self.n_train, self.batch_size = epochs, steps, n_train, batch_size
@@ -213,7 +230,8 @@ class Reporter(keras.callbacks.Callback):
             loss=float(logs.get("loss", math.nan)), accuracy=float(logs.get("accuracy", math.nan)),
             val_loss=None if val_loss is None else float(val_loss),
             val_accuracy=None if val_acc is None else float(val_acc),
-            images_per_s=self.n_train / seconds if seconds > 0 else 0.0, seconds=seconds)
+            images_per_s=self.n_train / seconds if seconds > 0 else 0.0, seconds=seconds,
+            val_images=self.n_val if val_acc is not None else 0)
         self.reports.append(report)
         self.listener.on_epoch(report)
 

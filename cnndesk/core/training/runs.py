@@ -26,6 +26,7 @@ from typing import Any
 from ..model.architecture import LayerSpec, TrainingSettings
 from ..data.dataset import DatasetConfig
 from ..errors import UserError
+from ..intervals import interval_json, with_interval
 
 RUNS_DIR = "runs"
 RUN_MODEL = "model.keras"
@@ -46,7 +47,9 @@ class Run:
         class_names, dataset, preset, layers, settings: what it was trained on and with (the seed is
             ``settings.seed`` and ``dataset.seed``).
         dataset_path: the dataset folder it was trained on (None: not recorded, a run of an older cnndesk).
-        history, best_epoch, batch_loss: what it showed while training, as the session holds them.
+        history, best_epoch, batch_loss: what it showed while training, as the session holds them (each epoch's
+            row says on how many validation images it was measured, ``val_images``; a run of an older cnndesk's
+            rows do not, and its accuracies are shown without an interval).
         kept_message: the sentence its training ended with on which epoch's weights it kept and why, shown
             again with its history ("" when not recorded: the run's history says which epoch it was).
         note: the user's words about it.
@@ -86,10 +89,28 @@ class Run:
 
     def best(self, key: str) -> float | None:
         """The best value of ``key`` over the epochs: the highest accuracy, the lowest loss (None: never recorded)."""
-        values = [r[key] for r in self.history if _finite(r.get(key))]
-        if not values:
+        row = self.best_row(key)
+        return None if row is None else row[key]
+
+    def best_row(self, key: str) -> dict | None:
+        """The epoch's row with the best value of ``key`` (the first of equals; None: never recorded)."""
+        rows = [r for r in self.history if _finite(r.get(key))]
+        if not rows:
             return None
-        return min(values) if "loss" in key else max(values)
+        return (min if "loss" in key else max)(rows, key=lambda r: r[key])
+
+    @property
+    def val_images(self) -> int | None:
+        """How many validation images its best validation accuracy was measured on (None: not recorded, a run of an
+        older cnndesk, or a run without validation)."""
+        row = self.best_row("val_accuracy")
+        n = None if row is None else row.get("val_images")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+    def best_accuracy_text(self) -> str:
+        """Its best validation accuracy with its interval: "0.949 (95 % interval 0.831–0.986, 39 images)"; "0.949
+        (number of images unknown)" for a run of an older cnndesk; "–" without validation."""
+        return with_interval(self.best("val_accuracy"), self.val_images)
 
     @property
     def final(self) -> dict:
@@ -99,10 +120,14 @@ class Run:
     def summary(self) -> dict:
         """Its key figures, as the runs list and ``cnndesk-cli runs --json`` give them."""
         final = self.final
+        best = self.best("val_accuracy")
         return {"id": self.id, "name": self.name, "created": self.created, "epochs": self.epochs,
-                "best_epoch": self.best_epoch, "best_val_accuracy": self.best("val_accuracy"),
+                "best_epoch": self.best_epoch, "best_val_accuracy": best,
+                "best_val_accuracy_interval": interval_json(best, self.val_images), "val_images": self.val_images,
                 "best_val_loss": self.best("val_loss"),
-                "final": {k: final.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                "final": {**{k: final.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                          "val_accuracy_interval": interval_json(final.get("val_accuracy"), final.get("val_images")),
+                          "val_images": final.get("val_images")},
                 "note": self.note, "parent": self.parent, "has_weights": self.file is not None,
                 "probe_frames": self.probe_frames}
 
@@ -113,13 +138,16 @@ class Run:
         return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
 
     def described(self) -> str:
-        """"the model of the previous run (12 epochs, validation accuracy 0.917)": what Bring Back Previous Model
-        makes current, by the run's kept epoch."""
+        """"the model of the previous run (12 epochs, validation accuracy 0.917 (95 % interval 0.782–0.971, 36
+        images))": what Bring Back Previous Model makes current, by the run's kept epoch."""
         rows = [r for r in self.history if r.get("epoch") == self.best_epoch] or list(self.history[-1:])
         acc = rows[0].get("val_accuracy") if rows else None
         n = len(self.history)
         epochs = f"{n} epoch{'s' if n != 1 else ''}"
-        return f"the model of the previous run ({epochs}{f', validation accuracy {acc:.3f}' if acc is not None else ''})"
+        if acc is None:
+            return f"the model of the previous run ({epochs})"
+        shown = with_interval(acc, rows[0].get("val_images"))
+        return f"the model of the previous run ({epochs}, validation accuracy {shown})"
 
     # -- changing -----------------------------------------------------------------------------
     def renamed(self, name: str) -> "Run":

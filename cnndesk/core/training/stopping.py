@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import keras
 
+from ..intervals import accuracy_interval, with_interval
 from ..model.architecture import TrainingSettings
 from .progress import ALL_EPOCHS, TrainResult
 
@@ -46,6 +47,7 @@ class BestWeights(keras.callbacks.Callback):
 
     def __init__(self, n_val: int):
         super().__init__()
+        self.n_val = n_val
         self.tolerance = 1.0 / max(n_val, 1) + 1e-6
         self.top = -math.inf
         # the lowest-loss epoch of each accuracy within one image of the top: (loss, 0-based epoch, weights)
@@ -141,18 +143,21 @@ def stopping_plan(settings: TrainingSettings, n_val: int) -> StoppingPlan:
                         f"validation accuracy nor validation loss improved for {patience} epochs.")
 
 
+#: an accuracy at most this far above chance is "near chance" however many images measured it
+CHANCE_MARGIN = 0.05
+
+
 def near_chance(accuracy: float | None, num_classes: int, n_images: int) -> bool:
     """Whether ``accuracy`` on ``n_images`` is no clear sign of learning with ``num_classes`` classes.
 
-    Chance is 1/classes; "near" is within two standard errors of a guesser's
-    accuracy on that many images (a guesser scores above it about 1 time in
-    40), and never less than 0.05 above chance.
+    Chance is 1/classes; "near" is when the accuracy's 95 % interval (``core.intervals``) reaches down to chance,
+    so that a guesser could well have scored it on that many images, or when it is less than
+    ``CHANCE_MARGIN`` above chance (too little to be worth a model however sure it is).
     """
     if accuracy is None or num_classes < 2 or n_images < 1 or not math.isfinite(accuracy):
         return False
     chance = 1.0 / num_classes
-    margin = max(0.05, 2 * math.sqrt(chance * (1 - chance) / n_images))
-    return accuracy <= chance + margin
+    return accuracy_interval(accuracy, n_images)[0] <= chance or accuracy <= chance + CHANCE_MARGIN
 
 
 ADVICE = ("What usually helps: more epochs, augmentation (flip, rotate, zoom), a smaller image size, "
@@ -206,13 +211,15 @@ def explain(result: "TrainResult", settings: TrainingSettings, plan: StoppingPla
         if result.best_epoch is not None:
             row = result.history[result.best_epoch - initial_epoch - 1]
             if row["val_accuracy"] < best.top:
-                why = (f"validation accuracy {row['val_accuracy']:.3f}, one validation image short of the best "
-                       f"({best.top:.3f}), with a lower validation loss ({row['val_loss']:.4f})")
+                why = (f"validation accuracy {with_interval(row['val_accuracy'], best.n_val)}, one validation "
+                       f"image short of the best ({best.top:.3f}), with a lower validation loss "
+                       f"({row['val_loss']:.4f})")
             else:
                 tie = (" and the lowest validation loss of the epochs within one image of it"
                        if any(r["val_accuracy"] >= best.top - best.tolerance and r is not row
                               for r in result.history) else "")
-                why = f"best validation accuracy {row['val_accuracy']:.3f}{tie} (validation loss {row['val_loss']:.4f})"
+                why = (f"best validation accuracy {with_interval(row['val_accuracy'], best.n_val)}{tie} "
+                       f"(validation loss {row['val_loss']:.4f})")
             result.kept_message = f"Kept epoch {result.best_epoch}'s weights: {why}."
         elif not settings.restore_best:
             result.kept_message = f"Kept the last epoch's weights (epoch {last}): keeping the best epoch is off."
@@ -232,6 +239,9 @@ def explain(result: "TrainResult", settings: TrainingSettings, plan: StoppingPla
     if near_chance(acc, num_classes, n_judged):
         blown = diverged_epoch(result.history, num_classes)
         advice = _divergence_advice(blown, settings) if blown is not None else ADVICE
-        result.chance_message = (f"{which} accuracy {acc:.3f} is at or near chance ({1 / num_classes:.3f} with "
-                                 f"{num_classes} classes): the model has not clearly learned to tell the classes "
-                                 f"apart. {advice}")
+        chance = 1 / num_classes
+        how = ("its interval reaches down to chance" if accuracy_interval(acc, n_judged)[0] <= chance
+               else f"less than {CHANCE_MARGIN:g} above it")
+        result.chance_message = (f"{which} accuracy {with_interval(acc, n_judged)} is at or near chance "
+                                 f"({chance:.3f} with {num_classes} classes; {how}): the model has not clearly "
+                                 f"learned to tell the classes apart. {advice}")

@@ -120,7 +120,7 @@ def _restore_best(model, stage: _Stage, settings: TrainingSettings) -> None:
 
 def _callbacks(listener, state, run, run_start, steps, n_train, bs, first_epoch, times, n_val, plan) -> _Stage:
     """A stage's reporter (epochs numbered from ``first_epoch``, of ``run_start + run.epochs``), best weights and stopper."""
-    reporter = Reporter(listener, state, run_start + run.epochs, steps, n_train, bs, first_epoch, times)
+    reporter = Reporter(listener, state, run_start + run.epochs, steps, n_train, bs, first_epoch, times, n_val)
     stopper = EarlyStop(plan.patience, plan.min_epochs) if plan.enabled else None
     return _Stage(reporter, BestWeights(n_val), stopper)
 
