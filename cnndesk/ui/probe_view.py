@@ -112,6 +112,9 @@ class ProbeView(QWidget):
             timeline.addWidget(w, 1 if w is self.slider else 0)
         outer.addLayout(timeline)
 
+        self.calibration_label = QLabel(objectName="probeCalibration", wordWrap=True)
+        self.calibration_label.setStyleSheet("color: #455a64")
+        outer.addWidget(self.calibration_label)
         self.note = QLabel(objectName="probeNote", wordWrap=True)
         self.note.setStyleSheet("color: #455a64")
         outer.addWidget(self.note)
@@ -319,6 +322,10 @@ class ProbeView(QWidget):
             return
         frame = rec.frames[index]
         last = rec.frames[-1].epoch
+        model = self.state.model if not self._live else None  # a live run's model is not calibrated yet
+        temperature = model.temperature if model is not None and model.temperature is not None else 1.0
+        self.calibration_label.setText(f"Probabilities: {model.calibration_note} (the trained model's temperature)"
+                                       if model is not None else "Probabilities as the model gives them")
         self.epoch_label.setText(f"{frame.label.capitalize()} of {last:g}" if float(last).is_integer()
                                  else frame.label.capitalize())
         layer = self.layer_combo.currentText() or None
@@ -333,7 +340,7 @@ class ProbeView(QWidget):
             self.images[p].setToolTip(rec.probes[p].path or rec.probes[p].name)
             self.heats[p].setPixmap(array_to_pixmap(heat_picture(rec, frame, p)))
             self.maps[p].setPixmap(array_to_pixmap(maps_picture(frame, layer, p)))
-            self.bars[p].set_items(top_predictions(rec, frame, p))
+            self.bars[p].set_items(top_predictions(rec, frame, p, temperature=temperature))
         filters = filters_picture(frame)
         self.filters.setPixmap(array_to_pixmap(filters) if filters is not None else QPixmap())
         self.filters_title.setVisible(filters is not None)

@@ -477,6 +477,13 @@ class TrainingPanel(QWidget):
             self.speed.setText(f"{r.images_per_s:,.0f} images/s · ETA {format_duration(r.eta_s)}")
         self.chart.add_batch(r.epoch - 1 + r.batch / r.steps, r.loss)
 
+    def show_phase(self, text: str) -> None:
+        """What the run does after its epochs (measuring the model's trust), on the progress bar."""
+        self.progress.setFormat(text)
+
+    def show_phase_progress(self, percent: float) -> None:
+        self.progress.setValue(int(10 * percent))
+
     def on_epoch(self, r) -> None:
         self.chart.add_epoch(r.epoch, {"loss": r.loss, "accuracy": r.accuracy, "val_loss": r.val_loss,
                                        "val_accuracy": r.val_accuracy})

@@ -38,6 +38,7 @@ from .engine_worker import EngineWorker
 from .dataset_map_view import DatasetMapView
 from .evaluation_view import EvaluationView
 from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
+from .trust_views import UnlikeBanner
 from .widgets import MAX_CHANNEL_TILES, array_to_pixmap, array_to_qimage
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
@@ -114,6 +115,8 @@ class ViewerPanel(QWidget):
         cl = QVBoxLayout(content)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(self._build_strip())
+        self.unlike_banner = UnlikeBanner()
+        cl.addWidget(self.unlike_banner)
         split = QSplitter(Qt.Vertical)
         cl.addWidget(split, 1)
         self.current_view = CurrentImageView()
@@ -269,7 +272,7 @@ class ViewerPanel(QWidget):
         h, w = pre.image_size
         note = f" · {model.output_note}" if model.output_note else ""
         self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
-                                 f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels}{note}")
+                                 f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels} · {model.calibration_note}{note}")
         self.model_label.setToolTip(f"Pixels: {PIXEL_MODES[pre.pixels]}")
         self.pixels_combo.setCurrentIndex(self.pixels_combo.findData(pre.pixels))  # `activated` is the user's only
         self.pixels_box.setVisible(model.source == "file")
@@ -321,6 +324,7 @@ class ViewerPanel(QWidget):
         self.gradcam.clear()
         self.gradcam.set_classes(self.class_names)
         self.current_view.show_image(None)
+        self.unlike_banner.show_for(None)
         self._update_image_buttons()
 
     def edit_class_names(self) -> None:
@@ -438,7 +442,7 @@ class ViewerPanel(QWidget):
                 continue
             # the picture is decoded once in the engine, with the model's input
             im = Classified(label, path, model, top=tuple(tuple(t) for t in r.top), probabilities=r.probabilities,
-                            prepared=r.image, display=r.display, true_class=true_class)
+                            prepared=r.image, display=r.display, true_class=true_class, unlike=r.unlike)
             if r.inspection is not None:
                 self._came_with[im] = r.inspection
             if maps_coming:
@@ -487,6 +491,7 @@ class ViewerPanel(QWidget):
         im = shown[row]
         self.current = im
         self.current_view.show_image(im, self._pixmaps.get(im))
+        self.unlike_banner.show_for(im)
         self._update_image_buttons()
         if im.error:
             return

@@ -274,11 +274,16 @@ def fit_novelty(moments: Sequence[FeatureMoments], reference: Sequence[np.ndarra
 
 
 def set_threshold(stats: NoveltyStats, reference_scores, coverage: float = COVERAGE) -> NoveltyStats:
-    """``stats`` with the threshold that lets ``coverage`` of the reference images (their combined scores) pass."""
+    """``stats`` with the threshold that lets ``coverage`` of new images like the reference ones (their combined
+    scores) pass."""
     scores = np.asarray(reference_scores, dtype=np.float64)
-    # the smallest score that at least ``coverage`` of them do not exceed, a hair above it so that the image at
-    # the quantile still passes when its score is computed again in another batch (another rounding)
-    at = float(np.quantile(scores, coverage, method="inverted_cdf")) if len(scores) else float("inf")
+    # the split-conformal quantile (Vovk et al.; Angelopoulos and Bates 2021): the ceil((n + 1) coverage)-th
+    # smallest of the n scores, so that a new image like them passes with probability at least ``coverage``
+    # however few they are (the plain quantile of 24 validation images lets about 92 % pass), a hair above it so
+    # that the image at the quantile still passes when its score is computed again in another batch
+    n = len(scores)
+    level = min(1.0, np.ceil((n + 1) * coverage) / n) if n else 1.0
+    at = float(np.quantile(scores, level, method="inverted_cdf")) if n else float("inf")
     stats.threshold = at + 1e-6 * abs(at)
     stats.coverage = float(coverage)
     return stats
