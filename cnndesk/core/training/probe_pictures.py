@@ -78,7 +78,8 @@ def top_predictions(recording: ProbeRecording, frame: ProbeFrame, probe: int, k:
     names = recording.class_names
     top, top_p = frame.top[probe], np.asarray(frame.top_p[probe], np.float64)
     if temperature != 1.0:
-        rest = max(1.0 - float(top_p.sum()), 0.0)
+        # the classes outside the frame, as one share (none when it holds every class: 1 - sum is then rounding)
+        rest = [max(1.0 - float(top_p.sum()), 0.0)] if len(top_p) < len(names) else []
         top_p = temper(np.append(top_p, rest)[None], temperature)[0, :len(top_p)]
     return [(names[int(i)], float(p)) for i, p in zip(top[:k], top_p[:k])]
 
