@@ -727,3 +727,65 @@ class EngineWorker(QObject):
             return dataset_map(self.model, data, distance, doubtful_rows, task)
         except Cancelled:
             return None
+
+    # -- putting the model to work -----------------------------------------------------
+    @cancellable
+    def classify_folder(self, sources, trust=None, k=3, left_out=(), thumbnails=0, *, task: TaskState):
+        """Classify every image of the folders (or files) ``sources`` with the current model
+        (``core.work.classify_folder``), decoded in threads a batch ahead of the model.
+
+        ``trust``: the current run's ``Trust.to_json()`` (temperature, novelty statistics), or None. The files
+        found are reported first, then each batch's rows, through ``task`` (``RowsClassified``); the answer is a
+        ``FolderDone``, which says whether it was cancelled (the rows reported before stay valid).
+        """
+        from ..core.errors import Cancelled
+        from ..core.work.classify_folder import BATCH, classify_files, collect_images, FolderDone, RowsClassified
+        from ..core.work.trust import Trust
+
+        ins = self._need_inspector()
+        task.set_status("Listing the images…")
+        files, skipped = collect_images(sources, left_out=left_out)
+        task.report(RowsClassified((), len(files), tuple(skipped)))
+        heads = self._heads_of_current()  # with the pixel mode the viewer feeds now
+        task.set_status("Classifying")
+        batch, count = [], 0
+        try:
+            for row in classify_files(files, heads, ins.class_names, Trust.from_json(trust), k=k, state=task,
+                                      thumbnails=thumbnails):
+                batch.append(row)
+                if len(batch) == BATCH:
+                    task.report(RowsClassified(tuple(batch), len(files)))
+                    count, batch = count + len(batch), []
+        except Cancelled:
+            return FolderDone(count + len(batch), cancelled=True)
+        finally:
+            if batch:
+                task.report(RowsClassified(tuple(batch), len(files)))
+        return FolderDone(count + len(batch))
+
+    @cancellable
+    def sort_rows(self, rows, destination, move=False, flag_folders=False, *, task: TaskState):
+        """Copy (or move) the files of ``rows`` into ``destination/<class>/`` (``core.work.classify_folder.sort_row``),
+        listing the changes there (``add_to_sort_log``); answers with ``Sorted``. A file that cannot be placed stops
+        the sort there, saying why; so does a cancel. Runs here, off the window's thread, though it needs no model."""
+        from pathlib import Path
+
+        from ..core.data.fixes import ChangeLog
+        from ..core.work.classify_folder import add_to_sort_log, sort_row, Sorted
+
+        log, problem = ChangeLog(), None
+        dest = Path(destination)
+        try:
+            for i, row in enumerate(rows):
+                if task.is_interruption_requested():
+                    problem = f"Sorting cancelled after {i} of {len(rows)} images."
+                    break
+                try:
+                    sort_row(row, dest, log, move, flag_folders)
+                except UserError as e:
+                    problem = str(e)
+                    break
+                task.set_progress_value(100.0 * (i + 1) / max(len(rows), 1))
+        finally:
+            add_to_sort_log(dest, log.changes)
+        return Sorted(str(dest), tuple(log.changes), problem)
