@@ -211,7 +211,7 @@ class EngineWorker(QObject):
     def _measure_trust(model, data, task: TaskState):
         """The trust of a model just trained on ``data`` (``core.work.trust.measure_trust``: its temperature,
         calibration and novelty statistics, on the validation split), with progress; None when the user stopped
-        the run first or meanwhile (the model stays, uncalibrated: the log says so)."""
+        the run first or meanwhile, or when it failed (the model stays, uncalibrated: the log says so)."""
         from ..core.work.trust import measure_trust
 
         if task.is_interruption_requested():
@@ -221,6 +221,11 @@ class EngineWorker(QObject):
             trust = measure_trust(model, data, task)
         except Cancelled:
             task.report("Stopped while calibrating the confidences: they are shown as the model gives them.")
+            return None
+        except Exception as e:  # the trained model matters more than its calibration: it stays, uncalibrated
+            log.exception("measuring the trust of a trained model failed")
+            task.report(f"The confidences could not be calibrated ({type(e).__name__}: {str(e)[:200]}); they are "
+                        "shown as the model gives them.")
             return None
         for note in trust.notes:
             task.report(note)
