@@ -194,7 +194,7 @@ class EngineWorker(QObject):
             # a new run never discards the last one: it is held (to bring back at once), and only the run
             # held before goes to the pool, whose models get overwritten by later runs
             self._hold_current()
-        trust = self._measure_trust(result.model, data, task)
+        trust = self._measure_trust(result.model, data, task, self._heads_of(result.model, data.preprocessing))
         self._set_model(result.model, inspector, run, trust)
         kept, kept_error = None, None
         try:
@@ -208,7 +208,7 @@ class EngineWorker(QObject):
                        None if trust is None else trust.to_json())
 
     @staticmethod
-    def _measure_trust(model, data, task: TaskState):
+    def _measure_trust(model, data, task: TaskState, heads):
         """The trust of a model just trained on ``data`` (``core.work.trust.measure_trust``: its temperature,
         calibration and novelty statistics, on the validation split), with progress; None when the user stopped
         the run first or meanwhile, or when it failed (the model stays, uncalibrated: the log says so)."""
@@ -218,7 +218,7 @@ class EngineWorker(QObject):
             task.report("Stopped before the confidences were calibrated: they are shown as the model gives them.")
             return None
         try:
-            trust = measure_trust(model, data, task)
+            trust = measure_trust(model, data, task, heads=heads)
         except Cancelled:
             task.report("Stopped while calibrating the confidences: they are shown as the model gives them.")
             return None
@@ -268,6 +268,7 @@ class EngineWorker(QObject):
         if model is not None:
             trust = self._run_trust(project.runs, project.run)
             self._set_model(model, inspector, project.run, trust)
+            self._warm_heads(trust)
             if probes is not None:
                 self._recordings[model] = probes
         else:
@@ -473,13 +474,29 @@ class EngineWorker(QObject):
         return bool(trust.novelty.unlike(signals)[0])
 
     def _heads_of_current(self):
-        """The current model's ``core.work.trust.ModelHeads`` (its novelty signals and logits), made once per model."""
+        """The current model's ``core.work.trust.ModelHeads`` (its novelty signals and logits), fed as the viewer
+        feeds it now."""
+        return self._heads_of(self.model, self.inspector.preprocessing)
+
+    def _warm_heads(self, trust) -> None:
+        """Trace the current model's heads now, when its trust flags images, so that the first image the viewer
+        shows does not wait for it (two batch sizes: the function is then traced for any)."""
+        if trust is None or trust.novelty is None:
+            return
+        import numpy as np
+
+        heads = self._heads_of_current()
+        for n in (1, 2):
+            heads(np.zeros((n, *heads.preprocessing.input_shape), np.uint8))
+
+    def _heads_of(self, model, preprocessing):
+        """``model``'s ``core.work.trust.ModelHeads``, made once per model (its tf.function traced once)."""
         from ..core.work.trust import ModelHeads
 
-        heads = self._heads.get(self.model)
+        heads = self._heads.get(model)
         if heads is None:
-            heads = self._heads[self.model] = ModelHeads(self.model, self.inspector.preprocessing)
-        heads.preprocessing = self.inspector.preprocessing
+            heads = self._heads[model] = ModelHeads(model, preprocessing)
+        heads.preprocessing = preprocessing
         return heads
 
     @staticmethod
@@ -600,6 +617,8 @@ class EngineWorker(QObject):
         if self.model is not None:
             self._hold_current()
         self._set_model(model, inspector, run.id, trust)
+        if held is None:
+            self._warm_heads(trust)
         return RunRestored(ModelInfo.of_run(inspector, run, self._before(), trust),
                            len(recording.frames) if recording is not None else None)
 

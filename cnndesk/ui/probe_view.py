@@ -107,14 +107,13 @@ class ProbeView(QWidget):
         self.export_animation_button.clicked.connect(self.export_animation_dialog)
         self.export_strip_button = QPushButton("Export PNG strip…", objectName="exportProbeStrip")
         self.export_strip_button.clicked.connect(self.export_strip_dialog)
-        for w in (self.play_button, self.slider, self.epoch_label, self.layer_combo,
+        self.calibration_label = QLabel(objectName="probeCalibration")  # in the row: the tab grows no taller
+        self.calibration_label.setStyleSheet("color: #455a64")
+        for w in (self.play_button, self.slider, self.epoch_label, self.calibration_label, self.layer_combo,
                   self.export_animation_button, self.export_strip_button):
             timeline.addWidget(w, 1 if w is self.slider else 0)
         outer.addLayout(timeline)
 
-        self.calibration_label = QLabel(objectName="probeCalibration", wordWrap=True)
-        self.calibration_label.setStyleSheet("color: #455a64")
-        outer.addWidget(self.calibration_label)
         self.note = QLabel(objectName="probeNote", wordWrap=True)
         self.note.setStyleSheet("color: #455a64")
         outer.addWidget(self.note)
@@ -324,8 +323,10 @@ class ProbeView(QWidget):
         last = rec.frames[-1].epoch
         model = self.state.model if not self._live else None  # a live run's model is not calibrated yet
         temperature = model.temperature if model is not None and model.temperature is not None else 1.0
-        self.calibration_label.setText(f"Probabilities: {model.calibration_note} (the trained model's temperature)"
-                                       if model is not None else "Probabilities as the model gives them")
+        self.calibration_label.setText(model.calibration_note if model is not None else "confidences as given")
+        self.calibration_label.setToolTip("The probabilities of every frame are calibrated with the trained model's "
+                                          "temperature" if model is not None and model.temperature is not None
+                                          else "The probabilities are shown as the model gives them")
         self.epoch_label.setText(f"{frame.label.capitalize()} of {last:g}" if float(last).is_integer()
                                  else frame.label.capitalize())
         layer = self.layer_combo.currentText() or None

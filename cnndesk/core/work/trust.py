@@ -169,19 +169,21 @@ def _chunks(data, rows: np.ndarray):
         yield images[start:start + EVALUATION_CHUNK], data.labels[rows[start:start + EVALUATION_CHUNK]]
 
 
-def measure_trust(model, data, state: TaskState | None = None, coverage: float = COVERAGE) -> Trust:
+def measure_trust(model, data, state: TaskState | None = None, coverage: float = COVERAGE,
+                  heads: ModelHeads | None = None) -> Trust:
     """The temperature, calibration and novelty statistics of ``model`` on its dataset ``data`` (a ``LoadedDataset``).
 
     One forward pass over the training split (novelty means and covariance)
     and one over the validation split (temperature, calibration before and
     after, novelty threshold at ``coverage``), a chunk at a time. Without a
     validation split the temperature stays 1 and the threshold comes from the
-    training images.
+    training images. ``heads``: the model's :class:`ModelHeads` when the caller
+    keeps one (it is traced here for every batch size).
 
     Raises:
         Cancelled: ``state`` asked to stop (between chunks).
     """
-    heads = ModelHeads(model, data.preprocessing)
+    heads = heads or ModelHeads(model, data.preprocessing)
     train, val = np.asarray(data.train_index), np.asarray(data.val_index)
     total, done = max(len(train) + len(val), 1), 0
     moments: list[FeatureMoments] = []
