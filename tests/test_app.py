@@ -13,7 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
 from cnndesk.core.cpu_kernels import ENGINE_NICENESS
-from conftest import kept_epoch, strict_json, write_dataset
+from conftest import kept_epoch, looked_inside, strict_json, write_dataset
 
 
 def save_as(w, qtbot, monkeypatch, folder):
@@ -75,7 +75,10 @@ def layer_row_text(window, row):
 
 
 def set_epochs(window, qtbot, n):
-    spin = window.model_panel.epochs
+    type_into(qtbot, window.model_panel.epochs, n)
+
+
+def type_into(qtbot, spin, n):
     spin.selectAll()
     qtbot.keyClicks(spin, str(n))
     qtbot.keyClick(spin, Qt.Key_Return)  # a number applies when it is finished
@@ -493,11 +496,11 @@ def test_retraining_another_architecture_refreshes_the_viewer(tiny_window, qtbot
     train_now(w, qtbot)
     v = w.viewer_panel
     v.classify_paths([str(next((tiny_dataset / "left").iterdir()))])
-    qtbot.waitUntil(lambda: v.inspection is not None, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(v), timeout=20000)
     w.model_panel.preset_combo.setCurrentIndex(w.model_panel.preset_combo.findData("deeper"))
     train_now(w, qtbot)
     # the strip is classified again by the new model and its layers are shown
-    qtbot.waitUntil(lambda: v.inspection is not None and v.strip.count() == 1, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(v) and v.strip.count() == 1, timeout=20000)
     layers = [v.activations.layer_combo.itemText(i) for i in range(1, v.activations.layer_combo.count())]
     assert layers[0] == "conv2d_1" and "batchnormalization_2" not in layers and len(layers) == 6
     assert v.gradcam.cam_layer.currentText() == "conv2d_7"
@@ -661,12 +664,12 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     from cnndesk.core.data.images import Preprocessing
     from cnndesk.core.data.scanning import SkippedFile
     from cnndesk.core.project.session import SessionState
-    from cnndesk.ui.bindings import bind_dataset_panel
+    from cnndesk.ui.bindings import DatasetReading
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     panel = DatasetPanel()
     qtbot.addWidget(panel)
-    reading = bind_dataset_panel(SessionState(), panel)
+    reading = DatasetReading(SessionState(), panel)
     skipped = [SkippedFile(f"/data/share/f{i}.txt", "not an image file type cnndesk reads (.txt)")
                for i in range(47_000)]
     skipped.append(SkippedFile("/data/odd\nname/x.png", "damaged image: broken"))
@@ -687,6 +690,20 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     warnings = panel.imbalance.text()
     assert "could not be read" in warnings and "Few images: two\\nlines (3)" in warnings
     assert "Classes are imbalanced: two\\nlines (3)" in warnings
+
+def test_a_small_folder_trains_the_epochs_of_the_minimum_of_steps_the_model_panel_asks(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 2)  # 48 training images at batch 32: 2 steps per epoch, so 2 epochs are 4 steps
+    type_into(qtbot, w.model_panel.min_steps, 10)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    log = w.training_panel.log.toPlainText().splitlines()
+    assert ("48 training images make 2 steps per epoch, so 2 epochs would be only 4 steps, too few for a new model to "
+            "get past its random start: this run trains 5 epochs (10 steps, at least 10; set the minimum steps to 0 "
+            "to train exactly the epochs asked).") in log
+    assert "Trained all 5 epochs." in log
+    assert [r["epoch"] for r in w.state.history] == [1, 2, 3, 4, 5]
+
 
 def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window, qtbot):
     w = tiny_window

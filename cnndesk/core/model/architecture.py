@@ -102,6 +102,12 @@ class LayerSpec:
         return self.kind
 
 
+#: the fewest optimizer steps a new model takes by default: 10 epochs of a folder of a few dozen
+#: images per class are 40 steps, too few for a model from random weights to leave its random start,
+#: so which start it got decided the result (docs/small-folders.md)
+MIN_STEPS = 300
+
+
 @dataclass
 class TrainingSettings:
     """Settings of ``fit``.
@@ -124,6 +130,9 @@ class TrainingSettings:
             (too few to tell an improvement from noise). Defaults to 50.
         device: "cpu", "gpu:N", "gpu:0,1" or "gpu:all" (several GPUs, mirrored). Defaults to "cpu".
         seed: seeds weights, shuffles and augmentation. Defaults to 1337.
+        min_steps: a new model takes at least this many optimizer steps: when ``epochs`` epochs of a
+            small training set make fewer, the run has as many more epochs as it takes
+            (``planned_epochs``); 0 turns this off. Defaults to ``MIN_STEPS``.
     """
 
     optimizer: str = "adam"
@@ -137,6 +146,7 @@ class TrainingSettings:
     min_val_images: int = 50
     device: str = "cpu"
     seed: int = 1337
+    min_steps: int = field(default_factory=lambda: MIN_STEPS)  # MIN_STEPS as it is when the settings are made
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -161,6 +171,16 @@ class TrainingSettings:
             raise UserError("The minimum number of epochs before early stopping cannot be negative.")
         if self.min_val_images < 0:
             raise UserError("The smallest validation set for early stopping cannot be negative.")
+        if self.min_steps < 0:
+            raise UserError("The minimum number of training steps cannot be negative.")
+
+
+def planned_epochs(settings: TrainingSettings, steps_per_epoch: int) -> int:
+    """The epochs a new model trains for: ``settings.epochs``, or more when they make fewer than
+    ``settings.min_steps`` optimizer steps of ``steps_per_epoch`` each (docs/small-folders.md)."""
+    if settings.min_steps <= 0:
+        return settings.epochs
+    return max(settings.epochs, math.ceil(settings.min_steps / max(1, steps_per_epoch)))
 
 
 # ---------------------------------------------------------------------------

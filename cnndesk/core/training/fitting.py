@@ -11,13 +11,17 @@ one batch when the ``TaskState`` is interrupted, keeping the weights trained so 
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
 from ..data.dataset import LoadedDataset
 from ..data.pipeline import make_tf_dataset, release_tf_dataset, steps_for
 from ..errors import UserError
 from ..library_warnings import quiet_tensorflow_logger
-from ..model.architecture import LayerSpec, TrainingSettings, build_model, compile_model, has_backbone
+from ..model.architecture import (
+    LayerSpec, TrainingSettings, build_model, compile_model, has_backbone, planned_epochs,
+)
 from ..model.backbones import find_backbone
 from ..tasks import TaskState
 from .devices import distribution_scope, mirrored_note, replica_count, several_devices
@@ -79,6 +83,9 @@ def train(
     replicas = replica_count(settings.device, strategy)
     bs = settings.batch_size * replicas  # the global batch: a strategy splits it among the devices
     steps = steps_for(n_train, bs)
+    epochs = planned_epochs(settings, steps) if model is None else settings.epochs  # continuing: as asked
+    more_steps = more_steps_note(settings, epochs, n_train, steps) if epochs != settings.epochs else None
+    settings = dataclasses.replace(settings, epochs=epochs)  # a new model on a small folder: more epochs
     # Both pipelines read the one uint8 cache through the split's row numbers (no copies). They are
     # built outside the device/strategy scope: the input pipeline (and the augmentation layers'
     # random state) lives on the host; a strategy distributes the dataset itself inside ``fit``.
@@ -106,6 +113,8 @@ def train(
         plan = stopping_plan(settings, data.validation_size())
         if replicas > 1:
             listener.on_message(mirrored_note(settings.batch_size, replicas))
+        if more_steps:
+            listener.on_message(more_steps)
         listener.on_message(plan.note)
         if data.on_disk:  # say where the images come from: reading them may be what limits the speed
             listener.on_message(data.storage.describe())
@@ -124,8 +133,8 @@ def train(
                 release_tf_dataset(train_ds, val_ds)  # TF would keep the image cache alive for good
 
     history = [r.to_json() for r in reporter.reports]
-    result = TrainResult(model=model, history=history, cancelled=reporter.cancelled, notes=[plan.note],
-                         start_times=times)
+    result = TrainResult(model=model, history=history, cancelled=reporter.cancelled,
+                         notes=[n for n in (more_steps, plan.note) if n], start_times=times)
     if settings.restore_best and not reporter.cancelled and best.best_weights is not None:
         if best.best_epoch != len(history) - 1:
             model.set_weights(best.best_weights)
@@ -133,6 +142,15 @@ def train(
     explain(result, settings, plan, stopper, best, initial_epoch, data.num_classes,
              data.validation_size() if has_val else n_train)
     return result
+
+
+def more_steps_note(settings: TrainingSettings, epochs: int, n_train: int, steps: int) -> str:
+    """The log's sentence when a small training set gets more epochs than asked (``planned_epochs``)."""
+    asked = f"{settings.epochs} epoch{'s' if settings.epochs != 1 else ''}"
+    return (f"{n_train} training images make {steps} step{'s' if steps != 1 else ''} per epoch, so {asked} would be "
+            f"only {settings.epochs * steps} steps, too few for a new model to get past its random start: this run "
+            f"trains {epochs} epochs ({epochs * steps} steps, at least {settings.min_steps}; set the minimum steps to "
+            "0 to train exactly the epochs asked).")
 
 
 def _has_backbone_model(model) -> bool:
