@@ -65,7 +65,7 @@ def held_out_and_foreign(folder: Path) -> tuple[list[Path], Path]:
 def banner_shown_for(w, qtbot, row: int) -> bool:
     v = w.viewer_panel
     v.strip.setCurrentRow(row)
-    qtbot.waitUntil(lambda: v.current is v.state.classified[row], timeout=5000)
+    qtbot.waitUntil(lambda: v.current is w.state.classified[row], timeout=5000)
     return v.unlike_banner.isVisible()
 
 
