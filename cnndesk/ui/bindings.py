@@ -701,6 +701,7 @@ class ProbeBinding(QObject):
             paths = [p.path for p in recording.probes if p.path and Path(p.path).is_file()]
             if paths:
                 self.state.probe_images = paths
+        self.view.set_calibration(model.temperature, model.calibration_note)
         self.view.show_recording(recording, none_for=self._model_name(model))
 
     def _model_name(self, model: ModelInfo) -> str:
@@ -715,6 +716,7 @@ class ProbeBinding(QObject):
         self._live = bool(paths) and data is not None
         if not self._live:
             return
+        self.view.set_calibration(None)  # the run's model is calibrated after its last epoch
         try:
             probes = load_probes(paths, data.preprocessing, data.class_names, known_labels(data))
         except UserError as e:

@@ -61,6 +61,7 @@ class ProbeView(QWidget):
         self._none_for: str | None = None  # who has no recording, when the model shown has none
         self.start_folder = str(Path.home())  # where "Add image…" looks first (the dataset's folder)
         self._fitted = False  # wants_room has been emitted once
+        self._temperature: float | None = None  # the probabilities' temperature (None: shown as given)
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
@@ -202,6 +203,15 @@ class ProbeView(QWidget):
             self._show_recording()
 
     # -- the recording -------------------------------------------------------------------
+    def set_calibration(self, temperature: float | None, note: str = "confidences as given") -> None:
+        """Show the frames' probabilities calibrated with ``temperature`` (the trained model's; None: as the model
+        gave them, as for a run under way), saying so (``note``: ``ModelInfo.calibration_note``)."""
+        self._temperature = temperature
+        self.calibration_label.setText(note)
+        self.calibration_label.setToolTip("The probabilities of every frame are calibrated with the trained model's "
+                                          "temperature" if temperature is not None
+                                          else "The probabilities are shown as the model gives them")
+
     def show_recording(self, recording: ProbeRecording | None, none_for: str | None = None) -> None:
         """Show ``recording`` from its last frame; None with ``none_for`` (the name of the model shown): that
         model has no recording, which the note says, rather than leaving another run's frames on show."""
@@ -270,12 +280,7 @@ class ProbeView(QWidget):
             return
         frame = rec.frames[index]
         last = rec.frames[-1].epoch
-        model = self.state.model if not self._live else None  # a live run's model is not calibrated yet
-        temperature = model.temperature if model is not None and model.temperature is not None else 1.0
-        self.calibration_label.setText(model.calibration_note if model is not None else "confidences as given")
-        self.calibration_label.setToolTip("The probabilities of every frame are calibrated with the trained model's "
-                                          "temperature" if model is not None and model.temperature is not None
-                                          else "The probabilities are shown as the model gives them")
+        temperature = self._temperature if self._temperature is not None else 1.0
         self.epoch_label.setText(f"{frame.label.capitalize()} of {last:g}" if float(last).is_integer()
                                  else frame.label.capitalize())
         layer = self.layer_combo.currentText() or None
