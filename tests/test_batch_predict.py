@@ -21,6 +21,7 @@ from cnndesk.core.data.fixes import ChangeLog
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training.fitting import train
 from cnndesk.core.work.trust import measure_trust, ModelHeads, Trust
+from cnndesk.core.work.novelty import NoveltyStats
 
 from conftest import write_dataset
 
@@ -181,6 +182,51 @@ def test_cancelling_half_way_stops_after_the_batch_and_leaves_no_partial_csv(tra
     assert len(seen) == 16  # the batch under way is finished, no new one is started
     assert out.read_text() == "an earlier export\n"
     assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
+
+
+@pytest.mark.slow
+def test_measuring_trust_says_so_reports_progress_and_stops_when_asked(trained):
+    data, model, trust, heads = trained
+
+    class Watched(TaskState):
+        def __init__(self, stop_at: float | None = None):
+            super().__init__(min_interval=0)
+            self.stop_at, self.statuses, self.progress = stop_at, [], []
+
+        def set_status(self, text):
+            self.statuses.append(text)
+
+        def on_progress(self, percent):
+            self.progress.append(percent)
+            if self.stop_at is not None and percent >= self.stop_at:
+                self.request_interruption()
+
+    watched = Watched()
+    again = measure_trust(model, data, watched)
+    assert watched.statuses == ["Measuring how far the model's answers can be trusted…"]
+    assert watched.progress == sorted(watched.progress) and watched.progress[-1] == pytest.approx(100)
+    assert again.temperature == pytest.approx(trust.temperature)
+    stopped = Watched(stop_at=1)
+    with pytest.raises(Cancelled):
+        measure_trust(model, data, stopped)
+    assert stopped.progress[-1] < 100  # it stopped at the next chunk
+
+
+@pytest.mark.slow
+def test_novelty_signals_include_the_layers_channel_statistics_and_older_statistics_still_read(trained):
+    data, model, trust, heads = trained
+    x = data.images[data.val_index]
+    signals, _ = heads(x)
+    assert heads.signal_names[0] == "penultimate" and len(heads.signal_names) == len(signals) > 1
+    assert [g.source for g in trust.novelty.signals] == heads.signal_names
+    # a layer's signal is the mean and standard deviation of each of its channels over the map
+    assert signals[1].shape == (len(x), 2 * model.get_layer(heads.signal_names[1]).filters)
+    # statistics saved before the layers were signals: one Gaussian of the penultimate features and its threshold
+    first = trust.novelty.signals[0].to_json()
+    del first["scale"], first["source"]
+    old = NoveltyStats.from_json({**first, "method": "mahalanobis-shared-covariance", "threshold": 3.0})
+    assert len(old.signals) == 1 and old.threshold == 3.0
+    np.testing.assert_allclose(old.scores(signals), trust.novelty.signals[0].scores(signals[0]), rtol=1e-5)
 
 
 def test_a_sort_is_listed_in_its_destination_and_undone_from_that_list_alone(tmp_path):

@@ -373,3 +373,19 @@ def test_without_probes_the_view_is_two_rows_of_controls_and_the_chart_has_the_r
     qtbot.mouseClick(view.remove_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: not view.frames_area.isVisible(), timeout=10000)
     assert panel.split.sizes()[0] >= chart_alone - 5
+
+
+def test_probe_bars_show_probabilities_calibrated_with_the_models_temperature():
+    from cnndesk.core.model.calibration import softmax
+    from cnndesk.core.training.probe_pictures import top_predictions
+    from cnndesk.core.training.probes import Probe, ProbeFrame, ProbeRecording
+
+    names = ["a", "b", "c"]
+    logits = np.array([2.0, 0.5, -1.0])
+    p = softmax(logits[None])[0]
+    rec = ProbeRecording([Probe("x", np.zeros((8, 8, 3), np.uint8))], names)
+    frame = ProbeFrame(1.0, np.array([[0, 1, 2]]), p[None].astype(np.float32))
+    assert [v for _, v in top_predictions(rec, frame, 0)] == pytest.approx(p.tolist())
+    shown = top_predictions(rec, frame, 0, temperature=2.5)
+    assert [n for n, _ in shown] == names
+    assert [v for _, v in shown] == pytest.approx(softmax(logits[None], 2.5)[0].tolist(), abs=1e-6)

@@ -527,7 +527,7 @@ class ViewerBinding(QObject):
                 continue
             # the picture is decoded once in the engine, with the model's input
             im = Classified(label, path, model, top=tuple(tuple(t) for t in r.top), probabilities=r.probabilities,
-                            prepared=r.image, display=r.display, true_class=true_class)
+                            prepared=r.image, display=r.display, true_class=true_class, unlike=r.unlike)
             if r.inspection is not None:
                 self._came_with[im] = r.inspection
             if maps_coming:
@@ -702,6 +702,7 @@ class ProbeBinding(QObject):
             paths = [p.path for p in recording.probes if p.path and Path(p.path).is_file()]
             if paths:
                 self.state.probe_images = paths
+        self.view.set_calibration(model.temperature, model.calibration_note)
         self.view.show_recording(recording, none_for=self._model_name(model))
 
     def _model_name(self, model: ModelInfo) -> str:
@@ -716,6 +717,7 @@ class ProbeBinding(QObject):
         self._live = bool(paths) and data is not None
         if not self._live:
             return
+        self.view.set_calibration(None)  # the run's model is calibrated after its last epoch
         try:
             probes = load_probes(paths, data.preprocessing, data.class_names, known_labels(data))
         except UserError as e:

@@ -19,13 +19,14 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from ..core import fsutil
 from ..core.app_log import log
-from ..core.errors import UserError
+from ..core.errors import Cancelled, UserError
 from ..core.training.runs import KeptRun, Run
 from ..core.project.session import ModelInfo, ModelOpened, ProjectOpened, RunRestored, Runtime, Trained
 from ..core.tasks import TaskState
 
 if TYPE_CHECKING:  # core.inspection imports TensorFlow: only the jobs, in the engine thread, import it
     from ..core.model.inspection import HeatMap, Inspection, Seen
+    from ..core.work.trust import Trust
 
 
 #: A dropped image's maps may cost one more forward pass after its prediction (which then comes from a plain
@@ -93,7 +94,8 @@ class EngineWorker(QObject):
         self._run_probes: dict[str, tuple[str, dict]] = {}  # run id -> its recording's scratch folder, summary
         self._scratch = None  # a temporary folder for runs' weights before a save, made when first needed
         self._recordings = weakref.WeakKeyDictionary()  # model -> the ProbeRecording of its training
-        self._heads = None  # (model, core.work.trust.ModelHeads) of the last model a folder was classified with
+        self._trusts = weakref.WeakKeyDictionary()  # model -> its core.work.trust.Trust (none: uncalibrated)
+        self._heads = weakref.WeakKeyDictionary()  # model -> its core.work.trust.ModelHeads, made when first needed
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -192,7 +194,8 @@ class EngineWorker(QObject):
             # a new run never discards the last one: it is held (to bring back at once), and only the run
             # held before goes to the pool, whose models get overwritten by later runs
             self._hold_current()
-        self._set_model(result.model, inspector, run)
+        trust = self._measure_trust(result.model, data, task, self._heads_of(result.model, data.preprocessing))
+        self._set_model(result.model, inspector, run, trust)
         kept, kept_error = None, None
         try:
             kept = self.keep_run(run)
@@ -200,8 +203,33 @@ class EngineWorker(QObject):
             kept_error = str(e)
         return_freed_memory()
         # the model stays in this thread
-        return Trained(dataclasses.replace(result, model=None), ModelInfo.trained(inspector, run, spec, self._before()),
-                       kept, kept_error)
+        return Trained(dataclasses.replace(result, model=None),
+                       ModelInfo.trained(inspector, run, spec, self._before(), trust), kept, kept_error,
+                       None if trust is None else trust.to_json())
+
+    @staticmethod
+    def _measure_trust(model, data, task: TaskState, heads):
+        """The trust of a model just trained on ``data`` (``core.work.trust.measure_trust``: its temperature,
+        calibration and novelty statistics, on the validation split), with progress; None when the user stopped
+        the run first or meanwhile, or when it failed (the model stays, uncalibrated: the log says so)."""
+        from ..core.work.trust import measure_trust
+
+        if task.is_interruption_requested():
+            task.report("Stopped before the confidences were calibrated: they are shown as the model gives them.")
+            return None
+        try:
+            trust = measure_trust(model, data, task, heads=heads)
+        except Cancelled:
+            task.report("Stopped while calibrating the confidences: they are shown as the model gives them.")
+            return None
+        except Exception as e:  # the trained model matters more than its calibration: it stays, uncalibrated
+            log.exception("measuring the trust of a trained model failed")
+            task.report(f"The confidences could not be calibrated ({type(e).__name__}: {str(e)[:200]}); they are "
+                        "shown as the model gives them.")
+            return None
+        for note in trust.notes:
+            task.report(note)
+        return trust
 
     @cancellable
     def stock_pool(self, data, layers, settings, *, task: TaskState) -> int:
@@ -240,13 +268,17 @@ class EngineWorker(QObject):
         if inspector is not None:
             inspector.warm_up()  # before anything changes: a model that fails here leaves the current one
         self._release_held()
+        trust = None
         if model is not None:
-            self._set_model(model, inspector, project.run)
+            trust = self._run_trust(project.runs, project.run)
+            self._set_model(model, inspector, project.run, trust)
+            self._warm_heads(trust)
             if probes is not None:
                 self._recordings[model] = probes
         else:
             self._drop_model()
-        return ProjectOpened(project, ModelInfo.of_project(inspector, project, folder) if model is not None else None)
+        return ProjectOpened(project, ModelInfo.of_project(inspector, project, folder, trust)
+                             if model is not None else None)
 
     def clear_model(self) -> None:
         """Forget the current model (File > New): a later save writes no model."""
@@ -266,7 +298,7 @@ class EngineWorker(QObject):
         inspector.warm_up()
         self._release_held()
         self._drop_model()
-        self._set_model(model, inspector, None)
+        self._set_model(model, inspector, None, None)
         _, pixels_why = recognise_pixels([(l.name, type(l).__name__) for l in model.layers])
         return ModelOpened(ModelInfo.of_file(inspector, path), pixels_why or "", tuple(inspector.layer_names))
 
@@ -312,7 +344,8 @@ class EngineWorker(QObject):
             if isinstance(result, tuple):
                 out.append(Seen(result[0], error=result[1]))
             else:
-                out.append(Seen(result.path, tuple(result.top), result.probabilities, result.image, result.display))
+                out.append(Seen(result.path, tuple(result.top), result.probabilities, result.image, result.display,
+                                unlike=self._unlike(result.image)))
         return out
 
     def _predict_and_look(self, path, k, look_inside: dict) -> Seen:
@@ -325,8 +358,11 @@ class EngineWorker(QObject):
         except UserError as e:
             return Seen(str(path), error=str(e))
 
+        unlike = self._unlike(prepared)
+
         def prediction(probs, inspection=None) -> Seen:
-            return Seen(str(path), tuple(ins.top_k(probs, k)), probs, prepared, picture, inspection=inspection)
+            return Seen(str(path), tuple(ins.top_k(probs, k)), probs, prepared, picture, inspection=inspection,
+                        unlike=unlike)
 
         # the prediction goes to the viewer as soon as it is known; the maps follow. When the pass that taps
         # every map is quick, the prediction comes from a plain pass first (a small model's taps cost a large
@@ -353,7 +389,8 @@ class EngineWorker(QObject):
                 out.append(Seen(labels[i] if labels else None, error=str(e)))
                 continue
             probs = ins.probabilities(arr)[0]
-            out.append(Seen(labels[i] if labels else None, tuple(ins.top_k(probs, k)), probs, arr, img))
+            out.append(Seen(labels[i] if labels else None, tuple(ins.top_k(probs, k)), probs, arr, img,
+                            unlike=self._unlike(arr)))
         return out
 
     def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
@@ -413,7 +450,65 @@ class EngineWorker(QObject):
         x, y = data.rows(data.val_index), data.labels[data.val_index]  # read chunk by chunk, never whole
         if len(y) == 0:
             raise UserError("The validation split is empty: set a validation split above 0 to evaluate.")
-        return ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
+        ev = ins.evaluate(x, y, [data.paths[i] for i in data.val_index])
+        return dataclasses.replace(ev, calibration=self._calibration(x, y))
+
+    def _calibration(self, images, labels) -> dict:
+        """The current model's calibration on ``images``: expected calibration error and reliability bins before
+        and after its temperature (``"calibrated"``: it keeps one; else both are the probabilities as given)."""
+        import numpy as np
+
+        from ..core.model.calibration import calibration_report
+        from ..core.model.inspection import EVALUATION_CHUNK
+
+        trust = self._trusts.get(self.model)
+        heads = self._heads_of_current()
+        logits = [heads(images[i:i + EVALUATION_CHUNK])[1] for i in range(0, len(labels), EVALUATION_CHUNK)]
+        report = calibration_report(np.concatenate(logits), labels, trust.temperature if trust is not None else 1.0)
+        report["calibrated"] = trust is not None and trust.calibration is not None
+        return report
+
+    def _unlike(self, prepared) -> bool | None:
+        """Whether the prepared image is unlike the current model's training images (``core.work.novelty``); None
+        when the model keeps no statistics to tell."""
+        trust = self._trusts.get(self.model) if self.model is not None else None
+        if trust is None or trust.novelty is None:
+            return None
+        signals, _ = self._heads_of_current()(prepared)
+        return bool(trust.novelty.unlike(signals)[0])
+
+    def _heads_of_current(self):
+        """The current model's ``core.work.trust.ModelHeads`` (its novelty signals and logits), fed as the viewer
+        feeds it now."""
+        return self._heads_of(self.model, self.inspector.preprocessing)
+
+    def _warm_heads(self, trust) -> None:
+        """Trace the current model's heads now, when its trust flags images, so that the first image the viewer
+        shows does not wait for it (two batch sizes: the function is then traced for any)."""
+        if trust is None or trust.novelty is None:
+            return
+        import numpy as np
+
+        heads = self._heads_of_current()
+        for n in (1, 2):
+            heads(np.zeros((n, *heads.preprocessing.input_shape), np.uint8))
+
+    def _heads_of(self, model, preprocessing):
+        """``model``'s ``core.work.trust.ModelHeads``, made once per model (its tf.function traced once)."""
+        from ..core.work.trust import ModelHeads
+
+        heads = self._heads.get(model)
+        if heads is None:
+            heads = self._heads[model] = ModelHeads(model, preprocessing)
+        heads.preprocessing = preprocessing
+        return heads
+
+    @staticmethod
+    def _run_trust(runs, run_id: str | None):
+        """The Trust kept with the run ``run_id`` among ``runs`` (None: it has none, or a damaged one)."""
+        from ..core.work.trust import trust_of
+
+        return trust_of(runs, run_id)
 
     # -- the current model -------------------------------------------------------
     @staticmethod
@@ -424,11 +519,16 @@ class EngineWorker(QObject):
         # a pooled model keeps its inspector: its tf.functions read the new weights, nothing is traced again
         return inspector_for(model, class_names, preprocessing)
 
-    def _set_model(self, model, inspector, run: str | None) -> None:
-        """Make ``model`` and its ``inspector`` current together, as run ``run``; the model it replaces goes to
-        the pool."""
+    def _set_model(self, model, inspector, run: str | None, trust: Trust | None) -> None:
+        """Make ``model`` and its ``inspector`` current together, as run ``run``, its probabilities calibrated with
+        ``trust`` (None: as the model gives them); the model it replaces goes to the pool."""
         self._drop_model(keep=model)
         self.model, self.inspector, self.run_id = model, inspector, run
+        inspector.temperature = trust.temperature if trust is not None else 1.0
+        if trust is not None:
+            self._trusts[model] = trust
+        else:
+            self._trusts.pop(model, None)
 
     def _hold_current(self) -> None:
         """The current model is being replaced: hold it by its run id (it comes back at once), instead of the run
@@ -502,6 +602,7 @@ class EngineWorker(QObject):
         from ..core.model.loading import load_keras_model
 
         held = self.held.pop(run.id, None)
+        trust = self._run_trust([run], run.id)
         if held is not None:
             model, inspector = held
             inspector.class_names = list(run.class_names)  # as the runs list names them now
@@ -519,8 +620,10 @@ class EngineWorker(QObject):
                 self._recordings.pop(model, None)
         if self.model is not None:
             self._hold_current()
-        self._set_model(model, inspector, run.id)
-        return RunRestored(ModelInfo.of_run(inspector, run, self._before()),
+        self._set_model(model, inspector, run.id, trust)
+        if held is None:
+            self._warm_heads(trust)
+        return RunRestored(ModelInfo.of_run(inspector, run, self._before(), trust),
                            len(recording.frames) if recording is not None else None)
 
     def _run_recording(self, probe_dir):
@@ -665,16 +768,13 @@ class EngineWorker(QObject):
         """
         from ..core.errors import Cancelled
         from ..core.work.classify_folder import BATCH, classify_files, collect_images, FolderDone, RowsClassified
-        from ..core.work.trust import ModelHeads, Trust
+        from ..core.work.trust import Trust
 
         ins = self._need_inspector()
         task.set_status("Listing the images…")
         files, skipped = collect_images(sources, left_out=left_out)
         task.report(RowsClassified((), len(files), tuple(skipped)))
-        if self._heads is None or self._heads[0] is not self.model:
-            self._heads = (self.model, ModelHeads(self.model, ins.preprocessing))
-        heads = self._heads[1]
-        heads.preprocessing = ins.preprocessing  # the pixel mode the viewer feeds now
+        heads = self._heads_of_current()  # with the pixel mode the viewer feeds now
         task.set_status("Classifying")
         batch, count = [], 0
         try:

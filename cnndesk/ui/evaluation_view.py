@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from ..core.data.scanning import printable
 from ..core.intervals import interval_range, with_interval
 from .data_quality_view import LabelDoubtsView
+from .trust_views import calibration_sentence, ReliabilityDiagram
 from .widgets import array_to_pixmap
 
 MISCLASSIFIED_TITLE = "Misclassified images, most confident first (click to open)"
@@ -143,6 +144,11 @@ class EvaluationView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         lv.addWidget(self.metrics)
+        self.calibration_label = QLabel(objectName="calibrationLabel", wordWrap=True)
+        lv.addWidget(self.calibration_label)
+        self.reliability = ReliabilityDiagram()
+        self.reliability.setVisible(False)
+        lv.addWidget(self.reliability)
         lv.addStretch(1)
         scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame, objectName="evaluationTables")
         scroll.setWidget(left)
@@ -193,6 +199,7 @@ class EvaluationView(QWidget):
         self._fit_tables_width()
         self.cell_label.setText(MISCLASSIFIED_TITLE)
         self.eval_list.clear()
+        self._show_calibration(None)
 
     def show_result(self, ev, data) -> None:
         """Show an evaluation of ``data``'s validation images (``data`` gives their pixels and files)."""
@@ -202,8 +209,17 @@ class EvaluationView(QWidget):
                                     f"({_per_class_counts(ev)}; {len(ev.misclassified)} misclassified)")
         self._fill_confusion(ev)
         self._fill_metrics(ev, data)
+        self._show_calibration(ev)
         self.cell_label.setText(MISCLASSIFIED_TITLE)
         self._fill_list([m.index for m in ev.misclassified])
+
+    def _show_calibration(self, ev) -> None:
+        """The expected calibration error before and after the temperature, and the reliability diagram."""
+        report = getattr(ev, "calibration", None)
+        calibrated = bool(report) and report.get("calibrated", False)
+        self.calibration_label.setText(calibration_sentence(report, calibrated))
+        self.reliability.set_report(report, calibrated)
+        self.reliability.setVisible(bool(report))
 
     def _fill_confusion(self, ev) -> None:
         k = len(ev.class_names)

@@ -61,6 +61,7 @@ class ProbeView(QWidget):
         self._none_for: str | None = None  # who has no recording, when the model shown has none
         self.start_folder = str(Path.home())  # where "Add image…" looks first (the dataset's folder)
         self._fitted = False  # wants_room has been emitted once
+        self._temperature: float | None = None  # the probabilities' temperature (None: shown as given)
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
@@ -105,7 +106,9 @@ class ProbeView(QWidget):
         self.export_animation_button.clicked.connect(self.export_animation_dialog)
         self.export_strip_button = QPushButton("Export PNG strip…", objectName="exportProbeStrip")
         self.export_strip_button.clicked.connect(self.export_strip_dialog)
-        for w in (self.play_button, self.slider, self.epoch_label, self.layer_combo,
+        self.calibration_label = QLabel(objectName="probeCalibration")  # in the row: the tab grows no taller
+        self.calibration_label.setStyleSheet("color: #455a64")
+        for w in (self.play_button, self.slider, self.epoch_label, self.calibration_label, self.layer_combo,
                   self.export_animation_button, self.export_strip_button):
             timeline.addWidget(w, 1 if w is self.slider else 0)
         outer.addLayout(timeline)
@@ -200,6 +203,15 @@ class ProbeView(QWidget):
             self._show_recording()
 
     # -- the recording -------------------------------------------------------------------
+    def set_calibration(self, temperature: float | None, note: str = "confidences as given") -> None:
+        """Show the frames' probabilities calibrated with ``temperature`` (the trained model's; None: as the model
+        gave them, as for a run under way), saying so (``note``: ``ModelInfo.calibration_note``)."""
+        self._temperature = temperature
+        self.calibration_label.setText(note)
+        self.calibration_label.setToolTip("The probabilities of every frame are calibrated with the trained model's "
+                                          "temperature" if temperature is not None
+                                          else "The probabilities are shown as the model gives them")
+
     def show_recording(self, recording: ProbeRecording | None, none_for: str | None = None) -> None:
         """Show ``recording`` from its last frame; None with ``none_for`` (the name of the model shown): that
         model has no recording, which the note says, rather than leaving another run's frames on show."""
@@ -268,6 +280,7 @@ class ProbeView(QWidget):
             return
         frame = rec.frames[index]
         last = rec.frames[-1].epoch
+        temperature = self._temperature if self._temperature is not None else 1.0
         self.epoch_label.setText(f"{frame.label.capitalize()} of {last:g}" if float(last).is_integer()
                                  else frame.label.capitalize())
         layer = self.layer_combo.currentText() or None
@@ -282,7 +295,7 @@ class ProbeView(QWidget):
             self.images[p].setToolTip(rec.probes[p].path or rec.probes[p].name)
             self.heats[p].setPixmap(array_to_pixmap(heat_picture(rec, frame, p)))
             self.maps[p].setPixmap(array_to_pixmap(maps_picture(frame, layer, p)))
-            self.bars[p].set_items(top_predictions(rec, frame, p))
+            self.bars[p].set_items(top_predictions(rec, frame, p, temperature=temperature))
         filters = filters_picture(frame)
         self.filters.setPixmap(array_to_pixmap(filters) if filters is not None else QPixmap())
         self.filters_title.setVisible(filters is not None)

@@ -11,8 +11,10 @@ One press of Train, read from the button (docs/architecture.md, "Flows")::
 
     TrainingPanel.train_requested -> MainWindow.train -> TrainingControl.start
         one state write: activity TRAINING (and a fresh history)
-        one engine job:  EngineWorker.train(run=…) trains, makes the model current, writes its weights
-                         to the scratch folder (keep_run) and answers with all of it (``Trained``)
+        one engine job:  EngineWorker.train(run=…) trains, measures the model's trust on the validation split
+                         (temperature, calibration, novelty statistics: progress and Stop as for training),
+                         makes the model current, writes its weights to the scratch folder (keep_run) and
+                         answers with all of it (``Trained``)
         each epoch:      _on_report writes the history (the chart draws it live)
     TrainingControl._on_trained
         one state write: the model, its kept epoch, the run recorded in the runs list (_record_run), idle
@@ -147,7 +149,8 @@ class TrainingControl(QObject):
                                        augment=config.augment, class_weights=config.class_weights,
                                        continue_training=continuing, initial_epoch=initial,
                                        probes=list(state.probe_images), run=run, spec=spec,
-                                       on_done=self._on_trained, on_error=self._on_failed, on_report=self._on_report)
+                                       on_done=self._on_trained, on_error=self._on_failed, on_report=self._on_report,
+                                       on_status=self.panel.show_phase, on_progress=self.panel.show_phase_progress)
         self.started.emit()
         return True
 
@@ -186,7 +189,8 @@ class TrainingControl(QObject):
             state.model = state.charted = answer.model  # the chart drew its run live
             state.best_epoch = result.best_epoch
             state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
-            state.runs = [*state.runs, self._record_run(answer.model, kept_message, answer.kept)]
+            state.runs = [*state.runs, self._record_run(answer.model, kept_message, answer.kept,
+                                                           answer.trust)]
             state.activity = IDLE
         self._before = None
         self.panel.training_finished(result)
@@ -200,17 +204,17 @@ class TrainingControl(QObject):
             self.status.emit(f"{kept[0].upper()}{kept[1:]} is kept: Training > Bring Back Previous Model makes it "
                              "current again.", 15000)
 
-    def _record_run(self, model: ModelInfo, kept_message: str, kept: KeptRun | None) -> Run:
-        """The run that just ended, as the runs list keeps it: what it trained, its figures and where its weights
-        (and probe recording) wait for the save; ``kept`` is ``EngineWorker.keep_run``'s answer, None when the
-        weights could not be written."""
+    def _record_run(self, model: ModelInfo, kept_message: str, kept: KeptRun | None, trust: dict | None) -> Run:
+        """The run that just ended, as the runs list keeps it: what it trained, its figures, its trust
+        (``Trained.trust``) and where its weights (and probe recording) wait for the save; ``kept`` is
+        ``EngineWorker.keep_run``'s answer, None when the weights could not be written."""
         state = self.state
         layers, preset_name, settings = model.spec
         run = new_run(state.runs, model.run, class_names=model.class_names,
                       dataset=dataclasses.replace(state.dataset_config, preprocessing=model.preprocessing),
                       dataset_path=state.dataset_path, preset=preset_name, layers=layers, settings=settings,
                       history=state.history, best_epoch=state.best_epoch, batch_loss=state.batch_loss,
-                      parent=self._parent_run, kept_message=kept_message)
+                      parent=self._parent_run, kept_message=kept_message, trust=trust)
         if kept is None:
             return run
         run = run.at(kept.file)

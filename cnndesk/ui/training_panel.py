@@ -498,6 +498,13 @@ class TrainingPanel(QWidget):
             self.speed.setText(f"{r.images_per_s:,.0f} images/s · ETA {format_duration(r.eta_s)}")
         self.chart.add_batch(r.epoch - 1 + r.batch / r.steps, r.loss)
 
+    def show_phase(self, text: str) -> None:
+        """What the run does after its epochs (measuring the model's trust), on the progress bar."""
+        self.progress.setFormat(text)
+
+    def show_phase_progress(self, percent: float) -> None:
+        self.progress.setValue(int(10 * percent))
+
     def on_epoch(self, r) -> None:
         self.chart.add_epoch(r.epoch, r.to_json())
         self.log.appendPlainText(f"{epoch_summary(r.to_json(), r.epochs)}"

@@ -32,6 +32,7 @@ from .dataset_map_view import DatasetMapView
 from .evaluation_view import EvaluationView
 from .folder_view import FolderView
 from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
+from .trust_views import UnlikeBanner
 from .widgets import MAX_CHANNEL_TILES, array_to_pixmap, array_to_qimage
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
@@ -111,6 +112,8 @@ class ViewerPanel(QWidget):
         cl = QVBoxLayout(content)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(self._build_strip())
+        self.unlike_banner = UnlikeBanner()
+        cl.addWidget(self.unlike_banner)
         split = QSplitter(Qt.Vertical)
         cl.addWidget(split, 1)
         self.current_view = CurrentImageView()
@@ -252,7 +255,7 @@ class ViewerPanel(QWidget):
         h, w = pre.image_size
         note = f" · {model.output_note}" if model.output_note else ""
         self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
-                                 f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels}{note}")
+                                 f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels} · {model.calibration_note}{note}")
         self.model_label.setToolTip(f"Pixels: {PIXEL_MODES[pre.pixels]}")
         self._pixels = pre.pixels
         self.pixels_combo.setCurrentIndex(self.pixels_combo.findData(pre.pixels))  # `activated` is the user's only
@@ -302,6 +305,7 @@ class ViewerPanel(QWidget):
         self.gradcam.clear()
         self.gradcam.set_classes(self._class_names)
         self.current_view.show_image(None)
+        self.unlike_banner.show_for(None)
         self._update_image_buttons()
 
     def _add_strip_item(self, im: Classified) -> None:
@@ -327,6 +331,7 @@ class ViewerPanel(QWidget):
         im = self._shown[row]
         self.current = im
         self.current_view.show_image(im, self._pixmaps.get(im))
+        self.unlike_banner.show_for(im)
         self._update_image_buttons()
         if im.error:
             return

@@ -104,7 +104,8 @@ class HeatMap:
 @dataclass(frozen=True)
 class Seen:
     """What the viewer is told of one image: its prediction, with the prepared model input (``image``) and a picture
-    to show (``display``), or why there is none (``error``); ``inspection`` when its maps came from the same pass.
+    to show (``display``), or why there is none (``error``); ``inspection`` when its maps came from the same pass;
+    ``unlike`` whether it is unlike the training images.
 
     ``path`` is the file, or the label of an image that came as data (None: it has none).
     """
@@ -116,6 +117,7 @@ class Seen:
     display: np.ndarray | None = None
     error: str | None = None
     inspection: Inspection | None = None
+    unlike: bool | None = None  # unlike the training images (core.work.novelty); None: the model cannot tell
 
 
 def predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], images_uint8, classes: int) -> np.ndarray:
@@ -154,6 +156,7 @@ class Evaluation:
     labels: np.ndarray | None = None
     predicted: np.ndarray | None = None
     confidence: np.ndarray | None = None
+    calibration: dict | None = None  # core.model.calibration.calibration_report, with "calibrated" (its T is kept)
 
     def cell(self, true_index: int, predicted_index: int) -> list[int]:
         """Indices of the evaluated images with this true and predicted class."""

@@ -26,7 +26,7 @@ import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from ..model.architecture import LayerSpec, preset, TrainingSettings
 from ..data.dataset import DatasetConfig
 from ..data.images import Preprocessing
 from .store import Project
+
+if TYPE_CHECKING:  # core.work.trust imports TensorFlow; ModelInfo is built in the engine thread, which has it
+    from ..work.trust import Trust
 
 Observer = Callable[[frozenset[str]], None]
 
@@ -62,6 +65,9 @@ class ModelInfo:
         before: the run whose model the engine holds beside this one: the run this one replaced (a continued
             run keeps its model's), which Bring Back Previous Model makes current at once
             (``training.runs.run_before``); None when the engine holds none.
+        temperature: the temperature its probabilities are calibrated with (``core.work.trust.Trust``), None when
+            they are not calibrated (a model from a file, a run without a validation split or stopped first).
+        flags_unlike: whether it keeps the statistics that flag an image "unlike training".
     """
 
     class_names: tuple[str, ...]
@@ -74,6 +80,15 @@ class ModelInfo:
     output_note: str = ""
     file: str | None = None
     before: str | None = None
+    temperature: float | None = None
+    flags_unlike: bool = False
+
+    @property
+    def calibration_note(self) -> str:
+        """What the model line says of its confidences: "confidences calibrated, T = 1.42", or that they are not."""
+        if self.temperature is None:
+            return "confidences not calibrated"
+        return f"confidences calibrated, T = {self.temperature:.3g}"
 
     @property
     def editable_names(self) -> bool:
@@ -85,36 +100,41 @@ class ModelInfo:
 
     # -- the model the engine now holds: each way a model comes, built here only ---------------------------------
     @classmethod
-    def trained(cls, inspector, run: str, spec: tuple, before: str | None) -> "ModelInfo":
-        """A model trained in this session as run ``run`` with ``spec`` (layers, preset name, settings)."""
-        return cls._held(inspector, run=run, spec=spec, before=before)
+    def trained(cls, inspector, run: str, spec: tuple, before: str | None, trust: Trust | None) -> "ModelInfo":
+        """A model trained in this session as run ``run`` with ``spec`` (layers, preset name, settings), its
+        ``trust`` measured after training (None: not measured)."""
+        return cls._held(inspector, trust, run=run, spec=spec, before=before)
 
     @classmethod
-    def of_run(cls, inspector, run, before: str | None) -> "ModelInfo":
-        """The model of ``run`` (a ``core.training.runs.Run``), restored from the runs list or brought back."""
-        return cls._held(inspector, source="run", label=run.name, run=run.id,
+    def of_run(cls, inspector, run, before: str | None, trust: Trust | None) -> "ModelInfo":
+        """The model of ``run`` (a ``core.training.runs.Run``), restored from the runs list or brought back, with the
+        trust kept with it (``run.trust`` read)."""
+        return cls._held(inspector, trust, source="run", label=run.name, run=run.id,
                          spec=(list(run.layers), run.preset, run.settings), before=before)
 
     @classmethod
-    def of_project(cls, inspector, project, folder) -> "ModelInfo":
-        """The model saved in the project ``folder``; a model the user brought stays theirs to name and to feed
-        (its pixel mode) after a reopen."""
+    def of_project(cls, inspector, project, folder, trust: Trust | None) -> "ModelInfo":
+        """The model saved in the project ``folder``, with the trust kept with its run; a model the user brought
+        stays theirs to name and to feed (its pixel mode) after a reopen."""
         brought = project.model_file is not None
-        return cls._held(inspector, source="file" if brought else "project", file=project.model_file,
+        return cls._held(inspector, trust, source="file" if brought else "project", file=project.model_file,
                          label=f"{project.model_file} in {Path(folder).name}" if brought else Path(folder).name,
                          run=project.run, spec=(list(project.layers), project.preset, project.settings))
 
     @classmethod
     def of_file(cls, inspector, path) -> "ModelInfo":
         """A model the user opened from the file ``path``."""
-        return cls._held(inspector, source="file", label=Path(path).name, file=Path(path).name)
+        return cls._held(inspector, None, source="file", label=Path(path).name, file=Path(path).name)
 
     @classmethod
-    def _held(cls, inspector, **identity) -> "ModelInfo":
+    def _held(cls, inspector, trust: Trust | None, **identity) -> "ModelInfo":
         """What the ``core.model.inspection.Inspector`` of the model the engine holds says (its classes, pixels,
-        whether it has maps, how its outputs are shown), with where the model came from (``identity``)."""
+        whether it has maps, how its outputs are shown) and its ``trust`` (None: none kept), with where the
+        model came from (``identity``)."""
+        calibrated = trust is not None and trust.calibration is not None
         return cls(tuple(inspector.class_names), inspector.preprocessing, has_maps=inspector.has_maps,
-                   output_note=inspector.output_note, **identity)
+                   output_note=inspector.output_note, temperature=trust.temperature if calibrated else None,
+                   flags_unlike=trust is not None and trust.novelty is not None, **identity)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +153,8 @@ class Classified:
         display: the image as opened, for showing (a numpy array; None: ``prepared`` is shown).
         error: why it could not be classified (then nothing else is known of it).
         true_class: its class, when it was opened from the evaluation.
+        unlike: whether it is unlike the training images (``core.work.novelty``); None when the model keeps no
+            statistics to tell.
     """
 
     label: str
@@ -144,6 +166,7 @@ class Classified:
     display: Any = None
     error: str | None = None
     true_class: str | None = None
+    unlike: bool | None = None
 
     def relabeled(self, model: ModelInfo) -> "Classified | None":
         """What it shows when ``model`` holds: its verdict under ``model``'s class names when ``model`` is the model
@@ -171,13 +194,15 @@ class Runtime:
 @dataclass(frozen=True)
 class Trained:
     """A training run ended: what ``core.training.fitting.train`` gave back (its ``model`` None: the model stays in the
-    engine's thread), the model the engine now holds, and where its run's weights were kept for the save
-    (``kept``, a ``core.training.runs.KeptRun``) or why they could not be (``kept_error``)."""
+    engine's thread), the model the engine now holds, where its run's weights were kept for the save
+    (``kept``, a ``core.training.runs.KeptRun``) or why they could not be (``kept_error``), and the model's trust
+    (temperature, calibration, novelty statistics) to keep with the run."""
 
     result: Any  # core.training.progress.TrainResult
     model: ModelInfo
     kept: Any = None
     kept_error: str | None = None
+    trust: dict | None = None  # core.work.trust.Trust.to_json() measured on the validation split; None: not measured
 
 
 @dataclass(frozen=True)

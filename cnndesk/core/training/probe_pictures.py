@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import fsutil
 from ..errors import UserError
+from ..model.calibration import temper
 from ..model.pictures import COLORMAPS, gradcam_overlay
 from .probes import ProbeFrame, ProbeRecording
 
@@ -69,9 +70,18 @@ def filters_picture(frame: ProbeFrame, tile: int = 24) -> np.ndarray | None:
     return _row(tiles, 2)
 
 
-def top_predictions(recording: ProbeRecording, frame: ProbeFrame, probe: int, k: int = 3) -> list[tuple[str, float]]:
+def top_predictions(recording: ProbeRecording, frame: ProbeFrame, probe: int, k: int = 3,
+                    temperature: float = 1.0) -> list[tuple[str, float]]:
+    """The ``k`` most likely classes of ``probe`` in ``frame``, their probabilities calibrated with ``temperature``
+    (``core.model.calibration.temper``; a frame keeps the top ``TOP_K`` classes, so with more classes the others
+    are tempered as one share: exact up to ``TOP_K`` classes, close beyond)."""
     names = recording.class_names
-    return [(names[int(i)], float(p)) for i, p in zip(frame.top[probe][:k], frame.top_p[probe][:k])]
+    top, top_p = frame.top[probe], np.asarray(frame.top_p[probe], np.float64)
+    if temperature != 1.0:
+        # the classes outside the frame, as one share (none when it holds every class: 1 - sum is then rounding)
+        rest = [max(1.0 - float(top_p.sum()), 0.0)] if len(top_p) < len(names) else []
+        top_p = temper(np.append(top_p, rest)[None], temperature)[0, :len(top_p)]
+    return [(names[int(i)], float(p)) for i, p in zip(top[:k], top_p[:k])]
 
 
 def _row(tiles: list[np.ndarray], gap: int) -> np.ndarray:

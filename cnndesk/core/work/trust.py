@@ -8,7 +8,8 @@ threshold above which an image is "unlike training". The result, a
 :class:`Trust`, is JSON-able and is kept with the run (``Run.trust``).
 
 :class:`ModelHeads` gives, in one compiled forward pass, the two things both
-need from any model cnndesk opens: the penultimate features and the logits
+need from any model cnndesk opens: the novelty signals (the penultimate
+features and the channel statistics of a few conv/pool layers) and the logits
 (the scores before the softmax or sigmoid). Exports fold the temperature into
 the model (:mod:`cnndesk.core.model.temperature`).
 
@@ -30,14 +31,24 @@ from ..model.calibration import calibration_report, softmax
 from ..model.inspection import EVALUATION_CHUNK, activation_name, preprocessing_for_model
 from ..model.taps import trace_taps
 from ..tasks import TaskState
-from .novelty import COVERAGE, FeatureMoments, NoveltyStats, fit_novelty, set_threshold
+from .novelty import COVERAGE, FeatureMoments, NoveltyStats, fit_novelty
 
 #: the smallest probability whose logarithm stands for a logit, when a model gives probabilities only
 _TINY = 1e-37
+#: the most conv/pool layers whose channel statistics are novelty signals (spread evenly from the first)
+LAYER_SIGNALS = 6
+
+
+def signal_layers(count: int, most: int = LAYER_SIGNALS) -> list[int]:
+    """Which of ``count`` conv/pool layers give novelty signals: all of them up to ``most``, else ``most`` spread
+    evenly from the first to the last."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
 
 
 class ModelHeads:
-    """The penultimate features and the logits of prepared uint8 images, from one compiled forward pass.
+    """The novelty signals and the logits of prepared uint8 images, from one compiled forward pass.
 
     The logits are the scores the model's last softmax (or sigmoid) is applied
     to: computed from the last Dense layer's input, or that layer's input when
@@ -48,8 +59,11 @@ class ModelHeads:
     last layer's input (a branching model ending in a layer that is not Dense)
     has only its probabilities: their logarithms stand for the logits.
 
-    The features are the last layer's input, flattened (the logits themselves
-    when the graph does not give it).
+    The signals (:mod:`.novelty`) are a list of (n, dims) float32 arrays: first
+    the features, the last layer's input flattened (the logits themselves when
+    the graph does not give it), then for up to ``LAYER_SIGNALS`` conv/pool
+    layers (``signal_names``) each channel's mean and standard deviation over
+    its map.
     """
 
     def __init__(self, model, preprocessing: Preprocessing | None = None):
@@ -65,12 +79,15 @@ class ModelHeads:
             self.kind = "probabilities" if squashed else "scores"
         self._last = last
         self.has_features = penultimate is not None
-        outs = [penultimate if penultimate is not None else graph.output, graph.output]
+        chosen = signal_layers(len(graph.taps.tensors))
+        self.signal_names = ["penultimate"] + [graph.taps.names[i] for i in chosen]
+        taps = [graph.taps.tensors[i] for i in chosen]
+        outs = [penultimate if penultimate is not None else graph.output, graph.output, *taps]
         self._graph = keras.Model(graph.inputs, outs, name="cnndesk_heads")
         self._fn = tf.function(self._heads, reduce_retracing=True, autograph=False)
 
     def _heads(self, x):
-        features, out = self._graph(x, training=False)
+        features, out, *taps = self._graph(x, training=False)
         if self.kind == "dense":
             z = tf.matmul(features, self._last.kernel)
             if self._last.use_bias:
@@ -88,15 +105,21 @@ class ModelHeads:
             z = tf.concat([tf.zeros_like(z), z], axis=-1)
         if not self.has_features:
             features = z
-        return tf.reshape(features, (tf.shape(features)[0], -1)), z
+        stats = []
+        for t in taps:
+            t = tf.cast(t, tf.float32)
+            mean, variance = tf.nn.moments(t, axes=[1, 2])
+            stats.append(tf.concat([mean, tf.sqrt(variance)], axis=-1))
+        return [tf.reshape(features, (tf.shape(features)[0], -1)), *stats], z
 
-    def __call__(self, images_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(features (n, dims) float32, logits (n, classes) float32) of prepared uint8 images (n, H, W, C)."""
+    def __call__(self, images_uint8: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """(signals: a list of (n, dims) float32 arrays, the penultimate features first; logits (n, classes)
+        float32) of prepared uint8 images (n, H, W, C)."""
         x = self.preprocessing.pixel_values(np.asarray(images_uint8))
         if x.ndim == 3:
             x = x[None]
-        features, logits = self._fn(tf.convert_to_tensor(x))
-        return features.numpy(), logits.numpy()
+        signals, logits = self._fn(tf.convert_to_tensor(x))
+        return [s.numpy() for s in signals], logits.numpy()
 
 
 @dataclass
@@ -146,22 +169,24 @@ def _chunks(data, rows: np.ndarray):
         yield images[start:start + EVALUATION_CHUNK], data.labels[rows[start:start + EVALUATION_CHUNK]]
 
 
-def measure_trust(model, data, state: TaskState | None = None, coverage: float = COVERAGE) -> Trust:
+def measure_trust(model, data, state: TaskState | None = None, coverage: float = COVERAGE,
+                  heads: ModelHeads | None = None) -> Trust:
     """The temperature, calibration and novelty statistics of ``model`` on its dataset ``data`` (a ``LoadedDataset``).
 
     One forward pass over the training split (novelty means and covariance)
     and one over the validation split (temperature, calibration before and
     after, novelty threshold at ``coverage``), a chunk at a time. Without a
     validation split the temperature stays 1 and the threshold comes from the
-    training images.
+    training images. ``heads``: the model's :class:`ModelHeads` when the caller
+    keeps one (it is traced here for every batch size).
 
     Raises:
         Cancelled: ``state`` asked to stop (between chunks).
     """
-    heads = ModelHeads(model, data.preprocessing)
+    heads = heads or ModelHeads(model, data.preprocessing)
     train, val = np.asarray(data.train_index), np.asarray(data.val_index)
     total, done = max(len(train) + len(val), 1), 0
-    moments = None
+    moments: list[FeatureMoments] = []
 
     def step(n):
         nonlocal done
@@ -171,21 +196,24 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
             done += n
             state.set_progress_value(100.0 * done / total)
 
+    def gather(signals, labels) -> None:
+        if not moments:
+            moments.extend(FeatureMoments(x.shape[1], heads.classes) for x in signals)
+        for m, x in zip(moments, signals):
+            m.add(x, labels)
+
     if state is not None:
         state.set_status("Measuring how far the model's answers can be trusted…")
     for images, labels in _chunks(data, train):
-        features, _ = heads(images)
-        if moments is None:
-            moments = FeatureMoments(features.shape[1], heads.classes)
-        moments.add(features, labels)
+        gather(heads(images)[0], labels)
         step(len(labels))
     logits, projected, labels_seen = [], [], []
     for images, labels in _chunks(data, val):
-        features, z = heads(images)
-        if moments is None:
-            moments = FeatureMoments(features.shape[1], heads.classes)
+        signals, z = heads(images)
+        if not moments:  # no training images: the validation ones describe the classes
+            gather(signals, labels)
         logits.append(z)
-        projected.append(moments.project(features))
+        projected.append([m.project(x) for m, x in zip(moments, signals)])
         labels_seen.append(labels)
         step(len(labels))
     notes = []
@@ -199,19 +227,20 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
                      f"{trust.calibration['ece_after']:.1%} after.")
     else:
         notes.append("No validation split: the probabilities are not calibrated (temperature 1).")
-    if moments is not None and moments.counts.sum() >= 2:
-        novelty = fit_novelty(moments)
+    if moments and moments[0].counts.sum() >= 2:
         if projected:
-            scores = novelty.scores_of_projected(np.concatenate(projected))
-            set_threshold(novelty, scores, coverage)
+            reference = [np.concatenate([p[i] for p in projected]) for i in range(len(moments))]
             notes.append(f"Unlike training: images farther from every class than {coverage:.0%} of the validation "
                          "images are flagged.")
         else:
-            scores = [novelty.scores(heads(images)[0]) for images, _ in _chunks(data, train)]
-            set_threshold(novelty, np.concatenate(scores), coverage)
+            reference = [[] for _ in moments]
+            for images, _ in _chunks(data, train):
+                for i, (m, x) in enumerate(zip(moments, heads(images)[0])):
+                    reference[i].append(m.project(x))
+            reference = [np.concatenate(r) for r in reference]
             notes.append(f"Unlike training: without a validation split the threshold lets {coverage:.0%} of the "
                          "training images pass, which sit closer to their classes; more new images are flagged.")
-        trust.novelty = novelty
+        trust.novelty = fit_novelty(moments, reference, heads.signal_names, coverage)
     return trust
 
 
