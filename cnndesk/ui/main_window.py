@@ -41,6 +41,7 @@ from .project_files import ProjectFiles
 from .recent import RecentProjects
 from .resources import app_icon
 from .runs_control import RunsControl
+from .repeats_control import RepeatsControl
 from .training_control import TrainingControl
 from .training_panel import TrainingPanel
 from .viewer_panel import ViewerPanel
@@ -97,6 +98,7 @@ class MainWindow(QMainWindow):
 
         self.training = TrainingControl(self.state, self.engine, self.training_panel, self)
         self.training.probe_frame.connect(self.probe_view.show_live_frame)
+        self.repeats = RepeatsControl(self.state, self.engine, self.training_panel, self.settings, self)
         self.runs = RunsControl(self.state, self.engine, self.training, self.training_panel.runs_view,
                                 self.training_panel.chart, self._reread_dataset, self)
         self.models = ModelFiles(self.state, self.engine, self.settings, self)
@@ -242,7 +244,7 @@ class MainWindow(QMainWindow):
         self.engine.failed.connect(lambda name, msg: self.show_error(f"{name.replace('_', ' ').capitalize()} failed",
                                                                      msg))
         self.engine.warned.connect(lambda text: self.statusBar().showMessage(text[:200], 8000))
-        for controller in (self.training, self.runs, self.projects, self.models):
+        for controller in (self.training, self.repeats, self.runs, self.projects, self.models):
             controller.status.connect(self.show_status)
             controller.error.connect(self.show_error)
         state.observe(self._close_if_asked, "activity")
@@ -261,7 +263,9 @@ class MainWindow(QMainWindow):
         self.probe_view.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     def _train(self, continuing: bool = False) -> None:
-        if self.train_action.isEnabled():
+        if self.train_action.isEnabled() and self.repeats.wanted and not continuing:
+            self.repeats.start()  # Train ×N: several models, one kept
+        elif self.train_action.isEnabled():
             self.training.start(continuing)  # the Train tab shows the run when it starts (training.started)
 
     def _on_engine_ready(self, info: Runtime) -> None:

@@ -140,8 +140,31 @@ class ViewerPanel(QWidget):
         for w in (self.open_button, self.paste_button, self.save_view_button, self.probe_button, self.names_button):
             bar.addWidget(w)
         bar.addWidget(self._build_pixels_choice())
+        bar.addWidget(self._build_member_choice())
         bar.addWidget(self.model_label, 1)
         return bar
+
+    def _build_member_choice(self) -> QWidget:
+        """"Maps of: [member 2]": whose activation maps an ensemble shows, shown only for an ensemble."""
+        self.member_box = QWidget(visible=False)
+        row = QHBoxLayout(self.member_box)
+        row.setContentsMargins(6, 0, 0, 0)
+        self.member_combo = QComboBox(objectName="memberCombo")
+        self.member_combo.setToolTip("An ensemble predicts with the average of its models; its maps and heat maps "
+                                     "are those of the model chosen here")
+        self.member_combo.activated.connect(self._on_member_chosen)
+        label = QLabel("Maps of:")
+        label.setBuddy(self.member_combo)
+        row.addWidget(label)
+        row.addWidget(self.member_combo)
+        return self.member_box
+
+    def _on_member_chosen(self, _index: int) -> None:
+        """Another member of the ensemble: its maps for the current image."""
+        if self.state.model is not None:
+            self._show_pixels(self.state.model)
+        if self.current is not None and self.current.prepared is not None and not self.current.error:
+            self._look_inside(self.current)
 
     def _build_pixels_choice(self) -> QWidget:
         """"Pixels: [caffe]": how a model from a file is fed its pixels, shown only for such a model."""
@@ -245,6 +268,7 @@ class ViewerPanel(QWidget):
             self._reset_views()
             return
         self.names_button.setVisible(model.editable_names)
+        self._show_members(model)
         self._show_pixels(model)
         for view in (self.activations, self.overview, self.gradcam, self.kernels):
             self.tabs.setTabVisible(self.tabs.indexOf(view), model.has_maps)  # else predictions only
@@ -263,11 +287,22 @@ class ViewerPanel(QWidget):
             self.classify_paths(paths)
         self._evaluate_on_demand()
 
+    def _show_members(self, model: ModelInfo) -> None:
+        """The member chooser of an ensemble (its first member chosen); hidden for a single model."""
+        names = [f"model {i + 1} ({name})" for i, name in enumerate(model.members)]
+        if [self.member_combo.itemText(i) for i in range(self.member_combo.count())] != names:
+            self.member_combo.clear()
+            self.member_combo.addItems(names)
+        self.member_box.setVisible(model.is_ensemble)
+
     def _show_pixels(self, model: ModelInfo) -> None:
         """The model line ("input 224×224 rgb, pixels caffe") and, for a model from a file, the pixel choice."""
         pre = model.preprocessing
         h, w = pre.image_size
         note = f" · {model.output_note}" if model.output_note else ""
+        if model.is_ensemble:
+            note = (f" · an ensemble of {len(model.members)} models averaging their probabilities; maps of "
+                    f"model {self.member_combo.currentIndex() + 1}{note}")
         self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
                                  f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels}{note}")
         self.model_label.setToolTip(f"Pixels: {PIXEL_MODES[pre.pixels]}")
@@ -510,6 +545,7 @@ class ViewerPanel(QWidget):
         """What ``EngineWorker.inspect`` needs to know of the views: the heat map's layer and method, and which
         maps to colour first (the selected layer's, and the first channels of every layer for "All layers")."""
         return {"layer": self.gradcam.layer(), "cam_method": self.gradcam.method(),
+                "member": max(self.member_combo.currentIndex(), 0),
                 "shown_layer": self.activations.layer_combo.currentText(), "shown_channels": MAX_CHANNEL_TILES,
                 "first_channels": OVERVIEW_CHANNELS}
 

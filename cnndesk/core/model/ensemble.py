@@ -6,11 +6,11 @@ sub-model called on it (named ``member_1``, ``member_2``, …), and a
 Keras model of built-in layers, so it saves as ``.keras``, opens in Keras' safe
 mode and exports to every format of :mod:`.export` like any other; the viewer
 looks inside one member at a time (:func:`.taps.trace_taps`'s ``member``).
+
+Keras is imported inside the functions: the window reads which runs are ensembles without loading it.
 """
 
 from __future__ import annotations
-
-import keras
 
 #: the name of the ensemble model, and the prefix of its members' names
 ENSEMBLE_NAME = "ensemble"
@@ -18,7 +18,7 @@ MEMBER_PREFIX = "member_"
 AVERAGE_NAME = "average"
 
 
-def build_ensemble(members) -> keras.Model:
+def build_ensemble(members):
     """One model whose output is the mean of ``members``' outputs (each the probabilities of the same classes).
 
     The members keep their weights; each is wrapped under its own name (``member_1``…), since a functional
@@ -27,6 +27,8 @@ def build_ensemble(members) -> keras.Model:
     Raises:
         ValueError: fewer than two members, or members that take other inputs or give other outputs.
     """
+    import keras
+
     members = list(members)
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two models")
@@ -46,6 +48,8 @@ def build_ensemble(members) -> keras.Model:
 
 def is_ensemble(model) -> bool:
     """Whether ``model`` is an ensemble as :func:`build_ensemble` makes one: models averaged on one input."""
+    import keras
+
     layers = [l for l in getattr(model, "layers", []) if type(l).__name__ != "InputLayer"]
     return (len(layers) >= 3 and isinstance(layers[-1], keras.layers.Average)
             and all(isinstance(l, keras.Model) for l in layers[:-1]))
@@ -53,6 +57,8 @@ def is_ensemble(model) -> bool:
 
 def ensemble_members(model) -> list:
     """The members of an ensemble, in order (empty for any other model)."""
+    import keras
+
     if not is_ensemble(model):
         return []
     return [l for l in model.layers if isinstance(l, keras.Model)]

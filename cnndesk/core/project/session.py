@@ -62,6 +62,8 @@ class ModelInfo:
         before: the run whose model the engine holds beside this one: the run this one replaced (a continued
             run keeps its model's), which Bring Back Previous Model makes current at once
             (``training.runs.run_before``); None when the engine holds none.
+        members: an ensemble's members ("member_1", …: ``core.model.ensemble``), whose maps the viewer shows one
+            at a time; empty for a single model.
     """
 
     class_names: tuple[str, ...]
@@ -74,6 +76,11 @@ class ModelInfo:
     output_note: str = ""
     file: str | None = None
     before: str | None = None
+    members: tuple[str, ...] = ()
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
 
     @property
     def editable_names(self) -> bool:
@@ -114,7 +121,7 @@ class ModelInfo:
         """What the ``core.model.inspection.Inspector`` of the model the engine holds says (its classes, pixels,
         whether it has maps, how its outputs are shown), with where the model came from (``identity``)."""
         return cls(tuple(inspector.class_names), inspector.preprocessing, has_maps=inspector.has_maps,
-                   output_note=inspector.output_note, **identity)
+                   output_note=inspector.output_note, members=tuple(inspector.members), **identity)
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,6 +184,19 @@ class Trained:
     result: Any  # core.training.progress.TrainResult
     model: ModelInfo
     kept: Any = None
+    kept_error: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainedGroup:
+    """A Train ×N ended (``core.training.repeats``): what ``train_repeats`` gave back (``Repeats`` with no models in
+    it: they stay in the engine's thread), the model kept, now held (as run ``kept_run``), and where each run's
+    weights were written (run id -> file; a run missing there could not be kept, ``kept_error`` says why)."""
+
+    repeats: Any
+    model: ModelInfo
+    kept_run: str
+    files: dict
     kept_error: str | None = None
 
 

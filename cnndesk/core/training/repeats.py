@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -30,11 +30,11 @@ from ..errors import UserError
 from ..intervals import Spread, with_interval
 from ..model.architecture import LayerSpec, TrainingSettings
 from ..model.ensemble import build_ensemble
-from ..model.inspection import predict_in_chunks
 from ..tasks import TaskState
-from .fitting import train
-from .progress import TaskReports, TrainingListener, TrainResult
 from .runs import new_run
+
+if TYPE_CHECKING:  # progress and fitting load Keras: imported when a training starts
+    from .progress import TrainingListener, TrainResult
 
 #: what a Train ×N keeps
 KEEP = ("best", "ensemble")
@@ -156,7 +156,10 @@ def train_repeats(data: LoadedDataset, layers: list[LayerSpec], settings: Traini
         UserError: see :func:`check_request`.
     """
     check_request(count, keep)
-    fit = fit or train
+    from .progress import TaskReports
+
+    if fit is None:
+        from .fitting import train as fit
     listener = listener or TaskReports(state)
     members: list[Member] = []
     for i, seed in enumerate(member_seeds(settings.seed, count)):
@@ -222,6 +225,8 @@ def ensemble_figures(model, data: LoadedDataset, validation: bool = True) -> dic
 
 
 def _loss_and_accuracy(model, data: LoadedDataset, index) -> tuple[float | None, float | None]:
+    from ..model.inspection import predict_in_chunks
+
     if len(index) == 0:
         return None, None
 
