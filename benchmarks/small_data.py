@@ -29,9 +29,13 @@ Datasets (train+validation / held-out):
 
 Needs the ``bench`` extra (scikit-learn, scikit-image).
 
+With ``--ensemble N`` each seed also trains what ``cnndesk-cli train --repeats N --keep ensemble``
+does (N models with the seeds seed, seed+1, …, averaged into one: ``core.training.repeats``), and a
+second table gives the ensemble's held-out accuracy beside the single model's.
+
 Usage:
     .venv/bin/python benchmarks/small_data.py [--datasets digits,digits30,faces,patches]
-        [--seeds 1337,1,2] [--split-seeds 7] [--epochs 10] [--json]
+        [--seeds 1337,1,2] [--split-seeds 7] [--epochs 10] [--ensemble 5] [--json]
 
 About 10 minutes on 2 idle CPU cores with the default three seeds (20 on a busy shared machine).
 """
@@ -179,6 +183,24 @@ def run_cnndesk(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: i
     return row
 
 
+def run_ensemble(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: int, count: int) -> dict:
+    """``train --repeats COUNT --keep ensemble`` with every other setting as ``run_cnndesk``'s."""
+    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.data.dataset import load_dataset
+    from cnndesk.core.training.progress import TrainingListener
+    from cnndesk.core.training.repeats import train_repeats
+
+    config = _config(name, seed)
+    data = load_dataset(train_dir, config)
+    test = load_dataset(test_dir, config.__class__(config.preprocessing, val_split=0.0))
+    t0 = time.perf_counter()
+    repeats = train_repeats(data, preset("seed"), TrainingSettings(epochs=epochs, seed=seed), config, count,
+                            keep="ensemble", listener=TrainingListener())
+    members = [_accuracy(m.result.model, test.images, test.labels) for m in repeats.members]
+    return {"held_out": _accuracy(repeats.model, test.images, test.labels), "members_held_out": members,
+            "seconds": time.perf_counter() - t0}
+
+
 def run_plain(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: int) -> dict:
     """The plain Keras script: the seed model, Adam, no callbacks, on cnndesk's training rows."""
     import keras
@@ -214,6 +236,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--split-seeds", default=str(SPLIT_SEED),
                     help="comma-separated seeds of the held-out split; each adds a set of rows")
+    ap.add_argument("--ensemble", type=int, default=0, metavar="N",
+                    help="also train an ensemble of N models per seed (train --repeats N --keep ensemble)")
     ap.add_argument("--json", action="store_true", help="also print one JSON line per run")
     a = ap.parse_args()
     names = [n.strip() for n in a.datasets.split(",") if n.strip()]
@@ -224,6 +248,7 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="cnndesk-small-data-"))
     table = []
+    ensembles = {}  # dataset -> the ensembles' rows, with --ensemble
     split_seeds = [int(s) for s in a.split_seeds.split(",")]
     for name in names:
         runs = []
@@ -233,6 +258,15 @@ def main() -> int:
                 c = run_cnndesk(train_dir, test_dir, name, seed, a.epochs)
                 p = run_plain(train_dir, test_dir, name, seed, a.epochs)
                 runs.append((c, p))
+                if a.ensemble > 1:
+                    e = run_ensemble(train_dir, test_dir, name, seed, a.epochs, a.ensemble)
+                    ensembles.setdefault(name, []).append(e)
+                    print(f"{name} split {split_seed} seed {seed}: ensemble of {a.ensemble} {e['held_out']:.3f} "
+                          f"(its models {' '.join(f'{v:.3f}' for v in e['members_held_out'])})",
+                          file=sys.stderr, flush=True)
+                    if a.json:
+                        print(json.dumps({"dataset": name, "split_seed": split_seed, "seed": seed,
+                                          "ensemble": e}), flush=True)
                 if a.json:
                     print(json.dumps({"dataset": name, "split_seed": split_seed, "seed": seed, "cnndesk": c,
                                       "plain": p}), flush=True)
@@ -263,7 +297,26 @@ def main() -> int:
     print(f"\nheld-out splits {','.join(map(str, split_seeds))} x training seeds {','.join(map(str, seeds))}, "
           f"{a.epochs} epochs; mean (lowest-highest) held-out accuracy. "
           f"Worst difference cnndesk - plain: {worst:+.3f} (target: at least -0.03)")
+    if ensembles:
+        _print_ensembles(table, ensembles, a.ensemble)
     return 0
+
+
+def _print_ensembles(table, ensembles: dict, count: int) -> None:
+    """The second table: the ensemble of ``count`` against one model and plain Keras, mean (lowest-highest)."""
+    print()
+    print(f"| dataset | cnndesk, one model | ensemble of {count} | plain Keras | ensemble - plain |")
+    print("|---|---|---|---|---|")
+    for name, runs in table:
+        cs = np.array([c["held_out"] for c, _ in runs])
+        es = np.array([e["held_out"] for e in ensembles[name]])
+        ps = np.array([p["held_out"] for _, p in runs])
+        print(f"| {name} | {cs.mean():.3f} ({cs.min():.3f}-{cs.max():.3f}) | {es.mean():.3f} "
+              f"({es.min():.3f}-{es.max():.3f}) | {ps.mean():.3f} ({ps.min():.3f}-{ps.max():.3f}) "
+              f"| {es.mean() - ps.mean():+.3f} |")
+    print(f"spread (highest - lowest) over the seeds: one model, ensemble of {count}: "
+          + "; ".join(f"{name} {np.ptp([c['held_out'] for c, _ in runs]):.3f}, "
+                      f"{np.ptp([e['held_out'] for e in ensembles[name]]):.3f}" for name, runs in table))
 
 
 if __name__ == "__main__":

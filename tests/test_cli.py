@@ -719,11 +719,15 @@ def test_train_repeats_records_each_model_as_a_run_and_reports_the_spread(tmp_pa
     assert [r.id for r in proj.runs] == [*done["runs"], done["kept_run"]]
     assert [r.settings.seed for r in proj.runs[:2]] == [4, 5] and proj.runs[-1].members == tuple(done["runs"])
     assert all(r.file is not None for r in proj.runs)  # every member's weights kept: each can be restored
+    code, out, _ = run(["runs", project])
+    assert code == 0 and "ensemble of 2 · mean " in out and out.count("one of ×2 · mean ") == 2
 
     code, out, err = run(["train", root, "--project", tmp_path / "q", "--epochs", 1, "--image-size", 16,
                           "--repeats", 2])
     assert code == 0, err
     assert "Validation accuracy of 2 models: mean " in err and "95 % interval" in err
     assert "flatters it" in err and "kept the best of 2 models" in out
+    kept = open_project(tmp_path / "q", load_model=False)[0]
+    assert [r.trust is not None for r in kept.runs] == [r.id == kept.run for r in kept.runs]  # as one training's
     code, _, err = run(["train", root, "--project", tmp_path / "r", "--keep", "ensemble"])
     assert code == 2 and "--keep goes with --repeats" in err

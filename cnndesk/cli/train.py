@@ -274,6 +274,7 @@ def cmd_train(args, fit=None, save=None) -> int:
 def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
     """``train --repeats N``: N models, each a run of the project; the kept one (the best, or their ensemble) is
     the project's model; the spread of their validation accuracy is printed (and in the ``done`` event)."""
+    import dataclasses
     import tempfile
 
     from ..core.intervals import with_interval
@@ -302,6 +303,12 @@ def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
             member.result.model.save(path)
             placed.append(run.at(str(path)))
         group = placed + group[len(placed):]
+        if repeats.kept == "best":  # the kept model's temperature and novelty statistics, as a single run's
+            from ..core.work.trust import measure_trust
+
+            best = repeats.members[repeats.best]
+            trust = measure_trust(best.result.model, best.data)
+            group[repeats.best] = dataclasses.replace(group[repeats.best], trust=trust.to_json())
         current = next(r for r in group if r.id == kept)
         project = Project(dataset_path=current.dataset_path, class_names=data.class_names, dataset=current.dataset,
                           preset=args.preset, layers=layers, settings=current.settings, history=list(current.history),
