@@ -258,6 +258,12 @@ def main() -> int:
                 c = run_cnndesk(train_dir, test_dir, name, seed, a.epochs)
                 p = run_plain(train_dir, test_dir, name, seed, a.epochs)
                 runs.append((c, p))
+                if a.json:
+                    print(json.dumps({"dataset": name, "split_seed": split_seed, "seed": seed, "cnndesk": c,
+                                      "plain": p}), flush=True)
+                print(f"{name} split {split_seed} seed {seed}: cnndesk {c['held_out']:.3f} (kept epoch "
+                      f"{c['kept_epoch']} of {c['epochs_run']}, {c['stop_reason']}) plain {p['held_out']:.3f}",
+                      file=sys.stderr, flush=True)
                 if a.ensemble > 1:
                     e = run_ensemble(train_dir, test_dir, name, seed, a.epochs, a.ensemble)
                     ensembles.setdefault(name, []).append(e)
@@ -267,12 +273,6 @@ def main() -> int:
                     if a.json:
                         print(json.dumps({"dataset": name, "split_seed": split_seed, "seed": seed,
                                           "ensemble": e}), flush=True)
-                if a.json:
-                    print(json.dumps({"dataset": name, "split_seed": split_seed, "seed": seed, "cnndesk": c,
-                                      "plain": p}), flush=True)
-                print(f"{name} split {split_seed} seed {seed}: cnndesk {c['held_out']:.3f} (kept epoch "
-                      f"{c['kept_epoch']} of {c['epochs_run']}, {c['stop_reason']}) plain {p['held_out']:.3f}",
-                      file=sys.stderr, flush=True)
         table.append((name, runs))
 
     print()
@@ -317,6 +317,9 @@ def _print_ensembles(table, ensembles: dict, count: int) -> None:
     print(f"spread (highest - lowest) over the seeds: one model, ensemble of {count}: "
           + "; ".join(f"{name} {np.ptp([c['held_out'] for c, _ in runs]):.3f}, "
                       f"{np.ptp([e['held_out'] for e in ensembles[name]]):.3f}" for name, runs in table))
+    import platform
+
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -146,17 +146,11 @@ class ViewerPanel(QWidget):
 
     def _build_member_choice(self) -> QWidget:
         """"Maps of: [member 2]": whose activation maps an ensemble shows, shown only for an ensemble."""
-        self.member_box = QWidget(visible=False)
-        row = QHBoxLayout(self.member_box)
-        row.setContentsMargins(6, 0, 0, 0)
         self.member_combo = QComboBox(objectName="memberCombo")
         self.member_combo.setToolTip("An ensemble predicts with the average of its models; its maps and heat maps "
                                      "are those of the model chosen here")
         self.member_combo.activated.connect(self._on_member_chosen)
-        label = QLabel("Maps of:")
-        label.setBuddy(self.member_combo)
-        row.addWidget(label)
-        row.addWidget(self.member_combo)
+        self.member_box = _labelled("Maps of:", self.member_combo)
         return self.member_box
 
     def _on_member_chosen(self, _index: int) -> None:
@@ -168,9 +162,6 @@ class ViewerPanel(QWidget):
 
     def _build_pixels_choice(self) -> QWidget:
         """"Pixels: [caffe]": how a model from a file is fed its pixels, shown only for such a model."""
-        self.pixels_box = QWidget(visible=False)
-        row = QHBoxLayout(self.pixels_box)
-        row.setContentsMargins(6, 0, 0, 0)
         self.pixels_combo = QComboBox(objectName="pixelsCombo")
         self.pixels_combo.setToolTip("How the image's 0–255 pixels are turned into the numbers this model takes. "
                                      "cnndesk picked what the model's layers suggest; a wrong choice gives "
@@ -179,10 +170,7 @@ class ViewerPanel(QWidget):
             self.pixels_combo.addItem(key, key)
             self.pixels_combo.setItemData(self.pixels_combo.count() - 1, description, Qt.ToolTipRole)
         self.pixels_combo.activated.connect(self._on_pixels_activated)
-        label = QLabel("Pixels:")
-        label.setBuddy(self.pixels_combo)
-        row.addWidget(label)
-        row.addWidget(self.pixels_combo)
+        self.pixels_box = _labelled("Pixels:", self.pixels_combo)
         return self.pixels_box
 
     def _build_strip(self) -> QListWidget:
@@ -691,3 +679,15 @@ class ViewerPanel(QWidget):
         elif md.hasImage():
             event.acceptProposedAction()
             self._classify_image(QImage(md.imageData()), "dropped image")
+
+
+def _labelled(text: str, combo: QComboBox) -> QWidget:
+    """"Text: [combo]" in a box of its own, hidden until the model needs it (the pixel and member choices)."""
+    box = QWidget(visible=False)
+    row = QHBoxLayout(box)
+    row.setContentsMargins(6, 0, 0, 0)
+    label = QLabel(text)
+    label.setBuddy(combo)
+    row.addWidget(label)
+    row.addWidget(combo)
+    return box
