@@ -194,8 +194,8 @@ def _kept(data: LoadedDataset, members: list[Member], keep: str, resplit_each: b
         seeds = [m.seed for m in finished]
         figure = (f"validation accuracy {with_interval(acc, len(data.val_index))} on the first model's validation "
                   "images" if acc is not None else
-                  "no validation figure: with a new split for each model, every validation image was a training "
-                  "image of another")
+                  "no validation figure: with a new split for each model, its validation images were training "
+                  "images of the other models")
         message = (f"Kept an ensemble of {len(finished)} models (seeds {seeds[0]}–{seeds[-1]}) that averages their "
                    f"probabilities; {figure}.")
         return Repeats(members, keep, "ensemble", model, None, spread, history, cancelled, message)
