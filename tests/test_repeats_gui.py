@@ -33,6 +33,7 @@ def test_train_x3_keeps_an_ensemble_lists_three_runs_with_their_spread_and_shows
     assert not choice.keep.isEnabled()  # with ×1 there is nothing to choose from
     choose_repeats(w, qtbot, 3, "ensemble")
     assert choice.keep.isEnabled() and choice.keep.currentText() == "keep an ensemble"
+    assert w.training_panel.train_button.text() == "▶  Train ×3"
     assert w.settings.value("training/repeats") in (3, "3")  # remembered
 
     stages = []

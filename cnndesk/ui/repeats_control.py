@@ -91,10 +91,17 @@ class RepeatsControl(QObject):
         self.state, self.engine, self.panel = state, engine, panel
         self.choice = RepeatsChoice(settings)
         panel.add_train_option(self.choice)
+        self.choice.count.valueChanged.connect(self._name_button)
+        self._name_button()
         self._job = None
         self._batches: list[list] = []  # each model's batch-loss line
         self._count = 0
         state.observe(self._on_activity, "activity")
+
+    def _name_button(self, _value=None) -> None:
+        """"▶  Train ×3" when Train trains several models."""
+        count = self.choice.count.value()
+        self.panel.train_button.setText(f"▶  Train ×{count}" if count > 1 else "▶  Train")
 
     @property
     def wanted(self) -> bool:
