@@ -11,10 +11,11 @@ from PIL import Image
 
 from cnndesk.core.model.architecture import preset, TrainingSettings
 from cnndesk.core.work.classify_folder import (
-    classify_files, collect_images, CsvRows, FolderRow, NOT_SURE, sort_row, undo_all, UNLIKE,
+    add_to_sort_log, classify_files, collect_images, CsvRows, FolderRow, NOT_SURE, read_sort_log, SORT_LOG, sort_row,
+    undo_all, undo_sort, UNLIKE,
 )
 from cnndesk.core.data.dataset import DatasetConfig, load_dataset
-from cnndesk.core.errors import Cancelled
+from cnndesk.core.errors import Cancelled, UserError
 from cnndesk.core.data.images import decode_image, Preprocessing
 from cnndesk.core.data.fixes import ChangeLog
 from cnndesk.core.tasks import TaskState
@@ -180,3 +181,27 @@ def test_cancelling_half_way_stops_after_the_batch_and_leaves_no_partial_csv(tra
     assert len(seen) == 16  # the batch under way is finished, no new one is started
     assert out.read_text() == "an earlier export\n"
     assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
+
+
+def test_a_sort_is_listed_in_its_destination_and_undone_from_that_list_alone(tmp_path):
+    src = write_dataset(tmp_path / "in", ("left", "top"), per_class=2)
+    files, _ = collect_images([src])
+    dest = tmp_path / "out"
+    first, second = ChangeLog(), ChangeLog()
+    sort_row(FolderRow(str(files[0]), [("top", 0.9), ("left", 0.1)]), dest, first)
+    sort_row(FolderRow(str(files[1]), [("left", 0.4), ("top", 0.3)], (NOT_SURE,)), dest, first, flag_folders=True)
+    add_to_sort_log(dest, first.changes)
+    sort_row(FolderRow(str(files[2]), [("top", 0.8), ("left", 0.2)]), dest, second, move=True)
+    add_to_sort_log(dest, second.changes)  # a second sort into the same folder adds to the list
+    assert read_sort_log(dest) == first.changes + second.changes
+    assert not files[2].exists() and (dest / NOT_SURE / files[1].name).is_file()
+    collected, _ = collect_images([dest])
+    assert len(collected) == 3  # the list is hidden: never read as an image
+    assert undo_sort(dest) == (3, [])
+    assert files[2].is_file() and not (dest / SORT_LOG).exists()
+    assert not [p for p in dest.rglob("*")]  # the class folders the sort made went with their files
+    with pytest.raises(UserError, match="nothing to undo"):
+        undo_sort(dest)
+    (dest / SORT_LOG).write_text("{not json")
+    with pytest.raises(UserError, match="not a list of sorted files"):
+        undo_sort(dest)

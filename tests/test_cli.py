@@ -249,6 +249,20 @@ def test_predict_classifies_a_folder_into_a_csv_and_sorts_copies_into_class_fold
         folder = next((f for f in ("unlike training", "not sure") if f in r["flags"]), r["top"][0]["class"])
         assert f"{folder}/{Path(r['path']).name}" in sorted_files
     assert len(list(inbox.rglob("*.png"))) == 7  # copies: nothing left the inbox
+    # a later command undoes the sort: the copies are gone, the originals stay
+    code, out, err = run(["undo-sort", dest])
+    assert code == 0, err
+    assert out.strip() == f"undid 7 sorted images in {dest}"
+    assert not [p for p in dest.rglob("*") if p.is_file()] and len(list(inbox.rglob("*.png"))) == 7
+    code, _, err = run(["undo-sort", dest])
+    assert code == 2 and "nothing to undo" in err
+    # moved images go back where they were
+    code, _, err = run(["predict", project, inbox / "deep", "--sort-into", dest, "--move"])
+    assert code == 0 and "undo: cnndesk-cli undo-sort" in err
+    assert not list((inbox / "deep").rglob("*.png")) and len(list(dest.rglob("*.png"))) == 6
+    assert run(["undo-sort", dest])[0] == 0
+    assert sorted(p.name for p in (inbox / "deep").rglob("*.png")) == sorted(
+        f"{c}_{i}.png" for c in ("circle", "square") for i in range(3))
     # --move without --sort-into is a mistake said in one line
     code, _, err = run(["predict", project, inbox, "--move"])
     assert code == 2 and "--sort-into" in err

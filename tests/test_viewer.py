@@ -446,8 +446,8 @@ def test_a_stack_without_conv_or_pooling_trains_and_the_viewer_shows_its_predict
     qtbot.waitUntil(lambda: v.strip.count() == 1 and bool(v.current_view.bars.items), timeout=20000)
     assert v.current_view.verdict.text().startswith("It looks like")
     shown = [v.tabs.tabText(i) for i in range(v.tabs.count()) if v.tabs.isTabVisible(i)]
-    # nothing inside to look at (no maps, no heat map); the views of the whole dataset stay
-    assert shown == ["Evaluation", "Map"]
+    # nothing inside to look at (no maps, no heat map); the views of the whole dataset, and of a folder, stay
+    assert shown == ["Evaluation", "Map", "Folder"]
     qtbot.mouseClick(v.evaluation_view.evaluate_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: v.evaluation_view.accuracy_label.text().startswith("Accuracy"), timeout=20000)
 

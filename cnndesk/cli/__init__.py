@@ -28,8 +28,8 @@ from .support import EXIT_USER_ERROR, quiet_libraries, run_command
 VERBOSE_HELP = ("print cnndesk's log to stderr as well, with TensorFlow's start-up lines; "
                 "the log file always gets it (see docs/reliability.md)")
 
-COMMANDS = {"train": train.cmd_train, "predict": models.cmd_predict, "inspect": models.cmd_inspect,
-            "evaluate": models.cmd_evaluate, "export": models.cmd_export, "map": models.cmd_map, "runs": runs.cmd_runs,
+COMMANDS = {"train": train.cmd_train, "predict": models.cmd_predict, "undo-sort": models.cmd_undo_sort,
+            "inspect": models.cmd_inspect, "evaluate": models.cmd_evaluate, "export": models.cmd_export, "map": models.cmd_map, "runs": runs.cmd_runs,
             "check": quality.cmd_check, "samples": housekeeping.cmd_samples,
             "clear-cache": housekeeping.cmd_clear_cache, "selftest": housekeeping.cmd_selftest}
 

@@ -1,4 +1,5 @@
-"""The ``cnndesk-cli`` commands that open a trained model: predict, inspect, evaluate, export and map.
+"""The ``cnndesk-cli`` commands that open a trained model: predict, inspect, evaluate, export and map; and
+``undo-sort``, which takes back what ``predict --sort-into`` copied or moved.
 
 Each takes a cnndesk project folder or (all but evaluate) a ``.keras``/``.h5``
 model file, opens it as an :class:`~cnndesk.core.model.inspection.Inspector` and
@@ -32,7 +33,8 @@ def add_parsers(sub) -> None:
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--csv", metavar="FILE", help="write one row per image: path, class, confidence, the other "
                     "top-k classes and confidences, flags ('not sure', 'unlike training')")
-    pr.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<predicted class>/")
+    pr.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<predicted class>/ (listed in "
+                    "DIR/.cnndesk-sorted.json: 'cnndesk-cli undo-sort DIR' takes it back)")
     pr.add_argument("--move", action="store_true", help="with --sort-into: move the images instead of copying them")
     pr.add_argument("--flag-folders", action="store_true", help="with --sort-into: images flagged 'unlike "
                     "training' or 'not sure' go to DIR/unlike training/ and DIR/not sure/ instead")
@@ -40,6 +42,10 @@ def add_parsers(sub) -> None:
                     help="also read files and folders that are links out of the folders given")
     add_run_option(pr)
     _add_preprocessing(pr)
+
+    un = sub.add_parser("undo-sort", help="undo 'predict --sort-into DIR': delete the copies, move moved images back")
+    un.add_argument("destination", metavar="DIR", help="the folder given to --sort-into")
+    un.add_argument("--json", action="store_true")
 
     ins = sub.add_parser("inspect", help="write activation-map grids and a Grad-CAM overlay as PNGs")
     ins.add_argument("model", metavar="PROJECT_OR_MODEL")
@@ -232,7 +238,9 @@ def _predict_many(args, ins, trust) -> int:
     (``core.batch_predict``), each row printed, written to the CSV and sorted as it comes."""
     import contextlib
 
-    from ..core.work.classify_folder import classify_files, collect_images, CsvRows, NOT_SURE, sort_row, UNLIKE
+    from ..core.work.classify_folder import (
+        add_to_sort_log, classify_files, collect_images, CsvRows, NOT_SURE, sort_row, UNLIKE,
+    )
     from ..core.model.inspection import OUTPUT_SCORES_NOTE
     from ..core.data.fixes import ChangeLog
     from ..core.data.scanning import describe_skipped, printable
@@ -252,7 +260,10 @@ def _predict_many(args, ins, trust) -> int:
               "before cnndesk measured them), so no image is flagged 'unlike training'; its probabilities are "
               "not calibrated", file=sys.stderr)
     log, counts = ChangeLog(), {"images": 0, "errors": 0, NOT_SURE: 0, UNLIKE: 0}
-    with CsvRows(args.csv, args.top_k) if args.csv else contextlib.nullcontext() as table:
+    with contextlib.ExitStack() as stack:
+        table = stack.enter_context(CsvRows(args.csv, args.top_k)) if args.csv else None
+        if args.sort_into:  # whatever was sorted is listed, even when the command stops half-way
+            stack.callback(lambda: add_to_sort_log(Path(args.sort_into).expanduser(), log.changes))
         for row in classify_files(files, heads, ins.class_names, trust, k=args.top_k):
             counts["images"] += 1
             if row.error is not None:
@@ -279,8 +290,25 @@ def _predict_many(args, ins, trust) -> int:
         print(f"rows written to {printable(str(Path(args.csv).expanduser()))}", file=sys.stderr)
     if args.sort_into:
         print(f"{'moved' if args.move else 'copied'} {len(log.changes):,} images into "
-              f"{printable(str(Path(args.sort_into).expanduser()))}/<class>/", file=sys.stderr)
+              f"{printable(str(Path(args.sort_into).expanduser()))}/<class>/ (undo: cnndesk-cli undo-sort "
+              f"{printable(args.sort_into)})", file=sys.stderr)
     return 1 if counts["errors"] else 0
+
+
+def cmd_undo_sort(args) -> int:
+    """Undo every ``predict --sort-into DIR`` into DIR that DIR's list holds, newest first."""
+    from ..core.data.scanning import printable
+    from ..core.work.classify_folder import undo_sort
+
+    undone, problems = undo_sort(args.destination)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if args.json:
+        emit_json({"undone": undone, "not_undone": problems})
+    else:
+        print(f"undid {undone:,} sorted images in {printable(str(Path(args.destination).expanduser()))}"
+              + (f"; {len(problems):,} could not be undone and stay listed" if problems else ""))
+    return 1 if problems else 0
 
 
 def cmd_inspect(args) -> int:

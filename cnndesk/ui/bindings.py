@@ -1,4 +1,5 @@
-"""Two-way wiring between the ``SessionState`` and the panels that edit or show it.
+"""Two-way wiring between the ``SessionState`` and the panels that edit or show it (dataset, model, training,
+the Viewer's Folder tab).
 
 A panel is a view with setters and signals; it does not know the state and
 holds none of it. Each ``bind_*`` function writes the panel's user edits and
@@ -30,6 +31,7 @@ from ..core.data.scanning import printable
 from ..core.model.architecture import default_image_size, has_backbone
 from ..core.project.session import STOPPING, SessionState
 from .dataset_panel import DatasetPanel
+from .folder_view import FolderView, FolderWork
 from .loading import DatasetLoader
 from .model_panel import ModelPanel
 from .training_panel import TrainingPanel
@@ -262,6 +264,51 @@ def bind_training_panel(state: SessionState, panel: TrainingPanel,
     state.observe(show)
     show()
     return show
+
+
+def bind_folder_view(state: SessionState, engine, view: FolderView, viewer, show_view: Callable[[], None],
+                     dialog_parent) -> FolderWork:
+    """Wire the Folder tab: its requests to ``FolderWork`` (the engine jobs, the files), ``state.folder_result`` to
+    the table, and a click on a row to the viewer (``viewer.classify_paths``: the image with its maps).
+
+    A new model or dataset makes the rows stale: they stay, saying which model they came from. Returns the
+    ``FolderWork`` (the window's menu action and the viewer's drops go to it).
+    """
+    work = FolderWork(state, engine, view, show_view, dialog_parent)
+    view.classify_requested.connect(work.choose_folder)
+    view.cancel_requested.connect(work.cancel)
+    view.export_requested.connect(work.export)
+    view.sort_requested.connect(work.ask_sort)
+    view.undo_all_requested.connect(work.undo_all)
+    view.changes.undo_requested.connect(work.undo)
+    view.open_requested.connect(lambda path: viewer.classify_paths([path]))
+
+    def show(_names=None) -> None:
+        result = state.folder_result
+        model = result.model if result is not None and result.model is not None else state.model
+        view.show_result(result, tuple(model.class_names) if model is not None else (), work.note)
+
+    def stale(names) -> None:
+        result = state.folder_result
+        if result is None or result.stale or state.loading:
+            return
+        if "model" in names and state.model is not result.model:
+            why = (f"These rows came from {result.model.label}, which is no longer the current model: classify "
+                   "the folder again for the current one's answers.")
+        elif "data" in names:
+            why = ("Another dataset was read since these rows were made (the model's training images may differ "
+                   "from it): classify the folder again if the model changed.")
+        else:
+            return
+        with state.not_an_edit():
+            state.folder_result = result.made_stale(why)
+
+    state.observe(show, "folder_result")
+    state.observe(stale, "model", "data")
+    state.observe(lambda _: view.set_can_classify(work.usable), "model", "activity", "engine_ready")
+    view.set_can_classify(work.usable)
+    show()
+    return work
 
 
 def _classes_described(state: SessionState) -> tuple[int | None, str]:

@@ -93,6 +93,7 @@ class EngineWorker(QObject):
         self._run_probes: dict[str, tuple[str, dict]] = {}  # run id -> its recording's scratch folder, summary
         self._scratch = None  # a temporary folder for runs' weights before a save, made when first needed
         self._recordings = weakref.WeakKeyDictionary()  # model -> the ProbeRecording of its training
+        self._heads = None  # (model, core.work.trust.ModelHeads) of the last model a folder was classified with
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -700,6 +701,70 @@ class EngineWorker(QObject):
         except Cancelled:
             return None
 
+    # -- putting the model to work -----------------------------------------------------
+    @cancellable
+    def classify_folder(self, sources, trust=None, k=3, left_out=(), thumbnails=0, *, task: TaskState):
+        """Classify every image of the folders (or files) ``sources`` with the current model
+        (``core.work.classify_folder``), decoded in threads a batch ahead of the model.
+
+        ``trust``: the current run's ``Trust.to_json()`` (temperature, novelty statistics), or None. The files
+        found are reported first, then each batch's rows, through ``task`` (``RowsClassified``); the answer is a
+        ``FolderDone``, which says whether it was cancelled (the rows reported before stay valid).
+        """
+        from ..core.errors import Cancelled
+        from ..core.work.classify_folder import BATCH, classify_files, collect_images, FolderDone, RowsClassified
+        from ..core.work.trust import ModelHeads, Trust
+
+        ins = self._need_inspector()
+        task.set_status("Listing the images…")
+        files, skipped = collect_images(sources, left_out=left_out)
+        task.report(RowsClassified((), len(files), tuple(skipped)))
+        if self._heads is None or self._heads[0] is not self.model:
+            self._heads = (self.model, ModelHeads(self.model, ins.preprocessing))
+        heads = self._heads[1]
+        heads.preprocessing = ins.preprocessing  # the pixel mode the viewer feeds now
+        task.set_status("Classifying")
+        batch, count = [], 0
+        try:
+            for row in classify_files(files, heads, ins.class_names, Trust.from_json(trust), k=k, state=task,
+                                      thumbnails=thumbnails):
+                batch.append(row)
+                if len(batch) == BATCH:
+                    task.report(RowsClassified(tuple(batch), len(files)))
+                    count, batch = count + len(batch), []
+        except Cancelled:
+            return FolderDone(count + len(batch), cancelled=True)
+        finally:
+            if batch:
+                task.report(RowsClassified(tuple(batch), len(files)))
+        return FolderDone(count + len(batch))
+
+    @cancellable
+    def sort_rows(self, rows, destination, move=False, flag_folders=False, *, task: TaskState):
+        """Copy (or move) the files of ``rows`` into ``destination/<class>/`` (``core.work.classify_folder.sort_row``),
+        listing the changes there (``add_to_sort_log``); answers with ``Sorted``. A file that cannot be placed stops
+        the sort there, saying why; so does a cancel. Runs here, off the window's thread, though it needs no model."""
+        from pathlib import Path
+
+        from ..core.data.fixes import ChangeLog
+        from ..core.work.classify_folder import add_to_sort_log, sort_row, Sorted
+
+        log, problem = ChangeLog(), None
+        dest = Path(destination)
+        try:
+            for i, row in enumerate(rows):
+                if task.is_interruption_requested():
+                    problem = f"Sorting cancelled after {i} of {len(rows)} images."
+                    break
+                try:
+                    sort_row(row, dest, log, move, flag_folders)
+                except UserError as e:
+                    problem = str(e)
+                    break
+                task.set_progress_value(100.0 * (i + 1) / max(len(rows), 1))
+        finally:
+            add_to_sort_log(dest, log.changes)
+        return Sorted(str(dest), tuple(log.changes), problem)
 
 def _left_out(data):
     """The rows of ``data`` in neither side of its split (excluded files), which a new split leaves out too."""

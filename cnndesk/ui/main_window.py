@@ -29,7 +29,7 @@ from ..core.model.export import FORMATS
 from ..core.model.keras_file import MODEL_SUFFIXES
 from ..core.project.store import is_project
 from ..core.project.session import EXPORTING, IDLE, OPENING, Runtime, SAVING, SessionState, SWAPPING
-from .bindings import bind_dataset_panel, bind_model_panel, bind_training_panel
+from .bindings import bind_dataset_panel, bind_folder_view, bind_model_panel, bind_training_panel
 from .data_quality_view import DataQuality
 from .dataset_map_view import MapControl
 from .dataset_panel import DatasetPanel
@@ -107,6 +107,8 @@ class MainWindow(QMainWindow):
                                         more_views=(self.viewer_panel.map_view,))
         self.dataset_map = MapControl(self.state, self.engine, self.viewer_panel.map_view, self.data_quality,
                                       self.dataset_panel.duplicates.distance.value, self)
+        self.folder_work = bind_folder_view(self.state, self.engine, self.viewer_panel.folder_view, self.viewer_panel,
+                                            lambda: self._show_map(self.viewer_panel.folder_view), self)
         self._make_actions()
         self.projects = ProjectFiles(self, RecentProjects(self.settings, self.recent_menu))
         self._connect()
@@ -146,6 +148,9 @@ class MainWindow(QMainWindow):
                                               name="openModel")
         self.open_image_action = self._action("Open &Image…", self.viewer_panel.open_images_dialog, "Ctrl+I",
                                               name="openImage")
+        self.classify_folder_action = self._action("&Classify Folder…", self.folder_work.choose_folder,
+                                                   "Ctrl+Shift+F", name="classifyFolderAction",
+                                                   tip="Classify every image of a folder (Viewer, Folder)")
         for a in (self.new_action, self.open_action):
             f.addAction(a)
         self.recent_menu = f.addMenu("Open &Recent")
@@ -156,6 +161,7 @@ class MainWindow(QMainWindow):
         f.addAction(self.choose_dataset_action)
         f.addAction(self.open_model_action)
         f.addAction(self.open_image_action)
+        f.addAction(self.classify_folder_action)
         self.export_menu = f.addMenu("&Export Model")
         self.export_actions = {}
         for fmt in FORMATS:
@@ -220,9 +226,9 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(self.TAB_MODEL)
         self.model_panel.add_layer(kind)
 
-    def _show_map(self) -> None:
+    def _show_map(self, view=None) -> None:
         self.tabs.setCurrentIndex(self.TAB_VIEWER)
-        self.viewer_panel.show_map()
+        self.viewer_panel.show_map(view)
 
     def _toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
@@ -256,7 +262,8 @@ class MainWindow(QMainWindow):
         self.training_panel.stop_requested.connect(self.training.stop)
         self.training_panel.previous_requested.connect(self.runs.bring_back)
         self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
-        self.viewer_panel.paths_dropped.connect(self.handle_dropped_paths)
+        self.viewer_panel.paths_dropped.connect(lambda paths: self.folder_work.dropped_on_viewer(paths,
+                                                                                        self.handle_dropped_paths))
         self.viewer_panel.pixels_chosen.connect(self.models.set_pixels)
         self.viewer_panel.probe_marked.connect(lambda path: self.probe_view.add_probes([path]))
         self.probe_view.epoch_shown.connect(self.training_panel.chart.mark_epoch)
@@ -305,6 +312,7 @@ class MainWindow(QMainWindow):
             act.setEnabled(ready and not busy)  # the model is saved and opened by the (busy) engine
         self.evaluate_action.setEnabled(has_model and state.data is not None and not busy)
         self.map_action.setEnabled(has_model and state.data is not None and not busy)
+        self.classify_folder_action.setEnabled(has_model and not busy)
         self.previous_action.setEnabled(ready and self.runs.previous_offer() is not None and not busy)
         self.choose_dataset_action.setEnabled(not training)
         self.recent_menu.setEnabled(not busy and bool(self.projects.recent.folders()))

@@ -37,6 +37,7 @@ from .current_image import CurrentImageView, qimage_to_array
 from .engine_worker import EngineWorker
 from .dataset_map_view import DatasetMapView
 from .evaluation_view import EvaluationView
+from .folder_view import FolderView
 from .inspection_views import OVERVIEW_CHANNELS, ActivationView, GradCamView, KernelView, LayerOverview
 from .widgets import MAX_CHANNEL_TILES, array_to_pixmap, array_to_qimage
 
@@ -62,7 +63,7 @@ class ViewerPanel(QWidget):
     probe_marked = Signal(str)  # the current image's file is to be a probe image (followed while training)
 
     #: the tabs, in order, by the names the state and a project give them (``SessionState.viewer_tab``)
-    TABS = ("activations", "layers", "gradcam", "filters", "evaluation", "map")
+    TABS = ("activations", "layers", "gradcam", "filters", "evaluation", "map", "folder")
 
     def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
         super().__init__(parent)
@@ -207,6 +208,8 @@ class ViewerPanel(QWidget):
         self.map_view = DatasetMapView()
         self.map_view.open_requested.connect(self._open_mapped)
         self.tabs.addTab(self.map_view, "Map")
+        self.folder_view = FolderView()  # wired in bindings.bind_folder_view
+        self.tabs.addTab(self.folder_view, "Folder")
         self.tabs.currentChanged.connect(self._evaluate_on_demand)
         self.tabs.currentChanged.connect(self._on_tab)
         return self.tabs
@@ -630,9 +633,9 @@ class ViewerPanel(QWidget):
             self._known_classes[path] = true_class
         self.classify_paths([path])
 
-    def show_map(self) -> None:
-        """Show the Map tab (the tabs too, when no image is open yet)."""
-        self.tabs.setCurrentWidget(self.map_view)
+    def show_map(self, view: QWidget | None = None) -> None:
+        """Show the Map tab, or another of the tabs (``view``); the tabs too, when no image is open yet."""
+        self.tabs.setCurrentWidget(view or self.map_view)
         if self.stack.currentIndex() == 0 and self.usable:
             self.stack.setCurrentIndex(1)
 

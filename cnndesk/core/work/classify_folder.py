@@ -10,7 +10,15 @@ under ``not_sure_below``) and "unlike training" (``Trust.novelty``). Only two
 batches are held at a time, so memory stays flat for any number of files.
 :class:`CsvRows` writes the rows as they come; :func:`sort_row` copies (or
 moves) a file into ``<destination>/<class>/`` and notes it in a
-:class:`.quality.ChangeLog`, so each change can be undone (:func:`undo_all`).
+:class:`.quality.ChangeLog`, so each change can be undone (:func:`undo_all`);
+the changes are also listed in the destination (:data:`SORT_LOG`,
+:func:`add_to_sort_log`), so that a later command or session undoes a sort
+(:func:`undo_sort`: ``cnndesk-cli undo-sort DIR``).
+
+The window keeps a folder being classified in the session state as a
+:class:`FolderResult`; the engine job reports its rows a batch at a time
+(:class:`RowsClassified`) and answers with :class:`FolderDone`, and sorting
+answers with :class:`Sorted`.
 
 TensorFlow-free: the model is reached through ``heads``, a
 :class:`.trust.ModelHeads` (or anything that maps prepared uint8 images to
@@ -20,11 +28,13 @@ TensorFlow-free: the model is reached through ``heads``, a
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -54,6 +64,7 @@ class FolderRow:
     flags: tuple[str, ...] = ()
     unlikeness: float | None = None  # the novelty score (squared Mahalanobis distance); None without statistics
     error: str | None = None
+    thumbnail: Any = field(default=None, repr=False, compare=False)  # a small uint8 picture, when asked for
 
     @property
     def predicted(self) -> str | None:
@@ -119,9 +130,16 @@ def collect_images(sources: Sequence[str | os.PathLike], follow_outside_links: b
     return files, skipped
 
 
+def thumbnail_of(image: np.ndarray, side: int) -> np.ndarray:
+    """A prepared image (H, W, C) shrunk by taking every n-th pixel until it is at most ``side`` on each edge (a
+    copy, so that the whole image is not kept alive by it)."""
+    step = max(1, -(-max(image.shape[0], image.shape[1]) // side))
+    return np.ascontiguousarray(image[::step, ::step])
+
+
 def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Sequence[str], trust=None, k: int = 3,
                    batch_size: int = BATCH, state: TaskState | None = None, not_sure_below: float = NOT_SURE_BELOW,
-                   workers: int | None = None) -> Iterator[FolderRow]:
+                   workers: int | None = None, thumbnails: int = 0) -> Iterator[FolderRow]:
     """One :class:`FolderRow` per file, in order, decoded ``batch_size`` at a time a batch ahead of the model.
 
     Args:
@@ -129,6 +147,8 @@ def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Seque
         trust: a :class:`.trust.Trust` (temperature, novelty statistics), or None: probabilities as the model
             gives them, no "unlike training" flag.
         k: classes kept per row (at least 2, so every row has a second class).
+        thumbnails: when above 0, each row keeps the image as the model saw it, at most this many pixels a side
+            (:func:`thumbnail_of`), for a table to show.
 
     Raises:
         Cancelled: ``state`` asked to stop; the rows yielded before stay valid.
@@ -168,7 +188,8 @@ def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Seque
                     if scores is not None and scores[j] > novelty.threshold:
                         flags.append(UNLIKE)
                     rows[i] = FolderRow(str(files[start + i]), top, tuple(flags),
-                                        None if scores is None else float(scores[j]))
+                                        None if scores is None else float(scores[j]),
+                                        thumbnail=thumbnail_of(decoded[i], thumbnails) if thumbnails else None)
             yield from rows
             if state is not None:
                 state.set_progress_value(100.0 * min(start + batch_size, total) / max(total, 1))
@@ -269,3 +290,161 @@ def undo_all(log: ChangeLog) -> list[str]:
         except UserError as e:
             problems.append(str(e))
     return problems
+
+
+# ---------------------------------------------------------------------------
+# the list of a sort's changes, kept in its destination
+
+#: the file in a destination folder that lists the copies and moves sorted into it (hidden: never read as an image)
+SORT_LOG = ".cnndesk-sorted.json"
+
+
+def read_sort_log(destination: str | os.PathLike) -> list[Change]:
+    """The changes listed in ``destination``'s :data:`SORT_LOG`, oldest first (none when there is no list).
+
+    Raises:
+        UserError: the list is there but cannot be read.
+    """
+    path = Path(destination).expanduser() / SORT_LOG
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["changes"]
+        return [Change(str(e["kind"]), str(e["path"]), str(e["moved_to"]), str(e.get("from_class", "")),
+                       str(e.get("to_class", ""))) for e in entries if e["kind"] in (COPY, MOVE)]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise UserError(f"Cannot read {path}: {e.strerror or e}.") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a list of sorted files cnndesk wrote.") from None
+
+
+def _write_sort_log(destination: Path, changes: list[Change]) -> None:
+    path = destination / SORT_LOG
+    try:
+        if not changes:
+            path.unlink(missing_ok=True)
+            return
+        fsutil.write_text(path, json.dumps({"changes": [dataclasses.asdict(c) for c in changes]}, indent=1))
+    except OSError as e:
+        raise UserError(f"Cannot write {path}: {e.strerror or e}.") from None
+
+
+def add_to_sort_log(destination: str | os.PathLike, changes: Sequence[Change]) -> None:
+    """List ``changes`` in ``destination``'s :data:`SORT_LOG`, after those of earlier sorts into it."""
+    if changes:
+        dest = Path(destination).expanduser()
+        _write_sort_log(dest, read_sort_log(dest) + list(changes))
+
+
+def remove_from_sort_log(destination: str | os.PathLike, changes: Sequence[Change]) -> None:
+    """Take ``changes`` (undone) off ``destination``'s list; the list goes when it is empty."""
+    dest = Path(destination).expanduser()
+    gone = set(changes)
+    _write_sort_log(dest, [c for c in read_sort_log(dest) if c not in gone])
+
+
+def sort_destination(change: Change) -> Path:
+    """The folder a sorted file was copied or moved into (``<destination>/<folder>/<file>``)."""
+    return Path(change.moved_to).parent.parent
+
+
+def undo_sort(destination: str | os.PathLike) -> tuple[int, list[str]]:
+    """Undo every sort into ``destination`` that its :data:`SORT_LOG` lists, newest first: copies deleted, moved files
+    put back. Returns how many changes were undone and a sentence for each that could not be (kept in the list).
+
+    Raises:
+        UserError: ``destination`` lists no sort.
+    """
+    dest = Path(destination).expanduser()
+    changes = read_sort_log(dest)
+    if not changes:
+        raise UserError(f"{dest} holds no list of sorted files ({SORT_LOG}): nothing to undo.")
+    log = ChangeLog()
+    for c in changes:
+        log.add(c)
+    problems = undo_all(log)
+    _write_sort_log(dest, log.changes)
+    for folder in {Path(c.moved_to).parent for c in changes} - {Path(c.moved_to).parent for c in log.changes}:
+        try:
+            folder.rmdir()  # a class folder the sort made, now empty
+        except OSError:
+            pass  # not empty, or gone: left as it is
+    return len(changes) - len(log.changes), problems
+
+
+# ---------------------------------------------------------------------------
+# a folder classified in the window (kept in the session state)
+
+RUNNING, DONE, CANCELLED, FAILED = "running", "done", "cancelled", "failed"
+
+
+@dataclass(frozen=True)
+class RowsClassified:
+    """What the engine job reports as it goes: the rows of the last batch, and how many files there are in all."""
+
+    rows: tuple[FolderRow, ...]
+    total: int
+    skipped: tuple[SkippedFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class FolderDone:
+    """The classification's answer: how many rows it made, and whether it was cancelled before the end."""
+
+    count: int
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """A sort's answer: the changes made (in order), and why it stopped early (None: every row was sorted)."""
+
+    destination: str
+    changes: tuple[Change, ...]
+    problem: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class FolderResult:
+    """A folder classified in the window: its rows so far, how far it went and whether it still holds.
+
+    Equal only to itself, so that each new batch of rows is a change of the session state.
+
+    Attributes:
+        sources: the folders (or files) classified.
+        model: the ``ModelInfo`` of the model that classified them.
+        rows: the rows, in the order the files were listed.
+        total: how many files there are (None while they are listed).
+        status: RUNNING, DONE, CANCELLED or FAILED (``message`` says why).
+        stale: why the rows no longer hold ("" while they do): another model, another dataset.
+        started: ``time.perf_counter()`` when it started; ``seconds``: how long it ran, once it ended.
+    """
+
+    sources: tuple[str, ...]
+    model: Any = None
+    rows: tuple[FolderRow, ...] = ()
+    total: int | None = None
+    skipped: tuple[SkippedFile, ...] = ()
+    status: str = RUNNING
+    message: str = ""
+    stale: str = ""
+    started: float = 0.0
+    seconds: float | None = None
+    not_sure: int = 0  # rows flagged "not sure"
+    unlike: int = 0  # rows flagged "unlike training"
+    unreadable: int = 0  # rows of files that could not be read
+
+    def with_rows(self, report: RowsClassified) -> "FolderResult":
+        """The result with a batch's rows added (counted as they come, so that a long run costs no more a batch)."""
+        rows = report.rows
+        return dataclasses.replace(self, rows=self.rows + tuple(rows), total=report.total,
+                                   skipped=self.skipped + tuple(report.skipped),
+                                   not_sure=self.not_sure + sum(NOT_SURE in r.flags for r in rows),
+                                   unlike=self.unlike + sum(UNLIKE in r.flags for r in rows),
+                                   unreadable=self.unreadable + sum(r.error is not None for r in rows))
+
+    def ended(self, status: str, seconds: float, message: str = "") -> "FolderResult":
+        return dataclasses.replace(self, status=status, seconds=seconds, message=message)
+
+    def made_stale(self, why: str) -> "FolderResult":
+        return dataclasses.replace(self, stale=why)

@@ -1,0 +1,622 @@
+"""Classify a whole folder in the window: the Viewer's Folder tab, its sort dialog, and ``FolderWork``.
+
+``FolderView`` is a view: a table of one row per image (thumbnail, file, predicted class, confidence, second
+class, flags), sortable and filterable, with progress, images/s and Cancel, *Export CSV…*, *Sort into Class
+Folders…* and the list of changes with Undo (``data_quality_view.ChangesView``). It draws a
+``core.work.classify_folder.FolderResult``, which lives in the session state (``state.folder_result``), not in the
+widget.
+
+``FolderWork`` turns the view's requests into work: the classification is an engine job
+(``EngineWorker.classify_folder``) whose batches of rows it writes into the state as they come; exporting writes
+the rows shown with ``core.work.classify_folder.CsvRows``; sorting copies (or, asked and confirmed, moves) the rows
+shown into ``<destination>/<class>/`` in another engine job (``EngineWorker.sort_rows``) and keeps the changes so
+that each, or all, can be undone (also listed in the destination, for ``cnndesk-cli undo-sort``). It is wired to
+the state and the window in ``ui.bindings.bind_folder_view``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QSize, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+    QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QRadioButton, QTableView, QVBoxLayout,
+    QWidget,
+)
+
+from ..core.data.fixes import Change, ChangeLog
+from ..core.data.scanning import describe_skipped, printable
+from ..core.errors import UserError
+from ..core.project.store import is_project
+from ..core.work.classify_folder import (
+    CANCELLED, CsvRows, DONE, FAILED, FolderDone, FolderResult, FolderRow, NOT_SURE, remove_from_sort_log,
+    RowsClassified, RUNNING, sort_destination, Sorted, UNLIKE, undo_all,
+)
+from .data_quality_view import ChangesView
+from .engine import ShownJob
+from .engine_worker import EngineWorker
+from .file_dialogs import NewFolderDialog
+from .widgets import array_to_pixmap
+
+THUMB = 32
+#: the classes kept per row (the CSV's top-k)
+TOP_K = 3
+#: the filter's choices before the classes
+ALL, ONLY_NOT_SURE, ONLY_UNLIKE = "All images", "Not sure", "Unlike training"
+SORT_KEY = Qt.UserRole + 1
+
+
+class FolderRows(QAbstractTableModel):
+    """The rows of a ``FolderResult`` as a table; rows added to the same result are inserted, not redrawn."""
+
+    COLUMNS = ["Image", "File", "Class", "Confidence", "Second class", "Flags"]
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.rows: tuple[FolderRow, ...] = ()
+        self._icons: dict[int, QIcon] = {}
+        self._root: Path | None = None
+
+    def show(self, result: FolderResult | None) -> None:
+        rows = result.rows if result is not None else ()
+        old = self.rows
+        root = Path(result.sources[0]) if result is not None and len(result.sources) == 1 else None
+        if old and len(rows) >= len(old) and rows[len(old) - 1] is old[-1] and root == self._root:
+            if len(rows) > len(old):  # the same run, more rows: only those are added
+                self.beginInsertRows(QModelIndex(), len(old), len(rows) - 1)
+                self.rows = rows
+                self.endInsertRows()
+            return
+        self.beginResetModel()
+        self.rows, self._icons, self._root = rows, {}, root
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def file_name(self, row: FolderRow) -> str:
+        if self._root is not None:
+            try:
+                return str(Path(row.path).relative_to(self._root))
+            except ValueError:
+                pass
+        return row.path
+
+    def data(self, index: QModelIndex, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        row, col = self.rows[index.row()], index.column()
+        if role == Qt.DisplayRole:
+            return self._text(row, col)
+        if role == SORT_KEY:
+            return self._key(row, col)
+        if role == Qt.DecorationRole and col == 0 and row.thumbnail is not None:
+            icon = self._icons.get(index.row())
+            if icon is None:
+                icon = self._icons[index.row()] = QIcon(array_to_pixmap(row.thumbnail, THUMB, THUMB))
+            return icon
+        if role == Qt.ToolTipRole:
+            return printable(row.path) + (f"\n{row.error}" if row.error else "")
+        if role == Qt.UserRole:
+            return row
+        return None
+
+    def _text(self, row: FolderRow, col: int) -> str:
+        if col == 1:
+            return printable(self.file_name(row))
+        if row.error is not None:
+            return {2: "—", 5: f"not read: {row.error}"}.get(col, "")
+        second = row.second
+        return {0: "", 2: printable(row.predicted), 3: f"{row.confidence:.1%}",
+                4: f"{printable(second[0])} {second[1]:.1%}" if second else "", 5: ", ".join(row.flags)}[col]
+
+    @staticmethod
+    def _key(row: FolderRow, col: int):
+        if col == 3:
+            return -1.0 if row.confidence is None else row.confidence
+        if col == 4:
+            return -1.0 if row.second is None else row.second[1]
+        if col == 2:
+            return row.predicted or ""
+        if col == 5:
+            return ", ".join(row.flags) if row.error is None else "~"
+        return row.path
+
+
+class ShownRows(QSortFilterProxyModel):
+    """The rows the filter lets through (all, "not sure", "unlike training", one predicted class), sorted."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.choice = ALL
+        self.setSortRole(SORT_KEY)
+
+    def set_choice(self, choice: str) -> None:
+        self.choice = choice
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
+        row = self.sourceModel().rows[source_row]
+        if self.choice == ALL:
+            return True
+        if self.choice == ONLY_NOT_SURE:
+            return NOT_SURE in row.flags
+        if self.choice == ONLY_UNLIKE:
+            return UNLIKE in row.flags
+        return row.error is None and row.predicted == self.choice
+
+    def shown(self) -> list[FolderRow]:
+        """The rows shown, in the order of the files (not of the table's sorting)."""
+        rows = [self.mapToSource(self.index(r, 0)).row() for r in range(self.rowCount())]
+        return [self.sourceModel().rows[r] for r in sorted(rows)]
+
+
+class FolderView(QWidget):
+    """The Folder tab: a folder's images classified, as a table to sort, filter, open, export and sort into folders.
+
+    Signals:
+        classify_requested(): the user asked to choose a folder to classify.
+        cancel_requested(): stop the classification.
+        export_requested(list): write these rows (``FolderRow``) to a CSV file.
+        sort_requested(list): copy (or move) the files of these rows into class folders.
+        open_requested(str): show this image in the viewer (a click, or Enter).
+        undo_all_requested(): undo every change listed.
+    """
+
+    classify_requested = Signal()
+    cancel_requested = Signal()
+    export_requested = Signal(list)
+    sort_requested = Signal(list)
+    open_requested = Signal(str)
+    undo_all_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("folderView")
+        v = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.classify_button = QPushButton("Classify Folder…", objectName="classifyFolder")
+        self.classify_button.setToolTip("Classify every image of a folder (and its subfolders) with the current "
+                                        "model; or drop a folder on the viewer")
+        self.classify_button.clicked.connect(self.classify_requested)
+        self.progress = QProgressBar(objectName="folderProgress", visible=False)
+        self.cancel_button = QPushButton("Cancel", objectName="cancelFolder", visible=False)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.counts = QLabel(objectName="folderCounts")
+        top.addWidget(self.classify_button)
+        top.addWidget(self.progress, 1)
+        top.addWidget(self.cancel_button)
+        top.addWidget(self.counts)
+        top.addStretch(0)
+        v.addLayout(top)
+        self.note = QLabel("Classify a folder, or drop one on the viewer, to see what the model says of every image "
+                           "in it.", objectName="folderNote", wordWrap=True)
+        v.addWidget(self.note)
+
+        filters = QHBoxLayout()
+        filters.addWidget(QLabel("Show"))
+        self.filter = QComboBox(objectName="folderFilter")
+        self.filter.addItems([ALL, ONLY_NOT_SURE, ONLY_UNLIKE])
+        self.filter.setToolTip("Show every image, those the model is not sure of (calibrated confidence under 50 %), "
+                               "those unlike the training images, or those of one predicted class")
+        self.filter.currentTextChanged.connect(self._filter)
+        self.shown_label = QLabel(objectName="folderShown")
+        filters.addWidget(self.filter)
+        filters.addWidget(self.shown_label, 1)
+        self.export_button = QPushButton("Export CSV…", objectName="exportFolderCsv", enabled=False)
+        self.export_button.setToolTip("Write the rows shown (path, class, confidence, the top classes, flags) to a "
+                                      "CSV file")
+        self.export_button.clicked.connect(lambda: self.export_requested.emit(self.proxy.shown()))
+        self.sort_button = QPushButton("Sort into Class Folders…", objectName="sortIntoFolders", enabled=False)
+        self.sort_button.setToolTip("Copy the images shown into <destination>/<class>/ (move them only if you "
+                                    "choose to and confirm); every change can be undone")
+        self.sort_button.clicked.connect(lambda: self.sort_requested.emit(self.proxy.shown()))
+        filters.addWidget(self.export_button)
+        filters.addWidget(self.sort_button)
+        v.addLayout(filters)
+
+        self.rows = FolderRows(self)
+        self.proxy = ShownRows(self)
+        self.proxy.setSourceModel(self.rows)
+        self.table = QTableView(objectName="folderTable")
+        self.table.setModel(self.proxy)
+        self.table.setIconSize(QSize(THUMB, THUMB))
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(THUMB + 4)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.AscendingOrder)  # the files' order until a click
+        self.table.setSortingEnabled(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.Stretch)
+        header.resizeSection(0, THUMB + 12)
+        self.table.clicked.connect(self._open)
+        self.table.activated.connect(self._open)  # Enter (and a double click)
+        self.proxy.rowsInserted.connect(self._count_shown)
+        self.proxy.modelReset.connect(self._count_shown)
+        self.proxy.layoutChanged.connect(self._count_shown)
+        v.addWidget(self.table, 1)
+
+        changes = QHBoxLayout()
+        self.changes = ChangesView()
+        self.undo_all_button = QPushButton("Undo All", objectName="undoAllSorted", enabled=False)
+        self.undo_all_button.setToolTip("Undo every copy and move listed: copies are deleted, moved files go back")
+        self.undo_all_button.clicked.connect(self.undo_all_requested)
+        changes.addWidget(self.changes, 1)
+        changes.addWidget(self.undo_all_button, 0, Qt.AlignTop)
+        v.addLayout(changes)
+        self._classes: tuple[str, ...] = ()
+        self._can_classify = False
+
+    # -- what ShownJob drives ----------------------------------------------------------
+    def set_running(self, running: bool) -> None:
+        self.progress.setVisible(running)
+        self.cancel_button.setVisible(running)
+        self.classify_button.setEnabled(self._can_classify and not running)
+        if running:
+            self.progress.setValue(0)
+
+    def set_progress(self, percent: float, text: str) -> None:
+        self.progress.setValue(int(percent))
+
+    def show_message(self, text: str) -> None:
+        self.note.setText(text)
+
+    # -- what the state holds ----------------------------------------------------------
+    def show_result(self, result: FolderResult | None, classes: tuple[str, ...], note: str = "") -> None:
+        """Draw ``result`` (None: no folder classified); ``classes`` are the filter's; ``note`` says more."""
+        if tuple(classes) != self._classes:
+            self._classes = tuple(classes)
+            chosen = self.filter.currentText()
+            self.filter.blockSignals(True)
+            self.filter.clear()
+            self.filter.addItems([ALL, ONLY_NOT_SURE, ONLY_UNLIKE, *self._classes])
+            self.filter.setCurrentText(chosen if chosen in (ALL, ONLY_NOT_SURE, ONLY_UNLIKE, *self._classes)
+                                       else ALL)
+            self.filter.blockSignals(False)
+            self.proxy.set_choice(self.filter.currentText())
+        self.rows.show(result)
+        ended = result is not None and result.status != RUNNING
+        self.export_button.setEnabled(ended and bool(result.rows))
+        self.sort_button.setEnabled(ended and bool(result.rows))
+        if result is None:
+            self.counts.setText("")
+            return
+        self.counts.setText(_counts(result))
+        self.note.setText(_sentence(result, note))
+
+    def show_changes(self, changes: list[Change]) -> None:
+        self.changes.show_changes(changes)
+        self.undo_all_button.setEnabled(bool(changes))
+
+    def set_can_classify(self, can: bool) -> None:
+        """Whether a folder can be classified now (a model, an idle engine)."""
+        self._can_classify = can
+        self.classify_button.setEnabled(can and not self.cancel_button.isVisibleTo(self))
+
+    def _filter(self, choice: str) -> None:
+        self.proxy.set_choice(choice)
+        self._count_shown()
+
+    def _count_shown(self, *_args) -> None:
+        total, shown = self.rows.rowCount(), self.proxy.rowCount()
+        self.shown_label.setText("" if shown == total else f"{shown:,} of {total:,} images shown")
+
+    def _open(self, index: QModelIndex) -> None:
+        row = self.proxy.data(index, Qt.UserRole)
+        if row is not None and row.error is None:
+            self.open_requested.emit(row.path)
+
+
+def _counts(result: FolderResult) -> str:
+    done = len(result.rows)
+    seconds = result.seconds if result.seconds is not None else time.perf_counter() - result.started
+    rate = f" · {done / seconds:,.0f} images/s" if done and seconds > 0 else ""
+    if result.total is None:
+        return "Listing the images…"
+    return f"{done:,} of {result.total:,} images{rate}"
+
+
+def _sentence(result: FolderResult, note: str) -> str:
+    """What the note under the buttons says of ``result``."""
+    where = ", ".join(printable(s) for s in result.sources)
+    tally = f"{result.not_sure:,} not sure, {result.unlike:,} unlike training, {result.unreadable:,} unreadable."
+    skipped = " ".join(describe_skipped(list(result.skipped)))
+    said = {RUNNING: f"Classifying {where}…",
+            DONE: f"Classified {where}: {tally}" if result.total else f"No image files were found in {where}.",
+            CANCELLED: f"Cancelled: {len(result.rows):,} of {result.total or 0:,} images of {where} classified "
+                       f"(kept below). {tally}",
+            FAILED: f"Classifying {where} failed: {result.message}"}[result.status]
+    return " ".join(s for s in (result.stale, said, skipped, note) if s)
+
+
+class SortDialog(QDialog):
+    """Where to sort the images shown, whether to copy or move them, and whether flagged ones get folders of their own.
+
+    Opened window-modal (``open``), never with a nested event loop; ``chosen()`` gives the answer once accepted.
+    """
+
+    def __init__(self, parent: QWidget | None, count: int, start: str):
+        super().__init__(parent)
+        self.setObjectName("sortDialog")
+        self.setWindowTitle("Sort into class folders")
+        form = QFormLayout(self)
+        form.addRow(QLabel(f"Put the {count:,} image(s) shown into <destination>/<class>/."))
+        row = QHBoxLayout()
+        self.destination = QLineEdit(start, objectName="sortDestination")
+        browse = QPushButton("Choose…", objectName="chooseSortDestination")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.destination, 1)
+        row.addWidget(browse)
+        form.addRow("Destination", row)
+        self.copy = QRadioButton("Copy the files (the originals stay)", objectName="sortCopy", checked=True)
+        self.move = QRadioButton("Move the files (asks first)", objectName="sortMove")
+        form.addRow(self.copy)
+        form.addRow(self.move)
+        self.flag_folders = QCheckBox(f"Put \"{NOT_SURE}\" and \"{UNLIKE}\" images into folders of those names",
+                                      objectName="sortFlagFolders")
+        form.addRow(self.flag_folders)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.button(QDialogButtonBox.Ok).setText("Sort")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self._folder_dialog: NewFolderDialog | None = None
+
+    def _browse(self) -> None:
+        dialog = self._folder_dialog = NewFolderDialog(self, "Sort into the folder", self.destination.text())
+        dialog.finished.connect(lambda _r: dialog.chosen and self.destination.setText(dialog.chosen))
+        dialog.open()
+
+    def chosen(self) -> tuple[str, bool, bool]:
+        """(destination, move, flag folders)."""
+        return self.destination.text().strip(), self.move.isChecked(), self.flag_folders.isChecked()
+
+
+class FolderWork(QObject):
+    """Classifies folders as an engine job into ``state.folder_result``, exports and sorts their rows, undoes sorts.
+
+    Args:
+        state: the session (``model``, ``runs``, ``folder_result``).
+        engine: runs the classification and the sorting.
+        view: the Folder tab.
+        show_view: brings the Folder tab to the front.
+        dialog_parent: the window the dialogs belong to.
+    """
+
+    def __init__(self, state, engine, view: FolderView, show_view: Callable[[], None], dialog_parent: QWidget):
+        super().__init__(dialog_parent)
+        self.state, self.engine, self.view, self.show_view = state, engine, view, show_view
+        self.parent_widget = dialog_parent
+        self.job = ShownJob(state, engine, self)  # progress, cancel, and stopped when training starts
+        self.log = ChangeLog()
+        self.dialog: QWidget | None = None  # the dialog open now (a file dialog, the sort dialog, a question)
+        self._sorting = None  # the sort job under way
+        self.note = ""  # what the Folder tab adds under the rows (the model carries no statistics)
+        self.running = False  # a classification job is under way
+
+    # -- classifying ---------------------------------------------------------------------
+    @property
+    def usable(self) -> bool:
+        state = self.state
+        return state.engine_ready and state.has_model and not state.busy
+
+    def choose_folder(self) -> None:
+        """Show the Folder tab and ask for a folder to classify."""
+        self.show_view()
+        if not self._can_start():
+            return
+        dialog = QFileDialog(self.parent_widget, "Classify the images of a folder", str(self._start_folder()))
+        dialog.setObjectName("classifyFolderDialog")
+        dialog.setFileMode(QFileDialog.FileMode.Directory)
+        dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+        dialog.fileSelected.connect(lambda folder: self.classify([folder]))
+        self._open_dialog(dialog)
+
+    def classify(self, sources: list[str]) -> None:
+        """Classify every image of ``sources`` (folders, searched recursively, or files) with the current model."""
+        self.show_view()
+        if not self._can_start():
+            return
+        state = self.state
+        run = next((r for r in state.runs if r.id == state.model.run), None) if state.model.run else None
+        trust = getattr(run, "trust", None)
+        self.note = "" if trust else (
+            "This model carries no statistics of its training images, so no image is flagged \"unlike training\" "
+            "and its confidences are not calibrated.")
+        state.folder_result = FolderResult(tuple(str(s) for s in sources), state.model, started=time.perf_counter())
+        self.job.start(EngineWorker.classify_folder, list(sources), trust, k=min(TOP_K, len(state.model.class_names)),
+                       thumbnails=THUMB, on_done=self._on_done, on_report=self._on_rows)
+
+    def _can_start(self) -> bool:
+        if self.running:
+            self.view.show_message("A folder is being classified: wait for it, or cancel it first.")
+            return False
+        if not self.usable:
+            self.view.show_message("Train or open a model first." if not self.state.has_model else
+                                   "Wait until the current work (training, saving) ends.")
+            return False
+        return True
+
+    def _start_folder(self) -> Path:
+        result = self.state.folder_result
+        return Path(result.sources[0]) if result is not None and result.sources else Path.home()
+
+    def _on_rows(self, report: RowsClassified) -> None:
+        result = self.state.folder_result
+        if result is not None and result.status == RUNNING:
+            self.state.folder_result = result.with_rows(report)
+
+    def _on_done(self, done: FolderDone) -> None:
+        self._end(CANCELLED if done.cancelled else DONE)
+
+    def _end(self, status: str, message: str = "") -> None:
+        result = self.state.folder_result
+        if result is not None and result.status == RUNNING:
+            self.state.folder_result = result.ended(status, time.perf_counter() - result.started, message)
+
+    # ShownJob's view: the bar and Cancel go to the Folder tab; an error ends the result in the state
+    def set_running(self, running: bool) -> None:
+        self.running = running
+        self.view.set_running(running)
+
+    def set_progress(self, percent: float, text: str) -> None:
+        self.view.set_progress(percent, text)
+        result = self.state.folder_result
+        if result is not None:
+            self.view.counts.setText(_counts(result))
+
+    def show_message(self, text: str) -> None:
+        self._end(FAILED, text)
+
+    def cancel(self) -> None:
+        self.job.cancel()
+
+    def dropped_on_viewer(self, paths: list[str], otherwise: Callable[[list[str]], None]) -> None:
+        """A folder dropped on the viewer is classified; anything else (images, a project, a model) goes to
+        ``otherwise``."""
+        first = Path(paths[0]) if paths else None
+        if (first is not None and first.is_dir() and not is_project(first)
+                and not (first / "saved_model.pb").is_file() and self.state.has_model):
+            self.classify([p for p in paths if Path(p).is_dir()])
+        else:
+            otherwise(paths)
+
+    # -- exporting and sorting ---------------------------------------------------------------
+    def export(self, rows: list[FolderRow]) -> None:
+        """Ask for a CSV file and write ``rows`` to it."""
+        if not rows:
+            return
+        start = self._start_folder().parent / f"{self._start_folder().name or 'folder'}-classified.csv"
+        dialog = QFileDialog(self.parent_widget, "Export the rows as CSV", str(start), "CSV files (*.csv)")
+        dialog.setObjectName("exportFolderDialog")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("csv")
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+        dialog.fileSelected.connect(lambda path: self.write_csv(path, rows))
+        self._open_dialog(dialog)
+
+    def write_csv(self, path: str, rows: list[FolderRow]) -> None:
+        try:
+            with CsvRows(path, TOP_K) as table:
+                for row in rows:
+                    table.write(row)
+        except UserError as e:
+            self._error("The CSV file could not be written", str(e))
+            return
+        self.view.show_message(f"{len(rows):,} rows written to {printable(path)}.")
+
+    def ask_sort(self, rows: list[FolderRow]) -> None:
+        """Ask where to sort ``rows`` and how; a move is confirmed first."""
+        if not rows:
+            return
+        if self._sorting is not None:
+            self.view.show_message("A sort is under way: wait for it to end.")
+            return
+        start = self._start_folder()
+        dialog = SortDialog(self.parent_widget, len(rows), str(start.parent / f"{start.name}-sorted"))
+        dialog.accepted.connect(lambda: self._sort_chosen(rows, *dialog.chosen()))
+        self._open_dialog(dialog)
+
+    def _sort_chosen(self, rows: list[FolderRow], destination: str, move: bool, flag_folders: bool) -> None:
+        if not destination:
+            self.view.show_message("Sorting needs a destination folder.")
+            return
+        if not move:
+            self.sort(rows, destination, False, flag_folders)
+            return
+        box = QMessageBox(QMessageBox.Question, "Move files on disk",
+                          f"Move {len(rows):,} file(s) out of their folders into {printable(destination)}/<class>/?"
+                          "\n\nNothing is deleted, and Undo moves them back. Choose No to leave them where they "
+                          "are (then sort again with Copy).",
+                          QMessageBox.Yes | QMessageBox.No, self.parent_widget)
+        box.setObjectName("confirmMove")
+        box.setDefaultButton(QMessageBox.No)
+        box.finished.connect(lambda _answer: box.standardButton(box.clickedButton()) == QMessageBox.Yes
+                             and self.sort(rows, destination, True, flag_folders))
+        self._open_dialog(box)
+
+    def sort(self, rows: list[FolderRow], destination: str, move: bool, flag_folders: bool) -> None:
+        """Copy (or move) the files of ``rows`` into ``destination/<class>/`` in an engine job."""
+        self.view.show_message(f"{'Moving' if move else 'Copying'} {len(rows):,} images into "
+                               f"{printable(destination)}…")
+        self.view.sort_button.setEnabled(False)
+        self._sorting = self.engine.submit(EngineWorker.sort_rows, list(rows), str(Path(destination).expanduser()),
+                                           move, flag_folders, on_done=self._on_sorted, on_error=self._on_sort_failed)
+
+    def _on_sorted(self, answer: Sorted) -> None:
+        self._sorting = None
+        for change in answer.changes:
+            self.log.add(change)
+        self._show_changes()
+        verb = "moved" if answer.changes and answer.changes[0].kind == "move" else "copied"
+        said = f"{len(answer.changes):,} images {verb} into {printable(answer.destination)}/<class>/."
+        self.view.show_message(said if answer.problem is None else f"{said} Stopped: {answer.problem}")
+
+    def _on_sort_failed(self, message: str) -> None:
+        self._sorting = None
+        self._show_changes()
+        self._error("The images could not be sorted", message)
+
+    def undo(self, change: Change) -> None:
+        try:
+            self.log.undo(change, set())
+        except UserError as e:
+            self._error("The change could not be undone", str(e))
+            return
+        self._forget_listed([change])
+        self._show_changes()
+
+    def undo_all(self) -> None:
+        before = list(self.log.changes)
+        problems = undo_all(self.log)
+        self._forget_listed([c for c in before if c not in self.log.changes])
+        self._show_changes()
+        if problems:
+            self._error("Some changes could not be undone", "\n".join(problems[:10]))
+        else:
+            self.view.show_message(f"Undid {len(before):,} changes.")
+
+    def _forget_listed(self, changes: list[Change]) -> None:
+        """Take undone changes off the lists in their destinations (``cnndesk-cli undo-sort`` reads them)."""
+        by_destination: dict[Path, list[Change]] = {}
+        for c in changes:
+            by_destination.setdefault(sort_destination(c), []).append(c)
+        try:
+            for destination, undone in by_destination.items():
+                remove_from_sort_log(destination, undone)
+        except UserError as e:
+            self._error("The list of sorted files could not be updated", str(e))
+
+    def _show_changes(self) -> None:
+        self.view.show_changes(list(self.log.changes))
+        result = self.state.folder_result
+        self.view.sort_button.setEnabled(result is not None and result.status != RUNNING and bool(result.rows))
+
+    # -- dialogs ---------------------------------------------------------------------------
+    def _open_dialog(self, dialog: QWidget) -> None:
+        """Open ``dialog`` window-modal; its answer continues the flow (no nested event loop)."""
+        self.dialog = dialog
+        dialog.setWindowModality(Qt.WindowModal)
+        dialog.finished.connect(dialog.deleteLater)  # after the answer's own handlers
+        dialog.open()
+
+    def _error(self, title: str, message: str) -> None:
+        box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self.parent_widget)
+        box.setObjectName("folderError")
+        box.open()
