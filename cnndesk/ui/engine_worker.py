@@ -766,6 +766,7 @@ class EngineWorker(QObject):
             add_to_sort_log(dest, log.changes)
         return Sorted(str(dest), tuple(log.changes), problem)
 
+
 def _left_out(data):
     """The rows of ``data`` in neither side of its split (excluded files), which a new split leaves out too."""
     import numpy as np
