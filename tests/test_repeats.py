@@ -15,11 +15,11 @@ from cnndesk.core.model.architecture import preset, TrainingSettings
 from cnndesk.core.model.ensemble import ensemble_members, is_ensemble
 from cnndesk.core.model.inspection import Inspector
 from cnndesk.core.tasks import TaskState
-from cnndesk.core.training.progress import TrainingListener
 from cnndesk.core.training.repeats import group_runs, kept_run_id, MemberStarted, train_repeats
 from cnndesk.core.training.runs import Run
 
 from conftest import write_dataset
+from test_transfer import Log  # a listener that keeps the sentences and epochs it hears
 
 SETTINGS = TrainingSettings(epochs=1, batch_size=16, seed=5)
 
@@ -34,20 +34,9 @@ def data(tmp_path_factory, config):
     return load_dataset(write_dataset(tmp_path_factory.mktemp("rep") / "d", per_class=12), config)
 
 
-class Heard(TrainingListener):
-    def __init__(self):
-        self.messages, self.epochs = [], []
-
-    def on_message(self, text):
-        self.messages.append(text)
-
-    def on_epoch(self, report):
-        self.epochs.append(report)
-
-
 @pytest.fixture(scope="module")
 def ensemble(data, config):
-    heard = Heard()
+    heard = Log()
     repeats = train_repeats(data, preset("seed"), SETTINGS, config, 3, keep="ensemble", listener=heard)
     return repeats, heard
 
@@ -128,7 +117,7 @@ def test_the_viewer_looks_inside_a_chosen_member_of_the_ensemble(ensemble, data)
 
 
 def test_keeping_the_best_says_its_figure_flatters_it(data, config):
-    repeats = train_repeats(data, preset("seed"), SETTINGS, config, 2, keep="best", listener=Heard())
+    repeats = train_repeats(data, preset("seed"), SETTINGS, config, 2, keep="best", listener=Log())
     values = [m.val_accuracy for m in repeats.members]
     assert repeats.kept == "best" and repeats.best == int(np.argmax(values))
     assert repeats.model is repeats.members[repeats.best].result.model
@@ -149,7 +138,7 @@ def test_with_a_new_split_each_model_trains_on_its_own_split(data, config):
         return train(d, layers, dataclasses.replace(settings, epochs=1), listener, state, **kw)
 
     repeats = train_repeats(data, preset("seed"), SETTINGS, config, 2, keep="ensemble", resplit_each=True,
-                            listener=Heard(), fit=fit)
+                            listener=Log(), fit=fit)
     assert [s for s, _ in calls] == [5, 6]
     assert calls[0][1] == tuple(data.val_index) and calls[1][1] != calls[0][1]
     assert [m.config.seed for m in repeats.members] == [5, 6]
