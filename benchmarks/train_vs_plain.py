@@ -20,9 +20,18 @@ target of issue 17 is 0.83 or less, i.e. at least 1.2x faster). Epoch times
 include the validation pass in both. CPU seconds of this process per epoch are
 printed too: on a shared machine they move less with other load than wall time.
 
+The first lines name the CPU and the flags that decide its speed (``avx2``,
+``avx512f``, ``avx512_vnni``, ``avx512_bf16``, ``amx_bf16``); each size's
+summary says in which precision cnndesk trained (``--precision``, default
+"auto": bfloat16 mixed precision on a CPU with native bfloat16, float32
+elsewhere) and in which the plain script did (``--plain-precision``, default
+float32, TensorFlow's default; "bfloat16" gives it Keras's ``mixed_bfloat16``
+policy with a float32 softmax layer, the best a plain script can do on a CPU
+with native bfloat16).
+
 Usage:
     .venv/bin/python benchmarks/train_vs_plain.py [--size 128,224] [--rounds 3] [--epochs 3]
-        [--per-class 120] [--batch-size 32]
+        [--per-class 120] [--batch-size 32] [--precision auto|float32|bfloat16] [--plain-precision float32|bfloat16]
 
 On the project's 2-core machine shared with other jobs (load 7-13), two
 rounds of 2 epochs at 128 px took about 20 minutes and one round at 224 px
@@ -55,6 +64,7 @@ class EpochClock:
         self.cpu: list[float] = []
         self.val_accuracy: list[float] = []
         self.peak_rss_mib = float("nan")  # of the run's process
+        self.precision = "float32"  # what the run trained in, with cnndesk's reason
 
     def begin(self) -> None:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
@@ -65,11 +75,13 @@ class EpochClock:
         self.val_accuracy.append(float("nan") if val_accuracy is None else float(val_accuracy))
 
 
-def plain_run(data: Path, size: int, epochs: int, batch_size: int) -> EpochClock:
+def plain_run(data: Path, size: int, epochs: int, batch_size: int, precision: str = "float32") -> EpochClock:
     """The best plain Keras script for this model, written out in full."""
     import keras
     import tensorflow as tf
 
+    if precision == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(SEED)
     train_ds, val_ds = keras.utils.image_dataset_from_directory(
         data, validation_split=VAL_SPLIT, subset="both", seed=SEED, image_size=(size, size),
@@ -92,7 +104,7 @@ def plain_run(data: Path, size: int, epochs: int, batch_size: int) -> EpochClock
         layers.Rescaling(1 / 255),
         layers.Conv2D(10, 3, activation="relu"), layers.Conv2D(10, 3, activation="relu"), layers.MaxPool2D(),
         layers.Conv2D(10, 3, activation="relu"), layers.Conv2D(10, 3, activation="relu"), layers.MaxPool2D(),
-        layers.Flatten(), layers.Dense(n_classes, activation="softmax"),
+        layers.Flatten(), layers.Dense(n_classes, activation="softmax", dtype="float32"),
     ])
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
     clock = EpochClock()
@@ -108,7 +120,7 @@ def plain_run(data: Path, size: int, epochs: int, batch_size: int) -> EpochClock
     return clock
 
 
-def cnndesk_run(loaded, epochs: int, batch_size: int) -> EpochClock:
+def cnndesk_run(loaded, epochs: int, batch_size: int, precision: str = "auto") -> EpochClock:
     """cnndesk's core as the app and the CLI call it (defaults; every epoch runs)."""
     from cnndesk.core.model.architecture import preset, TrainingSettings
     from cnndesk.core.training.progress import TrainingListener
@@ -124,8 +136,12 @@ def cnndesk_run(loaded, epochs: int, batch_size: int) -> EpochClock:
             clock._cpu = time.process_time()
             clock.val_accuracy.append(float("nan") if report.val_accuracy is None else report.val_accuracy)
 
+        def on_message(self, text):
+            if text.startswith("precision: "):
+                clock.precision = text[len("precision: "):]
+
     clock._cpu = time.process_time()
-    settings = TrainingSettings(epochs=epochs, batch_size=batch_size, patience=0, seed=SEED)
+    settings = TrainingSettings(epochs=epochs, batch_size=batch_size, patience=0, seed=SEED, precision=precision)
     train(loaded, preset("seed"), settings, listener=Listener())
     return clock
 
@@ -143,15 +159,16 @@ def child(args) -> None:
     hide_library_warnings()
     data = ensure_dataset(None, args.per_class, args.size, quiet=True)
     if args.child == "plain":
-        clock = plain_run(data, args.size, args.epochs, args.batch_size)
+        clock = plain_run(data, args.size, args.epochs, args.batch_size, args.plain_precision)
+        clock.precision = args.plain_precision + (" (mixed_bfloat16 policy)" if args.plain_precision == "bfloat16" else "")
     else:
         from cnndesk.core.data.dataset import DatasetConfig, load_dataset
         from cnndesk.core.data.images import Preprocessing
 
         config = DatasetConfig(Preprocessing((args.size, args.size), "rgb"), val_split=VAL_SPLIT, seed=SEED)
-        clock = cnndesk_run(load_dataset(data, config), args.epochs, args.batch_size)
+        clock = cnndesk_run(load_dataset(data, config), args.epochs, args.batch_size, args.precision)
     print("RESULT " + json.dumps({"seconds": clock.seconds, "cpu": clock.cpu, "val_accuracy": clock.val_accuracy,
-                                  "peak_rss_mib": peak_rss_mib()}), flush=True)
+                                  "peak_rss_mib": peak_rss_mib(), "precision": clock.precision}), flush=True)
 
 
 def peak_rss_mib() -> float:
@@ -168,7 +185,8 @@ def peak_rss_mib() -> float:
 
 def one_run(name: str, size: int, args) -> EpochClock:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--size", str(size),
-           "--epochs", str(args.epochs), "--per-class", str(args.per_class), "--batch-size", str(args.batch_size)]
+           "--epochs", str(args.epochs), "--per-class", str(args.per_class), "--batch-size", str(args.batch_size),
+           "--precision", args.precision, "--plain-precision", args.plain_precision]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -187,7 +205,8 @@ def summary(name: str, runs: list[EpochClock]) -> tuple[float, float]:
     acc = [r.val_accuracy[-1] for r in runs]
     print(f"  {name:8s} epochs 2+: median {statistics.median(wall):6.2f} s wall (range {min(wall):.2f}-{max(wall):.2f}, "
           f"{len(wall)} epochs), {statistics.median(cpu):6.2f} CPU-s; final val accuracy "
-          f"{' '.join(f'{a:.3f}' for a in acc)}; peak RSS {max(r.peak_rss_mib for r in runs):,.0f} MiB")
+          f"{' '.join(f'{a:.3f}' for a in acc)}; peak RSS {max(r.peak_rss_mib for r in runs):,.0f} MiB; "
+          f"precision: {', '.join(sorted({r.precision for r in runs}))}")
     return statistics.median(wall), statistics.median(cpu)
 
 
@@ -210,6 +229,8 @@ def compare(size: int, args) -> float:
     plain_wall, plain_cpu = summary("plain", runs["plain"])
     ours_wall, ours_cpu = summary("cnndesk", runs["cnndesk"])
     ratio = ours_wall / plain_wall
+    precisions = "; ".join(f"{name} in {', '.join(sorted({r.precision for r in rs}))}" for name, rs in runs.items())
+    print(f"  precision: {precisions}")
     print(f"  ratio cnndesk/plain epoch time at {size} px: {ratio:.2f} wall ({plain_wall / ours_wall:.2f}x as fast), "
           f"{ours_cpu / plain_cpu:.2f} CPU; target <= 0.83: {'met' if ratio <= 0.83 else 'NOT met'}", flush=True)
     return ratio
@@ -222,6 +243,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is not counted). Default 3")
     p.add_argument("--per-class", type=int, default=120, help="JPEGs per class (10 classes). Default 120")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="cnndesk's training precision (its --precision). Default auto")
+    p.add_argument("--plain-precision", choices=("float32", "bfloat16"), default="float32",
+                   help="the plain script's: bfloat16 sets Keras's mixed_bfloat16 policy. Default float32")
     p.add_argument("--child", choices=("plain", "cnndesk"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -234,6 +259,9 @@ def main(argv=None) -> int:
 
     hide_library_warnings()
 
+    from cnndesk.core.cpu_kernels import describe_cpu
+
+    print(f"CPU: {describe_cpu()}")
     print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} at the start")
     ratios = {int(s): compare(int(s), args) for s in args.size.split(",")}
     print("\nsummary: " + ", ".join(f"{s} px {r:.2f}" for s, r in ratios.items())

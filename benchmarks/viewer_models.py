@@ -126,13 +126,13 @@ def main() -> None:
         v.tabs.setCurrentWidget(v.activations)
         shown, grid, everything, stalls = [], [], [], []
         for run in range(args.runs + 2):
-            before, old_inspection = v.strip.count(), v.inspection
+            before, old_inspection = v.strip.count(), w.viewer.inspection
             grid_done.clear()
             gaps.reset()
             t0 = drop_file(v, image)
             wait(lambda: v.strip.count() > before)
             t1 = time.perf_counter()
-            wait(lambda: v.inspection is not old_inspection)
+            wait(lambda: w.viewer.inspection is not old_inspection)
             t2 = time.perf_counter()
             if run >= 2:  # warm
                 shown.append((t1 - t0) * 1000)

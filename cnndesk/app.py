@@ -26,11 +26,9 @@ Open the cnndesk window; PATH may be a project folder, a dataset folder, a
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
     from .core.app_log import start_logging
-    from .core.cpu_kernels import use_onednn_kernels
-    from .core.library_warnings import hide_library_warnings
+    from .core.library_warnings import quiet_libraries
 
-    hide_library_warnings()
-    use_onednn_kernels()  # before the engine imports TensorFlow: it reads the choice once
+    quiet_libraries()  # before the engine imports TensorFlow: it reads the kernel choice once
     argv = list(sys.argv if argv is None else argv)
     options = argv[1:]
     if not {"--help", "-h", "--version"} & set(options):

@@ -199,6 +199,7 @@ def _steps(app, run: _Run, work: Path, state: dict):
 
     def train():
         window.model_panel.epochs.setValue(1)
+        window.model_panel.min_steps.setValue(0)  # one epoch of the sample, however few steps it makes
         if not window.train_action.isEnabled():
             raise SelftestFailure("Train is disabled although TensorFlow and the dataset are ready")
         window.train_action.trigger()

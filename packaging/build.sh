@@ -77,7 +77,10 @@ pkg=build/deb/cnndesk_${version}_${arch}
 rm -rf build/deb
 mkdir -p "$pkg/DEBIAN" "$pkg/opt" "$pkg/usr/bin" "$pkg/usr/share/applications" "$pkg/usr/share/doc/cnndesk" \
          "$pkg/usr/share/icons/hicolor/scalable/apps"
-cp -a "$bundle" "$pkg/opt/cnndesk"
+# the staging trees hold hard links to the bundle, not copies of its 1.4 GB (a copy where the two
+# folders are on different file systems)
+stage() { cp -al "$1" "$2" 2>/dev/null || { rm -rf "$2"; cp -a "$1" "$2"; }; }
+stage "$bundle" "$pkg/opt/cnndesk"
 ln -s /opt/cnndesk/cnndesk "$pkg/usr/bin/cnndesk"
 ln -s /opt/cnndesk/cnndesk-cli "$pkg/usr/bin/cnndesk-cli"
 cp resources/cnndesk.desktop "$pkg/usr/share/applications/cnndesk.desktop"
@@ -115,8 +118,7 @@ step "tarball"
 # or ./cnndesk-<version>/install.sh to add it to your menu and PATH (per user, no root)
 tarname=cnndesk-${version}-linux-${arch/amd64/x86_64}
 rm -rf "build/$tarname"
-mkdir -p "build/$tarname"
-cp -a "$bundle"/. "build/$tarname/"
+stage "$bundle" "build/$tarname"
 mkdir -p "build/$tarname/share/applications" "build/$tarname/share/icons"
 cp resources/cnndesk.desktop "build/$tarname/share/applications/"
 cp -a build/icons/hicolor "build/$tarname/share/icons/"

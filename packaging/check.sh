@@ -3,8 +3,9 @@
 #
 #   bash packaging/check.sh              build (packaging/build.sh), then check
 #   bash packaging/check.sh --no-build   check what dist/ already holds
-#   bash packaging/check.sh --clean-root [--no-build]   install and run both installers in a minimal
-#        root of the oldest Debian release they claim instead (packaging/check_clean_root.sh)
+#   bash packaging/check.sh --clean-root [--release jammy|bookworm] [--no-build]   install and run
+#        both installers in a minimal root made with debootstrap instead (packaging/check_clean_root.sh):
+#        of the oldest release they claim, Ubuntu 22.04 (jammy), unless --release names Debian 12
 #
 # 0. lists every versioned glibc/libstdc++ symbol the bundle needs (packaging/abi_floor.py) and
 #    fails if one is above the installers' floor (glibc 2.35: Ubuntu 22.04 LTS, Debian 12);
@@ -22,14 +23,19 @@ cd "$(dirname "$0")/.."
 root=$PWD
 build=1
 clean_root=0
-for arg in "$@"; do
-    case $arg in
+release=()
+while [ $# -gt 0 ]; do
+    case $1 in
         --no-build) build=0 ;;
         --clean-root) clean_root=1 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "check.sh: unknown option $arg" >&2; exit 2 ;;
+        --release) release=(--release "${2:?--release needs a name: jammy or bookworm}"); shift ;;
+        --release=*) release=("$1") ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "check.sh: unknown option $1" >&2; exit 2 ;;
     esac
+    shift
 done
+[ ${#release[@]} = 0 ] || [ $clean_root = 1 ] || { echo "check.sh: --release goes with --clean-root" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "check.sh: run as root (it installs and removes the .deb)" >&2; exit 2; }
 symbols() {
     echo "== glibc floor of the bundle"
@@ -38,7 +44,7 @@ symbols() {
 if [ $clean_root = 1 ]; then
     [ $build = 1 ] && bash packaging/build.sh
     symbols
-    exec bash packaging/check_clean_root.sh
+    exec bash packaging/check_clean_root.sh "${release[@]}"
 fi
 for t in Xvfb xdotool import desktop-file-validate apt-get dpkg; do
     command -v $t >/dev/null || { echo "check.sh: missing $t: apt-get install -y xvfb xdotool imagemagick desktop-file-utils" >&2; exit 2; }

@@ -1,44 +1,102 @@
 #!/usr/bin/env bash
-# The installers on a clean system: `packaging/check.sh --clean-root` (as root; needs debootstrap).
+# The installers on a clean system: `packaging/check.sh --clean-root [--release R]` (as root; needs
+# debootstrap).
 #
-# A minimal root of the oldest Debian release the installers claim (debootstrap --variant=minbase,
-# made once and kept in build/clean-root/<release>), then, each in a fresh copy of it:
+# A minimal root of a release the installers claim (debootstrap --variant=minbase, made once and kept
+# in build/clean-root/<release>), then, each in a fresh copy of it:
 #   .deb:    apt installs it (with what its Depends pull in), the installed `cnndesk --selftest` and
-#            `cnndesk-cli selftest` run in an empty environment, the installed CLI trains, predicts and
-#            exports every format, `dpkg -r` removes it and nothing of it is left;
+#            `cnndesk-cli selftest` run in an empty environment, the installed CLI trains, predicts,
+#            exports every format and draws the dataset map, `dpkg -r` removes it and nothing of it is left;
 #   tarball: apt installs only the libraries the .deb depends on (what a desktop system has), the
 #            unpacked tarball runs the same, then `install.sh` and `install.sh --remove`.
 # Unlike check.sh's own run, the build machine's libraries cannot hide a missing dependency here.
-#   CNNDESK_CLEAN_ROOT_RELEASE (default bookworm), CNNDESK_DEBIAN_MIRROR (default http://deb.debian.org/debian)
+#   --release jammy     Ubuntu 22.04 LTS (glibc 2.35), the oldest release claimed: the default
+#   --release bookworm  Debian 12 (glibc 2.36)
+# The Ubuntu root's apt sources are a desktop install's (<release>, -updates, -security; main and
+# universe: Qt's libxcb-cursor0 is in universe on 22.04). Debootstrap checks Ubuntu's Release file
+# with /usr/share/keyrings/ubuntu-archive-keyring.gpg; a Debian host without it gets that keyring
+# from Ubuntu's ubuntu-keyring package over HTTPS and checks its signing key's fingerprint.
+#   CNNDESK_CLEAN_ROOT_MIRROR: the archive to use (default http://archive.ubuntu.com/ubuntu for
+#   Ubuntu, http://deb.debian.org/debian for Debian)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-release=${CNNDESK_CLEAN_ROOT_RELEASE:-bookworm}
-mirror=${CNNDESK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+release=jammy
+while [ $# -gt 0 ]; do
+    case $1 in
+        --release) release=${2:?--release needs a name: jammy or bookworm}; shift ;;
+        --release=*) release=${1#--release=} ;;
+        *) echo "check_clean_root.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+# release -> distribution, archive, the apt sources of a desktop install
+case $release in
+    jammy)
+        distro="Ubuntu 22.04 LTS"
+        mirror=${CNNDESK_CLEAN_ROOT_MIRROR:-http://archive.ubuntu.com/ubuntu}
+        security=http://security.ubuntu.com/ubuntu
+        sources="deb $mirror $release main universe
+deb $mirror $release-updates main universe
+deb $security $release-security main universe"
+        keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg
+        # Ubuntu Archive Automatic Signing Key (2018) <ftpmaster@ubuntu.com>: signs 22.04's Release
+        key_fpr=F6ECB3762474EDA9D21B7022871920D1991BC93C
+        keyring_deb=https://archive.ubuntu.com/ubuntu/pool/main/u/ubuntu-keyring/ubuntu-keyring_2021.03.26_all.deb ;;
+    bookworm)
+        distro="Debian 12"
+        mirror=${CNNDESK_CLEAN_ROOT_MIRROR:-http://deb.debian.org/debian}
+        sources="deb $mirror $release main
+deb $mirror $release-updates main
+deb http://deb.debian.org/debian-security $release-security main"
+        keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+        key_fpr= keyring_deb= ;;
+    *) echo "check.sh --clean-root: --release jammy (Ubuntu 22.04) or bookworm (Debian 12), not $release" >&2; exit 2 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "check.sh --clean-root: run as root (debootstrap, chroot, mounts)" >&2; exit 2; }
 command -v debootstrap >/dev/null || { echo "check.sh --clean-root: apt-get install -y debootstrap" >&2; exit 2; }
+[ -e "/usr/share/debootstrap/scripts/$release" ] || { echo "check.sh --clean-root: this debootstrap does not know $release" >&2; exit 2; }
 version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 arch=$(dpkg --print-architecture)
 deb=$root/dist/cnndesk_${version}_${arch}.deb
 tarball=$root/dist/cnndesk-${version}-linux-${arch/amd64/x86_64}.tar.gz
 [ -f "$deb" ] && [ -f "$tarball" ] || { echo "check.sh --clean-root: build first (no $deb or $tarball)" >&2; exit 2; }
-out=$root/dist/check-clean-root
+out=$root/dist/check-clean-root/$release
 rm -rf "$out"; mkdir -p "$out"
 pass() { printf '  ok   %s\n' "$*"; }
 fail() { printf '  FAIL %s\n' "$*"; exit 1; }
 secs() { echo $(( $(date +%s) - $1 )); }
 
 pristine=$root/build/clean-root/$release
+# the archive's signing keys: the host's keyring, or (Ubuntu on a Debian host) Ubuntu's own package
+# over HTTPS, used only if it holds the key that signs the release
+if [ ! -f "$keyring" ]; then
+    keyring=$root/build/clean-root/$(basename "$keyring")
+    if [ ! -f "$keyring" ]; then
+        echo "== $(basename "$keyring") from $keyring_deb"
+        kdir=$(mktemp -d)
+        curl -fsS --proto =https -o "$kdir/keyring.deb" "$keyring_deb" && dpkg-deb -x "$kdir/keyring.deb" "$kdir/x" \
+            || { rm -rf "$kdir"; fail "could not fetch $keyring_deb"; }
+        gpg --no-default-keyring --keyring "$kdir/x/usr/share/keyrings/$(basename "$keyring")" --with-colons \
+            --list-keys 2>/dev/null | grep -qx "fpr:::::::::$key_fpr:" \
+            || { rm -rf "$kdir"; fail "the fetched keyring lacks the archive key $key_fpr"; }
+        mkdir -p "$(dirname "$keyring")"
+        cp "$kdir/x/usr/share/keyrings/$(basename "$keyring")" "$keyring"; rm -rf "$kdir"
+        pass "keyring with the archive key $key_fpr"
+    fi
+fi
 if [ ! -x "$pristine/bin/bash" ]; then
-    echo "== debootstrap $release (minbase) into $pristine"
+    echo "== debootstrap $release (minbase) from $mirror into $pristine"
     t=$(date +%s)
     rm -rf "$pristine.new"; mkdir -p "$(dirname "$pristine")"
-    debootstrap --variant=minbase "$release" "$pristine.new" "$mirror" > "$out/debootstrap.log" 2>&1 \
+    debootstrap --variant=minbase --keyring="$keyring" "$release" "$pristine.new" "$mirror" > "$out/debootstrap.log" 2>&1 \
         || { tail -20 "$out/debootstrap.log"; fail "debootstrap $release"; }
+    # the apt sources a desktop install has (debootstrap writes only the release pocket of main)
+    echo "$sources" > "$pristine.new/etc/apt/sources.list"
     mv "$pristine.new" "$pristine"
     pass "minimal $release root in $(secs $t) s"
 fi
-pass "$release root: glibc $(chroot "$pristine" ldd --version | head -1 | grep -o '[0-9.]*$'), $(chroot "$pristine" dpkg-query -W | wc -l) packages"
+pass "$distro ($release) root: glibc $(chroot "$pristine" ldd --version | head -1 | grep -o '[0-9.]*$'), $(chroot "$pristine" dpkg-query -W | wc -l) packages"
 
 sys=
 mounted=()
@@ -93,9 +151,10 @@ exercise() {  # $1: what (deb or tarball), $2: folder of cnndesk and cnndesk-cli
         ${bin}cnndesk-cli export proj --format litert --out model.tflite > /dev/null
         ${bin}cnndesk-cli export proj --format onnx --out model.onnx > /dev/null
         ${bin}cnndesk-cli predict model.keras shapes/cross/cross_000.png > /dev/null
-        ls -d model.keras saved model.tflite model.onnx" > "$out/$what-cli.txt" 2>&1 \
-        || { tail -30 "$out/$what-cli.txt"; fail "$what: train, predict or export from the CLI"; }
-    pass "$what: CLI trained, predicted ($(head -1 "$out/$what-cli.txt")) and exported .keras, SavedModel, LiteRT, ONNX ($(secs $t) s wall)"
+        ${bin}cnndesk-cli map proj shapes --png map.png --csv map.csv > /dev/null
+        ls -d model.keras saved model.tflite model.onnx map.png map.csv" > "$out/$what-cli.txt" 2>&1 \
+        || { tail -30 "$out/$what-cli.txt"; fail "$what: train, predict, export or map from the CLI"; }
+    pass "$what: CLI trained, predicted ($(head -1 "$out/$what-cli.txt")), exported .keras, SavedModel, LiteRT, ONNX and drew the dataset map (scikit-learn) ($(secs $t) s wall)"
     rm -rf "$sys/tmp/work" "$sys/tmp/home"; mkdir -p "$sys/tmp/home"
 }
 
@@ -104,10 +163,18 @@ fresh_root
 before=$(cd "$sys" && find opt usr/bin usr/share/applications usr/share/icons usr/share/doc 2>/dev/null | sort || true)
 cp "$deb" "$sys/tmp/"
 t=$(date +%s)
-pkgs_before=$(chroot "$sys" dpkg-query -W | wc -l)
+chroot "$sys" dpkg-query -W -f='${Package}\n' | sort > "$out/packages-before.txt"
 { apt_in_root update -qq && apt_in_root install -y -qq "/tmp/$(basename "$deb")"; } > "$out/apt-deb.log" 2>&1 \
     || { tail -30 "$out/apt-deb.log"; fail "apt-get install the .deb"; }
-pass "apt installed the .deb and $(( $(chroot "$sys" dpkg-query -W | wc -l) - pkgs_before - 1 )) packages it depends on in $(secs $t) s"
+chroot "$sys" dpkg-query -W -f='${Package}\n' | sort > "$out/packages-after.txt"
+added=$(comm -13 "$out/packages-before.txt" "$out/packages-after.txt" | grep -vx cnndesk || true)
+pass "apt installed the .deb and $(echo "$added" | grep -c .) packages it depends on in $(secs $t) s (list: $out/packages-added.txt)"
+# which of them come from outside the archive's main component (Ubuntu: universe)
+chroot "$sys" apt-cache show --no-all-versions $added 2>/dev/null \
+    | awk '/^Package:/ {p=$2} /^Section:/ {print p, $2}' | sort -u > "$out/packages-added.txt"
+outside=$(awk '$2 ~ /\// {print $1 " (" $2 ")"}' "$out/packages-added.txt" | paste -sd' ')
+[ -z "$outside" ] || pass "of them outside main: $outside"
+pass "glibc in the root after the install: $(chroot "$sys" ldd --version | head -1 | grep -o '[0-9.]*$')"
 rm "$sys/tmp/$(basename "$deb")"
 exercise deb ""
 chroot "$sys" dpkg -r cnndesk > /dev/null 2>&1 || fail "dpkg -r cnndesk"

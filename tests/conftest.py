@@ -39,6 +39,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnndesk.core.model import architecture
+
+#: the fewest steps a new model takes in the app; the suite trains its tiny folders for exactly the epochs a test
+#: asks instead (``exact_epochs``), and the tests of the rule itself bring it back (``app_min_steps``)
+APP_MIN_STEPS = architecture.MIN_STEPS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def exact_epochs():
+    """The minimum number of steps off for the whole suite (every ``TrainingSettings()`` made from here on).
+
+    The tests' folders are a few dozen images, a step or two per epoch: with the app's minimum a run of 2
+    epochs would be 150, and every test that counts epochs would count those instead.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(architecture, "MIN_STEPS", 0)
+        yield
+
+
+@pytest.fixture
+def app_min_steps(monkeypatch):
+    """The app's minimum number of steps, for a test of the rule (or of what shows it)."""
+    monkeypatch.setattr(architecture, "MIN_STEPS", APP_MIN_STEPS)
+    return APP_MIN_STEPS
+
 
 def make_image(kind: str, rng: np.random.Generator, size: int = 32) -> Image.Image:
     """A small, clearly separable image: class 0 dark-left, 1 dark-top, 2 bright centre, 3 stripes."""
@@ -196,3 +221,10 @@ def columns_in_sight(table) -> int:
     sight = table.viewport().visibleRegion().boundingRect()
     return sum(1 for c in range(table.columnCount()) if table.columnViewportPosition(c) >= sight.left()
                and table.columnViewportPosition(c) + table.columnWidth(c) - 1 <= sight.right())
+
+
+def looked_inside(viewer) -> bool:
+    """The viewer shows the selected image's maps and its heat map (the Grad-CAM tab's picture), as a person sees
+    them once every answer for that image has come."""
+    cam, im = viewer.gradcam, viewer.current
+    return im is not None and im.prepared is not None and cam.image is im.prepared and cam.cam is not None

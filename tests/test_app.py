@@ -13,7 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QSpinBox
 
 from cnndesk.core.cpu_kernels import ENGINE_NICENESS
-from conftest import kept_epoch, strict_json, write_dataset
+from conftest import kept_epoch, looked_inside, strict_json, write_dataset
 
 
 def save_as(w, qtbot, monkeypatch, folder):
@@ -75,7 +75,10 @@ def layer_row_text(window, row):
 
 
 def set_epochs(window, qtbot, n):
-    spin = window.model_panel.epochs
+    type_into(qtbot, window.model_panel.epochs, n)
+
+
+def type_into(qtbot, spin, n):
     spin.selectAll()
     qtbot.keyClicks(spin, str(n))
     qtbot.keyClick(spin, Qt.Key_Return)  # a number applies when it is finished
@@ -288,6 +291,25 @@ def test_saving_and_reopening_restores_settings_and_history(tiny_window, qtbot, 
     assert any(str(folder) in a.text() for a in w2.recent_menu.actions())
 
 
+def test_the_precision_chosen_in_the_window_trains_is_logged_and_remembered(tiny_window, qtbot, make_window):
+    w = tiny_window
+    box = w.model_panel.precision
+    assert box.currentText() == "Automatic (bfloat16 where the CPU has it)"
+    set_epochs(w, qtbot, 1)
+    box.setFocus()
+    qtbot.keyClick(box, Qt.Key_Down)  # the next row: float32
+    assert box.currentText() == "float32"
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    assert "precision: float32 (chosen in the settings)" in w.training_panel.log.toPlainText()
+    w.state.modified = False
+    w.close()
+
+    w2 = make_window()
+    qtbot.waitUntil(lambda: w2.engine.is_ready, timeout=60000)
+    assert w2.model_panel.precision.currentText() == "float32"
+
+
 def test_the_gui_stays_responsive_while_training(tiny_window, qtbot):
     """Benchmark figure (printed, not asserted): the longest gap of a 10 ms timer during training."""
     w = tiny_window
@@ -493,11 +515,11 @@ def test_retraining_another_architecture_refreshes_the_viewer(tiny_window, qtbot
     train_now(w, qtbot)
     v = w.viewer_panel
     v.classify_paths([str(next((tiny_dataset / "left").iterdir()))])
-    qtbot.waitUntil(lambda: v.inspection is not None, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(v), timeout=20000)
     w.model_panel.preset_combo.setCurrentIndex(w.model_panel.preset_combo.findData("deeper"))
     train_now(w, qtbot)
     # the strip is classified again by the new model and its layers are shown
-    qtbot.waitUntil(lambda: v.inspection is not None and v.strip.count() == 1, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(v) and v.strip.count() == 1, timeout=20000)
     layers = [v.activations.layer_combo.itemText(i) for i in range(1, v.activations.layer_combo.count())]
     assert layers[0] == "conv2d_1" and "batchnormalization_2" not in layers and len(layers) == 6
     assert v.gradcam.cam_layer.currentText() == "conv2d_7"
@@ -661,12 +683,12 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     from cnndesk.core.data.images import Preprocessing
     from cnndesk.core.data.scanning import SkippedFile
     from cnndesk.core.project.session import SessionState
-    from cnndesk.ui.bindings import bind_dataset_panel
+    from cnndesk.ui.bindings import DatasetReading
     from cnndesk.ui.dataset_panel import DatasetPanel
 
     panel = DatasetPanel()
     qtbot.addWidget(panel)
-    reading = bind_dataset_panel(SessionState(), panel)
+    reading = DatasetReading(SessionState(), panel)
     skipped = [SkippedFile(f"/data/share/f{i}.txt", "not an image file type cnndesk reads (.txt)")
                for i in range(47_000)]
     skipped.append(SkippedFile("/data/odd\nname/x.png", "damaged image: broken"))
@@ -687,6 +709,20 @@ def test_the_dataset_panel_lists_tens_of_thousands_of_skipped_files_at_once_and_
     warnings = panel.imbalance.text()
     assert "could not be read" in warnings and "Few images: two\\nlines (3)" in warnings
     assert "Classes are imbalanced: two\\nlines (3)" in warnings
+
+def test_a_small_folder_trains_the_epochs_of_the_minimum_of_steps_the_model_panel_asks(tiny_window, qtbot):
+    w = tiny_window
+    set_epochs(w, qtbot, 2)  # 48 training images at batch 32: 2 steps per epoch, so 2 epochs are 4 steps
+    type_into(qtbot, w.model_panel.min_steps, 10)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=60000)
+    log = w.training_panel.log.toPlainText().splitlines()
+    assert ("48 training images make 2 steps per epoch, so 2 epochs would be only 4 steps, too few for a new model to "
+            "get past its random start: this run trains 5 epochs (10 steps, at least 10; set the minimum steps to 0 "
+            "to train exactly the epochs asked).") in log
+    assert "Trained all 5 epochs." in log
+    assert [r["epoch"] for r in w.state.history] == [1, 2, 3, 4, 5]
+
 
 def test_the_log_says_why_training_stopped_and_which_epoch_was_kept(tiny_window, qtbot):
     w = tiny_window
@@ -1076,6 +1112,34 @@ def test_while_idle_the_engine_traces_a_spare_so_the_next_train_traces_nothing(t
     assert results[0].start_times.traced is False  # the press found the spare: no trace before its first batch
     qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=60000)  # and a spare for the next press
     assert pool.has_spare(state.layers, data.preprocessing.input_shape, data.num_classes, state.settings)
+
+
+def test_presses_right_after_each_run_find_a_traced_model_and_wait_for_no_spare_being_traced(tiny_window, qtbot):
+    from PySide6.QtCore import QTimer
+
+    w = tiny_window
+    set_epochs(w, qtbot, 1)
+    qtbot.waitUntil(lambda: w.engine.pending() == 0, timeout=120000)  # the spares for the dataset just read
+    pool = w.engine.worker._pool
+    traced_spares = []  # spares traced between the first press and the end of the last run
+    stock = pool.stock
+    pool.stock = lambda *a, **k: (lambda made: (traced_spares.append(made) if made else None, made)[1])(
+        stock(*a, **k))
+    results = []
+    finished = w.training._on_trained
+
+    def on_trained(answer):
+        results.append(answer.result)
+        finished(answer)
+        if len(results) < 3:
+            QTimer.singleShot(0, w.train_action.trigger)  # Train again as soon as the window shows the run ended
+
+    w.training._on_trained = on_trained
+    qtbot.keyClick(w, Qt.Key_F5)
+    qtbot.waitUntil(lambda: len(results) == 3 and not w.state.training, timeout=120000)
+    assert [r.start_times.traced for r in results] == [False, False, False]
+    assert traced_spares == [], "a press waited for a spare traced after the run before it"
+    assert len(w.state.runs) == 3
 
 
 # -- review fixes: the state stays true while the engine works -----------------------------------

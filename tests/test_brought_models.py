@@ -15,6 +15,7 @@ from cnndesk.cli import main
 from cnndesk.core.model.inspection import EMPTY_CAM_NOTE, Inspector
 from cnndesk.core.model.loading import load_keras_model
 
+from conftest import looked_inside
 from test_app import drop_paths
 
 SCORES_NOTE = "This model outputs scores; cnndesk shows softmax probabilities."
@@ -252,7 +253,7 @@ def test_the_viewer_says_when_it_shows_scores_as_probabilities_and_when_a_heat_m
     v = w.viewer_panel
     assert v.model_label.text().endswith(f"input 32×32 rgb, pixels 0-1 · {SCORES_NOTE}")
     drop_paths(v, [picture])
-    qtbot.waitUntil(lambda: v.inspection is not None, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(v), timeout=20000)
     assert all(0 <= p <= 1 for _, p in v.current_view.bars.items) and sum(p for _, p in v.current_view.bars.items) == pytest.approx(1, abs=1e-4)
     v.tabs.setCurrentWidget(v.gradcam)
     g = v.gradcam

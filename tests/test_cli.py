@@ -369,6 +369,24 @@ def test_train_without_json_prints_progress_on_stderr(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_says_its_precision_and_precision_flag_forces_it(tmp_path):
+    from cnndesk.core.training.precision import choose_precision
+
+    write_sample_dataset(tmp_path / "s", per_class=5, size=16)
+    common = ["--epochs", 1, "--image-size", 16, "--batch-size", 8]
+    code, _, err = run(["train", tmp_path / "s", "--project", tmp_path / "auto", *common])
+    assert code == 0, err
+    assert choose_precision("auto").note in err.splitlines()  # this CPU's choice, e.g. "precision: float32 (…)"
+    code, _, err = run(["train", tmp_path / "s", "--project", tmp_path / "forced", *common, "--precision", "bfloat16"])
+    assert code == 0, err
+    assert any(line.startswith("precision: bfloat16 mixed precision (chosen in the settings") for line in err.splitlines())
+    saved = json.loads((tmp_path / "forced" / "project.json").read_text())
+    assert saved["settings"]["precision"] == "bfloat16"
+    code, _, err = run(["train", tmp_path / "s", "--project", tmp_path / "bad", *common, "--precision", "half"])
+    assert code == 2 and "invalid choice: 'half'" in err
+
+
+@pytest.mark.slow
 def test_train_says_with_the_dataset_summary_when_the_images_are_scaled_up(tmp_path):
     write_sample_dataset(tmp_path / "s", per_class=5, size=16)
     note = "Images are 16×16 px; they are scaled up to 32×32 for training."
@@ -517,7 +535,7 @@ def test_train_json_carries_every_warning_and_the_full_skipped_list(tmp_path):
 def test_train_text_summarizes_skipped_files_and_prints_odd_names_escaped(tmp_path):
     root = _messy_dataset(tmp_path)
     proc = run_subprocess(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
-                           "--batch-size", 8])
+                           "--batch-size", 8, "--min-steps", 0])
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr.splitlines()
     assert len(err) < 20, proc.stderr  # not one line per skipped file
@@ -546,7 +564,7 @@ def test_library_warnings_do_not_reach_the_terminal(tmp_path, log_level):
     exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x0f\x00\x02\xff\xff\xff\xf0\x00\x00\x00\x00"
     img.save(root / "circle" / "odd_exif.jpg", exif=exif)
     proc = run_subprocess(["train", root, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
-                           "--batch-size", 8], **log_level)
+                           "--batch-size", 8, "--min-steps", 0], **log_level)
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr and "EXIF" not in proc.stderr, proc.stderr
     assert "I0000" not in proc.stderr and "E0000" not in proc.stderr and "cuda" not in proc.stderr.lower(), proc.stderr
@@ -745,3 +763,17 @@ def test_train_repeats_records_each_model_as_a_run_and_reports_the_spread(tmp_pa
     assert [r.trust is not None for r in kept.runs] == [r.id == kept.run for r in kept.runs]  # as one training's
     code, _, err = run(["train", root, "--project", tmp_path / "r", "--keep", "ensemble"])
     assert code == 2 and "--keep goes with --repeats" in err
+
+
+@pytest.mark.slow
+def test_train_on_a_small_folder_takes_the_minimum_of_steps_and_says_so(tiny_dataset, tmp_path):
+    # 48 training images at batch 16: 3 steps per epoch, so 1 epoch is 3 steps and 7 make the 20 asked
+    code, out, err = run(["train", tiny_dataset, "--project", tmp_path / "p", "--epochs", 1, "--image-size", 16,
+                          "--batch-size", 16, "--min-steps", 20])
+    assert code == 0, err
+    assert ("48 training images make 3 steps per epoch, so 1 epoch would be only 3 steps, too few for a new model "
+            "to get past its random start: this run trains 7 epochs (21 steps, at least 20;") in err
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("epoch ")] == \
+        [f"epoch {i}/7" for i in range(1, 8)]
+    project, _ = open_project(tmp_path / "p", load_model=False)
+    assert len(project.history) == 7 and project.settings.min_steps == 20 and project.settings.epochs == 1

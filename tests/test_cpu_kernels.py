@@ -77,3 +77,28 @@ def test_a_thread_that_yields_to_the_window_runs_lower_and_so_do_the_threads_it_
     assert seen["lowered"] is True
     assert seen["engine"] == seen["child"] == min(19, window + ENGINE_NICENESS)
     assert _niceness(threading.get_native_id()) == window  # the calling process's other threads keep theirs
+
+
+CPUINFO_AVX2 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse sse2 avx avx2 fma
+"""
+CPUINFO_BF16 = CPUINFO_AVX2.replace("avx2 fma", "avx2 fma avx512f avx512_vnni avx512_bf16")
+
+
+def test_the_cpu_flags_and_model_are_read_from_cpuinfo(tmp_path):
+    from cnndesk.core.cpu_kernels import cpu_flags, cpu_model, describe_cpu, native_bfloat16
+
+    avx2, bf16 = tmp_path / "avx2", tmp_path / "bf16"
+    avx2.write_text(CPUINFO_AVX2)
+    bf16.write_text(CPUINFO_BF16)
+    assert cpu_flags(str(avx2)) == {"fpu", "sse", "sse2", "avx", "avx2", "fma"}
+    assert cpu_model(str(avx2)) == "AMD EPYC 7B13"
+    assert not native_bfloat16(cpu_flags(str(avx2)))
+    assert native_bfloat16(cpu_flags(str(bf16)))
+    assert native_bfloat16(frozenset({"amx_bf16"}))
+    assert cpu_flags(str(tmp_path / "missing")) is None and not native_bfloat16(None)
+    assert describe_cpu(str(bf16)) == (
+        "AMD EPYC 7B13; avx2 yes, avx512f yes, avx512_vnni yes, avx512_bf16 yes, amx_bf16 no")
+    assert describe_cpu(str(tmp_path / "missing")).endswith("; flags unknown")

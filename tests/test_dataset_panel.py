@@ -15,7 +15,7 @@ from conftest import shown, write_dataset
 from cnndesk.core.data import color_hint
 from cnndesk.core.data.color_hint import ColorSample, sample_colors, spread
 from cnndesk.core.project.session import SessionState
-from cnndesk.ui.bindings import bind_dataset_panel
+from cnndesk.ui.bindings import DatasetReading
 from cnndesk.ui.dataset_panel import DatasetPanel
 from cnndesk.ui.dataset_tables import relative_path
 
@@ -28,7 +28,7 @@ def state():
 @pytest.fixture
 def reading(qtbot, state):
     """The panel at about the size a 1024x700 window gives it, bound to ``state`` as in the window."""
-    r = bind_dataset_panel(state, shown(qtbot, DatasetPanel(), 1000, 600))
+    r = DatasetReading(state, shown(qtbot, DatasetPanel(), 1000, 600))
     yield r
     r.shutdown()
 

@@ -158,7 +158,7 @@ class Steps(TrainingListener):
 dataset, folder = sys.argv[1], sys.argv[2]
 config = DatasetConfig(Preprocessing((32, 32)), val_split=0.2, seed=5)
 data = load_dataset(dataset, config)
-settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=4)
+settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=4, min_steps=0)
 strategy = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])
 listener = Steps()
 result = train(data, preset("seed"), settings, listener, strategy=strategy)

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from cnndesk.core.data import dataset as dataset_module
 from cnndesk.core.data import disk_cache
 from cnndesk.core.data.cache_plan import CACHE_DIR_ENV
-from cnndesk.ui.bindings import bind_dataset_panel
+from cnndesk.ui.bindings import DatasetReading
 from cnndesk.ui.dataset_panel import DatasetPanel
 
 from conftest import shown, write_dataset
@@ -28,7 +28,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def reading(qtbot, cache_dir, state):
     """The panel of test_dataset_panel (``panel``, ``state``), a little taller, with its cache in ``cache_dir``."""
-    r = bind_dataset_panel(state, shown(qtbot, DatasetPanel(), 1000, 700))
+    r = DatasetReading(state, shown(qtbot, DatasetPanel(), 1000, 700))
     yield r
     r.shutdown()
 

@@ -463,3 +463,34 @@ def test_an_ensemble_exports_to_every_format_with_the_mean_of_its_members_predic
 
         reloaded, names = load_model_with_labels(path)
         assert is_ensemble(reloaded) and names == ["a", "b", "c"]
+
+
+# ---------------------------------------------------------------------------
+# a model trained in bfloat16 mixed precision exports as float32
+
+@pytest.fixture(scope="module")
+def bfloat16_model(tmp_path_factory):
+    """The seed preset trained one epoch forced into bfloat16 (emulated on a CPU without it): float32 when done."""
+    from cnndesk.core.data.dataset import DatasetConfig, load_dataset, Preprocessing
+    from cnndesk.core.training.fitting import train
+
+    from conftest import write_dataset
+
+    root = write_dataset(tmp_path_factory.mktemp("bf16") / "tiny", per_class=10, size=SIZE)
+    data = load_dataset(root, DatasetConfig(Preprocessing((SIZE, SIZE)), val_split=0.2, seed=3))
+    settings = TrainingSettings(batch_size=8, epochs=1, patience=0, seed=5, precision="bfloat16")
+    return train(data, preset("seed"), settings).model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_model_trained_in_bfloat16_exports_float32_predictions_every_runtime_agrees_on(bfloat16_model, tmp_path,
+                                                                                        fmt):
+    x = _images(4, seed=3)
+    expected = np.asarray(bfloat16_model(x, training=False))
+    assert expected.dtype == np.float32 and np.ptp(expected, axis=0).max() > 1e-4
+    float32 = build_model(preset("seed"), (SIZE, SIZE, 3), 3)  # the same weights in a model never near bfloat16
+    float32.set_weights(bfloat16_model.get_weights())
+    np.testing.assert_allclose(np.asarray(float32(x, training=False)), expected, atol=TOLERANCE, rtol=0)
+    path = export_model(bfloat16_model, fmt, tmp_path / "model")
+    np.testing.assert_allclose(_run_export(fmt, path, x), expected, atol=TOLERANCE, rtol=0)

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 
 from cnndesk.core.work.classify_folder import SORT_LOG
 
-from conftest import child_env, make_image, write_dataset
+from conftest import child_env, looked_inside, make_image, write_dataset
 from test_app import drop_paths, set_epochs
 
 CLASSES = ("left", "top", "centre")
@@ -110,7 +110,7 @@ def test_a_folder_dropped_on_the_viewer_is_classified_then_sorted_filtered_expor
     opened = str(inbox / cells(view)[0][1])
     qtbot.waitUntil(lambda: w.viewer_panel.current is not None and w.viewer_panel.current.path == opened,
                     timeout=30000)
-    qtbot.waitUntil(lambda: w.viewer_panel.inspection is not None, timeout=30000)
+    qtbot.waitUntil(lambda: looked_inside(w.viewer_panel), timeout=30000)
     assert w.viewer_panel.current_view.isVisible() and view.isVisible()
     # Enter opens the row selected
     view.filter.setCurrentText("All images")

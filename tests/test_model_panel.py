@@ -306,3 +306,25 @@ def test_remove_and_move_need_a_selected_layer(panel, qtbot):
     table = panel.table
     qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=table.visualRect(table.model().index(0, 0)).center())
     assert enabled() == [False, False, False]  # the input row is no layer
+
+
+def test_the_training_box_shows_the_defaults_the_cli_trains_with(qtbot, app_min_steps):
+    from cnndesk.cli import build_parser
+    from cnndesk.core.model.architecture import TrainingSettings
+
+    p = ModelPanel()  # made after the app's minimum of steps is back
+    qtbot.addWidget(p)
+    box = p.findChild(QGroupBox, "trainingBox")
+    shown = {name: box.findChild(QSpinBox if name != "learningRate" else QDoubleSpinBox, name).text()
+             for name in ("learningRate", "batchSize", "epochs", "minSteps", "patience")}
+    d = TrainingSettings()
+    assert shown == {"learningRate": f"{d.learning_rate:.5f}", "batchSize": str(d.batch_size),
+                     "epochs": str(d.epochs), "minSteps": str(app_min_steps), "patience": str(d.patience)}
+    assert p.settings() == d
+    args = build_parser().parse_args(["train", "folder", "--project", "p"])
+    assert (args.optimizer, args.learning_rate, args.batch_size, args.epochs, args.min_steps, args.patience,
+            args.device, args.seed) == (d.optimizer, d.learning_rate, d.batch_size, d.epochs, d.min_steps,
+                                        d.patience, d.device, d.seed)
+    # "off" is 0: exactly the epochs asked
+    type_number(qtbot, box.findChild(QSpinBox, "minSteps"), "0")
+    assert box.findChild(QSpinBox, "minSteps").text() == "off" and p.settings().min_steps == 0

@@ -21,7 +21,7 @@ from cnndesk.core.training.runs import Run
 from conftest import write_dataset
 from test_transfer import Log  # a listener that keeps the sentences and epochs it hears
 
-SETTINGS = TrainingSettings(epochs=1, batch_size=16, seed=5)
+SETTINGS = TrainingSettings(epochs=1, batch_size=16, seed=5, min_steps=0)  # made before the suite turns the minimum off
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ def _a_state_at_work() -> SessionState:
                 layers=[LayerSpec("Flatten")], preset="custom", settings=TrainingSettings(epochs=3, device="gpu:1"),
                 model=model(), history=[{"epoch": 1}], best_epoch=1, batch_loss=[(0.5, 1.0)],
                 viewed_images=["/data/a/x.png"], classified=(Classified("x.png", "/data/a/x.png", model()),),
-                viewer_tab="evaluation", folder_result=object(), runs=["run"],
+                viewer_tab="evaluation", charted=model(), folder_result=object(), runs=["run"],
                 probe_images=["/data/a/probe.png"], excluded=frozenset({"/data/a/y.png"}), color_sample=object(),
                 modified=True)
     assert set(work) | SessionState.SESSION == set(SessionState.field_names()), "a field is missing from this test"

@@ -2,7 +2,7 @@
 
 The panel is fed the trainer's own report objects, as the main window feeds it
 during a run, so these tests need no model and no training. Its buttons follow a
-``SessionState`` through ``bind_training_panel``, as in the window.
+``SessionState`` through ``TrainingControl`` (the panel's binding), as in the window.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication, QGraphicsLineItem
 from conftest import shown
 from cnndesk.core.project.session import IDLE, STOPPING, TRAINING, SessionState
 from cnndesk.core.training.progress import BatchReport, EpochReport, TrainResult
-from cnndesk.ui.bindings import bind_training_panel
+from cnndesk.ui.training_control import TrainingControl
 from cnndesk.ui.training_panel import TrainingPanel
 
 STEPS = 10
@@ -28,13 +28,19 @@ def panel(qtbot):
     return shown(qtbot, TrainingPanel(), 900, 600)
 
 
+class NoEngine:
+    """An engine that runs nothing: these tests feed the panel the reports themselves."""
+
+    def cancel(self, job) -> None:
+        pass
+
+
 class Control:
     """What ``TrainingControl`` does around the panel: the state's activity, and the panel told of the run."""
 
     def __init__(self, panel: TrainingPanel):
         self.panel, self.state = panel, SessionState()
-        bind_training_panel(self.state, panel, lambda: (True, ""))
-        panel.stop_requested.connect(self.stop)
+        self.binding = TrainingControl(self.state, NoEngine(), panel, lambda: (True, ""), panel)
 
     def started(self, epochs: int, continuing: bool, initial: int) -> None:
         self.state.activity = TRAINING

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QFileDialog, QLabel, QMenu, QMessageBox, QProgres
                                QToolButton)
 
 from pretrained import cache_weights, offline_urlopen
+from conftest import looked_inside
 from test_app import drop_paths, layer_row_text, set_epochs
 
 
@@ -96,11 +97,11 @@ def test_a_pretrained_preset_trains_offline_from_a_chosen_weights_file(keras_hom
     v = w.viewer_panel
     image = next(Path(w.state.dataset_path).rglob("*.png"))
     drop_paths(v, [str(image)])
-    qtbot.waitUntil(lambda: v.inspection is not None and v.inspection.cam is not None, timeout=60000)
+    qtbot.waitUntil(lambda: looked_inside(v), timeout=60000)
     combo = v.activations.layer_combo
     inside = [combo.itemText(i) for i in range(combo.count()) if "/" in combo.itemText(i)]
     assert inside and v.activations.grid.tiles  # maps of the backbone's own layers
-    assert "/" in v.inspection.cam_layer  # the head has no convolution: the heat map is the backbone's
+    assert "/" in v.gradcam.cam_layer.currentText()  # the head has no convolution: the heat map is the backbone's
 
 
 class Trickle(io.RawIOBase):

@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QWidget
 
-from conftest import columns_in_sight, make_image, rows_in_sight, write_dataset
+from conftest import columns_in_sight, looked_inside, make_image, rows_in_sight, write_dataset
 from test_app import drop_paths, set_epochs
 
 
@@ -48,7 +48,7 @@ def classify(w, qtbot, paths):
     before = w.viewer_panel.strip.count()
     drop_paths(w.viewer_panel, paths)
     qtbot.waitUntil(lambda: w.viewer_panel.strip.count() == before + len(paths), timeout=20000)
-    qtbot.waitUntil(lambda: w.viewer_panel.inspection is not None, timeout=20000)
+    qtbot.waitUntil(lambda: looked_inside(w.viewer_panel), timeout=20000)
 
 
 def test_dropped_images_are_classified_and_a_bad_file_gets_a_message(trained, qtbot, images):
@@ -97,8 +97,7 @@ def test_each_layer_shows_one_map_per_channel_and_a_click_enlarges_it(trained, q
     assert v.activations.layer_combo.currentText() == "conv2d_1"  # the first layer is shown first
     for i, name in enumerate(names, 1):
         v.activations.layer_combo.setCurrentIndex(i)
-        channels = v.inspection.maps[i - 1][1].shape[-1]
-        assert len(v.activations.grid.tiles) == channels == 10
+        assert len(v.activations.grid.tiles) == 10
         assert v.activations.layer_info.text().startswith(f"{name}: 10 channels")
     qtbot.mouseClick(v.activations.grid.tiles[3], Qt.LeftButton)
     assert "channel 3" in v.activations.enlarged_caption.text()
@@ -359,7 +358,7 @@ def test_save_view_and_mark_as_probe_wait_for_an_image_to_be_shown(window, qtbot
     # another model classifies the files again (the pasted image is gone) and shows the first
     w.open_model(str(_plain_keras_model(tmp_path / "other.keras")))
     qtbot.waitUntil(lambda: "other.keras" in v.model_label.text() and v.strip.count() == 2
-                    and v.inspection is not None, timeout=30000)
+                    and looked_inside(v), timeout=30000)
     assert v.current.path == str(images[0]) and all(b.isEnabled() for b in buttons)
 
 
@@ -490,7 +489,7 @@ def test_the_pixels_of_a_model_from_a_file_are_shown_and_changing_them_classifie
     qtbot.keyClick(v.pixels_combo, Qt.Key_Down)  # the next choice: -1 to 1
     qtbot.waitUntil(lambda: w.state.model.preprocessing.pixels == "-1-1", timeout=20000)
     qtbot.waitUntil(lambda: v.strip.count() == 2 and all(im.model == w.state.model for im in w.state.classified)
-                    and v.inspection is not None, timeout=20000)
+                    and looked_inside(v), timeout=20000)
     assert "input 32×32 rgb, pixels -1-1" in v.model_label.text() and v.pixels_combo.currentText() == "-1-1"
     after = [im.probabilities for im in w.state.classified]
     assert all(not np.allclose(a, b, atol=1e-4) for a, b in zip(after, before))  # the same images, other numbers
@@ -543,7 +542,7 @@ def test_one_dropped_image_gets_its_prediction_and_maps_from_one_forward_pass(tr
     classify(trained, qtbot, [str(images[0])])
     assert EngineWorker.predict_files in submitted and EngineWorker.inspect not in submitted
     assert v.activations.grid.tiles and v.current_view.verdict.text().startswith("It looks like")
-    assert v.inspection is not None and v.inspection.cam is not None  # the heat map followed as its own job
+    assert looked_inside(v)  # the heat map followed as its own job
 
 
 def test_the_prediction_is_on_screen_while_the_maps_are_still_being_prepared(trained, qtbot, images):
@@ -560,12 +559,12 @@ def test_the_prediction_is_on_screen_while_the_maps_are_still_being_prepared(tra
 
     worker._pictures = slow_pictures
     try:
-        before, shown = v.strip.count(), v.inspection
+        before, shown = v.strip.count(), v.gradcam.cam
         drop_paths(v, [str(images[0])])
         qtbot.waitUntil(lambda: v.current_view.verdict.text().startswith("It looks like"), timeout=60000)
-        assert v.strip.count() == before + 1 and v.inspection is shown  # the maps have not come yet
+        assert v.strip.count() == before + 1 and v.gradcam.cam is shown  # the maps have not come yet
         release.set()
-        qtbot.waitUntil(lambda: v.inspection is not shown, timeout=60000)  # then they do, and the heat map
+        qtbot.waitUntil(lambda: looked_inside(v), timeout=60000)  # then they do, and the heat map
         assert v.activations.grid.tiles
     finally:
         release.set()

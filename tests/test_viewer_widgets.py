@@ -8,7 +8,6 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from cnndesk.core.model.pictures import gradcam_overlay
-from cnndesk.core.project.session import SessionState
 from cnndesk.ui.viewer_panel import ViewerPanel
 from cnndesk.ui.widgets import ColorBar
 
@@ -29,7 +28,7 @@ def test_a_coarse_heat_map_is_blended_smoothly_at_the_size_asked_for():
 
 
 def test_files_dropped_on_the_viewer_are_handed_on_with_a_signal(qtbot, tmp_path):
-    viewer = ViewerPanel(SessionState(), engine=None)
+    viewer = ViewerPanel()
     qtbot.addWidget(viewer)
     folder = tmp_path / "pictures"
     folder.mkdir()

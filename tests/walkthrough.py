@@ -58,9 +58,8 @@ if not (REAL / "digits").is_dir():
 WORK = Path(tempfile.mkdtemp(prefix="walk-"))
 
 from cnndesk.core.app_log import start_logging
-from cnndesk.core.cpu_kernels import use_onednn_kernels
-from cnndesk.core.library_warnings import hide_library_warnings
-hide_library_warnings(); use_onednn_kernels(); start_logging("walkthrough")
+from cnndesk.core.library_warnings import quiet_libraries
+quiet_libraries(); start_logging("walkthrough")
 
 from PySide6.QtCore import QSettings, Qt, QPoint
 from PySide6.QtTest import QTest

@@ -23,7 +23,8 @@ from ..core.app_log import start_logging
 from ..core.errors import UserError
 from . import housekeeping, models, quality, runs, train
 from .launcher import launch_training
-from .support import EXIT_USER_ERROR, quiet_libraries, run_command
+from ..core.library_warnings import quiet_libraries
+from .support import EXIT_USER_ERROR, run_command
 
 VERBOSE_HELP = ("print cnndesk's log to stderr as well, with TensorFlow's start-up lines; "
                 "the log file always gets it (see docs/reliability.md)")

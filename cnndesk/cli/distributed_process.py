@@ -13,9 +13,10 @@ import os
 import sys
 
 from ..core.distributed import DistributedRun
+from ..core.library_warnings import quiet_libraries
 from . import build_parser
 from .launcher import CHILD_ENVIRONMENT
-from .support import quiet_libraries, run_command
+from .support import run_command
 from .train import cmd_train
 
 

@@ -15,24 +15,10 @@ import sys
 from pathlib import Path
 
 from ..core.app_log import log
-from ..core.cpu_kernels import use_onednn_kernels
 from ..core.errors import UserError
-from ..core.library_warnings import hide_library_warnings
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-def quiet_libraries() -> None:
-    """Keep the libraries' start-up noise off the terminal, before TensorFlow is imported.
-
-    Their Python warnings and TensorFlow's C++ lines below its log level are
-    hidden (``core.library_warnings``); TensorFlow's real errors still reach
-    stderr, because it is always started through ``import_tensorflow``. The
-    oneDNN kernel choice is made here too, as TensorFlow reads it once.
-    """
-    hide_library_warnings()
-    use_onednn_kernels()
 
 
 def run_command(command) -> int:

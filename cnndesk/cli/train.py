@@ -19,8 +19,9 @@ from .support import add_cache_options, cache_settings, emit_json, fraction, ima
 
 def add_parser(sub) -> None:
     """The ``train`` command."""
-    from ..core.model.architecture import OPTIMIZERS, PRESETS
+    from ..core.model.architecture import OPTIMIZERS, PRECISIONS, PRESETS, TrainingSettings
 
+    defaults = TrainingSettings()  # the one place of the training defaults, the model panel's too
     t = sub.add_parser("train", help="train a model on a dataset folder and save a project")
     t.add_argument("dataset", help="folder with one subfolder of images per class")
     t.add_argument("--project", required=True, help="project folder to write")
@@ -28,20 +29,27 @@ def add_parser(sub) -> None:
     t.add_argument("--image-size", type=image_size, default=None, metavar="N|HxW",
                    help="default 64, or what a pretrained preset's backbone was trained at (224)")
     t.add_argument("--color", choices=["rgb", "grayscale"], default="rgb")
-    t.add_argument("--epochs", type=positive, default=10)
-    t.add_argument("--batch-size", type=positive, default=32)
-    t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
-    t.add_argument("--patience", type=int, default=3,
+    t.add_argument("--epochs", type=positive, default=defaults.epochs)
+    t.add_argument("--min-steps", type=int, default=defaults.min_steps, metavar="N",
+                   help=f"a new model takes at least N optimizer steps: on a small folder the run gets more epochs "
+                        f"than --epochs (default {defaults.min_steps}; 0 = exactly --epochs)")
+    t.add_argument("--batch-size", type=positive, default=defaults.batch_size)
+    t.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer)
+    t.add_argument("--patience", type=int, default=defaults.patience,
                    help="early stopping: stop when neither validation accuracy nor loss improved for this many "
                         "epochs (at least a quarter of the run, never before half of it, off with fewer than 50 "
                         "validation images); 0 = off")
     t.add_argument("--val-split", type=fraction, default=0.2)
     t.add_argument("--augment", type=_parse_augment, default=(), metavar="flip,rotate,zoom,contrast,brightness")
     t.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
-    t.add_argument("--device", default="cpu", help="cpu, gpu:N, gpu:N,M or gpu:all for several GPUs (mirrored; "
+    t.add_argument("--device", default=defaults.device, help="cpu, gpu:N, gpu:N,M or gpu:all for several GPUs (mirrored; "
                    "--batch-size is then per GPU)")
-    t.add_argument("--seed", type=seed, default=1337)
+    t.add_argument("--precision", choices=list(PRECISIONS), default=defaults.precision,
+                   help="auto (default): bfloat16 mixed precision on a CPU that computes bfloat16 natively "
+                        "(avx512_bf16, amx_bf16), float32 elsewhere; float32 or bfloat16 force one. The saved "
+                        "model is float32 either way")
+    t.add_argument("--seed", type=seed, default=defaults.seed)
     t.add_argument("--fine-tune", type=_blocks, default=0, metavar="N",
                    help="pretrained presets: after training the head, fine-tune the backbone's top N blocks at a "
                         "tenth of the learning rate for as many epochs again (default 0: backbone frozen)")
@@ -156,7 +164,8 @@ def cmd_train(args, fit=None, save=None) -> int:
                            args.augment, args.class_weights)
     settings = TrainingSettings(optimizer=args.optimizer, learning_rate=args.learning_rate,
                                 batch_size=args.batch_size, epochs=args.epochs, patience=max(0, args.patience),
-                                device=args.device, seed=args.seed)
+                                device=args.device, seed=args.seed, min_steps=max(0, args.min_steps),
+                                precision=args.precision)
     settings.validate()
     bar = _Bar(not args.json)
     check_destination(args.project)  # a folder that cannot be written fails before any work

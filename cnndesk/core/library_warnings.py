@@ -20,6 +20,8 @@ import sys
 import threading
 import warnings
 
+from .cpu_kernels import use_onednn_kernels
+
 #: modules whose Python warnings are hidden (regular expressions on the warning's module)
 QUIET_MODULES = (r"PIL(\..*)?", r"zipfile", r"h5py(\..*)?", r"keras(\..*)?", r"tensorflow(\..*)?", r"absl(\..*)?")
 
@@ -35,6 +37,19 @@ def hide_library_warnings() -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
     for module in QUIET_MODULES:
         warnings.filterwarnings("ignore", module=module)
+
+
+def quiet_libraries() -> None:
+    """The start-up of every cnndesk process (the app, the CLI, the selftest, the JAX child): keep the libraries'
+    noise off the terminal and choose TensorFlow's CPU kernels, before TensorFlow is imported.
+
+    Their Python warnings and TensorFlow's C++ lines below its log level are hidden
+    (:func:`hide_library_warnings`); TensorFlow's real errors still reach stderr, because it is always started
+    through :func:`import_tensorflow`. The oneDNN kernel choice (``cpu_kernels``) is made here too, as
+    TensorFlow reads it once.
+    """
+    hide_library_warnings()
+    use_onednn_kernels()
 
 
 #: TensorFlow's C++ log lines: absl's preamble, glog-style "I0000 00:00:… file.cc:31] …" lines, and the

@@ -250,10 +250,14 @@ class DatasetMapView(QWidget):
         compute_requested(): the user asked for the map.
         cancel_requested(): stop computing it.
         open_requested(str): show this image in the viewer.
+        point_hovered(int): the mouse points at this row (-1: none); its picture is wanted (``show_preview``).
         exclude_requested(list[str]), move_requested(list[str]): as in the Duplicates tab.
+
+    It shows the map it is given (``show_map``), which names its own rows' files and classes.
     """
 
     compute_requested = Signal()
+    point_hovered = Signal(int)
     cancel_requested = Signal()
     open_requested = Signal(str)
     exclude_requested = Signal(list)
@@ -262,7 +266,6 @@ class DatasetMapView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("datasetMapView")
-        self.data = None
         self._can_compute = False
         v = QVBoxLayout(self)
         v.setContentsMargins(0, 0, 0, 0)
@@ -335,9 +338,8 @@ class DatasetMapView(QWidget):
         self.note.setText(text)
 
     # -- the map ---------------------------------------------------------------------------
-    def show_map(self, dataset_map: DatasetMap | None, data) -> None:
-        """Show ``dataset_map`` of ``data`` (None: nothing)."""
-        self.data = data if dataset_map is not None else None
+    def show_map(self, dataset_map: DatasetMap | None) -> None:
+        """Show ``dataset_map`` (None: nothing)."""
         self.canvas.show_map(dataset_map)
         self._on_hover(-1)
         self._show_selection()
@@ -347,19 +349,18 @@ class DatasetMapView(QWidget):
         self.note.setText(" ".join([dataset_map.summary()] + dataset_map.notes))
         self._show_legend()
 
-    def refresh(self, data) -> None:
-        """``data`` (the same files, split or excluded anew) with the map's sides and highlights updated."""
-        self.data = data
+    def refresh(self) -> None:
+        """The map's sides and highlights were updated (the same files, split or excluded anew)."""
         self.canvas.refresh()
         self._show_legend()
         self._show_selection()
 
     def _show_legend(self) -> None:
-        m, data = self.canvas.map, self.data
-        if m is None or data is None:
+        m = self.canvas.map
+        if m is None:
             return
         rows = []
-        for i, name in enumerate(data.class_names):
+        for i, name in enumerate(m.class_names):
             r, g, b = class_colour(i)
             rows.append(f"<span style='color: rgb({r},{g},{b})'>●</span> {_html(printable(name))}")
         rows.append("● training &nbsp; ○ validation &nbsp; <span style='color: #aaa'>●</span> excluded")
@@ -369,9 +370,10 @@ class DatasetMapView(QWidget):
         self.legend.setText("<br>".join(rows))
 
     def selected_paths(self) -> list[str]:
-        if self.data is None:
+        m = self.canvas.map
+        if m is None:
             return []
-        return [self.data.paths[r] for r in self.canvas.selected.tolist()]
+        return [m.paths[r] for r in self.canvas.selected.tolist()]
 
     def _show_selection(self) -> None:
         n = len(self.canvas.selected)
@@ -381,21 +383,26 @@ class DatasetMapView(QWidget):
         self.move_button.setEnabled(bool(n))
 
     def _on_hover(self, row: int) -> None:
-        m, data = self.canvas.map, self.data
-        if row < 0 or m is None or data is None:
+        m = self.canvas.map
+        if row < 0 or m is None:
             self.preview.clear()
             self.hover_name.setText("")
             self.canvas.setToolTip("")
             return
-        line = m.describe(row, data.paths, data.class_names)
-        self.preview.setPixmap(array_to_pixmap(np.asarray(data.images[row]), PREVIEW, PREVIEW))
+        line = m.describe(row, m.paths, m.class_names)
+        self.preview.clear()
+        self.point_hovered.emit(row)
         self.hover_name.setText(line)
         self.canvas.setToolTip(line)
         QToolTip.showText(self.canvas.mapToGlobal(self.canvas.screen_point(row).toPoint()), line, self.canvas)
 
+    def show_preview(self, image) -> None:
+        """The picture of the row the mouse points at (an image array)."""
+        self.preview.setPixmap(array_to_pixmap(np.asarray(image), PREVIEW, PREVIEW))
+
     def _on_click(self, row: int) -> None:
-        if self.data is not None:
-            self.open_requested.emit(self.data.paths[row])
+        if self.canvas.map is not None:
+            self.open_requested.emit(self.canvas.map.paths[row])
 
     def _on_lasso(self, rows) -> None:
         self.canvas.set_selected(rows)
@@ -425,6 +432,7 @@ class MapControl(QObject):
         self._doubts: list[int] = []
         self.job = ShownJob(state, engine, view)  # progress, cancel, and stopped when training starts
         view.compute_requested.connect(self.compute)
+        view.point_hovered.connect(self._show_preview)
         view.cancel_requested.connect(self.job.cancel)
         state.observe(self._on_data, "data", "model")
 
@@ -451,7 +459,13 @@ class MapControl(QObject):
             return
         self.map, self._paths = dataset_map, data.paths
         self._on_data(("data",))  # the split may have changed while it ran
-        self.view.show_map(dataset_map, self.state.data)
+        self.view.show_map(dataset_map)
+
+    def _show_preview(self, row: int) -> None:
+        """The picture of a point of the map: the dataset's decoded image of its row."""
+        data = self.state.data
+        if row >= 0 and self.map is not None and data is not None and data.paths is self._paths:
+            self.view.show_preview(data.images[row])
 
     def _on_data(self, names) -> None:
         """A new model or dataset: the map no longer holds. The same files split or excluded anew: it is redrawn."""
@@ -460,9 +474,9 @@ class MapControl(QObject):
             return
         if "model" in names or data is None or data.paths is not self._paths:
             self.map = self._paths = None
-            self.view.show_map(None, None)
+            self.view.show_map(None)
             self.view.show_message("Compute the map to see the dataset as the model sees it.")
             return
         self.map.sides = split_sides(data)
         self.map.flags = highlights(data, self.map.predicted, self.distance(), self._doubts)
-        self.view.refresh(data)
+        self.view.refresh()

@@ -37,7 +37,7 @@ AUGMENT_LABELS = {"flip": "Flip left/right", "rotate": "Rotate", "zoom": "Zoom",
 class DatasetPanel(QWidget):
     """Pick a folder, set image size/colour/split/augmentation, see what was read: a view.
 
-    The dataset, its folder, its split and the exclusions are the session state's; ``bindings.bind_dataset_panel``
+    The dataset, its folder, its split and the exclusions are the session state's; ``bindings.DatasetReading``
     reads folders for the panel's requests and shows the state in it (``show_dataset``, ``show_read``, …).
 
     Signals:

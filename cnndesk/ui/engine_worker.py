@@ -254,19 +254,23 @@ class EngineWorker(QObject):
         return str(path)
 
     @cancellable
-    def stock_pool(self, data, layers, settings, *, task: TaskState) -> bool:
-        """While nobody waits: trace a spare model for the next run of ``layers``, so Train starts at once.
+    def stock_pool(self, data, layers, settings, *, task: TaskState) -> int:
+        """While nobody waits: trace spare models for the next runs of ``layers`` (``SPARES_AHEAD``), so that
+        Train starts at once, also when pressed right after a run. Returns how many it traced.
 
-        Submitted when the engine would otherwise be idle; a Train pressed meanwhile cancels it, and it
-        returns at once when that happened before it started (tracing itself cannot be interrupted).
+        Submitted when the engine would otherwise be idle; a Train pressed meanwhile cancels it: it stops
+        before the next spare (tracing one cannot be interrupted), or at once when it had not started.
         """
-        from ..core.training.model_pool import ModelPool
+        from ..core.training.model_pool import ModelPool, SPARES_AHEAD
 
-        if task.is_interruption_requested() or not (self.reuse_models and self.stock_spares):
-            return False
+        if not (self.reuse_models and self.stock_spares):
+            return 0
         if self._pool is None:
             self._pool = ModelPool()
-        return self._pool.stock(data, layers, settings)
+        made = 0
+        while not task.is_interruption_requested() and self._pool.stock(data, layers, settings, keep=SPARES_AHEAD):
+            made += 1
+        return made
 
     def save_project(self, folder, project) -> str:
         from ..core.project.store import save_project

@@ -10,8 +10,8 @@ widget.
 (``EngineWorker.classify_folder``) whose batches of rows it writes into the state as they come; exporting writes
 the rows shown with ``core.work.classify_folder.CsvRows``; sorting copies (or, asked and confirmed, moves) the rows
 shown into ``<destination>/<class>/`` in another engine job (``EngineWorker.sort_rows``) and keeps the changes so
-that each, or all, can be undone (also listed in the destination, for ``cnndesk-cli undo-sort``). It is wired to
-the state and the window in ``ui.bindings.bind_folder_view``.
+that each, or all, can be undone (also listed in the destination, for ``cnndesk-cli undo-sort``). ``FolderWork`` is
+the Folder tab's binding, built in ``ui.bindings.bind_window``.
 """
 
 from __future__ import annotations
@@ -388,7 +388,8 @@ class SortDialog(QDialog):
 
 
 class FolderWork(QObject):
-    """Classifies folders as an engine job into ``state.folder_result``, exports and sorts their rows, undoes sorts.
+    """The Folder tab's binding: classifies folders as an engine job into ``state.folder_result`` (shown in the
+    view's table), exports and sorts their rows, undoes sorts.
 
     Args:
         state: the session (``model``, ``runs``, ``folder_result``).
@@ -408,6 +409,40 @@ class FolderWork(QObject):
         self._sorting = None  # the sort job under way
         self.note = ""  # what the Folder tab adds under the rows (the model carries no statistics)
         self.running = False  # a classification job is under way
+        view.classify_requested.connect(self.choose_folder)
+        view.cancel_requested.connect(self.cancel)
+        view.export_requested.connect(self.export)
+        view.sort_requested.connect(self.ask_sort)
+        view.undo_all_requested.connect(self.undo_all)
+        view.changes.undo_requested.connect(self.undo)
+        state.observe(self._show, "folder_result")
+        state.observe(self._stale, "model", "data")
+        state.observe(lambda _: view.set_can_classify(self.usable), "model", "activity", "engine_ready")
+        view.set_can_classify(self.usable)
+        self._show()
+
+    def _show(self, _names=None) -> None:
+        state = self.state
+        result = state.folder_result
+        model = result.model if result is not None and result.model is not None else state.model
+        self.view.show_result(result, tuple(model.class_names) if model is not None else (), self.note)
+
+    def _stale(self, names) -> None:
+        """A new model or dataset makes the rows stale: they stay, saying which model they came from."""
+        state = self.state
+        result = state.folder_result
+        if result is None or result.stale or state.loading:
+            return
+        if "model" in names and state.model is not result.model:
+            why = (f"These rows came from {result.model.label}, which is no longer the current model: classify "
+                   "the folder again for the current one's answers.")
+        elif "data" in names:
+            why = ("Another dataset was read since these rows were made (the model's training images may differ "
+                   "from it): classify the folder again if the model changed.")
+        else:
+            return
+        with state.not_an_edit():
+            state.folder_result = result.made_stale(why)
 
     # -- classifying ---------------------------------------------------------------------
     @property

@@ -1,12 +1,11 @@
 """The main window: the four panels in tabs, menus, drops, window settings and closing.
 
-The session lives in ``self.state`` (``core.project.session.SessionState``): the
-dataset, model and training panels are views bound to it (``bindings``, which
-also reads the dataset folders: ``DatasetReading``), and small controllers turn
-requests into engine jobs and write the answers into it: ``TrainingControl``
-(Train, Stop, Bring Back), ``ProjectFiles`` (New, Open, Save) and
-``ModelFiles`` (Open Model, Export). The window enables its actions from the
-state alone (``_update_actions``).
+The session lives in ``self.state`` (``core.project.session.SessionState``). The
+panels are views; ``bindings.bind_window`` builds their bindings (``DatasetReading``,
+``ModelBinding``, ``TrainingControl``, ``RunsControl``, ``ViewerBinding``,
+``ProbeBinding``, ``ProjectFiles``, ``ModelFiles``…), which turn the requests into
+engine jobs and write the answers into the state, and connects them. The window
+enables its actions from the state alone (``update_actions``).
 """
 
 from __future__ import annotations
@@ -29,20 +28,13 @@ from ..core.model.export import FORMATS
 from ..core.model.keras_file import MODEL_SUFFIXES
 from ..core.project.store import is_project
 from ..core.project.session import EXPORTING, IDLE, OPENING, Runtime, SAVING, SessionState, SWAPPING
-from .bindings import bind_dataset_panel, bind_folder_view, bind_model_panel, bind_training_panel
-from .data_quality_view import DataQuality
-from .dataset_map_view import MapControl
+from .bindings import bind_window
 from .dataset_panel import DatasetPanel
 from .engine import Engine
-from .model_io import EXPORT_LABELS, ModelFiles
+from .model_io import EXPORT_LABELS
 from .model_panel import ModelPanel
 from .probe_view import ProbeView
-from .project_files import ProjectFiles
-from .recent import RecentProjects
 from .resources import app_icon
-from .runs_control import RunsControl
-from .repeats_control import RepeatsControl
-from .training_control import TrainingControl
 from .training_panel import TrainingPanel
 from .viewer_panel import ViewerPanel
 
@@ -82,10 +74,9 @@ class MainWindow(QMainWindow):
         self.dataset_panel = DatasetPanel()
         self.model_panel = ModelPanel()
         self.training_panel = TrainingPanel()
-        self.viewer_panel = ViewerPanel(self.state, self.engine)
-        self.probe_view = ProbeView(self.state, self.engine)
+        self.viewer_panel = ViewerPanel()
+        self.probe_view = ProbeView()
         self.training_panel.add_view(self.probe_view)
-        self.probe_view.wants_room.connect(self.training_panel.give_view_room)
         self.training_panel.give_view_room(self.probe_view.frames_area.isVisibleTo(self.probe_view))
         self.tabs.addTab(self.dataset_panel, "1  Dataset")
         self.tabs.addTab(self.model_panel, "2  Model")
@@ -96,26 +87,12 @@ class MainWindow(QMainWindow):
         self.engine_label = QLabel("Loading TensorFlow…", objectName="engineStatus")
         self.statusBar().addPermanentWidget(self.engine_label)
 
-        self.training = TrainingControl(self.state, self.engine, self.training_panel, self)
-        self.training.probe_frame.connect(self.probe_view.show_live_frame)
-        self.repeats = RepeatsControl(self.state, self.engine, self.training_panel, self.settings, self)
-        self.runs = RunsControl(self.state, self.engine, self.training, self.training_panel.runs_view,
-                                self.training_panel.chart, self._reread_dataset, self)
-        self.models = ModelFiles(self.state, self.engine, self.settings, self)
-        self.data_quality = DataQuality(self.state, self.engine, self.dataset_panel,
-                                        self.viewer_panel.evaluation_view.label_doubts, self,
-                                        more_views=(self.viewer_panel.map_view,))
-        self.dataset_map = MapControl(self.state, self.engine, self.viewer_panel.map_view, self.data_quality,
-                                      self.dataset_panel.duplicates.distance.value, self)
-        self.folder_work = bind_folder_view(self.state, self.engine, self.viewer_panel.folder_view, self.viewer_panel,
-                                            lambda: self._show_map(self.viewer_panel.folder_view), self)
         self._make_actions()
-        self.projects = ProjectFiles(self, RecentProjects(self.settings, self.recent_menu))
-        self._connect()
+        bind_window(self)  # the bindings: self.viewer, .probes, .training, .runs, .models, .projects…
         self._restore_settings()
         self.state.modified = False  # restoring settings is not an edit
-        self._update_title()
-        self._update_actions()
+        self.update_title()
+        self.update_actions()
         if start_engine:
             self.engine.start()
         app = QApplication.instance()
@@ -144,11 +121,11 @@ class MainWindow(QMainWindow):
                                            name="saveProjectAs")
         self.choose_dataset_action = self._action("Choose &Dataset Folder…", self.dataset_panel.choose_folder,
                                                   "Ctrl+Shift+O")
-        self.open_model_action = self._action("Open &Model (.keras, .h5)…", self.models.open_dialog, "Ctrl+Shift+M",
-                                              name="openModel")
+        self.open_model_action = self._action("Open &Model (.keras, .h5)…", lambda: self.models.open_dialog(),
+                                              "Ctrl+Shift+M", name="openModel")
         self.open_image_action = self._action("Open &Image…", self.viewer_panel.open_images_dialog, "Ctrl+I",
                                               name="openImage")
-        self.classify_folder_action = self._action("&Classify Folder…", self.folder_work.choose_folder,
+        self.classify_folder_action = self._action("&Classify Folder…", lambda: self.folder_work.choose_folder(),
                                                    "Ctrl+Shift+F", name="classifyFolderAction",
                                                    tip="Classify every image of a folder (Viewer, Folder)")
         for a in (self.new_action, self.open_action):
@@ -201,14 +178,15 @@ class MainWindow(QMainWindow):
         v.addAction(self._action("&Full Screen", self._toggle_full_screen, QKeySequence.FullScreen))
 
         t = mb.addMenu("&Training")
-        self.train_action = self._action("&Train", lambda: self._train(self.training_panel.continue_check.isChecked()),
+        self.train_action = self._action("&Train", lambda: self.train(self.training_panel.continue_check.isChecked()),
                                          "F5", name="trainAction")
-        self.stop_action = self._action("&Stop", self.training.stop, "Esc", tip="Stop training", name="stopAction")
+        self.stop_action = self._action("&Stop", lambda: self.training.stop(), "Esc", tip="Stop training",
+                                        name="stopAction")
         self.evaluate_action = self._action("&Evaluate on Validation Set", self.viewer_panel.evaluate, "F6",
                                             name="evaluateAction")
         self.map_action = self._action("Dataset &Map", self._show_map, "Ctrl+M", name="mapAction",
                                        tip="Every image of the dataset placed by what the model sees (Viewer, Map)")
-        self.previous_action = self._action("Bring Back &Previous Model", self.runs.bring_back,
+        self.previous_action = self._action("Bring Back &Previous Model", lambda: self.runs.bring_back(),
                                             tip="Make the model of the previous training run current again",
                                             name="previousRunAction")
         t.addAction(self.train_action)
@@ -226,7 +204,11 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(self.TAB_MODEL)
         self.model_panel.add_layer(kind)
 
-    def _show_map(self, view=None) -> None:
+    def _show_map(self) -> None:
+        self.show_viewer_tab(self.viewer_panel.map_view)
+
+    def show_viewer_tab(self, view) -> None:
+        """Bring the Viewer and its tab ``view`` (the Map, the Folder tab) to the front."""
         self.tabs.setCurrentIndex(self.TAB_VIEWER)
         self.viewer_panel.show_map(view)
 
@@ -237,54 +219,23 @@ class MainWindow(QMainWindow):
         self.resize(1200, 800)
         self.tabs.setCurrentIndex(0)
 
-    # -- wiring --------------------------------------------------------------
-    def _connect(self) -> None:
-        state = self.state
-        self.dataset_reading = bind_dataset_panel(state, self.dataset_panel)
-        bind_model_panel(state, self.model_panel, self._reread_dataset)
-        show_training = bind_training_panel(state, self.training_panel, self._can_train)
-        self.model_panel.validity_changed.connect(lambda *_: show_training())
-        state.observe(lambda _: self._update_actions())
-        state.observe(lambda _: self._update_title(), "modified", "project_path")
-        self.engine.ready.connect(self._on_engine_ready)
-        self.engine.failed.connect(lambda name, msg: self.show_error(f"{name.replace('_', ' ').capitalize()} failed",
-                                                                     msg))
-        self.engine.warned.connect(lambda text: self.statusBar().showMessage(text[:200], 8000))
-        for controller in (self.training, self.repeats, self.runs, self.projects, self.models):
-            controller.status.connect(self.show_status)
-            controller.error.connect(self.show_error)
-        state.observe(self._close_if_asked, "activity")
-        self.models.opened.connect(lambda: self.tabs.setCurrentIndex(self.TAB_VIEWER))
-        self.dataset_panel.sample_button.clicked.connect(self.use_sample)
-        self.model_panel.validity_changed.connect(lambda *_: self._update_actions())
-        self.training_panel.train_requested.connect(self._train)
-        self.training.started.connect(lambda: self.tabs.setCurrentIndex(self.TAB_TRAIN))
-        self.training_panel.stop_requested.connect(self.training.stop)
-        self.training_panel.previous_requested.connect(self.runs.bring_back)
-        self.viewer_panel.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
-        self.viewer_panel.paths_dropped.connect(lambda paths: self.folder_work.dropped_on_viewer(paths,
-                                                                                        self.handle_dropped_paths))
-        self.viewer_panel.pixels_chosen.connect(self.models.set_pixels)
-        self.viewer_panel.probe_marked.connect(lambda path: self.probe_view.add_probes([path]))
-        self.probe_view.epoch_shown.connect(self.training_panel.chart.mark_epoch)
-        self.probe_view.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
-
-    def _train(self, continuing: bool = False) -> None:
+    def train(self, continuing: bool = False) -> None:
         if self.train_action.isEnabled() and self.repeats.wanted and not continuing:
             self.repeats.start()  # Train ×N: several models, one kept
         elif self.train_action.isEnabled():
             self.training.start(continuing)  # the Train tab shows the run when it starts (training.started)
 
-    def _on_engine_ready(self, info: Runtime) -> None:
+    def on_engine_ready(self, info: Runtime) -> None:
         devices = list(info.devices)
         gpu = sum(1 for d, _ in devices if d.startswith("gpu"))
         self.engine_label.setText(f"TensorFlow {info.tensorflow} · {'%d GPU(s)' % gpu if gpu else 'CPU'}")
         self.model_panel.set_devices(devices)
         self.model_panel.device.set_value(self.settings.value("model/device", "cpu"))
+        self.model_panel.set_precision(str(self.settings.value("model/precision", "auto")))
         self.state.engine_ready = True
         self.statusBar().showMessage("Ready", 3000)
 
-    def _can_train(self) -> tuple[bool, str]:
+    def can_train(self) -> tuple[bool, str]:
         """Whether a run could be trained (or is training) now; if not, why, in a sentence for the Train tab."""
         state = self.state
         if not state.engine_ready:
@@ -297,12 +248,12 @@ class MainWindow(QMainWindow):
             return False, BUSY_REASONS.get(state.activity, "Please wait…")
         return True, ""
 
-    def _update_actions(self) -> None:
+    def update_actions(self) -> None:
         """Enable the window's actions from what the state allows (the Train tab's buttons: bind_training_panel)."""
         state = self.state
         ready, busy, training = state.engine_ready, state.busy, state.training
         has_model = ready and state.has_model
-        ok, _reason = self._can_train()
+        ok, _reason = self.can_train()
         self.train_action.setEnabled(ok and not busy)
         self.stop_action.setEnabled(training)
         for act in self.export_actions.values():
@@ -319,7 +270,7 @@ class MainWindow(QMainWindow):
         for act in self.layer_actions:
             act.setEnabled(not training)
 
-    def _update_title(self) -> None:
+    def update_title(self) -> None:
         path = self.state.project_path
         self.setWindowTitle(f"{Path(path).name if path else 'Untitled'}[*] — cnndesk")
         self.setWindowModified(self.state.modified)
@@ -331,7 +282,7 @@ class MainWindow(QMainWindow):
     def open_project(self, folder: str, confirm: bool = True) -> None:
         self.projects.open(folder, confirm)
 
-    def _reread_dataset(self) -> None:
+    def reread_dataset(self) -> None:
         """Read the dataset folder again with the settings the state now holds (a restored run's, or the image
         size a pretrained preset proposed)."""
         folder = self.state.dataset_path
@@ -373,7 +324,7 @@ class MainWindow(QMainWindow):
             self.models.open(str(first))
             return
         self.tabs.setCurrentIndex(self.TAB_VIEWER)
-        self.viewer_panel.classify_paths([p for p in paths if Path(p).is_file()])
+        self.viewer.classify_paths([p for p in paths if Path(p).is_file()])
 
     # -- messages ------------------------------------------------------------------
     def show_error(self, title: str, message: str) -> None:
@@ -477,6 +428,7 @@ class MainWindow(QMainWindow):
         s.setValue("model/layers", json.dumps([l.to_json() for l in state.layers]))
         s.setValue("model/preset", state.preset)
         s.setValue("model/device", state.settings.device or "cpu")
+        s.setValue("model/precision", state.settings.precision)
         folder = state.dataset_path
         if folder and Path(folder) != self.sample_dir:
             s.setValue("folders/dataset", folder)
@@ -495,12 +447,12 @@ class MainWindow(QMainWindow):
                     return
                 self._closing = True
                 self.training.stop()
-            event.ignore()  # close again when training has stopped (_close_if_asked)
+            event.ignore()  # close again when training has stopped (close_if_asked)
             return
         if state.busy:  # saving, opening, exporting, swapping runs: wait for it, saying so
             self._closing = True
             self.show_status(f"{BUSY_REASONS.get(state.activity, 'Finishing…')} The window closes when it is done.")
-            event.ignore()  # close again when it has ended (_close_if_asked)
+            event.ignore()  # close again when it has ended (close_if_asked)
             return
         self._closing = False
         if state.modified and state.has_model:
@@ -516,7 +468,7 @@ class MainWindow(QMainWindow):
         if go:
             QTimer.singleShot(0, self.close)  # not from inside closeEvent, where Qt ignores close()
 
-    def _close_if_asked(self, _names=None) -> None:
+    def close_if_asked(self, _names=None) -> None:
         """After the training or save that a close waited for has ended, close again (from the event loop)."""
         if self._closing and self.state.activity == IDLE:
             self._closing = False

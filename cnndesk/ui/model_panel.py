@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from ..core.model.architecture import (
     ACTIVATIONS, CLASSES, EXPLANATIONS, has_backbone, LAYER_KINDS, layer_table, LayerSpec, multiply_adds, OPTIMIZERS,
-    preset, preset_summary, PRESETS, PresetSummary, total_params, TrainingSettings,
+    PRECISIONS, preset, preset_summary, PRESETS, PresetSummary, total_params, TrainingSettings,
 )
 from ..core.errors import ArchitectureError
 from ..core.model.config_checks import LIMITS
@@ -32,6 +32,9 @@ from .device_choice import DeviceChoice
 from .layer_editing import RangeDoubleSpinBox, RangeSpinBox, RefusalNote, Stack, StackEdit, format_number
 
 ERROR_BG = QColor("#ffd8d8")
+#: the Precision box's rows: (settings value, what it shows)
+PRECISION_CHOICES = tuple(zip(PRECISIONS, ("Automatic (bfloat16 where the CPU has it)", "float32",
+                                           "bfloat16 mixed precision")))
 
 
 # -- the panel -------------------------------------------------------------------
@@ -163,42 +166,60 @@ class ModelPanel(QWidget):
     def _build_training_box(self) -> QGroupBox:
         train_box = QGroupBox("Training", objectName="trainingBox")
         form = QFormLayout(train_box)
+        defaults = TrainingSettings()  # the one place of the training defaults, the CLI's too
         self.optimizer = QComboBox(objectName="optimizer")
         self.optimizer.addItems(OPTIMIZERS)
+        self.optimizer.setCurrentText(defaults.optimizer)
         form.addRow("Optimizer", self.optimizer)
         # numbers apply when finished (Enter, leaving the box): 25 epochs pass 2 on the way
         self.learning_rate = RangeDoubleSpinBox(objectName="learningRate", decimals=5, minimum=0.00001, maximum=1.0,
-                                                singleStep=0.0005, value=0.001)
+                                                singleStep=0.0005, value=defaults.learning_rate)
         form.addRow("Learning rate", self.learning_rate)
-        self.batch_size = RangeSpinBox(objectName="batchSize", minimum=1, maximum=4096, value=32)
+        self.batch_size = RangeSpinBox(objectName="batchSize", minimum=1, maximum=4096, value=defaults.batch_size)
         self.batch_size.setToolTip("Images per step on each device; with several GPUs a step takes this many on "
                                    "each of them")
         form.addRow("Batch size", self.batch_size)
-        self.epochs = RangeSpinBox(objectName="epochs", minimum=1, maximum=10000, value=10)
+        self.epochs = RangeSpinBox(objectName="epochs", minimum=1, maximum=10000, value=defaults.epochs)
         form.addRow("Epochs", self.epochs)
-        self.patience = RangeSpinBox(objectName="patience", minimum=0, maximum=1000, value=3, specialValueText="off")
+        self.min_steps = RangeSpinBox(objectName="minSteps", minimum=0, maximum=1_000_000, singleStep=50,
+                                      value=defaults.min_steps, specialValueText="off")
+        self.min_steps.setToolTip("A new model takes at least this many optimizer steps: on a small folder, whose "
+                                  "epochs are a few steps each, the run gets more epochs than asked and the log "
+                                  "says how many (off: exactly the epochs asked)")
+        form.addRow("At least steps", self.min_steps)
+        self.patience = RangeSpinBox(objectName="patience", minimum=0, maximum=1000, value=defaults.patience,
+                                     specialValueText="off")
         self.patience.setToolTip("Stop when neither validation accuracy nor validation loss has improved for this "
                                  "many epochs (at least a quarter of the run). It never stops before half the "
                                  "epochs, and is off with fewer than 50 validation images (0 = off)")
         form.addRow("Early stopping patience", self.patience)
-        self.restore_best = QCheckBox("Keep the best epoch's weights", objectName="restoreBest", checked=True)
+        self.restore_best = QCheckBox("Keep the best epoch's weights", objectName="restoreBest",
+                                      checked=defaults.restore_best)
         self.restore_best.setToolTip("Keep the weights of the epoch with the best validation accuracy "
                                      "(ties: the lower validation loss) instead of the last epoch's")
         # stopping-rule settings with no control of their own: kept as a project brought them
-        self._stopping_limits = {"min_epochs": TrainingSettings.min_epochs,
-                                 "min_val_images": TrainingSettings.min_val_images}
+        self._stopping_limits = {"min_epochs": defaults.min_epochs, "min_val_images": defaults.min_val_images}
         form.addRow("", self.restore_best)
         self.device = DeviceChoice(objectName="device")
         form.addRow("Devices", self.device)
+        self.precision = QComboBox(objectName="precision")
+        for value, text in PRECISION_CHOICES:
+            self.precision.addItem(text, value)
+        self.precision.setToolTip("Automatic: bfloat16 mixed precision on a CPU that computes bfloat16 natively "
+                                  "(AVX-512 BF16, AMX), float32 elsewhere; the training log says which. The saved "
+                                  "model is float32 either way")
+        form.addRow("Precision", self.precision)
         self.setting_refusal = RefusalNote(objectName="settingRefused")
         for box, what in ((self.learning_rate, "Learning rate"), (self.batch_size, "Batch size"),
-                          (self.epochs, "Epochs"), (self.patience, "Early stopping patience")):
+                          (self.epochs, "Epochs"), (self.min_steps, "At least steps"),
+                          (self.patience, "Early stopping patience")):
             self.setting_refusal.watch(box, what)
         form.addRow(self.setting_refusal)
         self.device.changed.connect(self.changed)
+        self.precision.currentIndexChanged.connect(self.changed)
         self.batch_size.valueChanged.connect(self.device.set_batch_size)
         self.optimizer.currentIndexChanged.connect(self.changed)
-        for w in (self.learning_rate, self.batch_size, self.epochs, self.patience):
+        for w in (self.learning_rate, self.batch_size, self.epochs, self.min_steps, self.patience):
             w.valueChanged.connect(self.changed)
         self.restore_best.toggled.connect(self.changed)
         return train_box
@@ -252,17 +273,25 @@ class ModelPanel(QWidget):
         return TrainingSettings(optimizer=self.optimizer.currentText(), learning_rate=self.learning_rate.value(),
                                 batch_size=self.batch_size.value(), epochs=self.epochs.value(),
                                 patience=self.patience.value(), restore_best=self.restore_best.isChecked(),
-                                device=self.device.value(), **self._stopping_limits)
+                                device=self.device.value(), min_steps=self.min_steps.value(),
+                                precision=self.precision.currentData(),
+                                **self._stopping_limits)
 
     def set_settings(self, s: TrainingSettings) -> None:
         self.optimizer.setCurrentText(s.optimizer)
         self.learning_rate.setValue(s.learning_rate)
         self.batch_size.setValue(s.batch_size)
         self.epochs.setValue(s.epochs)
+        self.min_steps.setValue(s.min_steps)
         self.patience.setValue(s.patience)
         self.restore_best.setChecked(s.restore_best)
         self._stopping_limits = {"min_epochs": s.min_epochs, "min_val_images": s.min_val_images}
         self.device.set_value(s.device)
+        self.set_precision(s.precision)
+
+    def set_precision(self, precision: str) -> None:
+        """Show ``precision`` ("auto", "float32", "bfloat16"); anything else shows "auto"."""
+        self.precision.setCurrentIndex(max(0, self.precision.findData(precision)))
 
     def set_layers(self, layers: list[LayerSpec], preset_name: str = "custom") -> None:
         """Show a stack brought from elsewhere (a project, the last session).

@@ -5,9 +5,11 @@
 training records (``core.probes``). Below, a timeline slider (with play/pause) picks a recorded frame;
 for each probe the view shows the image, its heat map, the maps of one layer and the top predictions
 of that moment, then the first-layer filters. ``epoch_shown`` tells the loss chart which epoch to mark.
-The frames come live from the engine while a run trains, and from the engine's copy of the current
-model's recording otherwise (after training, opening a project, bringing a model back). "Export…"
-writes the frames as an animated GIF/WebP or a PNG strip (``core.probe_pictures``).
+The view knows neither the state nor the engine: it shows the probe images and the recording it is given
+(``bindings.ProbeBinding`` gives it the state's probe images, the frames that come live while a run trains,
+and the engine's copy of the current model's recording otherwise) and asks for probe images to be chosen
+through ``probes_chosen``. "Export…" writes the frames as an animated GIF/WebP or a PNG strip
+(``core.training.probe_pictures``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ from ..core.data.images import IMAGE_EXTENSIONS
 from ..core.training.probe_pictures import (
     filters_picture, heat_picture, maps_picture, probe_picture, save_animation, save_strip, top_predictions,
 )
-from ..core.training.probes import known_labels, load_probes, MAX_PROBES, ProbeRecording
-from ..core.project.session import SessionState
-from .engine_worker import EngineWorker
+from ..core.training.probes import MAX_PROBES, ProbeRecording
 from .widgets import ProbabilityBars, array_to_pixmap
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ")"
@@ -40,33 +40,31 @@ class ProbeView(QWidget):
     """Probe images and their recording; see the module docstring.
 
     Signals:
+        probes_chosen(list): the probe images the user wants (files added or removed), to be the state's.
         epoch_shown(object): the epoch of the frame shown (a float), or None when none is.
         status(str): a short message for the status bar.
         wants_room(bool): whether the view has frames to show (probes chosen, or a recording); without, it is
             two rows of controls and the room can go to the chart.
     """
 
+    probes_chosen = Signal(list)
     epoch_shown = Signal(object)
     status = Signal(str)
     wants_room = Signal(bool)
 
-    def __init__(self, state: SessionState, engine, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("probeView")
         self.setAcceptDrops(True)  # image files dropped anywhere on the view become probes
-        self.state, self.engine = state, engine
-        self.recording: ProbeRecording | None = None
-        self._live = False  # frames are arriving from a run
-        self._asked_for = None  # the model whose recording was last asked of the engine
-        self._none_for: str | None = None  # the name of the current model when its training recorded no probes
+        self.recording: ProbeRecording | None = None  # the recording shown
+        self._probes: list[str] = []  # the probe images shown (the state's)
+        self._none_for: str | None = None  # who has no recording, when the model shown has none
+        self.start_folder = str(Path.home())  # where "Add image…" looks first (the dataset's folder)
         self._fitted = False  # wants_room has been emitted once
         self._timer = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._timer.timeout.connect(self._advance)
         self._build()
-        state.observe(self._show_probe_list, "probe_images")
-        state.observe(self._on_model_or_activity, "model", "activity", "engine_ready")
-        self._show_probe_list()
-        self._show_recording()
+        self.show_probes([])
 
     # -- layout --------------------------------------------------------------------
     def _build(self) -> None:
@@ -158,14 +156,14 @@ class ProbeView(QWidget):
         self.add_probes(paths)
 
     def add_probe_dialog(self) -> None:
-        start = self.state.dataset_path or str(Path.home())
-        paths, _ = QFileDialog.getOpenFileNames(self, "Choose probe images", start, IMAGE_FILTER)
+        paths, _ = QFileDialog.getOpenFileNames(self, "Choose probe images", self.start_folder, IMAGE_FILTER)
         if paths:
             self.add_probes(paths)
 
     def add_probes(self, paths: list[str]) -> None:
-        """Make image files probes (files already probes, and any beyond ``MAX_PROBES``, are left out, saying so)."""
-        current = list(self.state.probe_images)
+        """Ask for image files to be probes (files already probes, and any beyond ``MAX_PROBES``, are left out,
+        saying so)."""
+        current = list(self._probes)
         refused = []
         for path in paths:
             path = str(Path(path).resolve())
@@ -177,84 +175,41 @@ class ProbeView(QWidget):
                 refused.append(f"{Path(path).name}: at most {MAX_PROBES} probe images")
             else:
                 current.append(path)
-        if current != self.state.probe_images:
-            self.state.probe_images = current
+        if current != self._probes:
+            self.probes_chosen.emit(current)
         if refused:
             QMessageBox.information(self, "Probe images", "Not added: " + "; ".join(refused) + ".")
 
     def remove_selected(self) -> None:
         row = self.probe_list.currentRow()
-        if 0 <= row < len(self.state.probe_images):
-            self.state.probe_images = [p for i, p in enumerate(self.state.probe_images) if i != row]
+        if 0 <= row < len(self._probes):
+            self.probes_chosen.emit([p for i, p in enumerate(self._probes) if i != row])
 
-    def _show_probe_list(self, _names=None) -> None:
+    def show_probes(self, paths: list[str]) -> None:
+        """Show ``paths`` as the probe images the next training records."""
+        self._probes = list(paths)
         self.probe_list.clear()
-        for path in self.state.probe_images:
+        for path in self._probes:
             item = QListWidgetItem(QIcon(QPixmap(path)), Path(path).name)
             item.setToolTip(path)
             self.probe_list.addItem(item)
-        full = len(self.state.probe_images) >= MAX_PROBES
-        self.add_button.setEnabled(not full)
-        self.remove_button.setEnabled(bool(self.state.probe_images))
+        self.add_button.setEnabled(len(self._probes) < MAX_PROBES)
+        self.remove_button.setEnabled(bool(self._probes))
         self._fit_frames()
         if not self.recording:
             self._show_recording()
 
     # -- the recording -------------------------------------------------------------------
-    def _on_model_or_activity(self, _names) -> None:
-        """Follow a run live; after it, and whenever the model changes, show the engine's recording."""
-        state = self.state
-        if state.training:
-            if not self._live:
-                self._start_live()
-            return
-        if not state.engine_ready or (not self._live and state.model is self._asked_for):
-            return  # a save or an export changes the activity, not the recording: the frame shown stays
-        self._live = False
-        self._asked_for = state.model
-        if state.model is None:
-            self._none_for = None
-            self._set_recording(None)
-        else:
-            model = state.model
-            self.engine.submit(EngineWorker.probe_recording,
-                               on_done=lambda recording: self._set_model_recording(model, recording),
-                               on_error=self.note.setText)
+    def show_recording(self, recording: ProbeRecording | None, none_for: str | None = None) -> None:
+        """Show ``recording`` from its last frame; None with ``none_for`` (the name of the model shown): that
+        model has no recording, which the note says, rather than leaving another run's frames on show."""
+        self.recording = recording
+        self._none_for = none_for if recording is None else None
+        self._show_recording(follow=True)
 
-    def _set_model_recording(self, model, recording: ProbeRecording | None) -> None:
-        """Show the engine's recording of ``model`` (None: its training recorded no probes, which the note says,
-        rather than leaving another run's frames on show)."""
-        self._none_for = self._model_name(model) if recording is None else None
-        self._set_recording(recording)
-
-    def _model_name(self, model) -> str:
-        """What the user calls ``model``: its run's name, else the current model."""
-        run = next((r for r in self.state.runs if model.run is not None and r.id == model.run), None)
-        return run.name if run is not None else "The current model"
-
-    def _start_live(self) -> None:
-        """A run starts: show its frames as they come, with the run's class names and the probes as the engine
-        reads them (the true class only when this dataset gives one)."""
-        data, paths = self.state.data, list(self.state.probe_images)
-        self._live = bool(paths) and data is not None
-        self._none_for = None
-        if not self._live:
-            return
-        try:
-            probes = load_probes(paths, data.preprocessing, data.class_names, known_labels(data))
-        except UserError as e:
-            self.note.setText(str(e))
-            self._live = False
-            return
-        if self.recording is not None and self.recording.follows(probes, data.class_names):
-            live = self.recording.copy()  # a continued run adds to it; a new one replaces its frames
-        else:
-            live = ProbeRecording(probes, data.class_names)
-        self._set_recording(live)
-
-    def show_live_frame(self, frame) -> None:
-        """A frame of the running training's recording (``TrainingControl.probe_frame``)."""
-        if not self._live or self.recording is None:
+    def add_frame(self, frame) -> None:
+        """A frame of the recording shown, just recorded by the running training."""
+        if self.recording is None:
             return
         at_end = self.slider.value() == self.slider.maximum()
         if not self.recording.layers:
@@ -262,18 +217,12 @@ class ProbeView(QWidget):
         self.recording.add(frame)
         self._show_recording(follow=at_end)
 
-    def _set_recording(self, recording: ProbeRecording | None) -> None:
-        """Show ``recording`` from its last frame; with no probes chosen, its images (still there) become them."""
-        self.recording = recording
-        if recording is not None and not self.state.probe_images:
-            paths = [p.path for p in recording.probes if p.path and Path(p.path).is_file()]
-            if paths:
-                self.state.probe_images = paths  # a reopened project records the same images when trained again
-        self._show_recording(follow=True)
+    def show_note(self, text: str) -> None:
+        self.note.setText(text)
 
     def _fit_frames(self) -> None:
         """The frames area only while there is something to show in it (probes chosen, or a recording)."""
-        wanted = bool(self.state.probe_images) or bool(self.recording is not None and self.recording.frames)
+        wanted = bool(self._probes) or bool(self.recording is not None and self.recording.frames)
         if wanted != self.frames_area.isVisibleTo(self) or not self._fitted:
             self._fitted = True
             self.frames_area.setVisible(wanted)
@@ -303,10 +252,10 @@ class ProbeView(QWidget):
         elif not frames and rec is None and self._none_for is not None:
             self.note.setText(f"{self._none_for} has no probe recording (it was trained without probe images, "
                               "or its recording was not kept)."
-                              + (" Train to record the probe images chosen above." if self.state.probe_images else ""))
+                              + (" Train to record the probe images chosen above." if self._probes else ""))
         elif not frames:
             self.note.setText("Add probe images, then train: after every epoch cnndesk records what the network "
-                              "sees in them, to scrub through here." if not self.state.probe_images else
+                              "sees in them, to scrub through here." if not self._probes else
                               "Train to record the probe images: the frames appear here after every epoch.")
         else:
             self.note.setText("")

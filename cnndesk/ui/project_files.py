@@ -13,13 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from ..core.project.store import is_project, Project
 from ..core.training.runs import saved_in
-from ..core.project.session import IDLE, OPENING, ProjectOpened, SAVING
+from ..core.project.session import IDLE, OPENING, ProjectOpened, SAVING, SessionState
 from . import file_dialogs
+from .engine import Engine
 from .engine_worker import EngineWorker
 from .recent import RecentProjects
 
@@ -28,7 +29,11 @@ Then = Callable[[bool], None]
 
 
 class ProjectFiles(QObject):
-    """Project I/O for ``window`` (its state, engine, panels and settings).
+    """The binding of the File menu's project actions and of File → Open Recent (``recent``).
+
+    Args:
+        read_dataset: reads a dataset folder (an opened project's).
+        start_fresh: reads the dataset that new work starts with (the built-in sample).
 
     Signals:
         status(str, int): a message for the status bar and how long to show it (ms; 0 = until replaced).
@@ -38,11 +43,12 @@ class ProjectFiles(QObject):
     status = Signal(str, int)
     error = Signal(str, str)
 
-    def __init__(self, window: QMainWindow, recent: RecentProjects):
-        super().__init__(window)
-        self.window = window
-        self.state, self.engine, self.settings = window.state, window.engine, window.settings
+    def __init__(self, state: SessionState, engine: Engine, settings: QSettings, recent: RecentProjects,
+                 read_dataset: Callable[[str], None], start_fresh: Callable[[], None], dialog_parent: QWidget):
+        super().__init__(dialog_parent)
+        self.state, self.engine, self.settings = state, engine, settings
         self.recent = recent
+        self._read_dataset, self._start_fresh, self._parent = read_dataset, start_fresh, dialog_parent
         recent.open_requested.connect(self.open)
 
     # -- new ----------------------------------------------------------------------
@@ -50,10 +56,10 @@ class ProjectFiles(QObject):
         self.confirm_discard(lambda go: go and self._clear())
 
     def _clear(self) -> None:
-        w, state = self.window, self.state
+        state = self.state
         self.engine.submit(EngineWorker.clear_model)
         state.reset()
-        w.use_sample()
+        self._start_fresh()
         state.modified = False
 
     # -- open -----------------------------------------------------------------------
@@ -62,7 +68,7 @@ class ProjectFiles(QObject):
             if not go:
                 return
             start = self.settings.value("folders/project", str(Path.home()))
-            folder = QFileDialog.getExistingDirectory(self.window, "Open a cnndesk project folder", start)
+            folder = QFileDialog.getExistingDirectory(self._parent, "Open a cnndesk project folder", start)
             if folder:
                 self.open(folder, confirm=False)
 
@@ -87,11 +93,11 @@ class ProjectFiles(QObject):
 
     def _on_opened(self, folder: str, answer: ProjectOpened) -> None:
         project: Project = answer.project
-        state, w = self.state, self.window
+        state = self.state
         # the dataset read before is not this project's: nothing trains or evaluates on it until its own is read
         state.load(folder, project, answer.model)
         if project.dataset_path and Path(project.dataset_path).is_dir():
-            w.dataset_panel.load_folder(project.dataset_path)
+            self._read_dataset(project.dataset_path)
         self.recent.add(state.project_path)
         state.modified = False
         if project.dataset_path and not Path(project.dataset_path).is_dir():
@@ -109,14 +115,14 @@ class ProjectFiles(QObject):
 
     def save_as(self, then: Then | None = None) -> None:
         start = self.settings.value("folders/project", str(Path.home()))
-        folder = file_dialogs.ask_folder_for_writing(self.window, "Save the project in a folder (a new name makes "
+        folder = file_dialogs.ask_folder_for_writing(self._parent, "Save the project in a folder (a new name makes "
                                                      "a new folder)", start)
         if not folder:
             _call(then, False)
             return
         p = Path(folder)
         if p.is_dir() and any(p.iterdir()) and not is_project(p):
-            answer = QMessageBox.question(self.window, "Folder not empty",
+            answer = QMessageBox.question(self._parent, "Folder not empty",
                                           f"{p} already holds other files. Save the project into it anyway?")
             if answer != QMessageBox.Yes:
                 _call(then, False)
@@ -164,7 +170,7 @@ class ProjectFiles(QObject):
             then(True)
             return
         answer = QMessageBox.question(
-            self.window, "Unsaved changes", "The current project has unsaved changes. Save them first?",
+            self._parent, "Unsaved changes", "The current project has unsaved changes. Save them first?",
             QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
         if answer == QMessageBox.Save:
             self.save(then)

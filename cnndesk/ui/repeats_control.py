@@ -1,9 +1,9 @@
 """Train ×N in the window: the choice beside Stop (how many models, keep the best or an ensemble, a new split
 each) and the engine job that trains them (``EngineWorker.train_repeats``, ``core.training.repeats``).
 
-One press of Train with ×N above 1 (``MainWindow._train``)::
+One press of Train with ×N above 1, read from the button (docs/architecture.md, "Flows")::
 
-    RepeatsControl.start
+    TrainingPanel.train_requested -> MainWindow.train -> RepeatsControl.start
         one state write: activity TRAINING (and a fresh history)
         one engine job:  EngineWorker.train_repeats trains the N models, writes each one's weights, makes the kept
                          one current and answers with all of it (``TrainedGroup``)
@@ -75,7 +75,7 @@ def _int(value, default: int) -> int:
 
 
 class RepeatsControl(QObject):
-    """Runs a Train ×N for the window; Stop (the state's activity STOPPING) stops it.
+    """Train ×N's binding: the choice beside Stop and its runs; Stop (the state's activity STOPPING) stops them.
 
     Signals:
         error(str, str): a title and message for an error box.

@@ -23,12 +23,11 @@ from ..core.project.session import IDLE, RunRestored, SessionState, SWAPPING
 from .engine import Engine
 from .engine_worker import EngineWorker
 from .runs_view import RunsView
-from .training_control import TrainingControl
-from .training_panel import TrainingChart
+from .training_panel import TrainingPanel
 
 
 class RunsControl(QObject):
-    """The runs of the session's project, for the runs list and the chart.
+    """The binding of the runs list (``view``) and of the training panel's chart overlays and Bring Back offer.
 
     Signals:
         status(str, int): a message for the status bar and how long to show it (ms).
@@ -38,10 +37,10 @@ class RunsControl(QObject):
     status = Signal(str, int)
     error = Signal(str, str)
 
-    def __init__(self, state: SessionState, engine: Engine, training: TrainingControl, view: RunsView,
-                 chart: TrainingChart, reload_dataset: Callable[[], None], dialog_parent: QWidget):
+    def __init__(self, state: SessionState, engine: Engine, view: RunsView, panel: TrainingPanel,
+                 reload_dataset: Callable[[], None], dialog_parent: QWidget):
         super().__init__(dialog_parent)
-        self.state, self.engine, self.training, self.view, self.chart = state, engine, training, view, chart
+        self.state, self.engine, self.view, self.panel, self.chart = state, engine, view, panel, panel.chart
         self._reload_dataset = reload_dataset
         self._dialog_parent = dialog_parent
         self._overlaid: list[str] = []
@@ -106,15 +105,16 @@ class RunsControl(QObject):
     def _restored(self, run: Run, answer: RunRestored) -> None:
         state = self.state
         model = answer.model
-        # the data settings come back too (the dataset is read again with them); the device is this
-        # machine's choice, not the run's
+        # the data settings come back too (the dataset is read again with them); the device and the
+        # precision are this machine's choice, not the run's
         config = run.dataset
         reread = config != state.dataset_config and state.dataset_path is not None
         with state.changes():
             state.model = model
             state.history, state.best_epoch, state.batch_loss = list(run.history), run.best_epoch, list(run.batch_loss)
             state.layers, state.preset = list(run.layers), run.preset
-            state.settings = dataclasses.replace(run.settings, device=state.settings.device)
+            state.settings = dataclasses.replace(run.settings, device=state.settings.device,
+                                                 precision=state.settings.precision)
             state.dataset_config = config
             state.activity = IDLE
         if reread:
@@ -182,7 +182,7 @@ class RunsControl(QObject):
         self.view.set_enabled(self.state.engine_ready and not self.state.busy)
 
     def _offer_previous(self, _names=None) -> None:
-        self.training.panel.set_previous(self.previous_offer(), enabled=self.state.engine_ready and not self.state.busy)
+        self.panel.set_previous(self.previous_offer(), enabled=self.state.engine_ready and not self.state.busy)
 
     def _overlay(self, ids: list) -> None:
         self._overlaid = list(ids)

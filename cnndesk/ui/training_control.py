@@ -9,19 +9,20 @@ Bringing a run back is restoring it (``RunsControl``).
 
 One press of Train, read from the button (docs/architecture.md, "Flows")::
 
-    TrainingPanel.train_requested -> MainWindow._train -> TrainingControl.start
+    TrainingPanel.train_requested -> MainWindow.train -> TrainingControl.start
         one state write: activity TRAINING (and a fresh history)
         one engine job:  EngineWorker.train(run=…) trains, makes the model current, writes its weights
                          to the scratch folder (keep_run) and answers with all of it (``Trained``)
         each epoch:      _on_report writes the history (the chart draws it live)
     TrainingControl._on_trained
         one state write: the model, its kept epoch, the run recorded in the runs list (_record_run), idle
-        then the idle-time spare for the next press (_stock_when_idle)
+        then, once idle, spares for the next presses (_stock_when_idle)
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
@@ -46,11 +47,15 @@ def describe_preprocessing(pre) -> str:
 
 
 class TrainingControl(QObject):
-    """Runs training for the window; the state says whether one is running (``state.training``).
+    """The training panel's binding: runs training; the state says whether one is running (``state.training``).
 
     The training panel shows the live run (batches and epochs as they come); when the state's model
     changes for another reason (a project opened, a model file, Bring Back, New), it shows that model's
-    run from the state.
+    run from the state. Its buttons follow the state (``show_buttons``).
+
+    Args:
+        can_train: whether a run could be trained now and, if not, why (the window's answer, which also asks
+            the model panel whether its stack can be built).
 
     Signals:
         status(str, int): a message for the status bar and how long to show it (ms).
@@ -64,9 +69,11 @@ class TrainingControl(QObject):
     started = Signal()
     probe_frame = Signal(object)
 
-    def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, dialog_parent: QWidget):
+    def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel,
+                 can_train: Callable[[], tuple[bool, str]], dialog_parent: QWidget):
         super().__init__(dialog_parent)
         self.state, self.engine, self.panel = state, engine, panel
+        self._can_train = can_train
         self._dialog_parent = dialog_parent
         self._job = None  # the running training job
         self._parent_run: str | None = None  # the run the running training continues (None: from scratch)
@@ -74,16 +81,27 @@ class TrainingControl(QObject):
         self._continuing = False  # whether the latest run continued the current model
         self._batch_points: list[tuple[float, float]] = []  # this run's batch losses, written with each epoch
         self._stock_job = None  # a spare model being traced for the next run (docs/training-speed.md)
-        self._produced: ModelInfo | None = None  # the model the last run made (its chart is already drawn)
-        self._shown: ModelInfo | None = None  # the model whose run the panel shows
         self._restock = QTimer(self, singleShot=True, interval=1500)  # after edits of the stack settle
         self._restock.timeout.connect(self._stock_when_idle)
         self.weights = WeightsGate(dialog_parent)  # a pretrained backbone's weights, fetched before its first run
         self.weights.error.connect(self.error)
+        self._was_training = False
         state.observe(self._stock_when_idle, "engine_ready", "data")
+        state.observe(self._on_activity, "activity")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
         state.observe(self._show_run, "model")
         state.observe(self._on_dataset_folder, "dataset_path")
+        state.observe(self.show_buttons)
+        panel.stop_requested.connect(self.stop)
+        self.show_buttons()
+
+    def show_buttons(self, _names=None) -> None:
+        """Show in the training panel what the state allows: Train, Continue, Stop, "Stopping…" (called again for
+        changes outside the state: the stack's validity)."""
+        ok, reason = self._can_train()
+        state = self.state
+        self.panel.show_state(ok, reason, has_model=state.has_model, training=state.training,
+                              stopping=state.activity == STOPPING)
 
     # -- requests -------------------------------------------------------------------
     def start(self, continuing: bool = False, asked_about: str | None = None) -> bool:
@@ -166,16 +184,14 @@ class TrainingControl(QObject):
         state, result = self.state, answer.result
         self._job = None
         kept_message = self.panel.kept_sentence(result)  # before the model changes: its run keeps it
-        self._produced = answer.model
         with state.changes():
-            state.model = self._produced
+            state.model = state.charted = answer.model  # the chart drew its run live
             state.best_epoch = result.best_epoch
             state.batch_loss = thin(self._batch_points)  # with the batches of a stopped epoch
-            state.runs = [*state.runs, self._record_run(self._produced, kept_message, answer.kept)]
+            state.runs = [*state.runs, self._record_run(answer.model, kept_message, answer.kept)]
             state.activity = IDLE
         self._before = None
-        self.panel.training_finished(result)
-        self._stock_when_idle()
+        self.panel.training_finished(result)  # the spares are made again once idle (_on_activity)
         before = run_before(state.runs, state.model.run, state.model.before)
         if answer.kept is None:
             self.status.emit(f"The weights of {state.runs[-1].name} could not be kept for later: "
@@ -221,21 +237,25 @@ class TrainingControl(QObject):
             self.panel.clear_run()
 
     def _show_run(self, _names=None) -> None:
-        """Show the current model's run, unless the panel already does (it drew it live, or only names changed)."""
-        model, shown = self.state.model, self._shown
-        self._shown = model
-        if (model is not None and model is self._produced) or (model is not None and shown is not None
-                                                               and shown.renamed(list(model.class_names)) == model):
+        """Show the current model's run, unless the chart already does (``state.charted``: it drew it live, or only
+        the names changed)."""
+        state = self.state
+        model, charted = state.model, state.charted
+        if model is not None and charted is not None and (
+                model is charted or charted.renamed(list(model.class_names)) == model):
+            state.charted = model
             return
-        listed = next((r for r in self.state.runs if model is not None and r.id == model.run), None)
-        self.panel.show_history(self.state.history, self.state.best_epoch, self.state.batch_loss,
+        listed = next((r for r in state.runs if model is not None and r.id == model.run), None)
+        self.panel.show_history(state.history, state.best_epoch, state.batch_loss,
                                 listed.kept_message if listed is not None else "")
+        state.charted = model
 
     def _stock_when_idle(self, _names=None) -> None:
-        """Have the engine trace a spare model for the next Train while nothing else runs.
+        """Have the engine trace spare models for the next presses of Train while nothing else runs.
 
-        Tracing a new model is most of the time from Train to the first batch; a spare traced now
-        makes the next press on these layers start at once (figures: docs/training-speed.md).
+        Tracing a new model is most of the time from Train to the first batch; spares traced now
+        make the next presses on these layers start at once, one right after another included
+        (``SPARES_AHEAD``; figures: docs/training-speed.md).
         """
         state = self.state
         if not state.engine_ready or state.data is None or state.busy:
@@ -245,6 +265,16 @@ class TrainingControl(QObject):
         self.engine.cancel(self._stock_job)
         self._stock_job = self.engine.submit(EngineWorker.stock_pool, state.data, list(state.layers), state.settings,
                                              on_error=lambda _message: None)  # a stack that cannot be built: Train says why
+
+    def _on_activity(self, _names=None) -> None:
+        """Any training (a Train ×N too, ``RepeatsControl``) stops the tracing of spares, which would only make it
+        wait; once it ends, the spares are made again."""
+        training = self.state.training
+        if training:
+            self.engine.cancel(self._stock_job)
+        elif self._was_training:
+            self._restock.start()  # not at once: a press right after the run must not wait for a spare being traced
+        self._was_training = training
 
     def _weights_ready(self, data) -> bool:
         """Whether a pretrained backbone's weights are here; if not, get them (or a chosen file) and train then."""

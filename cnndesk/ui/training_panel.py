@@ -326,7 +326,7 @@ class TrainingChart(QChartView):
 
 class TrainingPanel(QWidget):
     """Train/Stop, chart, progress and log: a view. Whether a run goes on, is stopping, or may start is the
-    session state's (``bindings.bind_training_panel`` shows it with ``show_state``); the panel only asks.
+    session state's (``TrainingControl.show_buttons`` shows it with ``show_state``); the panel only asks.
 
     Signals:
         train_requested(bool): Train pressed; True means continue from the current model.

@@ -20,6 +20,11 @@ CLASSES = "classes"
 
 ACTIVATIONS = ("relu", "linear", "sigmoid", "tanh", "elu", "gelu", "swish", "softmax")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
+#: layer kinds that compute in float32 under any dtype policy: the model's head (pooling or flattening the last
+#: maps into one vector, dropout, the dense layers and the softmax), cheap beside the convolutions
+FLOAT32_KINDS = ("GlobalAveragePooling2D", "Flatten", "Dropout", "Dense")
+#: the training precisions a run may be given: "auto" picks per CPU (``core.training.precision``)
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 #: the parameters of each layer kind, with their defaults; the editor shows these
 LAYER_KINDS: dict[str, dict[str, Any]] = {
@@ -102,6 +107,12 @@ class LayerSpec:
         return self.kind
 
 
+#: the fewest optimizer steps a new model takes by default: 10 epochs of a folder of a few dozen
+#: images per class are 40 steps, too few for a model from random weights to leave its random start,
+#: so which start it got decided the result (docs/small-folders.md)
+MIN_STEPS = 300
+
+
 @dataclass
 class TrainingSettings:
     """Settings of ``fit``.
@@ -124,6 +135,12 @@ class TrainingSettings:
             (too few to tell an improvement from noise). Defaults to 50.
         device: "cpu", "gpu:N", "gpu:0,1" or "gpu:all" (several GPUs, mirrored). Defaults to "cpu".
         seed: seeds weights, shuffles and augmentation. Defaults to 1337.
+        min_steps: a new model takes at least this many optimizer steps: when ``epochs`` epochs of a
+            small training set make fewer, the run has as many more epochs as it takes
+            (``planned_epochs``); 0 turns this off. Defaults to ``MIN_STEPS``.
+        precision: "auto" (bfloat16 mixed precision on a CPU that computes bfloat16 natively, float32
+            elsewhere), "float32" or "bfloat16" (``core.training.precision``). Like the device, a choice
+            of the machine, not of the model: the model a run returns is float32 either way. Defaults to "auto".
     """
 
     optimizer: str = "adam"
@@ -137,6 +154,8 @@ class TrainingSettings:
     min_val_images: int = 50
     device: str = "cpu"
     seed: int = 1337
+    min_steps: int = field(default_factory=lambda: MIN_STEPS)  # MIN_STEPS as it is when the settings are made
+    precision: str = "auto"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -161,6 +180,18 @@ class TrainingSettings:
             raise UserError("The minimum number of epochs before early stopping cannot be negative.")
         if self.min_val_images < 0:
             raise UserError("The smallest validation set for early stopping cannot be negative.")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"Unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}.")
+        if self.min_steps < 0:
+            raise UserError("The minimum number of training steps cannot be negative.")
+
+
+def planned_epochs(settings: TrainingSettings, steps_per_epoch: int) -> int:
+    """The epochs a new model trains for: ``settings.epochs``, or more when they make fewer than
+    ``settings.min_steps`` optimizer steps of ``steps_per_epoch`` each (docs/small-folders.md)."""
+    if settings.min_steps <= 0:
+        return settings.epochs
+    return max(settings.epochs, math.ceil(settings.min_steps / max(1, steps_per_epoch)))
 
 
 # ---------------------------------------------------------------------------
@@ -469,6 +500,10 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
 
     Pixel scaling (``Rescaling(1/255)``) is the first layer, so the model
     takes 0-255 pixels and its exports need no separate preprocessing.
+    The layers compute in Keras's global dtype policy, except the head
+    (``FLOAT32_KINDS``: global pooling and dense layers), which is float32
+    always: under a mixed policy the softmax and the loss stay float32
+    (``core.training.precision``).
     """
     import keras
 
@@ -494,16 +529,16 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
         elif spec.kind == "BatchNormalization":
             layer = keras.layers.BatchNormalization(name=name)
         elif spec.kind == "Dropout":
-            layer = keras.layers.Dropout(float(p["rate"]), name=name)
+            layer = keras.layers.Dropout(float(p["rate"]), name=name, dtype="float32")
         elif spec.kind == "Flatten":
-            layer = keras.layers.Flatten(name=name)
+            layer = keras.layers.Flatten(name=name, dtype="float32")
         elif spec.kind == "GlobalAveragePooling2D":
-            layer = keras.layers.GlobalAveragePooling2D(name=name)
+            layer = keras.layers.GlobalAveragePooling2D(name=name, dtype="float32")
         elif spec.kind == "Backbone":
             continue  # added above, with its preprocessing
         else:  # Dense
             units = num_classes if p["units"] == CLASSES else int(p["units"])
-            layer = keras.layers.Dense(units, activation=p["activation"], name=name)
+            layer = keras.layers.Dense(units, activation=p["activation"], name=name, dtype="float32")
         model_layers.append(layer)
     return keras.Sequential(model_layers, name="cnndesk_model")
 

@@ -249,6 +249,7 @@ class SessionState:
     viewed_images: list[str] = field(default_factory=list)  # the image files the viewer shows, in order
     classified: tuple[Classified, ...] = ()  # the images the viewer's strip shows, in order, with their verdicts
     viewer_tab: str = ""  # the viewer's tab shown (a ViewerPanel.TABS key; "" for its first)
+    charted: ModelInfo | None = None  # the model whose run the Train tab's chart shows (drawn live as it trained)
     folder_result: Any = None  # a folder classified (core.work.classify_folder.FolderResult), or None; not saved
     runs: list = field(default_factory=list)  # the project's training runs (core.training.runs.Run), oldest first
     probe_images: list[str] = field(default_factory=list)  # image files recorded while training (core.probes)

@@ -123,7 +123,8 @@ def out_of_fold_probabilities(data, layers, settings, folds: int = 3, epochs: in
     from ..training.progress import TrainingListener
 
     parts = stratified_folds(data.train_index, data.labels, folds, settings.seed)
-    retrain = dataclasses.replace(settings, epochs=max(1, epochs or settings.epochs), restore_best=False)
+    # exactly the epochs measured for scoring (docs/data-quality.md): no minimum of steps for these retrains
+    retrain = dataclasses.replace(settings, epochs=max(1, epochs or settings.epochs), restore_best=False, min_steps=0)
     probs = np.zeros((len(data.labels), data.num_classes), np.float32)
 
     state = state or TaskState()

@@ -23,9 +23,16 @@ from collections import OrderedDict
 
 from ..model.architecture import build_model, compile_model
 from .devices import distribution_scope, several_devices
+from .precision import choose_precision, policy_during
 
 #: how many models' initial values the pool remembers (one per layer stack and seed last trained)
 INITIAL_VALUES_KEPT = 2
+
+#: spares the app keeps traced for the layers shown, so that no press of Train waits for one: the engine holds
+#: the current model and the one it replaced (``EngineWorker.held``), so the 1st, 2nd and 3rd presses on a stack
+#: each take a spare, and from the 4th on the model held before goes back to the pool as each run ends. With
+#: three traced while the app is idle, nothing needs tracing between runs (docs/training-speed.md)
+SPARES_AHEAD = 3
 
 #: the attribute of a pooled model that holds its key and its optimizer's initial state
 _TAG = "_cnndesk_pool_tag"
@@ -134,11 +141,15 @@ class ModelPool:
 
     def has_spare(self, layers, input_shape, num_classes, settings) -> bool:
         """Whether a run of ``layers`` with ``settings`` would find a model here (and trace nothing)."""
-        graph, compiled = _key(layers, input_shape, num_classes, settings)
-        return any(_tag(m)["graph"] == graph and _tag(m)["compiled"] == compiled for m in self._free.values())
+        return self.spares(layers, input_shape, num_classes, settings) > 0
 
-    def stock(self, data, layers, settings) -> bool:
-        """Put a traced spare model for a run of ``layers`` on ``data`` here, unless one is already here.
+    def spares(self, layers, input_shape, num_classes, settings) -> int:
+        """How many models here a run of ``layers`` with ``settings`` could take."""
+        graph, compiled = _key(layers, input_shape, num_classes, settings)
+        return sum(_tag(m)["graph"] == graph and _tag(m)["compiled"] == compiled for m in self._free.values())
+
+    def stock(self, data, layers, settings, keep: int = 1) -> bool:
+        """Put a traced spare model for a run of ``layers`` on ``data`` here, unless ``keep`` are here already.
 
         Tracing a new model's train step is most of the time from Train to the
         first batch, and its validation step most of the first epoch's extra
@@ -149,18 +160,21 @@ class ModelPool:
         it takes as long as the tracing it saves later. Runs on several GPUs
         never take a pooled model, so nothing is stocked for them.
 
+        The app keeps ``SPARES_AHEAD`` so that presses of Train one right after
+        another never need a spare traced between them.
+
         Returns:
-            whether a spare was made (False: one was here already, or several GPUs).
+            whether a spare was made (False: ``keep`` were here already, or several GPUs).
         """
         import keras
 
         from .fitting import trace_steps
 
-        if several_devices(settings.device) or self.has_spare(layers, data.preprocessing.input_shape,
-                                                             data.num_classes, settings):
+        if several_devices(settings.device) or self.spares(layers, data.preprocessing.input_shape,
+                                                          data.num_classes, settings) >= keep:
             return False
         graph, compiled = _key(layers, data.preprocessing.input_shape, data.num_classes, settings)
-        with distribution_scope(settings.device):
+        with distribution_scope(settings.device), policy_during(choose_precision(settings.precision, settings.device)):
             # seeded as ``train`` seeds before it builds: the run that takes the spare finds its initial values here
             keras.utils.set_random_seed(settings.seed)
             model = self._build(layers, data.preprocessing.input_shape, data.num_classes, graph)
@@ -182,7 +196,8 @@ def _key(layers, input_shape, num_classes, settings) -> tuple[str, tuple]:
     """(graph, compiled): what a pooled model must share with a run to be reused for it."""
     graph = json.dumps({"layers": [spec.to_json() for spec in layers], "input": list(input_shape),
                         "classes": int(num_classes)}, sort_keys=True)
-    return graph, (settings.optimizer, settings.loss, settings.device)
+    return graph, (settings.optimizer, settings.loss, settings.device,
+                   choose_precision(settings.precision, settings.device).policy)
 
 
 def attachments(model) -> dict:

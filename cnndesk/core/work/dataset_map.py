@@ -91,7 +91,8 @@ def class_colour(index: int) -> tuple[int, int, int]:
 class DatasetMap:
     """Every dataset row placed on a plane, with its label, prediction, side and highlights.
 
-    All arrays have one entry per dataset row, in the dataset's order.
+    All arrays have one entry per dataset row, in the dataset's order; ``paths`` and ``class_names`` are the
+    dataset's, so that the map names its own rows.
     """
 
     xy: np.ndarray  # (N, 2) float32
@@ -100,6 +101,8 @@ class DatasetMap:
     sides: np.ndarray  # (N,) uint8: TRAINING, VALIDATION or EXCLUDED
     flags: np.ndarray  # (N,) uint8: COPY | LEAK | DOUBT | WRONG
     notes: list[str] = field(default_factory=list)  # sentences: how it was made, what was highlighted
+    paths: Sequence[str] = ()  # each row's file
+    class_names: Sequence[str] = ()  # the names of the labels' classes
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -316,7 +319,8 @@ def dataset_map(model, data, distance: int = DEFAULT_DISTANCE, doubtful_rows: Se
         notes.append("Likely mislabelled images are marked once they are scored (Evaluation tab).")
     if state is not None:
         state.set_progress_value(100.0)
-    return DatasetMap(xy, np.asarray(data.labels).astype(np.int64), predicted, split_sides(data), flags, notes)
+    return DatasetMap(xy, np.asarray(data.labels).astype(np.int64), predicted, split_sides(data), flags, notes,
+                      paths=data.paths, class_names=list(data.class_names))
 
 
 def write_png(dataset_map: DatasetMap, class_names: Sequence[str], path: str | os.PathLike,
