@@ -36,9 +36,13 @@ Datasets (train+validation / held-out):
 
 Needs the ``bench`` extra (scikit-learn, scikit-image).
 
+With ``--ensemble N`` each seed also trains what ``cnndesk-cli train --repeats N --keep ensemble``
+does (N models with the seeds seed, seed+1, …, averaged into one: ``core.training.repeats``), and a
+second table gives the ensemble's held-out accuracy beside the single model's.
+
 Usage:
     .venv/bin/python benchmarks/small_data.py [--datasets digits,digits30,faces,patches,textures]
-        [--seeds 1,2,3,4,5] [--split-seeds 7] [--epochs 10] [--min-steps 300] [--json]
+        [--seeds 1,2,3,4,5] [--split-seeds 7] [--epochs 10] [--min-steps 300] [--ensemble 5] [--json]
 
 About 30 minutes on 2 busy shared CPU cores with the default five seeds.
 """
@@ -185,8 +189,18 @@ def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     return float((probs.argmax(1) == y).mean())
 
 
+def _settings(epochs: int, seed: int, min_steps: int | None):
+    """cnndesk's settings for one run: the app's minimum of steps unless ``min_steps`` is given."""
+    from cnndesk.core.model.architecture import TrainingSettings
+
+    settings = TrainingSettings(epochs=epochs, seed=seed)
+    if min_steps is not None:
+        settings.min_steps = min_steps
+    return settings
+
+
 def run_cnndesk(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: int, min_steps: int | None = None) -> dict:
-    from cnndesk.core.model.architecture import preset, TrainingSettings
+    from cnndesk.core.model.architecture import preset
     from cnndesk.core.data.dataset import load_dataset
     from cnndesk.core.training.fitting import train
 
@@ -195,10 +209,7 @@ def run_cnndesk(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: i
     test = load_dataset(test_dir, config.__class__(config.preprocessing, val_split=0.0))
     assert test.class_names == data.class_names
     t0 = time.perf_counter()
-    settings = TrainingSettings(epochs=epochs, seed=seed)
-    if min_steps is not None:
-        settings.min_steps = min_steps
-    result = train(data, preset("seed"), settings)
+    result = train(data, preset("seed"), _settings(epochs, seed, min_steps))
     row = {"held_out": _accuracy(result.model, test.images, test.labels), "epochs_run": len(result.history),
            "kept_epoch": result.best_epoch, "seconds": time.perf_counter() - t0,
            "n_train": len(data.train_index), "n_val": len(data.val_index), "n_test": len(test.labels)}
@@ -208,6 +219,25 @@ def run_cnndesk(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: i
     if not hasattr(result, "stop_reason"):
         row["stop_reason"] = "early stopping" if result.stopped_early else "all epochs"
     return row
+
+
+def run_ensemble(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: int, count: int,
+                 min_steps: int | None = None) -> dict:
+    """``train --repeats COUNT --keep ensemble`` with every other setting as ``run_cnndesk``'s."""
+    from cnndesk.core.model.architecture import preset
+    from cnndesk.core.data.dataset import load_dataset
+    from cnndesk.core.training.progress import TrainingListener
+    from cnndesk.core.training.repeats import train_repeats
+
+    config = _config(name, seed)
+    data = load_dataset(train_dir, config)
+    test = load_dataset(test_dir, config.__class__(config.preprocessing, val_split=0.0))
+    t0 = time.perf_counter()
+    repeats = train_repeats(data, preset("seed"), _settings(epochs, seed, min_steps), config, count,
+                            keep="ensemble", listener=TrainingListener())
+    members = [_accuracy(m.result.model, test.images, test.labels) for m in repeats.members]
+    return {"held_out": _accuracy(repeats.model, test.images, test.labels), "members_held_out": members,
+            "seconds": time.perf_counter() - t0}
 
 
 def run_plain(train_dir: Path, test_dir: Path, name: str, seed: int, epochs: int) -> dict:
@@ -254,6 +284,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--split-seeds", default=str(SPLIT_SEED),
                     help="comma-separated seeds of the held-out split; each adds a set of rows")
+    ap.add_argument("--ensemble", type=int, default=0, metavar="N",
+                    help="also train an ensemble of N models per seed (train --repeats N --keep ensemble)")
     ap.add_argument("--min-steps", type=int, default=None,
                     help="cnndesk's minimum of optimizer steps for a new model (default: the app's; 0 = off, "
                          "exactly --epochs, as before it existed)")
@@ -267,6 +299,7 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="cnndesk-small-data-"))
     table = []
+    ensembles = {}  # dataset -> the ensembles' rows, with --ensemble
     split_seeds = [int(s) for s in a.split_seeds.split(",")]
     for name in names:
         runs = []
@@ -282,6 +315,15 @@ def main() -> int:
                 print(f"{name} split {split_seed} seed {seed}: cnndesk {c['held_out']:.3f} (kept epoch "
                       f"{c['kept_epoch']} of {c['epochs_run']}, {c['stop_reason']}) plain {p['held_out']:.3f}",
                       file=sys.stderr, flush=True)
+                if a.ensemble > 1:
+                    e = run_ensemble(train_dir, test_dir, name, seed, a.epochs, a.ensemble, a.min_steps)
+                    ensembles.setdefault(name, []).append(e)
+                    print(f"{name} split {split_seed} seed {seed}: ensemble of {a.ensemble} {e['held_out']:.3f} "
+                          f"(its models {' '.join(f'{v:.3f}' for v in e['members_held_out'])})",
+                          file=sys.stderr, flush=True)
+                    if a.json:
+                        print(json.dumps({"dataset": name, "split_seed": split_seed, "seed": seed,
+                                          "ensemble": e}), flush=True)
         table.append((name, runs))
 
     print()
@@ -310,9 +352,28 @@ def main() -> int:
     print(f"\nheld-out splits {','.join(map(str, split_seeds))} x training seeds {','.join(map(str, seeds))}, "
           f"{a.epochs} epochs ({steps} for cnndesk); mean (lowest-highest) held-out accuracy. "
           f"Worst difference cnndesk - plain: {worst:+.3f} (target: at least -0.03)")
+    if ensembles:
+        _print_ensembles(table, ensembles, a.ensemble)
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; load average at the end "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
+
+
+def _print_ensembles(table, ensembles: dict, count: int) -> None:
+    """The second table: the ensemble of ``count`` against one model and plain Keras, mean (lowest-highest)."""
+    print()
+    print(f"| dataset | cnndesk, one model | ensemble of {count} | plain Keras | ensemble - plain |")
+    print("|---|---|---|---|---|")
+    for name, runs in table:
+        cs = np.array([c["held_out"] for c, _ in runs])
+        es = np.array([e["held_out"] for e in ensembles[name]])
+        ps = np.array([p["held_out"] for _, p in runs])
+        print(f"| {name} | {cs.mean():.3f} ({cs.min():.3f}-{cs.max():.3f}) | {es.mean():.3f} "
+              f"({es.min():.3f}-{es.max():.3f}) | {ps.mean():.3f} ({ps.min():.3f}-{ps.max():.3f}) "
+              f"| {es.mean() - ps.mean():+.3f} |")
+    print(f"spread (highest - lowest) over the seeds: one model, ensemble of {count}: "
+          + "; ".join(f"{name} {np.ptp([c['held_out'] for c, _ in runs]):.3f}, "
+                      f"{np.ptp([e['held_out'] for e in ensembles[name]]):.3f}" for name, runs in table))
 
 
 if __name__ == "__main__":

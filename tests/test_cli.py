@@ -19,7 +19,7 @@ from cnndesk.core.intervals import proportion_interval, with_interval
 from cnndesk.core.project.store import open_project
 from cnndesk.core.data.samples import MARKER, SAMPLE_CLASSES, write_sample_dataset
 
-from conftest import child_env, kept_epoch, read_only_folder
+from conftest import child_env, kept_epoch, read_only_folder, write_dataset
 
 
 
@@ -748,6 +748,44 @@ def test_a_count_or_seed_out_of_range_is_one_line_saying_what_it_must_be(option,
     code, out, err = run(["train", "data", "--project", "p", f"{option}={value}"])
     assert (code, out) == (2, "")
     assert err == f"cnndesk-cli: error: {says}(see cnndesk-cli train --help)\n"
+
+
+@pytest.mark.slow
+def test_train_repeats_records_each_model_as_a_run_and_reports_the_spread(tmp_path):
+    from cnndesk.core.model.ensemble import is_ensemble
+
+    root = write_dataset(tmp_path / "d", per_class=10)
+    project = tmp_path / "p"
+    code, out, err = run(["train", root, "--project", project, "--epochs", 1, "--image-size", 16, "--seed", 4,
+                          "--repeats", 2, "--keep", "ensemble", "--json"])
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [d["message"] for d in lines if d["event"] == "note" and d["message"].startswith("Model ")] == [
+        "Model 1 of 2 (seed 4)", "Model 2 of 2 (seed 5)"]
+    done = lines[-1]
+    assert done["event"] == "done" and done["keep"] == "ensemble" and done["seeds"] == [4, 5]
+    values = [m["val_accuracy"] for m in done["members"]]
+    assert done["spread"]["values"] == values and done["spread"]["mean"] == pytest.approx(sum(values) / 2)
+    assert (done["spread"]["min"], done["spread"]["max"]) == (min(values), max(values))
+    low, high = done["spread"]["mean_interval"]
+    assert low <= done["spread"]["mean"] <= high
+    proj, model = open_project(project)
+    assert is_ensemble(model) and proj.run == done["kept_run"]
+    assert [r.id for r in proj.runs] == [*done["runs"], done["kept_run"]]
+    assert [r.settings.seed for r in proj.runs[:2]] == [4, 5] and proj.runs[-1].members == tuple(done["runs"])
+    assert all(r.file is not None for r in proj.runs)  # every member's weights kept: each can be restored
+    code, out, _ = run(["runs", project])
+    assert code == 0 and "ensemble of 2 · mean " in out and out.count("one of ×2 · mean ") == 2
+
+    code, out, err = run(["train", root, "--project", tmp_path / "q", "--epochs", 1, "--image-size", 16,
+                          "--repeats", 2])
+    assert code == 0, err
+    assert "Validation accuracy of 2 models: mean " in err and "95 % interval" in err
+    assert "flatters it" in err and "kept the best of 2 models" in out
+    kept = open_project(tmp_path / "q", load_model=False)[0]
+    assert [r.trust is not None for r in kept.runs] == [r.id == kept.run for r in kept.runs]  # as one training's
+    code, _, err = run(["train", root, "--project", tmp_path / "r", "--keep", "ensemble"])
+    assert code == 2 and "--keep goes with --repeats" in err
 
 
 @pytest.mark.slow

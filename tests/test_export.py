@@ -438,6 +438,33 @@ def test_a_temperature_that_cannot_be_folded_is_refused_and_nothing_is_written(t
     assert export_model(m, "keras", tmp_path / "branching", temperature=1.0).is_file()  # 1: nothing to fold
 
 
+@pytest.fixture(scope="module")
+def ensemble(model):
+    """The trained model and a second one of another seed, averaged (core.model.ensemble)."""
+    from cnndesk.core.model.ensemble import build_ensemble
+
+    keras.utils.set_random_seed(8)
+    other = build_model(preset("seed"), (SIZE, SIZE, 3), CLASSES)
+    return build_ensemble([model, other]), [model, other]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_ensemble_exports_to_every_format_with_the_mean_of_its_members_predictions(ensemble, tmp_path, fmt):
+    model, members = ensemble
+    x = _images(4, seed=5)
+    mean = np.mean([np.asarray(m(x, training=False)) for m in members], axis=0)
+    expected = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(expected, mean, atol=1e-6, rtol=0)
+    path = export_model(model, fmt, tmp_path / "ensemble", class_names=["a", "b", "c"])
+    np.testing.assert_allclose(_run_export(fmt, path, x), expected, atol=TOLERANCE, rtol=0)
+    if fmt == "keras":  # and cnndesk opens it again as an ensemble, in safe mode
+        from cnndesk.core.model.ensemble import is_ensemble
+
+        reloaded, names = load_model_with_labels(path)
+        assert is_ensemble(reloaded) and names == ["a", "b", "c"]
+
+
 # ---------------------------------------------------------------------------
 # a model trained in bfloat16 mixed precision exports as float32
 

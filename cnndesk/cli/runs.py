@@ -51,7 +51,7 @@ def cmd_runs(args) -> int:
         print(f"{args.project}: no runs yet (train the project first)")
         return 0
     rows = [("", "name", "id", "date", "epochs", "best val acc", "best val loss", "final loss/acc/val loss/val acc",
-             "probe frames", "note")]
+             "probe frames", "group", "note")]
     for run in project.runs:
         final = run.final
         rows.append(("*" if run.id == project.run else "", printable(run.name), run.id,
@@ -59,7 +59,8 @@ def cmd_runs(args) -> int:
                      str(run.epochs), "-" if run.best("val_accuracy") is None else run.best_accuracy_text(),
                      _num(run.best("val_loss"), ".4f"),
                      "/".join(_num(final.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
-                     "-" if run.probe_frames is None else str(run.probe_frames), printable(run.note)))
+                     "-" if run.probe_frames is None else str(run.probe_frames), run.group_text() or "-",
+                     printable(run.note)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())

@@ -61,6 +61,14 @@ def add_parser(sub) -> None:
     t.add_argument("--probe", action="append", default=[], metavar="IMAGE",
                    help="record what the network sees in IMAGE after every epoch, saved with the project "
                         "(repeatable, up to 4)")
+    t.add_argument("--repeats", type=_repeats, default=1, metavar="N",
+                   help="train N models with the seeds SEED, SEED+1, … and report the spread of their validation "
+                        "accuracy; each is a run of the project, and --keep says which model the project keeps")
+    t.add_argument("--resplit", action="store_true",
+                   help="with --repeats: each model on its own train/validation split (of its seed)")
+    t.add_argument("--keep", choices=["best", "ensemble"], default="best",
+                   help="with --repeats: keep the model with the best validation accuracy (a figure that flatters "
+                        "it, since it chose it) or an ensemble that averages all of them (default best)")
     t.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     t.add_argument("--distributed", action="store_true",
                    help="be one process of a run across processes or machines (Keras on JAX; needs the "
@@ -85,6 +93,13 @@ def _parse_augment(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; choose from {','.join(AUGMENTATIONS)}")
     return names
 
+
+
+def _repeats(text: str) -> int:
+    from ..core.training.repeats import MOST
+
+    return whole_number(text, 1, MOST, what=f"a whole number of models, 1 to {MOST}",
+                        out_of_range=f"must be 1 to {MOST}")
 
 
 def _blocks(text: str) -> int:
@@ -142,6 +157,10 @@ def cmd_train(args, fit=None, save=None) -> int:
     from ..core.project.session import thin
 
     layers = _train_layers(args)
+    if args.repeats > 1 and (fit is not None or args.probe):
+        raise UserError(f"--repeats cannot be combined with {'--distributed' if fit is not None else '--probe'}.")
+    if args.repeats == 1 and (args.resplit or args.keep != "best"):
+        raise UserError(f"{'--resplit' if args.resplit else '--keep'} goes with --repeats N (N of 2 or more).")
     config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
                            args.augment, args.class_weights)
     settings = TrainingSettings(optimizer=args.optimizer, learning_rate=args.learning_rate,
@@ -212,6 +231,8 @@ def cmd_train(args, fit=None, save=None) -> int:
             else:
                 print(text, file=sys.stderr)
 
+    if args.repeats > 1:
+        return _train_repeats(args, data, layers, settings, config, runs, Listener())
     recorder = None
     if probes is not None:
         from ..core.training.probes import ProbeRecorder
@@ -262,6 +283,61 @@ def cmd_train(args, fit=None, save=None) -> int:
         best = f" (weights of epoch {result.best_epoch})" if result.best_epoch else ""
         print(f"saved {folder}; validation accuracy {with_interval(acc, result.val_images)}{best}" if acc is not None
               else f"saved {folder}")
+    return 0
+
+
+def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
+    """``train --repeats N``: N models, each a run of the project; the kept one (the best, or their ensemble) is
+    the project's model; the spread of their validation accuracy is printed (and in the ``done`` event)."""
+    import dataclasses
+    import tempfile
+
+    from ..core.intervals import with_interval
+    from ..core.project.store import new_run_id, Project, save_project
+    from ..core.training.repeats import group_runs, kept_run_id, train_repeats
+
+    ids = [new_run_id() for _ in range(args.repeats)]
+    ensemble_id = new_run_id() if args.keep == "ensemble" else None
+
+    def said(i, member):
+        if not args.json:
+            acc = member.val_accuracy
+            print(f"model {i + 1} of {args.repeats} (seed {member.seed}): validation accuracy "
+                  f"{with_interval(acc, len(member.data.val_index))}", file=sys.stderr)
+
+    repeats = train_repeats(data, layers, settings, config, args.repeats, keep=args.keep, resplit_each=args.resplit,
+                            listener=listener, on_member=said)
+    ids = ids[:len(repeats.members)]
+    kept = kept_run_id(repeats, ids, ensemble_id)
+    with tempfile.TemporaryDirectory(prefix="cnndesk-repeats-") as scratch:
+        group = group_runs(runs, repeats, ids, ensemble_id=ensemble_id, class_names=data.class_names,
+                           dataset_path=args.dataset, preset=args.preset, layers=layers)
+        placed = []
+        for run, member in zip(group, repeats.members):  # the members' weights, which the save copies in
+            path = Path(scratch) / f"{run.id}.keras"
+            member.result.model.save(path)
+            placed.append(run.at(str(path)))
+        group = placed + group[len(placed):]
+        if repeats.kept == "best":  # the kept model's temperature and novelty statistics, as a single run's
+            from ..core.work.trust import measure_trust
+
+            best = repeats.members[repeats.best]
+            trust = measure_trust(best.result.model, best.data)
+            group[repeats.best] = dataclasses.replace(group[repeats.best], trust=trust.to_json())
+        current = next(r for r in group if r.id == kept)
+        project = Project(dataset_path=current.dataset_path, class_names=data.class_names, dataset=current.dataset,
+                          preset=args.preset, layers=layers, settings=current.settings, history=list(current.history),
+                          best_epoch=current.best_epoch, run=kept, runs=[*runs, *group])
+        folder = save_project(args.project, project, repeats.model)
+    acc = repeats.history[-1].get("val_accuracy") if repeats.history else None
+    if args.json:
+        emit_json({"event": "done", "project": str(folder), "val_accuracy": acc, "runs": ids, "kept_run": kept,
+                   **repeats.to_json()})
+        return 0
+    for line in repeats.lines():
+        print(line, file=sys.stderr)
+    print(f"saved {folder}; kept {'an ensemble of ' + str(len(repeats.finished)) if repeats.kept == 'ensemble' else 'the best'}"
+          f" of {len(repeats.members)} models" + (f", validation accuracy {acc:.3f}" if acc is not None else ""))
     return 0
 
 

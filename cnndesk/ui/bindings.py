@@ -7,7 +7,7 @@ writes and engine jobs, writes the jobs' typed answers into the state, and shows
 the state's changes in the view; it says what happened through ``status(str, int)``
 (and ``error(str, str)``). The small bindings are here (``DatasetReading``,
 ``ModelBinding``, ``ViewerBinding``, ``ProbeBinding``); the larger ones have a
-module each (``training_control``, ``runs_control``, ``project_files``,
+module each (``training_control``, ``repeats_control``, ``runs_control``, ``project_files``,
 ``model_io``, and ``MapControl`` / ``DataQuality`` / ``FolderWork`` beside their views). A change a
 binding itself pushes into a panel is not written back (the guard), so an update
 never echoes.
@@ -48,6 +48,7 @@ from .model_panel import ModelPanel
 from .probe_view import ProbeView
 from .project_files import ProjectFiles
 from .recent import RecentProjects
+from .repeats_control import RepeatsControl
 from .runs_control import RunsControl
 from .training_control import TrainingControl
 from .viewer_panel import ViewerPanel
@@ -382,6 +383,7 @@ class ViewerBinding(QObject):
         panel.evaluation_wanted.connect(self._evaluate_on_demand)
         panel.names_given.connect(self.rename_classes)
         panel.tab_chosen.connect(self._on_tab)
+        panel.member_chosen.connect(self._on_member_chosen)
         state.observe(self._on_model, "model")
         state.observe(self._show_strip, "classified")
         state.observe(self._show_availability, "model", "activity", "engine_ready", "data", "classified")
@@ -560,6 +562,12 @@ class ViewerBinding(QObject):
             return  # a model without conv or pooling layers: its prediction is all there is to show
         if im not in self._maps_coming:
             self._look_inside(im)
+
+    def _on_member_chosen(self, _index: int) -> None:
+        """Another member of the ensemble: its maps of the image shown (``panel.inspect_arguments`` names it)."""
+        im = self.panel.current
+        if im is not None and im.prepared is not None and not im.error:
+            self._on_selected(im)
 
     def _look_inside(self, im: Classified) -> None:
         """Show the maps of ``im``: those that came with its prediction, else ask the engine for them."""
@@ -748,6 +756,7 @@ def bind_window(window) -> None:
     window.viewer = ViewerBinding(state, engine, window.viewer_panel, window)
     window.probes = ProbeBinding(state, engine, window.probe_view, window)
     window.training = TrainingControl(state, engine, window.training_panel, window.can_train, window)
+    window.repeats = RepeatsControl(state, engine, window.training_panel, window.settings, window)
     window.runs = RunsControl(state, engine, window.training_panel.runs_view, window.training_panel,
                               window.reread_dataset, window)
     window.models = ModelFiles(state, engine, window.settings, window)
@@ -764,9 +773,10 @@ def bind_window(window) -> None:
     ModelBinding(state, window.model_panel, window.reread_dataset, window)
 
     # what the bindings say, in the status bar and in error boxes
-    for binding in (window.viewer, window.probes, window.training, window.runs, window.projects, window.models):
+    for binding in (window.viewer, window.probes, window.training, window.repeats, window.runs, window.projects,
+                    window.models):
         binding.status.connect(status)
-    for binding in (window.training, window.runs, window.projects, window.models):
+    for binding in (window.training, window.repeats, window.runs, window.projects, window.models):
         binding.error.connect(window.show_error)
     engine.ready.connect(window.on_engine_ready)
     engine.failed.connect(lambda name, msg: window.show_error(f"{name.replace('_', ' ').capitalize()} failed", msg))

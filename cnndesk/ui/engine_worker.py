@@ -21,7 +21,7 @@ from ..core import fsutil
 from ..core.app_log import log
 from ..core.errors import Cancelled, UserError
 from ..core.training.runs import KeptRun, Run
-from ..core.project.session import ModelInfo, ModelOpened, ProjectOpened, RunRestored, Runtime, Trained
+from ..core.project.session import ModelInfo, ModelOpened, ProjectOpened, RunRestored, Runtime, Trained, TrainedGroup
 from ..core.tasks import TaskState
 
 if TYPE_CHECKING:  # core.inspection imports TensorFlow: only the jobs, in the engine thread, import it
@@ -232,6 +232,60 @@ class EngineWorker(QObject):
         return trust
 
     @cancellable
+    def train_repeats(self, data, layers, settings, config, count, keep="best", resplit=False, *, run_ids,
+                      ensemble_id=None, spec: tuple | None = None, task: TaskState) -> TrainedGroup:
+        """Train ×``count`` (``core.training.repeats``): each member's weights written to the scratch folder as run
+        ``run_ids[i]`` when it ends; the model kept (the best member's, or the ensemble as run ``ensemble_id``)
+        becomes current with its inspector. Reports go through ``task`` (a ``MemberStarted`` before each model);
+        Stop (``task``'s cancel) stops the model training now and trains no more."""
+        from ..core.training.model_pool import return_freed_memory
+        from ..core.training.repeats import kept_run_id, train_repeats
+        from ..core.training.runs import RUN_ID
+
+        if not all(RUN_ID.match(r) for r in [*run_ids, *([ensemble_id] if ensemble_id else [])]):
+            raise UserError("A run id is not one of cnndesk's.")
+        files, errors = {}, []
+
+        def write_member(i, member):
+            try:
+                files[run_ids[i]] = self._write_run(member.result.model, run_ids[i])
+            except (OSError, UserError) as e:
+                errors.append(str(e))
+
+        repeats = train_repeats(data, layers, settings, config, count, keep=keep, resplit_each=resplit, state=task,
+                                on_member=write_member, excluded_rows=_left_out(data))
+        kept = kept_run_id(repeats, run_ids, ensemble_id)
+        inspector = self._inspector_for(repeats.model, data.class_names, data.preprocessing)
+        if self.model is not None and repeats.model is not self.model:
+            self._hold_current()
+        trust = None  # an ensemble's is not measured: its temperature could not be folded into one last layer
+        if repeats.kept == "best" and repeats.best is not None:  # measured as after one training, on its split
+            trust = self._measure_trust(repeats.model, repeats.members[repeats.best].data, task,
+                                        self._heads_of(repeats.model, data.preprocessing))
+        self._set_model(repeats.model, inspector, kept, trust)
+        if repeats.kept == "ensemble":
+            try:
+                files[kept] = self._write_run(repeats.model, kept)
+            except (OSError, UserError) as e:
+                errors.append(str(e))
+        return_freed_memory()
+        light = dataclasses.replace(repeats, model=None, members=[
+            dataclasses.replace(m, result=dataclasses.replace(m.result, model=None), data=None)
+            for m in repeats.members])
+        return TrainedGroup(light, ModelInfo.trained(inspector, kept, spec, self._before(), trust), kept, files,
+                            errors[0] if errors else None, None if trust is None else trust.to_json())
+
+    def _write_run(self, model, run_id: str) -> str:
+        """Write ``model`` to the scratch folder as run ``run_id``'s weights (``keep_run`` for a model not current)."""
+        folder = self._scratch_folder() / run_id
+        folder.mkdir(exist_ok=True)
+        path = folder / "model.keras"
+        with fsutil.replacing(path) as tmp:
+            model.save(tmp)
+        self._run_files[run_id] = str(path)
+        return str(path)
+
+    @cancellable
     def stock_pool(self, data, layers, settings, *, task: TaskState) -> int:
         """While nobody waits: trace spare models for the next runs of ``layers`` (``SPARES_AHEAD``), so that
         Train starts at once, also when pressed right after a run. Returns how many it traced.
@@ -394,7 +448,7 @@ class EngineWorker(QObject):
         return out
 
     def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
-                shown_channels=0, first_channels=0, with_cam=True, on_probabilities=None) -> Inspection:
+                shown_channels=0, first_channels=0, with_cam=True, on_probabilities=None, member=0) -> Inspection:
         """Activation maps of every conv/pool layer, and a heat map (``Inspector.gradcam``'s method), for one
         prepared image. (``cam_method``, not ``method``: that is ``Engine.submit``'s job argument.)
 
@@ -405,12 +459,15 @@ class EngineWorker(QObject):
         them into pixmaps (``pictures``: layer name -> (channels, H, W, 3) uint8): the first ``shown_channels``
         of ``shown_layer`` (a layer it does not have: the first convolution, the one a viewer shows first) and
         the first ``first_channels`` of every other layer. ``on_probabilities``: ``Inspector.activation_maps``'s.
+        ``member``: for an ensemble, the member (from 0) whose maps are shown.
         """
         import numpy as np
 
         from ..core.model.inspection import Inspection
 
         ins = self._need_inspector()
+        if ins.members:  # an ensemble: the maps of the member the viewer chose
+            ins.choose_member(min(max(int(member), 0), len(ins.members) - 1))
         maps, probs = ins.activation_maps(image, on_probabilities)
         ci = int(np.argmax(probs)) if class_index is None else int(class_index)
         cam = None
@@ -439,6 +496,9 @@ class EngineWorker(QObject):
         from ..core.model.inspection import HeatMap
 
         ins = self._need_inspector()
+        member = (layer or "").split("/")[0]
+        if member in ins.members:  # an ensemble's layers are named after their member: "member_2/conv2d"
+            ins.choose_member(ins.members.index(member))
         if layer not in ins.layer_names:
             layer = ins.default_cam_layer
         return HeatMap(ins.gradcam(image, int(class_index), layer, cam_method), int(class_index), layer, cam_method)
@@ -575,19 +635,15 @@ class EngineWorker(QObject):
             raise UserError("There is no trained model to keep.")
         if not RUN_ID.match(run_id):
             raise UserError(f"{run_id!r} is not a run id.")
+        path = self._write_run(self.model, run_id)
         folder = self._scratch_folder() / run_id
-        folder.mkdir(exist_ok=True)
-        path = folder / "model.keras"
-        with fsutil.replacing(path) as tmp:
-            self.model.save(tmp)
-        self._run_files[run_id] = str(path)
         recording = self._recordings.get(self.model)
         if recording is None:
-            return KeptRun(str(path))
+            return KeptRun(path)
         from ..core.training.probes import recording_summary
         from ..core.training.runs import PROBES_DIR
 
-        kept = KeptRun(str(path), str(recording.save(folder / PROBES_DIR)), recording_summary(recording))
+        kept = KeptRun(path, str(recording.save(folder / PROBES_DIR)), recording_summary(recording))
         self._run_probes[run_id] = (kept.probe_dir, kept.probes)
         return kept
 
@@ -817,3 +873,10 @@ class EngineWorker(QObject):
         finally:
             add_to_sort_log(dest, log.changes)
         return Sorted(str(dest), tuple(log.changes), problem)
+
+
+def _left_out(data):
+    """The rows of ``data`` in neither side of its split (excluded files), which a new split leaves out too."""
+    import numpy as np
+
+    return np.setdiff1d(np.arange(len(data.labels)), np.concatenate([data.train_index, data.val_index]))

@@ -220,7 +220,9 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(0)
 
     def train(self, continuing: bool = False) -> None:
-        if self.train_action.isEnabled():
+        if self.train_action.isEnabled() and self.repeats.wanted and not continuing:
+            self.repeats.start()  # Train ×N: several models, one kept
+        elif self.train_action.isEnabled():
             self.training.start(continuing)  # the Train tab shows the run when it starts (training.started)
 
     def on_engine_ready(self, info: Runtime) -> None:

@@ -20,8 +20,8 @@ from ..core.data.scanning import printable
 from ..core.intervals import interval_phrase
 
 COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Final loss / acc / val loss / val acc",
-           "Dataset", "Note")
-NAME, DATE, EPOCHS, BEST_ACC, BEST_LOSS, FINAL, DATASET, NOTE = range(len(COLUMNS))
+           "Dataset", "Group", "Note")
+NAME, DATE, EPOCHS, BEST_ACC, BEST_LOSS, FINAL, DATASET, GROUP, NOTE = range(len(COLUMNS))
 ID_ROLE = Qt.UserRole
 
 
@@ -174,6 +174,8 @@ class RunsView(QWidget):
             tip.append(f"continued from {self._name_of(run.parent)}")
         if run.file is None:
             tip.append("its weights were not kept: it cannot be restored")
+        if run.is_ensemble:
+            tip.append(f"an ensemble averaging {', '.join(self._name_of(m) for m in run.members)}")
         if run.probe_frames is not None:
             tip.append(f"a probe recording of {run.probe_frames} frame{'s' if run.probe_frames != 1 else ''}")
         name.setToolTip("; ".join(tip))
@@ -181,7 +183,8 @@ class RunsView(QWidget):
         cells = {NAME: name, DATE: QTableWidgetItem(date), EPOCHS: QTableWidgetItem(str(run.epochs)),
                  BEST_ACC: best_accuracy_item(run),
                  BEST_LOSS: QTableWidgetItem(_number(run.best("val_loss"), ".4f")),
-                 FINAL: QTableWidgetItem(final_text(run)), DATASET: dataset_item(run), NOTE: QTableWidgetItem(run.note)}
+                 FINAL: QTableWidgetItem(final_text(run)), DATASET: dataset_item(run),
+                 GROUP: QTableWidgetItem(run.group_text()), NOTE: QTableWidgetItem(run.note)}
         for column, item in cells.items():
             if column not in (NAME, NOTE):
                 item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)

@@ -87,7 +87,9 @@ class TrainingControl(QObject):
         self._restock.timeout.connect(self._stock_when_idle)
         self.weights = WeightsGate(dialog_parent)  # a pretrained backbone's weights, fetched before its first run
         self.weights.error.connect(self.error)
+        self._was_training = False
         state.observe(self._stock_when_idle, "engine_ready", "data")
+        state.observe(self._on_activity, "activity")
         state.observe(lambda _: self._restock.start(), "layers", "settings")
         state.observe(self._show_run, "model")
         state.observe(self._on_dataset_folder, "dataset_path")
@@ -193,8 +195,7 @@ class TrainingControl(QObject):
                                                            answer.trust)]
             state.activity = IDLE
         self._before = None
-        self.panel.training_finished(result)
-        self._restock.start()  # not at once: a press right after the run must not wait for a spare being traced
+        self.panel.training_finished(result)  # the spares are made again once idle (_on_activity)
         before = run_before(state.runs, state.model.run, state.model.before)
         if answer.kept is None:
             self.status.emit(f"The weights of {state.runs[-1].name} could not be kept for later: "
@@ -268,6 +269,16 @@ class TrainingControl(QObject):
         self.engine.cancel(self._stock_job)
         self._stock_job = self.engine.submit(EngineWorker.stock_pool, state.data, list(state.layers), state.settings,
                                              on_error=lambda _message: None)  # a stack that cannot be built: Train says why
+
+    def _on_activity(self, _names=None) -> None:
+        """Any training (a Train ×N too, ``RepeatsControl``) stops the tracing of spares, which would only make it
+        wait; once it ends, the spares are made again."""
+        training = self.state.training
+        if training:
+            self.engine.cancel(self._stock_job)
+        elif self._was_training:
+            self._restock.start()  # not at once: a press right after the run must not wait for a spare being traced
+        self._was_training = training
 
     def _weights_ready(self, data) -> bool:
         """Whether a pretrained backbone's weights are here; if not, get them (or a chosen file) and train then."""

@@ -376,6 +376,7 @@ class TrainingPanel(QWidget):
         row.addWidget(self.stop_button)
         row.addWidget(self.continue_check)
         row.addWidget(self.reason, 1)
+        self._buttons_row = row
         self.previous_button = QPushButton("↶  Bring Back Previous Model", objectName="previousRunButton")
         self.previous_button.setVisible(False)
         row.addWidget(self.previous_button)
@@ -426,6 +427,18 @@ class TrainingPanel(QWidget):
         self._epochs = 0
         self._initial_epoch = 0
         self._last_batch = None  # the latest BatchReport of the run, to say how far a stopped run got
+        self._stage = ""  # which model of a Train ×N is training ("Model 2 of 5"), said before its progress
+
+    def add_train_option(self, widget: QWidget) -> None:
+        """Show ``widget`` (the Train ×N choice) beside Stop."""
+        self._buttons_row.insertWidget(self._buttons_row.indexOf(self.stop_button) + 1, widget)
+
+    def set_stage(self, text: str) -> None:
+        """Say which model of several is training ("Model 2 of 5"), before each batch's progress; "" for one."""
+        self._stage = text
+        if text:  # a model starts: its progress from the start
+            self.progress.setFormat(text)
+            self.progress.setValue(0)
 
     def add_view(self, widget: QWidget, stretch: int = 2) -> None:
         """Show ``widget`` below the log, sharing the chart's splitter (the probe view)."""
@@ -492,10 +505,11 @@ class TrainingPanel(QWidget):
         self._last_batch = r
         done = (r.epoch - 1 - self._initial_epoch) * r.steps + r.batch
         total = self._epochs * r.steps
-        self.progress.setValue(int(1000 * done / max(total, 1)))
-        if not stopping:
-            self.progress.setFormat(f"Epoch {r.epoch}/{r.epochs} · batch {r.batch}/{r.steps}")
+        if not stopping:  # the words first: the bar then shows them with its new value
+            stage = f"{self._stage} · " if self._stage else ""
+            self.progress.setFormat(f"{stage}Epoch {r.epoch}/{r.epochs} · batch {r.batch}/{r.steps}")
             self.speed.setText(f"{r.images_per_s:,.0f} images/s · ETA {format_duration(r.eta_s)}")
+        self.progress.setValue(int(1000 * done / max(total, 1)))
         self.chart.add_batch(r.epoch - 1 + r.batch / r.steps, r.loss)
 
     def show_phase(self, text: str) -> None:

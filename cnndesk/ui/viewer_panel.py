@@ -58,6 +58,8 @@ class ViewerPanel(QWidget):
         tab_chosen(str): the user showed another tab (a ``TABS`` key).
         pixels_chosen(str): the user chose how a model from a file is fed its pixels (a ``PIXEL_MODES``
             key); the state's model changes when the engine has it, and the strip is classified again.
+        member_chosen(int): the user chose whose maps an ensemble shows (its member, from 0): the selected
+            image's maps are wanted again.
         probe_marked(str): the current image's file is to be a probe image (followed while training).
     """
 
@@ -73,6 +75,7 @@ class ViewerPanel(QWidget):
     names_given = Signal(list)
     tab_chosen = Signal(str)
     pixels_chosen = Signal(str)
+    member_chosen = Signal(int)
     probe_marked = Signal(str)
 
     #: the tabs, in order, by the names the state and a project give them (``SessionState.viewer_tab``)
@@ -86,6 +89,7 @@ class ViewerPanel(QWidget):
         self._pixmaps: dict[Classified, QPixmap] = {}  # the picture of each of them
         self._usable = False  # a model is there and nothing holds the engine
         self._pixels: str | None = None  # the pixels of the model described
+        self._model: ModelInfo | None = None  # the model described
         self._class_names: list[str] = []  # its class names, as the model has them (shown printable)
         self._build()
         self.show_model(None)
@@ -140,14 +144,27 @@ class ViewerPanel(QWidget):
         for w in (self.open_button, self.paste_button, self.save_view_button, self.probe_button, self.names_button):
             bar.addWidget(w)
         bar.addWidget(self._build_pixels_choice())
+        bar.addWidget(self._build_member_choice())
         bar.addWidget(self.model_label, 1)
         return bar
 
+    def _build_member_choice(self) -> QWidget:
+        """"Maps of: [member 2]": whose activation maps an ensemble shows, shown only for an ensemble."""
+        self.member_combo = QComboBox(objectName="memberCombo")
+        self.member_combo.setToolTip("An ensemble predicts with the average of its models; its maps and heat maps "
+                                     "are those of the model chosen here")
+        self.member_combo.activated.connect(self._on_member_activated)
+        self.member_box = _labelled("Maps of:", self.member_combo)
+        return self.member_box
+
+    def _on_member_activated(self, index: int) -> None:
+        """Another member of the ensemble chosen: the model line says whose maps show; ask for them."""
+        if self._model is not None:
+            self._show_model_line(self._model)
+        self.member_chosen.emit(index)
+
     def _build_pixels_choice(self) -> QWidget:
         """"Pixels: [caffe]": how a model from a file is fed its pixels, shown only for such a model."""
-        self.pixels_box = QWidget(visible=False)
-        row = QHBoxLayout(self.pixels_box)
-        row.setContentsMargins(6, 0, 0, 0)
         self.pixels_combo = QComboBox(objectName="pixelsCombo")
         self.pixels_combo.setToolTip("How the image's 0–255 pixels are turned into the numbers this model takes. "
                                      "cnndesk picked what the model's layers suggest; a wrong choice gives "
@@ -156,10 +173,7 @@ class ViewerPanel(QWidget):
             self.pixels_combo.addItem(key, key)
             self.pixels_combo.setItemData(self.pixels_combo.count() - 1, description, Qt.ToolTipRole)
         self.pixels_combo.activated.connect(self._on_pixels_activated)
-        label = QLabel("Pixels:")
-        label.setBuddy(self.pixels_combo)
-        row.addWidget(label)
-        row.addWidget(self.pixels_combo)
+        self.pixels_box = _labelled("Pixels:", self.pixels_combo)
         return self.pixels_box
 
     def _build_strip(self) -> QListWidget:
@@ -245,18 +259,17 @@ class ViewerPanel(QWidget):
         names button, the tabs it has (a model without conv or pooling layers has predictions only)."""
         self._class_names = list(model.class_names) if model is not None else []
         self.gradcam.set_classes(self._class_names)
+        self._model = model
         if model is None:
             self.model_label.setText("")
             self._pixels = None
             self.pixels_box.setVisible(False)
+            self.member_box.setVisible(False)
             return
         self.names_button.setVisible(model.editable_names)
+        self._show_members(model)
+        self._show_model_line(model)
         pre = model.preprocessing
-        h, w = pre.image_size
-        note = f" · {model.output_note}" if model.output_note else ""
-        self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
-                                 f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels} · {model.calibration_note}{note}")
-        self.model_label.setToolTip(f"Pixels: {PIXEL_MODES[pre.pixels]}")
         self._pixels = pre.pixels
         self.pixels_combo.setCurrentIndex(self.pixels_combo.findData(pre.pixels))  # `activated` is the user's only
         self.pixels_box.setVisible(model.source == "file")
@@ -264,6 +277,26 @@ class ViewerPanel(QWidget):
             self.tabs.setTabVisible(self.tabs.indexOf(view), model.has_maps)
         if not model.has_maps:
             self.tabs.setCurrentWidget(self.evaluation_view)
+
+    def _show_members(self, model: ModelInfo) -> None:
+        """The member chooser of an ensemble (its first member chosen); hidden for a single model."""
+        names = [f"model {i + 1} ({name})" for i, name in enumerate(model.members)]
+        if [self.member_combo.itemText(i) for i in range(self.member_combo.count())] != names:
+            self.member_combo.clear()
+            self.member_combo.addItems(names)
+        self.member_box.setVisible(model.is_ensemble)
+
+    def _show_model_line(self, model: ModelInfo) -> None:
+        """The model line ("input 224×224 rgb, pixels caffe"; for an ensemble, whose maps show)."""
+        pre = model.preprocessing
+        h, w = pre.image_size
+        note = f" · {model.output_note}" if model.output_note else ""
+        if model.is_ensemble:
+            note = (f" · an ensemble of {len(model.members)} models averaging their probabilities; maps of "
+                    f"model {self.member_combo.currentIndex() + 1}{note}")
+        self.model_label.setText(f"Model: {model.label} · {len(model.class_names)} classes · "
+                                 f"input {h}×{w} {pre.color_mode}, pixels {pre.pixels} · {model.calibration_note}{note}")
+        self.model_label.setToolTip(f"Pixels: {PIXEL_MODES[pre.pixels]}")
 
     def _on_pixels_activated(self, index: int) -> None:
         """Ask for the chosen pixels, and keep showing the model's own until it has them (or was refused)."""
@@ -342,6 +375,7 @@ class ViewerPanel(QWidget):
         """What ``EngineWorker.inspect`` needs to know of the views: the heat map's layer and method, and which
         maps to colour first (the selected layer's, and the first channels of every layer for "All layers")."""
         return {"layer": self.gradcam.layer(), "cam_method": self.gradcam.method(),
+                "member": max(self.member_combo.currentIndex(), 0),
                 "shown_layer": self.activations.layer_combo.currentText(), "shown_channels": MAX_CHANNEL_TILES,
                 "first_channels": OVERVIEW_CHANNELS}
 
@@ -484,3 +518,15 @@ class ViewerPanel(QWidget):
         elif md.hasImage():
             event.acceptProposedAction()
             self.image_given.emit(qimage_to_array(QImage(md.imageData())), "dropped image")
+
+
+def _labelled(text: str, combo: QComboBox) -> QWidget:
+    """"Text: [combo]" in a box of its own, hidden until the model needs it (the pixel and member choices)."""
+    box = QWidget(visible=False)
+    row = QHBoxLayout(box)
+    row.setContentsMargins(6, 0, 0, 0)
+    label = QLabel(text)
+    label.setBuddy(combo)
+    row.addWidget(label)
+    row.addWidget(combo)
+    return box

@@ -30,6 +30,7 @@ from ..data.images import decode_for_viewing, decode_image, Preprocessing, recog
 from ..errors import ModelFileError, UserError
 from ..intervals import interval_json
 from .calibration import temper
+from .ensemble import member_names
 from .taps import trace_taps
 
 #: what ``Inspector.output_note`` says when cnndesk turns a model's outputs into probabilities
@@ -268,6 +269,9 @@ class Inspector:
     Functional model) are looked inside: their conv/pool layers are named
     ``backbone/layer``.
 
+    An ensemble (``core.model.ensemble``) predicts with the average of its members; its maps and heat maps
+    are those of one member at a time (``members`` names them, ``choose_member`` picks one; the first at first).
+
     Args:
         model: a Keras image classifier (checked with ``check_model``).
         class_names: names of the outputs; "class 0…N" when None.
@@ -290,17 +294,31 @@ class Inspector:
                 f"The model takes {'x'.join(str(e) for e in expected)} images but the project prepares "
                 f"{'x'.join(str(g) for g in given)} ({self.preprocessing.color_mode}); the project file does not "
                 "match its model.")
-        self._build_taps()
+        self.members: list[str] = member_names(model)  # an ensemble's members ("member_1", …); [] for one model
+        self.member = 0  # the member whose maps are shown
         self._input_spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
-        self._predict_fn = _traced_once(self._predict, self._input_spec)
-        self._maps_fn = _traced_once(self._outputs, self._input_spec)
+        self._build_taps()
         self.maps_pass_seconds: float | None = None  # how long the last ``activation_maps`` forward pass took
         self.temperature = 1.0  # probabilities are softmax(logits / temperature): ``core.work.trust.Trust.temperature``
-        self._cam_fns: dict[int, object] = {}
+
+    def choose_member(self, index: int) -> None:
+        """Show the maps of the ensemble's member ``index`` (from 0); the predictions stay the ensemble's.
+
+        Raises:
+            UserError: the model is not an ensemble, or has no such member.
+        """
+        if not self.members:
+            raise UserError("This model is not an ensemble: it has no members to choose from.")
+        if not 0 <= int(index) < len(self.members):
+            raise UserError(f"The ensemble has {len(self.members)} members; there is no member {int(index) + 1}.")
+        if int(index) != self.member:
+            self.member = int(index)
+            self._build_taps()
 
     # -- graph -------------------------------------------------------------
     def _build_taps(self) -> None:
-        graph = trace_taps(self.model)
+        """The tapped graph (of the chosen member, for an ensemble) and the functions traced on it."""
+        graph = trace_taps(self.model, self.member)
         taps = graph.taps
         self.layer_names: list[str] = taps.names
         self.conv_layer_names = [n for n, l in zip(taps.names, taps.layers) if "Conv" in type(l).__name__]
@@ -309,6 +327,9 @@ class Inspector:
         self._read_output_kind(graph.last, graph.penultimate)
         outs = taps.tensors + ([graph.penultimate] if self._score_from is not None else []) + [graph.output]
         self._tapped = keras.Model(graph.inputs, outs, name="cnndesk_taps")
+        self._predict_fn = _traced_once(self._predict, self._input_spec)
+        self._maps_fn = _traced_once(self._outputs, self._input_spec)
+        self._cam_fns: dict[tuple, object] = {}
 
     def _read_output_kind(self, last, penultimate) -> None:
         """What the last layer's activation says about the outputs, and where Grad-CAM takes class scores.

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import keras
 
+from .ensemble import ensemble_members
+
 _TAP_TYPES = ("Conv", "Pool")
 
 
@@ -110,10 +112,26 @@ class TappedGraph:
     last: object
 
 
-def trace_taps(model) -> TappedGraph:
-    """Rebuild ``model``'s graph, collecting its conv/pool outputs (see the module docstring)."""
+def trace_taps(model, member: int = 0) -> TappedGraph:
+    """Rebuild ``model``'s graph, collecting its conv/pool outputs (see the module docstring).
+
+    An ensemble (:mod:`.ensemble`) is rebuilt member by member on one input and averaged again; only the
+    member numbered ``member`` (from 0) is tapped, its layers named ``member_2/conv2d`` and so on. Its output is
+    the ensemble's, so a heat map shows what in that member's maps moves the averaged probability; the class
+    scores come from the averaged probabilities (no ``penultimate``), and ``last`` is the member's last layer
+    (which says the outputs are probabilities).
+    """
     shape = tuple(model.inputs[0].shape[1:])
     taps = Taps()
+    members = ensemble_members(model)
+    if members:
+        if not 0 <= member < len(members):
+            raise ValueError(f"the ensemble has {len(members)} members; there is no member {member + 1}")
+        inp = keras.Input(shape=shape, name="image")
+        outs = []
+        for i, m in enumerate(members):
+            outs.append(call_model(m, inp, f"{m.name}/", taps)[0] if i == member else m(inp))
+        return TappedGraph(inp, taps, model.layers[-1](outs), None, last_layer(members[member]))
     last = last_layer(model)
     if is_chain(model):
         inp = keras.Input(shape=shape, name="image")

@@ -68,6 +68,8 @@ class ModelInfo:
         temperature: the temperature its probabilities are calibrated with (``core.work.trust.Trust``), None when
             they are not calibrated (a model from a file, a run without a validation split or stopped first).
         flags_unlike: whether it keeps the statistics that flag an image "unlike training".
+        members: an ensemble's members ("member_1", …: ``core.model.ensemble``), whose maps the viewer shows one
+            at a time; empty for a single model.
     """
 
     class_names: tuple[str, ...]
@@ -82,6 +84,7 @@ class ModelInfo:
     before: str | None = None
     temperature: float | None = None
     flags_unlike: bool = False
+    members: tuple[str, ...] = ()
 
     @property
     def calibration_note(self) -> str:
@@ -89,6 +92,10 @@ class ModelInfo:
         if self.temperature is None:
             return "confidences not calibrated"
         return f"confidences calibrated, T = {self.temperature:.3g}"
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
 
     @property
     def editable_names(self) -> bool:
@@ -134,7 +141,8 @@ class ModelInfo:
         calibrated = trust is not None and trust.calibration is not None
         return cls(tuple(inspector.class_names), inspector.preprocessing, has_maps=inspector.has_maps,
                    output_note=inspector.output_note, temperature=trust.temperature if calibrated else None,
-                   flags_unlike=trust is not None and trust.novelty is not None, **identity)
+                   flags_unlike=trust is not None and trust.novelty is not None,
+                   members=tuple(inspector.members), **identity)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +211,20 @@ class Trained:
     kept: Any = None
     kept_error: str | None = None
     trust: dict | None = None  # core.work.trust.Trust.to_json() measured on the validation split; None: not measured
+
+
+@dataclass(frozen=True)
+class TrainedGroup:
+    """A Train ×N ended (``core.training.repeats``): what ``train_repeats`` gave back (``Repeats`` with no models in
+    it: they stay in the engine's thread), the model kept, now held (as run ``kept_run``), and where each run's
+    weights were written (run id -> file; a run missing there could not be kept, ``kept_error`` says why)."""
+
+    repeats: Any
+    model: ModelInfo
+    kept_run: str
+    files: dict
+    kept_error: str | None = None
+    trust: dict | None = None  # the kept best member's (``Trained.trust``); None for an ensemble, or not measured
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 from ..model.architecture import LayerSpec, TrainingSettings
 from ..data.dataset import DatasetConfig
 from ..errors import UserError
-from ..intervals import interval_json, with_interval
+from ..intervals import Spread, interval_json, with_interval
 
 RUNS_DIR = "runs"
 RUN_MODEL = "model.keras"
@@ -60,6 +60,10 @@ class Run:
         probe_dir: a folder of probe files that travels with the run, or None.
         trust: its temperature, calibration and novelty statistics (``core.work.trust.Trust.to_json``, JSON-able),
             None when they were not measured.
+        group: the id of the Train ×N it was one of (``core.training.repeats``), shared by the models it trained
+            and the ensemble it kept; None for a single training.
+        members: an ensemble's member runs (their ids); empty for a run that trained one model.
+        spread: its group's spread of validation accuracy (``core.intervals.Spread.to_json``), None outside a group.
     """
 
     id: str
@@ -81,6 +85,9 @@ class Run:
     probe_dir: str | None = None
     dataset_path: str | None = None
     trust: Any = None
+    group: str | None = None
+    members: tuple[str, ...] = ()
+    spread: Any = None
 
     # -- key figures --------------------------------------------------------------------------
     @property
@@ -129,7 +136,22 @@ class Run:
                           "val_accuracy_interval": interval_json(final.get("val_accuracy"), final.get("val_images")),
                           "val_images": final.get("val_images")},
                 "note": self.note, "parent": self.parent, "has_weights": self.file is not None,
-                "probe_frames": self.probe_frames}
+                "probe_frames": self.probe_frames, "group": self.group, "ensemble_of": list(self.members),
+                "spread": self.spread}
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether its model is an ensemble of other runs' models (``core.model.ensemble``)."""
+        return bool(self.members)
+
+    def group_text(self) -> str:
+        """What the runs list says of its group: "ensemble of 5 · mean 0.720, 0.513–0.949" ("" for a single run)."""
+        spread = Spread.from_json(self.spread)
+        figures = (f"mean {spread.mean:.3f}, {spread.low:.3f}–{spread.high:.3f}"
+                   if spread is not None and spread.values else "")
+        what = f"ensemble of {len(self.members)}" if self.members else ("one of ×" + str(len(spread.values))
+                                                                          if spread is not None and spread.values else "")
+        return " · ".join(p for p in (what, figures) if p) if self.group else ""
 
     @property
     def probe_frames(self) -> int | None:
@@ -173,7 +195,7 @@ class Run:
                 "history": list(self.history), "best_epoch": self.best_epoch,
                 "batch_loss": [[round(float(x), 4), float(f"{y:.5g}")] for x, y in self.batch_loss],
                 "kept_message": self.kept_message, "note": self.note, "parent": self.parent, "probes": self.probes,
-                "trust": self.trust}
+                "trust": self.trust, "group": self.group, "members": list(self.members), "spread": self.spread}
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
@@ -200,6 +222,10 @@ class Run:
             file=file, probes=d.get("probes"),
             probe_dir=probe_name(run_id) if probe_dir == probe_name(run_id) else None,
             trust=d.get("trust") if isinstance(d.get("trust"), dict) else None,
+            group=d.get("group") if isinstance(d.get("group"), str) else None,
+            members=tuple(m for m in d.get("members") or () if isinstance(m, str) and RUN_ID.match(m))
+            if isinstance(d.get("members"), list) else (),
+            spread=d.get("spread") if Spread.from_json(d.get("spread")) is not None else None,
         )
 
 
@@ -247,7 +273,8 @@ def saved_in(runs, folder: str | Path) -> list[Run]:
 
 def new_run(runs, run_id: str, *, class_names, dataset: DatasetConfig, dataset_path: str | Path | None, preset: str,
             layers, settings: TrainingSettings, history, best_epoch: int | None, kept_message: str = "",
-            batch_loss=(), parent: str | None = None, trust: Any = None, probes: Any = None) -> Run:
+            batch_loss=(), parent: str | None = None, trust: Any = None, probes: Any = None,
+            group: str | None = None, members=(), spread: Any = None) -> Run:
     """The run a training that just ended makes, to be listed after ``runs`` (the project's runs so far).
 
     The one way a run is recorded, in the app (``ui.runs_control``) and by
@@ -263,12 +290,14 @@ def new_run(runs, run_id: str, *, class_names, dataset: DatasetConfig, dataset_p
         parent: the run it continued from; None for a training from scratch.
         trust: ``core.work.trust.Trust.to_json()``, when it was measured.
         probes: its probe recording's data (``core.training.probes.recording_summary``), when one was made.
+        group, members, spread: for a run of a Train ×N (``core.training.repeats``): its group's id, an
+            ensemble's member runs, the group's spread (``Spread.to_json``).
     """
     return Run(id=run_id, name=next_run_name(runs), created=time.time(), class_names=tuple(class_names),
                dataset=dataset, dataset_path=None if dataset_path is None else str(Path(dataset_path).resolve()),
                preset=preset, layers=tuple(layers), settings=settings, history=tuple(dict(r) for r in history),
                best_epoch=best_epoch, batch_loss=tuple(tuple(p) for p in batch_loss), kept_message=kept_message,
-               parent=parent, trust=trust, probes=probes)
+               parent=parent, trust=trust, probes=probes, group=group, members=tuple(members), spread=spread)
 
 
 def batch_point(report) -> tuple[float, float]:
