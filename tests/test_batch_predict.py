@@ -251,3 +251,21 @@ def test_a_sort_is_listed_in_its_destination_and_undone_from_that_list_alone(tmp
     (dest / SORT_LOG).write_text("{not json")
     with pytest.raises(UserError, match="not a list of sorted files"):
         undo_sort(dest)
+
+
+def test_the_heads_of_many_models_never_make_tensorflow_warn_of_retracing(caplog):
+    """Every run gets its own ModelHeads; TensorFlow must not count them as one function traced again and again
+    (its warning reached the terminal after the sixth training of a session)."""
+    import logging
+
+    import keras
+
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for _ in range(7):
+            model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                      keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+            heads = ModelHeads(model)
+            for n in (5, 7, 3):
+                signals, logits = heads(np.zeros((n, 16, 16, 1), np.uint8))
+                assert logits.shape == (n, 3)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -226,6 +226,21 @@ win.viewer_panel.classify_paths([str(REAL / "digits/3/d0003.png")]); pause(4)
 shot("viewer-digit")
 win.evaluate_action.trigger(); pause(8)
 shot("evaluation")
+log("calibration:", win.viewer_panel.evaluation_view.calibration_label.text()[:200])
+
+# 8b. a photo on the digits model: the "unlike training" banner; then a whole folder of photos and digits
+photo = next(p for p in (REAL / "patches").rglob("*") if p.is_file())
+win.viewer_panel.tabs.setCurrentIndex(0)
+win.viewer_panel.classify_paths([str(photo)]); pause(4)
+shot("viewer-photo-on-digits")
+log("model line:", win.viewer_panel.model_label.text()[:200], "| banner shown:", win.viewer_panel.unlike_banner.isVisible())
+QFileDialog.getExistingDirectory = staticmethod(lambda *a, **k: str(REAL / "patches"))
+win.classify_folder_action.trigger()
+folder_view = win.viewer_panel.folder_view
+wait(lambda: folder_view.table.model().rowCount() > 0 and not folder_view.progress.isVisible(), 300, "folder")
+pause(1)
+shot("folder-patches-on-digits")
+log("folder:", folder_view.counts.text()[:200])
 
 # 9. shortcuts, about
 [a for a in win.findChildren(type(win.new_action)) if a.shortcut().toString() == "F1"][0].trigger(); pause(1)
@@ -242,6 +257,15 @@ try:
     log("exports:", sorted(p.name for p in out.iterdir()))
 except Exception as e:
     log("export step failed:", repr(e))
+close_dialogs()
+
+# 11. Train x2 on the digits, keeping the best
+choice = win.repeats.choice
+choice.count.setFocus(); choice.count.selectAll(); QTest.keyClicks(choice.count, "2"); QTest.keyClick(choice.count, Qt.Key_Return)
+choice.keep.setCurrentIndex(choice.keep.findText("keep the best"))
+train(epochs=2); wait_trained()
+shot("train-x2-digits")
+log("runs after x2:", [r.name for r in win.state.runs], "| model line:", win.viewer_panel.model_label.text()[:160])
 close_dialogs()
 win.state.modified = False
 win.close(); pause(2)

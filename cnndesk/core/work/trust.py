@@ -19,6 +19,7 @@ Needs TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import keras
@@ -84,7 +85,9 @@ class ModelHeads:
         taps = [graph.taps.tensors[i] for i in chosen]
         outs = [penultimate if penultimate is not None else graph.output, graph.output, *taps]
         self._graph = keras.Model(graph.inputs, outs, name="cnndesk_heads")
-        self._fn = tf.function(self._heads, reduce_retracing=True, autograph=False)
+        # a partial is a function of its own for TensorFlow's retracing count: a bound method would count every
+        # model's ModelHeads as one function retraced, and print TensorFlow's warning by the sixth run
+        self._fn = tf.function(functools.partial(self._heads), reduce_retracing=True, autograph=False)
 
     def _heads(self, x):
         features, out, *taps = self._graph(x, training=False)
