@@ -251,7 +251,7 @@ def test_the_viewer_says_when_it_shows_scores_as_probabilities_and_when_a_heat_m
     w.open_model(str(path))
     qtbot.waitUntil(lambda: w.state.has_model and w.tabs.currentIndex() == w.TAB_VIEWER, timeout=30000)
     v = w.viewer_panel
-    assert v.model_label.text().endswith(f"input 32×32 rgb, pixels 0-1 · {SCORES_NOTE}")
+    assert v.model_label.text().endswith(f"input 32×32 rgb, pixels 0-1 · confidences not calibrated · {SCORES_NOTE}")
     drop_paths(v, [picture])
     qtbot.waitUntil(lambda: looked_inside(v), timeout=20000)
     assert all(0 <= p <= 1 for _, p in v.current_view.bars.items) and sum(p for _, p in v.current_view.bars.items) == pytest.approx(1, abs=1e-4)

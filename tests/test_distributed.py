@@ -50,7 +50,7 @@ def run_env(port: int, process_id: int, processes: int = 2) -> dict:
 
 def start_process(port: int, process_id: int, dataset: Path, project: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "cnndesk.cli", "train", str(dataset), "--project", str(project), "--epochs", "1",
-               "--image-size", "32", "--batch-size", "8", "--distributed", "--json", *extra]
+               "--image-size", "32", "--batch-size", "8", "--distributed", "--json", "--min-steps", "0", *extra]
     return subprocess.Popen(command, cwd=REPO, env=run_env(port, process_id), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 

@@ -234,8 +234,7 @@ win.viewer_panel.tabs.setCurrentIndex(0)
 win.viewer_panel.classify_paths([str(photo)]); pause(4)
 shot("viewer-photo-on-digits")
 log("model line:", win.viewer_panel.model_label.text()[:200], "| banner shown:", win.viewer_panel.unlike_banner.isVisible())
-QFileDialog.getExistingDirectory = staticmethod(lambda *a, **k: str(REAL / "patches"))
-win.classify_folder_action.trigger()
+win.folder_work.classify([str(REAL / "patches")])  # what Classify Folder… does once the folder is chosen
 folder_view = win.viewer_panel.folder_view
 wait(lambda: folder_view.table.model().rowCount() > 0 and not folder_view.progress.isVisible(), 300, "folder")
 pause(1)

@@ -143,7 +143,8 @@ def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Seque
     """One :class:`FolderRow` per file, in order, decoded ``batch_size`` at a time a batch ahead of the model.
 
     Args:
-        heads: prepared uint8 images (n, H, W, C) -> (features, logits); has ``preprocessing``.
+        heads: prepared uint8 images (n, H, W, C) -> (signals, logits), as ``trust.ModelHeads`` gives them; has
+            ``preprocessing``.
         trust: a :class:`.trust.Trust` (temperature, novelty statistics), or None: probabilities as the model
             gives them, no "unlike training" flag.
         k: classes kept per row (at least 2, so every row has a second class).

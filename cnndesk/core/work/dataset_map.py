@@ -189,8 +189,8 @@ def model_view(heads, data, state: TaskState | None = None, share: float = 100.0
     for start in range(0, len(rows), EVALUATION_CHUNK):
         if state is not None and state.is_interruption_requested():
             raise Cancelled()
-        f, z = heads(images[start:start + EVALUATION_CHUNK])
-        features.append(f.astype(np.float32, copy=False))
+        signals, z = heads(images[start:start + EVALUATION_CHUNK])
+        features.append(signals[0].astype(np.float32, copy=False))  # the penultimate features
         predicted.append(z.argmax(axis=1))
         if state is not None:
             state.set_progress_value(share * min(start + EVALUATION_CHUNK, len(rows)) / max(len(rows), 1))
