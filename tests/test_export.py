@@ -465,6 +465,27 @@ def test_an_ensemble_exports_to_every_format_with_the_mean_of_its_members_predic
         assert is_ensemble(reloaded) and names == ["a", "b", "c"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_ensemble_exports_with_its_temperature_applied_to_the_log_of_its_mean(ensemble, tmp_path, fmt):
+    """An ensemble's temperature is fitted on the logarithm of its averaged probabilities (core.work.trust), as the
+    app applies it: every runtime gives softmax(log(mean of the members' probabilities) / T)."""
+    model, members = ensemble
+    x = _images(4, seed=6)
+    mean = np.mean([np.asarray(m(x, training=False), np.float64) for m in members], axis=0)
+    z = np.log(mean) / 0.4
+    expected = np.exp(z - z.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    assert np.abs(expected - mean).max() > 0.01  # the temperature changes the probabilities
+    path = export_model(model, fmt, tmp_path / "calibrated-ensemble", class_names=["a", "b", "c"], temperature=0.4)
+    np.testing.assert_allclose(_run_export(fmt, path, x), expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), mean, atol=1e-6, rtol=0)  # cnndesk's unchanged
+    if fmt == "keras":  # cnndesk opens the calibrated export in safe mode too, and gives the same
+        reloaded, names = load_model_with_labels(path)
+        assert names == ["a", "b", "c"]
+        np.testing.assert_allclose(np.asarray(reloaded(x, training=False)), expected, atol=TOLERANCE, rtol=0)
+
+
 # ---------------------------------------------------------------------------
 # a model trained in bfloat16 mixed precision exports as float32
 

@@ -60,7 +60,8 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None, temp
     With a ``temperature`` (``Trust.temperature``) the export gives the calibrated
     probabilities ``softmax(logits / temperature)``, as cnndesk shows them: the
     temperature is folded into the last Dense layer's weights
-    (:func:`.temperature.temperature_folded`), so every format keeps its layers.
+    (:func:`.temperature.temperature_folded`), so every format keeps its layers;
+    an ensemble's export ends with ``softmax(log(mean probabilities) / temperature)``.
 
     ``class_names`` (one per output; "class 0", "class 1", ... when None) go
     where :func:`labels_path` says and inside the file where the format allows.
@@ -98,15 +99,15 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None, temp
         raise UserError(f"Cannot create the folder {out.parent}: {_reason(e)}.") from None
     _ensure_called(model)
     names = _class_names(model, class_names)
-    folded = contextlib.nullcontext()
+    folded = contextlib.nullcontext(model)
     if temperature is not None:
         from .temperature import temperature_folded  # imports Keras
 
         folded = temperature_folded(model, temperature)
     try:
         with fsutil.replacing(out) as tmp:  # an earlier SavedModel folder stays until the new one is whole
-            with folded:
-                _write(model, fmt, tmp, names)
+            with folded as calibrated:
+                _write(calibrated, fmt, tmp, names)
             if not tmp.exists():
                 raise UserError(f"Could not export to {out}: the {fmt} exporter wrote nothing.")
         if fmt != "saved_model":

@@ -3,6 +3,12 @@
 Dividing the logit layer's kernel and bias by the temperature T divides the
 logits by T, so the model's softmax (or sigmoid) gives the calibrated
 probabilities with no new layer (:func:`temperature_folded`).
+
+An ensemble (:mod:`.ensemble`) averages its members' probabilities ``p``; its
+temperature is fitted on ``log p`` (:mod:`cnndesk.core.work.trust`), which no
+weight holds, so its export ends with ``softmax(log p / T)`` written out in
+Keras' own operations: a logarithm, a ``Rescaling`` by ``1 / T`` and a
+``Softmax`` (:func:`tempered_ensemble`), which every format and Keras' safe mode read.
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ import keras
 import numpy as np
 
 from ..errors import UserError
+from .ensemble import is_ensemble
 from .inspection import activation_name
 from .taps import last_layer
+
+#: the smallest averaged probability whose logarithm a tempered ensemble takes (0 would give -inf)
+TINY = 1e-37
 
 def logit_layer(model):
     """The Dense layer whose outputs are the model's logits (its last layer, or the one before a final Softmax or
@@ -29,10 +39,20 @@ def logit_layer(model):
     return None
 
 
+def tempered_ensemble(model, temperature: float):
+    """A model computing ``softmax(log(p) / temperature)`` of the ensemble ``model``'s averaged probabilities ``p``
+    (its members and their weights shared, not copied)."""
+    image = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="image")
+    log_p = keras.ops.log(keras.ops.maximum(model(image), TINY))
+    scaled = keras.layers.Rescaling(1.0 / float(temperature), name="over_temperature")(log_p)
+    return keras.Model(image, keras.layers.Softmax(name="calibrated")(scaled), name=f"{model.name}_calibrated")
+
+
 @contextlib.contextmanager
 def temperature_folded(model, temperature: float | None):
-    """Within the block, ``model`` computes ``softmax(z / temperature)``: its logit layer's kernel and bias are
-    divided by the temperature, and put back exactly as they were afterwards.
+    """Within the block, the model yielded computes ``softmax(z / temperature)``: ``model`` itself, its logit
+    layer's kernel and bias divided by the temperature and put back exactly as they were afterwards; for an
+    ensemble, :func:`tempered_ensemble` (``model`` unchanged).
 
     Dividing a Dense layer's weights by T divides its outputs, the logits, by T,
     so the softmax (or sigmoid) after it gives the calibrated probabilities
@@ -44,6 +64,9 @@ def temperature_folded(model, temperature: float | None):
     """
     if temperature is None or float(temperature) == 1.0:
         yield model
+        return
+    if is_ensemble(model):
+        yield tempered_ensemble(model, temperature)
         return
     layer = logit_layer(model)
     if layer is None:
