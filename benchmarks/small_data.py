@@ -104,9 +104,15 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "h
 
 def _patches(per_class: int = 24, size: int = 64):
     """Random crops of each photo (side 64-160 px, scaled to 64): which photo is it from?"""
+    return photo_patches(per_class, size, crop_seed=0)
+
+
+def photo_patches(per_class: int, size: int = 64, crop_seed: int = 0):
+    """``per_class`` random crops of each of the six photos, drawn with ``crop_seed`` (the dataset's are seed 0;
+    another seed gives new crops of the same photos, e.g. a larger held-out set)."""
     from skimage import data
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(crop_seed)
     images, labels = [], []
     for c, name in enumerate(PHOTOS):
         photo = getattr(data, name)()[..., :3]

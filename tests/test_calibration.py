@@ -10,8 +10,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from cnndesk.core.model.calibration import (
-    calibration_report, expected_calibration_error, fit_temperature, log_loss, reliability_bins, softmax, T_MAX,
-    T_MIN,
+    calibration_report, expected_calibration_error, fit_temperature, log_loss, MIN_IMAGES, PRIOR_IMAGES,
+    reliability_bins, softmax, T_MAX, T_MIN,
 )
 
 
@@ -26,14 +26,14 @@ def _overconfident(n: int = 400, classes: int = 5, seed: int = 0) -> tuple[np.nd
     return z * 4.0, labels
 
 
-def test_the_fitted_temperature_is_the_one_scipy_finds_minimising_the_log_loss():
+def test_the_plain_fitted_temperature_is_the_one_scipy_finds_minimising_the_log_loss():
     z, y = _overconfident()
 
     def nll(t: float) -> float:  # written out here, independently of the module
         return float(-log_softmax(z / t, axis=1)[np.arange(len(y)), y].mean())
 
     direct = minimize_scalar(nll, bounds=(T_MIN, T_MAX), method="bounded", options={"xatol": 1e-9}).x
-    t = fit_temperature(z, y)
+    t = fit_temperature(z, y, prior_images=0)
     assert t == pytest.approx(direct, rel=1e-5)
     assert t > 2  # the logits were blown up four times: the fit cools them down
     assert log_loss(z, y, t) == pytest.approx(nll(t), rel=1e-12)
@@ -79,3 +79,52 @@ def test_the_report_shows_the_calibration_error_falling_after_the_temperature():
     assert sum(b["count"] for b in report["reliability_after"]) == len(y)
     given = calibration_report(z, y, temperature=1.0)
     assert not given["fitted"] and given["ece_after"] == given["ece_before"]
+
+
+def _seven_under_confident() -> tuple[np.ndarray, np.ndarray]:
+    """7 validation images, 6 of them right with a small margin: the plain fit sharpens a lot (T far under 1)."""
+    z = np.zeros((7, 3))
+    labels = np.array([0, 1, 2, 0, 1, 2, 0])
+    z[np.arange(7), labels] = 0.8
+    z[6] = [0.0, 0.5, 0.0]  # the one wrong answer, not by much
+    return z, labels
+
+
+def map_directly(z: np.ndarray, y: np.ndarray, images: float) -> float:
+    """The MAP temperature, written out here: n x mean NLL + images / 2 x I x (log T)^2, I the mean variance of the
+    logits under their softmax (the Fisher information of log T at T = 1), minimised by scipy."""
+    p = np.exp(log_softmax(z, axis=1))
+    fisher = float((p * z ** 2).sum(1).mean() - ((p * z).sum(1) ** 2).mean())
+
+    def objective(log_t: float) -> float:
+        nll = -log_softmax(z / math.exp(log_t), axis=1)[np.arange(len(y)), y].sum()
+        return float(nll + images / 2 * fisher * log_t ** 2)
+
+    return math.exp(minimize_scalar(objective, bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded",
+                                    options={"xatol": 1e-10}).x)
+
+
+def test_a_few_validation_images_move_the_temperature_little_and_under_the_floor_not_at_all():
+    z, y = _seven_under_confident()
+    plain = fit_temperature(z, y, prior_images=0)
+    assert plain < 0.3  # the plain fit believes 7 images: it would make every answer far surer
+    shrunk = fit_temperature(z, y)
+    assert shrunk == pytest.approx(map_directly(z, y, PRIOR_IMAGES), rel=1e-6)
+    assert plain < shrunk < 1 and math.log(shrunk) > 0.5 * math.log(plain)  # not even halfway on a log scale
+    report = calibration_report(z, y)
+    assert report["temperature"] == 1.0 and report["plain_temperature"] == pytest.approx(plain)
+    assert report["declined"].startswith("only 7 validation images") and report["ece_after"] == report["ece_before"]
+    assert MIN_IMAGES > 7
+    # a temperature given (a run's, kept) is used whatever the number of images
+    assert calibration_report(z, y, temperature=0.5)["temperature"] == 0.5
+    assert calibration_report(z, y, temperature=0.5)["declined"] is None
+
+
+def test_the_prior_is_the_map_of_the_log_loss_and_matters_little_on_many_images():
+    z, y = _overconfident(seed=3)
+    for images in (5, 20, 80):
+        assert fit_temperature(z, y, prior_images=images) == pytest.approx(map_directly(z, y, images), rel=1e-6)
+    plain, shrunk = fit_temperature(z, y, prior_images=0), fit_temperature(z, y)
+    assert 1 < shrunk < plain and math.log(shrunk) > 0.9 * math.log(plain)  # 400 images outweigh 20
+    report = calibration_report(z, y)
+    assert report["declined"] is None and report["temperature"] == pytest.approx(shrunk)

@@ -775,6 +775,9 @@ def test_train_repeats_records_each_model_as_a_run_and_reports_the_spread(tmp_pa
     assert [r.id for r in proj.runs] == [*done["runs"], done["kept_run"]]
     assert [r.settings.seed for r in proj.runs[:2]] == [4, 5] and proj.runs[-1].members == tuple(done["runs"])
     assert all(r.file is not None for r in proj.runs)  # every member's weights kept: each can be restored
+    # the ensemble's confidences are measured as one model's; on 6 validation images no temperature is fitted
+    assert [r.trust is not None for r in proj.runs] == [False, False, True]
+    assert done["not_calibrated"].startswith("only 6 validation images") and done["temperature"] == 1.0
     code, out, _ = run(["runs", project])
     assert code == 0 and "ensemble of 2 · mean " in out and out.count("one of ×2 · mean ") == 2
 

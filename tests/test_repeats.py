@@ -174,3 +174,51 @@ def test_the_reports_go_through_the_task_state_as_member_started(data, config):
 def test_an_impossible_request_is_refused_in_words(data, config, count, keep):
     with pytest.raises(UserError):
         train_repeats(data, preset("seed"), SETTINGS, config, count, keep=keep)
+
+
+def test_the_ensembles_temperature_minimises_the_log_loss_of_its_mean_on_the_shared_validation_split(tmp_path):
+    """Written out here: T minimises n x NLL of softmax(log(mean of the members' probabilities) / T) on the
+    validation split all members shared, plus the prior on log T worth PRIOR_IMAGES images (calibration.py)."""
+    import math
+
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    from cnndesk.core.model.calibration import PRIOR_IMAGES, T_MAX, T_MIN
+    from cnndesk.core.training.repeats import trust_split
+    from cnndesk.core.work.trust import measure_trust
+
+    config = DatasetConfig(Preprocessing((32, 32)), val_split=0.4, seed=3)
+    data = load_dataset(write_dataset(tmp_path / "d", per_class=20), config)
+    repeats = train_repeats(data, preset("seed"), SETTINGS, config, 2, keep="ensemble", listener=Log())
+    split = trust_split(repeats)
+    assert split is data and len(split.val_index) >= 20
+    x = np.asarray(data.images[split.val_index], np.float32)
+    y = np.asarray(data.labels[split.val_index])
+    mean = np.mean([np.asarray(m.result.model(x, training=False), np.float64) for m in repeats.members], axis=0)
+    z = np.log(mean)
+    p = np.exp(log_softmax(z, axis=1))
+    fisher = float((p * z ** 2).sum(1).mean() - ((p * z).sum(1) ** 2).mean())
+
+    def objective(log_t: float) -> float:
+        nll = -log_softmax(z / math.exp(log_t), axis=1)[np.arange(len(y)), y].sum()
+        return float(nll + PRIOR_IMAGES / 2 * fisher * log_t ** 2)
+
+    direct = math.exp(minimize_scalar(objective, bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded",
+                                      options={"xatol": 1e-10}).x)
+    trust = measure_trust(repeats.model, split)
+    assert trust.calibrated and abs(math.log(direct)) > 0.05  # one epoch each: far from calibrated
+    assert trust.temperature == pytest.approx(direct, rel=1e-4)
+    # as the app shows it: the ensemble's probabilities, tempered, are softmax(log mean / T)
+    ins = Inspector(repeats.model, data.class_names, data.preprocessing)
+    ins.temperature = trust.temperature
+    shown = ins.probabilities(np.asarray(data.images[split.val_index[:3]]))
+    np.testing.assert_allclose(shown, np.exp(log_softmax(z[:3] / trust.temperature, axis=1)), atol=1e-5)
+
+
+def test_an_ensemble_of_members_on_splits_of_their_own_is_not_calibrated(data, config):
+    from cnndesk.core.training.repeats import trust_split
+
+    repeats = train_repeats(data, preset("seed"), SETTINGS, config, 2, keep="ensemble", resplit_each=True,
+                            listener=Log())
+    assert repeats.kept == "ensemble" and trust_split(repeats) is None

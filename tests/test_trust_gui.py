@@ -17,18 +17,34 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
-from scipy.optimize import minimize_scalar
 
-from cnndesk.core.model.calibration import log_loss
+from cnndesk.core.model.calibration import MIN_IMAGES, PRIOR_IMAGES
 from cnndesk.core.work.trust import ModelHeads
 from cnndesk.ui.trust_views import UNLIKE_TEXT
 
 from conftest import write_dataset
 from test_app import drop_paths, save_as, set_epochs
+from test_calibration import map_directly
 
 pytestmark = pytest.mark.slow
 
 CLASSES = ("left", "top", "centre")
+
+
+def train_in_window(w, qtbot, root, val_percent: str, epochs: int) -> None:
+    """Type the validation share, load ``root``, set the epochs and press Train; wait for the run to end."""
+    spin = w.dataset_panel.val_split
+    spin.selectAll()
+    qtbot.keyClicks(spin, val_percent)
+    qtbot.keyClick(spin, Qt.Key_Return)
+    w.dataset_panel.load_folder(str(root))
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == root, timeout=20000)
+    set_epochs(w, qtbot, epochs)
+    w.model_panel.batch_size.setValue(8)
+    w.model_panel.learning_rate.setValue(0.003)
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not w.state.training, timeout=120000)
+    assert w.state.has_model
 
 
 @pytest.fixture
@@ -36,20 +52,8 @@ def trained(window, qtbot, tmp_path):
     """The window after Train on 3 generated classes of 40 images, 30 % for validation (seed preset, 6 epochs),
     viewer shown."""
     w = window
-    spin = w.dataset_panel.val_split
-    spin.selectAll()
-    qtbot.keyClicks(spin, "30")
-    qtbot.keyClick(spin, Qt.Key_Return)
-    root = write_dataset(tmp_path / "shapes", CLASSES, per_class=40)
-    w.dataset_panel.load_folder(str(root))
-    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == root, timeout=20000)
+    train_in_window(w, qtbot, write_dataset(tmp_path / "shapes", CLASSES, per_class=40), "30", 6)
     assert len(w.state.data.val_index) == 36
-    set_epochs(w, qtbot, 6)
-    w.model_panel.batch_size.setValue(8)
-    w.model_panel.learning_rate.setValue(0.003)
-    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not w.state.training, timeout=120000)
-    assert w.state.has_model
     w.tabs.setCurrentIndex(w.TAB_VIEWER)
     return w
 
@@ -80,14 +84,12 @@ def test_training_calibrates_flags_foreign_images_and_shows_the_reliability_diag
                      log)
     assert f"confidences calibrated, T = {temperature:.3g}" in v.model_label.text()
 
-    # the temperature is the one that minimises the validation log-loss, computed here directly
+    # the temperature is the one that minimises the validation log-loss with its prior, computed here directly
     data = w.state.data
     _, logits = ModelHeads(w.engine.worker.model, data.preprocessing)(data.images[data.val_index])
     labels = data.labels[data.val_index]
-    direct = minimize_scalar(lambda log_t: log_loss(logits, labels, float(np.exp(log_t))), bounds=(-3, 3),
-                             method="bounded", options={"xatol": 1e-9}).x
     if not np.all(logits.argmax(1) == labels):  # a split the model gets all right keeps T = 1
-        assert temperature == pytest.approx(float(np.exp(direct)), rel=1e-3)
+        assert temperature == pytest.approx(map_directly(logits, labels, PRIOR_IMAGES), rel=1e-3)
 
     # a foreign image gets the banner, new images of the kinds it learned do not
     held, noise = held_out_and_foreign(tmp_path)
@@ -153,3 +155,21 @@ def test_the_temperature_survives_saving_and_reopening_and_a_model_file_is_uncal
     qtbot.waitUntil(lambda: w2.state.model is not None and w2.state.model.source == "file", timeout=30000)
     assert "confidences not calibrated" in w2.viewer_panel.model_label.text()
     assert w2.engine.worker.inspector.temperature == 1.0
+
+
+def test_on_a_few_validation_images_the_window_says_the_confidences_are_not_calibrated_and_why(
+        window, qtbot, tmp_path):
+    w = window
+    train_in_window(w, qtbot, write_dataset(tmp_path / "few", CLASSES, per_class=20), "10", 2)
+    n = len(w.state.data.val_index)
+    assert n < MIN_IMAGES
+    why = f"only {n} validation images, a temperature needs {MIN_IMAGES}"
+    assert f"Confidences not calibrated: {why}" in w.training_panel.log.toPlainText()
+    w.tabs.setCurrentIndex(w.TAB_VIEWER)
+    v = w.viewer_panel
+    assert f"confidences not calibrated: {why}" in v.model_label.text()
+    assert w.engine.worker.inspector.temperature == 1.0
+    v.tabs.setCurrentWidget(v.evaluation_view)
+    qtbot.waitUntil(lambda: v.evaluation_view.evaluation is not None, timeout=30000)
+    assert v.evaluation_view.calibration_label.text().startswith(f"Confidences not calibrated ({why}): expected "
+                                                                 "calibration error ")

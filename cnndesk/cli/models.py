@@ -400,8 +400,12 @@ def cmd_evaluate(args) -> int:
         emit_json({**ev.to_json(), "calibration": calibration})
         return 0
     print(f"accuracy {with_interval(ev.accuracy, ev.images)} on the validation split")
-    print(f"calibration: temperature {calibration['temperature']:.3g}"
-          f"{' (fitted now: the run kept none)' if calibration['fitted'] else ''}; expected calibration error "
+    if calibration["declined"]:
+        how = f"not calibrated ({calibration['declined']})"
+    else:
+        how = (f"temperature {calibration['temperature']:.3g}"
+               + (" (fitted now: the run kept none)" if calibration["fitted"] else ""))
+    print(f"calibration: {how}; expected calibration error "
           f"{calibration['ece_before']:.1%} before, {calibration['ece_after']:.1%} after"
           + (f"; {calibration['unlike_training']:.1%} flagged unlike training" if "unlike_training" in calibration
              else ""))
@@ -436,6 +440,8 @@ def _calibration(ins, images, labels, trust) -> dict:
         if novelty is not None:
             flagged += int(novelty.unlike(features).sum())
     report = calibration_report(np.concatenate(logits), labels, trust.temperature if trust is not None else None)
+    if trust is not None and not trust.calibrated:
+        report["declined"] = trust.uncalibrated_reason
     if novelty is not None:
         report["unlike_training"] = flagged / max(len(labels), 1)
     return report

@@ -269,9 +269,7 @@ def cmd_train(args, fit=None, save=None) -> int:
                "val_images": result.val_images,
                "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, **result.summary_json(),
                "skipped": skipped, "skipped_by_reason": count_skipped(data.skipped),
-               "temperature": None if trust is None else trust.temperature,
-               "ece_before": None if trust is None or not trust.calibration else trust.calibration["ece_before"],
-               "ece_after": None if trust is None or not trust.calibration else trust.calibration["ece_after"]})
+               **calibration_json(trust)})
     else:
         print(result.stop_message, file=sys.stderr)
         print(result.kept_message, file=sys.stderr)
@@ -294,7 +292,7 @@ def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
 
     from ..core.intervals import with_interval
     from ..core.project.store import new_run_id, Project, save_project
-    from ..core.training.repeats import group_runs, kept_run_id, train_repeats
+    from ..core.training.repeats import group_runs, kept_run_id, train_repeats, trust_split, UNCALIBRATED_RESPLIT
 
     ids = [new_run_id() for _ in range(args.repeats)]
     ensemble_id = new_run_id() if args.keep == "ensemble" else None
@@ -318,12 +316,13 @@ def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
             member.result.model.save(path)
             placed.append(run.at(str(path)))
         group = placed + group[len(placed):]
-        if repeats.kept == "best":  # the kept model's temperature and novelty statistics, as a single run's
+        measured_on = trust_split(repeats)
+        trust = None
+        if measured_on is not None:  # the kept model's temperature and novelty statistics, as a single run's
             from ..core.work.trust import measure_trust
 
-            best = repeats.members[repeats.best]
-            trust = measure_trust(best.result.model, best.data)
-            group[repeats.best] = dataclasses.replace(group[repeats.best], trust=trust.to_json())
+            trust = measure_trust(repeats.model, measured_on)
+            group = [dataclasses.replace(r, trust=trust.to_json()) if r.id == kept else r for r in group]
         current = next(r for r in group if r.id == kept)
         project = Project(dataset_path=current.dataset_path, class_names=data.class_names, dataset=current.dataset,
                           preset=args.preset, layers=layers, settings=current.settings, history=list(current.history),
@@ -332,13 +331,26 @@ def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
     acc = repeats.history[-1].get("val_accuracy") if repeats.history else None
     if args.json:
         emit_json({"event": "done", "project": str(folder), "val_accuracy": acc, "runs": ids, "kept_run": kept,
-                   **repeats.to_json()})
+                   **repeats.to_json(), **calibration_json(trust)})
         return 0
     for line in repeats.lines():
         print(line, file=sys.stderr)
+    for note in trust.notes if trust is not None else (UNCALIBRATED_RESPLIT,):
+        print(note, file=sys.stderr)
     print(f"saved {folder}; kept {'an ensemble of ' + str(len(repeats.finished)) if repeats.kept == 'ensemble' else 'the best'}"
           f" of {len(repeats.members)} models" + (f", validation accuracy {acc:.3f}" if acc is not None else ""))
     return 0
+
+
+def calibration_json(trust) -> dict:
+    """What the ``done`` event says of the kept model's confidences: its temperature, the calibration error before
+    and after it on the validation split, and why they are not calibrated (None when they are)."""
+    calibration = trust.calibration if trust is not None else None
+    return {"temperature": None if trust is None else trust.temperature,
+            "ece_before": calibration["ece_before"] if calibration else None,
+            "ece_after": calibration["ece_after"] if calibration else None,
+            "not_calibrated": None if trust is not None and trust.calibrated else
+            trust.uncalibrated_reason if trust is not None else "not measured"}
 
 
 def _runs_kept(folder) -> list:

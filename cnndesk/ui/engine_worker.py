@@ -239,7 +239,7 @@ class EngineWorker(QObject):
         becomes current with its inspector. Reports go through ``task`` (a ``MemberStarted`` before each model);
         Stop (``task``'s cancel) stops the model training now and trains no more."""
         from ..core.training.model_pool import return_freed_memory
-        from ..core.training.repeats import kept_run_id, train_repeats
+        from ..core.training.repeats import kept_run_id, train_repeats, trust_split, UNCALIBRATED_RESPLIT
         from ..core.training.runs import RUN_ID
 
         if not all(RUN_ID.match(r) for r in [*run_ids, *([ensemble_id] if ensemble_id else [])]):
@@ -258,10 +258,13 @@ class EngineWorker(QObject):
         inspector = self._inspector_for(repeats.model, data.class_names, data.preprocessing)
         if self.model is not None and repeats.model is not self.model:
             self._hold_current()
-        trust = None  # an ensemble's is not measured: its temperature could not be folded into one last layer
-        if repeats.kept == "best" and repeats.best is not None:  # measured as after one training, on its split
-            trust = self._measure_trust(repeats.model, repeats.members[repeats.best].data, task,
+        trust = None
+        measured_on = trust_split(repeats)
+        if measured_on is not None:  # the kept model's, as after one training (an ensemble's on its log-mean)
+            trust = self._measure_trust(repeats.model, measured_on, task,
                                         self._heads_of(repeats.model, data.preprocessing))
+        else:
+            task.report(UNCALIBRATED_RESPLIT)
         self._set_model(repeats.model, inspector, kept, trust)
         if repeats.kept == "ensemble":
             try:
@@ -363,7 +366,9 @@ class EngineWorker(QObject):
         if self.model is None:
             raise UserError("There is no trained model to export yet: train or open one first.")
         names = self.inspector.class_names if self.inspector is not None else None
-        return str(export_model(self.model, fmt, out, names))
+        trust = self._trusts.get(self.model)  # the export gives the probabilities the app shows
+        return str(export_model(self.model, fmt, out, names,
+                                temperature=trust.temperature if trust is not None and trust.calibrated else None))
 
     def set_class_names(self, names) -> list[str]:
         ins = self._need_inspector()
@@ -525,7 +530,8 @@ class EngineWorker(QObject):
         heads = self._heads_of_current()
         logits = [heads(images[i:i + EVALUATION_CHUNK])[1] for i in range(0, len(labels), EVALUATION_CHUNK)]
         report = calibration_report(np.concatenate(logits), labels, trust.temperature if trust is not None else 1.0)
-        report["calibrated"] = trust is not None and trust.calibration is not None
+        report["calibrated"] = trust is not None and trust.calibrated
+        report["declined"] = trust.uncalibrated_reason if trust is not None else None
         return report
 
     def _unlike(self, prepared) -> bool | None:

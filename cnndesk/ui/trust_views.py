@@ -38,7 +38,8 @@ def calibration_sentence(report: dict | None, calibrated: bool) -> str:
         return ""
     n = report["images"]
     if not calibrated:
-        return (f"Confidences not calibrated (the model keeps no temperature): expected calibration error "
+        why = report.get("declined") or "the model keeps no temperature"
+        return (f"Confidences not calibrated ({why}): expected calibration error "
                 f"{report['ece_before']:.1%} on {n} validation images.")
     return (f"Confidences calibrated with T = {report['temperature']:.3g}: expected calibration error "
             f"{report['ece_before']:.1%} before, {report['ece_after']:.1%} after, on {n} validation images.")

@@ -6,6 +6,14 @@ calls 95 % sure, fewer than 95 % are right. Temperature scaling (Guo et al.,
 one scalar ``T`` fitted on the validation split, so that ``softmax(z / T)``
 minimises the validation log-loss; the predicted class never changes (``T > 0``).
 
+On a small validation split the plain fit follows a handful of images: on 7
+images it can make the confidences much worse than the model's own. So the
+temperature is the most probable one under a prior on ``log T`` centred at 0
+(``T = 1``, the model as trained) worth ``PRIOR_IMAGES`` validation images
+(:func:`fit_temperature`), which moves ``T`` little when the split is small and
+barely at all when it is large; and under ``MIN_IMAGES`` validation images no
+temperature is fitted at all (:func:`calibration_report` says why).
+
 The expected calibration error (ECE) is the gap between confidence and
 accuracy, averaged over equal-width confidence bins weighted by their images;
 the bins themselves are the reliability diagram.
@@ -24,6 +32,10 @@ import numpy as np
 T_MIN, T_MAX = 0.05, 20.0
 #: equal-width confidence bins of the ECE and the reliability diagram (Guo et al. use 15)
 BINS = 15
+#: how many validation images the prior on log T is worth (benchmarks/calibration_fit.py; docs/putting-to-work.md)
+PRIOR_IMAGES = 20
+#: the fewest validation images a temperature is fitted on; below, the confidences stay as the model gives them
+MIN_IMAGES = 20
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -57,24 +69,9 @@ def log_loss(logits, labels, temperature: float = 1.0) -> float:
     return float(-_log_softmax(z)[np.arange(len(labels)), labels].mean())
 
 
-def fit_temperature(logits, labels) -> float:
-    """The temperature ``T`` in [``T_MIN``, ``T_MAX``] that minimises :func:`log_loss` (1.0 without images).
-
-    The log-loss is convex in ``1 / T``, so its derivative, ``mean(E[z] - z_label)``
-    under ``softmax(z / T)``, rises with ``1 / T``: its zero is found by bisection
-    (on a log scale) to machine precision, with no step size to tune.
-
-    A validation split the model gets all right says only that the model may
-    be sure of itself: the log-loss keeps falling as ``T`` shrinks towards 0,
-    where every answer would be 100 % sure. ``T`` then stays 1.
-    """
-    z = np.asarray(logits, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    if not len(labels):
-        return 1.0
+def _plain_temperature(z: np.ndarray, labels: np.ndarray) -> float:
+    """The T in [T_MIN, T_MAX] minimising the log-loss, by bisection of its derivative (see fit_temperature)."""
     given = z[np.arange(len(labels)), labels]
-    if np.all(z.argmax(axis=1) == labels):
-        return 1.0
 
     def slope(log_beta: float) -> float:  # d log_loss / d beta, beta = 1 / T
         p = np.exp(_log_softmax(z * math.exp(log_beta)))
@@ -85,15 +82,77 @@ def fit_temperature(logits, labels) -> float:
         return T_MAX
     if slope(hi) <= 0:
         return T_MIN
-    for _ in range(100):
+    return math.exp(-_bisect(slope, lo, hi))
+
+
+def _bisect(rising, lo: float, hi: float) -> float:
+    """The zero of ``rising`` between ``lo`` (where it is below 0) and ``hi`` (above), to machine precision."""
+    for _ in range(200):
         mid = (lo + hi) / 2
-        if slope(mid) < 0:
+        if rising(mid) < 0:
             lo = mid
         else:
             hi = mid
         if hi - lo < 1e-12:
             break
-    return float(math.exp(-(lo + hi) / 2))
+    return (lo + hi) / 2
+
+
+def prior_weight(logits) -> float:
+    """What one image is worth in the prior on ``log T``: the mean Fisher information of ``log T`` at ``T = 1``.
+
+    For an image with logits ``z`` it is the variance of ``z`` under
+    ``softmax(z)``, the curvature that image's expected log-loss has in
+    ``log T`` at ``T = 1`` when ``T = 1`` is right. A prior of ``m`` images,
+    ``m / 2 x prior_weight x (log T)^2``, pulls as ``m`` more images like these
+    would if the model needed no temperature.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if not len(z):
+        return 0.0
+    p = np.exp(_log_softmax(z))
+    mean = (p * z).sum(axis=1, keepdims=True)
+    return float((p * (z - mean) ** 2).sum(axis=1).mean())
+
+
+def fit_temperature(logits, labels, prior_images: float = PRIOR_IMAGES) -> float:
+    """The temperature ``T`` in [``T_MIN``, ``T_MAX``] that minimises ``n x log_loss(T) + prior`` (1.0 without images).
+
+    ``prior``, ``prior_images / 2 x prior_weight(logits) x (log T)^2``, is a
+    Gaussian prior on ``log T`` centred at 0 (``T = 1``) worth ``prior_images``
+    images (:func:`prior_weight`): the most probable ``T`` given the images
+    (MAP), moved from 1 by about ``n / (n + prior_images)`` of the way to the
+    plain fit on a log scale. ``prior_images=0`` gives the plain fit of Guo et al.
+
+    The log-loss is convex in ``1 / T``, so its derivative, ``mean(E[z] - z_label)``
+    under ``softmax(z / T)``, rises with ``1 / T``: the plain fit is its zero,
+    found by bisection (on a log scale) to machine precision, with no step size
+    to tune. The MAP lies between ``T = 1`` and the plain fit, where the
+    derivative of the whole (in ``log T``) changes sign: bisection again.
+
+    A validation split the model gets all right says only that the model may
+    be sure of itself: the log-loss keeps falling as ``T`` shrinks towards 0,
+    where every answer would be 100 % sure. ``T`` then stays 1.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if not len(labels) or np.all(z.argmax(axis=1) == labels):
+        return 1.0
+    plain = _plain_temperature(z, labels)
+    weight = prior_images * prior_weight(z)
+    if weight <= 0 or plain == 1.0:
+        return float(plain)
+    n, given = len(labels), z[np.arange(len(labels)), labels]
+
+    def slope(log_beta: float) -> float:  # d/d(log beta) of n x log_loss + weight / 2 x (log beta)^2
+        beta = math.exp(log_beta)
+        p = np.exp(_log_softmax(z * beta))
+        return float(n * beta * ((p * z).sum(axis=1) - given).mean() + weight * log_beta)
+
+    lo, hi = sorted((0.0, -math.log(plain)))
+    if slope(lo) >= 0 or slope(hi) <= 0:  # the plain fit at a bound of the range, where the whole still falls
+        return float(plain)
+    return float(math.exp(-_bisect(slope, lo, hi)))
 
 
 def _bin_of(confidence: np.ndarray, bins: int) -> np.ndarray:
@@ -128,15 +187,26 @@ def expected_calibration_error(probabilities, labels, bins: int = BINS) -> float
     return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in table if b["count"]))
 
 
-def calibration_report(logits, labels, temperature: float | None = None, bins: int = BINS) -> dict:
+def calibration_report(logits, labels, temperature: float | None = None, bins: int = BINS,
+                       prior_images: float = PRIOR_IMAGES, min_images: int = MIN_IMAGES) -> dict:
     """Log-loss, ECE and reliability bins of ``logits`` before (T = 1) and after temperature scaling (JSON-able).
 
-    ``temperature`` is fitted on these logits when None (``"fitted": true``).
+    ``temperature`` is fitted on these logits when None (``"fitted": true``;
+    :func:`fit_temperature` with ``prior_images``; ``"plain_temperature"``: the
+    fit without the prior), unless there are fewer than ``min_images``: then
+    ``"declined"`` says why in words ("only 7 validation images…") and the
+    temperature is 1. ``"declined"`` is None otherwise.
     """
     fitted = temperature is None
-    t = fit_temperature(logits, labels) if fitted else float(temperature)
+    n = int(len(np.asarray(labels)))
+    declined = None
+    if fitted and n < min_images:
+        declined = f"only {n} validation image{'s' if n != 1 else ''}, a temperature needs {min_images}"
+    t = (1.0 if declined else fit_temperature(logits, labels, prior_images)) if fitted else float(temperature)
     before, after = softmax(logits), softmax(logits, t)
-    return {"temperature": t, "fitted": fitted, "images": int(len(np.asarray(labels))), "bins": bins,
+    return {"temperature": t, "fitted": fitted, "images": n, "bins": bins, "declined": declined,
+            "prior_images": prior_images if fitted else None,
+            "plain_temperature": fit_temperature(logits, labels, 0) if fitted else None,
             "log_loss_before": log_loss(logits, labels), "log_loss_after": log_loss(logits, labels, t),
             "ece_before": expected_calibration_error(before, labels, bins),
             "ece_after": expected_calibration_error(after, labels, bins),

@@ -66,7 +66,10 @@ class ModelInfo:
             run keeps its model's), which Bring Back Previous Model makes current at once
             (``training.runs.run_before``); None when the engine holds none.
         temperature: the temperature its probabilities are calibrated with (``core.work.trust.Trust``), None when
-            they are not calibrated (a model from a file, a run without a validation split or stopped first).
+            they are not calibrated (a model from a file, a run without a validation split or stopped first, or
+            with too few validation images).
+        uncalibrated_reason: why a run's confidences are not calibrated ("only 7 validation images…"), "" when
+            they are or when the model keeps no trust at all.
         flags_unlike: whether it keeps the statistics that flag an image "unlike training".
         members: an ensemble's members ("member_1", …: ``core.model.ensemble``), whose maps the viewer shows one
             at a time; empty for a single model.
@@ -83,6 +86,7 @@ class ModelInfo:
     file: str | None = None
     before: str | None = None
     temperature: float | None = None
+    uncalibrated_reason: str = ""
     flags_unlike: bool = False
     members: tuple[str, ...] = ()
 
@@ -90,7 +94,7 @@ class ModelInfo:
     def calibration_note(self) -> str:
         """What the model line says of its confidences: "confidences calibrated, T = 1.42", or that they are not."""
         if self.temperature is None:
-            return "confidences not calibrated"
+            return "confidences not calibrated" + (f": {self.uncalibrated_reason}" if self.uncalibrated_reason else "")
         return f"confidences calibrated, T = {self.temperature:.3g}"
 
     @property
@@ -138,9 +142,10 @@ class ModelInfo:
         """What the ``core.model.inspection.Inspector`` of the model the engine holds says (its classes, pixels,
         whether it has maps, how its outputs are shown) and its ``trust`` (None: none kept), with where the
         model came from (``identity``)."""
-        calibrated = trust is not None and trust.calibration is not None
+        calibrated = trust is not None and trust.calibrated
         return cls(tuple(inspector.class_names), inspector.preprocessing, has_maps=inspector.has_maps,
                    output_note=inspector.output_note, temperature=trust.temperature if calibrated else None,
+                   uncalibrated_reason=trust.uncalibrated_reason if trust is not None else "",
                    flags_unlike=trust is not None and trust.novelty is not None,
                    members=tuple(inspector.members), **identity)
 

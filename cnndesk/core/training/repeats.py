@@ -13,6 +13,12 @@ accuracies (``core.intervals.Spread``). It keeps one model of them:
   (``core.model.ensemble``), measured on the first member's validation images
   (not with ``resplit``: the other members trained on some of them).
 
+The kept model's confidences are calibrated as one training's are
+(``core.work.trust.measure_trust``), on the split :func:`trust_split` names: an
+ensemble's temperature is fitted on the logarithm of its averaged
+probabilities over the shared validation split; with ``resplit`` no image is
+unseen by every member, so an ensemble is left uncalibrated and says so.
+
 Each member is recorded as a run of its own by the caller (``core.training.runs.new_run``
 with the group's id), and an ensemble as one more run naming them (:func:`group_runs`).
 """
@@ -40,6 +46,9 @@ if TYPE_CHECKING:  # progress and fitting load Keras: imported when a training s
 KEEP = ("best", "ensemble")
 #: the most models one Train ×N trains
 MOST = 20
+#: what is said when an ensemble of members trained on different splits cannot be calibrated
+UNCALIBRATED_RESPLIT = ("Confidences not calibrated: each model had its own split, so every validation image was a "
+                        "training image of another model; they are shown as the ensemble gives them.")
 #: what is said of the best member kept: its validation figure chose it
 FLATTERS = ("Kept the best of {count} models by validation accuracy ({accuracy:.3f}, seed {seed}); that figure "
             "flatters it, since it was used to choose it: expect less on new images (the group's mean, "
@@ -88,6 +97,7 @@ class Repeats:
             validation ones None with ``resplit``); for the best member, its history.
         cancelled: Stop was pressed.
         message: the sentence that says what was kept and how far to trust its figure.
+        resplit: each member trained on its own split.
     """
 
     members: list[Member]
@@ -99,6 +109,7 @@ class Repeats:
     history: list[dict] = field(default_factory=list)
     cancelled: bool = False
     message: str = ""
+    resplit: bool = False
 
     @property
     def finished(self) -> list[Member]:
@@ -198,7 +209,7 @@ def _kept(data: LoadedDataset, members: list[Member], keep: str, resplit_each: b
                   "images of the other models")
         message = (f"Kept an ensemble of {len(finished)} models (seeds {seeds[0]}–{seeds[-1]}) that averages their "
                    f"probabilities; {figure}.")
-        return Repeats(members, keep, "ensemble", model, None, spread, history, cancelled, message)
+        return Repeats(members, keep, "ensemble", model, None, spread, history, cancelled, message, resplit_each)
     scored = [(m.val_accuracy if m.val_accuracy is not None else -1.0, -i) for i, m in enumerate(finished)]
     best = -max(scored)[1]
     chosen = finished[best]
@@ -210,7 +221,16 @@ def _kept(data: LoadedDataset, members: list[Member], keep: str, resplit_each: b
         message = FLATTERS.format(count=len(finished), accuracy=chosen.val_accuracy, seed=chosen.seed,
                                   mean=spread.mean)
     return Repeats(members, keep, "best", chosen.result.model, index, spread, list(chosen.result.history),
-                   cancelled, message)
+                   cancelled, message, resplit_each)
+
+
+def trust_split(repeats: Repeats) -> LoadedDataset | None:
+    """The dataset, with its split, on which the kept model's trust is measured (``core.work.trust.measure_trust``):
+    the best member's own; for an ensemble the split all its members shared; None for an ensemble of members
+    trained on splits of their own (:data:`UNCALIBRATED_RESPLIT`)."""
+    if repeats.kept == "best":
+        return repeats.members[repeats.best].data if repeats.best is not None else None
+    return None if repeats.resplit else repeats.finished[0].data
 
 
 def ensemble_figures(model, data: LoadedDataset, validation: bool = True) -> dict:

@@ -140,6 +140,18 @@ class Trust:
     novelty: NoveltyStats | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether a temperature was fitted (not declined for too few validation images, nor without a split)."""
+        return self.calibration is not None and not self.calibration.get("declined")
+
+    @property
+    def uncalibrated_reason(self) -> str:
+        """Why the confidences are not calibrated, in words ("only 7 validation images; …"); "" when they are."""
+        if self.calibrated:
+            return ""
+        return self.calibration["declined"] if self.calibration is not None else "no validation split"
+
     def probabilities(self, logits) -> np.ndarray:
         """The calibrated probabilities: ``softmax(logits / temperature)``."""
         return softmax(logits, self.temperature)
@@ -225,9 +237,13 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
         z, y = np.concatenate(logits), np.concatenate(labels_seen)
         trust.calibration = calibration_report(z, y)
         trust.temperature = trust.calibration["temperature"]
-        notes.append(f"Temperature {trust.temperature:.3g} fitted on {len(y)} validation images: expected "
-                     f"calibration error {trust.calibration['ece_before']:.1%} before, "
-                     f"{trust.calibration['ece_after']:.1%} after.")
+        if trust.calibrated:
+            notes.append(f"Temperature {trust.temperature:.3g} fitted on {len(y)} validation images: expected "
+                         f"calibration error {trust.calibration['ece_before']:.1%} before, "
+                         f"{trust.calibration['ece_after']:.1%} after.")
+        else:
+            notes.append(f"Confidences not calibrated: {trust.uncalibrated_reason}; they are shown as the model "
+                         "gives them.")
     else:
         notes.append("No validation split: the probabilities are not calibrated (temperature 1).")
     if moments and moments[0].counts.sum() >= 2:
