@@ -221,6 +221,7 @@ def test_training_keeps_a_temperature_and_evaluate_json_reports_calibration_befo
     code, out, err = run_cli_json(["evaluate", project, "--json"])
     calibration = out["calibration"]
     assert calibration["temperature"] == pytest.approx(done["temperature"]) and calibration["fitted"] is False
+    assert calibration["declined"] is None and done["not_calibrated"] is None  # 320 validation images: fitted
     assert calibration["ece_before"] == pytest.approx(done["ece_before"], abs=1e-6)
     assert calibration["ece_after"] == pytest.approx(done["ece_after"], abs=1e-6)
     assert len(calibration["reliability_before"]) == len(calibration["reliability_after"]) == 15

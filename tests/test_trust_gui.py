@@ -73,7 +73,8 @@ def banner_shown_for(w, qtbot, row: int) -> bool:
     return v.unlike_banner.isVisible()
 
 
-def test_training_calibrates_flags_foreign_images_and_shows_the_reliability_diagram(trained, qtbot, tmp_path):
+def test_training_calibrates_flags_foreign_images_and_shows_the_reliability_diagram(trained, qtbot, tmp_path,
+                                                                                   monkeypatch):
     w = trained
     v = w.viewer_panel
     run = w.state.runs[-1]
@@ -121,6 +122,19 @@ def test_training_calibrates_flags_foreign_images_and_shows_the_reliability_diag
     blue = sum(picture.pixelColor(x, y).name() == "#1e88e5"
                for x in range(0, picture.width(), 2) for y in range(0, picture.height(), 2))
     assert blue > 20  # the bars after the temperature are drawn
+
+    # File > Export gives the probabilities the viewer shows: the temperature goes into the file
+    import keras
+    from PySide6.QtWidgets import QFileDialog
+
+    out = tmp_path / "calibrated.keras"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "*.keras"))
+    qtbot.waitUntil(lambda: not w.state.busy and w.engine.pending() == 0, timeout=30000)
+    w.export_actions["keras"].trigger()
+    qtbot.waitUntil(lambda: out.exists() and w.engine.pending() == 0, timeout=30000)
+    exported = keras.saving.load_model(out)(w.state.classified[0].prepared[None].astype("float32"), training=False)
+    np.testing.assert_allclose(np.asarray(exported)[0], probs, atol=1e-5)
+    assert abs(temperature - 1) > 1e-3  # (a temperature of 1 would prove nothing)
 
 
 def test_the_temperature_survives_saving_and_reopening_and_a_model_file_is_uncalibrated(
