@@ -12,7 +12,9 @@ and log-loss, mean over the seeds:
 - ``plain``: the T that minimises the validation log-loss (Guo et al. 2017);
 - ``map m``: the most probable T under a prior on log T centred at 0 (T = 1)
   worth ``m`` validation images (``core.model.calibration.fit_temperature``'s
-  ``prior_images``); ``map`` alone is cnndesk's default.
+  ``prior_images``);
+- ``cnndesk``: what the app keeps (``calibration_report``): the MAP of
+  ``PRIOR_IMAGES``, and T = 1 under ``MIN_IMAGES`` validation images.
 
 Folders (train+validation / held-out): ``patches`` (114 / 30 crops of six
 photos, plus 360 new crops of the same photos as a larger held-out set),
@@ -120,10 +122,12 @@ def collect(name: str, seed: int, base: Path) -> dict:
 
 
 def report(cache: Path, names, seeds) -> None:
-    from cnndesk.core.model.calibration import (expected_calibration_error, fit_temperature, log_loss, softmax)
+    from cnndesk.core.model.calibration import (calibration_report, expected_calibration_error, fit_temperature,
+                                                log_loss, MIN_IMAGES, PRIOR_IMAGES, softmax)
 
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
-    print("held-out ECE / log-loss, mean over seeds " + ",".join(map(str, seeds)) + " (T per seed in brackets)")
+    print("held-out ECE / log-loss, mean over seeds " + ",".join(map(str, seeds)) + " (T per seed in brackets); "
+          f"cnndesk: the MAP of a prior worth {PRIOR_IMAGES} images, none under {MIN_IMAGES} validation images")
     for name in names:
         runs = [np.load(cache / f"{name}-{s}.npz") for s in seeds if (cache / f"{name}-{s}.npz").exists()]
         if not runs:
@@ -132,11 +136,14 @@ def report(cache: Path, names, seeds) -> None:
         print(f"\n## {name}: {len(r0['val_labels'])} validation images, {len(r0['held_labels'])} held out, "
               f"{len(runs)} seeds; held-out accuracy "
               + ", ".join(f"{(r['held_logits'].argmax(1) == r['held_labels']).mean():.3f}" for r in runs))
-        ways = [("none", None)] + [("plain" if m == 0 else f"map {m}", m) for m in PRIORS]
+        ways = [("none", None)] + [("plain" if m == 0 else f"map {m}", m) for m in PRIORS] + [("cnndesk", "app")]
         for label, m in ways:
             eces, losses, ts = [], [], []
             for r in runs:
-                t = 1.0 if m is None else fit_temperature(r["val_logits"], r["val_labels"], prior_images=m)
+                if m == "app":  # what the app keeps: the MAP of PRIOR_IMAGES, none under MIN_IMAGES
+                    t = calibration_report(r["val_logits"], r["val_labels"])["temperature"]
+                else:
+                    t = 1.0 if m is None else fit_temperature(r["val_logits"], r["val_labels"], prior_images=m)
                 eces.append(expected_calibration_error(softmax(r["held_logits"], t), r["held_labels"]))
                 losses.append(log_loss(r["held_logits"], r["held_labels"], t))
                 ts.append(t)
