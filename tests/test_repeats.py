@@ -15,7 +15,9 @@ from cnndesk.core.model.architecture import preset, TrainingSettings
 from cnndesk.core.model.ensemble import ensemble_members, is_ensemble
 from cnndesk.core.model.inspection import Inspector
 from cnndesk.core.tasks import TaskState
-from cnndesk.core.training.repeats import group_runs, kept_run_id, MemberStarted, train_repeats
+from cnndesk.core.training.probes import known_labels, load_probes, ProbeFrame
+from cnndesk.core.training.repeat_runs import group_runs, kept_run_id, MemberStarted
+from cnndesk.core.training.repeats import train_repeats
 from cnndesk.core.training.runs import Run
 
 from conftest import write_dataset
@@ -168,6 +170,25 @@ def test_the_reports_go_through_the_task_state_as_member_started(data, config):
 
     train_repeats(data, preset("seed"), dataclasses.replace(SETTINGS, epochs=1), config, 2, state=Reports())
     assert [g for g in got if isinstance(g, MemberStarted)] == [MemberStarted(1, 2, 5), MemberStarted(2, 2, 6)]
+
+
+def test_each_model_records_the_probe_images_epoch_by_epoch_as_one_training_does(data, config):
+    probes = load_probes([data.paths[0], data.paths[-1]], data.preprocessing, data.class_names, known_labels(data))
+    got = []
+
+    class Reports(TaskState):
+        def report(self, item):
+            got.append(item)
+
+    repeats = train_repeats(data, preset("seed"), dataclasses.replace(SETTINGS, epochs=2), config, 2,
+                            state=Reports(), probes=probes)
+    recordings = [m.recording for m in repeats.members]
+    assert all(r is not None and r.epochs() == [1, 2] for r in recordings)
+    assert recordings[0] is not recordings[1] and [p.name for p in recordings[1].probes] == [p.name for p in probes]
+    assert not np.array_equal(recordings[0].frames[-1].top_p, recordings[1].frames[-1].top_p)  # two models
+    # the frames go out as they are recorded, as a single training's do: 2 models × 2 epochs
+    assert [f.epoch for f in got if isinstance(f, ProbeFrame)] == [1, 2, 1, 2]
+    assert train_repeats(data, preset("seed"), SETTINGS, config, 2, listener=Log()).members[0].recording is None
 
 
 @pytest.mark.parametrize("count,keep", [(1, "best"), (21, "best"), (2, "worst")])

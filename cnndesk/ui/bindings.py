@@ -795,6 +795,7 @@ def bind_window(window) -> None:
     window.training_panel.previous_requested.connect(window.runs.bring_back)
     window.training.started.connect(lambda: window.tabs.setCurrentIndex(window.TAB_TRAIN))
     window.training.probe_frame.connect(window.probes.show_live_frame)
+    window.repeats.probe_frame.connect(window.probes.show_live_frame)
     window.models.opened.connect(lambda: window.tabs.setCurrentIndex(window.TAB_VIEWER))
     window.viewer_panel.paths_dropped.connect(
         lambda paths: window.folder_work.dropped_on_viewer(paths, window.handle_dropped_paths))

@@ -215,14 +215,15 @@ class Trained:
 
 @dataclass(frozen=True)
 class TrainedGroup:
-    """A Train ×N ended (``core.training.repeats``): what ``train_repeats`` gave back (``Repeats`` with no models in
-    it: they stay in the engine's thread), the model kept, now held (as run ``kept_run``), and where each run's
-    weights were written (run id -> file; a run missing there could not be kept, ``kept_error`` says why)."""
+    """A Train ×N ended (``core.training.repeats``): what ``train_repeats`` gave back (``Repeats`` with no models or
+    recordings in it: they stay in the engine's thread), the model kept, now held (as run ``kept_run``), and where
+    each run's weights and probe recording were written (run id -> ``core.training.runs.KeptRun``; a run missing
+    there could not be kept, ``kept_error`` says why)."""
 
     repeats: Any
     model: ModelInfo
     kept_run: str
-    files: dict
+    kept_runs: dict
     kept_error: str | None = None
     trust: dict | None = None  # the kept best member's (``Trained.trust``); None for an ensemble, or not measured
 

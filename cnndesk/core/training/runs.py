@@ -186,6 +186,13 @@ class Run:
         """The same run with its weights (and probe files) found elsewhere."""
         return dataclasses.replace(self, file=file, probe_dir=probe_dir if probe_dir is not None else self.probe_dir)
 
+    def kept_at(self, kept: "KeptRun | None") -> "Run":
+        """The same run with the weights and probe recording the engine wrote for it (``kept``; None: as it is)."""
+        if kept is None:
+            return self
+        run = self.at(kept.file)
+        return run.with_probes(kept.probes, kept.probe_dir) if kept.probe_dir is not None else run
+
     # -- JSON ---------------------------------------------------------------------------------
     def to_json(self) -> dict:
         """Everything but where its files are (the save adds ``weights`` and ``probe_files``)."""
