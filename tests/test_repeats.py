@@ -93,6 +93,16 @@ def test_the_members_and_the_ensemble_are_recorded_as_runs_of_one_group(ensemble
     assert (again.group, again.members, again.spread) == ("m1", runs[-1].members, runs[-1].spread)
 
 
+def test_the_ensembles_run_shows_its_validation_figure_with_its_interval_as_its_members_do(ensemble, data):
+    repeats, _ = ensemble
+    runs = group_runs([], repeats, ["m1", "m2", "m3"], ensemble_id="e1", class_names=data.class_names,
+                      dataset_path=None, preset="seed", layers=preset("seed"))
+    n = len(data.val_index)
+    assert [r.val_images for r in runs] == [n] * 4
+    assert runs[-1].best_accuracy_text() == with_interval(repeats.history[0]["val_accuracy"], n)
+    assert "unknown" not in runs[-1].best_accuracy_text()
+
+
 def test_the_viewer_looks_inside_a_chosen_member_of_the_ensemble(ensemble, data):
     repeats, _ = ensemble
     ins = Inspector(repeats.model, data.class_names, data.preprocessing)

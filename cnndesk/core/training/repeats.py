@@ -198,12 +198,15 @@ def _kept(data: LoadedDataset, members: list[Member], keep: str, resplit_each: b
 
 def ensemble_figures(model, data: LoadedDataset, validation: bool = True) -> dict:
     """The ensemble's one row of figures: loss (cross-entropy) and accuracy on the training split and, when
-    ``validation``, on the validation split (None otherwise), as a history row of epoch 1."""
+    ``validation``, on the validation split with its number of images (its interval's), as a history row of
+    epoch 1; without, the validation figures are None."""
     row = {"epoch": 1}
     splits = (("", data.train_index), ("val_", data.val_index if validation else data.val_index[:0]))
     for prefix, index in splits:
         loss, acc = _loss_and_accuracy(model, data, index)
         row[f"{prefix}loss"], row[f"{prefix}accuracy"] = loss, acc
+    if row["val_accuracy"] is not None:
+        row["val_images"] = len(data.val_index)
     return row
 
 
