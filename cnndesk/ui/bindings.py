@@ -529,7 +529,8 @@ class ViewerBinding(QObject):
                 continue
             # the picture is decoded once in the engine, with the model's input
             im = Classified(label, path, model, top=tuple(tuple(t) for t in r.top), probabilities=r.probabilities,
-                            prepared=r.image, display=r.display, true_class=true_class, unlike=r.unlike)
+                            prepared=r.image, display=r.display, true_class=true_class, unlike=r.unlike,
+                            unlike_reason=r.unlike_reason)
             if r.inspection is not None:
                 self._came_with[im] = r.inspection
             if maps_coming:

@@ -410,7 +410,7 @@ class EngineWorker(QObject):
                 out.append(Seen(result[0], error=result[1]))
             else:
                 out.append(Seen(result.path, tuple(result.top), result.probabilities, result.image, result.display,
-                                unlike=self._unlike(result.image)))
+                                **self._unlike(result.image)))
         return out
 
     def _predict_and_look(self, path, k, look_inside: dict) -> Seen:
@@ -427,7 +427,7 @@ class EngineWorker(QObject):
 
         def prediction(probs, inspection=None) -> Seen:
             return Seen(str(path), tuple(ins.top_k(probs, k)), probs, prepared, picture, inspection=inspection,
-                        unlike=unlike)
+                        **unlike)
 
         # the prediction goes to the viewer as soon as it is known; the maps follow. When the pass that taps
         # every map is quick, the prediction comes from a plain pass first (a small model's taps cost a large
@@ -455,7 +455,7 @@ class EngineWorker(QObject):
                 continue
             probs = ins.probabilities(arr)[0]
             out.append(Seen(labels[i] if labels else None, tuple(ins.top_k(probs, k)), probs, arr, img,
-                            unlike=self._unlike(arr)))
+                            **self._unlike(arr)))
         return out
 
     def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
@@ -539,14 +539,15 @@ class EngineWorker(QObject):
         report["calibrated"] = trust is not None and trust.calibration is not None
         return report
 
-    def _unlike(self, prepared) -> bool | None:
-        """Whether the prepared image is unlike the current model's training images (``core.work.novelty``); None
-        when the model keeps no statistics to tell."""
+    def _unlike(self, prepared) -> dict:
+        """``Seen``'s ``unlike``: whether the prepared image is unlike the current model's training images
+        (``core.work.novelty``; None when the model keeps no statistics to tell), and ``unlike_reason``: why."""
         trust = self._trusts.get(self.model) if self.model is not None else None
         if trust is None or trust.novelty is None:
-            return None
+            return {"unlike": None}
         signals, _ = self._heads_of_current()(prepared)
-        return bool(trust.novelty.unlike(signals)[0])
+        reason = trust.novelty.reasons(signals)[0]
+        return {"unlike": bool(reason), "unlike_reason": reason}
 
     def _heads_of_current(self):
         """The current model's ``core.work.trust.ModelHeads`` (its novelty signals and logits), fed as the viewer

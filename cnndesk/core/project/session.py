@@ -163,6 +163,7 @@ class Classified:
         true_class: its class, when it was opened from the evaluation.
         unlike: whether it is unlike the training images (``core.work.novelty``); None when the model keeps no
             statistics to tell.
+        unlike_reason: what is unlike them, in words ("" when it is not).
     """
 
     label: str
@@ -175,6 +176,7 @@ class Classified:
     error: str | None = None
     true_class: str | None = None
     unlike: bool | None = None
+    unlike_reason: str = ""
 
     def relabeled(self, model: ModelInfo) -> "Classified | None":
         """What it shows when ``model`` holds: its verdict under ``model``'s class names when ``model`` is the model
