@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
+from cnndesk.core.model.calibration import MIN_IMAGES
 from cnndesk.ui.runs_view import GROUP
 
 from conftest import make_image, write_dataset
@@ -63,6 +64,11 @@ def test_train_x3_keeps_an_ensemble_lists_three_runs_with_their_spread_and_shows
     viewer = w.viewer_panel
     assert viewer.member_combo.isVisible() and viewer.member_combo.count() == 3
     assert "an ensemble of 3 models" in viewer.model_label.text()
+    # the ensemble's confidences were measured as one model's (before this, it kept no trust): the model line
+    # gives its temperature, or why there is none
+    assert runs[3].trust is not None and runs[3].trust["calibration"]["images"] == len(w.state.data.val_index)
+    note = w.state.model.calibration_note
+    assert note != "confidences not calibrated" and note in viewer.model_label.text()
     drop_paths(viewer, [picture])
     layers = viewer.activations.layer_combo  # the input's own channels first, then each layer's maps
     qtbot.waitUntil(lambda: layers.count() > 1 and layers.itemText(1).startswith("member_1/"), timeout=30000)
@@ -102,7 +108,11 @@ def test_train_x2_keeping_the_best_calibrates_it_as_one_training_does(window, qt
     qtbot.waitUntil(lambda: not w.state.training, timeout=120000)
     kept = next(r for r in w.state.runs if r.id == w.state.model.run)
     assert kept.trust is not None and kept.trust.get("temperature")  # kept with the run, saved with the project
-    assert "confidences calibrated, T = " in w.viewer_panel.model_label.text()
+    # as after one training on so few images: no temperature, and the model line says why
+    n = len(w.state.data.val_index)
+    assert n < MIN_IMAGES and kept.trust["calibration"]["images"] == n
+    assert (f"confidences not calibrated: only {n} validation images, a temperature needs {MIN_IMAGES}"
+            in w.viewer_panel.model_label.text())
     assert all(r.trust is None for r in w.state.runs if r.id != kept.id)
 
 

@@ -168,7 +168,7 @@ class RepeatsControl(QObject):
                           dataset_path=state.dataset_path, preset=state.preset, layers=list(state.layers),
                           batch_losses=[thin(b) for b in self._batches])
         runs = [r.kept_at(answer.kept_runs.get(r.id)) for r in runs]
-        if answer.trust is not None:  # the kept member's trust goes with its run, as for one training
+        if answer.trust is not None:  # the kept model's trust (an ensemble's too) goes with its run
             runs = [dataclasses.replace(r, trust=answer.trust) if r.id == answer.kept_run else r for r in runs]
         kept = next(r for r in runs if r.id == answer.kept_run)
         with state.changes():

@@ -232,7 +232,7 @@ class TrainedGroup:
     kept_run: str
     kept_runs: dict
     kept_error: str | None = None
-    trust: dict | None = None  # the kept best member's (``Trained.trust``); None for an ensemble, or not measured
+    trust: dict | None = None  # the kept model's (``Trained.trust``), an ensemble's too; None: not measured
 
 
 @dataclass(frozen=True)
