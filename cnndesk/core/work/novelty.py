@@ -274,6 +274,9 @@ class ClassGaussians:
     tail: tuple[float, float] | None = None
 
     def __post_init__(self):
+        # kept at the float32 precision they are saved in, so that statistics read back score exactly as these do
+        for name in ("means", "components", "variances"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype="<f4").astype(np.float64))
         self._matrix = projection(self.dims, self.kept, self.seed)
 
     def project(self, features) -> np.ndarray:
