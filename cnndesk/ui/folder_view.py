@@ -4,11 +4,12 @@
 class, flags), sortable and filterable, with progress, images/s and Cancel, *Export CSV…*, *Sort into Class
 Folders…* and the list of changes with Undo (``data_quality_view.ChangesView``). It draws a
 ``core.work.classify_folder.FolderResult``, which lives in the session state (``state.folder_result``), not in the
-widget.
+widget: its table (``FolderRows``) reads the result's columns through an index array that sorting and filtering
+reorder, and decodes thumbnails only for the rows it draws (``Thumbnails``), so that 100,000 rows cost megabytes.
 
 ``FolderWork`` turns the view's requests into work: the classification is an engine job
 (``EngineWorker.classify_folder``) whose batches of rows it writes into the state as they come; exporting writes
-the rows shown with ``core.work.classify_folder.CsvRows``; sorting copies (or, asked and confirmed, moves) the rows
+the rows shown to a CSV file in another (``EngineWorker.write_csv``), with the same progress bar and Cancel; sorting copies (or, asked and confirmed, moves) the rows
 shown into ``<destination>/<class>/`` in another engine job (``EngineWorker.sort_rows``) and keeps the changes so
 that each, or all, can be undone (also listed in the destination, for ``cnndesk-cli undo-sort``). ``FolderWork`` is
 the Folder tab's binding, built in ``ui.bindings.bind_window``.
