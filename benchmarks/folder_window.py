@@ -171,13 +171,15 @@ def main() -> int:
     handlers: list[float] = []  # the longest batch handler of each run, ms
     collected: list[float] = []  # the longest garbage collection of each run, ms
     collections: list[float] = []  # the garbage collections of the run under way, s
+    generations: list[tuple[float, int]] = []  # every collection: (s, generation)
     started = []
 
-    def on_gc(phase, _info):
+    def on_gc(phase, info):
         if phase == "start":
             started[:] = [time.perf_counter()]
         elif started:
             collections.append(time.perf_counter() - started[0])
+            generations.append((collections[-1], info["generation"]))
 
     gc.callbacks.append(on_gc)
     idle = GapMeter()
@@ -216,6 +218,11 @@ def main() -> int:
           f"of rows took the GUI thread {max(handlers[1:]):.1f} ms (runs: "
           f"{', '.join(f'{h:.1f}' for h in handlers[1:])}); the longest garbage collection "
           f"{max(collected[1:]):.1f} ms")
+    for g in range(3):
+        times = [t for t, gen in generations if gen == g]
+        if times:
+            print(f"  garbage collections of generation {g}: {len(times)}, longest {max(times) * 1000:.1f} ms, "
+                  f"median {sorted(times)[len(times) // 2] * 1000:.2f} ms")
     if memory:
         before, quarter, end, rate, stall, kept = memory
         print(f"{a.count:,} files through the window at {rate:.0f} images/s, longest stall {stall:.0f} ms "

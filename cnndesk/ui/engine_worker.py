@@ -12,6 +12,7 @@ import traceback
 import warnings
 import weakref
 import dataclasses
+import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -156,6 +157,9 @@ class EngineWorker(QObject):
         from ..core.training.devices import available_devices
 
         info = Runtime(tf.__version__, keras.__version__, tuple(available_devices()))
+        # TensorFlow's and Keras' objects live as long as the app: kept out of the garbage collector's walks, which
+        # hold the interpreter's lock in every thread (a full one over them took 0.5 s, the window stalled with it)
+        gc.freeze()
         self.ready.emit(info)
         return info
 
