@@ -12,8 +12,12 @@ temperature and novelty statistics), opens the project in the main window (offsc
   each (cnndesk's reader) and call ``model.predict`` a batch of 64 at a time;
 - alternates the two ``--repeats`` times and prints the best images/s of each and their ratio;
 - classifies ``--count`` files (hard links to the 1,000, each decoded) through the window and prints the
-  resident memory a quarter of the way in and at the end (the table keeps one row and a 32-pixel thumbnail
-  per file; the files themselves stream).
+  resident memory a quarter of the way in and at the end, and the bytes a row the rows hold (the state keeps
+  them as columns: the path, the top classes, their confidences and the flags; the table reads them through
+  an index array and decodes the thumbnails of the rows it shows only; the files themselves stream).
+
+While the window classifies, it also prints what could stall the GUI thread: the longest time it spent on one
+batch of rows (the state write and everything that draws it) and the longest garbage collection.
 
 Needs the ``bench`` extra (scikit-image). About 3 minutes on 2 busy cores.
 
@@ -23,6 +27,7 @@ Needs the ``bench`` extra (scikit-image). About 3 minutes on 2 busy cores.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -56,6 +61,16 @@ def plain_loop(worker, files) -> float:
         x = np.stack([decode_image(f, pre) for f in files[start:start + BATCH]]).astype(np.float32)
         model.predict(x, batch_size=BATCH, verbose=0)
     return time.perf_counter() - t0
+
+
+def row_bytes(result) -> float:
+    """The bytes a row that a ``FolderResult``'s columns hold (their arrays as filled, the paths, the errors)."""
+    c = result.columns
+    n = max(result.count, 1)
+    arrays = sum(a[:n].nbytes for a in (c.top, c.probs, c.flags, c.unlikeness))
+    paths = sum(sys.getsizeof(p) + 8 for p in c.paths)
+    errors = sum(sys.getsizeof(e) + 100 for e in c.errors.values())
+    return (arrays + paths + errors) / n
 
 
 def linked(sources: list[Path], folder: Path, count: int) -> Path:
@@ -127,6 +142,7 @@ def main() -> int:
             handled.append(time.perf_counter() - t0)
 
         w.folder_work._on_rows = timed  # the job takes the handler when it is submitted, at the drop
+        collections.clear()
         meter = GapMeter()
         dropped = drop_file(w.viewer_panel, folder)
         wait_until(lambda: w.state.folder_result is not None and w.state.folder_result.status != RUNNING
@@ -135,6 +151,7 @@ def main() -> int:
         meter.timer.stop()
         del w.folder_work._on_rows
         handlers.append(max(handled) * 1000)
+        collected.append(max(collections, default=0.0) * 1000)
         result = w.state.folder_result
         assert result.status == "done" and len(result.rows) == result.total, result.message
         assert view.table.model().rowCount() == result.total
@@ -152,6 +169,19 @@ def main() -> int:
         return answer[0]
 
     handlers: list[float] = []  # the longest batch handler of each run, ms
+    collected: list[float] = []  # the longest garbage collection of each run, ms
+    collections: list[float] = []  # the garbage collections of the run under way, s
+    generations: list[tuple[float, int]] = []  # every collection: (s, generation)
+    started = []
+
+    def on_gc(phase, info):
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            collections.append(time.perf_counter() - started[0])
+            generations.append((collections[-1], info["generation"]))
+
+    gc.callbacks.append(on_gc)
     idle = GapMeter()
     from _qt import pause
 
@@ -172,7 +202,7 @@ def main() -> int:
         many = linked(files, base / f"photos-x{a.count}", a.count)
         before = _rss_mb()
         shown, _, stall, rss = window_run(many, (a.count // 4, a.count))
-        memory = (before, rss[a.count // 4], rss[a.count], a.count / shown, stall)
+        memory = (before, rss[a.count // 4], rss[a.count], a.count / shown, stall, row_bytes(w.state.folder_result))
 
     best_w, best_p = max(rates["window"]), max(rates["plain"])
     print(f"CPU: {cpu()}; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
@@ -185,12 +215,20 @@ def main() -> int:
     print(f"  longest GUI stall while classifying: {max(stalls):.0f} ms (runs: "
           f"{', '.join(f'{s:.0f}' for s in stalls)}; target < 50 ms); the idle window's longest over 5 s: "
           f"{idle_gap:.0f} ms; while the plain loop ran in the engine: {max(plain_stalls):.0f} ms; the longest batch "
-          f"of rows took the GUI thread {max(handlers[1:]):.1f} ms")
+          f"of rows took the GUI thread {max(handlers[1:]):.1f} ms (runs: "
+          f"{', '.join(f'{h:.1f}' for h in handlers[1:])}); the longest garbage collection "
+          f"{max(collected[1:]):.1f} ms")
+    for g in range(3):
+        times = [t for t, gen in generations if gen == g]
+        if times:
+            print(f"  garbage collections of generation {g}: {len(times)}, longest {max(times) * 1000:.1f} ms, "
+                  f"median {sorted(times)[len(times) // 2] * 1000:.2f} ms")
     if memory:
-        before, quarter, end, rate, stall = memory
-        print(f"{a.count:,} files through the window at {rate:.0f} images/s, longest stall {stall:.0f} ms: RSS "
-              f"{before:.0f} MB before, {quarter:.0f} MB a quarter in, {end:.0f} MB at the end "
-              f"({(end - quarter) / (a.count * 3 / 4) * 1024:.1f} kB per row kept in the table)")
+        before, quarter, end, rate, stall, kept = memory
+        print(f"{a.count:,} files through the window at {rate:.0f} images/s, longest stall {stall:.0f} ms "
+              f"(longest batch of rows {handlers[-1]:.1f} ms): RSS {before:.0f} MB before, {quarter:.0f} MB a quarter "
+              f"in, {end:.0f} MB at the end ({(end - quarter) / (a.count * 3 / 4) * 1024:.2f} kB per row by RSS; the "
+              f"rows' columns hold {kept:.0f} bytes a row, paths included)")
     w.state.modified = False
     w.close()
     w.shutdown()

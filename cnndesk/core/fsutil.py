@@ -12,12 +12,14 @@ file under the target's own name: a library that picks the format by the suffix 
 :func:`is_temporary` recognises such a folder left by a killed process, for the clean-ups.
 
 ``OSError`` passes through unchanged (with its ``errno``): each caller turns it into its own error
-(``ProjectError``, ``DatasetError``, ``UserError``) with its own words.
+(``ProjectError``, ``DatasetError``, ``UserError``) with its own words; :func:`why_not_written` gives the
+reason in a few words a person reads ("the disk is full").
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -95,6 +97,18 @@ def fsync_tree(path: str | os.PathLike) -> None:
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is one of :func:`replacing`'s temporary folders (left by a process that was killed)."""
     return bool(_TEMPORARY.match(name))
+
+
+def why_not_written(e: OSError) -> str:
+    """Why a file could not be written, in a few words for a person ("the disk is full")."""
+    number = getattr(e, "errno", None)
+    if number in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "the disk is full"
+    if number in (errno.EACCES, errno.EPERM):
+        return "permission denied; choose a folder you may write to"
+    if number == errno.EROFS:
+        return "the disk is read-only; choose another folder"
+    return str(e.strerror or e).rstrip(".")
 
 
 @contextlib.contextmanager

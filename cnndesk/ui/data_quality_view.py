@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QListWidget, QListWidgetItem,
-    QMessageBox, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTreeWidget, QTreeWidgetItem,
+    QMessageBox, QPushButton, QTableWidget, QTableWidgetItem, QTreeWidget, QTreeWidgetItem,
     QVBoxLayout, QWidget,
 )
 
@@ -29,7 +29,7 @@ from ..core.data.scanning import printable
 from .engine import ShownJob
 from .engine_worker import EngineWorker
 from .layer_editing import RangeSpinBox, RefusalNote
-from .widgets import array_to_pixmap
+from .widgets import array_to_pixmap, JobRow
 
 THUMB = 40
 #: the label doubts listed, most doubtful first
@@ -222,24 +222,20 @@ class LabelDoubtsView(QWidget):
         super().__init__(parent)
         v = QVBoxLayout(self)
         v.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        self.find_button = QPushButton("Find likely mislabelled images", objectName="findMislabelled")
+        self.job_row = JobRow("Find likely mislabelled images", ("findMislabelled", "doubtProgress", "cancelScoring"))
+        self.find_button, self.progress, self.cancel_button = (self.job_row.start_button, self.job_row.progress,
+                                                               self.job_row.cancel_button)
         self.find_button.setToolTip("Rank images by how little probability a model that did not train on them "
                                     "gives their own label")
         self.find_button.clicked.connect(self._request)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.job_row.layout().insertStretch(1, 1)
         self.kfold = QCheckBox("Score training images too, with", objectName="scoreTraining")
         self.kfold.setToolTip("Training images are scored by retrains (with the Model tab's layers and epochs) "
                               "that leave them out (k-fold); "
                               "the current model saw them, so its opinion of them says little")
         self.folds = RangeSpinBox(objectName="foldCount", minimum=2, maximum=10, value=3, suffix=" retrains")
-        self.progress = QProgressBar(objectName="doubtProgress", visible=False)
-        self.cancel_button = QPushButton("Cancel", objectName="cancelScoring", visible=False)
-        self.cancel_button.clicked.connect(self.cancel_requested)
-        row.addWidget(self.find_button)
-        row.addStretch(1)
-        row.addWidget(self.progress)
-        row.addWidget(self.cancel_button)
-        v.addLayout(row)
+        v.addWidget(self.job_row)
         retrains = QHBoxLayout()
         retrains.addWidget(self.kfold)
         retrains.addWidget(self.folds)
@@ -277,14 +273,10 @@ class LabelDoubtsView(QWidget):
         self.score_requested.emit(self.folds.value() if self.kfold.isChecked() else 0)
 
     def set_running(self, running: bool) -> None:
-        self.progress.setVisible(running)
-        self.cancel_button.setVisible(running)
-        self.find_button.setEnabled(not running)
-        if running:
-            self.progress.setValue(0)
+        self.job_row.set_running(running)
 
     def set_progress(self, percent: float, text: str) -> None:
-        self.progress.setValue(int(percent))
+        self.job_row.set_progress(percent)
         if text:
             self.note.setText(text + "…")
 

@@ -18,7 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
-    QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QToolTip, QVBoxLayout,
+    QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QToolTip, QVBoxLayout,
     QWidget,
 )
 
@@ -29,7 +29,7 @@ from ..core.work.dataset_map import (
 from .data_quality_view import add_fix_buttons, ChangesView
 from .engine import ShownJob
 from .engine_worker import EngineWorker
-from .widgets import array_to_pixmap
+from .widgets import array_to_pixmap, JobRow
 
 #: the radius of a dot (px), and how near the mouse must come to a dot to point at it
 DOT = 3.5
@@ -266,24 +266,20 @@ class DatasetMapView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("datasetMapView")
-        self._can_compute = False
         v = QVBoxLayout(self)
         v.setContentsMargins(0, 0, 0, 0)
-        top = QHBoxLayout()
-        self.compute_button = QPushButton("Compute map", objectName="computeMap")
+        self.job_row = JobRow("Compute map", ("computeMap", "mapProgress", "cancelMap"))
+        self.compute_button, self.progress, self.cancel_button = (self.job_row.start_button, self.job_row.progress,
+                                                                  self.job_row.cancel_button)
         self.compute_button.setToolTip("Place every image of the dataset by what the current model sees in it "
                                        "(its penultimate features, reduced to 2-D by PCA and t-SNE)")
         self.compute_button.clicked.connect(self.compute_requested)
-        self.progress = QProgressBar(objectName="mapProgress", visible=False)
-        self.cancel_button = QPushButton("Cancel", objectName="cancelMap", visible=False)
         self.cancel_button.clicked.connect(self.cancel_requested)
+        self.job_row.set_can_start(False)
         self.note = QLabel("Compute the map to see the dataset as the model sees it.", objectName="mapNote",
                            wordWrap=True)
-        top.addWidget(self.compute_button)
-        top.addWidget(self.progress)
-        top.addWidget(self.cancel_button)
-        top.addWidget(self.note, 1)
-        v.addLayout(top)
+        self.job_row.layout().addWidget(self.note, 1)
+        v.addWidget(self.job_row)
         body = QHBoxLayout()
         self.canvas = MapCanvas()
         self.canvas.hovered.connect(self._on_hover)
@@ -319,18 +315,13 @@ class DatasetMapView(QWidget):
     # -- computing ---------------------------------------------------------------------
     def set_can_compute(self, can: bool) -> None:
         """Whether a map can be computed now (a model, a dataset, an idle engine)."""
-        self._can_compute = can
-        self.compute_button.setEnabled(can and not self.cancel_button.isVisibleTo(self))
+        self.job_row.set_can_start(can)
 
     def set_running(self, running: bool) -> None:
-        self.progress.setVisible(running)
-        self.cancel_button.setVisible(running)
-        self.compute_button.setEnabled(self._can_compute and not running)
-        if running:
-            self.progress.setValue(0)
+        self.job_row.set_running(running)
 
     def set_progress(self, percent: float, text: str) -> None:
-        self.progress.setValue(int(percent))
+        self.job_row.set_progress(percent)
         if text:
             self.note.setText(text)
 

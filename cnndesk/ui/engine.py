@@ -229,11 +229,13 @@ class ShownJob:
         self._doing = ""  # what the job last said it does ("Retrain 1 of 3")
         state.observe(self._on_activity, "activity")
 
-    def start(self, method: Callable, *args, on_done: Callable, **kwargs) -> None:
+    def start(self, method: Callable, *args, on_done: Callable, on_error: Callable | None = None, **kwargs) -> None:
+        """Run ``method`` as the view's job; its error goes to ``on_error`` when given, else to ``show_message``."""
         self._doing = ""
         self.view.set_running(True)
+        failed = on_error or self.view.show_message
         self._job = self.engine.submit(method, *args, on_done=lambda answer: self._finish(on_done, answer),
-                                       on_error=lambda message: self._finish(self.view.show_message, message),
+                                       on_error=lambda message: self._finish(failed, message),
                                        on_status=self._on_status, on_progress=self._on_progress, **kwargs)
 
     def cancel(self) -> None:

@@ -12,6 +12,7 @@ import traceback
 import warnings
 import weakref
 import dataclasses
+import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -157,6 +158,9 @@ class EngineWorker(QObject):
         from ..core.training.devices import available_devices
 
         info = Runtime(tf.__version__, keras.__version__, tuple(available_devices()))
+        # TensorFlow's and Keras' objects live as long as the app: kept out of the garbage collector's walks, which
+        # hold the interpreter's lock in every thread (a full one over them took 0.5 s, the window stalled with it)
+        gc.freeze()
         self.ready.emit(info)
         return info
 
@@ -835,17 +839,17 @@ class EngineWorker(QObject):
 
     # -- putting the model to work -----------------------------------------------------
     @cancellable
-    def classify_folder(self, sources, trust=None, k=3, left_out=(), thumbnails=0, *, task: TaskState):
+    def classify_folder(self, sources, k=3, left_out=(), *, task: TaskState):
         """Classify every image of the folders (or files) ``sources`` with the current model
-        (``core.work.classify_folder``), decoded in threads a batch ahead of the model.
+        (``core.work.classify_folder``), decoded in threads a batch ahead of the model, its probabilities calibrated
+        and its flags set with the trust this engine keeps for it (none: as the model gives them, no flag "unlike
+        training").
 
-        ``trust``: the current run's ``Trust.to_json()`` (temperature, novelty statistics), or None. The files
-        found are reported first, then each batch's rows, through ``task`` (``RowsClassified``); the answer is a
-        ``FolderDone``, which says whether it was cancelled (the rows reported before stay valid).
+        The files found are reported first, then each batch's rows, through ``task`` (``RowsClassified``); the answer
+        is a ``FolderDone``, which says whether it was cancelled (the rows reported before stay valid).
         """
         from ..core.errors import Cancelled
         from ..core.work.classify_folder import BATCH, classify_files, collect_images, FolderDone, RowsClassified
-        from ..core.work.trust import Trust
 
         ins = self._need_inspector()
         task.set_status("Listing the images…")
@@ -855,8 +859,7 @@ class EngineWorker(QObject):
         task.set_status("Classifying")
         batch, count = [], 0
         try:
-            for row in classify_files(files, heads, ins.class_names, Trust.from_json(trust), k=k, state=task,
-                                      thumbnails=thumbnails):
+            for row in classify_files(files, heads, ins.class_names, self._trusts.get(self.model), k=k, state=task):
                 batch.append(row)
                 if len(batch) == BATCH:
                     task.report(RowsClassified(tuple(batch), len(files)))
@@ -867,6 +870,19 @@ class EngineWorker(QObject):
             if batch:
                 task.report(RowsClassified(tuple(batch), len(files)))
         return FolderDone(count + len(batch))
+
+    @cancellable
+    def write_csv(self, path, rows, k=3, *, task: TaskState):
+        """Write ``rows`` (``FolderRow``s, or a ``RowsView`` of a folder classified) to the CSV file ``path``, whole or
+        not at all (``core.work.classify_folder.write_csv``); answers with ``CsvWritten``, or None when cancelled.
+        Runs here, off the window's thread, though it needs no model."""
+        from ..core.errors import Cancelled
+        from ..core.work.classify_folder import CsvWritten, write_csv
+
+        try:
+            return CsvWritten(str(path), write_csv(path, rows, k, task))
+        except Cancelled:
+            return None
 
     @cancellable
     def sort_rows(self, rows, destination, move=False, flag_folders=False, *, task: TaskState):

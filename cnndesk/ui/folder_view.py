@@ -4,11 +4,12 @@
 class, flags), sortable and filterable, with progress, images/s and Cancel, *Export CSV…*, *Sort into Class
 Folders…* and the list of changes with Undo (``data_quality_view.ChangesView``). It draws a
 ``core.work.classify_folder.FolderResult``, which lives in the session state (``state.folder_result``), not in the
-widget.
+widget: its table (``FolderRows``) reads the result's columns through an index array that sorting and filtering
+reorder, and decodes thumbnails only for the rows it draws (``Thumbnails``), so that 100,000 rows cost megabytes.
 
 ``FolderWork`` turns the view's requests into work: the classification is an engine job
 (``EngineWorker.classify_folder``) whose batches of rows it writes into the state as they come; exporting writes
-the rows shown with ``core.work.classify_folder.CsvRows``; sorting copies (or, asked and confirmed, moves) the rows
+the rows shown to a CSV file in another (``EngineWorker.write_csv``), with the same progress bar and Cancel; sorting copies (or, asked and confirmed, moves) the rows
 shown into ``<destination>/<class>/`` in another engine job (``EngineWorker.sort_rows``) and keeps the changes so
 that each, or all, can be undone (also listed in the destination, for ``cnndesk-cli undo-sort``). ``FolderWork`` is
 the Folder tab's binding, built in ``ui.bindings.bind_window``.
@@ -16,67 +17,280 @@ the Folder tab's binding, built in ``ui.bindings.bind_window``.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QSize, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QIcon
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
-    QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QRadioButton, QTableView, QVBoxLayout,
-    QWidget,
+    QHeaderView, QLabel, QLineEdit, QMessageBox, QPushButton, QRadioButton, QTableView, QVBoxLayout, QWidget,
 )
 
 from ..core.data.fixes import Change, ChangeLog
+from ..core.data.images import decode_or_reason
 from ..core.data.scanning import describe_skipped, printable
 from ..core.errors import UserError
 from ..core.project.store import is_project
 from ..core.work.classify_folder import (
-    CANCELLED, CsvRows, DONE, FAILED, FolderDone, FolderResult, FolderRow, NOT_SURE, remove_from_sort_log,
-    RowsClassified, RUNNING, sort_destination, Sorted, UNLIKE, undo_all,
+    CANCELLED, CsvWritten, DONE, FAILED, FAILED_BIT, FLAG_BITS, FolderDone, FolderResult, FolderRow, NOT_SURE,
+    remove_from_sort_log, RowColumns, RowsClassified, RowsView, RUNNING, sort_destination, Sorted, thumbnail_of,
+    UNLIKE, undo_all,
 )
 from .data_quality_view import ChangesView
 from .engine import ShownJob
 from .engine_worker import EngineWorker
 from .file_dialogs import NewFolderDialog
-from .widgets import array_to_pixmap
+from .widgets import array_to_qimage, JobRow
 
 THUMB = 32
+#: the thumbnails kept decoded (those of the rows shown, and of the rows shown last)
+THUMBNAILS_KEPT = 512
+#: thumbnails waiting to be decoded at most (the newest asked for first; older ones are dropped)
+THUMBNAILS_WAITING = 256
 #: the classes kept per row (the CSV's top-k)
 TOP_K = 3
 #: the filter's choices before the classes
 ALL, ONLY_NOT_SURE, ONLY_UNLIKE = "All images", "Not sure", "Unlike training"
-SORT_KEY = Qt.UserRole + 1
+#: how a row's flags sort: none, not sure, both, unlike training, unreadable
+FLAG_ORDER = np.array([0, 1, 3, 2, 4, 4, 4, 4], np.float64)
+
+
+class Thumbnails(QObject):
+    """The thumbnails of the rows a table shows, decoded in a thread of their own as the table asks for them (the
+    image as the model sees it, at most ``THUMB`` pixels a side), the last ``THUMBNAILS_KEPT`` kept.
+
+    ``get(path)`` answers at once: the icon, or None while it is being decoded (then ``ready`` says when some are).
+    """
+
+    ready = Signal()
+    _decoded = Signal(str, object)  # emitted by the decoding thread
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.kept: OrderedDict[str, QIcon | None] = OrderedDict()  # None: the file could not be read
+        self.preprocessing = None
+        self._waiting: OrderedDict[str, object] = OrderedDict()  # path -> preprocessing, newest last
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._ready = QTimer(self, singleShot=True, interval=30)  # one repaint for the thumbnails of a scroll
+        self._ready.timeout.connect(self.ready)
+        self._decoded.connect(self._on_decoded)
+        self.destroyed.connect(self._stop)
+
+    def get(self, path: str) -> QIcon | None:
+        if path in self.kept:
+            self.kept.move_to_end(path)
+            return self.kept[path]
+        if self.preprocessing is not None:
+            with self._wake:
+                self._waiting[path] = self.preprocessing
+                self._waiting.move_to_end(path)
+                while len(self._waiting) > THUMBNAILS_WAITING:
+                    self._waiting.popitem(last=False)
+                self._wake.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._decode, name="cnndesk-thumbnails", daemon=True)
+                self._thread.start()
+        return None
+
+    def clear(self, preprocessing) -> None:
+        """Forget the thumbnails; those asked for next are decoded with ``preprocessing`` (None: none)."""
+        self.kept.clear()
+        self.preprocessing = preprocessing
+        with self._wake:
+            self._waiting.clear()
+
+    def _decode(self) -> None:
+        """The decoding thread: the newest path asked for first."""
+        while True:
+            with self._wake:
+                while not self._waiting and not self._stopped:
+                    self._wake.wait()
+                if self._stopped:
+                    return
+                path, preprocessing = self._waiting.popitem(last=True)
+            decoded = decode_or_reason(Path(path), preprocessing)
+            picture = None if isinstance(decoded, str) else array_to_qimage(thumbnail_of(decoded, THUMB))
+            try:
+                self._decoded.emit(path, picture)
+            except RuntimeError:  # the table went (the window closed) while this one was decoded
+                return
+
+    @Slot(str, object)
+    def _on_decoded(self, path: str, picture) -> None:
+        with self._wake:
+            if path in self._waiting:  # asked for again meanwhile: no second decode
+                del self._waiting[path]
+        self.kept[path] = None if picture is None else QIcon(QPixmap.fromImage(picture))
+        while len(self.kept) > THUMBNAILS_KEPT:
+            self.kept.popitem(last=False)
+        if not self._ready.isActive():
+            self._ready.start()
+
+    def _stop(self, *_args) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
 
 
 class FolderRows(QAbstractTableModel):
-    """The rows of a ``FolderResult`` as a table; rows added to the same result are inserted, not redrawn."""
+    """The rows of a ``FolderResult`` as a table, read from its columns (``RowColumns``): no object per row.
+
+    The rows shown are an index array into the columns (``order``), filtered (all, "not sure", "unlike
+    training", one predicted class) and sorted (by a column's key, ``sort``) with NumPy; rows added to the same
+    result are inserted, in their sorted places when the table is sorted. Thumbnails are decoded only for the
+    rows drawn (``Thumbnails``).
+    """
 
     COLUMNS = ["Image", "File", "Class", "Confidence", "Second class", "Flags"]
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self.rows: tuple[FolderRow, ...] = ()
-        self._icons: dict[int, QIcon] = {}
+        self.columns: RowColumns | None = None
+        self.count = 0  # the rows of the result shown (the columns may hold more of a newer result)
+        self.order = np.zeros(0, np.int64)  # the rows shown, in the order shown
+        self._keys: np.ndarray | None = None  # the sort keys of the rows shown (ascending), when sorted
+        self.sort_column, self.sort_order = -1, Qt.AscendingOrder
+        self.choice = ALL
         self._root: Path | None = None
+        self.thumbnails = Thumbnails(self)
+        self.thumbnails.ready.connect(self._thumbnails_ready)
 
+    # -- what is shown ---------------------------------------------------------------------
     def show(self, result: FolderResult | None) -> None:
-        rows = result.rows if result is not None else ()
-        old = self.rows
+        columns = result.columns if result is not None else None
+        count = result.count if result is not None else 0
         root = Path(result.sources[0]) if result is not None and len(result.sources) == 1 else None
-        if old and len(rows) >= len(old) and rows[len(old) - 1] is old[-1] and root == self._root:
-            if len(rows) > len(old):  # the same run, more rows: only those are added
-                self.beginInsertRows(QModelIndex(), len(old), len(rows) - 1)
-                self.rows = rows
-                self.endInsertRows()
+        if columns is not None and columns is self.columns and count >= self.count and root == self._root:
+            if count > self.count:  # the same run, more rows: only those are added
+                self._add(np.arange(self.count, count))
             return
         self.beginResetModel()
-        self.rows, self._icons, self._root = rows, {}, root
+        self.columns, self.count, self._root = columns, count, root
+        self.thumbnails.clear(result.model.preprocessing if result is not None and result.model is not None
+                              else None)
+        self.order = self._passing(np.arange(count))
+        self._keys = None
+        if self.sort_column >= 0:
+            self._sort_order()
         self.endResetModel()
 
+    def set_choice(self, choice: str) -> None:
+        """Show only the rows of ``choice`` (ALL, ONLY_NOT_SURE, ONLY_UNLIKE or a class name)."""
+        self.layoutAboutToBeChanged.emit()
+        before = self._persistent()
+        self.choice = choice
+        self.order = self._passing(np.arange(self.count))
+        if self.sort_column >= 0:
+            self._sort_order()
+        self._move_persistent(before)
+        self.layoutChanged.emit()
+
+    def sort(self, column: int, order=Qt.AscendingOrder) -> None:
+        self.layoutAboutToBeChanged.emit()
+        before = self._persistent()
+        self.sort_column, self.sort_order = column, order
+        if column < 0:
+            self.order, self._keys = np.sort(self.order), None
+        else:
+            self._sort_order()
+        self._move_persistent(before)
+        self.layoutChanged.emit()
+
+    def total(self) -> int:
+        return self.count
+
+    def shown(self) -> RowsView:
+        """The rows shown, in the order of the files (not of the table's sorting)."""
+        return RowsView(self.columns, indices=np.sort(self.order))
+
+    def row_at(self, shown_row: int) -> FolderRow:
+        return self.columns.row(int(self.order[shown_row]))
+
+    def _add(self, new: np.ndarray) -> None:
+        self.count = int(new[-1]) + 1
+        new = self._passing(new)
+        if not len(new):
+            return
+        if self._keys is None:  # in the files' order: the new rows go last
+            first = len(self.order)
+            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            self.order = np.concatenate([self.order, new])
+            self.endInsertRows()
+            return
+        keys = self._key(new)
+        ranked = np.argsort(keys, kind="stable")
+        new, keys = new[ranked], keys[ranked]
+        places = np.searchsorted(self._keys, keys, side="right")  # after equal keys: the files' order among them
+        self.layoutAboutToBeChanged.emit()
+        before = self._persistent()
+        self.order = np.insert(self.order, places, new)
+        self._keys = np.insert(self._keys, places, keys)
+        self._move_persistent(before)
+        self.layoutChanged.emit()
+
+    def _passing(self, rows: np.ndarray) -> np.ndarray:
+        """Those of ``rows`` (indices into the columns) that the filter lets through."""
+        c, choice = self.columns, self.choice
+        if c is None or choice == ALL or not len(rows):
+            return rows
+        flags = c.flags[rows]
+        if choice == ONLY_NOT_SURE:
+            return rows[(flags & FLAG_BITS[NOT_SURE]) > 0]
+        if choice == ONLY_UNLIKE:
+            return rows[(flags & FLAG_BITS[UNLIKE]) > 0]
+        index = c.class_names.index(choice) if choice in c.class_names else -2
+        return rows[(c.top[rows, 0] == index) & ((flags & FAILED_BIT) == 0)]
+
+    def _key(self, rows: np.ndarray) -> np.ndarray:
+        """The sort keys of ``rows`` for the column sorted, ascending in the order asked for (ties: files' order)."""
+        c, column = self.columns, self.sort_column
+        if column == 2:
+            ranks = np.argsort(np.argsort(np.array(c.class_names, dtype=object), kind="stable"), kind="stable")
+            top = c.top[rows, 0]
+            key = np.where(top >= 0, ranks[np.maximum(top, 0)], -1).astype(np.float64)
+        elif column in (3, 4):
+            key = np.nan_to_num(c.probs[rows, column - 3] if c.k > column - 3 else np.full(len(rows), np.nan),
+                                nan=-1.0)
+        elif column == 5:
+            key = FLAG_ORDER[np.minimum(c.flags[rows], 7)]
+        else:  # the image and the file: the files' order
+            key = rows.astype(np.float64)
+        return key if self.sort_order == Qt.AscendingOrder else -key
+
+    def _sort_order(self) -> None:
+        keys = self._key(self.order)
+        ranked = np.argsort(keys, kind="stable")
+        self.order, self._keys = self.order[ranked], keys[ranked]
+
+    def _persistent(self) -> list[tuple[QModelIndex, int, int]]:
+        """The persistent indexes (selection, current row) with the columns' row each points at."""
+        return [(i, int(self.order[i.row()]), i.column()) for i in self.persistentIndexList()
+                if 0 <= i.row() < len(self.order)]
+
+    def _move_persistent(self, before) -> None:
+        if not before:
+            return
+        where = np.full(self.count, -1, np.int64)
+        where[self.order] = np.arange(len(self.order))
+        for index, source, column in before:
+            row = int(where[source]) if source < len(where) else -1
+            self.changePersistentIndex(index, self.index(row, column) if row >= 0 else QModelIndex())
+
+    @Slot()
+    def _thumbnails_ready(self) -> None:
+        if len(self.order):
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.order) - 1, 0), [Qt.DecorationRole])
+
+    # -- the table's questions -------------------------------------------------------------
     def rowCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
+        return 0 if parent.isValid() else len(self.order)
 
     def columnCount(self, parent=QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.COLUMNS)
@@ -86,81 +300,44 @@ class FolderRows(QAbstractTableModel):
             return self.COLUMNS[section]
         return None
 
-    def file_name(self, row: FolderRow) -> str:
+    def file_name(self, path: str) -> str:
         if self._root is not None:
             try:
-                return str(Path(row.path).relative_to(self._root))
+                return str(Path(path).relative_to(self._root))
             except ValueError:
                 pass
-        return row.path
+        return path
 
     def data(self, index: QModelIndex, role=Qt.DisplayRole):
-        if not index.isValid():
+        if not index.isValid() or index.row() >= len(self.order):
             return None
-        row, col = self.rows[index.row()], index.column()
+        i, col, c = int(self.order[index.row()]), index.column(), self.columns
         if role == Qt.DisplayRole:
-            return self._text(row, col)
-        if role == SORT_KEY:
-            return self._key(row, col)
-        if role == Qt.DecorationRole and col == 0 and row.thumbnail is not None:
-            icon = self._icons.get(index.row())
-            if icon is None:
-                icon = self._icons[index.row()] = QIcon(array_to_pixmap(row.thumbnail, THUMB, THUMB))
-            return icon
+            return self._text(i, col)
+        if role == Qt.DecorationRole and col == 0 and i not in c.errors:
+            return self.thumbnails.get(c.paths[i])
         if role == Qt.ToolTipRole:
-            return printable(row.path) + (f"\n{row.error}" if row.error else "")
-        if role == Qt.UserRole:
-            return row
+            error = c.errors.get(i)
+            return printable(c.paths[i]) + (f"\n{error}" if error else "")
         return None
 
-    def _text(self, row: FolderRow, col: int) -> str:
+    def _text(self, i: int, col: int) -> str:
+        c = self.columns
         if col == 1:
-            return printable(self.file_name(row))
-        if row.error is not None:
-            return {2: "—", 5: f"not read: {row.error}"}.get(col, "")
-        second = row.second
-        return {0: "", 2: printable(row.predicted), 3: f"{row.confidence:.1%}",
-                4: f"{printable(second[0])} {second[1]:.1%}" if second else "", 5: ", ".join(row.flags)}[col]
-
-    @staticmethod
-    def _key(row: FolderRow, col: int):
-        if col == 3:
-            return -1.0 if row.confidence is None else row.confidence
-        if col == 4:
-            return -1.0 if row.second is None else row.second[1]
+            return printable(self.file_name(c.paths[i]))
+        error = c.errors.get(i)
+        if error is not None:
+            return {2: "—", 5: f"not read: {error}"}.get(col, "")
         if col == 2:
-            return row.predicted or ""
+            return printable(c.class_names[c.top[i, 0]])
+        if col == 3:
+            return f"{c.probs[i, 0]:.1%}"
+        if col == 4:
+            return f"{printable(c.class_names[c.top[i, 1]])} {c.probs[i, 1]:.1%}" if c.k > 1 and c.top[i, 1] >= 0 else ""
         if col == 5:
-            return ", ".join(row.flags) if row.error is None else "~"
-        return row.path
-
-
-class ShownRows(QSortFilterProxyModel):
-    """The rows the filter lets through (all, "not sure", "unlike training", one predicted class), sorted."""
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.choice = ALL
-        self.setSortRole(SORT_KEY)
-
-    def set_choice(self, choice: str) -> None:
-        self.choice = choice
-        self.invalidateFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
-        row = self.sourceModel().rows[source_row]
-        if self.choice == ALL:
-            return True
-        if self.choice == ONLY_NOT_SURE:
-            return NOT_SURE in row.flags
-        if self.choice == ONLY_UNLIKE:
-            return UNLIKE in row.flags
-        return row.error is None and row.predicted == self.choice
-
-    def shown(self) -> list[FolderRow]:
-        """The rows shown, in the order of the files (not of the table's sorting)."""
-        rows = [self.mapToSource(self.index(r, 0)).row() for r in range(self.rowCount())]
-        return [self.sourceModel().rows[r] for r in sorted(rows)]
+            bits = int(c.flags[i])
+            return ", ".join(f for f, b in FLAG_BITS.items() if bits & b)
+        return ""
 
 
 class FolderView(QWidget):
@@ -186,21 +363,18 @@ class FolderView(QWidget):
         super().__init__(parent)
         self.setObjectName("folderView")
         v = QVBoxLayout(self)
-        top = QHBoxLayout()
-        self.classify_button = QPushButton("Classify Folder…", objectName="classifyFolder")
+        self.job_row = JobRow("Classify Folder…", ("classifyFolder", "folderProgress", "cancelFolder"),
+                              stretch_progress=True)
+        self.classify_button, self.progress, self.cancel_button = (self.job_row.start_button, self.job_row.progress,
+                                                                   self.job_row.cancel_button)
         self.classify_button.setToolTip("Classify every image of a folder (and its subfolders) with the current "
                                         "model; or drop a folder on the viewer")
         self.classify_button.clicked.connect(self.classify_requested)
-        self.progress = QProgressBar(objectName="folderProgress", visible=False)
-        self.cancel_button = QPushButton("Cancel", objectName="cancelFolder", visible=False)
         self.cancel_button.clicked.connect(self.cancel_requested)
+        self.job_row.set_can_start(False)
         self.counts = QLabel(objectName="folderCounts")
-        top.addWidget(self.classify_button)
-        top.addWidget(self.progress, 1)
-        top.addWidget(self.cancel_button)
-        top.addWidget(self.counts)
-        top.addStretch(0)
-        v.addLayout(top)
+        self.job_row.layout().addWidget(self.counts)
+        v.addWidget(self.job_row)
         self.note = QLabel("Classify a folder, or drop one on the viewer, to see what the model says of every image "
                            "in it.", objectName="folderNote", wordWrap=True)
         v.addWidget(self.note)
@@ -218,20 +392,18 @@ class FolderView(QWidget):
         self.export_button = QPushButton("Export CSV…", objectName="exportFolderCsv", enabled=False)
         self.export_button.setToolTip("Write the rows shown (path, class, confidence, the top classes, flags) to a "
                                       "CSV file")
-        self.export_button.clicked.connect(lambda: self.export_requested.emit(self.proxy.shown()))
+        self.export_button.clicked.connect(lambda: self.export_requested.emit(self.rows.shown()))
         self.sort_button = QPushButton("Sort into Class Folders…", objectName="sortIntoFolders", enabled=False)
         self.sort_button.setToolTip("Copy the images shown into <destination>/<class>/ (move them only if you "
                                     "choose to and confirm); every change can be undone")
-        self.sort_button.clicked.connect(lambda: self.sort_requested.emit(self.proxy.shown()))
+        self.sort_button.clicked.connect(lambda: self.sort_requested.emit(self.rows.shown()))
         filters.addWidget(self.export_button)
         filters.addWidget(self.sort_button)
         v.addLayout(filters)
 
         self.rows = FolderRows(self)
-        self.proxy = ShownRows(self)
-        self.proxy.setSourceModel(self.rows)
         self.table = QTableView(objectName="folderTable")
-        self.table.setModel(self.proxy)
+        self.table.setModel(self.rows)
         self.table.setIconSize(QSize(THUMB, THUMB))
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 4)
@@ -246,9 +418,9 @@ class FolderView(QWidget):
         header.resizeSection(0, THUMB + 12)
         self.table.clicked.connect(self._open)
         self.table.activated.connect(self._open)  # Enter (and a double click)
-        self.proxy.rowsInserted.connect(self._count_shown)
-        self.proxy.modelReset.connect(self._count_shown)
-        self.proxy.layoutChanged.connect(self._count_shown)
+        self.rows.rowsInserted.connect(self._count_shown)
+        self.rows.modelReset.connect(self._count_shown)
+        self.rows.layoutChanged.connect(self._count_shown)
         v.addWidget(self.table, 1)
 
         changes = QHBoxLayout()
@@ -260,18 +432,16 @@ class FolderView(QWidget):
         changes.addWidget(self.undo_all_button, 0, Qt.AlignTop)
         v.addLayout(changes)
         self._classes: tuple[str, ...] = ()
-        self._can_classify = False
+        self._ended = False  # the rows shown are those of a classification that ended
 
     # -- what ShownJob drives ----------------------------------------------------------
     def set_running(self, running: bool) -> None:
-        self.progress.setVisible(running)
-        self.cancel_button.setVisible(running)
-        self.classify_button.setEnabled(self._can_classify and not running)
-        if running:
-            self.progress.setValue(0)
+        """A job of the tab (classifying, writing a CSV) runs: its bar and Cancel show, and no other starts."""
+        self.job_row.set_running(running)
+        self._enable()
 
     def set_progress(self, percent: float, text: str) -> None:
-        self.progress.setValue(int(percent))
+        self.job_row.set_progress(percent)
 
     def show_message(self, text: str) -> None:
         self.note.setText(text)
@@ -288,11 +458,10 @@ class FolderView(QWidget):
             self.filter.setCurrentText(chosen if chosen in (ALL, ONLY_NOT_SURE, ONLY_UNLIKE, *self._classes)
                                        else ALL)
             self.filter.blockSignals(False)
-            self.proxy.set_choice(self.filter.currentText())
+            self.rows.set_choice(self.filter.currentText())
         self.rows.show(result)
-        ended = result is not None and result.status != RUNNING
-        self.export_button.setEnabled(ended and bool(result.rows))
-        self.sort_button.setEnabled(ended and bool(result.rows))
+        self._ended = result is not None and result.status != RUNNING and result.count > 0
+        self._enable()
         if result is None:
             self.counts.setText("")
             return
@@ -305,21 +474,30 @@ class FolderView(QWidget):
 
     def set_can_classify(self, can: bool) -> None:
         """Whether a folder can be classified now (a model, an idle engine)."""
-        self._can_classify = can
-        self.classify_button.setEnabled(can and not self.cancel_button.isVisibleTo(self))
+        self.job_row.set_can_start(can)
+
+    def enable_sort(self, can: bool) -> None:
+        """Whether Sort into Class Folders may start (no sort under way)."""
+        self.sort_button.setEnabled(can and self._ended and not self.job_row.running)
+
+    def _enable(self) -> None:
+        idle = self._ended and not self.job_row.running
+        self.export_button.setEnabled(idle)
+        self.sort_button.setEnabled(idle)
 
     def _filter(self, choice: str) -> None:
-        self.proxy.set_choice(choice)
+        self.rows.set_choice(choice)
         self._count_shown()
 
     def _count_shown(self, *_args) -> None:
-        total, shown = self.rows.rowCount(), self.proxy.rowCount()
+        total, shown = self.rows.total(), self.rows.rowCount()
         self.shown_label.setText("" if shown == total else f"{shown:,} of {total:,} images shown")
 
     def _open(self, index: QModelIndex) -> None:
-        row = self.proxy.data(index, Qt.UserRole)
-        if row is not None and row.error is None:
-            self.open_requested.emit(row.path)
+        if index.isValid():
+            row = self.rows.row_at(index.row())
+            if row.error is None:
+                self.open_requested.emit(row.path)
 
 
 def _counts(result: FolderResult) -> str:
@@ -469,18 +647,18 @@ class FolderWork(QObject):
         if not self._can_start():
             return
         state = self.state
-        run = next((r for r in state.runs if r.id == state.model.run), None) if state.model.run else None
-        trust = getattr(run, "trust", None)
-        self.note = "" if trust else (
+        model = state.model
+        self.note = "" if model.temperature is not None or model.flags_unlike else (
             "This model carries no statistics of its training images, so no image is flagged \"unlike training\" "
             "and its confidences are not calibrated.")
-        state.folder_result = FolderResult(tuple(str(s) for s in sources), state.model, started=time.perf_counter())
-        self.job.start(EngineWorker.classify_folder, list(sources), trust, k=min(TOP_K, len(state.model.class_names)),
-                       thumbnails=THUMB, on_done=self._on_done, on_report=self._on_rows)
+        k = min(TOP_K, len(model.class_names))
+        state.folder_result = FolderResult.start(sources, model, max(2, k), time.perf_counter())
+        self.job.start(EngineWorker.classify_folder, list(sources), k=k, on_done=self._on_done,
+                       on_report=self._on_rows)
 
     def _can_start(self) -> bool:
         if self.running:
-            self.view.show_message("A folder is being classified: wait for it, or cancel it first.")
+            self.view.show_message("A folder is being classified or exported: wait for it, or cancel it first.")
             return False
         if not self.usable:
             self.view.show_message("Train or open a model first." if not self.state.has_model else
@@ -505,7 +683,7 @@ class FolderWork(QObject):
         if result is not None and result.status == RUNNING:
             self.state.folder_result = result.ended(status, time.perf_counter() - result.started, message)
 
-    # ShownJob's view: the bar and Cancel go to the Folder tab; an error ends the result in the state
+    # ShownJob's view: the bar and Cancel go to the Folder tab; a classification's error ends the result in the state
     def set_running(self, running: bool) -> None:
         self.running = running
         self.view.set_running(running)
@@ -533,9 +711,9 @@ class FolderWork(QObject):
             otherwise(paths)
 
     # -- exporting and sorting ---------------------------------------------------------------
-    def export(self, rows: list[FolderRow]) -> None:
+    def export(self, rows: RowsView) -> None:
         """Ask for a CSV file and write ``rows`` to it."""
-        if not rows:
+        if not rows or not self._can_start():
             return
         start = self._start_folder().parent / f"{self._start_folder().name or 'folder'}-classified.csv"
         dialog = QFileDialog(self.parent_widget, "Export the rows as CSV", str(start), "CSV files (*.csv)")
@@ -546,17 +724,26 @@ class FolderWork(QObject):
         dialog.fileSelected.connect(lambda path: self.write_csv(path, rows))
         self._open_dialog(dialog)
 
-    def write_csv(self, path: str, rows: list[FolderRow]) -> None:
-        try:
-            with CsvRows(path, TOP_K) as table:
-                for row in rows:
-                    table.write(row)
-        except UserError as e:
-            self._error("The CSV file could not be written", str(e))
+    def write_csv(self, path: str, rows: RowsView) -> None:
+        """Write ``rows`` to the CSV file ``path`` in an engine job (progress and Cancel in the tab); the file appears
+        whole or not at all, and a failure (a full disk) is said in a message box."""
+        if not self._can_start():
             return
-        self.view.show_message(f"{len(rows):,} rows written to {printable(path)}.")
+        self.view.show_message(f"Writing {len(rows):,} rows to {printable(path)}…")
+        self.job.start(EngineWorker.write_csv, path, rows, TOP_K, on_done=self._on_written,
+                       on_error=lambda message: self._on_not_written(path, message))
 
-    def ask_sort(self, rows: list[FolderRow]) -> None:
+    def _on_written(self, answer: CsvWritten | None) -> None:
+        if answer is None:
+            self.view.show_message("Export cancelled: no CSV file was written.")
+        else:
+            self.view.show_message(f"{answer.count:,} rows written to {printable(answer.path)}.")
+
+    def _on_not_written(self, path: str, message: str) -> None:
+        self.view.show_message(f"No CSV file was written to {printable(path)}.")
+        self._error("The CSV file could not be written", message)
+
+    def ask_sort(self, rows: RowsView) -> None:
         """Ask where to sort ``rows`` and how; a move is confirmed first."""
         if not rows:
             return
@@ -568,7 +755,7 @@ class FolderWork(QObject):
         dialog.accepted.connect(lambda: self._sort_chosen(rows, *dialog.chosen()))
         self._open_dialog(dialog)
 
-    def _sort_chosen(self, rows: list[FolderRow], destination: str, move: bool, flag_folders: bool) -> None:
+    def _sort_chosen(self, rows: RowsView, destination: str, move: bool, flag_folders: bool) -> None:
         if not destination:
             self.view.show_message("Sorting needs a destination folder.")
             return
@@ -586,12 +773,12 @@ class FolderWork(QObject):
                              and self.sort(rows, destination, True, flag_folders))
         self._open_dialog(box)
 
-    def sort(self, rows: list[FolderRow], destination: str, move: bool, flag_folders: bool) -> None:
+    def sort(self, rows: RowsView, destination: str, move: bool, flag_folders: bool) -> None:
         """Copy (or move) the files of ``rows`` into ``destination/<class>/`` in an engine job."""
         self.view.show_message(f"{'Moving' if move else 'Copying'} {len(rows):,} images into "
                                f"{printable(destination)}…")
-        self.view.sort_button.setEnabled(False)
-        self._sorting = self.engine.submit(EngineWorker.sort_rows, list(rows), str(Path(destination).expanduser()),
+        self.view.enable_sort(False)
+        self._sorting = self.engine.submit(EngineWorker.sort_rows, rows, str(Path(destination).expanduser()),
                                            move, flag_folders, on_done=self._on_sorted, on_error=self._on_sort_failed)
 
     def _on_sorted(self, answer: Sorted) -> None:
@@ -640,8 +827,7 @@ class FolderWork(QObject):
 
     def _show_changes(self) -> None:
         self.view.show_changes(list(self.log.changes))
-        result = self.state.folder_result
-        self.view.sort_button.setEnabled(result is not None and result.status != RUNNING and bool(result.rows))
+        self.view.enable_sort(True)
 
     # -- dialogs ---------------------------------------------------------------------------
     def _open_dialog(self, dialog: QWidget) -> None:

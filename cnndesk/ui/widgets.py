@@ -8,7 +8,9 @@ import math
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLayout, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout, QHBoxLayout, QLabel, QLayout, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
+)
 
 from ..core.data.images import parse_image_size
 from ..core.errors import UserError
@@ -79,6 +81,49 @@ def clear_layout(layout: QLayout) -> None:
         item = layout.takeAt(0)
         if item.widget():
             item.widget().deleteLater()
+
+
+class JobRow(QWidget):
+    """A view's button that starts its job, the job's progress bar and Cancel (shown while it runs), in a row that
+    the view may extend (``layout()``). The view drives it from what ``ui.engine.ShownJob`` tells it.
+
+    Args:
+        start_text: the start button's words.
+        names: the object names of the start button, the progress bar and Cancel.
+        stretch_progress: the bar takes the room left in the row (else it keeps its own width).
+    """
+
+    def __init__(self, start_text: str, names: tuple[str, str, str], stretch_progress: bool = False,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.start_button = QPushButton(start_text, objectName=names[0])
+        self.progress = QProgressBar(objectName=names[1], visible=False)
+        self.cancel_button = QPushButton("Cancel", objectName=names[2], visible=False)
+        row.addWidget(self.start_button)
+        row.addWidget(self.progress, 1 if stretch_progress else 0)
+        row.addWidget(self.cancel_button)
+        self._can_start = True
+
+    @property
+    def running(self) -> bool:
+        return self.cancel_button.isVisibleTo(self)
+
+    def set_can_start(self, can: bool) -> None:
+        """Whether the job can start now (while one runs, the button waits for it to end)."""
+        self._can_start = can
+        self.start_button.setEnabled(can and not self.running)
+
+    def set_running(self, running: bool) -> None:
+        self.progress.setVisible(running)
+        self.cancel_button.setVisible(running)
+        self.start_button.setEnabled(self._can_start and not running)
+        if running:
+            self.progress.setValue(0)
+
+    def set_progress(self, percent: float) -> None:
+        self.progress.setValue(int(percent))
 
 
 class ColorBar(QWidget):

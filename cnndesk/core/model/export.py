@@ -23,7 +23,6 @@ place for them without the TFLite metadata tools, so it gets the labels file onl
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 from pathlib import Path
@@ -96,7 +95,7 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None, temp
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"Cannot create the folder {out.parent}: {_reason(e)}.") from None
+        raise UserError(f"Cannot create the folder {out.parent}: {fsutil.why_not_written(e)}.") from None
     _ensure_called(model)
     names = _class_names(model, class_names)
     folded = contextlib.nullcontext(model)
@@ -113,7 +112,7 @@ def export_model(model, fmt: str, out: str | os.PathLike, class_names=None, temp
         if fmt != "saved_model":
             fsutil.write_text(labels_path(out, fmt), labels_text(names))
     except OSError as e:
-        raise UserError(f"Could not export to {out}: {_reason(e)}.") from None
+        raise UserError(f"Could not export to {out}: {fsutil.why_not_written(e)}.") from None
     return out
 
 
@@ -202,16 +201,6 @@ def _check_destination(out: Path, fmt: str) -> None:
                             "Choose a new folder name (cnndesk replaces only an earlier SavedModel).")
     elif out.is_dir():
         raise UserError(f"Cannot export to {out}: a folder of that name is in the way. Choose another file name.")
-
-
-def _reason(e: OSError) -> str:
-    if e.errno == errno.ENOSPC:
-        return "the disk is full"
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied; choose a folder you may write to"
-    if e.errno == errno.EROFS:
-        return "the disk is read-only; choose another folder"
-    return (e.strerror or str(e)).rstrip(".")
 
 
 def _input_shape(model) -> tuple[int, ...]:

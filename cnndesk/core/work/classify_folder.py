@@ -16,9 +16,12 @@ the changes are also listed in the destination (:data:`SORT_LOG`,
 (:func:`undo_sort`: ``cnndesk-cli undo-sort DIR``).
 
 The window keeps a folder being classified in the session state as a
-:class:`FolderResult`; the engine job reports its rows a batch at a time
-(:class:`RowsClassified`) and answers with :class:`FolderDone`, and sorting
-answers with :class:`Sorted`.
+:class:`FolderResult`, whose rows are kept as columns (:class:`RowColumns`: a
+few dozen bytes a row besides its path, no thumbnail), so that 100,000 files
+cost megabytes, not a gigabyte; :class:`RowsView` reads them back as
+:class:`FolderRow`s. The engine job reports its rows a batch at a time
+(:class:`RowsClassified`) and answers with :class:`FolderDone`; writing a CSV
+answers with :class:`CsvWritten` and sorting with :class:`Sorted`.
 
 TensorFlow-free: the model is reached through ``heads``, a
 :class:`.trust.ModelHeads` (or anything that maps prepared uint8 images to
@@ -34,6 +37,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence as SequenceABC
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -218,7 +222,7 @@ class CsvRows:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = csv.writer(self._writing.__enter__())
         except OSError as e:
-            raise UserError(f"Cannot write {self.path}: {e.strerror or e}.") from None
+            raise UserError(f"Cannot write {self.path}: {fsutil.why_not_written(e)}.") from None
         header = ["path", "class", "confidence"]
         for i in range(2, self.k + 1):
             header += [f"class_{i}", f"confidence_{i}"]
@@ -226,21 +230,48 @@ class CsvRows:
         return self
 
     def write(self, row: FolderRow) -> None:
+        """Write one row.
+
+        Raises:
+            UserError: the file cannot take it (a full disk, say); leaving the block then leaves no partial file.
+        """
         cells = [row.path]
         for i in range(self.k):
             c, p = row.top[i] if i < len(row.top) else ("", None)
             cells += [c, "" if p is None else f"{p:.6f}"]
         cells += ["; ".join(row.flags), "" if row.unlikeness is None else f"{row.unlikeness:.6g}", row.error or ""]
-        self._writer.writerow(cells)
+        try:
+            self._writer.writerow(cells)
+        except OSError as e:
+            raise UserError(f"Cannot write {self.path}: {fsutil.why_not_written(e)}.") from None
         self.count += 1
 
     def __exit__(self, kind, value, tb) -> None:
         try:
             self._writing.__exit__(kind, value, tb)  # the file replaces an earlier one only when all went well
         except OSError as e:
-            if kind is not None:
+            if kind is not None and kind is not UserError:
                 raise  # the block's own error, passed on
-            raise UserError(f"Cannot write {self.path}: {e.strerror or e}.") from None
+            raise UserError(f"Cannot write {self.path}: {fsutil.why_not_written(e)}.") from None
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[FolderRow], k: int = 3,
+              state: TaskState | None = None) -> int:
+    """Write ``rows`` to the CSV file ``path`` (:class:`CsvRows`), whole or not at all; returns how many.
+
+    Raises:
+        UserError: the file cannot be written (why: a full disk, a folder that cannot be made).
+        Cancelled: ``state`` asked to stop; an earlier file at ``path`` stays as it was, and no partial one.
+    """
+    total = len(rows)
+    with CsvRows(path, k) as table:
+        for i, row in enumerate(rows):
+            if i % 1024 == 0 and state is not None:
+                if state.is_interruption_requested():
+                    raise Cancelled()
+                state.set_progress_value(100.0 * i / max(total, 1))
+            table.write(row)
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -379,6 +410,103 @@ def undo_sort(destination: str | os.PathLike) -> tuple[int, list[str]]:
 RUNNING, DONE, CANCELLED, FAILED = "running", "done", "cancelled", "failed"
 
 
+#: a row's flags as bits of :attr:`RowColumns.flags`; ``FAILED_BIT``: its file could not be read
+FLAG_BITS = {NOT_SURE: 1, UNLIKE: 2}
+FAILED_BIT = 4
+
+
+class RowColumns:
+    """The rows of a folder classified, kept as columns: for row ``i`` its path, the indices (into
+    ``class_names``) and calibrated probabilities of its top ``k`` classes (``top[i]``, ``probs[i]``), its flags
+    (bits of :data:`FLAG_BITS`, and :data:`FAILED_BIT`) and its unlikeness (NaN: none), and why its file could not
+    be read (``errors``). About 50 bytes a row besides its path, and a handful of objects in all, whatever the
+    number of rows (no thumbnails: a table decodes those of the rows it shows).
+
+    Append-only (:meth:`append`): the arrays grow by doubling, and only their first :attr:`count` rows hold;
+    a reader that took ``count`` rows keeps reading the same rows while more are appended.
+    """
+
+    def __init__(self, class_names: Sequence[str], k: int = 3):
+        self.class_names = tuple(class_names)
+        self.k = max(1, min(int(k), len(self.class_names))) if self.class_names else max(1, int(k))
+        self._index = {name: i for i, name in enumerate(self.class_names)}
+        self.paths: list[str] = []
+        self.top = np.zeros((0, self.k), np.int32)
+        self.probs = np.zeros((0, self.k), np.float64)
+        self.flags = np.zeros(0, np.uint8)
+        self.unlikeness = np.zeros(0, np.float32)
+        self.errors: dict[int, str] = {}
+        self.count = 0
+
+    def append(self, rows: Sequence[FolderRow]) -> None:
+        n, m = self.count, len(rows)
+        if n + m > len(self.flags):
+            size = max(256, 2 * (n + m))
+            self.top = _grown(self.top, size)
+            self.probs = _grown(self.probs, size)
+            self.flags = _grown(self.flags, size)
+            self.unlikeness = _grown(self.unlikeness, size)
+        for j, row in enumerate(rows):
+            i = n + j
+            self.paths.append(row.path)
+            if row.error is not None:
+                self.errors[i] = row.error
+                self.flags[i] = FAILED_BIT
+                self.top[i] = -1
+                self.probs[i] = np.nan
+                self.unlikeness[i] = np.nan
+                continue
+            top = row.top[:self.k]
+            self.top[i] = [self._index[c] for c, _ in top] + [-1] * (self.k - len(top))
+            self.probs[i] = [p for _, p in top] + [np.nan] * (self.k - len(top))
+            self.flags[i] = sum(FLAG_BITS[f] for f in row.flags)
+            self.unlikeness[i] = np.nan if row.unlikeness is None else row.unlikeness
+        self.count = n + m
+
+    def row(self, i: int) -> FolderRow:
+        """Row ``i`` as a :class:`FolderRow` (without a thumbnail)."""
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        error = self.errors.get(i)
+        if error is not None:
+            return FolderRow(self.paths[i], error=error)
+        top = [(self.class_names[c], float(p)) for c, p in zip(self.top[i], self.probs[i]) if c >= 0]
+        bits = int(self.flags[i])
+        unlike = float(self.unlikeness[i])
+        return FolderRow(self.paths[i], top, tuple(f for f, b in FLAG_BITS.items() if bits & b),
+                         None if np.isnan(unlike) else unlike)
+
+
+def _grown(a: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((size,) + a.shape[1:], a.dtype)
+    out[:len(a)] = a
+    return out
+
+
+class RowsView(SequenceABC):
+    """Rows of a :class:`RowColumns`, read as :class:`FolderRow`s made when asked for: its first ``count`` rows,
+    or those of ``indices`` (in that order)."""
+
+    def __init__(self, columns: RowColumns | None, count: int = 0, indices: np.ndarray | None = None):
+        self.columns = columns
+        self.indices = np.arange(count) if indices is None else np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return RowsView(self.columns, indices=self.indices[i])
+        return self.columns.row(int(self.indices[i]))
+
+    def __iter__(self) -> Iterator[FolderRow]:
+        for i in self.indices:
+            yield self.columns.row(int(i))
+
+    def __bool__(self) -> bool:
+        return len(self.indices) > 0
+
+
 @dataclass(frozen=True)
 class RowsClassified:
     """What the engine job reports as it goes: the rows of the last batch, and how many files there are in all."""
@@ -397,6 +525,14 @@ class FolderDone:
 
 
 @dataclass(frozen=True)
+class CsvWritten:
+    """An export's answer: the CSV file written whole, and how many rows it holds."""
+
+    path: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Sorted:
     """A sort's answer: the changes made (in order), and why it stopped early (None: every row was sorted)."""
 
@@ -409,12 +545,15 @@ class Sorted:
 class FolderResult:
     """A folder classified in the window: its rows so far, how far it went and whether it still holds.
 
-    Equal only to itself, so that each new batch of rows is a change of the session state.
+    Equal only to itself, so that each new batch of rows is a change of the session state. Its rows are the
+    first ``count`` of ``columns``, which the results that follow it (more rows, ended, stale) share: a batch
+    costs only its own rows.
 
     Attributes:
         sources: the folders (or files) classified.
         model: the ``ModelInfo`` of the model that classified them.
-        rows: the rows, in the order the files were listed.
+        columns: the rows (:class:`RowColumns`), in the order the files were listed; ``count``: how many hold.
+        rows: the same, read as ``FolderRow``s (:class:`RowsView`).
         total: how many files there are (None while they are listed).
         status: RUNNING, DONE, CANCELLED or FAILED (``message`` says why).
         stale: why the rows no longer hold ("" while they do): another model, another dataset.
@@ -423,7 +562,8 @@ class FolderResult:
 
     sources: tuple[str, ...]
     model: Any = None
-    rows: tuple[FolderRow, ...] = ()
+    columns: RowColumns | None = None
+    count: int = 0
     total: int | None = None
     skipped: tuple[SkippedFile, ...] = ()
     status: str = RUNNING
@@ -435,10 +575,26 @@ class FolderResult:
     unlike: int = 0  # rows flagged "unlike training"
     unreadable: int = 0  # rows of files that could not be read
 
+    @classmethod
+    def start(cls, sources: Sequence[str], model, k: int, started: float) -> "FolderResult":
+        """A folder about to be classified by ``model`` (a ``ModelInfo``), keeping ``k`` classes a row."""
+        return cls(tuple(str(s) for s in sources), model, RowColumns(model.class_names, k), started=started)
+
+    @property
+    def rows(self) -> RowsView:
+        return RowsView(self.columns, self.count)
+
     def with_rows(self, report: RowsClassified) -> "FolderResult":
-        """The result with a batch's rows added (counted as they come, so that a long run costs no more a batch)."""
+        """The result with a batch's rows added (counted as they come, so that a long run costs no more a batch).
+
+        Only the newest result of a run takes rows: the rows are appended to the columns it shares."""
         rows = report.rows
-        return dataclasses.replace(self, rows=self.rows + tuple(rows), total=report.total,
+        columns = self.columns if self.columns is not None else RowColumns(
+            self.model.class_names if self.model is not None else (), 3)
+        if columns.count != self.count:
+            raise ValueError("rows added to a result that is not its run's newest")
+        columns.append(rows)
+        return dataclasses.replace(self, columns=columns, count=columns.count, total=report.total,
                                    skipped=self.skipped + tuple(report.skipped),
                                    not_sure=self.not_sure + sum(NOT_SURE in r.flags for r in rows),
                                    unlike=self.unlike + sum(UNLIKE in r.flags for r in rows),
