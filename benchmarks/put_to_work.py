@@ -21,7 +21,7 @@ Datasets (``small_data.py``): ``digits`` (scikit-learn's 8x8 handwritten
 digits, 32 px grey), ``patches`` (64 px colour crops of six scikit-image
 photos, one class per photo) and ``faces`` (scikit-image's LFW crops, face or
 not, 32 px grey). Other kinds for the novelty test: ``faces``
-(scikit-image's LFW crops), ``photos`` (crops of nine other scikit-image
+(scikit-image's LFW crops), ``photos`` (crops of twelve other scikit-image
 pictures: camera, coins, moon, page, text, horse, cell, clock, brick, grass, gravel,
 retina)
 and uniform noise.

@@ -223,10 +223,41 @@ def test_novelty_signals_include_the_layers_channel_statistics_and_older_statist
     assert signals[1].shape == (len(x), 2 * model.get_layer(heads.signal_names[1]).filters)
     # statistics saved before the layers were signals: one Gaussian of the penultimate features and its threshold
     first = trust.novelty.signals[0].to_json()
-    del first["scale"], first["source"]
+    del first["scale"], first["source"], first["tail"]
     old = NoveltyStats.from_json({**first, "method": "mahalanobis-shared-covariance", "threshold": 3.0})
     assert len(old.signals) == 1 and old.threshold == 3.0
     np.testing.assert_allclose(old.scores(signals), trust.novelty.signals[0].scores(signals[0]), rtol=1e-5)
+    # statistics saved with several signals but before the tails: each score over its scale, the largest of them
+    saved = trust.novelty.to_json()
+    for g in saved["signals"]:
+        del g["tail"]
+    older = NoveltyStats.from_json(json.loads(json.dumps({**saved, "method": "mahalanobis-signals"})))
+    assert not older.has_tails and len(older.signals) == len(trust.novelty.signals)
+    expected = np.max([g.scores(s) / g.scale for g, s in zip(older.signals, signals)], axis=0)
+    np.testing.assert_allclose(older.scores(signals), expected, rtol=1e-6)
+    # a file with some signals' tails and not others' is damaged
+    saved["signals"][0]["tail"] = [1.0, 0.5]
+    with pytest.raises(ValueError):
+        NoveltyStats.from_json(saved)
+
+
+@pytest.mark.slow
+def test_grey_copies_are_unlike_a_model_of_colour_images_while_new_colour_ones_pass(trained, tmp_path):
+    """The model learnt colour images; the same shapes in grey are another kind of picture. The signals' tails are
+    measured on the validation images and the training images out of fold, and the pixels are a signal: before
+    both, 3 of these 30 grey images were flagged."""
+    data, model, trust, heads = trained
+    new = write_dataset(tmp_path / "new", CLASSES, per_class=10, seed=99)
+    files, _ = collect_images([new])
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for f in files:
+        Image.open(f).convert("L").save(grey / f.name)
+    rows = list(classify_files(files, heads, data.class_names, trust))
+    grey_rows = list(classify_files(collect_images([grey])[0], heads, data.class_names, trust))
+    assert sum(UNLIKE in r.flags for r in rows) <= 2  # of 30 new images of the training kind
+    assert sum(UNLIKE in r.flags for r in grey_rows) >= 27  # of their 30 grey copies
+    assert [g.source for g in trust.novelty.signals][-2:] == ["pixels", "colour"] and trust.novelty.has_tails
 
 
 def test_a_sort_is_listed_in_its_destination_and_undone_from_that_list_alone(tmp_path):

@@ -348,6 +348,23 @@ def test_cli_train_with_probes_records_them_into_the_project(tmp_path):
     assert f"probe recording (2 frames of 2 images) saved in {project}" in out
 
 
+def test_cli_train_repeats_with_probes_records_them_in_each_model_and_saves_the_kept_ones(tmp_path):
+    from cnndesk.core.project.store import open_probes, open_project
+
+    data = write_dataset(tmp_path / "tiny", per_class=12)
+    project = tmp_path / "proj"
+    code, out, err = run_cli(["train", data, "--project", project, "--epochs", 2, "--batch-size", 8,
+                              "--image-size", 32, "--repeats", 2, "--probe", data / "top" / "top_01.png"])
+    assert code == 0, err
+    assert open_probes(project).epochs() == [1, 2]  # the best kept, with its own recording
+    assert f"probe recording (2 frames of 1 images) saved in {project}" in out
+    proj = open_project(project, load_model=False)[0]
+    assert [r.probe_frames for r in proj.runs] == [2, 2]
+    recordings = [ProbeRecording.load(r.probe_dir) for r in proj.runs]  # each run's own, in the project
+    assert all(r.epochs() == [1, 2] for r in recordings)
+    assert not np.array_equal(recordings[0].frames[-1].top_p, recordings[1].frames[-1].top_p)
+
+
 def test_cli_refuses_a_probe_that_is_not_an_image(tmp_path):
     data = write_dataset(tmp_path / "tiny", per_class=6)
     bad = tmp_path / "x.png"

@@ -15,7 +15,9 @@ from cnndesk.core.model.architecture import preset, TrainingSettings
 from cnndesk.core.model.ensemble import ensemble_members, is_ensemble
 from cnndesk.core.model.inspection import Inspector
 from cnndesk.core.tasks import TaskState
-from cnndesk.core.training.repeats import group_runs, kept_run_id, MemberStarted, train_repeats
+from cnndesk.core.training.probes import known_labels, load_probes, ProbeFrame
+from cnndesk.core.training.repeat_runs import group_runs, kept_run_id, MemberStarted
+from cnndesk.core.training.repeats import train_repeats
 from cnndesk.core.training.runs import Run
 
 from conftest import write_dataset
@@ -89,6 +91,16 @@ def test_the_members_and_the_ensemble_are_recorded_as_runs_of_one_group(ensemble
     assert runs[-1].group_text().startswith("ensemble of 3 · mean ")
     again = Run.from_json(runs[-1].to_json())
     assert (again.group, again.members, again.spread) == ("m1", runs[-1].members, runs[-1].spread)
+
+
+def test_the_ensembles_run_shows_its_validation_figure_with_its_interval_as_its_members_do(ensemble, data):
+    repeats, _ = ensemble
+    runs = group_runs([], repeats, ["m1", "m2", "m3"], ensemble_id="e1", class_names=data.class_names,
+                      dataset_path=None, preset="seed", layers=preset("seed"))
+    n = len(data.val_index)
+    assert [r.val_images for r in runs] == [n] * 4
+    assert runs[-1].best_accuracy_text() == with_interval(repeats.history[0]["val_accuracy"], n)
+    assert "unknown" not in runs[-1].best_accuracy_text()
 
 
 def test_the_viewer_looks_inside_a_chosen_member_of_the_ensemble(ensemble, data):
@@ -168,6 +180,25 @@ def test_the_reports_go_through_the_task_state_as_member_started(data, config):
 
     train_repeats(data, preset("seed"), dataclasses.replace(SETTINGS, epochs=1), config, 2, state=Reports())
     assert [g for g in got if isinstance(g, MemberStarted)] == [MemberStarted(1, 2, 5), MemberStarted(2, 2, 6)]
+
+
+def test_each_model_records_the_probe_images_epoch_by_epoch_as_one_training_does(data, config):
+    probes = load_probes([data.paths[0], data.paths[-1]], data.preprocessing, data.class_names, known_labels(data))
+    got = []
+
+    class Reports(TaskState):
+        def report(self, item):
+            got.append(item)
+
+    repeats = train_repeats(data, preset("seed"), dataclasses.replace(SETTINGS, epochs=2), config, 2,
+                            state=Reports(), probes=probes)
+    recordings = [m.recording for m in repeats.members]
+    assert all(r is not None and r.epochs() == [1, 2] for r in recordings)
+    assert recordings[0] is not recordings[1] and [p.name for p in recordings[1].probes] == [p.name for p in probes]
+    assert not np.array_equal(recordings[0].frames[-1].top_p, recordings[1].frames[-1].top_p)  # two models
+    # the frames go out as they are recorded, as a single training's do: 2 models × 2 epochs
+    assert [f.epoch for f in got if isinstance(f, ProbeFrame)] == [1, 2, 1, 2]
+    assert train_repeats(data, preset("seed"), SETTINGS, config, 2, listener=Log()).members[0].recording is None
 
 
 @pytest.mark.parametrize("count,keep", [(1, "best"), (21, "best"), (2, "worst")])

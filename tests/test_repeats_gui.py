@@ -10,6 +10,7 @@ from cnndesk.ui.runs_view import GROUP
 
 from conftest import make_image, write_dataset
 from test_app import drop_paths, set_epochs
+from test_runs import select_cell
 
 
 def choose_repeats(w, qtbot, count: int, keep: str) -> None:
@@ -103,3 +104,34 @@ def test_train_x2_keeping_the_best_calibrates_it_as_one_training_does(window, qt
     assert kept.trust is not None and kept.trust.get("temperature")  # kept with the run, saved with the project
     assert "confidences calibrated, T = " in w.viewer_panel.model_label.text()
     assert all(r.trust is None for r in w.state.runs if r.id != kept.id)
+
+
+def test_train_x2_with_a_probe_shows_the_kept_models_epochs_and_each_run_keeps_its_recording(window, qtbot, tmp_path):
+    w = window
+    data = write_dataset(tmp_path / "tiny", per_class=12)
+    w.dataset_panel.load_folder(str(data))
+    qtbot.waitUntil(lambda: w.state.data is not None and w.state.data.root == data, timeout=20000)
+    w.tabs.setCurrentIndex(w.TAB_TRAIN)
+    view = w.probe_view
+    drop_paths(view, [data / "left" / "left_03.png"])
+    assert [view.probe_list.item(i).text() for i in range(view.probe_list.count())] == ["left_03.png"]
+    set_epochs(w, qtbot, 2)
+    choose_repeats(w, qtbot, 2, "best")
+    qtbot.mouseClick(w.training_panel.train_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.recording is not None and bool(view.recording.frames), timeout=120000)  # live
+    qtbot.waitUntil(lambda: not w.state.training, timeout=120000)
+    kept = w.state.model.run
+    # the engine's recording of the kept model, with the probe's true class
+    qtbot.waitUntil(lambda: view.recording is not None and view.recording.probes[0].true_class is not None,
+                    timeout=30000)
+    assert view.slider.maximum() == 1 and view.epoch_label.text() == "Epoch 2 of 2"
+    table = w.training_panel.runs_view.table
+    assert all("a probe recording of 2 frames" in table.item(i, 0).toolTip() for i in range(2))
+    shown = view.top_text(0)
+
+    # the other model's run brings back its own recording
+    other = next(i for i, r in enumerate(w.state.runs) if r.id != kept)
+    select_cell(w, qtbot, w.state.runs[other].name, 1)
+    qtbot.mouseClick(w.training_panel.runs_view.restore_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state.model.run == w.state.runs[other].id and not w.state.busy, timeout=60000)
+    qtbot.waitUntil(lambda: view.epoch_label.text() == "Epoch 2 of 2" and view.top_text(0) != shown, timeout=30000)

@@ -23,7 +23,7 @@ from cnndesk.cli import main
 from cnndesk.core.project.store import open_project, Project, save_project
 from cnndesk.core.training.runs import find_run, new_run, next_run_name, Run, run_before
 from cnndesk.core.errors import UserError
-from cnndesk.core.intervals import proportion_interval, with_interval
+from cnndesk.core.intervals import interval_range, proportion_interval, with_interval
 from cnndesk.ui.runs_view import BEST_ACC, DATASET, FINAL, NOTE
 
 from conftest import make_image, write_dataset
@@ -380,9 +380,11 @@ def test_runs_are_kept_compared_restored_and_reopened_in_the_app(window, qtbot, 
     n_val = len(w.state.data.val_index)
     for i, run in enumerate(w.state.runs):
         best = max(r["val_accuracy"] for r in run.history)
-        assert table.item(i, BEST_ACC).text() == with_interval(best, n_val)
-        assert "(95 % interval " in table.item(i, BEST_ACC).text()
-        assert table.item(i, FINAL).text().endswith(f", {n_val} images)")
+        assert table.item(i, BEST_ACC).text() == f"{best:.3f} ({interval_range(best, n_val, 2)})"
+        assert table.item(i, BEST_ACC).toolTip().startswith(f"Best validation accuracy {with_interval(best, n_val)}")
+        final = run.history[-1]["val_accuracy"]
+        assert table.item(i, FINAL).text().endswith(f" / {final:.3f} ({interval_range(final, n_val, 2)})")
+        assert f"validation accuracy {with_interval(final, n_val)}" in table.item(i, FINAL).toolTip()
     qtbot.waitUntil(lambda: all(r.file for r in w.state.runs), timeout=20000)  # weights kept on disk
 
     # both ticked: both drawn on the chart beside the current run
@@ -584,6 +586,59 @@ def test_a_run_that_ends_while_a_name_is_being_typed_neither_closes_the_editor_n
     qtbot.keyClick(editor, Qt.Key_Return)
     qtbot.waitUntil(lambda: view.run_names() == ["Run 0", "Run 1", "Run 2"], timeout=5000)  # shown once it closed
     assert renamed == [("a", "baseline")]
+
+
+def _group_of_runs(folder: str) -> list:
+    """A single run and a Train ×3 that kept an ensemble, as the runs list gets them, on ``folder``."""
+    import time
+
+    from cnndesk.core.intervals import Spread
+
+    def row(epoch, acc):
+        return {"epoch": epoch, "loss": 1.0532, "accuracy": 0.8, "val_loss": 0.6331, "val_accuracy": acc,
+                "val_images": 39}
+
+    spread = Spread((0.513, 0.949, 0.897), 39).to_json()
+    names = ("brick", "grass", "gravel")
+    runs = [Run("a", "Run 1", time.time(), names, dataset_path=folder, history=(row(1, 0.5), row(2, 0.949)))]
+    runs += [Run(i, f"Run {n}", time.time(), names, dataset_path=folder, history=(row(1, acc),), group="b",
+                 spread=spread) for n, (i, acc) in enumerate((("b", 0.513), ("c", 0.949), ("d", 0.897)), 2)]
+    runs.append(Run("e", "Run 5", time.time(), names, dataset_path=folder, history=(row(1, 0.923),), group="b",
+                    spread=spread, members=("b", "c", "d")))
+    return runs
+
+
+@pytest.mark.parametrize("width,whole", [(1240, False), (1560, True)])  # in a window 1280 and 1600 pixels wide
+def test_every_column_of_the_runs_list_is_in_sight_at_1280_to_1600_pixels_with_its_intervals_short(qtbot, width,
+                                                                                                     whole):
+    from conftest import shown
+    from cnndesk.ui.runs_view import GROUP, RunsView
+
+    view = shown(qtbot, RunsView(), width, 300)
+    folder = "/data/textures-photographed-in-the-garden-and-on-the-street"
+    view.set_runs(_group_of_runs(folder), "e")
+    table = view.table
+    header = table.horizontalHeader()
+    for column in range(table.columnCount()):  # each in sight without scrolling sideways, its header readable
+        left, wide = table.columnViewportPosition(column), table.columnWidth(column)
+        said = table.horizontalHeaderItem(column).text()
+        assert wide >= header.sectionSizeHint(column), said
+        assert 0 <= left and left + wide <= table.viewport().width(), said
+    group = table.columnViewportPosition(GROUP) + table.columnWidth(GROUP)
+    assert group <= table.viewport().width() and table.horizontalScrollBar().maximum() == 0
+    # the interval in short, the whole sentence on hover
+    assert table.item(1, BEST_ACC).text() == "0.513 (0.36–0.66)"
+    assert f"Best validation accuracy {with_interval(0.513, 39)}" in table.item(1, BEST_ACC).toolTip()
+    assert table.item(0, FINAL).text() == "1.053 / 0.800 / 0.633 / 0.949 (0.83–0.99)"
+    assert (f"validation loss 0.633, validation accuracy {with_interval(0.949, 39)}"
+            in table.item(0, FINAL).toolTip())
+    assert table.item(4, GROUP).text() == "ensemble of 3 · mean 0.79, 0.51–0.95"
+    assert "lowest 0.513, highest 0.949" in table.item(4, GROUP).toolTip()
+    # a long folder name is whole where there is room, else elided in the middle (it keeps its end, the class
+    # count); the whole path is on hover
+    cell = table.item(0, DATASET)
+    assert (table.columnWidth(DATASET) > table.fontMetrics().horizontalAdvance(cell.text())) == whole
+    assert folder in cell.toolTip()
 
 
 def test_runs_of_two_datasets_say_which_and_a_restored_run_keeps_its_own_classes(window, qtbot, tmp_path):

@@ -20,7 +20,8 @@ from PySide6.QtCore import Qt
 from scipy.optimize import minimize_scalar
 
 from cnndesk.core.model.calibration import log_loss
-from cnndesk.core.work.trust import ModelHeads
+from cnndesk.core.work.novelty import signal_reason
+from cnndesk.core.work.trust import ModelHeads, Trust
 from cnndesk.ui.trust_views import UNLIKE_TEXT
 
 from conftest import write_dataset
@@ -94,7 +95,11 @@ def test_training_calibrates_flags_foreign_images_and_shows_the_reliability_diag
     drop_paths(v, [*held, noise])
     qtbot.waitUntil(lambda: v.strip.count() == len(held) + 1, timeout=30000)
     assert banner_shown_for(w, qtbot, len(held))
-    assert v.unlike_banner.text() == UNLIKE_TEXT
+    # with why: what the least likely of the signals says of it
+    novelty = Trust.from_json(run.trust).novelty
+    reasons = {signal_reason(g.source) for g in novelty.signals}
+    first, reason = v.unlike_banner.text().split("\n")
+    assert first == UNLIKE_TEXT and reason in reasons
     flagged = [banner_shown_for(w, qtbot, i) for i in range(len(held))]
     # a new image like the validation ones passes with probability 95 % at least: of ten, two flagged is already
     # rare (1.2 %), more a failure

@@ -96,7 +96,7 @@ def _parse_augment(text: str) -> tuple[str, ...]:
 
 
 def _repeats(text: str) -> int:
-    from ..core.training.repeats import MOST
+    from ..core.training.repeat_runs import MOST
 
     return whole_number(text, 1, MOST, what=f"a whole number of models, 1 to {MOST}",
                         out_of_range=f"must be 1 to {MOST}")
@@ -157,8 +157,8 @@ def cmd_train(args, fit=None, save=None) -> int:
     from ..core.project.session import thin
 
     layers = _train_layers(args)
-    if args.repeats > 1 and (fit is not None or args.probe):
-        raise UserError(f"--repeats cannot be combined with {'--distributed' if fit is not None else '--probe'}.")
+    if args.repeats > 1 and fit is not None:
+        raise UserError("--repeats cannot be combined with --distributed.")
     if args.repeats == 1 and (args.resplit or args.keep != "best"):
         raise UserError(f"{'--resplit' if args.resplit else '--keep'} goes with --repeats N (N of 2 or more).")
     config = DatasetConfig(Preprocessing(_image_size(args, layers), args.color), args.val_split, args.seed,
@@ -232,7 +232,8 @@ def cmd_train(args, fit=None, save=None) -> int:
                 print(text, file=sys.stderr)
 
     if args.repeats > 1:
-        return _train_repeats(args, data, layers, settings, config, runs, Listener())
+        return _train_repeats(args, data, layers, settings, config, runs, Listener(),
+                              probes.probes if probes is not None else ())
     recorder = None
     if probes is not None:
         from ..core.training.probes import ProbeRecorder
@@ -286,15 +287,20 @@ def cmd_train(args, fit=None, save=None) -> int:
     return 0
 
 
-def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
+def _train_repeats(args, data, layers, settings, config, runs, listener, probes) -> int:
     """``train --repeats N``: N models, each a run of the project; the kept one (the best, or their ensemble) is
-    the project's model; the spread of their validation accuracy is printed (and in the ``done`` event)."""
+    the project's model; the spread of their validation accuracy is printed (and in the ``done`` event). With
+    ``probes`` (``--probe``) each model records them as one training does: each run keeps its recording, and the
+    best kept is saved with its own, as a single training's model."""
     import dataclasses
     import tempfile
 
     from ..core.intervals import with_interval
     from ..core.project.store import new_run_id, Project, save_project
-    from ..core.training.repeats import group_runs, kept_run_id, train_repeats
+    from ..core.training.probes import recording_summary
+    from ..core.training.repeat_runs import group_runs, kept_run_id
+    from ..core.training.repeats import train_repeats
+    from ..core.training.runs import KeptRun
 
     ids = [new_run_id() for _ in range(args.repeats)]
     ensemble_id = new_run_id() if args.keep == "ensemble" else None
@@ -306,17 +312,19 @@ def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
                   f"{with_interval(acc, len(member.data.val_index))}", file=sys.stderr)
 
     repeats = train_repeats(data, layers, settings, config, args.repeats, keep=args.keep, resplit_each=args.resplit,
-                            listener=listener, on_member=said)
+                            listener=listener, on_member=said, probes=probes)
     ids = ids[:len(repeats.members)]
     kept = kept_run_id(repeats, ids, ensemble_id)
     with tempfile.TemporaryDirectory(prefix="cnndesk-repeats-") as scratch:
         group = group_runs(runs, repeats, ids, ensemble_id=ensemble_id, class_names=data.class_names,
                            dataset_path=args.dataset, preset=args.preset, layers=layers)
         placed = []
-        for run, member in zip(group, repeats.members):  # the members' weights, which the save copies in
+        for run, member in zip(group, repeats.members):  # the members' weights and recordings, which the save copies in
             path = Path(scratch) / f"{run.id}.keras"
             member.result.model.save(path)
-            placed.append(run.at(str(path)))
+            recording = member.recording
+            placed.append(run.kept_at(KeptRun(str(path)) if recording is None else KeptRun(
+                str(path), str(recording.save(Path(scratch) / f"{run.id}.probes")), recording_summary(recording))))
         group = placed + group[len(placed):]
         if repeats.kept == "best":  # the kept model's temperature and novelty statistics, as a single run's
             from ..core.work.trust import measure_trust
@@ -328,7 +336,10 @@ def _train_repeats(args, data, layers, settings, config, runs, listener) -> int:
         project = Project(dataset_path=current.dataset_path, class_names=data.class_names, dataset=current.dataset,
                           preset=args.preset, layers=layers, settings=current.settings, history=list(current.history),
                           best_epoch=current.best_epoch, run=kept, runs=[*runs, *group])
-        folder = save_project(args.project, project, repeats.model)
+        kept_recording = repeats.members[repeats.best].recording if repeats.kept == "best" else None
+        folder = save_project(args.project, project, repeats.model, probes=kept_recording)
+    if kept_recording is not None:
+        _report_probes(folder, kept_recording, args.json)
     acc = repeats.history[-1].get("val_accuracy") if repeats.history else None
     if args.json:
         emit_json({"event": "done", "project": str(folder), "val_accuracy": acc, "runs": ids, "kept_run": kept,

@@ -529,7 +529,8 @@ class ViewerBinding(QObject):
                 continue
             # the picture is decoded once in the engine, with the model's input
             im = Classified(label, path, model, top=tuple(tuple(t) for t in r.top), probabilities=r.probabilities,
-                            prepared=r.image, display=r.display, true_class=true_class, unlike=r.unlike)
+                            prepared=r.image, display=r.display, true_class=true_class, unlike=r.unlike,
+                            unlike_reason=r.unlike_reason)
             if r.inspection is not None:
                 self._came_with[im] = r.inspection
             if maps_coming:
@@ -795,6 +796,7 @@ def bind_window(window) -> None:
     window.training_panel.previous_requested.connect(window.runs.bring_back)
     window.training.started.connect(lambda: window.tabs.setCurrentIndex(window.TAB_TRAIN))
     window.training.probe_frame.connect(window.probes.show_live_frame)
+    window.repeats.probe_frame.connect(window.probes.show_live_frame)
     window.models.opened.connect(lambda: window.tabs.setCurrentIndex(window.TAB_VIEWER))
     window.viewer_panel.paths_dropped.connect(
         lambda paths: window.folder_work.dropped_on_viewer(paths, window.handle_dropped_paths))

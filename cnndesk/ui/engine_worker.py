@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from ..core import fsutil
 from ..core.app_log import log
 from ..core.errors import Cancelled, UserError
+from ..core.training.probes import known_labels, load_probes
 from ..core.training.runs import KeptRun, Run
 from ..core.project.session import ModelInfo, ModelOpened, ProjectOpened, RunRestored, Runtime, Trained, TrainedGroup
 from ..core.tasks import TaskState
@@ -232,28 +233,34 @@ class EngineWorker(QObject):
         return trust
 
     @cancellable
-    def train_repeats(self, data, layers, settings, config, count, keep="best", resplit=False, *, run_ids,
-                      ensemble_id=None, spec: tuple | None = None, task: TaskState) -> TrainedGroup:
-        """Train ×``count`` (``core.training.repeats``): each member's weights written to the scratch folder as run
-        ``run_ids[i]`` when it ends; the model kept (the best member's, or the ensemble as run ``ensemble_id``)
-        becomes current with its inspector. Reports go through ``task`` (a ``MemberStarted`` before each model);
-        Stop (``task``'s cancel) stops the model training now and trains no more."""
+    def train_repeats(self, data, layers, settings, config, count, keep="best", resplit=False, probes=(),
+                      probe_every_batches=0, *, run_ids, ensemble_id=None, spec: tuple | None = None,
+                      task: TaskState) -> TrainedGroup:
+        """Train ×``count`` (``core.training.repeats``): each member's weights (and its recording of the ``probes``,
+        image files, as ``train`` records them) written to the scratch folder as run ``run_ids[i]`` when it ends;
+        the model kept (the best member's, with its recording, or the ensemble as run ``ensemble_id``, which has
+        none) becomes current with its inspector. Reports go through ``task`` (a ``MemberStarted`` before each
+        model, the probe frames as they come); Stop (``task``'s cancel) stops the model training now and trains
+        no more."""
         from ..core.training.model_pool import return_freed_memory
-        from ..core.training.repeats import kept_run_id, train_repeats
+        from ..core.training.repeat_runs import kept_run_id
+        from ..core.training.repeats import train_repeats
         from ..core.training.runs import RUN_ID
 
         if not all(RUN_ID.match(r) for r in [*run_ids, *([ensemble_id] if ensemble_id else [])]):
             raise UserError("A run id is not one of cnndesk's.")
-        files, errors = {}, []
+        kept_runs, errors = {}, []
+        images = load_probes(list(probes), data.preprocessing, data.class_names, known_labels(data)) if probes else ()
 
         def write_member(i, member):
             try:
-                files[run_ids[i]] = self._write_run(member.result.model, run_ids[i])
+                kept_runs[run_ids[i]] = self._keep_files(member.result.model, member.recording, run_ids[i])
             except (OSError, UserError) as e:
                 errors.append(str(e))
 
         repeats = train_repeats(data, layers, settings, config, count, keep=keep, resplit_each=resplit, state=task,
-                                on_member=write_member, excluded_rows=_left_out(data))
+                                on_member=write_member, excluded_rows=_left_out(data), probes=images,
+                                probe_every_batches=probe_every_batches)
         kept = kept_run_id(repeats, run_ids, ensemble_id)
         inspector = self._inspector_for(repeats.model, data.class_names, data.preprocessing)
         if self.model is not None and repeats.model is not self.model:
@@ -263,16 +270,20 @@ class EngineWorker(QObject):
             trust = self._measure_trust(repeats.model, repeats.members[repeats.best].data, task,
                                         self._heads_of(repeats.model, data.preprocessing))
         self._set_model(repeats.model, inspector, kept, trust)
+        if repeats.kept == "best" and repeats.members[repeats.best].recording is not None:
+            self._recordings[repeats.model] = repeats.members[repeats.best].recording
+        else:  # an ensemble was not trained epoch by epoch: its members' runs have their recordings
+            self._recordings.pop(repeats.model, None)
         if repeats.kept == "ensemble":
             try:
-                files[kept] = self._write_run(repeats.model, kept)
+                kept_runs[kept] = self._keep_files(repeats.model, None, kept)
             except (OSError, UserError) as e:
                 errors.append(str(e))
         return_freed_memory()
         light = dataclasses.replace(repeats, model=None, members=[
-            dataclasses.replace(m, result=dataclasses.replace(m.result, model=None), data=None)
+            dataclasses.replace(m, result=dataclasses.replace(m.result, model=None), data=None, recording=None)
             for m in repeats.members])
-        return TrainedGroup(light, ModelInfo.trained(inspector, kept, spec, self._before(), trust), kept, files,
+        return TrainedGroup(light, ModelInfo.trained(inspector, kept, spec, self._before(), trust), kept, kept_runs,
                             errors[0] if errors else None, None if trust is None else trust.to_json())
 
     def _write_run(self, model, run_id: str) -> str:
@@ -399,7 +410,7 @@ class EngineWorker(QObject):
                 out.append(Seen(result[0], error=result[1]))
             else:
                 out.append(Seen(result.path, tuple(result.top), result.probabilities, result.image, result.display,
-                                unlike=self._unlike(result.image)))
+                                **self._unlike(result.image)))
         return out
 
     def _predict_and_look(self, path, k, look_inside: dict) -> Seen:
@@ -416,7 +427,7 @@ class EngineWorker(QObject):
 
         def prediction(probs, inspection=None) -> Seen:
             return Seen(str(path), tuple(ins.top_k(probs, k)), probs, prepared, picture, inspection=inspection,
-                        unlike=unlike)
+                        **unlike)
 
         # the prediction goes to the viewer as soon as it is known; the maps follow. When the pass that taps
         # every map is quick, the prediction comes from a plain pass first (a small model's taps cost a large
@@ -444,7 +455,7 @@ class EngineWorker(QObject):
                 continue
             probs = ins.probabilities(arr)[0]
             out.append(Seen(labels[i] if labels else None, tuple(ins.top_k(probs, k)), probs, arr, img,
-                            unlike=self._unlike(arr)))
+                            **self._unlike(arr)))
         return out
 
     def inspect(self, image, class_index=None, layer=None, cam_method="hirescam", shown_layer=None,
@@ -528,14 +539,15 @@ class EngineWorker(QObject):
         report["calibrated"] = trust is not None and trust.calibration is not None
         return report
 
-    def _unlike(self, prepared) -> bool | None:
-        """Whether the prepared image is unlike the current model's training images (``core.work.novelty``); None
-        when the model keeps no statistics to tell."""
+    def _unlike(self, prepared) -> dict:
+        """``Seen``'s ``unlike``: whether the prepared image is unlike the current model's training images
+        (``core.work.novelty``; None when the model keeps no statistics to tell), and ``unlike_reason``: why."""
         trust = self._trusts.get(self.model) if self.model is not None else None
         if trust is None or trust.novelty is None:
-            return None
+            return {"unlike": None}
         signals, _ = self._heads_of_current()(prepared)
-        return bool(trust.novelty.unlike(signals)[0])
+        reason = trust.novelty.reasons(signals)[0]
+        return {"unlike": bool(reason), "unlike_reason": reason}
 
     def _heads_of_current(self):
         """The current model's ``core.work.trust.ModelHeads`` (its novelty signals and logits), fed as the viewer
@@ -635,15 +647,18 @@ class EngineWorker(QObject):
             raise UserError("There is no trained model to keep.")
         if not RUN_ID.match(run_id):
             raise UserError(f"{run_id!r} is not a run id.")
-        path = self._write_run(self.model, run_id)
-        folder = self._scratch_folder() / run_id
-        recording = self._recordings.get(self.model)
-        if recording is None:
-            return KeptRun(path)
+        return self._keep_files(self.model, self._recordings.get(self.model), run_id)
+
+    def _keep_files(self, model, recording, run_id: str) -> KeptRun:
+        """Write ``model`` and its probe ``recording`` (None: it has none) to the scratch folder as run ``run_id``."""
         from ..core.training.probes import recording_summary
         from ..core.training.runs import PROBES_DIR
 
-        kept = KeptRun(path, str(recording.save(folder / PROBES_DIR)), recording_summary(recording))
+        path = self._write_run(model, run_id)
+        if recording is None:
+            return KeptRun(path)
+        kept = KeptRun(path, str(recording.save(self._scratch_folder() / run_id / PROBES_DIR)),
+                       recording_summary(recording))
         self._run_probes[run_id] = (kept.probe_dir, kept.probes)
         return kept
 

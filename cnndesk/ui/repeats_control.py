@@ -7,8 +7,8 @@ One press of Train with ×N above 1, read from the button (docs/architecture.md,
         one state write: activity TRAINING (and a fresh history)
         one engine job:  EngineWorker.train_repeats trains the N models, writes each one's weights, makes the kept
                          one current and answers with all of it (``TrainedGroup``)
-        its reports:     "Model 2 of 5" (``MemberStarted``) clears the chart for that model; batches and epochs are
-                         drawn as for one training; Stop (activity STOPPING) cancels the job: no further model
+        its reports:     "Model 2 of 5" (``MemberStarted``) clears the chart for that model; batches, epochs and
+                         probe frames are shown as for one training; Stop (activity STOPPING) cancels the job: no further model
     RepeatsControl._on_trained
         one state write: the kept model, its history, the N runs (and the ensemble's) of one group with their
         spread, idle
@@ -24,7 +24,8 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QSpinBox, QWidg
 from ..core.model.architecture import run_epochs
 from ..core.project.session import IDLE, SessionState, STOPPING, thin, TrainedGroup, TRAINING
 from ..core.project.store import new_run_id
-from ..core.training.repeats import group_runs, MemberStarted, MOST
+from ..core.training.probes import ProbeFrame
+from ..core.training.repeat_runs import group_runs, MemberStarted, MOST
 from ..core.training.runs import batch_point
 from .engine import Engine
 from .engine_worker import EngineWorker
@@ -82,10 +83,12 @@ class RepeatsControl(QObject):
     Signals:
         error(str, str): a title and message for an error box.
         status(str, int): a message for the status bar and how long to show it (ms).
+        probe_frame(ProbeFrame): a frame of the probe recording of the model training now.
     """
 
     error = Signal(str, str)
     status = Signal(str, int)
+    probe_frame = Signal(object)
 
     def __init__(self, state: SessionState, engine: Engine, panel: TrainingPanel, settings: QSettings,
                  parent: QObject | None = None):
@@ -127,7 +130,7 @@ class RepeatsControl(QObject):
         self.panel.training_started(run_epochs(settings, layers), False, 0)
         self._job = self.engine.submit(
             EngineWorker.train_repeats, data, layers, settings, state.dataset_config, count, keep,
-            self.choice.resplit.isChecked(), run_ids=run_ids, ensemble_id=ensemble_id,
+            self.choice.resplit.isChecked(), list(state.probe_images), run_ids=run_ids, ensemble_id=ensemble_id,
             spec=(layers, state.preset, settings), on_done=lambda answer: self._on_trained(answer, run_ids, ensemble_id),
             on_error=self._on_failed, on_report=self._on_report)
         return True
@@ -147,6 +150,8 @@ class RepeatsControl(QObject):
             self.panel.set_stage(f"Model {report.index} of {report.count}")
         elif isinstance(report, str):
             self.panel.add_note(report)
+        elif isinstance(report, ProbeFrame):  # each model's frames follow the last one's (a restart at epoch 1)
+            self.probe_frame.emit(report)
         elif hasattr(report, "batch"):
             self.panel.on_batch(report, stopping=self.state.activity == STOPPING)
             if self._batches:
@@ -162,7 +167,7 @@ class RepeatsControl(QObject):
         runs = group_runs(state.runs, repeats, ids, ensemble_id=ensemble_id, class_names=answer.model.class_names,
                           dataset_path=state.dataset_path, preset=state.preset, layers=list(state.layers),
                           batch_losses=[thin(b) for b in self._batches])
-        runs = [r.at(answer.files.get(r.id)) for r in runs]
+        runs = [r.kept_at(answer.kept_runs.get(r.id)) for r in runs]
         if answer.trust is not None:  # the kept member's trust goes with its run, as for one training
             runs = [dataclasses.replace(r, trust=answer.trust) if r.id == answer.kept_run else r for r in runs]
         kept = next(r for r in runs if r.id == answer.kept_run)

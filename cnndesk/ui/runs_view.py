@@ -12,17 +12,21 @@ from pathlib import Path
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-    QWidget,
+    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QStyledItemDelegate, QStyleOptionViewItem,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from ..core.data.scanning import printable
-from ..core.intervals import interval_phrase
+from ..core.intervals import interval_range, Spread, with_interval
 
-COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Final loss / acc / val loss / val acc",
-           "Dataset", "Group", "Note")
-NAME, DATE, EPOCHS, BEST_ACC, BEST_LOSS, FINAL, DATASET, GROUP, NOTE = range(len(COLUMNS))
+# the group beside the figures it is the spread of; the long cells (the last epoch's figures, the dataset) after them
+COLUMNS = ("Run", "Date", "Epochs", "Best val acc", "Best val loss", "Group",
+           "Final loss / acc / val loss / val acc", "Dataset", "Note")
+NAME, DATE, EPOCHS, BEST_ACC, BEST_LOSS, GROUP, FINAL, DATASET, NOTE = range(len(COLUMNS))
 ID_ROLE = Qt.UserRole
+#: the dataset column's width when the table has no room to spare, in average characters (its cells are elided in
+#: the middle; the whole path is in the tooltip, and the column can be dragged wider)
+DATASET_CHARS = 22
 
 
 def _number(value, fmt: str = ".3f") -> str:
@@ -30,35 +34,80 @@ def _number(value, fmt: str = ".3f") -> str:
 
 
 #: what the accuracy columns' headers say on hover
-INTERVAL_TIP = ("A validation accuracy is shown with its 95 % interval (Wilson score) and the number of validation "
-                "images it was measured on: on a few dozen images it could as well be anywhere in that interval.")
+INTERVAL_TIP = ("A validation accuracy is shown with its 95 % interval (Wilson score) in brackets, \"0.949 "
+                "(0.83–0.99)\": on a few dozen validation images it could as well be anywhere in that interval. Hover "
+                "over a cell for the number of images.")
 #: what a run of an older cnndesk, which did not record its validation images, says on hover over its accuracies
 UNRECORDED_TIP = ("The number of validation images was not recorded with this run (an older cnndesk), so its "
                   "accuracy is shown without its interval.")
 
 
+def short_interval(accuracy: float, n: int | None) -> str:
+    """"0.949 (0.83–0.99)": an accuracy with its 95 % interval in two decimals, for a cell whose header and tooltip
+    say what the brackets are; the figure alone when its number of images is unknown (None) or 0."""
+    return f"{accuracy:.3f} ({interval_range(accuracy, n, 2)})" if n else f"{accuracy:.3f}"
+
+
 def final_text(run) -> str:
-    """"0.512 / 0.800 / 0.633 / 0.750 (95 % interval 0.531–0.888, 20 images)": the last epoch's figures (– for one
-    not recorded), its validation accuracy with its interval when its number of images was recorded."""
+    """"0.512 / 0.800 / 0.633 / 0.750 (0.53–0.89)": the last epoch's figures (– for one not recorded), its
+    validation accuracy with its interval when its number of images was recorded."""
     final = run.final
     text = " / ".join(_number(final.get(k), f) for k, f in (("loss", ".3f"), ("accuracy", ".3f"),
-                                                            ("val_loss", ".3f"), ("val_accuracy", ".3f")))
-    if final.get("val_accuracy") is not None and final.get("val_images"):
-        text += f" ({interval_phrase(final['val_accuracy'], final['val_images'])})"
-    return text
+                                                            ("val_loss", ".3f")))
+    acc = final.get("val_accuracy")
+    return f"{text} / {'–' if acc is None else short_interval(acc, final.get('val_images'))}"
+
+
+def final_item(run) -> QTableWidgetItem:
+    """The last epoch's figures (``final_text``), named in full on hover, the validation accuracy with its interval
+    and number of images ("validation accuracy 0.750 (95 % interval 0.531–0.888, 20 images)")."""
+    final = run.final
+    item = QTableWidgetItem(final_text(run))
+    if not final:
+        return item
+    names = (("loss", "training loss"), ("accuracy", "training accuracy"), ("val_loss", "validation loss"))
+    said = [f"{name} {_number(final.get(key))}" for key, name in names]
+    acc, n = final.get("val_accuracy"), final.get("val_images")
+    said.append(f"validation accuracy {with_interval(acc, n) if n or acc is None else _number(acc)}")
+    item.setToolTip(f"Last epoch ({final.get('epoch', len(run.history))}): {', '.join(said)}."
+                    + (f"\n{UNRECORDED_TIP}" if acc is not None and not n else ""))
+    return item
 
 
 def best_accuracy_item(run) -> QTableWidgetItem:
-    """The best validation accuracy with its interval ("0.949 (95 % interval 0.831–0.986, 39 images)"), the figure
-    alone for a run of an older cnndesk (the tooltip says its number of images is unknown)."""
+    """The best validation accuracy with its interval ("0.949 (0.83–0.99)"; the whole sentence, "0.949 (95 %
+    interval 0.831–0.986, 39 images)", on hover), the figure alone for a run of an older cnndesk (the tooltip says
+    its number of images is unknown)."""
     best = run.best("val_accuracy")
-    if best is not None and run.val_images is None:
+    if best is None:
+        return QTableWidgetItem("–")
+    if run.val_images is None:
         item = QTableWidgetItem(_number(best))
         item.setToolTip(UNRECORDED_TIP)
         return item
-    item = QTableWidgetItem(run.best_accuracy_text())
-    item.setToolTip(INTERVAL_TIP)
+    item = QTableWidgetItem(short_interval(best, run.val_images))
+    item.setToolTip(f"Best validation accuracy {run.best_accuracy_text()}.\n{INTERVAL_TIP}")
     return item
+
+
+def group_item(run) -> QTableWidgetItem:
+    """"one of ×3 · mean 0.72, 0.51–0.95" (``Run.group_text`` in two decimals), the figures in full on hover."""
+    item = QTableWidgetItem(run.group_text(2))
+    spread = Spread.from_json(run.spread)
+    if run.group and spread is not None and spread.values:
+        what = (f"An ensemble averaging the {len(run.members)} models of its group" if run.members else
+                f"One of {len(spread.values)} models trained alike with seeds one apart")
+        item.setToolTip(f"{what}; {spread.describe()} (the range is lowest–highest, not an interval).")
+    return item
+
+
+class _MiddleElided(QStyledItemDelegate):
+    """Cells elided in the middle: a long folder name keeps its end ("handwri…folder · 3 classes")."""
+
+    def paint(self, painter, option, index):
+        option = QStyleOptionViewItem(option)
+        option.textElideMode = Qt.ElideMiddle
+        super().paint(painter, option, index)
 
 
 def dataset_item(run) -> QTableWidgetItem:
@@ -104,7 +153,14 @@ class RunsView(QWidget):
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(DATASET, QHeaderView.Interactive)  # fitted to the room (_fit_dataset_column)
         header.setSectionResizeMode(NOTE, QHeaderView.Stretch)
+        self.table.setWordWrap(False)  # one line a row: a long cell is elided, not cut after its first word
+        self._dataset_delegate = _MiddleElided(self.table)
+        self.table.setItemDelegateForColumn(DATASET, self._dataset_delegate)
+        self._dataset_width = None  # the dataset column's width as last fitted (a width dragged since stays)
+        # the note column stretches with the table: the dataset column takes what room there is
+        header.sectionResized.connect(lambda column, _old, _new: column == NOTE and self._fit_dataset_column())
         rows = self.table.verticalHeader()
         rows.setDefaultSectionSize(self.table.fontMetrics().height() + 8)  # one line of text a row, as in a list
         # three runs in sight, with a horizontal scroll bar too; more scroll (the chart above keeps its room)
@@ -156,6 +212,7 @@ class RunsView(QWidget):
                 for i, run in enumerate(self._runs):
                     if run.id == selected:
                         self.table.selectRow(i)
+        self._fit_dataset_column()
         self._update_buttons()
         self._ticked = self.overlaid()
         if self._ticked != ticked:  # a ticked run was deleted
@@ -183,8 +240,8 @@ class RunsView(QWidget):
         cells = {NAME: name, DATE: QTableWidgetItem(date), EPOCHS: QTableWidgetItem(str(run.epochs)),
                  BEST_ACC: best_accuracy_item(run),
                  BEST_LOSS: QTableWidgetItem(_number(run.best("val_loss"), ".4f")),
-                 FINAL: QTableWidgetItem(final_text(run)), DATASET: dataset_item(run),
-                 GROUP: QTableWidgetItem(run.group_text()), NOTE: QTableWidgetItem(run.note)}
+                 FINAL: final_item(run), DATASET: dataset_item(run),
+                 GROUP: group_item(run), NOTE: QTableWidgetItem(run.note)}
         for column, item in cells.items():
             if column not in (NAME, NOTE):
                 item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
@@ -197,6 +254,21 @@ class RunsView(QWidget):
             self.table.setItem(i, column, item)
         if current:
             self.table.item(i, DATE).setText(f"{date}  (current)")
+
+    def _fit_dataset_column(self) -> None:
+        """The dataset column as wide as its widest cell, if the table has the room (the note column keeps its
+        header's width), else at least ``DATASET_CHARS`` characters; unless the user dragged it to another width."""
+        table, header = self.table, self.table.horizontalHeader()
+        if self._dataset_width is not None and table.columnWidth(DATASET) != self._dataset_width:
+            return  # dragged by the user: theirs
+        others = sum(table.columnWidth(c) for c in range(table.columnCount()) if c not in (DATASET, NOTE))
+        room = table.viewport().width() - others - header.sectionSizeHint(NOTE)
+        least = max(table.fontMetrics().averageCharWidth() * DATASET_CHARS, header.sectionSizeHint(DATASET))
+        wanted = min(max(table.sizeHintForColumn(DATASET), header.sectionSizeHint(DATASET)), max(room, least))
+        if wanted != table.columnWidth(DATASET):
+            self._dataset_width = wanted
+            table.setColumnWidth(DATASET, wanted)
+        self._dataset_width = wanted
 
     def _name_of(self, run_id: str) -> str:
         return next((r.name for r in self._runs if r.id == run_id), run_id)

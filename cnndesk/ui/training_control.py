@@ -216,10 +216,7 @@ class TrainingControl(QObject):
                       dataset_path=state.dataset_path, preset=preset_name, layers=layers, settings=settings,
                       history=state.history, best_epoch=state.best_epoch, batch_loss=state.batch_loss,
                       parent=self._parent_run, kept_message=kept_message, trust=trust)
-        if kept is None:
-            return run
-        run = run.at(kept.file)
-        return run.with_probes(kept.probes, kept.probe_dir) if kept.probe_dir is not None else run
+        return run.kept_at(kept)
 
     def _on_failed(self, message: str) -> None:
         state = self.state

@@ -23,13 +23,16 @@ class UnlikeBanner(QLabel):
         super().__init__(UNLIKE_TEXT, parent, objectName="unlikeBanner", wordWrap=True)
         self.setStyleSheet("background: #fff3e0; color: #bf360c; border: 2px solid #ef6c00; border-radius: 6px; "
                            "padding: 6px; font-weight: bold")
-        self.setToolTip("Its features are farther from every class the model learned than those of 95 % of the "
-                        "validation images.")
+        self.setToolTip("In one of what the model sees of it (its last layer, a few conv/pool layers, its pixels, its "
+                        "colours) it is less likely than 95 % of the validation images.")
         self.setVisible(False)
 
     def show_for(self, image) -> None:
-        """Show the banner when ``image`` (a ``core.project.session.Classified``, or None) is flagged."""
-        self.setVisible(bool(image is not None and getattr(image, "unlike", None)))
+        """Show the banner, with why, when ``image`` (a ``core.project.session.Classified``, or None) is flagged."""
+        flagged = bool(image is not None and getattr(image, "unlike", None))
+        reason = getattr(image, "unlike_reason", "") if flagged else ""
+        self.setText(f"{UNLIKE_TEXT}\n{reason}" if reason else UNLIKE_TEXT)
+        self.setVisible(flagged)
 
 
 def calibration_sentence(report: dict | None, calibrated: bool) -> str:

@@ -106,7 +106,7 @@ class HeatMap:
 class Seen:
     """What the viewer is told of one image: its prediction, with the prepared model input (``image``) and a picture
     to show (``display``), or why there is none (``error``); ``inspection`` when its maps came from the same pass;
-    ``unlike`` whether it is unlike the training images.
+    ``unlike`` whether it is unlike the training images, and ``unlike_reason`` why, in words.
 
     ``path`` is the file, or the label of an image that came as data (None: it has none).
     """
@@ -119,6 +119,7 @@ class Seen:
     error: str | None = None
     inspection: Inspection | None = None
     unlike: bool | None = None  # unlike the training images (core.work.novelty); None: the model cannot tell
+    unlike_reason: str = ""  # what is unlike them (core.work.novelty.signal_reason); "" when it is not
 
 
 def predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], images_uint8, classes: int) -> np.ndarray:

@@ -163,6 +163,7 @@ class Classified:
         true_class: its class, when it was opened from the evaluation.
         unlike: whether it is unlike the training images (``core.work.novelty``); None when the model keeps no
             statistics to tell.
+        unlike_reason: what is unlike them, in words ("" when it is not).
     """
 
     label: str
@@ -175,6 +176,7 @@ class Classified:
     error: str | None = None
     true_class: str | None = None
     unlike: bool | None = None
+    unlike_reason: str = ""
 
     def relabeled(self, model: ModelInfo) -> "Classified | None":
         """What it shows when ``model`` holds: its verdict under ``model``'s class names when ``model`` is the model
@@ -215,14 +217,15 @@ class Trained:
 
 @dataclass(frozen=True)
 class TrainedGroup:
-    """A Train ×N ended (``core.training.repeats``): what ``train_repeats`` gave back (``Repeats`` with no models in
-    it: they stay in the engine's thread), the model kept, now held (as run ``kept_run``), and where each run's
-    weights were written (run id -> file; a run missing there could not be kept, ``kept_error`` says why)."""
+    """A Train ×N ended (``core.training.repeats``): what ``train_repeats`` gave back (``Repeats`` with no models or
+    recordings in it: they stay in the engine's thread), the model kept, now held (as run ``kept_run``), and where
+    each run's weights and probe recording were written (run id -> ``core.training.runs.KeptRun``; a run missing
+    there could not be kept, ``kept_error`` says why)."""
 
     repeats: Any
     model: ModelInfo
     kept_run: str
-    files: dict
+    kept_runs: dict
     kept_error: str | None = None
     trust: dict | None = None  # the kept best member's (``Trained.trust``); None for an ensemble, or not measured
 

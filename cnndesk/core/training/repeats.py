@@ -13,60 +13,50 @@ accuracies (``core.intervals.Spread``). It keeps one model of them:
   (``core.model.ensemble``), measured on the first member's validation images
   (not with ``resplit``: the other members trained on some of them).
 
-Each member is recorded as a run of its own by the caller (``core.training.runs.new_run``
-with the group's id), and an ensemble as one more run naming them (:func:`group_runs`).
+With probe images, each member records them epoch by epoch as a single training
+does (``core.training.probes``): its own recording, its frames reported as they come.
+
+Each member is recorded as a run of its own by the caller, and an ensemble as one
+more run naming them (``core.training.repeat_runs.group_runs``, which the window
+imports without Keras; this module trains, so it loads Keras).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..data.dataset import DatasetConfig, LoadedDataset, resplit
-from ..errors import UserError
 from ..intervals import Spread, with_interval
 from ..model.architecture import LayerSpec, TrainingSettings
 from ..model.ensemble import build_ensemble
+from ..model.inspection import predict_in_chunks
 from ..tasks import TaskState
-from .runs import new_run
+from .fitting import train
+from .probes import Probe, ProbeRecorder, ProbeRecording
+from .progress import TaskReports, TrainingListener, TrainResult
+from .repeat_runs import check_request, member_seeds, MemberStarted
 
-if TYPE_CHECKING:  # progress and fitting load Keras: imported when a training starts
-    from .progress import TrainingListener, TrainResult
-
-#: what a Train ×N keeps
-KEEP = ("best", "ensemble")
-#: the most models one Train ×N trains
-MOST = 20
 #: what is said of the best member kept: its validation figure chose it
 FLATTERS = ("Kept the best of {count} models by validation accuracy ({accuracy:.3f}, seed {seed}); that figure "
             "flatters it, since it was used to choose it: expect less on new images (the group's mean, "
             "{mean:.3f}, is the fairer guess).")
 
 
-@dataclass(frozen=True)
-class MemberStarted:
-    """Reported before each member trains: "Model 2 of 5 (seed 1338)"."""
-
-    index: int  # 1-based
-    count: int
-    seed: int
-
-    def __str__(self) -> str:
-        return f"Model {self.index} of {self.count} (seed {self.seed})"
-
-
 @dataclass
 class Member:
-    """One model of a Train ×N: its seed, what ``train`` gave back and the dataset split it trained on."""
+    """One model of a Train ×N: its seed, what ``train`` gave back, the dataset split it trained on and its
+    probe recording (None without probe images)."""
 
     seed: int
     result: TrainResult
     data: LoadedDataset
     config: DatasetConfig
     settings: TrainingSettings
+    recording: ProbeRecording | None = None
 
     @property
     def val_accuracy(self) -> float | None:
@@ -122,24 +112,12 @@ class Repeats:
                 "message": self.message, "cancelled": self.cancelled}
 
 
-def member_seeds(seed: int, count: int) -> list[int]:
-    """The seeds of a Train ×``count`` from ``seed``: the first is the seed a single training would use."""
-    return [seed + i for i in range(count)]
-
-
-def check_request(count: int, keep: str) -> None:
-    """Refuse a Train ×N that cannot be: too few or too many models, or an unknown thing to keep."""
-    if not 2 <= count <= MOST:
-        raise UserError(f"Train ×N trains between 2 and {MOST} models (asked for {count}).")
-    if keep not in KEEP:
-        raise UserError(f"Keep {keep!r}? Choose {' or '.join(KEEP)}.")
-
-
 def train_repeats(data: LoadedDataset, layers: list[LayerSpec], settings: TrainingSettings, config: DatasetConfig,
                   count: int, *, keep: str = "best", resplit_each: bool = False,
                   listener: TrainingListener | None = None, state: TaskState | None = None,
-                  fit: Callable[..., TrainResult] | None = None,
-                  on_member: Callable[[int, Member], None] | None = None, excluded_rows=()) -> Repeats:
+                  fit: Callable[..., TrainResult] = train,
+                  on_member: Callable[[int, Member], None] | None = None, excluded_rows=(),
+                  probes: Sequence[Probe] = (), probe_every_batches: int = 0) -> Repeats:
     """Train ``count`` models like one training would, with seeds ``settings.seed``, ``+1``, …; keep one of them.
 
     Args:
@@ -148,18 +126,17 @@ def train_repeats(data: LoadedDataset, layers: list[LayerSpec], settings: Traini
         config: the dataset's settings (its split and augmentation).
         listener: gets every member's reports, and a :class:`MemberStarted` sentence before each
             (``TaskReports(state)`` by default: ``state.report`` gets the ``MemberStarted`` itself).
-        state: Stop: its interruption request stops the member training now and trains no more.
+        state: Stop: its interruption request stops the member training now and trains no more. Its ``report``
+            gets each probe frame as it is recorded (``core.training.probes.ProbeFrame``), as a single training's.
         fit: ``fitting.train``'s stand-in (tests); called as it is.
         on_member: called with (index from 0, member) when each member ends (the app keeps its weights then).
+        probes: probe images each member records (``Member.recording``) after every epoch, and every
+            ``probe_every_batches`` batches when above 0.
 
     Raises:
-        UserError: see :func:`check_request`.
+        UserError: see ``repeat_runs.check_request``.
     """
     check_request(count, keep)
-    from .progress import TaskReports
-
-    if fit is None:
-        from .fitting import train as fit
     listener = listener or TaskReports(state)
     members: list[Member] = []
     for i, seed in enumerate(member_seeds(settings.seed, count)):
@@ -171,9 +148,15 @@ def train_repeats(data: LoadedDataset, layers: list[LayerSpec], settings: Traini
             listener.state.report(started)
         else:
             listener.on_message(str(started))
+        recorder = (ProbeRecorder(ProbeRecording(probes, member_data.class_names), member_data.preprocessing,
+                                  every_batches=probe_every_batches,
+                                  on_frame=state.report if state is not None else None) if probes else None)
         result = fit(member_data, layers, member_settings, listener, state, augment=config.augment,
-                     class_weights=config.class_weights)
-        member = Member(seed, result, member_data, member_config, member_settings)
+                     class_weights=config.class_weights, callbacks=(recorder.callback(),) if recorder else ())
+        if recorder is not None and recorder.recording.note:
+            listener.on_message(recorder.recording.note)  # why the recording stopped, for the run's log
+        member = Member(seed, result, member_data, member_config, member_settings,
+                        recorder.recording if recorder else None)
         members.append(member)
         if on_member is not None:
             on_member(i, member)
@@ -215,18 +198,19 @@ def _kept(data: LoadedDataset, members: list[Member], keep: str, resplit_each: b
 
 def ensemble_figures(model, data: LoadedDataset, validation: bool = True) -> dict:
     """The ensemble's one row of figures: loss (cross-entropy) and accuracy on the training split and, when
-    ``validation``, on the validation split (None otherwise), as a history row of epoch 1."""
+    ``validation``, on the validation split with its number of images (its interval's), as a history row of
+    epoch 1; without, the validation figures are None."""
     row = {"epoch": 1}
     splits = (("", data.train_index), ("val_", data.val_index if validation else data.val_index[:0]))
     for prefix, index in splits:
         loss, acc = _loss_and_accuracy(model, data, index)
         row[f"{prefix}loss"], row[f"{prefix}accuracy"] = loss, acc
+    if row["val_accuracy"] is not None:
+        row["val_images"] = len(data.val_index)
     return row
 
 
 def _loss_and_accuracy(model, data: LoadedDataset, index) -> tuple[float | None, float | None]:
-    from ..model.inspection import predict_in_chunks
-
     if len(index) == 0:
         return None, None
 
@@ -238,39 +222,3 @@ def _loss_and_accuracy(model, data: LoadedDataset, index) -> tuple[float | None,
     labels = np.asarray(data.labels)[index]
     picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
     return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == labels).mean())
-
-
-
-def group_runs(runs, repeats: Repeats, run_ids, *, ensemble_id: str | None, class_names, dataset_path, preset: str,
-               layers, batch_losses=None) -> list:
-    """The runs a Train ×N adds after ``runs``: one per member (ids ``run_ids``), and the ensemble's (``ensemble_id``)
-    when one was kept; all in one group (the first member's id), each with the group's spread. The member kept as
-    the best says so in its kept sentence. Their weights are not kept yet (``Run.file`` is None), as ``new_run``'s.
-
-    Args:
-        batch_losses: each member's batch-loss line (``Run.batch_loss``), when drawn.
-    """
-    group, spread = run_ids[0], repeats.spread.to_json()
-    out = []
-    for i, (member, run_id) in enumerate(zip(repeats.members, run_ids)):
-        kept = member.result.kept_message
-        if repeats.best == i:
-            kept = f"{kept} {repeats.message}".strip()
-        out.append(new_run([*runs, *out], run_id, class_names=class_names, dataset=member.config,
-                           dataset_path=dataset_path, preset=preset, layers=layers, settings=member.settings,
-                           history=member.result.history, best_epoch=member.result.best_epoch, kept_message=kept,
-                           batch_loss=batch_losses[i] if batch_losses else (), group=group, spread=spread))
-    if repeats.kept == "ensemble":
-        if ensemble_id is None:
-            raise ValueError("an ensemble's run needs an id")
-        first = repeats.finished[0]
-        out.append(new_run([*runs, *out], ensemble_id, class_names=class_names, dataset=first.config,
-                           dataset_path=dataset_path, preset=preset, layers=layers, settings=first.settings,
-                           history=repeats.history, best_epoch=None, kept_message=repeats.message, group=group,
-                           members=[run_ids[repeats.members.index(m)] for m in repeats.finished], spread=spread))
-    return out
-
-
-def kept_run_id(repeats: Repeats, run_ids, ensemble_id: str | None) -> str:
-    """The id of the run whose model a Train ×N keeps: the ensemble's, or the best member's."""
-    return ensemble_id if repeats.kept == "ensemble" else run_ids[repeats.best]

@@ -60,7 +60,7 @@ class Run:
         probe_dir: a folder of probe files that travels with the run, or None.
         trust: its temperature, calibration and novelty statistics (``core.work.trust.Trust.to_json``, JSON-able),
             None when they were not measured.
-        group: the id of the Train ×N it was one of (``core.training.repeats``), shared by the models it trained
+        group: the id of the Train ×N it was one of (``core.training.repeat_runs``), shared by the models it trained
             and the ensemble it kept; None for a single training.
         members: an ensemble's member runs (their ids); empty for a run that trained one model.
         spread: its group's spread of validation accuracy (``core.intervals.Spread.to_json``), None outside a group.
@@ -144,10 +144,11 @@ class Run:
         """Whether its model is an ensemble of other runs' models (``core.model.ensemble``)."""
         return bool(self.members)
 
-    def group_text(self) -> str:
-        """What the runs list says of its group: "ensemble of 5 · mean 0.720, 0.513–0.949" ("" for a single run)."""
+    def group_text(self, digits: int = 3) -> str:
+        """What the runs list says of its group: "ensemble of 5 · mean 0.720, 0.513–0.949" ("" for a single run),
+        its figures in ``digits`` decimals."""
         spread = Spread.from_json(self.spread)
-        figures = (f"mean {spread.mean:.3f}, {spread.low:.3f}–{spread.high:.3f}"
+        figures = (f"mean {spread.mean:.{digits}f}, {spread.low:.{digits}f}–{spread.high:.{digits}f}"
                    if spread is not None and spread.values else "")
         what = f"ensemble of {len(self.members)}" if self.members else ("one of ×" + str(len(spread.values))
                                                                           if spread is not None and spread.values else "")
@@ -185,6 +186,13 @@ class Run:
     def at(self, file: str | None, probe_dir: str | None = None) -> "Run":
         """The same run with its weights (and probe files) found elsewhere."""
         return dataclasses.replace(self, file=file, probe_dir=probe_dir if probe_dir is not None else self.probe_dir)
+
+    def kept_at(self, kept: "KeptRun | None") -> "Run":
+        """The same run with the weights and probe recording the engine wrote for it (``kept``; None: as it is)."""
+        if kept is None:
+            return self
+        run = self.at(kept.file)
+        return run.with_probes(kept.probes, kept.probe_dir) if kept.probe_dir is not None else run
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_json(self) -> dict:

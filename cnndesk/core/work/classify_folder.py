@@ -62,7 +62,7 @@ class FolderRow:
     path: str
     top: list[tuple[str, float]] = field(default_factory=list)  # (class, calibrated probability), best first
     flags: tuple[str, ...] = ()
-    unlikeness: float | None = None  # the novelty score (squared Mahalanobis distance); None without statistics
+    unlikeness: float | None = None  # NoveltyStats.scores: -ln p of its least likely signal; None without statistics
     error: str | None = None
     thumbnail: Any = field(default=None, repr=False, compare=False)  # a small uint8 picture, when asked for
 

@@ -1,24 +1,42 @@
-""""Unlike anything I learned": how far an image's features are from the training data.
+""""Unlike anything I learned": how far an image is from the training data.
 
 Following Lee et al. ("A Simple Unified Framework for Detecting
 Out-of-Distribution Samples and Adversarial Attacks", 2018) an image is
 described by several *signals* (from :class:`.trust.ModelHeads`): the model's
-penultimate activations (the input of its last layer), and for a few of its
+penultimate activations (the input of its last layer), for a few of its
 conv/pool layers the mean and the standard deviation of each channel over the
-map. In each signal every class is a Gaussian around its training mean, all
-sharing one covariance (:class:`ClassGaussians`), and the signal's score is the
-squared Mahalanobis distance to the nearest class mean.
+map, and the statistics of the image's own pixels (:func:`image_signals`:
+brightness, contrast, how much neighbouring pixels agree, and for a colour
+model how colourful it is). In each signal every class is a Gaussian around
+its training mean, all sharing one covariance (:class:`ClassGaussians`), and
+the signal's score is the squared Mahalanobis distance to the nearest class
+mean.
 
 The penultimate features alone say how far an image is from what the last
 layer tells apart; a model trained on a few dozen photos per class spreads
 them so widely that other pictures fall inside the cloud. The lower layers'
 channel statistics say whether the image has the colours, edges and textures
-of the training images (a grey digit, noise or a flat picture does not). The
-image's score (:class:`NoveltyStats`) is the largest of its signals' scores,
-each divided by that signal's median on the validation images, and the
-threshold is the validation images' ``coverage`` quantile (95 %) of that
-score, so that 95 % of the model's own held-out images pass and an image
-scoring above it is flagged "unlike training". Figures: docs/putting-to-work.md.
+of the training images, and the pixels what no layer of a small model
+measures well: a grey picture given to a model of colour photographs, pixel
+noise given to a model of smooth pictures.
+
+Signals of different lengths and tails are put on one footing as
+probabilities (:meth:`ClassGaussians.log_tail`): how likely an image like the
+training ones scores at least this much in that signal, from the scores of
+*reference* images: the validation images and the training images scored
+out of fold (each fifth by the Gaussians of the other four fifths, so that the
+training images count as new ones; :class:`CrossFitMoments`). A few dozen
+validation images alone say little about a tail; with the training images
+out of fold there are a few hundred. The tail is the normal one of the scores'
+cube roots (Wilson and Hilferty's approximation of a scaled chi-square). An
+image's *unlikeness* (:meth:`NoveltyStats.scores`) is ``-ln p`` of its least
+likely signal, and it is flagged "unlike training" above the threshold: the
+larger of the Bonferroni level ``-ln((1 - coverage) / signals)`` (so that an
+image like the reference ones is flagged with probability at most
+``1 - coverage`` if the tails are right) and the validation images'
+split-conformal ``coverage`` quantile (so that at least ``coverage`` (95 %)
+of the model's own held-out images pass however wrong the tails are).
+Figures: docs/putting-to-work.md.
 
 To keep the statistics small enough for ``project.json`` whatever the model,
 for each signal:
@@ -33,13 +51,19 @@ for each signal:
   image lit up where no training image was (noise, another kind of picture)
   is far even when its leading coordinates look ordinary.
 
+Statistics saved before the tails (each signal's score divided by its
+validation median, the largest of them against a threshold) still read and
+score as they did.
+
 Plain NumPy, no TensorFlow. The statistics are gathered a chunk of images at a
-time (:class:`FeatureMoments`), so a large training split is never held whole.
+time (:class:`FeatureMoments`), so a large training split is never held whole
+(out of fold, at most ``OUT_OF_FOLD_IMAGES`` of its images are kept, projected).
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -58,6 +82,65 @@ EIGEN_FLOOR = 1e-3
 COVERAGE = 0.95
 #: the seed of the random projection
 PROJECTION_SEED = 20170601
+#: the folds the training images are scored out of
+FOLDS = 5
+#: the most training images kept (projected) to be scored out of fold
+OUT_OF_FOLD_IMAGES = 2000
+#: the names of the signals of the image's own pixels: their tones, and for a colour model their colourfulness
+PIXELS, COLOUR = "pixels", "colour"
+
+
+def image_signal_names(channels: int) -> list[str]:
+    """The signals of an image's own pixels (:func:`image_signals`) for a model of ``channels`` channels."""
+    return [PIXELS, COLOUR] if channels == 3 else [PIXELS]
+
+
+def image_signals(images_uint8) -> list[np.ndarray]:
+    """The signals of prepared uint8 images' own pixels (n, H, W, C), named by :func:`image_signal_names`.
+
+    ``pixels`` (n, 2 C + 2): per channel the mean and the logarithm of the standard deviation (0..1 pixel values),
+    and for the grey image (the channels' mean) how much each pixel agrees with its right and its lower neighbour
+    (lag-1 autocorrelation: near 1 for smooth pictures and upscaled small ones, near 0 for pixel noise).
+    ``colour`` (n, 1), for a colour image: the logarithm of its mean colourfulness (each pixel's largest channel
+    less its smallest), a signal of its own so that a grey picture given to a model of colour photographs is far
+    from all of them (within the tones, one number among nine, it would not be).
+    """
+    x = np.asarray(images_uint8, dtype=np.float64) / 255.0
+    if x.ndim == 3:
+        x = x[None]
+    n, channels = len(x), x.shape[-1]
+    grey = x.mean(-1)
+    variance = grey.var(axis=(1, 2)) + 1e-4  # a flat image agrees with its neighbours
+    across = 1 - (np.diff(grey, axis=2) ** 2).mean(axis=(1, 2)) / (2 * variance)
+    down = 1 - (np.diff(grey, axis=1) ** 2).mean(axis=(1, 2)) / (2 * variance)
+    tones = np.concatenate([x.mean(axis=(1, 2)), np.log(x.std(axis=(1, 2)) + 1 / 255), across[:, None],
+                            down[:, None]], axis=1).reshape(n, -1)
+    if channels != 3:
+        return [tones.astype(np.float32)]
+    colour = np.log((x.max(-1) - x.min(-1)).mean(axis=(1, 2)) + 2 / 255)[:, None]
+    return [tones.astype(np.float32), colour.astype(np.float32)]
+
+
+def signal_reason(source: str) -> str:
+    """What is unlike the training images in an image whose least likely signal is ``source``, in words."""
+    if source == PIXELS:
+        return "Its brightness, contrast or grain is unlike that of the training images."
+    if source == COLOUR:
+        return "Its colours are unlike those of the training images (a grey picture is, to a model of colour ones)."
+    if source == "penultimate":
+        return "What the model's last layer sees in it is unlike every class it learned."
+    return f"The patterns its layer {source} sees are unlike those of the training images."
+
+
+def log_normal_tail(z) -> np.ndarray:
+    """ln P(Z >= z) of a standard normal Z, accurate far out in the tail, (n,) float64."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(z)
+    near = z < 5
+    out[near] = np.log(np.maximum([0.5 * math.erfc(v / math.sqrt(2)) for v in z[near]], 1e-300))
+    far = z[~near]  # Mills' ratio: P(Z >= z) = phi(z) / z (1 - 1/z^2 + 3/z^4 - ...)
+    out[~near] = -far ** 2 / 2 - np.log(far * math.sqrt(2 * math.pi)) + np.log1p(-1 / far ** 2 + 3 / far ** 4)
+    return out
 
 
 def projection(dims: int, kept: int, seed: int = PROJECTION_SEED) -> np.ndarray | None:
@@ -92,19 +175,91 @@ class FeatureMoments:
         return _project(features, self.dims, self.matrix)
 
     def add(self, features, labels) -> None:
-        x = self.project(features)
+        self.add_projected(self.project(features), labels)
+
+    def add_projected(self, x: np.ndarray, labels) -> None:
+        """Add features already projected (:meth:`project`)."""
         labels = np.asarray(labels, dtype=np.int64)
         np.add.at(self.counts, labels, 1)
         np.add.at(self.sums, labels, x)
         self.scatter += x.T @ x
 
+    def merged(self, others: Sequence["FeatureMoments"]) -> "FeatureMoments":
+        """These moments with those of ``others`` (of the same signal) added."""
+        out = FeatureMoments.__new__(FeatureMoments)
+        out.dims, out.classes, out.seed, out.matrix, out.kept = self.dims, self.classes, self.seed, self.matrix, self.kept
+        out.counts = self.counts + sum((o.counts for o in others), np.zeros_like(self.counts))
+        out.sums = self.sums + sum((o.sums for o in others), np.zeros_like(self.sums))
+        out.scatter = self.scatter + sum((o.scatter for o in others), np.zeros_like(self.scatter))
+        return out
+
+
+class CrossFitMoments:
+    """The training signals' moments, one :class:`FeatureMoments` per signal and fold, and (projected) up to
+    ``keep`` of the training images, to score them out of fold.
+
+    The image at position ``i`` of the training split is in fold ``i % folds``; every ``ceil(total / keep)``-th
+    image is kept.
+    """
+
+    def __init__(self, dims: Sequence[int], classes: int, total: int, folds: int = FOLDS,
+                 keep: int = OUT_OF_FOLD_IMAGES):
+        self.folds = int(folds)
+        self.moments = [[FeatureMoments(d, classes) for _ in range(self.folds)] for d in dims]
+        self.every = max(1, math.ceil(int(total) / max(int(keep), 1)))
+        self.kept: list[list[np.ndarray]] = [[] for _ in dims]  # per signal, chunks of projected kept images
+        self.kept_folds: list[np.ndarray] = []
+        self.seen = 0
+
+    def project(self, signals) -> list[np.ndarray]:
+        """Each signal's (n, dims) features as the scores see them."""
+        return [m[0].project(x) for m, x in zip(self.moments, signals)]
+
+    def add(self, signals, labels) -> None:
+        """The next images of the training split: their signals (a list of (n, dims) arrays) and labels."""
+        labels = np.asarray(labels, dtype=np.int64)
+        position = self.seen + np.arange(len(labels))
+        fold = position % self.folds
+        keep = position % self.every == 0
+        for moments, x, kept in zip(self.moments, signals, self.kept):
+            x = moments[0].project(x)
+            for f in range(self.folds):
+                rows = fold == f
+                if rows.any():
+                    moments[f].add_projected(x[rows], labels[rows])
+            kept.append(x[keep])
+        self.kept_folds.append(fold[keep])
+        self.seen += len(labels)
+
+    def whole(self) -> list[FeatureMoments]:
+        """Each signal's moments over all the training images."""
+        return [m[0].merged(m[1:]) for m in self.moments]
+
+    def out_of_fold(self, components: int = COMPONENTS) -> np.ndarray:
+        """(kept images, signals) scores of the kept training images, each by the Gaussians of the other folds;
+        (0, signals) when a fold's complement is too small to describe."""
+        folds = np.concatenate(self.kept_folds) if self.kept_folds else np.zeros(0, np.int64)
+        out = np.zeros((len(folds), len(self.moments)))
+        for j, (moments, kept) in enumerate(zip(self.moments, self.kept)):
+            x = np.concatenate(kept) if kept else np.zeros((0, moments[0].kept))
+            for f in range(self.folds):
+                others = [m for g, m in enumerate(moments) if g != f]
+                rest = others[0].merged(others[1:])
+                if rest.counts.sum() < 2:
+                    return np.zeros((0, len(self.moments)))
+                rows = folds == f
+                if rows.any():
+                    out[rows, j] = fit_gaussians(rest, components).scores_of_projected(x[rows])
+        return out
+
 
 @dataclass
 class ClassGaussians:
-    """One signal's class means and shared covariance (leading eigenvectors + residual variance), and its scale.
+    """One signal's class means and shared covariance (leading eigenvectors + residual variance), and its tail.
 
-    ``scale`` is the signal's median score on the validation images: dividing by it puts signals of different
-    lengths on one footing before the largest is taken.
+    ``tail`` is the mean and standard deviation of the cube roots of the reference images' scores
+    (:meth:`log_tail`). Statistics saved before the tails have ``scale`` instead, the signal's median score on
+    the validation images, which their scores are divided by.
     """
 
     dims: int  # length of the signal
@@ -115,7 +270,8 @@ class ClassGaussians:
     variances: np.ndarray  # (k,) their eigenvalues
     residual_variance: float  # the mean of the other eigenvalues
     scale: float = 1.0
-    source: str = "penultimate"  # "penultimate", or the layer whose channel statistics these are
+    source: str = "penultimate"  # "penultimate", a layer whose channel statistics these are, "pixels", "colour"
+    tail: tuple[float, float] | None = None
 
     def __post_init__(self):
         self._matrix = projection(self.dims, self.kept, self.seed)
@@ -127,6 +283,17 @@ class ClassGaussians:
     def scores(self, features) -> np.ndarray:
         """The squared Mahalanobis distance of each image to its nearest class mean, (n,) float64."""
         return self.scores_of_projected(self.project(features))
+
+    def log_tail(self, scores) -> np.ndarray:
+        """ln of the probability that an image like the reference ones scores at least ``scores`` in this signal,
+        (n,) float64 (<= 0): the normal tail of the cube root of the score (Wilson and Hilferty)."""
+        mean, std = self.tail
+        return log_normal_tail((np.cbrt(np.asarray(scores, dtype=np.float64)) - mean) / std)
+
+    def set_tail(self, reference_scores) -> None:
+        """The tail of the reference images' scores (at least two)."""
+        roots = np.cbrt(np.asarray(reference_scores, dtype=np.float64))
+        self.tail = (float(roots.mean()), max(float(roots.std()), 1e-6 * abs(float(roots.mean())), 1e-12))
 
     def scores_of_projected(self, x: np.ndarray) -> np.ndarray:
         if not len(x):
@@ -147,7 +314,8 @@ class ClassGaussians:
 
         return {"source": self.source, "dims": self.dims, "seed": self.seed, "kept": self.kept,
                 "means": pack(self.means), "components": pack(self.components), "variances": pack(self.variances),
-                "residual_variance": self.residual_variance, "scale": self.scale}
+                "residual_variance": self.residual_variance, "scale": self.scale,
+                **({} if self.tail is None else {"tail": list(self.tail)})}
 
     @classmethod
     def from_json(cls, d: dict) -> "ClassGaussians":
@@ -164,6 +332,11 @@ class ClassGaussians:
             g = cls(int(d["dims"]), int(d["seed"]), int(d["kept"]), unpack(d["means"]), unpack(d["components"]),
                     unpack(d["variances"]), float(d["residual_variance"]), float(d.get("scale", 1.0)),
                     str(d.get("source", "penultimate")))
+            if d.get("tail") is not None:
+                mean, std = (float(v) for v in d["tail"])
+                if not (np.isfinite(mean) and std > 0):
+                    raise ValueError("a tail of no spread")
+                g.tail = (mean, std)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"not novelty statistics: {e}") from None
         if g.means.shape[1:] != (g.kept,) or g.components.shape[1:] != (g.kept,) or not g.scale > 0:
@@ -174,33 +347,51 @@ class ClassGaussians:
 @dataclass
 class NoveltyStats:
     """The signals' statistics (:class:`ClassGaussians`, in the order of :class:`.trust.ModelHeads`' signals) and
-    the threshold of the combined score.
+    the threshold of the unlikeness.
 
     JSON-able through :meth:`to_json` / :meth:`from_json` (arrays as base64 float32: a few hundred kB at most).
+    Statistics saved before the tails (no signal has one) score as they did: the largest of the signals' scores
+    divided by their scales.
     """
 
     signals: list[ClassGaussians]
     threshold: float = float("inf")  # scores above it are flagged
     coverage: float = COVERAGE
 
+    @property
+    def has_tails(self) -> bool:
+        return all(g.tail is not None for g in self.signals)
+
     def signal_scores(self, signals) -> np.ndarray:
-        """Each signal's score divided by its scale, (n, signals) float64; ``signals`` as ModelHeads gives them
-        (a list of (n, dims) arrays, penultimate first; further ones than these statistics describe are ignored)."""
+        """How unlike the reference images each image is in each signal, (n, signals) float64: ``-ln p``, p the
+        probability that an image like them scores at least as much (for statistics saved before the tails, the
+        signal's score divided by its scale). ``signals`` as ModelHeads gives them (a list of (n, dims) arrays,
+        penultimate first; further ones than these statistics describe are ignored)."""
         if len(signals) < len(self.signals):
             raise ValueError(f"{len(signals)} signals given; these statistics take {len(self.signals)}")
+        if self.has_tails:
+            return np.stack([-g.log_tail(g.scores(x)) for g, x in zip(self.signals, signals)], axis=1)
         return np.stack([g.scores(x) / g.scale for g, x in zip(self.signals, signals)], axis=1)
 
     def scores(self, signals) -> np.ndarray:
-        """How unlike the training images each image is: the largest of its scaled signal scores, (n,) float64."""
+        """How unlike the training images each image is: that of its least likely signal, (n,) float64."""
         return self.signal_scores(signals).max(axis=1)
 
     def unlike(self, signals) -> np.ndarray:
         """Which images are flagged "unlike training": (n,) bool."""
         return self.scores(signals) > self.threshold
 
+    def reasons(self, signals) -> list[str]:
+        """Why each image is flagged, in words: its least likely signal (:func:`signal_reason`); "" for an image
+        that is not flagged."""
+        scores = self.signal_scores(signals)
+        return [signal_reason(self.signals[int(row.argmax())].source) if row.max() > self.threshold else ""
+                for row in scores]
+
     def to_json(self) -> dict:
-        return {"method": "mahalanobis-signals", "signals": [g.to_json() for g in self.signals],
-                "threshold": self.threshold, "coverage": self.coverage}
+        return {"method": "mahalanobis-signal-tails" if self.has_tails else "mahalanobis-signals",
+                "signals": [g.to_json() for g in self.signals], "threshold": self.threshold,
+                "coverage": self.coverage}
 
     @classmethod
     def from_json(cls, d: dict) -> "NoveltyStats":
@@ -218,6 +409,8 @@ class NoveltyStats:
             raise ValueError(f"not novelty statistics: {e}") from None
         if not stats.signals:
             raise ValueError("novelty statistics without a signal")
+        if any(g.tail is not None for g in signals) and not stats.has_tails:
+            raise ValueError("novelty statistics with some signals' tails missing")
         return stats
 
 
@@ -252,30 +445,37 @@ def fit_gaussians(moments: FeatureMoments, components: int = COMPONENTS, source:
                           values[:k] + floor, residual, source=source)
 
 
-def fit_novelty(moments: Sequence[FeatureMoments], reference: Sequence[np.ndarray], sources: Sequence[str] = (),
+def fit_novelty(cross: CrossFitMoments, validation: Sequence[np.ndarray] = (), sources: Sequence[str] = (),
                 coverage: float = COVERAGE, components: int = COMPONENTS) -> NoveltyStats:
-    """The statistics of the training signals gathered in ``moments`` (one per signal), scaled and thresholded on
-    ``reference``: each signal's projected features (``FeatureMoments.project``) of the validation images (of
-    the training images when there is no validation split).
+    """The statistics of the training signals gathered in ``cross``, their tails and threshold from the reference
+    images: ``validation``, each signal's projected features (``CrossFitMoments.project``) of the validation
+    images (empty without a validation split), and the kept training images scored out of fold.
 
-    Each signal's scale is its median score on the reference images; the threshold lets ``coverage`` of them
-    pass (:func:`set_threshold`).
+    The threshold (:func:`set_threshold`) lets ``coverage`` of the validation images pass (of the training images
+    out of fold without a validation split), and is at least the Bonferroni level of ``coverage``.
+
+    Raises:
+        ValueError: fewer than two training images, or no reference image.
     """
-    names = list(sources) or ["penultimate"] + [f"layer {i}" for i in range(1, len(moments))]
-    signals = [fit_gaussians(m, components, name) for m, name in zip(moments, names)]
-    for g, x in zip(signals, reference):
-        median = float(np.median(g.scores_of_projected(x))) if len(x) else 1.0
-        g.scale = median if median > 0 else 1.0
+    names = list(sources) or ["penultimate"] + [f"layer {i}" for i in range(1, len(cross.moments))]
+    signals = [fit_gaussians(m, components, name) for m, name in zip(cross.whole(), names)]
+    held = np.stack([g.scores_of_projected(x) for g, x in zip(signals, validation)], axis=1) \
+        if len(validation) and len(validation[0]) else np.zeros((0, len(signals)))
+    folded = cross.out_of_fold(components)
+    reference = np.concatenate([folded, held])
+    if len(reference) < 2:
+        raise ValueError("too few images to tell how far new ones fall")
+    for j, g in enumerate(signals):
+        g.set_tail(reference[:, j])
     stats = NoveltyStats(signals)
-    if len(reference) and len(reference[0]):
-        combined = np.stack([g.scores_of_projected(x) / g.scale for g, x in zip(signals, reference)], 1).max(1)
-        set_threshold(stats, combined, coverage)
-    return stats
+    calibration = held if len(held) else folded
+    unlikeness = np.stack([-g.log_tail(calibration[:, j]) for j, g in enumerate(signals)], axis=1).max(axis=1)
+    return set_threshold(stats, unlikeness, coverage)
 
 
 def set_threshold(stats: NoveltyStats, reference_scores, coverage: float = COVERAGE) -> NoveltyStats:
-    """``stats`` with the threshold that lets ``coverage`` of new images like the reference ones (their combined
-    scores) pass."""
+    """``stats`` with the threshold that lets ``coverage`` of new images like the reference ones (their
+    unlikeness) pass; with tails, at least the Bonferroni level ``-ln((1 - coverage) / signals)``."""
     scores = np.asarray(reference_scores, dtype=np.float64)
     # the split-conformal quantile (Vovk et al.; Angelopoulos and Bates 2021): the ceil((n + 1) coverage)-th
     # smallest of the n scores, so that a new image like them passes with probability at least ``coverage``
@@ -284,6 +484,11 @@ def set_threshold(stats: NoveltyStats, reference_scores, coverage: float = COVER
     n = len(scores)
     level = min(1.0, np.ceil((n + 1) * coverage) / n) if n else 1.0
     at = float(np.quantile(scores, level, method="inverted_cdf")) if n else float("inf")
+    # with a few dozen validation images the quantile is their largest score, or one that happened to be low: the
+    # tails then say how unlike an image must be (so that an image like the reference ones is flagged with
+    # probability at most 1 - coverage however many signals, if the tails are right)
+    if stats.has_tails and coverage < 1:
+        at = max(at, -math.log((1 - coverage) / len(stats.signals)))
     stats.threshold = at + 1e-6 * abs(at)
     stats.coverage = float(coverage)
     return stats

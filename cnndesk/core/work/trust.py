@@ -2,14 +2,16 @@
 
 :func:`measure_trust` runs after training, on the dataset the model was trained
 on: the training split gives the class means and shared covariance of the
-penultimate features (:mod:`.novelty`), the validation split the temperature
-(:mod:`.calibration`), the calibration figures before and after it, and the
-threshold above which an image is "unlike training". The result, a
+novelty signals (:mod:`.novelty`) and, scored out of fold, most of the images
+their tails are measured on; the validation split the temperature
+(:mod:`.calibration`), the calibration figures before and after it, the rest
+of those images, and the threshold above which an image is "unlike training". The result, a
 :class:`Trust`, is JSON-able and is kept with the run (``Run.trust``).
 
 :class:`ModelHeads` gives, in one compiled forward pass, the two things both
 need from any model cnndesk opens: the novelty signals (the penultimate
-features and the channel statistics of a few conv/pool layers) and the logits
+features, the channel statistics of a few conv/pool layers and the image's own
+pixel statistics) and the logits
 (the scores before the softmax or sigmoid). Exports fold the temperature into
 the model (:mod:`cnndesk.core.model.temperature`).
 
@@ -32,7 +34,7 @@ from ..model.calibration import calibration_report, softmax
 from ..model.inspection import EVALUATION_CHUNK, activation_name, preprocessing_for_model
 from ..model.taps import trace_taps
 from ..tasks import TaskState
-from .novelty import COVERAGE, FeatureMoments, NoveltyStats, fit_novelty
+from .novelty import COVERAGE, CrossFitMoments, fit_novelty, image_signal_names, image_signals, NoveltyStats
 
 #: the smallest probability whose logarithm stands for a logit, when a model gives probabilities only
 _TINY = 1e-37
@@ -64,7 +66,8 @@ class ModelHeads:
     the features, the last layer's input flattened (the logits themselves when
     the graph does not give it), then for up to ``LAYER_SIGNALS`` conv/pool
     layers (``signal_names``) each channel's mean and standard deviation over
-    its map.
+    its map, and last the statistics of the prepared image's own pixels
+    (:func:`.novelty.image_signals`: its tones, and for a colour model its colourfulness).
     """
 
     def __init__(self, model, preprocessing: Preprocessing | None = None):
@@ -81,7 +84,8 @@ class ModelHeads:
         self._last = last
         self.has_features = penultimate is not None
         chosen = signal_layers(len(graph.taps.tensors))
-        self.signal_names = ["penultimate"] + [graph.taps.names[i] for i in chosen]
+        self.signal_names = ["penultimate"] + [graph.taps.names[i] for i in chosen] + \
+            image_signal_names(self.preprocessing.input_shape[-1])
         taps = [graph.taps.tensors[i] for i in chosen]
         outs = [penultimate if penultimate is not None else graph.output, graph.output, *taps]
         self._graph = keras.Model(graph.inputs, outs, name="cnndesk_heads")
@@ -118,11 +122,11 @@ class ModelHeads:
     def __call__(self, images_uint8: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """(signals: a list of (n, dims) float32 arrays, the penultimate features first; logits (n, classes)
         float32) of prepared uint8 images (n, H, W, C)."""
-        x = self.preprocessing.pixel_values(np.asarray(images_uint8))
-        if x.ndim == 3:
-            x = x[None]
-        signals, logits = self._fn(tf.convert_to_tensor(x))
-        return [s.numpy() for s in signals], logits.numpy()
+        images = np.asarray(images_uint8)
+        if images.ndim == 3:
+            images = images[None]
+        signals, logits = self._fn(tf.convert_to_tensor(self.preprocessing.pixel_values(images)))
+        return [s.numpy() for s in signals] + image_signals(images), logits.numpy()
 
 
 @dataclass
@@ -176,12 +180,13 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
                   heads: ModelHeads | None = None) -> Trust:
     """The temperature, calibration and novelty statistics of ``model`` on its dataset ``data`` (a ``LoadedDataset``).
 
-    One forward pass over the training split (novelty means and covariance)
-    and one over the validation split (temperature, calibration before and
-    after, novelty threshold at ``coverage``), a chunk at a time. Without a
-    validation split the temperature stays 1 and the threshold comes from the
-    training images. ``heads``: the model's :class:`ModelHeads` when the caller
-    keeps one (it is traced here for every batch size).
+    One forward pass over the training split (novelty means and covariance,
+    and the training images scored out of fold) and one over the validation
+    split (temperature, calibration before and after, novelty threshold at
+    ``coverage``), a chunk at a time. Without a validation split the
+    temperature stays 1 and the threshold comes from the training images out
+    of fold. ``heads``: the model's :class:`ModelHeads` when the caller keeps
+    one (it is traced here for every batch size).
 
     Raises:
         Cancelled: ``state`` asked to stop (between chunks).
@@ -189,7 +194,7 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
     heads = heads or ModelHeads(model, data.preprocessing)
     train, val = np.asarray(data.train_index), np.asarray(data.val_index)
     total, done = max(len(train) + len(val), 1), 0
-    moments: list[FeatureMoments] = []
+    cross: CrossFitMoments | None = None
 
     def step(n):
         nonlocal done
@@ -200,10 +205,10 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
             state.set_progress_value(100.0 * done / total)
 
     def gather(signals, labels) -> None:
-        if not moments:
-            moments.extend(FeatureMoments(x.shape[1], heads.classes) for x in signals)
-        for m, x in zip(moments, signals):
-            m.add(x, labels)
+        nonlocal cross
+        if cross is None:
+            cross = CrossFitMoments([x.shape[1] for x in signals], heads.classes, len(train) or len(val))
+        cross.add(signals, labels)
 
     if state is not None:
         state.set_status("Measuring how far the model's answers can be trusted…")
@@ -213,10 +218,10 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
     logits, projected, labels_seen = [], [], []
     for images, labels in _chunks(data, val):
         signals, z = heads(images)
-        if not moments:  # no training images: the validation ones describe the classes
+        if not len(train):  # no training images: the validation ones describe the classes
             gather(signals, labels)
         logits.append(z)
-        projected.append([m.project(x) for m, x in zip(moments, signals)])
+        projected.append(cross.project(signals))
         labels_seen.append(labels)
         step(len(labels))
     notes = []
@@ -230,20 +235,18 @@ def measure_trust(model, data, state: TaskState | None = None, coverage: float =
                      f"{trust.calibration['ece_after']:.1%} after.")
     else:
         notes.append("No validation split: the probabilities are not calibrated (temperature 1).")
-    if moments and moments[0].counts.sum() >= 2:
-        if projected:
-            reference = [np.concatenate([p[i] for p in projected]) for i in range(len(moments))]
-            notes.append(f"Unlike training: images farther from every class than {coverage:.0%} of the validation "
-                         "images are flagged.")
+    if cross is not None and cross.seen >= 2:
+        reference = [np.concatenate([p[i] for p in projected]) for i in range(len(cross.moments))] \
+            if projected and len(train) else []
+        try:
+            trust.novelty = fit_novelty(cross, reference, heads.signal_names, coverage)
+        except ValueError as e:  # too few images to score out of fold
+            notes.append(f"Unlike training: not measured ({e}).")
         else:
-            reference = [[] for _ in moments]
-            for images, _ in _chunks(data, train):
-                for i, (m, x) in enumerate(zip(moments, heads(images)[0])):
-                    reference[i].append(m.project(x))
-            reference = [np.concatenate(r) for r in reference]
-            notes.append(f"Unlike training: without a validation split the threshold lets {coverage:.0%} of the "
-                         "training images pass, which sit closer to their classes; more new images are flagged.")
-        trust.novelty = fit_novelty(moments, reference, heads.signal_names, coverage)
+            notes.append(f"Unlike training: an image is flagged when its least likely signal is less likely than "
+                         f"for {coverage:.0%} of the "
+                         + ("validation images." if reference else "training images (scored out of fold: there is "
+                            "no validation split)."))
     return trust
 
 
