@@ -150,6 +150,46 @@ def test_a_stocked_spare_trains_exactly_as_a_new_model_without_tracing(trained, 
         [r[k] for r in new.history for k in keys], abs=1e-6)
 
 
+@pytest.mark.slow
+def test_runs_on_traced_spares_leave_tensorflows_compiled_steps_in_place(data, monkeypatch):
+    """Setting TensorFlow's global seed empties its caches of instantiated functions and kernels: every run did
+    (``keras.utils.set_random_seed``), so the first batch of a run on a traced spare instantiated its train step
+    again, five times a later batch (docs/training-speed.md)."""
+    from tensorflow.python import pywrap_tfe
+
+    from cnndesk.core.training.model_pool import ModelPool
+
+    settings = TrainingSettings(**SETTINGS)
+    pool = ModelPool()
+    train(data, preset("seed"), settings, pool=pool)  # the first run of a process may set the global seed once
+    emptied = []
+    empty = pywrap_tfe.TFE_ContextClearCaches
+    monkeypatch.setattr(pywrap_tfe, "TFE_ContextClearCaches", lambda handle: (emptied.append(1), empty(handle)))
+    for seed in (11, 12, 11):  # another seed, as Train xN gives each of its models
+        run = TrainingSettings(**{**SETTINGS, "seed": seed, "epochs": 1})
+        assert pool.stock(data, preset("seed"), run)
+        train(data, preset("seed"), run, pool=pool)
+    assert pool.reused == 3 and emptied == []
+
+
+@pytest.mark.slow
+def test_the_seed_decides_a_run_whatever_ran_before_it(trained, data):
+    import random
+
+    import keras
+
+    new, _ = trained
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    keras.utils.set_random_seed(99)  # other code seeding and drawing in the same process
+    random.random(), np.random.rand(), keras.random.uniform((2,)), keras.random.uniform((2,), seed=3)
+    again = train(data, preset("seed"), TrainingSettings(**SETTINGS))
+    assert [r[k] for r in again.history for k in keys] == pytest.approx(
+        [r[k] for r in new.history for k in keys], abs=1e-6)
+    other = train(data, preset("seed"), TrainingSettings(**{**SETTINGS, "seed": 12}))
+    assert [r[k] for r in other.history for k in keys] != pytest.approx(
+        [r[k] for r in new.history for k in keys], abs=1e-6)
+
+
 class CancelAfterFirstBatch(Recorder):
     def __init__(self, state):
         super().__init__()
@@ -534,6 +574,25 @@ def test_a_small_folder_gets_the_epochs_that_make_the_minimum_number_of_steps(ap
     assert planned_epochs(TrainingSettings(epochs=500), 4) == 500
     with pytest.raises(UserError, match="minimum number of training steps"):
         TrainingSettings(min_steps=-1).validate()
+
+
+@pytest.mark.slow
+def test_the_deeper_preset_learns_small_handwritten_digits(tmp_path):
+    """Its BatchNormalization layers' moving statistics, which the validation pass and every later prediction use,
+    followed the batches' too slowly (Keras's momentum 0.99) for the few hundred steps of a small folder: the
+    validation accuracy stayed at chance while the training accuracy rose, and early stopping ended the run."""
+    from PIL import Image
+
+    from lookalikes import stroke_digits
+
+    images, labels = stroke_digits(30, seed=0, side=32)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (tmp_path / str(label)).mkdir(exist_ok=True)
+        Image.fromarray(image).save(tmp_path / str(label) / f"{i:03d}.png")
+    data = load_dataset(tmp_path, DatasetConfig(Preprocessing((32, 32), "grayscale"), seed=3))
+    result = train(data, preset("deeper"), TrainingSettings(epochs=10, min_steps=0))  # 80 steps
+    assert _val_accuracy(result.model, data) >= 0.6  # chance is 0.1
+    assert result.chance_message is None
 
 
 @pytest.mark.slow

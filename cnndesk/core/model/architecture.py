@@ -23,6 +23,12 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
 #: layer kinds that compute in float32 under any dtype policy: the model's head (pooling or flattening the last
 #: maps into one vector, dropout, the dense layers and the softmax), cheap beside the convolutions
 FLOAT32_KINDS = ("GlobalAveragePooling2D", "Flatten", "Dropout", "Dense")
+#: how much of its moving mean and variance a BatchNormalization layer keeps at each training step (PyTorch's
+#: default; Keras's, 0.99, weighs the statistics of a random start still by a half after 70 steps and a quarter
+#: after 140, so on a small folder's few hundred steps the validation pass and every prediction normalised with
+#: figures far from the batches': a deeper model stayed at chance on held-out images while it learned its training
+#: images, docs/training-speed.md)
+BATCH_NORM_MOMENTUM = 0.9
 #: the training precisions a run may be given: "auto" picks per CPU (``core.training.precision``)
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -527,7 +533,7 @@ def build_model(layers: list[LayerSpec], input_shape: tuple[int, int, int], num_
             layer = keras.layers.AveragePooling2D(int(p["pool_size"]), strides=int(p["strides"]) or None,
                                                   padding=p["padding"], name=name)
         elif spec.kind == "BatchNormalization":
-            layer = keras.layers.BatchNormalization(name=name)
+            layer = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=name)
         elif spec.kind == "Dropout":
             layer = keras.layers.Dropout(float(p["rate"]), name=name, dtype="float32")
         elif spec.kind == "Flatten":

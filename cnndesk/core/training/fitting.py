@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import keras
-
 from ..data.dataset import LoadedDataset
 from ..data.pipeline import make_tf_dataset, release_tf_dataset, steps_for
 from ..errors import UserError
@@ -26,6 +24,7 @@ from ..model.backbones import find_backbone
 from ..tasks import TaskState
 from .devices import distribution_scope, mirrored_note, replica_count, several_devices
 from .precision import choose_precision, copy_optimizer_state, policy_during, with_policy
+from .seeding import seed_run
 from .progress import Reporter, StartTimes, Stopped, TaskReports, TrainingListener, TrainResult
 from .stopping import BestWeights, EarlyStop, explain, stopping_plan
 from .transfer import train_transfer
@@ -79,7 +78,7 @@ def train(
     times.mark("called")
     settings.validate()
     listener = listener or TaskReports(state)
-    keras.utils.set_random_seed(settings.seed)
+    seed_run(settings.seed)
     n_train = len(data.train_index)
     if n_train == 0:
         raise UserError("The training split is empty: lower the validation split or add images.")

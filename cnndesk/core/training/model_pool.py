@@ -24,6 +24,7 @@ from collections import OrderedDict
 from ..model.architecture import build_model, compile_model
 from .devices import distribution_scope, several_devices
 from .precision import choose_precision, policy_during
+from .seeding import seed_run
 
 #: how many models' initial values the pool remembers (one per layer stack and seed last trained)
 INITIAL_VALUES_KEPT = 2
@@ -166,8 +167,6 @@ class ModelPool:
         Returns:
             whether a spare was made (False: ``keep`` were here already, or several GPUs).
         """
-        import keras
-
         from .fitting import trace_steps
 
         if several_devices(settings.device) or self.spares(layers, data.preprocessing.input_shape,
@@ -176,7 +175,7 @@ class ModelPool:
         graph, compiled = _key(layers, data.preprocessing.input_shape, data.num_classes, settings)
         with distribution_scope(settings.device), policy_during(choose_precision(settings.precision, settings.device)):
             # seeded as ``train`` seeds before it builds: the run that takes the spare finds its initial values here
-            keras.utils.set_random_seed(settings.seed)
+            seed_run(settings.seed)
             model = self._build(layers, data.preprocessing.input_shape, data.num_classes, graph)
             self._compile(model, settings, graph, compiled)
             trace_steps(model, data, settings.batch_size)

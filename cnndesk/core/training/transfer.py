@@ -30,6 +30,7 @@ from ..tasks import TaskState
 from .progress import Reporter, StartTimes, Stopped, TaskReports, TrainingListener, TrainResult
 from ..library_warnings import quiet_tensorflow_logger
 from .devices import distribution_scope
+from .seeding import seed_run
 
 #: the training-log sentence of each head-training path (tests and the benchmark look for these words)
 CACHED_PATH = "cached backbone features"
@@ -66,7 +67,7 @@ def train_transfer(data: LoadedDataset, layers: list[LayerSpec], settings: Train
     times.mark("called")
     settings.validate()
     listener = listener or TaskReports(state)
-    keras.utils.set_random_seed(settings.seed)
+    seed_run(settings.seed)
     if len(data.train_index) == 0:
         raise UserError("The training split is empty: lower the validation split or add images.")
     fine_tune = int(layers[0].full_params()["fine_tune"]) if has_backbone(layers) else 0
