@@ -20,7 +20,7 @@ from cnndesk.core.data.images import decode_image, Preprocessing
 from cnndesk.core.data.fixes import ChangeLog
 from cnndesk.core.tasks import TaskState
 from cnndesk.core.training.fitting import train
-from cnndesk.core.work.trust import measure_trust, ModelHeads, Trust
+from cnndesk.core.work.trust import image_statistics, measure_trust, ModelHeads, Trust
 from cnndesk.core.work.novelty import NoveltyStats
 
 from conftest import write_dataset
@@ -300,3 +300,24 @@ def test_the_heads_of_many_models_never_make_tensorflow_warn_of_retracing(caplog
                 signals, logits = heads(np.zeros((n, 16, 16, 1), np.uint8))
                 assert logits.shape == (n, 3)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_the_pixel_signals_are_the_images_tones_grain_and_colourfulness():
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    flat = np.full((16, 16, 3), 128, np.uint8)
+    grey_ramp = np.repeat(np.repeat(np.linspace(0, 255, 16).astype(np.uint8)[None, :, None], 16, 0), 3, 2)
+    images = np.stack([noise, flat, grey_ramp])
+    tones, colour = (t.numpy() for t in image_statistics(images))
+    x = images / 255.0
+    assert tones.shape == (3, 8) and colour.shape == (3, 1)
+    np.testing.assert_allclose(tones[:, :3], x.mean(axis=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(tones[:, 3:6], np.log(x.std(axis=(1, 2)) + 1 / 255), atol=1e-4)
+    assert abs(tones[0, 6]) < 0.2 and abs(tones[0, 7]) < 0.2  # pixel noise: neighbours do not agree
+    assert tones[1, 6] == pytest.approx(1.0) and tones[1, 7] == pytest.approx(1.0)  # a flat image agrees
+    assert tones[2, 6] > 0.9 and tones[2, 7] == pytest.approx(1.0)  # a smooth ramp across, constant down
+    np.testing.assert_allclose(colour[:, 0], np.log((x.max(-1) - x.min(-1)).mean(axis=(1, 2)) + 2 / 255),
+                               atol=1e-5)
+    assert colour[1, 0] == colour[2, 0] < colour[0, 0]  # grey pictures have no colour; noise has
+    (grey_tones,) = image_statistics(images[..., :1])
+    assert grey_tones.shape == (3, 4)

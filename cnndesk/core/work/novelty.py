@@ -5,7 +5,7 @@ Out-of-Distribution Samples and Adversarial Attacks", 2018) an image is
 described by several *signals* (from :class:`.trust.ModelHeads`): the model's
 penultimate activations (the input of its last layer), for a few of its
 conv/pool layers the mean and the standard deviation of each channel over the
-map, and the statistics of the image's own pixels (:func:`image_signals`:
+map, and the statistics of the image's own pixels (:func:`image_signal_names`:
 brightness, contrast, how much neighbouring pixels agree, and for a colour
 model how colourful it is). In each signal every class is a Gaussian around
 its training mean, all sharing one covariance (:class:`ClassGaussians`), and
@@ -91,34 +91,17 @@ PIXELS, COLOUR = "pixels", "colour"
 
 
 def image_signal_names(channels: int) -> list[str]:
-    """The signals of an image's own pixels (:func:`image_signals`) for a model of ``channels`` channels."""
-    return [PIXELS, COLOUR] if channels == 3 else [PIXELS]
+    """The signals of an image's own pixels for a model of ``channels`` channels, computed in the model's own
+    forward pass (:meth:`.trust.ModelHeads`):
 
-
-def image_signals(images_uint8) -> list[np.ndarray]:
-    """The signals of prepared uint8 images' own pixels (n, H, W, C), named by :func:`image_signal_names`.
-
-    ``pixels`` (n, 2 C + 2): per channel the mean and the logarithm of the standard deviation (0..1 pixel values),
-    and for the grey image (the channels' mean) how much each pixel agrees with its right and its lower neighbour
-    (lag-1 autocorrelation: near 1 for smooth pictures and upscaled small ones, near 0 for pixel noise).
-    ``colour`` (n, 1), for a colour image: the logarithm of its mean colourfulness (each pixel's largest channel
-    less its smallest), a signal of its own so that a grey picture given to a model of colour photographs is far
-    from all of them (within the tones, one number among nine, it would not be).
+    ``pixels`` (2 C + 2 numbers): per channel the mean and the logarithm of the standard deviation (0..1 pixel
+    values), and for the grey image (the channels' mean) how much each pixel agrees with its right and its lower
+    neighbour (lag-1 autocorrelation: near 1 for smooth pictures and upscaled small ones, near 0 for pixel noise).
+    ``colour`` (1 number), for a colour image: the logarithm of its mean colourfulness (each pixel's largest
+    channel less its smallest), a signal of its own so that a grey picture given to a model of colour
+    photographs is far from all of them (within the tones, one number among nine, it would not be).
     """
-    x = np.asarray(images_uint8, dtype=np.float64) / 255.0
-    if x.ndim == 3:
-        x = x[None]
-    n, channels = len(x), x.shape[-1]
-    grey = x.mean(-1)
-    variance = grey.var(axis=(1, 2)) + 1e-4  # a flat image agrees with its neighbours
-    across = 1 - (np.diff(grey, axis=2) ** 2).mean(axis=(1, 2)) / (2 * variance)
-    down = 1 - (np.diff(grey, axis=1) ** 2).mean(axis=(1, 2)) / (2 * variance)
-    tones = np.concatenate([x.mean(axis=(1, 2)), np.log(x.std(axis=(1, 2)) + 1 / 255), across[:, None],
-                            down[:, None]], axis=1).reshape(n, -1)
-    if channels != 3:
-        return [tones.astype(np.float32)]
-    colour = np.log((x.max(-1) - x.min(-1)).mean(axis=(1, 2)) + 2 / 255)[:, None]
-    return [tones.astype(np.float32), colour.astype(np.float32)]
+    return [PIXELS, COLOUR] if channels == 3 else [PIXELS]
 
 
 def signal_reason(source: str) -> str:
