@@ -46,7 +46,7 @@ def test_a_failing_step_is_named_and_the_cli_selftest_exits_1(qapp, monkeypatch,
     from cnndesk.core.model import export
     from cnndesk.core.errors import UserError
 
-    def full_disk(model, fmt, out, class_names=None):
+    def full_disk(model, fmt, out, class_names=None, temperature=None):
         raise UserError(f"No space left on the device to write {Path(out).name}.")
 
     monkeypatch.setattr(export, "export_model", full_disk)
