@@ -109,7 +109,8 @@ def signal_reason(source: str) -> str:
     if source == PIXELS:
         return "Its brightness, contrast or grain is unlike that of the training images."
     if source == COLOUR:
-        return "Its colours are unlike those of the training images (a grey picture is, to a model of colour ones)."
+        return ("Its colourfulness is unlike that of the training images (a colour picture to a model of grey ones, "
+                "or a grey picture to a model of colour ones).")
     if source == "penultimate":
         return "What the model's last layer sees in it is unlike every class it learned."
     return f"The patterns its layer {source} sees are unlike those of the training images."
