@@ -141,6 +141,18 @@ def thumbnail_of(image: np.ndarray, side: int) -> np.ndarray:
     return np.ascontiguousarray(image[::step, ::step])
 
 
+def decoding_threads() -> int:
+    """How many threads decode images a batch ahead of the model: one fewer than the cores this process may use
+    (at least 1, at most 8), so that decoding does not crowd out the model's own threads and the window's. On 2
+    cores, 2 decoding threads made the window's longest stall 53-90 ms against 30-45 ms with 1, for 1.02x
+    against 0.93x the images/s of a plain predict loop (benchmarks/folder_window.py, docs/performance.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    return min(8, max(1, cores - 1))
+
+
 def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Sequence[str], trust=None, k: int = 3,
                    batch_size: int = BATCH, state: TaskState | None = None, not_sure_below: float = NOT_SURE_BELOW,
                    workers: int | None = None, thumbnails: int = 0) -> Iterator[FolderRow]:
@@ -164,7 +176,7 @@ def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Seque
     novelty = getattr(trust, "novelty", None)
     pre = heads.preprocessing
     total = len(files)
-    workers = workers or min(8, os.cpu_count() or 2)
+    workers = workers or decoding_threads()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         def submit(start: int):
             return [pool.submit(decode_or_reason, Path(f), pre) for f in files[start:start + batch_size]]
