@@ -383,7 +383,7 @@ class EngineWorker(QObject):
         names = self.inspector.class_names if self.inspector is not None else None
         trust = self._trusts.get(self.model)  # the export gives the probabilities the app shows
         return str(export_model(self.model, fmt, out, names,
-                                temperature=trust.temperature if trust is not None and trust.calibrated else None))
+                                temperature=trust.temperature if trust is not None else None))  # 1 when declined
 
     def set_class_names(self, names) -> list[str]:
         ins = self._need_inspector()

@@ -68,7 +68,6 @@ class FolderRow:
     flags: tuple[str, ...] = ()
     unlikeness: float | None = None  # NoveltyStats.scores: -ln p of its least likely signal; None without statistics
     error: str | None = None
-    thumbnail: Any = field(default=None, repr=False, compare=False)  # a small uint8 picture, when asked for
 
     @property
     def predicted(self) -> str | None:
@@ -155,7 +154,7 @@ def decoding_threads() -> int:
 
 def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Sequence[str], trust=None, k: int = 3,
                    batch_size: int = BATCH, state: TaskState | None = None, not_sure_below: float = NOT_SURE_BELOW,
-                   workers: int | None = None, thumbnails: int = 0) -> Iterator[FolderRow]:
+                   workers: int | None = None) -> Iterator[FolderRow]:
     """One :class:`FolderRow` per file, in order, decoded ``batch_size`` at a time a batch ahead of the model.
 
     Args:
@@ -164,8 +163,6 @@ def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Seque
         trust: a :class:`.trust.Trust` (temperature, novelty statistics), or None: probabilities as the model
             gives them, no "unlike training" flag.
         k: classes kept per row (at least 2, so every row has a second class).
-        thumbnails: when above 0, each row keeps the image as the model saw it, at most this many pixels a side
-            (:func:`thumbnail_of`), for a table to show.
 
     Raises:
         Cancelled: ``state`` asked to stop; the rows yielded before stay valid.
@@ -205,8 +202,7 @@ def classify_files(files: Sequence[str | os.PathLike], heads, class_names: Seque
                     if scores is not None and scores[j] > novelty.threshold:
                         flags.append(UNLIKE)
                     rows[i] = FolderRow(str(files[start + i]), top, tuple(flags),
-                                        None if scores is None else float(scores[j]),
-                                        thumbnail=thumbnail_of(decoded[i], thumbnails) if thumbnails else None)
+                                        None if scores is None else float(scores[j]))
             yield from rows
             if state is not None:
                 state.set_progress_value(100.0 * min(start + batch_size, total) / max(total, 1))
@@ -476,7 +472,7 @@ class RowColumns:
         self.count = n + m
 
     def row(self, i: int) -> FolderRow:
-        """Row ``i`` as a :class:`FolderRow` (without a thumbnail)."""
+        """Row ``i`` as a :class:`FolderRow`."""
         if not 0 <= i < self.count:
             raise IndexError(i)
         error = self.errors.get(i)
